@@ -1,0 +1,52 @@
+// One error type for the whole library. Only a program's main() catches it and
+// maps its kind to an exit code (see exit_code_for); the library never prints or exits.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace lm {
+
+enum class ErrorKind {
+  Usage,        // bad option value or combination: exit 2
+  Io,           // cannot open/read/write a file: exit 1
+  Data,         // malformed or inconsistent input data: exit 1
+  Unsupported,  // valid input that this build cannot handle yet: exit 1
+  Runtime,      // numerical failure, resource exhaustion: exit 1
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message, std::string hint = {})
+      : std::runtime_error(message), kind_(kind), hint_(std::move(hint)) {}
+  ErrorKind kind() const noexcept { return kind_; }
+  const std::string& hint() const noexcept { return hint_; }
+
+ private:
+  ErrorKind kind_;
+  std::string hint_;
+};
+
+// The single place where error kinds become process exit codes.
+inline int exit_code_for(ErrorKind kind) { return kind == ErrorKind::Usage ? 2 : 1; }
+
+// cat("got ", n, ", expected ", m): message building without iostream noise at call sites.
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+
+// 'name' quoted the way git quotes paths and keys in messages.
+inline std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+[[noreturn]] inline void fail(ErrorKind kind, const std::string& message, std::string hint = {}) {
+  throw Error(kind, message, std::move(hint));
+}
+[[noreturn]] inline void fail_data(const std::string& message) { fail(ErrorKind::Data, message); }
+[[noreturn]] inline void fail_usage(const std::string& message) { fail(ErrorKind::Usage, message); }
+[[noreturn]] void fail_io(const std::string& what, const std::string& path);  // appends strerror(errno)
+
+}  // namespace lm

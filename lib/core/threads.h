@@ -1,0 +1,11 @@
+// One thread pool for everything: OpenBLAS's OpenMP build runs on the same OpenMP
+// runtime as lmkit's own parallel loops, so setting the OpenMP thread count sets both.
+#pragma once
+
+namespace lm {
+
+int available_cores();           // cores this process may run on (affinity-aware)
+void set_threads(int n);         // n <= 0 means available_cores()
+int thread_count();              // what set_threads last established
+
+}  // namespace lm

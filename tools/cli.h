@@ -1,0 +1,41 @@
+// CLI glue shared by every lm-* program: CLI11 setup, common options, the mapping
+// from lm::Error to "lm-x: error: ..." and exit codes, and stdout hygiene.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace lm::cli {
+
+class Tool {
+ public:
+  Tool(std::string name, const std::string& description);
+
+  CLI::App& app() { return app_; }
+  const std::string& name() const { return name_; }
+
+  // --threads N (default: all cores); applied before the body runs.
+  void add_threads_option();
+  // -q/--quiet, counted.
+  void add_quiet_option();
+
+  int threads = 0;
+  int quiet = 0;
+
+  // Parses argv, runs `body`, and turns every failure into a message and an exit code:
+  // 0 ok, 1 runtime/data/io, 2 usage (CLI11 parse errors included).
+  int run(int argc, char** argv, const std::function<int()>& body);
+
+ private:
+  std::string name_;
+  CLI::App app_;
+  bool threads_option_ = false;
+};
+
+bool stdout_is_terminal();
+bool stderr_is_terminal();
+// zstd's rule: refuse binary data on a terminal unless forced. `path` "-" means stdout.
+void refuse_binary_on_terminal(const std::string& path, bool force);
+
+}  // namespace lm::cli
