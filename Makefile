@@ -4,13 +4,12 @@ BUILD      ?= build
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
-GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 BIN        := $(BUILD)/bin
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git clang libclang-rt-14-dev \
                 libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd \
-                libgtest-dev bats bats-support bats-assert python3
+                libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils
 
 .PHONY: all build deps test test-asan fuzz demo install clean
 
@@ -19,24 +18,21 @@ all: build
 deps:
 	@scripts/install-deps $(DEB_PACKAGES)
 
-$(BUILD)/build.ninja $(BUILD)/Makefile:
-	@scripts/install-deps $(DEB_PACKAGES)
-	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release
-
-build: $(BUILD)/build.ninja
+build: deps
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
-	cmake -S . -B build-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DLMKIT_SANITIZE=ON -DLMKIT_NATIVE=ON
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLMKIT_SANITIZE=ON -DLMKIT_NATIVE=ON
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
 fuzz: deps
-	CXX=clang++ cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMKIT_FUZZ=ON \
+	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMKIT_FUZZ=ON \
 	  -DLMKIT_TESTS=OFF -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
 	cmake --build build-fuzz -j $(JOBS)
 	@set -e; for f in build-fuzz/fuzz/fuzz_*; do \

@@ -42,10 +42,10 @@ json parse_rejecting_duplicates(const char* begin, const char* end, const std::s
   json j;
   try {
     j = json::parse(begin, end, callback);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for number overflow
     std::string what = e.what();
-    const auto pos = what.find("parse error");
-    fail_data(cat(quote(file), ": header is not valid JSON: ", pos == std::string::npos ? what : what.substr(pos)));
+    const auto pos = what.find("] ");
+    fail_data(cat(quote(file), ": header is not valid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2)));
   }
   if (!duplicate.empty()) fail_data(cat(quote(file), ": duplicate key ", quote(duplicate), " in header"));
   return j;

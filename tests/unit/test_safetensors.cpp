@@ -116,6 +116,7 @@ TEST(SafeTensors, RejectsEveryMalformation) {
       {make_file(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", 8), "overflow"},
       {make_file(R"({"x":[1,2]})", 0), "is not an object"},
       {make_file("{\"\xff\":1}", 0), "not valid JSON"},  // invalid UTF-8
+      {make_file(R"({"x":{"dtype":"F32","shape":[1e99999],"data_offsets":[0,8]}})", 8), "not valid JSON"},  // number overflow (found by fuzzing)
   };
   for (const auto& c : cases) {
     const std::string err = parse_error(c.bytes);
