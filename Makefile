@@ -7,9 +7,11 @@ FUZZ_SECONDS ?= 30
 BIN        := $(BUILD)/bin
 
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git clang libclang-rt-14-dev \
+DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git \
                 libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd \
                 libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils
+
+FUZZ_PACKAGES := clang libclang-rt-14-dev
 
 .PHONY: all build deps test test-asan fuzz demo install clean
 
@@ -32,13 +34,14 @@ test-asan: deps
 	  ctest --output-on-failure -j $(JOBS)
 
 fuzz: deps
+	@scripts/install-deps $(FUZZ_PACKAGES)
 	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMKIT_FUZZ=ON \
 	  -DLMKIT_TESTS=OFF -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
 	cmake --build build-fuzz -j $(JOBS)
 	@set -e; for f in build-fuzz/fuzz/fuzz_*; do \
 	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
 	  echo "== $$name ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus/$$name tests/fuzz/seeds/$$name; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=build-fuzz/ build-fuzz/corpus/$$name tests/fuzz/seeds/$$name; \
 	done
 
 demo: build
