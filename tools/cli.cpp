@@ -16,6 +16,7 @@ namespace lm::cli {
 Tool::Tool(std::string name, const std::string& description) : name_(std::move(name)), app_(description, name_) {
   app_.set_version_flag("--version", name_ + " (lmkit) " + std::string(kVersion));
   app_.get_formatter()->column_width(32);
+  app_.option_defaults()->always_capture_default();  // --help shows every default
 }
 
 void Tool::add_threads_option() {
@@ -37,7 +38,7 @@ void print_option_list(const CLI::App& app) {
     for (const auto& s : opt->get_snames()) names += (names.empty() ? "-" : " -") + s;
     for (const auto& l : opt->get_lnames()) names += (names.empty() ? "--" : " --") + l;
     if (names.empty()) names = opt->get_name();  // positional
-    const bool takes_value = opt->get_type_size_max() > 0 || opt->get_expected_max() > 1;
+    const bool takes_value = opt->get_items_expected_max() > 0;
     std::cout << names << '\t' << (opt->get_positional() ? "positional" : takes_value ? "value" : "flag") << '\t'
               << opt->get_description() << '\n';
   }

@@ -1,0 +1,45 @@
+// Measurement for lm-bench: timing with warm-up and repeats, the machine's limits
+// (sgemm throughput, memory read bandwidth), and CPU facts for reports.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace lm {
+
+struct TimingStats {
+  int repeats = 0;
+  double median = 0, min = 0, max = 0, mean = 0, stddev = 0;  // seconds
+};
+
+// Runs fn `warmup` times untimed, then `repeats` times timed (monotonic clock).
+TimingStats measure(const std::function<void()>& fn, int warmup, int repeats);
+
+struct SgemmBench {
+  int64_t m = 0, n = 0, k = 0;
+  bool trans_b = false;
+  TimingStats time;
+  double gflops = 0;  // at the median time
+};
+// C[m,n] = A[m,k] @ op(B): op(B) = B^T with trans_b (the weight orientation of a linear layer).
+SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup, int repeats);
+
+struct BandwidthBench {
+  size_t bytes = 0;
+  TimingStats time;
+  double gbytes_per_s = 0;  // at the median time
+};
+// Parallel read of a buffer of `bytes` (use several times the last-level cache).
+BandwidthBench bench_read_bandwidth(size_t bytes, int warmup, int repeats);
+
+struct CpuInfo {
+  std::string model;
+  int cores = 0;          // available to this process
+  std::vector<std::string> simd;  // avx2, avx512f, fma, ...
+};
+CpuInfo cpu_info();
+
+}  // namespace lm
