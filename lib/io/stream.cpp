@@ -136,8 +136,16 @@ class FileSink final : public ByteSink {
       return;
     }
     struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      fail(ErrorKind::Io, cat("cannot write ", quote(path), ": is a directory"));
+    const bool exists = ::stat(path.c_str(), &st) == 0;
+    if (exists && S_ISDIR(st.st_mode)) fail(ErrorKind::Io, cat("cannot write ", quote(path), ": is a directory"));
+    if (exists && !S_ISREG(st.st_mode)) {
+      // A device, FIFO or socket (/dev/null, a named pipe): written in place. Renaming a
+      // temporary file over it would replace the device node with a regular file.
+      fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd_ < 0) fail_io("cannot open", path);
+      in_place_ = true;
+      return;
+    }
     const size_t slash = path.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
     const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -151,6 +159,7 @@ class FileSink final : public ByteSink {
     ::fchmod(fd_, 0644 & ~current_umask());
   }
   ~FileSink() override {
+    if (in_place_ && fd_ >= 0) ::close(fd_);
     if (!tmp_.empty()) {
       if (fd_ >= 0) ::close(fd_);
       ::unlink(tmp_.c_str());
@@ -168,6 +177,12 @@ class FileSink final : public ByteSink {
   }
   void finish() override {
     flush();
+    if (in_place_) {
+      const int fd = fd_;
+      fd_ = -1;
+      if (::close(fd) != 0) fail_io("cannot write", path_);
+      return;
+    }
     if (tmp_.empty()) return;  // stdout
     if (::close(fd_) != 0) {
       fd_ = -1;
@@ -205,6 +220,7 @@ class FileSink final : public ByteSink {
 
   std::string path_, tmp_;
   int fd_ = -1;
+  bool in_place_ = false;  // a non-regular file, written directly
   std::vector<uint8_t> buf_;
 };
 
