@@ -1,0 +1,123 @@
+#include "tokenizer/tokenizer.h"
+
+#include <charconv>
+
+#include "core/error.h"
+#include "tokenizer/byte_v1.h"
+
+namespace lm {
+
+const char* eos_mode_name(EosMode m) {
+  switch (m) {
+    case EosMode::Soma: return "soma";
+    case EosMode::Always: return "always";
+    case EosMode::Never: return "never";
+  }
+  return "unknown";
+}
+
+std::optional<EosMode> eos_mode_from_name(std::string_view name) {
+  for (auto m : {EosMode::Soma, EosMode::Always, EosMode::Never})
+    if (name == eos_mode_name(m)) return m;
+  return std::nullopt;
+}
+
+const char* token_output_format_name(TokenOutputFormat f) {
+  switch (f) {
+    case TokenOutputFormat::Stream: return "stream";
+    case TokenOutputFormat::Text: return "text";
+    case TokenOutputFormat::Jsonl: return "jsonl";
+  }
+  return "unknown";
+}
+
+std::optional<TokenOutputFormat> token_output_format_from_name(std::string_view name) {
+  for (auto f : {TokenOutputFormat::Stream, TokenOutputFormat::Text, TokenOutputFormat::Jsonl})
+    if (name == token_output_format_name(f)) return f;
+  return std::nullopt;
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind) {
+  if (kind == TokenizerKind::ByteV1) return std::make_unique<ByteV1Tokenizer>();
+  fail(ErrorKind::Unsupported, cat("the ", tokenizer_kind_name(kind), " tokenizer is not available in this build yet"));
+}
+
+std::unique_ptr<Tokenizer> tokenizer_for_decoding(const TokenizerSpec& spec, const std::string& what) {
+  if (spec.kind == TokenizerKind::Raw) return make_tokenizer(TokenizerKind::ByteV1);
+  if (spec.kind == TokenizerKind::ByteV1) require_same_tokenizer(byte_v1::spec(), spec, what);
+  return make_tokenizer(spec.kind);
+}
+
+namespace {
+template <class T>
+void append_array(std::vector<char>& line, const char* key, const std::vector<T>& values) {
+  line.insert(line.end(), key, key + std::char_traits<char>::length(key));
+  line.push_back('[');
+  char num[24];
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) line.push_back(',');
+    const auto r = std::to_chars(num, num + sizeof(num), values[i]);
+    line.insert(line.end(), num, r.ptr);
+  }
+  line.push_back(']');
+}
+}  // namespace
+
+void JsonlSequenceWriter::write_record(const uint32_t* tokens, size_t n, uint64_t start) {
+  tokenizer_.make_sequence(tokens, n, start, max_seq_len_, seq_);
+  line_.clear();
+  append_array(line_, "{\"token_ids\":", seq_.token_ids);
+  append_array(line_, ",\"targets\":", seq_.targets);
+  append_array(line_, ",\"pos_ids\":", seq_.pos_ids);
+  line_.push_back('}');
+  line_.push_back('\n');
+  sink_.write(line_.data(), line_.size());
+}
+
+void JsonlSequenceWriter::finish() { sink_.finish(); }
+
+std::unique_ptr<RecordSink> make_record_sink(TokenOutputFormat format, ByteSink& sink, const Tokenizer& tokenizer,
+                                             size_t max_seq_len) {
+  switch (format) {
+    case TokenOutputFormat::Stream: return std::make_unique<TokenStreamWriter>(sink, tokenizer.spec());
+    case TokenOutputFormat::Text: return std::make_unique<TextRecordWriter>(sink);
+    case TokenOutputFormat::Jsonl: return std::make_unique<JsonlSequenceWriter>(sink, tokenizer, max_seq_len);
+  }
+  fail_usage("unknown token output format");
+}
+
+EncodeStats tokenize_files(Tokenizer& tokenizer, const std::vector<std::string>& paths, const EncodeOptions& opts,
+                           RecordSink& out) {
+  EncodeStats stats;
+  for (const std::string& path : paths) {
+    const auto src = open_raw_input(path);  // bytes as they are: a compressed file is tokenized compressed
+    tokenizer.encode_document(*src, opts, out, stats);
+  }
+  return stats;
+}
+
+DecodeStats decode_files(const std::vector<std::string>& paths, const TokenReadOptions& opts, ByteSink& out) {
+  DecodeStats stats;
+  TokenChunk chunk;
+  std::vector<uint8_t> bytes;
+  for (const std::string& path : paths) {
+    const auto reader = open_token_reader(path, opts);
+    const auto tokenizer = tokenizer_for_decoding(reader->spec(), quote(reader->name()));
+    while (reader->next(chunk)) {
+      bytes.clear();
+      const size_t n = chunk.tokens.size();
+      const size_t done = tokenizer->decode(chunk.tokens.data(), n, bytes);
+      if (done < n)
+        fail_data(cat(quote(reader->name()), ": cannot decode record ", chunk.record, " at position ",
+                      chunk.start + done, ": ", tokenizer->describe_token(chunk.tokens[done])));
+      out.write(bytes.data(), bytes.size());
+      stats.tokens += n;
+      stats.bytes += bytes.size();
+      stats.records += chunk.last ? 1 : 0;
+    }
+    ++stats.inputs;
+  }
+  return stats;
+}
+
+}  // namespace lm

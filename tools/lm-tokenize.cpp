@@ -1,0 +1,115 @@
+// lm-tokenize: bytes to a token stream with the soma V1 byte-level tokenizer, and back
+// with --decode. Each input file (or stdin) is one document; see man/lm-tokenize.1.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "core/error.h"
+#include "io/stream.h"
+#include "io/tokstream.h"
+#include "tokenizer/byte_v1.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+// Fails (Io) before any output is written when an input cannot be read.
+void check_readable(const std::string& path) {
+  if (path == "-") return;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || ::access(path.c_str(), R_OK) != 0) lm::fail_io("cannot open", path);
+  if (S_ISDIR(st.st_mode)) lm::fail(lm::ErrorKind::Io, lm::cat("cannot read ", lm::quote(path), ": is a directory"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  lm::cli::Tool tool("lm-tokenize",
+                     "Tokenize files (each one document) into a token stream with the soma V1 byte-level "
+                     "tokenizer, or turn token streams back into bytes with --decode.");
+  CLI::App& app = tool.app();
+
+  std::vector<std::string> files;
+  std::string output = "-";
+  size_t max_seq_len = lm::byte_v1::kMaxSeqLen;
+  std::string eos_name = "soma", format_name = "stream", input_format_name = "auto";
+  bool no_eos = false, decode = false, force = false;
+  int zstd_level = 0;
+
+  app.add_option("FILE", files, "Input files, each one document ('-' = stdin; default: stdin)");
+  app.add_option("-o,--output", output, "Write to FILE (atomically: temporary file, then rename); '-' = stdout")
+      ->type_name("FILE");
+  CLI::Option* seq_opt =
+      app.add_option("--max-seq-len", max_seq_len, "Tokens per record (sequence), 1..2147483647 (default: 8192, soma V1)")
+          ->type_name("N")
+          ->check(CLI::Range(size_t{1}, size_t{lm::tokstream::kMaxRecordTokens}));
+  CLI::Option* eos_opt = app.add_option("--eos", eos_name, "End-of-document token: soma (after a final chunk with "
+                                                            "room), always, never (default: soma)")
+                             ->type_name("MODE")
+                             ->check(CLI::IsMember({"soma", "always", "never"}));
+  CLI::Option* no_eos_opt = app.add_flag("--no-eos", no_eos, "No end-of-document token (same as --eos never)")
+                                ->excludes(eos_opt);
+  CLI::Option* format_opt = app.add_option("--format", format_name, "Output: stream (binary token stream), text "
+                                                                    "(one record per line), jsonl (soma sequences)")
+                                ->type_name("FORMAT")
+                                ->check(CLI::IsMember({"stream", "text", "jsonl"}));
+  app.add_flag("--zstd{3}", zstd_level, "Compress the output with zstd at LEVEL 1..19 (--zstd=LEVEL; default 3)")
+      ->check(CLI::Range(1, 19));
+  CLI::Option* decode_opt =
+      app.add_flag("-d,--decode", decode, "Turn token streams, llm.c .bin or raw token files back into bytes")
+          ->excludes(seq_opt)
+          ->excludes(eos_opt)
+          ->excludes(no_eos_opt)
+          ->excludes(format_opt);
+  app.add_option("--input-format", input_format_name, "With --decode: auto (token stream or llm.c), stream, llmc, "
+                                                      "u16 or u32 (headerless nanoGPT tokens)")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"auto", "stream", "llmc", "u16", "u32"}))
+      ->needs(decode_opt);
+  app.add_flag("-f,--force", force, "Write binary output even to a terminal");
+  tool.add_threads_option();
+  tool.add_quiet_option();
+
+  return tool.run(argc, argv, [&]() -> int {
+    if (files.empty()) files.push_back("-");
+    for (const std::string& f : files) check_readable(f);
+    const lm::EosMode eos = no_eos ? lm::EosMode::Never : *lm::eos_mode_from_name(eos_name);
+    const lm::TokenOutputFormat format = *lm::token_output_format_from_name(format_name);
+    const bool binary = zstd_level > 0 || (!decode && format == lm::TokenOutputFormat::Stream);
+    if (binary) lm::cli::refuse_binary_on_terminal(output, force);
+    const bool report = tool.quiet == 0 && lm::cli::stderr_is_terminal();
+
+    std::unique_ptr<lm::ByteSink> sink = lm::open_output(output);
+    if (zstd_level > 0) sink = lm::zstd_sink(std::move(sink), zstd_level);
+
+    if (decode) {
+      lm::TokenReadOptions read_opts;
+      read_opts.format = *lm::token_input_format_from_name(input_format_name);
+      const lm::DecodeStats s = lm::decode_files(files, read_opts, *sink);
+      sink->finish();
+      if (report)
+        std::fprintf(stderr, "lm-tokenize: %llu inputs, %llu tokens in %llu records -> %llu bytes\n",
+                     (unsigned long long)s.inputs, (unsigned long long)s.tokens, (unsigned long long)s.records,
+                     (unsigned long long)s.bytes);
+      return 0;
+    }
+
+    lm::ByteV1Tokenizer tokenizer;
+    lm::EncodeOptions opts;
+    opts.max_seq_len = max_seq_len;
+    opts.eos = eos;
+    const auto records = lm::make_record_sink(format, *sink, tokenizer, max_seq_len);
+    const lm::EncodeStats s = lm::tokenize_files(tokenizer, files, opts, *records);
+    records->finish();
+    if (report)
+      std::fprintf(stderr, "lm-tokenize: %llu documents, %llu bytes -> %llu tokens in %llu records\n",
+                   (unsigned long long)s.documents, (unsigned long long)s.bytes, (unsigned long long)s.tokens,
+                   (unsigned long long)s.records);
+    return 0;
+  });
+}
