@@ -20,6 +20,8 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_seq_len = 8192;
+
+  bool operator==(const RopeScaling&) const = default;
 };
 
 // soma-models V1 SIGReg regulariser on the embeddings (loss = CE + coefficient * SIGReg).
@@ -29,6 +31,8 @@ struct SigRegConfig {
   int64_t points = 17;
   int64_t slices = 256;
   double coefficient = 0.02;
+
+  bool operator==(const SigRegConfig&) const = default;
 };
 
 // Llama 4 style mixture of experts on some layers.
@@ -38,12 +42,19 @@ struct MoEConfig {
   int64_t hidden_dim = 0;       // expert FFN size (0 = the dense F)
   bool shared_expert = false;   // an always-on expert added to the routed output
   int64_t interleave_step = 1;  // layer i is MoE when (i + 1) % interleave_step == 0
+  // Router: a bias-free [E, C] linear; each expert and the shared expert is a SwiGLU (or GELU,
+  // following ffn_type) FFN of size moe_hidden(); the shared expert runs on every token.
+
+  bool operator==(const MoEConfig&) const = default;
 };
 
 // materium: a named condition projected to C and prepended as an embedding.
+// Its projection is a linear [C, dim] weight plus a [C] bias (torch nn.Linear(dim, C)).
 struct ConditionConfig {
   std::string name;
   int64_t dim = 0;
+
+  bool operator==(const ConditionConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -70,7 +81,11 @@ struct ModelConfig {
   bool attn_bias = false;             // bias in q/k/v/o projections
   bool ffn_bias = false;              // bias in feed-forward projections
   bool qk_norm = false;               // RMSNorm over HS on q and k before RoPE
+  bool qk_norm_weight = true;         // the q/k norms carry a learnable [HS] scale each (shared by the
+                                      // heads); false = Llama 4 / MobileLLM-R1's weightless L2 norm
+                                      // (RoPE preserves the per-head norm, so before/after RoPE agree)
   bool tie_embeddings = false;
+  bool output_bias = false;           // a [V] bias on the classifier (soma V1's predictor)
   bool causal = true;
   bool doc_mask = false;              // attention masked across document boundaries (EOS)
   double logits_soft_cap = 0;         // 0 = off; else cap * tanh(logits / cap)
@@ -114,6 +129,57 @@ struct ModelConfig {
   int64_t moe_hidden() const { return moe.hidden_dim > 0 ? moe.hidden_dim : ffn_hidden(); }
   bool is_moe_layer(int64_t layer) const;
   bool is_nope_layer(int64_t layer) const;
+  // The attention span of a layer: attn_chunk_size on chunked (RoPE) layers, else 0 (unbounded).
+  int64_t layer_chunk(int64_t layer) const { return attn_chunk_size > 0 && !is_nope_layer(layer) ? attn_chunk_size : 0; }
+
+  bool operator==(const ModelConfig&) const = default;
 };
+
+// ---- JSON (keys = field names above; nested structs as nested objects) ----
+//
+// Errors are Data errors that start with the quoted `source` (a file name, or e.g. "preset 'x'"):
+// unknown keys (with the closest known key as a hint), duplicate keys, wrong types naming the
+// key ("'n_heads': expected an integer, got \"six\""), and non-object documents. Missing keys keep
+// their defaults. The result is not validated: call validate().
+ModelConfig config_from_json(const std::string& text, const std::string& source);
+// Every field, resolved (nothing omitted), in declaration order; `indent` < 0 = one line.
+std::string config_to_json(const ModelConfig& cfg, int indent = 2);
+// Every settable key, dotted for nested fields ("rope_scaling.type"), in declaration order.
+std::vector<std::string> config_keys();
+
+// ---- Overrides: "key=value" (--set) ----
+// Nested keys by dots; the value is parsed as JSON when it parses, else taken as a string
+// ("norm_type=layernorm"). Unknown keys and wrong types are Usage errors.
+void apply_override(ModelConfig& cfg, const std::string& assignment);
+void apply_overrides(ModelConfig& cfg, const std::vector<std::string>& assignments);
+// The key of an assignment ("rope_scaling.type=llama3" -> "rope_scaling.type").
+std::string override_key(const std::string& assignment);
+
+// ---- Validation ----
+// Every problem, one message each, e.g. "n_heads (6) is not a multiple of n_kv_heads (4)".
+std::vector<std::string> validation_errors(const ModelConfig& cfg);
+// Throws a Data error "'source': <first problem>" (the others in the hint) when invalid.
+void validate(const ModelConfig& cfg, const std::string& source);
+
+// ---- Features a program can run ----
+// What a program implements beyond a plain Llama/soma model. Programs pass what they run;
+// unsupported_features() names each config feature outside that set, so a program refuses
+// the config ("not supported yet") instead of silently ignoring part of it.
+struct Capabilities {
+  bool moe = false;                 // moe.n_experts > 0
+  bool nope_layers = false;         // nope_layer_interval > 0
+  bool chunked_attention = false;   // attn_chunk_size > 0
+  bool temperature_tuning = false;  // attn_temperature_tuning
+  bool vision = false;              // vision_dim > 0
+  bool conditions = false;          // conditions non-empty
+  bool block_pos_ids = false;       // block_pos_ids
+
+  static Capabilities none() { return {}; }
+  static Capabilities all() { return {true, true, true, true, true, true, true}; }
+};
+// E.g. {"mixture of experts (moe.n_experts = 16)", "NoPE layers (nope_layer_interval = 4)"}.
+std::vector<std::string> unsupported_features(const ModelConfig& cfg, const Capabilities& supported);
+// Throws an Unsupported error "<program> does not support <feature> yet" for the first one.
+void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program);
 
 }  // namespace lm

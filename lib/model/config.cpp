@@ -1,0 +1,509 @@
+// Model config: derived sizes, JSON in/out through one field table, --set overrides,
+// validation and the features a program can refuse.
+#include "model/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+
+namespace lm {
+
+using json = nlohmann::ordered_json;
+
+int64_t ModelConfig::ffn_hidden() const {
+  if (hidden_dim > 0) return hidden_dim;
+  if (ffn_type == "gelu") return 4 * dim;
+  // Meta's llama/model.py FeedForward: int(2 * 4C / 3), times ffn_dim_multiplier, rounded up to multiple_of.
+  int64_t hidden = (8 * dim) / 3;
+  if (ffn_dim_multiplier > 0) hidden = static_cast<int64_t>(ffn_dim_multiplier * static_cast<double>(hidden));
+  if (multiple_of > 0) hidden = multiple_of * ((hidden + multiple_of - 1) / multiple_of);
+  return hidden;
+}
+
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+  return moe.n_experts > 0 && moe.interleave_step > 0 && (layer + 1) % moe.interleave_step == 0;
+}
+
+bool ModelConfig::is_nope_layer(int64_t layer) const {
+  return nope_layer_interval > 0 && (layer + 1) % nope_layer_interval == 0;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The field table: every JSON key, its type and where it lives. Order = output order.
+
+enum class Kind { Int, Double, Bool, String, Conditions };
+
+struct Field {
+  const char* key;  // dotted for nested structs
+  Kind kind;
+  void* (*ref)(ModelConfig&);
+};
+
+#define LM_FIELD(key, member, kind) \
+  Field { key, Kind::kind, [](ModelConfig& c) -> void* { return &c.member; } }
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = {
+      LM_FIELD("name", name, String),
+      LM_FIELD("dim", dim, Int),
+      LM_FIELD("n_layers", n_layers, Int),
+      LM_FIELD("n_heads", n_heads, Int),
+      LM_FIELD("n_kv_heads", n_kv_heads, Int),
+      LM_FIELD("head_dim", head_dim, Int),
+      LM_FIELD("vocab_size", vocab_size, Int),
+      LM_FIELD("hidden_dim", hidden_dim, Int),
+      LM_FIELD("multiple_of", multiple_of, Int),
+      LM_FIELD("ffn_dim_multiplier", ffn_dim_multiplier, Double),
+      LM_FIELD("max_seq_len", max_seq_len, Int),
+      LM_FIELD("norm_type", norm_type, String),
+      LM_FIELD("norm_eps", norm_eps, Double),
+      LM_FIELD("norm_bias", norm_bias, Bool),
+      LM_FIELD("ffn_type", ffn_type, String),
+      LM_FIELD("gelu_approximate", gelu_approximate, String),
+      LM_FIELD("attn_bias", attn_bias, Bool),
+      LM_FIELD("ffn_bias", ffn_bias, Bool),
+      LM_FIELD("qk_norm", qk_norm, Bool),
+      LM_FIELD("qk_norm_weight", qk_norm_weight, Bool),
+      LM_FIELD("tie_embeddings", tie_embeddings, Bool),
+      LM_FIELD("output_bias", output_bias, Bool),
+      LM_FIELD("causal", causal, Bool),
+      LM_FIELD("doc_mask", doc_mask, Bool),
+      LM_FIELD("logits_soft_cap", logits_soft_cap, Double),
+      LM_FIELD("rope_theta", rope_theta, Double),
+      LM_FIELD("rope_scale_factor", rope_scale_factor, Double),
+      LM_FIELD("rope_scaling.type", rope_scaling.type, String),
+      LM_FIELD("rope_scaling.factor", rope_scaling.factor, Double),
+      LM_FIELD("rope_scaling.low_freq_factor", rope_scaling.low_freq_factor, Double),
+      LM_FIELD("rope_scaling.high_freq_factor", rope_scaling.high_freq_factor, Double),
+      LM_FIELD("rope_scaling.original_max_seq_len", rope_scaling.original_max_seq_len, Int),
+      LM_FIELD("dropout", dropout, Double),
+      LM_FIELD("attn_dropout", attn_dropout, Double),
+      LM_FIELD("emb_dropout", emb_dropout, Double),
+      LM_FIELD("sigreg.enabled", sigreg.enabled, Bool),
+      LM_FIELD("sigreg.t_max", sigreg.t_max, Double),
+      LM_FIELD("sigreg.points", sigreg.points, Int),
+      LM_FIELD("sigreg.slices", sigreg.slices, Int),
+      LM_FIELD("sigreg.coefficient", sigreg.coefficient, Double),
+      LM_FIELD("bos_id", bos_id, Int),
+      LM_FIELD("eos_id", eos_id, Int),
+      LM_FIELD("pad_id", pad_id, Int),
+      LM_FIELD("nope_layer_interval", nope_layer_interval, Int),
+      LM_FIELD("attn_chunk_size", attn_chunk_size, Int),
+      LM_FIELD("attn_temperature_tuning", attn_temperature_tuning, Bool),
+      LM_FIELD("attn_floor_scale", attn_floor_scale, Double),
+      LM_FIELD("attn_scale", attn_scale, Double),
+      LM_FIELD("moe.n_experts", moe.n_experts, Int),
+      LM_FIELD("moe.top_k", moe.top_k, Int),
+      LM_FIELD("moe.hidden_dim", moe.hidden_dim, Int),
+      LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
+      LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
+      LM_FIELD("vision_dim", vision_dim, Int),
+      LM_FIELD("conditions", conditions, Conditions),
+      LM_FIELD("block_pos_ids", block_pos_ids, Bool),
+      LM_FIELD("atoms_token_id", atoms_token_id, Int),
+      LM_FIELD("lattice_token_id", lattice_token_id, Int),
+      LM_FIELD("loss_weights", loss_weights, Bool),
+  };
+  return table;
+}
+
+#undef LM_FIELD
+
+const Field* find_field(const std::string& key) {
+  for (const Field& f : fields())
+    if (key == f.key) return &f;
+  return nullptr;
+}
+
+// Prefixes of dotted keys: the nested objects ("rope_scaling", "sigreg", "moe").
+bool is_group(const std::string& key) {
+  const std::string prefix = key + ".";
+  for (const Field& f : fields())
+    if (std::string(f.key).rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "did you mean 'n_heads'?" for the closest known key (within a few edits), else the list hint.
+std::string suggest_key(const std::string& key) {
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  std::vector<std::string> candidates = config_keys();
+  for (const char* g : {"rope_scaling", "sigreg", "moe"}) candidates.emplace_back(g);
+  for (const std::string& k : candidates) {
+    const size_t d = edit_distance(key, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  if (best_d <= std::max<size_t>(2, key.size() / 3)) return "did you mean " + quote(best) + "?";
+  return "known keys: see 'lm-inspect-config --json tiny' for the full list";
+}
+
+std::string describe(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+[[noreturn]] void type_error(ErrorKind kind, const std::string& prefix, const std::string& key, const char* expected,
+                             const json& v) {
+  fail(kind, cat(prefix, quote(key), ": expected ", expected, ", got ", describe(v)));
+}
+
+int64_t to_int(const json& v, ErrorKind kind, const std::string& prefix, const std::string& key) {
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      type_error(kind, prefix, key, "an integer", v);
+    return v.get<int64_t>();
+  }
+  if (v.is_number_float()) {  // 6.0 is an integer; 6.5 is not
+    const double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) return static_cast<int64_t>(d);
+  }
+  type_error(kind, prefix, key, "an integer", v);
+}
+
+void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, const std::string& prefix);
+
+std::vector<ConditionConfig> to_conditions(const json& v, ErrorKind kind, const std::string& prefix) {
+  if (!v.is_array()) type_error(kind, prefix, "conditions", "an array of {\"name\", \"dim\"} objects", v);
+  std::vector<ConditionConfig> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string where = cat("conditions[", i, "]");
+    const json& item = v[i];
+    if (!item.is_object()) type_error(kind, prefix, where, "an object with \"name\" and \"dim\"", item);
+    ConditionConfig c;
+    for (const auto& [k, x] : item.items()) {
+      if (k == "name") {
+        if (!x.is_string()) type_error(kind, prefix, where + ".name", "a string", x);
+        c.name = x.get<std::string>();
+      } else if (k == "dim") {
+        c.dim = to_int(x, kind, prefix, where + ".dim");
+      } else {
+        fail(kind, cat(prefix, "unknown key ", quote(where + "." + k)), "a condition has \"name\" and \"dim\"");
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, const std::string& prefix) {
+  void* p = f.ref(cfg);
+  switch (f.kind) {
+    case Kind::Int:
+      *static_cast<int64_t*>(p) = to_int(v, kind, prefix, f.key);
+      break;
+    case Kind::Double:
+      if (!v.is_number()) type_error(kind, prefix, f.key, "a number", v);
+      *static_cast<double*>(p) = v.get<double>();
+      break;
+    case Kind::Bool:
+      if (!v.is_boolean()) type_error(kind, prefix, f.key, "true or false", v);
+      *static_cast<bool*>(p) = v.get<bool>();
+      break;
+    case Kind::String:
+      if (!v.is_string()) type_error(kind, prefix, f.key, "a string", v);
+      *static_cast<std::string*>(p) = v.get<std::string>();
+      break;
+    case Kind::Conditions:
+      *static_cast<std::vector<ConditionConfig>*>(p) = to_conditions(v, kind, prefix);
+      break;
+  }
+}
+
+// Sets `key` (possibly a group such as "rope_scaling" with an object value, merged key by key).
+void assign(ModelConfig& cfg, const std::string& key, const json& v, ErrorKind kind, const std::string& prefix) {
+  if (const Field* f = find_field(key)) return set_field(cfg, *f, v, kind, prefix);
+  if (is_group(key)) {
+    if (!v.is_object()) type_error(kind, prefix, key, "an object", v);
+    for (const auto& [k, x] : v.items()) assign(cfg, key + "." + k, x, kind, prefix);
+    return;
+  }
+  fail(kind, cat(prefix, "unknown key ", quote(key)), suggest_key(key));
+}
+
+json field_value(const ModelConfig& c, const Field& f) {
+  void* p = f.ref(const_cast<ModelConfig&>(c));
+  switch (f.kind) {
+    case Kind::Int:
+      return *static_cast<const int64_t*>(p);
+    case Kind::Double:
+      return *static_cast<const double*>(p);
+    case Kind::Bool:
+      return *static_cast<const bool*>(p);
+    case Kind::String:
+      return *static_cast<const std::string*>(p);
+    case Kind::Conditions: {
+      json a = json::array();
+      for (const auto& cond : *static_cast<const std::vector<ConditionConfig>*>(p))
+        a.push_back(json{{"name", cond.name}, {"dim", cond.dim}});
+      return a;
+    }
+  }
+  return nullptr;
+}
+
+std::string source_prefix(const std::string& source) { return source.empty() ? "" : quote(source) + ": "; }
+
+}  // namespace
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const Field& f : fields()) keys.emplace_back(f.key);
+  return keys;
+}
+
+ModelConfig config_from_json(const std::string& text, const std::string& source) {
+  const std::string prefix = source_prefix(source);
+  std::vector<std::set<std::string>> keys_per_object;
+  std::vector<std::string> path;  // key path of the objects being parsed, for the message
+  std::string duplicate;
+  std::string last_key;
+  auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        keys_per_object.emplace_back();
+        path.push_back(last_key);
+        break;
+      case json::parse_event_t::object_end:
+        keys_per_object.pop_back();
+        path.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        last_key = parsed.get<std::string>();
+        if (!keys_per_object.back().insert(last_key).second && duplicate.empty()) {
+          std::string full;
+          for (size_t i = 1; i < path.size(); ++i)
+            if (!path[i].empty()) full += path[i] + ".";
+          duplicate = full + last_key;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  json doc;
+  try {
+    doc = json::parse(text, callback);
+  } catch (const json::exception& e) {
+    std::string what = e.what();
+    const auto pos = what.find("] ");
+    fail_data(cat(prefix, "not valid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2)));
+  }
+  if (!duplicate.empty()) fail_data(cat(prefix, "duplicate key ", quote(duplicate)));
+  if (!doc.is_object()) fail_data(cat(prefix, "expected a JSON object, got ", describe(doc)));
+  ModelConfig cfg;
+  for (const auto& [k, v] : doc.items()) assign(cfg, k, v, ErrorKind::Data, prefix);
+  return cfg;
+}
+
+std::string config_to_json(const ModelConfig& cfg, int indent) {
+  json out = json::object();
+  for (const Field& f : fields()) {
+    const std::string key = f.key;
+    const auto dot = key.find('.');
+    if (dot == std::string::npos)
+      out[key] = field_value(cfg, f);
+    else
+      out[key.substr(0, dot)][key.substr(dot + 1)] = field_value(cfg, f);
+  }
+  return out.dump(indent);
+}
+
+std::string override_key(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  return eq == std::string::npos ? assignment : assignment.substr(0, eq);
+}
+
+void apply_override(ModelConfig& cfg, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  const std::string prefix = "--set " + quote(assignment) + ": ";
+  if (eq == std::string::npos || eq == 0)
+    fail(ErrorKind::Usage, prefix + "expected key=value", "e.g. --set n_kv_heads=4 or --set rope_scaling.type=llama3");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;  // not JSON: a bare string such as layernorm
+  assign(cfg, key, value, ErrorKind::Usage, prefix);
+}
+
+void apply_overrides(ModelConfig& cfg, const std::vector<std::string>& assignments) {
+  for (const std::string& a : assignments) apply_override(cfg, a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+std::vector<std::string> validation_errors(const ModelConfig& c) {
+  std::vector<std::string> errs;
+  auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) errs.push_back(cat(key, " must be positive, got ", v));
+  };
+  auto non_negative = [&](const char* key, int64_t v) {
+    if (v < 0) errs.push_back(cat(key, " must be >= 0, got ", v));
+  };
+  auto one_of = [&](const char* key, const std::string& v, std::initializer_list<const char*> allowed) {
+    std::string list;
+    for (const char* a : allowed) {
+      if (v == a) return;
+      list += (list.empty() ? "" : ", ") + quote(a);
+    }
+    errs.push_back(cat(key, " must be one of ", list, ", got ", quote(v)));
+  };
+  auto probability = [&](const char* key, double v) {
+    if (!(v >= 0 && v < 1)) errs.push_back(cat(key, " must be in [0, 1), got ", v));
+  };
+  auto token_id = [&](const char* key, int64_t v) {
+    if (v < -1) errs.push_back(cat(key, " must be a token id or -1 (none), got ", v));
+    else if (c.vocab_size > 0 && v >= c.vocab_size)
+      errs.push_back(cat(key, " (", v, ") is not below vocab_size (", c.vocab_size, ")"));
+  };
+
+  positive("dim", c.dim);
+  positive("n_layers", c.n_layers);
+  positive("n_heads", c.n_heads);
+  positive("vocab_size", c.vocab_size);
+  positive("max_seq_len", c.max_seq_len);
+  non_negative("n_kv_heads", c.n_kv_heads);
+  non_negative("head_dim", c.head_dim);
+  non_negative("hidden_dim", c.hidden_dim);
+  if (c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads != 0)
+    errs.push_back(cat("n_heads (", c.n_heads, ") is not a multiple of n_kv_heads (", c.n_kv_heads, ")"));
+  if (c.n_heads > 0 && c.dim > 0 && c.head_dim == 0 && c.dim % c.n_heads != 0)
+    errs.push_back(cat("dim (", c.dim, ") is not divisible by n_heads (", c.n_heads, "); set head_dim explicitly"));
+  const bool all_nope = c.nope_layer_interval == 1;
+  if (c.n_heads > 0 && c.dim > 0 && c.head_dim >= 0 && !all_nope && c.head_size() % 2 != 0)
+    errs.push_back(cat("head size (", c.head_size(), ") must be even: RoPE rotates pairs"));
+  if (c.hidden_dim == 0 && c.ffn_type == "swiglu") {
+    positive("multiple_of", c.multiple_of);
+    if (!(c.ffn_dim_multiplier >= 0)) errs.push_back(cat("ffn_dim_multiplier must be >= 0 (0 = unset), got ", c.ffn_dim_multiplier));
+  }
+
+  one_of("norm_type", c.norm_type, {"rmsnorm", "layernorm"});
+  if (!(c.norm_eps > 0)) errs.push_back(cat("norm_eps must be > 0, got ", c.norm_eps));
+  if (c.norm_bias && c.norm_type != "layernorm") errs.push_back("norm_bias needs norm_type 'layernorm'");
+  one_of("ffn_type", c.ffn_type, {"swiglu", "gelu"});
+  one_of("gelu_approximate", c.gelu_approximate, {"none", "tanh"});
+  if (!(c.logits_soft_cap >= 0)) errs.push_back(cat("logits_soft_cap must be >= 0 (0 = off), got ", c.logits_soft_cap));
+
+  if (!(c.rope_theta > 0)) errs.push_back(cat("rope_theta must be > 0, got ", c.rope_theta));
+  if (!(c.rope_scale_factor > 0)) errs.push_back(cat("rope_scale_factor must be > 0, got ", c.rope_scale_factor));
+  one_of("rope_scaling.type", c.rope_scaling.type, {"none", "llama3", "linear"});
+  if (c.rope_scaling.type != "none" && !(c.rope_scaling.factor > 0))
+    errs.push_back(cat("rope_scaling.factor must be > 0, got ", c.rope_scaling.factor));
+  if (c.rope_scaling.type == "llama3") {
+    if (!(c.rope_scaling.low_freq_factor > 0))
+      errs.push_back(cat("rope_scaling.low_freq_factor must be > 0, got ", c.rope_scaling.low_freq_factor));
+    if (!(c.rope_scaling.high_freq_factor >= c.rope_scaling.low_freq_factor))
+      errs.push_back(cat("rope_scaling.high_freq_factor (", c.rope_scaling.high_freq_factor,
+                         ") is below rope_scaling.low_freq_factor (", c.rope_scaling.low_freq_factor, ")"));
+    positive("rope_scaling.original_max_seq_len", c.rope_scaling.original_max_seq_len);
+  }
+
+  probability("dropout", c.dropout);
+  probability("attn_dropout", c.attn_dropout);
+  probability("emb_dropout", c.emb_dropout);
+  if (c.sigreg.enabled) {
+    if (!(c.sigreg.t_max > 0)) errs.push_back(cat("sigreg.t_max must be > 0, got ", c.sigreg.t_max));
+    if (c.sigreg.points < 2) errs.push_back(cat("sigreg.points must be >= 2, got ", c.sigreg.points));
+    positive("sigreg.slices", c.sigreg.slices);
+    if (!(c.sigreg.coefficient >= 0)) errs.push_back(cat("sigreg.coefficient must be >= 0, got ", c.sigreg.coefficient));
+  }
+
+  token_id("bos_id", c.bos_id);
+  token_id("eos_id", c.eos_id);
+  token_id("pad_id", c.pad_id);
+
+  non_negative("nope_layer_interval", c.nope_layer_interval);
+  non_negative("attn_chunk_size", c.attn_chunk_size);
+  if (c.attn_temperature_tuning) {
+    if (c.nope_layer_interval <= 0)
+      errs.push_back("attn_temperature_tuning applies to NoPE layers: set nope_layer_interval > 0");
+    if (!(c.attn_floor_scale > 0)) errs.push_back(cat("attn_floor_scale must be > 0, got ", c.attn_floor_scale));
+    if (!std::isfinite(c.attn_scale)) errs.push_back(cat("attn_scale must be finite, got ", c.attn_scale));
+  }
+
+  non_negative("moe.n_experts", c.moe.n_experts);
+  if (c.moe.n_experts > 0) {
+    if (c.moe.top_k < 1) errs.push_back(cat("moe.top_k must be >= 1, got ", c.moe.top_k));
+    else if (c.moe.top_k > c.moe.n_experts)
+      errs.push_back(cat("moe.top_k (", c.moe.top_k, ") exceeds moe.n_experts (", c.moe.n_experts, ")"));
+    non_negative("moe.hidden_dim", c.moe.hidden_dim);
+    if (c.moe.interleave_step < 1) errs.push_back(cat("moe.interleave_step must be >= 1, got ", c.moe.interleave_step));
+    else if (c.n_layers > 0 && c.moe.interleave_step > c.n_layers)
+      errs.push_back(cat("moe.interleave_step (", c.moe.interleave_step, ") leaves no MoE layer among ", c.n_layers,
+                         " layers"));
+  }
+
+  non_negative("vision_dim", c.vision_dim);
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.conditions.size(); ++i) {
+    const ConditionConfig& cond = c.conditions[i];
+    if (cond.name.empty()) errs.push_back(cat("conditions[", i, "].name is empty"));
+    else if (!names.insert(cond.name).second) errs.push_back(cat("conditions[", i, "]: duplicate name ", quote(cond.name)));
+    if (cond.dim <= 0) errs.push_back(cat("conditions[", i, "].dim must be positive, got ", cond.dim));
+  }
+  token_id("atoms_token_id", c.atoms_token_id);
+  token_id("lattice_token_id", c.lattice_token_id);
+  if (c.block_pos_ids && (c.atoms_token_id < 0 || c.lattice_token_id < 0))
+    errs.push_back("block_pos_ids needs atoms_token_id and lattice_token_id");
+  return errs;
+}
+
+void validate(const ModelConfig& cfg, const std::string& source) {
+  const std::vector<std::string> errs = validation_errors(cfg);
+  if (errs.empty()) return;
+  std::string hint;
+  for (size_t i = 1; i < errs.size(); ++i) hint += (i == 1 ? "also: " : "; ") + errs[i];
+  fail(ErrorKind::Data, source_prefix(source) + errs[0], hint);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+
+std::vector<std::string> unsupported_features(const ModelConfig& c, const Capabilities& s) {
+  std::vector<std::string> out;
+  if (c.moe.n_experts > 0 && !s.moe) out.push_back(cat("mixture of experts (moe.n_experts = ", c.moe.n_experts, ")"));
+  if (c.nope_layer_interval > 0 && !s.nope_layers)
+    out.push_back(cat("NoPE layers (nope_layer_interval = ", c.nope_layer_interval, ")"));
+  if (c.attn_chunk_size > 0 && !s.chunked_attention)
+    out.push_back(cat("chunked attention (attn_chunk_size = ", c.attn_chunk_size, ")"));
+  if (c.attn_temperature_tuning && !s.temperature_tuning) out.push_back("attention temperature tuning (attn_temperature_tuning)");
+  if (c.vision_dim > 0 && !s.vision) out.push_back(cat("vision embeddings (vision_dim = ", c.vision_dim, ")"));
+  if (!c.conditions.empty() && !s.conditions)
+    out.push_back(cat("condition embeddings (", c.conditions.size(), c.conditions.size() == 1 ? " condition)" : " conditions)"));
+  if (c.block_pos_ids && !s.block_pos_ids) out.push_back("block position ids (block_pos_ids)");
+  return out;
+}
+
+void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program) {
+  const std::vector<std::string> missing = unsupported_features(cfg, supported);
+  if (missing.empty()) return;
+  std::string hint;
+  for (size_t i = 1; i < missing.size(); ++i) hint += (i == 1 ? "also not supported yet: " : ", ") + missing[i];
+  fail(ErrorKind::Unsupported, cat(program, " does not support ", missing[0], " yet"), hint);
+}
+
+}  // namespace lm
