@@ -1,0 +1,32 @@
+// Scaled dot-product attention over heads, GQA-aware (query head h reads kv head
+// h / (NH / NKV), Meta's repeat_kv), with causal and document masks expressed as one
+// contiguous key span per query. Keys and values live in "slots": the T new tokens
+// occupy slots P..P+T-1 after P earlier ones (a KV cache), or P = 0 for a plain forward.
+// Shape letters: B batch, T new tokens, P past slots, S slot capacity per batch row
+// (S >= P + T), NH / NKV query / kv heads, HS head size.
+#pragma once
+
+#include <cstdint>
+
+namespace lm {
+
+// The inclusive key spans [lo, hi] (absolute slots) of each query: lo, hi [B, T].
+// causal: hi = the query's own slot; else the last slot (P + T - 1). doc_mask: keys only
+// within the query's document, where a document ends at and includes an eos_id token.
+// doc_start [B] (may be null = 0) is the slot where row b's current document began; it is
+// read and advanced past the EOS tokens in `tokens` [B, T], so a cache carries it between calls.
+void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B, int64_t T, int64_t P, bool causal,
+                     bool doc_mask, int64_t eos_id, int64_t* doc_start);
+
+// out [B, T, NH*HS] = softmax(q k^T / sqrt(HS), over each query's span) v.
+// att [B, NH, T, P+T]: the probabilities (0 outside the span), saved for backward; may be null.
+// q [B, T, NH*HS]; k, v [B, S, NKV*HS]; lo, hi [B, T]. Per (b, h): two lm::sgemm calls.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
+                       const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
+                       int64_t HS);
+// The same with plain loops and double accumulation: the reference the fast one is held to.
+void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
+                           const int64_t* lo, const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S,
+                           int64_t NH, int64_t NKV, int64_t HS);
+
+}  // namespace lm

@@ -1,0 +1,15 @@
+// Feed-forward activations. The projections are matmul_forward (w1, w3: [F, C]; w2: [C, F]):
+//   swiglu: out = w2 (silu(w1 x) * w3 x)     gelu: out = w2 gelu(w1 x)
+// Shape letter: n = N * F elements.
+#pragma once
+
+#include <cstdint>
+
+namespace lm {
+
+// out [n] = silu(gate) * up, silu(x) = x / (1 + exp(-x)). out may alias gate or up.
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+// out [n] = gelu(inp): erf form, or the tanh approximation when tanh_approx. out may alias inp.
+void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx);
+
+}  // namespace lm

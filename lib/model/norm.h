@@ -1,0 +1,18 @@
+// Normalisation over the last axis: RMSNorm and LayerNorm, each with optional weight and
+// bias (a null weight means 1, a null bias means 0). Statistics are accumulated in double
+// and saved (rstd, and mean for LayerNorm) for the backward pass. Shape letters: N rows,
+// C features (also used with C = HS for QK-norm over each head).
+#pragma once
+
+#include <cstdint>
+
+namespace lm {
+
+// out [N, C] = inp * rstd * weight + bias, rstd [N] = 1 / sqrt(mean(inp^2) + eps).
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N,
+                     int64_t C, float eps);
+// out [N, C] = (inp - mean) * rstd * weight + bias, mean [N], rstd [N] = 1 / sqrt(var + eps) (biased var).
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t N, int64_t C, float eps);
+
+}  // namespace lm

@@ -1,0 +1,273 @@
+#include "model/params.h"
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "io/stream.h"
+
+namespace lm {
+
+namespace {
+
+constexpr int64_t kAlignFloats = 16;  // 64 bytes
+
+bool is_bias(ParamKind k) {
+  switch (k) {
+    case ParamKind::AttnNormB: case ParamKind::Bq: case ParamKind::Bk: case ParamKind::Bv: case ParamKind::Bo:
+    case ParamKind::FfnNormB: case ParamKind::B1: case ParamKind::B2: case ParamKind::B3: case ParamKind::NormB:
+    case ParamKind::OutputB:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_norm_weight(ParamKind k) {
+  return k == ParamKind::AttnNormW || k == ParamKind::FfnNormW || k == ParamKind::NormW || k == ParamKind::QNormW ||
+         k == ParamKind::KNormW;
+}
+
+}  // namespace
+
+ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
+  const int64_t C = cfg.dim, V = cfg.vocab_size, L = cfg.n_layers;
+  const int64_t NH = cfg.n_heads, NKV = cfg.kv_heads(), HS = cfg.head_size(), F = cfg.ffn_hidden();
+  n_layers_ = L;
+  tied_ = cfg.tie_embeddings;
+
+  auto add = [&](std::string name, ParamKind kind, int64_t layer, Shape shape) {
+    ParamInfo p{std::move(name), kind, layer, shape, shape_numel(shape, "parameter"), arena_floats_};
+    arena_floats_ += (p.numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+    num_parameters_ += p.numel;
+    tensors_.push_back(std::move(p));
+  };
+  auto linear = [&](const std::string& prefix, ParamKind w, ParamKind b, int64_t layer, int64_t out, int64_t in,
+                    bool bias) {
+    add(prefix + ".weight", w, layer, {out, in});
+    if (bias) add(prefix + ".bias", b, layer, {out});
+  };
+  auto norm = [&](const std::string& prefix, ParamKind w, ParamKind b, int64_t layer) {
+    add(prefix + ".weight", w, layer, {C});
+    if (cfg.norm_bias) add(prefix + ".bias", b, layer, {C});
+  };
+
+  add("tok_embeddings.weight", ParamKind::TokEmbeddings, -1, {V, C});
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "layers." + std::to_string(l);
+    norm(p + ".attention_norm", ParamKind::AttnNormW, ParamKind::AttnNormB, l);
+    linear(p + ".attention.wq", ParamKind::Wq, ParamKind::Bq, l, NH * HS, C, cfg.attn_bias);
+    linear(p + ".attention.wk", ParamKind::Wk, ParamKind::Bk, l, NKV * HS, C, cfg.attn_bias);
+    linear(p + ".attention.wv", ParamKind::Wv, ParamKind::Bv, l, NKV * HS, C, cfg.attn_bias);
+    linear(p + ".attention.wo", ParamKind::Wo, ParamKind::Bo, l, C, NH * HS, cfg.attn_bias);
+    if (cfg.qk_norm && cfg.qk_norm_weight) {
+      add(p + ".attention.q_norm.weight", ParamKind::QNormW, l, {HS});
+      add(p + ".attention.k_norm.weight", ParamKind::KNormW, l, {HS});
+    }
+    norm(p + ".ffn_norm", ParamKind::FfnNormW, ParamKind::FfnNormB, l);
+    linear(p + ".feed_forward.w1", ParamKind::W1, ParamKind::B1, l, F, C, cfg.ffn_bias);
+    linear(p + ".feed_forward.w2", ParamKind::W2, ParamKind::B2, l, C, F, cfg.ffn_bias);
+    if (cfg.ffn_type == "swiglu") linear(p + ".feed_forward.w3", ParamKind::W3, ParamKind::B3, l, F, C, cfg.ffn_bias);
+  }
+  norm("norm", ParamKind::NormW, ParamKind::NormB, -1);
+  if (!cfg.tie_embeddings) add("output.weight", ParamKind::Output, -1, {V, C});
+  if (cfg.output_bias) add("output.bias", ParamKind::OutputB, -1, {V});
+}
+
+const ParamInfo* ParameterLayout::find(const std::string& name) const {
+  for (const auto& p : tensors_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+ParameterTensors ParameterLayout::bind(float* base) const {
+  std::vector<float*> ptrs;
+  ptrs.reserve(tensors_.size());
+  for (const auto& p : tensors_) ptrs.push_back(base + p.offset);
+  return bind(ptrs);
+}
+
+ParameterTensors ParameterLayout::bind(const std::vector<float*>& ptrs) const {
+  if (ptrs.size() != tensors_.size()) fail(ErrorKind::Runtime, "internal: parameter pointer count mismatch");
+  ParameterTensors t;
+  t.layers.resize(static_cast<size_t>(n_layers_));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    float* x = ptrs[i];
+    const auto& p = tensors_[i];
+    LayerParams* lp = p.layer >= 0 ? &t.layers[static_cast<size_t>(p.layer)] : nullptr;
+    switch (p.kind) {
+      case ParamKind::TokEmbeddings: t.tok_embeddings = x; break;
+      case ParamKind::AttnNormW: lp->attention_norm_w = x; break;
+      case ParamKind::AttnNormB: lp->attention_norm_b = x; break;
+      case ParamKind::Wq: lp->wq = x; break;
+      case ParamKind::Bq: lp->bq = x; break;
+      case ParamKind::Wk: lp->wk = x; break;
+      case ParamKind::Bk: lp->bk = x; break;
+      case ParamKind::Wv: lp->wv = x; break;
+      case ParamKind::Bv: lp->bv = x; break;
+      case ParamKind::Wo: lp->wo = x; break;
+      case ParamKind::Bo: lp->bo = x; break;
+      case ParamKind::QNormW: lp->q_norm_w = x; break;
+      case ParamKind::KNormW: lp->k_norm_w = x; break;
+      case ParamKind::FfnNormW: lp->ffn_norm_w = x; break;
+      case ParamKind::FfnNormB: lp->ffn_norm_b = x; break;
+      case ParamKind::W1: lp->w1 = x; break;
+      case ParamKind::B1: lp->b1 = x; break;
+      case ParamKind::W2: lp->w2 = x; break;
+      case ParamKind::B2: lp->b2 = x; break;
+      case ParamKind::W3: lp->w3 = x; break;
+      case ParamKind::B3: lp->b3 = x; break;
+      case ParamKind::NormW: t.norm_w = x; break;
+      case ParamKind::NormB: t.norm_b = x; break;
+      case ParamKind::Output: t.output = x; break;
+      case ParamKind::OutputB: t.output_b = x; break;
+    }
+  }
+  if (tied_) t.output = t.tok_embeddings;
+  return t;
+}
+
+// ---- ModelWeights ----
+
+void ModelWeights::allocate_arena() {
+  if (arena_.raw() == nullptr) arena_ = Tensor::zeros(DType::F32, {layout_.arena_floats()});
+}
+
+void ModelWeights::rebind() { params_ = layout_.bind(ptrs_); }
+
+float* ModelWeights::arena() {
+  if (!writable()) fail(ErrorKind::Runtime, "internal: arena() on weights that still point into a mapping");
+  allocate_arena();
+  return arena_.data_mut<float>();
+}
+
+void ModelWeights::make_writable() {
+  if (writable()) return;
+  allocate_arena();
+  float* base = arena_.data_mut<float>();
+  for (size_t i = 0; i < layout_.tensors().size(); ++i) {
+    const auto& p = layout_.tensors()[i];
+    if (ptrs_[i] != base + p.offset) {
+      std::memcpy(base + p.offset, ptrs_[i], static_cast<size_t>(p.numel) * sizeof(float));
+      ptrs_[i] = base + p.offset;
+    }
+  }
+  mapped_.clear();
+  rebind();
+}
+
+Tensor ModelWeights::tensor(size_t i) const {
+  const auto& p = layout_.tensors().at(i);
+  // The owner keeps whichever storage the pointer lives in alive: the arena or the mapping.
+  auto owner = std::make_shared<std::pair<Tensor, std::vector<Tensor>>>(arena_, mapped_);
+  return Tensor::view(DType::F32, p.shape, ptrs_[i], owner);
+}
+
+ModelWeights ModelWeights::random(const ModelConfig& cfg, uint64_t seed, const InitOptions& opts) {
+  ModelWeights w;
+  w.cfg_ = cfg;
+  w.layout_ = ParameterLayout(cfg);
+  w.allocate_arena();
+  float* base = w.arena_.data_mut<float>();
+  Rng rng(seed);
+  const float residual_std =
+      opts.scaled_residual ? opts.std / std::sqrt(2.0f * static_cast<float>(std::max<int64_t>(cfg.n_layers, 1)))
+                           : opts.std;
+  for (const auto& p : w.layout_.tensors()) {
+    float* x = base + p.offset;
+    if (is_bias(p.kind)) continue;  // zeros
+    if (is_norm_weight(p.kind)) {
+      for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
+      continue;
+    }
+    const float s = (p.kind == ParamKind::Wo || p.kind == ParamKind::W2) ? residual_std : opts.std;
+    for (int64_t i = 0; i < p.numel; ++i) x[i] = rng.normal() * s;
+  }
+  w.ptrs_.clear();
+  for (const auto& p : w.layout_.tensors()) w.ptrs_.push_back(base + p.offset);
+  w.rebind();
+  return w;
+}
+
+ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg) {
+  ModelWeights w;
+  w.cfg_ = cfg;
+  w.layout_ = ParameterLayout(cfg);
+  const std::string where = quote(display_name(file.path()));
+  const auto& table = w.layout_.tensors();
+
+  std::set<std::string> expected;
+  for (const auto& p : table) expected.insert(p.name);
+  for (const auto& info : file.tensors())
+    if (!expected.count(info.name))
+      fail_data(cat(where, ": unexpected tensor ", quote(info.name), " for this config"));
+
+  std::vector<Tensor> views(table.size());
+  bool need_arena = false;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& p = table[i];
+    const TensorInfo* info = file.find(p.name);
+    if (!info) fail_data(cat(where, ": missing tensor ", quote(p.name)));
+    if (info->shape != p.shape)
+      fail_data(cat(where, ": tensor ", quote(p.name), ": got shape ", shape_str(info->shape), ", expected ",
+                    shape_str(p.shape)));
+    if (info->dtype != DType::F32 && info->dtype != DType::F16 && info->dtype != DType::BF16)
+      fail_data(cat(where, ": tensor ", quote(p.name), ": got dtype ", dtype_name(info->dtype),
+                    ", expected F32, F16 or BF16"));
+    views[i] = file.get(p.name);
+    const bool aligned = reinterpret_cast<uintptr_t>(views[i].raw()) % alignof(float) == 0;
+    if (info->dtype != DType::F32 || !aligned) need_arena = true;
+  }
+  if (need_arena) w.allocate_arena();
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& p = table[i];
+    Tensor& v = views[i];
+    const bool aligned = reinterpret_cast<uintptr_t>(v.raw()) % alignof(float) == 0;
+    if (v.dtype() == DType::F32 && aligned) {
+      w.ptrs_.push_back(const_cast<float*>(v.data<float>()));  // read-only: writable() is false
+      w.mapped_.push_back(v);
+    } else {
+      float* dst = w.arena_.data_mut<float>() + p.offset;
+      Tensor f = v.cast(DType::F32);  // memcpy loads: tolerates misalignment
+      std::memcpy(dst, f.data<float>(), static_cast<size_t>(p.numel) * sizeof(float));
+      w.ptrs_.push_back(dst);
+    }
+  }
+  w.rebind();
+  return w;
+}
+
+ModelWeights ModelWeights::load(const std::string& path) {
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
+  const std::string name = display_name(path);
+  const auto text = file.metadata_value("lmkit.config");
+  if (!text)
+    fail(ErrorKind::Data, cat(quote(name), ": no model config (metadata key 'lmkit.config')"),
+         "convert the checkpoint with lm-convert-checkpoint, which writes the config");
+  const std::string source = name + " lmkit.config";
+  ModelConfig cfg = config_from_json(*text, source);
+  validate(cfg, source);
+  ModelWeights w = from_checkpoint(file, cfg);
+  if (auto tok = file.metadata_value("lmkit.tokenizer")) w.tokenizer_json_ = *tok;
+  return w;
+}
+
+SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const {
+  SafeTensorsWriter out;
+  out.set_metadata("format", "pt");
+  out.set_metadata("lmkit.config", config_to_json(cfg_, -1));
+  const std::string& tok = tokenizer_json.empty() ? tokenizer_json_ : tokenizer_json;
+  if (!tok.empty()) out.set_metadata("lmkit.tokenizer", tok);
+  for (size_t i = 0; i < layout_.tensors().size(); ++i) out.add(layout_.tensors()[i].name, tensor(i));
+  return out;
+}
+
+void ModelWeights::save(const std::string& path, const std::string& tokenizer_json) const {
+  writer(tokenizer_json).write_file(path);
+}
+
+}  // namespace lm

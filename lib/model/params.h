@@ -1,0 +1,171 @@
+// The model's parameters: a table of named tensors built from a config (llm.c's
+// ParameterTensors), views into one aligned float arena, loaded from and saved to
+// safetensors checkpoints with Meta names (docs/checkpoint-format.md), or initialised
+// randomly. Shape letters as in config.h: V vocab, C dim, L layers, NH/NKV query/kv
+// heads, HS head size, F ffn hidden.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace lm {
+
+class SafeTensorsFile;
+class SafeTensorsWriter;
+
+// What a tensor is, independent of any naming scheme (Serde maps these to other layouts).
+enum class ParamKind : uint8_t {
+  TokEmbeddings,  // [V, C]
+  AttnNormW,      // [C]
+  AttnNormB,      // [C]        norm_bias
+  Wq,             // [NH*HS, C]
+  Bq,             // [NH*HS]    attn_bias
+  Wk,             // [NKV*HS, C]
+  Bk,             // [NKV*HS]   attn_bias
+  Wv,             // [NKV*HS, C]
+  Bv,             // [NKV*HS]   attn_bias
+  Wo,             // [C, NH*HS]
+  Bo,             // [C]        attn_bias
+  QNormW,         // [HS]       qk_norm && qk_norm_weight
+  KNormW,         // [HS]       qk_norm && qk_norm_weight
+  FfnNormW,       // [C]
+  FfnNormB,       // [C]        norm_bias
+  W1,             // [F, C]     swiglu gate / gelu up
+  B1,             // [F]        ffn_bias
+  W2,             // [C, F]     down
+  B2,             // [C]        ffn_bias
+  W3,             // [F, C]     swiglu up
+  B3,             // [F]        swiglu && ffn_bias
+  NormW,          // [C]        final norm
+  NormB,          // [C]        norm_bias
+  Output,         // [V, C]     absent when tie_embeddings
+  OutputB,        // [V]        output_bias
+};
+
+struct ParamInfo {
+  std::string name;    // Meta name, e.g. "layers.0.attention.wq.weight"
+  ParamKind kind;
+  int64_t layer;       // -1 for tensors outside the layers
+  Shape shape;
+  int64_t numel;
+  int64_t offset;      // in floats from the arena start; a multiple of 16 (64 bytes)
+};
+
+// Views of one layer's parameters; optional tensors are null when the config has none.
+struct LayerParams {
+  float* attention_norm_w = nullptr;  // [C]
+  float* attention_norm_b = nullptr;  // [C]
+  float* wq = nullptr;                // [NH*HS, C]
+  float* bq = nullptr;                // [NH*HS]
+  float* wk = nullptr;                // [NKV*HS, C]
+  float* bk = nullptr;                // [NKV*HS]
+  float* wv = nullptr;                // [NKV*HS, C]
+  float* bv = nullptr;                // [NKV*HS]
+  float* wo = nullptr;                // [C, NH*HS]
+  float* bo = nullptr;                // [C]
+  float* q_norm_w = nullptr;          // [HS]
+  float* k_norm_w = nullptr;          // [HS]
+  float* ffn_norm_w = nullptr;        // [C]
+  float* ffn_norm_b = nullptr;        // [C]
+  float* w1 = nullptr;                // [F, C]
+  float* b1 = nullptr;                // [F]
+  float* w2 = nullptr;                // [C, F]
+  float* b2 = nullptr;                // [C]
+  float* w3 = nullptr;                // [F, C]
+  float* b3 = nullptr;                // [F]
+};
+
+struct ParameterTensors {
+  float* tok_embeddings = nullptr;  // [V, C]
+  std::vector<LayerParams> layers;  // [L]
+  float* norm_w = nullptr;          // [C]
+  float* norm_b = nullptr;          // [C]
+  float* output = nullptr;          // [V, C]; == tok_embeddings when tied
+  float* output_b = nullptr;        // [V]
+};
+
+// The table of a config's parameters, in checkpoint order (embeddings, layers, final norm, output).
+class ParameterLayout {
+ public:
+  ParameterLayout() = default;
+  explicit ParameterLayout(const ModelConfig& cfg);
+
+  const std::vector<ParamInfo>& tensors() const { return tensors_; }
+  const ParamInfo* find(const std::string& name) const;
+  int64_t arena_floats() const { return arena_floats_; }  // with alignment padding
+  int64_t num_parameters() const { return num_parameters_; }
+
+  // Named views into an arena of arena_floats() floats laid out by this table.
+  ParameterTensors bind(float* base) const;
+  // Named views from one pointer per table entry (ptrs.size() == tensors().size()).
+  ParameterTensors bind(const std::vector<float*>& ptrs) const;
+
+ private:
+  std::vector<ParamInfo> tensors_;
+  int64_t arena_floats_ = 0;
+  int64_t num_parameters_ = 0;
+  int64_t n_layers_ = 0;
+  bool tied_ = false;
+};
+
+struct InitOptions {
+  float std = 0.02f;             // normal(0, std) for embeddings and linear weights
+  bool scaled_residual = true;   // GPT-2: wo and w2 get std / sqrt(2 L)
+};
+
+// A model's weights: the config, its layout, and float32 tensors that live either in the
+// arena (initialised, converted from f16/bf16/unaligned data, or made writable) or
+// straight in a checkpoint's mapping (aligned f32: no copy, read-only).
+class ModelWeights {
+ public:
+  ModelWeights() = default;
+
+  // Opens a checkpoint: config from the `lmkit.config` metadata (validated), tensors as
+  // from_checkpoint. Data errors name the file and the tensor.
+  static ModelWeights load(const std::string& path);
+  // The tensors of `file` for `cfg`: every tensor of the layout must be present with its
+  // exact shape and a float dtype (F32, F16, BF16), and no other tensor may be.
+  static ModelWeights from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg);
+  // Random weights (InitOptions), norms 1, biases 0; deterministic for a seed.
+  static ModelWeights random(const ModelConfig& cfg, uint64_t seed, const InitOptions& opts = {});
+
+  // A writer holding every tensor (no copies) and the metadata format=pt, lmkit.config and,
+  // when not empty, lmkit.tokenizer (JSON text, passed through as is).
+  SafeTensorsWriter writer(const std::string& tokenizer_json = {}) const;
+  // Atomic for files; "-" = stdout.
+  void save(const std::string& path, const std::string& tokenizer_json = {}) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParameterLayout& layout() const { return layout_; }
+  const ParameterTensors& params() const { return params_; }
+  // The tokenizer spec found in the checkpoint (JSON text), "" when none.
+  const std::string& tokenizer_json() const { return tokenizer_json_; }
+
+  // True when every tensor lives in the arena (so it may be written, e.g. by an optimiser).
+  bool writable() const { return mapped_.empty(); }
+  // Copies every mapped tensor into the arena.
+  void make_writable();
+  // The arena, arena_floats() long, laid out by layout(); requires writable().
+  float* arena();
+  // A read-only view of table entry i (for writers and comparisons).
+  Tensor tensor(size_t i) const;
+
+ private:
+  void allocate_arena();
+  void rebind();
+
+  ModelConfig cfg_;
+  ParameterLayout layout_;
+  Tensor arena_;                  // owning, 64-byte aligned; undefined when all tensors are mapped
+  std::vector<float*> ptrs_;      // one per layout entry
+  std::vector<Tensor> mapped_;    // keeps the mapping alive while any entry points into it
+  ParameterTensors params_;
+  std::string tokenizer_json_;
+};
+
+}  // namespace lm

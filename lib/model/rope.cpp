@@ -1,0 +1,71 @@
+#include "model/rope.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace lm {
+
+std::vector<double> rope_inv_freq(const ModelConfig& cfg) {
+  const int64_t HS = cfg.head_size();
+  const int64_t half = HS / 2;
+  std::vector<double> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    f[i] = 1.0 / std::pow(cfg.rope_theta, static_cast<double>(2 * i) / static_cast<double>(HS));
+  const RopeScaling& rs = cfg.rope_scaling;
+  if (rs.type == "linear") {
+    for (auto& x : f) x /= rs.factor;
+  } else if (rs.type == "llama3") {
+    const double old_len = static_cast<double>(rs.original_max_seq_len);
+    const double low_wavelen = old_len / rs.low_freq_factor;
+    const double high_wavelen = old_len / rs.high_freq_factor;
+    for (auto& freq : f) {
+      const double wavelen = 2 * std::numbers::pi / freq;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        freq /= rs.factor;
+      } else {
+        const double smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        freq = (1 - smooth) * freq / rs.factor + smooth * freq;
+      }
+    }
+  } else if (rs.type != "none") {
+    fail(ErrorKind::Unsupported, cat("rope_scaling.type ", quote(rs.type), " is not supported yet"));
+  }
+  return f;
+}
+
+void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_freq, int64_t N, int64_t half,
+                 double scale_factor) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const double p = static_cast<double>(pos[n]) / scale_factor;
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = p * inv_freq[i];
+      cos[n * half + i] = static_cast<float>(std::cos(a));
+      sin[n * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+}
+
+void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
+                  int64_t HS) {
+  const int64_t half = HS / 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* c = cos + n * half;
+    const float* s = sin + n * half;
+    for (int64_t h = 0; h < H; ++h) {
+      const float* x = inp + (n * H + h) * HS;
+      float* y = out + (n * H + h) * HS;
+      for (int64_t i = 0; i < half; ++i) {
+        const float x0 = x[2 * i], x1 = x[2 * i + 1];
+        y[2 * i] = x0 * c[i] - x1 * s[i];
+        y[2 * i + 1] = x0 * s[i] + x1 * c[i];
+      }
+    }
+  }
+}
+
+}  // namespace lm

@@ -1,0 +1,27 @@
+// Rotary position embeddings in Meta's interleaved layout: within each head the pairs
+// (2i, 2i+1) rotate by angle (pos / rope_scale_factor) * inv_freq[i], with
+// inv_freq[i] = rope_theta^(-2i/HS) rescaled by rope_scaling ("llama3": Llama 3.1's
+// apply_scaling; "linear": inv_freq / factor). Angles are computed in double, so explicit
+// positions as large as soma's global byte offsets stay exact to float precision.
+// Shape letters: N rows (B*T), H heads, HS head size.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+
+namespace lm {
+
+// inv_freq [HS/2] of a config, rope_scaling applied.
+std::vector<double> rope_inv_freq(const ModelConfig& cfg);
+
+// cos, sin [N, HS/2] for positions pos [N]: angle = pos[n] / scale_factor * inv_freq[i].
+void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_freq, int64_t N, int64_t half,
+                 double scale_factor);
+
+// out [N, H, HS] = inp rotated pairwise; out may equal inp (in place).
+void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
+                  int64_t HS);
+
+}  // namespace lm

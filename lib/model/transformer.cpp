@@ -1,0 +1,235 @@
+#include "model/transformer.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "model/attention.h"
+#include "model/embedding.h"
+#include "model/ffn.h"
+#include "model/matmul.h"
+#include "model/norm.h"
+#include "model/rope.h"
+
+namespace lm {
+
+void require_model_support(const ModelConfig& cfg) {
+  const auto missing = unsupported_features(cfg, Capabilities::none());
+  if (!missing.empty()) fail(ErrorKind::Unsupported, cat(missing.front(), " is not supported yet"));
+  if (cfg.loss_weights) fail(ErrorKind::Unsupported, "per-token loss weights (loss_weights) are not supported yet");
+  if (cfg.head_size() % 2 != 0)
+    fail(ErrorKind::Unsupported, cat("an odd head size (", cfg.head_size(), ") with RoPE is not supported"));
+}
+
+Transformer::Transformer(ModelWeights weights) : weights_(std::move(weights)) {
+  validate(config(), "model config");
+  require_model_support(config());
+  inv_freq_ = rope_inv_freq(config());
+}
+
+namespace {
+
+// Two passes over the same list of buffers: count the floats, then hand out views.
+class ArenaPlan {
+ public:
+  void add(float** slot, int64_t n) {
+    if (n > 0) items_.push_back({slot, n});
+  }
+  Tensor allocate() {
+    int64_t total = 0;
+    for (const auto& it : items_) total += (it.n + 15) / 16 * 16;
+    Tensor arena = Tensor::zeros(DType::F32, {total});
+    float* p = arena.data_mut<float>();
+    for (const auto& it : items_) {
+      *it.slot = p;
+      p += (it.n + 15) / 16 * 16;
+    }
+    return arena;
+  }
+
+ private:
+  struct Item {
+    float** slot;
+    int64_t n;
+  };
+  std::vector<Item> items_;
+};
+
+void add_residual(float* out, const float* a, const float* b, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+}  // namespace
+
+void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
+  if (acts_.arena.raw() && acts_.B == B && acts_.T == T && acts_.keep_layers == keep) return;
+  const ModelConfig& c = config();
+  const int64_t N = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
+  const bool swiglu = c.ffn_type == "swiglu";
+
+  ActivationTensors a;
+  a.B = B;
+  a.T = T;
+  a.keep_layers = keep;
+  a.layers.resize(static_cast<size_t>(L));
+  ArenaPlan plan;
+  plan.add(&a.encoded, N * C);
+  for (int64_t l = 0; l < (keep ? L : 1); ++l) {
+    LayerActivations& la = a.layers[static_cast<size_t>(l)];
+    plan.add(&la.ln1, N * C);
+    plan.add(&la.ln1_mean, N);
+    plan.add(&la.ln1_rstd, N);
+    plan.add(&la.q, N * NH * HS);
+    plan.add(&la.k, N * NKV * HS);
+    plan.add(&la.v, N * NKV * HS);
+    if (c.qk_norm) {
+      plan.add(&la.q_rstd, N * NH);
+      plan.add(&la.k_rstd, N * NKV);
+    }
+    plan.add(&la.qr, N * NH * HS);
+    plan.add(&la.kr, N * NKV * HS);
+    if (keep) plan.add(&la.att, B * NH * T * T);
+    plan.add(&la.atty, N * NH * HS);
+    plan.add(&la.attproj, N * C);
+    plan.add(&la.residual2, N * C);
+    plan.add(&la.ln2, N * C);
+    plan.add(&la.ln2_mean, N);
+    plan.add(&la.ln2_rstd, N);
+    plan.add(&la.fch, N * F);
+    if (swiglu) plan.add(&la.fch3, N * F);
+    plan.add(&la.fch_act, N * F);
+    plan.add(&la.fcproj, N * C);
+    plan.add(&la.residual3, N * C);
+  }
+  plan.add(&a.lnf, N * C);
+  plan.add(&a.lnf_mean, N);
+  plan.add(&a.lnf_rstd, N);
+  plan.add(&a.logits, N * V);
+  plan.add(&a.rope_cos, N * (HS / 2));
+  plan.add(&a.rope_sin, N * (HS / 2));
+  a.arena = plan.allocate();
+  if (!keep)  // every layer reads and writes the one shared set
+    for (int64_t l = 1; l < L; ++l) a.layers[static_cast<size_t>(l)] = a.layers[0];
+  a.pos.resize(static_cast<size_t>(N));
+  a.key_lo.resize(static_cast<size_t>(N));
+  a.key_hi.resize(static_cast<size_t>(N));
+  acts_ = std::move(a);
+}
+
+const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T) {
+  if (B <= 0 || T <= 0) fail_usage(cat("forward needs at least one token per row, got B=", B, ", T=", T));
+  if (T > config().max_seq_len)
+    fail_usage(cat("sequence of ", T, " tokens exceeds max_seq_len (", config().max_seq_len, ")"));
+  return run(tokens, pos, B, T, nullptr);
+}
+
+const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache) {
+  if (!config().causal)
+    fail(ErrorKind::Unsupported, "incremental decode (KV cache) of a non-causal model is not supported");
+  if (T <= 0) fail_usage(cat("decode needs at least one token per row, got T=", T));
+  if (cache.length() + T > cache.capacity())
+    fail_usage(cat("KV cache full: ", cache.length(), " + ", T, " positions exceed its capacity of ",
+                   cache.capacity(), " (max_seq_len)"));
+  return run(tokens, pos, cache.batch(), T, &cache);
+}
+
+const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache) {
+  const ModelConfig& c = config();
+  const ParameterTensors& w = weights_.params();
+  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
+  const int64_t QD = NH * HS, KD = NKV * HS;
+  const int64_t P = cache ? cache->length() : 0;
+  const float eps = static_cast<float>(c.norm_eps);
+  const bool layernorm = c.norm_type == "layernorm";
+
+  check_token_ids(tokens, N, V);
+  ensure_activations(B, T, keep_ && !cache);
+  ActivationTensors& a = acts_;
+
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) a.pos[b * T + t] = pos ? pos[b * T + t] : P + t;
+  rope_tables(a.rope_cos, a.rope_sin, a.pos.data(), inv_freq_.data(), N, HS / 2, c.rope_scale_factor);
+  // Spans are computed on a copy of the cache's document starts: the cache changes only on success.
+  std::vector<int64_t> doc_start(static_cast<size_t>(B), 0);
+  if (cache) std::memcpy(doc_start.data(), cache->doc_start(), static_cast<size_t>(B) * sizeof(int64_t));
+  attention_spans(a.key_lo.data(), a.key_hi.data(), tokens, B, T, P, c.causal, c.doc_mask, c.eos_id,
+                  doc_start.data());
+
+  auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
+    if (layernorm)
+      layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+    else
+      rmsnorm_forward(out, rstd, inp, weight, bias, N, C, eps);
+  };
+
+  embedding_forward(a.encoded, tokens, w.tok_embeddings, N, V, C);
+  const float* residual = a.encoded;  // [N, C]
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerParams& lw = w.layers[static_cast<size_t>(l)];
+    LayerActivations& la = a.layers[static_cast<size_t>(l)];
+
+    // Attention block.
+    norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
+    matmul_forward(la.q, la.ln1, lw.wq, lw.bq, N, C, QD);
+    matmul_forward(la.k, la.ln1, lw.wk, lw.bk, N, C, KD);
+    matmul_forward(la.v, la.ln1, lw.wv, lw.bv, N, C, KD);
+    const float* qn = la.q;
+    const float* kn = la.k;
+    if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
+      rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
+      rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
+      qn = la.qr;
+      kn = la.kr;
+    }
+    rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
+    rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
+    if (cache) {
+      float* kc = cache->keys(l);
+      float* vc = cache->values(l);
+      const int64_t S = cache->capacity();
+      for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+        std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+      }
+      attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+    } else {
+      attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
+                        HS);
+    }
+    matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
+    add_residual(la.residual2, residual, la.attproj, N * C);
+
+    // Feed-forward block.
+    norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+    matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
+    if (c.ffn_type == "swiglu") {
+      matmul_forward(la.fch3, la.ln2, lw.w3, lw.b3, N, C, F);
+      swiglu_forward(la.fch_act, la.fch, la.fch3, N * F);
+    } else {
+      gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
+    }
+    matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
+    add_residual(la.residual3, la.residual2, la.fcproj, N * C);
+    residual = la.residual3;
+  }
+
+  norm(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b);
+  matmul_forward(a.logits, a.lnf, w.output, w.output_b, N, C, V);
+  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, N * V, static_cast<float>(c.logits_soft_cap));
+
+  if (cache) {
+    std::memcpy(cache->doc_start(), doc_start.data(), static_cast<size_t>(B) * sizeof(int64_t));
+    cache->advance(T);
+  }
+  return a.logits;
+}
+
+LossResult Transformer::loss(const int32_t* targets) const {
+  if (!acts_.logits) fail(ErrorKind::Runtime, "internal: loss() before forward()");
+  const int64_t N = acts_.B * acts_.T;
+  return crossentropy_mean(acts_.logits, targets, N, config().vocab_size, static_cast<int32_t>(config().pad_id));
+}
+
+}  // namespace lm

@@ -1,0 +1,109 @@
+// The decoder transformer: embeddings, L pre-norm blocks (attention, feed-forward), final
+// norm, classifier, optional soft cap; a batched forward over [B, T] and incremental decode
+// with a KV cache. Pure forward (evaluation): dropout is the identity.
+// Shape letters: B batch, T time, C dim, V vocab, L layers, NH/NKV heads, HS head size, F ffn.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/loss.h"
+#include "model/params.h"
+
+namespace lm {
+
+// One layer's activations of a forward over N = B*T rows (what a backward pass reads).
+struct LayerActivations {
+  float* ln1 = nullptr;        // [N, C]   attention_norm output
+  float* ln1_mean = nullptr;   // [N]      (layernorm)
+  float* ln1_rstd = nullptr;   // [N]
+  float* q = nullptr;          // [N, NH*HS]  projections (+ bias)
+  float* k = nullptr;          // [N, NKV*HS]
+  float* v = nullptr;          // [N, NKV*HS]
+  float* q_rstd = nullptr;     // [N, NH]   qk_norm statistics
+  float* k_rstd = nullptr;     // [N, NKV]
+  float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE
+  float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE
+  float* att = nullptr;        // [B, NH, T, T] probabilities; null unless activations are kept
+  float* atty = nullptr;       // [N, NH*HS]  attention output before wo
+  float* attproj = nullptr;    // [N, C]
+  float* residual2 = nullptr;  // [N, C]   residual after attention
+  float* ln2 = nullptr;        // [N, C]   ffn_norm output
+  float* ln2_mean = nullptr;   // [N]
+  float* ln2_rstd = nullptr;   // [N]
+  float* fch = nullptr;        // [N, F]   w1 output (swiglu gate / gelu input)
+  float* fch3 = nullptr;       // [N, F]   w3 output (swiglu up)
+  float* fch_act = nullptr;    // [N, F]   silu(fch) * fch3, or gelu(fch)
+  float* fcproj = nullptr;     // [N, C]
+  float* residual3 = nullptr;  // [N, C]   the layer's output
+};
+
+// Views into one arena for a forward over [B, T]. With keep_layers every layer has its own
+// buffers (llm.c's ActivationTensors, for backward); without, the layers share one set.
+struct ActivationTensors {
+  int64_t B = 0, T = 0;
+  bool keep_layers = false;
+  float* encoded = nullptr;             // [N, C] embeddings
+  std::vector<LayerActivations> layers;  // [L]
+  float* lnf = nullptr;                 // [N, C]
+  float* lnf_mean = nullptr;            // [N]
+  float* lnf_rstd = nullptr;            // [N]
+  float* logits = nullptr;              // [N, V]  after the soft cap
+  float* rope_cos = nullptr;            // [N, HS/2]
+  float* rope_sin = nullptr;            // [N, HS/2]
+  std::vector<int64_t> pos;             // [N] positions used
+  std::vector<int64_t> key_lo, key_hi;  // [N] attention spans (attention_spans)
+  Tensor arena;
+};
+
+class Transformer {
+ public:
+  // Validates the config and refuses (Unsupported, "... is not supported yet") features
+  // this build does not implement: MoE, NoPE layers, chunked attention, attention
+  // temperature tuning, vision inputs, conditions, block position ids, loss weights.
+  explicit Transformer(ModelWeights weights);
+
+  const ModelConfig& config() const { return weights_.config(); }
+  const ModelWeights& weights() const { return weights_; }
+  ModelWeights& weights() { return weights_; }
+
+  // Keep every layer's activations (for a backward pass) instead of reusing one set.
+  void set_keep_activations(bool keep) { keep_ = keep; }
+  const ActivationTensors& activations() const { return acts_; }
+
+  // Logits [B, T, V] of tokens [B, T] at positions pos [B, T] (null: 0..T-1), T <= max_seq_len.
+  // The result points into activations() and stays valid until the next forward.
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T);
+
+  // Incremental decode: appends T tokens per row (B = cache.batch()) at positions pos [B, T]
+  // (null: cache.length() + t) to `cache` and returns their logits [B, T, V]. Gives the same
+  // logits as the full forward over the whole sequence. Causal models only; a Usage error
+  // when the cache would pass its capacity.
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache);
+  // One token per row: logits [B, V].
+  const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
+    return forward(tokens, pos, 1, cache);
+  }
+  // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len).
+  KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
+
+  // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id.
+  LossResult loss(const int32_t* targets) const;
+
+ private:
+  const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
+  void ensure_activations(int64_t B, int64_t T, bool keep);
+
+  ModelWeights weights_;
+  std::vector<double> inv_freq_;  // [HS/2]
+  bool keep_ = false;
+  ActivationTensors acts_;
+};
+
+// Throws Unsupported for the first config feature the model does not implement yet.
+void require_model_support(const ModelConfig& cfg);
+
+}  // namespace lm
