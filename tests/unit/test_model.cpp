@@ -410,16 +410,18 @@ TEST(Model, LengthLimitsAndBadTokens) {
 
 TEST(Kernels, MatmulMatchesReference) {
   Rng rng(11);
-  const int64_t N = 7, IC = 33, OC = 19;
-  std::vector<float> x(N * IC), w(OC * IC), b(OC), y(N * OC), r(N * OC);
-  for (auto* v : {&x, &w, &b})
-    for (auto& e : *v) e = rng.normal();
-  matmul_forward(y.data(), x.data(), w.data(), b.data(), N, IC, OC);
-  matmul_forward_ref(r.data(), x.data(), w.data(), b.data(), N, IC, OC);
-  EXPECT_LE(max_rel_error(y.data(), r.data(), y.size()), 1e-6);
-  matmul_forward(y.data(), x.data(), w.data(), nullptr, N, IC, OC);
-  matmul_forward_ref(r.data(), x.data(), w.data(), nullptr, N, IC, OC);
-  EXPECT_LE(max_rel_error(y.data(), r.data(), y.size()), 1e-6);
+  const int64_t IC = 33, OC = 19;
+  for (int64_t N : {int64_t{1}, kMatmulFewRows, kMatmulFewRows + 1, int64_t{7}}) {  // both paths
+    std::vector<float> x(N * IC), w(OC * IC), b(OC), y(N * OC), r(N * OC);
+    for (auto* v : {&x, &w, &b})
+      for (auto& e : *v) e = rng.normal();
+    matmul_forward(y.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    matmul_forward_ref(r.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    EXPECT_LE(max_rel_error(y.data(), r.data(), y.size()), 1e-6) << N;
+    matmul_forward(y.data(), x.data(), w.data(), nullptr, N, IC, OC);
+    matmul_forward_ref(r.data(), x.data(), w.data(), nullptr, N, IC, OC);
+    EXPECT_LE(max_rel_error(y.data(), r.data(), y.size()), 1e-6) << N;
+  }
 }
 
 TEST(Kernels, AttentionMatchesReferenceWithCacheGqaAndDocuments) {
