@@ -345,7 +345,9 @@ void apply_override(ModelConfig& cfg, const std::string& assignment) {
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;  // not JSON: a bare string such as layernorm
+  const Field* f = find_field(key);
+  // Not JSON (a bare word such as layernorm), or a string field given a number (name=42): the text itself.
+  if (value.is_discarded() || (f && f->kind == Kind::String && !value.is_string())) value = text;
   assign(cfg, key, value, ErrorKind::Usage, prefix);
 }
 
