@@ -25,14 +25,21 @@ int main(int argc, char** argv) {
   app.add_option("--set", sets, "Override a config field: KEY=VALUE, nested keys with dots (rope_scaling.type=llama3); "
                                 "VALUE is JSON when it parses, else a string")
       ->type_name("KEY=VALUE")
+      ->default_str("")
       ->allow_extra_args(false);
   app.add_flag("--json", json, "Print one JSON object: the resolved config and its accounting");
   app.add_flag("--config", print_config, "Print only the resolved config as JSON (all fields), e.g. to edit and reuse");
   app.add_option("--context", options.context, "Context length for the FLOP accounting (default: max_seq_len)")
+      ->type_name("N")
+      ->default_str("")
       ->check(CLI::PositiveNumber);
   app.add_option("--batch", options.batch, "Batch size for the training memory estimate (default: 8)")
+      ->type_name("B")
+      ->default_str("")
       ->check(CLI::PositiveNumber);
   app.add_option("--seq", options.seq, "Sequence length for the training memory estimate (default: max_seq_len)")
+      ->type_name("T")
+      ->default_str("")
       ->check(CLI::PositiveNumber);
   app.add_flag("--list-presets", list_presets, "List the preset names and what they are, then exit");
   app.footer("Presets: " + [] {

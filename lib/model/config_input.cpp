@@ -20,6 +20,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 bool looks_like_json(const std::string& path, const MappedFile& f) {
   if (ends_with(path, ".json")) return true;
   if (ends_with(path, ".safetensors")) return false;
+  if (f.size() > 8 && f.data()[8] == '{') {  // a safetensors header length that fits the file: not JSON text
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | f.data()[i];
+    if (n <= f.size() - 8) return false;
+  }
   for (size_t i = 0; i < f.size(); ++i) {
     const uint8_t c = f.data()[i];
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
