@@ -155,7 +155,7 @@ std::string suggest_key(const std::string& key) {
     if (d < best_d) best_d = d, best = k;
   }
   if (best_d <= std::max<size_t>(2, key.size() / 3)) return "did you mean " + quote(best) + "?";
-  return "known keys: see 'lm-inspect-config --json tiny' for the full list";
+  return "'lm-inspect-config --config tiny' prints every key";
 }
 
 std::string describe(const json& v) {
@@ -315,7 +315,13 @@ ModelConfig config_from_json(const std::string& text, const std::string& source)
   if (!duplicate.empty()) fail_data(cat(prefix, "duplicate key ", quote(duplicate)));
   if (!doc.is_object()) fail_data(cat(prefix, "expected a JSON object, got ", describe(doc)));
   ModelConfig cfg;
-  for (const auto& [k, v] : doc.items()) assign(cfg, k, v, ErrorKind::Data, prefix);
+  for (const auto& [k, v] : doc.items()) {
+    const auto dot = k.find('.');
+    if (dot != std::string::npos && find_field(k))  // dotted keys are for --set; files nest
+      fail(ErrorKind::Data, cat(prefix, "unknown key ", quote(k)),
+           cat("nested fields are nested objects: {\"", k.substr(0, dot), "\": {\"", k.substr(dot + 1), "\": ...}}"));
+    assign(cfg, k, v, ErrorKind::Data, prefix);
+  }
   return cfg;
 }
 

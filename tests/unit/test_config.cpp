@@ -128,6 +128,10 @@ TEST(ConfigJson, RejectsUnknownKeysWithASuggestion) {
   const std::string far = parse_error(R"({"completely_unrelated_thing": 1})");
   EXPECT_NE(far.find("unknown key 'completely_unrelated_thing'"), std::string::npos) << far;
   EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
+  EXPECT_EQ(parse_error(R"({"rope_scaling.type": "llama3"})"),
+            "'cfg.json': unknown key 'rope_scaling.type' | nested fields are nested objects: "
+            "{\"rope_scaling\": {\"type\": ...}}");
+  EXPECT_EQ(far, "'cfg.json': unknown key 'completely_unrelated_thing' | 'lm-inspect-config --config tiny' prints every key");
   EXPECT_EQ(parse_error(R"({"conditions": [{"name": "x", "dims": 3}]})"),
             "'cfg.json': unknown key 'conditions[0].dims' | a condition has \"name\" and \"dim\"");
 }
