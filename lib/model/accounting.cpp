@@ -122,7 +122,8 @@ TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq)
 }
 
 double kv_cache_bytes_per_token(const ModelConfig& c, int bytes_per_value) {
-  return 2.0 * static_cast<double>(c.n_layers * c.kv_heads() * c.head_size()) * bytes_per_value;
+  return 2.0 * static_cast<double>(c.n_layers) * static_cast<double>(c.kv_heads()) * static_cast<double>(c.head_size()) *
+         bytes_per_value;
 }
 
 double kv_cache_bytes(const ModelConfig& c, int64_t tokens, int bytes_per_value) {

@@ -58,6 +58,8 @@ struct ParamCounts {
   int64_t non_embedding = 0;  // total - embedding - output
 };
 
+// The functions below expect a validated config (validation bounds every size so that the
+// counts cannot overflow).
 ParamCounts count_params(const ModelConfig& cfg);
 
 struct FlopCounts {

@@ -477,6 +477,41 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   token_id("lattice_token_id", c.lattice_token_id);
   if (c.block_pos_ids && (c.atoms_token_id < 0 || c.lattice_token_id < 0))
     errs.push_back("block_pos_ids needs atoms_token_id and lattice_token_id");
+
+  // Bounds that keep every size product of the accounting inside int64 (and sane).
+  if (errs.empty()) {
+    auto capped = [&](const char* key, int64_t v, int64_t cap) {
+      if (v > cap) errs.push_back(cat(key, " (", v, ") is too large: the limit is ", cap));
+    };
+    constexpr int64_t kSize = int64_t(1) << 24, kVocab = int64_t(1) << 31, kSeq = int64_t(1) << 40;
+    capped("dim", c.dim, kSize);
+    capped("n_layers", c.n_layers, kSize);
+    capped("n_heads", c.n_heads, kSize);
+    capped("n_kv_heads", c.n_kv_heads, kSize);
+    capped("head_dim", c.head_dim, kSize);
+    capped("hidden_dim", c.hidden_dim, kSize);
+    capped("multiple_of", c.multiple_of, kSize);
+    capped("vocab_size", c.vocab_size, kVocab);
+    capped("max_seq_len", c.max_seq_len, kSeq);
+    capped("attn_chunk_size", c.attn_chunk_size, kSeq);
+    capped("moe.n_experts", c.moe.n_experts, kSize);
+    capped("moe.hidden_dim", c.moe.hidden_dim, kSize);
+    capped("vision_dim", c.vision_dim, kSize);
+    for (size_t i = 0; i < c.conditions.size(); ++i) capped(cat("conditions[", i, "].dim").c_str(), c.conditions[i].dim, kSize);
+    if (c.ffn_dim_multiplier > 64) errs.push_back(cat("ffn_dim_multiplier (", c.ffn_dim_multiplier, ") is too large: the limit is 64"));
+  }
+  if (errs.empty()) {  // an upper bound of the parameter count, in floating point
+    const double C = static_cast<double>(c.dim), V = static_cast<double>(c.vocab_size), L = static_cast<double>(c.n_layers);
+    const double Q = static_cast<double>(c.n_heads) * static_cast<double>(c.head_size());
+    const double KV = static_cast<double>(c.kv_heads()) * static_cast<double>(c.head_size());
+    const double F = static_cast<double>(c.ffn_hidden()), FM = static_cast<double>(c.moe_hidden());
+    const double E = static_cast<double>(c.moe.n_experts);
+    const double moe = E > 0 ? E * C + (E + 1) * (3 * C * FM + 2 * FM + C) : 0;
+    double bound = 2 * V * C + V + 2 * C + L * (2 * C * (Q + KV) + 2 * (Q + KV) + 4 * C + 3 * C * F + 2 * F + C + moe);
+    for (const ConditionConfig& cond : c.conditions) bound += static_cast<double>(cond.dim) * C + C;
+    bound += static_cast<double>(c.vision_dim) * C;
+    if (bound > 0x1p50) errs.push_back(cat("the model is too large: up to ", bound, " parameters (the limit is 2^50)"));
+  }
   return errs;
 }
 

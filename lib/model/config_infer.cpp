@@ -220,16 +220,16 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
   // Overrides last; those that would contradict the tensors are refused.
   const ModelConfig shapes = c;
   apply_overrides(c, overrides);
-  auto contradicts = [&](const char* key, int64_t got, int64_t want) {
-    if (got != want)
-      fail_data(cat("--set ", key, " contradicts ", in.file(), ": the tensors say ", want, ", got ", got));
+  auto contradicts = [&](const char* key, double got, int64_t want) {
+    if (got != static_cast<double>(want))
+      fail_data(cat("--set ", key, " contradicts ", in.file(), ": the tensors say ", want, ", got ", static_cast<int64_t>(got)));
   };
   contradicts("dim", c.dim, shapes.dim);
   contradicts("vocab_size", c.vocab_size, shapes.vocab_size);
   contradicts("n_layers", c.n_layers, shapes.n_layers);
   if (c.n_heads > 0) {
-    contradicts("n_heads * head size", c.n_heads * c.head_size(), qd);
-    contradicts("n_kv_heads * head size", c.kv_heads() * c.head_size(), kvd);
+    contradicts("n_heads * head size", static_cast<double>(c.n_heads) * static_cast<double>(c.head_size()), qd);
+    contradicts("n_kv_heads * head size", static_cast<double>(c.kv_heads()) * static_cast<double>(c.head_size()), kvd);
   }
   contradicts("hidden_dim", c.ffn_hidden(), shapes.ffn_hidden());
   std::erase_if(out.assumed, [&](const std::string& k) { return set_keys.count(k) > 0; });

@@ -255,6 +255,11 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   EXPECT_EQ(invalid([](C& c) { c.conditions = {{"a", 0}}; }), "conditions[0].dim must be positive, got 0");
   EXPECT_EQ(invalid([](C& c) { c.block_pos_ids = true; }), "block_pos_ids needs atoms_token_id and lattice_token_id");
   EXPECT_EQ(invalid([](C& c) { c.atoms_token_id = 300; }), "atoms_token_id (300) is not below vocab_size (264)");
+  EXPECT_EQ(invalid([](C& c) { c.dim = int64_t(1) << 40; }), "dim (1099511627776) is too large: the limit is 16777216");
+  EXPECT_EQ(invalid([](C& c) { c.ffn_dim_multiplier = 1e300, c.hidden_dim = 0; }),
+            "ffn_dim_multiplier (1e+300) is too large: the limit is 64");
+  EXPECT_EQ(invalid([](C& c) { c.dim = 1 << 20, c.n_heads = 1 << 10, c.n_layers = 1 << 16; }),
+            "the model is too large: up to 8.64697e+17 parameters (the limit is 2^50)");  // 2^16 x (4C^2 + 3CF)
   // Valid corner cases.
   EXPECT_EQ(invalid([](C& c) { c.dim = 100, c.n_heads = 3, c.head_dim = 32; }), "");
   EXPECT_EQ(invalid([](C& c) { c.rope_scaling = {"llama3", 16, 1, 1, 8192}; }), "");  // Llama 4 Scout's bands
