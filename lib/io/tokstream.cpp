@@ -68,7 +68,7 @@ void narrow_u32_to_u16(uint16_t* __restrict dst, const uint32_t* __restrict src,
 uint32_t max_of(const uint32_t* p, size_t n) {
   uint32_t m = 0;
 #pragma omp simd reduction(max : m)
-  for (size_t i = 0; i < n; ++i) m = std::max(m, p[i]);
+  for (size_t i = 0; i < n; ++i) m = p[i] > m ? p[i] : m;  // (std::max defeats omp simd in GCC 12)
   return m;
 }
 // Index of the first token >= vocab, or n. vocab 0 = unknown: every token is accepted.
