@@ -57,6 +57,7 @@ class MemorySource final : public ByteSource {
   MemorySource(const uint8_t* data, size_t size, std::string name) : data_(data), size_(size), name_(std::move(name)) {}
   size_t read_some(void* buf, size_t n) override {
     const size_t k = std::min(n, size_ - pos_);
+    if (k == 0) return 0;  // data_ may be null for an empty buffer
     std::memcpy(buf, data_ + pos_, k);
     pos_ += k;
     return k;

@@ -341,6 +341,7 @@ class InBuf final : public ByteSource {
   }
   // Reads n bytes, or fewer only at the end of the input.
   size_t read(void* dst, size_t n) {
+    if (n == 0) return 0;  // dst may be null (an empty vector's data())
     auto* out = static_cast<uint8_t*>(dst);
     size_t got = std::min(n, end_ - pos_);
     std::memcpy(out, buf_.data() + pos_, got);
