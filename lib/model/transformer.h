@@ -1,12 +1,14 @@
 // The decoder transformer: embeddings, L pre-norm blocks (attention, feed-forward), final
 // norm, classifier, optional soft cap; a batched forward over [B, T] and incremental decode
-// with a KV cache. Pure forward (evaluation): dropout is the identity.
+// with a KV cache (evaluation: dropout is the identity), and a training step (forward with
+// dropout, loss, hand-written backward into a gradient arena).
 // Shape letters: B batch, T time, C dim, V vocab, L layers, NH/NKV heads, HS head size, F ffn.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "core/rng.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -59,6 +61,38 @@ struct ActivationTensors {
   Tensor arena;
 };
 
+// ---- Training ----
+//
+// What train_step needs beyond the batch.
+struct TrainStepOptions {
+  // Dropout masks and SIGReg projections are drawn from this generator (required when the
+  // config has dropout, attn_dropout or emb_dropout > 0 or sigreg.enabled, unless
+  // sigreg_noise is given). Drawing order per step, so a run is reproducible bit for bit:
+  //   1. when any dropout probability is > 0: 1 + 3 L values of rng.next_u64(), the seeds of
+  //      the embedding dropout, then per layer: attention probabilities, attention residual,
+  //      feed-forward residual (every seed is drawn even when its probability is 0); each
+  //      mask element is then a pure function of (seed, element index) (dropout.h), so the
+  //      masks do not depend on the thread count;
+  //   2. when sigreg.enabled and sigreg_noise is null: C * S values of rng.normal(), the
+  //      noise [C, S] in row-major order (sigreg.h).
+  Rng* rng = nullptr;
+  // [V] weight per target token id (config.loss_weights, materium); null = every weight 1.
+  // loss = sum_n w[t_n] ce_n / sum_n w[t_n] over targets t_n != pad_id.
+  const float* loss_weights = nullptr;
+  // [C, S] explicit SIGReg noise (not yet column-normalised), e.g. to match PyTorch; null = draw.
+  const float* sigreg_noise = nullptr;
+  // Gradients are of grad_scale * loss (e.g. 1 / micro_steps for gradient accumulation).
+  float grad_scale = 1.0f;
+};
+
+struct TrainStepResult {
+  double loss = 0;        // ce + sigreg.coefficient * sigreg (what the gradients are of, before grad_scale)
+  double ce = 0;          // mean (or loss-weighted mean) cross-entropy over targets != pad_id
+  double sigreg = 0;      // the SIGReg statistic (0 when disabled)
+  int64_t count = 0;      // targets that count (!= pad_id)
+  double weight_sum = 0;  // sum of their loss weights (== count without loss_weights)
+};
+
 class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
@@ -93,12 +127,29 @@ class Transformer {
   // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id.
   LossResult loss(const int32_t* targets) const;
 
+  // One training step over tokens, targets [B, T] at positions pos [B, T] (null: 0..T-1):
+  // forward with dropout (TrainStepOptions::rng), loss (cross-entropy ignoring pad_id,
+  // optionally loss-weighted, + sigreg.coefficient * SIGReg of the final-norm output when
+  // sigreg.enabled), and the backward pass. The gradients of grad_scale * loss with respect
+  // to every parameter are ACCUMULATED (+=) into `grads`: views of a float arena of
+  // weights().layout().arena_floats() floats bound with weights().layout().bind(arena), which
+  // the caller zeroes (one memset) before the first micro-step. Tied embeddings: grads.output
+  // aliases grads.tok_embeddings and receives both contributions. Keeps every layer's
+  // activations (set_keep_activations(true) is implied); activations() stays valid afterwards
+  // (logits are those of the training forward). Not thread-safe; the kernels use OpenMP.
+  TrainStepResult train_step(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
+                             const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt = {});
+
  private:
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
   void ensure_activations(int64_t B, int64_t T, bool keep);
 
+  void backward(const ParameterTensors& grads, const int32_t* tokens, const float* dlogits);
+
   ModelWeights weights_;
   std::vector<double> inv_freq_;  // [HS/2]
+  std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
+  Tensor grad_acts_;                  // backward scratch (gradients of activations)
   bool keep_ = false;
   ActivationTensors acts_;
 };
