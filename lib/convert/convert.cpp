@@ -1,0 +1,583 @@
+#include "convert/convert.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "convert/config_io.h"
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
+#include "io/safetensors.h"
+#include "io/stream.h"
+#include "model/config_infer.h"
+#include "model/params.h"
+#include "version.h"
+
+namespace lm::convert {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_io("cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty() || dir == ".") return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+bool named(Layout l) { return l != Layout::Raw; }
+bool soma_like(Layout l) { return l == Layout::Soma || l == Layout::SomaTorch; }
+
+// The name `lmkit_name` has in `layout` (via the table), or "" when it has none there.
+std::string name_in_layout(const std::string& lmkit_name, Layout layout) {
+  static const std::regex layer(R"(^layers\.(\d+)\.(.*)$)");
+  std::smatch m;
+  std::string templ = lmkit_name;
+  int64_t l = -1;
+  if (std::regex_match(lmkit_name, m, layer)) {
+    l = std::stoll(m[1].str());
+    templ = "layers.{L}." + m[2].str();
+  }
+  for (const NameRow& row : name_table())
+    if (templ == row.lmkit) {
+      const NameEntry e = name_in(row, layout);
+      return e.name ? expand(e.name, l) : "";
+    }
+  return "";
+}
+
+// Every node against the config's tensor table (lmkit names): shapes, float dtypes, and
+// nothing unmapped or missing unless allowed.
+void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool allow_unmapped,
+                          std::vector<std::string>& notes) {
+  const ParameterLayout layout(cfg);
+  std::set<std::string> present;
+  std::vector<std::string> unmapped, unmapped_desc;
+  std::vector<Node> keep;
+  for (Node& n : g.nodes) {
+    const ParamInfo* p = layout.find(n.name);
+    if (!p) {
+      unmapped.push_back(n.name);
+      const std::string src = n.from.empty() ? n.name : n.from[0].name;
+      unmapped_desc.push_back(src == n.name ? quote(n.name) : cat(quote(src), " (as ", quote(n.name), ")"));
+      if (allow_unmapped) {
+        g.dropped.insert(g.dropped.end(), n.from.begin(), n.from.end());
+        continue;
+      }
+    } else {
+      const std::string src = n.from.empty() || n.from[0].name == n.name ? "" : cat(" (from ", quote(n.from[0].name), ")");
+      if (n.shape != p->shape)
+        fail_data(cat("shape mismatch: tensor ", quote(n.name), src, ": got ", shape_str(n.shape), ", expected ",
+                      shape_str(p->shape), " for the config"));
+      if (!is_float(n.dtype))
+        fail_data(cat("wrong dtype: tensor ", quote(n.name), src, ": got ", dtype_name(n.dtype), ", expected F32, F16 or BF16"));
+      present.insert(n.name);
+    }
+    keep.push_back(std::move(n));
+  }
+  g.nodes = std::move(keep);
+  if (!unmapped.empty()) {
+    std::string list;
+    for (size_t i = 0; i < unmapped_desc.size() && i < 4; ++i) list += (i ? ", " : "") + unmapped_desc[i];
+    if (unmapped_desc.size() > 4) list += cat(" and ", unmapped_desc.size() - 4, " more");
+    if (!allow_unmapped)
+      fail(ErrorKind::Data,
+           cat(unmapped.size(), " unmapped tensor", unmapped.size() == 1 ? "" : "s", " (not in layout ", quote(layout_name(from)),
+               " for this config): ", list),
+           "map them with --rename, remove them with --drop GLOB, or pass --allow-unmapped to drop them");
+    notes.push_back(cat("dropped ", unmapped.size(), " unmapped tensor", unmapped.size() == 1 ? "" : "s", ": ", list));
+  }
+  std::vector<std::string> missing;
+  for (const ParamInfo& p : layout.tensors())
+    if (!present.count(p.name)) missing.push_back(p.name);
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 4; ++i) {
+      const std::string there = named(from) && from != Layout::Lmkit ? name_in_layout(missing[i], from) : "";
+      list += (i ? ", " : "") + quote(missing[i]) + (there.empty() || there == missing[i] ? "" : cat(" (", quote(there), ")"));
+    }
+    if (missing.size() > 4) list += cat(" and ", missing.size() - 4, " more");
+    if (!allow_unmapped)
+      fail(ErrorKind::Data, cat(missing.size(), " missing tensor", missing.size() == 1 ? "" : "s", ": ", list),
+           "the config (" + cfg.name + ") expects them; check --config/--set, or pass --allow-unmapped");
+    notes.push_back(cat(missing.size(), " tensor", missing.size() == 1 ? "" : "s", " missing from the output: ", list));
+  }
+}
+
+// The config a conversion runs with (or nullopt for raw -> raw without one).
+void resolve_config(Plan& plan, const ConvertOptions& opts) {
+  Source& src = plan.source;
+  const bool needs = named(plan.from) || named(plan.to);
+  std::optional<ModelConfig> cfg;
+  std::string origin;
+  if (!opts.config.empty()) {
+    cfg = load_config_arg(opts.config);
+    origin = "--config " + opts.config;
+  } else if (src.config) {
+    cfg = src.config;
+    origin = src.config_origin;
+  } else if (needs && src.path != "-") {
+    const std::string hf = join(src.dir, "config.json"), params = join(src.dir, "params.json");
+    if (exists(hf)) {
+      cfg = config_from_hf_json(read_text(hf), hf);
+      origin = hf;
+    } else if (exists(params)) {
+      cfg = config_from_params_json(read_text(params), params);
+      origin = params;
+    }
+  }
+  if (cfg) {
+    apply_overrides(*cfg, opts.sets);
+    if (cfg->vocab_size == 0 || (origin.find("params.json") != std::string::npos)) {
+      // params.json may say vocab_size -1: the embedding rows tell.
+      Graph probe = src.graph;
+      apply_rules(probe, import_rules(plan.from), nullptr);
+      for (const Node& n : probe.nodes)
+        if (n.name == "tok_embeddings.weight" && n.shape.size() == 2 && cfg->vocab_size == 0) cfg->vocab_size = n.shape[0];
+      for (const Node& n : probe.nodes)
+        if (n.name == "output.weight") cfg->tie_embeddings = false;
+      bool has_output = false;
+      for (const Node& n : probe.nodes) has_output |= n.name == "output.weight";
+      if (origin.find("params.json") != std::string::npos) cfg->tie_embeddings = !has_output;
+    }
+  } else if (needs) {
+    Graph probe = src.graph;
+    apply_rules(probe, import_rules(plan.from), nullptr);
+    std::vector<std::string> sets = src.config_assignments;
+    sets.insert(sets.end(), opts.sets.begin(), opts.sets.end());
+    cfg = infer_config(probe.nodes, sets, src.display);
+    origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
+  }
+  if (!cfg) return;
+  validate(*cfg, origin);
+  Capabilities caps = Capabilities::all();
+  caps.moe = caps.conditions = caps.vision = false;  // tensors lmkit's parameter table does not have yet
+  require_supported(*cfg, caps, "lm-convert-checkpoint");
+  plan.config = cfg;
+  plan.config_origin = origin;
+  // Keep the input's own config text when it says the same: round trips stay byte-exact.
+  plan.config_json = config_to_json(*cfg);
+  std::string original;
+  if (auto m = src.metadata.find(kConfigMetadataKey); m != src.metadata.end()) original = m->second;
+  if (!src.config_text.empty()) original = src.config_text;
+  if (!original.empty()) {
+    try {
+      if (config_from_json(original, "input") == *cfg) plan.config_json = original;
+    } catch (const Error&) {
+    }
+  }
+}
+
+json shape_json(const Shape& s) { return json(s); }
+
+}  // namespace
+
+uint64_t parse_size(const std::string& text) {
+  static const std::regex re(R"(^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(i?)B?\s*$)", std::regex::icase);
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    fail(ErrorKind::Usage, cat("bad size ", quote(text)), "e.g. 5GB, 500MB, 2GiB or a number of bytes");
+  const double v = std::stod(m[1].str());
+  const char unit = m[2].str().empty() ? ' ' : static_cast<char>(std::toupper(m[2].str()[0]));
+  const double base = m[3].str().empty() ? 1000.0 : 1024.0;
+  const int power = unit == 'K' ? 1 : unit == 'M' ? 2 : unit == 'G' ? 3 : unit == 'T' ? 4 : 0;
+  const double bytes = v * std::pow(base, power);
+  if (bytes < 1 || bytes > 1e18) fail_usage(cat("size ", quote(text), " is out of range"));
+  return static_cast<uint64_t>(bytes);
+}
+
+std::string human_bytes(uint64_t n) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, ++u;
+  std::ostringstream s;
+  s.precision(u == 0 ? 0 : 3);
+  s << v << " " << units[u];
+  return s.str();
+}
+
+Plan plan_conversion(const ConvertOptions& opts) {
+  Plan plan;
+  std::optional<Layout> forced;
+  if (opts.from != "auto") {
+    plan.from = parse_layout(opts.from);
+    if (plan.from == Layout::GGUF || plan.from == Layout::Llama2c) forced = plan.from;
+  }
+  plan.to = parse_layout(opts.to);
+  plan.cast = opts.cast;
+  plan.shard_size = opts.shard_size;
+  if (!opts.cast.empty() && opts.cast != "f32" && opts.cast != "f16" && opts.cast != "bf16" && opts.cast != "q8_0")
+    fail(ErrorKind::Usage, cat("bad --cast ", quote(opts.cast)), "expected f32, f16, bf16, or q8_0 (GGUF only)");
+  if (opts.cast == "q8_0" && plan.to != Layout::GGUF) fail_usage("--cast q8_0 writes GGUF only (--to gguf)");
+  if (plan.to == Layout::Llama2c && !opts.cast.empty() && opts.cast != "f32")
+    fail_usage(cat("--cast ", opts.cast, ": a llama2.c v0 checkpoint holds fp32 only"));
+
+  plan.source = open_source(opts.input, forced);
+  Source& src = plan.source;
+  if (src.container_layout && opts.from == "auto") {
+    plan.from = *src.container_layout;
+  } else if (src.container_layout && plan.from != *src.container_layout && plan.from != Layout::Raw) {
+    fail(ErrorKind::Usage, cat(quote(src.display), " is a ", src.container, " file: its layout is ",
+                               layout_name(*src.container_layout), ", not ", layout_name(plan.from)));
+  } else if (!src.container_layout && (plan.from == Layout::GGUF || plan.from == Layout::Llama2c)) {
+    fail(ErrorKind::Usage, cat(quote(src.display), " is a ", src.container, " file, not ", layout_name(plan.from)));
+  } else if (opts.from == "auto") {
+    std::vector<std::string> names;
+    for (const Node& n : src.graph.nodes) names.push_back(n.name);
+    const auto detected = detect_layout(names, src.metadata.count(kConfigMetadataKey) > 0);
+    if (!detected)
+      fail(ErrorKind::Usage, cat("cannot tell the layout of ", quote(src.display), ": no tensor name is one a known layout uses"),
+           "give --from LAYOUT (" + layout_names() + "); --from raw keeps the names for your own rules");
+    plan.from = *detected;
+  }
+
+  resolve_config(plan, opts);
+  const ModelConfig* cfg = plan.config ? &*plan.config : nullptr;
+  Graph& g = plan.graph;
+  g = src.graph;
+
+  apply_rules(g, import_rules(plan.from), cfg);
+  if (soma_like(plan.from) && cfg && cfg->tie_embeddings) {
+    // soma has no tied classifier: a tied model's predictor is a copy of the embedding.
+    std::erase_if(g.nodes, [&](const Node& n) {
+      if (n.name != "output.weight") return false;
+      g.dropped.insert(g.dropped.end(), n.from.begin(), n.from.end());
+      return true;
+    });
+  }
+  const bool check_before_user = !named(plan.to) && named(plan.from);
+  if (check_before_user && cfg) check_against_config(g, *cfg, plan.from, opts.allow_unmapped, plan.notes);
+  apply_rules(g, opts.rules, cfg);
+  if (named(plan.to) && cfg) check_against_config(g, *cfg, plan.from, opts.allow_unmapped, plan.notes);
+
+  if (plan.to == Layout::GGUF) {
+    const auto why = gguf_unsupported(*cfg);
+    if (!why.empty()) fail_unsupported("GGUF (llama) cannot hold ", why);
+  }
+  if (plan.to == Layout::Llama2c) {
+    const auto why = llama2c_unsupported(*cfg);
+    if (!why.empty()) fail_unsupported("a llama2.c v0 checkpoint cannot hold ", why);
+  }
+  if (soma_like(plan.to) && cfg && cfg->tie_embeddings) {
+    for (const Node& n : g.nodes)
+      if (n.name == "tok_embeddings.weight") {
+        Node copy = n;
+        copy.name = "output.weight";
+        copy.ops.push_back("copy of the tied embedding");
+        g.nodes.push_back(std::move(copy));
+        plan.notes.push_back(cat("layout ", layout_name(plan.to), " has no tied classifier: predictor.weight is the embedding"));
+        break;
+      }
+  }
+  if (named(plan.to)) {
+    // Names the target cannot hold fail here rather than being written under lmkit's names.
+    for (const Node& n : g.nodes) {
+      if (plan.to == Layout::Lmkit || plan.to == Layout::Meta || plan.to == Layout::Llama2c) break;
+      if (name_in_layout(n.name, plan.to).empty() && !name_in_layout(n.name, Layout::Lmkit).empty())
+        fail(ErrorKind::Unsupported, cat("layout ", quote(layout_name(plan.to)), " has no name for tensor ", quote(n.name)),
+             "it cannot hold this model's config (" + (cfg ? cfg->ffn_type + ", " + cfg->norm_type : std::string("?")) + ")");
+    }
+  }
+  apply_rules(g, export_rules(plan.to), cfg);
+
+  if (!opts.cast.empty() && opts.cast != "q8_0") {
+    const DType t = opts.cast == "f16" ? DType::F16 : opts.cast == "bf16" ? DType::BF16 : DType::F32;
+    cast_all(g, t, plan.to == Layout::GGUF);
+  }
+  if (plan.to == Layout::GGUF || plan.to == Layout::Llama2c)
+    for (const Node& n : g.nodes)
+      if (!is_float(n.dtype))
+        fail_data(cat("wrong dtype: tensor ", quote(n.name), " is ", dtype_name(n.dtype), ", ", layout_name(plan.to),
+                      " holds F32, F16 or BF16"));
+  return plan;
+}
+
+bool is_directory_output(const Plan& plan, const std::string& output) {
+  if (plan.to == Layout::GGUF || plan.to == Layout::Llama2c) return false;
+  return plan.shard_size > 0 || (!output.empty() && output.back() == '/') || (output != "-" && is_dir(output));
+}
+
+namespace {
+
+// Writes one node's bytes, then hands its input pages back.
+void produce(const Node& n, ByteSink& sink) {
+  const Tensor t = n.load();
+  if (t.dtype() != n.dtype || t.shape() != n.shape)
+    fail(ErrorKind::Runtime, cat("internal: tensor ", quote(n.name), " produced ", dtype_name(t.dtype()), " ",
+                                 shape_str(t.shape()), ", planned ", dtype_name(n.dtype), " ", shape_str(n.shape)));
+  sink.write(t.raw(), t.nbytes());
+  if (n.release) n.release();
+}
+
+std::map<std::string, std::string> output_metadata(const Plan& plan) {
+  std::map<std::string, std::string> meta;
+  if (plan.from == Layout::Raw && plan.to == Layout::Raw) return plan.source.metadata;
+  for (const auto& [k, v] : plan.source.metadata)
+    if (k.rfind("lmkit.", 0) != 0) meta[k] = v;
+  meta["format"] = plan.to == Layout::Flax ? "flax" : "pt";
+  if (plan.config) meta[kConfigMetadataKey] = plan.config_json;
+  if (!plan.source.tokenizer_json.empty()) meta["lmkit.tokenizer"] = plan.source.tokenizer_json;
+  return meta;
+}
+
+void write_safetensors(const Plan& plan, const std::vector<const Node*>& nodes, const std::string& path) {
+  SafeTensorsWriter w;
+  for (const auto& [k, v] : output_metadata(plan)) w.set_metadata(k, v);
+  for (const Node* n : nodes) w.add_lazy(n->name, n->dtype, n->shape, [n](ByteSink& s) { produce(*n, s); });
+  w.write_file(path);
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  auto sink = open_output(path);
+  sink->write(text.data(), text.size());
+  sink->finish();
+}
+
+std::vector<std::string> write_directory(const Plan& plan, const std::string& output) {
+  std::string dir = output;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  // The target's own config file, made first: a config it cannot express fails before any write.
+  std::string config_file, config_text;
+  if (plan.config && plan.to == Layout::HF) {
+    DType t = plan.graph.nodes.empty() ? DType::F32 : plan.graph.nodes[0].dtype;
+    config_file = "config.json";
+    config_text = config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32");
+  } else if (plan.config && plan.to == Layout::Meta) {
+    config_file = "params.json";
+    config_text = config_to_params_json(*plan.config);
+  }
+  if (!is_dir(dir) && ::mkdir(dir.c_str(), 0777) != 0) fail_io("cannot create directory", dir);
+
+  std::vector<std::vector<const Node*>> shards(1);
+  uint64_t in_shard = 0, total = 0;
+  for (const Node& n : plan.graph.nodes) {
+    const uint64_t bytes = static_cast<uint64_t>(shape_numel(n.shape)) * dtype_size(n.dtype);
+    if (plan.shard_size > 0 && in_shard > 0 && in_shard + bytes > plan.shard_size) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back(&n);
+    in_shard += bytes;
+    total += bytes;
+  }
+  std::vector<std::string> written;
+  const std::string single = plan.to == Layout::Meta ? "consolidated.safetensors" : "model.safetensors";
+  if (plan.shard_size == 0) {
+    write_safetensors(plan, shards[0], join(dir, single));
+    written.push_back(join(dir, single));
+  } else {
+    json weight_map = json::object();
+    for (size_t i = 0; i < shards.size(); ++i) {
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      write_safetensors(plan, shards[i], join(dir, name));
+      written.push_back(join(dir, name));
+      for (const Node* n : shards[i]) weight_map[n->name] = name;
+    }
+    json index;
+    index["metadata"] = {{"total_size", total}};
+    index["weight_map"] = weight_map;
+    const std::string index_path = join(dir, "model.safetensors.index.json");
+    write_text_file(index_path, index.dump(2) + "\n");
+    written.push_back(index_path);
+  }
+  if (!config_file.empty()) {
+    write_text_file(join(dir, config_file), config_text);
+    written.push_back(join(dir, config_file));
+  }
+  return written;
+}
+
+void write_gguf(const Plan& plan, const std::string& path) {
+  const bool q8 = plan.cast == "q8_0";
+  GGUFWriter w;
+  std::map<GGMLType, int> count2d;
+  std::vector<std::pair<const Node*, GGMLType>> entries;
+  for (const Node& n : plan.graph.nodes) {
+    GGMLType type = n.dtype == DType::F16 ? GGMLType::F16 : n.dtype == DType::BF16 ? GGMLType::BF16 : GGMLType::F32;
+    if (q8 && n.shape.size() >= 2 && n.shape.back() % kQ8Block == 0) type = GGMLType::Q8_0;
+    if (n.shape.size() >= 2) ++count2d[type];
+    entries.emplace_back(&n, type);
+  }
+  GGMLType main = GGMLType::F32;
+  int best = -1;
+  for (const auto& [t, c] : count2d)
+    if (c > best) best = c, main = t;
+  const uint32_t file_type = main == GGMLType::F16 ? 1 : main == GGMLType::Q8_0 ? 7 : main == GGMLType::BF16 ? 32 : 0;
+  set_gguf_metadata(w, *plan.config, plan.config_json, file_type, main == GGMLType::Q8_0, plan.source.tokenizer_json);
+  for (const auto& [n, type] : entries) {
+    if (type == GGMLType::Q8_0)
+      w.add_tensor(n->name, type, n->shape, [n](ByteSink& s) {
+        Tensor t = n->load();
+        const Tensor f = t.dtype() == DType::F32 ? t : cast_tensor(t, DType::F32);
+        std::vector<uint8_t> q(ggml_nbytes(GGMLType::Q8_0, n->shape));
+        quantize_q8_0(f.data<float>(), f.numel(), q.data());
+        s.write(q.data(), q.size());
+        if (n->release) n->release();
+      });
+    else
+      w.add_tensor(n->name, type, n->shape, [n](ByteSink& s) { produce(*n, s); });
+  }
+  auto sink = open_output(path);
+  w.write(*sink);
+  sink->finish();
+}
+
+void write_llama2c(const Plan& plan, const std::string& path) {
+  std::map<std::string, const Node*> by_name;
+  for (const Node& n : plan.graph.nodes) by_name[n.name] = &n;
+  std::function<void()> pending;
+  auto sink = open_output(path);
+  write_llama2c_v0(*sink, *plan.config, [&](const std::string& name) {
+    if (pending) pending();
+    pending = nullptr;
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) fail_data(cat("missing tensor ", quote(name), " for the llama2.c checkpoint"));
+    pending = it->second->release;
+    return it->second->load();
+  });
+  if (pending) pending();
+  sink->finish();
+}
+
+}  // namespace
+
+std::vector<std::string> write_plan(const Plan& plan, const std::string& output) {
+  if (is_directory_output(plan, output)) {
+    if (output == "-") fail_usage("a sharded checkpoint is a directory: it cannot go to stdout");
+    return write_directory(plan, output);
+  }
+  if ((plan.to == Layout::GGUF || plan.to == Layout::Llama2c) && plan.shard_size > 0)
+    fail_usage(cat("--shard-size: ", layout_name(plan.to), " is written as one file"));
+  if (plan.to == Layout::GGUF)
+    write_gguf(plan, output);
+  else if (plan.to == Layout::Llama2c)
+    write_llama2c(plan, output);
+  else {
+    std::vector<const Node*> nodes;
+    for (const Node& n : plan.graph.nodes) nodes.push_back(&n);
+    write_safetensors(plan, nodes, output);
+  }
+  return {output == "-" ? "<stdout>" : output};
+}
+
+std::string plan_text(const Plan& plan) {
+  std::ostringstream out;
+  out << "# " << plan.source.display << " (" << plan.source.container << ", layout " << layout_name(plan.from) << ") -> layout "
+      << layout_name(plan.to) << "; config: " << (plan.config ? plan.config_origin : std::string("none")) << "\n";
+  auto ref = [](const SourceRef& r) { return cat(r.name, " ", shape_str(r.shape), " ", dtype_name(r.dtype)); };
+  for (const Node& n : plan.graph.nodes) {
+    std::string from;
+    for (size_t i = 0; i < n.from.size(); ++i) from += (i ? " + " : "") + ref(n.from[i]);
+    out << from << " -> " << n.name << " " << shape_str(n.shape) << " " << dtype_name(n.dtype);
+    if (!n.ops.empty()) {
+      out << " (";
+      for (size_t i = 0; i < n.ops.size(); ++i) out << (i ? ", " : "") << n.ops[i];
+      out << ")";
+    }
+    out << "\n";
+  }
+  for (const SourceRef& r : plan.graph.dropped) out << ref(r) << " -> (dropped)\n";
+  return out.str();
+}
+
+std::string plan_json(const Plan& plan) {
+  json j;
+  j["lmkit_version"] = kVersion;
+  j["input"] = plan.source.display;
+  j["container"] = plan.source.container;
+  j["from"] = layout_name(plan.from);
+  j["to"] = layout_name(plan.to);
+  j["config_origin"] = plan.config ? json(plan.config_origin) : json(nullptr);
+  j["config"] = plan.config ? json::parse(config_to_json(*plan.config)) : json(nullptr);
+  auto ref = [](const SourceRef& r) { return json{{"name", r.name}, {"dtype", dtype_name(r.dtype)}, {"shape", shape_json(r.shape)}}; };
+  json tensors = json::array();
+  for (const Node& n : plan.graph.nodes) {
+    json from = json::array();
+    for (const auto& r : n.from) from.push_back(ref(r));
+    tensors.push_back({{"from", from}, {"name", n.name}, {"dtype", dtype_name(n.dtype)}, {"shape", shape_json(n.shape)}, {"ops", n.ops}});
+  }
+  j["tensors"] = tensors;
+  json dropped = json::array();
+  for (const auto& r : plan.graph.dropped) dropped.push_back(ref(r));
+  j["dropped"] = dropped;
+  j["notes"] = plan.notes;
+  return j.dump(2) + "\n";
+}
+
+std::string list_text(const Source& src) {
+  std::ostringstream out;
+  uint64_t total = 0;
+  size_t width = 0;
+  for (const Node& n : src.graph.nodes) {
+    total += static_cast<uint64_t>(shape_numel(n.shape)) * dtype_size(n.dtype);
+    width = std::max(width, n.name.size());
+  }
+  std::vector<std::string> names;
+  for (const Node& n : src.graph.nodes) names.push_back(n.name);
+  const auto layout = src.container_layout ? src.container_layout : detect_layout(names, src.metadata.count(kConfigMetadataKey) > 0);
+  out << "# " << src.display << ": " << src.container << ", layout " << (layout ? layout_name(*layout) : "unknown") << ", "
+      << src.graph.nodes.size() << " tensors, " << human_bytes(total) << "\n";
+  for (const Node& n : src.graph.nodes) {
+    std::string dtype = dtype_name(n.dtype).data();
+    for (const auto& op : n.ops)
+      if (op.rfind("dequantize", 0) == 0) dtype += " (from Q8_0)";
+    out << n.name << std::string(width - n.name.size() + 2, ' ') << dtype << "  " << shape_str(n.shape) << "\n";
+  }
+  return out.str();
+}
+
+std::string list_json(const Source& src) {
+  json j;
+  j["lmkit_version"] = kVersion;
+  j["input"] = src.display;
+  j["container"] = src.container;
+  std::vector<std::string> names;
+  for (const Node& n : src.graph.nodes) names.push_back(n.name);
+  const auto layout = src.container_layout ? src.container_layout : detect_layout(names, src.metadata.count(kConfigMetadataKey) > 0);
+  j["layout"] = layout ? json(layout_name(*layout)) : json(nullptr);
+  j["metadata"] = src.metadata;
+  json tensors = json::array();
+  for (const Node& n : src.graph.nodes) {
+    json t = {{"name", n.name}, {"dtype", dtype_name(n.dtype)}, {"shape", shape_json(n.shape)}};
+    for (const auto& op : n.ops)
+      if (op.rfind("dequantize", 0) == 0) t["stored_as"] = "Q8_0";
+    tensors.push_back(t);
+  }
+  j["tensors"] = tensors;
+  return j.dump(2) + "\n";
+}
+
+std::string show_rules(const std::string& from, const std::string& to, const std::vector<Rule>& user) {
+  if (from == "auto") fail_usage("--show-rules needs --from LAYOUT");
+  std::vector<Rule> all = import_rules(parse_layout(from));
+  all.insert(all.end(), user.begin(), user.end());
+  const std::vector<Rule> out = export_rules(parse_layout(to));
+  all.insert(all.end(), out.begin(), out.end());
+  return rules_to_json(all);
+}
+
+}  // namespace lm::convert

@@ -1,0 +1,618 @@
+#include "convert/rules.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/params.h"
+
+namespace lm::convert {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct KindName {
+  Rule::Kind kind;
+  const char* name;
+};
+constexpr KindName kKinds[] = {
+    {Rule::Kind::Rename, "rename"},
+    {Rule::Kind::Drop, "drop"},
+    {Rule::Kind::Transpose, "transpose"},
+    {Rule::Kind::Split, "split"},
+    {Rule::Kind::Fuse, "fuse"},
+    {Rule::Kind::RopeToHalf, "rope-to-half"},
+    {Rule::Kind::RopeToInterleaved, "rope-to-interleaved"},
+    {Rule::Kind::Cast, "cast"},
+};
+
+[[noreturn]] void bad_rule(const std::string& option, const std::string& arg, const std::string& why,
+                           const std::string& hint = {}) {
+  fail(ErrorKind::Usage, cat("bad --", option, " ", quote(arg), ": ", why), hint);
+}
+
+std::regex compile(const std::string& option, const std::string& arg, const std::string& re) {
+  try {
+    return std::regex(re, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    bad_rule(option, arg, cat("invalid regular expression ", quote(re), " (", e.what(), ")"));
+  }
+}
+
+// sed's \1 becomes ECMAScript's $1 (what std::regex formats); a literal '$' is written '$$'.
+std::string to_format(const std::string& repl) {
+  std::string out;
+  for (size_t i = 0; i < repl.size(); ++i) {
+    if (repl[i] == '\\' && i + 1 < repl.size() && std::isdigit(static_cast<unsigned char>(repl[i + 1]))) {
+      out += '$';
+      continue;
+    }
+    out += repl[i];
+  }
+  return out;
+}
+
+// "...@DIM" -> DIM (default 0); strips the suffix from `s`.
+int take_dim(std::string& s, const std::string& option, const std::string& arg) {
+  const size_t at = s.rfind('@');
+  if (at == std::string::npos) return 0;
+  const std::string d = s.substr(at + 1);
+  if (d.empty() || d.size() > 2 || !std::all_of(d.begin(), d.end(), ::isdigit))
+    bad_rule(option, arg, cat("the dimension after '@' must be a small number, got ", quote(d)));
+  s.resize(at);
+  return std::stoi(d);
+}
+
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p == std::string::npos ? std::string::npos : p - start));
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  return out;
+}
+
+const char* dtype_option_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    default: return "?";
+  }
+}
+
+std::string describe(const Rule& r) { return cat("--", r.option(), " ", quote(r.arg)); }
+
+// Position of each node by name, for fuse partners and duplicate checks.
+std::map<std::string, size_t> index_of(const std::vector<Node>& nodes) {
+  std::map<std::string, size_t> idx;
+  for (size_t i = 0; i < nodes.size(); ++i) idx[nodes[i].name] = i;
+  return idx;
+}
+
+void check_unique(const std::vector<Node>& nodes, const Rule& r) {
+  std::map<std::string, const Node*> seen;
+  for (const Node& n : nodes) {
+    auto [it, fresh] = seen.emplace(n.name, &n);
+    if (!fresh) {
+      const std::string a = it->second->from.empty() ? "?" : it->second->from[0].name;
+      const std::string b = n.from.empty() ? "?" : n.from[0].name;
+      fail_data(cat(describe(r), " gives two tensors the name ", quote(n.name), " (from ", quote(a), " and ", quote(b), ")"));
+    }
+  }
+}
+
+// A node computed from `inputs` by `f`; the inputs' mapped pages are released once computed.
+Node derived(std::string name, DType dtype, Shape shape, const std::vector<const Node*>& inputs, std::string op,
+             std::function<Tensor(std::vector<Tensor>&)> f) {
+  Node out;
+  out.name = std::move(name);
+  out.dtype = dtype;
+  out.shape = std::move(shape);
+  for (const Node* in : inputs) {
+    out.from.insert(out.from.end(), in->from.begin(), in->from.end());
+    out.ops.insert(out.ops.end(), in->ops.begin(), in->ops.end());
+  }
+  out.ops.push_back(std::move(op));
+  std::vector<Node> copies;
+  for (const Node* in : inputs) copies.push_back(*in);
+  auto shared = std::make_shared<std::vector<Node>>(std::move(copies));
+  out.load = [shared, f = std::move(f)]() {
+    std::vector<Tensor> ts;
+    for (const Node& n : *shared) ts.push_back(n.load());
+    Tensor result = f(ts);
+    ts.clear();
+    for (const Node& n : *shared)
+      if (n.release) n.release();
+    return result;
+  };
+  return out;
+}
+
+int64_t resolve_heads(const Rule& r, const ModelConfig* cfg) {
+  if (r.heads == "q" || r.heads == "k") {
+    if (!cfg) return 0;
+    return r.heads == "q" ? cfg->n_heads : cfg->kv_heads();
+  }
+  return std::stoll(r.heads);
+}
+
+void apply_split(Graph& g, const Rule& r, const ModelConfig* cfg) {
+  const std::regex re(r.pattern);
+  std::unique_ptr<ParameterLayout> layout;
+  if (cfg) layout = std::make_unique<ParameterLayout>(*cfg);
+  std::vector<Node> out;
+  for (Node& n : g.nodes) {
+    std::smatch m;
+    if (!std::regex_match(n.name, m, re)) {
+      out.push_back(std::move(n));
+      continue;
+    }
+    const int d = r.dim;
+    if (d >= static_cast<int>(n.shape.size()))
+      fail_data(cat(describe(r), ": tensor ", quote(n.name), " has shape ", shape_str(n.shape), ", no dimension ", d));
+    std::vector<std::string> names;
+    for (const auto& p : r.parts) names.push_back(m.format(to_format(p)));
+    std::vector<int64_t> sizes = r.sizes;
+    const int64_t total = n.shape[d];
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] > 0) continue;
+      const ParamInfo* p = layout ? layout->find(names[i]) : nullptr;
+      if (p && static_cast<size_t>(d) < p->shape.size()) sizes[i] = p->shape[d];
+    }
+    int64_t known = 0, unknown = 0;
+    for (int64_t s : sizes) (s > 0 ? known += s : ++unknown);
+    if (unknown > 0) {
+      if (total < known || (total - known) % unknown != 0)
+        fail_data(cat(describe(r), ": cannot split ", quote(n.name), " ", shape_str(n.shape), " along dimension ", d,
+                      " into ", sizes.size(), " parts: ", total - known, " is not a multiple of ", unknown));
+      for (int64_t& s : sizes)
+        if (s == 0) s = (total - known) / unknown;
+    }
+    int64_t sum = 0;
+    std::string parts_desc;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      sum += sizes[i];
+      parts_desc += cat(i ? ", " : "", quote(names[i]), " ", sizes[i]);
+    }
+    if (sum != total)
+      fail_data(cat(describe(r), ": shape mismatch: ", quote(n.name), " has ", total, " along dimension ", d, " (shape ",
+                    shape_str(n.shape), "), the parts need ", sum, " (", parts_desc, ")"));
+    for (size_t i = 0; i < names.size(); ++i) {
+      Shape s = n.shape;
+      s[d] = sizes[i];
+      const size_t which = i;
+      out.push_back(derived(names[i], n.dtype, s, {&n}, cat("split ", which + 1, "/", names.size(), " dim ", d),
+                            [d, sizes, which](std::vector<Tensor>& in) {
+                              return std::move(split_tensor(in[0], d, sizes)[which]);
+                            }));
+    }
+  }
+  g.nodes = std::move(out);
+  check_unique(g.nodes, r);
+}
+
+void apply_fuse(Graph& g, const Rule& r) {
+  const std::regex re(r.pattern);
+  std::map<std::string, size_t> idx = index_of(g.nodes);
+  std::set<size_t> consumed;
+  std::vector<Node> fused;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& first = g.nodes[i];
+    std::smatch m;
+    if (!std::regex_match(first.name, m, re)) continue;
+    std::vector<const Node*> inputs{&first};
+    for (const auto& p : r.parts) {
+      const std::string partner = m.format(to_format(p));
+      const auto it = idx.find(partner);
+      if (it == idx.end())
+        fail_data(cat(describe(r), ": ", quote(first.name), " has no partner ", quote(partner)));
+      inputs.push_back(&g.nodes[it->second]);
+    }
+    const int d = r.dim;
+    Shape shape = first.shape;
+    if (d >= static_cast<int>(shape.size()))
+      fail_data(cat(describe(r), ": tensor ", quote(first.name), " has shape ", shape_str(shape), ", no dimension ", d));
+    for (size_t k = 1; k < inputs.size(); ++k) {
+      const Node& p = *inputs[k];
+      if (p.dtype != first.dtype)
+        fail_data(cat(describe(r), ": ", quote(first.name), " is ", dtype_name(first.dtype), ", ", quote(p.name), " is ",
+                      dtype_name(p.dtype)));
+      Shape a = first.shape, b = p.shape;
+      if (a.size() != b.size() || (a[d] = 0, b[d] = 0, a != b))
+        fail_data(cat(describe(r), ": shape mismatch: ", quote(first.name), " ", shape_str(first.shape), " and ",
+                      quote(p.name), " ", shape_str(p.shape), " differ outside dimension ", d));
+      shape[d] += p.shape[d];
+    }
+    for (const Node* in : inputs) consumed.insert(static_cast<size_t>(in - g.nodes.data()));
+    fused.push_back(derived(m.format(to_format(r.replacement)), first.dtype, shape, inputs, cat("fuse dim ", d),
+                            [d](std::vector<Tensor>& in) { return fuse_tensors(in, d); }));
+  }
+  std::vector<Node> out;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!consumed.count(i)) out.push_back(std::move(g.nodes[i]));
+  for (Node& f : fused) out.push_back(std::move(f));
+  g.nodes = std::move(out);
+  check_unique(g.nodes, r);
+}
+
+template <class T>
+void transpose_typed(const uint8_t* src, uint8_t* dst, int64_t R, int64_t C) {
+  constexpr int64_t B = 32;
+#pragma omp parallel for schedule(static) if (R * C > (1 << 20))
+  for (int64_t r0 = 0; r0 < R; r0 += B)
+    for (int64_t c0 = 0; c0 < C; c0 += B)
+      for (int64_t r = r0; r < std::min(R, r0 + B); ++r)
+        for (int64_t c = c0; c < std::min(C, c0 + B); ++c) {
+          T v;
+          std::memcpy(&v, src + (r * C + c) * sizeof(T), sizeof(T));
+          std::memcpy(dst + (c * R + r) * sizeof(T), &v, sizeof(T));
+        }
+}
+
+}  // namespace
+
+const char* Rule::option() const {
+  for (const auto& k : kKinds)
+    if (k.kind == kind) return k.name;
+  return "?";
+}
+
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+bool glob_match(const std::string& pattern, const std::string& name) {
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+Rule parse_rule(const std::string& option, const std::string& arg) {
+  Rule r;
+  r.arg = arg;
+  bool known = false;
+  for (const auto& k : kKinds)
+    if (option == k.name) {
+      r.kind = k.kind;
+      known = true;
+    }
+  if (!known) {
+    std::string names;
+    for (const auto& k : kKinds) names += (names.empty() ? "" : ", ") + std::string(k.name);
+    fail(ErrorKind::Usage, cat("unknown rule ", quote(option)), "rules are " + names);
+  }
+  switch (r.kind) {
+    case Rule::Kind::Rename: {
+      const size_t eq = arg.rfind('=');
+      if (eq == std::string::npos || eq == 0) bad_rule(option, arg, "expected REGEX=REPLACEMENT");
+      r.pattern = arg.substr(0, eq);
+      r.replacement = arg.substr(eq + 1);
+      compile(option, arg, r.pattern);
+      break;
+    }
+    case Rule::Kind::Drop:
+    case Rule::Kind::Transpose:
+      if (arg.empty()) bad_rule(option, arg, "expected a GLOB (e.g. '*.inv_freq')");
+      r.pattern = arg;
+      break;
+    case Rule::Kind::RopeToHalf:
+    case Rule::Kind::RopeToInterleaved: {
+      const size_t eq = arg.rfind('=');
+      if (eq == std::string::npos || eq == 0) bad_rule(option, arg, "expected GLOB=q, GLOB=k or GLOB=HEADS");
+      r.pattern = arg.substr(0, eq);
+      r.heads = arg.substr(eq + 1);
+      const bool number = !r.heads.empty() && r.heads.size() < 7 && std::all_of(r.heads.begin(), r.heads.end(), ::isdigit) &&
+                          std::stoll(r.heads) > 0;
+      if (r.heads != "q" && r.heads != "k" && !number)
+        bad_rule(option, arg, cat("the head count must be q (n_heads), k (n_kv_heads) or a positive number, got ", quote(r.heads)));
+      break;
+    }
+    case Rule::Kind::Split: {
+      std::string s = arg;
+      r.dim = take_dim(s, option, arg);
+      const size_t eq = s.rfind('=');
+      if (eq == std::string::npos || eq == 0) bad_rule(option, arg, "expected NAME=A,B[,C][@DIM]");
+      r.pattern = s.substr(0, eq);
+      compile(option, arg, r.pattern);
+      for (std::string p : split_list(s.substr(eq + 1), ',')) {
+        int64_t size = 0;
+        const size_t colon = p.rfind(':');
+        if (colon != std::string::npos) {
+          const std::string n = p.substr(colon + 1);
+          if (n.empty() || n.size() > 12 || !std::all_of(n.begin(), n.end(), ::isdigit) || std::stoll(n) == 0)
+            bad_rule(option, arg, cat("part size after ':' must be a positive number, got ", quote(n)));
+          size = std::stoll(n);
+          p.resize(colon);
+        }
+        if (p.empty()) bad_rule(option, arg, "empty part name");
+        r.parts.push_back(p);
+        r.sizes.push_back(size);
+      }
+      if (r.parts.size() < 2) bad_rule(option, arg, "a split needs at least two parts");
+      break;
+    }
+    case Rule::Kind::Fuse: {
+      std::string s = arg;
+      r.dim = take_dim(s, option, arg);
+      const size_t eq = s.rfind('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == s.size()) bad_rule(option, arg, "expected A,B[,C]=NAME[@DIM]");
+      r.replacement = s.substr(eq + 1);
+      std::vector<std::string> ins = split_list(s.substr(0, eq), ',');
+      if (ins.size() < 2) bad_rule(option, arg, "a fuse needs at least two inputs");
+      for (const auto& p : ins)
+        if (p.empty()) bad_rule(option, arg, "empty input name");
+      r.pattern = ins[0];
+      compile(option, arg, r.pattern);
+      r.parts.assign(ins.begin() + 1, ins.end());
+      break;
+    }
+    case Rule::Kind::Cast:
+      if (arg == "f32") r.dtype = DType::F32;
+      else if (arg == "f16") r.dtype = DType::F16;
+      else if (arg == "bf16") r.dtype = DType::BF16;
+      else bad_rule(option, arg, "expected f32, f16 or bf16");
+      break;
+  }
+  return r;
+}
+
+std::vector<Rule> parse_rules_json(const std::string& text, const std::string& source) {
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  json j;
+  try {
+    j = json::parse(text, [&](int, json::parse_event_t ev, json& parsed) {
+      if (ev == json::parse_event_t::object_start) keys.emplace_back();
+      if (ev == json::parse_event_t::object_end) keys.pop_back();
+      if (ev == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
+        duplicate = parsed.get<std::string>();
+      return true;
+    });
+  } catch (const json::exception& e) {
+    std::string what = e.what();
+    const size_t p = what.find("] ");
+    fail_data(cat(quote(source), ": not valid JSON: ", p == std::string::npos ? what : what.substr(p + 2)));
+  }
+  if (!duplicate.empty()) fail_data(cat(quote(source), ": duplicate key ", quote(duplicate)));
+  if (j.is_object() && j.contains("rules") && j.size() == 1) j = j["rules"];
+  if (!j.is_array())
+    fail_data(cat(quote(source), ": expected an array of rules like [{\"rename\": \"a=b\"}, {\"drop\": \"*.x\"}]"));
+  std::vector<Rule> rules;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const json& e = j[i];
+    if (!e.is_object() || e.size() != 1 || !e.begin().value().is_string())
+      fail_data(cat(quote(source), ": rule ", i + 1, ": expected one key with a string value, e.g. {\"drop\": \"*.inv_freq\"}"));
+    try {
+      rules.push_back(parse_rule(e.begin().key(), e.begin().value().get<std::string>()));
+    } catch (const Error& err) {
+      fail(ErrorKind::Data, cat(quote(source), ": rule ", i + 1, ": ", err.what()), err.hint());
+    }
+  }
+  return rules;
+}
+
+std::vector<Rule> parse_rules_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail_io("cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_rules_json(ss.str(), path);
+}
+
+std::string rules_to_json(const std::vector<Rule>& rules) {
+  std::string out = "[\n";
+  for (size_t i = 0; i < rules.size(); ++i) {
+    json one;
+    one[rules[i].option()] = rules[i].arg;
+    out += "  " + one.dump() + (i + 1 < rules.size() ? ",\n" : "\n");
+  }
+  return out + "]\n";
+}
+
+void apply_rule(Graph& g, const Rule& r, const ModelConfig* cfg) {
+  switch (r.kind) {
+    case Rule::Kind::Rename: {
+      const std::regex re(r.pattern);
+      const std::string fmt = to_format(r.replacement);
+      bool any = false;
+      for (Node& n : g.nodes)
+        if (std::regex_search(n.name, re)) {
+          n.name = std::regex_replace(n.name, re, fmt);
+          any = true;
+        }
+      if (any) check_unique(g.nodes, r);
+      break;
+    }
+    case Rule::Kind::Drop: {
+      std::vector<Node> keep;
+      for (Node& n : g.nodes) {
+        if (glob_match(r.pattern, n.name))
+          g.dropped.insert(g.dropped.end(), n.from.begin(), n.from.end());
+        else
+          keep.push_back(std::move(n));
+      }
+      g.nodes = std::move(keep);
+      break;
+    }
+    case Rule::Kind::Transpose:
+      for (Node& n : g.nodes) {
+        if (!glob_match(r.pattern, n.name)) continue;
+        if (n.shape.size() != 2)
+          fail_data(cat(describe(r), ": tensor ", quote(n.name), " has shape ", shape_str(n.shape), ", a transpose needs 2 dimensions"));
+        n = derived(n.name, n.dtype, {n.shape[1], n.shape[0]}, {&n}, "transpose",
+                    [](std::vector<Tensor>& in) { return transpose_2d(in[0]); });
+      }
+      break;
+    case Rule::Kind::RopeToHalf:
+    case Rule::Kind::RopeToInterleaved: {
+      const bool to_half = r.kind == Rule::Kind::RopeToHalf;
+      const int64_t heads = resolve_heads(r, cfg);
+      for (Node& n : g.nodes) {
+        if (!glob_match(r.pattern, n.name)) continue;
+        if (n.shape.empty())
+          fail_data(cat(describe(r), ": tensor ", quote(n.name), " is a scalar, it has no rows to permute"));
+        if (heads > 0 && (n.shape[0] % heads != 0 || (n.shape[0] / heads) % 2 != 0))
+          fail_data(cat(describe(r), ": shape mismatch: tensor ", quote(n.name), " has ", n.shape[0], " rows, not ", heads,
+                        " heads of an even size"));
+        const std::string what = r.heads == "q" || r.heads == "k" ? r.heads : cat(heads, " heads");
+        n = derived(n.name, n.dtype, n.shape, {&n}, cat("rope ", what, to_half ? " to half-split" : " to interleaved"),
+                    [heads, to_half](std::vector<Tensor>& in) {
+                      if (heads <= 0) fail(ErrorKind::Runtime, "internal: RoPE permutation without a head count");
+                      return rope_permute_rows(in[0], heads, to_half);
+                    });
+      }
+      break;
+    }
+    case Rule::Kind::Split:
+      apply_split(g, r, cfg);
+      break;
+    case Rule::Kind::Fuse:
+      apply_fuse(g, r);
+      break;
+    case Rule::Kind::Cast:
+      cast_all(g, r.dtype, false);
+      break;
+  }
+}
+
+void apply_rules(Graph& g, const std::vector<Rule>& rules, const ModelConfig* cfg) {
+  for (const Rule& r : rules) apply_rule(g, r, cfg);
+}
+
+void cast_all(Graph& g, DType dtype, bool skip_1d) {
+  for (Node& n : g.nodes) {
+    if (!is_float(n.dtype))
+      fail_data(cat("wrong dtype: cannot cast tensor ", quote(n.name), " (", dtype_name(n.dtype), ") to ", dtype_name(dtype),
+                    ": only F32, F16 and BF16 tensors convert"));
+    if (n.dtype == dtype || (skip_1d && n.shape.size() <= 1)) continue;
+    n = derived(n.name, dtype, n.shape, {&n}, cat("cast ", dtype_option_name(dtype)),
+                [dtype](std::vector<Tensor>& in) { return cast_tensor(in[0], dtype); });
+  }
+}
+
+Tensor transpose_2d(const Tensor& t) {
+  if (t.ndim() != 2) fail(ErrorKind::Runtime, "internal: transpose_2d of a tensor that is not 2-D");
+  const int64_t R = t.dim(0), C = t.dim(1);
+  Tensor out = Tensor::zeros(t.dtype(), {C, R});
+  const auto* src = static_cast<const uint8_t*>(t.raw());
+  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  switch (dtype_size(t.dtype())) {
+    case 1: transpose_typed<uint8_t>(src, dst, R, C); break;
+    case 2: transpose_typed<uint16_t>(src, dst, R, C); break;
+    case 4: transpose_typed<uint32_t>(src, dst, R, C); break;
+    case 8: transpose_typed<uint64_t>(src, dst, R, C); break;
+    default: fail(ErrorKind::Runtime, "internal: element size");
+  }
+  return out;
+}
+
+Tensor rope_permute_rows(const Tensor& t, int64_t heads, bool to_half) {
+  const int64_t rows = t.dim(0);
+  const int64_t HS = rows / heads;
+  const size_t row_bytes = t.numel() == 0 ? 0 : t.nbytes() / static_cast<size_t>(rows);
+  Tensor out = Tensor::zeros(t.dtype(), t.shape());
+  const auto* src = static_cast<const uint8_t*>(t.raw());
+  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  // Half-split row h*HS + j*HS/2 + i holds interleaved row h*HS + 2i + j.
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < HS / 2; ++i)
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t half = h * HS + j * (HS / 2) + i, inter = h * HS + 2 * i + j;
+        const int64_t from = to_half ? inter : half, to = to_half ? half : inter;
+        std::memcpy(dst + to * row_bytes, src + from * row_bytes, row_bytes);
+      }
+  return out;
+}
+
+std::vector<Tensor> split_tensor(const Tensor& t, int dim, const std::vector<int64_t>& sizes) {
+  const Shape& s = t.shape();
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < dim; ++i) outer *= s[i];
+  for (size_t i = dim + 1; i < s.size(); ++i) inner *= s[i];
+  const size_t es = dtype_size(t.dtype());
+  const auto* src = static_cast<const uint8_t*>(t.raw());
+  std::vector<Tensor> parts;
+  int64_t start = 0;
+  for (int64_t n : sizes) {
+    Shape ps = s;
+    ps[dim] = n;
+    Tensor p = Tensor::zeros(t.dtype(), ps);
+    auto* dst = static_cast<uint8_t*>(p.raw_mut());
+    const size_t chunk = static_cast<size_t>(n * inner) * es, stride = static_cast<size_t>(s[dim] * inner) * es;
+    for (int64_t o = 0; o < outer; ++o)
+      if (chunk) std::memcpy(dst + o * chunk, src + o * stride + static_cast<size_t>(start * inner) * es, chunk);
+    parts.push_back(std::move(p));
+    start += n;
+  }
+  return parts;
+}
+
+Tensor fuse_tensors(const std::vector<Tensor>& parts, int dim) {
+  Shape s = parts[0].shape();
+  int64_t total = 0;
+  for (const Tensor& p : parts) total += p.dim(dim);
+  s[dim] = total;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < dim; ++i) outer *= s[i];
+  for (size_t i = dim + 1; i < s.size(); ++i) inner *= s[i];
+  const size_t es = dtype_size(parts[0].dtype());
+  Tensor out = Tensor::zeros(parts[0].dtype(), s);
+  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  const size_t stride = static_cast<size_t>(total * inner) * es;
+  size_t offset = 0;
+  for (const Tensor& p : parts) {
+    const size_t chunk = static_cast<size_t>(p.dim(dim) * inner) * es;
+    const auto* src = static_cast<const uint8_t*>(p.raw());
+    for (int64_t o = 0; o < outer; ++o)
+      if (chunk) std::memcpy(dst + o * stride + offset, src + o * chunk, chunk);
+    offset += chunk;
+  }
+  return out;
+}
+
+Tensor cast_tensor(const Tensor& t, DType dtype) {
+  if (!is_float(t.dtype()) || !is_float(dtype))
+    fail_data(cat("wrong dtype: cannot cast ", dtype_name(t.dtype()), " to ", dtype_name(dtype)));
+  Tensor out = Tensor::zeros(dtype, t.shape());
+  const auto* src = static_cast<const uint8_t*>(t.raw());
+  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  const int64_t n = t.numel();
+  const DType from = t.dtype();
+  if (from == dtype) {
+    if (n) std::memcpy(dst, src, t.nbytes());
+    return out;
+  }
+  auto load = [from, src](int64_t i) -> float {
+    if (from == DType::F32) {
+      float f;
+      std::memcpy(&f, src + 4 * i, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    return from == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+  };
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) {
+    const float f = load(i);
+    if (dtype == DType::F32) {
+      std::memcpy(dst + 4 * i, &f, 4);
+    } else {
+      const uint16_t h = dtype == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+      std::memcpy(dst + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+}  // namespace lm::convert

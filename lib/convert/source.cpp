@@ -1,0 +1,245 @@
+#include "convert/source.h"
+
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
+#include "io/safetensors.h"
+#include "convert/config_io.h"
+#include "model/config_infer.h"
+
+namespace lm::convert {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool is_regular(const std::string& p) {
+  struct stat st {};
+  return p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+std::string dir_of(const std::string& p) {
+  if (p == "-") return ".";
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+}
+std::string join(const std::string& dir, const std::string& name) { return dir == "." ? name : dir + "/" + name; }
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, bool mapped) {
+  for (const TensorInfo& t : st->tensors()) {
+    Node n;
+    n.name = t.name;
+    n.dtype = t.dtype;
+    n.shape = t.shape;
+    n.from.push_back({t.name, t.dtype, t.shape});
+    const std::string name = t.name;
+    n.load = [st, name] { return st->get(name); };
+    if (mapped)
+      n.release = [st, name] {
+        const Tensor v = st->get(name);
+        drop_mapped_pages(v.raw(), v.nbytes());
+      };
+    src.graph.nodes.push_back(std::move(n));
+  }
+}
+
+void open_safetensors(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+  auto st = std::make_shared<SafeTensorsFile>(SafeTensorsFile::parse(std::move(file)));
+  src.container = "safetensors";
+  src.metadata = st->metadata();
+  add_safetensors_nodes(src, st, mapped);
+}
+
+void open_sharded(Source& src, const std::string& index_path) {
+  std::ifstream in(index_path);
+  if (!in) fail_io("cannot open", index_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(ss.str());
+  } catch (const json::exception&) {
+    fail_data(cat(quote(index_path), ": not valid JSON"));
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    fail_data(cat(quote(index_path), ": no \"weight_map\" object (expected a sharded safetensors index)"));
+  std::map<std::string, std::vector<std::string>> by_shard;  // shard file -> tensors listed for it
+  std::vector<std::string> shard_order;
+  for (const auto& [tensor, shard] : j["weight_map"].items()) {
+    if (!shard.is_string()) fail_data(cat(quote(index_path), ": weight_map entry ", quote(tensor), " is not a file name"));
+    const std::string f = shard.get<std::string>();
+    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+      fail_data(cat(quote(index_path), ": weight_map entry ", quote(tensor), ": shard ", quote(f), " is not a plain file name"));
+    if (!by_shard.count(f)) shard_order.push_back(f);
+    by_shard[f].push_back(tensor);
+  }
+  if (shard_order.empty()) fail_data(cat(quote(index_path), ": empty weight_map"));
+  std::sort(shard_order.begin(), shard_order.end());
+  const std::string dir = dir_of(index_path);
+  for (size_t i = 0; i < shard_order.size(); ++i) {
+    const std::string path = join(dir, shard_order[i]);
+    auto st = std::make_shared<SafeTensorsFile>(SafeTensorsFile::open(path));
+    std::set<std::string> listed(by_shard[shard_order[i]].begin(), by_shard[shard_order[i]].end());
+    for (const std::string& t : listed)
+      if (!st->contains(t))
+        fail_data(cat(quote(index_path), ": tensor ", quote(t), " is listed in shard ", quote(shard_order[i]), " but not in it"));
+    for (const TensorInfo& t : st->tensors())
+      if (!listed.count(t.name))
+        fail_data(cat(quote(path), ": tensor ", quote(t.name), " is not listed for this shard in ", quote(index_path)));
+    if (i == 0) src.metadata = st->metadata();
+    add_safetensors_nodes(src, st, true);
+  }
+  src.container = cat("safetensors, ", shard_order.size(), " shard", shard_order.size() == 1 ? "" : "s");
+}
+
+void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+  auto g = std::make_shared<GGUFFile>(GGUFFile::parse(std::move(file)));
+  src.container = cat("GGUF v", g->version());
+  src.container_layout = Layout::GGUF;
+  for (size_t i = 0; i < g->tensors().size(); ++i) {
+    const GGUFTensorInfo& t = g->tensors()[i];
+    Node n;
+    n.name = t.name;
+    n.shape = t.shape();
+    n.dtype = t.type == GGMLType::F16 ? DType::F16 : t.type == GGMLType::BF16 ? DType::BF16 : DType::F32;
+    n.from.push_back({t.name, n.dtype, n.shape});
+    if (t.type == GGMLType::Q8_0) n.ops.push_back("dequantize Q8_0");
+    n.load = [g, i] { return g->get(g->tensors()[i]); };
+    if (mapped)
+      n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
+    src.graph.nodes.push_back(std::move(n));
+  }
+  if (gguf_has_lmkit_config(*g)) {
+    src.config_text = g->find("lmkit.config")->s;
+    src.config = config_from_json(src.config_text, src.display + " (GGUF key lmkit.config)");
+    src.config_origin = "GGUF key lmkit.config";
+  } else {
+    src.config_assignments = gguf_config_assignments(*g);
+    src.config_origin = "GGUF llama.* keys and tensor shapes";
+  }
+  if (const GGUFValue* t = g->find("lmkit.tokenizer"); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
+}
+
+void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+  auto f = std::make_shared<Llama2cFile>(Llama2cFile::parse(std::move(file)));
+  src.container = cat("llama2.c v", f->header().version);
+  src.container_layout = Layout::Llama2c;
+  for (size_t i = 0; i < f->entries().size(); ++i) {
+    const Llama2cFile::Entry& e = f->entries()[i];
+    Node n;
+    n.name = e.name;
+    n.dtype = DType::F32;
+    n.shape = e.shape;
+    n.from.push_back({e.name, DType::F32, e.shape});
+    if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
+    n.load = [f, i] { return f->get(f->entries()[i]); };
+    if (mapped && !e.q8)
+      n.release = [f, i] {
+        const Tensor v = f->get(f->entries()[i]);
+        drop_mapped_pages(v.raw(), v.nbytes());
+      };
+    src.graph.nodes.push_back(std::move(n));
+  }
+  src.config = f->config();
+  src.config_origin = cat("llama2.c v", f->header().version, " header");
+}
+
+// The checkpoint file inside a directory: a sharded index, else the only safetensors/GGUF/bin file.
+std::string checkpoint_in_dir(const std::string& dir) {
+  if (exists(join(dir, "model.safetensors.index.json"))) return join(dir, "model.safetensors.index.json");
+  for (const char* n : {"model.safetensors", "consolidated.safetensors", "consolidated.00.safetensors"})
+    if (exists(join(dir, n))) return join(dir, n);
+  std::vector<std::string> found;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (ends_with(n, ".safetensors") || ends_with(n, ".gguf") || ends_with(n, ".index.json")) found.push_back(n);
+    }
+    ::closedir(d);
+  }
+  if (found.size() == 1) return join(dir, found[0]);
+  if (found.empty()) fail_data(cat(quote(dir), ": no checkpoint in this directory (no *.safetensors, *.gguf or index.json)"));
+  std::sort(found.begin(), found.end());
+  std::string list;
+  for (const auto& n : found) list += (list.empty() ? "" : ", ") + n;
+  fail(ErrorKind::Usage, cat(quote(dir), ": several checkpoints in this directory (", list, ")"), "name the file");
+}
+
+}  // namespace
+
+void drop_mapped_pages(const void* p, size_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+  const uintptr_t b = (begin + page - 1) & ~(page - 1), e = end & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+Source open_source(const std::string& given, std::optional<Layout> forced) {
+  Source src;
+  src.path = given;
+  std::string path = given;
+  if (given != "-" && is_dir(given)) path = checkpoint_in_dir(given);
+  src.display = display_name(path);
+  src.dir = dir_of(path);
+  if (ends_with(path, ".index.json")) {
+    open_sharded(src, path);
+  } else {
+    const bool mapped = is_regular(path);
+    std::shared_ptr<MappedFile> file = MappedFile::open(path);
+    const uint8_t* p = file->data();
+    const size_t n = file->size();
+    if (forced == Layout::GGUF) {
+      open_gguf(src, file, mapped);
+    } else if (forced == Layout::Llama2c) {
+      open_llama2c(src, file, mapped);
+    } else if (GGUFFile::has_magic(p, n)) {
+      open_gguf(src, file, mapped);
+    } else if (Llama2cFile::has_magic(p, n)) {
+      open_llama2c(src, file, mapped);
+    } else if (n >= 9 && p[8] == '{') {
+      open_safetensors(src, file, mapped);
+    } else if (n > 0 && p[0] == '{') {
+      fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
+           "a sharded checkpoint is read through its index, named *.index.json");
+    } else if (Llama2cFile::plausible_v0_header(p, n)) {
+      open_llama2c(src, file, mapped);
+    } else {
+      fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", n,
+                    " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
+    }
+  }
+  if (!src.config) {
+    if (auto meta = src.metadata.find(kConfigMetadataKey); meta != src.metadata.end()) {
+      src.config = config_from_json(meta->second, src.display + " (metadata " + kConfigMetadataKey + ")");
+      src.config_origin = std::string("metadata ") + kConfigMetadataKey;
+    }
+  }
+  if (auto tok = src.metadata.find("lmkit.tokenizer"); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  return src;
+}
+
+}  // namespace lm::convert
