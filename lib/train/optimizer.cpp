@@ -1,0 +1,95 @@
+#include "train/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lm::train {
+
+bool decays(const ParamInfo& p, bool decay_embeddings) {
+  switch (p.kind) {
+    case ParamKind::TokEmbeddings:
+      return decay_embeddings;
+    case ParamKind::Wq:
+    case ParamKind::Wk:
+    case ParamKind::Wv:
+    case ParamKind::Wo:
+    case ParamKind::W1:
+    case ParamKind::W2:
+    case ParamKind::W3:
+    case ParamKind::Output:
+      return true;
+    default:  // norms, biases, QK-norm scales
+      return false;
+  }
+}
+
+AdamW::AdamW(const ParameterLayout& layout, const AdamWConfig& cfg)
+    : cfg_(cfg), arena_floats_(layout.arena_floats()) {
+  for (const ParamInfo& p : layout.tensors()) ranges_.push_back({p.offset, p.numel, decays(p, cfg.decay_embeddings)});
+  m_ = Tensor::zeros(DType::F32, {arena_floats_});
+  v_ = Tensor::zeros(DType::F32, {arena_floats_});
+}
+
+void AdamW::step(float* params, const float* grads, double lr, int64_t t) {
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t));
+  const float step_size = static_cast<float>(lr / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const float eps = static_cast<float>(cfg_.eps);
+  const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+  float* m = m_.data_mut<float>();
+  float* v = v_.data_mut<float>();
+  for (const Range& r : ranges_) {
+    float* p = params + r.offset;
+    const float* g = grads + r.offset;
+    float* mr = m + r.offset;
+    float* vr = v + r.offset;
+    const float d = r.decay ? decay : 1.0f;
+#pragma omp parallel for simd schedule(static) if (r.numel > 65536)
+    for (int64_t i = 0; i < r.numel; ++i) {
+      const float gi = g[i];
+      const float mi = b1 * mr[i] + (1.0f - b1) * gi;
+      const float vi = b2 * vr[i] + (1.0f - b2) * gi * gi;
+      mr[i] = mi;
+      vr[i] = vi;
+      p[i] = p[i] * d - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    }
+  }
+}
+
+double grad_global_norm(const ParameterLayout& layout, const float* grads) {
+  // Fixed chunks summed in a fixed order: the same bits for any thread count (exact resume).
+  constexpr int64_t kChunk = 8192;
+  double total = 0;
+  std::vector<double> partial;
+  for (const ParamInfo& p : layout.tensors()) {
+    const float* g = grads + p.offset;
+    const int64_t chunks = (p.numel + kChunk - 1) / kChunk;
+    partial.assign(static_cast<size_t>(chunks), 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 8)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t end = std::min(p.numel, (c + 1) * kChunk);
+      double s = 0;
+      for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
+      partial[static_cast<size_t>(c)] = s;
+    }
+    for (double s : partial) total += s;
+  }
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const ParameterLayout& layout, float* grads, double max_norm) {
+  const double norm = grad_global_norm(layout, grads);
+  if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
+    const float scale = static_cast<float>(max_norm / (norm + 1e-6));
+    for (const ParamInfo& p : layout.tensors()) {
+      float* g = grads + p.offset;
+#pragma omp parallel for simd schedule(static) if (p.numel > 65536)
+      for (int64_t i = 0; i < p.numel; ++i) g[i] *= scale;
+    }
+  }
+  return norm;
+}
+
+}  // namespace lm::train

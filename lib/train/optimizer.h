@@ -1,0 +1,64 @@
+// AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's torch.optim.AdamW
+// arithmetic), gradient clipping by global norm, and the per-tensor decay rule. The
+// moments live in two arenas laid out exactly like the parameter arena (ParameterLayout),
+// so the update is a flat loop over the table's ranges and a checkpoint is a table walk.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/params.h"
+
+namespace lm::train {
+
+struct AdamWConfig {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  bool decay_embeddings = true;  // tok_embeddings (and a tied classifier) get weight decay
+};
+
+// Whether a table entry gets weight decay: matrices do; norms, biases and the QK-norm
+// scales never do; token embeddings only when `decay_embeddings`. (The untied classifier
+// `output.weight` is a matrix and decays.)
+bool decays(const ParamInfo& p, bool decay_embeddings);
+
+class AdamW {
+ public:
+  AdamW() = default;
+  AdamW(const ParameterLayout& layout, const AdamWConfig& cfg);
+
+  // One update of params [arena] from grads [arena] at learning rate `lr`; `t` counts
+  // updates from 1 (bias correction). Only the table's ranges are touched (padding stays 0):
+  //   p -= lr * wd * p   (decaying tensors)
+  //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+  //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+  void step(float* params, const float* grads, double lr, int64_t t);
+
+  const AdamWConfig& config() const { return cfg_; }
+  float* m() { return m_.data_mut<float>(); }  // [arena_floats]
+  float* v() { return v_.data_mut<float>(); }  // [arena_floats]
+  const float* m() const { return m_.data<float>(); }
+  const float* v() const { return v_.data<float>(); }
+  int64_t arena_floats() const { return arena_floats_; }
+
+ private:
+  struct Range {
+    int64_t offset, numel;
+    bool decay;
+  };
+  AdamWConfig cfg_;
+  std::vector<Range> ranges_;
+  int64_t arena_floats_ = 0;
+  Tensor m_, v_;
+};
+
+// sqrt(sum g^2) over the table's ranges of a gradient arena, accumulated in double.
+double grad_global_norm(const ParameterLayout& layout, const float* grads);
+// Scales the gradients by max_norm / norm when norm > max_norm (max_norm <= 0: no clipping).
+// Returns the norm before clipping.
+double clip_grad_norm(const ParameterLayout& layout, float* grads, double max_norm);
+
+}  // namespace lm::train

@@ -1,0 +1,367 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
+namespace lm::train {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+json TrainOptions::run_settings() const {
+  return json{{"steps", steps},
+              {"batch", batch},
+              {"seq", seq},
+              {"grad_accum", grad_accum},
+              {"seed", seed},
+              {"sample", sample_mode_name(sample)},
+              {"lr", schedule.lr},
+              {"min_lr", schedule.min_lr},
+              {"warmup", schedule.warmup},
+              {"decay", decay_kind_name(schedule.decay)},
+              {"beta1", adamw.beta1},
+              {"beta2", adamw.beta2},
+              {"eps", adamw.eps},
+              {"weight_decay", adamw.weight_decay},
+              {"decay_embeddings", adamw.decay_embeddings},
+              {"grad_clip", grad_clip},
+              {"train", train_paths},
+              {"val", val_paths}};
+}
+
+void TrainOptions::apply_run_settings(const json& j) {
+  try {
+    steps = j.at("steps").get<int64_t>();
+    batch = j.at("batch").get<int64_t>();
+    seq = j.at("seq").get<int64_t>();
+    grad_accum = j.at("grad_accum").get<int64_t>();
+    seed = j.at("seed").get<uint64_t>();
+    const auto mode = sample_mode_from_name(j.at("sample").get<std::string>());
+    if (!mode) fail_data("unknown sample mode");
+    sample = *mode;
+    schedule.lr = j.at("lr").get<double>();
+    schedule.min_lr = j.at("min_lr").get<double>();
+    schedule.warmup = j.at("warmup").get<int64_t>();
+    const auto decay = decay_kind_from_name(j.at("decay").get<std::string>());
+    if (!decay) fail_data("unknown decay kind");
+    schedule.decay = *decay;
+    adamw.beta1 = j.at("beta1").get<double>();
+    adamw.beta2 = j.at("beta2").get<double>();
+    adamw.eps = j.at("eps").get<double>();
+    adamw.weight_decay = j.at("weight_decay").get<double>();
+    adamw.decay_embeddings = j.at("decay_embeddings").get<bool>();
+    grad_clip = j.at("grad_clip").get<double>();
+    if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
+    if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    fail_data(cat("bad run settings in the checkpoint: ", e.what()));
+  }
+}
+
+TrainOptions saved_options(const std::string& run_dir) {
+  const std::string path = run_dir + "/" + kCheckpointFile;
+  if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+  const auto meta = SafeTensorsFile::open(path).metadata_value("lmkit.train");
+  if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
+  const json j = json::parse(*meta, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("settings"))
+    fail_data(cat(quote(path), ": bad training state (lmkit.train)"));
+  TrainOptions o;
+  o.apply_run_settings(j["settings"]);
+  return o;
+}
+
+namespace {
+
+void make_run_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(ErrorKind::Io, cat("cannot create run directory ", quote(dir), ": ", ec.message()));
+  if (!fs::is_directory(dir, ec)) fail(ErrorKind::Io, cat("cannot use ", quote(dir), " as run directory: not a directory"));
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+constexpr uint64_t kDropoutStream = 0x9e3779b97f4a7c15ull;  // the training RNG's seed is seed ^ this
+
+}  // namespace
+
+Trainer::~Trainer() {
+  if (log_) std::fclose(log_);
+}
+
+Trainer::Trainer(ModelWeights weights, const TrainOptions& opts, const std::string& run_dir,
+                 std::string tokenizer_json, const TokenData* train, const TokenData* val)
+    : opts_(opts), run_dir_(run_dir), tokenizer_json_(std::move(tokenizer_json)) {
+  if (fs::exists(checkpoint_path()))
+    fail(ErrorKind::Usage, cat(quote(run_dir), " already holds a training run"),
+         cat("continue it with --resume ", run_dir, ", or choose another output directory"));
+  state_.settings = opts_.run_settings();
+  rng_.reseed(opts_.seed ^ kDropoutStream);
+  init(std::move(weights), train, val);
+  make_run_dir(run_dir_);
+  open_log(false);
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const TrainOptions& opts, const TokenData* train,
+                                         const TokenData* val) {
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->run_dir_ = run_dir;
+  const std::string path = t->checkpoint_path();
+  if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+  LoadedCheckpoint ck = load_checkpoint(path);
+  t->opts_ = opts;
+  t->opts_.apply_run_settings(ck.state.settings);
+  if (opts.steps >= 0) t->opts_.steps = opts.steps;
+  if (t->opts_.steps < ck.state.step)
+    fail_usage(cat("--steps ", t->opts_.steps, " is below the checkpoint's step ", ck.state.step));
+  t->state_ = ck.state;
+  t->state_.settings = t->opts_.run_settings();
+  t->tokenizer_json_ = ck.tokenizer_json;
+  t->init(std::move(ck.weights), train, val);
+  std::memcpy(t->adamw_.m(), ck.m.data<float>(), ck.m.nbytes());
+  std::memcpy(t->adamw_.v(), ck.v.data<float>(), ck.v.nbytes());
+  t->rng_.set_state(t->state_.rng);
+  const auto& w = t->state_.data.rng.s;
+  const bool fresh_data = w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0;  // saved before any data was used
+  if (t->train_loader_ && !fresh_data) t->train_loader_->set_state(t->state_.data);
+  t->last_saved_ = t->state_.step;
+  t->open_log(true);
+  return t;
+}
+
+void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData* val) {
+  if (opts_.steps < 0) fail_usage(cat("steps must be >= 0, got ", opts_.steps));
+  if (opts_.grad_accum < 1) fail_usage(cat("gradient accumulation must be >= 1, got ", opts_.grad_accum));
+  opts_.schedule.total = opts_.steps;
+  weights.make_writable();
+  const ModelConfig cfg = weights.config();
+  if (opts_.seq > cfg.max_seq_len)
+    fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
+  model_ = std::make_unique<Transformer>(std::move(weights));
+  const ParameterLayout& layout = model_->weights().layout();
+  adamw_ = AdamW(layout, opts_.adamw);
+  grads_ = Tensor::zeros(DType::F32, {layout.arena_floats()});
+  grad_views_ = layout.bind(grads_.data_mut<float>());
+  step_fn_ = transformer_step();
+  const int32_t pad = static_cast<int32_t>(cfg.pad_id);
+  if (train) {
+    check_vocab(*train, cfg.vocab_size, "training data");
+    train_loader_ = std::make_unique<DataLoader>(train, opts_.sample, opts_.batch, opts_.seq, opts_.seed, pad,
+                                                 "training data");
+  } else if (opts_.steps > state_.step) {
+    fail(ErrorKind::Usage, "no training data", "give one or more token streams, or --steps 0 for an initial checkpoint");
+  }
+  if (val) {
+    check_vocab(*val, cfg.vocab_size, "validation data");
+    val_loader_ = std::make_unique<DataLoader>(val, opts_.sample, opts_.batch, opts_.seq, opts_.seed, pad,
+                                               "validation data");
+  }
+  if (train_loader_) state_.data = train_loader_->state();
+}
+
+void Trainer::open_log(bool truncate_after_step) {
+  const std::string path = run_dir_ + "/" + kLogFile;
+  std::string kept;
+  if (truncate_after_step) {  // drop records of steps after the checkpoint (a run that died before saving)
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<int64_t>() <= state_.step)
+        kept += line + "\n";
+    }
+  }
+  log_ = std::fopen(path.c_str(), "w");
+  if (!log_) fail_io("cannot write", path);
+  if (!kept.empty() && std::fwrite(kept.data(), 1, kept.size(), log_) != kept.size()) fail_io("cannot write", path);
+  std::fflush(log_);
+}
+
+void Trainer::save() {
+  state_.rng = rng_.state();
+  if (train_loader_) state_.data = train_loader_->state();
+  save_checkpoint(checkpoint_path(), model_->weights(), adamw_, state_, tokenizer_json_);
+  model_->weights().save(model_path(), tokenizer_json_);
+  last_saved_ = state_.step;
+}
+
+std::optional<double> Trainer::validate() {
+  if (!val_loader_) return std::nullopt;
+  const int64_t n = opts_.val_batches > 0 ? std::min(opts_.val_batches, val_loader_->eval_batches())
+                                          : val_loader_->eval_batches();
+  double sum = 0;
+  int64_t count = 0;
+  Batch b;
+  for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
+    model_->forward(b.inputs.data(), b.has_pos ? b.pos.data() : nullptr, b.B, b.T);
+    const LossResult r = model_->loss(b.targets.data());
+    sum += r.loss * static_cast<double>(r.count);
+    count += r.count;
+  }
+  return count > 0 ? sum / static_cast<double>(count) : 0.0;
+}
+
+TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
+  TrainSummary sum;
+  sum.run_dir = run_dir_;
+  const ParameterLayout& layout = model_->weights().layout();
+  float* params = model_->weights().arena();
+  float* grads = grads_.data_mut<float>();
+  const size_t grad_bytes = static_cast<size_t>(layout.arena_floats()) * sizeof(float);
+  const double base_elapsed = state_.elapsed;
+  const double t0 = now_seconds();
+  double train_seconds = 0;
+  uint64_t run_tokens = 0;
+  const float grad_scale = 1.0f / static_cast<float>(opts_.grad_accum);
+  Batch batch;
+  StepReport rep;
+  rep.steps = opts_.steps;
+
+  while (state_.step < opts_.steps) {
+    if ((stop && stop->load()) || (opts_.stop_after > 0 && sum.steps_this_run >= opts_.stop_after)) {
+      sum.interrupted = true;
+      break;
+    }
+    const double ts = now_seconds();
+    const double lr = opts_.schedule.at(state_.step);
+    std::memset(grads, 0, grad_bytes);
+    double loss = 0;
+    for (int64_t k = 0; k < opts_.grad_accum; ++k) {
+      train_loader_->next(batch);
+      loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+    }
+    loss /= static_cast<double>(opts_.grad_accum);
+    const double norm = clip_grad_norm(layout, grads, opts_.grad_clip);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      const std::string what = !std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm);
+      fail(ErrorKind::Runtime, cat(what, " at step ", state_.step + 1, "; training stopped"),
+           last_saved_ >= 0 ? cat("the last good checkpoint (step ", last_saved_, ") is kept in ", quote(run_dir_),
+                                  "; try a lower --lr")
+                            : std::string("nothing was saved; try a lower --lr"));
+    }
+    adamw_.step(params, grads, lr, state_.step + 1);
+    ++state_.step;
+    ++sum.steps_this_run;
+    const uint64_t step_tokens = static_cast<uint64_t>(opts_.grad_accum * opts_.batch * opts_.seq);
+    state_.tokens += step_tokens;
+    run_tokens += step_tokens;
+    const double dt = now_seconds() - ts;
+    train_seconds += dt;
+    state_.elapsed = base_elapsed + (now_seconds() - t0);
+    sum.last_loss = loss;
+
+    rep.step = state_.step;
+    rep.loss = loss;
+    rep.lr = lr;
+    rep.grad_norm = norm;
+    rep.tokens_per_s = dt > 0 ? static_cast<double>(step_tokens) / dt : 0;
+    rep.val_loss.reset();
+    const bool last = state_.step == opts_.steps;
+    if (val_loader_ && ((opts_.val_every > 0 && state_.step % opts_.val_every == 0) || last)) {
+      rep.val_loss = validate();
+      sum.val_loss = rep.val_loss;
+    }
+    rep.elapsed = state_.elapsed;
+    if (rep.val_loss || last || opts_.log_every <= 1 || state_.step % opts_.log_every == 0) {
+      nlohmann::ordered_json j;
+      j["step"] = rep.step;
+      j["loss"] = rep.loss;
+      j["lr"] = rep.lr;
+      j["grad_norm"] = rep.grad_norm;
+      j["tokens_per_s"] = std::round(rep.tokens_per_s * 10) / 10;
+      j["elapsed"] = std::round(rep.elapsed * 1000) / 1000;
+      if (rep.val_loss) j["val_loss"] = *rep.val_loss;
+      rep.json_line = j.dump();
+      if (std::fprintf(log_, "%s\n", rep.json_line.c_str()) < 0 || std::fflush(log_) != 0)
+        fail_io("cannot write", run_dir_ + "/" + kLogFile);
+      if (on_step) on_step(rep);
+    }
+    if (opts_.save_every > 0 && state_.step % opts_.save_every == 0) save();
+  }
+  if (val_loader_ && !sum.val_loss && sum.steps_this_run == 0) sum.val_loss = validate();
+  state_.elapsed = base_elapsed + (now_seconds() - t0);
+  if (last_saved_ != state_.step || sum.steps_this_run == 0) save();
+  sum.step = state_.step;
+  sum.steps = opts_.steps;
+  sum.tokens = state_.tokens;
+  sum.elapsed = state_.elapsed;
+  sum.tokens_per_s = train_seconds > 0 ? static_cast<double>(run_tokens) / train_seconds : 0;
+  return sum;
+}
+
+}  // namespace lm::train
+
+namespace lm::train {
+
+std::string format_duration(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e9) return "?";
+  const auto s = static_cast<int64_t>(std::llround(seconds));
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%llds", (long long)s);
+  return buf;
+}
+
+namespace {
+std::string rate(double tokens_per_s) {
+  char buf[32];
+  if (tokens_per_s >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", tokens_per_s / 1e6);
+  else if (tokens_per_s >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fk", tokens_per_s / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", tokens_per_s);
+  return buf;
+}
+}  // namespace
+
+std::string progress_line(const StepReport& r, double eta_seconds) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "step %lld/%lld  loss %.4f  lr %.2e  %s tok/s  ETA %s", (long long)r.step,
+                (long long)r.steps, r.loss, r.lr, rate(r.tokens_per_s).c_str(), format_duration(eta_seconds).c_str());
+  std::string s = buf;
+  if (r.val_loss) s += cat("  val ", std::to_string(*r.val_loss).substr(0, 6));
+  return s;
+}
+
+std::string summary_text(const TrainSummary& s) {
+  std::string out;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s at step %lld/%lld: %lld steps this run, %s tokens/s, %s of training in total\n",
+                s.interrupted ? "stopped" : "done", (long long)s.step, (long long)s.steps,
+                (long long)s.steps_this_run, rate(s.tokens_per_s).c_str(), format_duration(s.elapsed).c_str());
+  out += buf;
+  if (s.steps_this_run > 0) {
+    std::snprintf(buf, sizeof buf, "last train loss %.4f", s.last_loss);
+    out += buf;
+    if (s.val_loss) {
+      std::snprintf(buf, sizeof buf, ", val loss %.4f", *s.val_loss);
+      out += buf;
+    }
+    out += "\n";
+  } else if (s.val_loss) {
+    std::snprintf(buf, sizeof buf, "val loss %.4f\n", *s.val_loss);
+    out += buf;
+  }
+  out += cat("model: ", s.run_dir, "/", kModelFile, "\n");
+  if (s.interrupted) out += cat("continue with: lm-train --resume ", s.run_dir, "\n");
+  return out;
+}
+
+}  // namespace lm::train
