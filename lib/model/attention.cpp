@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/blas.h"
+#include "model/dropout.h"
 
 namespace lm {
 
@@ -53,14 +54,15 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
-                       int64_t HS) {
+                       int64_t HS, float dropout, uint64_t seed) {
   const int64_t K = P + T;  // key slots in use
+  const bool drop = dropout > 0 && att;
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t qld = NH * HS, kvld = NKV * HS;
 #pragma omp parallel
   {
-    std::vector<float> scratch;  // [T, K] scores when att is not saved
+    std::vector<float> scratch;  // [T, K] scores when att is not saved; dropped probabilities
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < NH; ++h) {
@@ -88,8 +90,17 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
             std::fill(row + k1 + 1, row + K, 0.0f);
           }
         }
+        const float* pr = sc;  // the probabilities that weight v
+        if (drop) {
+          scratch.resize(static_cast<size_t>(T * K));
+          const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * K);
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t j = k0; j <= k1; ++j)
+              scratch[t * K + j] = sc[t * K + j] * dropout_scale(seed, base + t * K + j, dropout);
+          pr = scratch.data();
+        }
         // out[t] = sum_j p[t, j] v_j
-        sgemm(false, false, T, HS, W, 1.0f, sc + k0, K, vb, kvld, 0.0f, out + b * T * qld + h * HS, qld);
+        sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, out + b * T * qld + h * HS, qld);
       }
     }
   }
@@ -127,6 +138,107 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
         }
         if (att)
           for (int64_t j = 0; j < K; ++j) att[((b * NH + h) * T + t) * K + j] = static_cast<float>(p[j]);
+      }
+    }
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
+                        int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed) {
+  const int64_t rep = NH / NKV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  const int64_t qld = NH * HS, kvld = NKV * HS;
+  const bool drop = dropout > 0;
+#pragma omp parallel
+  {
+    std::vector<float> dp(static_cast<size_t>(T * T));                  // [T, T] dP, then dS
+    std::vector<float> pd(drop ? static_cast<size_t>(T * T) : 0u);     // [T, T] dropped probabilities
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t g = 0; g < NKV; ++g) {
+        const int64_t k0 = *std::min_element(lo + b * T, lo + (b + 1) * T);
+        const int64_t k1 = *std::max_element(hi + b * T, hi + (b + 1) * T);
+        const int64_t W = k1 - k0 + 1;
+        const float* kb = k + (b * T + k0) * kvld + g * HS;
+        const float* vb = v + (b * T + k0) * kvld + g * HS;
+        float* dkb = dk + (b * T + k0) * kvld + g * HS;
+        float* dvb = dv + (b * T + k0) * kvld + g * HS;
+        for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+          const float* p = att + (b * NH + h) * T * T;
+          const float* qbh = q + b * T * qld + h * HS;
+          const float* dobh = dout + b * T * qld + h * HS;
+          float* dqbh = dq + b * T * qld + h * HS;
+          const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * T);
+          const float* pw = p;  // the probabilities that weighted v
+          if (drop) {
+            for (int64_t t = 0; t < T; ++t)
+              for (int64_t j = k0; j <= k1; ++j)
+                pd[t * T + j] = p[t * T + j] * dropout_scale(seed, base + t * T + j, dropout);
+            pw = pd.data();
+          }
+          // dv_j += sum_t pw[t, j] dout_t
+          sgemm(true, false, W, HS, T, 1.0f, pw + k0, T, dobh, qld, 1.0f, dvb, kvld);
+          // dP[t, j] = dout_t . v_j (times the mask under dropout)
+          float* d = dp.data();
+          sgemm(false, true, T, W, HS, 1.0f, dobh, qld, vb, kvld, 0.0f, d + k0, T);
+          for (int64_t t = 0; t < T; ++t) {
+            float* dr = d + t * T;
+            const float* pr = p + t * T;
+            const int64_t l = lo[b * T + t], u = hi[b * T + t];
+            if (drop)
+              for (int64_t j = l; j <= u; ++j) dr[j] *= dropout_scale(seed, base + t * T + j, dropout);
+            // softmax backward: dS = P (dP - sum_j P dP), times the score scale
+            float dot = 0;
+            for (int64_t j = l; j <= u; ++j) dot += pr[j] * dr[j];
+            for (int64_t j = k0; j < l; ++j) dr[j] = 0;
+            for (int64_t j = l; j <= u; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+            for (int64_t j = u + 1; j <= k1; ++j) dr[j] = 0;
+          }
+          // dq_t += sum_j dS[t, j] k_j;  dk_j += sum_t dS[t, j] q_t
+          sgemm(false, false, T, HS, W, 1.0f, d + k0, T, kb, kvld, 1.0f, dqbh, qld);
+          sgemm(true, false, W, HS, T, 1.0f, d + k0, T, qbh, qld, 1.0f, dkb, kvld);
+        }
+      }
+    }
+  }
+}
+
+void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                            const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B,
+                            int64_t T, int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed) {
+  const int64_t rep = NH / NKV;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  const int64_t qld = NH * HS, kvld = NKV * HS;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < NH; ++h) {
+      const int64_t g = h / rep;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t l = lo[b * T + t], u = hi[b * T + t];
+        const float* p = att + ((b * NH + h) * T + t) * T;
+        const float* dot_ = dout + (b * T + t) * qld + h * HS;
+        std::vector<double> m(static_cast<size_t>(T), 1.0), dp(static_cast<size_t>(T), 0.0);
+        if (dropout > 0)
+          for (int64_t j = 0; j < T; ++j)
+            m[j] = dropout_scale(seed, static_cast<uint64_t>(((b * NH + h) * T + t) * T + j), dropout);
+        double sum = 0;
+        for (int64_t j = l; j <= u; ++j) {
+          const float* vj = v + (b * T + j) * kvld + g * HS;
+          double acc = 0;
+          for (int64_t i = 0; i < HS; ++i) {
+            acc += static_cast<double>(dot_[i]) * vj[i];
+            dv[(b * T + j) * kvld + g * HS + i] += static_cast<float>(p[j] * m[j] * dot_[i]);
+          }
+          dp[j] = acc * m[j];
+          sum += p[j] * dp[j];
+        }
+        for (int64_t j = l; j <= u; ++j) {
+          const double ds = scale * p[j] * (dp[j] - sum);
+          for (int64_t i = 0; i < HS; ++i) {
+            dq[(b * T + t) * qld + h * HS + i] += static_cast<float>(ds * k[(b * T + j) * kvld + g * HS + i]);
+            dk[(b * T + j) * kvld + g * HS + i] += static_cast<float>(ds * q[(b * T + t) * qld + h * HS + i]);
+          }
+        }
       }
     }
   }

@@ -21,12 +21,27 @@ void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B,
 // out [B, T, NH*HS] = softmax(q k^T / sqrt(HS), over each query's span) v.
 // att [B, NH, T, P+T]: the probabilities (0 outside the span), saved for backward; may be null.
 // q [B, T, NH*HS]; k, v [B, S, NKV*HS]; lo, hi [B, T]. Per (b, h): two lm::sgemm calls.
+// dropout > 0 (training; needs att): the probabilities multiplied by dropout_scale(seed, i)
+// (dropout.h, i the element's index in att) weight v; att keeps them before dropout.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
-                       int64_t HS);
+                       int64_t HS, float dropout = 0, uint64_t seed = 0);
 // The same with plain loops and double accumulation: the reference the fast one is held to.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
                            const int64_t* lo, const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S,
                            int64_t NH, int64_t NKV, int64_t HS);
+
+// Backward of attention_forward without a cache (P = 0, S = T), accumulating:
+// dq [B, T, NH*HS], dk, dv [B, T, NKV*HS] += gradients given dout [B, T, NH*HS], the forward's
+// q, k, v, its probabilities att [B, NH, T, T] and spans, and the same dropout and seed.
+// Parallel over (b, kv head), so GQA heads sharing a kv head never race; per query head
+// four lm::sgemm calls over the key window.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
+                        int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0);
+// The same with plain loops and double accumulation.
+void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                            const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B,
+                            int64_t T, int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0);
 
 }  // namespace lm

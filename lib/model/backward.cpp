@@ -1,12 +1,251 @@
-// Transformer::train_step: the training forward (dropout), the loss and the backward pass.
+// Transformer::train_step: the training forward (dropout), the loss (cross-entropy ignoring
+// PAD, optionally loss-weighted, + SIGReg) and the backward pass, layer by layer in reverse,
+// each step the *_backward kernel beside its forward in the layer's file.
+#include <cstring>
+
 #include "core/error.h"
+#include "model/attention.h"
+#include "model/dropout.h"
+#include "model/embedding.h"
+#include "model/ffn.h"
+#include "model/matmul.h"
+#include "model/norm.h"
+#include "model/rope.h"
+#include "model/sigreg.h"
 #include "model/transformer.h"
 
 namespace lm {
 
-TrainStepResult Transformer::train_step(const ParameterTensors&, const int32_t*, const int64_t*, const int32_t*,
-                                        int64_t, int64_t, const TrainStepOptions&) {
-  fail(ErrorKind::Unsupported, "training is not implemented yet");
+namespace {
+
+// Views of the backward scratch for [B, T] (gradients of activations; "d" = dloss/d).
+struct GradBuffers {
+  float* dlogits = nullptr;  // [N, V]
+  float* dres = nullptr;     // [N, C]  the residual stream
+  float* dln = nullptr;      // [N, C]  a norm's output
+  float* dproj = nullptr;    // [N, C]  a block output before residual dropout
+  float* datty = nullptr;    // [N, NH*HS]
+  float* dqr = nullptr;      // [N, NH*HS]
+  float* dkr = nullptr;      // [N, NKV*HS]
+  float* dqn = nullptr;      // [N, NH*HS]  (qk_norm)
+  float* dkn = nullptr;      // [N, NKV*HS] (qk_norm)
+  float* dq = nullptr;       // [N, NH*HS]
+  float* dk = nullptr;       // [N, NKV*HS]
+  float* dv = nullptr;       // [N, NKV*HS]
+  float* dfch = nullptr;     // [N, F]
+  float* dfch3 = nullptr;    // [N, F]
+  float* dfact = nullptr;    // [N, F]
+  float* sg_noise = nullptr; // [C, S]  SIGReg (when enabled)
+  float* sg_A = nullptr;     // [C, S]
+  float* sg_proj = nullptr;  // [N, S]
+  float* sg_dproj = nullptr; // [N, S]
+  float* sg_cmean = nullptr; // [N, P]
+  float* sg_smean = nullptr; // [N, P]
+};
+
+// Lays the buffers out from `base` (null: only counts); returns the floats used.
+int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N) {
+  const int64_t C = c.dim, V = c.vocab_size, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
+  const int64_t F = c.ffn_hidden();
+  int64_t off = 0;
+  auto take = [&](float*& slot, int64_t n) {
+    slot = base ? base + off : nullptr;
+    off += (n + 15) / 16 * 16;
+  };
+  take(g.dlogits, N * V);
+  take(g.dres, N * C);
+  take(g.dln, N * C);
+  take(g.dproj, N * C);
+  take(g.datty, N * QD);
+  take(g.dqr, N * QD);
+  take(g.dkr, N * KD);
+  if (c.qk_norm) {
+    take(g.dqn, N * QD);
+    take(g.dkn, N * KD);
+  }
+  take(g.dq, N * QD);
+  take(g.dk, N * KD);
+  take(g.dv, N * KD);
+  take(g.dfch, N * F);
+  if (c.ffn_type == "swiglu") take(g.dfch3, N * F);
+  take(g.dfact, N * F);
+  if (c.sigreg.enabled) {
+    const int64_t S = c.sigreg.slices, P = c.sigreg.points;
+    take(g.sg_noise, C * S);
+    take(g.sg_A, C * S);
+    take(g.sg_proj, N * S);
+    take(g.sg_dproj, N * S);
+    take(g.sg_cmean, N * P);
+    take(g.sg_smean, N * P);
+  }
+  return off;
+}
+
+void zero(float* p, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = 0;
+}
+
+}  // namespace
+
+void Transformer::ensure_grad_buffers(int64_t B, int64_t T) {
+  if (grad_arena_.raw() && grad_B_ == B && grad_T_ == T) return;
+  GradBuffers g;
+  const int64_t n = layout_grad_buffers(g, nullptr, config(), B * T);
+  grad_arena_ = Tensor::zeros(DType::F32, {n});
+  grad_B_ = B;
+  grad_T_ = T;
+}
+
+TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
+                                        const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt) {
+  const ModelConfig& c = config();
+  const ParameterTensors& w = weights_.params();
+  if (B <= 0 || T <= 0) fail_usage(cat("train_step needs at least one token per row, got B=", B, ", T=", T));
+  if (T > c.max_seq_len) fail_usage(cat("sequence of ", T, " tokens exceeds max_seq_len (", c.max_seq_len, ")"));
+  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
+  const int64_t QD = NH * HS, KD = NKV * HS;
+  const bool layernorm = c.norm_type == "layernorm";
+  const bool swiglu = c.ffn_type == "swiglu";
+  const int32_t pad = static_cast<int32_t>(c.pad_id);
+  const bool any_drop = c.dropout > 0 || c.attn_dropout > 0 || c.emb_dropout > 0;
+  if ((any_drop || (c.sigreg.enabled && !opt.sigreg_noise)) && !opt.rng)
+    fail_usage("train_step: dropout and SIGReg need TrainStepOptions::rng");
+  check_token_ids(targets, N, V, "target");  // pad_id lies inside the vocabulary too
+
+  // 1. Dropout seeds, then 2. the forward with dropout (documented order: transformer.h).
+  drop_seeds_.clear();
+  if (any_drop)
+    for (int64_t i = 0; i < 1 + 3 * L; ++i) drop_seeds_.push_back(opt.rng->next_u64());
+  keep_ = true;
+  training_ = true;
+  try {
+    run(tokens, pos, B, T, nullptr);
+  } catch (...) {
+    training_ = false;
+    throw;
+  }
+  training_ = false;
+  ActivationTensors& a = acts_;
+
+  ensure_grad_buffers(B, T);
+  GradBuffers g;
+  layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N);
+
+  // Loss.
+  TrainStepResult r;
+  const WeightedLoss ce = crossentropy_weighted_mean(a.logits, targets, opt.loss_weights, N, V, pad);
+  r.ce = ce.loss;
+  r.count = ce.count;
+  r.weight_sum = ce.weight_sum;
+  r.loss = ce.loss;
+  const int64_t S = c.sigreg.slices;
+  if (c.sigreg.enabled) {
+    if (opt.sigreg_noise)
+      std::memcpy(g.sg_noise, opt.sigreg_noise, static_cast<size_t>(C * S) * sizeof(float));
+    else
+      sigreg_draw_noise(g.sg_noise, *opt.rng, C, S);
+    sigreg_projections(g.sg_A, g.sg_noise, C, S);
+    r.sigreg = sigreg_forward(g.sg_proj, g.sg_cmean, g.sg_smean, a.lnf, g.sg_A, N, C, S, c.sigreg);
+    r.loss += c.sigreg.coefficient * r.sigreg;
+  }
+
+  // Backward: classifier head.
+  const float scale = opt.grad_scale;
+  zero(g.dlogits, N * V);
+  crossentropy_backward(g.dlogits, a.logits, targets, opt.loss_weights, ce.weight_sum, scale, N, V, pad);
+  if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, N * V, static_cast<float>(c.logits_soft_cap));
+  zero(g.dln, N * C);
+  matmul_backward(g.dln, grads.output, grads.output_b, g.dlogits, a.lnf, w.output, N, C, V);
+  if (c.sigreg.enabled && c.sigreg.coefficient != 0)
+    sigreg_backward(g.dln, g.sg_dproj, static_cast<float>(c.sigreg.coefficient) * scale, g.sg_proj, g.sg_cmean,
+                    g.sg_smean, g.sg_A, N, C, S, c.sigreg);
+
+  auto norm_backward = [&](float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                           const float* weight, const float* mean, const float* rstd) {
+    if (layernorm)
+      layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+    else
+      rmsnorm_backward(dinp, dweight, dbias, dout, inp, weight, rstd, N, C);
+  };
+  const float p_attn = drop_seeds_.empty() ? 0.0f : static_cast<float>(c.attn_dropout);
+  const float p_res = drop_seeds_.empty() ? 0.0f : static_cast<float>(c.dropout);
+  const float p_emb = drop_seeds_.empty() ? 0.0f : static_cast<float>(c.emb_dropout);
+  auto seed = [&](int64_t i) { return drop_seeds_.empty() ? uint64_t{0} : drop_seeds_[static_cast<size_t>(i)]; };
+  // The gradient of a block's output before its residual dropout (dres itself without dropout).
+  auto through_dropout = [&](const float* d, uint64_t sd) -> const float* {
+    if (p_res <= 0) return d;
+    zero(g.dproj, N * C);
+    dropout_backward(g.dproj, d, N * C, p_res, sd);
+    return g.dproj;
+  };
+
+  const float* final_in = L > 0 ? a.layers[static_cast<size_t>(L - 1)].residual3 : a.encoded;
+  zero(g.dres, N * C);
+  norm_backward(g.dres, grads.norm_w, grads.norm_b, g.dln, final_in, w.norm_w, a.lnf_mean, a.lnf_rstd);
+
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const LayerParams& lw = w.layers[static_cast<size_t>(l)];
+    const LayerParams& lg = grads.layers[static_cast<size_t>(l)];
+    const LayerActivations& la = a.layers[static_cast<size_t>(l)];
+    const float* res_in = l > 0 ? a.layers[static_cast<size_t>(l - 1)].residual3 : a.encoded;
+
+    // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])).
+    const float* dfc = through_dropout(g.dres, seed(3 + 3 * l));
+    zero(g.dfact, N * F);
+    matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C);
+    zero(g.dfch, N * F);
+    if (swiglu) {
+      zero(g.dfch3, N * F);
+      swiglu_backward(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
+    } else {
+      gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == "tanh");
+    }
+    zero(g.dln, N * C);
+    matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F);
+    if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
+    norm_backward(g.dres, lg.ffn_norm_w, lg.ffn_norm_b, g.dln, la.residual2, lw.ffn_norm_w, la.ln2_mean, la.ln2_rstd);
+
+    // Attention block: residual2 = res_in + dropout(wo attention(rope(qk_norm(wq ln1)), ...)).
+    const float* dattn = through_dropout(g.dres, seed(2 + 3 * l));
+    zero(g.datty, N * QD);
+    matmul_backward(g.datty, lg.wo, lg.bo, dattn, la.atty, lw.wo, N, QD, C);
+    zero(g.dqr, N * QD);
+    zero(g.dkr, N * KD);
+    zero(g.dv, N * KD);
+    attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, a.key_lo.data(), a.key_hi.data(), B,
+                       T, NH, NKV, HS, p_attn, seed(1 + 3 * l));
+    zero(g.dq, N * QD);
+    zero(g.dk, N * KD);
+    if (c.qk_norm) {
+      zero(g.dqn, N * QD);
+      zero(g.dkn, N * KD);
+      rope_backward(g.dqn, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
+      rope_backward(g.dkn, g.dkr, a.rope_cos, a.rope_sin, N, NKV, HS);
+      rmsnorm_backward(g.dq, lg.q_norm_w, nullptr, g.dqn, la.q, lw.q_norm_w, la.q_rstd, N * NH, HS);
+      rmsnorm_backward(g.dk, lg.k_norm_w, nullptr, g.dkn, la.k, lw.k_norm_w, la.k_rstd, N * NKV, HS);
+    } else {
+      rope_backward(g.dq, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
+      rope_backward(g.dk, g.dkr, a.rope_cos, a.rope_sin, N, NKV, HS);
+    }
+    zero(g.dln, N * C);
+    matmul_backward(g.dln, lg.wq, lg.bq, g.dq, la.ln1, lw.wq, N, C, QD);
+    matmul_backward(g.dln, lg.wk, lg.bk, g.dk, la.ln1, lw.wk, N, C, KD);
+    matmul_backward(g.dln, lg.wv, lg.bv, g.dv, la.ln1, lw.wv, N, C, KD);
+    norm_backward(g.dres, lg.attention_norm_w, lg.attention_norm_b, g.dln, res_in, lw.attention_norm_w, la.ln1_mean,
+                  la.ln1_rstd);
+  }
+
+  // Embedding (through its dropout).
+  const float* demb = g.dres;
+  if (p_emb > 0) {
+    zero(g.dproj, N * C);
+    dropout_backward(g.dproj, g.dres, N * C, p_emb, seed(0));
+    demb = g.dproj;
+  }
+  embedding_backward(grads.tok_embeddings, demb, tokens, N, C);
+  return r;
 }
 
 }  // namespace lm

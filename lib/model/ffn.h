@@ -12,4 +12,10 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 // out [n] = gelu(inp): erf form, or the tanh approximation when tanh_approx. out may alias inp.
 void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx);
 
+// Backward passes, accumulating (no aliasing between outputs and inputs):
+// dgate, dup [n] += dout * d(silu(gate) * up)/d(gate, up).
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+// dinp [n] += dout * gelu'(inp).
+void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool tanh_approx);
+
 }  // namespace lm

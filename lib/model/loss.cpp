@@ -51,4 +51,50 @@ LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_
   return r;
 }
 
+void softcap_backward_inplace(float* d, const float* out, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = out[i] * inv;
+    d[i] *= 1.0f - y * y;
+  }
+}
+
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* weights,
+                           double weight_sum, float dloss, int64_t N, int64_t V, int32_t ignore_index) {
+  if (!(weight_sum > 0)) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t t = targets[n];
+    if (ignore_index >= 0 && t == ignore_index) continue;
+    const float scale = static_cast<float>(dloss * (weights ? weights[t] : 1.0f) / weight_sum);
+    if (scale == 0) continue;
+    const float* x = logits + n * V;
+    float* d = dlogits + n * V;
+    const float mx = *std::max_element(x, x + V);
+    double sum = 0;
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < V; ++i) d[i] += scale * (std::exp(x[i] - mx) * inv);
+    d[t] -= scale;
+  }
+}
+
+WeightedLoss crossentropy_weighted_mean(const float* logits, const int32_t* targets, const float* weights, int64_t N,
+                                        int64_t V, int32_t ignore_index) {
+  std::vector<float> losses(static_cast<size_t>(N));
+  crossentropy_forward(losses.data(), logits, targets, N, V, ignore_index);
+  WeightedLoss r;
+  double sum = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    if (ignore_index >= 0 && targets[n] == ignore_index) continue;
+    const double w = weights ? weights[targets[n]] : 1.0;
+    sum += w * losses[n];
+    r.weight_sum += w;
+    ++r.count;
+  }
+  r.loss = r.weight_sum > 0 ? sum / r.weight_sum : 0.0;
+  return r;
+}
+
 }  // namespace lm

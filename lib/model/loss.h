@@ -22,4 +22,25 @@ struct LossResult {
 LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_t N, int64_t V,
                              int32_t ignore_index);
 
+// Backward of softcap_forward in place (saves an [N, V] buffer): d [n] *= 1 - (out / cap)^2,
+// with out the forward's output.
+void softcap_backward_inplace(float* d, const float* out, int64_t n, float cap);
+
+// Backward of the (weighted) mean cross-entropy: dlogits [N, V] += scale[n] * (softmax(logits[n])
+// - onehot(targets[n])) with scale[n] = dloss * w / W, w = weights[targets[n]] (1 when weights is
+// null), W = `weight_sum` (the sum of w over the counted targets); rows whose target is
+// ignore_index get nothing.
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* weights,
+                           double weight_sum, float dloss, int64_t N, int64_t V, int32_t ignore_index);
+
+// The loss-weighted mean: sum_n w[t_n] losses[n] / sum_n w[t_n] over targets != ignore_index
+// (weights null: all 1, the plain mean). count = targets that count; weight_sum = sum of their w.
+struct WeightedLoss {
+  double loss = 0;
+  int64_t count = 0;
+  double weight_sum = 0;
+};
+WeightedLoss crossentropy_weighted_mean(const float* logits, const int32_t* targets, const float* weights, int64_t N,
+                                        int64_t V, int32_t ignore_index);
+
 }  // namespace lm

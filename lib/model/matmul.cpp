@@ -1,5 +1,6 @@
 #include "model/matmul.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/blas.h"
@@ -50,6 +51,51 @@ void matmul_forward_ref(float* out, const float* inp, const float* weight, const
       const float* w = weight + o * IC;
       for (int64_t i = 0; i < IC; ++i) acc += static_cast<double>(x[i]) * w[i];
       out[n * OC + o] = static_cast<float>(acc);
+    }
+  }
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC) {
+  if (dinp) sgemm(false, false, N, IC, OC, 1.0f, dout, weight, 1.0f, dinp);
+  sgemm(true, false, OC, IC, N, 1.0f, dout, inp, 1.0f, dweight);
+  if (dbias) {
+    constexpr int64_t kBlock = 64;  // columns per task; rows summed in order (deterministic)
+#pragma omp parallel for schedule(static)
+    for (int64_t o0 = 0; o0 < OC; o0 += kBlock) {
+      const int64_t o1 = std::min(OC, o0 + kBlock);
+      float acc[kBlock] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const float* d = dout + n * OC;
+        for (int64_t o = o0; o < o1; ++o) acc[o - o0] += d[o];
+      }
+      for (int64_t o = o0; o < o1; ++o) dbias[o] += acc[o - o0];
+    }
+  }
+}
+
+void matmul_backward_ref(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                         const float* weight, int64_t N, int64_t IC, int64_t OC) {
+  if (dinp) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < IC; ++i) {
+        double acc = 0;
+        for (int64_t o = 0; o < OC; ++o) acc += static_cast<double>(dout[n * OC + o]) * weight[o * IC + i];
+        dinp[n * IC + i] += static_cast<float>(acc);
+      }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < OC; ++o) {
+    for (int64_t i = 0; i < IC; ++i) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) acc += static_cast<double>(dout[n * OC + o]) * inp[n * IC + i];
+      dweight[o * IC + i] += static_cast<float>(acc);
+    }
+    if (dbias) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) acc += dout[n * OC + o];
+      dbias[o] += static_cast<float>(acc);
     }
   }
 }

@@ -17,4 +17,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                         int64_t OC);
 
+// Backward of matmul_forward, accumulating: dinp [N, IC] += dout [N, OC] @ weight [OC, IC],
+// dweight [OC, IC] += dout^T @ inp [N, IC], dbias [OC] += column sums of dout. dinp and dbias
+// may be null (skipped). Two lm::sgemm calls.
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC);
+// The same with plain loops (double accumulation).
+void matmul_backward_ref(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                         const float* weight, int64_t N, int64_t IC, int64_t OC);
+
 }  // namespace lm

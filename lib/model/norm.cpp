@@ -1,5 +1,6 @@
 #include "model/norm.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace lm {
@@ -45,6 +46,81 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     if (mean) mean[n] = mf;
     if (rstd) rstd[n] = r;
   }
+}
+
+namespace {
+
+// dweight [C] += sum_n dout * xhat, dbias [C] += sum_n dout; xhat recomputed from the
+// statistics (mean null: RMSNorm). Columns in blocks over threads, rows in order.
+void norm_param_grads(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
+                      const float* rstd, int64_t N, int64_t C) {
+  if (!dweight && !dbias) return;
+  constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static)
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t c1 = std::min(C, c0 + kBlock);
+    float dw[kBlock] = {}, db[kBlock] = {};
+    for (int64_t n = 0; n < N; ++n) {
+      const float* x = inp + n * C;
+      const float* d = dout + n * C;
+      const float m = mean ? mean[n] : 0.0f, r = rstd[n];
+      for (int64_t c = c0; c < c1; ++c) {
+        dw[c - c0] += d[c] * ((x[c] - m) * r);
+        db[c - c0] += d[c];
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      if (dweight) dweight[c] += dw[c - c0];
+      if (dbias) dbias[c] += db[c - c0];
+    }
+  }
+}
+
+}  // namespace
+
+// y = x r w + b:  dx = r (g - xhat mean(g xhat)) with g = dout w, xhat = x r.
+void rmsnorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = inp + n * C;
+    const float* d = dout + n * C;
+    float* dx = dinp + n * C;
+    const float r = rstd[n];
+    double dot = 0;  // sum g * xhat
+    for (int64_t i = 0; i < C; ++i) dot += static_cast<double>(weight ? d[i] * weight[i] : d[i]) * (x[i] * r);
+    const float k = static_cast<float>(dot / static_cast<double>(C));
+    for (int64_t i = 0; i < C; ++i) {
+      const float g = weight ? d[i] * weight[i] : d[i];
+      dx[i] += r * (g - x[i] * r * k);
+    }
+  }
+  norm_param_grads(dweight, dbias, dout, inp, nullptr, rstd, N, C);
+}
+
+// y = xhat w + b, xhat = (x - mean) r:  dx = r (g - mean(g) - xhat mean(g xhat)).
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = inp + n * C;
+    const float* d = dout + n * C;
+    float* dx = dinp + n * C;
+    const float m = mean[n], r = rstd[n];
+    double sg = 0, sgx = 0;
+    for (int64_t i = 0; i < C; ++i) {
+      const double g = weight ? d[i] * weight[i] : d[i];
+      sg += g;
+      sgx += g * ((x[i] - m) * r);
+    }
+    const float mg = static_cast<float>(sg / static_cast<double>(C));
+    const float mgx = static_cast<float>(sgx / static_cast<double>(C));
+    for (int64_t i = 0; i < C; ++i) {
+      const float g = weight ? d[i] * weight[i] : d[i];
+      dx[i] += r * (g - mg - (x[i] - m) * r * mgx);
+    }
+  }
+  norm_param_grads(dweight, dbias, dout, inp, mean, rstd, N, C);
 }
 
 }  // namespace lm

@@ -15,4 +15,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps);
 
+// Backward passes, accumulating: dinp [N, C] += d/dinp, dweight [C] += d/dweight, dbias [C] +=
+// column sums of dout. dweight and dbias may be null (no weight / no bias: then `weight` is
+// null too and means 1). inp and the saved statistics are those of the forward.
+void rmsnorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int64_t N, int64_t C);
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
+
 }  // namespace lm

@@ -68,4 +68,23 @@ void rope_forward(float* out, const float* inp, const float* cos, const float* s
   }
 }
 
+void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t H,
+                   int64_t HS) {
+  const int64_t half = HS / 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* c = cos + n * half;
+    const float* s = sin + n * half;
+    for (int64_t h = 0; h < H; ++h) {
+      const float* dy = dout + (n * H + h) * HS;
+      float* dx = dinp + (n * H + h) * HS;
+      for (int64_t i = 0; i < half; ++i) {
+        const float d0 = dy[2 * i], d1 = dy[2 * i + 1];
+        dx[2 * i] += d0 * c[i] + d1 * s[i];
+        dx[2 * i + 1] += d1 * c[i] - d0 * s[i];
+      }
+    }
+  }
+}
+
 }  // namespace lm

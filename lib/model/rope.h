@@ -24,4 +24,9 @@ void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_f
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
                   int64_t HS);
 
+// Backward of rope_forward (positions are constants): dinp [N, H, HS] += dout rotated back
+// (the transpose of the rotation). dinp must not alias dout.
+void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t H,
+                   int64_t HS);
+
 }  // namespace lm

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "model/attention.h"
+#include "model/dropout.h"
 #include "model/embedding.h"
 #include "model/ffn.h"
 #include "model/matmul.h"
@@ -57,6 +58,13 @@ class ArenaPlan {
 void add_residual(float* out, const float* a, const float* b, int64_t n) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+// out = a + dropout(b) (training: residual dropout on the block's output).
+void add_residual_dropout(float* out, const float* a, const float* b, int64_t n, float p, uint64_t seed) {
+  if (p <= 0) return add_residual(out, a, b, n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i] * dropout_scale(seed, static_cast<uint64_t>(i), p);
 }
 
 }  // namespace
@@ -164,7 +172,15 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
       rmsnorm_forward(out, rstd, inp, weight, bias, N, C, eps);
   };
 
+  // Training (train_step) applies dropout with this step's seeds; otherwise it is the identity.
+  const bool drop = training_ && !cache && !drop_seeds_.empty();
+  auto seed = [&](int64_t i) { return drop ? drop_seeds_[static_cast<size_t>(i)] : uint64_t{0}; };
+  const float p_emb = drop ? static_cast<float>(c.emb_dropout) : 0.0f;
+  const float p_attn = drop ? static_cast<float>(c.attn_dropout) : 0.0f;
+  const float p_res = drop ? static_cast<float>(c.dropout) : 0.0f;
+
   embedding_forward(a.encoded, tokens, w.tok_embeddings, N, V, C);
+  if (p_emb > 0) dropout_forward(a.encoded, a.encoded, N * C, p_emb, seed(0));
   const float* residual = a.encoded;  // [N, C]
   for (int64_t l = 0; l < L; ++l) {
     const LayerParams& lw = w.layers[static_cast<size_t>(l)];
@@ -196,10 +212,10 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
       attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
     } else {
       attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
-                        HS);
+                        HS, p_attn, seed(1 + 3 * l));
     }
     matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
-    add_residual(la.residual2, residual, la.attproj, N * C);
+    add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
 
     // Feed-forward block.
     norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
@@ -211,7 +227,7 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
       gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
     }
     matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
-    add_residual(la.residual3, la.residual2, la.fcproj, N * C);
+    add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
     residual = la.residual3;
   }
 

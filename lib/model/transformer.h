@@ -144,12 +144,15 @@ class Transformer {
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
   void ensure_activations(int64_t B, int64_t T, bool keep);
 
-  void backward(const ParameterTensors& grads, const int32_t* tokens, const float* dlogits);
+  // Gradients of the activations (sized by ensure_grad_buffers).
+  void ensure_grad_buffers(int64_t B, int64_t T);
 
   ModelWeights weights_;
   std::vector<double> inv_freq_;  // [HS/2]
+  bool training_ = false;             // run() applies dropout (inside train_step only)
   std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
-  Tensor grad_acts_;                  // backward scratch (gradients of activations)
+  Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
+  int64_t grad_B_ = 0, grad_T_ = 0;
   bool keep_ = false;
   ActivationTensors acts_;
 };

@@ -1,0 +1,583 @@
+// The backward pass: Transformer::train_step's gradients against the PyTorch fixtures
+// (tests/fixtures/*/grads.safetensors, made by make_fixtures.py), every kernel's backward
+// against central finite differences of its forward, the fast kernels against their plain
+// references, dropout (mask equivalence, p = 0 identity, whole-model finite differences
+// through fixed masks), gradient accumulation and the RNG drawing order.
+//
+// Error measure for a gradient tensor (as for the logits in test_model.cpp): the max
+// relative error max_i |got_i - want_i| / max_i |want_i| over the whole tensor, i.e.
+// relative to the tensor's largest expected magnitude; for the losses |got - want| / |want|.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "model/attention.h"
+#include "model/dropout.h"
+#include "model/embedding.h"
+#include "model/ffn.h"
+#include "model/loss.h"
+#include "model/matmul.h"
+#include "model/norm.h"
+#include "model/params.h"
+#include "model/rope.h"
+#include "model/sigreg.h"
+#include "model/transformer.h"
+
+namespace lm {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kTolerance = 1e-4;
+
+fs::path fixtures_dir() { return fs::path(LMKIT_SOURCE_DIR) / "tests" / "fixtures"; }
+
+std::vector<std::string> grad_fixture_names() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec))
+    if (e.is_directory() && fs::exists(e.path() / "grads.safetensors")) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+double max_rel_error(const float* got, const float* want, size_t n) {
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < n; ++i) {
+    err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+  }
+  return scale > 0 ? err / scale : err;
+}
+
+template <class T>
+std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
+  const Tensor t = f.get(name);
+  std::vector<T> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t x;
+    std::memcpy(&x, static_cast<const char*>(t.raw()) + i * 8, 8);
+    out[static_cast<size_t>(i)] = static_cast<T>(x);
+  }
+  return out;
+}
+
+std::vector<float> read_floats(const SafeTensorsFile& f, const std::string& name) {
+  const Tensor t = f.get(name).to_f32();
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+// A zeroed gradient arena for a model and its named views.
+struct Grads {
+  Tensor arena;
+  ParameterTensors views;
+  explicit Grads(const ModelWeights& w) {
+    arena = Tensor::zeros(DType::F32, {w.layout().arena_floats()});
+    views = w.layout().bind(arena.data_mut<float>());
+  }
+  const float* of(const ParamInfo& p) const { return arena.data<float>() + p.offset; }
+};
+
+// ---- every fixture with gradients ----
+
+class GradFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GradFixture, GradientsMatchPyTorch) {
+  const fs::path dir = fixtures_dir() / GetParam();
+  const auto cf = SafeTensorsFile::open(dir / "case.safetensors");
+  const auto gf = SafeTensorsFile::open(dir / "grads.safetensors");
+  const Tensor tok = cf.get("tokens");
+  const int64_t B = tok.dim(0), T = tok.dim(1);
+  const auto tokens = read_ints<int32_t>(cf, "tokens");
+  const auto targets = read_ints<int32_t>(cf, "targets");
+  const auto pos = read_ints<int64_t>(cf, "pos");
+
+  Transformer model(ModelWeights::load(dir / "model.safetensors"));
+  Grads g(model.weights());
+  TrainStepOptions opt;
+  std::vector<float> weights, noise;
+  if (gf.contains("loss_weights")) {
+    weights = read_floats(gf, "loss_weights");
+    opt.loss_weights = weights.data();
+  }
+  if (gf.contains("sigreg_noise")) {
+    noise = read_floats(gf, "sigreg_noise");
+    opt.sigreg_noise = noise.data();
+  }
+  const TrainStepResult r = model.train_step(g.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
+
+  const double want_loss = read_floats(gf, "loss")[0];
+  const double loss_err = std::abs(r.loss - want_loss) / std::abs(want_loss);
+  EXPECT_LE(loss_err, kTolerance) << "loss " << r.loss << " want " << want_loss;
+  const double want_sigreg = read_floats(gf, "sigreg")[0];
+  if (model.config().sigreg.enabled) {
+    EXPECT_GT(want_sigreg, 0.0);
+    EXPECT_LE(std::abs(r.sigreg - want_sigreg) / std::abs(want_sigreg), kTolerance)
+        << "sigreg " << r.sigreg << " want " << want_sigreg;
+  }
+  double worst = 0;
+  std::string worst_name;
+  for (const ParamInfo& p : model.weights().layout().tensors()) {
+    ASSERT_TRUE(gf.contains(p.name)) << p.name;
+    const std::vector<float> want = read_floats(gf, p.name);
+    ASSERT_EQ(static_cast<int64_t>(want.size()), p.numel) << p.name;
+    const double err = max_rel_error(g.of(p), want.data(), want.size());
+    EXPECT_LE(err, kTolerance) << p.name;
+    if (err >= worst) {
+      worst = err;
+      worst_name = p.name;
+    }
+  }
+  std::printf("[ %-22s ] loss %.6f (rel err %.1e), worst gradient max rel err %.2e (%s)\n", GetParam().c_str(),
+              r.loss, loss_err, worst, worst_name.c_str());
+}
+
+TEST_P(GradFixture, AccumulatesAndScales) {
+  // Two half-scaled steps into the same arena equal one full step (accumulation by +=).
+  const fs::path dir = fixtures_dir() / GetParam();
+  const auto cf = SafeTensorsFile::open(dir / "case.safetensors");
+  const auto gf = SafeTensorsFile::open(dir / "grads.safetensors");
+  const int64_t B = cf.get("tokens").dim(0), T = cf.get("tokens").dim(1);
+  const auto tokens = read_ints<int32_t>(cf, "tokens");
+  const auto targets = read_ints<int32_t>(cf, "targets");
+  const auto pos = read_ints<int64_t>(cf, "pos");
+  Transformer model(ModelWeights::load(dir / "model.safetensors"));
+  std::vector<float> weights, noise;
+  TrainStepOptions opt;
+  if (gf.contains("loss_weights")) opt.loss_weights = (weights = read_floats(gf, "loss_weights")).data();
+  if (gf.contains("sigreg_noise")) opt.sigreg_noise = (noise = read_floats(gf, "sigreg_noise")).data();
+  Grads one(model.weights()), two(model.weights());
+  model.train_step(one.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
+  opt.grad_scale = 0.5f;
+  model.train_step(two.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
+  model.train_step(two.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
+  const int64_t n = model.weights().layout().arena_floats();
+  EXPECT_LE(max_rel_error(two.arena.data<float>(), one.arena.data<float>(), static_cast<size_t>(n)), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_names()),
+                         [](const auto& info) { return info.param; });
+
+TEST(GradFixtures, EveryModelFixtureHasGradients) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec))
+    if (e.is_directory() && fs::exists(e.path() / "model.safetensors"))
+      EXPECT_TRUE(fs::exists(e.path() / "grads.safetensors")) << e.path();
+  EXPECT_GE(grad_fixture_names().size(), 11u);
+}
+
+// ---- finite differences of each kernel ----
+//
+// For a kernel y = f(x), the objective is L = sum_i r_i y_i with fixed random r; its
+// backward with dout = r gives dL/dx, compared at a few coordinates with the central
+// difference (L(x + h e) - L(x - h e)) / 2h (float32 forward, so a loose 2e-2 relative bar
+// with an absolute floor).
+
+std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.normal() * scale;
+  return v;
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+// Checks grad (analytic dL/dx) against central differences of `objective` over x at `probes` coordinates.
+void fd_check(const char* what, std::vector<float>& x, const std::vector<float>& grad,
+              const std::function<double()>& objective, int probes = 12, float h = 1e-2f) {
+  ASSERT_EQ(x.size(), grad.size());
+  Rng pick(99);
+  double scale = 0;
+  for (float gval : grad) scale = std::max(scale, static_cast<double>(std::abs(gval)));
+  for (int i = 0; i < probes; ++i) {
+    const size_t j = static_cast<size_t>(pick.below(x.size()));
+    const float keep = x[j];
+    x[j] = keep + h;
+    const double up = objective();
+    x[j] = keep - h;
+    const double down = objective();
+    x[j] = keep;
+    const double numeric = (up - down) / (2.0 * h);
+    EXPECT_NEAR(grad[j], numeric, 2e-2 * scale + 1e-4) << what << " coordinate " << j;
+  }
+}
+
+TEST(KernelBackward, MatmulFiniteDifferencesAndReference) {
+  const int64_t N = 5, IC = 7, OC = 6;
+  auto x = randn(N * IC, 1), w = randn(OC * IC, 2), b = randn(OC, 3), r = randn(N * OC, 4);
+  std::vector<float> y(static_cast<size_t>(N * OC));
+  auto objective = [&] {
+    matmul_forward_ref(y.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    return dot(y, r);
+  };
+  std::vector<float> dx(x.size()), dw(w.size()), db(b.size());
+  matmul_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), N, IC, OC);
+  fd_check("matmul dx", x, dx, objective);
+  fd_check("matmul dw", w, dw, objective);
+  fd_check("matmul db", b, db, objective);
+  // Fast against the plain reference, accumulating on top of existing values.
+  const int64_t N2 = 37, IC2 = 29, OC2 = 70;
+  auto x2 = randn(N2 * IC2, 5), w2 = randn(OC2 * IC2, 6), r2 = randn(N2 * OC2, 7);
+  auto f_dx = randn(N2 * IC2, 8), f_dw = randn(OC2 * IC2, 9), f_db = randn(OC2, 10);
+  auto r_dx = f_dx, r_dw = f_dw, r_db = f_db;
+  matmul_backward(f_dx.data(), f_dw.data(), f_db.data(), r2.data(), x2.data(), w2.data(), N2, IC2, OC2);
+  matmul_backward_ref(r_dx.data(), r_dw.data(), r_db.data(), r2.data(), x2.data(), w2.data(), N2, IC2, OC2);
+  EXPECT_LE(max_rel_error(f_dx.data(), r_dx.data(), r_dx.size()), 1e-5);
+  EXPECT_LE(max_rel_error(f_dw.data(), r_dw.data(), r_dw.size()), 1e-5);
+  EXPECT_LE(max_rel_error(f_db.data(), r_db.data(), r_db.size()), 1e-5);
+}
+
+TEST(KernelBackward, NormsFiniteDifferences) {
+  const int64_t N = 4, C = 9;
+  for (int kind = 0; kind < 4; ++kind) {  // rms, rms weightless (QK-norm), layernorm, layernorm + bias
+    const bool ln = kind >= 2, has_w = kind != 1, has_b = kind == 3;
+    auto x = randn(N * C, 11 + kind, 2.0f), w = randn(C, 12), b = randn(C, 13), r = randn(N * C, 14);
+    for (auto& v : w) v += 1.0f;
+    std::vector<float> y(x.size()), mean(N), rstd(N);
+    auto objective = [&] {
+      if (ln)
+        layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), has_w ? w.data() : nullptr,
+                          has_b ? b.data() : nullptr, N, C, 1e-5f);
+      else
+        rmsnorm_forward(y.data(), rstd.data(), x.data(), has_w ? w.data() : nullptr, nullptr, N, C, 1e-5f);
+      return dot(y, r);
+    };
+    objective();
+    std::vector<float> dx(x.size()), dw(w.size()), db(b.size());
+    if (ln)
+      layernorm_backward(dx.data(), has_w ? dw.data() : nullptr, has_b ? db.data() : nullptr, r.data(), x.data(),
+                         has_w ? w.data() : nullptr, mean.data(), rstd.data(), N, C);
+    else
+      rmsnorm_backward(dx.data(), has_w ? dw.data() : nullptr, nullptr, r.data(), x.data(),
+                       has_w ? w.data() : nullptr, rstd.data(), N, C);
+    fd_check("norm dx", x, dx, objective);
+    if (has_w) fd_check("norm dw", w, dw, objective);
+    if (has_b) fd_check("norm db", b, db, objective);
+  }
+}
+
+TEST(KernelBackward, RopeIsTheTransposedRotation) {
+  const int64_t N = 3, H = 2, HS = 8;
+  std::vector<double> inv_freq = {1.0, 0.3, 0.05, 0.001};
+  const std::vector<int64_t> pos = {0, 17, 123456};
+  std::vector<float> cs(N * HS / 2), sn(N * HS / 2);
+  rope_tables(cs.data(), sn.data(), pos.data(), inv_freq.data(), N, HS / 2, 2.0);
+  auto x = randn(N * H * HS, 21), r = randn(N * H * HS, 22);
+  std::vector<float> y(x.size());
+  auto objective = [&] {
+    rope_forward(y.data(), x.data(), cs.data(), sn.data(), N, H, HS);
+    return dot(y, r);
+  };
+  std::vector<float> dx(x.size());
+  rope_backward(dx.data(), r.data(), cs.data(), sn.data(), N, H, HS);
+  fd_check("rope dx", x, dx, objective);
+}
+
+TEST(KernelBackward, ActivationsFiniteDifferences) {
+  const int64_t n = 64;
+  auto g = randn(n, 31, 2.0f), u = randn(n, 32), r = randn(n, 33);
+  std::vector<float> y(n);
+  auto swiglu = [&] {
+    swiglu_forward(y.data(), g.data(), u.data(), n);
+    return dot(y, r);
+  };
+  std::vector<float> dg(n), du(n);
+  swiglu_backward(dg.data(), du.data(), r.data(), g.data(), u.data(), n);
+  fd_check("swiglu dgate", g, dg, swiglu);
+  fd_check("swiglu dup", u, du, swiglu);
+  for (bool tanh_approx : {false, true}) {
+    auto gelu = [&] {
+      gelu_forward(y.data(), g.data(), n, tanh_approx);
+      return dot(y, r);
+    };
+    std::vector<float> dx(n);
+    gelu_backward(dx.data(), r.data(), g.data(), n, tanh_approx);
+    fd_check(tanh_approx ? "gelu tanh" : "gelu erf", g, dx, gelu);
+  }
+  auto softcap = [&] {
+    softcap_forward(y.data(), g.data(), n, 1.5f);
+    return dot(y, r);
+  };
+  softcap();
+  std::vector<float> dc = r;
+  softcap_backward_inplace(dc.data(), y.data(), n, 1.5f);
+  fd_check("softcap", g, dc, softcap);
+}
+
+TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
+  const int64_t N = 6, V = 11;
+  auto logits = randn(N * V, 41, 2.0f);
+  const std::vector<int32_t> targets = {3, 0, 10, 7, 0, 2};  // 0 = ignored
+  auto w = randn(V, 42);
+  for (auto& x : w) x = 0.5f + std::abs(x);
+  for (const float* weights : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+    auto objective = [&] { return crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0).loss; };
+    const WeightedLoss l = crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0);
+    EXPECT_EQ(l.count, 4);
+    std::vector<float> d(logits.size(), 0.0f);
+    crossentropy_backward(d.data(), logits.data(), targets.data(), weights, l.weight_sum, 1.0f, N, V, 0);
+    for (int64_t j = 0; j < V; ++j) EXPECT_EQ(d[1 * V + j], 0.0f);  // ignored row
+    fd_check("crossentropy", logits, d, objective, 16, 1e-2f);
+  }
+}
+
+TEST(KernelBackward, EmbeddingAddsRepeatedRows) {
+  const int64_t N = 5, C = 3, V = 4;
+  const std::vector<int32_t> tokens = {1, 3, 1, 0, 1};
+  auto dout = randn(N * C, 51);
+  std::vector<float> dw(V * C, 1.0f);
+  embedding_backward(dw.data(), dout.data(), tokens.data(), N, C);
+  for (int64_t c = 0; c < C; ++c) {
+    EXPECT_FLOAT_EQ(dw[1 * C + c], 1.0f + dout[0 * C + c] + dout[2 * C + c] + dout[4 * C + c]);
+    EXPECT_FLOAT_EQ(dw[2 * C + c], 1.0f);
+    EXPECT_FLOAT_EQ(dw[0 * C + c], 1.0f + dout[3 * C + c]);
+  }
+}
+
+// Attention over a batch with GQA and every mask kind; fast vs reference and finite differences.
+struct AttentionCase {
+  bool causal, doc_mask;
+  int64_t NH, NKV;
+  float dropout;
+};
+
+class AttentionBackward : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionBackward, FiniteDifferencesAndReference) {
+  const AttentionCase ac = GetParam();
+  const int64_t B = 2, T = 7, HS = 4, NH = ac.NH, NKV = ac.NKV;
+  const std::vector<int32_t> tokens = {5, 2, 5, 5, 2, 2, 5, 5, 5, 5, 2, 5, 5, 5};  // eos = 2
+  std::vector<int64_t> lo(B * T), hi(B * T);
+  attention_spans(lo.data(), hi.data(), tokens.data(), B, T, 0, ac.causal, ac.doc_mask, 2, nullptr);
+  auto q = randn(B * T * NH * HS, 61), k = randn(B * T * NKV * HS, 62), v = randn(B * T * NKV * HS, 63);
+  auto r = randn(B * T * NH * HS, 64);
+  std::vector<float> out(r.size()), att(B * NH * T * T);
+  const uint64_t seed = 0x1234;
+  auto objective = [&] {
+    attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0, T, NH, NKV,
+                      HS, ac.dropout, seed);
+    return dot(out, r);
+  };
+  objective();
+  std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
+  attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), att.data(), lo.data(),
+                     hi.data(), B, T, NH, NKV, HS, ac.dropout, seed);
+  std::vector<float> rq(q.size()), rk(k.size()), rv(v.size());
+  attention_backward_ref(rq.data(), rk.data(), rv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                         lo.data(), hi.data(), B, T, NH, NKV, HS, ac.dropout, seed);
+  EXPECT_LE(max_rel_error(dq.data(), rq.data(), rq.size()), 1e-5);
+  EXPECT_LE(max_rel_error(dk.data(), rk.data(), rk.size()), 1e-5);
+  EXPECT_LE(max_rel_error(dv.data(), rv.data(), rv.size()), 1e-5);
+  fd_check("attention dq", q, dq, objective, 16);
+  fd_check("attention dk", k, dk, objective, 16);
+  fd_check("attention dv", v, dv, objective, 16);
+}
+
+INSTANTIATE_TEST_SUITE_P(Masks, AttentionBackward,
+                         ::testing::Values(AttentionCase{true, false, 4, 4, 0}, AttentionCase{true, true, 4, 2, 0},
+                                           AttentionCase{false, false, 2, 1, 0}, AttentionCase{false, true, 4, 2, 0},
+                                           AttentionCase{true, true, 4, 2, 0.3f},
+                                           AttentionCase{false, false, 2, 2, 0.5f}));
+
+// ---- SIGReg ----
+
+TEST(SigReg, FastMatchesReferenceAndFiniteDifferences) {
+  SigRegConfig cfg;
+  cfg.enabled = true;
+  cfg.slices = 12;
+  const int64_t N = 6, C = 5, S = cfg.slices, P = cfg.points;
+  auto x = randn(N * C, 71), noise = randn(C * S, 72);
+  std::vector<float> A(C * S), proj(N * S), cm(N * P), sm(N * P), dproj(N * S);
+  sigreg_projections(A.data(), noise.data(), C, S);
+  for (int64_t s = 0; s < S; ++s) {
+    double n2 = 0;
+    for (int64_t c = 0; c < C; ++c) n2 += static_cast<double>(A[c * S + s]) * A[c * S + s];
+    EXPECT_NEAR(n2, 1.0, 1e-6);
+  }
+  const double fast = sigreg_forward(proj.data(), cm.data(), sm.data(), x.data(), A.data(), N, C, S, cfg);
+  const double ref = sigreg_forward_ref(x.data(), A.data(), N, C, S, cfg);
+  EXPECT_NEAR(fast, ref, 1e-5 * std::abs(ref));
+  EXPECT_NEAR(sigreg_value(x.data(), noise.data(), N, C, cfg), ref, 1e-5 * std::abs(ref));
+  std::vector<float> dx(x.size()), rdx(x.size());
+  sigreg_backward(dx.data(), dproj.data(), 0.7f, proj.data(), cm.data(), sm.data(), A.data(), N, C, S, cfg);
+  sigreg_backward_ref(rdx.data(), 0.7f, x.data(), A.data(), N, C, S, cfg);
+  EXPECT_LE(max_rel_error(dx.data(), rdx.data(), rdx.size()), 1e-5);
+  auto objective = [&] { return 0.7 * sigreg_forward_ref(x.data(), A.data(), N, C, S, cfg); };
+  fd_check("sigreg dx", x, dx, objective, 16, 1e-2f);
+}
+
+TEST(SigReg, NoiseDrawOrderIsRowMajorNormals) {
+  Rng a(5), b(5);
+  std::vector<float> noise(3 * 4);
+  sigreg_draw_noise(noise.data(), a, 3, 4);
+  for (float x : noise) EXPECT_EQ(x, b.normal());
+  std::vector<float> x = {1, 2, 3, 5, 7, 9}, m(3);
+  mean_embedding(m.data(), x.data(), 2, 3);
+  EXPECT_FLOAT_EQ(m[0], 3.0f);
+  EXPECT_FLOAT_EQ(m[2], 6.0f);
+}
+
+// ---- dropout and the training step on a small model ----
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.name = "small";
+  c.dim = 16;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 40;
+  c.multiple_of = 8;
+  c.max_seq_len = 8;
+  c.attn_bias = true;
+  c.qk_norm = true;
+  c.pad_id = 0;
+  return c;
+}
+
+struct Batch {
+  int64_t B = 2, T = 8;
+  std::vector<int32_t> tokens, targets;
+};
+
+Batch small_batch(int64_t V) {
+  Batch b;
+  Rng rng(3);
+  for (int64_t i = 0; i < b.B * b.T; ++i) {
+    b.tokens.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
+    b.targets.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
+  }
+  b.targets[5] = 0;  // pad
+  return b;
+}
+
+TEST(Dropout, MaskIsDeterministicAndHasTheRightRate) {
+  const int64_t n = 200000;
+  std::vector<float> ones(n, 1.0f), out(n);
+  dropout_forward(out.data(), ones.data(), n, 0.25f, 77);
+  int64_t dropped = 0;
+  for (float x : out) {
+    if (x == 0) ++dropped;
+    else EXPECT_FLOAT_EQ(x, 1.0f / 0.75f);
+  }
+  EXPECT_NEAR(static_cast<double>(dropped) / n, 0.25, 0.005);
+  std::vector<float> d(n, 0.0f);
+  dropout_backward(d.data(), ones.data(), n, 0.25f, 77);
+  EXPECT_EQ(std::memcmp(d.data(), out.data(), n * sizeof(float)), 0);  // the same mask
+  dropout_forward(out.data(), ones.data(), n, 0.0f, 77);
+  EXPECT_EQ(std::count(out.begin(), out.end(), 1.0f), n);  // p = 0: identity
+}
+
+TEST(Dropout, ZeroProbabilityStepEqualsPlainStep) {
+  // Dropout probabilities of 0 draw seeds but change nothing: same loss and gradients as a
+  // config without dropout fields, and the same logits as the evaluation forward.
+  ModelConfig c = small_config();
+  const Batch b = small_batch(c.vocab_size);
+  Transformer plain(ModelWeights::random(c, 1));
+  Grads g0(plain.weights());
+  const TrainStepResult r0 = plain.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T);
+  const float* train_logits = plain.activations().logits;
+  std::vector<float> tl(train_logits, train_logits + b.B * b.T * c.vocab_size);
+  const float* eval_logits = plain.forward(b.tokens.data(), nullptr, b.B, b.T);
+  EXPECT_EQ(std::memcmp(tl.data(), eval_logits, tl.size() * sizeof(float)), 0);
+
+  c.dropout = 1e-30;  // > 0, so the dropout paths run, but no element is dropped
+  Transformer tiny(ModelWeights::random(c, 1));
+  Grads g1(tiny.weights());
+  Rng rng(9);
+  TrainStepOptions opt;
+  opt.rng = &rng;
+  const TrainStepResult r1 = tiny.train_step(g1.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt);
+  EXPECT_NEAR(r1.loss, r0.loss, 1e-6 * r0.loss);
+  EXPECT_LE(max_rel_error(g1.arena.data<float>(), g0.arena.data<float>(),
+                          static_cast<size_t>(tiny.weights().layout().arena_floats())),
+            1e-5);
+}
+
+TEST(Dropout, NeedsAnRng) {
+  ModelConfig c = small_config();
+  c.attn_dropout = 0.1;
+  const Batch b = small_batch(c.vocab_size);
+  Transformer model(ModelWeights::random(c, 1));
+  Grads g(model.weights());
+  EXPECT_THROW(model.train_step(g.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T), Error);
+}
+
+// With fixed masks (the same RNG state for every evaluation) the loss is a deterministic
+// function of the parameters, so the whole model's gradient with every dropout kind on
+// (and SIGReg from the RNG) can be checked by finite differences.
+TEST(Dropout, WholeModelFiniteDifferencesThroughFixedMasks) {
+  ModelConfig c = small_config();
+  c.dropout = 0.2;
+  c.attn_dropout = 0.3;
+  c.emb_dropout = 0.1;
+  c.sigreg.enabled = true;
+  c.sigreg.slices = 8;
+  c.sigreg.coefficient = 0.3;
+  c.tie_embeddings = true;
+  const Batch b = small_batch(c.vocab_size);
+  ModelWeights w = ModelWeights::random(c, 4, {0.3f, false});
+  Transformer model(std::move(w));
+  Grads g(model.weights());
+  const Rng start(1234);
+  Rng rng = start;
+  TrainStepOptions opt;
+  opt.rng = &rng;
+  const TrainStepResult r = model.train_step(g.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt);
+  EXPECT_GT(r.sigreg, 0.0);
+  // Same RNG state: same masks and noise, bit-identical result.
+  {
+    Rng again = start;
+    opt.rng = &again;
+    Grads g2(model.weights());
+    const TrainStepResult r2 = model.train_step(g2.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt);
+    EXPECT_EQ(r2.loss, r.loss);
+    EXPECT_EQ(std::memcmp(g2.arena.raw(), g.arena.raw(), g.arena.nbytes()), 0);
+    Rng other(4321);
+    opt.rng = &other;
+    Grads g3(model.weights());
+    EXPECT_NE(model.train_step(g3.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt).loss, r.loss);
+  }
+  float* params = model.weights().arena();
+  Grads scratch(model.weights());
+  auto loss_at = [&] {
+    Rng again = start;
+    opt.rng = &again;
+    return model.train_step(scratch.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt).loss;
+  };
+  // Probe the coordinates with the largest gradients of a few tensors.
+  for (const ParamInfo& p : model.weights().layout().tensors()) {
+    if (p.layer > 0) continue;
+    const float* gp = g.of(p);
+    int64_t j = 0;
+    for (int64_t i = 1; i < p.numel; ++i)
+      if (std::abs(gp[i]) > std::abs(gp[j])) j = i;
+    float& x = params[p.offset + j];
+    const float keep = x;
+    const float h = 1e-2f;
+    x = keep + h;
+    const double up = loss_at();
+    x = keep - h;
+    const double down = loss_at();
+    x = keep;
+    const double numeric = (up - down) / (2.0 * h);
+    EXPECT_NEAR(gp[j], numeric, 3e-2 * std::abs(numeric) + 2e-4) << p.name << "[" << j << "]";
+  }
+}
+
+}  // namespace
+}  // namespace lm
