@@ -21,6 +21,7 @@ namespace {
 // Views of the backward scratch for [B, T] (gradients of activations; "d" = dloss/d).
 struct GradBuffers {
   float* dlogits = nullptr;  // [N, V]
+  float* losses = nullptr;   // [N]
   float* dres = nullptr;     // [N, C]  the residual stream
   float* dln = nullptr;      // [N, C]  a norm's output
   float* dproj = nullptr;    // [N, C]  a block output before residual dropout
@@ -53,6 +54,7 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
     off += (n + 15) / 16 * 16;
   };
   take(g.dlogits, N * V);
+  take(g.losses, N);
   take(g.dres, N * C);
   take(g.dln, N * C);
   take(g.dproj, N * C);
@@ -133,13 +135,22 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   GradBuffers g;
   layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N);
 
-  // Loss.
+  // Loss: the counted targets' weights first (they scale every row's gradient), then one fused
+  // cross-entropy forward and backward over the logits.
   TrainStepResult r;
-  const WeightedLoss ce = crossentropy_weighted_mean(a.logits, targets, opt.loss_weights, N, V, pad);
-  r.ce = ce.loss;
-  r.count = ce.count;
-  r.weight_sum = ce.weight_sum;
-  r.loss = ce.loss;
+  for (int64_t n = 0; n < N; ++n) {
+    if (pad >= 0 && targets[n] == pad) continue;
+    ++r.count;
+    r.weight_sum += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
+  }
+  const float scale = opt.grad_scale;
+  zero(g.dlogits, N * V);
+  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights, r.weight_sum, scale, N, V, pad);
+  double ce_sum = 0;
+  for (int64_t n = 0; n < N; ++n)
+    if (!(pad >= 0 && targets[n] == pad)) ce_sum += (opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0) * g.losses[n];
+  r.ce = r.weight_sum > 0 ? ce_sum / r.weight_sum : 0.0;
+  r.loss = r.ce;
   const int64_t S = c.sigreg.slices;
   if (c.sigreg.enabled) {
     if (opt.sigreg_noise)
@@ -152,9 +163,6 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   }
 
   // Backward: classifier head.
-  const float scale = opt.grad_scale;
-  zero(g.dlogits, N * V);
-  crossentropy_backward(g.dlogits, a.logits, targets, opt.loss_weights, ce.weight_sum, scale, N, V, pad);
   if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, N * V, static_cast<float>(c.logits_soft_cap));
   zero(g.dln, N * C);
   matmul_backward(g.dln, grads.output, grads.output_b, g.dlogits, a.lnf, w.output, N, C, V);

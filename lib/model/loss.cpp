@@ -60,23 +60,36 @@ void softcap_backward_inplace(float* d, const float* out, int64_t n, float cap) 
   }
 }
 
-void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* weights,
-                           double weight_sum, float dloss, int64_t N, int64_t V, int32_t ignore_index) {
-  if (!(weight_sum > 0)) return;
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const int32_t t = targets[n];
-    if (ignore_index >= 0 && t == ignore_index) continue;
-    const float scale = static_cast<float>(dloss * (weights ? weights[t] : 1.0f) / weight_sum);
-    if (scale == 0) continue;
-    const float* x = logits + n * V;
-    float* d = dlogits + n * V;
-    const float mx = *std::max_element(x, x + V);
-    double sum = 0;
-    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t i = 0; i < V; ++i) d[i] += scale * (std::exp(x[i] - mx) * inv);
-    d[t] -= scale;
+void crossentropy_backward(float* dlogits, float* losses, const float* logits, const int32_t* targets,
+                           const float* weights, double weight_sum, float dloss, int64_t N, int64_t V,
+                           int32_t ignore_index) {
+#pragma omp parallel
+  {
+    std::vector<float> e(static_cast<size_t>(V));  // exp(x - max) of one row
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const int32_t t = targets[n];
+      if (ignore_index >= 0 && t == ignore_index) {
+        if (losses) losses[n] = 0;
+        continue;
+      }
+      const float* x = logits + n * V;
+      float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+      for (int64_t i = 0; i < V; ++i) mx = std::max(mx, x[i]);
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < V; ++i) sum += (e[i] = std::exp(x[i] - mx));
+      if (losses) losses[n] = std::log(sum) + mx - x[t];
+      if (!(weight_sum > 0)) continue;
+      const float scale = static_cast<float>(dloss * (weights ? weights[t] : 1.0f) / weight_sum);
+      if (scale == 0) continue;
+      const float k = scale / sum;
+      float* d = dlogits + n * V;
+#pragma omp simd
+      for (int64_t i = 0; i < V; ++i) d[i] += k * e[i];
+      d[t] -= scale;
+    }
   }
 }
 

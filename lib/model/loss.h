@@ -26,12 +26,15 @@ LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_
 // with out the forward's output.
 void softcap_backward_inplace(float* d, const float* out, int64_t n, float cap);
 
-// Backward of the (weighted) mean cross-entropy: dlogits [N, V] += scale[n] * (softmax(logits[n])
-// - onehot(targets[n])) with scale[n] = dloss * w / W, w = weights[targets[n]] (1 when weights is
-// null), W = `weight_sum` (the sum of w over the counted targets); rows whose target is
-// ignore_index get nothing.
-void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* weights,
-                           double weight_sum, float dloss, int64_t N, int64_t V, int32_t ignore_index);
+// Backward of the (weighted) mean cross-entropy, fused with its forward (one softmax per
+// row): dlogits [N, V] += scale[n] * (softmax(logits[n]) - onehot(targets[n])) with
+// scale[n] = dloss * w / W, w = weights[targets[n]] (1 when weights is null) and W =
+// `weight_sum` (the sum of w over the counted targets), and losses [N] (may be null) =
+// logsumexp(logits[n]) - logits[n, targets[n]]. Rows whose target is ignore_index get no
+// gradient and a loss of 0. Targets must be in range (check_token_ids).
+void crossentropy_backward(float* dlogits, float* losses, const float* logits, const int32_t* targets,
+                           const float* weights, double weight_sum, float dloss, int64_t N, int64_t V,
+                           int32_t ignore_index);
 
 // The loss-weighted mean: sum_n w[t_n] losses[n] / sum_n w[t_n] over targets != ignore_index
 // (weights null: all 1, the plain mean). count = targets that count; weight_sum = sum of their w.

@@ -328,8 +328,10 @@ TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
     auto objective = [&] { return crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0).loss; };
     const WeightedLoss l = crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0);
     EXPECT_EQ(l.count, 4);
-    std::vector<float> d(logits.size(), 0.0f);
-    crossentropy_backward(d.data(), logits.data(), targets.data(), weights, l.weight_sum, 1.0f, N, V, 0);
+    std::vector<float> d(logits.size(), 0.0f), losses(N), want(N);
+    crossentropy_backward(d.data(), losses.data(), logits.data(), targets.data(), weights, l.weight_sum, 1.0f, N, V, 0);
+    crossentropy_forward(want.data(), logits.data(), targets.data(), N, V, 0);
+    for (int64_t n = 0; n < N; ++n) EXPECT_NEAR(losses[n], want[n], 1e-5 * std::abs(want[n]) + 1e-6);
     for (int64_t j = 0; j < V; ++j) EXPECT_EQ(d[1 * V + j], 0.0f);  // ignored row
     fd_check("crossentropy", logits, d, objective, 16, 1e-2f);
   }
