@@ -120,15 +120,12 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   drop_seeds_.clear();
   if (any_drop)
     for (int64_t i = 0; i < 1 + 3 * L; ++i) drop_seeds_.push_back(opt.rng->next_u64());
-  keep_ = true;
-  training_ = true;
-  try {
-    run(tokens, pos, B, T, nullptr);
-  } catch (...) {
-    training_ = false;
-    throw;
-  }
-  training_ = false;
+  struct TrainingMode {  // dropout on in run() and layer_forward() while the step runs
+    bool& flag;
+    explicit TrainingMode(bool& f) : flag(f) { flag = true; }
+    ~TrainingMode() { flag = false; }
+  } training_mode(training_);
+  run(tokens, pos, B, T, nullptr);
   ActivationTensors& a = acts_;
 
   ensure_grad_buffers(B, T);
@@ -198,6 +195,10 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     const LayerParams& lg = grads.layers[static_cast<size_t>(l)];
     const LayerActivations& la = a.layers[static_cast<size_t>(l)];
     const float* res_in = l > 0 ? a.layers[static_cast<size_t>(l - 1)].residual3 : a.encoded;
+    // Checkpointing: recompute this layer's activations from its input (the last layer's are
+    // still in the shared set from the forward).
+    if (a.checkpointed && l < L - 1)
+      layer_forward(l, res_in, a.layers[static_cast<size_t>(l)], B, T, 0, nullptr);
 
     // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])).
     const float* dfc = through_dropout(g.dres, seed(3 + 3 * l));

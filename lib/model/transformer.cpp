@@ -69,8 +69,10 @@ void add_residual_dropout(float* out, const float* a, const float* b, int64_t n,
 
 }  // namespace
 
-void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
-  if (acts_.arena.raw() && acts_.B == B && acts_.T == T && acts_.keep_layers == keep) return;
+void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint) {
+  if (acts_.arena.raw() && acts_.B == B && acts_.T == T && acts_.keep_layers == keep &&
+      acts_.checkpointed == checkpoint)
+    return;
   const ModelConfig& c = config();
   const int64_t N = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
@@ -80,6 +82,7 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
   a.B = B;
   a.T = T;
   a.keep_layers = keep;
+  a.checkpointed = checkpoint;
   a.layers.resize(static_cast<size_t>(L));
   ArenaPlan plan;
   plan.add(&a.encoded, N * C);
@@ -97,7 +100,7 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
     }
     plan.add(&la.qr, N * NH * HS);
     plan.add(&la.kr, N * NKV * HS);
-    if (keep) plan.add(&la.att, B * NH * T * T);
+    if (keep || checkpoint) plan.add(&la.att, B * NH * T * T);
     plan.add(&la.atty, N * NH * HS);
     plan.add(&la.attproj, N * C);
     plan.add(&la.residual2, N * C);
@@ -110,6 +113,9 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
     plan.add(&la.fcproj, N * C);
     plan.add(&la.residual3, N * C);
   }
+  // Checkpointing keeps each layer's output (the next layer's input) and shares the rest.
+  std::vector<float*> outputs(static_cast<size_t>(checkpoint ? L : 0));
+  for (auto& o : outputs) plan.add(&o, N * C);
   plan.add(&a.lnf, N * C);
   plan.add(&a.lnf_mean, N);
   plan.add(&a.lnf_rstd, N);
@@ -119,6 +125,8 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep) {
   a.arena = plan.allocate();
   if (!keep)  // every layer reads and writes the one shared set
     for (int64_t l = 1; l < L; ++l) a.layers[static_cast<size_t>(l)] = a.layers[0];
+  if (checkpoint)
+    for (int64_t l = 0; l < L; ++l) a.layers[static_cast<size_t>(l)].residual3 = outputs[static_cast<size_t>(l)];
   a.pos.resize(static_cast<size_t>(N));
   a.key_lo.resize(static_cast<size_t>(N));
   a.key_hi.resize(static_cast<size_t>(N));
@@ -142,18 +150,84 @@ const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int
   return run(tokens, pos, cache.batch(), T, &cache);
 }
 
+void Transformer::layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T,
+                                int64_t P, KVCache* cache) {
+  const ModelConfig& c = config();
+  const ParameterTensors& w = weights_.params();
+  ActivationTensors& a = acts_;
+  const int64_t N = B * T, C = c.dim;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
+  const int64_t QD = NH * HS, KD = NKV * HS;
+  const float eps = static_cast<float>(c.norm_eps);
+  const bool layernorm = c.norm_type == "layernorm";
+  auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
+    if (layernorm)
+      layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+    else
+      rmsnorm_forward(out, rstd, inp, weight, bias, N, C, eps);
+  };
+  const bool drop = training_ && !cache && !drop_seeds_.empty();
+  auto seed = [&](int64_t i) { return drop ? drop_seeds_[static_cast<size_t>(i)] : uint64_t{0}; };
+  const float p_attn = drop ? static_cast<float>(c.attn_dropout) : 0.0f;
+  const float p_res = drop ? static_cast<float>(c.dropout) : 0.0f;
+  const LayerParams& lw = w.layers[static_cast<size_t>(l)];
+
+  // Attention block.
+  norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
+  matmul_forward(la.q, la.ln1, lw.wq, lw.bq, N, C, QD);
+  matmul_forward(la.k, la.ln1, lw.wk, lw.bk, N, C, KD);
+  matmul_forward(la.v, la.ln1, lw.wv, lw.bv, N, C, KD);
+  const float* qn = la.q;
+  const float* kn = la.k;
+  if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
+    rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
+    rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
+    qn = la.qr;
+    kn = la.kr;
+  }
+  rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
+  rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
+  if (cache) {
+    float* kc = cache->keys(l);
+    float* vc = cache->values(l);
+    const int64_t S = cache->capacity();
+    for (int64_t b = 0; b < B; ++b) {
+      std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+      std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+    }
+    attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+  } else {
+    attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
+                      HS, p_attn, seed(1 + 3 * l));
+  }
+  matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
+  add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
+
+  // Feed-forward block.
+  norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+  matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
+  if (c.ffn_type == "swiglu") {
+    matmul_forward(la.fch3, la.ln2, lw.w3, lw.b3, N, C, F);
+    swiglu_forward(la.fch_act, la.fch, la.fch3, N * F);
+  } else {
+    gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
+  }
+  matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
+  add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
+}
+
 const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
-  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
-  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
-  const int64_t QD = NH * HS, KD = NKV * HS;
+  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
   const int64_t P = cache ? cache->length() : 0;
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == "layernorm";
 
   check_token_ids(tokens, N, V);
-  ensure_activations(B, T, keep_ && !cache);
+  // A training forward keeps every layer's activations, or with checkpointing only their outputs.
+  const bool ckpt = training_ && checkpoint_ && !cache;
+  ensure_activations(B, T, (keep_ || training_) && !cache && !ckpt, ckpt);
   ActivationTensors& a = acts_;
 
   for (int64_t b = 0; b < B; ++b)
@@ -176,58 +250,13 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   const bool drop = training_ && !cache && !drop_seeds_.empty();
   auto seed = [&](int64_t i) { return drop ? drop_seeds_[static_cast<size_t>(i)] : uint64_t{0}; };
   const float p_emb = drop ? static_cast<float>(c.emb_dropout) : 0.0f;
-  const float p_attn = drop ? static_cast<float>(c.attn_dropout) : 0.0f;
-  const float p_res = drop ? static_cast<float>(c.dropout) : 0.0f;
 
   embedding_forward(a.encoded, tokens, w.tok_embeddings, N, V, C);
   if (p_emb > 0) dropout_forward(a.encoded, a.encoded, N * C, p_emb, seed(0));
   const float* residual = a.encoded;  // [N, C]
   for (int64_t l = 0; l < L; ++l) {
-    const LayerParams& lw = w.layers[static_cast<size_t>(l)];
     LayerActivations& la = a.layers[static_cast<size_t>(l)];
-
-    // Attention block.
-    norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
-    matmul_forward(la.q, la.ln1, lw.wq, lw.bq, N, C, QD);
-    matmul_forward(la.k, la.ln1, lw.wk, lw.bk, N, C, KD);
-    matmul_forward(la.v, la.ln1, lw.wv, lw.bv, N, C, KD);
-    const float* qn = la.q;
-    const float* kn = la.k;
-    if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
-      rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
-      rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
-      qn = la.qr;
-      kn = la.kr;
-    }
-    rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
-    rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
-    if (cache) {
-      float* kc = cache->keys(l);
-      float* vc = cache->values(l);
-      const int64_t S = cache->capacity();
-      for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
-        std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
-      }
-      attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
-    } else {
-      attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
-                        HS, p_attn, seed(1 + 3 * l));
-    }
-    matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
-    add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
-
-    // Feed-forward block.
-    norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
-    matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
-    if (c.ffn_type == "swiglu") {
-      matmul_forward(la.fch3, la.ln2, lw.w3, lw.b3, N, C, F);
-      swiglu_forward(la.fch_act, la.fch, la.fch3, N * F);
-    } else {
-      gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
-    }
-    matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
-    add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
+    layer_forward(l, residual, la, B, T, P, cache);
     residual = la.residual3;
   }
 

@@ -48,6 +48,8 @@ struct LayerActivations {
 struct ActivationTensors {
   int64_t B = 0, T = 0;
   bool keep_layers = false;
+  bool checkpointed = false;            // gradient checkpointing: layers share one set except
+                                        // residual3 (each layer's output), recomputed in backward
   float* encoded = nullptr;             // [N, C] embeddings
   std::vector<LayerActivations> layers;  // [L]
   float* lnf = nullptr;                 // [N, C]
@@ -106,6 +108,12 @@ class Transformer {
 
   // Keep every layer's activations (for a backward pass) instead of reusing one set.
   void set_keep_activations(bool keep) { keep_ = keep; }
+  // Gradient checkpointing for train_step: keep only each layer's output and recompute the
+  // layer's activations during the backward pass (one extra forward of the layers; the same
+  // gradients bit for bit). Saves (L - 1) layers' activations, the attention probabilities
+  // [B, NH, T, T] among them: activation_bytes() reports the arena.
+  void set_gradient_checkpointing(bool on) { checkpoint_ = on; }
+  int64_t activation_bytes() const { return static_cast<int64_t>(acts_.arena.nbytes()); }
   const ActivationTensors& activations() const { return acts_; }
 
   // Logits [B, T, V] of tokens [B, T] at positions pos [B, T] (null: 0..T-1), T <= max_seq_len.
@@ -135,14 +143,19 @@ class Transformer {
   // weights().layout().arena_floats() floats bound with weights().layout().bind(arena), which
   // the caller zeroes (one memset) before the first micro-step. Tied embeddings: grads.output
   // aliases grads.tok_embeddings and receives both contributions. Keeps every layer's
-  // activations (set_keep_activations(true) is implied); activations() stays valid afterwards
+  // activations during the step (whatever set_keep_activations says; an evaluation forward
+  // of another shape in between reallocates them); activations() stays valid afterwards
   // (logits are those of the training forward). Not thread-safe; the kernels use OpenMP.
+  // With set_gradient_checkpointing(true) the layers are recomputed during the backward pass.
   TrainStepResult train_step(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
                              const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt = {});
 
  private:
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
-  void ensure_activations(int64_t B, int64_t T, bool keep);
+  void ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint = false);
+  // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
+  void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
+                     KVCache* cache);
 
   // Gradients of the activations (sized by ensure_grad_buffers).
   void ensure_grad_buffers(int64_t B, int64_t T);
@@ -150,6 +163,7 @@ class Transformer {
   ModelWeights weights_;
   std::vector<double> inv_freq_;  // [HS/2]
   bool training_ = false;             // run() applies dropout (inside train_step only)
+  bool checkpoint_ = false;
   std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
   Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
   int64_t grad_B_ = 0, grad_T_ = 0;

@@ -170,9 +170,11 @@ INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_
 
 TEST(GradFixtures, EveryModelFixtureHasGradients) {
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec))
-    if (e.is_directory() && fs::exists(e.path() / "model.safetensors"))
+  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec)) {
+    if (e.is_directory() && fs::exists(e.path() / "model.safetensors")) {
       EXPECT_TRUE(fs::exists(e.path() / "grads.safetensors")) << e.path();
+    }
+  }
   EXPECT_GE(grad_fixture_names().size(), 11u);
 }
 
@@ -578,6 +580,39 @@ TEST(Dropout, WholeModelFiniteDifferencesThroughFixedMasks) {
     x = keep;
     const double numeric = (up - down) / (2.0 * h);
     EXPECT_NEAR(gp[j], numeric, 3e-2 * std::abs(numeric) + 2e-4) << p.name << "[" << j << "]";
+  }
+}
+
+TEST(Checkpointing, SameGradientsBitForBitWithLessMemory) {
+  for (bool dropout : {false, true}) {
+    ModelConfig c = small_config();
+    c.n_layers = 4;
+    if (dropout) {
+      c.dropout = 0.1;
+      c.attn_dropout = 0.2;
+      c.emb_dropout = 0.1;
+    }
+    const Batch b = small_batch(c.vocab_size);
+    Transformer full(ModelWeights::random(c, 6)), ckpt(ModelWeights::random(c, 6));
+    ckpt.set_gradient_checkpointing(true);
+    Grads g0(full.weights()), g1(ckpt.weights());
+    Rng r0(11), r1(11);
+    TrainStepOptions o0, o1;
+    o0.rng = &r0;
+    o1.rng = &r1;
+    const TrainStepResult a = full.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, o0);
+    const TrainStepResult d = ckpt.train_step(g1.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, o1);
+    EXPECT_EQ(a.loss, d.loss);
+    EXPECT_EQ(std::memcmp(g0.arena.raw(), g1.arena.raw(), g0.arena.nbytes()), 0) << "dropout " << dropout;
+    EXPECT_TRUE(ckpt.activations().checkpointed);
+    EXPECT_LT(ckpt.activation_bytes(), full.activation_bytes());
+    std::printf("[ checkpointing          ] L=4 activations %lld -> %lld bytes\n",
+                static_cast<long long>(full.activation_bytes()), static_cast<long long>(ckpt.activation_bytes()));
+    // The evaluation forward afterwards is unaffected.
+    const float* l0 = full.forward(b.tokens.data(), nullptr, b.B, b.T);
+    std::vector<float> want(l0, l0 + b.B * b.T * c.vocab_size);
+    const float* l1 = ckpt.forward(b.tokens.data(), nullptr, b.B, b.T);
+    EXPECT_EQ(std::memcmp(want.data(), l1, want.size() * sizeof(float)), 0);
   }
 }
 
