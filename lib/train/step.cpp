@@ -1,5 +1,4 @@
-// The default micro-step: Transformer::train_step (forward, loss, backward).
-#include "core/error.h"
+// The default micro-step: Transformer::train_step (forward with dropout, loss, backward).
 #include "train/trainer.h"
 
 namespace lm::train {
@@ -7,9 +6,12 @@ namespace lm::train {
 StepFunction transformer_step() {
   return [](Transformer& model, const Batch& batch, const ParameterTensors& grads, float grad_scale,
             Rng& rng) -> double {
-    (void)model, (void)batch, (void)grads, (void)grad_scale, (void)rng;
-    fail(ErrorKind::Unsupported, "training needs the backward pass, which this build does not have yet",
-         "--steps 0 writes a randomly initialised checkpoint");
+    TrainStepOptions opt;
+    opt.rng = &rng;
+    opt.grad_scale = grad_scale;
+    const TrainStepResult r = model.train_step(grads, batch.inputs.data(), batch.has_pos ? batch.pos.data() : nullptr,
+                                               batch.targets.data(), batch.B, batch.T, opt);
+    return r.loss;
   };
 }
 

@@ -128,7 +128,9 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
   t->state_ = ck.state;
   t->state_.settings = t->opts_.run_settings();
   t->tokenizer_json_ = ck.tokenizer_json;
+  const LoaderState saved_data = ck.state.data;
   t->init(std::move(ck.weights), train, val);
+  t->state_.data = saved_data;
   std::memcpy(t->adamw_.m(), ck.m.data<float>(), ck.m.nbytes());
   std::memcpy(t->adamw_.v(), ck.v.data<float>(), ck.v.nbytes());
   t->rng_.set_state(t->state_.rng);
