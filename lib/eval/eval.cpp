@@ -1,0 +1,169 @@
+#include "eval/eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/loss.h"
+#include "model/sigreg.h"
+
+namespace lm {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+double EvalResult::perplexity() const { return std::exp(loss()); }
+double EvalResult::bits_per_token() const { return loss() / std::log(2.0); }
+std::optional<double> EvalResult::bits_per_byte() const {
+  if (bytes <= 0) return std::nullopt;
+  return loss_sum / std::log(2.0) / static_cast<double>(bytes);
+}
+
+Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<int32_t> byte_lengths)
+    : model_(model), opts_(opts), byte_len_(std::move(byte_lengths)) {
+  const ModelConfig& c = model.config();
+  T_ = opts.seq > 0 ? opts.seq : c.max_seq_len;
+  V_ = c.vocab_size;
+  C_ = c.dim;
+  if (opts.batch < 1) fail_usage(cat("batch must be at least 1, got ", opts.batch));
+  if (T_ > c.max_seq_len) fail_usage(cat("window of ", T_, " tokens exceeds max_seq_len (", c.max_seq_len, ")"));
+  if (T_ < 1) fail_usage(cat("window length must be at least 1, got ", T_));
+  if (!byte_len_.empty() && static_cast<int64_t>(byte_len_.size()) != V_)
+    fail(ErrorKind::Runtime, "internal: byte length table does not match the vocabulary");
+  pad_ = static_cast<int32_t>(c.pad_id);
+  filler_ = c.pad_id >= 0 ? static_cast<int32_t>(c.pad_id) : c.eos_id >= 0 ? static_cast<int32_t>(c.eos_id) : 0;
+  const size_t BT = static_cast<size_t>(opts.batch * T_);
+  tokens_.resize(BT);
+  targets_.resize(BT);
+  safe_targets_.resize(BT);
+  pos_.resize(BT);
+  losses_.resize(BT);
+  r_.seq = T_;
+  r_.batch = opts.batch;
+  r_.bytes = byte_len_.empty() ? -1 : 0;
+  r_.sigreg_enabled = c.sigreg.enabled;
+  r_.sigreg_coefficient = c.sigreg.coefficient;
+  if (c.sigreg.enabled) {
+    noise_.resize(static_cast<size_t>(C_ * c.sigreg.slices));
+    Rng rng(opts.sigreg_seed);
+    sigreg_draw_noise(noise_.data(), rng, C_, c.sigreg.slices);
+  }
+  if (opts.embedding || c.sigreg.enabled) {
+    emb_mean_.assign(static_cast<size_t>(C_), 0.0);
+    emb_batch_.resize(static_cast<size_t>(C_));
+  }
+  t0_ = now_s();
+}
+
+bool Evaluator::add(const TokenChunk& chunk) {
+  if (opts_.max_windows > 0 && r_.windows >= opts_.max_windows) return false;
+  if (chunk.first || !in_record_) {
+    flush_record();
+    cur_.clear();
+    cur_start_ = chunk.start;
+    in_record_ = true;
+  }
+  cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
+  // Full windows: T inputs and the next token as the last target.
+  size_t off = 0;
+  while (cur_.size() - off >= static_cast<size_t>(T_) + 1) {
+    if (opts_.max_windows > 0 && r_.windows >= opts_.max_windows) break;
+    emit_window(cur_.data() + off, T_ + 1, cur_start_ + off);
+    off += static_cast<size_t>(T_);
+  }
+  cur_.erase(cur_.begin(), cur_.begin() + static_cast<std::ptrdiff_t>(off));
+  cur_start_ += off;
+  if (chunk.last) {
+    flush_record();
+    ++r_.records;
+  }
+  return !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows);
+}
+
+void Evaluator::flush_record() {
+  if (in_record_ && cur_.size() >= 2 && !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows))
+    emit_window(cur_.data(), static_cast<int64_t>(cur_.size()), cur_start_);
+  cur_.clear();
+  in_record_ = false;
+}
+
+// n tokens (2 <= n <= T + 1): inputs tokens[0, min(n, T)), targets tokens[1, n), the rest padded.
+void Evaluator::emit_window(const uint32_t* tok, int64_t n, uint64_t start) {
+  const int64_t off = filled_ * T_;
+  int32_t* x = tokens_.data() + off;
+  int32_t* y = targets_.data() + off;
+  int64_t* p = pos_.data() + off;
+  const int64_t inputs = std::min(n, T_);
+  for (int64_t t = 0; t < T_; ++t) {
+    if (t < inputs) {
+      x[t] = static_cast<int32_t>(tok[t]);
+      p[t] = static_cast<int64_t>(start) + t;
+    } else {
+      x[t] = filler_;
+      p[t] = static_cast<int64_t>(start) + inputs;
+    }
+    y[t] = t + 1 < n ? static_cast<int32_t>(tok[t + 1]) : -1;
+    if (y[t] == pad_ && pad_ >= 0) y[t] = -1;
+    if (y[t] < 0) ++r_.ignored;
+  }
+  ++r_.windows;
+  if (++filled_ == opts_.batch) run_batch();
+}
+
+void Evaluator::run_batch() {
+  if (filled_ == 0) return;
+  const int64_t B = filled_, N = B * T_;
+  filled_ = 0;
+  const float* logits = model_.forward(tokens_.data(), pos_.data(), B, T_);
+  // Ignored slots (-1) are scored against token 0 and then skipped.
+  for (int64_t i = 0; i < N; ++i) safe_targets_[i] = std::max(targets_[i], 0);
+  crossentropy_forward(losses_.data(), logits, safe_targets_.data(), N, V_, -1);
+  double sum = 0;
+  int64_t count = 0, bytes = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int32_t y = targets_[static_cast<size_t>(i)];
+    if (y < 0) continue;
+    sum += losses_[static_cast<size_t>(i)];
+    ++count;
+    if (!byte_len_.empty()) bytes += byte_len_[static_cast<size_t>(y)];
+  }
+  r_.loss_sum += sum;
+  r_.tokens += count;
+  if (r_.bytes >= 0) r_.bytes += bytes;
+  ++r_.batches;
+  const double k = static_cast<double>(r_.batches);
+  if (!emb_mean_.empty()) {
+    const ModelConfig& c = model_.config();
+    const float* lnf = model_.activations().lnf;  // [N, C] final-norm output, what the classifier reads
+    if (c.sigreg.enabled) r_.sigreg += (sigreg_value(lnf, noise_.data(), N, C_, c.sigreg) - r_.sigreg) / k;
+    mean_embedding(emb_batch_.data(), lnf, N, C_);
+    for (int64_t i = 0; i < C_; ++i) emb_mean_[i] += (emb_batch_[i] - emb_mean_[i]) / k;  // soma's running mean
+  }
+  r_.seconds = now_s() - t0_;
+  if (on_batch) on_batch(r_);
+}
+
+EvalResult Evaluator::finish() {
+  flush_record();
+  run_batch();
+  if (!emb_mean_.empty() && (opts_.embedding || r_.sigreg_enabled))
+    r_.embedding.assign(emb_mean_.begin(), emb_mean_.end());
+  r_.seconds = now_s() - t0_;
+  return r_;
+}
+
+EvalResult evaluate(Transformer& model, TokenReader& reader, const EvalOptions& opts,
+                    std::vector<int32_t> byte_lengths) {
+  Evaluator ev(model, opts, std::move(byte_lengths));
+  TokenChunk chunk;
+  while (reader.next(chunk))
+    if (!ev.add(chunk)) break;
+  return ev.finish();
+}
+
+}  // namespace lm

@@ -1,0 +1,100 @@
+// Streamed evaluation of a model on token input: mean cross-entropy ignoring PAD,
+// perplexity, bits per token and per byte, and soma V1's SIGReg term and mean embedding.
+//
+// Windows. Each record of the input (a document or a chunk of one) is cut into windows of
+// T input tokens that predict the next token: a record of n tokens gives the windows
+// [0, T), [T, 2T), ... with targets shifted by one, so every token but the record's first
+// is a target exactly once (the token at a window boundary is the last target of one
+// window and the first input of the next). The last window of a record is padded to T
+// with PAD inputs whose targets are ignored. Positions are the stream's (record start +
+// offset; soma's global byte offsets), PAD slots take the position after the last token.
+// A record of at most T tokens is exactly soma V1's sequence (token_ids padded, targets
+// shifted with PAD appended, pos_ids), so `lm-tokenize --max-seq-len T` input evaluates
+// as soma's ModelRunner does. Windows are evaluated in batches of B (the last may be smaller).
+//
+// Memory is bounded by one input chunk plus the model's activations for [B, T].
+// Shape letters: B batch (windows), T window length, V vocab, C dim.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "io/tokstream.h"
+#include "model/transformer.h"
+
+namespace lm {
+
+struct EvalOptions {
+  int64_t batch = 8;        // B: windows per forward pass
+  int64_t seq = 0;          // T: window length; 0 = the model's max_seq_len
+  int64_t max_windows = 0;  // stop after this many windows; 0 = all
+  bool embedding = false;   // compute the mean embedding (always on with SIGReg)
+  uint64_t sigreg_seed = 0; // SIGReg noise [C, S] = Rng(seed).normal(), the same for every batch
+};
+
+struct EvalResult {
+  int64_t seq = 0, batch = 0;
+  int64_t tokens = 0;    // targets counted (not PAD)
+  int64_t ignored = 0;   // PAD targets in windows (padding and PAD tokens in the input)
+  int64_t windows = 0, batches = 0, records = 0;
+  double loss_sum = 0;   // nats over the counted targets
+  int64_t bytes = -1;    // bytes the counted targets decode to; -1 = unknown
+  bool sigreg_enabled = false;
+  double sigreg = 0;              // SIGReg statistic, mean over batches (soma's running mean)
+  double sigreg_coefficient = 0;  // loss = ce + coefficient * sigreg
+  std::vector<float> embedding;   // [C] mean final-norm output over batches (soma), empty unless asked
+  double seconds = 0;
+
+  double loss() const { return tokens ? loss_sum / static_cast<double>(tokens) : 0; }
+  double perplexity() const;
+  double bits_per_token() const;
+  std::optional<double> bits_per_byte() const;  // when bytes > 0
+  double total_loss() const { return loss() + (sigreg_enabled ? sigreg_coefficient * sigreg : 0); }
+};
+
+class Evaluator {
+ public:
+  // byte_lengths [V]: bytes per token id (token_byte_lengths), or empty when unknown.
+  Evaluator(Transformer& model, const EvalOptions& opts, std::vector<int32_t> byte_lengths = {});
+
+  // Feeds one chunk of the input (TokenReader::next). Returns false once max_windows is reached.
+  bool add(const TokenChunk& chunk);
+  // Evaluates what is left and returns the totals.
+  EvalResult finish();
+
+  // Progress: called after each batch.
+  std::function<void(const EvalResult&)> on_batch;
+
+ private:
+  void emit_window(const uint32_t* tokens, int64_t n, uint64_t start);
+  void flush_record();
+  void run_batch();
+
+  Transformer& model_;
+  EvalOptions opts_;
+  int64_t T_ = 0, V_ = 0, C_ = 0;
+  int32_t pad_ = -1, filler_ = 0;
+  std::vector<int32_t> byte_len_;
+  // the current record
+  std::vector<uint32_t> cur_;
+  uint64_t cur_start_ = 0;
+  bool in_record_ = false;
+  // the batch being filled: tokens, targets [B, T] (-1 = ignored), pos [B, T]
+  std::vector<int32_t> tokens_, targets_, safe_targets_;
+  std::vector<int64_t> pos_;
+  int64_t filled_ = 0;
+  std::vector<float> losses_;
+  std::vector<float> noise_;           // [C, S]
+  std::vector<double> emb_mean_;       // [C]
+  std::vector<float> emb_batch_;       // [C]
+  EvalResult r_;
+  double t0_ = 0;
+};
+
+// Reads every chunk of `reader` into an Evaluator.
+EvalResult evaluate(Transformer& model, TokenReader& reader, const EvalOptions& opts,
+                    std::vector<int32_t> byte_lengths = {});
+
+}  // namespace lm

@@ -1,0 +1,91 @@
+#include "generate/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace lm {
+
+void validate(const SamplerOptions& o) {
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
+    fail_usage(cat("temperature must be a finite number >= 0, got ", o.temperature));
+  if (o.top_k < 0) fail_usage(cat("top-k must be >= 0, got ", o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("top-p must be in (0, 1], got ", o.top_p));
+}
+
+int32_t argmax(const float* logits, int64_t V) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < V; ++i)
+    if (logits[i] > logits[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts), rng_(seed) { validate(opts); }
+
+int32_t Sampler::sample(const float* logits, int64_t V) {
+  cand_.clear();
+  if (opts_.temperature == 0) {
+    const int32_t id = argmax(logits, V);
+    cand_.push_back({id, 1.0});
+    return id;
+  }
+  // Candidates by logit, most likely first (ties: lower id first), sorted only as far as needed.
+  work_.resize(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) work_[static_cast<size_t>(i)] = {logits[i], static_cast<int32_t>(i)};
+  auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  int64_t k = opts_.top_k > 0 ? std::min(opts_.top_k, V) : V;
+  const double inv_t = 1.0 / opts_.temperature;
+  const float top = *std::max_element(logits, logits + V);
+  // Softmax normaliser over the top-k set.
+  double z = 0;
+  if (k < V) {
+    std::nth_element(work_.begin(), work_.begin() + (k - 1), work_.end(), before);
+    work_.resize(static_cast<size_t>(k));
+  }
+  for (const auto& w : work_) z += std::exp((static_cast<double>(w.first) - top) * inv_t);
+  // Sorted prefix: grows until it holds top_p of the mass (or everything).
+  int64_t sorted = 0, keep = k;
+  if (opts_.top_p < 1) {
+    double mass = 0;
+    int64_t m = std::min<int64_t>(k, 64);
+    while (true) {
+      std::partial_sort(work_.begin() + sorted, work_.begin() + m, work_.end(), before);
+      for (; sorted < m; ++sorted) {
+        mass += std::exp((static_cast<double>(work_[static_cast<size_t>(sorted)].first) - top) * inv_t) / z;
+        if (mass >= opts_.top_p) break;
+      }
+      if (sorted < m) {  // reached top_p at index `sorted`
+        keep = sorted + 1;
+        break;
+      }
+      if (m == k) break;
+      m = std::min(k, m * 4);
+    }
+  }
+  if (keep < static_cast<int64_t>(work_.size())) {
+    if (sorted < keep) std::partial_sort(work_.begin(), work_.begin() + keep, work_.end(), before);
+    work_.resize(static_cast<size_t>(keep));
+  } else if (k < V) {
+    std::sort(work_.begin(), work_.end(), before);  // a fixed order: the draw must not depend on nth_element
+  }  // else: every token, in id order
+  double total = 0;
+  cand_.reserve(work_.size());
+  for (const auto& w : work_) {
+    const double p = std::exp((static_cast<double>(w.first) - top) * inv_t);
+    cand_.push_back({w.second, p});
+    total += p;
+  }
+  for (auto& c : cand_) c.second /= total;
+  const double u = static_cast<double>(rng_.uniform());
+  double acc = 0;
+  for (const auto& c : cand_) {
+    acc += c.second;
+    if (u < acc) return c.first;
+  }
+  return cand_.back().first;
+}
+
+}  // namespace lm

@@ -1,0 +1,117 @@
+// lm-eval-loss: a checkpoint and token input (streamed) to the mean cross-entropy ignoring
+// PAD, perplexity, bits per token and per byte, and soma V1's SIGReg term; see
+// man/lm-eval-loss.1 and lib/eval/eval.h for the windowing.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "core/error.h"
+#include "eval/eval.h"
+#include "eval/model_tokenizer.h"
+#include "eval/report.h"
+#include "io/tokstream.h"
+#include "model/params.h"
+#include "model/transformer.h"
+#include "version.h"
+
+int main(int argc, char** argv) {
+  lm::cli::Tool tool("lm-eval-loss",
+                     "Evaluate a checkpoint on token input: mean cross-entropy (ignoring PAD), perplexity, bits per "
+                     "token and per byte, SIGReg when the model has it.");
+  CLI::App& app = tool.app();
+
+  std::string model_path, input_format = "auto", embedding_out;
+  std::vector<std::string> inputs;
+  lm::EvalOptions opts;
+  int64_t bytes = -1;
+  double fail_above = 0;
+  bool json = false;
+
+  app.add_option("FILE", inputs, "Token inputs (token stream, llm.c .bin, raw with --input-format), read in order "
+                                 "('-' = stdin; default: stdin)");
+  app.add_option("-m,--model", model_path, "Checkpoint (safetensors with lmkit.config metadata)")
+      ->type_name("FILE")
+      ->required();
+  app.add_option("-b,--batch", opts.batch, "Windows per forward pass")->type_name("B")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--seq", opts.seq, "Window length T in tokens (default: the model's max_seq_len)")
+      ->type_name("T")
+      ->default_str("max_seq_len")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-windows", opts.max_windows, "Stop after N windows (default: the whole input)")
+      ->type_name("N")
+      ->default_str("all")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--input-format", input_format, "auto (token stream or llm.c), stream, llmc, u16, u32")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"auto", "stream", "llmc", "u16", "u32"}));
+  app.add_option("--bytes", bytes, "Bytes of the evaluated text, for bits per byte when the tokenizer cannot tell")
+      ->type_name("N")
+      ->default_str("")
+      ->check(CLI::PositiveNumber);
+  CLI::Option* fail_opt =
+      app.add_option("--fail-above", fail_above, "Exit with status 1 when the loss is above X (after the report)")
+          ->type_name("X")
+          ->default_str("");
+  app.add_option("--embedding-out", embedding_out, "Write the mean embedding (soma V1 compute_loss) as safetensors")
+      ->type_name("FILE");
+  app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
+  app.add_flag("--json", json, "Print one JSON object instead of text");
+  tool.add_threads_option();
+  tool.add_quiet_option();
+
+  return tool.run(argc, argv, [&]() -> int {
+    if (inputs.empty()) inputs.push_back("-");
+    if (fail_opt->count() && !std::isfinite(fail_above)) lm::fail_usage("--fail-above needs a finite number");
+    lm::Transformer model(lm::ModelWeights::load(model_path));
+    const lm::ModelConfig& cfg = model.config();
+    const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
+    std::vector<int32_t> byte_len;
+    if (spec.kind != lm::TokenizerKind::Raw && bytes < 0) {
+      try {
+        byte_len = lm::token_byte_lengths(*lm::make_model_tokenizer(spec, lm::quote(model_path)), cfg.vocab_size);
+      } catch (const lm::Error& e) {
+        if (e.kind() != lm::ErrorKind::Unsupported) throw;  // no tokenizer in this build: bytes unknown
+      }
+    }
+    opts.embedding = !embedding_out.empty();
+    lm::Evaluator ev(model, opts, byte_len);
+    const bool progress = !json && tool.quiet == 0 && lm::cli::stderr_is_terminal();
+    if (progress)
+      ev.on_batch = [](const lm::EvalResult& r) {
+        std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f", (long long)r.windows,
+                     (long long)r.tokens, r.loss());
+      };
+    lm::TokenReadOptions ro;
+    ro.format = *lm::token_input_format_from_name(input_format);
+    ro.vocab_size = static_cast<uint32_t>(cfg.vocab_size);
+    lm::TokenChunk chunk;
+    bool more = true;
+    for (const std::string& in : inputs) {
+      auto reader = lm::open_token_reader(in, ro);
+      lm::require_tokens_for_model(spec, cfg.vocab_size, *reader);
+      while (more && reader->next(chunk)) more = ev.add(chunk);
+      if (!more) break;
+    }
+    lm::EvalResult r = ev.finish();
+    if (progress) std::fputc('\n', stderr);
+    if (r.tokens == 0) lm::fail_data("no tokens to evaluate: the input has no record of two or more tokens");
+    if (bytes > 0) r.bytes = bytes;
+    if (!embedding_out.empty()) lm::save_embedding(embedding_out, r);
+    if (json) {
+      nlohmann::json j{{"version", lm::kVersion}, {"model", model_path}, {"inputs", inputs}};
+      j.update(lm::eval_report_json(r));
+      std::cout << j.dump(2) << '\n';
+    } else {
+      std::cout << lm::eval_report_text(r);
+    }
+    if (fail_opt->count() && r.loss() > fail_above) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "lm-eval-loss: loss %.6f is above %g\n", r.loss(), fail_above);
+      return 1;
+    }
+    return 0;
+  });
+}
