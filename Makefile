@@ -8,8 +8,9 @@ BIN        := $(BUILD)/bin
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git \
-                libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd \
-                libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils
+                libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd libpcre2-dev \
+                libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils \
+                sentencepiece
 
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 

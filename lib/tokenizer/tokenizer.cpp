@@ -3,7 +3,11 @@
 #include <charconv>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "tokenizer/byte_v1.h"
+#include "tokenizer/hf_bpe.h"
+#include "tokenizer/sentencepiece.h"
+#include "tokenizer/text_tokenizer.h"
 
 namespace lm {
 
@@ -39,13 +43,45 @@ std::optional<TokenOutputFormat> token_output_format_from_name(std::string_view 
 
 std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind) {
   if (kind == TokenizerKind::ByteV1) return std::make_unique<ByteV1Tokenizer>();
-  fail(ErrorKind::Unsupported, cat("the ", tokenizer_kind_name(kind), " tokenizer is not available in this build yet"));
+  if (kind == TokenizerKind::SentencePiece || kind == TokenizerKind::HfBpe)
+    fail(ErrorKind::Usage, cat("the ", tokenizer_kind_name(kind), " tokenizer needs its file"),
+         kind == TokenizerKind::SentencePiece ? "give the tokenizer.model file" : "give the tokenizer.json file");
+  fail(ErrorKind::Unsupported, cat("there is no ", tokenizer_kind_name(kind), " tokenizer"));
 }
 
-std::unique_ptr<Tokenizer> tokenizer_for_decoding(const TokenizerSpec& spec, const std::string& what) {
-  if (spec.kind == TokenizerKind::Raw) return make_tokenizer(TokenizerKind::ByteV1);
+TokenizerKind detect_tokenizer_kind(const std::string& path) {
+  const auto src = open_raw_input(path);
+  uint8_t buf[256];
+  const size_t n = src->read_full(buf, sizeof(buf));
+  size_t i = 0;
+  if (n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) i = 3;  // a UTF-8 byte order mark
+  while (i < n && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r')) ++i;
+  return i < n && buf[i] == '{' ? TokenizerKind::HfBpe : TokenizerKind::SentencePiece;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, TokenizerKind kind) {
+  if (kind == TokenizerKind::Raw) kind = detect_tokenizer_kind(path);
+  switch (kind) {
+    case TokenizerKind::SentencePiece: return SentencePieceTokenizer::load(path);
+    case TokenizerKind::HfBpe: return HfBpeTokenizer::load(path);
+    case TokenizerKind::ByteV1: fail_usage("the byte-v1 tokenizer has no file");
+    case TokenizerKind::Raw: break;
+  }
+  fail_usage("unknown tokenizer kind");
+}
+
+const Tokenizer* tokenizer_for_decoding(const TokenizerSpec& spec, const std::string& what, const Tokenizer* given,
+                                        std::unique_ptr<Tokenizer>& owned) {
+  if (given) {
+    if (spec.kind != TokenizerKind::Raw) require_same_tokenizer(given->spec(), spec, what);
+    return given;
+  }
+  if (spec.kind == TokenizerKind::SentencePiece || spec.kind == TokenizerKind::HfBpe)
+    fail(ErrorKind::Usage, cat(what, " holds ", spec.describe(), " tokens: decoding them needs the tokenizer file"),
+         "give it with --tokenizer FILE");
   if (spec.kind == TokenizerKind::ByteV1) require_same_tokenizer(byte_v1::spec(), spec, what);
-  return make_tokenizer(spec.kind);
+  if (!owned || owned->spec().kind != TokenizerKind::ByteV1) owned = make_tokenizer(TokenizerKind::ByteV1);
+  return owned.get();
 }
 
 namespace {
@@ -89,24 +125,32 @@ std::unique_ptr<RecordSink> make_record_sink(TokenOutputFormat format, ByteSink&
 EncodeStats tokenize_files(Tokenizer& tokenizer, const std::vector<std::string>& paths, const EncodeOptions& opts,
                            RecordSink& out) {
   EncodeStats stats;
-  for (const std::string& path : paths) {
-    const auto src = open_raw_input(path);  // bytes as they are: a compressed file is tokenized compressed
-    tokenizer.encode_document(*src, opts, out, stats);
+  // Bytes as they are: a compressed file is tokenized compressed.
+  const auto docs = opts.lines ? line_documents(paths) : file_documents(paths);
+  if (auto* text = dynamic_cast<TextTokenizer*>(&tokenizer)) {
+    encode_text_documents(*text, *docs, opts, out, stats);
+  } else {
+    if (opts.add_bos) fail_usage(cat("the ", tokenizer.spec().kind_name(), " tokenizer has no BOS token"));
+    while (ByteSource* src = docs->next()) tokenizer.encode_document(*src, opts, out, stats);
   }
   return stats;
 }
 
-DecodeStats decode_files(const std::vector<std::string>& paths, const TokenReadOptions& opts, ByteSink& out) {
+DecodeStats decode_files(const std::vector<std::string>& paths, const TokenReadOptions& opts, ByteSink& out,
+                         const Tokenizer* given) {
   DecodeStats stats;
   TokenChunk chunk;
   std::vector<uint8_t> bytes;
+  std::unique_ptr<Tokenizer> owned;
+  DecodeContext ctx;
   for (const std::string& path : paths) {
     const auto reader = open_token_reader(path, opts);
-    const auto tokenizer = tokenizer_for_decoding(reader->spec(), quote(reader->name()));
+    const Tokenizer* tokenizer = tokenizer_for_decoding(reader->spec(), quote(reader->name()), given, owned);
     while (reader->next(chunk)) {
       bytes.clear();
       const size_t n = chunk.tokens.size();
-      const size_t done = tokenizer->decode(chunk.tokens.data(), n, bytes);
+      if (chunk.first && chunk.start == 0) ctx.document_start = true;
+      const size_t done = tokenizer->decode_in_document(chunk.tokens.data(), n, ctx, bytes);
       if (done < n)
         fail_data(cat(quote(reader->name()), ": cannot decode record ", chunk.record, " at position ",
                       chunk.start + done, ": ", tokenizer->describe_token(chunk.tokens[done])));

@@ -1,0 +1,84 @@
+// A per-thread cache from a word (a stretch of text between two exact cuts) to its
+// tokens: open addressing over one key arena and one token arena, cleared as a whole when
+// it grows past its budget. Most of a corpus's words repeat, so most words skip BPE.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace lm {
+
+inline uint64_t hash_bytes(const char* p, size_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);
+  while (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    h = (h ^ (v * 0xFF51AFD7ED558CCDull)) * 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 29;
+    p += 8;
+    n -= 8;
+  }
+  uint64_t v = 0;
+  std::memcpy(&v, p, n);
+  h = (h ^ (v * 0xFF51AFD7ED558CCDull)) * 0xC4CEB9FE1A85EC53ull;
+  return h ^ (h >> 32);
+}
+
+class WordCache {
+ public:
+  static constexpr size_t kMaxWord = 256;  // longer words are not cached
+
+  // The tokens of `word`, or null (n untouched) when it is not cached.
+  const uint32_t* find(std::string_view word, size_t& n) const {
+    if (slots_.empty() || word.size() > kMaxWord) return nullptr;
+    const uint64_t h = hash_bytes(word.data(), word.size());
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.len == kEmpty) return nullptr;
+      if (s.hash == h && s.len == word.size() && std::memcmp(keys_.data() + s.key, word.data(), word.size()) == 0) {
+        n = s.ntok;
+        return tokens_.data() + s.tok;
+      }
+    }
+  }
+
+  void insert(std::string_view word, const uint32_t* tok, size_t n) {
+    if (word.size() > kMaxWord || n > 0xFFFF) return;
+    if (slots_.empty() || (count_ + 1) * 2 > slots_.size() || keys_.size() > kMaxBytes) reset();
+    const uint64_t h = hash_bytes(word.data(), word.size());
+    size_t i = h & mask_;
+    while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = {h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(tokens_.size()),
+                 static_cast<uint16_t>(word.size()), static_cast<uint16_t>(n)};
+    keys_.insert(keys_.end(), word.begin(), word.end());
+    tokens_.insert(tokens_.end(), tok, tok + n);
+    ++count_;
+  }
+
+ private:
+  static constexpr uint16_t kEmpty = 0xFFFF;
+  static constexpr size_t kSlots = size_t{1} << 17;     // up to 64Ki words, then start over
+  static constexpr size_t kMaxBytes = size_t{8} << 20;  // of keys
+  struct Slot {
+    uint64_t hash;
+    uint32_t key, tok;
+    uint16_t len = kEmpty, ntok;
+  };
+  void reset() {
+    slots_.assign(kSlots, Slot{0, 0, 0, kEmpty, 0});
+    mask_ = kSlots - 1;
+    keys_.clear();
+    tokens_.clear();
+    count_ = 0;
+  }
+
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, count_ = 0;
+  std::vector<char> keys_;
+  std::vector<uint32_t> tokens_;
+};
+
+}  // namespace lm
