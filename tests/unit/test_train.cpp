@@ -1,0 +1,419 @@
+// lib/train: AdamW against torch.optim.AdamW (tests/fixtures/adamw), schedules, clipping,
+// the data loader's determinism and saved position, checkpoint round trips, and exact
+// resume of the training loop (with a stand-in gradient so it needs no backward pass).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/stream.h"
+#include "io/tokstream.h"
+#include "model/config.h"
+#include "model/params.h"
+#include "model/presets.h"
+#include "tokenizer/byte_v1.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace lm;
+using namespace lm::train;
+
+namespace {
+
+ModelConfig small_config() {
+  ModelConfig c = preset("tiny");
+  c.dim = 16;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.hidden_dim = 32;
+  c.max_seq_len = 32;
+  return c;
+}
+
+TokenData make_data(const std::vector<std::vector<uint32_t>>& records) {
+  TokenData d;
+  d.spec = byte_v1::spec();
+  uint64_t start = 0;
+  for (const auto& r : records) {
+    d.records.push_back({d.size(), static_cast<int64_t>(r.size()), start});
+    d.tokens.insert(d.tokens.end(), r.begin(), r.end());
+    start += 1000;
+  }
+  return d;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("lmkit_test_train_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p;
+}
+
+}  // namespace
+
+TEST(AdamW, MatchesTorchAdamW) {
+  std::ifstream in(std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/adamw/adamw.json");
+  ASSERT_TRUE(in) << "missing tests/fixtures/adamw/adamw.json";
+  const nlohmann::json fx = nlohmann::json::parse(in);
+  ModelConfig cfg = config_from_json(fx["config"].dump(), "fixture");
+  validate(cfg, "fixture");
+  const ParameterLayout layout(cfg);
+  const auto& table = layout.tensors();
+  ASSERT_EQ(table.size(), fx["tensors"].size());
+  AdamWConfig ac;
+  ac.beta1 = fx["hyper"]["beta1"];
+  ac.beta2 = fx["hyper"]["beta2"];
+  ac.eps = fx["hyper"]["eps"];
+  ac.weight_decay = fx["hyper"]["weight_decay"];
+  ac.decay_embeddings = false;
+  AdamW opt(layout, ac);
+  std::vector<float> params(static_cast<size_t>(layout.arena_floats()), 0.0f), grads(params.size(), 0.0f);
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& t = fx["tensors"][i];
+    ASSERT_EQ(table[i].name, t["name"].get<std::string>());
+    ASSERT_EQ(table[i].shape, t["shape"].get<Shape>());
+    EXPECT_EQ(decays(table[i], false), t["decay"].get<bool>()) << table[i].name;
+    const auto init = t["init"].get<std::vector<float>>();
+    std::copy(init.begin(), init.end(), params.begin() + table[i].offset);
+  }
+  const auto lrs = fx["lrs"].get<std::vector<double>>();
+  for (size_t s = 0; s < lrs.size(); ++s) {
+    for (size_t i = 0; i < table.size(); ++i) {
+      const auto g = fx["tensors"][i]["grads"][s].get<std::vector<float>>();
+      std::copy(g.begin(), g.end(), grads.begin() + table[i].offset);
+    }
+    opt.step(params.data(), grads.data(), lrs[s], static_cast<int64_t>(s + 1));
+  }
+  double worst = 0;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& t = fx["tensors"][i];
+    for (const char* key : {"param", "m", "v"}) {
+      const auto want = t[key].get<std::vector<float>>();
+      const float* got = std::string(key) == "param" ? params.data() : std::string(key) == "m" ? opt.m() : opt.v();
+      for (size_t k = 0; k < want.size(); ++k) {
+        const double err = std::abs(got[table[i].offset + static_cast<int64_t>(k)] - want[k]) / (std::abs(want[k]) + 1e-6);
+        worst = std::max(worst, err);
+        ASSERT_LT(err, 1e-5) << table[i].name << " " << key << "[" << k << "]";
+      }
+    }
+  }
+  // Padding between tensors stays untouched.
+  for (size_t i = 0; i + 1 < table.size(); ++i)
+    for (int64_t k = table[i].offset + table[i].numel; k < table[i + 1].offset; ++k) EXPECT_EQ(params[k], 0.0f);
+}
+
+TEST(AdamW, DecayRule) {
+  ModelConfig c = small_config();
+  c.norm_type = "layernorm";
+  c.norm_bias = true;
+  c.attn_bias = true;
+  c.qk_norm = true;
+  const ParameterLayout layout(c);
+  for (const ParamInfo& p : layout.tensors()) {
+    const bool matrix = p.shape.size() == 2;
+    if (p.kind == ParamKind::TokEmbeddings) {
+      EXPECT_TRUE(decays(p, true));
+      EXPECT_FALSE(decays(p, false));
+    } else {
+      EXPECT_EQ(decays(p, true), matrix) << p.name;
+      EXPECT_EQ(decays(p, false), matrix) << p.name;
+    }
+  }
+}
+
+TEST(Schedule, WarmupThenDecay) {
+  LrSchedule s;
+  s.lr = 1.0;
+  s.min_lr = 0.1;
+  s.warmup = 10;
+  s.total = 110;
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(4), 0.5);
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_NEAR(s.at(60), 0.55, 1e-12);  // half way: cos = 0
+  EXPECT_NEAR(s.at(35), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-12);
+  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(500), 0.1, 1e-12);
+  s.decay = DecayKind::Linear;
+  EXPECT_NEAR(s.at(35), 1.0 - 0.9 * 0.25, 1e-12);
+  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
+  s.decay = DecayKind::Constant;
+  EXPECT_DOUBLE_EQ(s.at(35), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(3), 0.4);
+  s.warmup = 0;
+  s.decay = DecayKind::Cosine;
+  EXPECT_DOUBLE_EQ(s.at(0), 1.0);
+  EXPECT_EQ(decay_kind_from_name("linear"), DecayKind::Linear);
+  EXPECT_FALSE(decay_kind_from_name("step"));
+}
+
+TEST(Clip, GlobalNorm) {
+  const ParameterLayout layout(small_config());
+  std::vector<float> g(static_cast<size_t>(layout.arena_floats()), 0.0f);
+  const auto& t = layout.tensors();
+  g[t[0].offset] = 3;
+  g[t.back().offset + 1] = 4;
+  EXPECT_DOUBLE_EQ(grad_global_norm(layout, g.data()), 5.0);
+  EXPECT_DOUBLE_EQ(clip_grad_norm(layout, g.data(), 10.0), 5.0);  // under the limit: unchanged
+  EXPECT_EQ(g[t[0].offset], 3.0f);
+  EXPECT_DOUBLE_EQ(clip_grad_norm(layout, g.data(), 1.0), 5.0);
+  EXPECT_NEAR(g[t[0].offset], 0.6f, 1e-6);
+  EXPECT_NEAR(g[t.back().offset + 1], 0.8f, 1e-6);
+  EXPECT_NEAR(grad_global_norm(layout, g.data()), 1.0, 1e-6);
+  clip_grad_norm(layout, g.data(), 0.0);  // off
+  EXPECT_NEAR(g[t[0].offset], 0.6f, 1e-6);
+}
+
+TEST(Loader, RandomWindowsAreDeterministicAndResumable) {
+  std::vector<uint32_t> toks(500);
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<uint32_t>(i % 250);
+  const TokenData d = make_data({toks});
+  DataLoader a(&d, SampleMode::Random, 3, 8, 42, 256, "x"), b(&d, SampleMode::Random, 3, 8, 42, 256, "x");
+  DataLoader c(&d, SampleMode::Random, 3, 8, 43, 256, "x");
+  Batch ba, bb, bc;
+  a.next(ba);
+  b.next(bb);
+  c.next(bc);
+  EXPECT_EQ(ba.inputs, bb.inputs);
+  EXPECT_NE(ba.inputs, bc.inputs);
+  EXPECT_FALSE(ba.has_pos);
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t t = 0; t < 7; ++t) EXPECT_EQ(ba.targets[r * 8 + t], ba.inputs[r * 8 + t + 1]);
+  const LoaderState saved = a.state();
+  Batch x1, x2;
+  a.next(x1);
+  DataLoader r(&d, SampleMode::Random, 3, 8, 7, 256, "x");
+  r.set_state(saved);
+  r.next(x2);
+  EXPECT_EQ(x1.inputs, x2.inputs);
+  EXPECT_EQ(x1.targets, x2.targets);
+}
+
+TEST(Loader, SequentialWindowsCarryPositionsAndPadding) {
+  const TokenData d = make_data({{10, 11, 12, 13, 14, 257}, {20, 21, 22}});
+  DataLoader l(&d, SampleMode::Sequential, 2, 4, 1, 256, "x");
+  EXPECT_EQ(l.windows(), 3u);  // ceil(6/4) + ceil(3/4)
+  Batch b;
+  l.next(b);
+  ASSERT_TRUE(b.has_pos);
+  EXPECT_EQ(b.inputs, (std::vector<int32_t>{10, 11, 12, 13, 14, 257, 256, 256}));
+  EXPECT_EQ(b.targets, (std::vector<int32_t>{11, 12, 13, 14, 257, 256, 256, 256}));
+  EXPECT_EQ(b.pos, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 6}));
+  l.next(b);  // wraps after the third window
+  EXPECT_EQ(b.inputs, (std::vector<int32_t>{20, 21, 22, 256, 10, 11, 12, 13}));
+  EXPECT_EQ(b.pos, (std::vector<int64_t>{1000, 1001, 1002, 1003, 0, 1, 2, 3}));
+  EXPECT_EQ(l.state().epoch, 1u);
+  EXPECT_EQ(l.state().cursor, 1u);
+  EXPECT_EQ(l.eval_batches(), 2);
+  Batch e;
+  ASSERT_TRUE(l.eval_batch(1, e));
+  EXPECT_EQ(e.B, 1);
+  EXPECT_FALSE(l.eval_batch(2, e));
+  EXPECT_THROW(DataLoader(&d, SampleMode::Sequential, 2, 4, 1, -1, "x"), Error);  // no PAD
+}
+
+TEST(Loader, RefusesDataShorterThanOneWindow) {
+  const TokenData d = make_data({{1, 2, 3, 4}});
+  EXPECT_THROW(DataLoader(&d, SampleMode::Random, 1, 4, 1, 256, "x"), Error);
+  EXPECT_NO_THROW(DataLoader(&d, SampleMode::Random, 1, 3, 1, 256, "x"));
+  const TokenData empty = make_data({});
+  try {
+    DataLoader(&empty, SampleMode::Random, 1, 3, 1, 256, "training data");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_STREQ(e.what(), "training data: no tokens");
+  }
+  TokenData other = make_data({{1, 2, 3}});
+  EXPECT_THROW(check_vocab(other, 300, "x"), Error);
+  other.spec = {};  // headerless: checked token by token
+  EXPECT_NO_THROW(check_vocab(other, 4, "x"));
+  EXPECT_THROW(check_vocab(other, 3, "x"), Error);
+}
+
+TEST(Loader, LoadsConcatenatedStreamsWithRecords) {
+  const fs::path dir = scratch("streams");
+  fs::create_directories(dir);
+  for (const char* name : {"a.tok", "b.tok"}) {
+    auto sink = open_output((dir / name).string());
+    TokenStreamWriter w(*sink, byte_v1::spec());
+    const uint32_t t[3] = {65, 66, 67};
+    w.write_record(t, 3, 0);
+    w.write_record(t, 2, 3);
+    w.finish();
+  }
+  const TokenData d = load_tokens({(dir / "a.tok").string(), (dir / "b.tok").string()});
+  EXPECT_EQ(d.size(), 10);
+  ASSERT_EQ(d.records.size(), 4u);
+  EXPECT_EQ(d.records[1].start, 3u);
+  EXPECT_EQ(d.records[2].begin, 5);
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, RoundTripsModelMomentsAndState) {
+  const fs::path dir = scratch("ckpt");
+  fs::create_directories(dir);
+  const ModelWeights w = ModelWeights::random(small_config(), 5);
+  AdamW opt(w.layout(), {});
+  for (int64_t i = 0; i < opt.arena_floats(); ++i) {
+    opt.m()[i] = 0.5f * static_cast<float>(i);
+    opt.v()[i] = static_cast<float>(i) * 1e-3f;
+  }
+  TrainState st;
+  st.step = 17;
+  st.tokens = 12345;
+  Rng rng(9);
+  rng.normal();  // leaves a spare
+  st.rng = rng.state();
+  st.data.cursor = 3;
+  st.settings = {{"steps", 100}};
+  const std::string path = (dir / "c.safetensors").string();
+  save_checkpoint(path, w, opt, st, tokenizer_spec_json(byte_v1::spec()));
+  const LoadedCheckpoint ck = load_checkpoint(path);
+  EXPECT_EQ(ck.state.step, 17);
+  EXPECT_EQ(ck.state.tokens, 12345u);
+  EXPECT_EQ(ck.state.data.cursor, 3u);
+  EXPECT_EQ(ck.state.settings["steps"], 100);
+  Rng back;
+  back.set_state(ck.state.rng);
+  EXPECT_EQ(back.normal(), rng.normal());
+  EXPECT_EQ(back.next_u64(), rng.next_u64());
+  EXPECT_EQ(ck.weights.config(), w.config());
+  for (const ParamInfo& p : w.layout().tensors()) {
+    EXPECT_EQ(std::memcmp(ck.weights.params().tok_embeddings, w.params().tok_embeddings, 4 * 16), 0);
+    EXPECT_EQ(std::memcmp(ck.m.data<float>() + p.offset, opt.m() + p.offset, p.numel * 4), 0) << p.name;
+    EXPECT_EQ(std::memcmp(ck.v.data<float>() + p.offset, opt.v() + p.offset, p.numel * 4), 0) << p.name;
+  }
+  EXPECT_NE(ck.tokenizer_json.find("\"byte-v1\""), std::string::npos);
+  // A plain model is not a training checkpoint.
+  w.save((dir / "m.safetensors").string());
+  EXPECT_THROW(load_checkpoint((dir / "m.safetensors").string()), Error);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+// A stand-in gradient: loss = mean over params of (p - x)^2 where x depends on the batch.
+StepFunction quadratic_step() {
+  return [](Transformer& model, const Batch& b, const ParameterTensors& grads, float scale, Rng& rng) -> double {
+    const ModelWeights& w = model.weights();
+    const float* p = w.params().tok_embeddings;
+    const float noise = rng.uniform();
+    const float x = static_cast<float>(b.inputs[0] % 7) * 0.01f + noise * 0.001f;
+    double loss = 0;
+    const int64_t n = w.layout().tensors()[0].numel;
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = p[i] - x;
+      loss += static_cast<double>(d) * d / static_cast<double>(n);
+      grads.tok_embeddings[i] += scale * 2 * d / static_cast<float>(n);
+    }
+    return loss;
+  };
+}
+
+std::vector<std::string> losses(const fs::path& log) {
+  std::ifstream in(log);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    out.push_back(j["loss"].dump() + " " + j["lr"].dump() + " " + j["grad_norm"].dump());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Trainer, ResumeEqualsAnUninterruptedRun) {
+  const fs::path a = scratch("run_a"), b = scratch("run_b");
+  std::vector<uint32_t> toks(400);
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<uint32_t>((i * 7) % 256);
+  const TokenData d = make_data({toks});
+  TrainOptions o;
+  o.steps = 8;
+  o.batch = 2;
+  o.seq = 8;
+  o.grad_accum = 2;
+  o.schedule.lr = 0.05;
+  o.schedule.warmup = 2;
+  o.save_every = 3;
+  const ModelConfig cfg = small_config();
+  {
+    Trainer t(ModelWeights::random(cfg, 1), o, a.string(), "", &d, &d);
+    t.set_step_function(quadratic_step());
+    const TrainSummary s = t.run();
+    EXPECT_EQ(s.step, 8);
+    EXPECT_FALSE(s.interrupted);
+    ASSERT_TRUE(s.val_loss.has_value());
+  }
+  {
+    TrainOptions first = o;
+    first.stop_after = 5;
+    Trainer t(ModelWeights::random(cfg, 1), first, b.string(), "", &d, &d);
+    t.set_step_function(quadratic_step());
+    const TrainSummary s = t.run();
+    EXPECT_TRUE(s.interrupted);
+    EXPECT_EQ(s.step, 5);
+    // The run directory is taken now.
+    EXPECT_THROW(Trainer(ModelWeights::random(cfg, 1), o, b.string(), "", &d, nullptr), Error);
+  }
+  {
+    TrainOptions again;
+    again.steps = -1;
+    auto t = Trainer::resume(b.string(), again, &d, &d);
+    EXPECT_EQ(t->state().step, 5);
+    EXPECT_EQ(t->options().grad_accum, 2);
+    t->set_step_function(quadratic_step());
+    EXPECT_EQ(t->run().step, 8);
+  }
+  EXPECT_EQ(losses(a / kLogFile), losses(b / kLogFile));
+  const LoadedCheckpoint ca = load_checkpoint((a / kCheckpointFile).string());
+  const LoadedCheckpoint cb = load_checkpoint((b / kCheckpointFile).string());
+  const auto& t0 = ca.weights.layout().tensors()[0];
+  EXPECT_EQ(std::memcmp(ca.weights.params().tok_embeddings, cb.weights.params().tok_embeddings, t0.numel * 4), 0);
+  EXPECT_EQ(std::memcmp(ca.m.data<float>(), cb.m.data<float>(), ca.m.nbytes()), 0);
+  EXPECT_EQ(ca.state.tokens, cb.state.tokens);
+  EXPECT_EQ(ca.state.tokens, 8u * 2 * 2 * 8);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST(Trainer, NonFiniteLossStopsWithoutSaving) {
+  const fs::path a = scratch("nan");
+  std::vector<uint32_t> toks(100, 5);
+  const TokenData d = make_data({toks});
+  TrainOptions o;
+  o.steps = 5;
+  o.batch = 1;
+  o.seq = 4;
+  o.save_every = 1;
+  Trainer t(ModelWeights::random(small_config(), 1), o, a.string(), "", &d, nullptr);
+  int calls = 0;
+  t.set_step_function([&](Transformer&, const Batch&, const ParameterTensors&, float, Rng&) {
+    return ++calls >= 3 ? std::nan("") : 1.0;
+  });
+  try {
+    t.run();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+    EXPECT_EQ(std::string(e.what()), "loss is nan at step 3; training stopped");
+    EXPECT_NE(e.hint().find("step 2"), std::string::npos);
+  }
+  EXPECT_EQ(load_checkpoint((a / kCheckpointFile).string()).state.step, 2);
+  fs::remove_all(a);
+}
+
+TEST(Trainer, FormatsDurations) {
+  EXPECT_EQ(format_duration(5), "5s");
+  EXPECT_EQ(format_duration(65), "1m05s");
+  EXPECT_EQ(format_duration(3720), "1h02m");
+}
