@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> rule_args[7];
   bool dry_run = false, list = false, json = false, force = false, show_rules = false;
 
-  app.add_option("input", opts.input, "Checkpoint to read: a file ('-' = stdin), a *.index.json, or a directory")->required();
+  app.add_option("input", opts.input, "Checkpoint to read: a file ('-' = stdin), a *.index.json, or a directory");
   app.add_option("output", output, "Where to write: a file ('-' = stdout) or a directory (sharded, with the target's config file)");
   app.add_option("--from", opts.from, "Layout of the input: auto, " + cv::layout_names())->type_name("LAYOUT");
   app.add_option("--to", opts.to, "Layout to write: " + cv::layout_names())->type_name("LAYOUT");
@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (json && !list && !dry_run) lm::fail_usage("--json goes with --list or --dry-run");
+    if (opts.input.empty())
+      lm::fail(lm::ErrorKind::Usage, "no input: give INPUT (a file, '-' for stdin, or a directory)", "run 'lm-convert-checkpoint --help' for usage");
     if (list) {
       const cv::Source src = cv::open_source(opts.input, opts.from == "gguf" || opts.from == "llama2c"
                                                              ? std::optional(cv::parse_layout(opts.from))

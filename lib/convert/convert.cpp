@@ -150,17 +150,11 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   }
   if (cfg) {
     apply_overrides(*cfg, opts.sets);
-    if (cfg->vocab_size == 0 || (origin.find("params.json") != std::string::npos)) {
-      // params.json may say vocab_size -1: the embedding rows tell.
+    if (cfg->vocab_size == 0) {  // params.json's vocab_size -1: the embedding rows tell
       Graph probe = src.graph;
       apply_rules(probe, import_rules(plan.from), nullptr);
       for (const Node& n : probe.nodes)
-        if (n.name == "tok_embeddings.weight" && n.shape.size() == 2 && cfg->vocab_size == 0) cfg->vocab_size = n.shape[0];
-      for (const Node& n : probe.nodes)
-        if (n.name == "output.weight") cfg->tie_embeddings = false;
-      bool has_output = false;
-      for (const Node& n : probe.nodes) has_output |= n.name == "output.weight";
-      if (origin.find("params.json") != std::string::npos) cfg->tie_embeddings = !has_output;
+        if (n.name == "tok_embeddings.weight" && n.shape.size() == 2) cfg->vocab_size = n.shape[0];
     }
   } else if (needs) {
     Graph probe = src.graph;
@@ -294,12 +288,24 @@ Plan plan_conversion(const ConvertOptions& opts) {
   }
   if (named(plan.to)) {
     // Names the target cannot hold fail here rather than being written under lmkit's names.
+    const bool own_names = plan.to == Layout::Lmkit || plan.to == Layout::Meta || plan.to == Layout::Llama2c;
     for (const Node& n : g.nodes) {
-      if (plan.to == Layout::Lmkit || plan.to == Layout::Meta || plan.to == Layout::Llama2c) break;
+      if (own_names) break;
       if (name_in_layout(n.name, plan.to).empty() && !name_in_layout(n.name, Layout::Lmkit).empty())
         fail(ErrorKind::Unsupported, cat("layout ", quote(layout_name(plan.to)), " has no name for tensor ", quote(n.name)),
              "it cannot hold this model's config (" + (cfg ? cfg->ffn_type + ", " + cfg->norm_type : std::string("?")) + ")");
     }
+  }
+  if (named(plan.to) && cfg) {
+    // lmkit's order (embedding, layer by layer, final norm, classifier): GGUF files, llama2.c and
+    // shards then hold whole layers in order.
+    const ParameterLayout order(*cfg);
+    std::map<std::string, size_t> rank;
+    for (size_t i = 0; i < order.tensors().size(); ++i) rank[order.tensors()[i].name] = i;
+    std::stable_sort(g.nodes.begin(), g.nodes.end(), [&](const Node& a, const Node& b) {
+      const auto ra = rank.find(a.name), rb = rank.find(b.name);
+      return (ra == rank.end() ? rank.size() : ra->second) < (rb == rank.end() ? rank.size() : rb->second);
+    });
   }
   apply_rules(g, export_rules(plan.to), cfg);
 

@@ -94,6 +94,25 @@ const char* dtype_option_name(DType t) {
   }
 }
 
+// Every non-overlapping match replaced, as sed's s///g; an empty match right after a match is
+// skipped, so ".*" renames a name once rather than twice.
+std::string replace_matches(const std::string& s, const std::regex& re, const std::string& fmt) {
+  std::string out;
+  size_t last = 0;
+  bool matched_before = false;
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator(); ++it) {
+    const std::smatch& m = *it;
+    const size_t pos = static_cast<size_t>(m.position(0));
+    if (m.length(0) == 0 && matched_before && pos == last) continue;
+    out.append(s, last, pos - last);
+    out += m.format(fmt);
+    last = pos + static_cast<size_t>(m.length(0));
+    matched_before = true;
+  }
+  out.append(s, last, std::string::npos);
+  return out;
+}
+
 std::string describe(const Rule& r) { return cat("--", r.option(), " ", quote(r.arg)); }
 
 // Position of each node by name, for fuse partners and duplicate checks.
@@ -427,7 +446,7 @@ void apply_rule(Graph& g, const Rule& r, const ModelConfig* cfg) {
       bool any = false;
       for (Node& n : g.nodes)
         if (std::regex_search(n.name, re)) {
-          n.name = std::regex_replace(n.name, re, fmt);
+          n.name = replace_matches(n.name, re, fmt);
           any = true;
         }
       if (any) check_unique(g.nodes, r);

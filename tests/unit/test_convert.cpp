@@ -1,0 +1,363 @@
+// The conversion rule engine, the name table's layouts (every export undone by its import),
+// layout detection, config conventions, and planning on the model fixtures.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "convert/config_io.h"
+#include "convert/convert.h"
+#include "convert/names.h"
+#include "convert/rules.h"
+#include "core/error.h"
+#include "model/params.h"
+#include "model/presets.h"
+
+namespace lm::convert {
+namespace {
+
+// A node holding `t` itself.
+Node node(const std::string& name, const Tensor& t) {
+  Node n;
+  n.name = name;
+  n.dtype = t.dtype();
+  n.shape = t.shape();
+  n.from.push_back({name, t.dtype(), t.shape()});
+  n.load = [t] { return t; };
+  return n;
+}
+
+Tensor ramp(Shape shape, float start = 0) {
+  Tensor t = Tensor::zeros(DType::F32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t.data_mut<float>()[i] = start + static_cast<float>(i);
+  return t;
+}
+
+std::vector<float> values(const Tensor& t) {
+  const Tensor f = cast_tensor(t, DType::F32);
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const Node& find(const Graph& g, const std::string& name) {
+  for (const Node& n : g.nodes)
+    if (n.name == name) return n;
+  throw std::runtime_error("no node " + name);
+}
+
+// Every tensor of `cfg` under lmkit's names, each with distinct values.
+Graph lmkit_graph(const ModelConfig& cfg) {
+  Graph g;
+  float start = 0;
+  const ParameterLayout layout(cfg);
+  for (const ParamInfo& p : layout.tensors()) {
+    g.nodes.push_back(node(p.name, ramp(p.shape, start)));
+    start += 1000;
+  }
+  return g;
+}
+
+ModelConfig small(const std::string& kind) {
+  ModelConfig c;
+  c.dim = 16;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.vocab_size = 10;
+  c.hidden_dim = 24;
+  if (kind == "gqa") c.n_kv_heads = 2;
+  if (kind == "soma") {
+    c.norm_type = "layernorm";
+    c.norm_bias = c.attn_bias = c.ffn_bias = c.output_bias = true;
+    c.ffn_type = "gelu";
+  }
+  if (kind == "qk") {
+    c.qk_norm = true;
+    c.head_dim = 8;
+    c.attn_bias = true;
+    c.n_kv_heads = 1;
+    c.tie_embeddings = true;
+  }
+  return c;
+}
+
+TEST(ConvertRules, ParseErrorsQuoteTheRule) {
+  EXPECT_NE(error_of([] { parse_rule("rename", "noequals"); }).find("expected REGEX=REPLACEMENT"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("rename", "([=x"); }).find("invalid regular expression"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("split", "a=b"); }).find("at least two parts"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("split", "a=b,c@x"); }).find("after '@'"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("split", "a=b:0,c"); }).find("positive number"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("fuse", "a=b"); }).find("at least two inputs"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("rope-to-half", "w=z"); }).find("q (n_heads), k"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("cast", "f64"); }).find("f32, f16 or bf16"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("twist", "x"); }).find("unknown rule 'twist'"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rule("drop", ""); }).find("--drop ''"), std::string::npos);
+  try {
+    parse_rule("rename", "x");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+  }
+}
+
+TEST(ConvertRules, RenameDropAndCollisions) {
+  Graph g;
+  g.nodes = {node("model.layers.3.q", ramp({2})), node("model.layers.12.q", ramp({2})), node("junk.inv_freq", ramp({1}))};
+  apply_rule(g, parse_rule("rename", R"(^model\.layers\.(\d+)\.=layers.\1.)"), nullptr);
+  apply_rule(g, parse_rule("rename", R"(\.q$=.wq)"), nullptr);
+  apply_rule(g, parse_rule("rename", R"(^layers\.(1)2=L$1)"), nullptr);  // $1 works too
+  apply_rule(g, parse_rule("drop", "*.inv_freq"), nullptr);
+  ASSERT_EQ(g.nodes.size(), 2u);
+  EXPECT_EQ(g.nodes[0].name, "layers.3.wq");
+  EXPECT_EQ(g.nodes[1].name, "L1.wq");
+  ASSERT_EQ(g.dropped.size(), 1u);
+  EXPECT_EQ(g.dropped[0].name, "junk.inv_freq");
+  const std::string err = error_of([&] { apply_rule(g, parse_rule("rename", ".*=same"), nullptr); });
+  EXPECT_NE(err.find("gives two tensors the name 'same'"), std::string::npos) << err;
+}
+
+TEST(ConvertRules, TransposeSplitFuse) {
+  Graph g;
+  g.nodes = {node("w", ramp({2, 3})), node("v", ramp({4}))};
+  apply_rule(g, parse_rule("transpose", "w"), nullptr);
+  EXPECT_EQ(find(g, "w").shape, (Shape{3, 2}));
+  EXPECT_EQ(values(find(g, "w").load()), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_NE(error_of([&] { apply_rule(g, parse_rule("transpose", "v"), nullptr); }).find("needs 2 dimensions"), std::string::npos);
+
+  Graph s;
+  s.nodes = {node("qkv", ramp({6, 2}))};
+  apply_rule(s, parse_rule("split", "qkv=a:3,b,c:1"), nullptr);  // b takes what is left
+  EXPECT_EQ(find(s, "a").shape, (Shape{3, 2}));
+  EXPECT_EQ(find(s, "b").shape, (Shape{2, 2}));
+  EXPECT_EQ(values(find(s, "c").load()), (std::vector<float>{10, 11}));
+  apply_rule(s, parse_rule("fuse", "a,b,c=qkv"), nullptr);
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_EQ(values(s.nodes[0].load()), values(ramp({6, 2})));
+
+  Graph cols;
+  cols.nodes = {node("m", ramp({2, 4}))};
+  apply_rule(cols, parse_rule("split", "m=x,y@1"), nullptr);
+  EXPECT_EQ(values(find(cols, "y").load()), (std::vector<float>{2, 3, 6, 7}));
+  apply_rule(cols, parse_rule("fuse", "x,y=m@1"), nullptr);
+  EXPECT_EQ(values(find(cols, "m").load()), values(ramp({2, 4})));
+
+  Graph bad;
+  bad.nodes = {node("t", ramp({5, 2})), node("u", ramp({2, 3}))};
+  EXPECT_NE(error_of([&] { apply_rule(bad, parse_rule("split", "t=a,b"), nullptr); }).find("not a multiple of 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_rule(bad, parse_rule("split", "t=a:2,b:2"), nullptr); }).find("shape mismatch"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_rule(bad, parse_rule("split", "t=a,b@2"), nullptr); }).find("no dimension 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_rule(bad, parse_rule("fuse", "t,nope=x"), nullptr); }).find("no partner 'nope'"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_rule(bad, parse_rule("fuse", "t,u=x"), nullptr); }).find("differ outside dimension 0"),
+            std::string::npos);
+}
+
+TEST(ConvertRules, SplitTakesPartSizesFromTheConfig) {
+  ModelConfig c = small("gqa");  // q: 16 rows, k and v: 8 rows each
+  Graph g;
+  g.nodes = {node("layers.0.attention.wqkv.weight", ramp({32, 16}))};
+  apply_rules(g, import_rules(Layout::Meta), &c);
+  EXPECT_EQ(find(g, "layers.0.attention.wq.weight").shape, (Shape{16, 16}));
+  EXPECT_EQ(find(g, "layers.0.attention.wk.weight").shape, (Shape{8, 16}));
+  EXPECT_EQ(values(find(g, "layers.0.attention.wv.weight").load())[0], 24 * 16);
+}
+
+TEST(ConvertRules, RopePermutationPairsAndInverse) {
+  Graph g;
+  g.nodes = {node("q", ramp({8, 1}))};  // 2 heads of HS = 4: rows 0..7
+  apply_rule(g, parse_rule("rope-to-half", "q=2"), nullptr);
+  // Within each head, the interleaved pairs (0,1), (2,3) become halves: rows 0, 2, 1, 3.
+  EXPECT_EQ(values(g.nodes[0].load()), (std::vector<float>{0, 2, 1, 3, 4, 6, 5, 7}));
+  apply_rule(g, parse_rule("rope-to-interleaved", "q=2"), nullptr);
+  EXPECT_EQ(values(g.nodes[0].load()), values(ramp({8, 1})));
+  ModelConfig c = small("gqa");
+  Graph k;
+  k.nodes = {node("k", ramp({8, 2}))};
+  apply_rule(k, parse_rule("rope-to-half", "k=k"), &c);  // n_kv_heads = 2 heads of 4
+  EXPECT_EQ(values(k.nodes[0].load())[2], 4);  // row 1 of the output is input row 2
+  Graph odd;
+  odd.nodes = {node("q", ramp({6, 1}))};
+  EXPECT_NE(error_of([&] { apply_rule(odd, parse_rule("rope-to-half", "q=2"), nullptr); }).find("not 2 heads of an even size"),
+            std::string::npos);
+}
+
+TEST(ConvertRules, CastRoundsToNearestEvenAndRefusesIntegers) {
+  Tensor t = Tensor::zeros(DType::F32, {3});
+  t.data_mut<float>()[0] = 1.0f + 1.0f / 256;        // halfway between two bf16 values: to even (1.0)
+  t.data_mut<float>()[1] = 1.0f + 3.0f / 256;        // halfway: to even (1 + 4/256)
+  t.data_mut<float>()[2] = 65520.0f;                 // rounds to inf in f16
+  const Tensor b = cast_tensor(t, DType::BF16);
+  EXPECT_EQ(values(b), (std::vector<float>{1.0f, 1.0f + 4.0f / 256, 65536.0f}));
+  EXPECT_TRUE(std::isinf(values(cast_tensor(t, DType::F16))[2]));
+  Graph g;
+  g.nodes = {node("i", Tensor::zeros(DType::I64, {2}))};
+  EXPECT_NE(error_of([&] { cast_all(g, DType::F16, false); }).find("wrong dtype"), std::string::npos);
+  Graph v;
+  v.nodes = {node("norm", ramp({4})), node("w", ramp({2, 2}))};
+  cast_all(v, DType::F16, true);  // GGUF: vectors stay F32
+  EXPECT_EQ(find(v, "norm").dtype, DType::F32);
+  EXPECT_EQ(find(v, "w").dtype, DType::F16);
+}
+
+TEST(ConvertRules, RulesFileRoundTrip) {
+  const auto rules = parse_rules_json(R"([{"rename": "^a\\.=b."}, {"drop": "*.x"}, {"split": "m=p,q@1"}, {"cast": "bf16"}])", "r.json");
+  ASSERT_EQ(rules.size(), 4u);
+  EXPECT_EQ(rules[2].dim, 1);
+  const auto again = parse_rules_json(rules_to_json(rules), "again");
+  ASSERT_EQ(again.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(again[i].arg, rules[i].arg);
+  EXPECT_NE(error_of([] { parse_rules_json(R"([{"drop": "a", "drop": "b"}])", "r.json"); }).find("duplicate key 'drop'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_rules_json(R"({"drop": "a"})", "r.json"); }).find("expected an array"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rules_json(R"([{"twist": "a"}])", "r.json"); }).find("rule 1: unknown rule"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rules_json("[", "r.json"); }).find("not valid JSON"), std::string::npos);
+}
+
+// Every named layout: exporting lmkit's tensors and importing them back gives every name and
+// byte back, and detection recognises the exported names.
+TEST(ConvertLayouts, ExportThenImportIsTheIdentity) {
+  for (const char* kind : {"plain", "gqa", "soma", "qk"}) {
+    const ModelConfig c = small(kind);
+    for (const auto& info : layouts()) {
+      const Layout l = info.id;
+      if (l == Layout::Raw) continue;
+      const bool soma = l == Layout::Soma || l == Layout::SomaTorch;
+      if (soma && (c.ffn_type == "swiglu" || c.qk_norm)) continue;  // no names for w3 / q_norm there
+      Graph g = lmkit_graph(c);
+      const Graph original = g;
+      apply_rules(g, export_rules(l), &c);
+      std::vector<std::string> names;
+      for (const Node& n : g.nodes) names.push_back(n.name);
+      if (l != Layout::Llama2c && l != Layout::Meta) {
+        const auto detected = detect_layout(names, l == Layout::Lmkit);
+        ASSERT_TRUE(detected.has_value()) << info.name << " " << kind;
+        EXPECT_EQ(*detected, l) << info.name << " " << kind;
+      }
+      apply_rules(g, import_rules(l), &c);
+      ASSERT_EQ(g.nodes.size(), original.nodes.size()) << info.name;
+      for (const Node& want : original.nodes) {
+        const Node& got = find(g, want.name);
+        EXPECT_EQ(got.shape, want.shape) << info.name << " " << want.name;
+        EXPECT_EQ(values(got.load()), values(want.load())) << info.name << " " << kind << " " << want.name;
+      }
+    }
+  }
+}
+
+TEST(ConvertLayouts, HfPermutesQAndKWithTheirOwnHeadCounts) {
+  const ModelConfig c = small("gqa");  // NH 4, NKV 2, HS 4
+  Graph g = lmkit_graph(c);
+  apply_rules(g, export_rules(Layout::HF), &c);
+  const auto wq = values(find(g, "model.layers.0.self_attn.q_proj.weight").load());
+  const auto wk = values(find(g, "model.layers.0.self_attn.k_proj.weight").load());
+  const auto wv = values(find(g, "model.layers.0.self_attn.v_proj.weight").load());
+  const float q0 = values(find(lmkit_graph(c), "layers.0.attention.wq.weight").load())[0];
+  const float k0 = values(find(lmkit_graph(c), "layers.0.attention.wk.weight").load())[0];
+  // HF row h*HS + j*HS/2 + i = Meta row h*HS + 2i + j; row 1 (h 0, j 0, i 1) is Meta row 2.
+  EXPECT_EQ(wq[1 * 16], q0 + 2 * 16);
+  EXPECT_EQ(wq[5 * 16], q0 + 6 * 16);  // head 1
+  EXPECT_EQ(wk[1 * 16], k0 + 2 * 16);
+  EXPECT_EQ(wv[1 * 16], values(find(lmkit_graph(c), "layers.0.attention.wv.weight").load())[16]);  // v untouched
+}
+
+TEST(ConvertLayouts, MetaHooksAndFlaxSeparators) {
+  ModelConfig c = small("plain");
+  Graph g;
+  g.nodes = {node("layers.0.attention.wqkv.layer_norm_weight", ramp({16})), node("layers.0.feed_forward.mlp.fc1_weight", ramp({48, 16})),
+             node("layers.0.feed_forward.mlp.fc2_weight", ramp({16, 24})), node("layers.0.feed_forward.mlp.layer_norm_weight", ramp({16})),
+             node("rope.freqs", ramp({2})), node("layers.0.attention.wq._extra_state", ramp({1})),
+             node("layers.1.feed_forward.w_gate.weight", ramp({24, 16})), node("layers.1.feed_forward.w_value.weight", ramp({24, 16})),
+             node("layers.1.feed_forward.w_out.weight", ramp({16, 24}))};
+  apply_rules(g, import_rules(Layout::Meta), &c);
+  std::vector<std::string> names;
+  for (const Node& n : g.nodes) names.push_back(n.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"layers.0.attention_norm.weight", "layers.0.feed_forward.w1.weight",
+                                             "layers.0.feed_forward.w2.weight", "layers.0.feed_forward.w3.weight",
+                                             "layers.0.ffn_norm.weight", "layers.1.feed_forward.w1.weight",
+                                             "layers.1.feed_forward.w2.weight", "layers.1.feed_forward.w3.weight"}));
+  EXPECT_EQ(values(find(g, "layers.0.feed_forward.w3.weight").load())[0], 24 * 16);  // the second half of fc1
+  EXPECT_EQ(g.dropped.size(), 2u);
+
+  Graph f;
+  f.nodes = {node("params/model/embed_tokens/embedding", ramp({10, 16})), node("params/model/norm/weight", ramp({16}))};
+  apply_rules(f, import_rules(Layout::Flax), &c);
+  EXPECT_EQ(f.nodes[0].name, "tok_embeddings.weight");
+  EXPECT_EQ(f.nodes[1].name, "norm.weight");
+}
+
+TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
+  ModelConfig c = preset("llama3-8b");
+  c.name = "";
+  const ModelConfig hf = config_from_hf_json(config_to_hf_json(c, "bfloat16"), "config.json");
+  EXPECT_EQ(hf.dim, c.dim);
+  EXPECT_EQ(hf.kv_heads(), c.kv_heads());
+  EXPECT_EQ(hf.ffn_hidden(), c.ffn_hidden());
+  EXPECT_EQ(hf.rope_scaling, c.rope_scaling);
+  EXPECT_EQ(hf.rope_theta, c.rope_theta);
+  EXPECT_EQ(hf.tie_embeddings, c.tie_embeddings);
+  const ModelConfig meta = config_from_params_json(config_to_params_json(c), "params.json");
+  EXPECT_EQ(meta.ffn_hidden(), c.ffn_hidden());
+  EXPECT_EQ(meta.rope_scaling, c.rope_scaling);
+  EXPECT_EQ(config_convention(config_to_hf_json(c, "float32"), "x"), "hf");
+  EXPECT_EQ(config_convention(config_to_params_json(c), "x"), "meta");
+  EXPECT_EQ(config_convention(config_to_json(c), "x"), "lmkit");
+  const ModelConfig soma = small("soma");
+  EXPECT_NE(error_of([&] { config_to_hf_json(soma, "float32"); }).find("no norm_type 'layernorm'"), std::string::npos);
+  EXPECT_NE(error_of([] { config_from_hf_json(R"({"model_type": "gpt2"})", "config.json"); }).find("is not a Llama"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { config_from_hf_json(R"({"model_type": "llama"})", "config.json"); }).find("no 'hidden_size'"),
+            std::string::npos);
+}
+
+TEST(ConvertConfig, InferFromShapes) {
+  const ModelConfig c = small("gqa");
+  const Graph g = lmkit_graph(c);
+  EXPECT_NE(error_of([&] { infer_config(g.nodes, {}, "x"); }).find("cannot infer n_heads"), std::string::npos);
+  const ModelConfig got = infer_config(g.nodes, {"n_heads=4"}, "x");
+  EXPECT_EQ(got.kv_heads(), 2);
+  EXPECT_EQ(got.ffn_hidden(), 24);
+  EXPECT_FALSE(got.tie_embeddings);
+  const ModelConfig qk = infer_config(lmkit_graph(small("qk")).nodes, {}, "x");  // head size from q_norm
+  EXPECT_EQ(qk.head_size(), 8);
+  EXPECT_TRUE(qk.tie_embeddings);
+  EXPECT_TRUE(qk.attn_bias);
+}
+
+TEST(ConvertPlan, FixtureToHfAndBack) {
+  ConvertOptions o;
+  o.input = std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/llama3/model.safetensors";
+  o.to = "hf";
+  const Plan p = plan_conversion(o);
+  EXPECT_EQ(p.from, Layout::Lmkit);
+  EXPECT_EQ(p.graph.nodes.front().name, "model.embed_tokens.weight");  // lmkit order
+  const std::string text = plan_text(p);
+  EXPECT_NE(text.find("layers.0.attention.wq.weight [48, 48] F32 -> model.layers.0.self_attn.q_proj.weight [48, 48] F32 (rope q to half-split)"),
+            std::string::npos)
+      << text;
+  o.rules = {parse_rule("drop", "layers.1.*")};
+  EXPECT_NE(error_of([&] { plan_conversion(o); }).find("missing tensors"), std::string::npos);
+  o.allow_unmapped = true;
+  EXPECT_NO_THROW(plan_conversion(o));
+}
+
+TEST(ConvertPlan, Sizes) {
+  EXPECT_EQ(parse_size("5GB"), 5'000'000'000u);
+  EXPECT_EQ(parse_size("2GiB"), 2ull << 30);
+  EXPECT_EQ(parse_size("500mb"), 500'000'000u);
+  EXPECT_EQ(parse_size("1234"), 1234u);
+  EXPECT_EQ(parse_size("1.5KB"), 1500u);
+  EXPECT_THROW(parse_size("5 parsecs"), Error);
+  EXPECT_THROW(parse_size("0"), Error);
+}
+
+}  // namespace
+}  // namespace lm::convert
