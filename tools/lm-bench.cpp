@@ -1,14 +1,23 @@
-// lm-bench: the machine's limits (sgemm GFLOP/s, memory read bandwidth), measured as
-// the median of repeated runs after a warm-up, with the spread, as text or JSON.
+// lm-bench: the machine's limits (sgemm GFLOP/s, memory read bandwidth) and the model's
+// speed against them (forward tokens/s vs sgemm peak, decode tokens/s vs bandwidth / bytes
+// per token), measured as the median of repeated runs after a warm-up, as text or JSON.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "bench/bench.h"
+#include "bench/model_bench.h"
 #include "cli.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "model/accounting.h"
+#include "model/params.h"
+#include "model/presets.h"
+#include "model/transformer.h"
 #include "version.h"
 
 namespace {
@@ -18,18 +27,37 @@ nlohmann::json timing_json(const lm::TimingStats& t) {
           {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
 }
 
+// A preset with random weights, or a checkpoint when `name` is a file.
+lm::ModelWeights bench_weights(const std::string& name) {
+  struct stat st {};
+  if (::stat(name.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return lm::ModelWeights::load(name);
+  const auto cfg = lm::find_preset(name);
+  if (!cfg) lm::fail(lm::ErrorKind::Usage, lm::cat("unknown preset ", lm::quote(name), " (and no such file)"),
+                     "run 'lm-inspect-config --list-presets' for the presets");
+  return lm::ModelWeights::random(*cfg, 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  lm::cli::Tool tool("lm-bench", "Measure the machine's limits for lmkit: sgemm throughput and memory bandwidth");
+  lm::cli::Tool tool("lm-bench", "Measure the machine's limits for lmkit (sgemm throughput, memory bandwidth) and a "
+                                 "model's forward and decode speed against them");
   auto& app = tool.app();
   std::vector<std::string> what{"sgemm", "bandwidth"};
   std::vector<int64_t> sizes{256, 512, 1024, 2048};
-  int64_t bandwidth_mib = 1024;
+  int64_t bandwidth_mib = 1024, batch = 8, seq = 256, decode_tokens = 128;
+  std::string model_name = "stories15m";
   int warmup = 1, repeats = 5;
   bool json_out = false;
-  app.add_option("benchmarks", what, "What to measure: sgemm, bandwidth (default: both)")
-      ->check(CLI::IsMember({"sgemm", "bandwidth"}));
+  app.add_option("benchmarks", what, "What to measure: sgemm, bandwidth, forward, decode (default: sgemm and "
+                                     "bandwidth; forward adds sgemm, decode adds bandwidth)")
+      ->check(CLI::IsMember({"sgemm", "bandwidth", "forward", "decode"}));
+  app.add_option("--model", model_name, "Model for forward/decode: a preset (random weights) or a checkpoint file")
+      ->type_name("NAME|FILE");
+  app.add_option("--batch", batch, "Forward benchmark batch size B")->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--seq", seq, "Forward benchmark sequence length T (<= max_seq_len)")->check(CLI::PositiveNumber);
+  app.add_option("--decode-tokens", decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
+      ->check(CLI::PositiveNumber);
   app.add_option("--sizes", sizes, "Square sgemm sizes N (N x N x N)")->delimiter(',')->check(CLI::PositiveNumber);
   app.add_option("--bandwidth-mib", bandwidth_mib, "Buffer size for the bandwidth test in MiB")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -44,11 +72,15 @@ int main(int argc, char** argv) {
                           {"cpu", {{"model", cpu.model}, {"cores", cpu.cores}, {"simd", cpu.simd}}},
                           {"blas", lm::blas_config()}};
     auto wants = [&](const char* w) { return std::find(what.begin(), what.end(), w) != what.end(); };
+    if (wants("forward") && !wants("sgemm")) what.push_back("sgemm");
+    if (wants("decode") && !wants("bandwidth")) what.push_back("bandwidth");
+    double peak = 0, bandwidth = 0;
+    std::unique_ptr<lm::Transformer> model;  // loaded first: a bad --model fails before any timing
+    if (wants("forward") || wants("decode")) model = std::make_unique<lm::Transformer>(bench_weights(model_name));
     if (!json_out)
       std::printf("lm-bench (lmkit %s): %s, %d threads\nBLAS: %s\n", lm::kVersion, cpu.model.c_str(),
                   lm::thread_count(), lm::blas_config());
     if (wants("sgemm")) {
-      double peak = 0;
       std::vector<lm::SgemmBench> runs;
       for (int64_t n : sizes) {
         runs.push_back(lm::bench_sgemm(n, n, n, false, warmup, repeats));
@@ -67,10 +99,39 @@ int main(int argc, char** argv) {
     }
     if (wants("bandwidth")) {
       const auto r = lm::bench_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, warmup, repeats);
+      bandwidth = r.gbytes_per_s;
       report["bandwidth"] = {{"bytes", r.bytes}, {"gbytes_per_s", r.gbytes_per_s}, {"time", timing_json(r.time)}};
       if (!json_out)
         std::printf("\nmemory read bandwidth (%lld MiB buffer): %.1f GB/s (min %.2f ms, max %.2f ms)\n",
                     static_cast<long long>(bandwidth_mib), r.gbytes_per_s, r.time.min * 1e3, r.time.max * 1e3);
+    }
+    if (wants("forward") || wants("decode")) {
+      const lm::ModelConfig& cfg = model->config();
+      report["model"] = {{"name", model_name}, {"params", lm::count_params(cfg).total}};
+      if (!json_out) std::printf("\nmodel %s (%lld parameters)\n", model_name.c_str(), (long long)lm::count_params(cfg).total);
+      if (wants("forward")) {
+        const auto r = lm::bench_forward(*model, batch, seq, warmup, repeats);
+        report["forward"] = {{"batch", r.batch}, {"seq", r.seq}, {"tokens_per_s", r.tokens_per_s},
+                             {"flops", r.flops}, {"gflops", r.gflops}, {"fraction_of_sgemm_peak", r.gflops / peak},
+                             {"time", timing_json(r.time)}};
+        if (!json_out)
+          std::printf("forward %lld x %lld: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm peak (min %.1f ms, max %.1f ms)\n",
+                      (long long)batch, (long long)seq, r.tokens_per_s, r.gflops, 100 * r.gflops / peak,
+                      r.time.min * 1e3, r.time.max * 1e3);
+      }
+      if (wants("decode")) {
+        const auto r = lm::bench_decode(*model, std::min(decode_tokens, cfg.max_seq_len), warmup, repeats);
+        const double bound = bandwidth * 1e9 / r.bytes_per_token;
+        report["decode"] = {{"batch", 1}, {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s},
+                            {"bytes_per_token", r.bytes_per_token}, {"gbytes_per_s", r.gbytes_per_s},
+                            {"bandwidth_bound_tokens_per_s", bound}, {"fraction_of_bound", r.tokens_per_s / bound},
+                            {"time", timing_json(r.time)}};
+        if (!json_out)
+          std::printf("decode (batch 1, %lld tokens): %.1f tokens/s, %.1f GB/s = %.0f%% of the bandwidth bound "
+                      "(%.1f tokens/s at %.1f MB per token)\n",
+                      (long long)r.tokens, r.tokens_per_s, r.gbytes_per_s, 100 * r.tokens_per_s / bound, bound,
+                      r.bytes_per_token * 1e-6);
+      }
     }
     if (json_out) std::cout << report.dump(2) << '\n';
     return 0;

@@ -41,3 +41,39 @@ assert "OpenBLAS" in r["blas"] and "USE_OPENMP" in r["blas"], r["blas"]
   run lm-bench nonsense
   assert_failure 2
 }
+
+@test "lm-bench forward and decode report tokens/s against the sgemm peak and the bandwidth bound" {
+  run lm-bench forward decode --model tiny --batch 2 --seq 16 --decode-tokens 8 --sizes 64 --bandwidth-mib 4 \
+      --repeats 2 --warmup 0 --threads 1 --json
+  assert_success
+  echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert "sgemm" in r and "bandwidth" in r  # the limits each figure is compared with
+f, d = r["forward"], r["decode"]
+assert f["batch"] == 2 and f["seq"] == 16 and f["tokens_per_s"] > 0 and f["gflops"] > 0
+assert abs(f["fraction_of_sgemm_peak"] - f["gflops"] / r["sgemm_peak_gflops"]) < 1e-9
+assert d["batch"] == 1 and d["tokens"] == 8 and d["tokens_per_s"] > 0
+bound = r["bandwidth"]["gbytes_per_s"] * 1e9 / d["bytes_per_token"]
+assert abs(d["bandwidth_bound_tokens_per_s"] - bound) < 1e-6 * bound
+assert abs(d["fraction_of_bound"] - d["tokens_per_s"] / bound) < 1e-9
+assert d["time"]["repeats"] == 2 and r["model"]["name"] == "tiny" and r["model"]["params"] > 0
+'
+}
+
+@test "lm-bench runs forward and decode on a checkpoint, as text" {
+  run lm-bench forward decode --model "$LMKIT_SOURCE_DIR/tests/fixtures/llama2/model.safetensors" --batch 1 --seq 8 \
+      --decode-tokens 4 --sizes 32 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1
+  assert_success
+  assert_output --partial "forward 1 x 8:"
+  assert_output --partial "of sgemm peak"
+  assert_output --partial "of the bandwidth bound"
+  run lm-bench forward --model no-such-model --repeats 1
+  assert_failure 2
+  assert_output --partial "unknown preset"
+  run lm-bench forward --model tiny --seq 100000 --sizes 32 --repeats 1
+  assert_failure 2
+  assert_output --partial "max_seq_len"
+  run lm-bench decode --decode-tokens 0
+  assert_failure 2
+}

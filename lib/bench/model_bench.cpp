@@ -1,0 +1,66 @@
+#include "bench/model_bench.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/accounting.h"
+
+namespace lm {
+
+double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T) {
+  const FlopCounts f = count_flops(cfg, T);
+  const double keys = cfg.causal ? 0.5 * static_cast<double>(T) * (T + 1) : static_cast<double>(T) * T;  // per row
+  const double attn = 4.0 * cfg.n_heads * cfg.head_size() * keys * cfg.n_layers;
+  return B * (T * f.matmul_per_token + attn);
+}
+
+double decode_bytes_per_token(const ModelConfig& cfg, int64_t context) {
+  const ParamCounts p = count_params(cfg);
+  double params = static_cast<double>(p.total);
+  if (!cfg.tie_embeddings) params -= static_cast<double>(p.embedding) - cfg.dim;  // one row of the table
+  return 4.0 * params + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
+}
+
+ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {
+  const ModelConfig& c = model.config();
+  if (B < 1 || T < 1 || T > c.max_seq_len)
+    fail_usage(cat("forward benchmark needs 1 <= seq <= max_seq_len (", c.max_seq_len, ") and batch >= 1, got ", B,
+                   " x ", T));
+  std::vector<int32_t> tokens(static_cast<size_t>(B * T));
+  Rng rng(1);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  ForwardBench r;
+  r.batch = B;
+  r.seq = T;
+  r.time = measure([&] { model.forward(tokens.data(), nullptr, B, T); }, warmup, repeats);
+  r.tokens_per_s = static_cast<double>(B * T) / r.time.median;
+  r.flops = forward_flops(c, B, T);
+  r.gflops = r.flops / r.time.median * 1e-9;
+  return r;
+}
+
+DecodeBench bench_decode(Transformer& model, int64_t tokens, int warmup, int repeats) {
+  const ModelConfig& c = model.config();
+  if (!c.causal) fail(ErrorKind::Unsupported, "decode benchmark: the model is not causal");
+  if (tokens < 1 || tokens > c.max_seq_len)
+    fail_usage(cat("decode benchmark needs 1 <= tokens <= max_seq_len (", c.max_seq_len, "), got ", tokens));
+  KVCache cache = model.make_cache(1, tokens);
+  std::vector<int32_t> ids(static_cast<size_t>(tokens));
+  Rng rng(2);
+  for (auto& t : ids) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  DecodeBench r;
+  r.tokens = tokens;
+  r.time = measure(
+      [&] {
+        cache.reset();
+        for (int64_t i = 0; i < tokens; ++i) model.forward_step(&ids[static_cast<size_t>(i)], nullptr, cache);
+      },
+      warmup, repeats);
+  r.tokens_per_s = static_cast<double>(tokens) / r.time.median;
+  r.bytes_per_token = decode_bytes_per_token(c, tokens / 2);
+  r.gbytes_per_s = r.bytes_per_token * r.tokens_per_s * 1e-9;
+  return r;
+}
+
+}  // namespace lm

@@ -1,0 +1,42 @@
+// Model throughput for lm-bench: a batched forward pass over [B, T] (bound by sgemm) and
+// batch-1 decoding with a KV cache (bound by memory bandwidth: every weight is read once
+// per token), each with the work it does so a report can compare it with the machine's limit.
+#pragma once
+
+#include <cstdint>
+
+#include "bench/bench.h"
+#include "model/config.h"
+#include "model/transformer.h"
+
+namespace lm {
+
+// FLOPs of a forward over [B, T]: 2 x (every matmul weight incl. the classifier) per token,
+// plus causal attention as computed (q.k and p.v over the t + 1 keys query t sees; all T for
+// a non-causal model): 2 x 2 x NH x HS x keys per layer.
+double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T);
+
+// Bytes a decode step reads: every f32 weight once (the token embedding only as one row
+// unless it is the tied classifier), plus k and v of `context` positions in every layer.
+double decode_bytes_per_token(const ModelConfig& cfg, int64_t context);
+
+struct ForwardBench {
+  int64_t batch = 0, seq = 0;
+  TimingStats time;
+  double tokens_per_s = 0;
+  double flops = 0;   // per forward
+  double gflops = 0;  // at the median time
+};
+// Random tokens, positions 0..T-1.
+ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats);
+
+struct DecodeBench {
+  int64_t tokens = 0;        // decode steps per timed run, from an empty cache
+  TimingStats time;
+  double tokens_per_s = 0;
+  double bytes_per_token = 0;  // at the mean context (tokens / 2)
+  double gbytes_per_s = 0;     // bytes_per_token x tokens_per_s
+};
+DecodeBench bench_decode(Transformer& model, int64_t tokens, int warmup, int repeats);
+
+}  // namespace lm
