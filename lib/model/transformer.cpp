@@ -70,9 +70,12 @@ void add_residual_dropout(float* out, const float* a, const float* b, int64_t n,
 }  // namespace
 
 void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint) {
-  if (acts_.arena.raw() && acts_.B == B && acts_.T == T && acts_.keep_layers == keep &&
-      acts_.checkpointed == checkpoint)
-    return;
+  if (acts_.arena.raw() && acts_.B == B && acts_.T == T) {
+    if (acts_.keep_layers == keep && acts_.checkpointed == checkpoint) return;
+    // A lean forward (evaluation between training steps) runs in a training arena of the
+    // same shape as it is, instead of reallocating it back and forth.
+    if (!keep && !checkpoint) return;
+  }
   const ModelConfig& c = config();
   const int64_t N = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();

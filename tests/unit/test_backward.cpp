@@ -613,6 +613,10 @@ TEST(Checkpointing, SameGradientsBitForBitWithLessMemory) {
     std::vector<float> want(l0, l0 + b.B * b.T * c.vocab_size);
     const float* l1 = ckpt.forward(b.tokens.data(), nullptr, b.B, b.T);
     EXPECT_EQ(std::memcmp(want.data(), l1, want.size() * sizeof(float)), 0);
+    EXPECT_TRUE(ckpt.activations().checkpointed) << "an evaluation forward reuses the training arena";
+    Transformer lean(ModelWeights::random(c, 6));
+    const float* l2 = lean.forward(b.tokens.data(), nullptr, b.B, b.T);
+    EXPECT_EQ(std::memcmp(want.data(), l2, want.size() * sizeof(float)), 0);
   }
 }
 
