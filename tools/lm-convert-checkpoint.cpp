@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "With --list or --dry-run: one JSON object");
   app.add_flag("-f,--force", force, "Write binary data to a terminal");
   tool.add_quiet_option();
+  tool.add_threads_option();
   app.footer("Layouts:\n" + [] {
     std::string s;
     for (const auto& l : cv::layouts()) s += "  " + std::string(l.name) + ": " + l.summary + "\n";

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "model/config_input.h"
 #include "model/presets.h"
 
 namespace lm::convert {
@@ -281,6 +282,8 @@ ModelConfig load_config_arg(const std::string& arg) {
          "presets are listed by 'lm-inspect-config --list-presets'");
   }
   const std::string text = read_text(arg);
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || text[first] != '{') return load_config_input(arg, {}).config;  // a checkpoint
   const std::string conv = config_convention(text, arg);
   if (conv == "hf") return config_from_hf_json(text, arg);
   if (conv == "meta") {

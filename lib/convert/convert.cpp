@@ -104,8 +104,8 @@ void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool al
     if (unmapped_desc.size() > 4) list += cat(" and ", unmapped_desc.size() - 4, " more");
     if (!allow_unmapped)
       fail(ErrorKind::Data,
-           cat(unmapped.size(), " unmapped tensor", unmapped.size() == 1 ? "" : "s", " (not in layout ", quote(layout_name(from)),
-               " for this config): ", list),
+           cat(unmapped.size(), " unmapped tensor", unmapped.size() == 1 ? "" : "s", " (not one of the config's tensors after layout ",
+               quote(layout_name(from)), " and the rules): ", list),
            "map them with --rename, remove them with --drop GLOB, or pass --allow-unmapped to drop them");
     notes.push_back(cat("dropped ", unmapped.size(), " unmapped tensor", unmapped.size() == 1 ? "" : "s", ": ", list));
   }

@@ -211,6 +211,15 @@ def check(path, ref_path):
             exp = list(struct.unpack("<%de" % len(want), struct.pack("<%de" % len(want), *want)))
             if got != exp:
                 raise GGUFError("%s: F16 values are not the rounded reference" % t["name"])
+        elif tname == "BF16":
+            got = st.values("BF16", t["data"])
+            exp = []
+            for x in want:  # round to nearest even on the top 16 bits
+                (u,) = struct.unpack("<I", struct.pack("<f", x))
+                u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+                exp.append(struct.unpack("<f", struct.pack("<I", u & 0xFFFFFFFF))[0])
+            if got != exp:
+                raise GGUFError("%s: BF16 values are not the rounded reference" % t["name"])
         elif tname == "Q8_0":
             got = q8_values(t["data"])
             for b0 in range(0, len(want), 32):
