@@ -289,49 +289,62 @@ struct HfLoader {
     t.bytes_.assign(V, {});
     t.text_.assign(V, {});
     t.kind_.assign(V, 0);
-    std::unordered_map<std::string, uint32_t> by_text;
-    by_text.reserve(cap.vocab.size() * 2);
-    std::unordered_map<uint32_t, uint8_t> inverse;  // byte-level character -> byte
-    for (int b = 0; b < 256; ++b) inverse[hf::byte_to_unicode(static_cast<uint8_t>(b))] = static_cast<uint8_t>(b);
-    t.by_bytes_.reserve(cap.vocab.size() * 2);
+    int16_t inverse[512];  // byte-level character (all below U+0200) -> byte, or -1
+    std::fill(std::begin(inverse), std::end(inverse), int16_t{-1});
+    for (int b = 0; b < 256; ++b) inverse[hf::byte_to_unicode(static_cast<uint8_t>(b))] = static_cast<int16_t>(b);
     for (auto& [tok, id64] : cap.vocab) {
       const uint32_t id = static_cast<uint32_t>(id64);
-      if (!by_text.emplace(tok, id).second) fail_data(cat(q, ": duplicate key ", quote("model.vocab." + tok)));
       if (t.kind_[id]) fail_data(cat(q, ": model.vocab: id ", id, " is given to both ", quote(t.text_[id]), " and ", quote(tok)));
       t.kind_[id] = 1;
-      std::string bytes;
+      std::string& bytes = t.bytes_[id];
       bool mapped = true;
-      for (size_t i = 0; i < tok.size() && mapped;) {
+      for (size_t i = 0; i < tok.size();) {
         bool valid;
         const size_t k = utf8::spm_char(reinterpret_cast<const uint8_t*>(tok.data()) + i, tok.size() - i, &valid);
-        if (!valid) break;
         size_t j = i;
-        const uint32_t cp = utf8::next_code_point(tok, j);
-        const auto it = inverse.find(cp);
-        if (it == inverse.end()) mapped = false;
-        else bytes += static_cast<char>(it->second);
+        const uint32_t cp = valid ? utf8::next_code_point(tok, j) : 0xFFFFFFFFu;
+        if (cp >= 512 || inverse[cp] < 0) {
+          mapped = false;
+          break;
+        }
+        bytes += static_cast<char>(inverse[cp]);
         i += k;
       }
-      if (mapped) t.by_bytes_.emplace(bytes, id);
-      t.bytes_[id] = mapped ? bytes : tok;
+      if (!mapped) {
+        bytes = tok;
+        t.kind_[id] = 4;  // (for now) a token byte-level BPE cannot reach
+      }
       t.text_[id] = std::move(tok);
     }
+    StringIdMap by_text;  // keys in text_, which no longer moves
+    by_text.reserve(cap.vocab.size());
+    for (size_t id = 0; id < V; ++id)
+      if (t.kind_[id] && !by_text.insert(t.text_[id], static_cast<uint32_t>(id)))
+        fail_data(cat(q, ": duplicate key ", quote("model.vocab." + t.text_[id])));
+    t.by_bytes_.reserve(cap.vocab.size());
+    for (size_t id = 0; id < V; ++id) {  // keys point into bytes_, which no longer moves
+      if (t.kind_[id] == 4) t.kind_[id] = 1;
+      else if (t.kind_[id] == 1) t.by_bytes_.insert(t.bytes_[id], static_cast<uint32_t>(id));
+    }
     for (int b = 0; b < 256; ++b) {
-      const auto it = t.by_bytes_.find(std::string(1, static_cast<char>(b)));
-      if (it == t.by_bytes_.end())
+      const char byte = static_cast<char>(b);
+      const uint32_t* id = t.by_bytes_.find(std::string_view(&byte, 1));
+      if (!id)
         fail_data(cat(q, ": model.vocab has no token for byte 0x", "0123456789abcdef"[b >> 4], "0123456789abcdef"[b & 15],
                       " (not a byte-level vocabulary)"));
-      t.byte_token_[b] = it->second;
+      t.byte_token_[b] = *id;
     }
     // Merges: rank by position, the last of duplicates wins (as transformers.js's Map).
-    t.merges_.reserve(cap.merges.size() * 2);
+    t.merges_.reserve(cap.merges.size());
+    std::string ab;
     for (size_t r = 0; r < cap.merges.size(); ++r) {
       const auto& [a, b] = cap.merges[r];
-      const auto ia = by_text.find(a), ib = by_text.find(b), im = by_text.find(a + b);
-      if (ia == by_text.end() || ib == by_text.end() || im == by_text.end())
-        fail_data(cat(q, ": model.merges[", r, "] ", quote(a + " " + b), ": ",
-                      quote(ia == by_text.end() ? a : ib == by_text.end() ? b : a + b), " is not in the vocabulary"));
-      t.merges_[(uint64_t{ia->second} << 32) | ib->second] = {static_cast<uint32_t>(r), im->second};
+      ab.assign(a).append(b);
+      const uint32_t *ia = by_text.find(a), *ib = by_text.find(b), *im = by_text.find(ab);
+      if (!ia || !ib || !im)
+        fail_data(cat(q, ": model.merges[", r, "] ", quote(a + " " + b), ": ", quote(!ia ? a : !ib ? b : ab),
+                      " is not in the vocabulary"));
+      t.merges_[(uint64_t{*ia} << 32) | *ib] = {static_cast<uint32_t>(r), *im};
     }
     // Added tokens.
     for (auto& a : added) {
@@ -388,8 +401,8 @@ struct HfLoader {
       if (content.empty()) return -1;
       for (const auto& a : t.added_)
         if (a.content == content) return static_cast<int32_t>(a.id);
-      const auto it = by_text.find(content);
-      return it == by_text.end() ? -1 : static_cast<int32_t>(it->second);
+      const uint32_t* id = by_text.find(content);
+      return id ? static_cast<int32_t>(*id) : -1;
     };
     std::string bos, eos, pad;
     bool from_config = false;
@@ -627,16 +640,15 @@ class HfBpeTokenizer::Enc final : public TextTokenizer::Encoder {
   void push(int left) {
     const int right = sym_[left].next;
     if (right < 0) return;
-    const auto it = t_.merges_.find((uint64_t{sym_[left].id} << 32) | sym_[right].id);
-    if (it == t_.merges_.end()) return;
-    heap_.push({it->second.rank, left, sym_[left].id, sym_[right].id});
+    const Merge* m = t_.merges_.find((uint64_t{sym_[left].id} << 32) | sym_[right].id);
+    if (!m) return;
+    heap_.push({m->rank, left, sym_[left].id, sym_[right].id});
   }
 
   void bpe(std::string_view w, std::vector<uint32_t>& out) {
     if (t_.ignore_merges_) {
-      const auto it = t_.by_bytes_.find(std::string(w));
-      if (it != t_.by_bytes_.end()) {
-        out.push_back(it->second);
+      if (const uint32_t* id = t_.by_bytes_.find(w)) {
+        out.push_back(*id);
         return;
       }
     }
@@ -652,7 +664,7 @@ class HfBpeTokenizer::Enc final : public TextTokenizer::Encoder {
       if (l.id != c.left_id || l.next < 0) continue;  // stale: the left symbol was merged
       Sym& r = sym_[l.next];
       if (r.id != c.right_id) continue;  // stale: the right symbol was merged
-      l.id = t_.merges_.find((uint64_t{c.left_id} << 32) | c.right_id)->second.id;
+      l.id = t_.merges_.find((uint64_t{c.left_id} << 32) | c.right_id)->id;
       l.next = r.next;
       if (r.next >= 0) sym_[r.next].prev = c.left;
       r.id = UINT32_MAX;  // gone

@@ -44,6 +44,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/flat_map.h"
 #include "tokenizer/split_regex.h"
 #include "tokenizer/text_tokenizer.h"
 
@@ -96,7 +97,7 @@ class HfBpeTokenizer final : public TextTokenizer {
  private:
   class Enc;
   struct Merge {
-    uint32_t rank, id;
+    uint32_t rank = 0, id = 0;
   };
   HfBpeTokenizer() = default;
   void build(const std::string& name);
@@ -107,8 +108,8 @@ class HfBpeTokenizer final : public TextTokenizer {
   std::vector<std::string> bytes_;
   std::vector<uint8_t> kind_;  // 0 none, 1 vocabulary, 2 added, 3 added special
   std::vector<std::string> text_;  // as written in the file, for the fingerprint and messages
-  std::unordered_map<std::string, uint32_t> by_bytes_;  // vocabulary tokens by their bytes
-  std::unordered_map<uint64_t, Merge> merges_;          // (left id << 32 | right id) -> rank, merged id
+  StringIdMap by_bytes_;   // vocabulary tokens by their bytes (keys in bytes_)
+  U64Map<Merge> merges_;   // (left id << 32 | right id) -> rank, merged id
   uint32_t byte_token_[256] = {};
   bool ignore_merges_ = false;
   std::vector<hf::AddedToken> added_;

