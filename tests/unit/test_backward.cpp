@@ -583,6 +583,37 @@ TEST(Dropout, WholeModelFiniteDifferencesThroughFixedMasks) {
   }
 }
 
+TEST(TrainStep, RefusesBadInputs) {
+  ModelConfig c = small_config();
+  Batch b = small_batch(c.vocab_size);
+  Transformer model(ModelWeights::random(c, 1));
+  Grads g(model.weights());
+  auto kind = [&](int64_t B, int64_t T) {
+    try {
+      model.train_step(g.views, b.tokens.data(), nullptr, b.targets.data(), B, T);
+    } catch (const Error& e) {
+      return e.kind();
+    }
+    return ErrorKind::Runtime;  // not thrown
+  };
+  EXPECT_EQ(kind(0, 8), ErrorKind::Usage);
+  EXPECT_EQ(kind(1, 9), ErrorKind::Usage);  // T > max_seq_len
+  b.targets[3] = static_cast<int32_t>(c.vocab_size);
+  EXPECT_EQ(kind(2, 8), ErrorKind::Data);
+  b.targets[3] = 1;
+  b.tokens[4] = -1;
+  EXPECT_EQ(kind(2, 8), ErrorKind::Data);
+  // Every target PAD: loss 0, no gradient.
+  b.tokens[4] = 1;
+  std::fill(b.targets.begin(), b.targets.end(), 0);
+  Grads z(model.weights());
+  const TrainStepResult r = model.train_step(z.views, b.tokens.data(), nullptr, b.targets.data(), 2, 8);
+  EXPECT_EQ(r.count, 0);
+  EXPECT_EQ(r.loss, 0.0);
+  const float* a = z.arena.data<float>();
+  EXPECT_TRUE(std::all_of(a, a + model.weights().layout().arena_floats(), [](float x) { return x == 0.0f; }));
+}
+
 TEST(Checkpointing, SameGradientsBitForBitWithLessMemory) {
   for (bool dropout : {false, true}) {
     ModelConfig c = small_config();
