@@ -1,4 +1,5 @@
 #include "model/embedding.h"
+#include "core/threads.h"
 
 #include <algorithm>
 #include <cstring>
@@ -15,7 +16,7 @@ void check_token_ids(const int32_t* tokens, int64_t N, int64_t V, const char* wh
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N, int64_t V, int64_t C) {
   check_token_ids(tokens, N, V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n)
     std::memcpy(out + n * C, wte + static_cast<int64_t>(tokens[n]) * C, static_cast<size_t>(C) * sizeof(float));
 }

@@ -1,4 +1,5 @@
 #include "model/ffn.h"
+#include "core/threads.h"
 
 #include <cmath>
 #include <numbers>
@@ -6,7 +7,7 @@
 namespace lm {
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -16,14 +17,14 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
 void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx) {
   if (tanh_approx) {
     const float s = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
     for (int64_t i = 0; i < n; ++i) {
       const float x = inp[i];
       out[i] = 0.5f * x * (1.0f + std::tanh(s * (x + 0.044715f * x * x * x)));
     }
   } else {
     const float s = static_cast<float>(1.0 / std::numbers::sqrt2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
     for (int64_t i = 0; i < n; ++i) {
       const float x = inp[i];
       out[i] = 0.5f * x * (1.0f + std::erf(x * s));

@@ -1,4 +1,5 @@
 #include "model/loss.h"
+#include "core/threads.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +11,7 @@ namespace lm {
 
 void softcap_forward(float* out, const float* inp, int64_t n, float cap) {
   const float inv = 1.0f / cap;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) out[i] = cap * std::tanh(inp[i] * inv);
 }
 

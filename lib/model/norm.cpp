@@ -1,4 +1,5 @@
 #include "model/norm.h"
+#include "core/threads.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +8,7 @@ namespace lm {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N,
                      int64_t C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const float* x = inp + n * C;
     float* y = out + n * C;
@@ -26,7 +27,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const float* x = inp + n * C;
     float* y = out + n * C;

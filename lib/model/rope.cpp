@@ -1,4 +1,5 @@
 #include "model/rope.h"
+#include "core/threads.h"
 
 #include <cmath>
 #include <numbers>
@@ -38,7 +39,7 @@ std::vector<double> rope_inv_freq(const ModelConfig& cfg) {
 
 void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_freq, int64_t N, int64_t half,
                  double scale_factor) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * half >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const double p = static_cast<double>(pos[n]) / scale_factor;
     for (int64_t i = 0; i < half; ++i) {
@@ -52,7 +53,7 @@ void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_f
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
                   int64_t HS) {
   const int64_t half = HS / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * H * HS >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const float* c = cos + n * half;
     const float* s = sin + n * half;

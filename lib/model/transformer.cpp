@@ -1,4 +1,5 @@
 #include "model/transformer.h"
+#include "core/threads.h"
 
 #include <cstring>
 
@@ -56,7 +57,7 @@ class ArenaPlan {
 };
 
 void add_residual(float* out, const float* a, const float* b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
