@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -114,6 +115,9 @@ int main(int argc, char** argv) {
       o.seq = seq > 0 ? seq : in.config.max_seq_len;
       if (!o.train_paths.empty()) train = tr::load_tokens(o.train_paths);
       if (!o.val_paths.empty()) val = tr::load_tokens(o.val_paths);
+      for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
+        for (std::string& p : *paths)
+          if (p != "-") p = std::filesystem::absolute(p).lexically_normal().string();
       lm::ModelWeights weights = in.kind == lm::ConfigInput::Kind::Checkpoint
                                      ? lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(input), in.config)
                                      : lm::ModelWeights::random(in.config, o.seed);

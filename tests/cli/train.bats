@@ -62,8 +62,10 @@ losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
   corpus
   args=("${MICRO[@]}" "$TMP/all.tok" --sample sequential --steps 5 --batch 2 --seq 16 --threads 1 -q)
   lm-train "${args[@]}" -o "$TMP/full"
-  lm-train "${args[@]}" -o "$TMP/part" --stop-after 2
-  lm-train --resume "$TMP/part" --threads 1 -q
+  # relative stream paths are recorded absolute: the resume works from anywhere
+  (cd "$TMP" && lm-train "${MICRO[@]}" all.tok --sample sequential --steps 5 --batch 2 --seq 16 --threads 1 -q \
+    -o part --stop-after 2)
+  (cd / && lm-train --resume "$TMP/part" --threads 1 -q)
   diff <(losses "$TMP/full/log.jsonl") <(losses "$TMP/part/log.jsonl")
   cmp "$TMP/full/model.safetensors" "$TMP/part/model.safetensors"
 }
