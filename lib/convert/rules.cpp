@@ -1,6 +1,8 @@
 #include "convert/rules.h"
 
 #include <fnmatch.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -151,7 +153,10 @@ Node derived(std::string name, DType dtype, Shape shape, const std::vector<const
   auto shared = std::make_shared<std::vector<Node>>(std::move(copies));
   out.load = [shared, f = std::move(f)]() {
     std::vector<Tensor> ts;
-    for (const Node& n : *shared) ts.push_back(n.load());
+    for (const Node& n : *shared) {
+      ts.push_back(n.load());
+      if (n.mapped) populate_pages(ts.back().raw(), ts.back().nbytes());
+    }
     Tensor result = f(ts);
     ts.clear();
     for (const Node& n : *shared)
@@ -288,6 +293,24 @@ const char* Rule::option() const {
   for (const auto& k : kKinds)
     if (k.kind == kind) return k.name;
   return "?";
+}
+
+void populate_pages(const void* p, size_t n) {
+#ifdef MADV_POPULATE_READ
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  if (n > 0) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#else
+  (void)p, (void)n;
+#endif
+}
+
+void drop_mapped_pages(const void* p, size_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+  const uintptr_t b = (begin + page - 1) & ~(page - 1), e = end & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
 bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }

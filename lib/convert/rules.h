@@ -34,6 +34,7 @@ struct Node {
   std::vector<std::string> ops;     // what was done to them, e.g. "transpose", "rope q to half-split"
   std::function<Tensor()> load;     // the bytes: a zero-copy view when nothing changed them
   std::function<void()> release;    // drops the input's mapped pages once written (may be empty)
+  bool mapped = false;              // load() is a view into a file mapping (written in chunks, then dropped)
 };
 
 struct Graph {
@@ -82,6 +83,12 @@ void apply_rules(Graph& g, const std::vector<Rule>& rules, const ModelConfig* cf
 void cast_all(Graph& g, DType dtype, bool skip_1d);
 
 bool glob_match(const std::string& pattern, const std::string& name);
+// Maps a read-only view's file pages in bulk before a pass over it: far cheaper than one fault
+// per page inside a copy (MADV_POPULATE_READ; a no-op where unsupported).
+void populate_pages(const void* p, size_t n);
+// Returns the mapped pages of [p, p + n) to the kernel (whole pages inside the range only): a
+// streaming conversion then keeps about one chunk of the input resident, not the whole model.
+void drop_mapped_pages(const void* p, size_t n);
 bool is_float(DType t);
 
 // ---- The tensor transforms the rules use (plain, on materialized tensors) ----

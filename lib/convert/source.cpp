@@ -1,7 +1,6 @@
 #include "convert/source.h"
 
 #include <dirent.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +57,7 @@ void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, boo
     n.from.push_back({t.name, t.dtype, t.shape});
     const std::string name = t.name;
     n.load = [st, name] { return st->get(name); };
+    n.mapped = mapped;
     if (mapped)
       n.release = [st, name] {
         const Tensor v = st->get(name);
@@ -129,6 +129,7 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
     n.from.push_back({t.name, n.dtype, n.shape});
     if (t.type == GGMLType::Q8_0) n.ops.push_back("dequantize Q8_0");
     n.load = [g, i] { return g->get(g->tensors()[i]); };
+    n.mapped = mapped && t.type != GGMLType::Q8_0;
     if (mapped)
       n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
     src.graph.nodes.push_back(std::move(n));
@@ -157,6 +158,7 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
     n.from.push_back({e.name, DType::F32, e.shape});
     if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
     n.load = [f, i] { return f->get(f->entries()[i]); };
+    n.mapped = mapped && !e.q8;
     if (mapped && !e.q8)
       n.release = [f, i] {
         const Tensor v = f->get(f->entries()[i]);
@@ -190,13 +192,6 @@ std::string checkpoint_in_dir(const std::string& dir) {
 }
 
 }  // namespace
-
-void drop_mapped_pages(const void* p, size_t n) {
-  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
-  const uintptr_t b = (begin + page - 1) & ~(page - 1), e = end & ~(page - 1);
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
 
 Source open_source(const std::string& given, std::optional<Layout> forced) {
   Source src;

@@ -34,8 +34,4 @@ struct Source {
 // name the file (and the tensor or field).
 Source open_source(const std::string& path, std::optional<Layout> forced = std::nullopt);
 
-// Returns the mapped pages of [p, p + n) to the kernel (whole pages inside the range only):
-// a streaming conversion then keeps about one tensor resident, not the whole input.
-void drop_mapped_pages(const void* p, size_t n);
-
 }  // namespace lm::convert
