@@ -286,6 +286,9 @@ struct HfLoader {
       }
     }
     const size_t V = static_cast<size_t>(max_id + 1);
+    const size_t defined = cap.vocab.size() + added.size();
+    if (V > 2 * defined + 1024)  // a file with a few huge ids would make this many empty slots
+      fail_data(cat(q, ": ids go up to ", max_id, " for only ", defined, " tokens"));
     t.bytes_.assign(V, {});
     t.text_.assign(V, {});
     t.kind_.assign(V, 0);

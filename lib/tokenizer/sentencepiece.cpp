@@ -194,6 +194,10 @@ SentencePieceTokenizer::SentencePieceTokenizer(sentencepiece::ModelProto proto, 
     }
     if (p.type == PieceType::Unused) has_unused_ = true;
     if (p.type == PieceType::UserDefined) {
+      bool valid = true;
+      for (size_t k = 0; k < p.text.size() && valid;)
+        k += utf8::spm_char(reinterpret_cast<const uint8_t*>(p.text.data()) + k, p.text.size() - k, &valid);
+      if (!valid) fail_data(cat(q, ": user-defined piece ", i, " is not well-formed UTF-8"));
       user_symbols_.push_back(p.text);
       user_first_byte_[static_cast<uint8_t>(p.text[0])] = true;
       max_user_symbol_ = std::max(max_user_symbol_, p.text.size());
