@@ -54,91 +54,162 @@ std::string strip_json_prefix(const std::string& what) {
   return pos == std::string::npos ? what : what.substr(pos + 2);
 }
 
-json parse_tokenizer_json(std::string_view text, const std::string& q, Captured& cap) {
-  struct Level {
-    std::string name;
-    bool array;
-    std::vector<std::string> keys;  // duplicate detection (not for model.vocab)
-  };
-  std::vector<Level> stack;
-  std::string key;
-  std::vector<std::string> pair;  // one merge in the [a, b] form
-  auto at = [&](std::initializer_list<const char*> path) {
-    if (stack.size() != path.size()) return false;
-    size_t i = 0;
-    for (const char* p : path)
-      if (stack[i++].name != p) return false;
-    return true;
-  };
-  auto callback = [&](int /*depth*/, json::parse_event_t ev, json& parsed) -> bool {
-    switch (ev) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start: {
-        const std::string name = stack.empty() ? "" : stack.back().array ? "[]" : key;
-        stack.push_back({name, ev == json::parse_event_t::array_start, {}});
-        if (at({"", "model", "merges", "[]"})) pair.clear();
-        return true;
-      }
-      case json::parse_event_t::key: {
-        key = parsed.get<std::string>();
-        if (at({"", "model", "vocab"})) return true;
-        auto& keys = stack.back().keys;
-        if (std::find(keys.begin(), keys.end(), key) != keys.end() && cap.duplicate.empty()) {
-          std::string path;
-          for (size_t i = 1; i < stack.size(); ++i) path += stack[i].name + ".";
-          cap.duplicate = path + key;
-        }
-        if (keys.size() < 64) keys.push_back(key);  // objects other than vocab are small
-        return true;
-      }
-      case json::parse_event_t::value:
-        if (at({"", "model", "vocab"})) {
-          if (!parsed.is_number_integer() && cap.bad.empty())
-            cap.bad = cat("model.vocab ", quote(key), ": expected an integer id, got ", parsed.type_name());
-          cap.vocab.emplace_back(key, parsed.is_number_integer() ? parsed.get<int64_t>() : -1);
-          return false;
-        }
-        if (at({"", "model", "merges"})) {
-          if (!parsed.is_string()) {
-            if (cap.bad.empty()) cap.bad = cat("model.merges[", cap.merges.size(), "]: expected a string or a pair");
-            return false;
-          }
-          const std::string m = parsed.get<std::string>();
-          const size_t sp = m.find(' ');
-          if ((sp == std::string::npos || m.find(' ', sp + 1) != std::string::npos) && cap.bad.empty())
-            cap.bad = cat("model.merges[", cap.merges.size(), "] ", quote(m), ": expected two tokens separated by one space");
-          cap.merges.emplace_back(m.substr(0, sp), sp == std::string::npos ? std::string() : m.substr(sp + 1));
-          return false;
-        }
-        if (at({"", "model", "merges", "[]"})) {
-          if (!parsed.is_string() && cap.bad.empty())
-            cap.bad = cat("model.merges[", cap.merges.size(), "]: expected two strings");
-          pair.push_back(parsed.is_string() ? parsed.get<std::string>() : std::string());
-          return false;
-        }
-        return true;
-      case json::parse_event_t::array_end:
-      case json::parse_event_t::object_end: {
-        const bool merge = at({"", "model", "merges", "[]"});
-        stack.pop_back();
-        if (merge) {
-          if (pair.size() != 2 && cap.bad.empty())
-            cap.bad = cat("model.merges[", cap.merges.size(), "]: expected two strings, got ", pair.size());
-          pair.resize(2);
-          cap.merges.emplace_back(pair[0], pair[1]);
-          return false;
-        }
-        return true;
-      }
+// A SAX handler that builds the document except model.vocab and model.merges, which go
+// straight into `cap`, and catches duplicate keys (nlohmann's parser keeps the last).
+class TokenizerSax final : public nlohmann::json_sax<json> {
+ public:
+  TokenizerSax(json& root, Captured& cap) : root_(root), cap_(cap) {}
+
+  bool null() override { return value(json(nullptr)); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
+  bool binary(binary_t&) override { return value(json(nullptr)); }
+  bool string(string_t& v) override {
+    if (mode_ == Mode::Merges) return merge_string(v);
+    if (mode_ == Mode::MergePair) {
+      pair_.push_back(std::move(v));
+      return true;
     }
-    return true;
-  };
-  json doc;
-  try {
-    doc = json::parse(text.begin(), text.end(), callback);
-  } catch (const json::exception& e) {
-    fail_data(cat(q, ": not valid JSON: ", strip_json_prefix(e.what())));
+    return value(json(std::move(v)));
   }
+  bool start_object(std::size_t) override { return open(false); }
+  bool start_array(std::size_t) override { return open(true); }
+  bool key(string_t& k) override {
+    if (mode_ == Mode::Vocab) {
+      key_ = std::move(k);
+      return true;
+    }
+    json* obj = stack_.back();
+    if (obj->contains(k) && cap_.duplicate.empty()) cap_.duplicate = path() + k;
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error_ = strip_json_prefix(e.what());
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  enum class Mode { Normal, Vocab, Merges, MergePair, Skip };
+
+  std::string path() const {
+    std::string p;
+    for (size_t i = 1; i < names_.size(); ++i) p += names_[i] + ".";
+    return p;
+  }
+  void bad(const std::string& what) {
+    if (cap_.bad.empty()) cap_.bad = what;
+  }
+  bool merge_string(const std::string& m) {
+    const size_t sp = m.find(' ');
+    if (sp == std::string::npos || m.find(' ', sp + 1) != std::string::npos)
+      bad(cat("model.merges[", cap_.merges.size(), "] ", quote(m), ": expected two tokens separated by one space"));
+    cap_.merges.emplace_back(m.substr(0, sp), sp == std::string::npos ? std::string() : m.substr(sp + 1));
+    return true;
+  }
+  bool value(json v) {
+    switch (mode_) {
+      case Mode::Vocab:
+        if (!v.is_number_integer()) {
+          bad(cat("model.vocab ", quote(key_), ": expected an integer id, got ", v.type_name()));
+          cap_.vocab.emplace_back(std::move(key_), -1);
+        } else {
+          cap_.vocab.emplace_back(std::move(key_), v.get<int64_t>());
+        }
+        return true;
+      case Mode::Merges:
+        bad(cat("model.merges[", cap_.merges.size(), "]: expected a string or a pair"));
+        cap_.merges.emplace_back();
+        return true;
+      case Mode::MergePair:
+        bad(cat("model.merges[", cap_.merges.size(), "]: expected two strings"));
+        pair_.emplace_back();
+        return true;
+      case Mode::Skip: return true;
+      case Mode::Normal: break;
+    }
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return true;
+    }
+    json* parent = stack_.back();
+    if (parent->is_array()) parent->push_back(std::move(v));
+    else (*parent)[key_] = std::move(v);
+    return true;
+  }
+  bool open(bool array) {
+    const std::string name = stack_.empty() ? "" : stack_.back()->is_array() ? "[]" : key_;
+    modes_.push_back(mode_);
+    names_.push_back(name);
+    if (mode_ == Mode::Normal) {
+      const bool vocab = !array && names_.size() == 3 && names_[1] == "model" && name == "vocab";
+      const bool merges = array && names_.size() == 3 && names_[1] == "model" && name == "merges";
+      if (vocab || merges) {
+        mode_ = vocab ? Mode::Vocab : Mode::Merges;
+        (*stack_.back())[name] = nullptr;  // the key was there (for duplicates and "merges" checks)
+        stack_.push_back(nullptr);
+        return true;
+      }
+      json v = array ? json::array() : json::object();
+      json* slot;
+      if (stack_.empty()) {
+        root_ = std::move(v);
+        slot = &root_;
+      } else if (stack_.back()->is_array()) {
+        stack_.back()->push_back(std::move(v));
+        slot = &stack_.back()->back();
+      } else {
+        slot = &((*stack_.back())[key_] = std::move(v));
+      }
+      stack_.push_back(slot);
+      return true;
+    }
+    if (mode_ == Mode::Merges && array) {
+      mode_ = Mode::MergePair;
+      pair_.clear();
+    } else {
+      if (mode_ == Mode::Vocab) bad(cat("model.vocab ", quote(key_), ": expected an integer id, got an ", array ? "array" : "object"));
+      if (mode_ == Mode::Merges) bad(cat("model.merges[", cap_.merges.size(), "]: expected a string or a pair"));
+      if (mode_ == Mode::MergePair) bad(cat("model.merges[", cap_.merges.size(), "]: expected two strings"));
+      mode_ = Mode::Skip;
+    }
+    stack_.push_back(nullptr);
+    return true;
+  }
+  bool close() {
+    if (mode_ == Mode::MergePair) {
+      if (pair_.size() != 2) bad(cat("model.merges[", cap_.merges.size(), "]: expected two strings, got ", pair_.size()));
+      pair_.resize(2);
+      cap_.merges.emplace_back(std::move(pair_[0]), std::move(pair_[1]));
+    }
+    mode_ = modes_.back();
+    modes_.pop_back();
+    names_.pop_back();
+    stack_.pop_back();
+    return true;
+  }
+
+  json& root_;
+  Captured& cap_;
+  std::vector<json*> stack_;  // containers being built (null inside vocab and merges)
+  std::vector<Mode> modes_;
+  std::vector<std::string> names_;
+  Mode mode_ = Mode::Normal;
+  std::string key_;
+  std::vector<std::string> pair_;
+  std::string error_;
+};
+
+json parse_tokenizer_json(std::string_view text, const std::string& q, Captured& cap) {
+  json doc;
+  TokenizerSax sax(doc, cap);
+  const bool ok = json::sax_parse(text.begin(), text.end(), &sax);
+  if (!ok || !sax.error().empty()) fail_data(cat(q, ": not valid JSON: ", sax.error()));
   if (!cap.duplicate.empty()) fail_data(cat(q, ": duplicate key ", quote(cap.duplicate)));
   if (!cap.bad.empty()) fail_data(cat(q, ": ", cap.bad));
   return doc;
