@@ -147,6 +147,12 @@ Llama2cFile Llama2cFile::parse(std::shared_ptr<MappedFile> file) {
     const int64_t count = per_layer(row) ? L : 1;
     if (q8 && numel % static_cast<uint64_t>(h.group_size) != 0)
       fail_data(cat(f, ": llama2.c v2: ", array, " has ", numel, " values, not a multiple of group_size ", h.group_size));
+    // The whole array must fit in the file before one entry per layer is made (n_layers may be 2^31).
+    const uint64_t per = q8 ? add(numel, mul(numel / h.group_size, 4, name), name) : mul(numel, 4, name);
+    const uint64_t end = add(pos, mul(per, static_cast<uint64_t>(count), name), name);
+    if (end > size)
+      fail_data(cat(f, ": truncated llama2.c v", h.version, " checkpoint: the header implies at least ", end,
+                    " bytes (to the end of ", array, "), the file has ", size));
     for (int64_t l = 0; l < count; ++l) {
       Entry e;
       e.name = per_layer(row) ? convert::expand(row.lmkit, l) : row.lmkit;
