@@ -184,7 +184,8 @@ TEST(Llama2c, RejectsEveryMalformation) {
       {patched(6, -1), "seq_len is -1"},
       {patched(0, 6), "head size 3 is odd"},
       {patched(0, 1024), "truncated llama2.c v0 checkpoint: the header implies"},
-      {patched(0, 1 << 30), "tensor sizes overflow"},  // 2^60 floats per layer: checked, not wrapped
+      {patched(0, 1 << 30), "the header implies at least 47244640284 bytes (to the end of token_embedding_table)"},
+      {patched(2, 0x7d4c7b01), "truncated"},  // 2^31 layers: refused before an entry per layer is made
       {v1_bad_version, "unknown llama2.c version 7"},
       {v1_bad_shared, "shared_classifier byte is 5"},
       {v1_negative_vocab, "must be positive"},
