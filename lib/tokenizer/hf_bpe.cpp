@@ -77,7 +77,7 @@ class TokenizerSax final : public nlohmann::json_sax<json> {
   bool start_object(std::size_t) override { return open(false); }
   bool start_array(std::size_t) override { return open(true); }
   bool key(string_t& k) override {
-    if (mode_ == Mode::Vocab) {
+    if (mode_ != Mode::Normal) {
       key_ = std::move(k);
       return true;
     }
@@ -143,7 +143,7 @@ class TokenizerSax final : public nlohmann::json_sax<json> {
     return true;
   }
   bool open(bool array) {
-    const std::string name = stack_.empty() ? "" : stack_.back()->is_array() ? "[]" : key_;
+    const std::string name = stack_.empty() || !stack_.back() ? "" : stack_.back()->is_array() ? "[]" : key_;
     modes_.push_back(mode_);
     names_.push_back(name);
     if (mode_ == Mode::Normal) {

@@ -238,6 +238,12 @@ TEST(HfBpeTiny, RefusedFiles) {
   j = tiny();
   j["model"]["vocab"]["x y"] = "7";
   EXPECT_EQ(load_error(j.dump()), "'bad.json': model.vocab 'x y': expected an integer id, got string");
+  j = tiny();  // nested values where ids and merges go (found by fuzzing)
+  j["model"]["vocab"]["x y"] = {{"a", json::array({1, {{"b", 2}}})}};
+  EXPECT_EQ(load_error(j.dump()), "'bad.json': model.vocab 'x y': expected an integer id, got an object");
+  j = tiny();
+  j["model"]["merges"].push_back(json::array({json::array({"a"}), {{"k", "v"}}}));
+  EXPECT_EQ(load_error(j.dump()), "'bad.json': model.merges[9]: expected two strings");
   j = tiny();
   j["model"]["vocab"]["zz"] = 65;
   EXPECT_EQ(load_error(j.dump()), "'bad.json': model.vocab: id 65 is given to both 'A' and 'zz'");
