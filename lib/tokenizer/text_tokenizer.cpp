@@ -1,10 +1,12 @@
 #include "tokenizer/text_tokenizer.h"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -226,6 +228,10 @@ struct Job {
 constexpr size_t kReadBlock = size_t{256} << 10;  // raw bytes read at a time
 constexpr size_t kJobBytes = size_t{256} << 10;   // prepared text per job
 
+// The reading thread (the caller) prepares text and cuts it into jobs; worker threads
+// encode jobs from a queue; the reading thread puts finished jobs into records in input
+// order. A ring of 2 x threads + 2 job slots bounds the memory. With one thread there are
+// no workers: each job is encoded where it is made.
 class Pipeline {
  public:
   Pipeline(const TextTokenizer& tok, const EncodeOptions& opts, RecordSink& out, EncodeStats& stats)
@@ -234,10 +240,25 @@ class Pipeline {
         asm_(out, opts, tok.spec(), tok.collapsed_unknown(), stats),
         stats_(stats),
         preparer_(tok.make_preparer()) {
-    encoders_.resize(static_cast<size_t>(threads_));
-    for (auto& e : encoders_) e = tok.make_encoder();
-    jobs_.resize(threads_ == 1 ? 1 : static_cast<size_t>(threads_) * 4);
+    slots_.resize(threads_ == 1 ? 1 : static_cast<size_t>(threads_) * 2 + 2);
+    if (threads_ == 1) {
+      inline_encoder_ = tok.make_encoder();
+      return;
+    }
+    std::vector<std::unique_ptr<TextTokenizer::Encoder>> encoders;
+    for (int i = 0; i < threads_; ++i) encoders.push_back(tok.make_encoder());
+    for (auto& e : encoders) workers_.emplace_back([this, enc = std::move(e)]() mutable { work(*enc); });
   }
+  ~Pipeline() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
 
   void document(ByteSource& src) {
     preparer_->reset();
@@ -274,63 +295,101 @@ class Pipeline {
   }
 
   void finish() {
-    if (njobs_ > 0) run();
+    if (filling_) submit();
+    while (in_flight_ > 0) assemble_oldest();
   }
 
  private:
+  enum class State { Free, Queued, Done };
+  struct Slot {
+    Job job;
+    State state = State::Free;
+    std::exception_ptr error;
+  };
+
   void segment(const char* p, size_t n, bool begin, bool end) {
-    if (njobs_ == 0) {
-      jobs_[0].clear();
-      njobs_ = 1;
+    if (!filling_) {
+      if (in_flight_ == slots_.size()) assemble_oldest();  // the ring is full
+      filling_ = &slots_[next_];
+      filling_->job.clear();
     }
-    Job* job = &jobs_[njobs_ - 1];
-    job->segments.push_back({job->text.size(), n, begin, end});
-    job->text.append(p, n);
-    if (job->text.size() >= kJobBytes) {
-      if (njobs_ == jobs_.size()) {
-        run();
-      } else {
-        jobs_[njobs_++].clear();
+    Job& job = filling_->job;
+    job.segments.push_back({job.text.size(), n, begin, end});
+    job.text.append(p, n);
+    if (job.text.size() >= kJobBytes) submit();
+  }
+
+  void submit() {
+    Slot* slot = filling_;
+    filling_ = nullptr;
+    const size_t index = next_;
+    next_ = (next_ + 1) % slots_.size();
+    ++in_flight_;
+    if (threads_ == 1) {
+      encode_job(slot->job, *inline_encoder_);
+      slot->state = State::Done;
+      assemble_oldest();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      slot->state = State::Queued;
+      queue_.push_back(index);
+    }
+    work_cv_.notify_one();
+  }
+
+  void work(TextTokenizer::Encoder& enc) {
+    for (;;) {
+      size_t index;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping
+        index = queue_.front();
+        queue_.pop_front();
       }
+      Slot& slot = slots_[index];
+      try {
+        encode_job(slot.job, enc);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        slot.state = State::Done;
+      }
+      done_cv_.notify_all();
     }
   }
 
-  void encode_job(Job& job, TextTokenizer::Encoder& enc) {
+  static void encode_job(Job& job, TextTokenizer::Encoder& enc) {
     for (const Segment& s : job.segments) {
       if (s.length) enc.encode(std::string_view(job.text).substr(s.offset, s.length), job.tokens);
       job.ends.push_back(job.tokens.size());
     }
   }
 
-  void run() {
-    const size_t n = njobs_;
-    if (n == 1 || threads_ == 1) {
-      for (size_t j = 0; j < n; ++j) encode_job(jobs_[j], *encoders_[0]);
-    } else {
-      std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
-      for (size_t j = 0; j < n; ++j) {
-        try {
-          encode_job(jobs_[j], *encoders_[static_cast<size_t>(omp_get_thread_num())]);
-        } catch (...) {
-#pragma omp critical(lmkit_pipeline_error)
-          if (!error) error = std::current_exception();
-        }
-      }
-      if (error) std::rethrow_exception(error);
+  // Waits for the oldest job in flight and puts its tokens into records.
+  void assemble_oldest() {
+    Slot& slot = slots_[oldest_];
+    if (threads_ > 1) {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait(lock, [&slot] { return slot.state == State::Done; });
     }
-    for (size_t j = 0; j < n; ++j) {
-      const Job& job = jobs_[j];
-      size_t from = 0;
-      for (size_t i = 0; i < job.segments.size(); ++i) {
-        const Segment& s = job.segments[i];
-        if (s.begin) asm_.begin();
-        asm_.add(job.tokens.data() + from, job.ends[i] - from);
-        from = job.ends[i];
-        if (s.end) asm_.end();
-      }
+    if (slot.error) std::rethrow_exception(slot.error);
+    const Job& job = slot.job;
+    size_t from = 0;
+    for (size_t i = 0; i < job.segments.size(); ++i) {
+      const Segment& s = job.segments[i];
+      if (s.begin) asm_.begin();
+      asm_.add(job.tokens.data() + from, job.ends[i] - from);
+      from = job.ends[i];
+      if (s.end) asm_.end();
     }
-    njobs_ = 0;
+    slot.state = State::Free;
+    oldest_ = (oldest_ + 1) % slots_.size();
+    --in_flight_;
   }
 
   const TextTokenizer& tok_;
@@ -338,9 +397,15 @@ class Pipeline {
   Assembler asm_;
   EncodeStats& stats_;
   std::unique_ptr<TextTokenizer::Preparer> preparer_;
-  std::vector<std::unique_ptr<TextTokenizer::Encoder>> encoders_;
-  std::vector<Job> jobs_;
-  size_t njobs_ = 0;
+  std::unique_ptr<TextTokenizer::Encoder> inline_encoder_;
+  std::vector<Slot> slots_;
+  Slot* filling_ = nullptr;             // the job being filled (slot next_)
+  size_t next_ = 0, oldest_ = 0, in_flight_ = 0;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<size_t> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
   std::vector<uint8_t> raw_;
   std::string pending_;
 };
