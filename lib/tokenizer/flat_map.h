@@ -23,7 +23,7 @@ class StringIdMap {
     for (;; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
       if (!s.key) break;
-      if (s.hash == h && s.len == key.size() && std::memcmp(s.key, key.data(), key.size()) == 0) return false;
+      if (s.hash == h && s.len == key.size() && equal_bytes(s.key, key.data(), key.size())) return false;
     }
     slots_[i] = {h, key.data() ? key.data() : "", static_cast<uint32_t>(key.size()), id};
     ++count_;
@@ -36,7 +36,7 @@ class StringIdMap {
     for (size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (!s.key) return nullptr;
-      if (s.hash == h && s.len == key.size() && std::memcmp(s.key, key.data(), key.size()) == 0) return &s.id;
+      if (s.hash == h && s.len == key.size() && equal_bytes(s.key, key.data(), key.size())) return &s.id;
     }
   }
   size_t size() const { return count_; }

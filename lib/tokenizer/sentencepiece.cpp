@@ -315,14 +315,20 @@ class SentencePieceTokenizer::Prep final : public TextTokenizer::Preparer {
     const bool simple = !m_.remove_extra_whitespaces && t_.user_symbols_.empty();
     while (i < n) {
       if (!last && n - i < look_) break;  // the rest may be part of a longer character or symbol
-      if (simple && started_) {  // Llama's case: ASCII runs copied, ' ' escaped
+      if (simple && started_) {  // Llama's case: runs of ASCII copied whole, ' ' escaped
         const size_t stop = last ? n : n - look_ + 1;
-        while (i < stop && raw[i] < 0x80) {
-          if (raw[i] == ' ' && m_.escape_whitespaces)
-            out.append(kSpaceSymbol, 3);
-          else
-            out += static_cast<char>(raw[i]);
-          ++i;
+        while (i < stop) {
+          size_t j = i;
+          while (j < stop && raw[j] < 0x80 && raw[j] != ' ') ++j;
+          out.append(reinterpret_cast<const char*>(raw + i), j - i);
+          i = j;
+          if (i < stop && raw[i] == ' ') {
+            if (m_.escape_whitespaces) out.append(kSpaceSymbol, 3);
+            else out += ' ';
+            ++i;
+            continue;
+          }
+          break;
         }
         if (i >= stop) continue;
       }
@@ -413,10 +419,22 @@ class SentencePieceTokenizer::Enc final : public TextTokenizer::Encoder {
     }
     size_t start = 0, i = 0;
     uint32_t x = utf8::next_code_point(text, i);
-    while (i < text.size()) {
+    const size_t n = text.size();
+    while (i < n) {
       const size_t at = i;
-      const uint32_t y = utf8::next_code_point(text, i);
-      if (t_.cuttable(x, y)) {
+      const uint8_t b = static_cast<uint8_t>(text[i]);
+      uint32_t y;
+      bool cut;
+      if (b < 0x80 && x < 0x80) {  // ASCII pairs: the bitmap, inline
+        y = b;
+        ++i;
+        const uint32_t bit = x * 129 + y;
+        cut = !((t_.pair_bits_[bit / 64] >> (bit % 64)) & 1);
+      } else {
+        y = utf8::next_code_point(text, i);
+        cut = t_.cuttable(x, y);
+      }
+      if (cut) {
         word(text.substr(start, at - start), out);
         start = at;
       }

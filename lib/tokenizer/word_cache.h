@@ -27,6 +27,32 @@ inline uint64_t hash_bytes(const char* p, size_t n) {
   return h ^ (h >> 32);
 }
 
+// Equality of two byte strings of length n, without a library call for short ones.
+inline bool equal_bytes(const char* a, const char* b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a0, b0, a1, b1;
+    std::memcpy(&a0, a, 8);
+    std::memcpy(&b0, b, 8);
+    std::memcpy(&a1, a + n - 8, 8);
+    std::memcpy(&b1, b + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n < 8) {
+    if (n >= 4) {
+      uint32_t a0, b0, a1, b1;
+      std::memcpy(&a0, a, 4);
+      std::memcpy(&b0, b, 4);
+      std::memcpy(&a1, a + n - 4, 4);
+      std::memcpy(&b1, b + n - 4, 4);
+      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (a[i] != b[i]) return false;
+    return true;
+  }
+  return std::memcmp(a, b, n) == 0;
+}
+
 class WordCache {
  public:
   static constexpr size_t kMaxWord = 256;  // longer words are not cached
@@ -35,10 +61,11 @@ class WordCache {
   const uint32_t* find(std::string_view word, size_t& n) const {
     if (slots_.empty() || word.size() > kMaxWord) return nullptr;
     const uint64_t h = hash_bytes(word.data(), word.size());
+    const uint32_t tag = static_cast<uint32_t>(h >> 32);
     for (size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.len == kEmpty) return nullptr;
-      if (s.hash == h && s.len == word.size() && std::memcmp(keys_.data() + s.key, word.data(), word.size()) == 0) {
+      if (s.tag == tag && s.len == word.size() && equal_bytes(keys_.data() + s.key, word.data(), word.size())) {
         n = s.ntok;
         return tokens_.data() + s.tok;
       }
@@ -55,8 +82,8 @@ class WordCache {
     const uint64_t h = hash_bytes(word.data(), word.size());
     size_t i = h & mask_;
     while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
-    slots_[i] = {h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(tokens_.size()),
-                 static_cast<uint16_t>(word.size()), static_cast<uint16_t>(n)};
+    slots_[i] = {static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(keys_.size()),
+                 static_cast<uint32_t>(tokens_.size()), static_cast<uint16_t>(word.size()), static_cast<uint16_t>(n)};
     keys_.insert(keys_.end(), word.begin(), word.end());
     tokens_.insert(tokens_.end(), tok, tok + n);
     ++count_;
@@ -67,8 +94,8 @@ class WordCache {
   static constexpr size_t kFirstSlots = size_t{1} << 10;
   static constexpr size_t kMaxSlots = size_t{1} << 18;  // up to 128Ki words, then start over
   static constexpr size_t kMaxBytes = size_t{8} << 20;  // of keys
-  struct Slot {
-    uint64_t hash;
+  struct Slot {  // 16 bytes: the table stays small enough for the caches
+    uint32_t tag;  // the hash's high half (the low bits place the slot)
     uint32_t key, tok;
     uint16_t len = kEmpty, ntok;
   };
@@ -79,7 +106,7 @@ class WordCache {
     mask_ = slots_.size() - 1;
     for (const Slot& s : old) {
       if (s.len == kEmpty) continue;
-      size_t i = s.hash & mask_;
+      size_t i = hash_bytes(keys_.data() + s.key, s.len) & mask_;
       while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
       slots_[i] = s;
     }
