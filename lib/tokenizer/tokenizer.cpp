@@ -61,6 +61,7 @@ TokenizerKind detect_tokenizer_kind(const std::string& path) {
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, TokenizerKind kind) {
+  if (path == "-") fail_usage("a tokenizer is read from a file, not from standard input");
   if (kind == TokenizerKind::Raw) kind = detect_tokenizer_kind(path);
   switch (kind) {
     case TokenizerKind::SentencePiece: return SentencePieceTokenizer::load(path);
