@@ -1,6 +1,9 @@
 #include "convert/convert.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cmath>
@@ -338,10 +341,21 @@ void produce(const Node& n, ByteSink& sink) {
                                  shape_str(t.shape()), ", planned ", dtype_name(n.dtype), " ", shape_str(n.shape)));
   const auto* p = static_cast<const uint8_t*>(t.raw());
   const size_t bytes = t.nbytes();
-  if (!n.mapped) {
+  constexpr size_t kChunk = size_t(16) << 20;
+  if (n.fd) {  // untouched input bytes: pread into one reused buffer, as cp does
+    static std::vector<uint8_t> buf(kChunk);
+    for (size_t off = 0; off < bytes;) {
+      const size_t want = std::min(kChunk, bytes - off);
+      const ssize_t got = ::pread(*n.fd, buf.data(), want, static_cast<off_t>(n.file_offset + off));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) fail_io("cannot read tensor", n.from.empty() ? n.name : n.from[0].name);
+      if (got == 0) fail_data(cat("tensor ", quote(n.name), ": the input file ended early (changed while converting?)"));
+      sink.write(buf.data(), static_cast<size_t>(got));
+      off += static_cast<size_t>(got);
+    }
+  } else if (!n.mapped) {
     sink.write(p, bytes);
   } else {
-    constexpr size_t kChunk = size_t(64) << 20;
     for (size_t off = 0; off < bytes; off += kChunk) {
       const size_t len = std::min(kChunk, bytes - off);
       populate_pages(p + off, len);

@@ -1,17 +1,23 @@
 #include "convert/rules.h"
 
 #include <fnmatch.h>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 #include "core/error.h"
@@ -273,18 +279,130 @@ void apply_fuse(Graph& g, const Rule& r) {
   check_unique(g.nodes, r);
 }
 
+// Output buffers for the transforms: not zeroed (every byte is written), and freed ones are kept
+// for the next tensors. Fresh pages are expensive here (a page fault each, paravirtualized on a
+// VM): reusing a few resident blocks, and mapping new ones in bulk, keeps transforms at memory
+// speed. At most kIdle blocks wait, so the pool holds a few of the largest tensors at most.
+class BufferPool {
+ public:
+  std::shared_ptr<void> get(size_t n) {
+    n = std::max<size_t>(64, (n + 63) / 64 * 64);
+    void* p = nullptr;
+    size_t cap = n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      size_t best = idle_.size();
+      for (size_t i = 0; i < idle_.size(); ++i)
+        if (idle_[i].second >= n && (best == idle_.size() || idle_[i].second < idle_[best].second)) best = i;
+      if (best < idle_.size()) {
+        std::tie(p, cap) = idle_[best];
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(best));
+      }
+    }
+    if (!p) {
+      p = std::aligned_alloc(64, cap);
+      if (!p) fail(ErrorKind::Runtime, cat("out of memory allocating ", cap, " bytes"));
+#ifdef MADV_POPULATE_WRITE
+      static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+      const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+      const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + cap) & ~(page - 1);
+      if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_WRITE);
+#endif
+    }
+    return std::shared_ptr<void>(p, [this, cap](void* q) { put(q, cap); });
+  }
+
+ private:
+  static constexpr size_t kIdle = 3;
+  void put(void* q, size_t cap) {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_.emplace_back(q, cap);
+    if (idle_.size() > kIdle) {  // free the smallest
+      auto smallest = std::min_element(idle_.begin(), idle_.end(), [](auto& a, auto& b) { return a.second < b.second; });
+      std::free(smallest->first);
+      idle_.erase(smallest);
+    }
+  }
+  std::mutex mu_;
+  std::vector<std::pair<void*, size_t>> idle_;
+};
+
+// A tensor of `dtype` and `shape` whose bytes the caller writes through `*data` before use.
+Tensor output_tensor(DType dtype, const Shape& shape, uint8_t** data) {
+  static BufferPool* pool = new BufferPool();  // never destroyed: buffers may outlive static destructors
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  std::shared_ptr<void> owner = pool->get(bytes);
+  void* p = owner.get();  // before the move below (argument order is unspecified)
+  *data = static_cast<uint8_t*>(p);
+  return Tensor::view(dtype, shape, p, std::move(owner));
+}
+
+// Tiles of 64 x 64 (16 KB of f32): each output row segment is written contiguously while the
+// tile's input rows stay in L1. Output blocks are split among threads.
 template <class T>
 void transpose_typed(const uint8_t* src, uint8_t* dst, int64_t R, int64_t C) {
-  constexpr int64_t B = 32;
-#pragma omp parallel for schedule(static) if (R * C > (1 << 20))
-  for (int64_t r0 = 0; r0 < R; r0 += B)
+  constexpr int64_t B = 64;
+  T* d = reinterpret_cast<T*>(dst);  // output buffers are 64-byte aligned
+  auto tiles = [&](auto load) {
+#pragma omp parallel for schedule(static) if (R * C > (1 << 16))
     for (int64_t c0 = 0; c0 < C; c0 += B)
-      for (int64_t r = r0; r < std::min(R, r0 + B); ++r)
-        for (int64_t c = c0; c < std::min(C, c0 + B); ++c) {
-          T v;
-          std::memcpy(&v, src + (r * C + c) * sizeof(T), sizeof(T));
-          std::memcpy(dst + (c * R + r) * sizeof(T), &v, sizeof(T));
-        }
+      for (int64_t r0 = 0; r0 < R; r0 += B) {
+        const int64_t r1 = std::min(R, r0 + B), c1 = std::min(C, c0 + B);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) d[c * R + r] = load(r * C + c);
+      }
+  };
+  if (reinterpret_cast<uintptr_t>(src) % alignof(T) == 0) {
+    const T* s = reinterpret_cast<const T*>(src);
+    tiles([s](int64_t i) { return s[i]; });
+  } else {  // mapped data may be unaligned
+    tiles([src](int64_t i) {
+      T v;
+      std::memcpy(&v, src + i * sizeof(T), sizeof(T));
+      return v;
+    });
+  }
+}
+
+// out[i] = f(in[i]) in blocks copied through aligned locals (the input may be unaligned), so the
+// per-element loop is plain and vectorizes where f allows.
+template <class In, class Out, class F>
+void map_elements(const uint8_t* src, uint8_t* dst, int64_t n, F f) {
+  Out* out = reinterpret_cast<Out*>(dst);  // output buffers are 64-byte aligned
+  if (reinterpret_cast<uintptr_t>(src) % alignof(In) == 0) {
+    const In* in = reinterpret_cast<const In*>(src);
+#pragma omp parallel for simd schedule(static) if (n > (1 << 18))
+    for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    return;
+  }
+  constexpr int64_t kBlock = 4096;  // unaligned input: through an aligned local block
+#pragma omp parallel for schedule(static) if (n > (1 << 18))
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t m = std::min(n - b, kBlock);
+    alignas(64) In in[kBlock];
+    std::memcpy(in, src + b * sizeof(In), m * sizeof(In));
+    for (int64_t i = 0; i < m; ++i) out[b + i] = f(in[i]);
+  }
+}
+
+// f32 -> f16 with the F16C instruction (IEEE round to nearest even, as f32_to_f16), eight at a time;
+// NaN lanes take lmkit's canonical NaN so results equal f32_to_f16 bit for bit.
+void f32_to_f16_block(const float* in, uint16_t* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(in + i);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    if (const int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)))
+      for (int j = 0; j < 8; ++j)
+        if (nan >> j & 1) out[i + j] = f32_to_f16(in[i + j]);
+  }
+#endif
+  for (; i < n; ++i) out[i] = f32_to_f16(in[i]);
+}
+
+inline uint16_t bits_to_bf16(uint32_t u) {  // f32_to_bf16 on the bits: round to nearest even, NaN stays NaN
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
 }  // namespace
@@ -545,9 +663,9 @@ void cast_all(Graph& g, DType dtype, bool skip_1d) {
 Tensor transpose_2d(const Tensor& t) {
   if (t.ndim() != 2) fail(ErrorKind::Runtime, "internal: transpose_2d of a tensor that is not 2-D");
   const int64_t R = t.dim(0), C = t.dim(1);
-  Tensor out = Tensor::zeros(t.dtype(), {C, R});
+  uint8_t* dst;
+  Tensor out = output_tensor(t.dtype(), {C, R}, &dst);
   const auto* src = static_cast<const uint8_t*>(t.raw());
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
   switch (dtype_size(t.dtype())) {
     case 1: transpose_typed<uint8_t>(src, dst, R, C); break;
     case 2: transpose_typed<uint16_t>(src, dst, R, C); break;
@@ -562,9 +680,9 @@ Tensor rope_permute_rows(const Tensor& t, int64_t heads, bool to_half) {
   const int64_t rows = t.dim(0);
   const int64_t HS = rows / heads;
   const size_t row_bytes = t.numel() == 0 ? 0 : t.nbytes() / static_cast<size_t>(rows);
-  Tensor out = Tensor::zeros(t.dtype(), t.shape());
+  uint8_t* dst;
+  Tensor out = output_tensor(t.dtype(), t.shape(), &dst);
   const auto* src = static_cast<const uint8_t*>(t.raw());
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
   // Half-split row h*HS + j*HS/2 + i holds interleaved row h*HS + 2i + j.
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < HS / 2; ++i)
@@ -588,8 +706,8 @@ std::vector<Tensor> split_tensor(const Tensor& t, int dim, const std::vector<int
   for (int64_t n : sizes) {
     Shape ps = s;
     ps[dim] = n;
-    Tensor p = Tensor::zeros(t.dtype(), ps);
-    auto* dst = static_cast<uint8_t*>(p.raw_mut());
+    uint8_t* dst;
+    Tensor p = output_tensor(t.dtype(), ps, &dst);
     const size_t chunk = static_cast<size_t>(n * inner) * es, stride = static_cast<size_t>(s[dim] * inner) * es;
     for (int64_t o = 0; o < outer; ++o)
       if (chunk) std::memcpy(dst + o * chunk, src + o * stride + static_cast<size_t>(start * inner) * es, chunk);
@@ -608,8 +726,8 @@ Tensor fuse_tensors(const std::vector<Tensor>& parts, int dim) {
   for (int i = 0; i < dim; ++i) outer *= s[i];
   for (size_t i = dim + 1; i < s.size(); ++i) inner *= s[i];
   const size_t es = dtype_size(parts[0].dtype());
-  Tensor out = Tensor::zeros(parts[0].dtype(), s);
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  uint8_t* dst;
+  Tensor out = output_tensor(parts[0].dtype(), s, &dst);
   const size_t stride = static_cast<size_t>(total * inner) * es;
   size_t offset = 0;
   for (const Tensor& p : parts) {
@@ -625,35 +743,42 @@ Tensor fuse_tensors(const std::vector<Tensor>& parts, int dim) {
 Tensor cast_tensor(const Tensor& t, DType dtype) {
   if (!is_float(t.dtype()) || !is_float(dtype))
     fail_data(cat("wrong dtype: cannot cast ", dtype_name(t.dtype()), " to ", dtype_name(dtype)));
-  Tensor out = Tensor::zeros(dtype, t.shape());
+  uint8_t* dst;
+  Tensor out = output_tensor(dtype, t.shape(), &dst);
   const auto* src = static_cast<const uint8_t*>(t.raw());
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
   const int64_t n = t.numel();
   const DType from = t.dtype();
   if (from == dtype) {
     if (n) std::memcpy(dst, src, t.nbytes());
     return out;
   }
-  auto load = [from, src](int64_t i) -> float {
-    if (from == DType::F32) {
-      float f;
-      std::memcpy(&f, src + 4 * i, 4);
-      return f;
-    }
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    return from == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+  using U16 = uint16_t;
+  using U32 = uint32_t;
+  auto to_f32 = [](float f) {
+    U32 u;
+    std::memcpy(&u, &f, 4);
+    return u;
   };
-#pragma omp parallel for schedule(static) if (n > (1 << 20))
-  for (int64_t i = 0; i < n; ++i) {
-    const float f = load(i);
-    if (dtype == DType::F32) {
-      std::memcpy(dst + 4 * i, &f, 4);
-    } else {
-      const uint16_t h = dtype == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
-      std::memcpy(dst + 2 * i, &h, 2);
+  if (from == DType::F32 && dtype == DType::BF16)
+    map_elements<U32, U16>(src, dst, n, [](U32 u) { return bits_to_bf16(u); });
+  else if (from == DType::F32 && dtype == DType::F16) {
+    constexpr int64_t kBlock = 4096;
+#pragma omp parallel for schedule(static) if (n > (1 << 18))
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t m = std::min(n - b, kBlock);
+      alignas(64) float in[kBlock];
+      std::memcpy(in, src + 4 * b, 4 * m);
+      f32_to_f16_block(in, reinterpret_cast<uint16_t*>(dst) + b, m);
     }
   }
+  else if (from == DType::BF16 && dtype == DType::F32)
+    map_elements<U16, U32>(src, dst, n, [](U16 h) { return static_cast<U32>(h) << 16; });
+  else if (from == DType::F16 && dtype == DType::F32)
+    map_elements<U16, U32>(src, dst, n, [&](U16 h) { return to_f32(f16_to_f32(h)); });
+  else if (from == DType::F16 && dtype == DType::BF16)
+    map_elements<U16, U16>(src, dst, n, [&](U16 h) { return bits_to_bf16(to_f32(f16_to_f32(h))); });
+  else  // BF16 -> F16
+    map_elements<U16, U16>(src, dst, n, [](U16 h) { return f32_to_f16(bf16_to_f32(h)); });
   return out;
 }
 

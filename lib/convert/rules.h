@@ -35,6 +35,10 @@ struct Node {
   std::function<Tensor()> load;     // the bytes: a zero-copy view when nothing changed them
   std::function<void()> release;    // drops the input's mapped pages once written (may be empty)
   bool mapped = false;              // load() is a view into a file mapping (written in chunks, then dropped)
+  // The bytes as they lie in the input file, when nothing changed them: written with pread() into a
+  // reused buffer, which touches no mapped page at all (the cheapest copy; fd < 0 = not available).
+  std::shared_ptr<const int> fd;
+  uint64_t file_offset = 0;
 };
 
 struct Graph {

@@ -1,6 +1,7 @@
 #include "convert/source.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,7 +49,19 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, bool mapped) {
+// A second descriptor on a regular input file, for plain copies by pread (null when not regular).
+std::shared_ptr<const int> open_fd(const std::string& path, bool regular) {
+  if (!regular) return nullptr;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;  // the mapping still works
+  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+}
+
+void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, bool mapped, const std::string& path) {
+  const auto fd = open_fd(path, mapped);
   for (const TensorInfo& t : st->tensors()) {
     Node n;
     n.name = t.name;
@@ -58,6 +71,8 @@ void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, boo
     const std::string name = t.name;
     n.load = [st, name] { return st->get(name); };
     n.mapped = mapped;
+    n.fd = fd;
+    n.file_offset = st->data_offset() + t.begin;
     if (mapped)
       n.release = [st, name] {
         const Tensor v = st->get(name);
@@ -67,11 +82,11 @@ void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, boo
   }
 }
 
-void open_safetensors(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+void open_safetensors(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
   auto st = std::make_shared<SafeTensorsFile>(SafeTensorsFile::parse(std::move(file)));
   src.container = "safetensors";
   src.metadata = st->metadata();
-  add_safetensors_nodes(src, st, mapped);
+  add_safetensors_nodes(src, st, mapped, path);
 }
 
 void open_sharded(Source& src, const std::string& index_path) {
@@ -111,13 +126,14 @@ void open_sharded(Source& src, const std::string& index_path) {
       if (!listed.count(t.name))
         fail_data(cat(quote(path), ": tensor ", quote(t.name), " is not listed for this shard in ", quote(index_path)));
     if (i == 0) src.metadata = st->metadata();
-    add_safetensors_nodes(src, st, true);
+    add_safetensors_nodes(src, st, true, path);
   }
   src.container = cat("safetensors, ", shard_order.size(), " shard", shard_order.size() == 1 ? "" : "s");
 }
 
-void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
   auto g = std::make_shared<GGUFFile>(GGUFFile::parse(std::move(file)));
+  const auto fd = open_fd(path, mapped);
   src.container = cat("GGUF v", g->version());
   src.container_layout = Layout::GGUF;
   for (size_t i = 0; i < g->tensors().size(); ++i) {
@@ -130,6 +146,7 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
     if (t.type == GGMLType::Q8_0) n.ops.push_back("dequantize Q8_0");
     n.load = [g, i] { return g->get(g->tensors()[i]); };
     n.mapped = mapped && t.type != GGMLType::Q8_0;
+    if (n.mapped) n.fd = fd, n.file_offset = g->data_offset() + t.offset;
     if (mapped)
       n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
     src.graph.nodes.push_back(std::move(n));
@@ -145,8 +162,9 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
   if (const GGUFValue* t = g->find("lmkit.tokenizer"); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
 }
 
-void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
+void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
   auto f = std::make_shared<Llama2cFile>(Llama2cFile::parse(std::move(file)));
+  const auto fd = open_fd(path, mapped);
   src.container = cat("llama2.c v", f->header().version);
   src.container_layout = Layout::Llama2c;
   for (size_t i = 0; i < f->entries().size(); ++i) {
@@ -159,6 +177,7 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped) {
     if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
     n.load = [f, i] { return f->get(f->entries()[i]); };
     n.mapped = mapped && !e.q8;
+    if (n.mapped) n.fd = fd, n.file_offset = e.offset;
     if (mapped && !e.q8)
       n.release = [f, i] {
         const Tensor v = f->get(f->entries()[i]);
@@ -208,20 +227,20 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
     const uint8_t* p = file->data();
     const size_t n = file->size();
     if (forced == Layout::GGUF) {
-      open_gguf(src, file, mapped);
+      open_gguf(src, file, mapped, path);
     } else if (forced == Layout::Llama2c) {
-      open_llama2c(src, file, mapped);
+      open_llama2c(src, file, mapped, path);
     } else if (GGUFFile::has_magic(p, n)) {
-      open_gguf(src, file, mapped);
+      open_gguf(src, file, mapped, path);
     } else if (Llama2cFile::has_magic(p, n)) {
-      open_llama2c(src, file, mapped);
+      open_llama2c(src, file, mapped, path);
     } else if (n >= 9 && p[8] == '{') {
-      open_safetensors(src, file, mapped);
+      open_safetensors(src, file, mapped, path);
     } else if (n > 0 && p[0] == '{') {
       fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
            "a sharded checkpoint is read through its index, named *.index.json");
     } else if (Llama2cFile::plausible_v0_header(p, n)) {
-      open_llama2c(src, file, mapped);
+      open_llama2c(src, file, mapped, path);
     } else {
       fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", n,
                     " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));

@@ -79,6 +79,7 @@ class GGUFFile {
   const GGUFValue* find(const std::string& key) const;
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const uint8_t* data(const GGUFTensorInfo& t) const;
+  uint64_t data_offset() const { return data_offset_; }  // file offset of the tensor data section
   // The tensor in PyTorch shape: a zero-copy view for F32/F16/BF16, dequantized to F32 for Q8_0.
   Tensor get(const GGUFTensorInfo& t) const;
 

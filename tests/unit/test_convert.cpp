@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -197,6 +198,14 @@ TEST(ConvertRules, CastRoundsToNearestEvenAndRefusesIntegers) {
   const Tensor b = cast_tensor(t, DType::BF16);
   EXPECT_EQ(values(b), (std::vector<float>{1.0f, 1.0f + 4.0f / 256, 65536.0f}));
   EXPECT_TRUE(std::isinf(values(cast_tensor(t, DType::F16))[2]));
+  // The vectorized f16 path equals the scalar f32_to_f16 on every class of value.
+  const std::vector<float> edge = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65519.99f, 65520.0f, -1e9f, 6.1e-5f, 5.96e-8f,
+                                   2.98e-8f, 2.99e-8f, 1e-45f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 3.14159f,
+                                   std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::quiet_NaN()};
+  Tensor e = Tensor::zeros(DType::F32, {static_cast<int64_t>(edge.size()) * 8});
+  for (int64_t i = 0; i < e.numel(); ++i) e.data_mut<float>()[i] = edge[i % edge.size()] * (i % 3 == 0 ? 1.0f : 0.75f);
+  const Tensor h = cast_tensor(e, DType::F16);
+  for (int64_t i = 0; i < e.numel(); ++i) EXPECT_EQ(h.data<uint16_t>()[i], f32_to_f16(e.data<float>()[i])) << e.data<float>()[i];
   Graph g;
   g.nodes = {node("i", Tensor::zeros(DType::I64, {2}))};
   EXPECT_NE(error_of([&] { cast_all(g, DType::F16, false); }).find("wrong dtype"), std::string::npos);
