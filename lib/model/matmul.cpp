@@ -9,21 +9,24 @@ namespace lm {
 
 namespace {
 
+// out[n, o] for weight row o: the few-rows kernel's inner product, shared by both entry points.
+inline void few_rows_dot(float* out, const float* inp, const float* w, const float* bias, int64_t N, int64_t IC,
+                         int64_t OC, int64_t o) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = inp + n * IC;
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < IC; ++i) acc += w[i] * x[i];
+    out[n * OC + o] = bias ? acc + bias[o] : acc;
+  }
+}
+
 // Few rows (decode): one pass over the weights, rows of W split across threads. OpenBLAS's
 // sgemm does not turn M = 1 into a gemv and runs about 3x below the memory bound here.
 void matmul_forward_few_rows(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                              int64_t IC, int64_t OC) {
 #pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < OC; ++o) {
-    const float* w = weight + o * IC;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* x = inp + n * IC;
-      float acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t i = 0; i < IC; ++i) acc += w[i] * x[i];
-      out[n * OC + o] = bias ? acc + bias[o] : acc;
-    }
-  }
+  for (int64_t o = 0; o < OC; ++o) few_rows_dot(out, inp, weight + o * IC, bias, N, IC, OC, o);
 }
 
 }  // namespace
@@ -39,6 +42,24 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     for (int64_t n = 0; n < N; ++n) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * sizeof(float));
   }
   sgemm(false, true, N, OC, IC, 1.0f, inp, weight, bias ? 1.0f : 0.0f, out);
+}
+
+void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* inp, int64_t N, int64_t IC) {
+  if (N > kMatmulFewRows) {
+    for (const MatmulPart& p : parts) matmul_forward(p.out, inp, p.weight, p.bias, N, IC, p.OC);
+    return;
+  }
+  const MatmulPart* first = parts.begin();
+  const int64_t count = static_cast<int64_t>(parts.size());
+  int64_t rows = 0;
+  for (const MatmulPart& p : parts) rows += p.OC;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t i = 0, o = r;  // part i, its row o
+    while (i + 1 < count && o >= first[i].OC) o -= first[i++].OC;
+    const MatmulPart& p = first[i];
+    few_rows_dot(p.out, inp, p.weight + o * IC, p.bias, N, IC, p.OC, o);
+  }
 }
 
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

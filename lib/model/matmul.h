@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 namespace lm {
 
@@ -13,6 +14,17 @@ inline constexpr int64_t kMatmulFewRows = 3;
 // out [N, OC] = inp [N, IC] @ weight [OC, IC]^T + bias [OC] (bias may be null).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                     int64_t OC);
+// One input through several linears (q, k, v; w1, w3): out_i [N, OC_i] = inp @ weight_i^T + bias_i.
+// With few rows (decode) all of them run in one parallel region, one barrier instead of one
+// each: at batch 1 the barriers, not the arithmetic, are what keeps decode below the memory
+// bound. Results are those of matmul_forward, bit for bit.
+struct MatmulPart {
+  float* out;
+  const float* weight;
+  const float* bias;
+  int64_t OC;
+};
+void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* inp, int64_t N, int64_t IC);
 // The same with plain loops (double accumulation): the reference the fast one is held to.
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                         int64_t OC);

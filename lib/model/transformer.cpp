@@ -178,9 +178,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Attention block.
   norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
-  matmul_forward(la.q, la.ln1, lw.wq, lw.bq, N, C, QD);
-  matmul_forward(la.k, la.ln1, lw.wk, lw.bk, N, C, KD);
-  matmul_forward(la.v, la.ln1, lw.wv, lw.bv, N, C, KD);
+  matmul_forward_parts({{la.q, lw.wq, lw.bq, QD}, {la.k, lw.wk, lw.bk, KD}, {la.v, lw.wv, lw.bv, KD}}, la.ln1, N, C);
   const float* qn = la.q;
   const float* kn = la.k;
   if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
@@ -209,11 +207,11 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Feed-forward block.
   norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
-  matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
   if (c.ffn_type == "swiglu") {
-    matmul_forward(la.fch3, la.ln2, lw.w3, lw.b3, N, C, F);
+    matmul_forward_parts({{la.fch, lw.w1, lw.b1, F}, {la.fch3, lw.w3, lw.b3, F}}, la.ln2, N, C);
     swiglu_forward(la.fch_act, la.fch, la.fch3, N * F);
   } else {
+    matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
     gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
   }
   matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);

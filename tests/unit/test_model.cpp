@@ -424,6 +424,26 @@ TEST(Kernels, MatmulMatchesReference) {
   }
 }
 
+TEST(Kernels, MatmulPartsEqualSeparateMatmulsBitForBit) {
+  Rng rng(12);
+  const int64_t IC = 37, OC1 = 5, OC2 = 11, OC3 = 3;
+  for (int64_t N : {int64_t{1}, kMatmulFewRows, kMatmulFewRows + 2}) {  // both paths
+    std::vector<float> x(N * IC), w1(OC1 * IC), w2(OC2 * IC), w3(OC3 * IC), b2(OC2);
+    for (auto* v : {&x, &w1, &w2, &w3, &b2})
+      for (auto& e : *v) e = rng.normal();
+    std::vector<float> y1(N * OC1), y2(N * OC2), y3(N * OC3), r1(y1.size()), r2(y2.size()), r3(y3.size());
+    matmul_forward_parts({{y1.data(), w1.data(), nullptr, OC1}, {y2.data(), w2.data(), b2.data(), OC2},
+                          {y3.data(), w3.data(), nullptr, OC3}},
+                         x.data(), N, IC);
+    matmul_forward(r1.data(), x.data(), w1.data(), nullptr, N, IC, OC1);
+    matmul_forward(r2.data(), x.data(), w2.data(), b2.data(), N, IC, OC2);
+    matmul_forward(r3.data(), x.data(), w3.data(), nullptr, N, IC, OC3);
+    EXPECT_EQ(y1, r1) << N;
+    EXPECT_EQ(y2, r2) << N;
+    EXPECT_EQ(y3, r3) << N;
+  }
+}
+
 TEST(Kernels, AttentionMatchesReferenceWithCacheGqaAndDocuments) {
   Rng rng(12);
   const int64_t B = 2, T = 5, P = 4, S = 12, NH = 6, NKV = 2, HS = 8;
