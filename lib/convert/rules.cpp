@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "model/params.h"
 
 namespace lm::convert {
@@ -527,23 +528,7 @@ Rule parse_rule(const std::string& option, const std::string& arg) {
 }
 
 std::vector<Rule> parse_rules_json(const std::string& text, const std::string& source) {
-  std::vector<std::set<std::string>> keys;
-  std::string duplicate;
-  json j;
-  try {
-    j = json::parse(text, [&](int, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::object_start) keys.emplace_back();
-      if (ev == json::parse_event_t::object_end) keys.pop_back();
-      if (ev == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-      return true;
-    });
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    const size_t p = what.find("] ");
-    fail_data(cat(quote(source), ": not valid JSON: ", p == std::string::npos ? what : what.substr(p + 2)));
-  }
-  if (!duplicate.empty()) fail_data(cat(quote(source), ": duplicate key ", quote(duplicate)));
+  json j = parse_json_strict(text, cat(quote(source), ": "));
   if (j.is_object() && j.contains("rules") && j.size() == 1) j = j["rules"];
   if (!j.is_array())
     fail_data(cat(quote(source), ": expected an array of rules like [{\"rename\": \"a=b\"}, {\"drop\": \"*.x\"}]"));

@@ -16,29 +16,7 @@ std::optional<PromptFormat> prompt_format_from_name(std::string_view name) {
 
 namespace {
 
-// Replays the bytes already peeked, then the rest of `inner`.
-class PrefixSource final : public ByteSource {
- public:
-  PrefixSource(std::string prefix, std::unique_ptr<ByteSource> inner)
-      : prefix_(std::move(prefix)), inner_(std::move(inner)) {}
-  size_t read_some(void* buf, size_t n) override {
-    if (pos_ < prefix_.size()) {
-      const size_t k = std::min(n, prefix_.size() - pos_);
-      std::memcpy(buf, prefix_.data() + pos_, k);
-      pos_ += k;
-      return k;
-    }
-    return inner_->read_some(buf, n);
-  }
-  const std::string& name() const override { return inner_->name(); }
-
- private:
-  std::string prefix_;
-  size_t pos_ = 0;
-  std::unique_ptr<ByteSource> inner_;
-};
-
-bool looks_like_tokens(const std::string& head) {
+bool looks_like_tokens(const std::vector<uint8_t>& head) {
   if (head.size() >= 8 && std::memcmp(head.data(), tokstream::kMagic, 8) == 0) return true;
   if (head.size() >= 4) {
     int32_t magic;
@@ -53,10 +31,10 @@ bool looks_like_tokens(const std::string& head) {
 PromptReader::PromptReader(const std::string& path, PromptFormat format, uint32_t vocab) : format_(format) {
   std::unique_ptr<ByteSource> src = open_input(path);
   if (format_ == PromptFormat::Auto) {
-    std::string head(8, '\0');
+    std::vector<uint8_t> head(8);
     head.resize(src->read_full(head.data(), head.size()));
     format_ = looks_like_tokens(head) ? PromptFormat::Tokens : PromptFormat::Lines;
-    src = std::make_unique<PrefixSource>(std::move(head), std::move(src));
+    src = prefixed_source(std::move(head), std::move(src));
   }
   if (format_ == PromptFormat::Tokens) {
     TokenReadOptions ro;

@@ -295,6 +295,10 @@ std::unique_ptr<ByteSource> auto_decompress(std::unique_ptr<ByteSource> raw) {
   return src;
 }
 
+std::unique_ptr<ByteSource> prefixed_source(std::vector<uint8_t> prefix, std::unique_ptr<ByteSource> inner) {
+  return std::make_unique<PrefixedSource>(std::move(prefix), std::move(inner));
+}
+
 std::unique_ptr<ByteSource> memory_source(const uint8_t* data, size_t size, std::string name) {
   return std::make_unique<MemorySource>(data, size, std::move(name));
 }

@@ -36,6 +36,8 @@ std::unique_ptr<ByteSource> open_raw_input(const std::string& path);
 std::unique_ptr<ByteSource> open_input(const std::string& path);
 // Peeks at the first bytes of `src` and wraps it in a zstd decoder when they are the zstd magic.
 std::unique_ptr<ByteSource> auto_decompress(std::unique_ptr<ByteSource> src);
+// Replays `prefix` (bytes already peeked from `inner`), then reads on from `inner`.
+std::unique_ptr<ByteSource> prefixed_source(std::vector<uint8_t> prefix, std::unique_ptr<ByteSource> inner);
 // Wraps an in-memory buffer (tests and fuzzers).
 std::unique_ptr<ByteSource> memory_source(const uint8_t* data, size_t size, std::string name);
 
