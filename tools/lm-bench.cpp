@@ -1,8 +1,7 @@
 // lm-bench: the machine's limits (sgemm GFLOP/s, memory read bandwidth) and the model's
-// speed against them (forward tokens/s vs sgemm peak, decode tokens/s vs bandwidth / bytes
-// per token), measured as the median of repeated runs after a warm-up, as text or JSON.
-#include <sys/stat.h>
-
+// speed against them (forward and training tokens/s vs sgemm peak, decode tokens/s vs
+// bandwidth / bytes per token), measured as the median of repeated runs after a warm-up, as
+// text or JSON.
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -14,9 +13,10 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "io/safetensors.h"
 #include "model/accounting.h"
+#include "model/config_input.h"
 #include "model/params.h"
-#include "model/presets.h"
 #include "model/transformer.h"
 #include "version.h"
 
@@ -27,35 +27,40 @@ nlohmann::json timing_json(const lm::TimingStats& t) {
           {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
 }
 
-// A preset with random weights, or a checkpoint when `name` is a file.
-lm::ModelWeights bench_weights(const std::string& name) {
-  struct stat st {};
-  if (::stat(name.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return lm::ModelWeights::load(name);
-  const auto cfg = lm::find_preset(name);
-  if (!cfg) lm::fail(lm::ErrorKind::Usage, lm::cat("unknown preset ", lm::quote(name), " (and no such file)"),
-                     "run 'lm-inspect-config --list-presets' for the presets");
-  return lm::ModelWeights::random(*cfg, 0);
+// A preset or config JSON with random weights, or a checkpoint, with --set overrides.
+lm::ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
+  const lm::ConfigInput in = lm::load_config_input(name, sets);
+  if (in.kind == lm::ConfigInput::Kind::Checkpoint)
+    return lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(name), in.config);
+  return lm::ModelWeights::random(in.config, 0);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   lm::cli::Tool tool("lm-bench", "Measure the machine's limits for lmkit (sgemm throughput, memory bandwidth) and a "
-                                 "model's forward and decode speed against them");
+                                 "model's forward, training and decode speed against them");
   auto& app = tool.app();
-  std::vector<std::string> what{"sgemm", "bandwidth"};
+  std::vector<std::string> what{"sgemm", "bandwidth"}, sets;
   std::vector<int64_t> sizes{256, 512, 1024, 2048};
   int64_t bandwidth_mib = 1024, batch = 8, seq = 256, decode_tokens = 128;
   std::string model_name = "stories15m";
   int warmup = 1, repeats = 5;
-  bool json_out = false;
-  app.add_option("benchmarks", what, "What to measure: sgemm, bandwidth, forward, decode (default: sgemm and "
-                                     "bandwidth; forward adds sgemm, decode adds bandwidth)")
-      ->check(CLI::IsMember({"sgemm", "bandwidth", "forward", "decode"}));
-  app.add_option("--model", model_name, "Model for forward/decode: a preset (random weights) or a checkpoint file")
+  bool json_out = false, checkpointing = false;
+  app.add_option("benchmarks", what, "What to measure: sgemm, bandwidth, forward, train, decode (default: sgemm and "
+                                     "bandwidth; forward and train add sgemm, decode adds bandwidth)")
+      ->check(CLI::IsMember({"sgemm", "bandwidth", "forward", "train", "decode"}));
+  app.add_option("--model", model_name, "Model for forward/train/decode: a preset or config JSON (random weights) or a "
+                                        "checkpoint file")
       ->type_name("NAME|FILE");
-  app.add_option("--batch", batch, "Forward benchmark batch size B")->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  app.add_option("--seq", seq, "Forward benchmark sequence length T (<= max_seq_len)")->check(CLI::PositiveNumber);
+  app.add_option("--set", sets, "Override a model config field: KEY=VALUE (see lm-inspect-config)")
+      ->type_name("KEY=VALUE")->allow_extra_args(false);
+  app.add_option("--batch", batch, "Forward and train benchmark batch size B")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--seq", seq, "Forward and train benchmark sequence length T (<= max_seq_len)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--checkpointing", checkpointing, "Train benchmark: gradient checkpointing (recompute each layer in "
+                                                 "the backward pass)");
   app.add_option("--decode-tokens", decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
       ->check(CLI::PositiveNumber);
   app.add_option("--sizes", sizes, "Square sgemm sizes N (N x N x N)")->delimiter(',')->check(CLI::PositiveNumber);
@@ -72,11 +77,12 @@ int main(int argc, char** argv) {
                           {"cpu", {{"model", cpu.model}, {"cores", cpu.cores}, {"simd", cpu.simd}}},
                           {"blas", lm::blas_config()}};
     auto wants = [&](const char* w) { return std::find(what.begin(), what.end(), w) != what.end(); };
-    if (wants("forward") && !wants("sgemm")) what.push_back("sgemm");
+    if ((wants("forward") || wants("train")) && !wants("sgemm")) what.push_back("sgemm");
     if (wants("decode") && !wants("bandwidth")) what.push_back("bandwidth");
     double peak = 0, bandwidth = 0;
     std::unique_ptr<lm::Transformer> model;  // loaded first: a bad --model fails before any timing
-    if (wants("forward") || wants("decode")) model = std::make_unique<lm::Transformer>(bench_weights(model_name));
+    const bool model_wanted = wants("forward") || wants("train") || wants("decode");
+    if (model_wanted) model = std::make_unique<lm::Transformer>(bench_weights(model_name, sets));
     if (!json_out)
       std::printf("lm-bench (lmkit %s): %s, %d threads\nBLAS: %s\n", lm::kVersion, cpu.model.c_str(),
                   lm::thread_count(), lm::blas_config());
@@ -105,9 +111,9 @@ int main(int argc, char** argv) {
         std::printf("\nmemory read bandwidth (%lld MiB buffer): %.1f GB/s (min %.2f ms, max %.2f ms)\n",
                     static_cast<long long>(bandwidth_mib), r.gbytes_per_s, r.time.min * 1e3, r.time.max * 1e3);
     }
-    if (wants("forward") || wants("decode")) {
+    if (model_wanted) {
       const lm::ModelConfig& cfg = model->config();
-      report["model"] = {{"name", model_name}, {"params", lm::count_params(cfg).total}};
+      report["model"] = {{"name", model_name}, {"overrides", sets}, {"params", lm::count_params(cfg).total}};
       if (!json_out) std::printf("\nmodel %s (%lld parameters)\n", model_name.c_str(), (long long)lm::count_params(cfg).total);
       if (wants("forward")) {
         const auto r = lm::bench_forward(*model, batch, seq, warmup, repeats);
@@ -118,6 +124,25 @@ int main(int argc, char** argv) {
           std::printf("forward %lld x %lld: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm peak (min %.1f ms, max %.1f ms)\n",
                       (long long)batch, (long long)seq, r.tokens_per_s, r.gflops, 100 * r.gflops / peak,
                       r.time.min * 1e3, r.time.max * 1e3);
+      }
+      if (wants("train")) {
+        const auto r = lm::bench_train(*model, batch, seq, checkpointing, warmup, repeats);
+        report["train"] = {{"batch", r.batch},
+                           {"seq", r.seq},
+                           {"checkpointing", r.checkpointing},
+                           {"tokens_per_s", r.tokens_per_s},
+                           {"flops", r.flops},
+                           {"gflops", r.gflops},
+                           {"mfu", r.gflops / peak},
+                           {"activation_bytes", r.activation_bytes},
+                           {"loss", r.loss},
+                           {"time", timing_json(r.time)}};
+        if (!json_out)
+          std::printf("train %lld x %lld%s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% MFU of sgemm peak "
+                      "(min %.1f ms, max %.1f ms per step; activations %s)\n",
+                      (long long)batch, (long long)seq, checkpointing ? " (checkpointing)" : "", r.tokens_per_s,
+                      r.gflops, 100 * r.gflops / peak, r.time.min * 1e3, r.time.max * 1e3,
+                      lm::human_bytes(static_cast<double>(r.activation_bytes)).c_str());
       }
       if (wants("decode")) {
         const auto r = lm::bench_decode(*model, std::min(decode_tokens, cfg.max_seq_len), warmup, repeats);

@@ -1,10 +1,12 @@
 #include "bench/model_bench.h"
 
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/accounting.h"
+#include "train/optimizer.h"
 
 namespace lm {
 
@@ -37,6 +39,55 @@ ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup,
   r.tokens_per_s = static_cast<double>(B * T) / r.time.median;
   r.flops = forward_flops(c, B, T);
   r.gflops = r.flops / r.time.median * 1e-9;
+  return r;
+}
+
+double train_flops(const ModelConfig& cfg, int64_t B, int64_t T) { return 3.0 * forward_flops(cfg, B, T); }
+
+TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpointing, int warmup, int repeats) {
+  const ModelConfig& c = model.config();
+  if (B < 1 || T < 1 || T > c.max_seq_len)
+    fail_usage(cat("train benchmark needs 1 <= seq <= max_seq_len (", c.max_seq_len, ") and batch >= 1, got ", B,
+                   " x ", T));
+  std::vector<int32_t> tokens(static_cast<size_t>(B * (T + 1)));
+  Rng data_rng(3);
+  for (auto& t : tokens) t = static_cast<int32_t>(data_rng.below(static_cast<uint64_t>(c.vocab_size)));
+  std::vector<int32_t> inputs(static_cast<size_t>(B * T)), targets(static_cast<size_t>(B * T));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      inputs[static_cast<size_t>(b * T + t)] = tokens[static_cast<size_t>(b * (T + 1) + t)];
+      targets[static_cast<size_t>(b * T + t)] = tokens[static_cast<size_t>(b * (T + 1) + t + 1)];
+    }
+  ModelWeights& w = model.weights();
+  if (!w.writable()) w.make_writable();
+  const ParameterLayout& layout = w.layout();
+  Tensor grad_arena = Tensor::zeros(DType::F32, {layout.arena_floats()});
+  float* grads = grad_arena.data_mut<float>();
+  const ParameterTensors grad_views = layout.bind(grads);
+  const size_t grad_bytes = static_cast<size_t>(layout.arena_floats()) * sizeof(float);
+  train::AdamW adamw(layout, train::AdamWConfig{});
+  Rng rng(4);
+  model.set_gradient_checkpointing(checkpointing);
+  TrainBench r;
+  r.batch = B;
+  r.seq = T;
+  r.checkpointing = checkpointing;
+  int64_t step = 0;
+  r.time = measure(
+      [&] {
+        std::memset(grads, 0, grad_bytes);
+        TrainStepOptions opt;
+        opt.rng = &rng;
+        r.loss = model.train_step(grad_views, inputs.data(), nullptr, targets.data(), B, T, opt).loss;
+        train::clip_grad_norm(layout, grads, 1.0);
+        adamw.step(w.arena(), grads, 1e-4, ++step);
+      },
+      warmup, repeats);
+  model.set_gradient_checkpointing(false);
+  r.tokens_per_s = static_cast<double>(B * T) / r.time.median;
+  r.flops = train_flops(c, B, T);
+  r.gflops = r.flops / r.time.median * 1e-9;
+  r.activation_bytes = model.activation_bytes();
   return r;
 }
 

@@ -1,6 +1,7 @@
-// Model throughput for lm-bench: a batched forward pass over [B, T] (bound by sgemm) and
-// batch-1 decoding with a KV cache (bound by memory bandwidth: every weight is read once
-// per token), each with the work it does so a report can compare it with the machine's limit.
+// Model throughput for lm-bench: a batched forward pass over [B, T] (bound by sgemm), a full
+// training step over [B, T] (bound by sgemm), and batch-1 decoding with a KV cache (bound by
+// memory bandwidth: every weight is read once per token), each with the work it does so a
+// report can compare it with the machine's limit.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,27 @@ struct ForwardBench {
 };
 // Random tokens, positions 0..T-1.
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats);
+
+// FLOPs of a training step over [B, T]: 3 x forward_flops (the backward pass does two
+// matmuls for every forward one: the input and the weight gradient), i.e. the 6N-per-token
+// convention plus attention as computed. The AdamW update, norms and the loss are not counted.
+double train_flops(const ModelConfig& cfg, int64_t B, int64_t T);
+
+struct TrainBench {
+  int64_t batch = 0, seq = 0;
+  bool checkpointing = false;
+  TimingStats time;
+  double tokens_per_s = 0;
+  double flops = 0;   // per step
+  double gflops = 0;  // at the median time
+  int64_t activation_bytes = 0;  // the model's activation arena during the step
+  double loss = 0;               // of the last timed step (random tokens: about ln V)
+};
+// One optimizer step as lm-train runs it, per timed run: zero the gradient arena,
+// Transformer::train_step (forward with dropout, loss, backward) on random tokens and
+// targets, clipping to global norm 1, AdamW (lm-train's defaults, lr 1e-4). The model's
+// weights are updated (made writable first); `checkpointing` recomputes each layer in backward.
+TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpointing, int warmup, int repeats);
 
 struct DecodeBench {
   int64_t tokens = 0;        // decode steps per timed run, from an empty cache

@@ -77,3 +77,63 @@ assert d["time"]["repeats"] == 2 and r["model"]["name"] == "tiny" and r["model"]
   run lm-bench decode --decode-tokens 0
   assert_failure 2
 }
+
+@test "lm-bench train reports tokens/s, model FLOPs and MFU of a training step" {
+  run lm-bench train --model tiny --batch 2 --seq 16 --sizes 64 --repeats 1 --warmup 0 --threads 1 --json
+  assert_success
+  echo "$output" | python3 -c '
+import json, math, sys
+r = json.load(sys.stdin)
+assert "sgemm" in r and "bandwidth" not in r and "forward" not in r  # train brings its limit only
+t = r["train"]
+assert t["batch"] == 2 and t["seq"] == 16 and t["checkpointing"] is False
+assert t["tokens_per_s"] > 0 and t["flops"] > 0 and t["gflops"] > 0 and t["activation_bytes"] > 0
+assert abs(t["tokens_per_s"] - 32 / t["time"]["median_s"]) < 1e-6 * t["tokens_per_s"]
+assert abs(t["gflops"] - t["flops"] / t["time"]["median_s"] * 1e-9) < 1e-6 * t["gflops"]
+assert abs(t["mfu"] - t["gflops"] / r["sgemm_peak_gflops"]) < 1e-9
+assert t["time"]["repeats"] == 1
+assert abs(t["loss"] - math.log(264)) < 1.0, t["loss"]  # random weights and tokens: about ln V
+'
+}
+
+@test "lm-bench train: FLOPs are 3x the forward, checkpointing shrinks the activations, --set reshapes" {
+  run lm-bench forward train --model tiny --batch 2 --seq 16 --sizes 32 --repeats 1 --warmup 0 --threads 1 --json
+  assert_success
+  plain=$output
+  run lm-bench train --model tiny --checkpointing --batch 2 --seq 16 --sizes 32 --repeats 1 --warmup 0 --threads 1 --json
+  assert_success
+  ckpt=$output
+  run lm-bench train --model tiny --set vocab_size=256 --set pad_id=-1 --set eos_id=-1 --set n_layers=2 \
+      --batch 3 --seq 8 --sizes 32 --repeats 1 --warmup 0 --threads 1 --json
+  assert_success
+  python3 -c '
+import json, sys
+plain, ckpt, baby = (json.loads(s) for s in sys.argv[1:])
+assert abs(plain["train"]["flops"] - 3 * plain["forward"]["flops"]) < 1e-6 * plain["train"]["flops"]
+assert ckpt["train"]["checkpointing"] is True and ckpt["train"]["flops"] == plain["train"]["flops"]
+assert ckpt["train"]["activation_bytes"] < plain["train"]["activation_bytes"]
+assert baby["model"]["overrides"] == ["vocab_size=256", "pad_id=-1", "eos_id=-1", "n_layers=2"]
+assert baby["model"]["params"] < plain["model"]["params"]
+assert baby["train"]["batch"] == 3 and baby["train"]["seq"] == 8 and baby["train"]["tokens_per_s"] > 0
+' "$plain" "$ckpt" "$output"
+}
+
+@test "lm-bench train runs on a checkpoint, as text, and rejects bad values with exit 2" {
+  run lm-bench train --model "$LMKIT_SOURCE_DIR/tests/fixtures/llama2/model.safetensors" --batch 1 --seq 8 \
+      --sizes 32 --repeats 1 --warmup 0 --threads 1
+  assert_success
+  assert_output --partial "train 1 x 8:"
+  assert_output --partial "MFU of sgemm peak"
+  run lm-bench train --model tiny --seq 100000 --sizes 32 --repeats 1
+  assert_failure 2
+  assert_output --partial "max_seq_len"
+  run lm-bench train --model tiny --batch 0
+  assert_failure 2
+  run lm-bench train --model tiny --repeats 0
+  assert_failure 2
+  run lm-bench train --model tiny --set no_such_field=1
+  assert_failure 2
+  assert_output --partial "lm-bench: error:"
+  run lm-bench train --model tiny --set dim=-5
+  assert_failure 2
+}
