@@ -9,7 +9,9 @@ the rounds of each program's tokens/s (each itself the median of --repeats steps
 warm-up step), their ratio and lmkit's MFU (model FLOPs / s over the sgemm peak lm-bench
 measured in the same process). Shapes: nanoGPT's CPU "baby" (4 layers, 4 heads, dim 128,
 byte vocabulary 256, batch 12 x 64), stories15m 8 x 256 and stories110m 4 x 256.
---json prints every run as well.
+--json prints every run as well. --wait-policy sets OMP_WAIT_POLICY for both programs (both use
+OpenMP: lmkit with OpenBLAS's OpenMP build, PyTorch's ATen); on a shared, loaded machine the
+default spinning waits for descheduled workers at every barrier, passive does not.
 """
 import argparse
 import json
@@ -42,8 +44,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
     ap.add_argument("--checkpointing", action="store_true", help="lmkit with gradient checkpointing")
+    ap.add_argument("--wait-policy", choices=["passive", "active", "unset"], default="passive",
+                    help="OMP_WAIT_POLICY for both programs (unset: the environment's)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.wait_policy != "unset":
+        os.environ["OMP_WAIT_POLICY"] = a.wait_policy
     shapes = a.shapes.split(",")
     if not set(shapes) <= set(SHAPES) or a.rounds < 1:
         ap.error("unknown shape or --rounds < 1")
@@ -74,7 +80,8 @@ def main():
                           f"(MFU {100 * results[s]['mfu'][-1]:.0f}%, sgemm peak {lm['sgemm_peak_gflops']:.1f} "
                           f"GFLOP/s), PyTorch {results[s]['torch'][-1]:.0f} tok/s", file=sys.stderr, flush=True)
     print(f"\n{'shape':<26} {'lmkit tok/s':>12} {'PyTorch tok/s':>14} {'ratio':>6} {'MFU':>5}   "
-          f"(medians of {a.rounds} rounds, {a.threads} threads)")
+          f"(medians of {a.rounds} rounds, {a.threads} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
     for s in shapes:
         model, sets, batch, seq = SHAPES[s]
         lm, pt, mfu = (statistics.median(results[s][k]) for k in ("lmkit", "torch", "mfu"))

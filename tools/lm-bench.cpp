@@ -2,6 +2,8 @@
 // speed against them (forward and training tokens/s vs sgemm peak, decode tokens/s vs
 // bandwidth / bytes per token), measured as the median of repeated runs after a warm-up, as
 // text or JSON.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -27,9 +29,18 @@ nlohmann::json timing_json(const lm::TimingStats& t) {
           {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
 }
 
-// A preset or config JSON with random weights, or a checkpoint, with --set overrides.
+// A preset or config JSON with random weights, or a checkpoint, with --set overrides. A bad
+// preset name or override of a preset is a usage error (exit 2); a bad file stays a data error.
 lm::ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
-  const lm::ConfigInput in = lm::load_config_input(name, sets);
+  struct stat st {};
+  const bool is_file = ::stat(name.c_str(), &st) == 0;
+  lm::ConfigInput in;
+  try {
+    in = lm::load_config_input(name, sets);
+  } catch (const lm::Error& e) {
+    if (is_file || e.kind() == lm::ErrorKind::Usage) throw;
+    throw lm::Error(lm::ErrorKind::Usage, e.what(), e.hint());
+  }
   if (in.kind == lm::ConfigInput::Kind::Checkpoint)
     return lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(name), in.config);
   return lm::ModelWeights::random(in.config, 0);
