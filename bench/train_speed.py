@@ -6,7 +6,8 @@
 For every shape, each round runs `lm-bench train` and then bench/torch_bench.py train (one
 process each, alternating, so both see the same machine load); the table gives the median over
 the rounds of each program's tokens/s (each itself the median of --repeats steps after a
-warm-up step), their ratio and lmkit's MFU (model FLOPs / s over the sgemm peak lm-bench
+warm-up step), their ratio, the median of the per-round ratios ("paired": both programs
+under the same load) and lmkit's MFU (model FLOPs / s over the sgemm peak lm-bench
 measured in the same process). Shapes: nanoGPT's CPU "baby" (4 layers, 4 heads, dim 128,
 byte vocabulary 256, batch 12 x 64), stories15m 8 x 256 and stories110m 4 x 256.
 --json prints every run as well. --wait-policy sets OMP_WAIT_POLICY for both programs (both use
@@ -79,15 +80,16 @@ def main():
                     print(f"round {r + 1} {s}: lmkit {results[s]['lmkit'][-1]:.0f} tok/s "
                           f"(MFU {100 * results[s]['mfu'][-1]:.0f}%, sgemm peak {lm['sgemm_peak_gflops']:.1f} "
                           f"GFLOP/s), PyTorch {results[s]['torch'][-1]:.0f} tok/s", file=sys.stderr, flush=True)
-    print(f"\n{'shape':<26} {'lmkit tok/s':>12} {'PyTorch tok/s':>14} {'ratio':>6} {'MFU':>5}   "
+    print(f"\n{'shape':<26} {'lmkit tok/s':>12} {'PyTorch tok/s':>14} {'ratio':>6} {'paired':>7} {'MFU':>5}   "
           f"(medians of {a.rounds} rounds, {a.threads} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
     for s in shapes:
         model, sets, batch, seq = SHAPES[s]
         lm, pt, mfu = (statistics.median(results[s][k]) for k in ("lmkit", "torch", "mfu"))
+        paired = statistics.median(x / y for x, y in zip(results[s]["lmkit"], results[s]["torch"]))  # same round
         spread = f"lmkit {min(results[s]['lmkit']):.0f}-{max(results[s]['lmkit']):.0f}, " \
                  f"PyTorch {min(results[s]['torch']):.0f}-{max(results[s]['torch']):.0f}"
-        print(f"{s + f' {batch}x{seq}':<26} {lm:>12.0f} {pt:>14.0f} {lm / pt:>5.2f}x {100 * mfu:>4.0f}%   ({spread})")
+        print(f"{s + f' {batch}x{seq}':<26} {lm:>12.0f} {pt:>14.0f} {lm / pt:>5.2f}x {paired:>6.2f}x {100 * mfu:>4.0f}%   ({spread})")
 
 
 if __name__ == "__main__":
