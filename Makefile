@@ -10,7 +10,7 @@ BIN        := $(BUILD)/bin
 DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git \
                 libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd libpcre2-dev \
                 libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils \
-                sentencepiece
+                sentencepiece libopenmpi-dev openmpi-bin
 
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 

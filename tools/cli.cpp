@@ -62,18 +62,18 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
   try {
     app_.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::cout << app_.help();
+    if (report) std::cout << app_.help();
     return 0;
   } catch (const CLI::CallForAllHelp&) {
-    std::cout << app_.help("", CLI::AppFormatMode::All);
+    if (report) std::cout << app_.help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::CallForVersion&) {
-    std::cout << app_.version() << '\n';
+    if (report) std::cout << app_.version() << '\n';
     return 0;
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (!msg.empty()) msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
-    print_error(name_, msg, "run '" + name_ + " --help' for usage");
+    if (report) print_error(name_, msg, "run '" + name_ + " --help' for usage");
     return 2;
   }
   int code;
@@ -82,13 +82,13 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
     code = body();
     if (std::fflush(stdout) != 0 || std::ferror(stdout)) fail_io("cannot write", "<stdout>");
   } catch (const Error& e) {
-    print_error(name_, e.what(), e.hint());
+    if (report) print_error(name_, e.what(), e.hint());
     return exit_code_for(e.kind());
   } catch (const std::bad_alloc&) {
-    print_error(name_, "out of memory");
+    if (report) print_error(name_, "out of memory");
     return 1;
   } catch (const std::exception& e) {
-    print_error(name_, std::string("internal error: ") + e.what());
+    if (report) print_error(name_, std::string("internal error: ") + e.what());
     return 1;
   }
   return code;

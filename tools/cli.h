@@ -22,6 +22,8 @@ class Tool {
 
   int threads = 0;
   int quiet = 0;
+  // false: print no help, version or error (an MPI rank other than 0; rank 0 reports).
+  bool report = true;
 
   // Parses argv, runs `body`, and turns every failure into a message and an exit code:
   // 0 ok, 1 runtime/data/io, 2 usage (CLI11 parse errors included).

@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "model/config_input.h"
 #include "model/params.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace {
@@ -34,6 +35,7 @@ extern "C" void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lm::train::distributed_init();  // a rank of a data-parallel run when started by mpirun
   lm::cli::Tool tool("lm-train", "Train a model (a preset, config JSON, or a checkpoint to fine-tune) on token streams, "
                                  "writing checkpoints and a JSON Lines log into a run directory.");
   CLI::App& app = tool.app();
@@ -81,57 +83,62 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "Also print the JSON Lines log to stdout");
   tool.add_threads_option();
   tool.add_quiet_option();
+  tool.report = tr::is_root();  // rank 0 reports for every rank
+  bool together = false;        // every rank is set up: an error now may leave others waiting
 
-  return tool.run(argc, argv, [&]() -> int {
+  const int code = tool.run(argc, argv, [&]() -> int {
     CLI::Option* steps_opt = app.get_option("--steps");
     std::unique_ptr<tr::Trainer> trainer;
     lm::train::TokenData train, val;
-    const bool resuming = !resume.empty();
-    if (resuming) {
-      for (CLI::Option* opt : fixed)
-        if (opt->count() > 0)
-          lm::fail_usage(lm::cat(opt->get_name(), " cannot be given with --resume (the run keeps its settings)"));
-    } else if (input.empty()) {
-      lm::fail(lm::ErrorKind::Usage, "no model: give a preset, config JSON or checkpoint, or --resume DIR",
-               "run 'lm-inspect-config --list-presets' for the presets");
-    } else if (out_dir.empty()) {
-      lm::fail_usage("no run directory: give -o DIR");
-    }
-    if (resuming) {
-      if (steps_opt->count() == 0) o.steps = -1;  // keep the run's
-      const tr::TrainOptions saved = tr::saved_options(resume);  // data paths default to the run's
-      if (o.train_paths.empty()) o.train_paths = saved.train_paths;
-      if (o.val_paths.empty()) o.val_paths = saved.val_paths;
-      if (!o.train_paths.empty()) train = tr::load_tokens(o.train_paths);
-      if (!o.val_paths.empty()) val = tr::load_tokens(o.val_paths);
-      trainer = tr::Trainer::resume(resume, o, o.train_paths.empty() ? nullptr : &train,
-                                    o.val_paths.empty() ? nullptr : &val);
-    } else {
-      const lm::ConfigInput in = lm::load_config_input(input, sets);
-      o.sample = *tr::sample_mode_from_name(sample);
-      o.schedule.decay = *tr::decay_kind_from_name(decay);
-      o.schedule.min_lr = min_lr >= 0 ? min_lr : o.schedule.lr / 10;
-      o.adamw.decay_embeddings = !no_decay_emb;
-      o.seq = seq > 0 ? seq : in.config.max_seq_len;
-      if (!o.train_paths.empty()) train = tr::load_tokens(o.train_paths);
-      if (!o.val_paths.empty()) val = tr::load_tokens(o.val_paths);
-      for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
-        for (std::string& p : *paths)
-          if (p != "-") p = std::filesystem::absolute(p).lexically_normal().string();
-      lm::ModelWeights weights = in.kind == lm::ConfigInput::Kind::Checkpoint
-                                     ? lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(input), in.config)
-                                     : lm::ModelWeights::random(in.config, o.seed);
-      std::string tok = weights.tokenizer_json();
-      if (!o.train_paths.empty() && train.spec.vocab_size != 0) tok = tr::tokenizer_spec_json(train.spec);
-      if (tok.empty()) tok = tr::tokenizer_spec_json(tr::default_tokenizer_spec(in.config));
-      trainer = std::make_unique<tr::Trainer>(std::move(weights), o, out_dir, tok,
-                                              o.train_paths.empty() ? nullptr : &train,
-                                              o.val_paths.empty() ? nullptr : &val);
-    }
+    tr::run_together([&] {  // an error on any rank ends every rank, reported once by rank 0
+      const bool resuming = !resume.empty();
+      if (resuming) {
+        for (CLI::Option* opt : fixed)
+          if (opt->count() > 0)
+            lm::fail_usage(lm::cat(opt->get_name(), " cannot be given with --resume (the run keeps its settings)"));
+      } else if (input.empty()) {
+        lm::fail(lm::ErrorKind::Usage, "no model: give a preset, config JSON or checkpoint, or --resume DIR",
+                 "run 'lm-inspect-config --list-presets' for the presets");
+      } else if (out_dir.empty()) {
+        lm::fail_usage("no run directory: give -o DIR");
+      }
+      if (resuming) {
+        if (steps_opt->count() == 0) o.steps = -1;  // keep the run's
+        const tr::TrainOptions saved = tr::saved_options(resume);  // data paths default to the run's
+        if (o.train_paths.empty()) o.train_paths = saved.train_paths;
+        if (o.val_paths.empty()) o.val_paths = saved.val_paths;
+        if (!o.train_paths.empty()) train = tr::load_tokens(o.train_paths);
+        if (!o.val_paths.empty()) val = tr::load_tokens(o.val_paths);
+        trainer = tr::Trainer::resume(resume, o, o.train_paths.empty() ? nullptr : &train,
+                                      o.val_paths.empty() ? nullptr : &val);
+      } else {
+        const lm::ConfigInput in = lm::load_config_input(input, sets);
+        o.sample = *tr::sample_mode_from_name(sample);
+        o.schedule.decay = *tr::decay_kind_from_name(decay);
+        o.schedule.min_lr = min_lr >= 0 ? min_lr : o.schedule.lr / 10;
+        o.adamw.decay_embeddings = !no_decay_emb;
+        o.seq = seq > 0 ? seq : in.config.max_seq_len;
+        if (!o.train_paths.empty()) train = tr::load_tokens(o.train_paths);
+        if (!o.val_paths.empty()) val = tr::load_tokens(o.val_paths);
+        for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
+          for (std::string& p : *paths)
+            if (p != "-") p = std::filesystem::absolute(p).lexically_normal().string();
+        lm::ModelWeights weights = in.kind == lm::ConfigInput::Kind::Checkpoint
+                                       ? lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(input), in.config)
+                                       : lm::ModelWeights::random(in.config, o.seed);
+        std::string tok = weights.tokenizer_json();
+        if (!o.train_paths.empty() && train.spec.vocab_size != 0) tok = tr::tokenizer_spec_json(train.spec);
+        if (tok.empty()) tok = tr::tokenizer_spec_json(tr::default_tokenizer_spec(in.config));
+        trainer = std::make_unique<tr::Trainer>(std::move(weights), o, out_dir, tok,
+                                                o.train_paths.empty() ? nullptr : &train,
+                                                o.val_paths.empty() ? nullptr : &val);
+      }
+    });
+    together = true;
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    const bool progress = !json && tool.quiet == 0 && lm::cli::stderr_is_terminal();
+    const bool progress = !json && tool.quiet == 0 && tr::is_root() && lm::cli::stderr_is_terminal();
     const int64_t start_step = trainer->state().step;
     const auto t0 = std::chrono::steady_clock::now();
     const tr::TrainSummary s = trainer->run(
@@ -145,12 +152,14 @@ int main(int argc, char** argv) {
         },
         &g_stop);
     if (progress) std::fputs("\r\033[K", stderr);
-    if (tool.quiet == 0) std::fputs(tr::summary_text(s).c_str(), stderr);
+    if (tool.quiet == 0 && tr::is_root()) std::fputs(tr::summary_text(s).c_str(), stderr);
     if (g_signal != 0) {  // saved: now end the way the signal asked (exit status 128 + signal)
       std::fflush(stdout);
       std::signal(g_signal, SIG_DFL);
       std::raise(g_signal);
     }
+    together = false;
     return 0;
   });
+  return tr::distributed_finish(code, code != 0 && together);
 }

@@ -36,13 +36,19 @@ Rng::State rng_state_from_json(const json& j) {
 namespace {
 
 json state_to_json(const TrainState& st) {
-  return json{{"version", kCheckpointVersion},
-              {"step", st.step},
-              {"tokens", st.tokens},
-              {"elapsed", st.elapsed},
-              {"rng", rng_state_to_json(st.rng)},
-              {"data", {{"rng", rng_state_to_json(st.data.rng)}, {"cursor", st.data.cursor}, {"epoch", st.data.epoch}}},
-              {"settings", st.settings}};
+  json j = json{{"version", kCheckpointVersion},
+                {"step", st.step},
+                {"tokens", st.tokens},
+                {"elapsed", st.elapsed},
+                {"rng", rng_state_to_json(st.rng)},
+                {"data", {{"rng", rng_state_to_json(st.data.rng)}, {"cursor", st.data.cursor}, {"epoch", st.data.epoch}}},
+                {"settings", st.settings}};
+  if (!st.rank_rngs.empty()) {
+    json ranks = json::array();
+    for (const Rng::State& r : st.rank_rngs) ranks.push_back(rng_state_to_json(r));
+    j["rank_rngs"] = ranks;
+  }
+  return j;
 }
 
 TrainState state_from_json(const std::string& text, const std::string& where) {
@@ -61,6 +67,8 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
     st.data.cursor = d.at("cursor").get<uint64_t>();
     st.data.epoch = d.at("epoch").get<uint64_t>();
     st.settings = j.at("settings");
+    if (j.contains("rank_rngs"))
+      for (const json& r : j.at("rank_rngs")) st.rank_rngs.push_back(rng_state_from_json(r));
     if (st.step < 0) fail_data(cat(where, ": negative step ", st.step));
   } catch (const json::exception& e) {
     fail_data(cat(where, ": bad training state (lmkit.train): ", e.what()));

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,7 @@ struct TrainState {
   double elapsed = 0;     // seconds spent training (summed over resumed runs)
   Rng::State rng{};       // the training generator (dropout, SIGReg projections)
   LoaderState data;       // where the training data loader is
+  std::vector<Rng::State> rank_rngs;  // multi-process runs: the generators of ranks 1..N-1
   nlohmann::json settings = nlohmann::json::object();  // the run's options (TrainOptions)
 };
 

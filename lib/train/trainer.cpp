@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "train/distributed.h"
 
 namespace lm::train {
 
@@ -17,24 +18,26 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 json TrainOptions::run_settings() const {
-  return json{{"steps", steps},
-              {"batch", batch},
-              {"seq", seq},
-              {"grad_accum", grad_accum},
-              {"seed", seed},
-              {"sample", sample_mode_name(sample)},
-              {"lr", schedule.lr},
-              {"min_lr", schedule.min_lr},
-              {"warmup", schedule.warmup},
-              {"decay", decay_kind_name(schedule.decay)},
-              {"beta1", adamw.beta1},
-              {"beta2", adamw.beta2},
-              {"eps", adamw.eps},
-              {"weight_decay", adamw.weight_decay},
-              {"decay_embeddings", adamw.decay_embeddings},
-              {"grad_clip", grad_clip},
-              {"train", train_paths},
-              {"val", val_paths}};
+  json j = json{{"steps", steps},
+                {"batch", batch},
+                {"seq", seq},
+                {"grad_accum", grad_accum},
+                {"seed", seed},
+                {"sample", sample_mode_name(sample)},
+                {"lr", schedule.lr},
+                {"min_lr", schedule.min_lr},
+                {"warmup", schedule.warmup},
+                {"decay", decay_kind_name(schedule.decay)},
+                {"beta1", adamw.beta1},
+                {"beta2", adamw.beta2},
+                {"eps", adamw.eps},
+                {"weight_decay", adamw.weight_decay},
+                {"decay_embeddings", adamw.decay_embeddings},
+                {"grad_clip", grad_clip},
+                {"train", train_paths},
+                {"val", val_paths}};
+  if (ranks > 1) j["ranks"] = ranks;  // single-process checkpoints stay as they were
+  return j;
 }
 
 void TrainOptions::apply_run_settings(const json& j) {
@@ -61,6 +64,7 @@ void TrainOptions::apply_run_settings(const json& j) {
     grad_clip = j.at("grad_clip").get<double>();
     if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
     if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
+    ranks = j.value("ranks", int64_t{1});
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
@@ -94,6 +98,31 @@ double now_seconds() {
 
 constexpr uint64_t kDropoutStream = 0x9e3779b97f4a7c15ull;  // the training RNG's seed is seed ^ this
 
+// Rank 0's dropout stream is the single process's; rank r's seed is offset by r.
+uint64_t dropout_seed(uint64_t seed, int rank) {
+  return (seed ^ kDropoutStream) + static_cast<uint64_t>(rank) * 0xbf58476d1ce4e5b9ull;
+}
+
+// Rows [begin, begin + rows) of `full` (a rank's share of a global batch).
+void take_rows(const Batch& full, int64_t begin, int64_t rows, Batch& out) {
+  out.B = rows;
+  out.T = full.T;
+  out.has_pos = full.has_pos;
+  const auto first = static_cast<size_t>(begin * full.T), n = static_cast<size_t>(rows * full.T);
+  out.inputs.assign(full.inputs.begin() + first, full.inputs.begin() + first + n);
+  out.targets.assign(full.targets.begin() + first, full.targets.begin() + first + n);
+  if (full.has_pos) out.pos.assign(full.pos.begin() + first, full.pos.begin() + first + n);
+  else out.pos.clear();
+}
+
+// Targets the loss counts (!= pad_id; all when the model has none).
+double counted_targets(const Batch& b, int64_t pad_id) {
+  if (pad_id < 0) return static_cast<double>(b.targets.size());
+  int64_t n = 0;
+  for (const int32_t t : b.targets) n += t != pad_id;
+  return static_cast<double>(n);
+}
+
 }  // namespace
 
 Trainer::~Trainer() {
@@ -106,11 +135,14 @@ Trainer::Trainer(ModelWeights weights, const TrainOptions& opts, const std::stri
   if (fs::exists(checkpoint_path()))
     fail(ErrorKind::Usage, cat(quote(run_dir), " already holds a training run"),
          cat("continue it with --resume ", run_dir, ", or choose another output directory"));
+  opts_.ranks = world_size();
   state_.settings = opts_.run_settings();
-  rng_.reseed(opts_.seed ^ kDropoutStream);
+  rng_.reseed(dropout_seed(opts_.seed, world_rank()));
   init(std::move(weights), train, val);
-  make_run_dir(run_dir_);
-  open_log(false);
+  if (rank_ == 0) {
+    make_run_dir(run_dir_);
+    open_log(false);
+  }
 }
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const TrainOptions& opts, const TokenData* train,
@@ -125,6 +157,12 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
   if (opts.steps >= 0) t->opts_.steps = opts.steps;
   if (t->opts_.steps < ck.state.step)
     fail_usage(cat("--steps ", t->opts_.steps, " is below the checkpoint's step ", ck.state.step));
+  if (t->opts_.ranks != world_size() || ck.state.rank_rngs.size() + 1 != static_cast<size_t>(std::max<int64_t>(t->opts_.ranks, 1)))
+    fail(ErrorKind::Usage,
+         cat("the run in ", quote(run_dir), " trains on ", t->opts_.ranks, t->opts_.ranks == 1 ? " process" : " processes",
+             ", not ", world_size()),
+         t->opts_.ranks > 1 ? cat("resume it with mpirun -np ", t->opts_.ranks, " lm-train --resume ", run_dir)
+                            : cat("resume it without mpirun: lm-train --resume ", run_dir));
   t->state_ = ck.state;
   t->state_.settings = t->opts_.run_settings();
   t->tokenizer_json_ = ck.tokenizer_json;
@@ -133,12 +171,12 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
   t->state_.data = saved_data;
   std::memcpy(t->adamw_.m(), ck.m.data<float>(), ck.m.nbytes());
   std::memcpy(t->adamw_.v(), ck.v.data<float>(), ck.v.nbytes());
-  t->rng_.set_state(t->state_.rng);
+  t->rng_.set_state(world_rank() == 0 ? t->state_.rng : t->state_.rank_rngs[static_cast<size_t>(world_rank() - 1)]);
   const auto& w = t->state_.data.rng.s;
   const bool fresh_data = w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0;  // saved before any data was used
   if (t->train_loader_ && !fresh_data) t->train_loader_->set_state(t->state_.data);
   t->last_saved_ = t->state_.step;
-  t->open_log(true);
+  if (t->rank_ == 0) t->open_log(true);
   return t;
 }
 
@@ -146,6 +184,8 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   if (opts_.steps < 0) fail_usage(cat("steps must be >= 0, got ", opts_.steps));
   if (opts_.grad_accum < 1) fail_usage(cat("gradient accumulation must be >= 1, got ", opts_.grad_accum));
   opts_.schedule.total = opts_.steps;
+  rank_ = world_rank();
+  ranks_ = world_size();
   weights.make_writable();
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
@@ -159,14 +199,15 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const int32_t pad = static_cast<int32_t>(cfg.pad_id);
   if (train) {
     check_vocab(*train, cfg.vocab_size, "training data");
-    train_loader_ = std::make_unique<DataLoader>(train, opts_.sample, opts_.batch, opts_.seq, opts_.seed, pad,
-                                                 "training data");
+    // Every rank draws the global micro-batch (ranks x batch rows) and trains on its rows.
+    train_loader_ = std::make_unique<DataLoader>(train, opts_.sample, opts_.batch * ranks_, opts_.seq, opts_.seed,
+                                                 pad, "training data");
   } else if (opts_.steps > state_.step) {
     fail(ErrorKind::Usage, "no training data", "give one or more token streams, or --steps 0 for an initial checkpoint");
   }
   if (val) {
     check_vocab(*val, cfg.vocab_size, "validation data");
-    val_loader_ = std::make_unique<DataLoader>(val, opts_.sample, opts_.batch, opts_.seq, opts_.seed, pad,
+    val_loader_ = std::make_unique<DataLoader>(val, opts_.sample, opts_.batch * ranks_, opts_.seq, opts_.seed, pad,
                                                "validation data");
   }
   if (train_loader_) state_.data = train_loader_->state();
@@ -192,6 +233,12 @@ void Trainer::open_log(bool truncate_after_step) {
 }
 
 void Trainer::save() {
+  if (ranks_ > 1) {  // collective: every rank's dropout generator goes into rank 0's checkpoint
+    const std::vector<Rng::State> all = gather_rng_states(rng_.state());
+    last_saved_ = state_.step;
+    if (rank_ != 0) return;
+    state_.rank_rngs.assign(all.begin() + 1, all.end());
+  }
   state_.rng = rng_.state();
   if (train_loader_) state_.data = train_loader_->state();
   save_checkpoint(checkpoint_path(), model_->weights(), adamw_, state_, tokenizer_json_);
@@ -205,12 +252,23 @@ std::optional<double> Trainer::validate() {
                                           : val_loader_->eval_batches();
   double sum = 0;
   int64_t count = 0;
-  Batch b;
+  Batch b, mine;
   for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
-    model_->forward(b.inputs.data(), b.has_pos ? b.pos.data() : nullptr, b.B, b.T);
-    const LossResult r = model_->loss(b.targets.data());
+    if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
+      const int64_t begin = rank_ * opts_.batch, rows = std::min(opts_.batch, b.B - begin);
+      if (rows <= 0) continue;
+      take_rows(b, begin, rows, mine);
+    }
+    const Batch& x = ranks_ > 1 ? mine : b;
+    model_->forward(x.inputs.data(), x.has_pos ? x.pos.data() : nullptr, x.B, x.T);
+    const LossResult r = model_->loss(x.targets.data());
     sum += r.loss * static_cast<double>(r.count);
     count += r.count;
+  }
+  if (ranks_ > 1) {
+    double totals[2] = {sum, static_cast<double>(count)};
+    allreduce_sum(totals, 2);
+    return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
   }
   return count > 0 ? sum / static_cast<double>(count) : 0.0;
 }
@@ -227,12 +285,15 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
   double train_seconds = 0;
   uint64_t run_tokens = 0;
   const float grad_scale = 1.0f / static_cast<float>(opts_.grad_accum);
-  Batch batch;
+  const int64_t pad_id = model_->config().pad_id;
+  Batch batch, global;
   StepReport rep;
   rep.steps = opts_.steps;
+  bool stop_all = false;  // several ranks: any rank's stop flag, agreed on after each step
 
   while (state_.step < opts_.steps) {
-    if ((stop && stop->load()) || (opts_.stop_after > 0 && sum.steps_this_run >= opts_.stop_after)) {
+    const bool stopping = ranks_ > 1 ? stop_all : stop && stop->load();
+    if (stopping || (opts_.stop_after > 0 && sum.steps_this_run >= opts_.stop_after)) {
       sum.interrupted = true;
       break;
     }
@@ -241,8 +302,25 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     std::memset(grads, 0, grad_bytes);
     double loss = 0;
     for (int64_t k = 0; k < opts_.grad_accum; ++k) {
-      train_loader_->next(batch);
-      loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+      if (ranks_ == 1) {
+        train_loader_->next(batch);
+        loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+        continue;
+      }
+      // This rank's rows, weighted by their share of the global micro-batch's counted targets:
+      // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
+      train_loader_->next(global);
+      take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
+      const double all = counted_targets(global, pad_id), share =
+          all > 0 ? counted_targets(batch, pad_id) / all : 1.0 / ranks_;
+      if (share > 0) loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
+    }
+    if (ranks_ > 1) {
+      allreduce_sum(grads, layout.arena_floats());
+      double totals[2] = {loss, stop && stop->load() ? 1.0 : 0.0};
+      allreduce_sum(totals, 2);
+      loss = totals[0];
+      stop_all = totals[1] > 0;
     }
     loss /= static_cast<double>(opts_.grad_accum);
     const double norm = clip_grad_norm(layout, grads, opts_.grad_clip);
@@ -256,7 +334,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     adamw_.step(params, grads, lr, state_.step + 1);
     ++state_.step;
     ++sum.steps_this_run;
-    const uint64_t step_tokens = static_cast<uint64_t>(opts_.grad_accum * opts_.batch * opts_.seq);
+    const uint64_t step_tokens = static_cast<uint64_t>(opts_.grad_accum * opts_.batch * opts_.seq * ranks_);
     state_.tokens += step_tokens;
     run_tokens += step_tokens;
     const double dt = now_seconds() - ts;
@@ -286,9 +364,11 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       j["elapsed"] = std::round(rep.elapsed * 1000) / 1000;
       if (rep.val_loss) j["val_loss"] = *rep.val_loss;
       rep.json_line = j.dump();
-      if (std::fprintf(log_, "%s\n", rep.json_line.c_str()) < 0 || std::fflush(log_) != 0)
-        fail_io("cannot write", run_dir_ + "/" + kLogFile);
-      if (on_step) on_step(rep);
+      if (rank_ == 0) {
+        if (std::fprintf(log_, "%s\n", rep.json_line.c_str()) < 0 || std::fflush(log_) != 0)
+          fail_io("cannot write", run_dir_ + "/" + kLogFile);
+        if (on_step) on_step(rep);
+      }
     }
     if (opts_.save_every > 0 && state_.step % opts_.save_every == 0) save();
   }

@@ -3,6 +3,15 @@
 // scheduled learning rate, periodic validation, JSON Lines logging and atomic checkpoints
 // in a run directory; exact resume from a checkpoint (same batches, same dropout, same bits).
 //
+// Data parallel across processes (distributed.h; mpirun -np N): every rank draws the same
+// global micro-batch of N x batch rows (the batches one process with batch N x B would draw)
+// and trains on its own rows [rank B, (rank + 1) B); the gradients are summed over the ranks,
+// each rank's weighted by its share of the micro-batch's counted targets (!= pad_id), so a
+// step equals one process's step with batch N x B (up to float rounding). Every rank has its
+// own dropout stream (saved in checkpoints). Rank 0 alone writes the run directory and calls
+// on_step; validation is split over the ranks and summed. Every rank runs the same control
+// flow; a run resumes on the same number of ranks.
+//
 // A run directory holds checkpoint.safetensors (the latest training checkpoint, see
 // checkpoint.h), model.safetensors (the same model as a plain lmkit checkpoint) and
 // log.jsonl (one JSON object per logged step).
@@ -45,6 +54,7 @@ struct TrainOptions {
   int64_t log_every = 1;      // log line every N steps (always the last)
   int64_t stop_after = 0;     // stop (saving) after this many steps of this invocation (0 = never)
   std::vector<std::string> train_paths, val_paths;  // recorded in the checkpoint
+  int64_t ranks = 1;          // processes training together (set by the Trainer; saved when > 1)
 
   // The settings a resumed run must keep (as JSON, in checkpoints).
   nlohmann::json run_settings() const;
@@ -131,8 +141,9 @@ class Trainer {
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
   TrainState state_;
   StepFunction step_fn_;
-  std::FILE* log_ = nullptr;
+  std::FILE* log_ = nullptr;  // rank 0 only
   int64_t last_saved_ = -1;
+  int rank_ = 0, ranks_ = 1;  // this process's place in a data-parallel run
 
  public:
   ~Trainer();

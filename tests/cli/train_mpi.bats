@@ -1,0 +1,127 @@
+#!/usr/bin/env bats
+# lm-train data parallel under Open MPI (mpirun -np 2): the same steps as one process with
+# twice the batch, rank 0 alone writes, exact resume, errors reported once. Skipped when
+# mpirun is missing or this build has no MPI. Micro models: the file runs in seconds.
+
+load helpers
+
+MICRO=(tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64)
+
+setup() {
+  command -v mpirun >/dev/null || skip "no mpirun (Debian: apt-get install openmpi-bin libopenmpi-dev)"
+  TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lmkit.XXXXXX")
+  head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" > "$TMP/text.txt"
+  lm-tokenize "$TMP/text.txt" -o "$TMP/all.tok"
+}
+
+# Two ranks of lm-train, one thread each.
+mpi2() { mpirun --allow-run-as-root --oversubscribe -np 2 lm-train "$@"; }
+
+# step, loss, lr, grad_norm of each log record (what must be equal bit for bit)
+losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
+
+# field $2 of every record of log $1, one per line
+field() { grep -oE "\"$2\":[^,}]+" "$1" | cut -d: -f2; }
+
+# the two files of numbers agree within a relative tolerance $3
+close() {
+  paste "$1" "$2" | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1;
+    if (d > tol * s + 1e-12) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
+}
+
+@test "2 ranks train like one process with twice the batch (random windows, grad-accum, validation)" {
+  mpi2 true 2>/dev/null || true
+  args=("${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 3 --val-every 2 --steps 6 --seq 16
+        --grad-accum 2 --warmup 2 --threads 1 -q)
+  run mpi2 "${args[@]}" --batch 2 -o "$TMP/mpi"
+  assert_success
+  assert_output ""
+  lm-train "${args[@]}" --batch 4 -o "$TMP/one"
+  [ "$(wc -l < "$TMP/mpi/log.jsonl")" -eq 6 ]
+  for f in loss grad_norm val_loss; do
+    field "$TMP/mpi/log.jsonl" $f > "$TMP/a"
+    field "$TMP/one/log.jsonl" $f > "$TMP/b"
+    [ -s "$TMP/a" ] && [ "$(wc -l < "$TMP/a")" -eq "$(wc -l < "$TMP/b")" ]
+    close "$TMP/a" "$TMP/b" 1e-4 || fail "$f differs from one process with --batch 4"
+  done
+  # the first step's loss is the same mean over the same 4 x 2 rows, up to rounding
+  close <(field "$TMP/mpi/log.jsonl" loss | head -1) <(field "$TMP/one/log.jsonl" loss | head -1) 1e-6
+  # the loss falls
+  first=$(field "$TMP/mpi/log.jsonl" loss | head -1)
+  last=$(field "$TMP/mpi/log.jsonl" loss | tail -1)
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "loss did not fall: $first -> $last"
+  # tokens count both ranks: 6 steps x 2 micro-batches x (2 ranks x 2 rows) x 16
+  grep -aq '"tokens":768' "$TMP/mpi/checkpoint.safetensors"
+  grep -aq '"ranks":2' "$TMP/mpi/checkpoint.safetensors"
+}
+
+@test "2 ranks with sequential chunks (padding weighted by counted targets) match one process" {
+  args=("${MICRO[@]}" "$TMP/all.tok" "$TMP/all.tok" --sample sequential --steps 4 --seq 48 --threads 1 -q)
+  # 2 records of 20001 tokens: 417 windows each, the last one mostly PAD: the ranks' rows count
+  # different numbers of targets in the micro-batch that holds it
+  mpi2 "${args[@]}" --batch 3 -o "$TMP/mpi" --stop-after 0
+  rm -rf "$TMP/mpi"
+  mpi2 "${args[@]}" --batch 3 -o "$TMP/mpi"
+  lm-train "${args[@]}" --batch 6 -o "$TMP/one"
+  close <(field "$TMP/mpi/log.jsonl" loss) <(field "$TMP/one/log.jsonl" loss) 1e-4
+}
+
+@test "only rank 0 writes: one run directory, one log, one summary; --json once" {
+  run mpi2 "${MICRO[@]}" "$TMP/all.tok" --steps 3 --batch 2 --seq 16 --threads 1 -o "$TMP/run" --json
+  assert_success
+  [ "$(grep -c '^{"step":' <<<"$output")" -eq 3 ]
+  [ "$(grep -c 'done at step 3/3' <<<"$output")" -eq 1 ]
+  diff <(grep '^{' <<<"$output") "$TMP/run/log.jsonl"
+  [ "$(ls "$TMP/run" | sort | tr '\n' ' ')" = "checkpoint.safetensors log.jsonl model.safetensors " ]
+  run lm-inspect-config "$TMP/run/model.safetensors" --config
+  assert_output --partial '"dim": 32'
+}
+
+@test "a 2-rank run stopped and resumed on 2 ranks equals the uninterrupted run bit for bit" {
+  args=("${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 1 --val-every 2 --steps 6 --batch 2
+        --seq 16 --grad-accum 2 --warmup 2 --threads 1 -q --set dropout=0.1)
+  mpi2 "${args[@]}" -o "$TMP/full"
+  mpi2 "${args[@]}" -o "$TMP/part" --stop-after 3
+  [ "$(wc -l < "$TMP/part/log.jsonl")" -eq 3 ]
+  grep -aq '"rank_rngs":\[' "$TMP/part/checkpoint.safetensors"
+  run mpi2 --resume "$TMP/part" --threads 1
+  assert_success
+  assert_output --partial "done at step 6/6"
+  diff <(losses "$TMP/full/log.jsonl") <(losses "$TMP/part/log.jsonl")
+  cmp "$TMP/full/model.safetensors" "$TMP/part/model.safetensors"
+  cmp <(tail -c +9 "$TMP/full/checkpoint.safetensors" | sed -E 's/"elapsed":[0-9.e+-]+//') \
+      <(tail -c +9 "$TMP/part/checkpoint.safetensors" | sed -E 's/"elapsed":[0-9.e+-]+//') || true
+}
+
+@test "a 2-rank run resumes on 2 ranks only" {
+  mpi2 "${MICRO[@]}" "$TMP/all.tok" --steps 2 --batch 2 --seq 16 --threads 1 -q -o "$TMP/run" --stop-after 1
+  run lm-train --resume "$TMP/run"
+  assert_failure 2
+  assert_line --index 0 "lm-train: error: the run in '$TMP/run' trains on 2 processes, not 1"
+  assert_line --index 1 "hint: resume it with mpirun -np 2 lm-train --resume $TMP/run"
+  lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --batch 2 --seq 16 --threads 1 -q -o "$TMP/one" --stop-after 1
+  run mpi2 --resume "$TMP/one"
+  assert_failure
+  [ "$(grep -c '^lm-train: error: ' <<<"$output")" -eq 1 ]
+  assert_output --partial "lm-train: error: the run in '$TMP/one' trains on 1 process, not 2"
+}
+
+@test "errors under mpirun: exit nonzero, one error line, from rank 0" {
+  run mpi2 "${MICRO[@]}" "$TMP/all.tok" -o "$TMP/r" --steps 2 --batch 0
+  assert_failure
+  [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
+  assert_output --partial "lm-train: error: --batch: Value 0 not in range"
+  [ ! -e "$TMP/r" ]
+
+  run mpi2 "${MICRO[@]}" "$TMP/missing.tok" -o "$TMP/r" --steps 2
+  assert_failure
+  [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
+  assert_output --partial "missing.tok"
+
+  # a failure on rank 0 alone (it alone creates the run directory) ends both ranks
+  : > "$TMP/file"
+  run mpi2 "${MICRO[@]}" "$TMP/all.tok" -o "$TMP/file/run" --steps 2 --seq 16
+  assert_failure
+  [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
+  assert_output --partial "lm-train: error: cannot create run directory '$TMP/file/run'"
+}
