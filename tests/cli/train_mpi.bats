@@ -9,6 +9,7 @@ MICRO=(tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64)
 
 setup() {
   command -v mpirun >/dev/null || skip "no mpirun (Debian: apt-get install openmpi-bin libopenmpi-dev)"
+  [ "${LMKIT_MPI:-1}" != 0 ] || skip "this build has no MPI (LMKIT_MPI=OFF)"
   TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lmkit.XXXXXX")
   head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" > "$TMP/text.txt"
   lm-tokenize "$TMP/text.txt" -o "$TMP/all.tok"
@@ -29,15 +30,17 @@ close() {
     if (d > tol * s + 1e-12) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
 }
 
-@test "2 ranks train like one process with twice the batch (random windows, grad-accum, validation)" {
-  mpi2 true 2>/dev/null || true
+@test "2 ranks train like one process with twice the batch; rank 0 alone writes and prints" {
   args=("${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 3 --val-every 2 --steps 6 --seq 16
-        --grad-accum 2 --warmup 2 --threads 1 -q)
-  run mpi2 "${args[@]}" --batch 2 -o "$TMP/mpi"
+        --grad-accum 2 --warmup 2 --threads 1)
+  run mpi2 "${args[@]}" --batch 2 -o "$TMP/mpi" --json
   assert_success
-  assert_output ""
-  lm-train "${args[@]}" --batch 4 -o "$TMP/one"
+  lm-train "${args[@]}" --batch 4 -o "$TMP/one" -q
+  # one log, one --json copy of it, one summary, one run directory
   [ "$(wc -l < "$TMP/mpi/log.jsonl")" -eq 6 ]
+  diff <(grep '^{' <<<"$output") "$TMP/mpi/log.jsonl"
+  [ "$(grep -c 'done at step 6/6' <<<"$output")" -eq 1 ]
+  [ "$(ls "$TMP/mpi" | tr '\n' ' ')" = "checkpoint.safetensors log.jsonl model.safetensors " ]
   for f in loss grad_norm val_loss; do
     field "$TMP/mpi/log.jsonl" $f > "$TMP/a"
     field "$TMP/one/log.jsonl" $f > "$TMP/b"
@@ -51,30 +54,24 @@ close() {
   last=$(field "$TMP/mpi/log.jsonl" loss | tail -1)
   awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "loss did not fall: $first -> $last"
   # tokens count both ranks: 6 steps x 2 micro-batches x (2 ranks x 2 rows) x 16
-  grep -aq '"tokens":768' "$TMP/mpi/checkpoint.safetensors"
-  grep -aq '"ranks":2' "$TMP/mpi/checkpoint.safetensors"
+  grep -aq 'tokens\\":768,' "$TMP/mpi/checkpoint.safetensors"
+  grep -aq 'ranks\\":2' "$TMP/mpi/checkpoint.safetensors"
+  run grep -aq 'ranks\\":' "$TMP/one/checkpoint.safetensors"
+  assert_failure
 }
 
-@test "2 ranks with sequential chunks (padding weighted by counted targets) match one process" {
-  args=("${MICRO[@]}" "$TMP/all.tok" "$TMP/all.tok" --sample sequential --steps 4 --seq 48 --threads 1 -q)
-  # 2 records of 20001 tokens: 417 windows each, the last one mostly PAD: the ranks' rows count
-  # different numbers of targets in the micro-batch that holds it
-  mpi2 "${args[@]}" --batch 3 -o "$TMP/mpi" --stop-after 0
-  rm -rf "$TMP/mpi"
+@test "2 ranks with sequential chunks match one process: rows weighted by their counted (non-PAD) targets" {
+  # one record per line: short records, their last windows mostly PAD, so the two ranks'
+  # rows of a micro-batch count different numbers of targets
+  head -c 3000 "$TMP/text.txt" | lm-tokenize --lines -o "$TMP/lines.tok"
+  args=("${MICRO[@]}" "$TMP/lines.tok" --sample sequential --steps 5 --seq 16 --grad-accum 2 --threads 1 -q)
   mpi2 "${args[@]}" --batch 3 -o "$TMP/mpi"
   lm-train "${args[@]}" --batch 6 -o "$TMP/one"
-  close <(field "$TMP/mpi/log.jsonl" loss) <(field "$TMP/one/log.jsonl" loss) 1e-4
-}
-
-@test "only rank 0 writes: one run directory, one log, one summary; --json once" {
-  run mpi2 "${MICRO[@]}" "$TMP/all.tok" --steps 3 --batch 2 --seq 16 --threads 1 -o "$TMP/run" --json
-  assert_success
-  [ "$(grep -c '^{"step":' <<<"$output")" -eq 3 ]
-  [ "$(grep -c 'done at step 3/3' <<<"$output")" -eq 1 ]
-  diff <(grep '^{' <<<"$output") "$TMP/run/log.jsonl"
-  [ "$(ls "$TMP/run" | sort | tr '\n' ' ')" = "checkpoint.safetensors log.jsonl model.safetensors " ]
-  run lm-inspect-config "$TMP/run/model.safetensors" --config
-  assert_output --partial '"dim": 32'
+  for f in loss grad_norm; do
+    close <(field "$TMP/mpi/log.jsonl" $f) <(field "$TMP/one/log.jsonl" $f) 1e-4 || fail "$f differs"
+  done
+  # equal row weights would not do: the first step's loss is exact to rounding only when weighted
+  close <(field "$TMP/mpi/log.jsonl" loss | head -1) <(field "$TMP/one/log.jsonl" loss | head -1) 1e-6
 }
 
 @test "a 2-rank run stopped and resumed on 2 ranks equals the uninterrupted run bit for bit" {
@@ -83,14 +80,12 @@ close() {
   mpi2 "${args[@]}" -o "$TMP/full"
   mpi2 "${args[@]}" -o "$TMP/part" --stop-after 3
   [ "$(wc -l < "$TMP/part/log.jsonl")" -eq 3 ]
-  grep -aq '"rank_rngs":\[' "$TMP/part/checkpoint.safetensors"
+  grep -aq 'rank_rngs\\":\[' "$TMP/part/checkpoint.safetensors"
   run mpi2 --resume "$TMP/part" --threads 1
   assert_success
   assert_output --partial "done at step 6/6"
   diff <(losses "$TMP/full/log.jsonl") <(losses "$TMP/part/log.jsonl")
   cmp "$TMP/full/model.safetensors" "$TMP/part/model.safetensors"
-  cmp <(tail -c +9 "$TMP/full/checkpoint.safetensors" | sed -E 's/"elapsed":[0-9.e+-]+//') \
-      <(tail -c +9 "$TMP/part/checkpoint.safetensors" | sed -E 's/"elapsed":[0-9.e+-]+//') || true
 }
 
 @test "a 2-rank run resumes on 2 ranks only" {
@@ -112,11 +107,6 @@ close() {
   [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
   assert_output --partial "lm-train: error: --batch: Value 0 not in range"
   [ ! -e "$TMP/r" ]
-
-  run mpi2 "${MICRO[@]}" "$TMP/missing.tok" -o "$TMP/r" --steps 2
-  assert_failure
-  [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
-  assert_output --partial "missing.tok"
 
   # a failure on rank 0 alone (it alone creates the run directory) ends both ranks
   : > "$TMP/file"
