@@ -1,5 +1,7 @@
 #include "train/distributed.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -41,14 +43,6 @@ void allreduce_sum_impl(T* data, int64_t n, MPI_Datatype type) {
 }
 #endif
 }  // namespace
-
-bool mpi_built() {
-#ifdef LMKIT_HAVE_MPI
-  return true;
-#else
-  return false;
-#endif
-}
 
 void distributed_init() {
 #ifdef LMKIT_HAVE_MPI

@@ -15,9 +15,6 @@
 
 namespace lm::train {
 
-// True when this build has MPI support.
-bool mpi_built();
-
 // Joins the MPI job when this process was started by an MPI launcher (the environment says
 // so); does nothing otherwise. Call once, first thing in main().
 void distributed_init();

@@ -157,12 +157,15 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
   if (opts.steps >= 0) t->opts_.steps = opts.steps;
   if (t->opts_.steps < ck.state.step)
     fail_usage(cat("--steps ", t->opts_.steps, " is below the checkpoint's step ", ck.state.step));
-  if (t->opts_.ranks != world_size() || ck.state.rank_rngs.size() + 1 != static_cast<size_t>(std::max<int64_t>(t->opts_.ranks, 1)))
+  const int64_t ranks = t->opts_.ranks;
+  if (ranks != world_size())
     fail(ErrorKind::Usage,
-         cat("the run in ", quote(run_dir), " trains on ", t->opts_.ranks, t->opts_.ranks == 1 ? " process" : " processes",
-             ", not ", world_size()),
-         t->opts_.ranks > 1 ? cat("resume it with mpirun -np ", t->opts_.ranks, " lm-train --resume ", run_dir)
-                            : cat("resume it without mpirun: lm-train --resume ", run_dir));
+         cat("the run in ", quote(run_dir), " trains on ", ranks, ranks == 1 ? " process" : " processes", ", not ",
+             world_size()),
+         ranks > 1 ? cat("resume it with mpirun -np ", ranks, " lm-train --resume ", run_dir)
+                   : cat("resume it without mpirun: lm-train --resume ", run_dir));
+  if (ck.state.rank_rngs.size() + 1 != static_cast<size_t>(ranks))
+    fail_data(cat(quote(path), ": ", ck.state.rank_rngs.size(), " saved rank generators for ", ranks, " ranks"));
   t->state_ = ck.state;
   t->state_.settings = t->opts_.run_settings();
   t->tokenizer_json_ = ck.tokenizer_json;
@@ -313,7 +316,8 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
       const double all = counted_targets(global, pad_id), share =
           all > 0 ? counted_targets(batch, pad_id) / all : 1.0 / ranks_;
-      if (share > 0) loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
+      if (share > 0)
+        loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
     }
     if (ranks_ > 1) {
       allreduce_sum(grads, layout.arena_floats());
