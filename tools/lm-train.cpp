@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/config_input.h"
+#include "model/loss_weights.h"
 #include "model/params.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
   CLI::App& app = tool.app();
   namespace tr = lm::train;
   tr::TrainOptions o;
-  std::string input, out_dir, resume, sample = "random", decay = "cosine";
+  std::string input, out_dir, resume, sample = "random", decay = "cosine", loss_weights;
   std::vector<std::string> streams, sets;
   double min_lr = -1;
   int64_t seq = 0;
@@ -74,6 +75,10 @@ int main(int argc, char** argv) {
   fixed.push_back(app.add_option("--beta2", o.adamw.beta2, "AdamW beta2"));
   fixed.push_back(app.add_option("--eps", o.adamw.eps, "AdamW epsilon"));
   fixed.push_back(app.add_option("--grad-clip", o.grad_clip, "Clip gradients to this global norm (0 = off)"));
+  fixed.push_back(app.add_option("--loss-weights", loss_weights,
+                                 "Per-token-id loss weights: a JSON object of token id to weight (others weigh 1) or "
+                                 "safetensors with one vocab_size tensor; saved in the checkpoints")
+                      ->type_name("FILE"));
   app.add_option("--save-every", o.save_every, "Checkpoint every N steps (0 = only at the end)")->check(CLI::NonNegativeNumber);
   app.add_option("--val-every", o.val_every, "Validation loss every N steps (0 = only at the end)")->check(CLI::NonNegativeNumber);
   app.add_option("--val-batches", o.val_batches, "Validation batches per evaluation (0 = all)")->check(CLI::NonNegativeNumber);
@@ -123,9 +128,18 @@ int main(int argc, char** argv) {
         for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
           for (std::string& p : *paths)
             if (p != "-") p = std::filesystem::absolute(p).lexically_normal().string();
-        lm::ModelWeights weights = in.kind == lm::ConfigInput::Kind::Checkpoint
-                                       ? lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(input), in.config)
-                                       : lm::ModelWeights::random(in.config, o.seed);
+        lm::ModelConfig cfg = in.config;
+        std::vector<float> weight_vec;
+        if (!loss_weights.empty()) weight_vec = lm::read_loss_weights(loss_weights, cfg.vocab_size);
+        std::unique_ptr<lm::SafeTensorsFile> ckpt;
+        if (in.kind == lm::ConfigInput::Kind::Checkpoint) {
+          ckpt = std::make_unique<lm::SafeTensorsFile>(lm::SafeTensorsFile::open(input));
+          if (!weight_vec.empty()) cfg.loss_weights = ckpt->contains(lm::kLossWeightsTensor);  // replaced below
+        } else if (cfg.loss_weights && weight_vec.empty()) {
+          lm::fail_usage("the config has loss_weights = true: give the weights with --loss-weights FILE");
+        }
+        lm::ModelWeights weights = ckpt ? lm::ModelWeights::from_checkpoint(*ckpt, cfg) : lm::ModelWeights::random(cfg, o.seed);
+        if (!weight_vec.empty()) weights.set_loss_weights(weight_vec, lm::quote(loss_weights));
         std::string tok = weights.tokenizer_json();
         if (!o.train_paths.empty() && train.spec.vocab_size != 0) tok = tr::tokenizer_spec_json(train.spec);
         if (tok.empty()) tok = tr::tokenizer_spec_json(tr::default_tokenizer_spec(in.config));

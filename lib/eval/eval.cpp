@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/loss.h"
+#include "model/loss_weights.h"
 #include "model/sigreg.h"
 
 namespace lm {
@@ -47,6 +48,12 @@ Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<in
   r_.batch = opts.batch;
   r_.bytes = byte_len_.empty() ? -1 : 0;
   r_.sigreg_enabled = c.sigreg.enabled;
+  r_.loss_weighted = model.weights().loss_weights() != nullptr;
+  if (r_.loss_weighted) {
+    const LossWeightStats st = loss_weight_stats(model.weights().loss_weights(), V_);
+    r_.non_unit_weight_ids = st.non_unit;
+    r_.zero_weight_ids = st.zero;
+  }
   r_.sigreg_coefficient = c.sigreg.coefficient;
   if (c.sigreg.enabled) {
     noise_.resize(static_cast<size_t>(C_ * c.sigreg.slices));
@@ -123,16 +130,23 @@ void Evaluator::run_batch() {
   // Ignored slots (-1) are scored against token 0 and then skipped.
   for (int64_t i = 0; i < N; ++i) safe_targets_[i] = std::max(targets_[i], 0);
   crossentropy_forward(losses_.data(), logits, safe_targets_.data(), N, V_, -1);
-  double sum = 0;
+  const float* lw = model_.weights().loss_weights();
+  double sum = 0, wsum = 0, weight = 0;
   int64_t count = 0, bytes = 0;
   for (int64_t i = 0; i < N; ++i) {
     const int32_t y = targets_[static_cast<size_t>(i)];
     if (y < 0) continue;
     sum += losses_[static_cast<size_t>(i)];
+    if (lw) {
+      wsum += static_cast<double>(lw[y]) * losses_[static_cast<size_t>(i)];
+      weight += lw[y];
+    }
     ++count;
     if (!byte_len_.empty()) bytes += byte_len_[static_cast<size_t>(y)];
   }
   r_.loss_sum += sum;
+  r_.weighted_loss_sum += wsum;
+  r_.weight_sum += weight;
   r_.tokens += count;
   if (r_.bytes >= 0) r_.bytes += bytes;
   ++r_.batches;

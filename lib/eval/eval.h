@@ -1,4 +1,5 @@
-// Streamed evaluation of a model on token input: mean cross-entropy ignoring PAD,
+// Streamed evaluation of a model on token input: mean cross-entropy ignoring PAD (loss-weighted
+// when the model carries per-token-id loss weights),
 // perplexity, bits per token and per byte, and soma V1's SIGReg term and mean embedding.
 //
 // Windows. Each record of the input (a document or a chunk of one) is cut into windows of
@@ -40,6 +41,12 @@ struct EvalResult {
   int64_t ignored = 0;   // PAD targets in windows (padding and PAD tokens in the input)
   int64_t windows = 0, batches = 0, records = 0;
   double loss_sum = 0;   // nats over the counted targets
+  // A model with per-token-id loss weights (config loss_weights): loss() is the weighted
+  // mean sum w[t] ce / sum w[t], as in training; loss_sum and bits per byte stay unweighted.
+  bool loss_weighted = false;
+  double weighted_loss_sum = 0;  // sum of w[t] * ce over the counted targets
+  double weight_sum = 0;         // sum of w[t] over the counted targets
+  int64_t non_unit_weight_ids = 0, zero_weight_ids = 0;  // ids whose weight is not 1, is 0
   int64_t bytes = -1;    // bytes the counted targets decode to; -1 = unknown
   bool sigreg_enabled = false;
   double sigreg = 0;              // SIGReg statistic, mean over batches (soma's running mean)
@@ -47,7 +54,11 @@ struct EvalResult {
   std::vector<float> embedding;   // [C] mean final-norm output over batches (soma), empty unless asked
   double seconds = 0;
 
-  double loss() const { return tokens ? loss_sum / static_cast<double>(tokens) : 0; }
+  double unweighted_loss() const { return tokens ? loss_sum / static_cast<double>(tokens) : 0; }
+  double loss() const {
+    if (!loss_weighted) return unweighted_loss();
+    return weight_sum > 0 ? weighted_loss_sum / weight_sum : 0;
+  }
   double perplexity() const;
   double bits_per_token() const;
   std::optional<double> bits_per_byte() const;  // when bytes > 0

@@ -30,6 +30,14 @@ nlohmann::json eval_report_json(const EvalResult& r) {
                    {"total_loss", r.total_loss()}};
   else
     j["sigreg"] = nullptr;
+  if (r.loss_weighted)
+    j["loss_weights"] = {{"weighted", true},
+                         {"unweighted_loss", r.unweighted_loss()},
+                         {"weight_sum", r.weight_sum},
+                         {"non_unit_ids", r.non_unit_weight_ids},
+                         {"zero_ids", r.zero_weight_ids}};
+  else
+    j["loss_weights"] = nullptr;
   j["seconds"] = r.seconds;
   j["tokens_per_second"] = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0.0;
   return j;
@@ -41,6 +49,14 @@ std::string eval_report_text(const EvalResult& r) {
   std::snprintf(buf, sizeof buf, "loss        %.6f nats/token\nperplexity  %.4f\nbits/token  %.6f\n", r.loss(),
                 r.perplexity(), r.bits_per_token());
   s += buf;
+  if (r.loss_weighted) {
+    std::snprintf(buf, sizeof buf,
+                  "weighted    the loss above is loss-weighted (%lld ids weigh other than 1, %lld weigh 0); "
+                  "unweighted %.6f\n",
+                  static_cast<long long>(r.non_unit_weight_ids), static_cast<long long>(r.zero_weight_ids),
+                  r.unweighted_loss());
+    s += buf;
+  }
   if (const auto bpb = r.bits_per_byte()) {
     std::snprintf(buf, sizeof buf, "bits/byte   %.6f (%lld bytes)\n", *bpb, static_cast<long long>(r.bytes));
     s += buf;

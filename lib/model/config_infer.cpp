@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
+#include "model/loss_weights.h"
 
 namespace lm {
 
@@ -205,7 +206,9 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
   if (!c.tie_embeddings) in.expect("output.weight", {c.vocab_size, C});
   c.output_bias = in.has("output.bias");
   if (c.output_bias) in.expect("output.bias", {c.vocab_size});
-  inferred.insert(inferred.end(), {"tie_embeddings", "output_bias"});
+  c.loss_weights = in.has(kLossWeightsTensor);  // materium's per-token-id loss weights, carried as a tensor
+  if (c.loss_weights) in.expect(kLossWeightsTensor, {c.vocab_size});
+  inferred.insert(inferred.end(), {"tie_embeddings", "output_bias", "loss_weights"});
 
   // Nothing in tensor shapes says these: they keep their defaults unless --set.
   for (const char* k : {"norm_eps", "rope_theta", "rope_scaling.type", "max_seq_len", "bos_id", "eos_id", "pad_id",

@@ -49,6 +49,7 @@ LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_
     ++r.count;
   }
   r.loss = r.count ? sum / static_cast<double>(r.count) : 0.0;
+  r.weight_sum = static_cast<double>(r.count);
   return r;
 }
 

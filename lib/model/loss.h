@@ -15,8 +15,9 @@ void crossentropy_forward(float* losses, const float* logits, const int32_t* tar
                           int32_t ignore_index);
 
 struct LossResult {
-  double loss = 0;    // mean over counted targets; 0 when count == 0
-  int64_t count = 0;  // targets not equal to ignore_index
+  double loss = 0;        // mean over counted targets; 0 when count == 0
+  int64_t count = 0;      // targets not equal to ignore_index
+  double weight_sum = 0;  // the sum of their loss weights (Transformer::loss; == count unweighted)
 };
 // The mean of crossentropy_forward's losses over the targets that count.
 LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_t N, int64_t V,

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
+#include "model/loss_weights.h"
 
 namespace lm {
 
@@ -190,7 +191,16 @@ ModelWeights ModelWeights::random(const ModelConfig& cfg, uint64_t seed, const I
   w.ptrs_.clear();
   for (const auto& p : w.layout_.tensors()) w.ptrs_.push_back(base + p.offset);
   w.rebind();
+  if (cfg.loss_weights) w.set_loss_weights(std::vector<float>(static_cast<size_t>(cfg.vocab_size), 1.0f), "random weights");
   return w;
+}
+
+void ModelWeights::set_loss_weights(const std::vector<float>& weights, const std::string& where) {
+  check_loss_weights(weights, cfg_.vocab_size, where);
+  Tensor t = Tensor::zeros(DType::F32, {cfg_.vocab_size});
+  std::memcpy(t.data_mut<float>(), weights.data(), weights.size() * sizeof(float));
+  loss_weights_ = std::move(t);
+  cfg_.loss_weights = true;
 }
 
 ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg) {
@@ -202,6 +212,7 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
 
   std::set<std::string> expected;
   for (const auto& p : table) expected.insert(p.name);
+  if (cfg.loss_weights) expected.insert(kLossWeightsTensor);
   for (const auto& info : file.tensors())
     if (!expected.count(info.name))
       fail_data(cat(where, ": unexpected tensor ", quote(info.name), " for this config"));
@@ -238,6 +249,7 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
     }
   }
   w.rebind();
+  if (cfg.loss_weights) w.set_loss_weights(loss_weights_from_checkpoint(file, cfg.vocab_size, where), where);
   return w;
 }
 
@@ -263,6 +275,7 @@ SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const 
   const std::string& tok = tokenizer_json.empty() ? tokenizer_json_ : tokenizer_json;
   if (!tok.empty()) out.set_metadata("lmkit.tokenizer", tok);
   for (size_t i = 0; i < layout_.tensors().size(); ++i) out.add(layout_.tensors()[i].name, tensor(i));
+  if (loss_weights_.raw()) out.add(kLossWeightsTensor, loss_weights_);
   return out;
 }
 

@@ -129,7 +129,8 @@ class ModelWeights {
   // from_checkpoint. Data errors name the file and the tensor.
   static ModelWeights load(const std::string& path);
   // The tensors of `file` for `cfg`: every tensor of the layout must be present with its
-  // exact shape and a float dtype (F32, F16, BF16), and no other tensor may be.
+  // exact shape and a float dtype (F32, F16, BF16), and no other tensor may be, except
+  // "loss_weights" [V], which must be present exactly when cfg.loss_weights.
   static ModelWeights from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg);
   // Random weights (InitOptions), norms 1, biases 0; deterministic for a seed.
   static ModelWeights random(const ModelConfig& cfg, uint64_t seed, const InitOptions& opts = {});
@@ -145,6 +146,14 @@ class ModelWeights {
   const ParameterTensors& params() const { return params_; }
   // The tokenizer spec found in the checkpoint (JSON text), "" when none.
   const std::string& tokenizer_json() const { return tokenizer_json_; }
+
+  // Per-token-id loss weights [V] (model/loss_weights.h): present exactly when
+  // config().loss_weights, null otherwise. Not a parameter: not trained, not in layout();
+  // saved as the tensor "loss_weights" [V] F32. random() gives every id the weight 1.
+  const float* loss_weights() const { return loss_weights_.raw() ? loss_weights_.data<float>() : nullptr; }
+  // Sets them (checked with check_loss_weights; errors start with `where`) and turns
+  // config().loss_weights on.
+  void set_loss_weights(const std::vector<float>& w, const std::string& where);
 
   // True when every tensor lives in the arena (so it may be written, e.g. by an optimiser).
   bool writable() const { return mapped_.empty(); }
@@ -166,6 +175,7 @@ class ModelWeights {
   std::vector<Tensor> mapped_;    // keeps the mapping alive while any entry points into it
   ParameterTensors params_;
   std::string tokenizer_json_;
+  Tensor loss_weights_;           // [V] F32 when cfg_.loss_weights
 };
 
 }  // namespace lm

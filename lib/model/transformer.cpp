@@ -17,7 +17,6 @@ namespace lm {
 void require_model_support(const ModelConfig& cfg) {
   const auto missing = unsupported_features(cfg, Capabilities::none());
   if (!missing.empty()) fail(ErrorKind::Unsupported, cat(missing.front(), " is not supported yet"));
-  if (cfg.loss_weights) fail(ErrorKind::Unsupported, "per-token loss weights (loss_weights) are not supported yet");
   if (cfg.head_size() % 2 != 0)
     fail(ErrorKind::Unsupported, cat("an odd head size (", cfg.head_size(), ") with RoPE is not supported"));
 }
@@ -276,7 +275,13 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
 LossResult Transformer::loss(const int32_t* targets) const {
   if (!acts_.logits) fail(ErrorKind::Runtime, "internal: loss() before forward()");
   const int64_t N = acts_.B * acts_.T;
-  return crossentropy_mean(acts_.logits, targets, N, config().vocab_size, static_cast<int32_t>(config().pad_id));
+  const WeightedLoss w = crossentropy_weighted_mean(acts_.logits, targets, weights_.loss_weights(), N,
+                                                    config().vocab_size, static_cast<int32_t>(config().pad_id));
+  LossResult r;
+  r.loss = w.loss;
+  r.count = w.count;
+  r.weight_sum = w.weight_sum;
+  return r;
 }
 
 }  // namespace lm

@@ -78,7 +78,8 @@ struct TrainStepOptions {
   //   2. when sigreg.enabled and sigreg_noise is null: C * S values of rng.normal(), the
   //      noise [C, S] in row-major order (sigreg.h).
   Rng* rng = nullptr;
-  // [V] weight per target token id (config.loss_weights, materium); null = every weight 1.
+  // [V] weight per target token id (config.loss_weights, materium; a model's own are
+  // weights().loss_weights(), which the trainer passes here); null = every weight 1.
   // loss = sum_n w[t_n] ce_n / sum_n w[t_n] over targets t_n != pad_id.
   const float* loss_weights = nullptr;
   // [C, S] explicit SIGReg noise (not yet column-normalised), e.g. to match PyTorch; null = draw.
@@ -99,7 +100,7 @@ class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
   // this build does not implement: MoE, NoPE layers, chunked attention, attention
-  // temperature tuning, vision inputs, conditions, block position ids, loss weights.
+  // temperature tuning, vision inputs, conditions, block position ids.
   explicit Transformer(ModelWeights weights);
 
   const ModelConfig& config() const { return weights_.config(); }
@@ -132,7 +133,9 @@ class Transformer {
   // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len).
   KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
 
-  // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id.
+  // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id;
+  // the loss-weighted mean (weight_sum = the counted targets' weights) when the model carries
+  // loss weights (weights().loss_weights(), config loss_weights).
   LossResult loss(const int32_t* targets) const;
 
   // One training step over tokens, targets [B, T] at positions pos [B, T] (null: 0..T-1):

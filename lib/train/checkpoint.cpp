@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "model/loss_weights.h"
 #include "tokenizer/byte_v1.h"
 
 namespace lm::train {
@@ -130,6 +131,10 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     copy(p.name, p, params);
     copy("optimizer.m." + p.name, p, out.m.data_mut<float>());
     copy("optimizer.v." + p.name, p, out.v.data_mut<float>());
+  }
+  if (cfg.loss_weights) {
+    out.weights.set_loss_weights(loss_weights_from_checkpoint(file, cfg.vocab_size, where), where);
+    ++expected;
   }
   if (file.tensors().size() != expected)
     fail_data(cat(where, ": ", file.tensors().size() - expected, " unexpected tensors for this config"));

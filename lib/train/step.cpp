@@ -9,6 +9,7 @@ StepFunction transformer_step() {
     TrainStepOptions opt;
     opt.rng = &rng;
     opt.grad_scale = grad_scale;
+    opt.loss_weights = model.weights().loss_weights();  // null unless the config has loss_weights
     const TrainStepResult r = model.train_step(grads, batch.inputs.data(), batch.has_pos ? batch.pos.data() : nullptr,
                                                batch.targets.data(), batch.B, batch.T, opt);
     return r.loss;

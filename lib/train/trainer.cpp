@@ -115,12 +115,13 @@ void take_rows(const Batch& full, int64_t begin, int64_t rows, Batch& out) {
   else out.pos.clear();
 }
 
-// Targets the loss counts (!= pad_id; all when the model has none).
-double counted_targets(const Batch& b, int64_t pad_id) {
-  if (pad_id < 0) return static_cast<double>(b.targets.size());
-  int64_t n = 0;
-  for (const int32_t t : b.targets) n += t != pad_id;
-  return static_cast<double>(n);
+// Targets the loss counts (!= pad_id; all when the model has none), each by its loss weight
+// (1 when the model has no loss weights `w`).
+double counted_targets(const Batch& b, int64_t pad_id, const float* w) {
+  double n = 0;
+  for (const int32_t t : b.targets)
+    if (pad_id < 0 || t != pad_id) n += w ? static_cast<double>(w[t]) : 1.0;
+  return n;
 }
 
 }  // namespace
@@ -253,8 +254,7 @@ std::optional<double> Trainer::validate() {
   if (!val_loader_) return std::nullopt;
   const int64_t n = opts_.val_batches > 0 ? std::min(opts_.val_batches, val_loader_->eval_batches())
                                           : val_loader_->eval_batches();
-  double sum = 0;
-  int64_t count = 0;
+  double sum = 0, weight = 0;  // loss-weighted when the model has loss weights
   Batch b, mine;
   for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
     if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
@@ -265,15 +265,15 @@ std::optional<double> Trainer::validate() {
     const Batch& x = ranks_ > 1 ? mine : b;
     model_->forward(x.inputs.data(), x.has_pos ? x.pos.data() : nullptr, x.B, x.T);
     const LossResult r = model_->loss(x.targets.data());
-    sum += r.loss * static_cast<double>(r.count);
-    count += r.count;
+    sum += r.loss * r.weight_sum;
+    weight += r.weight_sum;
   }
   if (ranks_ > 1) {
-    double totals[2] = {sum, static_cast<double>(count)};
+    double totals[2] = {sum, weight};
     allreduce_sum(totals, 2);
     return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
   }
-  return count > 0 ? sum / static_cast<double>(count) : 0.0;
+  return weight > 0 ? sum / weight : 0.0;
 }
 
 TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
@@ -314,8 +314,9 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
       train_loader_->next(global);
       take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
-      const double all = counted_targets(global, pad_id), share =
-          all > 0 ? counted_targets(batch, pad_id) / all : 1.0 / ranks_;
+      const float* lw = model_->weights().loss_weights();
+      const double all = counted_targets(global, pad_id, lw), share =
+          all > 0 ? counted_targets(batch, pad_id, lw) / all : 1.0 / ranks_;
       if (share > 0)
         loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
     }

@@ -115,7 +115,8 @@ class Trainer {
 
   // Writes the checkpoint and the plain model (both atomic).
   void save();
-  // Mean validation loss over the validation data (per counted token), or nullopt without it.
+  // Mean validation loss over the validation data (per counted token; loss-weighted when the
+  // model has loss weights), or nullopt without it.
   std::optional<double> validate();
 
   const TrainOptions& options() const { return opts_; }
