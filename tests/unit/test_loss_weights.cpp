@@ -3,11 +3,13 @@
 // PyTorch fixture tests/fixtures/loss_weights (weights read back from a checkpoint), the
 // weighted validation loss, and lm-eval-loss's Evaluator.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -96,6 +98,17 @@ ModelConfig small_config() {
   return c;
 }
 
+TEST(LossWeightSupport, TheModelAcceptsThemAndStillRefusesTheRest) {
+  ModelConfig c = small_config();
+  c.loss_weights = true;
+  EXPECT_NO_THROW(require_model_support(c));
+  EXPECT_NO_THROW(Transformer(ModelWeights::random(c, 1)));
+  c.block_pos_ids = true;  // another materium feature, not implemented
+  ErrorKind kind = ErrorKind::Usage;
+  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "block position ids (block_pos_ids) is not supported yet");
+  EXPECT_EQ(kind, ErrorKind::Unsupported);
+}
+
 // ---- weight files ----
 
 TEST(LossWeightFile, JsonListsSomeIdsTheOthersWeighOne) {
@@ -128,7 +141,7 @@ TEST(LossWeightFile, BadFilesAreDataErrorsNamingTheFile) {
       {R"({"x": 1})", "'x' is not a token id"},
       {R"({"-1": 1})", "'-1' is not a token id"},
       {R"({"2": "1"})", "token 2: the weight must be a number"},
-      {R"({"2": 1e999})", "token 2"},
+      {R"({"2": 1e999})", "bad JSON: number overflow parsing '1e999'"},
   };
   for (const Case& c : cases) {
     const std::string path = d.file("bad.json", c.json);
