@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
@@ -57,15 +58,7 @@ bool parse_id(const std::string& s, int64_t& id) {
 
 std::vector<float> from_json(const MappedFile& f, int64_t V, const std::string& where) {
   const std::string text(reinterpret_cast<const char*>(f.data()), f.size());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    std::string what = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
-    const size_t p = what.find("] ");
-    if (p != std::string::npos) what = what.substr(p + 2);
-    fail_data(cat(where, ": bad JSON: ", what));
-  }
+  const nlohmann::json j = parse_json_strict(text, where + ": ");  // duplicate ids are refused
   if (!j.is_object()) fail_data(cat(where, ": expected a JSON object {\"token_id\": weight, ...}"));
   std::vector<float> w(static_cast<size_t>(V), 1.0f);
   for (const auto& [key, value] : j.items()) {

@@ -118,8 +118,9 @@ PY
   }
   check '{"264": 1}' "token id 264 is out of range (vocab_size 264)"
   check '{"7": -1}' "loss weight of token 7 is negative (-1)"
-  check '{"7": 1,' "bad JSON: parse error at line 1, column 9: syntax error while parsing object key"
-  check '{"7": 1e999}' "bad JSON: number overflow parsing '1e999'"
+  check '{"7": 1,' "not valid JSON: parse error at line 1, column 9: syntax error while parsing object key"
+  check '{"7": 1e999}' "not valid JSON: number overflow parsing '1e999'"
+  check '{"7": 1, "7": 2}' "duplicate key '7'"
   check '[7, 1]' 'expected a JSON object {"token_id": weight, ...}'
   check '{"a": 1}' "'a' is not a token id (a decimal integer)"
   run lm-train "${MICRO[@]}" --steps 0 -o "$TMP/run" -q --loss-weights "$TMP/missing.json"

@@ -136,12 +136,13 @@ TEST(LossWeightFile, BadFilesAreDataErrorsNamingTheFile) {
   const Case cases[] = {
       {R"({"12": 1})", "token id 12 is out of range (vocab_size 12)"},
       {R"({"2": -0.5})", "loss weight of token 2 is negative (-0.5)"},
-      {R"({"2": 1, )", "bad JSON: "},
+      {R"({"2": 1, )", "not valid JSON: "},
+      {R"({"2": 1, "2": 3})", "duplicate key '2'"},
       {R"([1, 2])", "expected a JSON object"},
       {R"({"x": 1})", "'x' is not a token id"},
       {R"({"-1": 1})", "'-1' is not a token id"},
       {R"({"2": "1"})", "token 2: the weight must be a number"},
-      {R"({"2": 1e999})", "bad JSON: number overflow parsing '1e999'"},
+      {R"({"2": 1e999})", "not valid JSON: number overflow parsing '1e999'"},
   };
   for (const Case& c : cases) {
     const std::string path = d.file("bad.json", c.json);
