@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture_util.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
@@ -36,45 +37,15 @@
 namespace lm {
 namespace {
 
+using fixture::kTolerance;
+using fixture::max_rel_error;
+using fixture::read_floats;
+using fixture::read_ints;
+
 namespace fs = std::filesystem;
 
-constexpr double kTolerance = 1e-4;
-
-fs::path fixtures_dir() { return fs::path(LMKIT_SOURCE_DIR) / "tests" / "fixtures"; }
-
 std::vector<std::string> grad_fixture_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec))
-    if (e.is_directory() && fs::exists(e.path() / "grads.safetensors")) names.push_back(e.path().filename());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-double max_rel_error(const float* got, const float* want, size_t n) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < n; ++i) {
-    err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
-  }
-  return scale > 0 ? err / scale : err;
-}
-
-template <class T>
-std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
-  const Tensor t = f.get(name);
-  std::vector<T> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    int64_t x;
-    std::memcpy(&x, static_cast<const char*>(t.raw()) + i * 8, 8);
-    out[static_cast<size_t>(i)] = static_cast<T>(x);
-  }
-  return out;
-}
-
-std::vector<float> read_floats(const SafeTensorsFile& f, const std::string& name) {
-  const Tensor t = f.get(name).to_f32();
-  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+  return fixture::names_with("grads.safetensors");
 }
 
 // A zeroed gradient arena for a model and its named views.
@@ -93,7 +64,7 @@ struct Grads {
 class GradFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GradFixture, GradientsMatchPyTorch) {
-  const fs::path dir = fixtures_dir() / GetParam();
+  const fs::path dir = fixture::dir() / GetParam();
   const auto cf = SafeTensorsFile::open(dir / "case.safetensors");
   const auto gf = SafeTensorsFile::open(dir / "grads.safetensors");
   const Tensor tok = cf.get("tokens");
@@ -144,7 +115,7 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
 
 TEST_P(GradFixture, AccumulatesAndScales) {
   // Two half-scaled steps into the same arena equal one full step (accumulation by +=).
-  const fs::path dir = fixtures_dir() / GetParam();
+  const fs::path dir = fixture::dir() / GetParam();
   const auto cf = SafeTensorsFile::open(dir / "case.safetensors");
   const auto gf = SafeTensorsFile::open(dir / "grads.safetensors");
   const int64_t B = cf.get("tokens").dim(0), T = cf.get("tokens").dim(1);
@@ -170,7 +141,7 @@ INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_
 
 TEST(GradFixtures, EveryModelFixtureHasGradients) {
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec)) {
+  for (const auto& e : fs::directory_iterator(fixture::dir(), ec)) {
     if (e.is_directory() && fs::exists(e.path() / "model.safetensors")) {
       EXPECT_TRUE(fs::exists(e.path() / "grads.safetensors")) << e.path();
     }

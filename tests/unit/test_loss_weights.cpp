@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture_util.h"
 #include "core/error.h"
 #include "eval/eval.h"
 #include "io/safetensors.h"
@@ -27,6 +28,11 @@
 
 namespace lm {
 namespace {
+
+using fixture::kTolerance;
+using fixture::max_rel_error;
+using fixture::read_floats;
+using fixture::read_ints;
 
 namespace fs = std::filesystem;
 
@@ -56,32 +62,6 @@ std::string error_of(const std::function<void()>& f, ErrorKind* kind = nullptr) 
     return e.what();
   }
   return "(no error)";
-}
-
-std::vector<float> read_floats(const SafeTensorsFile& f, const std::string& name) {
-  const Tensor t = f.get(name).to_f32();
-  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
-}
-
-template <class T>
-std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
-  const Tensor t = f.get(name);
-  std::vector<T> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    int64_t x;
-    std::memcpy(&x, static_cast<const char*>(t.raw()) + i * 8, 8);
-    out[static_cast<size_t>(i)] = static_cast<T>(x);
-  }
-  return out;
-}
-
-double max_rel_error(const float* got, const float* want, size_t n) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < n; ++i) {
-    err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
-  }
-  return scale > 0 ? err / scale : err;
 }
 
 ModelConfig small_config() {

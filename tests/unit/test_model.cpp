@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture_util.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/rng.h"
@@ -29,41 +30,15 @@
 namespace lm {
 namespace {
 
+using fixture::kTolerance;
+using fixture::max_rel_error;
+using fixture::read_floats;
+using fixture::read_ints;
+
 namespace fs = std::filesystem;
 
-constexpr double kTolerance = 1e-4;
-
-fs::path fixtures_dir() { return fs::path(LMKIT_SOURCE_DIR) / "tests" / "fixtures"; }
-
 std::vector<std::string> fixture_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fixtures_dir(), ec))
-    if (e.is_directory() && fs::exists(e.path() / "model.safetensors")) names.push_back(e.path().filename());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-double max_rel_error(const float* got, const float* want, size_t n) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < n; ++i) {
-    err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
-  }
-  return scale > 0 ? err / scale : err;
-}
-
-template <class T>
-std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
-  const Tensor t = f.get(name);
-  EXPECT_EQ(t.dtype(), DType::I64);
-  std::vector<T> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    int64_t x;
-    std::memcpy(&x, static_cast<const char*>(t.raw()) + i * 8, 8);
-    out[static_cast<size_t>(i)] = static_cast<T>(x);
-  }
-  return out;
+  return fixture::names_with("model.safetensors");
 }
 
 struct Case {
@@ -75,7 +50,7 @@ struct Case {
 };
 
 Case load_case(const std::string& name) {
-  const auto f = SafeTensorsFile::open(fixtures_dir() / name / "case.safetensors");
+  const auto f = SafeTensorsFile::open(fixture::dir() / name / "case.safetensors");
   Case c;
   const Tensor logits = f.get("logits").to_f32();
   c.B = logits.dim(0);
@@ -90,7 +65,7 @@ Case load_case(const std::string& name) {
 }
 
 ModelWeights load_fixture_model(const std::string& name) {
-  return ModelWeights::load(fixtures_dir() / name / "model.safetensors");
+  return ModelWeights::load(fixture::dir() / name / "model.safetensors");
 }
 
 // ---- every fixture ----

@@ -1,0 +1,62 @@
+// Helpers for the tests that read the PyTorch reference fixtures (tests/fixtures/<name>/).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/safetensors.h"
+
+namespace lm::fixture {
+
+// Float32 agreement with the reference: the bar of every fixture comparison.
+inline constexpr double kTolerance = 1e-4;
+
+inline std::filesystem::path dir() { return std::filesystem::path(LMKIT_SOURCE_DIR) / "tests" / "fixtures"; }
+
+// Fixture directories holding `file` (model.safetensors, grads.safetensors), sorted.
+inline std::vector<std::string> names_with(const std::string& file) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir(), ec))
+    if (e.is_directory() && std::filesystem::exists(e.path() / file)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// max |got - want| over max |want|: relative to the tensor's scale, not elementwise.
+inline double max_rel_error(const float* got, const float* want, size_t n) {
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < n; ++i) {
+    err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+  }
+  return scale > 0 ? err / scale : err;
+}
+
+// An I64 tensor (token ids, positions) as T.
+template <class T>
+std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
+  const Tensor t = f.get(name);
+  EXPECT_EQ(t.dtype(), DType::I64) << name;
+  std::vector<T> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t x;
+    std::memcpy(&x, static_cast<const char*>(t.raw()) + i * 8, 8);
+    out[static_cast<size_t>(i)] = static_cast<T>(x);
+  }
+  return out;
+}
+
+inline std::vector<float> read_floats(const SafeTensorsFile& f, const std::string& name) {
+  const Tensor t = f.get(name).to_f32();
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+}  // namespace lm::fixture
