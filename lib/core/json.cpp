@@ -51,4 +51,26 @@ json parse_json_strict(const std::string& text, const std::string& prefix) {
   return doc;
 }
 
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+bool looks_like_json(const std::string& path, const uint8_t* data, size_t size) {
+  if (ends_with(path, ".json")) return true;
+  if (ends_with(path, ".safetensors")) return false;
+  if (size > 8 && data[8] == '{') {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
+    if (n <= size - 8) return false;
+  }
+  for (size_t i = 0; i < size; ++i) {
+    const uint8_t c = data[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    return c == '{' || c == '[';
+  }
+  return false;
+}
+
 }  // namespace lm

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
 #include "model/presets.h"
@@ -15,22 +16,6 @@ namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool looks_like_json(const std::string& path, const MappedFile& f) {
-  if (ends_with(path, ".json")) return true;
-  if (ends_with(path, ".safetensors")) return false;
-  if (f.size() > 8 && f.data()[8] == '{') {  // a safetensors header length that fits the file: not JSON text
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | f.data()[i];
-    if (n <= f.size() - 8) return false;
-  }
-  for (size_t i = 0; i < f.size(); ++i) {
-    const uint8_t c = f.data()[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    return c == '{';
-  }
-  return false;
 }
 
 }  // namespace
@@ -66,7 +51,7 @@ ConfigInput load_config_input(const std::string& input, const std::vector<std::s
   } else {
     std::shared_ptr<MappedFile> file = MappedFile::open(input);
     in.name = display_name(input);
-    if (looks_like_json(input, *file)) {
+    if (looks_like_json(input, file->data(), file->size())) {
       in.kind = ConfigInput::Kind::Json;
       in.config = config_from_json(std::string(reinterpret_cast<const char*>(file->data()), file->size()), in.name);
       apply_overrides(in.config, overrides);

@@ -29,24 +29,6 @@ void check_loss_weights(const std::vector<float>& w, int64_t vocab_size, const s
 
 namespace {
 
-// JSON when the name ends in .json or the text starts with '{' or '[' (unless the first 8
-// bytes are a safetensors header length that fits the file, followed by its '{'); else
-// safetensors.
-bool looks_like_json(const std::string& path, const MappedFile& f) {
-  if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) return true;
-  if (f.size() > 8 && f.data()[8] == '{') {  // a safetensors header length that fits the file: not JSON text
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | f.data()[i];
-    if (n <= f.size() - 8) return false;
-  }
-  for (size_t i = 0; i < f.size(); ++i) {
-    const uint8_t c = f.data()[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    return c == '{' || c == '[';
-  }
-  return false;
-}
-
 // A decimal token id: digits only, no sign, no leading zeros (so each id has one spelling).
 bool parse_id(const std::string& s, int64_t& id) {
   if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
@@ -94,7 +76,7 @@ std::vector<float> from_safetensors(std::shared_ptr<MappedFile> f, int64_t V, co
 std::vector<float> read_loss_weights(const std::string& path, int64_t vocab_size) {
   std::shared_ptr<MappedFile> f = MappedFile::open(path);
   const std::string where = quote(display_name(path));
-  std::vector<float> w = looks_like_json(path, *f) ? from_json(*f, vocab_size, where) : from_safetensors(f, vocab_size, where);
+  std::vector<float> w = looks_like_json(path, f->data(), f->size()) ? from_json(*f, vocab_size, where) : from_safetensors(f, vocab_size, where);
   check_loss_weights(w, vocab_size, where);
   return w;
 }

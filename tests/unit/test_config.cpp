@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
@@ -645,6 +646,28 @@ TEST(CheckpointConfig, InfersMixtureOfExperts) {
   EXPECT_EQ(got.config.ffn_hidden(), 40);
   EXPECT_FALSE(contains(got.assumed, "moe.top_k"));
   EXPECT_TRUE(validation_errors(got.config).empty());
+}
+
+}  // namespace
+}  // namespace lm
+
+namespace lm {
+namespace {
+
+TEST(JsonInput, TellsJsonFromSafetensorsByNameThenBytes) {
+  auto bytes = [](const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); };
+  const std::string obj = " \n{\"dim\": 8}", arr = "[1, 2]", text = "dim=8";
+  EXPECT_TRUE(looks_like_json("x", bytes(obj), obj.size()));
+  EXPECT_TRUE(looks_like_json("x", bytes(arr), arr.size()));
+  EXPECT_FALSE(looks_like_json("x", bytes(text), text.size()));
+  EXPECT_TRUE(looks_like_json("w.json", bytes(text), text.size()));        // the name decides first
+  EXPECT_FALSE(looks_like_json("m.safetensors", bytes(obj), obj.size()));
+  std::string st(8, '\0');  // a safetensors header: length 2, then "{}"
+  st[0] = 2;
+  st += "{}";
+  EXPECT_FALSE(looks_like_json("model", bytes(st), st.size()));
+  st[0] = 100;  // a length past the end: not a safetensors header, and not JSON text either
+  EXPECT_FALSE(looks_like_json("model", bytes(st), st.size()));
 }
 
 }  // namespace
