@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     auto wants = [&](const char* w) { return std::find(what.begin(), what.end(), w) != what.end(); };
     if ((wants("forward") || wants("train")) && !wants("sgemm")) what.push_back("sgemm");
     if (wants("decode") && !wants("bandwidth")) what.push_back("bandwidth");
-    double peak = 0, bandwidth = 0;
+    double peak = 0;
     std::unique_ptr<lm::Transformer> model;  // loaded first: a bad --model fails before any timing
     const bool model_wanted = wants("forward") || wants("train") || wants("decode");
     if (model_wanted) model = std::make_unique<lm::Transformer>(bench_weights(model_name, sets));
@@ -116,7 +116,6 @@ int main(int argc, char** argv) {
     }
     if (wants("bandwidth")) {
       const auto r = lm::bench_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, warmup, repeats);
-      bandwidth = r.gbytes_per_s;
       report["bandwidth"] = {{"bytes", r.bytes}, {"gbytes_per_s", r.gbytes_per_s}, {"time", timing_json(r.time)}};
       if (!json_out)
         std::printf("\nmemory read bandwidth (%lld MiB buffer): %.1f GB/s (min %.2f ms, max %.2f ms)\n",
@@ -156,17 +155,30 @@ int main(int argc, char** argv) {
                       lm::human_bytes(static_cast<double>(r.activation_bytes)).c_str());
       }
       if (wants("decode")) {
-        const auto r = lm::bench_decode(*model, std::min(decode_tokens, cfg.max_seq_len), warmup, repeats);
-        const double bound = bandwidth * 1e9 / r.bytes_per_token;
-        report["decode"] = {{"batch", 1}, {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s},
-                            {"bytes_per_token", r.bytes_per_token}, {"gbytes_per_s", r.gbytes_per_s},
-                            {"bandwidth_bound_tokens_per_s", bound}, {"fraction_of_bound", r.tokens_per_s / bound},
+        const lm::BandwidthProbe probe(static_cast<size_t>(bandwidth_mib) << 20);
+        const auto r = lm::bench_decode(*model, std::min(decode_tokens, cfg.max_seq_len), probe, warmup, repeats);
+        const double bound = r.bandwidth_gbytes_per_s * 1e9 / r.bytes_per_token;
+        nlohmann::json rounds = nlohmann::json::array();
+        for (const auto& round : r.rounds)
+          rounds.push_back({{"bandwidth_gbytes_per_s", round.bandwidth_gbytes_per_s},
+                            {"gbytes_per_s", round.gbytes_per_s},
+                            {"fraction", round.fraction}});
+        report["decode"] = {{"batch", 1},
+                            {"tokens", r.tokens},
+                            {"tokens_per_s", r.tokens_per_s},
+                            {"bytes_per_token", r.bytes_per_token},
+                            {"gbytes_per_s", r.gbytes_per_s},
+                            {"bandwidth_gbytes_per_s", r.bandwidth_gbytes_per_s},
+                            {"bandwidth_bound_tokens_per_s", bound},
+                            {"fraction_of_bound", r.fraction_of_bound},
+                            {"rounds", rounds},
                             {"time", timing_json(r.time)}};
         if (!json_out)
           std::printf("decode (batch 1, %lld tokens): %.1f tokens/s, %.1f GB/s = %.0f%% of the bandwidth bound "
-                      "(%.1f tokens/s at %.1f MB per token)\n",
-                      (long long)r.tokens, r.tokens_per_s, r.gbytes_per_s, 100 * r.tokens_per_s / bound, bound,
-                      r.bytes_per_token * 1e-6);
+                      "(%.1f tokens/s at %.1f MB per token and %.1f GB/s; median of %d runs, each against the "
+                      "bandwidth measurement just before it)\n",
+                      (long long)r.tokens, r.tokens_per_s, r.gbytes_per_s, 100 * r.fraction_of_bound, bound,
+                      r.bytes_per_token * 1e-6, r.bandwidth_gbytes_per_s, repeats);
       }
     }
     if (json_out) std::cout << report.dump(2) << '\n';

@@ -17,27 +17,38 @@
 
 namespace lm {
 
-TimingStats measure(const std::function<void()>& fn, int warmup, int repeats) {
-  if (repeats < 1) fail_usage(cat("repeats must be at least 1, got ", repeats));
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t(static_cast<size_t>(repeats));
-  for (auto& s : t) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
+double time_once(const std::function<void()>& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) fail(ErrorKind::Runtime, "internal: median of no values");
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+TimingStats timing_stats(const std::vector<double>& t) {
   TimingStats st;
-  st.repeats = repeats;
-  std::vector<double> sorted = t;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  st.median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-  st.min = sorted.front();
-  st.max = sorted.back();
+  st.repeats = static_cast<int>(t.size());
+  st.median = median(t);
+  st.min = *std::min_element(t.begin(), t.end());
+  st.max = *std::max_element(t.begin(), t.end());
+  const double n = static_cast<double>(t.size());
   for (double s : t) st.mean += s / n;
   for (double s : t) st.stddev += (s - st.mean) * (s - st.mean) / n;
   st.stddev = std::sqrt(st.stddev);
   return st;
+}
+
+TimingStats measure(const std::function<void()>& fn, int warmup, int repeats) {
+  if (repeats < 1) fail_usage(cat("repeats must be at least 1, got ", repeats));
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t(static_cast<size_t>(repeats));
+  for (auto& s : t) s = time_once(fn);
+  return timing_stats(t);
 }
 
 namespace {
@@ -63,33 +74,44 @@ SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup
   return r;
 }
 
-BandwidthBench bench_read_bandwidth(size_t bytes, int warmup, int repeats) {
-  const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
-  if (n < 1024) fail_usage("bandwidth buffer too small");
-  Tensor buf = Tensor::zeros(DType::F32, {n});
+BandwidthProbe::BandwidthProbe(size_t bytes) : n_(static_cast<int64_t>(bytes / sizeof(float)) / 64 * 64) {
+  if (n_ < 1024) fail_usage("bandwidth buffer too small");
+  Tensor buf = Tensor::zeros(DType::F32, {n_});
   float* p = buf.data_mut<float>();
 #pragma omp parallel for schedule(static)  // first touch by the threads that read it
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(i & 1023);
+  for (int64_t i = 0; i < n_; ++i) p[i] = static_cast<float>(i & 1023);
+  buf_ = std::shared_ptr<float>(p, [buf](float*) {});  // the tensor owns the memory
+}
+
+double BandwidthProbe::pass() const {
+  const float* p = buf_.get();
+  const int64_t blocks = n_ / 64;
   volatile float sink = 0;
-  BandwidthBench r;
-  r.bytes = static_cast<size_t>(n) * sizeof(float);
-  r.time = measure(
-      [&] {
-        float total = 0;
+  return time_once([&] {
+    float total = 0;
 #pragma omp parallel reduction(+ : total)
-        {
-          // 64 independent partial sums per thread: the loop vectorises into several
-          // registers, so it is bound by memory, not by the latency of one add chain.
-          float acc[64] = {};
-          const int64_t blocks = n / 64;
+    {
+      // 64 independent partial sums per thread: the loop vectorises into several
+      // registers, so it is bound by memory, not by the latency of one add chain.
+      float acc[64] = {};
 #pragma omp for schedule(static)
-          for (int64_t b = 0; b < blocks; ++b)
-            for (int j = 0; j < 64; ++j) acc[j] += p[b * 64 + j];
-          for (float a : acc) total += a;
-        }
-        sink = sink + total;
-      },
-      warmup, repeats);
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int j = 0; j < 64; ++j) acc[j] += p[b * 64 + j];
+      for (float a : acc) total += a;
+    }
+    sink = sink + total;
+  });
+}
+
+BandwidthBench bench_read_bandwidth(size_t bytes, int warmup, int repeats) {
+  if (repeats < 1) fail_usage(cat("repeats must be at least 1, got ", repeats));
+  const BandwidthProbe probe(bytes);
+  for (int i = 0; i < warmup; ++i) probe.pass();
+  std::vector<double> t(static_cast<size_t>(repeats));
+  for (auto& s : t) s = probe.pass();
+  BandwidthBench r;
+  r.bytes = probe.bytes();
+  r.time = timing_stats(t);
   r.gbytes_per_s = static_cast<double>(r.bytes) / r.time.median * 1e-9;
   return r;
 }

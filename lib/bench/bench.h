@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,12 @@ struct TimingStats {
 
 // Runs fn `warmup` times untimed, then `repeats` times timed (monotonic clock).
 TimingStats measure(const std::function<void()>& fn, int warmup, int repeats);
+// Median, min, max, mean and standard deviation of timed runs (seconds; at least one).
+TimingStats timing_stats(const std::vector<double>& seconds);
+// Seconds fn takes, once.
+double time_once(const std::function<void()>& fn);
+// The median of values (at least one).
+double median(std::vector<double> values);
 
 struct SgemmBench {
   int64_t m = 0, n = 0, k = 0;
@@ -34,6 +41,18 @@ struct BandwidthBench {
 };
 // Parallel read of a buffer of `bytes` (use several times the last-level cache).
 BandwidthBench bench_read_bandwidth(size_t bytes, int warmup, int repeats);
+
+// The buffer bench_read_bandwidth reads, for benchmarks that measure the bandwidth in step
+// with their own runs (decode: the bound a run is held to is read right before it).
+class BandwidthProbe {
+ public:
+  explicit BandwidthProbe(size_t bytes);
+  size_t bytes() const { return static_cast<size_t>(n_) * sizeof(float); }
+  double pass() const;  // seconds to read the whole buffer once
+ private:
+  std::shared_ptr<float> buf_;
+  int64_t n_ = 0;
+};
 
 struct CpuInfo {
   std::string model;

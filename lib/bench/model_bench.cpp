@@ -1,5 +1,6 @@
 #include "bench/model_bench.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -91,26 +92,44 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   return r;
 }
 
-DecodeBench bench_decode(Transformer& model, int64_t tokens, int warmup, int repeats) {
+DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProbe& probe, int warmup, int repeats) {
   const ModelConfig& c = model.config();
   if (!c.causal) fail(ErrorKind::Unsupported, "decode benchmark: the model is not causal");
   if (tokens < 1 || tokens > c.max_seq_len)
     fail_usage(cat("decode benchmark needs 1 <= tokens <= max_seq_len (", c.max_seq_len, "), got ", tokens));
+  if (repeats < 1) fail_usage(cat("repeats must be at least 1, got ", repeats));
   KVCache cache = model.make_cache(1, tokens);
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   Rng rng(2);
   for (auto& t : ids) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  auto run = [&] {
+    cache.reset();
+    for (int64_t i = 0; i < tokens; ++i) model.forward_step(&ids[static_cast<size_t>(i)], nullptr, cache);
+  };
   DecodeBench r;
   r.tokens = tokens;
-  r.time = measure(
-      [&] {
-        cache.reset();
-        for (int64_t i = 0; i < tokens; ++i) model.forward_step(&ids[static_cast<size_t>(i)], nullptr, cache);
-      },
-      warmup, repeats);
-  r.tokens_per_s = static_cast<double>(tokens) / r.time.median;
   r.bytes_per_token = decode_bytes_per_token(c, tokens / 2);
+  for (int i = 0; i < warmup; ++i) run();
+  std::vector<double> times, bandwidths, fractions;
+  for (int i = 0; i < repeats; ++i) {
+    DecodeBench::Round round;
+    // Two passes, the faster counts: the first pass after a decode run reads about 10% slower
+    // than the ones after it, which would flatter the run that follows.
+    const double pass = std::min(probe.pass(), probe.pass());
+    round.bandwidth_gbytes_per_s = static_cast<double>(probe.bytes()) / pass * 1e-9;
+    const double seconds = time_once(run);
+    round.gbytes_per_s = r.bytes_per_token * static_cast<double>(tokens) / seconds * 1e-9;
+    round.fraction = round.gbytes_per_s / round.bandwidth_gbytes_per_s;
+    r.rounds.push_back(round);
+    times.push_back(seconds);
+    bandwidths.push_back(round.bandwidth_gbytes_per_s);
+    fractions.push_back(round.fraction);
+  }
+  r.time = timing_stats(times);
+  r.tokens_per_s = static_cast<double>(tokens) / r.time.median;
   r.gbytes_per_s = r.bytes_per_token * r.tokens_per_s * 1e-9;
+  r.bandwidth_gbytes_per_s = median(bandwidths);
+  r.fraction_of_bound = median(fractions);
   return r;
 }
 

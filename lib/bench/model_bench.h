@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "bench/bench.h"
 #include "model/config.h"
@@ -58,7 +59,19 @@ struct DecodeBench {
   double tokens_per_s = 0;
   double bytes_per_token = 0;  // at the mean context (tokens / 2)
   double gbytes_per_s = 0;     // bytes_per_token x tokens_per_s
+  // Paired rounds: each timed run comes right after one pass of the bandwidth probe, and is
+  // held to that bandwidth. On a shared machine the bandwidth drifts by tens of percent from
+  // one second to the next, so a bound measured once, before all the runs, says little
+  // about any one of them.
+  struct Round {
+    double bandwidth_gbytes_per_s = 0;  // the faster of two probe passes just before the run
+    double gbytes_per_s = 0;            // the run's
+    double fraction = 0;                // gbytes_per_s / bandwidth_gbytes_per_s
+  };
+  std::vector<Round> rounds;
+  double bandwidth_gbytes_per_s = 0;  // median over the rounds
+  double fraction_of_bound = 0;       // median of the rounds' fractions
 };
-DecodeBench bench_decode(Transformer& model, int64_t tokens, int warmup, int repeats);
+DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProbe& probe, int warmup, int repeats);
 
 }  // namespace lm

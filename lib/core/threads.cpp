@@ -3,6 +3,10 @@
 #include <omp.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <atomic>
+#include <memory>
+
 #include "core/blas.h"
 
 namespace lm {
@@ -28,5 +32,60 @@ void set_threads(int n) {
 }
 
 int thread_count() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+namespace {
+
+// A thread's remaining share [lo, hi) packed in one word, so that the owner taking from the
+// front and a thief taking from the back agree through one compare-and-swap.
+struct alignas(64) Share {
+  std::atomic<uint64_t> range{0};
+};
+uint64_t pack(int64_t lo, int64_t hi) { return static_cast<uint64_t>(lo) << 32 | static_cast<uint64_t>(hi); }
+int64_t share_lo(uint64_t r) { return static_cast<int64_t>(r >> 32); }
+int64_t share_hi(uint64_t r) { return static_cast<int64_t>(r & 0xffffffffu); }
+
+}  // namespace
+
+void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo, int64_t hi), void* ctx) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads <= 1 || n <= chunk || n >= (int64_t{1} << 31)) {
+    for (int64_t lo = 0; lo < n; lo += chunk) fn(ctx, lo, std::min(n, lo + chunk));
+    return;
+  }
+  const std::unique_ptr<Share[]> shares(new Share[static_cast<size_t>(threads)]);
+#pragma omp parallel num_threads(threads)
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    shares[t].range.store(pack(n * t / nt, n * (t + 1) / nt), std::memory_order_relaxed);
+#pragma omp barrier
+    // Own share, front to back.
+    for (uint64_t r = shares[t].range.load(std::memory_order_relaxed);;) {
+      const int64_t lo = share_lo(r), hi = share_hi(r);
+      if (lo >= hi) break;
+      const int64_t end = std::min(hi, lo + chunk);
+      if (!shares[t].range.compare_exchange_weak(r, pack(end, hi), std::memory_order_relaxed)) continue;
+      fn(ctx, lo, end);
+      r = shares[t].range.load(std::memory_order_relaxed);
+    }
+    // Then the back of whichever share has the most left, until none has any.
+    for (;;) {
+      int victim = -1;
+      int64_t most = 0;
+      for (int u = 0; u < nt; ++u) {
+        const uint64_t r = shares[u].range.load(std::memory_order_relaxed);
+        if (share_hi(r) - share_lo(r) > most) most = share_hi(r) - share_lo(r), victim = u;
+      }
+      if (victim < 0) break;
+      uint64_t r = shares[victim].range.load(std::memory_order_relaxed);
+      const int64_t lo = share_lo(r), hi = share_hi(r);
+      if (lo >= hi) continue;
+      const int64_t begin = std::max(lo, hi - chunk);
+      if (!shares[victim].range.compare_exchange_weak(r, pack(lo, begin), std::memory_order_relaxed)) continue;
+      fn(ctx, begin, hi);
+    }
+  }
+}
 
 }  // namespace lm

@@ -2,6 +2,8 @@
 // runtime as lmkit's own parallel loops, so setting the OpenMP thread count sets both.
 #pragma once
 
+#include <cstdint>
+
 namespace lm {
 
 int available_cores();           // cores this process may run on (affinity-aware)
@@ -12,5 +14,20 @@ int thread_count();              // what set_threads last established
 // costs a fork/join barrier, which on a busy machine (a worker descheduled) can cost far more
 // than the work, and batch-1 decode calls dozens of such kernels per token on C-sized rows.
 inline constexpr long kParallelMinWork = 1 << 14;
+
+// Runs fn(lo, hi) over [0, n) in pieces of at most `chunk` items, in parallel. Each thread
+// starts on its own contiguous share (one memory stream, as a static schedule), and a thread
+// that finishes early takes chunks from the far end of the share with the most left. For
+// memory-bound loops (batch-1 decode streams every weight once per token): a static split
+// leaves the faster thread spinning at the barrier whenever its sibling is slowed (a vCPU
+// descheduled, an uneven share of the memory bus), and schedule(dynamic) interleaves the
+// threads' streams, which costs more than it saves. Every item runs exactly once, on one
+// thread; inside a parallel region (or ranges past 2^31) it all runs on the calling thread.
+void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo, int64_t hi), void* ctx);
+template <class Fn>
+void parallel_chunks(int64_t n, int64_t chunk, Fn&& fn) {
+  parallel_chunks(
+      n, chunk, [](void* f, int64_t lo, int64_t hi) { (*static_cast<Fn*>(f))(lo, hi); }, &fn);
+}
 
 }  // namespace lm

@@ -80,8 +80,19 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         const float* qbh = q + b * T * qld + h * HS;
         const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
         const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
-        // sc[t, k0:k1] = scale * q_t . k_j
-        sgemm(false, true, T, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sc + k0, K);
+        // sc[t, k0:k1] = scale * q_t . k_j. One query (decode) is a few hundred short dot
+        // products: plain loops, as a call into BLAS costs more than the arithmetic.
+        if (T == 1) {
+          for (int64_t j = 0; j < W; ++j) {
+            const float* kj = kb + j * kvld;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t i = 0; i < HS; ++i) acc += qbh[i] * kj[i];
+            sc[k0 + j] = scale * acc;
+          }
+        } else {
+          sgemm(false, true, T, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sc + k0, K);
+        }
         for (int64_t t = 0; t < T; ++t) {
           float* row = sc + t * K;
           masked_softmax(row + k0, W, lo[b * T + t] - k0, hi[b * T + t] - k0);
@@ -100,7 +111,18 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           pr = scratch.data();
         }
         // out[t] = sum_j p[t, j] v_j
-        sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, out + b * T * qld + h * HS, qld);
+        float* obh = out + b * T * qld + h * HS;
+        if (T == 1) {
+          std::fill(obh, obh + HS, 0.0f);
+          for (int64_t j = 0; j < W; ++j) {
+            const float p = pr[k0 + j];
+            const float* vj = vb + j * kvld;
+#pragma omp simd
+            for (int64_t i = 0; i < HS; ++i) obh[i] += p * vj[i];
+          }
+        } else {
+          sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, obh, qld);
+        }
       }
     }
   }

@@ -4,29 +4,43 @@
 #include <cstring>
 
 #include "core/blas.h"
+#include "core/threads.h"
 
 namespace lm {
 
 namespace {
 
+// w . x over n floats. Kept out of line so that every caller streams a row with the same
+// code: inlined into the callers' loops, GCC sometimes took a scalar path for the whole row.
+// One vector accumulator is enough to keep up with memory, and its reduction at the end of
+// a row is cheap (wider accumulators cost more there than they gain on C-sized rows).
+[[gnu::noinline]] float dot_row(const float* w, const float* x, int64_t n) {
+  float acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += w[i] * x[i];
+  return acc;
+}
+
 // out[n, o] for weight row o: the few-rows kernel's inner product, shared by both entry points.
 inline void few_rows_dot(float* out, const float* inp, const float* w, const float* bias, int64_t N, int64_t IC,
                          int64_t OC, int64_t o) {
   for (int64_t n = 0; n < N; ++n) {
-    const float* x = inp + n * IC;
-    float acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = 0; i < IC; ++i) acc += w[i] * x[i];
+    const float acc = dot_row(w, inp + n * IC, IC);
     out[n * OC + o] = bias ? acc + bias[o] : acc;
   }
 }
 
-// Few rows (decode): one pass over the weights, rows of W split across threads. OpenBLAS's
-// sgemm does not turn M = 1 into a gemv and runs about 3x below the memory bound here.
+// Rows of W per work chunk in the few-rows kernel: about 128 KiB of weights, long enough for
+// the hardware prefetcher to stream, short enough to even out the threads' finishing times.
+int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
+
+// Few rows (decode): one pass over the weights, rows of W shared out by parallel_chunks.
+// OpenBLAS's sgemm does not turn M = 1 into a gemv and runs about 3x below the memory bound here.
 void matmul_forward_few_rows(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                              int64_t IC, int64_t OC) {
-#pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < OC; ++o) few_rows_dot(out, inp, weight + o * IC, bias, N, IC, OC, o);
+  parallel_chunks(OC, few_rows_chunk(IC), [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o) few_rows_dot(out, inp, weight + o * IC, bias, N, IC, OC, o);
+  });
 }
 
 }  // namespace
@@ -53,13 +67,14 @@ void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* 
   const int64_t count = static_cast<int64_t>(parts.size());
   int64_t rows = 0;
   for (const MatmulPart& p : parts) rows += p.OC;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t i = 0, o = r;  // part i, its row o
-    while (i + 1 < count && o >= first[i].OC) o -= first[i++].OC;
-    const MatmulPart& p = first[i];
-    few_rows_dot(p.out, inp, p.weight + o * IC, p.bias, N, IC, p.OC, o);
-  }
+  parallel_chunks(rows, few_rows_chunk(IC), [&](int64_t lo, int64_t hi) {
+    int64_t i = 0, o = lo;  // part i, its row o
+    for (int64_t r = lo; r < hi; ++r, ++o) {
+      while (i + 1 < count && o >= first[i].OC) o -= first[i++].OC;
+      const MatmulPart& p = first[i];
+      few_rows_dot(p.out, inp, p.weight + o * IC, p.bias, N, IC, p.OC, o);
+    }
+  });
 }
 
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "core/blas.h"
@@ -9,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "core/threads.h"
 #include "io/stream.h"
 
 namespace lm {
@@ -120,6 +126,67 @@ TEST(Blas, SgemmMatchesNaive) {
       for (int k = 0; k < K; ++k) ref += A[m * K + k] * B[n * K + k];
       EXPECT_NEAR(C[m * N + n], ref, 1e-5f);
     }
+}
+
+// Counts how often parallel_chunks hands out each item, and which thread ran it.
+struct ChunkLog {
+  std::vector<std::atomic<int>> count;
+  std::vector<int> thread;
+  explicit ChunkLog(int64_t n) : count(static_cast<size_t>(n)), thread(static_cast<size_t>(n), -1) {}
+  void run(int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      count[static_cast<size_t>(i)]++;
+      thread[static_cast<size_t>(i)] = omp_get_thread_num();
+    }
+  }
+  bool each_once() const {
+    for (const auto& c : count)
+      if (c.load() != 1) return false;
+    return true;
+  }
+};
+
+TEST(Threads, ParallelChunksRunsEveryItemOnce) {
+  const int saved = thread_count();
+  for (int threads : {1, 2, 3, 5}) {
+    set_threads(threads);
+    for (int64_t n : {0, 1, 7, 1000, 100003})
+      for (int64_t chunk : {0, 1, 3, 64, 1 << 20}) {
+        ChunkLog log(n);
+        parallel_chunks(n, chunk, [&](int64_t lo, int64_t hi) {
+          EXPECT_LT(lo, hi);
+          EXPECT_LE(hi - lo, std::max<int64_t>(chunk, 1));
+          log.run(lo, hi);
+        });
+        EXPECT_TRUE(log.each_once()) << threads << " threads, n " << n << ", chunk " << chunk;
+      }
+  }
+  // Inside a parallel region every caller runs its whole range itself.
+  set_threads(2);
+#pragma omp parallel
+  {
+    ChunkLog log(500);
+    parallel_chunks(500, 8, [&](int64_t lo, int64_t hi) { log.run(lo, hi); });
+    EXPECT_TRUE(log.each_once());
+  }
+  set_threads(saved);
+}
+
+TEST(Threads, ParallelChunksMovesWorkOffASlowThread) {
+  const int saved = thread_count();
+  set_threads(2);
+  const int64_t n = 400;
+  ChunkLog log(n);
+  parallel_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+    if (omp_get_thread_num() == 0) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    log.run(lo, hi);
+  });
+  EXPECT_TRUE(log.each_once());
+  // Thread 0 owns [0, 200) but sleeps on every chunk: thread 1 takes much of it from the back.
+  int64_t taken = 0;
+  for (int64_t i = 0; i < n / 2; ++i) taken += log.thread[static_cast<size_t>(i)] == 1;
+  EXPECT_GT(taken, n / 8);
+  set_threads(saved);
 }
 
 TEST(Stream, ZstdRoundTripIsDetectedOnRead) {
