@@ -10,10 +10,25 @@ int available_cores();           // cores this process may run on (affinity-awar
 void set_threads(int n);         // n <= 0 means available_cores()
 int thread_count();              // what set_threads last established
 
-// Elementwise and per-row kernels run serially below this many elements: a parallel region
-// costs a fork/join barrier, which on a busy machine (a worker descheduled) can cost far more
-// than the work, and batch-1 decode calls dozens of such kernels per token on C-sized rows.
+// Elementwise and per-row kernels run serially below this many elements (parallel_for): a
+// parallel region costs a fork/join barrier, which on a busy machine (a worker descheduled)
+// can cost far more than the work, and batch-1 decode calls dozens of such kernels per token
+// on C-sized rows.
 inline constexpr long kParallelMinWork = 1 << 14;
+
+// fn(i) for i in [0, n): across the threads when `work` (elements touched) reaches
+// kParallelMinWork, else on the calling thread without entering OpenMP at all. Even a region
+// with if(false) costs about 1.5 us in libgomp (it builds a team of one), and batch-1 decode
+// runs a dozen such small kernels per layer.
+template <class Fn>
+void parallel_for(int64_t n, int64_t work, Fn&& fn) {
+  if (work < kParallelMinWork) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
 
 // Runs fn(lo, hi) over [0, n) in pieces of at most `chunk` items, in parallel. Each thread
 // starts on its own contiguous share (one memory stream, as a static schedule), and a thread

@@ -1,11 +1,14 @@
 #include "model/attention.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "core/blas.h"
+#include "core/threads.h"
 #include "model/dropout.h"
 
 namespace lm {
@@ -50,6 +53,77 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
   for (int64_t j = hi + 1; j < W; ++j) row[j] = 0;
 }
 
+// One query per row (decode, nothing saved): a few hundred short products, where a call
+// into BLAS costs more than the arithmetic. Position-major: each cached position's keys and
+// values for all heads ([NKV, HS], contiguous) are read once, in order, instead of one
+// head's strided slices at a time; the cache of a layer comes from memory, not cache, as
+// the weights read since evicted it.
+void attention_one_query(float* out, const float* q, const float* k, const float* v, const int64_t* lo,
+                         const int64_t* hi, int64_t B, int64_t S, int64_t NH, int64_t NKV, int64_t HS) {
+  const int64_t rep = NH / NKV, ld = NKV * HS;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  // Heads [h0, h1) of row b. sc: [h1 - h0, W] scores, then probabilities.
+  auto heads = [&](int64_t b, int64_t h0, int64_t h1, std::vector<float>& sc) {
+    const int64_t k0 = lo[b], W = hi[b] - k0 + 1;
+    sc.resize(static_cast<size_t>((h1 - h0) * W));
+    // The slice of a position's [NKV, HS] these heads read, and a prefetch of it a few
+    // positions ahead: the cache comes from memory (the weights read since evicted it) and
+    // the work per position is too short for the hardware prefetcher to run ahead.
+    const int64_t s0 = (h0 / rep) * HS, s1 = ((h1 - 1) / rep + 1) * HS;
+    auto prefetch = [&](const float* base, int64_t j) {
+      if (j >= W) return;
+      const char* p = reinterpret_cast<const char*>(base + (b * S + k0 + j) * ld);
+      for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
+    };
+    constexpr int64_t kAhead = 4;
+    for (int64_t j = 0; j < kAhead; ++j) prefetch(k, j);
+    for (int64_t j = 0; j < W; ++j) {
+      prefetch(k, j + kAhead);
+      prefetch(v, j);  // for the second pass
+      const float* kj = k + (b * S + k0 + j) * ld;
+      for (int64_t h = h0; h < h1; ++h) {
+        const float* qh = q + (b * NH + h) * HS;
+        const float* kh = kj + (h / rep) * HS;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < HS; ++i) acc += qh[i] * kh[i];
+        sc[(h - h0) * W + j] = scale * acc;
+      }
+    }
+    for (int64_t h = h0; h < h1; ++h) masked_softmax(sc.data() + (h - h0) * W, W, 0, W - 1);
+    float* ob = out + b * NH * HS;
+    std::fill(ob + h0 * HS, ob + h1 * HS, 0.0f);
+    for (int64_t j = 0; j < W; ++j) {
+      const float* vj = v + (b * S + k0 + j) * ld;
+      for (int64_t h = h0; h < h1; ++h) {
+        const float p = sc[(h - h0) * W + j];
+        const float* vh = vj + (h / rep) * HS;
+        float* oh = ob + h * HS;
+#pragma omp simd
+        for (int64_t i = 0; i < HS; ++i) oh[i] += p * vh[i];
+      }
+    }
+  };
+  int64_t work = 0;  // multiply-adds
+  for (int64_t b = 0; b < B; ++b) work += 2 * NH * (hi[b] - lo[b] + 1) * HS;
+  // Measured on stories110m decode: below a few hundred cached positions one thread is
+  // faster than two (the cache streams from memory either way; waking the team costs more).
+  if (work < kParallelMinWork * 16) {
+    std::vector<float> sc;
+    for (int64_t b = 0; b < B; ++b) heads(b, 0, NH, sc);
+    return;
+  }
+  // Rows over the threads; with fewer rows than threads, each row's heads split in groups.
+  const int64_t groups = std::clamp<int64_t>(omp_get_max_threads() / B, 1, NH);
+#pragma omp parallel
+  {
+    std::vector<float> sc;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t g = 0; g < groups; ++g) heads(b, NH * g / groups, NH * (g + 1) / groups, sc);
+  }
+}
+
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
@@ -60,71 +134,58 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t qld = NH * HS, kvld = NKV * HS;
-#pragma omp parallel
-  {
-    std::vector<float> scratch;  // [T, K] scores when att is not saved; dropped probabilities
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t h = 0; h < NH; ++h) {
-        // Only the key window some query of this row can see takes part in the products.
-        const int64_t k0 = *std::min_element(lo + b * T, lo + (b + 1) * T);
-        const int64_t k1 = *std::max_element(hi + b * T, hi + (b + 1) * T);
-        const int64_t W = k1 - k0 + 1;
-        float* sc;
-        if (att) {
-          sc = att + (b * NH + h) * T * K;
-        } else {
-          scratch.resize(static_cast<size_t>(T * K));
-          sc = scratch.data();
-        }
-        const float* qbh = q + b * T * qld + h * HS;
-        const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
-        const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
-        // sc[t, k0:k1] = scale * q_t . k_j. One query (decode) is a few hundred short dot
-        // products: plain loops, as a call into BLAS costs more than the arithmetic.
-        if (T == 1) {
-          for (int64_t j = 0; j < W; ++j) {
-            const float* kj = kb + j * kvld;
-            float acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t i = 0; i < HS; ++i) acc += qbh[i] * kj[i];
-            sc[k0 + j] = scale * acc;
-          }
-        } else {
-          sgemm(false, true, T, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sc + k0, K);
-        }
-        for (int64_t t = 0; t < T; ++t) {
-          float* row = sc + t * K;
-          masked_softmax(row + k0, W, lo[b * T + t] - k0, hi[b * T + t] - k0);
-          if (att) {
-            std::fill(row, row + k0, 0.0f);
-            std::fill(row + k1 + 1, row + K, 0.0f);
-          }
-        }
-        const float* pr = sc;  // the probabilities that weight v
-        if (drop) {
-          scratch.resize(static_cast<size_t>(T * K));
-          const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * K);
-          for (int64_t t = 0; t < T; ++t)
-            for (int64_t j = k0; j <= k1; ++j)
-              scratch[t * K + j] = sc[t * K + j] * dropout_scale(seed, base + t * K + j, dropout);
-          pr = scratch.data();
-        }
-        // out[t] = sum_j p[t, j] v_j
-        float* obh = out + b * T * qld + h * HS;
-        if (T == 1) {
-          std::fill(obh, obh + HS, 0.0f);
-          for (int64_t j = 0; j < W; ++j) {
-            const float p = pr[k0 + j];
-            const float* vj = vb + j * kvld;
-#pragma omp simd
-            for (int64_t i = 0; i < HS; ++i) obh[i] += p * vj[i];
-          }
-        } else {
-          sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, obh, qld);
-        }
+  // One (row, head) pair. scratch: [T, K] scores when att is not saved; dropped probabilities.
+  auto head = [&](int64_t b, int64_t h, std::vector<float>& scratch) {
+    // Only the key window some query of this row can see takes part in the products.
+    const int64_t k0 = *std::min_element(lo + b * T, lo + (b + 1) * T);
+    const int64_t k1 = *std::max_element(hi + b * T, hi + (b + 1) * T);
+    const int64_t W = k1 - k0 + 1;
+    float* sc;
+    if (att) {
+      sc = att + (b * NH + h) * T * K;
+    } else {
+      scratch.resize(static_cast<size_t>(T * K));
+      sc = scratch.data();
+    }
+    const float* qbh = q + b * T * qld + h * HS;
+    const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
+    const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
+    // sc[t, k0:k1] = scale * q_t . k_j
+    sgemm(false, true, T, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sc + k0, K);
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = sc + t * K;
+      masked_softmax(row + k0, W, lo[b * T + t] - k0, hi[b * T + t] - k0);
+      if (att) {
+        std::fill(row, row + k0, 0.0f);
+        std::fill(row + k1 + 1, row + K, 0.0f);
       }
     }
+    const float* pr = sc;  // the probabilities that weight v
+    if (drop) {
+      scratch.resize(static_cast<size_t>(T * K));
+      const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * K);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = k0; j <= k1; ++j)
+          scratch[t * K + j] = sc[t * K + j] * dropout_scale(seed, base + t * K + j, dropout);
+      pr = scratch.data();
+    }
+    // out[t] = sum_j p[t, j] v_j
+    sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, out + b * T * qld + h * HS, qld);
+  };
+  if (T == 1 && !att) return attention_one_query(out, q, k, v, lo, hi, B, S, NH, NKV, HS);
+  // A short window is a few microseconds of work: less than waking the team.
+  if (B * NH * T * K * HS < kParallelMinWork * 4) {
+    std::vector<float> scratch;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch);
+    return;
+  }
+#pragma omp parallel
+  {
+    std::vector<float> scratch;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch);
   }
 }
 

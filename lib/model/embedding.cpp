@@ -16,9 +16,9 @@ void check_token_ids(const int32_t* tokens, int64_t N, int64_t V, const char* wh
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N, int64_t V, int64_t C) {
   check_token_ids(tokens, N, V);
-#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n)
+  parallel_for(N, N * C, [&](int64_t n) {
     std::memcpy(out + n * C, wte + static_cast<int64_t>(tokens[n]) * C, static_cast<size_t>(C) * sizeof(float));
+  });
 }
 
 void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C) {

@@ -1,34 +1,53 @@
 #include "model/ffn.h"
 #include "core/threads.h"
+#include "model/matmul.h"
 
 #include <cmath>
 #include <numbers>
 
 namespace lm {
 
+namespace {
+inline float swiglu(float gate, float up) { return gate / (1.0f + std::exp(-gate)) * up; }
+}  // namespace
+
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  parallel_for(n, n, [&](int64_t i) { out[i] = swiglu(gate[i], up[i]); });
+}
+
+void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const float* w1, const float* b1,
+                       const float* w3, const float* b3, int64_t N, int64_t C, int64_t F) {
+  if (N > kMatmulFewRows) {
+    matmul_forward_parts({{gate, w1, b1, F}, {up, w3, b3, F}}, inp, N, C);
+    swiglu_forward(act, gate, up, N * F);
+    return;
   }
+  parallel_chunks(F, few_rows_chunk(C) / 2, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      for (int64_t n = 0; n < N; ++n) {
+        const float* x = inp + n * C;
+        const float g = dot_f32(w1 + i * C, x, C), u = dot_f32(w3 + i * C, x, C);
+        const int64_t o = n * F + i;
+        gate[o] = b1 ? g + b1[i] : g;
+        up[o] = b3 ? u + b3[i] : u;
+        act[o] = swiglu(gate[o], up[o]);
+      }
+  });
 }
 
 void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx) {
   if (tanh_approx) {
     const float s = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, n, [&](int64_t i) {
       const float x = inp[i];
       out[i] = 0.5f * x * (1.0f + std::tanh(s * (x + 0.044715f * x * x * x)));
-    }
+    });
   } else {
     const float s = static_cast<float>(1.0 / std::numbers::sqrt2);
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, n, [&](int64_t i) {
       const float x = inp[i];
       out[i] = 0.5f * x * (1.0f + std::erf(x * s));
-    }
+    });
   }
 }
 

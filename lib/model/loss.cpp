@@ -11,8 +11,7 @@ namespace lm {
 
 void softcap_forward(float* out, const float* inp, int64_t n, float cap) {
   const float inv = 1.0f / cap;
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
-  for (int64_t i = 0; i < n; ++i) out[i] = cap * std::tanh(inp[i] * inv);
+  parallel_for(n, n, [&](int64_t i) { out[i] = cap * std::tanh(inp[i] * inv); });
 }
 
 void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int64_t V,

@@ -8,31 +8,29 @@
 
 namespace lm {
 
-namespace {
-
-// w . x over n floats. Kept out of line so that every caller streams a row with the same
-// code: inlined into the callers' loops, GCC sometimes took a scalar path for the whole row.
-// One vector accumulator is enough to keep up with memory, and its reduction at the end of
-// a row is cheap (wider accumulators cost more there than they gain on C-sized rows).
-[[gnu::noinline]] float dot_row(const float* w, const float* x, int64_t n) {
+// Kept out of line so that every caller streams a row with the same code: inlined into the
+// callers' loops, GCC sometimes took a scalar path for the whole row. One vector accumulator
+// keeps up with memory, and its reduction at the end of a row is cheap (wider accumulators
+// cost more there than they gain on C-sized rows).
+[[gnu::noinline]] float dot_f32(const float* w, const float* x, int64_t n) {
   float acc = 0;
 #pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) acc += w[i] * x[i];
   return acc;
 }
 
+int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
+
+namespace {
+
 // out[n, o] for weight row o: the few-rows kernel's inner product, shared by both entry points.
 inline void few_rows_dot(float* out, const float* inp, const float* w, const float* bias, int64_t N, int64_t IC,
                          int64_t OC, int64_t o) {
   for (int64_t n = 0; n < N; ++n) {
-    const float acc = dot_row(w, inp + n * IC, IC);
+    const float acc = dot_f32(w, inp + n * IC, IC);
     out[n * OC + o] = bias ? acc + bias[o] : acc;
   }
 }
-
-// Rows of W per work chunk in the few-rows kernel: about 128 KiB of weights, long enough for
-// the hardware prefetcher to stream, short enough to even out the threads' finishing times.
-int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
 
 // Few rows (decode): one pass over the weights, rows of W shared out by parallel_chunks.
 // OpenBLAS's sgemm does not turn M = 1 into a gemv and runs about 3x below the memory bound here.

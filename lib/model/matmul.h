@@ -11,6 +11,13 @@ namespace lm {
 // above, it calls lm::sgemm.
 inline constexpr int64_t kMatmulFewRows = 3;
 
+// w . x over n floats: the inner product of the few-rows kernels.
+float dot_f32(const float* w, const float* x, int64_t n);
+// Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
+// long enough for the hardware prefetcher to stream, short enough to even out the threads'
+// finishing times.
+int64_t few_rows_chunk(int64_t IC);
+
 // out [N, OC] = inp [N, IC] @ weight [OC, IC]^T + bias [OC] (bias may be null).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                     int64_t OC);

@@ -8,11 +8,11 @@ namespace lm {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N,
                      int64_t C, float eps) {
-#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * C, [&](int64_t n) {
     const float* x = inp + n * C;
     float* y = out + n * C;
     double ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int64_t i = 0; i < C; ++i) ss += static_cast<double>(x[i]) * x[i];
     const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
     for (int64_t i = 0; i < C; ++i) {
@@ -22,13 +22,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
       y[i] = v;
     }
     if (rstd) rstd[n] = r;
-  }
+  });
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps) {
-#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * C, [&](int64_t n) {
     const float* x = inp + n * C;
     float* y = out + n * C;
     double s = 0;
@@ -46,7 +45,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     }
     if (mean) mean[n] = mf;
     if (rstd) rstd[n] = r;
-  }
+  });
 }
 
 namespace {

@@ -39,22 +39,20 @@ std::vector<double> rope_inv_freq(const ModelConfig& cfg) {
 
 void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_freq, int64_t N, int64_t half,
                  double scale_factor) {
-#pragma omp parallel for schedule(static) if (N * half >= kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * half, [&](int64_t n) {
     const double p = static_cast<double>(pos[n]) / scale_factor;
     for (int64_t i = 0; i < half; ++i) {
       const double a = p * inv_freq[i];
       cos[n * half + i] = static_cast<float>(std::cos(a));
       sin[n * half + i] = static_cast<float>(std::sin(a));
     }
-  }
+  });
 }
 
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
                   int64_t HS) {
   const int64_t half = HS / 2;
-#pragma omp parallel for schedule(static) if (N * H * HS >= kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * H * HS, [&](int64_t n) {
     const float* c = cos + n * half;
     const float* s = sin + n * half;
     for (int64_t h = 0; h < H; ++h) {
@@ -66,7 +64,7 @@ void rope_forward(float* out, const float* inp, const float* cos, const float* s
         y[2 * i + 1] = x0 * s[i] + x1 * c[i];
       }
     }
-  }
+  });
 }
 
 void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t H,

@@ -56,8 +56,7 @@ class ArenaPlan {
 };
 
 void add_residual(float* out, const float* a, const float* b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
-  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  parallel_for(n, n, [&](int64_t i) { out[i] = a[i] + b[i]; });
 }
 
 // out = a + dropout(b) (training: residual dropout on the block's output).
@@ -207,8 +206,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   // Feed-forward block.
   norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
   if (c.ffn_type == "swiglu") {
-    matmul_forward_parts({{la.fch, lw.w1, lw.b1, F}, {la.fch3, lw.w3, lw.b3, F}}, la.ln2, N, C);
-    swiglu_forward(la.fch_act, la.fch, la.fch3, N * F);
+    swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lw.w1, lw.b1, lw.w3, lw.b3, N, C, F);
   } else {
     matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
     gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");

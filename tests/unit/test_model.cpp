@@ -23,6 +23,7 @@
 #include "io/stream.h"
 #include "model/attention.h"
 #include "model/config.h"
+#include "model/ffn.h"
 #include "model/matmul.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -463,22 +464,53 @@ TEST(Kernels, AttentionMatchesReferenceWithCacheGqaAndDocuments) {
   }
 }
 
-// One query per row (decode) takes its own loops instead of BLAS: the same numbers.
+// One query per row (decode) takes its own loops instead of BLAS: the same numbers, on one
+// thread (short windows) and on several (long ones: rows and head groups over the threads).
 TEST(Kernels, AttentionSingleQueryMatchesReference) {
   Rng rng(13);
-  const int64_t B = 2, T = 1, S = 12, NH = 6, NKV = 2, HS = 8;
-  std::vector<float> q(B * T * NH * HS), k(B * S * NKV * HS), v(k.size());
-  for (auto* x : {&q, &k, &v})
-    for (auto& e : *x) e = 2 * rng.normal();
-  for (int64_t P : {int64_t{0}, int64_t{1}, int64_t{7}, S - 1}) {
-    std::vector<int64_t> lo = {0, P / 2}, hi = {P, P};  // row 1 sees only its document's keys
-    std::vector<float> out(B * T * NH * HS), ref(out.size());
-    attention_forward(out.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, P, S, NH, NKV,
-                      HS);
-    attention_forward_ref(ref.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, P, S, NH,
-                          NKV, HS);
-    EXPECT_LE(max_rel_error(out.data(), ref.data(), out.size()), 1e-5) << P;
+  struct Shape {
+    int64_t B, S, NH, NKV, HS;
+  };
+  for (const Shape& sh : {Shape{2, 12, 6, 2, 8}, Shape{1, 400, 8, 4, 64}, Shape{3, 300, 8, 8, 32}}) {
+    const int64_t B = sh.B, T = 1, S = sh.S, NH = sh.NH, NKV = sh.NKV, HS = sh.HS;
+    std::vector<float> q(B * T * NH * HS), k(B * S * NKV * HS), v(k.size());
+    for (auto* x : {&q, &k, &v})
+      for (auto& e : *x) e = 2 * rng.normal();
+    for (int64_t P : {int64_t{0}, int64_t{1}, int64_t{7}, S - 1}) {
+      std::vector<int64_t> lo(B), hi(B, P);
+      for (int64_t b = 0; b < B; ++b) lo[b] = b * P / (B + 1);  // later rows see only their document
+      std::vector<float> out(B * T * NH * HS), ref(out.size());
+      attention_forward(out.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, P, S, NH,
+                        NKV, HS);
+      attention_forward_ref(ref.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, P, S,
+                            NH, NKV, HS);
+      EXPECT_LE(max_rel_error(out.data(), ref.data(), out.size()), 1e-5) << B << " rows, P " << P;
+    }
   }
+}
+
+// Decode's fused w1/w3 + SwiGLU pass gives the numbers of the separate steps, bit for bit.
+TEST(Kernels, SwigluUpForwardEqualsSeparateStepsBitForBit) {
+  Rng rng(14);
+  const int64_t C = 40, F = 29;
+  std::vector<float> w1(F * C), w3(F * C), b1(F), b3(F);
+  for (auto* x : {&w1, &w3, &b1, &b3})
+    for (auto& e : *x) e = rng.normal();
+  for (int64_t N : {int64_t{1}, kMatmulFewRows, kMatmulFewRows + 2})
+    for (bool bias : {false, true}) {
+      std::vector<float> x(N * C);
+      for (auto& e : x) e = rng.normal();
+      std::vector<float> act(N * F), gate(N * F), up(N * F), ract(N * F), rgate(N * F), rup(N * F);
+      const float* pb1 = bias ? b1.data() : nullptr;
+      const float* pb3 = bias ? b3.data() : nullptr;
+      swiglu_up_forward(act.data(), gate.data(), up.data(), x.data(), w1.data(), pb1, w3.data(), pb3, N, C, F);
+      matmul_forward(rgate.data(), x.data(), w1.data(), pb1, N, C, F);
+      matmul_forward(rup.data(), x.data(), w3.data(), pb3, N, C, F);
+      swiglu_forward(ract.data(), rgate.data(), rup.data(), N * F);
+      EXPECT_EQ(gate, rgate) << N << bias;
+      EXPECT_EQ(up, rup) << N << bias;
+      EXPECT_EQ(act, ract) << N << bias;
+    }
 }
 
 }  // namespace
