@@ -54,17 +54,22 @@ void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo,
     for (int64_t lo = 0; lo < n; lo += chunk) fn(ctx, lo, std::min(n, lo + chunk));
     return;
   }
+  // Shares are set before the team starts (no barrier inside): should the team be smaller
+  // than asked for, the shares nobody owns are taken by the stealing loop.
   const std::unique_ptr<Share[]> shares(new Share[static_cast<size_t>(threads)]);
+  for (int t = 0; t < threads; ++t) shares[t].range.store(pack(n * t / threads, n * (t + 1) / threads));
+  // Pieces shrink to an eighth of `chunk` as a share runs out, so the threads finish close
+  // together: the last piece in flight is what the others wait for at the closing barrier.
+  const int64_t min_piece = std::max<int64_t>(1, chunk / 8);
+  auto piece = [&](int64_t left) { return std::clamp(left / 4, min_piece, chunk); };
 #pragma omp parallel num_threads(threads)
   {
-    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    shares[t].range.store(pack(n * t / nt, n * (t + 1) / nt), std::memory_order_relaxed);
-#pragma omp barrier
+    const int t = omp_get_thread_num();
     // Own share, front to back.
     for (uint64_t r = shares[t].range.load(std::memory_order_relaxed);;) {
       const int64_t lo = share_lo(r), hi = share_hi(r);
       if (lo >= hi) break;
-      const int64_t end = std::min(hi, lo + chunk);
+      const int64_t end = std::min(hi, lo + piece(hi - lo));
       if (!shares[t].range.compare_exchange_weak(r, pack(end, hi), std::memory_order_relaxed)) continue;
       fn(ctx, lo, end);
       r = shares[t].range.load(std::memory_order_relaxed);
@@ -73,7 +78,7 @@ void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo,
     for (;;) {
       int victim = -1;
       int64_t most = 0;
-      for (int u = 0; u < nt; ++u) {
+      for (int u = 0; u < threads; ++u) {
         const uint64_t r = shares[u].range.load(std::memory_order_relaxed);
         if (share_hi(r) - share_lo(r) > most) most = share_hi(r) - share_lo(r), victim = u;
       }
@@ -81,7 +86,7 @@ void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo,
       uint64_t r = shares[victim].range.load(std::memory_order_relaxed);
       const int64_t lo = share_lo(r), hi = share_hi(r);
       if (lo >= hi) continue;
-      const int64_t begin = std::max(lo, hi - chunk);
+      const int64_t begin = std::max(lo, hi - piece(hi - lo));
       if (!shares[victim].range.compare_exchange_weak(r, pack(lo, begin), std::memory_order_relaxed)) continue;
       fn(ctx, begin, hi);
     }
