@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> prompts;
   lm::GenerateOptions opts;
   uint64_t seed = 0;
-  bool ignore_eos = false, json = false, echo = false, force = false;
+  bool ignore_eos = false, json = false, echo = false, force = false, no_mmap = false;
 
   app.add_option("-m,--model", model_path, "Checkpoint (safetensors with lmkit.config metadata)")
       ->type_name("FILE")
@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
   app.add_flag("--echo", echo, "Print each text prompt before its completion");
   app.add_flag("--json", json, "Print one JSON object per prompt (completion and stats) instead of text");
   app.add_flag("-f,--force", force, "Write a token stream even to a terminal");
+  app.add_flag("--no-mmap", no_mmap, "Copy the weights into memory instead of reading them from the checkpoint's "
+                                     "mapping: slower to open, about 10% faster to generate (huge pages)");
   tool.add_threads_option();
   tool.add_quiet_option();
 
@@ -83,7 +85,11 @@ int main(int argc, char** argv) {
     if (json && format != "text" && output == "-") lm::fail_usage("--json and --format tokens|ids both want stdout");
     if (format == "tokens") lm::cli::refuse_binary_on_terminal(output, force);
 
-    lm::Transformer model(lm::ModelWeights::load(model_path));
+    lm::ModelWeights weights = lm::ModelWeights::load(model_path);
+    // Decode reads every weight once per token; a private copy sits on transparent huge pages,
+    // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
+    if (no_mmap) weights.make_writable();
+    lm::Transformer model(std::move(weights));
     const lm::ModelConfig& cfg = model.config();
     const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
     std::unique_ptr<lm::Tokenizer> tokenizer;

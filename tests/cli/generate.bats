@@ -20,6 +20,15 @@ G="lm-generate --threads 1"
   assert_equal "$output" "To be$first"
 }
 
+@test "lm-generate --no-mmap: weights copied into memory, the same output" {
+  a=$($G -m "$SOMA" -p "Once" -n 30 --seed 5 --format ids)
+  b=$($G -m "$SOMA" -p "Once" -n 30 --seed 5 --format ids --no-mmap)
+  assert_equal "$a" "$b"
+  run $G -m "$SOMA" -p "To be" -n 20 --temperature 0 --no-mmap
+  assert_success
+  assert_equal "$output" "$($G -m "$SOMA" -p "To be" -n 20 --temperature 0)"
+}
+
 @test "lm-generate: the same seed gives the same output, another seed another one" {
   a=$($G -m "$SOMA" -p "Once" -n 30 --seed 5 --format ids)
   b=$($G -m "$SOMA" -p "Once" -n 30 --seed 5 --format ids)
