@@ -48,7 +48,7 @@ class BandwidthProbe {
  public:
   explicit BandwidthProbe(size_t bytes);
   size_t bytes() const { return static_cast<size_t>(n_) * sizeof(float); }
-  double pass() const;  // seconds to read the whole buffer once
+  void read() const;  // one pass over the whole buffer
  private:
   std::shared_ptr<float> buf_;
   int64_t n_ = 0;

@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "model/config_infer.h"
+#include "model/loss_weights.h"
 #include "model/params.h"
 #include "version.h"
 
@@ -79,9 +80,12 @@ void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool al
   std::set<std::string> present;
   std::vector<std::string> unmapped, unmapped_desc;
   std::vector<Node> keep;
+  // Per-token loss weights (lm-train --loss-weights) are no parameter, but travel with them.
+  const Shape loss_weights_shape{cfg.vocab_size};
   for (Node& n : g.nodes) {
     const ParamInfo* p = layout.find(n.name);
-    if (!p) {
+    const Shape* want = p ? &p->shape : cfg.loss_weights && n.name == kLossWeightsTensor ? &loss_weights_shape : nullptr;
+    if (!want) {
       unmapped.push_back(n.name);
       const std::string src = n.from.empty() ? n.name : n.from[0].name;
       unmapped_desc.push_back(src == n.name ? quote(n.name) : cat(quote(src), " (as ", quote(n.name), ")"));
@@ -91,9 +95,9 @@ void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool al
       }
     } else {
       const std::string src = n.from.empty() || n.from[0].name == n.name ? "" : cat(" (from ", quote(n.from[0].name), ")");
-      if (n.shape != p->shape)
+      if (n.shape != *want)
         fail_data(cat("shape mismatch: tensor ", quote(n.name), src, ": got ", shape_str(n.shape), ", expected ",
-                      shape_str(p->shape), " for the config"));
+                      shape_str(*want), " for the config"));
       if (!is_float(n.dtype))
         fail_data(cat("wrong dtype: tensor ", quote(n.name), src, ": got ", dtype_name(n.dtype), ", expected F32, F16 or BF16"));
       present.insert(n.name);
@@ -115,6 +119,7 @@ void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool al
   std::vector<std::string> missing;
   for (const ParamInfo& p : layout.tensors())
     if (!present.count(p.name)) missing.push_back(p.name);
+  if (cfg.loss_weights && !present.count(kLossWeightsTensor)) missing.push_back(kLossWeightsTensor);
   if (!missing.empty()) {
     std::string list;
     for (size_t i = 0; i < missing.size() && i < 4; ++i) {
@@ -270,6 +275,18 @@ Plan plan_conversion(const ConvertOptions& opts) {
   apply_rules(g, opts.rules, cfg);
   if (named(plan.to) && cfg) check_against_config(g, *cfg, plan.from, opts.allow_unmapped, plan.notes);
 
+  if (cfg && cfg->loss_weights && named(plan.to) && plan.to != Layout::Lmkit) {
+    // Only an lmkit checkpoint has a place for them; the config written says so too.
+    std::erase_if(g.nodes, [&](const Node& n) {
+      if (n.name != kLossWeightsTensor) return false;
+      g.dropped.insert(g.dropped.end(), n.from.begin(), n.from.end());
+      return true;
+    });
+    plan.config->loss_weights = false;
+    plan.config_json = config_to_json(*plan.config);
+    plan.notes.push_back(cat("dropped ", quote(kLossWeightsTensor), ": layout ", layout_name(plan.to),
+                             " has no place for per-token loss weights"));
+  }
   if (plan.to == Layout::GGUF) {
     const auto why = gguf_unsupported(*cfg);
     if (!why.empty()) fail_unsupported("GGUF (llama) cannot hold ", why);

@@ -160,3 +160,28 @@ ue, uq = r["e"]["loss_weights"]["unweighted_loss"], r["q"]["loss_weights"]["unwe
 assert abs(ue - uq) > 1e-5, (ue, uq)
 PY
 }
+
+@test "lm-convert-checkpoint keeps the weights in an lmkit checkpoint and drops them, noted, elsewhere" {
+  corpus
+  echo '{"101": 0, "81": 0, "32": 2.5}' > "$TMP/w.json"
+  lm-train "${MICRO[@]}" --steps 0 --threads 1 -q -o "$TMP/run" --loss-weights "$TMP/w.json"
+  run lm-convert-checkpoint "$TMP/run/model.safetensors" "$TMP/copy.safetensors"
+  assert_success
+  [ "$(weights_of "$TMP/copy.safetensors")" = "$(weights_of "$TMP/run/model.safetensors")" ]
+  lm-eval-loss -m "$TMP/run/model.safetensors" "$TMP/all.tok" --seq 32 --json > "$TMP/a.json"
+  lm-eval-loss -m "$TMP/copy.safetensors" "$TMP/all.tok" --seq 32 --json > "$TMP/b.json"
+  cmp <(grep -v '"seconds\|tokens_per_s\|"model"' "$TMP/a.json") <(grep -v '"seconds\|tokens_per_s\|"model"' "$TMP/b.json")
+  run lm-convert-checkpoint "$TMP/run/model.safetensors" "$TMP/hf.safetensors" --to hf
+  assert_success
+  assert_output --partial "dropped 'loss_weights': layout hf has no place for per-token loss weights"
+  # Back to lmkit: a plain model whose evaluated loss is the unweighted one.
+  lm-convert-checkpoint "$TMP/hf.safetensors" "$TMP/back.safetensors" --to lmkit -q
+  lm-eval-loss -m "$TMP/back.safetensors" "$TMP/all.tok" --seq 32 --json > "$TMP/c.json"
+  python3 - "$TMP" <<'PY'
+import json, sys
+a, c = (json.load(open(f"{sys.argv[1]}/{x}.json")) for x in ("a", "c"))
+assert c["loss_weights"] is None, c
+assert abs(c["loss"] - a["loss_weights"]["unweighted_loss"]) < 1e-6, (c["loss"], a["loss_weights"])
+assert abs(c["loss"] - a["loss"]) > 1e-4  # the weights did change the loss
+PY
+}
