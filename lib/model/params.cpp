@@ -212,7 +212,9 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
 
   std::set<std::string> expected;
   for (const auto& p : table) expected.insert(p.name);
-  if (cfg.loss_weights) expected.insert(kLossWeightsTensor);
+  // Loss weights are used when the config says so; a config with them switched off (say
+  // --set loss_weights=false to fine-tune a weighted checkpoint without them) leaves them.
+  expected.insert(kLossWeightsTensor);
   for (const auto& info : file.tensors())
     if (!expected.count(info.name))
       fail_data(cat(where, ": unexpected tensor ", quote(info.name), " for this config"));

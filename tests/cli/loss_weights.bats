@@ -185,3 +185,19 @@ assert abs(c["loss"] - a["loss_weights"]["unweighted_loss"]) < 1e-6, (c["loss"],
 assert abs(c["loss"] - a["loss"]) > 1e-4  # the weights did change the loss
 PY
 }
+
+@test "--set loss_weights=false fine-tunes a weighted checkpoint without its weights" {
+  corpus
+  echo '{"101": 0, "32": 2.5}' > "$TMP/w.json"
+  lm-train "${MICRO[@]}" --steps 0 --threads 1 -q -o "$TMP/run" --loss-weights "$TMP/w.json"
+  args=("$TMP/all.tok" --steps 2 --batch 2 --seq 16 --threads 1 -q)
+  run lm-train "$TMP/run/model.safetensors" "${args[@]}" --set loss_weights=false -o "$TMP/off"
+  assert_success
+  # The same as fine-tuning the unweighted copy of the model.
+  lm-convert-checkpoint "$TMP/run/model.safetensors" "$TMP/plain.safetensors" --to hf -q
+  lm-convert-checkpoint "$TMP/plain.safetensors" "$TMP/plain2.safetensors" --to lmkit -q
+  lm-train "$TMP/plain2.safetensors" "${args[@]}" -o "$TMP/plain"
+  [ "$(losses "$TMP/off/log.jsonl")" = "$(losses "$TMP/plain/log.jsonl")" ]
+  run weights_of "$TMP/off/model.safetensors"
+  assert_failure  # no loss_weights tensor
+}
