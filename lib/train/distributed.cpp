@@ -55,6 +55,18 @@ void distributed_init() {
   g_joined = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+#else
+  // Without MPI every process of an N-process job would train alone and write the same run.
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* size = std::getenv(var);
+    if (size && std::atoi(size) > 1) {  // before the tool's error handling exists, as above
+      std::fprintf(stderr,
+                   "lm-train: error: started as one of %s processes (%s), but this lm-train was built without MPI "
+                   "(LMKIT_MPI=OFF)\nhint: rebuild with Open MPI installed (libopenmpi-dev), or run one process\n",
+                   size, var);
+      std::exit(1);
+    }
+  }
 #endif
 }
 

@@ -186,3 +186,13 @@ losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
   run lm-inspect-config "$TMP/ft/model.safetensors" --config
   assert_output --partial '"dim": 32'
 }
+
+@test "an lm-train built without MPI refuses to be one of several processes" {
+  [ "${LMKIT_MPI:-1}" = 0 ] || skip "this build has MPI (train_mpi.bats runs its jobs)"
+  OMPI_COMM_WORLD_SIZE=2 run lm-train tiny --steps 0 -o "$TMP/x"
+  assert_failure 1
+  assert_output --partial "started as one of 2 processes (OMPI_COMM_WORLD_SIZE), but this lm-train was built without MPI"
+  [ ! -e "$TMP/x" ]
+  run lm-train tiny --steps 0 -o "$TMP/x" -q  # one process is fine
+  assert_success
+}
