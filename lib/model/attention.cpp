@@ -53,56 +53,63 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
   for (int64_t j = hi + 1; j < W; ++j) row[j] = 0;
 }
 
+}  // namespace
+
+void attention_one_query_heads(float* out, const float* q, const float* k, const float* v, int64_t b, int64_t k0,
+                               int64_t k1, int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
+                               std::vector<float>& sc) {
+  const int64_t rep = NH / NKV, ld = NKV * HS, W = k1 - k0 + 1;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  sc.resize(static_cast<size_t>((h1 - h0) * W));  // scores, then probabilities
+  // The slice of a position's [NKV, HS] these heads read, and a prefetch of it a few
+  // positions ahead: the cache comes from memory (the weights read since evicted it) and
+  // the work per position is too short for the hardware prefetcher to run ahead.
+  const int64_t s0 = (h0 / rep) * HS, s1 = ((h1 - 1) / rep + 1) * HS;
+  auto prefetch = [&](const float* base, int64_t j) {
+    if (j >= W) return;
+    const char* p = reinterpret_cast<const char*>(base + (b * S + k0 + j) * ld);
+    for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
+  };
+  constexpr int64_t kAhead = 4;
+  for (int64_t j = 0; j < kAhead; ++j) prefetch(k, j);
+  for (int64_t j = 0; j < W; ++j) {
+    prefetch(k, j + kAhead);
+    prefetch(v, j);  // for the second pass
+    const float* kj = k + (b * S + k0 + j) * ld;
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* qh = q + (b * NH + h) * HS;
+      const float* kh = kj + (h / rep) * HS;
+      float acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < HS; ++i) acc += qh[i] * kh[i];
+      sc[(h - h0) * W + j] = scale * acc;
+    }
+  }
+  for (int64_t h = h0; h < h1; ++h) masked_softmax(sc.data() + (h - h0) * W, W, 0, W - 1);
+  float* ob = out + b * NH * HS;
+  std::fill(ob + h0 * HS, ob + h1 * HS, 0.0f);
+  for (int64_t j = 0; j < W; ++j) {
+    const float* vj = v + (b * S + k0 + j) * ld;
+    for (int64_t h = h0; h < h1; ++h) {
+      const float p = sc[(h - h0) * W + j];
+      const float* vh = vj + (h / rep) * HS;
+      float* oh = ob + h * HS;
+#pragma omp simd
+      for (int64_t i = 0; i < HS; ++i) oh[i] += p * vh[i];
+    }
+  }
+}
+
+namespace {
+
 // One query per row (decode, nothing saved): a few hundred short products, where a call
 // into BLAS costs more than the arithmetic. Position-major: each cached position's keys and
 // values for all heads ([NKV, HS], contiguous) are read once, in order, instead of one
-// head's strided slices at a time; the cache of a layer comes from memory, not cache, as
-// the weights read since evicted it.
+// head's strided slices at a time.
 void attention_one_query(float* out, const float* q, const float* k, const float* v, const int64_t* lo,
                          const int64_t* hi, int64_t B, int64_t S, int64_t NH, int64_t NKV, int64_t HS) {
-  const int64_t rep = NH / NKV, ld = NKV * HS;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  // Heads [h0, h1) of row b. sc: [h1 - h0, W] scores, then probabilities.
   auto heads = [&](int64_t b, int64_t h0, int64_t h1, std::vector<float>& sc) {
-    const int64_t k0 = lo[b], W = hi[b] - k0 + 1;
-    sc.resize(static_cast<size_t>((h1 - h0) * W));
-    // The slice of a position's [NKV, HS] these heads read, and a prefetch of it a few
-    // positions ahead: the cache comes from memory (the weights read since evicted it) and
-    // the work per position is too short for the hardware prefetcher to run ahead.
-    const int64_t s0 = (h0 / rep) * HS, s1 = ((h1 - 1) / rep + 1) * HS;
-    auto prefetch = [&](const float* base, int64_t j) {
-      if (j >= W) return;
-      const char* p = reinterpret_cast<const char*>(base + (b * S + k0 + j) * ld);
-      for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
-    };
-    constexpr int64_t kAhead = 4;
-    for (int64_t j = 0; j < kAhead; ++j) prefetch(k, j);
-    for (int64_t j = 0; j < W; ++j) {
-      prefetch(k, j + kAhead);
-      prefetch(v, j);  // for the second pass
-      const float* kj = k + (b * S + k0 + j) * ld;
-      for (int64_t h = h0; h < h1; ++h) {
-        const float* qh = q + (b * NH + h) * HS;
-        const float* kh = kj + (h / rep) * HS;
-        float acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t i = 0; i < HS; ++i) acc += qh[i] * kh[i];
-        sc[(h - h0) * W + j] = scale * acc;
-      }
-    }
-    for (int64_t h = h0; h < h1; ++h) masked_softmax(sc.data() + (h - h0) * W, W, 0, W - 1);
-    float* ob = out + b * NH * HS;
-    std::fill(ob + h0 * HS, ob + h1 * HS, 0.0f);
-    for (int64_t j = 0; j < W; ++j) {
-      const float* vj = v + (b * S + k0 + j) * ld;
-      for (int64_t h = h0; h < h1; ++h) {
-        const float p = sc[(h - h0) * W + j];
-        const float* vh = vj + (h / rep) * HS;
-        float* oh = ob + h * HS;
-#pragma omp simd
-        for (int64_t i = 0; i < HS; ++i) oh[i] += p * vh[i];
-      }
-    }
+    attention_one_query_heads(out, q, k, v, b, lo[b], hi[b], S, NH, NKV, HS, h0, h1, sc);
   };
   int64_t work = 0;  // multiply-adds
   for (int64_t b = 0; b < B; ++b) work += 2 * NH * (hi[b] - lo[b] + 1) * HS;

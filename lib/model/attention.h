@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace lm {
 
@@ -26,6 +27,13 @@ void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B,
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
                        int64_t HS, float dropout = 0, uint64_t seed = 0);
+// One query (decode, T = 1) of row b, heads [h0, h1) only: out [B, NH*HS] from q [B, NH*HS]
+// and the cache k, v [B, S, NKV*HS] over the slots [k0, k1]. What attention_forward does for
+// T = 1 without att, split so that a caller can run head groups on their own threads.
+// scratch: reused between calls.
+void attention_one_query_heads(float* out, const float* q, const float* k, const float* v, int64_t b, int64_t k0,
+                               int64_t k1, int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
+                               std::vector<float>& scratch);
 // The same with plain loops and double accumulation: the reference the fast one is held to.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
                            const int64_t* lo, const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S,

@@ -176,29 +176,33 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Attention block.
   norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
-  matmul_forward_parts({{la.q, lw.wq, lw.bq, QD}, {la.k, lw.wk, lw.bk, KD}, {la.v, lw.wv, lw.bv, KD}}, la.ln1, N, C);
-  const float* qn = la.q;
-  const float* kn = la.k;
-  if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
-    rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
-    rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
-    qn = la.qr;
-    kn = la.kr;
-  }
-  rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
-  rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
-  if (cache) {
-    float* kc = cache->keys(l);
-    float* vc = cache->values(l);
-    const int64_t S = cache->capacity();
-    for (int64_t b = 0; b < B; ++b) {
-      std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
-      std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
-    }
-    attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+  if (cache && B == 1 && T == 1 && NKV >= thread_count()) {  // a unit (kv head) for every thread
+    attention_decode_step(l, la, P, *cache);
   } else {
-    attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
-                      HS, p_attn, seed(1 + 3 * l));
+    matmul_forward_parts({{la.q, lw.wq, lw.bq, QD}, {la.k, lw.wk, lw.bk, KD}, {la.v, lw.wv, lw.bv, KD}}, la.ln1, N, C);
+    const float* qn = la.q;
+    const float* kn = la.k;
+    if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
+      rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
+      rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
+      qn = la.qr;
+      kn = la.kr;
+    }
+    rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
+    rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
+    if (cache) {
+      float* kc = cache->keys(l);
+      float* vc = cache->values(l);
+      const int64_t S = cache->capacity();
+      for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+        std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+      }
+      attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+    } else {
+      attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
+                        HS, p_attn, seed(1 + 3 * l));
+    }
   }
   matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
   add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
@@ -213,6 +217,48 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   }
   matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
   add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
+}
+
+void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache) {
+  const ModelConfig& c = config();
+  const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
+  const ActivationTensors& a = acts_;
+  const int64_t C = c.dim, NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), rep = NH / NKV;
+  const float eps = static_cast<float>(c.norm_eps);
+  float* kc = cache.keys(l);
+  float* vc = cache.values(l);
+  // A unit is one kv head and its query heads: nothing in it needs another unit, so no
+  // barrier separates the projections from attention, and attention runs on every thread.
+  // Each step is the function the general path calls, on the unit's rows: the same numbers.
+  parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<float> scratch;
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t q0 = g * rep * HS, k0 = g * HS;  // the unit's first q and k/v features
+      auto project = [&](float* out, const float* w, const float* bias, int64_t first, int64_t rows) {
+        for (int64_t o = first; o < first + rows; ++o) {
+          const float acc = dot_f32(w + o * C, la.ln1, C);
+          out[o] = bias ? acc + bias[o] : acc;
+        }
+      };
+      project(la.q, lw.wq, lw.bq, q0, rep * HS);
+      project(la.k, lw.wk, lw.bk, k0, HS);
+      project(la.v, lw.wv, lw.bv, k0, HS);
+      const float* qn = la.q + q0;
+      const float* kn = la.k + k0;
+      if (c.qk_norm) {
+        rmsnorm_forward(la.qr + q0, la.q_rstd + g * rep, la.q + q0, lw.q_norm_w, nullptr, rep, HS, eps);
+        rmsnorm_forward(la.kr + k0, la.k_rstd + g, la.k + k0, lw.k_norm_w, nullptr, 1, HS, eps);
+        qn = la.qr + q0;
+        kn = la.kr + k0;
+      }
+      rope_forward(la.qr + q0, qn, a.rope_cos, a.rope_sin, 1, rep, HS);
+      rope_forward(la.kr + k0, kn, a.rope_cos, a.rope_sin, 1, 1, HS);
+      std::memcpy(kc + P * NKV * HS + k0, la.kr + k0, static_cast<size_t>(HS) * sizeof(float));
+      std::memcpy(vc + P * NKV * HS + k0, la.v + k0, static_cast<size_t>(HS) * sizeof(float));
+      attention_one_query_heads(la.atty, la.qr, kc, vc, 0, a.key_lo[0], a.key_hi[0], cache.capacity(), NH, NKV, HS,
+                                g * rep, (g + 1) * rep, scratch);
+    }
+  });
 }
 
 const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache) {

@@ -159,6 +159,9 @@ class Transformer {
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
                      KVCache* cache);
+  // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE, cache append and
+  // attention in one parallel pass over kv heads; la.atty gets the attention output.
+  void attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache);
 
   // Gradients of the activations (sized by ensure_grad_buffers).
   void ensure_grad_buffers(int64_t B, int64_t T);

@@ -164,6 +164,22 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
     EXPECT_LE(worst_vs_full, 1e-5);
     EXPECT_LE(worst_vs_torch, kTolerance);
   }
+
+  // One row alone (B = 1) takes the fused one-token attention step (a thread per kv head):
+  // bit for bit what the batched path gives that row.
+  KVCache batched = model.make_cache(B), single = model.make_cache(1);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int32_t> tok(static_cast<size_t>(B));
+    std::vector<int64_t> pos(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      tok[b] = c.tokens[b * T + t];
+      pos[b] = c.pos[b * T + t];
+    }
+    const float* many = model.forward_step(tok.data(), pos.data(), batched);
+    const std::vector<float> row0(many, many + V);
+    const float* one = model.forward_step(tok.data(), pos.data(), single);
+    ASSERT_EQ(std::vector<float>(one, one + V), row0) << "position " << t;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, Fixture, ::testing::ValuesIn(fixture_names()),
