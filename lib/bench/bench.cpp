@@ -76,15 +76,14 @@ SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup
 
 BandwidthProbe::BandwidthProbe(size_t bytes) : n_(static_cast<int64_t>(bytes / sizeof(float)) / 64 * 64) {
   if (n_ < 1024) fail_usage("bandwidth buffer too small");
-  Tensor buf = Tensor::zeros(DType::F32, {n_});
-  float* p = buf.data_mut<float>();
+  buf_ = Tensor::zeros(DType::F32, {n_});
+  float* p = buf_.data_mut<float>();
 #pragma omp parallel for schedule(static)  // first touch by the threads that read it
   for (int64_t i = 0; i < n_; ++i) p[i] = static_cast<float>(i & 1023);
-  buf_ = std::shared_ptr<float>(p, [buf](float*) {});  // the tensor owns the memory
 }
 
 void BandwidthProbe::read() const {
-  const float* p = buf_.get();
+  const float* p = buf_.data<float>();
   const int64_t blocks = n_ / 64;
   float total = 0;
 #pragma omp parallel reduction(+ : total)

@@ -5,9 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
+
+#include "core/tensor.h"
 
 namespace lm {
 
@@ -50,7 +51,7 @@ class BandwidthProbe {
   size_t bytes() const { return static_cast<size_t>(n_) * sizeof(float); }
   void read() const;  // one pass over the whole buffer
  private:
-  std::shared_ptr<float> buf_;
+  Tensor buf_;
   int64_t n_ = 0;
 };
 

@@ -231,7 +231,7 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   // barrier separates the projections from attention, and attention runs on every thread.
   // Each step is the function the general path calls, on the unit's rows: the same numbers.
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
-    std::vector<float> scratch;
+    thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t q0 = g * rep * HS, k0 = g * HS;  // the unit's first q and k/v features
       auto project = [&](float* out, const float* w, const float* bias, int64_t first, int64_t rows) {
