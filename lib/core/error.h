@@ -49,4 +49,11 @@ inline std::string quote(const std::string& s) { return "'" + s + "'"; }
 [[noreturn]] inline void fail_usage(const std::string& message) { fail(ErrorKind::Usage, message); }
 [[noreturn]] void fail_io(const std::string& what, const std::string& path);  // appends strerror(errno)
 
+// `text` with control characters shown escaped (\n, \r, \xHH): a file name or a value that
+// holds a newline cannot turn one message into two lines.
+std::string one_line(const std::string& text);
+// The line a program prints on stderr for an error: "<program>: error: <message>", then
+// "; <hint>" when there is a hint, as one line (one_line).
+std::string error_line(const std::string& program, const std::string& message, const std::string& hint = {});
+
 }  // namespace lm
