@@ -11,8 +11,9 @@ namespace lm {
 
 // load_config_input, with the exit code set by who made the mistake: a name that is no
 // preset, a preset made invalid by --set, or --set overrides that make a valid config file or
-// checkpoint invalid are usage errors (exit 2); a config file or checkpoint that is invalid
-// without any override stays a data error (exit 1). The message is load_config_input's.
+// checkpoint invalid are usage errors (exit 2, blame_overrides); a config file or checkpoint
+// that is invalid without any override, or anything read from stdin ("-", which cannot be
+// read twice), stays a data error (exit 1). The message is load_config_input's.
 ConfigInput load_user_config(const std::string& input, const std::vector<std::string>& overrides);
 
 }  // namespace lm

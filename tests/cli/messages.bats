@@ -88,6 +88,11 @@ ENOSPC="cannot write '<stdout>': No space left on device$"
   fails 2 "^lm-train: error: 'tiny': dim must be positive, got -1$" "lm-train tiny --set dim=-1 -o '$TMP/run'"
   fails 2 "^lm-train: error: --set 'nope=1': unknown key 'nope'" "lm-train tiny --set nope=1 -o '$TMP/run'"
   [ ! -e "$TMP/run" ]
+  fails 2 "^lm-convert-checkpoint: error: .*dim must be positive, got -1$" \
+    "lm-convert-checkpoint --set dim=-1 '$LLAMA' '$TMP/out.safetensors'"
+  fails 2 "^lm-convert-checkpoint: error: --set 'nope=1': unknown key 'nope'" \
+    "lm-convert-checkpoint --set nope=1 '$LLAMA' '$TMP/out.safetensors'"
+  [ ! -e "$TMP/out.safetensors" ]
   # the file's own fault, with or without a (harmless) override
   fails 1 "^lm-inspect-config: error: '$TMP/bad.json': dim must be positive, got -1$" "lm-inspect-config '$TMP/bad.json'"
   fails 1 "^lm-inspect-config: error: '$TMP/bad.json': dim must be positive, got -1$" \
@@ -108,6 +113,8 @@ PY
   fails 1 "'$TMP/badcfg.safetensors'.*dropout must be in \[0, 1\), got 2$" "lm-inspect-config '$TMP/badcfg.safetensors'"
   fails 1 "'$TMP/badcfg.safetensors'.*dropout must be in \[0, 1\), got 2$" \
     "lm-inspect-config '$TMP/badcfg.safetensors' --set norm_eps=0.001"
+  fails 1 "dropout must be in \[0, 1\), got 2$" \
+    "lm-convert-checkpoint --set norm_eps=0.001 '$TMP/badcfg.safetensors' '$TMP/out.safetensors'"
 }
 
 @test "a tokenizer file named *.json is read as tokenizer.json, whatever its first byte" {
