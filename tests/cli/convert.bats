@@ -358,7 +358,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   [ ! -e "$TMP/o" ]
 }
 
-@test "error: shape mismatch on split, on fuse and against the config (exit 1)" {
+@test "error: shape mismatch on split, on fuse and against the config (exit 1; 2 when --set caused it)" {
   R="$REF/llama2.safetensors"
   run -1 lm-convert-checkpoint --from raw --to raw --split 'tok_embeddings\.weight=a,b,c' "$R" "$TMP/o"
   assert_output --partial "error: --split 'tok_embeddings\\.weight=a,b,c': cannot split 'tok_embeddings.weight' [256, 32] along dimension 0 into 3 parts: 256 is not a multiple of 3"
@@ -366,7 +366,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   assert_output --partial "shape mismatch: 'tok_embeddings.weight' has 256 along dimension 0 (shape [256, 32]), the parts need 200 ('a' 100, 'b' 100)"
   run -1 lm-convert-checkpoint --from raw --to raw --fuse 'norm\.weight,tok_embeddings.weight=x' "$R" "$TMP/o"
   assert_output --partial "shape mismatch: 'norm.weight' [32] and 'tok_embeddings.weight' [256, 32] differ outside dimension 0"
-  run -1 lm-convert-checkpoint --set multiple_of=64 "$R" "$TMP/o"
+  run -2 lm-convert-checkpoint --set multiple_of=64 "$R" "$TMP/o"  # the override broke it: a usage error
   assert_output --partial "error: shape mismatch: tensor 'layers.0.feed_forward.w1.weight': got [96, 32], expected [128, 32] for the config"
   run -1 lm-convert-checkpoint --to hf --config stories15m "$R" "$TMP/o"
   assert_output --partial "shape mismatch: tensor 'layers.0.attention.wk.weight': got [32, 32], expected [288, 288] for the config"
