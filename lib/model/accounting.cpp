@@ -102,7 +102,7 @@ FlopCounts count_flops(const ModelConfig& c, int64_t context) {
 TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq) {
   TrainingMemory m;
   m.batch = batch;
-  m.seq = seq > 0 ? seq : c.max_seq_len;
+  m.seq = seq > 0 ? seq : c.max_seq_len - c.condition_positions();  // materium: the tokens beside K conditions
   // materium: the K condition positions (all present) run through the layers beside the tokens.
   const double T = static_cast<double>(m.seq), S = static_cast<double>(m.seq + c.condition_positions());
   const double P = static_cast<double>(count_params(c).total);

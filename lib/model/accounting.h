@@ -83,7 +83,7 @@ struct TrainingMemory {
   double weights = 0, grads = 0, adam_moments = 0, activations = 0, total = 0;  // bytes, f32
 };
 
-// `seq` <= 0 means cfg.max_seq_len.
+// `seq` (tokens per row) <= 0 means cfg.max_seq_len less the condition positions.
 TrainingMemory training_memory(const ModelConfig& cfg, int64_t batch, int64_t seq = 0);
 
 // Bytes of k and v for one position in every layer, at `bytes_per_value` (4 f32, 2 bf16).
