@@ -4,10 +4,14 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <string>
 
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace lm {
 
@@ -33,10 +37,48 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   }
 }
 
+dnnl_status_t onednn_call(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  return dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Below this many multiply-adds oneDNN's own choice of threads (one, for the smallest) stands.
+constexpr double kSplitMinMacs = double{1 << 24};
+
+// oneDNN threads a call itself, but where K >= N it splits K across the threads for some
+// shapes and sums the parts afterwards, which cost 10 to 25% at 1024^3 and at stories110m's
+// [1024, 2048] x [2048, 768] on 2 threads (bench/gemm_bench.cpp and the README). There lmkit
+// splits the larger of M and N over its own threads instead, each part one oneDNN call that
+// runs on its thread alone; where K < N oneDNN's own split was as fast or faster.
 void sgemm_onednn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const dnnl_status_t status =
-      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int threads = omp_in_parallel() ? 1 : thread_count();
+  const bool split = threads > 1 && K >= N && static_cast<double>(M) * N * K >= kSplitMinMacs;
+  dnnl_status_t status = dnnl_success;
+  if (!split) {
+    status = onednn_call(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else {
+    const bool by_rows = M >= N;
+    const int64_t units = ((by_rows ? M : N) + 15) / 16;  // parts start on 16-float boundaries
+    const int team = static_cast<int>(std::min<int64_t>(threads, units));
+#pragma omp parallel num_threads(team)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t lo = std::min(units * t / n * 16, by_rows ? M : N);
+      const int64_t hi = std::min(units * (t + 1) / n * 16, by_rows ? M : N);
+      dnnl_status_t part = dnnl_success;
+      if (hi > lo && by_rows)
+        part = onednn_call(trans_a, trans_b, hi - lo, N, K, alpha, trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                           C + lo * ldc, ldc);
+      else if (hi > lo)
+        part = onednn_call(trans_a, trans_b, M, hi - lo, K, alpha, A, lda, trans_b ? B + lo * ldb : B + lo, ldb, beta,
+                           C + lo, ldc);
+      if (part != dnnl_success) {
+#pragma omp critical(lm_sgemm_status)
+        status = part;
+      }
+    }
+  }
   if (status != dnnl_success)
     fail(ErrorKind::Runtime, cat("sgemm: oneDNN failed on ", M, "x", N, "x", K, ": ", dnnl_status2str(status)));
 }

@@ -120,6 +120,10 @@ TEST(Gemm, LargeShapesAcrossBlocksAndThreads) {
     expect_matches_ref(backend, {false, true, 301, 517, 700, 0, 1.0f, 0.0f}, seed++);   // forward: x W^T
     expect_matches_ref(backend, {false, false, 301, 700, 517, 3, 1.0f, 1.0f}, seed++);  // dinp += dout W
     expect_matches_ref(backend, {true, false, 517, 700, 301, 1, 1.0f, 1.0f}, seed++);   // dW += dout^T x
+    // K >= N: lmkit splits the larger of M and N over its threads (lib/core/blas.cpp)
+    expect_matches_ref(backend, {true, false, 700, 301, 517, 2, -0.5f, 0.25f}, seed++);  // by rows
+    expect_matches_ref(backend, {false, true, 131, 517, 700, 5, 1.0f, 0.0f}, seed++);   // by columns
+    expect_matches_ref(backend, {true, true, 257, 250, 700, 0, 2.0f, 1.0f}, seed++);    // by rows, both transposed
   }
 }
 
