@@ -1,7 +1,8 @@
 // gemm_bench: lm::sgemm (the backend it runs on this CPU) against OpenBLAS in the same process,
 // and both against the machine's FMA peak per ISA measured in the same run (lm::fma_peak_gflops).
 //
-//     build/bench/gemm_bench [--threads N] [--rounds R] [--only square|stories15m|stories110m|attention]
+//     build/bench/gemm_bench [--threads N] [--rounds R] [--only square|stories15m|stories110m]
+//     build/bench/gemm_bench --peak [--threads N]   # the FMA peaks alone, as JSON
 //
 // Shapes: square 1024^3 to 4096^3, then every GEMM of a stories15m (8 x 256) and stories110m
 // (4 x 256) training step as lm::matmul_forward/backward calls it (forward x W^T, backward
@@ -107,21 +108,32 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int threads = 0, rounds = 5;
   std::string only;
+  bool peak_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
     } else if (arg == "--rounds" && i + 1 < argc) {
       rounds = std::max(1, std::atoi(argv[++i]));
+    } else if (arg == "--peak") {
+      peak_only = true;
     } else if (arg == "--only" && i + 1 < argc) {
       only = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: gemm_bench [--threads N] [--rounds R] [--only square|stories15m|stories110m]\n");
+      std::fprintf(stderr,
+                   "usage: gemm_bench [--threads N] [--rounds R] [--only square|stories15m|stories110m] [--peak]\n");
       return 2;
     }
   }
   lm::set_threads(threads);
   const int nt = lm::thread_count();
+  if (peak_only) {
+    std::printf("{\"threads\": %d", nt);
+    for (lm::Isa isa : {lm::Isa::avx2, lm::Isa::avx512})
+      if (lm::cpu_has(isa)) std::printf(", \"%s\": %.1f", lm::isa_name(isa), lm::fma_peak_gflops(isa, nt));
+    std::printf("}\n");
+    return 0;
+  }
 
   std::vector<Shape> shapes;
   for (int64_t n : {1024, 2048, 4096}) shapes.push_back({"square", "NN", false, false, n, n, n, 0.0f, 0, 0});
