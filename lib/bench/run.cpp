@@ -32,6 +32,7 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   BenchReport r;
   std::unique_ptr<Transformer> model;
   if (model_wanted) model = std::make_unique<Transformer>(bench_weights(opts.model, opts.sets));
+  if (model) require_supported(model->config(), program_capabilities(), "lm-bench");
   r.cpu = cpu_info();
   r.threads = thread_count();
   r.blas = blas_config();
