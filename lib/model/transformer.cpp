@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/rows.h"
 #include "model/attention.h"
 #include "model/dropout.h"
 #include "model/embedding.h"
@@ -230,19 +231,15 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   // A unit is one kv head and its query heads: nothing in it needs another unit, so no
   // barrier separates the projections from attention, and attention runs on every thread.
   // Each step is the function the general path calls, on the unit's rows: the same numbers.
+  const WeightView wq = f32_weights(lw.wq, NH * HS, C), wk = f32_weights(lw.wk, NKV * HS, C),
+                   wv = f32_weights(lw.wv, NKV * HS, C);
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t q0 = g * rep * HS, k0 = g * HS;  // the unit's first q and k/v features
-      auto project = [&](float* out, const float* w, const float* bias, int64_t first, int64_t rows) {
-        for (int64_t o = first; o < first + rows; ++o) {
-          const float acc = dot_f32(w + o * C, la.ln1, C);
-          out[o] = bias ? acc + bias[o] : acc;
-        }
-      };
-      project(la.q, lw.wq, lw.bq, q0, rep * HS);
-      project(la.k, lw.wk, lw.bk, k0, HS);
-      project(la.v, lw.wv, lw.bv, k0, HS);
+      matmul_rows(la.q, la.ln1, wq, lw.bq, 1, q0, rep * HS);
+      matmul_rows(la.k, la.ln1, wk, lw.bk, 1, k0, HS);
+      matmul_rows(la.v, la.ln1, wv, lw.bv, 1, k0, HS);
       const float* qn = la.q + q0;
       const float* kn = la.k + k0;
       if (c.qk_norm) {
