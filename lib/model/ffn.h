@@ -11,9 +11,8 @@ namespace lm {
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 // SwiGLU's first half: gate = inp @ w1^T + b1, up = inp @ w3^T + b3 ([N, F] each, biases may
 // be null), act = silu(gate) * up. The same numbers as matmul_forward_parts then
-// swiglu_forward; with few rows (decode) each piece of rows of w1 is read with the same rows
-// of w3 and their activations follow at once, so the activation needs no serial pass between
-// the parallel matmuls.
+// swiglu_forward; with few rows (decode) row i of w1 and of w3 are read together and act[i]
+// follows at once, so the activation needs no serial pass between the parallel matmuls.
 void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const float* w1, const float* b1,
                        const float* w3, const float* b3, int64_t N, int64_t C, int64_t F);
 // out [n] = gelu(inp): erf form, or the tanh approximation when tanh_approx. out may alias inp.
