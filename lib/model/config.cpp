@@ -133,6 +133,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
       LM_FIELD("vision_dim", vision_dim, Int),
+      LM_FIELD("image_token_id", image_token_id, Int),
       LM_FIELD("conditions", conditions, Conditions),
       LM_FIELD("block_pos_ids", block_pos_ids, Bool),
       LM_FIELD("atoms_token_id", atoms_token_id, Int),
@@ -448,9 +449,9 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
 
   non_negative("nope_layer_interval", c.nope_layer_interval);
   non_negative("attn_chunk_size", c.attn_chunk_size);
-  if (c.attn_temperature_tuning) {
-    if (c.nope_layer_interval <= 0)
-      errs.push_back("attn_temperature_tuning applies to NoPE layers: set nope_layer_interval > 0");
+  if (c.attn_chunk_size > 0 && !c.causal)
+    errs.push_back("attn_chunk_size needs causal attention (a chunk is a causal window)");
+  if (c.attn_temperature_tuning) {  // without NoPE layers it has no effect (Meta, transformers): accepted
     if (!(c.attn_floor_scale > 0)) errs.push_back(cat("attn_floor_scale must be > 0, got ", c.attn_floor_scale));
     if (!std::isfinite(c.attn_scale)) errs.push_back(cat("attn_scale must be finite, got ", c.attn_scale));
   }
@@ -468,6 +469,8 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   }
 
   non_negative("vision_dim", c.vision_dim);
+  token_id("image_token_id", c.image_token_id);
+  if (c.image_token_id >= 0 && c.vision_dim <= 0) errs.push_back("image_token_id needs vision_dim > 0");
   std::set<std::string> names;
   for (size_t i = 0; i < c.conditions.size(); ++i) {
     const ConditionConfig& cond = c.conditions[i];

@@ -124,7 +124,10 @@ struct ModelConfig {
   double attn_floor_scale = 8192;
   double attn_scale = 0.1;
   MoEConfig moe;
-  int64_t vision_dim = 0;              // precomputed vision embeddings of this width merged by mask; 0 = off
+  int64_t vision_dim = 0;              // Dv: precomputed image features of this width, projected by
+                                       // vision_projection [C, Dv] over the image places; 0 = off
+  int64_t image_token_id = -1;         // the token whose places receive image features; -1 = the places
+                                       // come with the input (VisionRow::places). docs/llama4.md §8
 
   // materium
   std::vector<ConditionConfig> conditions;

@@ -1,7 +1,9 @@
 // The KV cache for incremental decode: per layer, the keys (after QK-norm and RoPE) and
 // values of every position so far, stored for the NKV kv heads only (GQA-aware), with
 // room for `capacity` positions (max_seq_len by default). Also remembers, per batch row,
-// the slot where the current document began (doc_mask). Shape letters: L layers, B batch,
+// the slot where the current document began (doc_mask) and how many image features its
+// image_token_id places have taken (vision inputs). Chunked layers (attn_chunk_size) keep
+// every slot too: their spans, not the cache, restrict them to the current chunk. Shape letters: L layers, B batch,
 // S capacity, NKV kv heads, HS head size.
 #pragma once
 
@@ -30,6 +32,7 @@ class KVCache {
   float* keys(int64_t layer) { return base(layer, 0); }    // [B, S, NKV*HS]
   float* values(int64_t layer) { return base(layer, 1); }  // [B, S, NKV*HS]
   int64_t* doc_start() { return doc_start_.data(); }       // [B]
+  int64_t* vision_used() { return vision_used_.data(); }   // [B]
   // Marks n more positions as filled (the model calls this after writing them).
   void advance(int64_t n) { len_ += n; }
 
@@ -40,6 +43,7 @@ class KVCache {
   int64_t B_ = 0, S_ = 0, KV_ = 0, len_ = 0;
   Tensor store_;  // [L, 2, B, S, NKV*HS]
   std::vector<int64_t> doc_start_;
+  std::vector<int64_t> vision_used_;
 };
 
 }  // namespace lm

@@ -1,7 +1,9 @@
 // The decoder transformer: embeddings, L pre-norm blocks (attention, feed-forward), final
 // norm, classifier, optional soft cap; a batched forward over [B, T] and incremental decode
 // with a KV cache (evaluation: dropout is the identity), and a training step (forward with
-// dropout, loss, hand-written backward into a gradient arena).
+// dropout, loss, hand-written backward into a gradient arena). Llama 4 style attention
+// (docs/llama4.md §1-§4): NoPE layers, chunked local attention on RoPE layers, temperature
+// tuning on NoPE layers; image features over the token embeddings (§8, model/vision.h).
 // Shape letters: B batch, T time, C dim, V vocab, L layers, NH/NKV heads, HS head size, F ffn.
 #pragma once
 
@@ -14,6 +16,7 @@
 #include "model/kv_cache.h"
 #include "model/loss.h"
 #include "model/params.h"
+#include "model/vision.h"
 
 namespace lm {
 
@@ -27,8 +30,9 @@ struct LayerActivations {
   float* v = nullptr;          // [N, NKV*HS]
   float* q_rstd = nullptr;     // [N, NH]   qk_norm statistics
   float* k_rstd = nullptr;     // [N, NKV]
-  float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE
-  float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE
+  float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE (NoPE layers: q, times the
+                               //             temperature scale when attn_temperature_tuning)
+  float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE (NoPE layers: k)
   float* att = nullptr;        // [B, NH, T, T] probabilities; null unless activations are kept
   float* atty = nullptr;       // [N, NH*HS]  attention output before wo
   float* attproj = nullptr;    // [N, C]
@@ -58,8 +62,12 @@ struct ActivationTensors {
   float* logits = nullptr;              // [N, V]  after the soft cap
   float* rope_cos = nullptr;            // [N, HS/2]
   float* rope_sin = nullptr;            // [N, HS/2]
+  float* attn_temp = nullptr;           // [N] temperature tuning's query scale s(pos) (NoPE layers)
   std::vector<int64_t> pos;             // [N] positions used
-  std::vector<int64_t> key_lo, key_hi;  // [N] attention spans (attention_spans)
+  std::vector<int64_t> key_lo, key_hi;  // [N] attention spans of global layers (attention_spans)
+  std::vector<int64_t> chunk_key_lo;    // [N] chunked layers' span starts (key_hi as is); empty without chunks
+  VisionPlaces vision;                  // the image places of this forward and their features
+  float* vision_proj = nullptr;         // [B*T, C] scratch of the vision merge (vision_dim > 0)
   Tensor arena;
 };
 
@@ -84,6 +92,8 @@ struct TrainStepOptions {
   const float* loss_weights = nullptr;
   // [C, S] explicit SIGReg noise (not yet column-normalised), e.g. to match PyTorch; null = draw.
   const float* sigreg_noise = nullptr;
+  // [B] image features per row (model/vision.h), or null: none.
+  const VisionRow* vision = nullptr;
   // Gradients are of grad_scale * loss (e.g. 1 / micro_steps for gradient accumulation).
   float grad_scale = 1.0f;
 };
@@ -99,8 +109,7 @@ struct TrainStepResult {
 class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
-  // this build does not implement: MoE, NoPE layers, chunked attention, attention
-  // temperature tuning, vision inputs, conditions, block position ids.
+  // this build does not implement: MoE, conditions, block position ids.
   explicit Transformer(ModelWeights weights);
 
   const ModelConfig& config() const { return weights_.config(); }
@@ -119,13 +128,19 @@ class Transformer {
 
   // Logits [B, T, V] of tokens [B, T] at positions pos [B, T] (null: 0..T-1), T <= max_seq_len.
   // The result points into activations() and stays valid until the next forward.
-  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T);
+  // vision: [B] rows of image features (null: none), each used whole (model/vision.h).
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                       const VisionRow* vision = nullptr);
 
   // Incremental decode: appends T tokens per row (B = cache.batch()) at positions pos [B, T]
   // (null: cache.length() + t) to `cache` and returns their logits [B, T, V]. Gives the same
   // logits as the full forward over the whole sequence. Causal models only; a Usage error
-  // when the cache would pass its capacity.
-  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache);
+  // when the cache would pass its capacity. vision: [B] rows of the whole sequences' image
+  // features (the same rows on every call); each call takes the features of the image places
+  // it holds (given places: those among its slots; image_token_id: the next ones, counted by
+  // the cache), so decode equals the full forward with the same rows.
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
+                       const VisionRow* vision = nullptr);
   // One token per row: logits [B, V].
   const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
     return forward(tokens, pos, 1, cache);
@@ -154,13 +169,23 @@ class Transformer {
                              const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt = {});
 
  private:
-  const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
+  const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
+                   const VisionRow* vision);
+  // The first layer's input a.encoded [B*T, C]: token embeddings, then the image features
+  // merged over their places (vision_used: the cache's per-row count of features taken, or null).
+  void embed(const int32_t* tokens, int64_t B, int64_t T, int64_t P, const VisionRow* vision, int64_t* vision_used);
+  // The key span starts of layer l's queries: chunked or global (attention.h).
+  const int64_t* layer_key_lo(int64_t l) const;
+  // q, k -> qr, kr of layer l over N rows: QK-norm and RoPE on RoPE layers; on NoPE layers
+  // neither, and the temperature scale on q when attn_temperature_tuning.
+  void position_qk(int64_t l, LayerActivations& la, int64_t N);
   void ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint = false);
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
                      KVCache* cache);
-  // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE, cache append and
-  // attention in one parallel pass over kv heads; la.atty gets the attention output.
+  // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE (or NoPE and the
+  // temperature scale), cache append and attention over the layer's span in one parallel pass
+  // over kv heads; la.atty gets the attention output.
   void attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache);
 
   // Gradients of the activations (sized by ensure_grad_buffers).
@@ -177,7 +202,11 @@ class Transformer {
   ActivationTensors acts_;
 };
 
+// What the model implements beyond a plain Llama/soma model (programs that run it pass this on).
+Capabilities model_capabilities();
 // Throws Unsupported for the first config feature the model does not implement yet.
 void require_model_support(const ModelConfig& cfg);
+// What a program that passes tokens only (no side inputs such as image features) can run.
+Capabilities token_only_capabilities();
 
 }  // namespace lm
