@@ -378,9 +378,9 @@ TEST(Model, UnsupportedFeaturesAreRefused) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("is not supported yet"), std::string::npos) << e.what();
   }
-  ModelConfig nope = tiny_config();
-  nope.nope_layer_interval = 2;
-  EXPECT_THROW(Transformer(ModelWeights::random(nope, 1)), Error);
+  ModelConfig cond = tiny_config();
+  cond.conditions = {{"band_gap", 1}};
+  EXPECT_THROW(Transformer(ModelWeights::random(cond, 1)), Error);
 }
 
 TEST(Model, LengthLimitsAndBadTokens) {
