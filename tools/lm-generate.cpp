@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
     // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
     if (no_mmap) weights.make_writable();
     lm::Transformer model(std::move(weights));
+    lm::require_supported(model.config(), lm::program_capabilities(), "lm-generate");
     const lm::ModelConfig& cfg = model.config();
-    lm::require_supported(cfg, lm::token_only_capabilities(), "lm-generate");  // until --vision
     const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
     std::unique_ptr<lm::Tokenizer> tokenizer;
     if (spec.kind != lm::TokenizerKind::Raw) tokenizer = lm::make_model_tokenizer(spec, lm::quote(model_path));

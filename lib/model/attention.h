@@ -17,11 +17,13 @@ namespace lm {
 
 // The inclusive key spans [lo, hi] (absolute slots) of each query: lo, hi [B, T].
 // causal: hi = the query's own slot; else the last slot (P + T - 1). doc_mask: keys only
-// within the query's document, where a document ends at and includes an eos_id token.
-// doc_start [B] (may be null = 0) is the slot where row b's current document began; it is
-// read and advanced past the EOS tokens in `tokens` [B, T], so a cache carries it between calls.
+// within the query's document, where a document ends at and includes an eos_id token
+// (doc_mask_boundary "end"), or, with eos_starts_document ("start", xlstm-jax), begins at
+// one (segment ids = cumsum(tokens == eos)). doc_start [B] (may be null = 0) is the slot
+// where row b's current document began; it is read and advanced past the EOS tokens in
+// `tokens` [B, T], so a cache carries it between calls.
 void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B, int64_t T, int64_t P, bool causal,
-                     bool doc_mask, int64_t eos_id, int64_t* doc_start);
+                     bool doc_mask, int64_t eos_id, int64_t* doc_start, bool eos_starts_document = false);
 // Chunked local attention (docs/llama4.md §3): narrows causal spans lo [B, T] in place to each
 // query's chunk of `chunk` slots, lo = max(lo, s - s mod chunk) for the query at slot s = P + t.
 // Chunks follow slots (places in the row), not position ids; hi (the query's own slot) is

@@ -104,10 +104,10 @@ TEST(Llama4Layers, TheModelRunsEveryAttentionFeatureAndProgramsRefuseVision) {
   c.vision_dim = 6;
   EXPECT_NO_THROW(require_model_support(c));
   EXPECT_NO_THROW(Transformer(ModelWeights::random(c, 1)));
-  EXPECT_EQ(error_of([&] { require_supported(c, token_only_capabilities(), "lm-eval-loss"); }, ErrorKind::Unsupported),
+  EXPECT_EQ(error_of([&] { require_supported(c, program_capabilities(), "lm-eval-loss"); }, ErrorKind::Unsupported),
             "lm-eval-loss does not support vision embeddings (vision_dim = 6) yet");
   c.vision_dim = 0;
-  EXPECT_NO_THROW(require_supported(c, token_only_capabilities(), "lm-eval-loss"));
+  EXPECT_NO_THROW(require_supported(c, program_capabilities(), "lm-eval-loss"));
 }
 
 // ---- chunked attention (§3) ----
@@ -335,15 +335,15 @@ TEST(Vision, MergeReplacesTheEmbeddingAtThePlaces) {
   const std::vector<float> f = features(3, Dv, 13);
   const VisionRow row{f.data(), 3, places.data()};
   const int64_t V = masked.vocab_size;
-  const std::vector<float> got = copy_logits(a.forward(tokens.data(), nullptr, 1, T, &row), T * V);
+  const std::vector<float> got = copy_logits(a.forward(tokens.data(), nullptr, 1, T, nullptr, &row), T * V);
   const std::vector<float> text = copy_logits(a.forward(tokens.data(), nullptr, 1, T), T * V);
   EXPECT_LE(max_rel_error(got.data(), text.data(), 2 * V), 1e-6) << "places before the first image are unaffected";
   EXPECT_GT(max_rel_error(got.data() + 2 * V, text.data() + 2 * V, V), 1e-3);
   std::vector<int32_t> other = tokens;
   for (int64_t p : places) other[static_cast<size_t>(p)] = 7;
-  EXPECT_LE(max_rel_error(a.forward(other.data(), nullptr, 1, T, &row), got.data(), got.size()), 1e-6);
+  EXPECT_LE(max_rel_error(a.forward(other.data(), nullptr, 1, T, nullptr, &row), got.data(), got.size()), 1e-6);
   const VisionRow by_token_row{f.data(), 3, nullptr};
-  EXPECT_LE(max_rel_error(b.forward(other.data(), nullptr, 1, T, &by_token_row), got.data(), got.size()), 1e-6);
+  EXPECT_LE(max_rel_error(b.forward(other.data(), nullptr, 1, T, nullptr, &by_token_row), got.data(), got.size()), 1e-6);
 }
 
 // Decode takes each feature in the call that holds its place, in either form, across calls.
@@ -365,7 +365,7 @@ TEST(Vision, DecodeEqualsTheFullForward) {
     std::vector<VisionRow> rows = {{f.data(), 4, image_token >= 0 ? nullptr : places[0].data()},
                                    {f.data() + 4 * Dv, 2, image_token >= 0 ? nullptr : places[1].data()}};
     const int64_t V = c.vocab_size;
-    const std::vector<float> full = copy_logits(model.forward(tokens.data(), nullptr, B, T, rows.data()), B * T * V);
+    const std::vector<float> full = copy_logits(model.forward(tokens.data(), nullptr, B, T, nullptr, rows.data()), B * T * V);
     for (int64_t step : {int64_t{1}, int64_t{5}}) {
       KVCache cache = model.make_cache(B);
       double worst = 0;
@@ -374,7 +374,7 @@ TEST(Vision, DecodeEqualsTheFullForward) {
         std::vector<int32_t> tok(static_cast<size_t>(B * n));
         for (int64_t b = 0; b < B; ++b)
           for (int64_t i = 0; i < n; ++i) tok[b * n + i] = tokens[b * T + t0 + i];
-        const float* got = model.forward(tok.data(), nullptr, n, cache, rows.data());
+        const float* got = model.forward(tok.data(), nullptr, n, cache, nullptr, rows.data());
         for (int64_t b = 0; b < B; ++b)
           for (int64_t i = 0; i < n; ++i)
             worst = std::max(worst, max_rel_error(got + (b * n + i) * V, full.data() + (b * T + t0 + i) * V, V));
@@ -386,7 +386,7 @@ TEST(Vision, DecodeEqualsTheFullForward) {
     if (image_token >= 0) {
       KVCache cache = model.make_cache(B);
       std::vector<int32_t> all7(static_cast<size_t>(B * 5), 7);
-      EXPECT_EQ(error_of([&] { model.forward(all7.data(), nullptr, 5, cache, rows.data()); }),
+      EXPECT_EQ(error_of([&] { model.forward(all7.data(), nullptr, 5, cache, nullptr, rows.data()); }),
                 "vision row 0: image place 4 (token 7 at place 4) has no feature: 4 given");
       EXPECT_EQ(cache.length(), 0);
       EXPECT_EQ(cache.vision_used()[0], 0);
@@ -420,7 +420,7 @@ TEST(Vision, GradientsReachTheProjectionNotTheOverwrittenEmbeddings) {
   // Finite differences of the loss in a few projection entries.
   float* proj = model.weights().arena() + layout.find("vision_projection.weight")->offset;
   auto loss = [&] {
-    model.forward(tokens.data(), nullptr, B, T, rows.data());
+    model.forward(tokens.data(), nullptr, B, T, nullptr, rows.data());
     return model.loss(targets.data()).loss;
   };
   for (int64_t i = 0; i < C * Dv; i += 37) {
