@@ -17,6 +17,7 @@ bool decays(const ParamInfo& p, bool decay_embeddings) {
     case ParamKind::W2:
     case ParamKind::W3:
     case ParamKind::Output:
+    case ParamKind::VisionProjection:
       return true;
     default:  // norms, biases, QK-norm scales
       return false;
