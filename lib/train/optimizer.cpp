@@ -3,7 +3,17 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace lm::train {
+
+void validate(const AdamWConfig& c) {
+  for (const auto& [name, v] : {std::pair{"--beta1", c.beta1}, std::pair{"--beta2", c.beta2}})
+    if (!(v >= 0 && v < 1)) fail_usage(cat(name, " must be in [0, 1), got ", v));
+  if (!(std::isfinite(c.eps) && c.eps > 0)) fail_usage(cat("--eps must be a finite number > 0, got ", c.eps));
+  if (!(std::isfinite(c.weight_decay) && c.weight_decay >= 0))
+    fail_usage(cat("--weight-decay must be a finite number >= 0, got ", c.weight_decay));
+}
 
 bool decays(const ParamInfo& p, bool decay_embeddings) {
   switch (p.kind) {

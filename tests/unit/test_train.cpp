@@ -43,8 +43,7 @@ TokenData make_data(const std::vector<std::vector<uint32_t>>& records) {
   d.spec = byte_v1::spec();
   uint64_t start = 0;
   for (const auto& r : records) {
-    d.records.push_back({d.size(), static_cast<int64_t>(r.size()), start});
-    d.tokens.insert(d.tokens.end(), r.begin(), r.end());
+    d.append(r.data(), r.size(), start);
     start += 1000;
   }
   return d;
@@ -252,9 +251,9 @@ TEST(Loader, LoadsConcatenatedStreamsWithRecords) {
   }
   const TokenData d = load_tokens({(dir / "a.tok").string(), (dir / "b.tok").string()});
   EXPECT_EQ(d.size(), 10);
-  ASSERT_EQ(d.records.size(), 4u);
-  EXPECT_EQ(d.records[1].start, 3u);
-  EXPECT_EQ(d.records[2].begin, 5);
+  ASSERT_EQ(d.records().size(), 4u);
+  EXPECT_EQ(d.records()[1].start, 3u);
+  EXPECT_EQ(d.records()[2].begin, 5);
   fs::remove_all(dir);
 }
 
