@@ -1,10 +1,8 @@
 // lm-train: train or fine-tune a model on token streams, in a run directory with exact
 // resume (lib/train). See man/lm-train.1.
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,11 +36,11 @@ int main(int argc, char** argv) {
   tr::TrainRequest req;
   tr::TrainOptions& o = req.opts;
   std::string sample = "random", decay = "cosine";
-  double min_lr = 0;
   bool json = false, no_decay_emb = false;
 
   std::vector<CLI::Option*> fixed;  // options a resumed run may not change
-  fixed.push_back(app.add_option("config", req.model, "Preset name, config JSON file, or checkpoint to fine-tune"));
+  app.add_option("config", req.model, "Preset name, config JSON file, or checkpoint to fine-tune (with --resume: "
+                                      "the first stream)");
   app.add_option("streams", o.train_paths, "Training token streams ('-' = stdin)");
   app.add_option("--val", o.val_paths, "Validation token stream (repeatable)")->type_name("FILE");
   fixed.push_back(app.add_option("-o,--output", req.run_dir, "Run directory (created; must not hold a run)")->type_name("DIR"));
@@ -60,8 +58,7 @@ int main(int argc, char** argv) {
   fixed.push_back(app.add_option("--sample", sample, "random (windows anywhere, nanoGPT) or sequential (records in "
                                                      "order with position ids, soma)")->check(CLI::IsMember({"random", "sequential"})));
   fixed.push_back(app.add_option("--lr", o.schedule.lr, "Peak learning rate"));
-  CLI::Option* min_lr_opt = app.add_option("--min-lr", min_lr, "Final learning rate of the decay (default: lr / 10)")->default_str("");
-  fixed.push_back(min_lr_opt);
+  fixed.push_back(app.add_option("--min-lr", req.min_lr, "Final learning rate of the decay (default: lr / 10)")->default_str(""));
   fixed.push_back(app.add_option("--warmup", o.schedule.warmup, "Linear warmup steps")->check(CLI::NonNegativeNumber));
   fixed.push_back(app.add_option("--decay", decay, "Decay after warmup: cosine, linear or constant")
                       ->check(CLI::IsMember({"cosine", "linear", "constant"})));
@@ -89,22 +86,15 @@ int main(int argc, char** argv) {
   const int code = tool.run(argc, argv, [&]() -> int {
     tr::distributed_init();  // a rank of a data-parallel run when started by mpirun
     if (!req.resume.empty()) {
+      if (!req.model.empty()) o.train_paths.insert(o.train_paths.begin(), req.model);  // no CONFIG to resume
       for (CLI::Option* opt : fixed)
         if (opt->count() > 0)
           lm::fail_usage(lm::cat(opt->get_name(), " cannot be given with --resume (the run keeps its settings)"));
       if (steps->count() == 0) o.steps = -1;  // keep the run's
-    } else if (req.model.empty()) {
-      lm::fail(lm::ErrorKind::Usage, "no model: give a preset, config JSON or checkpoint, or --resume DIR",
-               "run 'lm-inspect-config --list-presets' for the presets");
-    } else if (req.run_dir.empty()) {
-      lm::fail_usage("no run directory: give -o DIR");
-    } else if (o.allow_data_change) {
-      lm::fail_usage("--allow-data-change goes with --resume");
     }
     o.sample = *tr::sample_mode_from_name(sample);
     o.schedule.decay = *tr::decay_kind_from_name(decay);
     o.adamw.decay_embeddings = !no_decay_emb;
-    if (min_lr_opt->count() > 0) req.min_lr = min_lr;
     const std::unique_ptr<tr::Trainer> trainer = tr::Trainer::create(req);  // every rank, agreed
     if (tool.quiet == 0 && tr::is_root())
       for (const std::string& w : trainer->warnings()) std::fprintf(stderr, "lm-train: warning: %s\n", w.c_str());
@@ -112,16 +102,10 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     const bool progress = !json && tool.quiet == 0 && tr::is_root() && lm::cli::stderr_is_terminal();
-    const int64_t start_step = trainer->state().step;
-    const auto t0 = std::chrono::steady_clock::now();
     const tr::TrainSummary s = trainer->run(
         [&](const tr::StepReport& r) {
-          if (json) std::cout << r.json_line << std::endl;
-          if (progress) {
-            const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            const double eta = spent / static_cast<double>(r.step - start_step) * static_cast<double>(r.steps - r.step);
-            std::fprintf(stderr, "\r\033[K%s", tr::progress_line(r, eta).c_str());
-          }
+          if (json && std::printf("%s\n", r.json_line.c_str()) > 0) std::fflush(stdout);
+          if (progress) std::fprintf(stderr, "\r\033[K%s", tr::progress_line(r).c_str());
         },
         &g_stop);
     if (progress) std::fputs("\r\033[K", stderr);

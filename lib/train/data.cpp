@@ -57,20 +57,25 @@ DataFingerprint fingerprint_from_json(const json& j) {
   return f;
 }
 
-DataFingerprint fingerprint_bytes(const uint8_t* data, uint64_t size, std::string source) {
+DataFingerprint fingerprint_bytes(const uint8_t* data, uint64_t size, std::string source,
+                                  const std::function<void(uint64_t, uint64_t)>& after_block) {
   constexpr uint64_t kEnds = 64 << 10, kBlock = 4 << 10, kBlocks = 64;
   DataFingerprint f;
   f.source = std::move(source);
   f.bytes = size;
   uint64_t h = 0xcbf29ce484222325ull;
-  h = fnv1a(h, data, static_cast<size_t>(std::min(size, kEnds)));
+  auto hash = [&](uint64_t begin, uint64_t n) {
+    h = fnv1a(h, data + begin, static_cast<size_t>(n));
+    if (after_block) after_block(begin, begin + n);
+  };
+  hash(0, std::min(size, kEnds));
   if (size > kEnds) {
     const uint64_t tail = std::min(kEnds, size - kEnds);
     for (uint64_t b = 1; b <= kBlocks; ++b) {  // blocks between the two ends, evenly spaced
       const uint64_t at = kEnds + (size - kEnds - tail) * b / (kBlocks + 1);
-      h = fnv1a(h, data + at, static_cast<size_t>(std::min(kBlock, size - at)));
+      hash(at, std::min(kBlock, size - at));
     }
-    h = fnv1a(h, data + size - tail, static_cast<size_t>(tail));
+    hash(size - tail, tail);
   }
   f.hash = h;
   return f;
@@ -170,12 +175,17 @@ TokenData load_tokens(const std::vector<std::string>& paths, const TokenReadOpti
         open_record = data.records().size() > before;  // empty records are dropped
       }
       if (chunk.last) open_record = false;
-      if (chunk.offset >= released + (size_t{64} << 20)) {  // keep the pages read so far out of this process
+      if (chunk.offset >= released + (size_t{8} << 20)) {  // keep the pages read so far out of this process
         file->release(released, chunk.offset);
         released = chunk.offset;
       }
     }
-    data.fingerprints.push_back(fingerprint_bytes(file->data(), file->size(), path));
+    // A page touched may map a whole large folio of the file (up to 2 MiB): each block goes
+    // back at once, with its neighbourhood.
+    constexpr uint64_t kFolio = uint64_t{2} << 20;
+    data.fingerprints.push_back(fingerprint_bytes(file->data(), file->size(), path, [&](uint64_t begin, uint64_t end) {
+      file->release(begin > kFolio ? begin - kFolio : 0, end + kFolio);
+    }));
     file->release(0, file->size());
   }
   return data;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,8 +39,10 @@ struct DataFingerprint {
 };
 nlohmann::json fingerprint_to_json(const DataFingerprint& f);
 DataFingerprint fingerprint_from_json(const nlohmann::json& j);  // Data errors for a malformed object
-// The fingerprint of `size` bytes at `data`.
-DataFingerprint fingerprint_bytes(const uint8_t* data, uint64_t size, std::string source);
+// The fingerprint of `size` bytes at `data`. `after_block` (may be empty) is told each range
+// [begin, end) once it is read (to hand a mapping's pages back at once).
+DataFingerprint fingerprint_bytes(const uint8_t* data, uint64_t size, std::string source,
+                                  const std::function<void(uint64_t, uint64_t)>& after_block = {});
 
 // The tokens of one or more inputs, concatenated, with the record table.
 class TokenData {

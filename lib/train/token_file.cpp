@@ -126,7 +126,7 @@ TokenFile::~TokenFile() {
 void TokenFile::release(size_t begin, size_t end) const {
   if (!data_) return;
   static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const size_t first = (begin + page - 1) / page * page, last = std::min(end, size_) / page * page;
+  const size_t first = begin / page * page, last = std::min((std::min(end, size_) + page - 1) / page * page, size_);
   if (last > first) ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_DONTNEED);
 }
 

@@ -21,8 +21,8 @@ class TokenFile {
   size_t size() const { return size_; }
   const std::string& name() const { return name_; }  // for messages: "<stdin>" for "-"
   bool decompressed() const { return decompressed_; }  // the input was zstd-compressed
-  // Lets the kernel drop this process's pages of bytes [begin, end) (whole pages inside
-  // it); touching them again reads them back from the file.
+  // Lets the kernel drop this process's pages holding bytes [begin, end); touching them
+  // again reads them back from the file.
   void release(size_t begin, size_t end) const;
 
  private:

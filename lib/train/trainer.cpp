@@ -175,6 +175,13 @@ std::string changed_streams(const std::vector<DataFingerprint>& was, const std::
 }  // namespace
 
 std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
+  if (req.resume.empty()) {
+    if (req.model.empty())
+      fail(ErrorKind::Usage, "no model: give a preset, config JSON or checkpoint, or --resume DIR",
+           "run 'lm-inspect-config --list-presets' for the presets");
+    if (req.run_dir.empty()) fail_usage("no run directory: give -o DIR");
+    if (req.opts.allow_data_change) fail_usage("--allow-data-change goes with --resume");
+  }
   std::unique_ptr<Trainer> trainer;
   run_together([&] {  // an error on any rank ends every rank, reported once by rank 0
     TrainOptions o = req.opts;
@@ -380,14 +387,14 @@ void Trainer::open_log(bool truncate_after_step, const std::string& note) {
   if (!log_) fail_io("cannot write", path);
 }
 
-void Trainer::check_finite_state() const {
+void Trainer::check_finite_state(int64_t step) const {
   const ModelWeights& w = model_->weights();
   if (const auto bad = find_non_finite(w))
-    stop_training(cat("weight ", quote(bad->tensor), " is ", bad->value, " after step ", state_.step));
+    stop_training(cat("weight ", quote(bad->tensor), " is ", bad->value, " after step ", step));
   const int64_t n = adamw_.arena_floats();
   for (const auto& [name, p] : {std::pair{"first", adamw_.m()}, std::pair{"second", adamw_.v()}})
     if (const int64_t at = first_non_finite(p, n); at >= 0)
-      stop_training(cat("the AdamW ", name, " moment is ", p[at], " after step ", state_.step));
+      stop_training(cat("the AdamW ", name, " moment is ", p[at], " after step ", step));
 }
 
 void Trainer::stop_training(const std::string& what) const {
@@ -397,31 +404,38 @@ void Trainer::stop_training(const std::string& what) const {
                         : std::string("nothing was saved; try a lower --lr"));
 }
 
-// Rank 0's outputs of a step: its log record (and on_step), then the checkpoint when
-// `save_now`; agreed on by every rank, since they may fail on rank 0 alone.
-void Trainer::write_outputs(const StepReport* logged, bool save_now,
-                            const std::function<void(const StepReport&)>& on_step) {
-  std::vector<Rng::State> rngs;
-  if (save_now && ranks_ > 1) rngs = gather_rng_states(rng_.state());  // every rank's dropout generator
-  run_together([&] {
-    if (rank_ != 0) return;
-    if (logged) {
-      if (std::fprintf(log_, "%s\n", logged->json_line.c_str()) < 0 || std::fflush(log_) != 0)
-        fail_io("cannot write", run_dir_ + "/" + kLogFile);
-      if (on_step) on_step(*logged);
-    }
-    if (!save_now) return;
-    check_finite_state();
-    if (ranks_ > 1) state_.rank_rngs.assign(rngs.begin() + 1, rngs.end());
-    state_.rng = rng_.state();
-    if (train_loader_) state_.data = train_loader_->state();
-    save_checkpoint(checkpoint_path(), model_->weights(), adamw_, state_, tokenizer_json_);
-    model_->weights().save(model_path(), tokenizer_json_);
-  });
-  if (save_now) last_saved_ = state_.step;
+TrainState Trainer::snapshot() const {
+  TrainState s = state_;
+  if (ranks_ > 1) {  // every rank's dropout generator goes into rank 0's checkpoint
+    const std::vector<Rng::State> all = gather_rng_states(rng_.state());
+    if (rank_ == 0) s.rank_rngs.assign(all.begin() + 1, all.end());
+  }
+  s.rng = rng_.state();
+  if (train_loader_) s.data = train_loader_->state();
+  return s;
 }
 
-void Trainer::save() { write_outputs(nullptr, true, {}); }
+void Trainer::commit(const TrainState& s) {
+  run_together([&] {  // rank 0 alone writes: its failure must end every rank
+    if (rank_ != 0) return;
+    check_finite_state(s.step);
+    save_checkpoint(checkpoint_path(), model_->weights(), adamw_, s, tokenizer_json_);
+    model_->weights().save(model_path(), tokenizer_json_);
+  });
+  last_saved_ = s.step;
+  pending_.reset();
+}
+
+void Trainer::save() { commit(snapshot()); }
+
+void Trainer::write_log(const StepReport& r, const std::function<void(const StepReport&)>& on_step) {
+  run_together([&] {
+    if (rank_ != 0) return;
+    if (std::fprintf(log_, "%s\n", r.json_line.c_str()) < 0 || std::fflush(log_) != 0)
+      fail_io("cannot write", run_dir_ + "/" + kLogFile);
+    if (on_step) on_step(r);
+  });
+}
 
 std::optional<double> Trainer::validate() {
   if (!val_loader_) return std::nullopt;
@@ -505,6 +519,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     if (!std::isfinite(loss) || !std::isfinite(norm))  // the same on every rank: reduced values
       stop_training(cat(!std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm), " at step ",
                         state_.step + 1));
+    if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
     adamw_.step(params, grads, lr, state_.step + 1);
     ++state_.step;
     ++sum.steps_this_run;
@@ -528,6 +543,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       sum.val_loss = rep.val_loss;
     }
     rep.elapsed = state_.elapsed;
+    rep.eta = (now_seconds() - t0) / static_cast<double>(sum.steps_this_run) * static_cast<double>(opts_.steps - state_.step);
     const bool log_now = rep.val_loss || last || opts_.log_every <= 1 || state_.step % opts_.log_every == 0;
     if (log_now) {
       nlohmann::ordered_json j;
@@ -540,8 +556,10 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       if (rep.val_loss) j["val_loss"] = *rep.val_loss;
       rep.json_line = j.dump();
     }
-    const bool save_now = opts_.save_every > 0 && state_.step % opts_.save_every == 0;
-    if (log_now || save_now) write_outputs(log_now ? &rep : nullptr, save_now, on_step);
+    if (log_now) write_log(rep, on_step);
+    // A checkpoint of this step is written once the next step's loss with these weights is
+    // known to be finite (or at the end): a NaN stop never keeps weights that give NaN.
+    if (opts_.save_every > 0 && state_.step % opts_.save_every == 0) pending_ = snapshot();
   }
   if (val_loader_ && !sum.val_loss && sum.steps_this_run == 0) sum.val_loss = validate();
   state_.elapsed = base_elapsed + (now_seconds() - t0);
@@ -584,10 +602,10 @@ std::string rate(double tokens_per_s) {
 }
 }  // namespace
 
-std::string progress_line(const StepReport& r, double eta_seconds) {
+std::string progress_line(const StepReport& r) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "step %lld/%lld  loss %.4f  lr %.2e  %s tok/s  ETA %s", (long long)r.step,
-                (long long)r.steps, r.loss, r.lr, rate(r.tokens_per_s).c_str(), format_duration(eta_seconds).c_str());
+                (long long)r.steps, r.loss, r.lr, rate(r.tokens_per_s).c_str(), format_duration(r.eta).c_str());
   std::string s = buf;
   if (r.val_loss) s += cat("  val ", std::to_string(*r.val_loss).substr(0, 6));
   return s;

@@ -18,8 +18,10 @@
 // lock on it for the whole run (run_dir.h).
 //
 // Nothing non-finite is saved: before every save the parameters and AdamW moments are
-// checked, and a run whose loss, gradient norm or weights stop being finite ends with a
-// Runtime error that names the last good checkpoint (finite weights, finite loss) it kept.
+// checked, and a periodic checkpoint is written only once the next step's loss, computed
+// with its weights, is known to be finite. A run whose loss, gradient norm or weights stop
+// being finite ends with a Runtime error naming the last good checkpoint it kept (finite
+// weights that gave a finite loss).
 // A resumed run refuses training data whose content changed since the run started (each
 // stream's fingerprint is in the checkpoint) unless allowed, and then notes it in the log.
 #pragma once
@@ -88,6 +90,7 @@ struct StepReport {
   double grad_norm = 0;       // before clipping
   double tokens_per_s = 0;    // this step
   double elapsed = 0;         // seconds of training (over resumed runs)
+  double eta = 0;             // seconds to the last step at this invocation's mean step time
   std::optional<double> val_loss;
   std::string json_line;      // the record as written to log.jsonl (no newline)
 };
@@ -177,8 +180,10 @@ class Trainer {
   // A new run: locks and checks the run directory, sets the model up, creates the directory
   // (rank 0) and opens the log. `source` names the weights in messages.
   void start(ModelWeights weights, const TokenData* train, const TokenData* val, const std::string& source);
-  void write_outputs(const StepReport* logged, bool save_now, const std::function<void(const StepReport&)>& on_step);
-  void check_finite_state() const;
+  void write_log(const StepReport& r, const std::function<void(const StepReport&)>& on_step);  // rank 0, agreed
+  TrainState snapshot() const;           // what a checkpoint of this step holds (collective)
+  void commit(const TrainState& s);      // writes it (rank 0, agreed), after checking finiteness
+  void check_finite_state(int64_t step) const;
   [[noreturn]] void stop_training(const std::string& what) const;
 
   TrainOptions opts_;
@@ -193,6 +198,7 @@ class Trainer {
   StepFunction step_fn_;
   std::FILE* log_ = nullptr;  // rank 0 only
   int64_t last_saved_ = -1;
+  std::optional<TrainState> pending_;  // a due checkpoint waiting for the next step's loss
   int rank_ = 0, ranks_ = 1;  // this process's place in a data-parallel run
   RunLock lock_;              // rank 0
   std::unique_ptr<TokenData> own_train_, own_val_;  // create()'s data
@@ -212,7 +218,7 @@ namespace lm::train {
 std::string format_duration(double seconds);
 // The one-line progress display (no newline, no terminal codes):
 // "step 120/2000  loss 2.3456  lr 1.00e-03  25.1k tok/s  ETA 1m23s"
-std::string progress_line(const StepReport& r, double eta_seconds);
+std::string progress_line(const StepReport& r);
 // A few lines for the end of a run (each ending with a newline).
 std::string summary_text(const TrainSummary& s);
 
