@@ -71,7 +71,7 @@ assert [r["seed"] for r in rows] == [1, 2, 3]
   assert_success
   [ "$(echo "$output" | wc -l)" -eq 1 ]
   echo "$output" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["prompt_tokens"] == 18, r'
-  run $G -m "$SOMA" -i "$TMP/p.txt" -n 4 --format ids
+  run $G -m "$SOMA" -i "$TMP/p.txt" -n 4 --format ids --seed 3 --ignore-eos  # no empty completion
   assert_success
   [ "$(echo "$output" | wc -l)" -eq 2 ]
 }
