@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     opts.embedding = !embedding_out.empty();
     const bool progress = !json && tool.quiet == 0 && lm::cli::stderr_is_terminal();
     lm::EvalResult r = lm::evaluate_files(model_path, inputs, *lm::token_input_format_from_name(input_format), opts,
-                                          [&](const lm::EvalResult& b) {
+                                          bytes < 0, [&](const lm::EvalResult& b) {
                                             if (progress)
                                               std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f",
                                                            (long long)b.windows, (long long)b.tokens, b.loss());

@@ -10,15 +10,16 @@
 namespace lm {
 
 EvalResult evaluate_files(const std::string& model_path, const std::vector<std::string>& inputs,
-                          TokenInputFormat format, const EvalOptions& opts,
+                          TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
                           const std::function<void(const EvalResult&)>& on_batch) {
   ModelWeights weights = ModelWeights::load(model_path);
   require_finite(weights, quote(model_path));
   Transformer model(std::move(weights));
+  require_supported(model.config(), program_capabilities(), "lm-eval-loss");
   const ModelConfig& cfg = model.config();
   const TokenizerSpec spec = model_tokenizer_spec(model.weights(), quote(model_path));
   std::vector<int32_t> byte_len;
-  if (spec.kind != TokenizerKind::Raw) {
+  if (spec.kind != TokenizerKind::Raw && byte_lengths) {
     try {
       byte_len = token_byte_lengths(*make_model_tokenizer(spec, quote(model_path)), cfg.vocab_size);
     } catch (const Error& e) {

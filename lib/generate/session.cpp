@@ -24,6 +24,7 @@ GenerateSession::GenerateSession(const std::string& model_path, bool copy_weight
   if (copy_weights) weights.make_writable();
   require_finite(weights, source_);
   model_ = std::make_unique<Transformer>(std::move(weights));
+  require_supported(model_->config(), program_capabilities(), "lm-generate");
   spec_ = model_tokenizer_spec(model_->weights(), source_);
   if (spec_.kind != TokenizerKind::Raw) tokenizer_ = make_model_tokenizer(spec_, source_);
 }

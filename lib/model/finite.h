@@ -1,28 +1,35 @@
-// Finiteness of weights: NaN or infinity in a parameter means a diverged run or a corrupt
-// file, and a program that loads such a model must say so rather than compute with it.
+// Where weights stop being numbers: the first NaN or infinity of a tensor, of a checkpoint
+// file, or of a model's parameters (lm-inspect-config warns about it; a model that holds one
+// gives no meaningful output).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 
-#include "model/params.h"
+#include "core/tensor.h"
 
 namespace lm {
 
-// Index of the first NaN or infinity in p[0..n), or -1 when all are finite.
-int64_t first_non_finite(const float* p, int64_t n);
+class SafeTensorsFile;
+class ModelWeights;
 
-struct NonFiniteValue {
-  std::string tensor;  // the parameter's name (or "loss_weights")
-  int64_t index = 0;   // flat index in it
-  float value = 0;     // nan, inf or -inf
+struct NonFinite {
+  std::string tensor;  // its name
+  int64_t index = 0;   // of the element, in row-major order
+  double value = 0;    // NaN, +inf or -inf
+  std::string describe() const;  // "tensor 'x' holds nan at element 12"
 };
-// The first non-finite value of `w` (its parameters in table order, then its loss
-// weights), or nullopt when every value is finite.
-std::optional<NonFiniteValue> find_non_finite(const ModelWeights& w);
-// Data error "<source>: tensor 'X' holds a non-finite value (nan at index I)" for a model
-// with one.
-void require_finite(const ModelWeights& w, const std::string& source);
+
+// The index of the first NaN or infinite element of a floating-point tensor (F32, F16, BF16,
+// F64; read in place, aligned or not), -1 when all are finite or the dtype is not a float.
+int64_t first_non_finite(const Tensor& t);
+// The first non-finite element of any floating-point tensor of the file, in the file's order.
+std::optional<NonFinite> first_non_finite(const SafeTensorsFile& file);
+// The first non-finite parameter (then loss weight) of a model, in layout order.
+std::optional<NonFinite> first_non_finite(const ModelWeights& weights);
+// Data error "<source>: tensor 'x' holds nan at element 12" for a model that holds one
+// (lm-train, lm-eval-loss and lm-generate refuse such a model).
+void require_finite(const ModelWeights& weights, const std::string& source);
 
 }  // namespace lm

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
-#include "model/config_input.h"
+#include "model/user_config.h"
 #include "model/finite.h"
 #include "model/loss_weights.h"
 #include "train/distributed.h"
@@ -196,7 +196,7 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       val = load_data(o.val_paths);
       trainer = resume(std::move(lock), req.resume, o, train.get(), val.get());
     } else {
-      const ConfigInput in = load_config_input(req.model, req.sets);
+      const ConfigInput in = load_user_config(req.model, req.sets);
       o.seq = req.seq > 0 ? req.seq : in.config.max_seq_len;
       o.schedule.min_lr = req.min_lr.value_or(o.schedule.lr / 10);
       o.validate();
@@ -298,7 +298,7 @@ std::unique_ptr<Trainer> Trainer::resume(RunLock lock, const std::string& run_di
   if (ck.state.rank_rngs.size() + 1 != static_cast<size_t>(ranks))
     fail_data(cat(quote(path), ": ", ck.state.rank_rngs.size(), " saved rank generators for ", ranks, " ranks"));
   for (const Tensor* moments : {&ck.m, &ck.v})
-    if (first_non_finite(moments->data<float>(), moments->numel()) >= 0)
+    if (first_non_finite(*moments) >= 0)
       fail_data(cat(quote(path), ": the optimizer state holds non-finite values"));
   std::string note;
   if (train && !ck.state.data_fingerprints.empty()) {
@@ -338,6 +338,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
+  require_supported(cfg, program_capabilities(), "lm-train");  // no condition values yet (issue 14, phase 2)
   model_ = std::make_unique<Transformer>(std::move(weights));
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);
@@ -389,11 +390,11 @@ void Trainer::open_log(bool truncate_after_step, const std::string& note) {
 
 void Trainer::check_finite_state(int64_t step) const {
   const ModelWeights& w = model_->weights();
-  if (const auto bad = find_non_finite(w))
+  if (const auto bad = first_non_finite(w))
     stop_training(cat("weight ", quote(bad->tensor), " is ", bad->value, " after step ", step));
   const int64_t n = adamw_.arena_floats();
   for (const auto& [name, p] : {std::pair{"first", adamw_.m()}, std::pair{"second", adamw_.v()}})
-    if (const int64_t at = first_non_finite(p, n); at >= 0)
+    if (const int64_t at = first_non_finite(Tensor::view(DType::F32, {n}, p, nullptr)); at >= 0)
       stop_training(cat("the AdamW ", name, " moment is ", p[at], " after step ", step));
 }
 

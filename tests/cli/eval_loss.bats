@@ -113,7 +113,7 @@ assert r["bytes"] == 400 and abs(r["bits_per_byte"] - r["loss"] * 99 / math.log(
   poison "$TMP/bad.safetensors"
   run lm-eval-loss --threads 1 -m "$TMP/bad.safetensors" "$TMP/in.tok"
   assert_failure 1
-  assert_output --regexp "^lm-eval-loss: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds a non-finite value \(-?nan at index 0\)$"
+  assert_output --regexp "^lm-eval-loss: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
 }
 
 @test "lm-eval-loss reports SIGReg and writes the mean embedding as safetensors" {

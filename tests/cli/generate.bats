@@ -195,6 +195,6 @@ PY
   for mmap in "" --no-mmap; do
     run $G -m "$TMP/bad.safetensors" -p "x" $mmap
     assert_failure 1
-    assert_output --regexp "^lm-generate: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds a non-finite value \(-?nan at index 0\)$"
+    assert_output --regexp "^lm-generate: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
   done
 }
