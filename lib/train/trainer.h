@@ -135,12 +135,15 @@ class Trainer {
   static std::unique_ptr<Trainer> create(const TrainRequest& req);
 
   // A new run of `weights` (made writable) in `run_dir`: refuses a directory that already
-  // holds a checkpoint, creates it otherwise. `train` and `val` (may be null) must outlive
-  // the trainer. Checks the data's vocabulary against the model.
+  // holds a run (run_marker) or that another process has locked, creates and locks it
+  // otherwise. `train` and `val` (may be null) must outlive the trainer. Checks the data's
+  // vocabulary against the model and the weights' finiteness.
   Trainer(ModelWeights weights, const TrainOptions& opts, const std::string& run_dir, std::string tokenizer_json,
           const TokenData* train, const TokenData* val);
-  // Continues the run saved in `run_dir` (its checkpoint): the run settings come from the
-  // checkpoint; `opts` provides the per-invocation fields and may raise `steps`.
+  // Continues the run saved in `run_dir` (its checkpoint), locked: the run settings come
+  // from the checkpoint; `opts` provides the per-invocation fields and may raise `steps`.
+  // Refuses training data whose fingerprint differs from the run's unless
+  // opts.allow_data_change (then warnings() and the log say so).
   static std::unique_ptr<Trainer> resume(const std::string& run_dir, const TrainOptions& opts,
                                          const TokenData* train, const TokenData* val);
   // The same with the run directory's lock already taken (rank 0; an empty lock elsewhere).
@@ -160,7 +163,7 @@ class Trainer {
   // weights and moments are finite (Runtime error otherwise, nothing written). Collective.
   void save();
   // Mean validation loss over the validation data (per counted token; loss-weighted when the
-  // model has loss weights), or nullopt without it.
+  // model has loss weights), or nullopt without it. Collective.
   std::optional<double> validate();
 
   const TrainOptions& options() const { return opts_; }
