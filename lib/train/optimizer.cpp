@@ -18,6 +18,12 @@ void validate(const AdamWConfig& c) {
 bool decays(const ParamInfo& p, bool decay_embeddings) {
   switch (p.kind) {
     case ParamKind::TokEmbeddings:
+    // materium's condition tables (docs/materium.md: "the tables like the token embedding");
+    // the mask embedding is a one-row table of the same kind.
+    case ParamKind::CondEmbedding:
+    case ParamKind::CondCountEmb:
+    case ParamKind::CondMaskEmb:
+    case ParamKind::TypeEmbeddings:
       return decay_embeddings;
     case ParamKind::Wq:
     case ParamKind::Wk:
@@ -27,6 +33,9 @@ bool decays(const ParamInfo& p, bool decay_embeddings) {
     case ParamKind::W2:
     case ParamKind::W3:
     case ParamKind::Output:
+    case ParamKind::CondLinearW:
+    case ParamKind::CondMlpW1:
+    case ParamKind::CondMlpW2:
       return true;
     default:  // norms, biases, QK-norm scales
       return false;

@@ -25,9 +25,10 @@ struct AdamWConfig {
 // weight decay negative; NaN and infinities everywhere.
 void validate(const AdamWConfig& c);
 
-// Whether a table entry gets weight decay: matrices do; norms, biases and the QK-norm
-// scales never do; token embeddings only when `decay_embeddings`. (The untied classifier
-// `output.weight` is a matrix and decays.)
+// Whether a table entry gets weight decay: matrices (condition projections included) do;
+// norms, biases and the QK-norm scales never do; token embeddings and the condition tables
+// (class and count tables, mask and type embeddings) only when `decay_embeddings`. (The
+// untied classifier `output.weight` is a matrix and decays.)
 bool decays(const ParamInfo& p, bool decay_embeddings);
 
 class AdamW {

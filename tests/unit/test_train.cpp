@@ -131,6 +131,46 @@ TEST(AdamW, DecayRule) {
   }
 }
 
+// materium's conditions (docs/materium.md): the projections decay like the other matrices,
+// the tables (class, count, mask and type embeddings) like the token embedding, biases never.
+TEST(AdamW, DecayRuleForConditions) {
+  ModelConfig c = small_config();
+  c.conditions = {{"band_gap", ProjLayerType::Linear, 1, 0, 0},
+                  {"space_group", ProjLayerType::Embedding, 230, 0, 0},
+                  {"formula", ProjLayerType::Formula, 8, 0, 0}};
+  validate(c, "test");
+  const ParameterLayout layout(c);
+  int seen = 0;
+  for (const ParamInfo& p : layout.tensors()) {
+    switch (p.kind) {
+      case ParamKind::CondLinearW:
+      case ParamKind::CondMlpW1:
+      case ParamKind::CondMlpW2:
+        EXPECT_TRUE(decays(p, true)) << p.name;
+        EXPECT_TRUE(decays(p, false)) << p.name;
+        ++seen;
+        break;
+      case ParamKind::CondEmbedding:
+      case ParamKind::CondCountEmb:
+      case ParamKind::CondMaskEmb:
+      case ParamKind::TypeEmbeddings:
+        EXPECT_TRUE(decays(p, true)) << p.name;
+        EXPECT_FALSE(decays(p, false)) << p.name;
+        ++seen;
+        break;
+      case ParamKind::CondMlpB1:
+      case ParamKind::CondMlpB2:
+        EXPECT_FALSE(decays(p, true)) << p.name;
+        ++seen;
+        break;
+      default:
+        break;
+    }
+  }
+  // linear W; embedding table; formula count table, 2 MLP weights, 2 biases; 3 masks; type table
+  EXPECT_EQ(seen, 1 + 1 + 5 + 3 + 1);
+}
+
 TEST(Schedule, WarmupThenDecay) {
   LrSchedule s;
   s.lr = 1.0;
