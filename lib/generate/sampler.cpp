@@ -9,9 +9,9 @@ namespace lm {
 
 void validate(const SamplerOptions& o) {
   if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
-    fail_usage(cat("temperature must be a finite number >= 0, got ", o.temperature));
-  if (o.top_k < 0) fail_usage(cat("top-k must be >= 0, got ", o.top_k));
-  if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("top-p must be in (0, 1], got ", o.top_p));
+    fail_usage(cat("--temperature must be a finite number >= 0, got ", o.temperature));
+  if (o.top_k < 0) fail_usage(cat("--top-k must be >= 0, got ", o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("--top-p must be in (0, 1], got ", o.top_p));
 }
 
 int32_t argmax(const float* logits, int64_t V, const uint8_t* reserved) {

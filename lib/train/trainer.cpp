@@ -420,8 +420,10 @@ void Trainer::commit(const TrainState& s) {
   run_together([&] {  // rank 0 alone writes: its failure must end every rank
     if (rank_ != 0) return;
     check_finite_state(s.step);
-    save_checkpoint(checkpoint_path(), model_->weights(), adamw_, s, tokenizer_json_);
+    // The model first: a run killed between the two renames keeps a model at least as new
+    // as its checkpoint (a resume rewrites it with the same bits), never a checkpoint without one.
     model_->weights().save(model_path(), tokenizer_json_);
+    save_checkpoint(checkpoint_path(), model_->weights(), adamw_, s, tokenizer_json_);
   });
   last_saved_ = s.step;
   pending_.reset();

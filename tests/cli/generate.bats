@@ -169,7 +169,13 @@ PY
     run $G -m "$SOMA" -p "x" $args
     assert_failure 2
     assert_output --partial "lm-generate: error:"
+    [ "${#lines[@]}" -eq 1 ] || fail "$args: $output"
   done
+  # the limits as a person would write them (no 300-digit range from a double's maximum)
+  run $G -m "$SOMA" -p "x" --temperature -1
+  assert_output "lm-generate: error: --temperature must be a finite number >= 0, got -1"
+  run $G -m "$SOMA" -p "x" --top-p 1.5
+  assert_output "lm-generate: error: --top-p must be in (0, 1], got 1.5"
   run $G -p "x"
   assert_failure 2
   run $G -m "$SOMA" -p "x" -i "$TMP/p.txt"
