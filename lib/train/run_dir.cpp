@@ -34,7 +34,9 @@ RunLock RunLock::acquire(const std::string& dir) {
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     std::string pid = holder_pid(fd);
-    for (int i = 0; i < 20 && pid.empty(); ++i) {  // the holder writes its pid right after locking
+    // The holder writes its pid right after locking; on a loaded machine it may be
+    // descheduled in between, so wait up to a second before calling it unknown.
+    for (int i = 0; i < 200 && pid.empty(); ++i) {
       ::usleep(5000);
       pid = holder_pid(fd);
     }

@@ -91,7 +91,7 @@ only_run_files() {
   [ "$sa" -eq 0 ] || [ "$sb" -eq 0 ] || fail "neither resume ran: $(cat "$TMP/a.err" "$TMP/b.err")"
   if [ "$sa" -ne 0 ] && [ "$sb" -ne 0 ]; then fail "both resumes failed"; fi
   if [ "$sa" -ne 0 ] || [ "$sb" -ne 0 ]; then
-    grep -qE "is in use by another lm-train \(pid ($a|$b)\)" "$TMP/a.err" "$TMP/b.err"
+    grep -qE "is in use by another lm-train \(pid ($a|$b)\)" "$TMP/a.err" "$TMP/b.err" || fail "$(cat "$TMP/a.err" "$TMP/b.err")"
   fi
   diff <(losses "$TMP/ref/log.jsonl") <(losses "$TMP/part/log.jsonl")
   cmp "$TMP/ref/model.safetensors" "$TMP/part/model.safetensors"
