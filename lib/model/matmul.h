@@ -10,14 +10,13 @@
 
 namespace lm {
 
-// Up to this many rows, matmul_forward streams the weights once with its own loop (decode);
-// above, it calls lm::sgemm. Not while bf16 matmuls are active (below): see few_rows_path.
+// Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
+// matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
+// Not while bf16 matmuls are active (below): see few_rows_path.
 inline constexpr int64_t kMatmulFewRows = 3;
 // Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows, in f32 compute.
 bool few_rows_path(int64_t N);
 
-// w . x over n floats: the inner product of the few-rows kernels.
-float dot_f32(const float* w, const float* x, int64_t n);
 // Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'
 // finishing times.
