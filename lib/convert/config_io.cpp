@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -12,6 +11,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "io/gguf.h"
+#include "io/stream.h"
 #include "model/config_input.h"
 #include "model/presets.h"
 
@@ -54,14 +54,6 @@ int64_t get_token(const json& j, const char* key, const std::string& source, int
   const json& v = j[key].is_array() && !j[key].empty() ? j[key][0] : j[key];
   if (!v.is_number_integer()) fail_data(cat(quote(source), ": ", quote(key), ": expected a token id, got ", j[key].dump()));
   return v.get<int64_t>();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_io("cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Meta's rule for the SwiGLU hidden size (ModelConfig::ffn_hidden with hidden_dim unset).
@@ -266,7 +258,7 @@ ModelConfig load_config_arg(const std::string& arg) {
     fail(ErrorKind::Usage, cat("--config ", quote(arg), " is neither a file nor a preset"),
          "presets are listed by 'lm-inspect-config --list-presets'");
   }
-  const std::string text = read_text(arg);
+  const std::string text = read_text_file(arg);
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos || text[first] != '{') return load_config_input(arg, {}).config;  // a checkpoint
   const std::string conv = config_convention(text, arg);

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -38,13 +37,6 @@ bool exists(const std::string& p) {
 bool is_dir(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_io("cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir == ".") return name;
@@ -149,10 +141,10 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   } else if (needs && src.path != "-") {
     const std::string hf = join(src.dir, "config.json"), params = join(src.dir, "params.json");
     if (exists(hf)) {
-      cfg = config_from_hf_json(read_text(hf), hf);
+      cfg = config_from_hf_json(read_text_file(hf), hf);
       origin = hf;
     } else if (exists(params)) {
-      cfg = config_from_params_json(read_text(params), params);
+      cfg = config_from_params_json(read_text_file(params), params);
       origin = params;
     }
   }

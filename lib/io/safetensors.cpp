@@ -187,22 +187,6 @@ void SafeTensorsWriter::add_lazy(const std::string& name, DType dtype, Shape sha
   entries_.push_back({name, dtype, std::move(shape), Tensor(), std::move(produce)});
 }
 
-namespace {
-// Counts bytes passing through, so a lazy producer that writes the wrong amount is caught.
-class CountingSink final : public ByteSink {
- public:
-  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
-  void write(const void* data, size_t n) override {
-    inner_.write(data, n);
-    count += n;
-  }
-  void finish() override {}
-  uint64_t count = 0;
-
- private:
-  ByteSink& inner_;
-};
-}  // namespace
 
 void SafeTensorsWriter::write(ByteSink& sink) const {
   std::vector<const Entry*> order;
