@@ -16,6 +16,7 @@
 #include "model/config_input.h"
 #include "model/loss_weights.h"
 #include "model/params.h"
+#include "tokenizer/spec_json.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
 
@@ -141,8 +142,8 @@ int main(int argc, char** argv) {
         lm::ModelWeights weights = ckpt ? lm::ModelWeights::from_checkpoint(*ckpt, cfg) : lm::ModelWeights::random(cfg, o.seed);
         if (!weight_vec.empty()) weights.set_loss_weights(weight_vec, lm::quote(loss_weights));
         std::string tok = weights.tokenizer_json();
-        if (!o.train_paths.empty() && train.spec.vocab_size != 0) tok = tr::tokenizer_spec_json(train.spec);
-        if (tok.empty()) tok = tr::tokenizer_spec_json(tr::default_tokenizer_spec(in.config));
+        if (!o.train_paths.empty() && train.spec.vocab_size != 0) tok = lm::spec_to_json(train.spec);
+        if (tok.empty()) tok = lm::spec_to_json(tr::default_tokenizer_spec(in.config));
         trainer = std::make_unique<tr::Trainer>(std::move(weights), o, out_dir, tok,
                                                 o.train_paths.empty() ? nullptr : &train,
                                                 o.val_paths.empty() ? nullptr : &val);

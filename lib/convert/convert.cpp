@@ -161,7 +161,9 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     apply_rules(probe, import_rules(plan.from), nullptr);
     std::vector<std::string> sets = src.config_assignments;
     sets.insert(sets.end(), opts.sets.begin(), opts.sets.end());
-    cfg = infer_config(probe.nodes, sets, src.display);
+    std::map<std::string, Shape> shapes;
+    for (const Node& n : probe.nodes) shapes.emplace(n.name, n.shape);
+    cfg = infer_config(shapes, sets, src.display).config;
     origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
   }
   if (!cfg) return;
@@ -382,7 +384,7 @@ std::map<std::string, std::string> output_metadata(const Plan& plan) {
     if (k.rfind("lmkit.", 0) != 0) meta[k] = v;
   meta["format"] = plan.to == Layout::Flax ? "flax" : "pt";
   if (plan.config) meta[kConfigMetadataKey] = plan.config_json;
-  if (!plan.source.tokenizer_json.empty()) meta["lmkit.tokenizer"] = plan.source.tokenizer_json;
+  if (!plan.source.tokenizer_json.empty()) meta[kTokenizerMetadataKey] = plan.source.tokenizer_json;
   return meta;
 }
 
@@ -494,11 +496,13 @@ void write_gguf(const Plan& plan, const std::string& path) {
 void write_llama2c(const Plan& plan, const std::string& path) {
   std::map<std::string, const Node*> by_name;
   for (const Node& n : plan.graph.nodes) by_name[n.name] = &n;
+  const Llama2cHeader header = llama2c_header(*plan.config);
   std::function<void()> pending;
   auto sink = open_output(path);
-  write_llama2c_v0(*sink, *plan.config, [&](const std::string& name) {
+  write_llama2c_v0(*sink, header, [&](const std::string& array, int64_t layer) {
     if (pending) pending();
     pending = nullptr;
+    const std::string name = llama2c_tensor_name(array, layer);
     const auto it = by_name.find(name);
     if (it == by_name.end()) fail_data(cat("missing tensor ", quote(name), " for the llama2.c checkpoint"));
     pending = it->second->release;

@@ -19,7 +19,7 @@
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "convert/config_io.h"
-#include "model/config_infer.h"
+#include "io/metadata_keys.h"
 
 namespace lm::convert {
 
@@ -143,14 +143,14 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
     src.graph.nodes.push_back(std::move(n));
   }
   if (gguf_has_lmkit_config(*g)) {
-    src.config_text = g->find("lmkit.config")->s;
-    src.config = config_from_json(src.config_text, src.display + " (GGUF key lmkit.config)");
-    src.config_origin = "GGUF key lmkit.config";
+    src.config_text = g->find(kConfigMetadataKey)->s;
+    src.config = config_from_json(src.config_text, cat(src.display, " (GGUF key ", kConfigMetadataKey, ")"));
+    src.config_origin = cat("GGUF key ", kConfigMetadataKey);
   } else {
     src.config_assignments = gguf_config_assignments(*g);
     src.config_origin = "GGUF llama.* keys and tensor shapes";
   }
-  if (const GGUFValue* t = g->find("lmkit.tokenizer"); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
+  if (const GGUFValue* t = g->find(kTokenizerMetadataKey); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
 }
 
 void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
@@ -161,10 +161,10 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
   for (size_t i = 0; i < f->entries().size(); ++i) {
     const Llama2cFile::Entry& e = f->entries()[i];
     Node n;
-    n.name = e.name;
+    n.name = llama2c_tensor_name(e.array, e.layer);
     n.dtype = DType::F32;
     n.shape = e.shape;
-    n.from.push_back({e.name, DType::F32, e.shape});
+    n.from.push_back({n.name, DType::F32, e.shape});
     if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
     n.load = [f, i] { return f->get(f->entries()[i]); };
     n.mapped = mapped && !e.q8;
@@ -176,7 +176,7 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
       };
     src.graph.nodes.push_back(std::move(n));
   }
-  src.config = f->config();
+  src.config = config_from_llama2c(f->header());
   src.config_origin = cat("llama2.c v", f->header().version, " header");
 }
 
@@ -243,7 +243,7 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
       src.config_origin = std::string("metadata ") + kConfigMetadataKey;
     }
   }
-  if (auto tok = src.metadata.find("lmkit.tokenizer"); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  if (auto tok = src.metadata.find(kTokenizerMetadataKey); tok != src.metadata.end()) src.tokenizer_json = tok->second;
   return src;
 }
 

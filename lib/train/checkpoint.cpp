@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "model/loss_weights.h"
 #include "tokenizer/byte_v1.h"
@@ -107,7 +108,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
 
   LoadedCheckpoint out;
   out.state = state_from_json(*train_meta, where);
-  out.tokenizer_json = file.metadata_value("lmkit.tokenizer").value_or("");
+  out.tokenizer_json = file.metadata_value(kTokenizerMetadataKey).value_or("");
   InitOptions zero;
   zero.std = 0;
   out.weights = ModelWeights::random(cfg, 0, zero);
@@ -139,22 +140,6 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   if (file.tensors().size() != expected)
     fail_data(cat(where, ": ", file.tensors().size() - expected, " unexpected tensors for this config"));
   return out;
-}
-
-std::string tokenizer_spec_json(const TokenizerSpec& spec) {
-  json j = json::object();
-  j["kind"] = spec.kind_name();
-  j["vocab_size"] = spec.vocab_size;
-  if (spec.bos_id >= 0) j["bos_id"] = spec.bos_id;
-  if (spec.eos_id >= 0) j["eos_id"] = spec.eos_id;
-  if (spec.pad_id >= 0) j["pad_id"] = spec.pad_id;
-  if (spec.unk_id >= 0) j["unk_id"] = spec.unk_id;
-  if (spec.fingerprint != 0) {
-    char hex[19];
-    std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(spec.fingerprint));
-    j["fingerprint"] = hex;
-  }
-  return j.dump();
 }
 
 TokenizerSpec default_tokenizer_spec(const ModelConfig& cfg) {

@@ -14,6 +14,7 @@
 #include "convert/names.h"
 #include "convert/rules.h"
 #include "core/error.h"
+#include "model/config_infer.h"
 #include "model/params.h"
 #include "model/presets.h"
 
@@ -327,15 +328,21 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
             std::string::npos);
 }
 
-TEST(ConvertConfig, InferFromShapes) {
+std::map<std::string, Shape> shapes_of(const Graph& g) {
+  std::map<std::string, Shape> m;
+  for (const Node& n : g.nodes) m.emplace(n.name, n.shape);
+  return m;
+}
+
+TEST(ConvertConfig, InferFromShapes) {  // the one inference (model/config_infer.h), fed by a graph's shapes
   const ModelConfig c = small("gqa");
   const Graph g = lmkit_graph(c);
-  EXPECT_NE(error_of([&] { infer_config(g.nodes, {}, "x"); }).find("cannot infer n_heads"), std::string::npos);
-  const ModelConfig got = infer_config(g.nodes, {"n_heads=4"}, "x");
+  EXPECT_NE(error_of([&] { infer_config(shapes_of(g), {}, "x"); }).find("cannot infer n_heads"), std::string::npos);
+  const ModelConfig got = infer_config(shapes_of(g), {"n_heads=4"}, "x").config;
   EXPECT_EQ(got.kv_heads(), 2);
   EXPECT_EQ(got.ffn_hidden(), 24);
   EXPECT_FALSE(got.tie_embeddings);
-  const ModelConfig qk = infer_config(lmkit_graph(small("qk")).nodes, {}, "x");  // head size from q_norm
+  const ModelConfig qk = infer_config(shapes_of(lmkit_graph(small("qk"))), {}, "x").config;  // head size from q_norm
   EXPECT_EQ(qk.head_size(), 8);
   EXPECT_TRUE(qk.tie_embeddings);
   EXPECT_TRUE(qk.attn_bias);
