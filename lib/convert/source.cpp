@@ -14,6 +14,8 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
+#include "io/checkpoint_dir.h"
+#include "io/container.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
@@ -182,8 +184,8 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
 
 // The checkpoint file inside a directory: a sharded index, else the only safetensors/GGUF/bin file.
 std::string checkpoint_in_dir(const std::string& dir) {
-  if (exists(join(dir, "model.safetensors.index.json"))) return join(dir, "model.safetensors.index.json");
-  for (const char* n : {"model.safetensors", "consolidated.safetensors", "consolidated.00.safetensors"})
+  if (exists(join(dir, kShardIndexName))) return join(dir, kShardIndexName);
+  for (const char* n : kSingleWeightNames)
     if (exists(join(dir, n))) return join(dir, n);
   std::vector<std::string> found;
   if (DIR* d = ::opendir(dir.c_str())) {
@@ -215,26 +217,19 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
   } else {
     const bool mapped = is_regular(path);
     std::shared_ptr<MappedFile> file = MappedFile::open(path);
-    const uint8_t* p = file->data();
-    const size_t n = file->size();
-    if (forced == Layout::GGUF) {
-      open_gguf(src, file, mapped, path);
-    } else if (forced == Layout::Llama2c) {
-      open_llama2c(src, file, mapped, path);
-    } else if (GGUFFile::has_magic(p, n)) {
-      open_gguf(src, file, mapped, path);
-    } else if (Llama2cFile::has_magic(p, n)) {
-      open_llama2c(src, file, mapped, path);
-    } else if (n >= 9 && p[8] == '{') {
-      open_safetensors(src, file, mapped, path);
-    } else if (n > 0 && p[0] == '{') {
-      fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
-           "a sharded checkpoint is read through its index, named *.index.json");
-    } else if (Llama2cFile::plausible_v0_header(p, n)) {
-      open_llama2c(src, file, mapped, path);
-    } else {
-      fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", n,
-                    " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
+    const Container kind = forced == Layout::GGUF      ? Container::GGUF
+                           : forced == Layout::Llama2c ? Container::Llama2c
+                                                       : sniff_container(file->data(), file->size());
+    switch (kind) {
+      case Container::GGUF: open_gguf(src, file, mapped, path); break;
+      case Container::Llama2c: open_llama2c(src, file, mapped, path); break;
+      case Container::Safetensors: open_safetensors(src, file, mapped, path); break;
+      case Container::Json:
+        fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
+             "a sharded checkpoint is read through its index, named *.index.json");
+      case Container::Unknown:
+        fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", file->size(),
+                      " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
     }
   }
   if (!src.config) {

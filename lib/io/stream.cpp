@@ -490,11 +490,11 @@ void remove_stale_temp_files(const std::string& given) {
   }
 }
 
-TempDir::TempDir(const std::string& target) {
+TempDir::TempDir(const std::string& target, const char* what) {
   const std::string t = strip_trailing_slashes(target);
   remove_stale_temp_files(dir_of_path(t));
   std::string templ = temp_prefix_for(t) + "XXXXXX";
-  if (!::mkdtemp(templ.data())) fail_io("cannot create a temporary directory for", t);
+  if (!::mkdtemp(templ.data())) fail_io(what, t);
   path_ = templ;
   slot_ = register_temp(path_, true);
 }

@@ -87,9 +87,10 @@ void remove_stale_temp_files(const std::string& dir);
 
 // A temporary directory beside `target` (".<target's name>.lmkit-..."), registered for removal
 // on a signal and removed with its files on destruction unless released (after it was renamed).
+// Failing to create it is an Io error "<what> '<target>': <why>".
 class TempDir {
  public:
-  explicit TempDir(const std::string& target);
+  explicit TempDir(const std::string& target, const char* what = "cannot create a temporary directory for");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
