@@ -142,8 +142,9 @@ void move_old_shards_aside(const std::string& dir, OldIndex& old, const std::set
   if (aside.empty()) return;
   for (auto& [tensor, file] : old.doc["weight_map"].items())
     if (file.is_string() && aside.count(file.get<std::string>())) file = aside[file.get<std::string>()];
-  write_text(join(stage, kShardIndexName), old.doc.dump(2) + "\n");
-  move(join(stage, kShardIndexName), join(dir, kShardIndexName));
+  const std::string staged = join(stage, "previous.index.json");  // (the new index is staged as kShardIndexName)
+  write_text(staged, old.doc.dump(2) + "\n");
+  move(staged, join(dir, kShardIndexName));
 }
 
 // Every file of the new checkpoint, written into `dir` under its final name.
