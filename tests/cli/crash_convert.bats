@@ -13,7 +13,9 @@ setup_file() {
   export CK="$BATS_FILE_TMPDIR"
   lm-train stories15m --set vocab_size=4096 --steps 0 -o "$CK/run1" --seed 1 -q
   lm-train stories15m --set vocab_size=4096 --steps 0 -o "$CK/run2" --seed 2 -q
-  export A="$CK/run1/model.safetensors" B="$CK/run2/model.safetensors"
+  # And a larger one (about 34 MB), for the full disk.
+  lm-train stories15m --set vocab_size=8192 --steps 0 -o "$CK/run3" --seed 3 -q
+  export A="$CK/run1/model.safetensors" B="$CK/run2/model.safetensors" C="$CK/run3/model.safetensors"
   lm-convert-checkpoint -q "$A" "$CK/a.safetensors"
   lm-convert-checkpoint -q "$B" "$CK/b.safetensors"
   export SUM_A=$(sha256sum < "$CK/a.safetensors" | cut -c1-64) SUM_B=$(sha256sum < "$CK/b.safetensors" | cut -c1-64)
@@ -32,8 +34,8 @@ sum_of() {
   rm -f "$TMP/readback.safetensors"
 }
 name_of_sum() { [ "$1" = "$SUM_A" ] && echo A || { [ "$1" = "$SUM_B" ] && echo B || echo "a mix"; }; }
-# Temporary files and directories of lmkit writers under $1.
-leftovers() { find "$1" -name '.*.lmkit-*'; }
+# Hidden files and directories under $1: what temporary files of writers look like.
+leftovers() { find "$1" -mindepth 1 -name '.*'; }
 # A random delay of 0 to 79 ms: conversions here take 50 to 100 ms.
 short_delay() { sleep "0.0$((RANDOM % 8))$((RANDOM % 10))"; }
 
@@ -175,22 +177,25 @@ start_stalled_tokenize() {
 
 @test "a full disk: the old checkpoint stays whole, a new directory is not left, no temporary files remain" {
   mkdir "$TMP/mnt"
-  mount -t tmpfs -o size=48m tmpfs "$TMP/mnt" 2>/dev/null || skip "cannot mount a tmpfs here (needs root): no full-disk test"
-  # An existing sharded directory (29 MB): the new set needs as much again.
+  mount -t tmpfs -o size=36m tmpfs "$TMP/mnt" 2>/dev/null || skip "cannot mount a tmpfs here (needs root): no full-disk test"
+  # An existing sharded directory (29 MB); the new checkpoint (34 MB, its first shard 9 MB) does not fit.
   lm-convert-checkpoint -q --shard-size 1MB "$A" "$TMP/mnt/d/"
-  run -1 lm-convert-checkpoint -q --shard-size 1MB "$B" "$TMP/mnt/d/"
+  local before
+  before=$(ls -A "$TMP/mnt/d")
+  run -1 lm-convert-checkpoint -q --shard-size 1MB "$C" "$TMP/mnt/d/"
   assert_output --partial "No space left on device"
   [ "$(sum_of "$TMP/mnt/d")" = "$SUM_A" ]
+  assert_equal "$(ls -A "$TMP/mnt/d")" "$before"
   assert_equal "$(leftovers "$TMP/mnt")" ""
   # The same into a new directory: nothing of it is left.
-  run -1 lm-convert-checkpoint -q --shard-size 1MB "$B" "$TMP/mnt/new/"
+  run -1 lm-convert-checkpoint -q --shard-size 1MB "$C" "$TMP/mnt/new/"
   assert_output --partial "No space left on device"
   [ ! -e "$TMP/mnt/new" ]
   assert_equal "$(leftovers "$TMP/mnt")" ""
   # One file over an existing one.
   rm -r "$TMP/mnt/d"
   lm-convert-checkpoint -q "$A" "$TMP/mnt/x.safetensors"
-  run -1 lm-convert-checkpoint -q "$B" "$TMP/mnt/x.safetensors"
+  run -1 lm-convert-checkpoint -q "$C" "$TMP/mnt/x.safetensors"
   assert_output --partial "No space left on device"
   cmp "$TMP/mnt/x.safetensors" "$CK/a.safetensors"
   assert_equal "$(cd "$TMP/mnt" && ls -A)" "x.safetensors"
