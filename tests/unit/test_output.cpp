@@ -211,7 +211,7 @@ CheckpointDirFiles text_files(const std::string& tag, size_t shards) {
     f.write_single = [tag](const std::string& path) { write(path, tag); };
   }
   for (size_t i = 0; i < shards; ++i)
-    f.shards.push_back({{"t" + std::to_string(i)}, [tag, i](const std::string& path) { write(path, tag + std::to_string(i)); }});
+    f.shards.push_back({{cat("t", i)}, [tag, i](const std::string& path) { write(path, cat(tag, i)); }});
   f.total_size = 10;
   f.config_name = "config.json";
   f.config_text = tag;
