@@ -481,10 +481,16 @@ std::string config_convention(const std::string& text, const std::string& source
   const json j = parse_object(text, source);
   std::set<std::string> lmkit_keys;
   for (const std::string& k : config_keys()) lmkit_keys.insert(k.substr(0, k.find('.')));
-  const std::set<std::string> hf = keys_of(hf_keys()), meta = keys_of(params_keys());
+  // Hugging Face's by a key only it has that every config.json carries (a required one, or
+  // model_type): a lmkit config with a stray HF spelling stays lmkit's, to be told its mistake.
+  std::set<std::string> hf_markers;
+  const std::set<std::string> meta = keys_of(params_keys());
+  for (const KeyRow& r : hf_keys())
+    if ((r.required || std::string(r.key) == "model_type") && !lmkit_keys.count(r.key) && !meta.count(r.key))
+      hf_markers.insert(r.key);
   bool any_hf_only = false, all_lmkit = true, all_meta = true;
   for (const auto& [k, v] : j.items()) {
-    if (hf.count(k) && !lmkit_keys.count(k) && !meta.count(k)) any_hf_only = true;
+    if (hf_markers.count(k)) any_hf_only = true;
     if (!lmkit_keys.count(k)) all_lmkit = false;
     if (!meta.count(k)) all_meta = false;
   }

@@ -2,6 +2,7 @@
 // layout detection, config conventions, and planning on the model fixtures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -13,6 +14,9 @@
 #include "convert/convert.h"
 #include "convert/names.h"
 #include "convert/rules.h"
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/stream.h"
 #include "core/error.h"
 #include "model/config_infer.h"
 #include "model/params.h"
@@ -332,6 +336,77 @@ std::map<std::string, Shape> shapes_of(const Graph& g) {
   std::map<std::string, Shape> m;
   for (const Node& n : g.nodes) m.emplace(n.name, n.shape);
   return m;
+}
+
+TEST(ConvertConfig, ConventionsAreToldByKeysOnlyTheyHave) {
+  EXPECT_EQ(config_convention(R"({"hidden_size": 8})", "x"), "hf");
+  EXPECT_EQ(config_convention(R"({"model_type": "llama"})", "x"), "hf");
+  EXPECT_EQ(config_convention(R"({"dim": 8, "n_layers": 2, "max_batch_size": 4})", "x"), "meta");
+  // a lmkit config with a stray Hugging Face spelling stays lmkit's (to be told its unknown key)
+  EXPECT_EQ(config_convention(R"({"dim": 8, "attention_bias": true})", "x"), "lmkit");
+  EXPECT_EQ(config_convention(R"({"dim": 8, "rope_theta": 500000})", "x"), "lmkit");
+}
+
+TEST(ConvertConfig, HuggingFaceKeysBothWays) {
+  ModelConfig c = small("gqa");
+  c.name = "";
+  c.rope_theta = 500000;
+  c.norm_eps = 1e-6;
+  c.max_seq_len = 4096;
+  c.rope_scaling.type = RopeScalingType::Linear;
+  c.rope_scaling.factor = 4;
+  c.bos_id = 1;
+  c.eos_id = 2;
+  c.pad_id = -1;
+  c.attn_bias = true;
+  EXPECT_EQ(config_from_hf_json(config_to_hf_json(c, "float32"), "config.json"), c);
+  // Absent keys take Hugging Face's defaults (rms_norm_eps 1e-6), special tokens none; an eos
+  // list gives its first id.
+  const ModelConfig d = config_from_hf_json(
+      R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+          "intermediate_size": 24, "eos_token_id": [7, 8]})", "config.json");
+  EXPECT_EQ(d.norm_eps, 1e-6);
+  EXPECT_EQ(d.bos_id, -1);
+  EXPECT_EQ(d.eos_id, 7);
+  EXPECT_EQ(d.kv_heads(), 4);
+  EXPECT_EQ(error_of([] { config_from_hf_json(R"({"hidden_size": "8"})", "config.json"); }),
+            "'config.json': 'hidden_size': expected an integer, got \"8\"");
+  EXPECT_NE(error_of([] {
+              config_from_hf_json(R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+                                      "intermediate_size": 24, "rope_scaling": {"rope_type": "yarn"}})", "config.json");
+            }).find("rope_scaling type 'yarn' is not supported"),
+            std::string::npos);
+}
+
+TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
+  ModelConfig c = small("gqa");
+  c.name = "tiny";
+  c.head_dim = 8;  // 4 heads of 8 in a 16-wide model: key_length is written
+  c.norm_eps = 1e-5;
+  c.rope_theta = 500000;
+  c.max_seq_len = 64;
+  c.rope_scaling.type = RopeScalingType::Linear;
+  c.rope_scaling.factor = 2;
+  c.pad_id = 3;
+  GGUFWriter w;
+  set_gguf_metadata(w, c, "", 0, false, "");
+  std::vector<uint8_t> bytes;
+  auto sink = memory_sink(&bytes);
+  w.write(*sink);
+  const GGUFFile f = GGUFFile::parse(MappedFile::from_bytes(bytes, "m.gguf"));
+  const std::vector<std::string> sets = gguf_config_assignments(f);  // the llama.* keys, not lmkit.config
+  for (const char* want : {"dim=16", "n_layers=2", "n_heads=4", "n_kv_heads=2", "head_dim=8", "hidden_dim=24", "vocab_size=10",
+                           "norm_eps=1e-05", "rope_theta=500000.0", "max_seq_len=64", "rope_scaling.type=\"linear\"",
+                           "rope_scaling.factor=2.0", "bos_id=1", "eos_id=2", "pad_id=3", "name=\"tiny\""})
+    EXPECT_NE(std::find(sets.begin(), sets.end(), want), sets.end()) << want;
+  // With the tensors, the inference takes the keys and checks them.
+  Graph g = lmkit_graph(c);
+  const ModelConfig got = infer_config(shapes_of(g), sets, "m.gguf").config;
+  EXPECT_EQ(got, c);
+  std::vector<std::string> wrong = sets;
+  wrong.push_back("vocab_size=12");
+  EXPECT_EQ(error_of([&] { infer_config(shapes_of(g), wrong, "m.gguf"); }),
+            "--set vocab_size contradicts 'm.gguf': the tensors say 10, got 12");
 }
 
 TEST(ConvertConfig, InferFromShapes) {  // the one inference (model/config_infer.h), fed by a graph's shapes
