@@ -20,6 +20,7 @@
 #include "io/stream.h"
 #include "model/config_input.h"
 #include "model/presets.h"
+#include "tokenizer/utf8.h"
 
 namespace lm::convert {
 
@@ -523,6 +524,17 @@ bool gguf_has_lmkit_config(const GGUFFile& f) {
   return v && v->type == GGUFValue::String;
 }
 
+namespace {
+
+// GGUF strings are raw bytes; the config (and its JSON) holds only UTF-8.
+bool gguf_text(const GGUFValue& v) {
+  if (v.type == GGUFValue::String) return utf8::well_formed(v.s);
+  if (v.type == GGUFValue::Array) return std::all_of(v.array.begin(), v.array.end(), gguf_text);
+  return true;
+}
+
+}  // namespace
+
 std::vector<std::string> gguf_config_assignments(const GGUFFile& f) {
   ModelConfig c;
   std::vector<std::string> given;
@@ -530,6 +542,7 @@ std::vector<std::string> gguf_config_assignments(const GGUFFile& f) {
       gguf_keys(),
       [&](const char* key) -> std::optional<json> {
         const GGUFValue* v = f.find(key);
+        if (v && !gguf_text(*v)) fail_data(cat(quote(f.path()), ": ", quote(key), ": not valid UTF-8"));
         return v ? std::optional<json>(gguf_json(*v)) : std::nullopt;
       },
       c, quote(f.path()), &given);

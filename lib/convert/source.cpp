@@ -22,6 +22,7 @@
 #include "io/stream.h"
 #include "convert/config_io.h"
 #include "io/metadata_keys.h"
+#include "tokenizer/spec_json.h"
 
 namespace lm::convert {
 
@@ -239,6 +240,8 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
     }
   }
   if (auto tok = src.metadata.find(kTokenizerMetadataKey); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  // Checked here, so that a bad one is refused with its source named, not copied into the output.
+  if (!src.tokenizer_json.empty()) spec_from_json(src.tokenizer_json, quote(src.display));
   return src;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -14,6 +15,7 @@
 #include "convert/convert.h"
 #include "convert/names.h"
 #include "convert/rules.h"
+#include "convert/source.h"
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "io/stream.h"
@@ -407,6 +409,40 @@ TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
   wrong.push_back("vocab_size=12");
   EXPECT_EQ(error_of([&] { infer_config(shapes_of(g), wrong, "m.gguf"); }),
             "--set vocab_size contradicts 'm.gguf': the tensors say 10, got 12");
+}
+
+// GGUF strings are raw bytes: a key that no JSON could hold, or an lmkit.tokenizer that is not
+// JSON, is refused where the file is read, not passed on into the converted checkpoint.
+TEST(ConvertConfig, GgufStringsThatAreNotJsonAreRefused) {
+  const ModelConfig c = small("gqa");
+  const Graph g = lmkit_graph(c);
+  auto gguf = [&](const std::string& key, const std::string& value) {
+    GGUFWriter w;
+    set_gguf_metadata(w, c, "", 0, false, "");
+    w.set(key, GGUFValue::str(value));
+    for (const Node& n : g.nodes) {
+      const Tensor t = Tensor::zeros(DType::F32, n.shape);
+      w.add_tensor(n.name, GGMLType::F32, n.shape, [t](ByteSink& s) { s.write(t.data<uint8_t>(), t.nbytes()); });
+    }
+    std::vector<uint8_t> bytes;
+    auto sink = memory_sink(&bytes);
+    w.write(*sink);
+    return bytes;
+  };
+  const std::vector<uint8_t> bad_name = gguf("general.name", "tiny\xff");
+  const GGUFFile f = GGUFFile::parse(MappedFile::from_bytes(bad_name, "m.gguf"));
+  EXPECT_EQ(error_of([&] { gguf_config_assignments(f); }), "'m.gguf': 'general.name': not valid UTF-8");
+
+  const std::string path = ::testing::TempDir() + "lmkit_convert_bad_tokenizer.gguf";
+  const std::vector<uint8_t> bad_tokenizer = gguf("lmkit.tokenizer", "{\"type\": ");
+  {
+    auto out = open_output(path);
+    out->write(bad_tokenizer.data(), bad_tokenizer.size());
+    out->finish();
+  }
+  const std::string e = error_of([&] { open_source(path); });
+  EXPECT_EQ(e.rfind(cat(quote(path), ": bad tokenizer metadata (lmkit.tokenizer): not valid JSON"), 0), 0u) << e;
+  std::remove(path.c_str());
 }
 
 TEST(ConvertConfig, InferFromShapes) {  // the one inference (model/config_infer.h), fed by a graph's shapes
