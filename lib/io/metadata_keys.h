@@ -8,5 +8,7 @@ namespace lm {
 inline constexpr const char* kConfigMetadataKey = "lmkit.config";
 // The tokenizer spec (tokenizer/spec_json.h, spec_to_json).
 inline constexpr const char* kTokenizerMetadataKey = "lmkit.tokenizer";
+// A training checkpoint's state: step, data position, options (train/checkpoint.h).
+inline constexpr const char* kTrainStateMetadataKey = "lmkit.train";
 
 }  // namespace lm

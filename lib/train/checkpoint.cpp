@@ -45,6 +45,11 @@ json state_to_json(const TrainState& st) {
                 {"rng", rng_state_to_json(st.rng)},
                 {"data", {{"rng", rng_state_to_json(st.data.rng)}, {"cursor", st.data.cursor}, {"epoch", st.data.epoch}}},
                 {"settings", st.settings}};
+  if (!st.data_fingerprints.empty()) {
+    json prints = json::array();
+    for (const DataFingerprint& f : st.data_fingerprints) prints.push_back(fingerprint_to_json(f));
+    j["data_fingerprints"] = prints;
+  }
   if (!st.rank_rngs.empty()) {
     json ranks = json::array();
     for (const Rng::State& r : st.rank_rngs) ranks.push_back(rng_state_to_json(r));
@@ -69,6 +74,8 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
     st.data.cursor = d.at("cursor").get<uint64_t>();
     st.data.epoch = d.at("epoch").get<uint64_t>();
     st.settings = j.at("settings");
+    if (j.contains("data_fingerprints"))
+      for (const json& f : j.at("data_fingerprints")) st.data_fingerprints.push_back(fingerprint_from_json(f));
     if (j.contains("rank_rngs"))
       for (const json& r : j.at("rank_rngs")) st.rank_rngs.push_back(rng_state_from_json(r));
     if (st.step < 0) fail_data(cat(where, ": negative step ", st.step));
@@ -86,7 +93,7 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
 void save_checkpoint(const std::string& path, const ModelWeights& weights, const AdamW& optimizer,
                      const TrainState& state, const std::string& tokenizer_json) {
   SafeTensorsWriter w = weights.writer(tokenizer_json);
-  w.set_metadata("lmkit.train", state_to_json(state).dump());
+  w.set_metadata(kTrainStateMetadataKey, state_to_json(state).dump());
   for (const ParamInfo& p : weights.layout().tensors()) {
     w.add("optimizer.m." + p.name, Tensor::view(DType::F32, p.shape, optimizer.m() + p.offset, nullptr));
     w.add("optimizer.v." + p.name, Tensor::view(DType::F32, p.shape, optimizer.v() + p.offset, nullptr));
@@ -97,10 +104,10 @@ void save_checkpoint(const std::string& path, const ModelWeights& weights, const
 LoadedCheckpoint load_checkpoint(const std::string& path) {
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   const std::string where = quote(path);
-  const auto train_meta = file.metadata_value("lmkit.train");
-  const auto config_meta = file.metadata_value("lmkit.config");
+  const auto train_meta = file.metadata_value(kTrainStateMetadataKey);
+  const auto config_meta = file.metadata_value(kConfigMetadataKey);
   if (!train_meta || !config_meta)
-    fail(ErrorKind::Data, cat(where, ": not a training checkpoint (no ", !config_meta ? "lmkit.config" : "lmkit.train",
+    fail(ErrorKind::Data, cat(where, ": not a training checkpoint (no ", !config_meta ? kConfigMetadataKey : kTrainStateMetadataKey,
                               " metadata)"),
          "a plain model is fine-tuned by giving it as the config input instead of --resume");
   ModelConfig cfg = config_from_json(*config_meta, path);
