@@ -168,6 +168,22 @@ const std::vector<KeyRow>& hf_keys() {
 // Llama 3.1's apply_scaling constants, which Meta's use_scaled_rope switches on.
 const RopeScaling kLlama31Scaling{RopeScalingType::Llama3, 8, 1, 4, 8192};
 
+// Llama 4's ModelArgs (llama-models models/llama4/args.py) add these keys to Llama 3's; a
+// params.json holding any of them is Llama 4's, with Llama 4's defaults.
+constexpr const char* kLlama4OnlyParams[] = {"moe_args", "nope_layer_interval", "attention_chunk_size", "use_qk_norm",
+                                             "attn_temperature_tuning", "floor_scale", "attn_scale", "ffn_exp",
+                                             "rope_scaling_factor", "rope_high_freq_factor", "vision_args"};
+// Llama 4's apply_scaling: Llama 3.1's with factor 16 and high_freq_factor 1 unless given.
+const RopeScaling kLlama4Scaling{RopeScalingType::Llama3, 16, 1, 1, 8192};
+
+bool llama4_features(const ModelConfig& c) {
+  return c.nope_layer_interval > 0 || c.attn_chunk_size > 0 || c.attn_temperature_tuning || c.qk_norm;
+}
+// Whether a params.json written for `c` names its rope_scaling constants (Llama 4's keys).
+bool llama4_rope_keys(const ModelConfig& c) {
+  return c.rope_scaling.type == RopeScalingType::Llama3 && (llama4_features(c) || !(c.rope_scaling == kLlama31Scaling));
+}
+
 // Meta params.json (llama-models' ModelArgs; absent keys take its defaults).
 const std::vector<KeyRow>& params_keys() {
   static const std::vector<KeyRow> rows = {
@@ -193,8 +209,52 @@ const std::vector<KeyRow>& params_keys() {
        [](ModelConfig& c, const json& v, const std::string&) {
          if (v.get<bool>()) c.rope_scaling = kLlama31Scaling;
        }},
+      // Llama 4's rope_scaling constants (its apply_scaling); written whenever they are not 3.1's.
+      {"rope_scaling_factor", "rope_scaling.factor", Type::Number, false, json(),
+       [](const ModelConfig& c) { return llama4_rope_keys(c) ? json(c.rope_scaling.factor) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.factor = v.get<double>();  // use_scaled_rope
+       }},
+      {"rope_high_freq_factor", "rope_scaling.high_freq_factor", Type::Number, false, json(),
+       [](const ModelConfig& c) { return llama4_rope_keys(c) ? json(c.rope_scaling.high_freq_factor) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.high_freq_factor = v.get<double>();
+       }},
+      // Llama 4's QK-norm is weightless (its L2Norm), on the RoPE layers.
       {"use_qk_norm", "qk_norm", Type::Bool, false, json(false), [](const ModelConfig& c) { return c.qk_norm ? json(true) : kOmit; },
-       [](ModelConfig& c, const json& v, const std::string&) { c.qk_norm = v.get<bool>(); }},
+       [](ModelConfig& c, const json& v, const std::string&) {
+         c.qk_norm = v.get<bool>();
+         if (c.qk_norm) c.qk_norm_weight = false;
+       }},
+      {"nope_layer_interval", "nope_layer_interval", Type::Int, false, json(),
+       [](const ModelConfig& c) { return c.nope_layer_interval > 0 ? json(c.nope_layer_interval) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.nope_layer_interval = v.get<int64_t>(); }},
+      {"attention_chunk_size", "attn_chunk_size", Type::Int, false, json(),
+       [](const ModelConfig& c) { return c.attn_chunk_size > 0 ? json(c.attn_chunk_size) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.attn_chunk_size = v.get<int64_t>(); }},
+      {"attn_temperature_tuning", "attn_temperature_tuning", Type::Bool, false, json(),
+       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(true) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.attn_temperature_tuning = v.get<bool>(); }},
+      {"floor_scale", "attn_floor_scale", Type::Number, false, json(8192),
+       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(c.attn_floor_scale) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.attn_floor_scale = v.get<double>(); }},
+      {"attn_scale", "attn_scale", Type::Number, false, json(0.1),
+       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(c.attn_scale) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.attn_scale = v.get<double>(); }},
+      {"vision_args", "vision_dim", Type::Object, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig& c, const json& v, const std::string& src) {  // the rest describes the encoder
+         const auto d = v.find("output_dim");
+         if (d == v.end() || !d->is_number_integer()) fail_data(cat(src, ": vision_args.output_dim: expected an integer"));
+         c.vision_dim = d->get<int64_t>();
+       }},
+      {"quantization_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig&, const json&, const std::string& src) {
+         fail(ErrorKind::Unsupported, cat(src, ": quantized params (quantization_args) are not supported"));
+       }},
+      {"lora_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig&, const json&, const std::string& src) {
+         fail(ErrorKind::Unsupported, cat(src, ": LoRA params (lora_args) are not supported"));
+       }},
       LM_KEY("max_seq_len", max_seq_len, Int, 2048),
       {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
   };
@@ -253,6 +313,11 @@ const std::vector<KeyRow>& gguf_keys() {
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json(linear_rope_factor(c)) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.rope_scaling.factor = v.get<double>(); }},
       LM_KEY("llama.vocab_size", vocab_size, Int, nullptr),
+      {"llama.expert_count", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig&, const json& v, const std::string& src) {
+         if (v.get<int64_t>() > 0)
+           fail(ErrorKind::Unsupported, cat(src, ": mixture of experts (llama.expert_count ", v.get<int64_t>(), ") is not supported"));
+       }},
       {"tokenizer.ggml.model", "", Type::String, false, json(), [](const ModelConfig&) { return json("none"); }, nullptr},
       LM_TOKEN("tokenizer.ggml.bos_token_id", bos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.eos_token_id", eos_id, Int, nullptr),
@@ -418,11 +483,25 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
   return c;
 }
 
+// What Llama 4 and materium added to the model, which Llama 2/3 formats have no key for.
+void no_llama4_or_materium(const ModelConfig& c, std::vector<std::string>& why) {
+  auto no = [&](bool bad, const std::string& m) {
+    if (bad) why.push_back(m);
+  };
+  no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");
+  no(c.attn_chunk_size > 0, "chunked attention (attn_chunk_size)");
+  no(c.attn_temperature_tuning, "attention temperature tuning (attn_temperature_tuning)");
+  no(c.vision_dim > 0, "image features (vision_dim, image_token_id)");
+  no(!c.conditions.empty(), "materium conditions (conditions)");
+  no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+}
+
 std::vector<std::string> hf_unsupported(const ModelConfig& c) {
   std::vector<std::string> why;
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
+  no_llama4_or_materium(c, why);
   no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
   no(c.norm_bias, "norm biases (norm_bias)");
   no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
@@ -449,6 +528,16 @@ ModelConfig config_from_params_json(const std::string& text, const std::string& 
   const json j = parse_object(text, source);
   ModelConfig c;
   read_object(params_keys(), j, c, quote(source), nullptr);
+  const bool llama4 = std::any_of(std::begin(kLlama4OnlyParams), std::end(kLlama4OnlyParams),
+                                  [&](const char* k) { return j.contains(k) && !j[k].is_null(); });
+  if (llama4) {
+    auto absent = [&](const char* k) { return !j.contains(k) || j[k].is_null(); };
+    if (absent("rope_theta")) c.rope_theta = 500000;
+    if (c.rope_scaling.type == RopeScalingType::Llama3) {  // use_scaled_rope
+      if (absent("rope_scaling_factor")) c.rope_scaling.factor = kLlama4Scaling.factor;
+      if (absent("rope_high_freq_factor")) c.rope_scaling.high_freq_factor = kLlama4Scaling.high_freq_factor;
+    }
+  }
   return c;
 }
 
@@ -463,10 +552,17 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
   no(c.head_dim > 0 && c.head_dim * c.n_heads != c.dim, cat("head_dim ", c.head_dim, " (params.json derives dim / n_heads)"));
   no(c.hidden_dim > 0 && c.hidden_dim != meta_hidden(c),
      cat("hidden_dim ", c.hidden_dim, " (params.json derives ", meta_hidden(c), " from multiple_of and ffn_dim_multiplier)"));
-  no(c.rope_scaling.type != RopeScalingType::None && !(c.rope_scaling == kLlama31Scaling),
-     "rope_scaling other than Llama 3.1's (use_scaled_rope)");
+  no(c.rope_scaling.type != RopeScalingType::None &&
+         (c.rope_scaling.type != RopeScalingType::Llama3 || c.rope_scaling.low_freq_factor != 1 ||
+          c.rope_scaling.original_max_seq_len != 8192),
+     "rope_scaling other than llama3 with low_freq_factor 1 and original_max_seq_len 8192 (use_scaled_rope)");
   no(c.rope_scale_factor != 1, "rope_scale_factor");
   no(c.logits_soft_cap != 0, "a logits soft cap");
+  no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (qk_norm_weight; Llama 4's QK-norm has none)");
+  no(c.moe.n_experts > 0, "mixture of experts (moe)");
+  no(c.vision_dim > 0, "image features (vision_dim: vision_args describes the encoder too)");
+  no(!c.conditions.empty(), "materium conditions (conditions)");
+  no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
   return why;
 }
 
@@ -565,6 +661,7 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   no(c.rope_scaling.type == RopeScalingType::Llama3, "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
   no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
+  no_llama4_or_materium(c, why);
   return why;
 }
 
@@ -626,6 +723,7 @@ std::vector<std::string> llama2c_unsupported(const ModelConfig& c) {
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
+  no_llama4_or_materium(c, why);
   for (int64_t v : {c.dim, c.ffn_hidden(), c.n_layers, c.n_heads, c.kv_heads(), c.vocab_size, c.max_seq_len})
     no(v > INT32_MAX, cat("a size of ", v, " (the header holds int32)"));
   return why;
