@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
@@ -17,12 +18,16 @@ namespace lm::train {
 namespace fs = std::filesystem;
 
 namespace {
-// The pid in a lock file ("" when it cannot be read yet).
+// The pid in a lock file ("" when it cannot be read yet). A pid of a process that no longer
+// exists is a previous holder's (killed before it could clear the file), read in the moment
+// between the new holder's flock and its writing its own pid: "" too, so the caller waits.
 std::string holder_pid(int fd) {
   char buf[32] = {};
   const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
   std::string pid(buf, n > 0 ? static_cast<size_t>(n) : 0);
   while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+  if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 10) return "";
+  if (::kill(static_cast<pid_t>(std::stoll(pid)), 0) != 0 && errno == ESRCH) return "";
   return pid;
 }
 }  // namespace
@@ -60,12 +65,17 @@ RunLock RunLock::acquire(const std::string& dir) {
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor drops the lock
+  if (fd_ < 0) return;
+  // Clear the pid first: a process refused later must not name this one, which is gone.
+  // A failure needs no handling: readers also skip the pids of processes that have exited.
+  [[maybe_unused]] const int truncated = ::ftruncate(fd_, 0);
+  ::close(fd_);  // closing the last descriptor drops the lock
 }
 
 RunLock& RunLock::operator=(RunLock&& o) noexcept {
   if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
+    RunLock old;
+    old.fd_ = fd_;  // released as the destructor does
     fd_ = o.fd_;
     o.fd_ = -1;
   }
