@@ -7,7 +7,7 @@ For every shape, each round runs `lm-bench train` and then bench/torch_bench.py 
 process each, alternating, so both see the same machine load); the table gives the median over
 the rounds of each program's tokens/s (each itself the median of --repeats steps after a
 warm-up step), their ratio, the median of the per-round ratios ("paired": both programs
-under the same load) and lmkit's MFU (model FLOPs / s over the sgemm peak lm-bench
+under the same load) and lmkit's MFU (model FLOPs / s over the best FMA peak lm-bench
 measured in the same process). Shapes: nanoGPT's CPU "baby" (4 layers, 4 heads, dim 128,
 byte vocabulary 256, batch 12 x 64), stories15m 8 x 256 and stories110m 4 x 256.
 --json prints every run as well. --wait-policy sets OMP_WAIT_POLICY for both programs (both use
@@ -78,7 +78,7 @@ def main():
                     print(json.dumps({"round": r, "shape": s, "lmkit": lm, "torch": pt}), flush=True)
                 else:
                     print(f"round {r + 1} {s}: lmkit {results[s]['lmkit'][-1]:.0f} tok/s "
-                          f"(MFU {100 * results[s]['mfu'][-1]:.0f}%, sgemm peak {lm['sgemm_peak_gflops']:.1f} "
+                          f"(MFU {100 * results[s]['mfu'][-1]:.0f}%, of the FMA peak {lm['fma_peak_gflops']:.1f} "
                           f"GFLOP/s), PyTorch {results[s]['torch'][-1]:.0f} tok/s", file=sys.stderr, flush=True)
     print(f"\n{'shape':<26} {'lmkit tok/s':>12} {'PyTorch tok/s':>14} {'ratio':>6} {'paired':>7} {'MFU':>5}   "
           f"(medians of {a.rounds} rounds, {a.threads} threads, "

@@ -1,6 +1,6 @@
-// lm-bench: the machine's limits (sgemm GFLOP/s, memory read bandwidth) and the model's
-// speed against them (forward and training tokens/s vs sgemm peak, decode tokens/s vs
-// bandwidth / bytes per token), measured as the median of repeated runs after a warm-up, as
+// lm-bench: the machine's limits (FMA peak per ISA, sgemm GFLOP/s, memory read bandwidth) and
+// the model's speed against them (forward, prompt and training tokens/s as MFU of the FMA peak
+// and as a fraction of the sgemm peak, decode tokens/s vs bandwidth / bytes per token), measured as the median of repeated runs after a warm-up, as
 // text or JSON. The runs and the report are lib/bench/report.h.
 #include <iostream>
 
@@ -30,6 +30,10 @@ int main(int argc, char** argv) {
   tool.add_dtype_option(o.dtype, "Forward and train benchmarks: the matmuls' operands, f32 or bf16 (bfloat16 "
                                  "operands, f32 accumulation)");
   app.add_option("--decode-tokens", o.decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--prompt-tokens", o.prompt_tokens, "Forward benchmark: prompt length of the prompt-processing run "
+                                                     "(batch 1, last logits only, as llama-bench -p; capped at "
+                                                     "max_seq_len)")
       ->check(CLI::PositiveNumber);
   app.add_option("--sizes", o.sizes, "Square sgemm sizes N (N x N x N)")->delimiter(',')->check(CLI::PositiveNumber);
   app.add_option("--bandwidth-mib", o.bandwidth_mib, "Buffer size for the bandwidth test in MiB")

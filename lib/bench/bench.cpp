@@ -59,17 +59,42 @@ void fill_random(Tensor& t, uint64_t seed) {
 }
 }  // namespace
 
-SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup, int repeats) {
+SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup, int repeats,
+                       double min_batch_seconds) {
   if (m <= 0 || n <= 0 || k <= 0) fail_usage(cat("sgemm sizes must be positive, got ", m, "x", n, "x", k));
+  if (repeats < 1) fail_usage(cat("repeats must be at least 1, got ", repeats));
   Tensor a = Tensor::zeros(DType::F32, {m, k});
   Tensor b = trans_b ? Tensor::zeros(DType::F32, {n, k}) : Tensor::zeros(DType::F32, {k, n});
   Tensor c = Tensor::zeros(DType::F32, {m, n});
   fill_random(a, 1);
   fill_random(b, 2);
-  SgemmBench r{m, n, k, trans_b, {}, 0};
+  SgemmBench r;
+  r.m = m;
+  r.n = n;
+  r.k = k;
+  r.trans_b = trans_b;
   float* cp = c.data_mut<float>();
-  r.time = measure([&] { sgemm(false, trans_b, m, n, k, 1.0f, a.data<float>(), b.data<float>(), 0.0f, cp); }, warmup,
-                   repeats);
+  auto call = [&] { sgemm(false, trans_b, m, n, k, 1.0f, a.data<float>(), b.data<float>(), 0.0f, cp); };
+  using clock = std::chrono::steady_clock;
+  // One batch: calls until min_batch_seconds have passed (at least one); seconds per call.
+  auto batch = [&] {
+    const auto t0 = clock::now();
+    int64_t calls = 0;
+    double seconds = 0;
+    do {
+      call();
+      ++calls;
+      seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    } while (seconds < min_batch_seconds);
+    r.calls = r.calls == 0 ? calls : std::min(r.calls, calls);
+    r.min_batch_seconds = r.min_batch_seconds == 0 ? seconds : std::min(r.min_batch_seconds, seconds);
+    return seconds / static_cast<double>(calls);
+  };
+  for (int i = 0; i < warmup; ++i) call();
+  r.calls = 0;
+  std::vector<double> per_call(static_cast<size_t>(repeats));
+  for (double& s : per_call) s = batch();
+  r.time = timing_stats(per_call);
   r.gflops = 2.0 * m * n * k / r.time.median * 1e-9;
   return r;
 }

@@ -29,11 +29,17 @@ double median(std::vector<double> values);
 struct SgemmBench {
   int64_t m = 0, n = 0, k = 0;
   bool trans_b = false;
-  TimingStats time;
+  TimingStats time;   // per call (each timed batch's seconds / its calls)
   double gflops = 0;  // at the median time
+  int64_t calls = 1;  // the fewest sgemm calls in a timed batch
+  double min_batch_seconds = 0;  // the shortest timed batch
 };
 // C[m,n] = A[m,k] @ op(B): op(B) = B^T with trans_b (the weight orientation of a linear layer).
-SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup, int repeats);
+// Each of the `repeats` timed runs is a batch of back-to-back calls that goes on until at
+// least `min_batch_seconds` have passed, so a small size is not timed by a clock read around a
+// few microseconds of work; `warmup` untimed calls come first.
+SgemmBench bench_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b, int warmup, int repeats,
+                       double min_batch_seconds = 0.05);
 
 struct BandwidthBench {
   size_t bytes = 0;

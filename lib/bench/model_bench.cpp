@@ -44,6 +44,30 @@ ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup,
   return r;
 }
 
+PromptBench bench_prompt(Transformer& model, int64_t tokens, int warmup, int repeats) {
+  const ModelConfig& c = model.config();
+  if (!c.causal) fail(ErrorKind::Unsupported, "prompt benchmark: the model is not causal");
+  if (tokens < 1 || tokens > c.max_seq_len)
+    fail_usage(cat("prompt benchmark needs 1 <= tokens <= max_seq_len (", c.max_seq_len, "), got ", tokens));
+  std::vector<int32_t> ids(static_cast<size_t>(tokens));
+  Rng rng(5);
+  for (auto& t : ids) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  KVCache cache = model.make_cache(1, tokens);
+  PromptBench r;
+  r.tokens = tokens;
+  r.time = measure(
+      [&] {
+        cache.reset();
+        model.forward_last(ids.data(), nullptr, tokens, cache);
+      },
+      warmup, repeats);
+  r.tokens_per_s = static_cast<double>(tokens) / r.time.median;
+  const double classifier_per_row = 2.0 * static_cast<double>(c.dim) * static_cast<double>(c.vocab_size);
+  r.flops = forward_flops(c, 1, tokens) - classifier_per_row * static_cast<double>(tokens - 1);
+  r.gflops = r.flops / r.time.median * 1e-9;
+  return r;
+}
+
 double train_flops(const ModelConfig& cfg, int64_t B, int64_t T) { return 3.0 * forward_flops(cfg, B, T); }
 
 TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpointing, int warmup, int repeats) {

@@ -33,6 +33,18 @@ struct ForwardBench {
 // Random tokens, positions 0..T-1.
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats);
 
+struct PromptBench {
+  int64_t tokens = 0;  // prompt length (batch 1)
+  TimingStats time;
+  double tokens_per_s = 0;
+  double flops = 0;   // per prompt: forward_flops(cfg, 1, T) less the classifier on T - 1 rows
+  double gflops = 0;  // at the median time
+};
+// Prompt processing as llama-bench's pp test and lm-generate's prefill run it: one row of
+// `tokens` random tokens into an empty KV cache, the logits of the last position only
+// (Transformer::forward_last). Causal models only.
+PromptBench bench_prompt(Transformer& model, int64_t tokens, int warmup, int repeats);
+
 // FLOPs of a training step over [B, T]: 3 x forward_flops (the backward pass does two
 // matmuls for every forward one: the input and the weight gradient), i.e. the 6N-per-token
 // convention plus attention as computed. The AdamW update, norms and the loss are not counted.

@@ -26,6 +26,7 @@ struct BenchOptions {
   bool checkpointing = false;    // train
   DType dtype = DType::F32;      // forward and train: the matmuls' operands (Transformer::set_compute_dtype)
   int64_t decode_tokens = 128;   // per timed decode run (at most the model's max_seq_len)
+  int64_t prompt_tokens = 128;   // forward: prompt processing as llama-bench -p (at most max_seq_len)
   int warmup = 1, repeats = 5;
 };
 
@@ -33,6 +34,14 @@ struct BenchReport {
   CpuInfo cpu;
   int threads = 0;
   std::string blas;
+  std::string gemm;  // what lm::sgemm runs (gemm_config), e.g. "oneDNN 2.6.3 avx512_core_bf16"
+  // The FMA peak of each vector ISA the CPU has (fma_peak_gflops: a register-only loop on
+  // `threads` threads), measured with sgemm; MFU figures are against the best of them.
+  struct FmaPeak {
+    std::string isa;  // "avx512", "avx2"
+    double gflops = 0;
+  };
+  std::vector<FmaPeak> fma_peaks;
   std::vector<SgemmBench> sgemm;
   double sgemm_peak_gflops = 0;  // the best of `sgemm`
   std::optional<BandwidthBench> bandwidth;
@@ -43,8 +52,12 @@ struct BenchReport {
   };
   std::optional<Model> model;
   std::optional<ForwardBench> forward;
+  std::optional<PromptBench> prompt;  // with forward, for causal models
   std::optional<TrainBench> train;
   std::optional<DecodeBench> decode;
+
+  // The best of fma_peaks (nullptr when none was measured): what MFU is a fraction of.
+  const FmaPeak* best_fma_peak() const;
 };
 
 // The parts of a report, in the order run_bench measures them.
@@ -58,10 +71,11 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
 // One part of the report as text lines (empty when the report has no such part).
 std::string bench_report_text(const BenchReport& r, BenchPart part);
 // The whole report as one JSON object (indented): version, threads, cpu {model, cores, simd},
-// blas, and when measured sgemm [{m, n, k, gflops, fraction_of_peak, time}],
+// blas, gemm, and when measured fma_peak {isa: gflops}, fma_peak_gflops, fma_peak_isa,
+// sgemm [{m, n, k, calls, min_batch_s, gflops, fraction_of_peak, fraction_of_fma_peak, time}],
 // sgemm_peak_gflops, bandwidth {bytes, gbytes_per_s, time}, model {name, overrides, params},
-// forward, train, decode (see the man page); every time is {repeats, median_s, min_s, max_s,
-// mean_s, stddev_s}.
+// forward, prompt, train, decode (see the man page; forward, prompt and train carry mfu, the
+// fraction of fma_peak_gflops); every time is {repeats, median_s, min_s, max_s, mean_s, stddev_s}.
 std::string bench_report_json(const BenchReport& r);
 
 }  // namespace lm

@@ -3,6 +3,8 @@
 
 #include "bench/report.h"
 #include "core/blas.h"
+#include "core/cpu_features.h"
+#include "core/fma_peak.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/safetensors.h"
@@ -46,8 +48,11 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   r.cpu = cpu_info();
   r.threads = thread_count();
   r.blas = blas_config();
+  r.gemm = gemm_config();
   done(r, BenchPart::Header);
   if (wants("sgemm") || wants("forward") || wants("train")) {
+    for (Isa isa : {Isa::avx512, Isa::avx2})
+      if (cpu_has(isa)) r.fma_peaks.push_back({isa_name(isa), fma_peak_gflops(isa, r.threads)});
     for (int64_t n : opts.sizes) {
       r.sgemm.push_back(bench_sgemm(n, n, n, false, opts.warmup, opts.repeats));
       r.sgemm_peak_gflops = std::max(r.sgemm_peak_gflops, r.sgemm.back().gflops);
@@ -64,6 +69,8 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   done(r, BenchPart::Model);
   if (wants("forward")) {
     r.forward = bench_forward(*model, opts.batch, opts.seq, opts.warmup, opts.repeats);
+    if (cfg.causal)
+      r.prompt = bench_prompt(*model, std::min(opts.prompt_tokens, cfg.max_seq_len), opts.warmup, opts.repeats);
     done(r, BenchPart::Forward);
   }
   if (wants("train")) {

@@ -108,8 +108,8 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
     out.seconds = since();
     return out;
   }
-  const float* logits = model_.forward(prompt.data(), nullptr, P, cache_);
-  logits += (P - 1) * V;
+  // The prompt pass needs the logits of its last position only (the classifier on one row).
+  const float* logits = model_.forward_last(prompt.data(), nullptr, P, cache_);
   while (true) {
     const int32_t next = sampler.sample(logits, V, reserved_.data());
     ++out.generated;

@@ -96,8 +96,10 @@ void add_residual_dropout(float* out, const float* a, const float* b, int64_t n,
 
 }  // namespace
 
-void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint) {
-  if (acts_.arena.raw() && acts_.B == B && acts_.K == K && acts_.T == T) {
+void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint,
+                                     bool head_all_rows) {
+  // An arena whose head holds every row also serves a forward that needs the last ones only.
+  if (acts_.arena.raw() && acts_.B == B && acts_.K == K && acts_.T == T && (acts_.head_all_rows || !head_all_rows)) {
     if (acts_.keep_layers == keep && acts_.checkpointed == checkpoint) return;
     // A lean forward (evaluation between training steps) runs in a training arena of the
     // same shape as it is, instead of reallocating it back and forth.
@@ -114,6 +116,7 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   a.K = K;
   a.keep_layers = keep;
   a.checkpointed = checkpoint;
+  a.head_all_rows = head_all_rows;
   a.layers.resize(static_cast<size_t>(L));
   ArenaPlan plan;
   plan.add(&a.encoded, N * C);
@@ -148,10 +151,12 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   std::vector<float*> outputs(static_cast<size_t>(checkpoint ? L : 0));
   for (auto& o : outputs) plan.add(&o, N * C);
   if (K > 0) plan.add(&a.final_in, NT * C);
-  plan.add(&a.lnf, NT * C);
-  plan.add(&a.lnf_mean, NT);
-  plan.add(&a.lnf_rstd, NT);
-  plan.add(&a.logits, NT * V);
+  plan.add(&a.last_in, B * C);
+  const int64_t head_rows = head_all_rows ? NT : B;
+  plan.add(&a.lnf, head_rows * C);
+  plan.add(&a.lnf_mean, head_rows);
+  plan.add(&a.lnf_rstd, head_rows);
+  plan.add(&a.logits, head_rows * V);
   plan.add(&a.rope_cos, N * (HS / 2));
   plan.add(&a.rope_sin, N * (HS / 2));
   if (c.attn_temperature_tuning && c.nope_layer_interval > 0) plan.add(&a.attn_temp, N);
@@ -182,18 +187,40 @@ std::string sequence_words(int64_t K, int64_t T) {
 }
 }  // namespace
 
-const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
-                                  const ConditionBatch* conditions, const VisionRow* vision) {
+void Transformer::check_forward(const int64_t* pos, int64_t B, int64_t T, const ConditionBatch* conditions) const {
   if (B <= 0 || T <= 0) fail_usage(cat("forward needs at least one token per row, got B=", B, ", T=", T));
   check_inputs(pos, B, conditions);
   const int64_t K = conditions ? conditions->positions() : 0;
   if (K + T > config().max_seq_len)
     fail_usage(cat("sequence of ", sequence_words(K, T), " exceeds max_seq_len (", config().max_seq_len, ")"));
+}
+
+const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                                  const ConditionBatch* conditions, const VisionRow* vision) {
+  check_forward(pos, B, T, conditions);
   return run(tokens, pos, B, T, nullptr, conditions, vision);
+}
+
+const float* Transformer::forward_last(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                                       const ConditionBatch* conditions, const VisionRow* vision) {
+  check_forward(pos, B, T, conditions);
+  return run(tokens, pos, B, T, nullptr, conditions, vision, true);
 }
 
 const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
                                   const ConditionBatch* conditions, const VisionRow* vision) {
+  check_decode(pos, T, cache, conditions);
+  return run(tokens, pos, cache.batch(), T, &cache, conditions, vision);
+}
+
+const float* Transformer::forward_last(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
+                                       const ConditionBatch* conditions, const VisionRow* vision) {
+  check_decode(pos, T, cache, conditions);
+  return run(tokens, pos, cache.batch(), T, &cache, conditions, vision, true);
+}
+
+void Transformer::check_decode(const int64_t* pos, int64_t T, const KVCache& cache,
+                               const ConditionBatch* conditions) const {
   if (!config().causal)
     fail(ErrorKind::Unsupported, "incremental decode (KV cache) of a non-causal model is not supported");
   if (T <= 0) fail_usage(cat("decode needs at least one token per row, got T=", T));
@@ -204,7 +231,6 @@ const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int
   if (cache.length() + K + T > cache.capacity())
     fail_usage(cat("KV cache full: ", cache.length(), " + ", K + T, " positions exceed its capacity of ",
                    cache.capacity(), " (max_seq_len)"));
-  return run(tokens, pos, cache.batch(), T, &cache, conditions, vision);
 }
 
 const int64_t* Transformer::layer_key_lo(int64_t l) const {
@@ -397,7 +423,7 @@ void Transformer::embed_backward(const ParameterTensors& grads, const float* dx,
 }
 
 const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                              const ConditionBatch* cb, const VisionRow* vision) {
+                              const ConditionBatch* cb, const VisionRow* vision, bool last_only) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   const int64_t C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
@@ -411,8 +437,9 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   check_token_ids(tokens, NT, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.
   const bool ckpt = training_ && checkpoint_ && !cache;
-  ensure_activations(B, K, T, (keep_ || training_) && !cache && !ckpt, ckpt);
+  ensure_activations(B, K, T, (keep_ || training_) && !cache && !ckpt, ckpt, !last_only);
   ActivationTensors& a = acts_;
+  a.last_only = last_only;
 
   std::vector<BlockwiseState> blockwise;  // a cache's rows, advanced here, committed on success
   set_positions(tokens, pos, B, T, K, cache, blockwise);
@@ -453,18 +480,23 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
     residual = la.residual3;
   }
 
-  // The head reads the token rows only.
-  if (K > 0) {
+  // The head reads the token rows only: all of them, or each row's last (last_only).
+  const int64_t HR = last_only ? B : NT;
+  if (last_only) {
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(a.last_in + b * C, residual + (b * S + S - 1) * C, static_cast<size_t>(C) * sizeof(float));
+    residual = a.last_in;
+  } else if (K > 0) {
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(a.final_in + b * T * C, residual + (b * S + K) * C, static_cast<size_t>(T * C) * sizeof(float));
     residual = a.final_in;
   }
   if (layernorm)
-    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, NT, C, eps);
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
   else
-    rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, NT, C, eps);
-  matmul_forward(a.logits, a.lnf, w.output, w.output_b, NT, C, V);
-  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, NT * V, static_cast<float>(c.logits_soft_cap));
+    rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
+  matmul_forward(a.logits, a.lnf, w.output, w.output_b, HR, C, V);
+  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, HR * V, static_cast<float>(c.logits_soft_cap));
 
   if (cache) {
     std::memcpy(cache->doc_start(), doc_start.data(), static_cast<size_t>(B) * sizeof(int64_t));
@@ -487,6 +519,7 @@ void Transformer::merge_vision(const int32_t* tokens, int64_t B, int64_t T, int6
 
 LossResult Transformer::loss(const int32_t* targets) const {
   if (!acts_.logits) fail(ErrorKind::Runtime, "internal: loss() before forward()");
+  if (acts_.last_only) fail(ErrorKind::Runtime, "internal: loss() after forward_last() (logits of the last positions only)");
   const int64_t N = acts_.B * acts_.T;
   const WeightedLoss w = crossentropy_weighted_mean(acts_.logits, targets, weights_.loss_weights(), N,
                                                     config().vocab_size, static_cast<int32_t>(config().pad_id));

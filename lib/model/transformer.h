@@ -64,7 +64,13 @@ struct ActivationTensors {
                                         // residual3 (each layer's output), recomputed in backward
   float* encoded = nullptr;             // [N, C] embeddings (conditions, tokens, + type embeddings)
   std::vector<LayerActivations> layers;  // [L]
+  // The head (final norm, classifier) runs on every token row, or with last_only on each
+  // row's last position alone (B rows; generation's prefill needs no more): lnf, lnf_mean,
+  // lnf_rstd and logits then hold B rows. head_all_rows says what they are sized for.
+  bool head_all_rows = true;
+  bool last_only = false;               // what the last forward computed
   float* final_in = nullptr;            // [B*T, C] the last layer's output at the token rows (K > 0 only)
+  float* last_in = nullptr;             // [B, C] the last layer's output at each row's last position
   float* lnf = nullptr;                 // [B*T, C] final-norm output of the tokens (the hidden states)
   float* lnf_mean = nullptr;            // [B*T]
   float* lnf_rstd = nullptr;            // [B*T]
@@ -176,6 +182,14 @@ class Transformer {
   // forward with the same rows.
   const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
                        const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
+  // Prefill: as the decode forward above, but the head runs on each row's last position only
+  // and the result is its logits [B, V] (the classifier on B rows instead of B*T; the same
+  // values as the last row of the full forward's logits). hidden() then holds those B rows.
+  const float* forward_last(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
+                            const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
+  // The same without a cache (a batched forward over [B, T]): logits [B, V] of each row's last position.
+  const float* forward_last(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                            const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
   // One token per row: logits [B, V].
   const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
     return forward(tokens, pos, 1, cache);
@@ -184,12 +198,13 @@ class Transformer {
   KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
 
   // The final-norm output [B, T, C] of the last forward's token positions (materium's
-  // return_hidden_states without the condition positions); valid until the next forward.
+  // return_hidden_states without the condition positions), [B, C] after forward_last; valid
+  // until the next forward.
   const float* hidden() const { return acts_.lnf; }
 
   // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id;
   // the loss-weighted mean (weight_sum = the counted targets' weights) when the model carries
-  // loss weights (weights().loss_weights(), config loss_weights).
+  // loss weights (weights().loss_weights(), config loss_weights). A Runtime error after forward_last.
   LossResult loss(const int32_t* targets) const;
 
   // One training step over tokens, targets [B, T] at positions pos [B, T] (null: 0..T-1;
@@ -210,10 +225,15 @@ class Transformer {
 
  private:
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                   const ConditionBatch* cb, const VisionRow* vision);
+                   const ConditionBatch* cb, const VisionRow* vision, bool last_only = false);
+  // forward()'s checks (without a cache; with one) before run.
+  void check_forward(const int64_t* pos, int64_t B, int64_t T, const ConditionBatch* conditions) const;
+  void check_decode(const int64_t* pos, int64_t T, const KVCache& cache, const ConditionBatch* conditions) const;
   // Usage errors for inputs that do not fit the model (materium: explicit positions, condition values).
   void check_inputs(const int64_t* pos, int64_t B, const ConditionBatch* cb) const;
-  void ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint = false);
+  // head_all_rows false: the head's buffers for each row's last position only (forward_last).
+  void ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint = false,
+                          bool head_all_rows = true);
   // a.pos [B, S] of this call: K condition positions and T tokens after P cached positions.
   void set_positions(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, int64_t K, KVCache* cache,
                      std::vector<BlockwiseState>& blockwise);

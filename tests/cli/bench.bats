@@ -72,9 +72,10 @@ assert d["time"]["repeats"] == 2 and r["model"]["name"] == "tiny" and r["model"]
 
 @test "lm-bench runs forward and decode on a checkpoint, as text" {
   run lm-bench forward decode --model "$LMKIT_SOURCE_DIR/tests/fixtures/llama2/model.safetensors" --batch 1 --seq 8 \
-      --decode-tokens 4 --sizes 32 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1
+      --prompt-tokens 8 --decode-tokens 4 --sizes 32 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1
   assert_success
-  assert_output --partial "forward 1 x 8:"
+  assert_output --partial "forward 1 x 8 (logits at every position):"
+  assert_output --partial "prompt 8 tokens (batch 1, last logits only"
   assert_output --partial "of sgemm peak"
   assert_output --partial "of the bandwidth bound"
   run lm-bench forward --model no-such-model --repeats 1
@@ -99,7 +100,8 @@ assert t["batch"] == 2 and t["seq"] == 16 and t["checkpointing"] is False
 assert t["tokens_per_s"] > 0 and t["flops"] > 0 and t["gflops"] > 0 and t["activation_bytes"] > 0
 assert abs(t["tokens_per_s"] - 32 / t["time"]["median_s"]) < 1e-6 * t["tokens_per_s"]
 assert abs(t["gflops"] - t["flops"] / t["time"]["median_s"] * 1e-9) < 1e-6 * t["gflops"]
-assert abs(t["mfu"] - t["gflops"] / r["sgemm_peak_gflops"]) < 1e-9
+assert abs(t["mfu"] - t["gflops"] / r["fma_peak_gflops"]) < 1e-9
+assert abs(t["fraction_of_sgemm_peak"] - t["gflops"] / r["sgemm_peak_gflops"]) < 1e-9
 assert t["time"]["repeats"] == 1
 assert abs(t["loss"] - math.log(264)) < 1.0, t["loss"]  # random weights and tokens: about ln V
 '
@@ -132,7 +134,8 @@ assert baby["train"]["batch"] == 3 and baby["train"]["seq"] == 8 and baby["train
       --sizes 32 --repeats 1 --warmup 0 --threads 1
   assert_success
   assert_output --partial "train 1 x 8:"
-  assert_output --partial "MFU of sgemm peak"
+  assert_output --partial "MFU of the avx"
+  assert_output --partial "of sgemm peak"
   run lm-bench train --model tiny --seq 100000 --sizes 32 --repeats 1
   assert_failure 2
   assert_output --partial "max_seq_len"
@@ -145,6 +148,46 @@ assert baby["train"]["batch"] == 3 and baby["train"]["seq"] == 8 and baby["train
   assert_output --partial "lm-bench: error:"
   run lm-bench train --model tiny --set dim=-5
   assert_failure 2
+}
+
+@test "lm-bench reports the FMA peak per ISA, the GEMM it runs, and MFU against the best peak" {
+  run lm-bench forward train --model tiny --batch 1 --seq 12 --prompt-tokens 12 --sizes 32,64 --repeats 2 \
+      --warmup 0 --threads 1 --json
+  assert_success
+  echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+flags = set(open("/proc/cpuinfo").read().split("flags")[1].split("\n")[0].split())
+want = [isa for isa, flag in (("avx512", "avx512f"), ("avx2", "avx2")) if flag in flags]
+assert sorted(r["fma_peak"]) == sorted(want), (r["fma_peak"], want)
+assert all(g > 0 for g in r["fma_peak"].values())
+assert r["fma_peak_gflops"] == max(r["fma_peak"].values())
+assert r["fma_peak"][r["fma_peak_isa"]] == r["fma_peak_gflops"]
+assert r["gemm"] and ("oneDNN" in r["gemm"] or "OpenBLAS" in r["gemm"]), r["gemm"]
+if "avx512" in want:  # oneDNN picks its AVX-512 kernels from cpuid, whatever OPENBLAS_CORETYPE says
+    assert "oneDNN" in r["gemm"] and "avx512" in r["gemm"], r["gemm"]
+peak = r["fma_peak_gflops"]
+for s in r["sgemm"]:
+    # every timed run is a batch of calls lasting 50 ms or more; its time is per call
+    assert s["calls"] >= 1 and s["min_batch_s"] >= 0.05, s
+    assert s["calls"] * s["time"]["min_s"] <= s["min_batch_s"] * 1.5 or s["calls"] == 1, s
+    assert abs(s["fraction_of_fma_peak"] - s["gflops"] / peak) < 1e-9
+for part in ("forward", "prompt", "train"):
+    x = r[part]
+    assert abs(x["mfu"] - x["gflops"] / peak) < 1e-9, part
+    assert abs(x["fraction_of_sgemm_peak"] - x["gflops"] / r["sgemm_peak_gflops"]) < 1e-9, part
+p, f = r["prompt"], r["forward"]
+assert p["batch"] == 1 and p["tokens"] == 12 and p["logits"] == "last" and f["logits"] == "all"
+assert abs(p["tokens_per_s"] - 12 / p["time"]["median_s"]) < 1e-6 * p["tokens_per_s"]
+# the same tokens as the forward, but the classifier (dim 128 x vocab 264) runs on the last position only
+assert abs(p["flops"] - (f["flops"] - 2 * 128 * 264 * 11)) < 1e-9 * f["flops"], (p["flops"], f["flops"])
+'
+  run lm-bench forward --model tiny --batch 1 --seq 8 --prompt-tokens 8 --sizes 32 --repeats 1 --warmup 0 --threads 1
+  assert_success
+  assert_output --partial "GEMM: "
+  assert_output --partial "FMA peak (register-only loop, 1 threads):"
+  assert_output --partial "of FMA"
+  assert_output --partial "% MFU of the avx"
 }
 
 @test "lm-bench --dtype bf16: forward and train in bf16 compute, named in the JSON and the text" {

@@ -200,6 +200,42 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
   set_threads(saved_threads);
 }
 
+// Prefill computes the classifier on each row's last position only (forward_last): those
+// logits are the full forward's last rows, without and with a KV cache, and the arena sized
+// for the last rows gives way to a full forward again. Equal up to rounding, as decode is
+// (1e-5): the classifier on B rows takes the few-row matmul kernel, on B*T rows the GEMM, and
+// the two sum in different orders.
+TEST_P(Fixture, LastPositionLogitsEqualTheFullForwardsLastRow) {
+  const Case c = load_case(GetParam());
+  Transformer model(load_fixture_model(GetParam()));
+  const int64_t B = c.B, T = c.T, V = c.V;
+  const VisionRow* vision = c.vision_rows();
+  const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T, nullptr, vision);
+  const std::vector<float> full(full_ptr, full_ptr + B * T * V);
+  auto expect_last_rows = [&](const float* last, const char* what) {
+    for (int64_t b = 0; b < B; ++b) {
+      const float* want = full.data() + (b * T + T - 1) * V;
+      EXPECT_LE(max_rel_error(last + b * V, want, V), 1e-5) << what << ", row " << b;
+      EXPECT_LE(max_rel_error(last + b * V, c.logits.data() + (b * T + T - 1) * V, V), kTolerance) << what;
+    }
+  };
+  Transformer fresh(load_fixture_model(GetParam()));  // its arena sized for the last rows only
+  expect_last_rows(fresh.forward_last(c.tokens.data(), c.pos.data(), B, T, nullptr, vision), "batched forward");
+  try {
+    fresh.loss(c.targets.data());
+    FAIL() << "loss() after forward_last() should be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+  }
+  const float* again = fresh.forward(c.tokens.data(), c.pos.data(), B, T, nullptr, vision);
+  EXPECT_EQ(std::vector<float>(again, again + B * T * V), full) << "a full forward after forward_last";
+  expect_last_rows(model.forward_last(c.tokens.data(), c.pos.data(), B, T, nullptr, vision), "in a full arena");
+  if (!model.config().causal) return;
+  KVCache cache = model.make_cache(B);
+  expect_last_rows(model.forward_last(c.tokens.data(), c.pos.data(), T, cache, nullptr, vision), "prefill");
+  EXPECT_EQ(cache.length(), T);
+}
+
 INSTANTIATE_TEST_SUITE_P(PyTorch, Fixture, ::testing::ValuesIn(fixture_names()),
                          [](const auto& info) { return fixture::test_name(info.param); });
 
