@@ -21,12 +21,14 @@ constexpr const char* kNormTypeNames[] = {"rmsnorm", "layernorm"};
 constexpr const char* kFfnTypeNames[] = {"swiglu", "gelu"};
 constexpr const char* kGeluApproxNames[] = {"none", "tanh"};
 constexpr const char* kRopeScalingTypeNames[] = {"none", "llama3", "linear"};
+constexpr const char* kMoERoutingNames[] = {"sigmoid", "softmax"};
 }  // namespace
 
 const char* name_of(NormType v) { return kNormTypeNames[static_cast<size_t>(v)]; }
 const char* name_of(FfnType v) { return kFfnTypeNames[static_cast<size_t>(v)]; }
 const char* name_of(GeluApprox v) { return kGeluApproxNames[static_cast<size_t>(v)]; }
 const char* name_of(RopeScalingType v) { return kRopeScalingTypeNames[static_cast<size_t>(v)]; }
+const char* name_of(MoERouting v) { return kMoERoutingNames[static_cast<size_t>(v)]; }
 
 int64_t ModelConfig::ffn_hidden() const {
   if (hidden_dim > 0) return hidden_dim;
@@ -132,6 +134,8 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.hidden_dim", moe.hidden_dim, Int),
       LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
+      LM_ENUM("moe.routing", moe.routing, kMoERoutingNames),
+      LM_FIELD("moe.aux_loss_coef", moe.aux_loss_coef, Double),
       LM_FIELD("vision_dim", vision_dim, Int),
       LM_FIELD("conditions", conditions, Conditions),
       LM_FIELD("block_pos_ids", block_pos_ids, Bool),
@@ -465,6 +469,11 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
     else if (c.n_layers > 0 && c.moe.interleave_step > c.n_layers)
       errs.push_back(cat("moe.interleave_step (", c.moe.interleave_step, ") leaves no MoE layer among ", c.n_layers,
                          " layers"));
+    if (c.ffn_type != FfnType::SwiGLU || c.ffn_bias)
+      errs.push_back("mixture of experts needs ffn_type 'swiglu' without ffn_bias (experts are bias-free SwiGLU FFNs)");
+    if (!(c.moe.aux_loss_coef >= 0) || !std::isfinite(c.moe.aux_loss_coef))
+      errs.push_back(cat("moe.aux_loss_coef must be >= 0, got ", c.moe.aux_loss_coef));
+    if (!c.conditions.empty()) errs.push_back("materium conditions do not combine with mixture of experts");
   }
 
   non_negative("vision_dim", c.vision_dim);

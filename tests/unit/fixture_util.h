@@ -30,6 +30,27 @@ inline std::vector<std::string> names_with(const std::string& file) {
   return names;
 }
 
+// The fixtures one directory down (tests/fixtures/llama4/) whose features the model runs: the
+// generic fixture tests take them along with names_with()'s (the others wait for their features).
+inline const std::vector<std::string>& llama4_fixtures() {
+  static const std::vector<std::string> names = {"llama4/l4_moe_aux", "llama4/l4_moe_sigmoid",
+                                                 "llama4/l4_moe_softmax_top2"};
+  return names;
+}
+
+// names_with(file) and llama4_fixtures().
+inline std::vector<std::string> model_fixtures(const std::string& file) {
+  std::vector<std::string> names = names_with(file);
+  for (const std::string& n : llama4_fixtures()) names.push_back(n);
+  return names;
+}
+
+// A fixture name as a test name ("llama4/l4_moe_aux" -> "llama4_l4_moe_aux").
+inline std::string test_name(std::string name) {
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
+}
+
 // max |got - want| over max |want|: relative to the tensor's scale, not elementwise.
 inline double max_rel_error(const float* got, const float* want, size_t n) {
   double err = 0, scale = 0;

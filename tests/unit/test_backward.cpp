@@ -45,7 +45,7 @@ using fixture::read_ints;
 namespace fs = std::filesystem;
 
 std::vector<std::string> grad_fixture_names() {
-  return fixture::names_with("grads.safetensors");
+  return fixture::model_fixtures("grads.safetensors");
 }
 
 // A zeroed gradient arena for a model and its named views.
@@ -96,6 +96,14 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
     EXPECT_LE(std::abs(r.sigreg - want_sigreg) / std::abs(want_sigreg), kTolerance)
         << "sigreg " << r.sigreg << " want " << want_sigreg;
   }
+  if (gf.contains("moe_aux")) {  // the balance loss, in the loss when moe.aux_loss_coef != 0
+    const double want_aux = read_floats(gf, "moe_aux")[0];
+    EXPECT_GT(want_aux, 0.0);
+    EXPECT_LE(std::abs(r.moe_aux - want_aux) / want_aux, kTolerance) << "moe_aux " << r.moe_aux << " want " << want_aux;
+    EXPECT_LE(std::abs(r.ce - read_floats(gf, "ce")[0]) / read_floats(gf, "ce")[0], kTolerance);
+  } else {
+    EXPECT_EQ(r.moe_aux, 0.0);
+  }
   double worst = 0;
   std::string worst_name;
   for (const ParamInfo& p : model.weights().layout().tensors()) {
@@ -137,7 +145,7 @@ TEST_P(GradFixture, AccumulatesAndScales) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& info) { return fixture::test_name(info.param); });
 
 TEST(GradFixtures, EveryModelFixtureHasGradients) {
   std::error_code ec;

@@ -40,7 +40,7 @@ using fixture::read_ints;
 namespace fs = std::filesystem;
 
 std::vector<std::string> fixture_names() {
-  return fixture::names_with("model.safetensors");
+  return fixture::model_fixtures("model.safetensors");
 }
 
 struct Case {
@@ -188,7 +188,7 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, Fixture, ::testing::ValuesIn(fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& info) { return fixture::test_name(info.param); });
 
 TEST(ModelFixtures, AtLeastEightArePresent) { EXPECT_GE(fixture_names().size(), 8u); }
 
@@ -355,11 +355,10 @@ TEST(Checkpoint, FileWithoutConfigIsRefused) {
 // ---- the model's refusals ----
 
 TEST(Model, UnsupportedFeaturesAreRefused) {
-  ModelConfig moe = tiny_config();
-  moe.moe.n_experts = 4;
-  moe.moe.top_k = 2;
+  ModelConfig vision = tiny_config();
+  vision.vision_dim = 8;
   try {
-    Transformer m(ModelWeights::random(moe, 1));
+    Transformer m(ModelWeights::random(vision, 1));
     FAIL() << "expected Unsupported";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
