@@ -1,5 +1,6 @@
 #include "model/moe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -103,6 +104,38 @@ void route(MoEActivations& a, const MoEShape& s) {
   }
 }
 
+// fn(e, r0, m) for every expert e with m > 0 grouped rows from r0. Either one expert after
+// another, each GEMM on every thread, or, when there are several experts of similar sizes
+// (training batches), the experts spread over the threads, each on one: a GEMM of a few
+// hundred rows split over the threads pays a fork and a join per call, and three to six calls
+// per expert and layer add up. Experts go largest first to the thread that is free (LPT). Each
+// expert's numbers depend only on its own rows and the thread count, not on the schedule.
+template <class Fn>
+void for_each_expert(const int32_t* offsets, int64_t E, Fn&& fn) {
+  std::vector<int64_t> active;
+  int64_t rows = 0, largest = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t m = offsets[e + 1] - offsets[e];
+    if (m == 0) continue;
+    active.push_back(e);
+    rows += m;
+    largest = std::max(largest, m);
+  }
+  const int64_t threads = thread_count(), n = static_cast<int64_t>(active.size());
+  const bool spread = threads > 1 && n >= 2 * threads && largest * n <= 2 * rows && rows > kMatmulFewRows * n;
+  if (!spread) {
+    for (int64_t e : active) fn(e, static_cast<int64_t>(offsets[e]), offsets[e + 1] - offsets[e]);
+    return;
+  }
+  std::stable_sort(active.begin(), active.end(),
+                   [&](int64_t a, int64_t b) { return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]; });
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t e = active[static_cast<size_t>(i)];
+    fn(e, static_cast<int64_t>(offsets[e]), offsets[e + 1] - offsets[e]);
+  }
+}
+
 }  // namespace
 
 void moe_forward(float* out, MoEActivations& a, const float* inp, const MoEParams& w, const MoEShape& s) {
@@ -120,13 +153,11 @@ void moe_forward(float* out, MoEActivations& a, const float* inp, const MoEParam
     for (int64_t c = 0; c < C; ++c) dst[c] = scale * x[c];
   });
   // One GEMM per expert over its rows; an expert nobody chose is not read.
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = a.offsets[e], m = a.offsets[e + 1] - r0;
-    if (m == 0) continue;
+  for_each_expert(a.offsets, E, [&](int64_t e, int64_t r0, int64_t m) {
     swiglu_up_forward(a.act + r0 * Fe, a.h1 + r0 * Fe, a.h3 + r0 * Fe, a.xs + r0 * C, w.w1 + e * Fe * C, nullptr,
                       w.w3 + e * Fe * C, nullptr, m, C, Fe);
     matmul_forward(a.ye + r0 * C, a.act + r0 * Fe, w.w2 + e * C * Fe, nullptr, m, Fe, C);
-  }
+  });
   if (s.shared) {
     swiglu_up_forward(a.sact, a.sh1, a.sh3, inp, w.shared_w1, nullptr, w.shared_w3, nullptr, N, C, Fe);
     matmul_forward(out, a.sact, w.shared_w2, nullptr, N, Fe, C);
@@ -220,25 +251,19 @@ void moe_backward(float* dinp, const MoEParams& g, const float* dout, const floa
     }
     t.dgate[i] = dgate;
   });
+  // Per expert: back through w2, the SwiGLU, then w1 and w3 (the output gradients' rows become
+  // the input gradients' once read).
   zero(t.dact, A * Fe);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = a.offsets[e], m = a.offsets[e + 1] - r0;
-    if (m > 0)
-      matmul_backward(t.dact + r0 * Fe, g.w2 + e * C * Fe, nullptr, t.dxs + r0 * C, a.act + r0 * Fe, w.w2 + e * C * Fe,
-                      m, Fe, C);
-  }
   zero(t.dh1, A * Fe);
   zero(t.dh3, A * Fe);
-  swiglu_backward(t.dh1, t.dh3, t.dact, a.h1, a.h3, A * Fe);
-  zero(t.dxs, A * C);  // now the experts' input gradients
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = a.offsets[e], m = a.offsets[e + 1] - r0;
-    if (m == 0) continue;
-    matmul_backward(t.dxs + r0 * C, g.w1 + e * Fe * C, nullptr, t.dh1 + r0 * Fe, a.xs + r0 * C, w.w1 + e * Fe * C, m,
-                    C, Fe);
-    matmul_backward(t.dxs + r0 * C, g.w3 + e * Fe * C, nullptr, t.dh3 + r0 * Fe, a.xs + r0 * C, w.w3 + e * Fe * C, m,
-                    C, Fe);
-  }
+  for_each_expert(a.offsets, E, [&](int64_t e, int64_t r0, int64_t m) {
+    float* dxs = t.dxs + r0 * C;
+    matmul_backward(t.dact + r0 * Fe, g.w2 + e * C * Fe, nullptr, dxs, a.act + r0 * Fe, w.w2 + e * C * Fe, m, Fe, C);
+    swiglu_backward(t.dh1 + r0 * Fe, t.dh3 + r0 * Fe, t.dact + r0 * Fe, a.h1 + r0 * Fe, a.h3 + r0 * Fe, m * Fe);
+    zero(dxs, m * C);
+    matmul_backward(dxs, g.w1 + e * Fe * C, nullptr, t.dh1 + r0 * Fe, a.xs + r0 * C, w.w1 + e * Fe * C, m, C, Fe);
+    matmul_backward(dxs, g.w3 + e * Fe * C, nullptr, t.dh3 + r0 * Fe, a.xs + r0 * C, w.w3 + e * Fe * C, m, C, Fe);
+  });
 
   // Back to the tokens, then the gates' gradients into the router's logits.
   zero(t.dlogits, N * E);
