@@ -21,6 +21,7 @@ class SafeTensorsWriter;
 // What a tensor is, independent of any naming scheme (Serde maps these to other layouts).
 enum class ParamKind : uint8_t {
   TokEmbeddings,  // [V, C]
+  VisionProjection,  // [C, Dv]  vision_dim > 0 (image features -> embeddings)
   AttnNormW,      // [C]
   AttnNormB,      // [C]        norm_bias
   Wq,             // [NH*HS, C]
@@ -31,8 +32,8 @@ enum class ParamKind : uint8_t {
   Bv,             // [NKV*HS]   attn_bias
   Wo,             // [C, NH*HS]
   Bo,             // [C]        attn_bias
-  QNormW,         // [HS]       qk_norm && qk_norm_weight
-  KNormW,         // [HS]       qk_norm && qk_norm_weight
+  QNormW,         // [HS]       qk_norm && qk_norm_weight, not on NoPE layers
+  KNormW,         // [HS]       qk_norm && qk_norm_weight, not on NoPE layers
   FfnNormW,       // [C]
   FfnNormB,       // [C]        norm_bias
   W1,             // [F, C]     swiglu gate / gelu up
@@ -52,6 +53,16 @@ enum class ParamKind : uint8_t {
   NormB,          // [C]        norm_bias
   Output,         // [V, C]     absent when tie_embeddings
   OutputB,        // [V]        output_bias
+  // materium conditions (docs/materium.md); ParamInfo::condition is the condition's index.
+  CondLinearW,    // [C, input_dim]      linear condition (no bias)
+  CondEmbedding,  // [input_dim, C]      embedding condition (class table)
+  CondCountEmb,   // [input_dim + 1, C]  formula: count table (row n for count n)
+  CondMlpW1,      // [2C, C]             formula MLP in
+  CondMlpB1,      // [2C]
+  CondMlpW2,      // [C, 2C]             formula MLP out
+  CondMlpB2,      // [C]
+  CondMaskEmb,    // [C]                 every condition: the embedding of a null value
+  TypeEmbeddings, // [N + 1, C]          with N >= 1 conditions: row 0 tokens, row i + 1 condition i
 };
 
 struct ParamInfo {
@@ -61,6 +72,7 @@ struct ParamInfo {
   Shape shape;
   int64_t numel;
   int64_t offset;      // in floats from the arena start; a multiple of 16 (64 bytes)
+  int64_t condition = -1;  // the condition's index for condition tensors, else -1
 };
 
 // Views of one layer's parameters; optional tensors are null when the config has none.
@@ -75,7 +87,7 @@ struct LayerParams {
   float* bv = nullptr;                // [NKV*HS]
   float* wo = nullptr;                // [C, NH*HS]
   float* bo = nullptr;                // [C]
-  float* q_norm_w = nullptr;          // [HS]
+  float* q_norm_w = nullptr;          // [HS]   (null on NoPE layers)
   float* k_norm_w = nullptr;          // [HS]
   float* ffn_norm_w = nullptr;        // [C]
   float* ffn_norm_b = nullptr;        // [C]
@@ -95,16 +107,32 @@ struct LayerParams {
   float* shared_w3 = nullptr;         // [Fe, C]
 };
 
+// Views of one condition's parameters (the ones of its proj_layer_type; the others null).
+struct ConditionParams {
+  float* linear_w = nullptr;   // [C, input_dim]      linear
+  float* embedding = nullptr;  // [input_dim, C]      embedding
+  float* count_emb = nullptr;  // [input_dim + 1, C]  formula
+  float* mlp_w1 = nullptr;     // [2C, C]             formula
+  float* mlp_b1 = nullptr;     // [2C]
+  float* mlp_w2 = nullptr;     // [C, 2C]
+  float* mlp_b2 = nullptr;     // [C]
+  float* mask_emb = nullptr;   // [C]
+};
+
 struct ParameterTensors {
   float* tok_embeddings = nullptr;  // [V, C]
+  float* vision_projection = nullptr;  // [C, Dv]
   std::vector<LayerParams> layers;  // [L]
   float* norm_w = nullptr;          // [C]
   float* norm_b = nullptr;          // [C]
   float* output = nullptr;          // [V, C]; == tok_embeddings when tied
   float* output_b = nullptr;        // [V]
+  std::vector<ConditionParams> conditions;  // [N], config order
+  float* type_embeddings = nullptr;         // [N + 1, C] when N >= 1
 };
 
-// The table of a config's parameters, in checkpoint order (embeddings, layers, final norm, output).
+// The table of a config's parameters, in checkpoint order (embeddings, layers, final norm, output,
+// then materium's condition tensors and type embeddings).
 class ParameterLayout {
  public:
   ParameterLayout() = default;
@@ -125,6 +153,7 @@ class ParameterLayout {
   int64_t arena_floats_ = 0;
   int64_t num_parameters_ = 0;
   int64_t n_layers_ = 0;
+  int64_t n_conditions_ = 0;
   bool tied_ = false;
 };
 

@@ -83,9 +83,9 @@ TEST(LossWeightSupport, TheModelAcceptsThemAndStillRefusesTheRest) {
   c.loss_weights = true;
   EXPECT_NO_THROW(require_model_support(c));
   EXPECT_NO_THROW(Transformer(ModelWeights::random(c, 1)));
-  c.block_pos_ids = true;  // another materium feature, not implemented
+  c.dim = 12, c.n_heads = 4;  // head size 3: RoPE rotates pairs
   ErrorKind kind = ErrorKind::Usage;
-  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "block position ids (block_pos_ids) is not supported yet");
+  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "an odd head size (3) with RoPE is not supported");
   EXPECT_EQ(kind, ErrorKind::Unsupported);
 }
 

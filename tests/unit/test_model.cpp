@@ -49,6 +49,15 @@ struct Case {
   std::vector<int64_t> pos;
   std::vector<float> logits;
   float loss = 0;
+  fixture::VisionCase vision;  // image inputs (vision_dim > 0)
+  // [B] image feature rows for a forward, or null.
+  const VisionRow* vision_rows() const {
+    rows_ = vision.rows();
+    return rows_.empty() ? nullptr : rows_.data();
+  }
+
+ private:
+  mutable std::vector<VisionRow> rows_;
 };
 
 Case load_case(const std::string& name) {
@@ -63,6 +72,9 @@ Case load_case(const std::string& name) {
   c.targets = read_ints<int32_t>(f, "targets");
   c.pos = read_ints<int64_t>(f, "pos");
   c.loss = f.get("loss").to_f32().data<float>()[0];
+  const auto model = SafeTensorsFile::open(fixture::dir() / name / "model.safetensors");
+  const ModelConfig cfg = config_from_json(model.metadata_value("lmkit.config").value(), name);
+  c.vision = fixture::load_vision(f, cfg, c.tokens, c.B, c.T);
   return c;
 }
 
@@ -78,7 +90,7 @@ TEST_P(Fixture, ForwardMatchesPyTorch) {
   const Case c = load_case(GetParam());
   Transformer model(load_fixture_model(GetParam()));
   EXPECT_FALSE(model.weights().writable()) << "aligned f32 weights should be used straight from the mapping";
-  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   const double err = max_rel_error(logits, c.logits.data(), c.logits.size());
   const LossResult loss = model.loss(c.targets.data());
   const double loss_err = std::abs(loss.loss - c.loss) / std::abs(c.loss);
@@ -93,7 +105,7 @@ TEST_P(Fixture, ForwardMatchesPyTorch) {
 TEST_P(Fixture, KeptActivationsAndWritableCopyGiveTheSameLogits) {
   const Case c = load_case(GetParam());
   Transformer lean(load_fixture_model(GetParam()));
-  const float* l0 = lean.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* l0 = lean.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   std::vector<float> first(l0, l0 + c.logits.size());
 
   ModelWeights w = load_fixture_model(GetParam());
@@ -101,7 +113,7 @@ TEST_P(Fixture, KeptActivationsAndWritableCopyGiveTheSameLogits) {
   EXPECT_TRUE(w.writable());
   Transformer kept(std::move(w));
   kept.set_keep_activations(true);
-  const float* l1 = kept.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* l1 = kept.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   EXPECT_EQ(max_rel_error(l1, first.data(), first.size()), 0.0);
   ASSERT_EQ(kept.activations().layers.size(), static_cast<size_t>(kept.config().n_layers));
   ASSERT_NE(kept.activations().layers[0].att, nullptr);
@@ -123,7 +135,8 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
     return;
   }
   const int64_t B = c.B, T = c.T, V = c.V;
-  const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T);
+  const VisionRow* vision = c.vision_rows();
+  const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T, nullptr, vision);
   const std::vector<float> full(full_ptr, full_ptr + B * T * V);
 
   // Token by token, then a prefill of part of the sequence followed by steps.
@@ -147,7 +160,7 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
           tok[b * prefill + i] = c.tokens[b * T + i];
           pos[b * prefill + i] = c.pos[b * T + i];
         }
-      check(model.forward(tok.data(), pos.data(), prefill, cache), 0, prefill);
+      check(model.forward(tok.data(), pos.data(), prefill, cache, nullptr, vision), 0, prefill);
       t = prefill;
     }
     for (; t < T; ++t) {
@@ -157,7 +170,7 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
         tok[b] = c.tokens[b * T + t];
         pos[b] = c.pos[b * T + t];
       }
-      check(model.forward_step(tok.data(), pos.data(), cache), t, 1);
+      check(model.forward(tok.data(), pos.data(), 1, cache, nullptr, vision), t, 1);
     }
     EXPECT_EQ(cache.length(), T);
     std::printf("[ %-22s ] decode (prefill %lld): max rel err %.2e vs full forward, %.2e vs PyTorch\n",
@@ -179,9 +192,9 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
       tok[b] = c.tokens[b * T + t];
       pos[b] = c.pos[b * T + t];
     }
-    const float* many = model.forward_step(tok.data(), pos.data(), batched);
+    const float* many = model.forward(tok.data(), pos.data(), 1, batched, nullptr, vision);
     const std::vector<float> row0(many, many + V);
-    const float* one = model.forward_step(tok.data(), pos.data(), single);
+    const float* one = model.forward(tok.data(), pos.data(), 1, single, nullptr, vision);
     EXPECT_EQ(std::vector<float>(one, one + V), row0) << "position " << t;
   }
   set_threads(saved_threads);
@@ -352,23 +365,6 @@ TEST(Checkpoint, FileWithoutConfigIsRefused) {
   std::remove(path.c_str());
 }
 
-// ---- the model's refusals ----
-
-TEST(Model, UnsupportedFeaturesAreRefused) {
-  ModelConfig vision = tiny_config();
-  vision.vision_dim = 8;
-  try {
-    Transformer m(ModelWeights::random(vision, 1));
-    FAIL() << "expected Unsupported";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
-    EXPECT_NE(std::string(e.what()).find("is not supported yet"), std::string::npos) << e.what();
-  }
-  ModelConfig nope = tiny_config();
-  nope.nope_layer_interval = 2;
-  EXPECT_THROW(Transformer(ModelWeights::random(nope, 1)), Error);
-}
-
 TEST(Model, LengthLimitsAndBadTokens) {
   Transformer m(ModelWeights::random(tiny_config(), 5));
   std::vector<int32_t> tokens(9, 3);
@@ -531,6 +527,40 @@ TEST(Kernels, SwigluUpForwardEqualsSeparateStepsBitForBit) {
       EXPECT_EQ(up, rup) << N << bias;
       EXPECT_EQ(act, ract) << N << bias;
     }
+}
+
+// doc_mask_boundary "start" (xlstm-jax): an EOS opens the next document instead of closing its
+// own. The spans, causal and not, across calls (a cache's document start); and the fixture made
+// with it gives other logits under "end", so the boundary is what the fixture checks.
+TEST(DocumentMask, EosStartsTheNextDocument) {
+  const std::vector<int32_t> tokens = {2, 5, 5, 2, 2, 5};  // eos = 2
+  const int64_t T = 6;
+  std::vector<int64_t> lo(T), hi(T), start = {0};
+  attention_spans(lo.data(), hi.data(), tokens.data(), 1, T, 0, true, true, 2, start.data(), true);
+  EXPECT_EQ(lo, (std::vector<int64_t>{0, 0, 0, 3, 4, 4}));
+  EXPECT_EQ(hi, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(start[0], 4);
+  attention_spans(lo.data(), hi.data(), tokens.data(), 1, T, 0, false, true, 2, nullptr, true);
+  EXPECT_EQ(lo, (std::vector<int64_t>{0, 0, 0, 3, 4, 4}));
+  EXPECT_EQ(hi, (std::vector<int64_t>{2, 2, 2, 3, 5, 5}));
+  // Continued after 6 cached slots whose last document began at slot 4: [5 2 5] -> 4 4 | 7 7.
+  const std::vector<int32_t> more = {5, 2, 5};
+  std::vector<int64_t> lo2(3), hi2(3);
+  attention_spans(lo2.data(), hi2.data(), more.data(), 1, 3, 6, true, true, 2, start.data(), true);
+  EXPECT_EQ(lo2, (std::vector<int64_t>{4, 7, 7}));
+  EXPECT_EQ(start[0], 7);
+
+  ModelWeights w = load_fixture_model("xlstm_docstart");
+  ASSERT_EQ(w.config().doc_mask_boundary, DocMaskBoundary::Start);
+  const Case c = load_case("xlstm_docstart");
+  ModelConfig end = w.config();
+  end.doc_mask_boundary = DocMaskBoundary::End;
+  w.make_writable();
+  ModelWeights other = ModelWeights::random(end, 1);
+  std::memcpy(other.arena(), w.arena(), static_cast<size_t>(w.layout().arena_floats()) * sizeof(float));
+  Transformer model(std::move(other));
+  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  EXPECT_GT(max_rel_error(logits, c.logits.data(), c.logits.size()), 1e-2);
 }
 
 }  // namespace
