@@ -155,7 +155,10 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   if (info && info->outside_params > 0)
     t.count("published total", p.total + info->outside_params,
             cat("(+ ", with_commas(info->outside_params), " ", info->outside_what, ")"));
-  if (p.active != p.total) t.count("active per token", p.active);
+  if (p.active != p.total) {
+    t.count("active per token", p.active);
+    t.count("read per decoded token", decode_params_per_token(c), "(the selected experts; the others stay unread)");
+  }
   t.count("non-embedding", p.non_embedding);
 
   t.section(cat("compute per token (context ", f.context, ")"));
