@@ -58,7 +58,7 @@ std::string bench_report_text(const BenchReport& r, BenchPart part) {
     }
     case BenchPart::Model:
       if (!r.model) return {};
-      if (r.model->active_params != r.model->params)
+      if (r.model->active_params > 0 && r.model->active_params != r.model->params)
         return format("\nmodel %s (%lld parameters, %lld active per token)\n", r.model->name.c_str(),
                       static_cast<long long>(r.model->params), static_cast<long long>(r.model->active_params));
       return format("\nmodel %s (%lld parameters)\n", r.model->name.c_str(), static_cast<long long>(r.model->params));
