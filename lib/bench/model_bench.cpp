@@ -13,16 +13,24 @@ namespace lm {
 
 double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T) {
   const FlopCounts f = count_flops(cfg, T);
-  const double keys = cfg.causal ? 0.5 * static_cast<double>(T) * (T + 1) : static_cast<double>(T) * T;  // per row
-  const double attn = 4.0 * cfg.n_heads * cfg.head_size() * keys * cfg.n_layers;
+  double keys = 0;  // per row, summed over the layers: the keys each query attends to
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    const int64_t chunk = cfg.layer_chunk(l);
+    auto causal = [](double n) { return 0.5 * n * (n + 1); };  // queries 0..n-1 of one span
+    if (!cfg.causal)
+      keys += static_cast<double>(T) * T;
+    else if (chunk > 0)  // whole chunks, then the partial last one
+      keys += static_cast<double>(T / chunk) * causal(static_cast<double>(chunk)) + causal(static_cast<double>(T % chunk));
+    else
+      keys += causal(static_cast<double>(T));
+  }
+  const double attn = 4.0 * cfg.n_heads * cfg.head_size() * keys;
   return B * (T * f.matmul_per_token + attn);
 }
 
 double decode_bytes_per_token(const ModelConfig& cfg, int64_t context) {
-  const ParamCounts p = count_params(cfg);
-  double params = static_cast<double>(p.total);
-  if (!cfg.tie_embeddings) params -= static_cast<double>(p.embedding) - cfg.dim;  // one row of the table
-  return 4.0 * params + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
+  return 4.0 * static_cast<double>(decode_params_per_token(cfg)) +
+         kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
 }
 
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {

@@ -13,13 +13,17 @@
 
 namespace lm {
 
-// FLOPs of a forward over [B, T]: 2 x (every matmul weight incl. the classifier) per token,
+// FLOPs of a forward over [B, T]: 2 x (every matmul weight a token uses, incl. the classifier;
+// of a MoE layer the router, top_k experts and the shared expert) per token,
 // plus causal attention as computed (q.k and p.v over the t + 1 keys query t sees; all T for
-// a non-causal model): 2 x 2 x NH x HS x keys per layer.
+// a non-causal model; on a chunked layer the keys of the query's own chunk): 2 x 2 x NH x HS x
+// keys per layer.
 double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T);
 
-// Bytes a decode step reads: every f32 weight once (the token embedding only as one row
-// unless it is the tied classifier), plus k and v of `context` positions in every layer.
+// Bytes a decode step reads: every f32 weight it uses once (decode_params_per_token: the token
+// embedding only as one row unless it is the tied classifier; of a MoE layer the router, the
+// top_k selected experts and the shared expert, not the experts left unread), plus k and v of
+// `context` positions in every layer.
 double decode_bytes_per_token(const ModelConfig& cfg, int64_t context);
 
 struct ForwardBench {

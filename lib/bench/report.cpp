@@ -89,6 +89,9 @@ std::string bench_report_text(const BenchReport& r, BenchPart part) {
     }
     case BenchPart::Model:
       if (!r.model) return {};
+      if (r.model->active_params > 0 && r.model->active_params != r.model->params)
+        return format("\nmodel %s (%lld parameters, %lld active per token)\n", r.model->name.c_str(),
+                      static_cast<long long>(r.model->params), static_cast<long long>(r.model->active_params));
       return format("\nmodel %s (%lld parameters)\n", r.model->name.c_str(), static_cast<long long>(r.model->params));
     case BenchPart::Forward: {
       if (!r.forward) return {};
@@ -163,7 +166,11 @@ std::string bench_report_json(const BenchReport& r) {
     j["bandwidth"] = {{"bytes", r.bandwidth->bytes},
                       {"gbytes_per_s", r.bandwidth->gbytes_per_s},
                       {"time", timing_json(r.bandwidth->time)}};
-  if (r.model) j["model"] = {{"name", r.model->name}, {"overrides", r.model->overrides}, {"params", r.model->params}};
+  if (r.model)
+    j["model"] = {{"name", r.model->name},
+                  {"overrides", r.model->overrides},
+                  {"params", r.model->params},
+                  {"active_params", r.model->active_params}};
   if (const auto& f = r.forward) {
     j["forward"] = {{"batch", f->batch},   {"seq", f->seq},       {"dtype", dtype_json(f->dtype)},
                     {"tokens_per_s", f->tokens_per_s},

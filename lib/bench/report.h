@@ -49,6 +49,7 @@ struct BenchReport {
     std::string name;
     std::vector<std::string> overrides;
     int64_t params = 0;
+    int64_t active_params = 0;  // used per token (MoE: the selected experts); = params dense, 0 unknown
   };
   std::optional<Model> model;
   std::optional<ForwardBench> forward;

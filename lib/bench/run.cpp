@@ -65,7 +65,8 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   }
   if (!model) return r;
   const ModelConfig& cfg = model->config();
-  r.model = BenchReport::Model{opts.model, opts.sets, count_params(cfg).total};
+  const ParamCounts counts = count_params(cfg);
+  r.model = BenchReport::Model{opts.model, opts.sets, counts.total, counts.active};
   done(r, BenchPart::Model);
   if (wants("forward")) {
     r.forward = bench_forward(*model, opts.batch, opts.seq, opts.warmup, opts.repeats);

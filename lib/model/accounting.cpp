@@ -42,11 +42,11 @@ ParamCounts count_params(const ModelConfig& c) {
   p.embedding = V * C;
   int64_t attn_layer = attention_matmul(c);
   if (c.attn_bias) attn_layer += q + 2 * kv + C;
-  if (c.qk_norm && c.qk_norm_weight) attn_layer += 2 * HS;
+  const int64_t qk_norm = c.qk_norm && c.qk_norm_weight ? 2 * HS : 0;  // not on NoPE layers
 
   int64_t skipped = 0;  // routed experts a token does not use
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    p.attention += attn_layer;
+    p.attention += attn_layer + (c.is_nope_layer(l) ? 0 : qk_norm);
     p.norms += 2 * norm;
     if (c.is_moe_layer(l)) {
       const int64_t expert = ffn_params(c, c.moe_hidden());
@@ -116,9 +116,9 @@ TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq)
   for (int64_t l = 0; l < c.n_layers; ++l) {
     double layer = 2 * C + 4 + (NH + 2 * NKV) * HS + NH * HS + NH * static_cast<double>(span(c, l, static_cast<int64_t>(S))) + 2 * C;
     const double ffn_saved = c.ffn_type == FfnType::GELU ? 2 : 3;
-    if (c.is_moe_layer(l)) {
-      const double experts = static_cast<double>(c.moe.top_k + (c.moe.shared_expert ? 1 : 0));
-      layer += experts * ffn_saved * static_cast<double>(c.moe_hidden()) + static_cast<double>(c.moe.n_experts);
+    if (c.is_moe_layer(l)) {  // model/moe.h MoEActivations
+      const double K = static_cast<double>(c.moe.top_k), Fe = static_cast<double>(c.moe_hidden());
+      layer += static_cast<double>(c.moe.n_experts) + 4 * K + K * (2 * C + 3 * Fe) + (c.moe.shared_expert ? 3 * Fe : 0);
     } else {
       layer += ffn_saved * static_cast<double>(c.ffn_hidden());
     }
@@ -127,6 +127,13 @@ TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq)
   m.activations = 4.0 * (per_position * S + head * T) * static_cast<double>(batch);
   m.total = m.weights + m.grads + m.adam_moments + m.activations;
   return m;
+}
+
+int64_t decode_params_per_token(const ModelConfig& c) {
+  const ParamCounts p = count_params(c);
+  // Vision and condition projections run per image place or per sequence, not per decoded token.
+  const int64_t read = p.active - p.vision - p.conditions;
+  return c.tie_embeddings ? read : read - p.embedding + c.dim;
 }
 
 double kv_cache_bytes_per_token(const ModelConfig& c, int bytes_per_value) {

@@ -30,10 +30,11 @@
 //   (llm.c's ActivationTensors): per layer 2C (norm outputs) + 4 (norm statistics) +
 //   (NH + 2 NKV) HS (q, k, v) + NH HS (attention output) + NH S (softmax probabilities over the
 //   S attended keys, S = T or the chunk) + 2C (residual sums) + the FFN's 3F (SwiGLU: gate, up,
-//   product) or 2F (GELU: pre- and post-activation), MoE layers counting (top_k + shared) experts
-//   of moe_hidden() plus E router logits; plus C for the embedding output, C + 2 for the final
-//   norm and 2V for logits and probabilities; times batch x seq tokens. materium: the K
-//   condition positions (every condition present) go through the embedding and the layers
+//   product) or 2F (GELU: pre- and post-activation); a MoE layer instead saves, per token, its E
+//   router logits, 4 K routing numbers (expert, gate, grouping), and per selected expert its
+//   input and output (2C) and 3 Fe, plus 3 Fe for the shared expert; plus C for the embedding
+//   output, C + 2 for the final norm and 2V for logits and probabilities; times batch x seq
+//   tokens. materium: the K condition positions (every condition present) go through the embedding and the layers
 //   too (seq + K positions, attention spans of seq + K keys); the head only sees the tokens.
 //   (For FLOPs per token the context already counts them: K + T <= max_seq_len.)
 // KV cache: 2 (k and v) x NKV x HS values per layer per token; a chunked layer keeps at most
@@ -85,6 +86,14 @@ struct TrainingMemory {
 
 // `seq` (tokens per row) <= 0 means cfg.max_seq_len less the condition positions.
 TrainingMemory training_memory(const ModelConfig& cfg, int64_t batch, int64_t seq = 0);
+
+// Parameters one decoded token reads (batch 1): the active parameters (MoE: the router, top_k
+// experts and the shared expert of each MoE layer; the other experts stay resident but unread),
+// with the token embedding as one row unless it is the tied classifier, and without the vision
+// and condition projections (not used per decoded token). Times the bytes per
+// weight, plus kv_cache_bytes for the context, this is decode's bandwidth bound per token.
+// (B rows decoded together read the union of their experts: at most B x top_k per layer.)
+int64_t decode_params_per_token(const ModelConfig& cfg);
 
 // Bytes of k and v for one position in every layer, at `bytes_per_value` (4 f32, 2 bf16).
 double kv_cache_bytes_per_token(const ModelConfig& cfg, int bytes_per_value);

@@ -45,17 +45,21 @@ struct GradBuffers {
   float* sg_dproj = nullptr; // [NT, slices]
   float* sg_cmean = nullptr; // [NT, points]
   float* sg_smean = nullptr; // [NT, points]
+  MoEScratch moe;            // MoE layers (model/moe.h)
 };
 
 // Lays the buffers out from `base` (null: only counts); returns the floats used.
 int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N, int64_t NT) {
   const int64_t C = c.dim, V = c.vocab_size, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
   const int64_t F = c.ffn_hidden();
+  bool any_moe = false, any_dense = false;
+  for (int64_t l = 0; l < c.n_layers; ++l) (c.is_moe_layer(l) ? any_moe : any_dense) = true;
   int64_t off = 0;
-  auto take = [&](float*& slot, int64_t n) {
-    slot = base ? base + off : nullptr;
+  auto take_any = [&](void** slot, int64_t n) {  // 4-byte elements
+    *slot = base ? base + off : nullptr;
     off += (n + 15) / 16 * 16;
   };
+  auto take = [&](float*& slot, int64_t n) { take_any(reinterpret_cast<void**>(&slot), n); };
   take(g.dlogits, NT * V);
   take(g.losses, NT);
   take(g.dres, N * C);
@@ -72,9 +76,13 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
   take(g.dq, N * QD);
   take(g.dk, N * KD);
   take(g.dv, N * KD);
-  take(g.dfch, N * F);
-  if (c.ffn_type == FfnType::SwiGLU) take(g.dfch3, N * F);
-  take(g.dfact, N * F);
+  if (any_dense) {
+    take(g.dfch, N * F);
+    if (c.ffn_type == FfnType::SwiGLU) take(g.dfch3, N * F);
+    take(g.dfact, N * F);
+  }
+  if (any_moe)
+    for (const auto& [slot, n] : moe_buffers(g.moe, moe_shape(c, N))) take_any(slot, n);
   if (c.sigreg.enabled) {
     const int64_t S = c.sigreg.slices, P = c.sigreg.points;
     take(g.sg_noise, C * S);
@@ -131,6 +139,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
 
   // 1. Dropout seeds, then 2. the forward with dropout (documented order: transformer.h).
   drop_seeds_.clear();
+  balance_.assign(static_cast<size_t>(L), 0.0);
   if (any_drop)
     for (int64_t i = 0; i < 1 + 3 * L; ++i) drop_seeds_.push_back(opt.rng->next_u64());
   struct TrainingMode {  // dropout on in run() and layer_forward() while the step runs
@@ -171,6 +180,16 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     r.sigreg = sigreg_forward(g.sg_proj, g.sg_cmean, g.sg_smean, a.lnf, g.sg_A, NT, C, slices, c.sigreg);
     r.loss += c.sigreg.coefficient * r.sigreg;
   }
+  // The load-balancing loss: the mean over the MoE layers of their balance losses (§6 of
+  // docs/llama4.md), which the forward recorded.
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < L; ++l)
+    if (c.is_moe_layer(l)) r.moe_aux += balance_[static_cast<size_t>(l)], ++moe_layers;
+  if (moe_layers > 0) r.moe_aux /= static_cast<double>(moe_layers);
+  if (c.moe.aux_loss_coef != 0) r.loss += c.moe.aux_loss_coef * r.moe_aux;
+  // d(loss)/d(a layer's balance loss), times the gradient scale.
+  const float aux_scale =
+      moe_layers > 0 ? static_cast<float>(c.moe.aux_loss_coef / static_cast<double>(moe_layers)) * scale : 0.0f;
 
   // Backward: classifier head.
   if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, NT * V, static_cast<float>(c.logits_soft_cap));
@@ -222,20 +241,24 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     if (a.checkpointed && l < L - 1)
       layer_forward(l, res_in, a.layers[static_cast<size_t>(l)], B, S, 0, nullptr);
 
-    // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])).
+    // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])), or the MoE.
     const float* dfc = through_dropout(g.dres, seed(3 + 3 * l));
-    zero(g.dfact, N * F);
-    matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C);
-    zero(g.dfch, N * F);
-    if (swiglu) {
-      zero(g.dfch3, N * F);
-      swiglu_backward(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
-    } else {
-      gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
-    }
     zero(g.dln, N * C);
-    matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F);
-    if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
+    if (c.is_moe_layer(l)) {
+      moe_backward(g.dln, moe_params(lg), dfc, la.ln2, la.moe, moe_params(lw), moe_shape(c, N), aux_scale, g.moe);
+    } else {
+      zero(g.dfact, N * F);
+      matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C);
+      zero(g.dfch, N * F);
+      if (swiglu) {
+        zero(g.dfch3, N * F);
+        swiglu_backward(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
+      } else {
+        gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
+      }
+      matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F);
+      if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
+    }
     norm_backward(g.dres, lg.ffn_norm_w, lg.ffn_norm_b, g.dln, la.residual2, lw.ffn_norm_w, la.ln2_mean, la.ln2_rstd);
 
     // Attention block: residual2 = res_in + dropout(wo attention(rope(qk_norm(wq ln1)), ...)).

@@ -21,6 +21,7 @@ constexpr const char* kNormTypeNames[] = {"rmsnorm", "layernorm"};
 constexpr const char* kFfnTypeNames[] = {"swiglu", "gelu"};
 constexpr const char* kGeluApproxNames[] = {"none", "tanh"};
 constexpr const char* kRopeScalingTypeNames[] = {"none", "llama3", "linear"};
+constexpr const char* kMoERoutingNames[] = {"sigmoid", "softmax"};
 constexpr const char* kDocMaskBoundaryNames[] = {"end", "start"};
 constexpr const char* kRopeModeNames[] = {"standard", "blockwise"};
 constexpr const char* kProjLayerTypeNames[] = {"linear", "embedding", "formula"};
@@ -33,6 +34,7 @@ const char* name_of(NormType v) { return kNormTypeNames[static_cast<size_t>(v)];
 const char* name_of(FfnType v) { return kFfnTypeNames[static_cast<size_t>(v)]; }
 const char* name_of(GeluApprox v) { return kGeluApproxNames[static_cast<size_t>(v)]; }
 const char* name_of(RopeScalingType v) { return kRopeScalingTypeNames[static_cast<size_t>(v)]; }
+const char* name_of(MoERouting v) { return kMoERoutingNames[static_cast<size_t>(v)]; }
 const char* name_of(DocMaskBoundary v) { return kDocMaskBoundaryNames[static_cast<size_t>(v)]; }
 const char* name_of(RopeMode v) { return kRopeModeNames[static_cast<size_t>(v)]; }
 const char* name_of(ProjLayerType v) { return kProjLayerTypeNames[static_cast<size_t>(v)]; }
@@ -148,6 +150,8 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.hidden_dim", moe.hidden_dim, Int),
       LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
+      LM_ENUM("moe.routing", moe.routing, kMoERoutingNames),
+      LM_FIELD("moe.aux_loss_coef", moe.aux_loss_coef, Double),
       LM_FIELD("vision_dim", vision_dim, Int),
       LM_FIELD("image_token_id", image_token_id, Int),
       LM_FIELD("conditions", conditions, Conditions),
@@ -577,6 +581,11 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
     else if (c.n_layers > 0 && c.moe.interleave_step > c.n_layers)
       errs.push_back(cat("moe.interleave_step (", c.moe.interleave_step, ") leaves no MoE layer among ", c.n_layers,
                          " layers"));
+    if (c.ffn_type != FfnType::SwiGLU || c.ffn_bias)
+      errs.push_back("mixture of experts needs ffn_type 'swiglu' without ffn_bias (experts are bias-free SwiGLU FFNs)");
+    if (!(c.moe.aux_loss_coef >= 0) || !std::isfinite(c.moe.aux_loss_coef))
+      errs.push_back(cat("moe.aux_loss_coef must be >= 0, got ", c.moe.aux_loss_coef));
+    if (!c.conditions.empty()) errs.push_back("materium conditions do not combine with mixture of experts");
   }
 
   non_negative("vision_dim", c.vision_dim);

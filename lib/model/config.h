@@ -19,6 +19,7 @@ enum class NormType : uint8_t { RMSNorm, LayerNorm };            // "rmsnorm" | 
 enum class FfnType : uint8_t { SwiGLU, GELU };                   // "swiglu" | "gelu"
 enum class GeluApprox : uint8_t { None, Tanh };                  // "none" (erf) | "tanh"
 enum class RopeScalingType : uint8_t { None, Llama3, Linear };   // "none" | "llama3" | "linear"
+enum class MoERouting : uint8_t { Sigmoid, Softmax };            // "sigmoid" (Llama 4) | "softmax" (Mixtral)
 enum class DocMaskBoundary : uint8_t { End, Start };             // "end" | "start"
 enum class RopeMode : uint8_t { Standard, Blockwise };           // "standard" | "blockwise"
 enum class ProjLayerType : uint8_t { Linear, Embedding, Formula };  // "linear" | "embedding" | "formula"
@@ -26,6 +27,7 @@ const char* name_of(NormType v);
 const char* name_of(FfnType v);
 const char* name_of(GeluApprox v);
 const char* name_of(RopeScalingType v);
+const char* name_of(MoERouting v);
 const char* name_of(DocMaskBoundary v);
 const char* name_of(RopeMode v);
 const char* name_of(ProjLayerType v);
@@ -52,15 +54,19 @@ struct SigRegConfig {
   bool operator==(const SigRegConfig&) const = default;
 };
 
-// Llama 4 style mixture of experts on some layers.
+// Mixture of experts on some layers (docs/llama4.md §5, §6). Router: a bias-free [E, C] linear;
+// the top_k experts of each token run, each a bias-free SwiGLU FFN of width moe_hidden(); the
+// shared expert (same width) runs on every token. MoE needs ffn_type swiglu and no ffn_bias.
 struct MoEConfig {
-  int64_t n_experts = 0;        // 0 = dense model
-  int64_t top_k = 1;
-  int64_t hidden_dim = 0;       // expert FFN size (0 = the dense F)
+  int64_t n_experts = 0;        // E; 0 = dense model
+  int64_t top_k = 1;            // K
+  int64_t hidden_dim = 0;       // Fe, the expert FFN width (0 = the dense F)
   bool shared_expert = false;   // an always-on expert added to the routed output
   int64_t interleave_step = 1;  // layer i is MoE when (i + 1) % interleave_step == 0
-  // Router: a bias-free [E, C] linear; each expert and the shared expert is a SwiGLU (or GELU,
-  // following ffn_type) FFN of size moe_hidden(); the shared expert runs on every token.
+  // sigmoid: sigmoid(logit_e) scales expert e's input (Llama 4); softmax: the softmax over the
+  // selected logits weights the experts' outputs (Mixtral).
+  MoERouting routing = MoERouting::Sigmoid;
+  double aux_loss_coef = 0;     // Switch-style load-balancing loss in the training objective (§6)
 
   bool operator==(const MoEConfig&) const = default;
 };

@@ -1,5 +1,6 @@
 #include "model/inspect.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -48,8 +49,8 @@ class Table {
  public:
   void section(const std::string& title) { out_ << (first_ ? "" : "\n") << title << '\n', first_ = false; }
   void row(const std::string& key, const std::string& value) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "  %-26s", key.c_str());
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "  %-26s%s", key.c_str(), key.size() >= 26 ? " " : "");  // a long key keeps a gap
     out_ << buf << value << '\n';
   }
   // Right-aligned counts so the digits line up.
@@ -114,8 +115,9 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   t.row("special tokens", cat("bos ", c.bos_id, ", eos ", c.eos_id, ", pad ", c.pad_id));
   if (c.moe.n_experts > 0)
     t.row("moe", cat(c.moe.n_experts, " experts of ", c.moe_hidden(), ", top ", c.moe.top_k,
-                     c.moe.shared_expert ? " + shared" : "", ", layers ",
-                     layer_list(layers_where(c, &ModelConfig::is_moe_layer), c.n_layers)));
+                     c.moe.shared_expert ? " + shared" : "", ", ", name_of(c.moe.routing), " routing",
+                     c.moe.aux_loss_coef > 0 ? cat(", balance loss ", number(c.moe.aux_loss_coef)) : std::string(),
+                     ", layers ", layer_list(layers_where(c, &ModelConfig::is_moe_layer), c.n_layers)));
   if (c.nope_layer_interval > 0)
     t.row("NoPE layers", layer_list(layers_where(c, &ModelConfig::is_nope_layer), c.n_layers));
   if (c.attn_chunk_size > 0) t.row("attention chunk", std::to_string(c.attn_chunk_size));
@@ -149,7 +151,14 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   if (p.conditions) t.count("conditions", p.conditions);
   if (p.vision) t.count("vision projection", p.vision);
   t.count("total", p.total);
-  if (p.active != p.total) t.count("active per token", p.active);
+  const PresetInfo* info = in.kind == ConfigInput::Kind::Preset ? preset_info(in.name) : nullptr;
+  if (info && info->outside_params > 0)
+    t.count("published total", p.total + info->outside_params,
+            cat("(+ ", with_commas(info->outside_params), " ", info->outside_what, ")"));
+  if (p.active != p.total) {
+    t.count("active per token", p.active);
+    t.count("read per decoded token", decode_params_per_token(c), "(the selected experts; the others stay unread)");
+  }
   t.count("non-embedding", p.non_embedding);
 
   t.section(cat("compute per token (context ", f.context, ")"));
@@ -198,6 +207,10 @@ std::string inspect_json(const ConfigInput& in, const InspectOptions& o) {
                  {"norms", p.norms},             {"output", p.output},           {"conditions", p.conditions},
                  {"vision", p.vision},           {"total", p.total},             {"active", p.active},
                  {"non_embedding", p.non_embedding}};
+  // Parameters a preset's published figure counts outside the config (Llama 4's vision encoder).
+  const PresetInfo* info = in.kind == ConfigInput::Kind::Preset ? preset_info(in.name) : nullptr;
+  r["params"]["outside_config"] = info ? info->outside_params : 0;
+  r["params"]["decode_per_token"] = decode_params_per_token(c);
   r["flops"] = {{"context", f.context},
                 {"matmul_per_token", n(f.matmul_per_token)},
                 {"attention_per_token", n(f.attention_per_token)},
@@ -219,12 +232,10 @@ std::string inspect_json(const ConfigInput& in, const InspectOptions& o) {
 }
 
 std::string preset_list_text() {
+  size_t width = 0;
+  for (const PresetInfo& p : presets()) width = std::max(width, p.name.size());
   std::string out;
-  for (const PresetInfo& p : presets()) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%-16s", p.name.c_str());
-    out += buf + p.summary + "\n";
-  }
+  for (const PresetInfo& p : presets()) out += p.name + std::string(width + 2 - p.name.size(), ' ') + p.summary + "\n";
   return out;
 }
 

@@ -73,6 +73,19 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
       add(p + ".attention.k_norm.weight", ParamKind::KNormW, l, {HS});
     }
     norm(p + ".ffn_norm", ParamKind::FfnNormW, ParamKind::FfnNormB, l);
+    if (cfg.is_moe_layer(l)) {  // bias-free SwiGLU experts, stacked [E, out, in] (docs/llama4.md §10)
+      const int64_t E = cfg.moe.n_experts, Fe = cfg.moe_hidden();
+      add(p + ".feed_forward.router.weight", ParamKind::Router, l, {E, C});
+      add(p + ".feed_forward.experts.w1.weight", ParamKind::ExpertsW1, l, {E, Fe, C});
+      add(p + ".feed_forward.experts.w2.weight", ParamKind::ExpertsW2, l, {E, C, Fe});
+      add(p + ".feed_forward.experts.w3.weight", ParamKind::ExpertsW3, l, {E, Fe, C});
+      if (cfg.moe.shared_expert) {
+        add(p + ".feed_forward.shared_expert.w1.weight", ParamKind::SharedW1, l, {Fe, C});
+        add(p + ".feed_forward.shared_expert.w2.weight", ParamKind::SharedW2, l, {C, Fe});
+        add(p + ".feed_forward.shared_expert.w3.weight", ParamKind::SharedW3, l, {Fe, C});
+      }
+      continue;
+    }
     linear(p + ".feed_forward.w1", ParamKind::W1, ParamKind::B1, l, F, C, cfg.ffn_bias);
     linear(p + ".feed_forward.w2", ParamKind::W2, ParamKind::B2, l, C, F, cfg.ffn_bias);
     if (cfg.ffn_type == FfnType::SwiGLU) linear(p + ".feed_forward.w3", ParamKind::W3, ParamKind::B3, l, F, C, cfg.ffn_bias);
@@ -152,6 +165,13 @@ ParameterTensors ParameterLayout::bind(const std::vector<float*>& ptrs) const {
       case ParamKind::B2: lp->b2 = x; break;
       case ParamKind::W3: lp->w3 = x; break;
       case ParamKind::B3: lp->b3 = x; break;
+      case ParamKind::Router: lp->router = x; break;
+      case ParamKind::ExpertsW1: lp->experts_w1 = x; break;
+      case ParamKind::ExpertsW2: lp->experts_w2 = x; break;
+      case ParamKind::ExpertsW3: lp->experts_w3 = x; break;
+      case ParamKind::SharedW1: lp->shared_w1 = x; break;
+      case ParamKind::SharedW2: lp->shared_w2 = x; break;
+      case ParamKind::SharedW3: lp->shared_w3 = x; break;
       case ParamKind::NormW: t.norm_w = x; break;
       case ParamKind::NormB: t.norm_b = x; break;
       case ParamKind::Output: t.output = x; break;
@@ -224,7 +244,9 @@ ModelWeights ModelWeights::random(const ModelConfig& cfg, uint64_t seed, const I
       for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
       continue;
     }
-    const float s = (p.kind == ParamKind::Wo || p.kind == ParamKind::W2) ? residual_std : opts.std;
+    const bool into_residual = p.kind == ParamKind::Wo || p.kind == ParamKind::W2 || p.kind == ParamKind::ExpertsW2 ||
+                               p.kind == ParamKind::SharedW2;
+    const float s = into_residual ? residual_std : opts.std;
     for (int64_t i = 0; i < p.numel; ++i) x[i] = rng.normal() * s;
   }
   w.ptrs_.clear();

@@ -2,7 +2,7 @@
 // ParameterTensors), views into one aligned float arena, loaded from and saved to
 // safetensors checkpoints with Meta names (docs/checkpoint-format.md), or initialised
 // randomly. Shape letters as in config.h: V vocab, C dim, L layers, NH/NKV query/kv
-// heads, HS head size, F ffn hidden.
+// heads, HS head size, F ffn hidden; E experts, Fe expert width (MoE layers).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +42,13 @@ enum class ParamKind : uint8_t {
   B2,             // [C]        ffn_bias
   W3,             // [F, C]     swiglu up
   B3,             // [F]        swiglu && ffn_bias
+  Router,         // [E, C]     MoE layers (no bias); w1/w2/w3 above are absent there
+  ExpertsW1,      // [E, Fe, C] MoE layers: each expert's gate, stacked
+  ExpertsW2,      // [E, C, Fe] down
+  ExpertsW3,      // [E, Fe, C] up
+  SharedW1,       // [Fe, C]    MoE layers with moe.shared_expert
+  SharedW2,       // [C, Fe]
+  SharedW3,       // [Fe, C]
   NormW,          // [C]        final norm
   NormB,          // [C]        norm_bias
   Output,         // [V, C]     absent when tie_embeddings
@@ -90,6 +97,14 @@ struct LayerParams {
   float* b2 = nullptr;                // [C]
   float* w3 = nullptr;                // [F, C]
   float* b3 = nullptr;                // [F]
+  // MoE layers instead of w1..b3 (docs/llama4.md §10).
+  float* router = nullptr;            // [E, C]
+  float* experts_w1 = nullptr;        // [E, Fe, C]
+  float* experts_w2 = nullptr;        // [E, C, Fe]
+  float* experts_w3 = nullptr;        // [E, Fe, C]
+  float* shared_w1 = nullptr;         // [Fe, C]  with moe.shared_expert
+  float* shared_w2 = nullptr;         // [C, Fe]
+  float* shared_w3 = nullptr;         // [Fe, C]
 };
 
 // Views of one condition's parameters (the ones of its proj_layer_type; the others null).

@@ -38,31 +38,88 @@ ModelConfig tinystories(int64_t dim, int64_t layers, int64_t heads, int64_t seq)
   return c;
 }
 
-// MobileLLM-R1 (facebookresearch/MobileLLM-R1 README "Model Architecture"; the HF config.json
-// of facebook/MobileLLM-R1-*, architecture Llama4ForCausalLM as dense text model): Llama 3
-// vocabulary 128256 (BOS 128000, EOS 128001), tied embeddings, GQA, head_dim 64, SwiGLU with an
-// explicit intermediate_size, RMSNorm eps 1e-5, use_qk_norm (Llama 4's weightless L2 norm),
-// rope_theta 8,000,000, no rope scaling, 32k context (post-trained models; the -base models 4k).
-// attention_chunk_size 32768 equals the context, so no chunking; every layer uses RoPE.
-ModelConfig mobilellm_r1(int64_t dim, int64_t layers, int64_t heads, int64_t kv_heads, int64_t hidden) {
+// The seed's MobileLLM table (shared/docs/seeds/003: MobileLLMConfig, get_mobilellm_config
+// "140m" ... "671b"; docs/seed-configs.md): the Llama 3 vocabulary 128256 (BOS 128000, EOS
+// 128001), tied embeddings, GQA, head size embed_dim / num_heads, SwiGLU of hidden_dim,
+// RMSNorm eps 1e-5, QK-norm as the seed's code writes it (RMSNorm(head_dim) with its weight,
+// before RoPE), rope_base 500000, context 32768.
+ModelConfig mobilellm(int64_t dim, int64_t layers, int64_t heads, int64_t kv_heads, int64_t hidden) {
   ModelConfig c;
   c.dim = dim;
   c.n_layers = layers;
   c.n_heads = heads;
   c.n_kv_heads = kv_heads;
-  c.head_dim = dim / heads;
   c.hidden_dim = hidden;
   c.vocab_size = 128256;
   c.max_seq_len = 32768;
   c.norm_eps = 1e-5;
   c.qk_norm = true;
-  c.qk_norm_weight = false;
+  c.qk_norm_weight = true;
   c.tie_embeddings = true;
-  c.rope_theta = 8'000'000;
+  c.rope_theta = 500000;
   c.bos_id = 128000;
   c.eos_id = 128001;
   return c;
 }
+
+// MobileLLM-R1 as released (facebookresearch/MobileLLM-R1 README "Model Architecture"; the HF
+// config.json of facebook/MobileLLM-R1-*, Llama4ForCausalLM as a dense text model): the seed's
+// shapes with Llama 4's weightless QK-norm, rope_theta 8,000,000 and head_dim 64.
+// attention_chunk_size 32768 equals the context, so no chunking; every layer uses RoPE.
+ModelConfig mobilellm_r1(int64_t dim, int64_t layers, int64_t heads, int64_t kv_heads, int64_t hidden) {
+  ModelConfig c = mobilellm(dim, layers, heads, kv_heads, hidden);
+  c.head_dim = 64;
+  c.qk_norm_weight = false;
+  c.rope_theta = 8'000'000;
+  return c;
+}
+
+// Llama 4's text models (Meta llama-models models/llama4/args.py and the released params.json;
+// transformers Llama4TextConfig; docs/llama4.md §13): C 5120, 48 layers, 40 / 8 heads of 128,
+// vocabulary 202048 (BOS 200000, EOS 200001, PAD 200018), untied, RMSNorm eps 1e-5, rope_theta
+// 500000, experts of 8192 (Meta's rule, §7) and dense layers of 16384, top-1 sigmoid routing
+// with a shared expert, NoPE every 4th layer, chunk 8192 on the others, temperature tuning
+// (floor 8192, scale 0.1), the vision projection [5120, 4096]. Accounting only (the programs
+// refuse NoPE, chunking, temperature tuning and vision until they are implemented).
+ModelConfig llama4(int64_t experts, int64_t interleave, bool qk_norm) {
+  ModelConfig c;
+  c.dim = 5120;
+  c.n_layers = 48;
+  c.n_heads = 40;
+  c.n_kv_heads = 8;
+  c.head_dim = 0;  // 5120 / 40 = 128
+  c.vocab_size = 202048;
+  c.hidden_dim = 16384;
+  c.norm_eps = 1e-5;
+  c.qk_norm = qk_norm;
+  c.qk_norm_weight = false;
+  c.rope_theta = 500000;
+  c.bos_id = 200000;
+  c.eos_id = 200001;
+  c.pad_id = 200018;
+  c.nope_layer_interval = 4;
+  c.attn_chunk_size = 8192;
+  c.attn_temperature_tuning = true;
+  c.attn_floor_scale = 8192;
+  c.attn_scale = 0.1;
+  c.moe.n_experts = experts;
+  c.moe.top_k = 1;
+  c.moe.hidden_dim = 8192;
+  c.moe.shared_expert = true;
+  c.moe.interleave_step = interleave;
+  c.moe.routing = MoERouting::Sigmoid;
+  c.vision_dim = 4096;
+  return c;
+}
+
+// Llama 4's vision encoder (transformers Llama4VisionModel with the released vision_config:
+// hidden 1408, 34 layers, MLP 5632, image 336, patch 14, projector 4096 -> 4096), which lmkit
+// does not run (it takes the features): patch embedding 588 x 1408, class embedding, 577
+// position embeddings, two LayerNorms, 34 layers of (q, k, v, o with biases, fc1 and fc2 with
+// biases, two LayerNorms), and the pixel-shuffle adapter 5632 x 4096 + 4096 x 4096.
+constexpr int64_t kLlama4VisionEncoderParams = 588 * 1408 + 1408 + 577 * 1408 + 4 * 1408 +
+                                                34 * (4 * (1408 * 1408 + 1408) + 2 * 1408 * 5632 + 5632 + 1408 + 4 * 1408) +
+                                                5632 * 4096 + 4096 * 4096;
 
 const std::vector<Preset>& table() {
   static const std::vector<Preset> presets = {
@@ -150,44 +207,103 @@ const std::vector<Preset>& table() {
          c.sigreg.coefficient = 0.02;
          return c;
        }},
-      {{"mobilellm-140m", "MobileLLM-R1 140M (576 x 15 layers, 9 heads / 3 kv heads, F 2048)",
-        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
-       [] { return mobilellm_r1(576, 15, 9, 3, 2048); }},
-      {{"mobilellm-360m", "MobileLLM-R1 360M (1024 x 15 layers, 16 heads / 4 kv heads, F 4096)",
-        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
-       [] { return mobilellm_r1(1024, 15, 16, 4, 4096); }},
-      {{"mobilellm-950m", "MobileLLM-R1 950M (1536 x 22 layers, 24 heads / 6 kv heads, F 6144)",
-        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
-       [] { return mobilellm_r1(1536, 22, 24, 6, 6144); }},
-      {{"mobilellm-7b", "MobileLLM-R1 recipe at 7B: Llama 2 7B's shape (4096 x 32, MHA, F 11008)",
-        "derived: no public MobileLLM 7B; Llama 2 7B shape with MobileLLM-R1's vocabulary, tying, QK-norm and RoPE"},
+      {{"llama4-tiny",
+        "Llama 4 style MoE that trains on a CPU: byte vocabulary, 4 x 128, 8 experts top-1 + shared, NoPE layer 3, chunk 64",
+        "lmkit's own choice: Llama 4 Scout's layout (every layer MoE with sigmoid routing and a shared expert, NoPE every "
+        "4th layer, chunked attention elsewhere, weightless QK-norm, rope_theta 500000) at the size of 'tiny'"},
        [] {
-         ModelConfig c = mobilellm_r1(4096, 32, 32, 32, 11008);
-         c.head_dim = 128;
+         ModelConfig c;
+         c.dim = 128;
+         c.n_layers = 4;
+         c.n_heads = 4;
+         c.n_kv_heads = 2;
+         c.hidden_dim = 256;  // dense width (no dense layer here; kept for --set moe.interleave_step=2)
+         c.max_seq_len = 256;
+         byte_vocab(c);
+         c.qk_norm = true;
+         c.qk_norm_weight = false;
+         c.rope_theta = 500000;
+         c.nope_layer_interval = 4;
+         c.attn_chunk_size = 64;
+         c.moe.n_experts = 8;
+         c.moe.top_k = 1;
+         c.moe.hidden_dim = 256;
+         c.moe.shared_expert = true;
+         c.moe.interleave_step = 1;
+         c.moe.routing = MoERouting::Sigmoid;
+         c.moe.aux_loss_coef = 0.01;  // Switch Transformer's coefficient
          return c;
        }},
-      {{"mobilellm-70b", "MobileLLM-R1 recipe at 70B: Llama 2 70B's shape (8192 x 80, 64 heads / 8 kv, F 28672)",
-        "derived: no public MobileLLM 70B; Llama 2 70B shape with MobileLLM-R1's vocabulary, tying, QK-norm and RoPE"},
+      {{"llama4-scout",
+        "Llama 4 Scout 17B-16E: 5120 x 48, 16 experts top-1 + shared on every layer; 108.6B counting the vision "
+        "encoder as Meta's 109B does (107.8B in lmkit's tensors)",
+        "Meta llama-models llama4 args.py and Llama-4-Scout params.json (moe_args num_experts 16, top_k 1, interleave 1; "
+        "ffn_exp 4, ffn_dim_multiplier 1.2, multiple_of 2048: experts 8192, dense 16384), HF config.json (use_qk_norm, "
+        "rope_scaling llama3 factor 16, max_position_embeddings 10485760); docs/llama4.md §13",
+        kLlama4VisionEncoderParams, "vision encoder, not in lmkit"},
        [] {
-         ModelConfig c = mobilellm_r1(8192, 80, 64, 8, 28672);
-         c.head_dim = 128;
+         ModelConfig c = llama4(16, 1, true);
+         c.rope_scaling.type = RopeScalingType::Llama3;
+         c.rope_scaling.factor = 16;
+         c.rope_scaling.low_freq_factor = 1;
+         c.rope_scaling.high_freq_factor = 1;
+         c.rope_scaling.original_max_seq_len = 8192;
+         c.max_seq_len = 10485760;
          return c;
        }},
+      {{"llama4-maverick",
+        "Llama 4 Maverick 17B-128E: 5120 x 48, 128 experts top-1 + shared on every 2nd layer; 401.6B with the vision "
+        "encoder (400.7B in lmkit's tensors), Meta's 400B",
+        "Meta llama-models llama4 args.py and Llama-4-Maverick params.json (moe_args num_experts 128, top_k 1, "
+        "interleave_moe_layer_step 2), HF config.json (use_qk_norm false, no rope scaling, max_position_embeddings "
+        "1048576); docs/llama4.md §13",
+        kLlama4VisionEncoderParams, "vision encoder, not in lmkit"},
+       [] {
+         ModelConfig c = llama4(128, 2, false);
+         c.max_seq_len = 1048576;
+         return c;
+       }},
+      {{"mobilellm-140m", "MobileLLM 140M as the seed's table (576 x 15 layers, 9 heads / 3 kv heads, F 2048)",
+        "shared/docs/seeds/003 MobileLLMConfig table and get_mobilellm_config('140m'); kv heads and F from the seed's code"},
+       [] { return mobilellm(576, 15, 9, 3, 2048); }},
+      {{"mobilellm-360m", "MobileLLM 360M as the seed's table (1024 x 15 layers, 16 heads / 4 kv heads, F 4096)",
+        "shared/docs/seeds/003 MobileLLMConfig table; kv heads and F from the seed's code"},
+       [] { return mobilellm(1024, 15, 16, 4, 4096); }},
+      {{"mobilellm-950m", "MobileLLM 950M as the seed's table (1536 x 22 layers, 24 heads / 6 kv heads, F 6144)",
+        "shared/docs/seeds/003 MobileLLMConfig table and its example config"},
+       [] { return mobilellm(1536, 22, 24, 6, 6144); }},
+      {{"mobilellm-7b", "MobileLLM 7B as the seed's table: Llama 2 7B's shape (4096 x 32, 32 heads / 8 kv heads, F 11008)",
+        "shared/docs/seeds/003 MobileLLMConfig table; kv heads and F from the seed's code (MobileLLM7BConfig)"},
+       [] { return mobilellm(4096, 32, 32, 8, 11008); }},
+      {{"mobilellm-70b", "MobileLLM 70B as the seed's table: Llama 2 70B's shape (8192 x 80, 64 heads / 8 kv, F 28672)",
+        "shared/docs/seeds/003 MobileLLMConfig table; kv heads and F from the seed's code (MobileLLM70BConfig)"},
+       [] { return mobilellm(8192, 80, 64, 8, 28672); }},
       {{"mobilellm-671b",
-        "MobileLLM-R1 recipe at 671B: Llama 4 style MoE, 7168 x 58, 256 experts top-8 + shared (~38B active)",
-        "derived: no public MobileLLM 671B; DeepSeek-V3's 671B sizes (dim 7168, 128 heads x 128, 256 routed experts "
-        "of 2048 + 1 shared, top-8) as far as this config expresses them: GQA with 8 kv heads instead of MLA, "
-        "all 58 MoE layers of DeepSeek-V3 (its 3 dense layers dropped), MobileLLM-R1 vocabulary and tying"},
+        "MobileLLM 671B as the seed's table: 7168 x 61, 128 heads (size 56) / 8 kv, every layer MoE: 256 experts of 2048, "
+        "top-8, no shared expert",
+        "shared/docs/seeds/003 MobileLLMConfig table (61 layers, 128 heads, embed 7168); the seed's code "
+        "(MobileLLM671BConfig: 8 kv heads, hidden 18432, num_experts 256, num_experts_per_tok 8, moe_intermediate_size "
+        "2048, no shared expert, head_dim = 7168 // 128 = 56). The seed does not say which layers are MoE: lmkit's rule "
+        "((i + 1) % interleave_step == 0) makes all 61 MoE (DeepSeek-V3, which the sizes follow, has 3 dense layers "
+        "first), so the dense width 18432 is unused and the total is 695B, not 671B"},
        [] {
-         ModelConfig c = mobilellm_r1(7168, 58, 128, 8, 18432);
-         c.head_dim = 128;
+         ModelConfig c = mobilellm(7168, 61, 128, 8, 18432);
          c.moe.n_experts = 256;
          c.moe.top_k = 8;
          c.moe.hidden_dim = 2048;
-         c.moe.shared_expert = true;
+         c.moe.shared_expert = false;
          c.moe.interleave_step = 1;
          return c;
        }},
+      {{"mobilellm-r1-140m", "MobileLLM-R1 140M as released (576 x 15, 9/3 heads of 64, F 2048, rope_theta 8e6)",
+        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
+       [] { return mobilellm_r1(576, 15, 9, 3, 2048); }},
+      {{"mobilellm-r1-360m", "MobileLLM-R1 360M as released (1024 x 15, 16/4 heads of 64, F 4096, rope_theta 8e6)",
+        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
+       [] { return mobilellm_r1(1024, 15, 16, 4, 4096); }},
+      {{"mobilellm-r1-950m", "MobileLLM-R1 950M as released (1536 x 22, 24/6 heads of 64, F 6144, rope_theta 8e6)",
+        "facebookresearch/MobileLLM-R1 README table and HF config.json"},
+       [] { return mobilellm_r1(1536, 22, 24, 6, 6144); }},
   };
   return presets;
 }

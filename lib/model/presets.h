@@ -2,6 +2,7 @@
 // demos and tests. Every preset validates (tests/unit/test_config.cpp checks it).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,11 @@ struct PresetInfo {
   std::string name;
   std::string summary;  // one line: what it is
   std::string source;   // where the numbers come from
+  // Parameters the published model counts that the config does not hold (Llama 4's vision
+  // encoder: lmkit takes its features precomputed), so that the accounting's total plus these
+  // is the published figure; 0 for most presets.
+  int64_t outside_params = 0;
+  std::string outside_what;  // what they are, e.g. "vision encoder"
 };
 
 // All presets, in listing order.

@@ -16,11 +16,15 @@
 
 namespace lm {
 
+Capabilities model_capabilities() {
+  Capabilities caps;  // what Transformer implements beyond a plain Llama / soma model
+  caps.moe = caps.conditions = caps.blockwise_positions = true;
+  caps.nope_layers = caps.chunked_attention = caps.temperature_tuning = caps.vision = true;
+  return caps;
+}
+
 void require_model_support(const ModelConfig& cfg) {
-  Capabilities model;  // what Transformer implements beyond a plain Llama / soma model
-  model.conditions = model.blockwise_positions = true;
-  model.nope_layers = model.chunked_attention = model.temperature_tuning = model.vision = true;
-  const auto missing = unsupported_features(cfg, model);
+  const auto missing = unsupported_features(cfg, model_capabilities());
   if (!missing.empty()) fail(ErrorKind::Unsupported, cat(missing.front(), " is not supported yet"));
   if (cfg.head_size() % 2 != 0 && cfg.nope_layer_interval != 1)  // only NoPE layers: no pairs to rotate
     fail(ErrorKind::Unsupported, cat("an odd head size (", cfg.head_size(), ") with RoPE is not supported"));
@@ -55,12 +59,17 @@ Bf16Matmuls* Transformer::fresh_bf16_matmuls() {
   return bf16_.get();
 }
 
+MoEParams moe_params(const LayerParams& p) {
+  return {p.router, p.experts_w1, p.experts_w2, p.experts_w3, p.shared_w1, p.shared_w2, p.shared_w3};
+}
+
 namespace {
 
 // Two passes over the same list of buffers: count the floats, then hand out views.
 class ArenaPlan {
  public:
-  void add(float** slot, int64_t n) {
+  void add(float** slot, int64_t n) { add(reinterpret_cast<void**>(slot), n); }
+  void add(void** slot, int64_t n) {  // any 4-byte element type (float, int32_t)
     if (n > 0) items_.push_back({slot, n});
   }
   Tensor allocate() {
@@ -77,7 +86,7 @@ class ArenaPlan {
 
  private:
   struct Item {
-    float** slot;
+    void** slot;
     int64_t n;
   };
   std::vector<Item> items_;
@@ -109,6 +118,8 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   const int64_t S = K + T, N = B * S, NT = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const bool swiglu = c.ffn_type == FfnType::SwiGLU;
+  bool any_moe = false, any_dense = false;
+  for (int64_t l = 0; l < L; ++l) (c.is_moe_layer(l) ? any_moe : any_dense) = true;
 
   ActivationTensors a;
   a.B = B;
@@ -141,9 +152,14 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
     plan.add(&la.ln2, N * C);
     plan.add(&la.ln2_mean, N);
     plan.add(&la.ln2_rstd, N);
-    plan.add(&la.fch, N * F);
-    if (swiglu) plan.add(&la.fch3, N * F);
-    plan.add(&la.fch_act, N * F);
+    // Kept layers get what their own feed-forward saves; a shared set serves both kinds.
+    if (keep ? !c.is_moe_layer(l) : any_dense) {
+      plan.add(&la.fch, N * F);
+      if (swiglu) plan.add(&la.fch3, N * F);
+      plan.add(&la.fch_act, N * F);
+    }
+    if (keep ? c.is_moe_layer(l) : any_moe)
+      for (const auto& [slot, n] : moe_buffers(la.moe, moe_shape(c, N))) plan.add(slot, n);
     plan.add(&la.fcproj, N * C);
     plan.add(&la.residual3, N * C);
   }
@@ -269,7 +285,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   const ParameterTensors& w = weights_.params();
   ActivationTensors& a = acts_;
   const int64_t N = B * T, C = c.dim;
-  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size();
   const int64_t QD = NH * HS, KD = NKV * HS;
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == NormType::LayerNorm;
@@ -312,6 +328,21 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Feed-forward block.
   norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+  ffn_forward(l, la, N);
+  add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
+}
+
+void Transformer::ffn_forward(int64_t l, LayerActivations& la, int64_t N) {
+  const ModelConfig& c = config();
+  const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
+  const int64_t C = c.dim;
+  if (c.is_moe_layer(l)) {
+    const MoEShape s = moe_shape(c, N);
+    moe_forward(la.fcproj, la.moe, la.ln2, moe_params(lw), s);
+    if (training_) balance_[static_cast<size_t>(l)] = moe_balance_loss(la.moe, s);
+    return;
+  }
+  const int64_t F = c.ffn_hidden();
   if (c.ffn_type == FfnType::SwiGLU) {
     swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lw.w1, lw.b1, lw.w3, lw.b3, N, C, F);
   } else {
@@ -319,7 +350,6 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
     gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
   }
   matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
-  add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
 }
 
 void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache) {

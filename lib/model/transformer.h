@@ -21,6 +21,7 @@
 #include "model/kv_cache.h"
 #include "model/loss.h"
 #include "model/matmul.h"
+#include "model/moe.h"
 #include "model/params.h"
 #include "model/vision.h"
 
@@ -46,10 +47,11 @@ struct LayerActivations {
   float* ln2 = nullptr;        // [N, C]   ffn_norm output
   float* ln2_mean = nullptr;   // [N]
   float* ln2_rstd = nullptr;   // [N]
-  float* fch = nullptr;        // [N, F]   w1 output (swiglu gate / gelu input)
+  float* fch = nullptr;        // [N, F]   w1 output (swiglu gate / gelu input)   dense layers
   float* fch3 = nullptr;       // [N, F]   w3 output (swiglu up)
   float* fch_act = nullptr;    // [N, F]   silu(fch) * fch3, or gelu(fch)
-  float* fcproj = nullptr;     // [N, C]
+  MoEActivations moe;          //          MoE layers (model/moe.h)
+  float* fcproj = nullptr;     // [N, C]   the feed-forward output
   float* residual3 = nullptr;  // [N, C]   the layer's output
 };
 
@@ -117,9 +119,12 @@ struct TrainStepOptions {
 };
 
 struct TrainStepResult {
-  double loss = 0;        // ce + sigreg.coefficient * sigreg (what the gradients are of, before grad_scale)
+  double loss = 0;        // ce + sigreg.coefficient * sigreg + moe.aux_loss_coef * moe_aux (what the
+                          // gradients are of, before grad_scale)
   double ce = 0;          // mean (or loss-weighted mean) cross-entropy over targets != pad_id
   double sigreg = 0;      // the SIGReg statistic (0 when disabled)
+  double moe_aux = 0;     // mean load-balancing loss of the MoE layers (docs/llama4.md §6; 0 without MoE),
+                          // computed whatever moe.aux_loss_coef is
   int64_t count = 0;      // targets that count (!= pad_id)
   double weight_sum = 0;  // sum of their loss weights (== count without loss_weights)
 };
@@ -127,7 +132,7 @@ struct TrainStepResult {
 class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
-  // this build does not implement: MoE.
+  // this build does not implement.
   explicit Transformer(ModelWeights weights);
 
   const ModelConfig& config() const { return weights_.config(); }
@@ -256,6 +261,9 @@ class Transformer {
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
                      KVCache* cache);
+  // The feed-forward block of layer l over N rows (la.ln2 -> la.fcproj): the dense FFN, or the
+  // mixture of experts on MoE layers (whose balance loss a training forward records).
+  void ffn_forward(int64_t l, LayerActivations& la, int64_t N);
   // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE (or NoPE and the
   // temperature scale), cache append and attention over the layer's span in one parallel pass
   // over kv heads; la.atty gets the attention output.
@@ -271,6 +279,7 @@ class Transformer {
   bool training_ = false;             // run() applies dropout (inside train_step only)
   bool checkpoint_ = false;
   std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
+  std::vector<double> balance_;       // [L] a training forward's balance loss per MoE layer
   Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
   int64_t grad_B_ = 0, grad_S_ = 0, grad_T_ = 0;
   ConditionActivations cond_acts_;    // the condition prologue's saved activations
@@ -281,7 +290,12 @@ class Transformer {
   bool bf16_stale_ = false;            // the weights changed since the copies were made
 };
 
+// What the model implements beyond a plain Llama/soma model (programs that run it pass this on).
+Capabilities model_capabilities();
 // Throws Unsupported for the first config feature the model does not implement yet.
 void require_model_support(const ModelConfig& cfg);
+
+// A MoE layer's tensors (or their gradients) in `p`.
+MoEParams moe_params(const LayerParams& p);
 
 }  // namespace lm

@@ -32,6 +32,13 @@ bool decays(const ParamInfo& p, bool decay_embeddings) {
     case ParamKind::W1:
     case ParamKind::W2:
     case ParamKind::W3:
+    case ParamKind::Router:
+    case ParamKind::ExpertsW1:
+    case ParamKind::ExpertsW2:
+    case ParamKind::ExpertsW3:
+    case ParamKind::SharedW1:
+    case ParamKind::SharedW2:
+    case ParamKind::SharedW3:
     case ParamKind::Output:
     case ParamKind::VisionProjection:
     case ParamKind::CondLinearW:

@@ -5,14 +5,13 @@ namespace lm::train {
 
 StepFunction transformer_step() {
   return [](Transformer& model, const Batch& batch, const ParameterTensors& grads, float grad_scale,
-            Rng& rng) -> double {
+            Rng& rng) -> TrainStepResult {
     TrainStepOptions opt;
     opt.rng = &rng;
     opt.grad_scale = grad_scale;
     opt.loss_weights = model.weights().loss_weights();  // null unless the config has loss_weights
-    const TrainStepResult r = model.train_step(grads, batch.inputs.data(), batch.has_pos ? batch.pos.data() : nullptr,
-                                               batch.targets.data(), batch.B, batch.T, opt);
-    return r.loss;
+    return model.train_step(grads, batch.inputs.data(), batch.has_pos ? batch.pos.data() : nullptr,
+                             batch.targets.data(), batch.B, batch.T, opt);
   };
 }
 

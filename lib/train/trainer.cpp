@@ -498,12 +498,14 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     const double ts = now_seconds();
     const double lr = opts_.schedule.at(state_.step);
     std::memset(grads, 0, grad_bytes);
-    double loss = 0;
+    double loss = 0, moe_aux = 0;
     run_together([&] {  // local work only (no collective inside): a failure here ends every rank
       for (int64_t k = 0; k < opts_.grad_accum; ++k) {
         if (ranks_ == 1) {
           train_loader_->next(batch);
-          loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+          const TrainStepResult r = step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+          loss += r.loss;
+          moe_aux += r.moe_aux;
           continue;
         }
         // This rank's rows, weighted by their share of the global micro-batch's counted targets:
@@ -513,18 +515,23 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
         const float* lw = model_->weights().loss_weights();
         const double all = counted_targets(global, pad_id, lw), share =
             all > 0 ? counted_targets(batch, pad_id, lw) / all : 1.0 / ranks_;
-        if (share > 0)
-          loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
+        if (share > 0) {
+          const TrainStepResult r = step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
+          loss += share * r.loss;
+          moe_aux += share * r.moe_aux;
+        }
       }
     });
     if (ranks_ > 1) {
       allreduce_sum(grads, layout.arena_floats());
-      double totals[2] = {loss, stop && stop->load() ? 1.0 : 0.0};
-      allreduce_sum(totals, 2);
+      double totals[3] = {loss, stop && stop->load() ? 1.0 : 0.0, moe_aux};
+      allreduce_sum(totals, 3);
       loss = totals[0];
       stop_all = totals[1] > 0;
+      moe_aux = totals[2];
     }
     loss /= static_cast<double>(opts_.grad_accum);
+    moe_aux /= static_cast<double>(opts_.grad_accum);
     const double norm = clip_grad_norm(layout, grads, opts_.grad_clip);
     if (!std::isfinite(loss) || !std::isfinite(norm))  // the same on every rank: reduced values
       stop_training(cat(!std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm), " at step ",
@@ -544,6 +551,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
 
     rep.step = state_.step;
     rep.loss = loss;
+    if (model_->config().moe.n_experts > 0) rep.moe_aux = moe_aux;
     rep.lr = lr;
     rep.grad_norm = norm;
     rep.tokens_per_s = dt > 0 ? static_cast<double>(step_tokens) / dt : 0;
@@ -560,6 +568,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       nlohmann::ordered_json j;
       j["step"] = rep.step;
       j["loss"] = rep.loss;
+      if (rep.moe_aux) j["moe_aux"] = *rep.moe_aux;
       j["lr"] = rep.lr;
       j["grad_norm"] = rep.grad_norm;
       j["tokens_per_s"] = std::round(rep.tokens_per_s * 10) / 10;

@@ -87,6 +87,7 @@ struct StepReport {
   int64_t step = 0;           // steps completed, from 1
   int64_t steps = 0;          // of the whole run
   double loss = 0;            // mean over the micro-batches
+  std::optional<double> moe_aux;  // MoE models: the mean load-balancing loss (in `loss` times moe.aux_loss_coef)
   double lr = 0;
   double grad_norm = 0;       // before clipping
   double tokens_per_s = 0;    // this step
@@ -106,9 +107,9 @@ struct TrainSummary {
 };
 
 // Gradients of one micro-batch: accumulates d(grad_scale * loss)/dparams into `grads` and
-// returns the loss (before grad_scale). The default runs Transformer::train_step.
-using StepFunction =
-    std::function<double(Transformer& model, const Batch& batch, const ParameterTensors& grads, float grad_scale, Rng& rng)>;
+// returns the loss (before grad_scale) and its parts. The default runs Transformer::train_step.
+using StepFunction = std::function<TrainStepResult(Transformer& model, const Batch& batch,
+                                                   const ParameterTensors& grads, float grad_scale, Rng& rng)>;
 StepFunction transformer_step();
 
 // What lm-train is asked for: a new run of a model, or the continuation of a run.

@@ -99,6 +99,14 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
     EXPECT_LE(std::abs(r.sigreg - want_sigreg) / std::abs(want_sigreg), kTolerance)
         << "sigreg " << r.sigreg << " want " << want_sigreg;
   }
+  if (gf.contains("moe_aux")) {  // the balance loss, in the loss when moe.aux_loss_coef != 0
+    const double want_aux = read_floats(gf, "moe_aux")[0];
+    EXPECT_GT(want_aux, 0.0);
+    EXPECT_LE(std::abs(r.moe_aux - want_aux) / want_aux, kTolerance) << "moe_aux " << r.moe_aux << " want " << want_aux;
+    EXPECT_LE(std::abs(r.ce - read_floats(gf, "ce")[0]) / read_floats(gf, "ce")[0], kTolerance);
+  } else {
+    EXPECT_EQ(r.moe_aux, 0.0);
+  }
   double worst = 0;
   std::string worst_name;
   for (const ParamInfo& p : model.weights().layout().tensors()) {

@@ -93,7 +93,7 @@ TEST(Config, LayerSchedules) {
 // JSON
 
 TEST(ConfigJson, EveryPresetRoundTripsAndValidates) {
-  ASSERT_EQ(preset_names().size(), 13u);
+  ASSERT_EQ(preset_names().size(), 19u);
   for (const std::string& name : preset_names()) {
     const ModelConfig c = preset(name);
     EXPECT_EQ(c.name, name);
@@ -339,10 +339,43 @@ TEST(Presets, SeedArchitecturesHaveTheirDefiningSettings) {
   EXPECT_EQ(l3.kv_heads(), 8);
   EXPECT_EQ(l3.rope_theta, 500000.0);
   EXPECT_EQ(l3.rope_scaling.type, RopeScalingType::None);
-  const ModelConfig m = preset("mobilellm-950m");
-  EXPECT_TRUE(m.tie_embeddings && m.qk_norm && !m.qk_norm_weight);
+  const ModelConfig m = preset("mobilellm-950m");  // the seed's: QK-norm with weights, rope_base 500000
+  EXPECT_TRUE(m.tie_embeddings && m.qk_norm && m.qk_norm_weight);
   EXPECT_EQ(m.head_size(), 64);
   EXPECT_EQ(m.kv_heads(), 6);
+  EXPECT_EQ(m.rope_theta, 500000.0);
+  const ModelConfig r1 = preset("mobilellm-r1-950m");  // as released: Llama 4's weightless norm, theta 8e6
+  EXPECT_TRUE(r1.qk_norm && !r1.qk_norm_weight);
+  EXPECT_EQ(r1.rope_theta, 8e6);
+  EXPECT_EQ(preset("mobilellm-7b").kv_heads(), 8);
+  const ModelConfig big = preset("mobilellm-671b");  // 61 layers, head size 7168 / 128 = 56, all MoE
+  EXPECT_EQ(big.n_layers, 61);
+  EXPECT_EQ(big.head_size(), 56);
+  for (int64_t l = 0; l < 61; ++l) EXPECT_TRUE(big.is_moe_layer(l));
+  EXPECT_FALSE(big.moe.shared_expert);
+}
+
+TEST(Presets, Llama4CountsAsMetaPublishesThem) {
+  // Meta's "109B total / 17B active" (Scout) and "400B / 17B" (Maverick): the totals count the
+  // vision encoder (the presets' outside_params), the active figures the text model per token.
+  auto published = [](const std::string& name) {
+    return static_cast<double>(count_params(preset(name)).total + preset_info(name)->outside_params);
+  };
+  auto text_active = [](const std::string& name) {
+    const ParamCounts p = count_params(preset(name));
+    return static_cast<double>(p.active - p.vision);
+  };
+  EXPECT_NEAR(published("llama4-scout") / 109e9, 1.0, 0.01);
+  EXPECT_NEAR(published("llama4-maverick") / 400e9, 1.0, 0.01);
+  EXPECT_EQ(count_params(preset("llama4-scout")).total - count_params(preset("llama4-scout")).vision,
+            107'769'861'120LL);  // docs/llama4.md §13: 107.77B
+  EXPECT_NEAR(text_active("llama4-scout"), 17.17e9, 0.005e9);  // Meta rounds both to "17B"
+  EXPECT_NEAR(text_active("llama4-maverick"), 17.18e9, 0.005e9);
+  const ModelConfig maverick = preset("llama4-maverick");
+  EXPECT_FALSE(maverick.is_moe_layer(0));
+  EXPECT_TRUE(maverick.is_moe_layer(1));
+  EXPECT_EQ(maverick.moe_hidden(), 8192);
+  EXPECT_EQ(maverick.ffn_hidden(), 16384);
 }
 
 TEST(Features, ProgramsRefuseWhatTheyCannotRun) {
@@ -475,9 +508,12 @@ TEST(Accounting, GqaTiedWithQkNorm) {
   c.qk_norm_weight = false;  // Llama 4's weightless norm
   EXPECT_EQ(count_params(c).total, 80'512 - 64);
   EXPECT_EQ(kv_cache_bytes_per_token(c, 4), 2.0 * 2 * 32 * 4);  // 2 layers x (k, v) x NKV*HS x 4 bytes
-  EXPECT_EQ(count_params(preset("mobilellm-140m")).total, 140'248'512LL);
-  EXPECT_EQ(count_params(preset("mobilellm-360m")).total, 359'431'168LL);
-  EXPECT_EQ(count_params(preset("mobilellm-950m")).total, 949'685'760LL);
+  // The seed's MobileLLM (QK-norm weights: 2 x 64 per layer) and MobileLLM-R1 (weightless).
+  EXPECT_EQ(count_params(preset("mobilellm-140m")).total, 140'250'432LL);
+  EXPECT_EQ(count_params(preset("mobilellm-360m")).total, 359'433'088LL);
+  EXPECT_EQ(count_params(preset("mobilellm-950m")).total, 949'688'576LL);
+  EXPECT_EQ(count_params(preset("mobilellm-r1-140m")).total, 140'248'512LL);
+  EXPECT_EQ(count_params(preset("mobilellm-r1-950m")).total, 949'685'760LL);
   EXPECT_EQ(count_params(preset("llama3-8b")).total, 8'030'261'248LL);
 }
 
@@ -499,7 +535,18 @@ TEST(Accounting, MixtureOfExperts) {
   // Per token: attention 4 x 4096, dense FFN 2 x 6144, MoE 2 x (router 128 + 3 experts), classifier 1600.
   EXPECT_EQ(f.matmul_per_token, 2.0 * (16'384 + 12'288 + 2 * (128 + 3 * expert) + 1'600));
   EXPECT_EQ(f.attention_per_token, 4.0 * 32 * 10 * 4);
-  EXPECT_EQ(count_params(preset("mobilellm-671b")).total, 671'964'253'184LL);
+  // Decode reads the active weights, the embedding as one row.
+  EXPECT_EQ(decode_params_per_token(c), p.active - 1'600 + 32);
+  c.vision_dim = 8;  // read per image place, not per decoded token
+  EXPECT_EQ(decode_params_per_token(c), p.active - 1'600 + 32);
+  c.vision_dim = 0;
+  // Training activations per token: the dense layers 2C + 4 + 4C (q, k, v, o: MHA) + T probabilities + 2C
+  // + 3F, the MoE layers the same attention part + E + 4K + K (2C + 3Fe) + 3Fe (shared); embedding,
+  // final norm, logits.
+  const double attn = 2 * 32 + 4 + 4 * 32 + 4 * 10 + 2 * 32;
+  const double per_token = 2 * (attn + 3 * 64) + 2 * (attn + 4 + 4 * 2 + 2 * (2 * 32 + 3 * 48) + 3 * 48) + 32 + 34 + 2 * 50;
+  EXPECT_EQ(training_memory(c, 3, 10).activations, 4.0 * per_token * 3 * 10);
+  EXPECT_EQ(count_params(preset("mobilellm-671b")).total, 695'423'962'800LL);
 }
 
 TEST(Accounting, ChunkedLayersAttendToTheirChunk) {

@@ -401,21 +401,6 @@ TEST(Checkpoint, FileWithoutConfigIsRefused) {
   std::remove(path.c_str());
 }
 
-// ---- the model's refusals ----
-
-TEST(Model, UnsupportedFeaturesAreRefused) {
-  ModelConfig moe = tiny_config();
-  moe.moe.n_experts = 4;
-  moe.moe.top_k = 2;
-  try {
-    Transformer m(ModelWeights::random(moe, 1));
-    FAIL() << "expected Unsupported";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
-    EXPECT_NE(std::string(e.what()).find("is not supported yet"), std::string::npos) << e.what();
-  }
-}
-
 TEST(Model, LengthLimitsAndBadTokens) {
   Transformer m(ModelWeights::random(tiny_config(), 5));
   std::vector<int32_t> tokens(9, 3);

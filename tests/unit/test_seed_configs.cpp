@@ -174,13 +174,11 @@ TEST(SeedConfigs, AWriteBackExistsExactlyWhenItReadsBackTheSame) {
   EXPECT_EQ(write_error(l3, SeedFormat::XlstmJax), "n_kv_heads = 8 has no xlstm-jax equivalent");
   EXPECT_EQ(write_error(preset("tiny"), SeedFormat::Soma), "max_seq_len = 256 has no soma equivalent");
   // Equivalent spellings do not count: derived head_dim / kv heads / hidden size, a preset's name.
-  ModelConfig m = preset("mobilellm-950m");
-  m.qk_norm_weight = true;  // the seed's code (the preset is R1's weightless norm)
-  m.rope_theta = 500000;
+  const ModelConfig m = preset("mobilellm-950m");  // the seed's table: QK-norm weights, rope_base 500000
   const SeedConfig back = config_from_seed_json(config_to_seed_json(m, SeedFormat::MobileLLM), SeedFormat::MobileLLM, "b");
   EXPECT_EQ(back.config.kv_heads(), m.kv_heads());
   EXPECT_EQ(back.config.ffn_hidden(), m.ffn_hidden());
-  EXPECT_EQ(write_error(preset("mobilellm-950m"), SeedFormat::MobileLLM),
+  EXPECT_EQ(write_error(preset("mobilellm-r1-950m"), SeedFormat::MobileLLM),  // R1 as released
             "qk_norm_weight = false has no mobilellm equivalent");
   // materium keeps a derived hidden size as null, and writes one its rule does not give.
   ModelConfig mat;

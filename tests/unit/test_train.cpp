@@ -428,7 +428,7 @@ namespace {
 
 // A stand-in gradient: loss = mean over params of (p - x)^2 where x depends on the batch.
 StepFunction quadratic_step() {
-  return [](Transformer& model, const Batch& b, const ParameterTensors& grads, float scale, Rng& rng) -> double {
+  return [](Transformer& model, const Batch& b, const ParameterTensors& grads, float scale, Rng& rng) {
     const ModelWeights& w = model.weights();
     const float* p = w.params().tok_embeddings;
     const float noise = rng.uniform();
@@ -440,7 +440,9 @@ StepFunction quadratic_step() {
       loss += static_cast<double>(d) * d / static_cast<double>(n);
       grads.tok_embeddings[i] += scale * 2 * d / static_cast<float>(n);
     }
-    return loss;
+    TrainStepResult r;
+    r.loss = loss;
+    return r;
   };
 }
 
@@ -523,7 +525,9 @@ TEST(Trainer, NonFiniteLossStopsWithoutSaving) {
   Trainer t(ModelWeights::random(small_config(), 1), o, a.string(), "", &d, nullptr);
   int calls = 0;
   t.set_step_function([&](Transformer&, const Batch&, const ParameterTensors&, float, Rng&) {
-    return ++calls >= 3 ? std::nan("") : 1.0;
+    TrainStepResult r;
+    r.loss = ++calls >= 3 ? std::nan("") : 1.0;
+    return r;
   });
   try {
     t.run();

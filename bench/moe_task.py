@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""A task for the mixture of experts (issue 13's "Proof"): two interleaved tasks marked by a token;
+does top-1 routing separate them?
+
+    /usr/bin/python3 bench/moe_task.py --bin build/bin --steps 300 --runner /work/bin/cpu
+
+The text is lines of segments. A segment is a marker, '<' or '>', then 3 to 12 letters: the first
+letter is random, each next one is the previous one mapped by the marker's permutation of the 26
+letters (two fixed random permutations, A for '<' and B for '>'). So after the first letter of a
+segment every letter is determined, but only by a rule that depends on the last marker, which
+may be a dozen tokens back: the model must read the marker (attention) and apply one of two
+lookup tables (the feed-forward). Segments alternate at random inside every line.
+
+The script tokenizes the text (byte-level), trains the `llama4-tiny` preset (4 layers, C 128,
+8 experts of 256 top-1 + a shared expert on every layer, sigmoid routing, balance-loss
+coefficient 0.01; NoPE and chunking switched off with --set until the model implements them)
+with lm-train, then reads the checkpoint with the PyTorch reference (tests/fixtures/reference.py)
+on held-out text and reports, per MoE layer, which experts the tokens of each task go to: for
+every expert, its share of the '<' tokens and of the '>' tokens, and the routing purity (the
+share of tokens whose expert serves mostly their own task: 0.5 is chance for two tasks, 1.0 a
+clean split). It also reports the cross-entropy on the determined letters (0 when both tables
+are learnt), on the first letters of segments (ln 26 = 3.26 at best: they are random) and the
+balance loss from the training log.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def make_text(rng, perms, lines, width):
+    out = []
+    for _ in range(lines):
+        line = ""
+        while len(line) < width:
+            marker = rng.choice("<>")
+            table = perms[marker]
+            c = rng.randrange(26)
+            seg = marker + LETTERS[c]
+            for _ in range(rng.randint(3, 12) - 1):
+                c = table[c]
+                seg += LETTERS[c]
+            line += seg
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default="build/bin")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--preset", default="llama4-tiny")
+    ap.add_argument("--set", action="append", default=["nope_layer_interval=0", "attn_chunk_size=0"],
+                    help="lm-train --set (default: NoPE and chunking off)")
+    ap.add_argument("--runner", default="", help="command prefix for lm-train, e.g. /work/bin/cpu")
+    ap.add_argument("--dir", default="", help="work directory (default: a new temporary one)")
+    args = ap.parse_args()
+    runner = shlex.split(args.runner)
+    work = args.dir or tempfile.mkdtemp(prefix="moe_task.")
+    os.makedirs(work, exist_ok=True)
+
+    rng = random.Random(args.seed)
+    perms = {m: rng.sample(range(26), 26) for m in "<>"}
+    for name, lines in (("train", 4000), ("val", 200)):
+        with open(os.path.join(work, name + ".txt"), "w") as f:
+            f.write(make_text(rng, perms, lines, 200))
+        subprocess.run([os.path.join(args.bin, "lm-tokenize"), "--no-eos", os.path.join(work, name + ".txt"), "-o",
+                        os.path.join(work, name + ".tok"), "--force"], check=True)
+
+    run = os.path.join(work, "run")
+    cmd = runner + [os.path.join(args.bin, "lm-train"), args.preset, os.path.join(work, "train.tok"), "-o", run,
+                    "--steps", str(args.steps), "--batch", str(args.batch), "--seq", str(args.seq), "--lr",
+                    str(args.lr), "--warmup", str(max(1, args.steps // 10)), "--threads", str(args.threads),
+                    "--seed", str(args.seed), "--log-every", "10", "-q"]
+    for s in args.set:
+        cmd += ["--set", s]
+    load = os.getloadavg()[0]
+    subprocess.run(cmd, check=True)
+    log = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
+    print(f"trained {args.preset} for {args.steps} steps of {args.batch} x {args.seq} (load average {load:.1f}); "
+          f"training loss {log[0]['loss']:.3f} at step {log[0]['step']} -> {log[-1]['loss']:.3f}, "
+          f"balance loss {log[-1].get('moe_aux', float('nan')):.3f} (1 = balanced)")
+
+    import torch
+    import reference as ref
+    weights, meta = ref.load_safetensors(os.path.join(run, "model.safetensors"))
+    cfg = ref.full_config(json.loads(meta["lmkit.config"]))
+    params = {k: v.to(torch.float64) for k, v in weights.items()}
+    text = open(os.path.join(work, "val.txt"), "rb").read()
+    T = args.seq
+    rows = [list(text[i:i + T]) for i in range(0, len(text) - T, T)]
+    tokens = torch.tensor(rows, dtype=torch.int64)
+    with torch.no_grad():
+        logits, _, router = ref.forward_full(cfg, params, tokens)
+
+    # Each place's task: the last marker at or before it (None before the row's first marker).
+    task = []
+    for row in rows:
+        cur, labels = None, []
+        for b in row:
+            if chr(b) in "<>":
+                cur = chr(b)
+            labels.append(cur if chr(b) in LETTERS else None)
+        task.append(labels)
+    # Cross-entropy of predicting place t + 1 from place t: determined letters (the previous
+    # place is a letter of the same segment) and first letters (the previous place is a marker).
+    logp = torch.log_softmax(logits, dim=-1)
+    determined, first = [], []
+    for r, row in enumerate(rows):
+        for t in range(T - 1):
+            nxt = chr(row[t + 1])
+            if nxt not in LETTERS:
+                continue
+            ce = -logp[r, t, row[t + 1]].item()
+            if chr(row[t]) in LETTERS:
+                determined.append(ce)
+            elif chr(row[t]) in "<>":
+                first.append(ce)
+    print(f"held-out cross-entropy: determined letters {statistics.mean(determined):.4f} nats "
+          f"({len(determined)} places), first letters of segments {statistics.mean(first):.3f} "
+          f"(ln 26 = {math.log(26):.3f})")
+
+    moe_layers = [i for i in range(cfg["n_layers"]) if ref.is_moe_layer(cfg, i)]
+    E = cfg["moe"]["n_experts"]
+    for layer, logits_l in zip(moe_layers, router):
+        choice = logits_l.argmax(-1)  # top-1
+        counts = {m: [0] * E for m in "<>"}
+        for r in range(len(rows)):
+            for t in range(T):
+                if task[r][t]:
+                    counts[task[r][t]][int(choice[r, t])] += 1
+        total = {m: sum(counts[m]) for m in "<>"}
+        pure = sum(max(counts["<"][e], counts[">"][e]) for e in range(E)) / (total["<"] + total[">"])
+        split = "  ".join(f"e{e} {counts['<'][e] / total['<'] * 100:4.1f}/{counts['>'][e] / total['>'] * 100:4.1f}"
+                          for e in range(E))
+        print(f"layer {layer}: routing purity {pure:.3f}; per expert % of '<' / % of '>' letters: {split}")
+    print(f"(work directory {work})")
+
+
+if __name__ == "__main__":
+    main()
