@@ -7,13 +7,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
@@ -90,16 +89,9 @@ void open_safetensors(Source& src, std::shared_ptr<MappedFile> file, bool mapped
 }
 
 void open_sharded(Source& src, const std::string& index_path) {
-  std::ifstream in(index_path);
-  if (!in) fail_io("cannot open", index_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception&) {
-    fail_data(cat(quote(index_path), ": not valid JSON"));
-  }
+  const auto file = MappedFile::open(index_path);
+  const json j = parse_json_strict(std::string_view(reinterpret_cast<const char*>(file->data()), file->size()),
+                                   cat(quote(index_path), ": "));
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     fail_data(cat(quote(index_path), ": no \"weight_map\" object (expected a sharded safetensors index)"));
   std::map<std::string, std::vector<std::string>> by_shard;  // shard file -> tensors listed for it

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "tokenizer/byte_v1.h"
 
 namespace lm {
@@ -12,8 +13,36 @@ namespace {
 int64_t int_field(const nlohmann::json& j, const char* key, int64_t def, const std::string& source) {
   if (!j.contains(key)) return def;
   const auto& v = j[key];
-  if (!v.is_number_integer()) fail_data(cat(source, ": tokenizer '", key, "': expected an integer"));
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
+    fail_data(cat(source, ": tokenizer '", key, "': expected an integer"));
   return v.get<int64_t>();
+}
+
+// A special token id: -1 (none) or an id of the vocabulary.
+int32_t id_field(const nlohmann::json& j, const char* key, int64_t vocab, const std::string& source) {
+  const int64_t id = int_field(j, key, -1, source);
+  if (id < -1 || id >= vocab)
+    fail_data(cat(source, ": tokenizer '", key, "': ", id, " is not a token id (vocab_size ", vocab, ")"));
+  return static_cast<int32_t>(id);
+}
+
+// "0x1f..." (as checkpoints write it) or decimal digits; the whole string, at most 64 bits.
+bool parse_fingerprint(const std::string& s, uint64_t& out) {
+  const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+  const unsigned base = hex ? 16 : 10;
+  const size_t first = hex ? 2 : 0;
+  if (s.size() == first) return false;
+  out = 0;
+  for (size_t i = first; i < s.size(); ++i) {
+    const char c = s[i];
+    unsigned d;
+    if (c >= '0' && c <= '9') d = static_cast<unsigned>(c - '0');
+    else if (hex && c >= 'a' && c <= 'f') d = static_cast<unsigned>(c - 'a' + 10);
+    else if (hex && c >= 'A' && c <= 'F') d = static_cast<unsigned>(c - 'A' + 10);
+    else return false;
+    if (__builtin_mul_overflow(out, base, &out) || __builtin_add_overflow(out, d, &out)) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -22,13 +51,9 @@ TokenizerSpec model_tokenizer_spec(const std::string& json, int64_t model_vocab,
   TokenizerSpec spec;
   spec.vocab_size = static_cast<uint32_t>(model_vocab);
   if (json.empty()) return spec;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json);
-  } catch (const nlohmann::json::exception& e) {
-    fail_data(cat(source, ": bad tokenizer metadata (lmkit.tokenizer): ", e.what()));
-  }
+  const nlohmann::json j = parse_json_strict(json, cat(source, ": bad tokenizer metadata (lmkit.tokenizer): "));
   if (!j.is_object()) fail_data(cat(source, ": bad tokenizer metadata (lmkit.tokenizer): not a JSON object"));
+  if (j.contains("kind") && !j["kind"].is_string()) fail_data(cat(source, ": tokenizer 'kind': expected a string"));
   const std::string kind = j.value("kind", std::string("raw"));
   const int64_t vocab = int_field(j, "vocab_size", model_vocab, source);
   if (vocab < 1 || vocab > model_vocab)
@@ -48,18 +73,16 @@ TokenizerSpec model_tokenizer_spec(const std::string& json, int64_t model_vocab,
   }
   spec.kind = *k;
   spec.vocab_size = static_cast<uint32_t>(vocab);
-  spec.bos_id = static_cast<int32_t>(int_field(j, "bos_id", -1, source));
-  spec.eos_id = static_cast<int32_t>(int_field(j, "eos_id", -1, source));
-  spec.pad_id = static_cast<int32_t>(int_field(j, "pad_id", -1, source));
-  spec.unk_id = static_cast<int32_t>(int_field(j, "unk_id", -1, source));
+  spec.bos_id = id_field(j, "bos_id", vocab, source);
+  spec.eos_id = id_field(j, "eos_id", vocab, source);
+  spec.pad_id = id_field(j, "pad_id", vocab, source);
+  spec.unk_id = id_field(j, "unk_id", vocab, source);
   if (j.contains("fingerprint")) {
     const auto& f = j["fingerprint"];
-    if (f.is_number_unsigned() || f.is_number_integer())
+    if (f.is_number_unsigned())
       spec.fingerprint = f.get<uint64_t>();
-    else if (f.is_string())
-      spec.fingerprint = std::stoull(f.get<std::string>(), nullptr, 0);
-    else
-      fail_data(cat(source, ": tokenizer 'fingerprint': expected a number or a string"));
+    else if (!f.is_string() || !parse_fingerprint(f.get<std::string>(), spec.fingerprint))
+      fail_data(cat(source, ": tokenizer 'fingerprint': expected a 64-bit number or a \"0x...\" string"));
   }
   return spec;
 }

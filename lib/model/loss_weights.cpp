@@ -39,7 +39,7 @@ bool parse_id(const std::string& s, int64_t& id) {
 }
 
 std::vector<float> from_json(const MappedFile& f, int64_t V, const std::string& where) {
-  const std::string text(reinterpret_cast<const char*>(f.data()), f.size());
+  const std::string_view text(reinterpret_cast<const char*>(f.data()), f.size());
   const nlohmann::json j = parse_json_strict(text, where + ": ");  // duplicate ids are refused
   if (!j.is_object()) fail_data(cat(where, ": expected a JSON object {\"token_id\": weight, ...}"));
   std::vector<float> w(static_cast<size_t>(V), 1.0f);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "io/safetensors.h"
 #include "model/loss_weights.h"
 #include "tokenizer/byte_v1.h"
@@ -55,7 +56,7 @@ json state_to_json(const TrainState& st) {
 TrainState state_from_json(const std::string& text, const std::string& where) {
   TrainState st;
   try {
-    const json j = json::parse(text);
+    const json j = parse_json_strict(text, cat(where, ": bad training state (lmkit.train): "));
     const int version = j.at("version").get<int>();
     if (version != kCheckpointVersion)
       fail_data(cat(where, ": training state version ", version, ", expected ", kCheckpointVersion));

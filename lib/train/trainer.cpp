@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "io/safetensors.h"
 #include "train/distributed.h"
 
@@ -75,9 +76,8 @@ TrainOptions saved_options(const std::string& run_dir) {
   if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
   const auto meta = SafeTensorsFile::open(path).metadata_value("lmkit.train");
   if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
-  const json j = json::parse(*meta, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("settings"))
-    fail_data(cat(quote(path), ": bad training state (lmkit.train)"));
+  const json j = parse_json_strict(*meta, cat(quote(path), ": bad training state (lmkit.train): "));
+  if (!j.is_object() || !j.contains("settings")) fail_data(cat(quote(path), ": bad training state (lmkit.train)"));
   TrainOptions o;
   o.apply_run_settings(j["settings"]);
   return o;
@@ -224,9 +224,13 @@ void Trainer::open_log(bool truncate_after_step) {
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
-      const json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-          j["step"].get<int64_t>() <= state_.step)
+      json j;
+      try {
+        j = parse_json_strict(line, "");
+      } catch (const Error&) {
+        continue;  // a torn last line, or not ours: dropped
+      }
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= state_.step)
         kept += line + "\n";
     }
   }

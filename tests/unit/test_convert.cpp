@@ -223,7 +223,7 @@ TEST(ConvertRules, RulesFileRoundTrip) {
   const auto again = parse_rules_json(rules_to_json(rules), "again");
   ASSERT_EQ(again.size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(again[i].arg, rules[i].arg);
-  EXPECT_NE(error_of([] { parse_rules_json(R"([{"drop": "a", "drop": "b"}])", "r.json"); }).find("duplicate key 'drop'"),
+  EXPECT_NE(error_of([] { parse_rules_json(R"([{"drop": "a", "drop": "b"}])", "r.json"); }).find("duplicate key '[0].drop'"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_rules_json(R"({"drop": "a"})", "r.json"); }).find("expected an array"), std::string::npos);
   EXPECT_NE(error_of([] { parse_rules_json(R"([{"twist": "a"}])", "r.json"); }).find("rule 1: unknown rule"), std::string::npos);
