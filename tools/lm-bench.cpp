@@ -42,7 +42,7 @@ lm::ModelWeights bench_weights(const std::string& name, const std::vector<std::s
     throw lm::Error(lm::ErrorKind::Usage, e.what(), e.hint());
   }
   if (in.kind == lm::ConfigInput::Kind::Checkpoint)
-    return lm::ModelWeights::from_checkpoint(lm::SafeTensorsFile::open(name), in.config);
+    return lm::ModelWeights::from_checkpoint(*in.file, in.config);
   return lm::ModelWeights::random(in.config, 0);
 }
 

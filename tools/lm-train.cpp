@@ -131,9 +131,8 @@ int main(int argc, char** argv) {
         lm::ModelConfig cfg = in.config;
         std::vector<float> weight_vec;
         if (!loss_weights.empty()) weight_vec = lm::read_loss_weights(loss_weights, cfg.vocab_size);
-        std::unique_ptr<lm::SafeTensorsFile> ckpt;
-        if (in.kind == lm::ConfigInput::Kind::Checkpoint) {
-          ckpt = std::make_unique<lm::SafeTensorsFile>(lm::SafeTensorsFile::open(input));
+        const lm::SafeTensorsFile* ckpt = in.file.get();  // the checkpoint input, read once
+        if (ckpt) {
           if (!weight_vec.empty()) cfg.loss_weights = ckpt->contains(lm::kLossWeightsTensor);  // replaced below
         } else if (cfg.loss_weights && weight_vec.empty()) {
           lm::fail_usage("the config has loss_weights = true: give the weights with --loss-weights FILE");

@@ -184,12 +184,8 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   std::string original;
   if (auto m = src.metadata.find(kConfigMetadataKey); m != src.metadata.end()) original = m->second;
   if (!src.config_text.empty()) original = src.config_text;
-  if (!original.empty()) {
-    try {
-      if (config_from_json(original, "input") == *cfg) plan.config_json = original;
-    } catch (const Error&) {
-    }
-  }
+  // src.config is what `original` parsed to when the source was opened: compared, not parsed again.
+  if (!original.empty() && src.config && *src.config == *cfg) plan.config_json = original;
 }
 
 json shape_json(const Shape& s) { return json(s); }
