@@ -120,13 +120,13 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
                        : rs.contains("type")    ? rs["type"].get<std::string>()
                                                 : "";
     if (type == "llama3") {
-      c.rope_scaling.type = "llama3";
+      c.rope_scaling.type = RopeScalingType::Llama3;
       c.rope_scaling.factor = get_num(rs, "factor", source, 8);
       c.rope_scaling.low_freq_factor = get_num(rs, "low_freq_factor", source, 1);
       c.rope_scaling.high_freq_factor = get_num(rs, "high_freq_factor", source, 4);
       c.rope_scaling.original_max_seq_len = get_int(rs, "original_max_position_embeddings", source, false, 8192);
     } else if (type == "linear") {
-      c.rope_scaling.type = "linear";
+      c.rope_scaling.type = RopeScalingType::Linear;
       c.rope_scaling.factor = get_num(rs, "factor", source, 1);
     } else if (type != "default") {
       fail(ErrorKind::Unsupported, cat(quote(source), ": rope_scaling type ", quote(type), " is not supported (llama3 and linear are)"));
@@ -140,14 +140,14 @@ std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dty
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
-  no(c.norm_type != "rmsnorm", cat("norm_type ", quote(c.norm_type)));
+  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
   no(c.norm_bias, "norm biases (norm_bias)");
-  no(c.ffn_type != "swiglu", cat("ffn_type ", quote(c.ffn_type)));
+  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
   no(c.qk_norm, "QK-norm (qk_norm)");
   no(c.output_bias, "a classifier bias (output_bias)");
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");
-  no(c.rope_scale_factor != 1 && c.rope_scaling.type != "none", "both rope_scale_factor and rope_scaling");
+  no(c.rope_scale_factor != 1 && c.rope_scaling.type != RopeScalingType::None, "both rope_scale_factor and rope_scaling");
   no(c.moe.n_experts > 0, "mixture of experts");
   if (!why.empty()) fail_unsupported("config.json: a Hugging Face Llama has no ", why);
   json j;
@@ -163,13 +163,13 @@ std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dty
   j["max_position_embeddings"] = c.max_seq_len;
   j["rms_norm_eps"] = c.norm_eps;
   j["rope_theta"] = c.rope_theta;
-  if (c.rope_scaling.type == "llama3")
+  if (c.rope_scaling.type == RopeScalingType::Llama3)
     j["rope_scaling"] = {{"rope_type", "llama3"},
                          {"factor", c.rope_scaling.factor},
                          {"low_freq_factor", c.rope_scaling.low_freq_factor},
                          {"high_freq_factor", c.rope_scaling.high_freq_factor},
                          {"original_max_position_embeddings", c.rope_scaling.original_max_seq_len}};
-  else if (c.rope_scaling.type == "linear")
+  else if (c.rope_scaling.type == RopeScalingType::Linear)
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
   else if (c.rope_scale_factor != 1)
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scale_factor}};
@@ -202,7 +202,7 @@ ModelConfig config_from_params_json(const std::string& text, const std::string& 
   c.rope_theta = get_num(j, "rope_theta", source, 10000);
   c.max_seq_len = get_int(j, "max_seq_len", source, false, 2048);
   if (get_bool(j, "use_scaled_rope", source, false)) {
-    c.rope_scaling.type = "llama3";  // Llama 3.1's apply_scaling constants
+    c.rope_scaling.type = RopeScalingType::Llama3;  // Llama 3.1's apply_scaling constants
     c.rope_scaling.factor = 8;
     c.rope_scaling.low_freq_factor = 1;
     c.rope_scaling.high_freq_factor = 4;
@@ -217,14 +217,14 @@ std::string config_to_params_json(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
-  no(c.norm_type != "rmsnorm", cat("norm_type ", quote(c.norm_type)));
-  no(c.ffn_type != "swiglu", cat("ffn_type ", quote(c.ffn_type)));
+  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
+  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
   no(c.norm_bias || c.attn_bias || c.ffn_bias || c.output_bias, "biases");
   no(c.head_dim > 0 && c.head_dim * c.n_heads != c.dim, cat("head_dim ", c.head_dim, " (params.json derives dim / n_heads)"));
   no(c.hidden_dim > 0 && c.hidden_dim != meta_hidden(c),
      cat("hidden_dim ", c.hidden_dim, " (params.json derives ", meta_hidden(c), " from multiple_of and ffn_dim_multiplier)"));
-  const RopeScaling llama31{"llama3", 8, 1, 4, 8192};
-  no(c.rope_scaling.type != "none" && !(c.rope_scaling == llama31), "rope_scaling other than Llama 3.1's (use_scaled_rope)");
+  const RopeScaling llama31{RopeScalingType::Llama3, 8, 1, 4, 8192};
+  no(c.rope_scaling.type != RopeScalingType::None && !(c.rope_scaling == llama31), "rope_scaling other than Llama 3.1's (use_scaled_rope)");
   no(c.rope_scale_factor != 1, "rope_scale_factor");
   no(c.logits_soft_cap != 0, "a logits soft cap");
   if (!why.empty()) fail_unsupported("params.json: Meta's params have no ", why);
@@ -238,7 +238,7 @@ std::string config_to_params_json(const ModelConfig& c) {
   if (c.ffn_dim_multiplier != 0) j["ffn_dim_multiplier"] = c.ffn_dim_multiplier;
   j["norm_eps"] = c.norm_eps;
   j["rope_theta"] = c.rope_theta;
-  j["use_scaled_rope"] = c.rope_scaling.type == "llama3";
+  j["use_scaled_rope"] = c.rope_scaling.type == RopeScalingType::Llama3;
   if (c.qk_norm) j["use_qk_norm"] = true;
   j["max_seq_len"] = c.max_seq_len;
   return j.dump(2) + "\n";
@@ -333,9 +333,9 @@ ModelConfig infer_config(const std::vector<Node>& nodes, const std::vector<std::
   c.head_dim = (Q == c.dim) ? 0 : HS;
   c.attn_bias = has("layers.0.attention.wq.bias");
   c.norm_bias = has("layers.0.attention_norm.bias");
-  if (c.norm_bias) c.norm_type = "layernorm";
+  if (c.norm_bias) c.norm_type = NormType::LayerNorm;
   c.qk_norm = has("layers.0.attention.q_norm.weight");
-  c.ffn_type = has("layers.0.feed_forward.w3.weight") ? "swiglu" : "gelu";
+  c.ffn_type = has("layers.0.feed_forward.w3.weight") ? FfnType::SwiGLU : FfnType::GELU;
   c.ffn_bias = has("layers.0.feed_forward.w1.bias");
   c.hidden_dim = shape("layers.0.feed_forward.w1.weight", 2)[0];
   c.tie_embeddings = !has("output.weight");
@@ -398,16 +398,16 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
-  no(c.norm_type != "rmsnorm", cat("norm_type ", quote(c.norm_type), " (llama has RMSNorm)"));
+  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type)), " (llama has RMSNorm)"));
   no(c.norm_bias, "norm biases (norm_bias)");
-  no(c.ffn_type != "swiglu", cat("ffn_type ", quote(c.ffn_type), " (llama has SwiGLU)"));
+  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type)), " (llama has SwiGLU)"));
   no(c.ffn_bias, "feed-forward biases (ffn_bias)");
   no(c.output_bias, "a classifier bias (output_bias)");
   no(c.qk_norm, "QK-norm (qk_norm)");
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");
-  no(c.rope_scaling.type == "llama3", "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
-  no(c.rope_scaling.type == "linear" && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
+  no(c.rope_scaling.type == RopeScalingType::Llama3, "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
+  no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
   return why;
 }
@@ -432,7 +432,7 @@ void set_gguf_metadata(GGUFWriter& w, const ModelConfig& c, const std::string& c
   w.set("llama.attention.layer_norm_rms_epsilon", GGUFValue::f32(static_cast<float>(c.norm_eps)));
   w.set("llama.rope.dimension_count", u32(c.head_size()));
   w.set("llama.rope.freq_base", GGUFValue::f32(static_cast<float>(c.rope_theta)));
-  const double linear = c.rope_scaling.type == "linear" ? c.rope_scaling.factor : c.rope_scale_factor;
+  const double linear = c.rope_scaling.type == RopeScalingType::Linear ? c.rope_scaling.factor : c.rope_scale_factor;
   if (linear != 1) {
     w.set("llama.rope.scaling.type", GGUFValue::str("linear"));
     w.set("llama.rope.scaling.factor", GGUFValue::f32(static_cast<float>(linear)));

@@ -309,7 +309,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
       if (own_names) break;
       if (name_in_layout(n.name, plan.to).empty() && !name_in_layout(n.name, Layout::Lmkit).empty())
         fail(ErrorKind::Unsupported, cat("layout ", quote(layout_name(plan.to)), " has no name for tensor ", quote(n.name)),
-             "it cannot hold this model's config (" + (cfg ? cfg->ffn_type + ", " + cfg->norm_type : std::string("?")) + ")");
+             "it cannot hold this model's config (" + (cfg ? std::string(name_of(cfg->ffn_type)) + ", " + name_of(cfg->norm_type) : std::string("?")) + ")");
     }
   }
   if (named(plan.to) && cfg) {

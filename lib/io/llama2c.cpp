@@ -234,9 +234,9 @@ std::vector<std::string> llama2c_unsupported(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& msg) {
     if (bad) why.push_back(msg);
   };
-  no(c.norm_type != "rmsnorm", cat("norm_type ", quote(c.norm_type), " (run.c has RMSNorm)"));
+  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type)), " (run.c has RMSNorm)"));
   no(c.norm_bias, "norm biases (norm_bias)");
-  no(c.ffn_type != "swiglu", cat("ffn_type ", quote(c.ffn_type), " (run.c has SwiGLU)"));
+  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type)), " (run.c has SwiGLU)"));
   no(c.attn_bias, "attention biases (attn_bias)");
   no(c.ffn_bias, "feed-forward biases (ffn_bias)");
   no(c.output_bias, "a classifier bias (output_bias)");
@@ -244,7 +244,7 @@ std::vector<std::string> llama2c_unsupported(const ModelConfig& c) {
   no(c.head_dim > 0 && c.head_dim != c.dim / c.n_heads, cat("head_dim ", c.head_dim, " (run.c uses dim / n_heads)"));
   no(c.norm_eps != 1e-5, cat("norm_eps ", c.norm_eps, " (run.c uses 1e-5)"));
   no(c.rope_theta != 10000, cat("rope_theta ", c.rope_theta, " (run.c uses 10000)"));
-  no(c.rope_scaling.type != "none", cat("rope_scaling.type ", quote(c.rope_scaling.type)));
+  no(c.rope_scaling.type != RopeScalingType::None, cat("rope_scaling.type ", quote(name_of(c.rope_scaling.type))));
   no(c.rope_scale_factor != 1, cat("rope_scale_factor ", c.rope_scale_factor));
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");

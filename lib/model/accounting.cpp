@@ -12,14 +12,14 @@ namespace {
 // One FFN (dense layer or one expert) of hidden size F: weights and biases.
 int64_t ffn_params(const ModelConfig& c, int64_t f) {
   const int64_t C = c.dim;
-  const int64_t mats = c.ffn_type == "gelu" ? 2 : 3;
+  const int64_t mats = c.ffn_type == FfnType::GELU ? 2 : 3;
   int64_t n = mats * C * f;
   if (c.ffn_bias) n += (mats - 1) * f + C;  // w1 (and w3) biases [F], w2 bias [C]
   return n;
 }
 
 // Matmul weights one FFN multiplies per token.
-int64_t ffn_matmul(const ModelConfig& c, int64_t f) { return (c.ffn_type == "gelu" ? 2 : 3) * c.dim * f; }
+int64_t ffn_matmul(const ModelConfig& c, int64_t f) { return (c.ffn_type == FfnType::GELU ? 2 : 3) * c.dim * f; }
 
 int64_t attention_matmul(const ModelConfig& c) {
   const int64_t q = c.n_heads * c.head_size(), kv = c.kv_heads() * c.head_size();
@@ -107,7 +107,7 @@ TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq)
   double per_token = C + (C + 2) + 2.0 * static_cast<double>(c.vocab_size);  // embedding out, final norm, logits + probs
   for (int64_t l = 0; l < c.n_layers; ++l) {
     double layer = 2 * C + 4 + (NH + 2 * NKV) * HS + NH * HS + NH * static_cast<double>(span(c, l, m.seq)) + 2 * C;
-    const double ffn_saved = c.ffn_type == "gelu" ? 2 : 3;
+    const double ffn_saved = c.ffn_type == FfnType::GELU ? 2 : 3;
     if (c.is_moe_layer(l)) {
       const double experts = static_cast<double>(c.moe.top_k + (c.moe.shared_expert ? 1 : 0));
       layer += experts * ffn_saved * static_cast<double>(c.moe_hidden()) + static_cast<double>(c.moe.n_experts);

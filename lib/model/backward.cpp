@@ -69,7 +69,7 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
   take(g.dk, N * KD);
   take(g.dv, N * KD);
   take(g.dfch, N * F);
-  if (c.ffn_type == "swiglu") take(g.dfch3, N * F);
+  if (c.ffn_type == FfnType::SwiGLU) take(g.dfch3, N * F);
   take(g.dfact, N * F);
   if (c.sigreg.enabled) {
     const int64_t S = c.sigreg.slices, P = c.sigreg.points;
@@ -108,8 +108,8 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const int64_t QD = NH * HS, KD = NKV * HS;
-  const bool layernorm = c.norm_type == "layernorm";
-  const bool swiglu = c.ffn_type == "swiglu";
+  const bool layernorm = c.norm_type == NormType::LayerNorm;
+  const bool swiglu = c.ffn_type == FfnType::SwiGLU;
   const int32_t pad = static_cast<int32_t>(c.pad_id);
   const bool any_drop = c.dropout > 0 || c.attn_dropout > 0 || c.emb_dropout > 0;
   if ((any_drop || (c.sigreg.enabled && !opt.sigreg_noise)) && !opt.rng)
@@ -209,7 +209,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
       zero(g.dfch3, N * F);
       swiglu_backward(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
     } else {
-      gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == "tanh");
+      gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
     }
     zero(g.dln, N * C);
     matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F);

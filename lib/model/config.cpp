@@ -15,9 +15,22 @@ namespace lm {
 
 using json = nlohmann::ordered_json;
 
+namespace {
+// The JSON spelling of each enumerated field's values, indexed by the enum's value.
+constexpr const char* kNormTypeNames[] = {"rmsnorm", "layernorm"};
+constexpr const char* kFfnTypeNames[] = {"swiglu", "gelu"};
+constexpr const char* kGeluApproxNames[] = {"none", "tanh"};
+constexpr const char* kRopeScalingTypeNames[] = {"none", "llama3", "linear"};
+}  // namespace
+
+const char* name_of(NormType v) { return kNormTypeNames[static_cast<size_t>(v)]; }
+const char* name_of(FfnType v) { return kFfnTypeNames[static_cast<size_t>(v)]; }
+const char* name_of(GeluApprox v) { return kGeluApproxNames[static_cast<size_t>(v)]; }
+const char* name_of(RopeScalingType v) { return kRopeScalingTypeNames[static_cast<size_t>(v)]; }
+
 int64_t ModelConfig::ffn_hidden() const {
   if (hidden_dim > 0) return hidden_dim;
-  if (ffn_type == "gelu") return 4 * dim;
+  if (ffn_type == FfnType::GELU) return 4 * dim;
   // Meta's llama/model.py FeedForward: int(2 * 4C / 3), times ffn_dim_multiplier, rounded up to multiple_of.
   int64_t hidden = (8 * dim) / 3;
   if (ffn_dim_multiplier > 0) hidden = static_cast<int64_t>(ffn_dim_multiplier * static_cast<double>(hidden));
@@ -38,16 +51,31 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // The field table: every JSON key, its type and where it lives. Order = output order.
 
-enum class Kind { Int, Double, Bool, String, Conditions };
+enum class Kind { Int, Double, Bool, String, Enum, Conditions };
+
+// An enumerated field's spellings: names[i] is the enum value i (stored as one byte).
+struct EnumNames {
+  const char* const* names;
+  size_t count;
+};
+template <size_t N>
+constexpr EnumNames enum_names(const char* const (&names)[N]) {
+  return {names, N};
+}
 
 struct Field {
   const char* key;  // dotted for nested structs
   Kind kind;
   void* (*ref)(ModelConfig&);
+  EnumNames values{};  // Kind::Enum only
 };
 
 #define LM_FIELD(key, member, kind) \
   Field { key, Kind::kind, [](ModelConfig& c) -> void* { return &c.member; } }
+#define LM_ENUM(key, member, names)                                                                  \
+  Field {                                                                                            \
+    key, Kind::Enum, [](ModelConfig& c) -> void* { return &c.member; }, enum_names(names)            \
+  }
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
@@ -62,11 +90,11 @@ const std::vector<Field>& fields() {
       LM_FIELD("multiple_of", multiple_of, Int),
       LM_FIELD("ffn_dim_multiplier", ffn_dim_multiplier, Double),
       LM_FIELD("max_seq_len", max_seq_len, Int),
-      LM_FIELD("norm_type", norm_type, String),
+      LM_ENUM("norm_type", norm_type, kNormTypeNames),
       LM_FIELD("norm_eps", norm_eps, Double),
       LM_FIELD("norm_bias", norm_bias, Bool),
-      LM_FIELD("ffn_type", ffn_type, String),
-      LM_FIELD("gelu_approximate", gelu_approximate, String),
+      LM_ENUM("ffn_type", ffn_type, kFfnTypeNames),
+      LM_ENUM("gelu_approximate", gelu_approximate, kGeluApproxNames),
       LM_FIELD("attn_bias", attn_bias, Bool),
       LM_FIELD("ffn_bias", ffn_bias, Bool),
       LM_FIELD("qk_norm", qk_norm, Bool),
@@ -78,7 +106,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("logits_soft_cap", logits_soft_cap, Double),
       LM_FIELD("rope_theta", rope_theta, Double),
       LM_FIELD("rope_scale_factor", rope_scale_factor, Double),
-      LM_FIELD("rope_scaling.type", rope_scaling.type, String),
+      LM_ENUM("rope_scaling.type", rope_scaling.type, kRopeScalingTypeNames),
       LM_FIELD("rope_scaling.factor", rope_scaling.factor, Double),
       LM_FIELD("rope_scaling.low_freq_factor", rope_scaling.low_freq_factor, Double),
       LM_FIELD("rope_scaling.high_freq_factor", rope_scaling.high_freq_factor, Double),
@@ -115,6 +143,14 @@ const std::vector<Field>& fields() {
 }
 
 #undef LM_FIELD
+#undef LM_ENUM
+
+// "'rmsnorm', 'layernorm'"
+std::string enum_list(const EnumNames& e) {
+  std::string list;
+  for (size_t i = 0; i < e.count; ++i) list += (i ? ", " : "") + quote(e.names[i]);
+  return list;
+}
 
 const Field* find_field(const std::string& key) {
   for (const Field& f : fields())
@@ -226,6 +262,17 @@ void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, 
       if (!v.is_string()) type_error(kind, prefix, f.key, "a string", v);
       *static_cast<std::string*>(p) = v.get<std::string>();
       break;
+    case Kind::Enum: {
+      const std::string expected = "one of " + enum_list(f.values);
+      if (!v.is_string()) type_error(kind, prefix, f.key, expected.c_str(), v);
+      const std::string name = v.get<std::string>();
+      for (size_t i = 0; i < f.values.count; ++i)
+        if (name == f.values.names[i]) {
+          *static_cast<uint8_t*>(p) = static_cast<uint8_t>(i);
+          return;
+        }
+      type_error(kind, prefix, f.key, expected.c_str(), v);
+    }
     case Kind::Conditions:
       *static_cast<std::vector<ConditionConfig>*>(p) = to_conditions(v, kind, prefix);
       break;
@@ -254,6 +301,8 @@ json field_value(const ModelConfig& c, const Field& f) {
       return *static_cast<const bool*>(p);
     case Kind::String:
       return *static_cast<const std::string*>(p);
+    case Kind::Enum:
+      return f.values.names[*static_cast<const uint8_t*>(p)];
     case Kind::Conditions: {
       json a = json::array();
       for (const auto& cond : *static_cast<const std::vector<ConditionConfig>*>(p))
@@ -317,7 +366,8 @@ void apply_override(ModelConfig& cfg, const std::string& assignment) {
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   const Field* f = find_field(key);
   // Not JSON (a bare word such as layernorm), or a string field given a number (name=42): the text itself.
-  if (value.is_discarded() || (f && f->kind == Kind::String && !value.is_string())) value = text;
+  if (value.is_discarded() || (f && (f->kind == Kind::String || f->kind == Kind::Enum) && !value.is_string()))
+    value = text;
   assign(cfg, key, value, ErrorKind::Usage, prefix);
 }
 
@@ -335,14 +385,6 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   };
   auto non_negative = [&](const char* key, int64_t v) {
     if (v < 0) errs.push_back(cat(key, " must be >= 0, got ", v));
-  };
-  auto one_of = [&](const char* key, const std::string& v, std::initializer_list<const char*> allowed) {
-    std::string list;
-    for (const char* a : allowed) {
-      if (v == a) return;
-      list += (list.empty() ? "" : ", ") + quote(a);
-    }
-    errs.push_back(cat(key, " must be one of ", list, ", got ", quote(v)));
   };
   auto probability = [&](const char* key, double v) {
     if (!(v >= 0 && v < 1)) errs.push_back(cat(key, " must be in [0, 1), got ", v));
@@ -368,24 +410,20 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   const bool all_nope = c.nope_layer_interval == 1;
   if (c.n_heads > 0 && c.dim > 0 && c.head_dim >= 0 && !all_nope && c.head_size() % 2 != 0)
     errs.push_back(cat("head size (", c.head_size(), ") must be even: RoPE rotates pairs"));
-  if (c.hidden_dim == 0 && c.ffn_type == "swiglu") {
+  if (c.hidden_dim == 0 && c.ffn_type == FfnType::SwiGLU) {
     positive("multiple_of", c.multiple_of);
     if (!(c.ffn_dim_multiplier >= 0)) errs.push_back(cat("ffn_dim_multiplier must be >= 0 (0 = unset), got ", c.ffn_dim_multiplier));
   }
 
-  one_of("norm_type", c.norm_type, {"rmsnorm", "layernorm"});
   if (!(c.norm_eps > 0)) errs.push_back(cat("norm_eps must be > 0, got ", c.norm_eps));
-  if (c.norm_bias && c.norm_type != "layernorm") errs.push_back("norm_bias needs norm_type 'layernorm'");
-  one_of("ffn_type", c.ffn_type, {"swiglu", "gelu"});
-  one_of("gelu_approximate", c.gelu_approximate, {"none", "tanh"});
+  if (c.norm_bias && c.norm_type != NormType::LayerNorm) errs.push_back("norm_bias needs norm_type 'layernorm'");
   if (!(c.logits_soft_cap >= 0)) errs.push_back(cat("logits_soft_cap must be >= 0 (0 = off), got ", c.logits_soft_cap));
 
   if (!(c.rope_theta > 0)) errs.push_back(cat("rope_theta must be > 0, got ", c.rope_theta));
   if (!(c.rope_scale_factor > 0)) errs.push_back(cat("rope_scale_factor must be > 0, got ", c.rope_scale_factor));
-  one_of("rope_scaling.type", c.rope_scaling.type, {"none", "llama3", "linear"});
-  if (c.rope_scaling.type != "none" && !(c.rope_scaling.factor > 0))
+  if (c.rope_scaling.type != RopeScalingType::None && !(c.rope_scaling.factor > 0))
     errs.push_back(cat("rope_scaling.factor must be > 0, got ", c.rope_scaling.factor));
-  if (c.rope_scaling.type == "llama3") {
+  if (c.rope_scaling.type == RopeScalingType::Llama3) {
     if (!(c.rope_scaling.low_freq_factor > 0))
       errs.push_back(cat("rope_scaling.low_freq_factor must be > 0, got ", c.rope_scaling.low_freq_factor));
     if (!(c.rope_scaling.high_freq_factor >= c.rope_scaling.low_freq_factor))

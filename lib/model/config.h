@@ -13,9 +13,20 @@
 
 namespace lm {
 
+// Enumerated config fields: parsed once from their JSON spelling at load (config_from_json,
+// --set), compared as enums everywhere else. name_of() gives the JSON spelling back.
+enum class NormType : uint8_t { RMSNorm, LayerNorm };            // "rmsnorm" | "layernorm"
+enum class FfnType : uint8_t { SwiGLU, GELU };                   // "swiglu" | "gelu"
+enum class GeluApprox : uint8_t { None, Tanh };                  // "none" (erf) | "tanh"
+enum class RopeScalingType : uint8_t { None, Llama3, Linear };   // "none" | "llama3" | "linear"
+const char* name_of(NormType v);
+const char* name_of(FfnType v);
+const char* name_of(GeluApprox v);
+const char* name_of(RopeScalingType v);
+
 // Llama 3.1 style frequency scaling of RoPE ("llama3"), or plain position interpolation ("linear").
 struct RopeScaling {
-  std::string type = "none";  // "none" | "llama3" | "linear"
+  RopeScalingType type = RopeScalingType::None;
   double factor = 8.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
@@ -73,11 +84,11 @@ struct ModelConfig {
   int64_t max_seq_len = 2048;
 
   // Layers
-  std::string norm_type = "rmsnorm";  // "rmsnorm" | "layernorm"
+  NormType norm_type = NormType::RMSNorm;
   double norm_eps = 1e-5;
   bool norm_bias = false;             // LayerNorm with bias (soma V1)
-  std::string ffn_type = "swiglu";    // "swiglu" (w1 gate, w3 up, w2 down) | "gelu" (two-layer)
-  std::string gelu_approximate = "none";  // "none" (erf) | "tanh"
+  FfnType ffn_type = FfnType::SwiGLU;  // swiglu: w1 gate, w3 up, w2 down; gelu: two-layer
+  GeluApprox gelu_approximate = GeluApprox::None;
   bool attn_bias = false;             // bias in q/k/v/o projections
   bool ffn_bias = false;              // bias in feed-forward projections
   bool qk_norm = false;               // RMSNorm over HS on q and k before RoPE

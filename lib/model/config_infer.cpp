@@ -124,7 +124,7 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
   c.attn_bias = in.has(L(0, "attention.wq.bias"));
   c.norm_bias = in.has(L(0, "attention_norm.bias"));
   if (c.norm_bias) {
-    c.norm_type = "layernorm";
+    c.norm_type = NormType::LayerNorm;
     inferred.push_back("norm_type");
   }
   c.qk_norm = q_norm;
@@ -132,8 +132,8 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
   const bool dense0 = in.has(L(0, "feed_forward.w1.weight"));
   const std::string ffn0 = dense0 ? "feed_forward.w1" : "feed_forward.experts.0.w1";
   c.ffn_type = in.has(L(0, (dense0 ? std::string("feed_forward.w3.weight") : "feed_forward.experts.0.w3.weight").c_str()))
-                   ? "swiglu"
-                   : "gelu";
+                   ? FfnType::SwiGLU
+                   : FfnType::GELU;
   c.ffn_bias = in.has(L(0, (ffn0 + ".bias").c_str()));
   inferred.insert(inferred.end(), {"attn_bias", "norm_bias", "qk_norm", "ffn_type", "ffn_bias"});
 
@@ -166,11 +166,11 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
   auto check_ffn = [&](int64_t l, const std::string& prefix, int64_t F) {
     in.expect(L(l, (prefix + ".w1.weight").c_str()), {F, C});
     in.expect(L(l, (prefix + ".w2.weight").c_str()), {C, F});
-    if (c.ffn_type == "swiglu") in.expect(L(l, (prefix + ".w3.weight").c_str()), {F, C});
+    if (c.ffn_type == FfnType::SwiGLU) in.expect(L(l, (prefix + ".w3.weight").c_str()), {F, C});
     if (c.ffn_bias) {
       in.expect(L(l, (prefix + ".w1.bias").c_str()), {F});
       in.expect(L(l, (prefix + ".w2.bias").c_str()), {C});
-      if (c.ffn_type == "swiglu") in.expect(L(l, (prefix + ".w3.bias").c_str()), {F});
+      if (c.ffn_type == FfnType::SwiGLU) in.expect(L(l, (prefix + ".w3.bias").c_str()), {F});
     }
   };
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -216,7 +216,7 @@ CheckpointConfig config_from_checkpoint(const SafeTensorsFile& file, const std::
     out.assumed.push_back(k);
   if (!c.norm_bias) out.assumed.push_back("norm_type");
   if (c.qk_norm) out.assumed.push_back("qk_norm_weight");
-  if (c.ffn_type == "gelu") out.assumed.push_back("gelu_approximate");
+  if (c.ffn_type == FfnType::GELU) out.assumed.push_back("gelu_approximate");
   if (c.bos_id >= c.vocab_size) c.bos_id = -1;  // the Llama defaults may not fit a small vocabulary
   if (c.eos_id >= c.vocab_size) c.eos_id = -1;
 

@@ -98,15 +98,15 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   t.row("n_heads (NH)", std::to_string(c.n_heads));
   t.row("n_kv_heads (NKV)", cat(c.kv_heads(), c.kv_heads() == c.n_heads ? " (MHA)" : " (GQA)"));
   t.row("head size (HS)", std::to_string(c.head_size()));
-  t.row("ffn hidden (F)", cat(c.ffn_hidden(), " (", c.ffn_type, c.ffn_bias ? ", bias" : "", ")"));
+  t.row("ffn hidden (F)", cat(c.ffn_hidden(), " (", name_of(c.ffn_type), c.ffn_bias ? ", bias" : "", ")"));
   t.row("vocab_size (V)", std::to_string(c.vocab_size));
   t.row("max_seq_len", std::to_string(c.max_seq_len));
-  t.row("norm", cat(c.norm_type, c.norm_bias ? " with bias" : "", ", eps ", number(c.norm_eps)));
+  t.row("norm", cat(name_of(c.norm_type), c.norm_bias ? " with bias" : "", ", eps ", number(c.norm_eps)));
   t.row("attention", cat(c.attn_bias ? "bias" : "no bias",
                          c.qk_norm ? (c.qk_norm_weight ? ", qk-norm" : ", qk-norm (no weight)") : "",
                          c.causal ? ", causal" : ", bidirectional", c.doc_mask ? ", document mask" : ""));
   t.row("rope", cat("theta ", number(c.rope_theta), ", scale ", number(c.rope_scale_factor), ", scaling ",
-                    c.rope_scaling.type));
+                    name_of(c.rope_scaling.type)));
   t.row("embeddings", cat(c.tie_embeddings ? "tied" : "untied", c.output_bias ? ", output bias" : ""));
   t.row("special tokens", cat("bos ", c.bos_id, ", eos ", c.eos_id, ", pad ", c.pad_id));
   if (c.moe.n_experts > 0)

@@ -72,7 +72,7 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
     norm(p + ".ffn_norm", ParamKind::FfnNormW, ParamKind::FfnNormB, l);
     linear(p + ".feed_forward.w1", ParamKind::W1, ParamKind::B1, l, F, C, cfg.ffn_bias);
     linear(p + ".feed_forward.w2", ParamKind::W2, ParamKind::B2, l, C, F, cfg.ffn_bias);
-    if (cfg.ffn_type == "swiglu") linear(p + ".feed_forward.w3", ParamKind::W3, ParamKind::B3, l, F, C, cfg.ffn_bias);
+    if (cfg.ffn_type == FfnType::SwiGLU) linear(p + ".feed_forward.w3", ParamKind::W3, ParamKind::B3, l, F, C, cfg.ffn_bias);
   }
   norm("norm", ParamKind::NormW, ParamKind::NormB, -1);
   if (!cfg.tie_embeddings) add("output.weight", ParamKind::Output, -1, {V, C});

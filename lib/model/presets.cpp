@@ -134,10 +134,10 @@ const std::vector<Preset>& table() {
          c.hidden_dim = 8192;
          c.max_seq_len = 1024;
          byte_vocab(c);
-         c.norm_type = "layernorm";
+         c.norm_type = NormType::LayerNorm;
          c.norm_bias = true;
          c.norm_eps = 1e-5;
-         c.ffn_type = "gelu";
+         c.ffn_type = FfnType::GELU;
          c.attn_bias = true;
          c.ffn_bias = true;
          c.output_bias = true;

@@ -15,9 +15,9 @@ std::vector<double> rope_inv_freq(const ModelConfig& cfg) {
   for (int64_t i = 0; i < half; ++i)
     f[i] = 1.0 / std::pow(cfg.rope_theta, static_cast<double>(2 * i) / static_cast<double>(HS));
   const RopeScaling& rs = cfg.rope_scaling;
-  if (rs.type == "linear") {
+  if (rs.type == RopeScalingType::Linear) {
     for (auto& x : f) x /= rs.factor;
-  } else if (rs.type == "llama3") {
+  } else if (rs.type == RopeScalingType::Llama3) {
     const double old_len = static_cast<double>(rs.original_max_seq_len);
     const double low_wavelen = old_len / rs.low_freq_factor;
     const double high_wavelen = old_len / rs.high_freq_factor;
@@ -31,8 +31,6 @@ std::vector<double> rope_inv_freq(const ModelConfig& cfg) {
         freq = (1 - smooth) * freq / rs.factor + smooth * freq;
       }
     }
-  } else if (rs.type != "none") {
-    fail(ErrorKind::Unsupported, cat("rope_scaling.type ", quote(rs.type), " is not supported yet"));
   }
   return f;
 }

@@ -78,7 +78,7 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool check
   const ModelConfig& c = config();
   const int64_t N = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
-  const bool swiglu = c.ffn_type == "swiglu";
+  const bool swiglu = c.ffn_type == FfnType::SwiGLU;
 
   ActivationTensors a;
   a.B = B;
@@ -161,7 +161,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const int64_t QD = NH * HS, KD = NKV * HS;
   const float eps = static_cast<float>(c.norm_eps);
-  const bool layernorm = c.norm_type == "layernorm";
+  const bool layernorm = c.norm_type == NormType::LayerNorm;
   auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
     if (layernorm)
       layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
@@ -209,11 +209,11 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Feed-forward block.
   norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
-  if (c.ffn_type == "swiglu") {
+  if (c.ffn_type == FfnType::SwiGLU) {
     swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lw.w1, lw.b1, lw.w3, lw.b3, N, C, F);
   } else {
     matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
-    gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == "tanh");
+    gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
   }
   matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
   add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
@@ -267,7 +267,7 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
   const int64_t P = cache ? cache->length() : 0;
   const float eps = static_cast<float>(c.norm_eps);
-  const bool layernorm = c.norm_type == "layernorm";
+  const bool layernorm = c.norm_type == NormType::LayerNorm;
 
   check_token_ids(tokens, N, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.

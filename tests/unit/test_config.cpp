@@ -54,7 +54,7 @@ TEST(Config, FfnHiddenFollowsMeta) {
   EXPECT_EQ(preset("stories110m").ffn_hidden(), 2048);
   EXPECT_EQ(preset("tiny").ffn_hidden(), 352);          // round_up(341, 32)
   ModelConfig gelu = preset("tiny");
-  gelu.ffn_type = "gelu";
+  gelu.ffn_type = FfnType::GELU;
   EXPECT_EQ(gelu.ffn_hidden(), 512);  // 4C
   gelu.hidden_dim = 100;
   EXPECT_EQ(gelu.ffn_hidden(), 100);
@@ -113,7 +113,7 @@ TEST(ConfigJson, MissingKeysKeepDefaults) {
   const ModelConfig c = config_from_json(R"({"dim": 64, "rope_scaling": {"type": "llama3"}})", "x");
   EXPECT_EQ(c.dim, 64);
   EXPECT_EQ(c.n_layers, ModelConfig{}.n_layers);
-  EXPECT_EQ(c.rope_scaling.type, "llama3");
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::Llama3);
   EXPECT_EQ(c.rope_scaling.factor, 8.0);
   EXPECT_EQ(config_from_json("{}", "x"), ModelConfig{});
   EXPECT_EQ(config_from_json(R"({"n_heads": 6.0})", "x").n_heads, 6);  // an integral number is an integer
@@ -150,7 +150,15 @@ TEST(ConfigJson, RejectsWrongTypesNamingTheKey) {
   EXPECT_EQ(parse_error(R"({"dim": 1e30})"), "'cfg.json': 'dim': expected an integer, got 1e+30");
   EXPECT_EQ(parse_error(R"({"norm_eps": "1e-5"})"), "'cfg.json': 'norm_eps': expected a number, got \"1e-5\"");
   EXPECT_EQ(parse_error(R"({"causal": 1})"), "'cfg.json': 'causal': expected true or false, got 1");
-  EXPECT_EQ(parse_error(R"({"norm_type": null})"), "'cfg.json': 'norm_type': expected a string, got null");
+  EXPECT_EQ(parse_error(R"({"norm_type": null})"),
+            "'cfg.json': 'norm_type': expected one of 'rmsnorm', 'layernorm', got null");
+  EXPECT_EQ(parse_error(R"({"norm_type": "batchnorm"})"),
+            "'cfg.json': 'norm_type': expected one of 'rmsnorm', 'layernorm', got \"batchnorm\"");
+  EXPECT_EQ(parse_error(R"({"ffn_type": "relu"})"), "'cfg.json': 'ffn_type': expected one of 'swiglu', 'gelu', got \"relu\"");
+  EXPECT_EQ(parse_error(R"({"gelu_approximate": "fast"})"),
+            "'cfg.json': 'gelu_approximate': expected one of 'none', 'tanh', got \"fast\"");
+  EXPECT_EQ(parse_error(R"({"rope_scaling": {"type": "yarn"}})"),
+            "'cfg.json': 'rope_scaling.type': expected one of 'none', 'llama3', 'linear', got \"yarn\"");
   EXPECT_EQ(parse_error(R"({"rope_scaling": "llama3"})"),
             "'cfg.json': 'rope_scaling': expected an object, got \"llama3\"");
   EXPECT_EQ(parse_error(R"({"sigreg": {"points": [17]}})"), "'cfg.json': 'sigreg.points': expected an integer, got [17]");
@@ -175,9 +183,9 @@ TEST(ConfigOverrides, SetsScalarsNestedKeysAndStrings) {
                       "name=my model", "norm_eps=1e-6", "rope_scaling.factor=32", "moe.top_k=2",
                       R"(conditions=[{"name": "band_gap", "dim": 1}])", "pad_id=-1"});
   EXPECT_EQ(c.n_heads, 8);
-  EXPECT_EQ(c.rope_scaling.type, "llama3");
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::Llama3);
   EXPECT_TRUE(c.sigreg.enabled);
-  EXPECT_EQ(c.norm_type, "layernorm");
+  EXPECT_EQ(c.norm_type, NormType::LayerNorm);
   EXPECT_EQ(c.name, "my model");
   EXPECT_EQ(c.norm_eps, 1e-6);
   EXPECT_EQ(c.rope_scaling.factor, 32.0);
@@ -187,7 +195,7 @@ TEST(ConfigOverrides, SetsScalarsNestedKeysAndStrings) {
   EXPECT_EQ(c.pad_id, -1);
   // An object merges into the group, key by key.
   apply_override(c, R"(rope_scaling={"type": "linear", "factor": 2})");
-  EXPECT_EQ(c.rope_scaling.type, "linear");
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::Linear);
   EXPECT_EQ(c.rope_scaling.factor, 2.0);
   EXPECT_EQ(c.rope_scaling.high_freq_factor, 4.0);
   apply_override(c, "name=42");  // a string field takes the text as it is
@@ -200,6 +208,10 @@ TEST(ConfigOverrides, ErrorsAreUsageErrors) {
             "--set 'n_head=4': unknown key 'n_head' | did you mean 'n_heads'?");
   EXPECT_EQ(error_of([&] { apply_override(c, "n_heads=six"); }, ErrorKind::Usage),
             "--set 'n_heads=six': 'n_heads': expected an integer, got \"six\"");
+  EXPECT_EQ(error_of([&] { apply_override(c, "norm_type=batchnorm"); }, ErrorKind::Usage),
+            "--set 'norm_type=batchnorm': 'norm_type': expected one of 'rmsnorm', 'layernorm', got \"batchnorm\"");
+  EXPECT_EQ(error_of([&] { apply_override(c, "ffn_type=3"); }, ErrorKind::Usage),
+            "--set 'ffn_type=3': 'ffn_type': expected one of 'swiglu', 'gelu', got \"3\"");
   EXPECT_EQ(error_of([&] { apply_override(c, "causal=yes"); }, ErrorKind::Usage),
             "--set 'causal=yes': 'causal': expected true or false, got \"yes\"");
   EXPECT_EQ(error_of([&] { apply_override(c, "n_heads"); }, ErrorKind::Usage),
@@ -226,19 +238,12 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   EXPECT_EQ(invalid([](C& c) { c.n_kv_heads = -1; }), "n_kv_heads must be >= 0, got -1");
   EXPECT_EQ(invalid([](C& c) { c.head_dim = 7; }), "head size (7) must be even: RoPE rotates pairs");
   EXPECT_EQ(invalid([](C& c) { c.multiple_of = 0; }), "multiple_of must be positive, got 0");
-  EXPECT_EQ(invalid([](C& c) { c.norm_type = "batchnorm"; }),
-            "norm_type must be one of 'rmsnorm', 'layernorm', got 'batchnorm'");
   EXPECT_EQ(invalid([](C& c) { c.norm_eps = 0; }), "norm_eps must be > 0, got 0");
   EXPECT_EQ(invalid([](C& c) { c.norm_bias = true; }), "norm_bias needs norm_type 'layernorm'");
-  EXPECT_EQ(invalid([](C& c) { c.ffn_type = "relu"; }), "ffn_type must be one of 'swiglu', 'gelu', got 'relu'");
-  EXPECT_EQ(invalid([](C& c) { c.gelu_approximate = "fast"; }),
-            "gelu_approximate must be one of 'none', 'tanh', got 'fast'");
   EXPECT_EQ(invalid([](C& c) { c.rope_theta = -1; }), "rope_theta must be > 0, got -1");
-  EXPECT_EQ(invalid([](C& c) { c.rope_scaling.type = "yarn"; }),
-            "rope_scaling.type must be one of 'none', 'llama3', 'linear', got 'yarn'");
-  EXPECT_EQ(invalid([](C& c) { c.rope_scaling.type = "llama3", c.rope_scaling.high_freq_factor = 0.5; }),
+  EXPECT_EQ(invalid([](C& c) { c.rope_scaling.type = RopeScalingType::Llama3, c.rope_scaling.high_freq_factor = 0.5; }),
             "rope_scaling.high_freq_factor (0.5) is below rope_scaling.low_freq_factor (1)");
-  EXPECT_EQ(invalid([](C& c) { c.rope_scaling.type = "linear", c.rope_scaling.factor = 0; }),
+  EXPECT_EQ(invalid([](C& c) { c.rope_scaling.type = RopeScalingType::Linear, c.rope_scaling.factor = 0; }),
             "rope_scaling.factor must be > 0, got 0");
   EXPECT_EQ(invalid([](C& c) { c.dropout = 1.0; }), "dropout must be in [0, 1), got 1");
   EXPECT_EQ(invalid([](C& c) { c.attn_dropout = -0.1; }), "attn_dropout must be in [0, 1), got -0.1");
@@ -263,7 +268,7 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
             "the model is too large: up to 8.64697e+17 parameters (the limit is 2^50)");  // 2^16 x (4C^2 + 3CF)
   // Valid corner cases.
   EXPECT_EQ(invalid([](C& c) { c.dim = 100, c.n_heads = 3, c.head_dim = 32; }), "");
-  EXPECT_EQ(invalid([](C& c) { c.rope_scaling = {"llama3", 16, 1, 1, 8192}; }), "");  // Llama 4 Scout's bands
+  EXPECT_EQ(invalid([](C& c) { c.rope_scaling = {RopeScalingType::Llama3, 16, 1, 1, 8192}; }), "");  // Llama 4 Scout's bands
 }
 
 TEST(ConfigValidation, ValidateNamesTheSourceAndListsTheRest) {
@@ -294,14 +299,14 @@ TEST(Presets, SeedArchitecturesHaveTheirDefiningSettings) {
   EXPECT_EQ(soma.eos_id, 257);
   EXPECT_EQ(soma.head_size(), 256);
   EXPECT_EQ(soma.ffn_hidden(), 8192);
-  EXPECT_EQ(soma.norm_type, "layernorm");
+  EXPECT_EQ(soma.norm_type, NormType::LayerNorm);
   EXPECT_TRUE(soma.norm_bias && soma.attn_bias && soma.ffn_bias && soma.output_bias && soma.sigreg.enabled);
   EXPECT_EQ(soma.sigreg.slices, 256);
   EXPECT_EQ(soma.sigreg.coefficient, 0.02);
   const ModelConfig l3 = preset("llama3-8b");
   EXPECT_EQ(l3.kv_heads(), 8);
   EXPECT_EQ(l3.rope_theta, 500000.0);
-  EXPECT_EQ(l3.rope_scaling.type, "none");
+  EXPECT_EQ(l3.rope_scaling.type, RopeScalingType::None);
   const ModelConfig m = preset("mobilellm-950m");
   EXPECT_TRUE(m.tie_embeddings && m.qk_norm && !m.qk_norm_weight);
   EXPECT_EQ(m.head_size(), 64);
@@ -543,8 +548,8 @@ TEST(CheckpointConfig, InfersShapesWithHeadsFromQkNorm) {
   EXPECT_EQ(c.kv_heads(), 2);
   EXPECT_EQ(c.head_size(), 8);
   EXPECT_EQ(c.ffn_hidden(), 48);
-  EXPECT_EQ(c.ffn_type, "swiglu");
-  EXPECT_EQ(c.norm_type, "rmsnorm");
+  EXPECT_EQ(c.ffn_type, FfnType::SwiGLU);
+  EXPECT_EQ(c.norm_type, NormType::RMSNorm);
   EXPECT_TRUE(c.tie_embeddings && c.qk_norm && c.qk_norm_weight);
   EXPECT_TRUE(contains(k.inferred, "n_heads"));
   EXPECT_TRUE(contains(k.assumed, "rope_theta"));
@@ -561,8 +566,8 @@ TEST(CheckpointConfig, NeedsNHeadsWithoutQkNorm) {
   const CheckpointConfig k = config_from_checkpoint(f, {"n_heads=2", "rope_theta=500000"});
   EXPECT_EQ(k.config.n_heads, 2);
   EXPECT_EQ(k.config.kv_heads(), 1);
-  EXPECT_EQ(k.config.ffn_type, "gelu");
-  EXPECT_EQ(k.config.norm_type, "layernorm");
+  EXPECT_EQ(k.config.ffn_type, FfnType::GELU);
+  EXPECT_EQ(k.config.norm_type, NormType::LayerNorm);
   EXPECT_TRUE(k.config.norm_bias);
   EXPECT_FALSE(k.config.tie_embeddings);
   EXPECT_EQ(k.config.rope_theta, 500000.0);

@@ -78,9 +78,9 @@ ModelConfig small(const std::string& kind) {
   c.hidden_dim = 24;
   if (kind == "gqa") c.n_kv_heads = 2;
   if (kind == "soma") {
-    c.norm_type = "layernorm";
+    c.norm_type = NormType::LayerNorm;
     c.norm_bias = c.attn_bias = c.ffn_bias = c.output_bias = true;
-    c.ffn_type = "gelu";
+    c.ffn_type = FfnType::GELU;
   }
   if (kind == "qk") {
     c.qk_norm = true;
@@ -239,7 +239,7 @@ TEST(ConvertLayouts, ExportThenImportIsTheIdentity) {
       const Layout l = info.id;
       if (l == Layout::Raw) continue;
       const bool soma = l == Layout::Soma || l == Layout::SomaTorch;
-      if (soma && (c.ffn_type == "swiglu" || c.qk_norm)) continue;  // no names for w3 / q_norm there
+      if (soma && (c.ffn_type == FfnType::SwiGLU || c.qk_norm)) continue;  // no names for w3 / q_norm there
       Graph g = lmkit_graph(c);
       const Graph original = g;
       apply_rules(g, export_rules(l), &c);

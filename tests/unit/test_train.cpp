@@ -111,7 +111,7 @@ TEST(AdamW, MatchesTorchAdamW) {
 
 TEST(AdamW, DecayRule) {
   ModelConfig c = small_config();
-  c.norm_type = "layernorm";
+  c.norm_type = NormType::LayerNorm;
   c.norm_bias = true;
   c.attn_bias = true;
   c.qk_norm = true;
