@@ -1,0 +1,79 @@
+// libFuzzer target: model config text in each convention a program reads. The first byte
+// picks the reader: lmkit config JSON (which must also survive a round trip through
+// config_to_json unchanged), a Hugging Face config.json, a Meta params.json, the convention
+// detection of --config, the lmkit.tokenizer metadata JSON, or --set KEY=VALUE lines over a
+// preset. Only lm::Error may escape.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "convert/config_io.h"
+#include "core/error.h"
+#include "eval/model_tokenizer.h"
+#include "model/config.h"
+#include "model/presets.h"
+
+namespace {
+
+void try_validate(const lm::ModelConfig& c) {
+  try {
+    lm::validate(c, "fuzz");
+  } catch (const lm::Error&) {
+  }
+}
+
+void lmkit_config(const std::string& text) {
+  const lm::ModelConfig c = lm::config_from_json(text, "config.json");
+  try_validate(c);
+  const lm::ModelConfig back = lm::config_from_json(lm::config_to_json(c), "round trip");
+  if (!(back == c)) __builtin_trap();
+}
+
+void hf_config(const std::string& text) {
+  const lm::ModelConfig c = lm::convert::config_from_hf_json(text, "config.json");
+  try_validate(c);
+  lm::convert::config_from_hf_json(lm::convert::config_to_hf_json(c, "float32"), "round trip");
+}
+
+void meta_config(const std::string& text) {
+  const lm::ModelConfig c = lm::convert::config_from_params_json(text, "params.json");
+  try_validate(c);
+  lm::convert::config_from_params_json(lm::convert::config_to_params_json(c), "round trip");
+}
+
+void any_config(const std::string& text) {  // as load_config_arg tells them apart
+  const std::string conv = lm::convert::config_convention(text, "config.json");
+  if (conv == "hf") hf_config(text);
+  else if (conv == "meta") meta_config(text);
+  else lmkit_config(text);
+}
+
+void overrides(const std::string& text) {
+  lm::ModelConfig c = lm::preset("tiny");
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    const size_t end = std::min(text.find('\n', begin), text.size());
+    lm::apply_override(c, text.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  try_validate(c);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  try {
+    switch (data[0] % 6) {
+      case 0: lmkit_config(text); break;
+      case 1: hf_config(text); break;
+      case 2: meta_config(text); break;
+      case 3: any_config(text); break;
+      case 4: lm::model_tokenizer_spec(text, 32000, "'model'"); break;
+      case 5: overrides(text); break;
+    }
+  } catch (const lm::Error&) {
+  }
+  return 0;
+}
