@@ -230,6 +230,30 @@ TEST(ConvertRules, RulesFileRoundTrip) {
   EXPECT_NE(error_of([] { parse_rules_json("[", "r.json"); }).find("not valid JSON"), std::string::npos);
 }
 
+// Found by fuzzing the rules: each ends with an error, never a hang, a crash or a runaway name.
+TEST(ConvertRules, HostileRulesAndNamesEndInErrors) {
+  Graph g;
+  g.nodes = {node("layers.0.attention.wq.weight", ramp({2, 2}))};
+  // Backtracking without end under std::regex; PCRE2 stops at its work limit.
+  const std::string slow = "(a*)*[bc]=x";
+  g.nodes[0].name = std::string(40, 'a') + "!";
+  EXPECT_NE(error_of([&] { apply_rule(g, parse_rule("rename", slow), nullptr); }).find("match limit"), std::string::npos);
+  // A rename that doubles the name would reach gigabytes in a few dozen rules.
+  g.nodes[0].name = "layers.0.attention.wq.weight";
+  std::vector<Rule> doubling(30, parse_rule("rename", "(.*)=$1$1"));
+  EXPECT_NE(error_of([&] { apply_rules(g, doubling, nullptr); }).find("makes a tensor name of 7168 bytes (at most 4096)"),
+            std::string::npos);
+  // A repeat count std::regex overflowed a long on.
+  EXPECT_NE(error_of([] { parse_rule("rename", "a{99999999999999999999}=b"); }).find("invalid regular expression"),
+            std::string::npos);
+  // Names from a file that overflowed std::regex's stack (300 kB) or stoll (a 20-digit layer).
+  const std::string huge = "layers." + std::string(300'000, '0') + ".attention.wq.weight";
+  EXPECT_NO_THROW(detect_layout({huge, "layers.99999999999999999999.attention.wq.weight", "tok_embeddings.weight"}, false));
+  g.nodes[0].name = huge;
+  EXPECT_NO_THROW(apply_rules(g, import_rules(Layout::HF), nullptr));
+  EXPECT_THROW(parse_size(std::string(400, '9') + "GB"), Error);  // std::stod threw std::out_of_range
+}
+
 // Every named layout: exporting lmkit's tensors and importing them back gives every name and
 // byte back, and detection recognises the exported names.
 TEST(ConvertLayouts, ExportThenImportIsTheIdentity) {
