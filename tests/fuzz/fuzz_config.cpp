@@ -15,29 +15,31 @@
 
 namespace {
 
-void try_validate(const lm::ModelConfig& c) {
+bool valid(const lm::ModelConfig& c) {
   try {
     lm::validate(c, "fuzz");
+    return true;
   } catch (const lm::Error&) {
+    return false;
   }
 }
 
 void lmkit_config(const std::string& text) {
   const lm::ModelConfig c = lm::config_from_json(text, "config.json");
-  try_validate(c);
+  valid(c);
   const lm::ModelConfig back = lm::config_from_json(lm::config_to_json(c), "round trip");
   if (!(back == c)) __builtin_trap();
 }
 
 void hf_config(const std::string& text) {
   const lm::ModelConfig c = lm::convert::config_from_hf_json(text, "config.json");
-  try_validate(c);
+  if (!valid(c)) return;  // the writers take validated configs (as lm-convert-checkpoint gives them)
   lm::convert::config_from_hf_json(lm::convert::config_to_hf_json(c, "float32"), "round trip");
 }
 
 void meta_config(const std::string& text) {
   const lm::ModelConfig c = lm::convert::config_from_params_json(text, "params.json");
-  try_validate(c);
+  if (!valid(c)) return;
   lm::convert::config_from_params_json(lm::convert::config_to_params_json(c), "round trip");
 }
 
@@ -56,7 +58,7 @@ void overrides(const std::string& text) {
     lm::apply_override(c, text.substr(begin, end - begin));
     begin = end + 1;
   }
-  try_validate(c);
+  valid(c);
 }
 
 }  // namespace
