@@ -8,7 +8,7 @@ BIN        := $(BUILD)/bin
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := cmake g++ make pkg-config ninja-build ccache git \
-                libcli11-dev libopenblas-openmp-dev nlohmann-json3-dev libzstd-dev zstd libpcre2-dev \
+                libcli11-dev libopenblas-openmp-dev libdnnl-dev nlohmann-json3-dev libzstd-dev zstd libpcre2-dev \
                 libgtest-dev bats bats-support bats-assert python3 groff-base bsdextrautils \
                 sentencepiece libopenmpi-dev openmpi-bin
 

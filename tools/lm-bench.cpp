@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<lm::Transformer> model;  // loaded first: a bad --model fails before any timing
     const bool model_wanted = wants("forward") || wants("train") || wants("decode");
     if (model_wanted) model = std::make_unique<lm::Transformer>(bench_weights(model_name, sets));
+    if (model) lm::require_supported(model->config(), lm::program_capabilities(), "lm-bench");
     if (!json_out)
       std::printf("lm-bench (lmkit %s): %s, %d threads\nBLAS: %s\n", lm::kVersion, cpu.model.c_str(),
                   lm::thread_count(), lm::blas_config());

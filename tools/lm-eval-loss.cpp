@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
     if (inputs.empty()) inputs.push_back("-");
     if (fail_opt->count() && !std::isfinite(fail_above)) lm::fail_usage("--fail-above needs a finite number");
     lm::Transformer model(lm::ModelWeights::load(model_path));
+    lm::require_supported(model.config(), lm::program_capabilities(), "lm-eval-loss");
     const lm::ModelConfig& cfg = model.config();
     const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
     std::vector<int32_t> byte_len;

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
     if (no_mmap) weights.make_writable();
     lm::Transformer model(std::move(weights));
+    lm::require_supported(model.config(), lm::program_capabilities(), "lm-generate");
     const lm::ModelConfig& cfg = model.config();
     const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
     std::unique_ptr<lm::Tokenizer> tokenizer;

@@ -61,7 +61,12 @@ ParamCounts count_params(const ModelConfig& c) {
   p.norms += norm;  // final norm
   if (!c.tie_embeddings) p.output = V * C;
   if (c.output_bias) p.output += V;
-  for (const ConditionConfig& cond : c.conditions) p.conditions += cond.dim * C + C;
+  for (const ConditionConfig& cond : c.conditions) {  // docs/materium.md "Checkpoint tensors"
+    const int64_t in = cond.input_dim;
+    p.conditions += cond.proj_layer_type == ProjLayerType::Formula ? (in + 1) * C + 4 * C * C + 3 * C : in * C;
+    p.conditions += C;  // the mask embedding
+  }
+  if (!c.conditions.empty()) p.conditions += (static_cast<int64_t>(c.conditions.size()) + 1) * C;  // type embeddings
   p.vision = c.vision_dim * C;
 
   p.total = p.embedding + p.attention + p.ffn + p.moe_router + p.moe_experts + p.moe_shared + p.norms + p.output +
@@ -97,16 +102,19 @@ FlopCounts count_flops(const ModelConfig& c, int64_t context) {
 TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq) {
   TrainingMemory m;
   m.batch = batch;
-  m.seq = seq > 0 ? seq : c.max_seq_len;
+  m.seq = seq > 0 ? seq : c.max_seq_len - c.condition_positions();  // materium: the tokens beside K conditions
+  // materium: the K condition positions (all present) run through the layers beside the tokens.
+  const double T = static_cast<double>(m.seq), S = static_cast<double>(m.seq + c.condition_positions());
   const double P = static_cast<double>(count_params(c).total);
   m.weights = 4 * P;
   m.grads = 4 * P;
   m.adam_moments = 8 * P;
   const double C = static_cast<double>(c.dim), HS = static_cast<double>(c.head_size());
   const double NH = static_cast<double>(c.n_heads), NKV = static_cast<double>(c.kv_heads());
-  double per_token = C + (C + 2) + 2.0 * static_cast<double>(c.vocab_size);  // embedding out, final norm, logits + probs
+  const double head = (C + 2) + 2.0 * static_cast<double>(c.vocab_size);  // final norm, logits + probs: tokens only
+  double per_position = C;  // embedding out
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    double layer = 2 * C + 4 + (NH + 2 * NKV) * HS + NH * HS + NH * static_cast<double>(span(c, l, m.seq)) + 2 * C;
+    double layer = 2 * C + 4 + (NH + 2 * NKV) * HS + NH * HS + NH * static_cast<double>(span(c, l, static_cast<int64_t>(S))) + 2 * C;
     const double ffn_saved = c.ffn_type == FfnType::GELU ? 2 : 3;
     if (c.is_moe_layer(l)) {
       const double experts = static_cast<double>(c.moe.top_k + (c.moe.shared_expert ? 1 : 0));
@@ -114,9 +122,9 @@ TrainingMemory training_memory(const ModelConfig& c, int64_t batch, int64_t seq)
     } else {
       layer += ffn_saved * static_cast<double>(c.ffn_hidden());
     }
-    per_token += layer;
+    per_position += layer;
   }
-  m.activations = 4.0 * per_token * static_cast<double>(batch) * static_cast<double>(m.seq);
+  m.activations = 4.0 * (per_position * S + head * T) * static_cast<double>(batch);
   m.total = m.weights + m.grads + m.adam_moments + m.activations;
   return m;
 }

@@ -7,7 +7,9 @@
 //   layers; MoE layers hold the router [E, C] (no bias), E routed experts and the optional shared
 //   expert, each an FFN of moe_hidden(); norms = two per layer plus the final one, [C] each
 //   (+ [C] bias with norm_bias); output = classifier [V, C] (+ [V] bias) when untied;
-//   conditions = one nn.Linear(dim, C) each (weight + bias); vision = a bias-free [C, vision_dim]
+//   conditions = per materium condition its projection (linear [C, input_dim]; embedding
+//   [input_dim, C]; formula: count table [input_dim + 1, C] and the MLP's 4C^2 + 3C) plus its
+//   [C] mask embedding, and the [N + 1, C] type embeddings; vision = a bias-free [C, vision_dim]
 //   projection. `active` is what one token uses: total minus the routed experts it skips
 //   (E - top_k per MoE layer).
 //
@@ -30,7 +32,10 @@
 //   S attended keys, S = T or the chunk) + 2C (residual sums) + the FFN's 3F (SwiGLU: gate, up,
 //   product) or 2F (GELU: pre- and post-activation), MoE layers counting (top_k + shared) experts
 //   of moe_hidden() plus E router logits; plus C for the embedding output, C + 2 for the final
-//   norm and 2V for logits and probabilities; times batch x seq tokens.
+//   norm and 2V for logits and probabilities; times batch x seq tokens. materium: the K
+//   condition positions (every condition present) go through the embedding and the layers
+//   too (seq + K positions, attention spans of seq + K keys); the head only sees the tokens.
+//   (For FLOPs per token the context already counts them: K + T <= max_seq_len.)
 // KV cache: 2 (k and v) x NKV x HS values per layer per token; a chunked layer keeps at most
 //   attn_chunk_size positions.
 #pragma once
@@ -78,7 +83,7 @@ struct TrainingMemory {
   double weights = 0, grads = 0, adam_moments = 0, activations = 0, total = 0;  // bytes, f32
 };
 
-// `seq` <= 0 means cfg.max_seq_len.
+// `seq` (tokens per row) <= 0 means cfg.max_seq_len less the condition positions.
 TrainingMemory training_memory(const ModelConfig& cfg, int64_t batch, int64_t seq = 0);
 
 // Bytes of k and v for one position in every layer, at `bytes_per_value` (4 f32, 2 bf16).

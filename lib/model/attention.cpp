@@ -14,22 +14,25 @@
 namespace lm {
 
 void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B, int64_t T, int64_t P, bool causal,
-                     bool doc_mask, int64_t eos_id, int64_t* doc_start) {
+                     bool doc_mask, int64_t eos_id, int64_t* doc_start, bool eos_starts_document) {
+  // An EOS at slot s: "end" closes its document (the next begins at s + 1), "start" opens one at s.
   for (int64_t b = 0; b < B; ++b) {
     const int32_t* tok = tokens + b * T;
     int64_t* l = lo + b * T;
     int64_t* h = hi + b * T;
     int64_t start = doc_start ? doc_start[b] : 0;
     for (int64_t t = 0; t < T; ++t) {
+      if (doc_mask && eos_starts_document && tok[t] == eos_id) start = P + t;
       l[t] = doc_mask ? start : 0;
       h[t] = causal ? P + t : P + T - 1;
-      if (doc_mask && tok[t] == eos_id) start = P + t + 1;
+      if (doc_mask && !eos_starts_document && tok[t] == eos_id) start = P + t + 1;
     }
-    if (doc_mask && !causal) {  // a query also sees the rest of its document: up to its EOS
+    if (doc_mask && !causal) {  // a query also sees the rest of its document: up to where the next begins
       int64_t end = P + T - 1;
       for (int64_t t = T - 1; t >= 0; --t) {
-        if (tok[t] == eos_id) end = P + t;
+        if (!eos_starts_document && tok[t] == eos_id) end = P + t;
         h[t] = end;
+        if (eos_starts_document && tok[t] == eos_id) end = P + t - 1;
       }
     }
     if (doc_start) doc_start[b] = start;

@@ -13,11 +13,13 @@ namespace lm {
 
 // The inclusive key spans [lo, hi] (absolute slots) of each query: lo, hi [B, T].
 // causal: hi = the query's own slot; else the last slot (P + T - 1). doc_mask: keys only
-// within the query's document, where a document ends at and includes an eos_id token.
-// doc_start [B] (may be null = 0) is the slot where row b's current document began; it is
-// read and advanced past the EOS tokens in `tokens` [B, T], so a cache carries it between calls.
+// within the query's document, where a document ends at and includes an eos_id token
+// (doc_mask_boundary "end"), or, with eos_starts_document ("start", xlstm-jax), begins at
+// one (segment ids = cumsum(tokens == eos)). doc_start [B] (may be null = 0) is the slot
+// where row b's current document began; it is read and advanced past the EOS tokens in
+// `tokens` [B, T], so a cache carries it between calls.
 void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B, int64_t T, int64_t P, bool causal,
-                     bool doc_mask, int64_t eos_id, int64_t* doc_start);
+                     bool doc_mask, int64_t eos_id, int64_t* doc_start, bool eos_starts_document = false);
 
 // out [B, T, NH*HS] = softmax(q k^T / sqrt(HS), over each query's span) v.
 // att [B, NH, T, P+T]: the probabilities (0 outside the span), saved for backward; may be null.

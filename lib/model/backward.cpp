@@ -18,12 +18,14 @@ namespace lm {
 
 namespace {
 
-// Views of the backward scratch for [B, T] (gradients of activations; "d" = dloss/d).
+// Views of the backward scratch for B rows of S = K + T positions, T of them tokens (gradients
+// of activations; "d" = dloss/d). N = B*S rows in the layers, NT = B*T token rows in the head.
 struct GradBuffers {
-  float* dlogits = nullptr;  // [N, V]
-  float* losses = nullptr;   // [N]
+  float* dlogits = nullptr;  // [NT, V]
+  float* losses = nullptr;   // [NT]
   float* dres = nullptr;     // [N, C]  the residual stream
-  float* dln = nullptr;      // [N, C]  a norm's output
+  float* dln = nullptr;      // [N, C]  a norm's output (the final norm's: [NT, C])
+  float* dtok = nullptr;     // [NT, C] the final norm's input gradient at the token rows (K > 0)
   float* dproj = nullptr;    // [N, C]  a block output before residual dropout
   float* datty = nullptr;    // [N, NH*HS]
   float* dqr = nullptr;      // [N, NH*HS]
@@ -38,14 +40,14 @@ struct GradBuffers {
   float* dfact = nullptr;    // [N, F]
   float* sg_noise = nullptr; // [C, S]  SIGReg (when enabled)
   float* sg_A = nullptr;     // [C, S]
-  float* sg_proj = nullptr;  // [N, S]
-  float* sg_dproj = nullptr; // [N, S]
-  float* sg_cmean = nullptr; // [N, P]
-  float* sg_smean = nullptr; // [N, P]
+  float* sg_proj = nullptr;  // [NT, slices]
+  float* sg_dproj = nullptr; // [NT, slices]
+  float* sg_cmean = nullptr; // [NT, points]
+  float* sg_smean = nullptr; // [NT, points]
 };
 
 // Lays the buffers out from `base` (null: only counts); returns the floats used.
-int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N) {
+int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N, int64_t NT) {
   const int64_t C = c.dim, V = c.vocab_size, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
   const int64_t F = c.ffn_hidden();
   int64_t off = 0;
@@ -53,10 +55,11 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
     slot = base ? base + off : nullptr;
     off += (n + 15) / 16 * 16;
   };
-  take(g.dlogits, N * V);
-  take(g.losses, N);
+  take(g.dlogits, NT * V);
+  take(g.losses, NT);
   take(g.dres, N * C);
   take(g.dln, N * C);
+  if (N != NT) take(g.dtok, NT * C);
   take(g.dproj, N * C);
   take(g.datty, N * QD);
   take(g.dqr, N * QD);
@@ -75,10 +78,10 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
     const int64_t S = c.sigreg.slices, P = c.sigreg.points;
     take(g.sg_noise, C * S);
     take(g.sg_A, C * S);
-    take(g.sg_proj, N * S);
-    take(g.sg_dproj, N * S);
-    take(g.sg_cmean, N * P);
-    take(g.sg_smean, N * P);
+    take(g.sg_proj, NT * S);
+    take(g.sg_dproj, NT * S);
+    take(g.sg_cmean, NT * P);
+    take(g.sg_smean, NT * P);
   }
   return off;
 }
@@ -90,12 +93,13 @@ void zero(float* p, int64_t n) {
 
 }  // namespace
 
-void Transformer::ensure_grad_buffers(int64_t B, int64_t T) {
-  if (grad_arena_.raw() && grad_B_ == B && grad_T_ == T) return;
+void Transformer::ensure_grad_buffers(int64_t B, int64_t S, int64_t T) {
+  if (grad_arena_.raw() && grad_B_ == B && grad_S_ == S && grad_T_ == T) return;
   GradBuffers g;
-  const int64_t n = layout_grad_buffers(g, nullptr, config(), B * T);
+  const int64_t n = layout_grad_buffers(g, nullptr, config(), B * S, B * T);
   grad_arena_ = Tensor::zeros(DType::F32, {n});
   grad_B_ = B;
+  grad_S_ = S;
   grad_T_ = T;
 }
 
@@ -104,8 +108,15 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   if (B <= 0 || T <= 0) fail_usage(cat("train_step needs at least one token per row, got B=", B, ", T=", T));
-  if (T > c.max_seq_len) fail_usage(cat("sequence of ", T, " tokens exceeds max_seq_len (", c.max_seq_len, ")"));
-  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
+  check_inputs(pos, B, opt.conditions);
+  const ConditionBatch* cb = opt.conditions;
+  const int64_t K = cb ? cb->positions() : 0, S = K + T;
+  if (S > c.max_seq_len)
+    fail_usage(K > 0 ? cat("sequence of ", K, " condition positions and ", T, " tokens exceeds max_seq_len (",
+                           c.max_seq_len, ")")
+                     : cat("sequence of ", T, " tokens exceeds max_seq_len (", c.max_seq_len, ")"));
+  // N: rows through the layers (conditions and tokens); NT: token rows (head and loss).
+  const int64_t N = B * S, NT = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const int64_t QD = NH * HS, KD = NKV * HS;
   const bool layernorm = c.norm_type == NormType::LayerNorm;
@@ -114,7 +125,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   const bool any_drop = c.dropout > 0 || c.attn_dropout > 0 || c.emb_dropout > 0;
   if ((any_drop || (c.sigreg.enabled && !opt.sigreg_noise)) && !opt.rng)
     fail_usage("train_step: dropout and SIGReg need TrainStepOptions::rng");
-  check_token_ids(targets, N, V, "target");  // pad_id lies inside the vocabulary too
+  check_token_ids(targets, NT, V, "target");  // pad_id lies inside the vocabulary too
 
   // 1. Dropout seeds, then 2. the forward with dropout (documented order: transformer.h).
   drop_seeds_.clear();
@@ -125,54 +136,56 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     explicit TrainingMode(bool& f) : flag(f) { flag = true; }
     ~TrainingMode() { flag = false; }
   } training_mode(training_);
-  run(tokens, pos, B, T, nullptr);
+  run(tokens, pos, B, T, nullptr, cb);
   ActivationTensors& a = acts_;
 
-  ensure_grad_buffers(B, T);
+  ensure_grad_buffers(B, S, T);
   GradBuffers g;
-  layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N);
+  layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N, NT);
 
   // Loss: the counted targets' weights first (they scale every row's gradient), then one fused
   // cross-entropy forward and backward over the logits.
   TrainStepResult r;
-  for (int64_t n = 0; n < N; ++n) {
+  for (int64_t n = 0; n < NT; ++n) {
     if (pad >= 0 && targets[n] == pad) continue;
     ++r.count;
     r.weight_sum += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
   }
   const float scale = opt.grad_scale;
-  zero(g.dlogits, N * V);
-  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights, r.weight_sum, scale, N, V, pad);
+  zero(g.dlogits, NT * V);
+  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights, r.weight_sum, scale, NT, V, pad);
   double ce_sum = 0;
-  for (int64_t n = 0; n < N; ++n)
+  for (int64_t n = 0; n < NT; ++n)
     if (!(pad >= 0 && targets[n] == pad)) ce_sum += (opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0) * g.losses[n];
   r.ce = r.weight_sum > 0 ? ce_sum / r.weight_sum : 0.0;
   r.loss = r.ce;
-  const int64_t S = c.sigreg.slices;
+  const int64_t slices = c.sigreg.slices;
   if (c.sigreg.enabled) {
     if (opt.sigreg_noise)
-      std::memcpy(g.sg_noise, opt.sigreg_noise, static_cast<size_t>(C * S) * sizeof(float));
+      std::memcpy(g.sg_noise, opt.sigreg_noise, static_cast<size_t>(C * slices) * sizeof(float));
     else
-      sigreg_draw_noise(g.sg_noise, *opt.rng, C, S);
-    sigreg_projections(g.sg_A, g.sg_noise, C, S);
-    r.sigreg = sigreg_forward(g.sg_proj, g.sg_cmean, g.sg_smean, a.lnf, g.sg_A, N, C, S, c.sigreg);
+      sigreg_draw_noise(g.sg_noise, *opt.rng, C, slices);
+    sigreg_projections(g.sg_A, g.sg_noise, C, slices);
+    r.sigreg = sigreg_forward(g.sg_proj, g.sg_cmean, g.sg_smean, a.lnf, g.sg_A, NT, C, slices, c.sigreg);
     r.loss += c.sigreg.coefficient * r.sigreg;
   }
 
   // Backward: classifier head.
-  if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, N * V, static_cast<float>(c.logits_soft_cap));
-  zero(g.dln, N * C);
-  matmul_backward(g.dln, grads.output, grads.output_b, g.dlogits, a.lnf, w.output, N, C, V);
+  if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, NT * V, static_cast<float>(c.logits_soft_cap));
+  zero(g.dln, NT * C);
+  matmul_backward(g.dln, grads.output, grads.output_b, g.dlogits, a.lnf, w.output, NT, C, V);
   if (c.sigreg.enabled && c.sigreg.coefficient != 0)
     sigreg_backward(g.dln, g.sg_dproj, static_cast<float>(c.sigreg.coefficient) * scale, g.sg_proj, g.sg_cmean,
-                    g.sg_smean, g.sg_A, N, C, S, c.sigreg);
+                    g.sg_smean, g.sg_A, NT, C, slices, c.sigreg);
 
+  // Over n rows: the layers' N, or the final norm's NT.
   auto norm_backward = [&](float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                           const float* weight, const float* mean, const float* rstd) {
+                           const float* weight, const float* mean, const float* rstd, int64_t n = -1) {
+    if (n < 0) n = N;
     if (layernorm)
-      layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+      layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, n, C);
     else
-      rmsnorm_backward(dinp, dweight, dbias, dout, inp, weight, rstd, N, C);
+      rmsnorm_backward(dinp, dweight, dbias, dout, inp, weight, rstd, n, C);
   };
   const float p_attn = drop_seeds_.empty() ? 0.0f : static_cast<float>(c.attn_dropout);
   const float p_res = drop_seeds_.empty() ? 0.0f : static_cast<float>(c.dropout);
@@ -186,9 +199,16 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     return g.dproj;
   };
 
-  const float* final_in = L > 0 ? a.layers[static_cast<size_t>(L - 1)].residual3 : a.encoded;
+  const float* last = L > 0 ? a.layers[static_cast<size_t>(L - 1)].residual3 : a.encoded;
   zero(g.dres, N * C);
-  norm_backward(g.dres, grads.norm_w, grads.norm_b, g.dln, final_in, w.norm_w, a.lnf_mean, a.lnf_rstd);
+  if (K == 0) {
+    norm_backward(g.dres, grads.norm_w, grads.norm_b, g.dln, last, w.norm_w, a.lnf_mean, a.lnf_rstd, NT);
+  } else {  // the head read the token rows: their gradient goes back there, the condition rows get none
+    zero(g.dtok, NT * C);
+    norm_backward(g.dtok, grads.norm_w, grads.norm_b, g.dln, a.final_in, w.norm_w, a.lnf_mean, a.lnf_rstd, NT);
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(g.dres + (b * S + K) * C, g.dtok + b * T * C, static_cast<size_t>(T * C) * sizeof(float));
+  }
 
   for (int64_t l = L - 1; l >= 0; --l) {
     const LayerParams& lw = w.layers[static_cast<size_t>(l)];
@@ -198,7 +218,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     // Checkpointing: recompute this layer's activations from its input (the last layer's are
     // still in the shared set from the forward).
     if (a.checkpointed && l < L - 1)
-      layer_forward(l, res_in, a.layers[static_cast<size_t>(l)], B, T, 0, nullptr);
+      layer_forward(l, res_in, a.layers[static_cast<size_t>(l)], B, S, 0, nullptr);
 
     // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])).
     const float* dfc = through_dropout(g.dres, seed(3 + 3 * l));
@@ -224,7 +244,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     zero(g.dkr, N * KD);
     zero(g.dv, N * KD);
     attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, a.key_lo.data(), a.key_hi.data(), B,
-                       T, NH, NKV, HS, p_attn, seed(1 + 3 * l));
+                       S, NH, NKV, HS, p_attn, seed(1 + 3 * l));
     zero(g.dq, N * QD);
     zero(g.dk, N * KD);
     if (c.qk_norm) {
@@ -253,7 +273,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     dropout_backward(g.dproj, g.dres, N * C, p_emb, seed(0));
     demb = g.dproj;
   }
-  embedding_backward(grads.tok_embeddings, demb, tokens, N, C);
+  embed_backward(grads, demb, tokens, B, T, cb);
   return r;
 }
 

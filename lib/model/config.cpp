@@ -21,12 +21,21 @@ constexpr const char* kNormTypeNames[] = {"rmsnorm", "layernorm"};
 constexpr const char* kFfnTypeNames[] = {"swiglu", "gelu"};
 constexpr const char* kGeluApproxNames[] = {"none", "tanh"};
 constexpr const char* kRopeScalingTypeNames[] = {"none", "llama3", "linear"};
+constexpr const char* kDocMaskBoundaryNames[] = {"end", "start"};
+constexpr const char* kRopeModeNames[] = {"standard", "blockwise"};
+constexpr const char* kProjLayerTypeNames[] = {"linear", "embedding", "formula"};
+
+// Read, never written (ModelConfig has no such field): see config_from_json.
+constexpr const char* kLegacyBlockPosIds = "block_pos_ids";
 }  // namespace
 
 const char* name_of(NormType v) { return kNormTypeNames[static_cast<size_t>(v)]; }
 const char* name_of(FfnType v) { return kFfnTypeNames[static_cast<size_t>(v)]; }
 const char* name_of(GeluApprox v) { return kGeluApproxNames[static_cast<size_t>(v)]; }
 const char* name_of(RopeScalingType v) { return kRopeScalingTypeNames[static_cast<size_t>(v)]; }
+const char* name_of(DocMaskBoundary v) { return kDocMaskBoundaryNames[static_cast<size_t>(v)]; }
+const char* name_of(RopeMode v) { return kRopeModeNames[static_cast<size_t>(v)]; }
+const char* name_of(ProjLayerType v) { return kProjLayerTypeNames[static_cast<size_t>(v)]; }
 
 int64_t ModelConfig::ffn_hidden() const {
   if (hidden_dim > 0) return hidden_dim;
@@ -44,6 +53,12 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
 
 bool ModelConfig::is_nope_layer(int64_t layer) const {
   return nope_layer_interval > 0 && (layer + 1) % nope_layer_interval == 0;
+}
+
+int64_t ModelConfig::condition_positions() const {
+  int64_t k = 0;
+  for (const ConditionConfig& c : conditions) k += c.positions();
+  return k;
 }
 
 namespace {
@@ -103,6 +118,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("output_bias", output_bias, Bool),
       LM_FIELD("causal", causal, Bool),
       LM_FIELD("doc_mask", doc_mask, Bool),
+      LM_ENUM("doc_mask_boundary", doc_mask_boundary, kDocMaskBoundaryNames),
       LM_FIELD("logits_soft_cap", logits_soft_cap, Double),
       LM_FIELD("rope_theta", rope_theta, Double),
       LM_FIELD("rope_scale_factor", rope_scale_factor, Double),
@@ -134,9 +150,10 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
       LM_FIELD("vision_dim", vision_dim, Int),
       LM_FIELD("conditions", conditions, Conditions),
-      LM_FIELD("block_pos_ids", block_pos_ids, Bool),
+      LM_ENUM("rope_mode", rope_mode, kRopeModeNames),
       LM_FIELD("atoms_token_id", atoms_token_id, Int),
       LM_FIELD("lattice_token_id", lattice_token_id, Int),
+      LM_FIELD("atom_block_size", atom_block_size, Int),
       LM_FIELD("loss_weights", loss_weights, Bool),
   };
   return table;
@@ -221,24 +238,57 @@ int64_t to_int(const json& v, ErrorKind kind, const std::string& prefix, const s
 
 void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, const std::string& prefix);
 
+// The keys of a condition object (docs/materium.md); the first three are required.
+constexpr const char* kConditionKeys[] = {"name", "proj_layer_type", "input_dim", "out_dim", "max_elements"};
+
+uint8_t to_enum(const json& v, const EnumNames& names, ErrorKind kind, const std::string& prefix, const std::string& key) {
+  const std::string expected = "one of " + enum_list(names);
+  if (v.is_string()) {
+    const std::string name = v.get<std::string>();
+    for (size_t i = 0; i < names.count; ++i)
+      if (name == names.names[i]) return static_cast<uint8_t>(i);
+  }
+  type_error(kind, prefix, key, expected.c_str(), v);
+}
+
 std::vector<ConditionConfig> to_conditions(const json& v, ErrorKind kind, const std::string& prefix) {
-  if (!v.is_array()) type_error(kind, prefix, "conditions", "an array of {\"name\", \"dim\"} objects", v);
+  if (!v.is_array()) type_error(kind, prefix, "conditions", "an array of condition objects", v);
   std::vector<ConditionConfig> out;
   for (size_t i = 0; i < v.size(); ++i) {
     const std::string where = cat("conditions[", i, "]");
     const json& item = v[i];
-    if (!item.is_object()) type_error(kind, prefix, where, "an object with \"name\" and \"dim\"", item);
+    if (!item.is_object())
+      type_error(kind, prefix, where, "an object with \"name\", \"proj_layer_type\" and \"input_dim\"", item);
     ConditionConfig c;
     for (const auto& [k, x] : item.items()) {
+      const std::string key = where + "." + k;
       if (k == "name") {
-        if (!x.is_string()) type_error(kind, prefix, where + ".name", "a string", x);
+        if (!x.is_string()) type_error(kind, prefix, key, "a string", x);
         c.name = x.get<std::string>();
-      } else if (k == "dim") {
-        c.dim = to_int(x, kind, prefix, where + ".dim");
+      } else if (k == "proj_layer_type") {
+        c.proj_layer_type = static_cast<ProjLayerType>(to_enum(x, enum_names(kProjLayerTypeNames), kind, prefix, key));
+      } else if (k == "input_dim") {
+        c.input_dim = to_int(x, kind, prefix, key);
+      } else if (k == "out_dim") {
+        c.out_dim = to_int(x, kind, prefix, key);
+      } else if (k == "max_elements") {
+        c.max_elements = to_int(x, kind, prefix, key);
       } else {
-        fail(kind, cat(prefix, "unknown key ", quote(where + "." + k)), "a condition has \"name\" and \"dim\"");
+        std::string best;
+        size_t best_d = std::numeric_limits<size_t>::max();
+        for (const char* known : kConditionKeys)
+          if (const size_t d = edit_distance(k, known); d < best_d) best_d = d, best = known;
+        if (k == "dim")  // the key of the condition schema before proj_layer_type (never ran)
+          fail(kind, cat(prefix, where, ": unknown key ", quote(k)),
+               "did you mean 'input_dim'? a condition is {\"name\", \"proj_layer_type\", \"input_dim\"} (docs/materium.md)");
+        fail(kind, cat(prefix, where, ": unknown key ", quote(k)),
+             best_d <= std::max<size_t>(2, k.size() / 3)
+                 ? "did you mean " + quote(best) + "?"
+                 : "a condition has \"name\", \"proj_layer_type\", \"input_dim\", \"out_dim\" and \"max_elements\"");
       }
     }
+    for (const char* required : {"name", "proj_layer_type", "input_dim"})
+      if (!item.contains(required)) fail(kind, cat(prefix, where, ": ", quote(required), " is required"));
     out.push_back(std::move(c));
   }
   return out;
@@ -262,17 +312,9 @@ void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, 
       if (!v.is_string()) type_error(kind, prefix, f.key, "a string", v);
       *static_cast<std::string*>(p) = v.get<std::string>();
       break;
-    case Kind::Enum: {
-      const std::string expected = "one of " + enum_list(f.values);
-      if (!v.is_string()) type_error(kind, prefix, f.key, expected.c_str(), v);
-      const std::string name = v.get<std::string>();
-      for (size_t i = 0; i < f.values.count; ++i)
-        if (name == f.values.names[i]) {
-          *static_cast<uint8_t*>(p) = static_cast<uint8_t>(i);
-          return;
-        }
-      type_error(kind, prefix, f.key, expected.c_str(), v);
-    }
+    case Kind::Enum:
+      *static_cast<uint8_t*>(p) = to_enum(v, f.values, kind, prefix, f.key);
+      break;
     case Kind::Conditions:
       *static_cast<std::vector<ConditionConfig>*>(p) = to_conditions(v, kind, prefix);
       break;
@@ -306,7 +348,11 @@ json field_value(const ModelConfig& c, const Field& f) {
     case Kind::Conditions: {
       json a = json::array();
       for (const auto& cond : *static_cast<const std::vector<ConditionConfig>*>(p))
-        a.push_back(json{{"name", cond.name}, {"dim", cond.dim}});
+        a.push_back(json{{"name", cond.name},
+                         {"proj_layer_type", name_of(cond.proj_layer_type)},
+                         {"input_dim", cond.input_dim},
+                         {"out_dim", cond.out_dim},
+                         {"max_elements", cond.max_elements}});
       return a;
     }
   }
@@ -328,12 +374,27 @@ ModelConfig config_from_json(const std::string& text, const std::string& source)
   const json doc = parse_json_strict(text, prefix);
   if (!doc.is_object()) fail_data(cat(prefix, "expected a JSON object, got ", describe(doc)));
   ModelConfig cfg;
+  int legacy_block_pos_ids = -1;  // -1 absent, else the value
   for (const auto& [k, v] : doc.items()) {
     const auto dot = k.find('.');
     if (dot != std::string::npos && find_field(k))  // dotted keys are for --set; files nest
       fail(ErrorKind::Data, cat(prefix, "unknown key ", quote(k)),
            cat("nested fields are nested objects: {\"", k.substr(0, dot), "\": {\"", k.substr(dot + 1), "\": ...}}"));
+    if (k == kLegacyBlockPosIds) {
+      if (!v.is_boolean()) type_error(ErrorKind::Data, prefix, k, "true or false", v);
+      legacy_block_pos_ids = v.get<bool>() ? 1 : 0;
+      continue;
+    }
     assign(cfg, k, v, ErrorKind::Data, prefix);
+  }
+  if (legacy_block_pos_ids >= 0) {
+    const bool blockwise = legacy_block_pos_ids == 1;
+    if (!doc.contains("rope_mode")) {
+      if (blockwise) cfg.rope_mode = RopeMode::Blockwise;
+    } else if (blockwise != (cfg.rope_mode == RopeMode::Blockwise)) {
+      fail_data(cat(prefix, kLegacyBlockPosIds, " (", blockwise ? "true" : "false", ") contradicts rope_mode ",
+                    quote(name_of(cfg.rope_mode))));
+    }
   }
   return cfg;
 }
@@ -382,6 +443,51 @@ void apply_overrides(ModelConfig& cfg, const std::vector<std::string>& assignmen
 
 // ---------------------------------------------------------------------------------------------
 // Validation
+
+namespace {
+
+// docs/materium.md "Validation" (tests/fixtures/reference.py materium_problems: the same rules).
+void materium_errors(const ModelConfig& c, std::vector<std::string>& errs) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.conditions.size(); ++i) {
+    const ConditionConfig& cond = c.conditions[i];
+    const std::string where = cat("conditions[", i, "]");
+    const bool word = !cond.name.empty() && std::all_of(cond.name.begin(), cond.name.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+    });
+    const bool mask = cond.name.size() >= 5 && cond.name.compare(cond.name.size() - 5, 5, "_mask") == 0;
+    if (!word)
+      errs.push_back(cat(where, ".name ", quote(cond.name), " must be letters, digits and '_'"));
+    else if (mask)
+      errs.push_back(cat(where, ".name ", quote(cond.name), " must not end in '_mask'"));
+    else if (names.count(cond.name))
+      errs.push_back(cat(where, ": duplicate name ", quote(cond.name)));
+    names.insert(cond.name);
+    if (cond.input_dim <= 0) errs.push_back(cat(where, ".input_dim must be positive, got ", cond.input_dim));
+    if (cond.out_dim != 0 && cond.out_dim != c.dim)
+      errs.push_back(cat(where, ".out_dim (", cond.out_dim, ") must equal dim (", c.dim, ")"));
+    if (cond.proj_layer_type == ProjLayerType::Formula) {
+      if (cond.max_elements < 0 || cond.max_elements > cond.input_dim)
+        errs.push_back(cat(where, ".max_elements (", cond.max_elements, ") must be in 0..input_dim (", cond.input_dim, ")"));
+    } else if (cond.max_elements != 0) {
+      errs.push_back(cat(where, ".max_elements is for formula conditions only, got ", cond.max_elements));
+    }
+  }
+  const bool blockwise = c.rope_mode == RopeMode::Blockwise;
+  if (blockwise) {
+    for (const auto& [key, id] : {std::pair{"atoms_token_id", c.atoms_token_id}, std::pair{"lattice_token_id", c.lattice_token_id}})
+      if (id < 0 || id >= c.vocab_size)
+        errs.push_back(cat("rope_mode blockwise needs ", key, " in [0, vocab_size ", c.vocab_size, "), got ", id));
+    if (c.atoms_token_id == c.lattice_token_id) errs.push_back("atoms_token_id and lattice_token_id must differ");
+    if (c.atom_block_size < 1) errs.push_back(cat("atom_block_size must be positive, got ", c.atom_block_size));
+  }
+  if (!c.conditions.empty() || blockwise) {
+    if (!c.causal) errs.push_back("conditions and blockwise positions need causal attention");
+    if (c.doc_mask) errs.push_back("conditions and blockwise positions do not combine with doc_mask");
+  }
+}
+
+}  // namespace
 
 std::vector<std::string> validation_errors(const ModelConfig& c) {
   std::vector<std::string> errs;
@@ -473,17 +579,11 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   }
 
   non_negative("vision_dim", c.vision_dim);
-  std::set<std::string> names;
-  for (size_t i = 0; i < c.conditions.size(); ++i) {
-    const ConditionConfig& cond = c.conditions[i];
-    if (cond.name.empty()) errs.push_back(cat("conditions[", i, "].name is empty"));
-    else if (!names.insert(cond.name).second) errs.push_back(cat("conditions[", i, "]: duplicate name ", quote(cond.name)));
-    if (cond.dim <= 0) errs.push_back(cat("conditions[", i, "].dim must be positive, got ", cond.dim));
+  if (c.rope_mode != RopeMode::Blockwise) {  // blockwise: materium_errors says what it needs of them
+    token_id("atoms_token_id", c.atoms_token_id);
+    token_id("lattice_token_id", c.lattice_token_id);
   }
-  token_id("atoms_token_id", c.atoms_token_id);
-  token_id("lattice_token_id", c.lattice_token_id);
-  if (c.block_pos_ids && (c.atoms_token_id < 0 || c.lattice_token_id < 0))
-    errs.push_back("block_pos_ids needs atoms_token_id and lattice_token_id");
+  materium_errors(c, errs);
 
   // Bounds that keep every size product of the accounting inside int64 (and sane).
   if (errs.empty()) {
@@ -504,7 +604,17 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
     capped("moe.n_experts", c.moe.n_experts, kSize);
     capped("moe.hidden_dim", c.moe.hidden_dim, kSize);
     capped("vision_dim", c.vision_dim, kSize);
-    for (size_t i = 0; i < c.conditions.size(); ++i) capped(cat("conditions[", i, "].dim").c_str(), c.conditions[i].dim, kSize);
+    capped("atom_block_size", c.atom_block_size, kSeq);
+    for (size_t i = 0; i < c.conditions.size(); ++i)
+      capped(cat("conditions[", i, "].input_dim").c_str(), c.conditions[i].input_dim, kSize);
+    if (static_cast<int64_t>(c.conditions.size()) > kSize)
+      errs.push_back(cat("conditions: ", c.conditions.size(), " are too many: the limit is ", kSize));
+    if (errs.empty() && !c.conditions.empty()) {  // sizes capped: K cannot overflow
+      const int64_t K = c.condition_positions();
+      if (K >= c.max_seq_len)
+        errs.push_back(cat("the conditions take ", K, " positions, which leaves no room for tokens within max_seq_len (",
+                           c.max_seq_len, ")"));
+    }
     if (c.ffn_dim_multiplier > 64) errs.push_back(cat("ffn_dim_multiplier (", c.ffn_dim_multiplier, ") is too large: the limit is 64"));
   }
   if (errs.empty()) {  // an upper bound of the parameter count, in floating point
@@ -515,7 +625,11 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
     const double E = static_cast<double>(c.moe.n_experts);
     const double moe = E > 0 ? E * C + (E + 1) * (3 * C * FM + 2 * FM + C) : 0;
     double bound = 2 * V * C + V + 2 * C + L * (2 * C * (Q + KV) + 2 * (Q + KV) + 4 * C + 3 * C * F + 2 * F + C + moe);
-    for (const ConditionConfig& cond : c.conditions) bound += static_cast<double>(cond.dim) * C + C;
+    for (const ConditionConfig& cond : c.conditions) {
+      const double in = static_cast<double>(cond.input_dim);
+      bound += (cond.proj_layer_type == ProjLayerType::Formula ? (in + 1) * C + 4 * C * C + 3 * C : in * C) + C;
+    }
+    if (!c.conditions.empty()) bound += static_cast<double>(c.conditions.size() + 1) * C;
     bound += static_cast<double>(c.vision_dim) * C;
     if (bound > 0x1p50) errs.push_back(cat("the model is too large: up to ", bound, " parameters (the limit is 2^50)"));
   }
@@ -544,8 +658,15 @@ std::vector<std::string> unsupported_features(const ModelConfig& c, const Capabi
   if (c.vision_dim > 0 && !s.vision) out.push_back(cat("vision embeddings (vision_dim = ", c.vision_dim, ")"));
   if (!c.conditions.empty() && !s.conditions)
     out.push_back(cat("condition embeddings (", c.conditions.size(), c.conditions.size() == 1 ? " condition)" : " conditions)"));
-  if (c.block_pos_ids && !s.block_pos_ids) out.push_back("block position ids (block_pos_ids)");
+  if (c.rope_mode == RopeMode::Blockwise && !s.blockwise_positions)
+    out.push_back("block-wise positions (rope_mode blockwise)");
   return out;
+}
+
+Capabilities program_capabilities() {
+  Capabilities caps = Capabilities::all();
+  caps.conditions = caps.blockwise_positions = false;
+  return caps;
 }
 
 void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program) {

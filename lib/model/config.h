@@ -19,10 +19,16 @@ enum class NormType : uint8_t { RMSNorm, LayerNorm };            // "rmsnorm" | 
 enum class FfnType : uint8_t { SwiGLU, GELU };                   // "swiglu" | "gelu"
 enum class GeluApprox : uint8_t { None, Tanh };                  // "none" (erf) | "tanh"
 enum class RopeScalingType : uint8_t { None, Llama3, Linear };   // "none" | "llama3" | "linear"
+enum class DocMaskBoundary : uint8_t { End, Start };             // "end" | "start"
+enum class RopeMode : uint8_t { Standard, Blockwise };           // "standard" | "blockwise"
+enum class ProjLayerType : uint8_t { Linear, Embedding, Formula };  // "linear" | "embedding" | "formula"
 const char* name_of(NormType v);
 const char* name_of(FfnType v);
 const char* name_of(GeluApprox v);
 const char* name_of(RopeScalingType v);
+const char* name_of(DocMaskBoundary v);
+const char* name_of(RopeMode v);
+const char* name_of(ProjLayerType v);
 
 // Llama 3.1 style frequency scaling of RoPE ("llama3"), or plain position interpolation ("linear").
 struct RopeScaling {
@@ -59,12 +65,24 @@ struct MoEConfig {
   bool operator==(const MoEConfig&) const = default;
 };
 
-// materium: a named condition projected to C and prepended as an embedding.
-// Its projection is a linear [C, dim] weight plus a [C] bias (torch nn.Linear(dim, C)).
+// materium: a named condition whose value is embedded at positions prepended before the
+// tokens (docs/materium.md; the JSON object has exactly these keys, the first three required).
+//   linear:    input_dim floats x -> W x, W [C, input_dim] (no bias); one position
+//   embedding: a class k < input_dim -> row k of an [input_dim, C] table; one position
+//   formula:   up to positions() (element token id, count in 1..input_dim) pairs, one position
+//              each: MLP(tok_embeddings[element] + count_table[count]) (unused slots: zeros)
+// A null value (unknown for a record) puts the learned mask embedding at every position.
 struct ConditionConfig {
-  std::string name;
-  int64_t dim = 0;
+  std::string name;          // [A-Za-z0-9_]+, not ending in "_mask"; names the tensors
+  ProjLayerType proj_layer_type = ProjLayerType::Linear;
+  int64_t input_dim = 0;
+  int64_t out_dim = 0;       // 0 = dim; otherwise it must equal dim (materium's ConditionConfig field)
+  int64_t max_elements = 0;  // formula: its positions (0 = input_dim); 0 for the other types
 
+  // Positions the condition takes when present: 1, or a formula's slots.
+  int64_t positions() const {
+    return proj_layer_type != ProjLayerType::Formula ? 1 : max_elements > 0 ? max_elements : input_dim;
+  }
   bool operator==(const ConditionConfig&) const = default;
 };
 
@@ -99,6 +117,8 @@ struct ModelConfig {
   bool output_bias = false;           // a [V] bias on the classifier (soma V1's predictor)
   bool causal = true;
   bool doc_mask = false;              // attention masked across document boundaries (EOS)
+  DocMaskBoundary doc_mask_boundary = DocMaskBoundary::End;  // end: an EOS ends its document (lmkit);
+                                      // start: an EOS starts the next one (xlstm-jax)
   double logits_soft_cap = 0;         // 0 = off; else cap * tanh(logits / cap)
 
   // Positions
@@ -126,11 +146,13 @@ struct ModelConfig {
   MoEConfig moe;
   int64_t vision_dim = 0;              // precomputed vision embeddings of this width merged by mask; 0 = off
 
-  // materium
-  std::vector<ConditionConfig> conditions;
-  bool block_pos_ids = false;          // position ids restart in blocks between [ATOMS] and [LATTICE]
+  // materium (docs/materium.md)
+  std::vector<ConditionConfig> conditions;  // in order: the order of their positions and type rows
+  RopeMode rope_mode = RopeMode::Standard;  // blockwise: ids cycle through atom_block_size values
+                                       // strictly between the first [ATOMS] and the first [LATTICE]
   int64_t atoms_token_id = -1;
   int64_t lattice_token_id = -1;
+  int64_t atom_block_size = 4;
   bool loss_weights = false;           // per-token-id loss weights
 
   // Derived sizes.
@@ -142,6 +164,10 @@ struct ModelConfig {
   bool is_nope_layer(int64_t layer) const;
   // The attention span of a layer: attn_chunk_size on chunked (RoPE) layers, else 0 (unbounded).
   int64_t layer_chunk(int64_t layer) const { return attn_chunk_size > 0 && !is_nope_layer(layer) ? attn_chunk_size : 0; }
+  // Condition positions of a batch where every condition is present (K at most).
+  int64_t condition_positions() const;
+  // Conditions or block-wise positions: the model computes its own position ids.
+  bool is_materium() const { return !conditions.empty() || rope_mode == RopeMode::Blockwise; }
 
   bool operator==(const ModelConfig&) const = default;
 };
@@ -153,6 +179,9 @@ struct ModelConfig {
 // key ("'n_heads': expected an integer, got \"six\""), and non-object documents. Missing keys keep
 // their defaults. The result is not validated: call validate().
 ModelConfig config_from_json(const std::string& text, const std::string& source);
+// The legacy key "block_pos_ids" (every checkpoint before rope_mode carries `false`) is read,
+// never written: true means rope_mode "blockwise", false nothing; contradicting an explicit
+// rope_mode is an error.
 // Every field, resolved (nothing omitted), in declaration order; `indent` < 0 = one line.
 std::string config_to_json(const ModelConfig& cfg, int indent = 2);
 // Every settable key, dotted for nested fields ("rope_scaling.type"), in declaration order.
@@ -183,7 +212,7 @@ struct Capabilities {
   bool temperature_tuning = false;  // attn_temperature_tuning
   bool vision = false;              // vision_dim > 0
   bool conditions = false;          // conditions non-empty
-  bool block_pos_ids = false;       // block_pos_ids
+  bool blockwise_positions = false; // rope_mode blockwise
 
   static Capabilities none() { return {}; }
   static Capabilities all() { return {true, true, true, true, true, true, true}; }
@@ -192,5 +221,9 @@ struct Capabilities {
 std::vector<std::string> unsupported_features(const ModelConfig& cfg, const Capabilities& supported);
 // Throws an Unsupported error "<program> does not support <feature> yet" for the first one.
 void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program);
+// What the programs (lm-train, lm-eval-loss, lm-generate, lm-bench) run: everything the model
+// does except what needs inputs beside the tokens that they do not read yet (materium's
+// condition values, and the whole-record rows of block-wise positions: issue 14, phase 2).
+Capabilities program_capabilities();
 
 }  // namespace lm

@@ -104,7 +104,10 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   t.row("norm", cat(name_of(c.norm_type), c.norm_bias ? " with bias" : "", ", eps ", number(c.norm_eps)));
   t.row("attention", cat(c.attn_bias ? "bias" : "no bias",
                          c.qk_norm ? (c.qk_norm_weight ? ", qk-norm" : ", qk-norm (no weight)") : "",
-                         c.causal ? ", causal" : ", bidirectional", c.doc_mask ? ", document mask" : ""));
+                         c.causal ? ", causal" : ", bidirectional",
+                         c.doc_mask ? (c.doc_mask_boundary == DocMaskBoundary::Start ? ", document mask (EOS starts a document)"
+                                                                                     : ", document mask")
+                                    : ""));
   t.row("rope", cat("theta ", number(c.rope_theta), ", scale ", number(c.rope_scale_factor), ", scaling ",
                     name_of(c.rope_scaling.type)));
   t.row("embeddings", cat(c.tie_embeddings ? "tied" : "untied", c.output_bias ? ", output bias" : ""));
@@ -116,6 +119,18 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   if (c.nope_layer_interval > 0)
     t.row("NoPE layers", layer_list(layers_where(c, &ModelConfig::is_nope_layer), c.n_layers));
   if (c.attn_chunk_size > 0) t.row("attention chunk", std::to_string(c.attn_chunk_size));
+  if (!c.conditions.empty()) {
+    std::string list;
+    for (const ConditionConfig& cond : c.conditions) {
+      list += cat(list.empty() ? "" : ", ", cond.name, " (", name_of(cond.proj_layer_type), " ", cond.input_dim);
+      if (cond.proj_layer_type == ProjLayerType::Formula) list += cat(", ", cond.positions(), " positions");
+      list += ")";
+    }
+    t.row("conditions", cat(list, "; up to ", c.condition_positions(), " positions before the tokens"));
+  }
+  if (c.rope_mode == RopeMode::Blockwise)
+    t.row("positions", cat("block-wise (", c.atom_block_size, ") between [ATOMS] ", c.atoms_token_id, " and [LATTICE] ",
+                           c.lattice_token_id));
   if (c.sigreg.enabled)
     t.row("sigreg", cat("t_max ", number(c.sigreg.t_max), ", points ", c.sigreg.points, ", slices ", c.sigreg.slices,
                         ", coefficient ", number(c.sigreg.coefficient)));

@@ -21,7 +21,7 @@ bool is_bias(ParamKind k) {
   switch (k) {
     case ParamKind::AttnNormB: case ParamKind::Bq: case ParamKind::Bk: case ParamKind::Bv: case ParamKind::Bo:
     case ParamKind::FfnNormB: case ParamKind::B1: case ParamKind::B2: case ParamKind::B3: case ParamKind::NormB:
-    case ParamKind::OutputB:
+    case ParamKind::OutputB: case ParamKind::CondMlpB1: case ParamKind::CondMlpB2:
       return true;
     default:
       return false;
@@ -39,10 +39,11 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
   const int64_t C = cfg.dim, V = cfg.vocab_size, L = cfg.n_layers;
   const int64_t NH = cfg.n_heads, NKV = cfg.kv_heads(), HS = cfg.head_size(), F = cfg.ffn_hidden();
   n_layers_ = L;
+  n_conditions_ = static_cast<int64_t>(cfg.conditions.size());
   tied_ = cfg.tie_embeddings;
 
-  auto add = [&](std::string name, ParamKind kind, int64_t layer, Shape shape) {
-    ParamInfo p{std::move(name), kind, layer, shape, shape_numel(shape, "parameter"), arena_floats_};
+  auto add = [&](std::string name, ParamKind kind, int64_t layer, Shape shape, int64_t condition = -1) {
+    ParamInfo p{std::move(name), kind, layer, shape, shape_numel(shape, "parameter"), arena_floats_, condition};
     arena_floats_ += (p.numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
     num_parameters_ += p.numel;
     tensors_.push_back(std::move(p));
@@ -77,6 +78,30 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
   norm("norm", ParamKind::NormW, ParamKind::NormB, -1);
   if (!cfg.tie_embeddings) add("output.weight", ParamKind::Output, -1, {V, C});
   if (cfg.output_bias) add("output.bias", ParamKind::OutputB, -1, {V});
+
+  // materium's own state_dict names (docs/materium.md, "Checkpoint tensors").
+  for (int64_t i = 0; i < n_conditions_; ++i) {
+    const ConditionConfig& c = cfg.conditions[static_cast<size_t>(i)];
+    const std::string p = "cond_proj_layers." + c.name;
+    const int64_t in = c.input_dim;
+    switch (c.proj_layer_type) {
+      case ProjLayerType::Linear:
+        add(p + ".weight", ParamKind::CondLinearW, -1, {C, in}, i);
+        break;
+      case ProjLayerType::Embedding:
+        add(p + ".weight", ParamKind::CondEmbedding, -1, {in, C}, i);
+        break;
+      case ProjLayerType::Formula:
+        add(p + ".composition_num_atoms.weight", ParamKind::CondCountEmb, -1, {in + 1, C}, i);
+        add(p + ".combined_emb.0.weight", ParamKind::CondMlpW1, -1, {2 * C, C}, i);
+        add(p + ".combined_emb.0.bias", ParamKind::CondMlpB1, -1, {2 * C}, i);
+        add(p + ".combined_emb.2.weight", ParamKind::CondMlpW2, -1, {C, 2 * C}, i);
+        add(p + ".combined_emb.2.bias", ParamKind::CondMlpB2, -1, {C}, i);
+        break;
+    }
+    add("condition_mask_embeddings." + c.name, ParamKind::CondMaskEmb, -1, {C}, i);
+  }
+  if (n_conditions_ > 0) add("type_embeddings.weight", ParamKind::TypeEmbeddings, -1, {n_conditions_ + 1, C});
 }
 
 const ParamInfo* ParameterLayout::find(const std::string& name) const {
@@ -96,10 +121,12 @@ ParameterTensors ParameterLayout::bind(const std::vector<float*>& ptrs) const {
   if (ptrs.size() != tensors_.size()) fail(ErrorKind::Runtime, "internal: parameter pointer count mismatch");
   ParameterTensors t;
   t.layers.resize(static_cast<size_t>(n_layers_));
+  t.conditions.resize(static_cast<size_t>(n_conditions_));
   for (size_t i = 0; i < tensors_.size(); ++i) {
     float* x = ptrs[i];
     const auto& p = tensors_[i];
     LayerParams* lp = p.layer >= 0 ? &t.layers[static_cast<size_t>(p.layer)] : nullptr;
+    ConditionParams* cp = p.condition >= 0 ? &t.conditions[static_cast<size_t>(p.condition)] : nullptr;
     switch (p.kind) {
       case ParamKind::TokEmbeddings: t.tok_embeddings = x; break;
       case ParamKind::AttnNormW: lp->attention_norm_w = x; break;
@@ -126,6 +153,15 @@ ParameterTensors ParameterLayout::bind(const std::vector<float*>& ptrs) const {
       case ParamKind::NormB: t.norm_b = x; break;
       case ParamKind::Output: t.output = x; break;
       case ParamKind::OutputB: t.output_b = x; break;
+      case ParamKind::CondLinearW: cp->linear_w = x; break;
+      case ParamKind::CondEmbedding: cp->embedding = x; break;
+      case ParamKind::CondCountEmb: cp->count_emb = x; break;
+      case ParamKind::CondMlpW1: cp->mlp_w1 = x; break;
+      case ParamKind::CondMlpB1: cp->mlp_b1 = x; break;
+      case ParamKind::CondMlpW2: cp->mlp_w2 = x; break;
+      case ParamKind::CondMlpB2: cp->mlp_b2 = x; break;
+      case ParamKind::CondMaskEmb: cp->mask_emb = x; break;
+      case ParamKind::TypeEmbeddings: t.type_embeddings = x; break;
     }
   }
   if (tied_) t.output = t.tok_embeddings;

@@ -45,6 +45,16 @@ enum class ParamKind : uint8_t {
   NormB,          // [C]        norm_bias
   Output,         // [V, C]     absent when tie_embeddings
   OutputB,        // [V]        output_bias
+  // materium conditions (docs/materium.md); ParamInfo::condition is the condition's index.
+  CondLinearW,    // [C, input_dim]      linear condition (no bias)
+  CondEmbedding,  // [input_dim, C]      embedding condition (class table)
+  CondCountEmb,   // [input_dim + 1, C]  formula: count table (row n for count n)
+  CondMlpW1,      // [2C, C]             formula MLP in
+  CondMlpB1,      // [2C]
+  CondMlpW2,      // [C, 2C]             formula MLP out
+  CondMlpB2,      // [C]
+  CondMaskEmb,    // [C]                 every condition: the embedding of a null value
+  TypeEmbeddings, // [N + 1, C]          with N >= 1 conditions: row 0 tokens, row i + 1 condition i
 };
 
 struct ParamInfo {
@@ -54,6 +64,7 @@ struct ParamInfo {
   Shape shape;
   int64_t numel;
   int64_t offset;      // in floats from the arena start; a multiple of 16 (64 bytes)
+  int64_t condition = -1;  // the condition's index for condition tensors, else -1
 };
 
 // Views of one layer's parameters; optional tensors are null when the config has none.
@@ -80,6 +91,18 @@ struct LayerParams {
   float* b3 = nullptr;                // [F]
 };
 
+// Views of one condition's parameters (the ones of its proj_layer_type; the others null).
+struct ConditionParams {
+  float* linear_w = nullptr;   // [C, input_dim]      linear
+  float* embedding = nullptr;  // [input_dim, C]      embedding
+  float* count_emb = nullptr;  // [input_dim + 1, C]  formula
+  float* mlp_w1 = nullptr;     // [2C, C]             formula
+  float* mlp_b1 = nullptr;     // [2C]
+  float* mlp_w2 = nullptr;     // [C, 2C]
+  float* mlp_b2 = nullptr;     // [C]
+  float* mask_emb = nullptr;   // [C]
+};
+
 struct ParameterTensors {
   float* tok_embeddings = nullptr;  // [V, C]
   std::vector<LayerParams> layers;  // [L]
@@ -87,9 +110,12 @@ struct ParameterTensors {
   float* norm_b = nullptr;          // [C]
   float* output = nullptr;          // [V, C]; == tok_embeddings when tied
   float* output_b = nullptr;        // [V]
+  std::vector<ConditionParams> conditions;  // [N], config order
+  float* type_embeddings = nullptr;         // [N + 1, C] when N >= 1
 };
 
-// The table of a config's parameters, in checkpoint order (embeddings, layers, final norm, output).
+// The table of a config's parameters, in checkpoint order (embeddings, layers, final norm, output,
+// then materium's condition tensors and type embeddings).
 class ParameterLayout {
  public:
   ParameterLayout() = default;
@@ -110,6 +136,7 @@ class ParameterLayout {
   int64_t arena_floats_ = 0;
   int64_t num_parameters_ = 0;
   int64_t n_layers_ = 0;
+  int64_t n_conditions_ = 0;
   bool tied_ = false;
 };
 

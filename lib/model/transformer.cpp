@@ -10,12 +10,15 @@
 #include "model/ffn.h"
 #include "model/matmul.h"
 #include "model/norm.h"
+#include "model/positions.h"
 #include "model/rope.h"
 
 namespace lm {
 
 void require_model_support(const ModelConfig& cfg) {
-  const auto missing = unsupported_features(cfg, Capabilities::none());
+  Capabilities model;  // what Transformer implements beyond a plain Llama / soma model
+  model.conditions = model.blockwise_positions = true;
+  const auto missing = unsupported_features(cfg, model);
   if (!missing.empty()) fail(ErrorKind::Unsupported, cat(missing.front(), " is not supported yet"));
   if (cfg.head_size() % 2 != 0)
     fail(ErrorKind::Unsupported, cat("an odd head size (", cfg.head_size(), ") with RoPE is not supported"));
@@ -68,21 +71,22 @@ void add_residual_dropout(float* out, const float* a, const float* b, int64_t n,
 
 }  // namespace
 
-void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint) {
-  if (acts_.arena.raw() && acts_.B == B && acts_.T == T) {
+void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint) {
+  if (acts_.arena.raw() && acts_.B == B && acts_.K == K && acts_.T == T) {
     if (acts_.keep_layers == keep && acts_.checkpointed == checkpoint) return;
     // A lean forward (evaluation between training steps) runs in a training arena of the
     // same shape as it is, instead of reallocating it back and forth.
     if (!keep && !checkpoint) return;
   }
   const ModelConfig& c = config();
-  const int64_t N = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
+  const int64_t S = K + T, N = B * S, NT = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const bool swiglu = c.ffn_type == FfnType::SwiGLU;
 
   ActivationTensors a;
   a.B = B;
   a.T = T;
+  a.K = K;
   a.keep_layers = keep;
   a.checkpointed = checkpoint;
   a.layers.resize(static_cast<size_t>(L));
@@ -102,7 +106,7 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool check
     }
     plan.add(&la.qr, N * NH * HS);
     plan.add(&la.kr, N * NKV * HS);
-    if (keep || checkpoint) plan.add(&la.att, B * NH * T * T);
+    if (keep || checkpoint) plan.add(&la.att, B * NH * S * S);
     plan.add(&la.atty, N * NH * HS);
     plan.add(&la.attproj, N * C);
     plan.add(&la.residual2, N * C);
@@ -118,10 +122,11 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool check
   // Checkpointing keeps each layer's output (the next layer's input) and shares the rest.
   std::vector<float*> outputs(static_cast<size_t>(checkpoint ? L : 0));
   for (auto& o : outputs) plan.add(&o, N * C);
-  plan.add(&a.lnf, N * C);
-  plan.add(&a.lnf_mean, N);
-  plan.add(&a.lnf_rstd, N);
-  plan.add(&a.logits, N * V);
+  if (K > 0) plan.add(&a.final_in, NT * C);
+  plan.add(&a.lnf, NT * C);
+  plan.add(&a.lnf_mean, NT);
+  plan.add(&a.lnf_rstd, NT);
+  plan.add(&a.logits, NT * V);
   plan.add(&a.rope_cos, N * (HS / 2));
   plan.add(&a.rope_sin, N * (HS / 2));
   a.arena = plan.allocate();
@@ -135,21 +140,43 @@ void Transformer::ensure_activations(int64_t B, int64_t T, bool keep, bool check
   acts_ = std::move(a);
 }
 
-const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T) {
-  if (B <= 0 || T <= 0) fail_usage(cat("forward needs at least one token per row, got B=", B, ", T=", T));
-  if (T > config().max_seq_len)
-    fail_usage(cat("sequence of ", T, " tokens exceeds max_seq_len (", config().max_seq_len, ")"));
-  return run(tokens, pos, B, T, nullptr);
+void Transformer::check_inputs(const int64_t* pos, int64_t B, const ConditionBatch* cb) const {
+  const ModelConfig& c = config();
+  if (cb) cb->check_fits(c, B);
+  if (pos && c.is_materium())
+    fail_usage("a model with conditions or block-wise positions computes its own position ids: pass none");
 }
 
-const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache) {
+namespace {
+// "T tokens", or "K condition positions and T tokens".
+std::string sequence_words(int64_t K, int64_t T) {
+  return K > 0 ? cat(K, " condition positions and ", T, " tokens") : cat(T, " tokens");
+}
+}  // namespace
+
+const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                                  const ConditionBatch* conditions) {
+  if (B <= 0 || T <= 0) fail_usage(cat("forward needs at least one token per row, got B=", B, ", T=", T));
+  check_inputs(pos, B, conditions);
+  const int64_t K = conditions ? conditions->positions() : 0;
+  if (K + T > config().max_seq_len)
+    fail_usage(cat("sequence of ", sequence_words(K, T), " exceeds max_seq_len (", config().max_seq_len, ")"));
+  return run(tokens, pos, B, T, nullptr, conditions);
+}
+
+const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
+                                  const ConditionBatch* conditions) {
   if (!config().causal)
     fail(ErrorKind::Unsupported, "incremental decode (KV cache) of a non-causal model is not supported");
   if (T <= 0) fail_usage(cat("decode needs at least one token per row, got T=", T));
-  if (cache.length() + T > cache.capacity())
-    fail_usage(cat("KV cache full: ", cache.length(), " + ", T, " positions exceed its capacity of ",
+  check_inputs(pos, cache.batch(), conditions);
+  if (conditions && cache.length() > 0)
+    fail_usage("condition values go with the first call on an empty KV cache (the prefill)");
+  const int64_t K = conditions ? conditions->positions() : 0;
+  if (cache.length() + K + T > cache.capacity())
+    fail_usage(cat("KV cache full: ", cache.length(), " + ", K + T, " positions exceed its capacity of ",
                    cache.capacity(), " (max_seq_len)"));
-  return run(tokens, pos, cache.batch(), T, &cache);
+  return run(tokens, pos, cache.batch(), T, &cache, conditions);
 }
 
 void Transformer::layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T,
@@ -261,57 +288,122 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   });
 }
 
-const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache) {
+void Transformer::set_positions(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, int64_t K,
+                                KVCache* cache, std::vector<BlockwiseState>& blockwise) {
+  const ModelConfig& c = config();
+  ActivationTensors& a = acts_;
+  const int64_t P = cache ? cache->length() : 0, S = K + T;
+  if (!c.is_materium()) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) a.pos[b * T + t] = pos ? pos[b * T + t] : P + t;
+    return;
+  }
+  // Conditions at 0..K-1 (only ever in the first call on a cache); tokens after all of the
+  // row's conditions, continuing the cache's block-wise state (on a copy: committed on success).
+  const int64_t cond = P > 0 ? cache->cond_len() : K;
+  if (cache) blockwise.assign(cache->blockwise(), cache->blockwise() + B);
+  std::vector<int64_t> token_pos(static_cast<size_t>(B * T));
+  token_positions(token_pos.data(), tokens, B, T, cond, P > 0 ? P - cond : 0, c, cache ? blockwise.data() : nullptr);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t k = 0; k < K; ++k) a.pos[b * S + k] = k;
+    for (int64_t t = 0; t < T; ++t) a.pos[b * S + K + t] = token_pos[b * T + t];
+  }
+}
+
+void Transformer::embed(const int32_t* tokens, int64_t B, int64_t T, const ConditionBatch* cb) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
-  const int64_t N = B * T, C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
+  ActivationTensors& a = acts_;
+  const int64_t K = a.K, S = K + T, C = c.dim, V = c.vocab_size;
+  if (K == 0) {
+    embedding_forward(a.encoded, tokens, w.tok_embeddings, B * T, V, C);
+  } else {
+    for (int64_t b = 0; b < B; ++b) embedding_forward(a.encoded + (b * S + K) * C, tokens + b * T, w.tok_embeddings, T, V, C);
+    conditions_forward(a.encoded, cond_acts_, *cb, c, w, S);
+  }
+  if (!c.conditions.empty()) {
+    types_ = position_types(c, K > 0 ? cb : nullptr, T);
+    type_embedding_forward(a.encoded, w.type_embeddings, types_.data(), B, S, C);
+  }
+}
+
+void Transformer::embed_backward(const ParameterTensors& grads, const float* dx, const int32_t* tokens, int64_t B,
+                                 int64_t T, const ConditionBatch* cb) {
+  const ModelConfig& c = config();
+  const int64_t K = acts_.K, S = K + T, C = c.dim;
+  if (K == 0) {
+    embedding_backward(grads.tok_embeddings, dx, tokens, B * T, C);
+  } else {
+    for (int64_t b = 0; b < B; ++b) embedding_backward(grads.tok_embeddings, dx + (b * S + K) * C, tokens + b * T, T, C);
+    conditions_backward(grads, dx, cond_acts_, *cb, c, weights_.params(), S);
+  }
+  if (!c.conditions.empty()) type_embedding_backward(grads.type_embeddings, dx, types_.data(), B, S, C);
+}
+
+const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
+                              const ConditionBatch* cb) {
+  const ModelConfig& c = config();
+  const ParameterTensors& w = weights_.params();
+  const int64_t C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
   const int64_t P = cache ? cache->length() : 0;
+  const int64_t K = cb ? cb->positions() : 0;  // condition positions this call prepends
+  const int64_t S = K + T, N = B * S, NT = B * T;
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == NormType::LayerNorm;
 
-  check_token_ids(tokens, N, V);
+  check_token_ids(tokens, NT, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.
   const bool ckpt = training_ && checkpoint_ && !cache;
-  ensure_activations(B, T, (keep_ || training_) && !cache && !ckpt, ckpt);
+  ensure_activations(B, K, T, (keep_ || training_) && !cache && !ckpt, ckpt);
   ActivationTensors& a = acts_;
 
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) a.pos[b * T + t] = pos ? pos[b * T + t] : P + t;
+  std::vector<BlockwiseState> blockwise;  // a cache's rows, advanced here, committed on success
+  set_positions(tokens, pos, B, T, K, cache, blockwise);
   rope_tables(a.rope_cos, a.rope_sin, a.pos.data(), inv_freq_.data(), N, HS / 2, c.rope_scale_factor);
   // Spans are computed on a copy of the cache's document starts: the cache changes only on success.
+  // Condition positions are no tokens (-1); documents do not combine with conditions (validate).
+  std::vector<int32_t> row_tokens;
+  if (K > 0) {
+    row_tokens.assign(static_cast<size_t>(N), -1);
+    for (int64_t b = 0; b < B; ++b) std::copy(tokens + b * T, tokens + (b + 1) * T, row_tokens.begin() + b * S + K);
+  }
   std::vector<int64_t> doc_start(static_cast<size_t>(B), 0);
   if (cache) std::memcpy(doc_start.data(), cache->doc_start(), static_cast<size_t>(B) * sizeof(int64_t));
-  attention_spans(a.key_lo.data(), a.key_hi.data(), tokens, B, T, P, c.causal, c.doc_mask, c.eos_id,
-                  doc_start.data());
-
-  auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
-    if (layernorm)
-      layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
-    else
-      rmsnorm_forward(out, rstd, inp, weight, bias, N, C, eps);
-  };
+  attention_spans(a.key_lo.data(), a.key_hi.data(), K > 0 ? row_tokens.data() : tokens, B, S, P, c.causal, c.doc_mask,
+                  c.eos_id, doc_start.data(), c.doc_mask_boundary == DocMaskBoundary::Start);
 
   // Training (train_step) applies dropout with this step's seeds; otherwise it is the identity.
   const bool drop = training_ && !cache && !drop_seeds_.empty();
   auto seed = [&](int64_t i) { return drop ? drop_seeds_[static_cast<size_t>(i)] : uint64_t{0}; };
   const float p_emb = drop ? static_cast<float>(c.emb_dropout) : 0.0f;
 
-  embedding_forward(a.encoded, tokens, w.tok_embeddings, N, V, C);
+  embed(tokens, B, T, cb);
   if (p_emb > 0) dropout_forward(a.encoded, a.encoded, N * C, p_emb, seed(0));
   const float* residual = a.encoded;  // [N, C]
   for (int64_t l = 0; l < L; ++l) {
     LayerActivations& la = a.layers[static_cast<size_t>(l)];
-    layer_forward(l, residual, la, B, T, P, cache);
+    layer_forward(l, residual, la, B, S, P, cache);
     residual = la.residual3;
   }
 
-  norm(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b);
-  matmul_forward(a.logits, a.lnf, w.output, w.output_b, N, C, V);
-  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, N * V, static_cast<float>(c.logits_soft_cap));
+  // The head reads the token rows only.
+  if (K > 0) {
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(a.final_in + b * T * C, residual + (b * S + K) * C, static_cast<size_t>(T * C) * sizeof(float));
+    residual = a.final_in;
+  }
+  if (layernorm)
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, NT, C, eps);
+  else
+    rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, NT, C, eps);
+  matmul_forward(a.logits, a.lnf, w.output, w.output_b, NT, C, V);
+  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, NT * V, static_cast<float>(c.logits_soft_cap));
 
   if (cache) {
     std::memcpy(cache->doc_start(), doc_start.data(), static_cast<size_t>(B) * sizeof(int64_t));
-    cache->advance(T);
+    if (!blockwise.empty()) std::copy(blockwise.begin(), blockwise.end(), cache->blockwise());
+    if (P == 0) cache->set_cond_len(K);
+    cache->advance(S);
   }
   return a.logits;
 }

@@ -1,8 +1,11 @@
 // The decoder transformer: embeddings, L pre-norm blocks (attention, feed-forward), final
 // norm, classifier, optional soft cap; a batched forward over [B, T] and incremental decode
 // with a KV cache (evaluation: dropout is the identity), and a training step (forward with
-// dropout, loss, hand-written backward into a gradient arena).
-// Shape letters: B batch, T time, C dim, V vocab, L layers, NH/NKV heads, HS head size, F ffn.
+// dropout, loss, hand-written backward into a gradient arena). materium's models (conditions,
+// block-wise positions: docs/materium.md) run K condition positions before the T tokens of a
+// row through the layers; the classifier and the loss see the tokens only.
+// Shape letters: B batch, T tokens, K condition positions, S = K + T positions per row, C dim,
+// V vocab, L layers, NH/NKV heads, HS head size, F ffn.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +13,7 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "model/conditions.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/loss.h"
@@ -17,7 +21,7 @@
 
 namespace lm {
 
-// One layer's activations of a forward over N = B*T rows (what a backward pass reads).
+// One layer's activations of a forward over N = B*S rows (what a backward pass reads).
 struct LayerActivations {
   float* ln1 = nullptr;        // [N, C]   attention_norm output
   float* ln1_mean = nullptr;   // [N]      (layernorm)
@@ -29,7 +33,7 @@ struct LayerActivations {
   float* k_rstd = nullptr;     // [N, NKV]
   float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE
   float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE
-  float* att = nullptr;        // [B, NH, T, T] probabilities; null unless activations are kept
+  float* att = nullptr;        // [B, NH, S, S] probabilities; null unless activations are kept
   float* atty = nullptr;       // [N, NH*HS]  attention output before wo
   float* attproj = nullptr;    // [N, C]
   float* residual2 = nullptr;  // [N, C]   residual after attention
@@ -43,19 +47,22 @@ struct LayerActivations {
   float* residual3 = nullptr;  // [N, C]   the layer's output
 };
 
-// Views into one arena for a forward over [B, T]. With keep_layers every layer has its own
-// buffers (llm.c's ActivationTensors, for backward); without, the layers share one set.
+// Views into one arena for a forward over [B, T] tokens after K condition positions per row
+// (S = K + T rows per batch row in the layers, N = B*S; the head runs on the B*T token rows).
+// With keep_layers every layer has its own buffers (llm.c's ActivationTensors, for backward);
+// without, the layers share one set.
 struct ActivationTensors {
-  int64_t B = 0, T = 0;
+  int64_t B = 0, T = 0, K = 0;
   bool keep_layers = false;
   bool checkpointed = false;            // gradient checkpointing: layers share one set except
                                         // residual3 (each layer's output), recomputed in backward
-  float* encoded = nullptr;             // [N, C] embeddings
+  float* encoded = nullptr;             // [N, C] embeddings (conditions, tokens, + type embeddings)
   std::vector<LayerActivations> layers;  // [L]
-  float* lnf = nullptr;                 // [N, C]
-  float* lnf_mean = nullptr;            // [N]
-  float* lnf_rstd = nullptr;            // [N]
-  float* logits = nullptr;              // [N, V]  after the soft cap
+  float* final_in = nullptr;            // [B*T, C] the last layer's output at the token rows (K > 0 only)
+  float* lnf = nullptr;                 // [B*T, C] final-norm output of the tokens (the hidden states)
+  float* lnf_mean = nullptr;            // [B*T]
+  float* lnf_rstd = nullptr;            // [B*T]
+  float* logits = nullptr;              // [B*T, V]  after the soft cap
   float* rope_cos = nullptr;            // [N, HS/2]
   float* rope_sin = nullptr;            // [N, HS/2]
   std::vector<int64_t> pos;             // [N] positions used
@@ -84,6 +91,9 @@ struct TrainStepOptions {
   const float* loss_weights = nullptr;
   // [C, S] explicit SIGReg noise (not yet column-normalised), e.g. to match PyTorch; null = draw.
   const float* sigreg_noise = nullptr;
+  // materium: the batch's condition values (made for this model and B rows); null = every
+  // condition dropped (K = 0). Their parameters get gradients; a dropped condition's none.
+  const ConditionBatch* conditions = nullptr;
   // Gradients are of grad_scale * loss (e.g. 1 / micro_steps for gradient accumulation).
   float grad_scale = 1.0f;
 };
@@ -100,7 +110,7 @@ class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
   // this build does not implement: MoE, NoPE layers, chunked attention, attention
-  // temperature tuning, vision inputs, conditions, block position ids.
+  // temperature tuning, vision inputs.
   explicit Transformer(ModelWeights weights);
 
   const ModelConfig& config() const { return weights_.config(); }
@@ -119,13 +129,21 @@ class Transformer {
 
   // Logits [B, T, V] of tokens [B, T] at positions pos [B, T] (null: 0..T-1), T <= max_seq_len.
   // The result points into activations() and stays valid until the next forward.
-  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T);
+  // materium (config.is_materium()): `conditions` (for B rows; null: all dropped) put their K
+  // positions before the tokens (K + T <= max_seq_len), and the model computes every position
+  // id (docs/materium.md: conditions 0..K-1, tokens K + j or block-wise), so pos must be null
+  // (a Usage error otherwise). A [LATTICE] before any [ATOMS] of its row is a Data error.
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
+                       const ConditionBatch* conditions = nullptr);
 
   // Incremental decode: appends T tokens per row (B = cache.batch()) at positions pos [B, T]
   // (null: cache.length() + t) to `cache` and returns their logits [B, T, V]. Gives the same
   // logits as the full forward over the whole sequence. Causal models only; a Usage error
-  // when the cache would pass its capacity.
-  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache);
+  // when the cache would pass its capacity. materium: the condition values go with the first
+  // call on an empty cache (the prefill), whose K positions become the cache's first (null:
+  // unconditional); later calls continue the rows' position ids (block-wise state included).
+  const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
+                       const ConditionBatch* conditions = nullptr);
   // One token per row: logits [B, V].
   const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
     return forward(tokens, pos, 1, cache);
@@ -133,12 +151,17 @@ class Transformer {
   // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len).
   KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
 
+  // The final-norm output [B, T, C] of the last forward's token positions (materium's
+  // return_hidden_states without the condition positions); valid until the next forward.
+  const float* hidden() const { return acts_.lnf; }
+
   // Mean cross-entropy of the last forward's logits against targets [B, T], ignoring pad_id;
   // the loss-weighted mean (weight_sum = the counted targets' weights) when the model carries
   // loss weights (weights().loss_weights(), config loss_weights).
   LossResult loss(const int32_t* targets) const;
 
-  // One training step over tokens, targets [B, T] at positions pos [B, T] (null: 0..T-1):
+  // One training step over tokens, targets [B, T] at positions pos [B, T] (null: 0..T-1;
+  // materium: null, and the conditions in TrainStepOptions, as forward):
   // forward with dropout (TrainStepOptions::rng), loss (cross-entropy ignoring pad_id,
   // optionally loss-weighted, + sigreg.coefficient * SIGReg of the final-norm output when
   // sigreg.enabled), and the backward pass. The gradients of grad_scale * loss with respect
@@ -154,8 +177,20 @@ class Transformer {
                              const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt = {});
 
  private:
-  const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache);
-  void ensure_activations(int64_t B, int64_t T, bool keep, bool checkpoint = false);
+  const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
+                   const ConditionBatch* cb);
+  // Usage errors for inputs that do not fit the model (materium: explicit positions, condition values).
+  void check_inputs(const int64_t* pos, int64_t B, const ConditionBatch* cb) const;
+  void ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint = false);
+  // a.pos [B, S] of this call: K condition positions and T tokens after P cached positions.
+  void set_positions(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, int64_t K, KVCache* cache,
+                     std::vector<BlockwiseState>& blockwise);
+  // The input of the first layer, a.encoded [B, S, C]: the condition prologue (K positions per
+  // row, config order) and the token embeddings, plus the type embeddings when the model has
+  // conditions (also when all are dropped); its backward is embed_backward.
+  void embed(const int32_t* tokens, int64_t B, int64_t T, const ConditionBatch* cb);
+  void embed_backward(const ParameterTensors& grads, const float* dx, const int32_t* tokens, int64_t B, int64_t T,
+                      const ConditionBatch* cb);
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
                      KVCache* cache);
@@ -164,7 +199,7 @@ class Transformer {
   void attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache);
 
   // Gradients of the activations (sized by ensure_grad_buffers).
-  void ensure_grad_buffers(int64_t B, int64_t T);
+  void ensure_grad_buffers(int64_t B, int64_t S, int64_t T);
 
   ModelWeights weights_;
   std::vector<double> inv_freq_;  // [HS/2]
@@ -172,7 +207,9 @@ class Transformer {
   bool checkpoint_ = false;
   std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
   Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
-  int64_t grad_B_ = 0, grad_T_ = 0;
+  int64_t grad_B_ = 0, grad_S_ = 0, grad_T_ = 0;
+  ConditionActivations cond_acts_;    // the condition prologue's saved activations
+  std::vector<int32_t> types_;        // [S] type embedding row of each position (with conditions)
   bool keep_ = false;
   ActivationTensors acts_;
 };

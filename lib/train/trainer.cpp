@@ -194,6 +194,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
+  require_supported(cfg, program_capabilities(), "lm-train");  // no condition values yet (issue 14, phase 2)
   model_ = std::make_unique<Transformer>(std::move(weights));
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);

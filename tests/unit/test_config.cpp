@@ -37,6 +37,15 @@ std::string parse_error(const std::string& text) {
 }
 
 // The first validation message of `cfg` after `edit`.
+ConditionConfig cond(const std::string& name, ProjLayerType type, int64_t input_dim, int64_t max_elements = 0) {
+  ConditionConfig c;
+  c.name = name;
+  c.proj_layer_type = type;
+  c.input_dim = input_dim;
+  c.max_elements = max_elements;
+  return c;
+}
+
 std::string invalid(const std::function<void(ModelConfig&)>& edit, ModelConfig cfg = preset("tiny")) {
   edit(cfg);
   const auto errs = validation_errors(cfg);
@@ -97,7 +106,8 @@ TEST(ConfigJson, EveryPresetRoundTripsAndValidates) {
 
 TEST(ConfigJson, WritesEveryFieldNested) {
   ModelConfig c = preset("soma-v1");
-  c.conditions = {{"band_gap", 1}, {"formation_energy", 3}};
+  c.conditions = {cond("band_gap", ProjLayerType::Linear, 1), cond("formula", ProjLayerType::Formula, 20, 8)};
+  c.conditions[1].out_dim = c.dim;
   const std::string text = config_to_json(c, -1);
   for (const std::string& key : config_keys()) {
     const auto dot = key.find('.');
@@ -105,7 +115,13 @@ TEST(ConfigJson, WritesEveryFieldNested) {
     EXPECT_NE(text.find("\"" + leaf + "\":"), std::string::npos) << key;
   }
   EXPECT_NE(text.find("\"rope_scaling\":{\"type\":\"none\""), std::string::npos) << text;
-  EXPECT_NE(text.find("\"conditions\":[{\"name\":\"band_gap\",\"dim\":1}"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"conditions\":[{\"name\":\"band_gap\",\"proj_layer_type\":\"linear\",\"input_dim\":1,"
+                      "\"out_dim\":0,\"max_elements\":0},{\"name\":\"formula\",\"proj_layer_type\":\"formula\","
+                      "\"input_dim\":20,\"out_dim\":2048,\"max_elements\":8}]"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\"rope_mode\":\"standard\""), std::string::npos) << text;
+  EXPECT_EQ(text.find("block_pos_ids"), std::string::npos) << "the legacy key is never written";
   EXPECT_EQ(config_from_json(text, "x"), c);
 }
 
@@ -134,7 +150,13 @@ TEST(ConfigJson, RejectsUnknownKeysWithASuggestion) {
             "{\"rope_scaling\": {\"type\": ...}}");
   EXPECT_EQ(far, "'cfg.json': unknown key 'completely_unrelated_thing' | 'lm-inspect-config --config tiny' prints every key");
   EXPECT_EQ(parse_error(R"({"conditions": [{"name": "x", "dims": 3}]})"),
-            "'cfg.json': unknown key 'conditions[0].dims' | a condition has \"name\" and \"dim\"");
+            "'cfg.json': conditions[0]: unknown key 'dims' | a condition has \"name\", \"proj_layer_type\", "
+            "\"input_dim\", \"out_dim\" and \"max_elements\"");
+  EXPECT_EQ(parse_error(R"({"conditions": [{"name": "x", "input_dims": 3}]})"),
+            "'cfg.json': conditions[0]: unknown key 'input_dims' | did you mean 'input_dim'?");
+  EXPECT_EQ(parse_error(R"({"conditions": [{"name": "x", "dim": 3}]})"),
+            "'cfg.json': conditions[0]: unknown key 'dim' | did you mean 'input_dim'? a condition is {\"name\", "
+            "\"proj_layer_type\", \"input_dim\"} (docs/materium.md)");
 }
 
 TEST(ConfigJson, RejectsDuplicateKeys) {
@@ -181,7 +203,8 @@ TEST(ConfigOverrides, SetsScalarsNestedKeysAndStrings) {
   ModelConfig c = preset("tiny");
   apply_overrides(c, {"n_heads=8", "rope_scaling.type=llama3", "sigreg.enabled=true", "norm_type=layernorm",
                       "name=my model", "norm_eps=1e-6", "rope_scaling.factor=32", "moe.top_k=2",
-                      R"(conditions=[{"name": "band_gap", "dim": 1}])", "pad_id=-1"});
+                      R"(conditions=[{"name": "band_gap", "proj_layer_type": "linear", "input_dim": 1}])", "pad_id=-1",
+                      "rope_mode=blockwise", "doc_mask_boundary=start"});
   EXPECT_EQ(c.n_heads, 8);
   EXPECT_EQ(c.rope_scaling.type, RopeScalingType::Llama3);
   EXPECT_TRUE(c.sigreg.enabled);
@@ -191,8 +214,10 @@ TEST(ConfigOverrides, SetsScalarsNestedKeysAndStrings) {
   EXPECT_EQ(c.rope_scaling.factor, 32.0);
   EXPECT_EQ(c.moe.top_k, 2);
   ASSERT_EQ(c.conditions.size(), 1u);
-  EXPECT_EQ(c.conditions[0], (ConditionConfig{"band_gap", 1}));
+  EXPECT_EQ(c.conditions[0], cond("band_gap", ProjLayerType::Linear, 1));
   EXPECT_EQ(c.pad_id, -1);
+  EXPECT_EQ(c.rope_mode, RopeMode::Blockwise);
+  EXPECT_EQ(c.doc_mask_boundary, DocMaskBoundary::Start);
   // An object merges into the group, key by key.
   apply_override(c, R"(rope_scaling={"type": "linear", "factor": 2})");
   EXPECT_EQ(c.rope_scaling.type, RopeScalingType::Linear);
@@ -262,9 +287,6 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   EXPECT_EQ(invalid([](C& c) { c.attn_temperature_tuning = true; }),
             "attn_temperature_tuning applies to NoPE layers: set nope_layer_interval > 0");
   EXPECT_EQ(invalid([](C& c) { c.logits_soft_cap = -30; }), "logits_soft_cap must be >= 0 (0 = off), got -30");
-  EXPECT_EQ(invalid([](C& c) { c.conditions = {{"a", 2}, {"a", 3}}; }), "conditions[1]: duplicate name 'a'");
-  EXPECT_EQ(invalid([](C& c) { c.conditions = {{"a", 0}}; }), "conditions[0].dim must be positive, got 0");
-  EXPECT_EQ(invalid([](C& c) { c.block_pos_ids = true; }), "block_pos_ids needs atoms_token_id and lattice_token_id");
   EXPECT_EQ(invalid([](C& c) { c.atoms_token_id = 300; }), "atoms_token_id (300) is not below vocab_size (264)");
   EXPECT_EQ(invalid([](C& c) { c.dim = int64_t(1) << 40; }), "dim (1099511627776) is too large: the limit is 16777216");
   EXPECT_EQ(invalid([](C& c) { c.ffn_dim_multiplier = 1e300, c.hidden_dim = 0; }),
@@ -326,14 +348,14 @@ TEST(Features, ProgramsRefuseWhatTheyCannotRun) {
   c.attn_chunk_size = 64;
   c.attn_temperature_tuning = true;
   c.vision_dim = 32;
-  c.conditions = {{"band_gap", 1}};
-  c.block_pos_ids = true;
+  c.conditions = {cond("band_gap", ProjLayerType::Linear, 1)};
+  c.rope_mode = RopeMode::Blockwise;
   const auto all = unsupported_features(c, Capabilities::none());
   EXPECT_EQ(all, (std::vector<std::string>{"mixture of experts (moe.n_experts = 4)", "NoPE layers (nope_layer_interval = 4)",
                                            "chunked attention (attn_chunk_size = 64)",
                                            "attention temperature tuning (attn_temperature_tuning)",
                                            "vision embeddings (vision_dim = 32)", "condition embeddings (1 condition)",
-                                           "block position ids (block_pos_ids)"}));
+                                           "block-wise positions (rope_mode blockwise)"}));
   EXPECT_TRUE(unsupported_features(c, Capabilities::all()).empty());
   Capabilities caps;
   caps.moe = true;
@@ -345,6 +367,16 @@ TEST(Features, ProgramsRefuseWhatTheyCannotRun) {
             0u)
       << msg;
   EXPECT_NO_THROW(require_supported(preset("llama2-7b"), Capabilities::none(), "lm-train"));
+  // The programs cannot feed condition values (nor whole-record rows) yet; the model can.
+  ModelConfig m = preset("tiny");
+  m.conditions = {cond("band_gap", ProjLayerType::Linear, 1)};
+  EXPECT_EQ(error_of([&] { require_supported(m, program_capabilities(), "lm-eval-loss"); }, ErrorKind::Unsupported),
+            "lm-eval-loss does not support condition embeddings (1 condition) yet");
+  m.conditions.clear();
+  m.rope_mode = RopeMode::Blockwise;
+  EXPECT_EQ(error_of([&] { require_supported(m, program_capabilities(), "lm-generate"); }, ErrorKind::Unsupported),
+            "lm-generate does not support block-wise positions (rope_mode blockwise) yet");
+  EXPECT_NO_THROW(require_supported(preset("llama2-7b"), program_capabilities(), "lm-train"));
 }
 
 // ---------------------------------------------------------------------------------------------

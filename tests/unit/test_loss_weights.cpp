@@ -83,9 +83,9 @@ TEST(LossWeightSupport, TheModelAcceptsThemAndStillRefusesTheRest) {
   c.loss_weights = true;
   EXPECT_NO_THROW(require_model_support(c));
   EXPECT_NO_THROW(Transformer(ModelWeights::random(c, 1)));
-  c.block_pos_ids = true;  // another materium feature, not implemented
+  c.nope_layer_interval = 2;  // a Llama 4 feature, not implemented
   ErrorKind kind = ErrorKind::Usage;
-  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "block position ids (block_pos_ids) is not supported yet");
+  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "NoPE layers (nope_layer_interval = 2) is not supported yet");
   EXPECT_EQ(kind, ErrorKind::Unsupported);
 }
 

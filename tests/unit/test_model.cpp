@@ -534,5 +534,39 @@ TEST(Kernels, SwigluUpForwardEqualsSeparateStepsBitForBit) {
     }
 }
 
+// doc_mask_boundary "start" (xlstm-jax): an EOS opens the next document instead of closing its
+// own. The spans, causal and not, across calls (a cache's document start); and the fixture made
+// with it gives other logits under "end", so the boundary is what the fixture checks.
+TEST(DocumentMask, EosStartsTheNextDocument) {
+  const std::vector<int32_t> tokens = {2, 5, 5, 2, 2, 5};  // eos = 2
+  const int64_t T = 6;
+  std::vector<int64_t> lo(T), hi(T), start = {0};
+  attention_spans(lo.data(), hi.data(), tokens.data(), 1, T, 0, true, true, 2, start.data(), true);
+  EXPECT_EQ(lo, (std::vector<int64_t>{0, 0, 0, 3, 4, 4}));
+  EXPECT_EQ(hi, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(start[0], 4);
+  attention_spans(lo.data(), hi.data(), tokens.data(), 1, T, 0, false, true, 2, nullptr, true);
+  EXPECT_EQ(lo, (std::vector<int64_t>{0, 0, 0, 3, 4, 4}));
+  EXPECT_EQ(hi, (std::vector<int64_t>{2, 2, 2, 3, 5, 5}));
+  // Continued after 6 cached slots whose last document began at slot 4: [5 2 5] -> 4 4 | 7 7.
+  const std::vector<int32_t> more = {5, 2, 5};
+  std::vector<int64_t> lo2(3), hi2(3);
+  attention_spans(lo2.data(), hi2.data(), more.data(), 1, 3, 6, true, true, 2, start.data(), true);
+  EXPECT_EQ(lo2, (std::vector<int64_t>{4, 7, 7}));
+  EXPECT_EQ(start[0], 7);
+
+  ModelWeights w = load_fixture_model("xlstm_docstart");
+  ASSERT_EQ(w.config().doc_mask_boundary, DocMaskBoundary::Start);
+  const Case c = load_case("xlstm_docstart");
+  ModelConfig end = w.config();
+  end.doc_mask_boundary = DocMaskBoundary::End;
+  w.make_writable();
+  ModelWeights other = ModelWeights::random(end, 1);
+  std::memcpy(other.arena(), w.arena(), static_cast<size_t>(w.layout().arena_floats()) * sizeof(float));
+  Transformer model(std::move(other));
+  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  EXPECT_GT(max_rel_error(logits, c.logits.data(), c.logits.size()), 1e-2);
+}
+
 }  // namespace
 }  // namespace lm
