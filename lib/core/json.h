@@ -20,6 +20,8 @@ inline constexpr size_t kMaxJsonDepth = 512;
 // because nlohmann silently keeps the last of repeated keys, "<prefix>duplicate key 'a.b'"
 // (the key path; an element of an array shows as "a[2].b").
 nlohmann::json parse_json_strict(std::string_view text, const std::string& prefix);
+// The same, keeping the file's key order (for readers that report or write back in it).
+nlohmann::ordered_json parse_ordered_json_strict(std::string_view text, const std::string& prefix);
 
 // nlohmann's exception text without its "[json.exception.parse_error.101] " tag, for the
 // parse_error hook of SAX handlers that report their own messages.

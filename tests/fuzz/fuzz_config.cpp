@@ -1,8 +1,9 @@
 // libFuzzer target: model config text in each convention a program reads. The first byte
 // picks the reader: lmkit config JSON (which must also survive a round trip through
 // config_to_json unchanged), a Hugging Face config.json, a Meta params.json, the convention
-// detection of --config, the lmkit.tokenizer metadata JSON, or --set KEY=VALUE lines over a
-// preset. Only lm::Error may escape.
+// detection of --config, the lmkit.tokenizer metadata JSON, --set KEY=VALUE lines over a
+// preset, or a seed model's config (materium, xlstm-jax, MobileLLM, soma: detected, read,
+// and when valid written back). Only lm::Error may escape.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "eval/model_tokenizer.h"
 #include "model/config.h"
+#include "model/config_formats.h"
 #include "model/presets.h"
 
 namespace {
@@ -61,19 +63,32 @@ void overrides(const std::string& text) {
   valid(c);
 }
 
+void seed_config(const std::string& text) {
+  const auto format = lm::detect_seed_format(text, "seed.json");
+  if (!format) return;
+  const lm::SeedConfig c = lm::config_from_seed_json(text, *format, "seed.json");
+  if (!valid(c.config)) return;
+  try {
+    lm::config_to_seed_json(c.config, *format);
+  } catch (const lm::Error& e) {
+    if (e.kind() != lm::ErrorKind::Unsupported) __builtin_trap();  // only "no equivalent" may stop a write-back
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
       case 0: lmkit_config(text); break;
       case 1: hf_config(text); break;
       case 2: meta_config(text); break;
       case 3: any_config(text); break;
       case 4: lm::model_tokenizer_spec(text, 32000, "'model'"); break;
       case 5: overrides(text); break;
+      case 6: seed_config(text); break;
     }
   } catch (const lm::Error&) {
   }

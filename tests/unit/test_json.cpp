@@ -39,6 +39,32 @@ TEST(StrictJson, NamesARepeatedKeyByItsPath) {
   EXPECT_EQ(strict_error(R"({"a": {"k": 1}, "b": {"k": 1}, "c": [{"k": 1}, {"k": 2}], "k": {"k": {"k": 0}}})"), "");
 }
 
+TEST(StrictJson, OrderedKeepsTheKeyOrderAndTheSameChecks) {
+  const char* text = R"({"z": 1, "a": {"y": [2, {"b": null}], "c": "d"}, "m": []})";
+  const nlohmann::ordered_json j = parse_ordered_json_strict(text, "");
+  EXPECT_EQ(j, nlohmann::ordered_json::parse(text));
+  EXPECT_EQ(j.dump(), R"({"z":1,"a":{"y":[2,{"b":null}],"c":"d"},"m":[]})");
+  auto error = [](std::string_view t) {
+    try {
+      parse_ordered_json_strict(t, "'f.json': ");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error(R"({"a": [{"k": 1}, {"x": 1, "y": 2, "x": 2}]})"), "'f.json': duplicate key 'a[1].x'");
+  EXPECT_EQ(error(R"({"a": {"k": 1}, "b": {"k": 1}})"), "");
+  EXPECT_EQ(error(std::string(kMaxJsonDepth + 1, '[')), "'f.json': JSON nested deeper than 512 levels");
+  EXPECT_EQ(error("{\"a\": 1,}").rfind("'f.json': not valid JSON: ", 0), 0u);
+  // Its objects are vectors: a repeated key is found by a hash set, not a scan (200k members).
+  std::string big = "{";
+  for (int i = 0; i < 200'000; ++i) big += cat(i ? "," : "", "\"k", i, "\":", i);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(parse_ordered_json_strict(big + "}", "").size(), 200'000u);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+  EXPECT_EQ(error(big + ",\"k7\":0}"), "'f.json': duplicate key 'k7'");
+}
+
 TEST(StrictJson, RefusesTextThatIsNotJson) {
   for (const char* text : {"", "{", "{\"a\": 1,}", "{\"a\": 1} x", "[1e999]", "{\"\xff\": 1}", "[01]", "{'a': 1}"}) {
     const std::string err = strict_error(text);
