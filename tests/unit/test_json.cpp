@@ -61,7 +61,7 @@ TEST(StrictJson, OrderedKeepsTheKeyOrderAndTheSameChecks) {
   for (int i = 0; i < 200'000; ++i) big += cat(i ? "," : "", "\"k", i, "\":", i);
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(parse_ordered_json_strict(big + "}", "").size(), 200'000u);
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
   EXPECT_EQ(error(big + ",\"k7\":0}"), "'f.json': duplicate key 'k7'");
 }
 
@@ -89,8 +89,8 @@ TEST(StrictJson, BoundsTheNestingDepth) {
 
 TEST(StrictJson, ManyNestedObjectsTakeLinearTime) {
   // json::parse with a callback (what parse_json_strict used before) scans the parent object
-  // after each nested object closes: ~n^2/2 steps, minutes for these 200k members. One SAX
-  // pass takes well under a second; the bound is 50 times that, for loaded or sanitized runs.
+  // after each nested object closes: ~n^2/2 steps, 160 s for these 200k members (20k took
+  // 1.6 s). One SAX pass takes 0.2 s (3 s under ASan in Debug): the bound lies between.
   const size_t n = 200'000;
   std::string text = "{";
   for (size_t i = 0; i < n; ++i) text += cat(i ? "," : "", "\"model.layers.", i, ".weight\":{\"v\":[", i, "]}");
@@ -100,7 +100,7 @@ TEST(StrictJson, ManyNestedObjectsTakeLinearTime) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(j.size(), n);
   EXPECT_EQ(j["model.layers.123456.weight"]["v"][0], 123456);
-  EXPECT_LT(seconds, 30.0) << "quadratic in the number of members?";
+  EXPECT_LT(seconds, 60.0) << "quadratic in the number of members?";
 }
 
 }  // namespace

@@ -160,8 +160,8 @@ TEST(SafeTensors, RejectsMisplacedValuesWhileReading) {
 TEST(SafeTensors, HeaderOfManyTensorsReadsInLinearTime) {
   // The header used to be read with json::parse and a callback, which scans the top object
   // after each tensor's object closes: ~n^2/2 steps (30k tensors took 7 s, 100k over 150 s).
-  // One SAX pass reads these 200k in well under a second; the bound is far above that and far
-  // below the old time, so loaded or sanitized runs pass and a quadratic reader cannot.
+  // One SAX pass reads these 200k in 0.5 s (5 s under ASan in Debug); the bound lies far from
+  // both, so loaded or sanitized runs pass and a quadratic reader (about 3 minutes) cannot.
   const size_t n = 200'000;
   std::string header = R"({"__metadata__":{"format":"pt"})";
   for (size_t i = 0; i < n; ++i)  // in reverse data order, as name-sorted writers produce
@@ -178,7 +178,7 @@ TEST(SafeTensors, HeaderOfManyTensorsReadsInLinearTime) {
   EXPECT_EQ(st.find("model.layers.123456.w")->begin, 4 * (n - 1 - 123456));
   EXPECT_EQ(st.find("model.layers.200000.w"), nullptr);
   EXPECT_EQ(st.metadata_value("format"), "pt");
-  EXPECT_LT(seconds, 30.0) << "quadratic in the number of tensors?";
+  EXPECT_LT(seconds, 60.0) << "quadratic in the number of tensors?";
 }
 
 TEST(SafeTensors, WriterRejectsDuplicateNames) {
