@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ext/stdio_sync_filebuf.h>
 #include <iostream>
 #include <new>
+#include <optional>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -27,7 +30,78 @@ void Tool::add_threads_option() {
 
 void Tool::add_quiet_option() { app_.add_flag("-q,--quiet", quiet, "Print nothing but errors on stderr"); }
 
+void Tool::warn(const std::string& message) const {
+  if (!report) return;
+  std::fflush(stdout);
+  std::cerr << one_line(name_ + ": warning: " + message) << '\n';
+}
+
 namespace {
+
+void print_error(const std::string& tool, const std::string& message, const std::string& hint = {}) {
+  std::fflush(stdout);
+  std::cerr << error_line(tool, message, hint) << '\n';
+}
+
+// stdout through a stream that keeps the errno of its first failed write(2). glibc's own
+// stdout remembers only that a write failed; by the time the program checks at exit, errno
+// holds whatever a later call left there (lm-train --json > /dev/full reported "No such file
+// or directory" instead of "No space left on device"). printf and std::cout both go through
+// it while a Tool runs.
+int g_stdout_errno = 0;
+
+ssize_t write_stdout(void*, const char* buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t k = ::write(STDOUT_FILENO, buf + done, n - done);
+    if (k >= 0) {
+      done += static_cast<size_t>(k);
+    } else if (errno != EINTR) {
+      if (g_stdout_errno == 0) g_stdout_errno = errno;
+      return 0;  // fopencookie: 0 is the error return; the FILE is marked failed
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+class CheckedStdout {
+ public:
+  CheckedStdout() {
+    file_ = ::fopencookie(nullptr, "w", cookie_io_functions_t{nullptr, write_stdout, nullptr, nullptr});
+    if (!file_) return;  // keep the plain stdout
+    std::setvbuf(file_, nullptr, ::isatty(STDOUT_FILENO) == 1 ? _IOLBF : _IOFBF, BUFSIZ);
+    std::fflush(stdout);
+    saved_file_ = stdout;
+    stdout = file_;
+    buf_.emplace(file_);
+    saved_buf_ = std::cout.rdbuf(&*buf_);
+  }
+  ~CheckedStdout() {
+    if (!file_) return;
+    std::cout.flush();
+    std::cout.rdbuf(saved_buf_);
+    stdout = saved_file_;
+    std::fclose(file_);
+  }
+  CheckedStdout(const CheckedStdout&) = delete;
+  CheckedStdout& operator=(const CheckedStdout&) = delete;
+
+ private:
+  FILE* file_ = nullptr;
+  FILE* saved_file_ = nullptr;
+  std::optional<__gnu_cxx::stdio_sync_filebuf<char>> buf_;
+  std::streambuf* saved_buf_ = nullptr;
+};
+
+// Everything written to stdout so far reached it: flushes, and throws the Io error naming the
+// errno of the write that failed.
+void check_stdout() {
+  std::cout.flush();
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+  if (g_stdout_errno != 0) errno = g_stdout_errno;
+  fail_io("cannot write", "<stdout>");
+}
 
 // Machine-readable option list for shell completion and the docs-in-sync tests:
 // one line per option: its names, whether it takes a value, and its description.
@@ -44,32 +118,37 @@ void print_option_list(const CLI::App& app) {
   }
 }
 
-void print_error(const std::string& tool, const std::string& msg, const std::string& hint = {}) {
-  std::fflush(stdout);
-  std::cerr << tool << ": error: " << msg << '\n';
-  if (!hint.empty()) std::cerr << "hint: " << hint << '\n';
-}
-
 }  // namespace
 
 int Tool::run(int argc, char** argv, const std::function<int()>& body) {
+  const CheckedStdout checked_stdout;
+  // What a program prints without running (help, version, the option list): a failed write
+  // of it is an error too.
+  auto print = [&](const std::string& text) -> int {
+    if (!report) return 0;
+    std::cout << text;
+    try {
+      check_stdout();
+    } catch (const Error& e) {
+      print_error(name_, e.what());
+      return exit_code_for(e.kind());
+    }
+    return 0;
+  };
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--lmkit-options") == 0) {
       print_option_list(app_);
-      return 0;
+      return print("");
     }
   }
   try {
     app_.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    if (report) std::cout << app_.help();
-    return 0;
+    return print(app_.help());
   } catch (const CLI::CallForAllHelp&) {
-    if (report) std::cout << app_.help("", CLI::AppFormatMode::All);
-    return 0;
+    return print(app_.help("", CLI::AppFormatMode::All));
   } catch (const CLI::CallForVersion&) {
-    if (report) std::cout << app_.version() << '\n';
-    return 0;
+    return print(app_.version() + "\n");
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (!msg.empty()) msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
@@ -80,12 +159,12 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
   try {
     if (threads_option_) set_threads(threads);
     code = body();
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) fail_io("cannot write", "<stdout>");
+    check_stdout();
   } catch (const Error& e) {
     if (report) print_error(name_, e.what(), e.hint());
     return exit_code_for(e.kind());
   } catch (const std::bad_alloc&) {
-    if (report) print_error(name_, "out of memory");
+    if (report) print_error(name_, "cannot allocate memory: out of memory");
     return 1;
   } catch (const std::exception& e) {
     if (report) print_error(name_, std::string("internal error: ") + e.what());

@@ -1,5 +1,6 @@
 // CLI glue shared by every lm-* program: CLI11 setup, common options, the mapping
-// from lm::Error to "lm-x: error: ..." and exit codes, and stdout hygiene.
+// from lm::Error to "lm-x: error: ..." and exit codes, and stdout hygiene. This is the one
+// place a program prints an error or a warning: always one line on stderr.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -25,9 +26,15 @@ class Tool {
   // false: print no help, version or error (an MPI rank other than 0; rank 0 reports).
   bool report = true;
 
-  // Parses argv, runs `body`, and turns every failure into a message and an exit code:
-  // 0 ok, 1 runtime/data/io, 2 usage (CLI11 parse errors included).
+  // Parses argv, runs `body`, and turns every failure into one line on stderr
+  // (lm::error_line: "lm-x: error: <what>: <why>", and "; <hint>" when the error has one)
+  // and an exit code: 0 ok, 1 runtime/data/io, 2 usage (CLI11 parse errors included). A
+  // failed write to stdout (help and version output included) is an Io error naming the
+  // errno of the write that failed.
   int run(int argc, char** argv, const std::function<int()>& body);
+
+  // "lm-x: warning: <message>" as one line on stderr (nothing when !report).
+  void warn(const std::string& message) const;
 
  private:
   std::string name_;

@@ -95,7 +95,12 @@ int main(int argc, char** argv) {
       lm::fail(lm::ErrorKind::Usage, "no output: give OUTPUT (a file, '-' or a directory)", "or --dry-run / --list to look");
     if (!dry_run && !cv::is_directory_output(cv::Plan{}, output)) lm::cli::refuse_binary_on_terminal(output, force);
     const auto start = std::chrono::steady_clock::now();
-    const cv::Plan plan = cv::plan_conversion(opts);
+    const cv::Plan plan = opts.input == "-" ? cv::plan_conversion(opts)  // stdin cannot be planned twice
+                                            : lm::blame_overrides(opts.sets, [&](const std::vector<std::string>& sets) {
+                                                cv::ConvertOptions o = opts;
+                                                o.sets = sets;
+                                                return cv::plan_conversion(o);
+                                              });
     if (!tool.quiet)
       for (const auto& note : plan.notes) std::cerr << tool.name() << ": note: " << note << '\n';
     if (dry_run) {

@@ -6,9 +6,12 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "model/config.h"
+#include "model/finite.h"
 #include "model/inspect.h"
 #include "model/presets.h"
+#include "model/user_config.h"
 
 int main(int argc, char** argv) {
   lm::cli::Tool tool("lm-inspect-config",
@@ -57,7 +60,10 @@ int main(int argc, char** argv) {
       lm::fail(lm::ErrorKind::Usage, "no input: give a preset name, a config JSON file or a checkpoint",
                "run 'lm-inspect-config --list-presets' for the presets");
     if (json && print_config) lm::fail_usage("--json and --config are exclusive");
-    const lm::ConfigInput in = lm::load_config_input(input, sets);
+    const lm::ConfigInput in = lm::load_user_config(input, sets);
+    if (in.kind == lm::ConfigInput::Kind::Checkpoint && in.file)  // the checkpoint as read (stdin too)
+      if (const auto bad = lm::first_non_finite(*in.file))
+        tool.warn(lm::quote(in.name) + ": non-finite weights: " + bad->describe());
     if (print_config)
       std::cout << lm::config_to_json(in.config) << '\n';
     else if (json)

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "model/config_input.h"
+#include "model/user_config.h"
 #include "model/loss_weights.h"
 #include "model/params.h"
 #include "train/distributed.h"
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
         trainer = tr::Trainer::resume(resume, o, o.train_paths.empty() ? nullptr : &train,
                                       o.val_paths.empty() ? nullptr : &val);
       } else {
-        const lm::ConfigInput in = lm::load_config_input(input, sets);
+        const lm::ConfigInput in = lm::load_user_config(input, sets);
         o.sample = *tr::sample_mode_from_name(sample);
         o.schedule.decay = *tr::decay_kind_from_name(decay);
         o.schedule.min_lr = min_lr >= 0 ? min_lr : o.schedule.lr / 10;

@@ -3,11 +3,13 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "version.h"
 
 namespace {
@@ -19,26 +21,34 @@ void usage(FILE* out) {
   for (const char* p : kPrograms) std::fprintf(out, "  %s\n", p);
   std::fprintf(out, "\nSee 'lm-<command> --help' or 'man lm-<command>'.\n");
 }
+
+int usage_error(const std::string& message, const std::string& hint) {
+  std::fprintf(stderr, "%s\n", lm::error_line("lm", message, hint).c_str());
+  return 2;
+}
+
+// Help and version output: a failed write is an error (exit 1), as in the lm-* programs.
+int flushed_stdout() {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return 0;
+  std::fprintf(stderr, "%s\n", lm::error_line("lm", "cannot write '<stdout>': " + std::string(std::strerror(errno))).c_str());
+  return 1;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return 2;
-  }
+  if (argc < 2) return usage_error("no command", "run 'lm --help' for the list");
   const std::string sub = argv[1];
   if (sub == "-h" || sub == "--help" || sub == "help") {
     usage(stdout);
-    return 0;
+    return flushed_stdout();
   }
   if (sub == "--version") {
     std::printf("lm (lmkit) %s\n", lm::kVersion);
-    return 0;
+    return flushed_stdout();
   }
-  if (sub.empty() || sub[0] == '-' || sub.find('/') != std::string::npos) {
-    std::fprintf(stderr, "lm: error: unknown option '%s'\nhint: run 'lm --help' for usage\n", sub.c_str());
-    return 2;
-  }
+  if (sub.empty() || sub[0] == '-' || sub.find('/') != std::string::npos)
+    return usage_error("unknown option " + lm::quote(sub), "run 'lm --help' for usage");
   const std::string prog = "lm-" + sub;
   std::vector<char*> args;
   args.push_back(const_cast<char*>(prog.c_str()));
@@ -55,7 +65,5 @@ int main(int argc, char** argv) {
     if (::access(beside.c_str(), X_OK) == 0) ::execv(beside.c_str(), args.data());
   }
   ::execvp(prog.c_str(), args.data());
-  std::fprintf(stderr, "lm: error: '%s' is not an lm command (no %s found)\nhint: run 'lm --help' for the list\n",
-               sub.c_str(), prog.c_str());
-  return 2;
+  return usage_error(lm::quote(sub) + " is not an lm command (no " + prog + " found)", "run 'lm --help' for the list");
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace lm {
 
@@ -48,5 +49,32 @@ inline std::string quote(const std::string& s) { return "'" + s + "'"; }
 [[noreturn]] inline void fail_data(const std::string& message) { fail(ErrorKind::Data, message); }
 [[noreturn]] inline void fail_usage(const std::string& message) { fail(ErrorKind::Usage, message); }
 [[noreturn]] void fail_io(const std::string& what, const std::string& path);  // appends strerror(errno)
+
+// Whose mistake: --set overrides are the user's words (a usage error, exit 2), a file's
+// contents are data (exit 1), but a loader reports both as Data. Runs load(overrides); when
+// that fails with a Data error and load({}) (the same input without the overrides) does not,
+// the overrides made the input invalid: the error is rethrown as Usage. Otherwise the error
+// is rethrown as it was. Only for inputs that can be read twice (not stdin).
+template <class Load>
+auto blame_overrides(const std::vector<std::string>& overrides, Load&& load) -> decltype(load(overrides)) {
+  try {
+    return load(overrides);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Data || overrides.empty()) throw;
+    try {
+      load(std::vector<std::string>{});
+    } catch (const Error&) {
+      throw e;  // invalid without the overrides too: the input's own fault
+    }
+    throw Error(ErrorKind::Usage, e.what(), e.hint());
+  }
+}
+
+// `text` with control characters shown escaped (\n, \r, \xHH): a file name or a value that
+// holds a newline cannot turn one message into two lines.
+std::string one_line(const std::string& text);
+// The line a program prints on stderr for an error: "<program>: error: <message>", then
+// "; <hint>" when there is a hint, as one line (one_line).
+std::string error_line(const std::string& program, const std::string& message, const std::string& hint = {});
 
 }  // namespace lm

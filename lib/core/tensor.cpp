@@ -37,7 +37,9 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   const size_t align = t.nbytes() >= kHugePage ? kHugePage : 64;
   const size_t bytes = (t.nbytes() + align - 1) / align * align;
   void* p = bytes ? std::aligned_alloc(align, bytes) : nullptr;
-  if (bytes && !p) fail(ErrorKind::Runtime, cat("out of memory allocating ", bytes, " bytes"));
+  if (bytes && !p)
+    fail(ErrorKind::Runtime,
+         cat("cannot allocate ", bytes, " bytes for a ", shape_str(t.shape_), " ", dtype_name(dtype), " tensor: out of memory"));
   if (align == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
   if (p) std::memset(p, 0, bytes);
   t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });

@@ -683,14 +683,7 @@ class HfBpeTokenizer::Enc final : public TextTokenizer::Encoder {
 
   void word(std::string_view w, std::vector<uint32_t>& out) {
     if (w.empty()) return;
-    size_t n = 0;
-    if (const uint32_t* hit = cache_.find(w, n)) {
-      out.insert(out.end(), hit, hit + n);
-      return;
-    }
-    const size_t before = out.size();
-    bpe(w, out);
-    cache_.insert(w, out.data() + before, out.size() - before);
+    cache_.encode(w, out, [this](std::string_view piece, std::vector<uint32_t>& to) { bpe(piece, to); });
   }
 
   struct Sym {

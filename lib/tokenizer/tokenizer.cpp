@@ -51,6 +51,11 @@ std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind) {
 }
 
 TokenizerKind detect_tokenizer_kind(const std::string& path) {
+  // By name first: a file named *.json is meant as tokenizer.json, and its reader says what is
+  // wrong with it (not the protobuf reader, about bytes that were never meant as protobuf).
+  constexpr std::string_view kJson = ".json";
+  if (path.size() >= kJson.size() && path.compare(path.size() - kJson.size(), kJson.size(), kJson) == 0)
+    return TokenizerKind::HfBpe;
   const auto src = open_raw_input(path);
   uint8_t buf[256];
   const size_t n = src->read_full(buf, sizeof(buf));

@@ -90,8 +90,8 @@ class Tokenizer {
 // A tokenizer of `kind` that needs no file (byte-v1). SentencePiece and tokenizer.json
 // kinds need their file: a Usage error that says so (use load_tokenizer).
 std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind);
-// The kind of a tokenizer file: hf-bpe when it starts (after white space) with '{', else
-// sentencepiece (a protobuf).
+// The kind of a tokenizer file: hf-bpe when its name ends in ".json" or it starts (after
+// white space) with '{', else sentencepiece (a protobuf).
 TokenizerKind detect_tokenizer_kind(const std::string& path);
 // Loads a tokenizer.model (sentencepiece) or tokenizer.json (hf-bpe) file; kind Raw =
 // detect. Io, Data (malformed, naming the file) or Unsupported errors.

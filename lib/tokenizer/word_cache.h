@@ -57,6 +57,20 @@ class WordCache {
  public:
   static constexpr size_t kMaxWord = 256;  // longer words are not cached
 
+  // Appends the tokens of `word` to `out`: the cached ones, else the ones `encode(word, out)`
+  // appends, which are then cached.
+  template <class Encode>
+  void encode(std::string_view word, std::vector<uint32_t>& out, Encode&& encode) {
+    size_t n = 0;
+    if (const uint32_t* hit = find(word, n)) {
+      out.insert(out.end(), hit, hit + n);
+      return;
+    }
+    const size_t before = out.size();
+    encode(word, out);
+    insert(word, out.data() + before, out.size() - before);
+  }
+
   // The tokens of `word`, or null (n untouched) when it is not cached.
   const uint32_t* find(std::string_view word, size_t& n) const {
     if (slots_.empty() || word.size() > kMaxWord) return nullptr;

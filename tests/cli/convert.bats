@@ -153,7 +153,7 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
   # alone, the shapes do not tell the head count
   run -1 lm-convert-checkpoint "$TMP/bare.safetensors" "$TMP/b.safetensors"
   assert_output --partial "cannot infer n_heads"
-  assert_output --partial "hint: give it: --set n_heads=N"
+  assert_output --partial "; give it: --set n_heads=N"
   lm-convert-checkpoint --set n_heads=4 "$TMP/bare.safetensors" "$TMP/b.safetensors"
   st same "$TMP/b.safetensors" "$REF/llama2.safetensors" --ignore-metadata
   # a wrong head count permutes q/k wrongly: the tensors differ
@@ -317,7 +317,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   py 'import sys; t,m=st.read(sys.argv[1]); t["extra.inv_freq"]=("F32",[2],b"\0"*8); st.write(sys.argv[2],t,m)' "$REF/llama2.safetensors" "$TMP/x.safetensors"
   run -1 lm-convert-checkpoint "$TMP/x.safetensors" "$TMP/out"
   assert_output --partial "lm-convert-checkpoint: error: 1 unmapped tensor (not one of the config's tensors after layout 'lmkit' and the rules): 'extra.inv_freq'"
-  assert_output --partial "hint: map them with --rename, remove them with --drop GLOB, or pass --allow-unmapped"
+  assert_output --partial "'extra.inv_freq'; map them with --rename, remove them with --drop GLOB, or pass --allow-unmapped"
   [ ! -e "$TMP/out" ]
   run lm-convert-checkpoint --allow-unmapped "$TMP/x.safetensors" "$TMP/out"
   assert_success
@@ -332,7 +332,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
 @test "error: unknown layout (exit 2)" {
   run -2 lm-convert-checkpoint --to gguf2 "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "lm-convert-checkpoint: error: unknown layout 'gguf2'"
-  assert_output --partial "hint: layouts are lmkit, meta, hf, flax, soma, soma-torch, gguf, llama2c, raw"
+  assert_output --partial "'gguf2'; layouts are lmkit, meta, hf, flax, soma, soma-torch, gguf, llama2c, raw"
   run -2 lm-convert-checkpoint --from pytorch "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "unknown layout 'pytorch'"
   # names no layout knows: --from is needed
@@ -358,7 +358,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   [ ! -e "$TMP/o" ]
 }
 
-@test "error: shape mismatch on split, on fuse and against the config (exit 1)" {
+@test "error: shape mismatch on split, on fuse and against the config (exit 1; 2 when --set caused it)" {
   R="$REF/llama2.safetensors"
   run -1 lm-convert-checkpoint --from raw --to raw --split 'tok_embeddings\.weight=a,b,c' "$R" "$TMP/o"
   assert_output --partial "error: --split 'tok_embeddings\\.weight=a,b,c': cannot split 'tok_embeddings.weight' [256, 32] along dimension 0 into 3 parts: 256 is not a multiple of 3"
@@ -366,7 +366,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   assert_output --partial "shape mismatch: 'tok_embeddings.weight' has 256 along dimension 0 (shape [256, 32]), the parts need 200 ('a' 100, 'b' 100)"
   run -1 lm-convert-checkpoint --from raw --to raw --fuse 'norm\.weight,tok_embeddings.weight=x' "$R" "$TMP/o"
   assert_output --partial "shape mismatch: 'norm.weight' [32] and 'tok_embeddings.weight' [256, 32] differ outside dimension 0"
-  run -1 lm-convert-checkpoint --set multiple_of=64 "$R" "$TMP/o"
+  run -2 lm-convert-checkpoint --set multiple_of=64 "$R" "$TMP/o"  # the override broke it: a usage error
   assert_output --partial "error: shape mismatch: tensor 'layers.0.feed_forward.w1.weight': got [96, 32], expected [128, 32] for the config"
   run -1 lm-convert-checkpoint --to hf --config stories15m "$R" "$TMP/o"
   assert_output --partial "shape mismatch: tensor 'layers.0.attention.wk.weight': got [32, 32], expected [288, 288] for the config"

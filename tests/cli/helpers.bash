@@ -1,5 +1,5 @@
 # Shared setup for the program tests: the binaries of this build first on PATH,
-# bats-support/bats-assert loaded, a scratch directory per test.
+# bats-support/bats-assert loaded, a scratch directory per test, and what several files use.
 LMKIT_SOURCE_DIR=${LMKIT_SOURCE_DIR:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 LMKIT_BIN=${LMKIT_BIN:-$LMKIT_SOURCE_DIR/build/bin}
 PATH="$LMKIT_BIN:$PATH"
@@ -7,10 +7,26 @@ SHARED_DATA=${SHARED_DATA:-$LMKIT_SOURCE_DIR/../shared/data}
 load /usr/lib/bats/bats-support/load
 load /usr/lib/bats/bats-assert/load
 
-setup() {
+# $TMP: a fresh scratch directory, removed after the test. A file with its own setup() calls it.
+make_tmp() {
   TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lmkit.XXXXXX")
+}
+
+setup() {
+  make_tmp
 }
 
 teardown() {
   rm -rf "$TMP"
 }
+
+# A micro model on the byte vocabulary (dim 32, one layer): a training step takes milliseconds.
+MICRO=(tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64)
+
+corpus() {  # $TMP/all.tok from the bundled corpus (first 20 kB; the text in $TMP/text.txt)
+  head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" > "$TMP/text.txt"
+  lm-tokenize "$TMP/text.txt" -o "$TMP/all.tok"
+}
+
+# step, loss, lr, grad_norm of each JSON Lines log record (what must be equal bit for bit)
+losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }

@@ -2,18 +2,7 @@
 # Per-token-id loss weights (materium): lm-train --loss-weights, the weights in the
 # checkpoints (model, training, resume), lm-eval-loss's weighted loss, and bad weight files.
 
-load helpers
-
-# A micro model on the byte vocabulary (dim 32, one layer).
-MICRO=(tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64)
-
-corpus() {  # $TMP/all.tok from the bundled corpus (first 20 kB)
-  head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" > "$TMP/text.txt"
-  lm-tokenize "$TMP/text.txt" -o "$TMP/all.tok"
-}
-
-# step, loss, lr, grad_norm of each log record
-losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
+load helpers  # MICRO, corpus, losses
 
 # The tensor loss_weights of a safetensors file as "dtype shape w[0] w[101] w[81] w[32]".
 weights_of() {

@@ -137,8 +137,7 @@ print(kind, vocab, width, bos, eos, pad, unk, hex(struct.unpack_from("<Q", h, 48
   assert_output "2 32000 2 1 2 -1 0 0xdc974adab22798cb"
   LMKIT_TOKENIZER_CACHE= run lm-tokenize --decode "$TMP/h.tok"
   assert_failure 2
-  assert_line --index 0 "lm-tokenize: error: '$TMP/h.tok' holds sentencepiece (vocab 32000, fingerprint 0xdc974adab22798cb) tokens: decoding them needs the tokenizer file"
-  assert_line --index 1 "hint: give it with --tokenizer FILE"
+  assert_output "lm-tokenize: error: '$TMP/h.tok' holds sentencepiece (vocab 32000, fingerprint 0xdc974adab22798cb) tokens: decoding them needs the tokenizer file; give it with --tokenizer FILE"
   printf 'hello' | lm-tokenize > "$TMP/b.tok"
   run lm-tokenize --decode -t "$SPM_MODEL" "$TMP/b.tok"
   assert_failure 1
@@ -186,7 +185,7 @@ print(kind, vocab, width, bos, eos, pad, unk, hex(struct.unpack_from("<Q", h, 48
   need_spm
   run lm-tokenize --kind sentencepiece "$SHAKESPEARE"
   assert_failure 2
-  assert_line --index 0 "lm-tokenize: error: the sentencepiece tokenizer needs its file"
+  assert_output "lm-tokenize: error: the sentencepiece tokenizer needs its file; give the tokenizer.model file"
   run lm-tokenize --kind byte-v1 -t "$SPM_MODEL" "$SHAKESPEARE"
   assert_failure 2
   assert_output --partial "--kind byte-v1 takes no --tokenizer file"

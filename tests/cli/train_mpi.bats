@@ -3,16 +3,13 @@
 # twice the batch, rank 0 alone writes, exact resume, errors reported once. Skipped when
 # mpirun is missing or this build has no MPI. Micro models: the file runs in seconds.
 
-load helpers
-
-MICRO=(tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64)
+load helpers  # MICRO, corpus, losses
 
 setup() {
   command -v mpirun >/dev/null || skip "no mpirun (Debian: apt-get install openmpi-bin libopenmpi-dev)"
   [ "${LMKIT_MPI:-1}" != 0 ] || skip "this build has no MPI (LMKIT_MPI=OFF)"
-  TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lmkit.XXXXXX")
-  head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" > "$TMP/text.txt"
-  lm-tokenize "$TMP/text.txt" -o "$TMP/all.tok"
+  make_tmp
+  corpus
 }
 
 # Two ranks of lm-train, one thread each. Under make test-asan, LeakSanitizer reports Open
@@ -22,9 +19,6 @@ mpi2() {
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
     mpirun --allow-run-as-root --oversubscribe -np 2 lm-train "$@"
 }
-
-# step, loss, lr, grad_norm of each log record (what must be equal bit for bit)
-losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
 
 # field $2 of every record of log $1, one per line
 field() { grep -oE "\"$2\":[^,}]+" "$1" | cut -d: -f2; }
@@ -97,8 +91,7 @@ close() {
   mpi2 "${MICRO[@]}" "$TMP/all.tok" --steps 2 --batch 2 --seq 16 --threads 1 -q -o "$TMP/run" --stop-after 1
   run lm-train --resume "$TMP/run"
   assert_failure 2
-  assert_line --index 0 "lm-train: error: the run in '$TMP/run' trains on 2 processes, not 1"
-  assert_line --index 1 "hint: resume it with mpirun -np 2 lm-train --resume $TMP/run"
+  assert_output "lm-train: error: the run in '$TMP/run' trains on 2 processes, not 1; resume it with mpirun -np 2 lm-train --resume $TMP/run"
   lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --batch 2 --seq 16 --threads 1 -q -o "$TMP/one" --stop-after 1
   run mpi2 --resume "$TMP/one"
   assert_failure

@@ -36,7 +36,9 @@ TEST(Regex, MatchesAndFormatsAsStdRegexDid) {
       EXPECT_EQ(re.full_match(name), std::regex_match(name, ref)) << pattern << " on " << name;
       Regex::Match m;
       std::smatch sm;
-      if (re.full_match(name, &m) && std::regex_match(name, sm, ref)) EXPECT_EQ(Regex::format(m, fmt), sm.format(fmt));
+      if (re.full_match(name, &m) && std::regex_match(name, sm, ref)) {
+        EXPECT_EQ(Regex::format(m, fmt), sm.format(fmt));
+      }
     }
   }
   // replace_all is sed's s///g; an empty match right after a match is skipped.

@@ -1,0 +1,143 @@
+#include "bench/report.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/accounting.h"
+#include "version.h"
+
+namespace lm {
+
+namespace {
+
+// printf into a std::string, for the text report's aligned columns.
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  va_list again;
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, args);
+  va_end(args);
+  std::string s(static_cast<size_t>(n > 0 ? n : 0), '\0');
+  std::vsnprintf(s.data(), s.size() + 1, fmt, again);
+  va_end(again);
+  return s;
+}
+
+nlohmann::json timing_json(const TimingStats& t) {
+  return {{"repeats", t.repeats}, {"median_s", t.median}, {"min_s", t.min},
+          {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
+}
+
+double bound_tokens_per_s(const DecodeBench& d) { return d.bandwidth_gbytes_per_s * 1e9 / d.bytes_per_token; }
+
+}  // namespace
+
+std::string bench_report_text(const BenchReport& r, BenchPart part) {
+  const double peak = r.sgemm_peak_gflops;
+  switch (part) {
+    case BenchPart::Header:
+      return format("lm-bench (lmkit %s): %s, %d threads\nBLAS: %s\n", kVersion, r.cpu.model.c_str(), r.threads,
+                    r.blas.c_str());
+    case BenchPart::Sgemm: {
+      if (r.sgemm.empty()) return {};
+      std::string s = format("\n%-22s %10s %10s %10s %8s\n", "sgemm M x N x K", "GFLOP/s", "min ms", "max ms", "of peak");
+      for (const SgemmBench& b : r.sgemm)
+        s += format("%-22s %10.1f %10.3f %10.3f %7.0f%%\n", cat(b.m, " x ", b.n, " x ", b.k).c_str(), b.gflops,
+                    b.time.min * 1e3, b.time.max * 1e3, 100 * b.gflops / peak);
+      return s + format("sgemm peak (best of the sizes above): %.1f GFLOP/s\n", peak);
+    }
+    case BenchPart::Bandwidth: {
+      if (!r.bandwidth) return {};
+      const BandwidthBench& b = *r.bandwidth;
+      return format("\nmemory read bandwidth (%lld MiB buffer): %.1f GB/s (min %.2f ms, max %.2f ms)\n",
+                    static_cast<long long>(b.bytes >> 20), b.gbytes_per_s, b.time.min * 1e3, b.time.max * 1e3);
+    }
+    case BenchPart::Model:
+      if (!r.model) return {};
+      return format("\nmodel %s (%lld parameters)\n", r.model->name.c_str(), static_cast<long long>(r.model->params));
+    case BenchPart::Forward: {
+      if (!r.forward) return {};
+      const ForwardBench& f = *r.forward;
+      return format("forward %lld x %lld: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm peak (min %.1f ms, max %.1f ms)\n",
+                    static_cast<long long>(f.batch), static_cast<long long>(f.seq), f.tokens_per_s, f.gflops,
+                    100 * f.gflops / peak, f.time.min * 1e3, f.time.max * 1e3);
+    }
+    case BenchPart::Train: {
+      if (!r.train) return {};
+      const TrainBench& t = *r.train;
+      return format("train %lld x %lld%s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% MFU of sgemm peak "
+                    "(min %.1f ms, max %.1f ms per step; activations %s)\n",
+                    static_cast<long long>(t.batch), static_cast<long long>(t.seq),
+                    t.checkpointing ? " (checkpointing)" : "", t.tokens_per_s, t.gflops, 100 * t.gflops / peak,
+                    t.time.min * 1e3, t.time.max * 1e3, human_bytes(static_cast<double>(t.activation_bytes)).c_str());
+    }
+    case BenchPart::Decode: {
+      if (!r.decode) return {};
+      const DecodeBench& d = *r.decode;
+      return format("decode (batch 1, %lld tokens): %.1f tokens/s, %.1f GB/s = %.0f%% of the bandwidth bound "
+                    "(%.1f tokens/s at %.1f MB per token and %.1f GB/s; median of %d runs, each against the "
+                    "bandwidth measurement just before it)\n",
+                    static_cast<long long>(d.tokens), d.tokens_per_s, d.gbytes_per_s, 100 * d.fraction_of_bound,
+                    bound_tokens_per_s(d), d.bytes_per_token * 1e-6, d.bandwidth_gbytes_per_s, d.time.repeats);
+    }
+  }
+  return {};
+}
+
+std::string bench_report_json(const BenchReport& r) {
+  const double peak = r.sgemm_peak_gflops;
+  nlohmann::json j{{"version", kVersion},
+                   {"threads", r.threads},
+                   {"cpu", {{"model", r.cpu.model}, {"cores", r.cpu.cores}, {"simd", r.cpu.simd}}},
+                   {"blas", r.blas}};
+  if (!r.sgemm.empty()) {
+    for (const SgemmBench& b : r.sgemm)
+      j["sgemm"].push_back({{"m", b.m}, {"n", b.n}, {"k", b.k}, {"gflops", b.gflops},
+                            {"fraction_of_peak", b.gflops / peak}, {"time", timing_json(b.time)}});
+    j["sgemm_peak_gflops"] = peak;
+  }
+  if (r.bandwidth)
+    j["bandwidth"] = {{"bytes", r.bandwidth->bytes},
+                      {"gbytes_per_s", r.bandwidth->gbytes_per_s},
+                      {"time", timing_json(r.bandwidth->time)}};
+  if (r.model) j["model"] = {{"name", r.model->name}, {"overrides", r.model->overrides}, {"params", r.model->params}};
+  if (const auto& f = r.forward)
+    j["forward"] = {{"batch", f->batch},   {"seq", f->seq},       {"tokens_per_s", f->tokens_per_s},
+                    {"flops", f->flops},   {"gflops", f->gflops}, {"fraction_of_sgemm_peak", f->gflops / peak},
+                    {"time", timing_json(f->time)}};
+  if (const auto& t = r.train)
+    j["train"] = {{"batch", t->batch},
+                  {"seq", t->seq},
+                  {"checkpointing", t->checkpointing},
+                  {"tokens_per_s", t->tokens_per_s},
+                  {"flops", t->flops},
+                  {"gflops", t->gflops},
+                  {"mfu", t->gflops / peak},
+                  {"activation_bytes", t->activation_bytes},
+                  {"loss", t->loss},
+                  {"time", timing_json(t->time)}};
+  if (const auto& d = r.decode) {
+    nlohmann::json rounds = nlohmann::json::array();
+    for (const DecodeBench::Round& round : d->rounds)
+      rounds.push_back({{"bandwidth_gbytes_per_s", round.bandwidth_gbytes_per_s},
+                        {"gbytes_per_s", round.gbytes_per_s},
+                        {"fraction", round.fraction}});
+    j["decode"] = {{"batch", 1},
+                   {"tokens", d->tokens},
+                   {"tokens_per_s", d->tokens_per_s},
+                   {"bytes_per_token", d->bytes_per_token},
+                   {"gbytes_per_s", d->gbytes_per_s},
+                   {"bandwidth_gbytes_per_s", d->bandwidth_gbytes_per_s},
+                   {"bandwidth_bound_tokens_per_s", bound_tokens_per_s(*d)},
+                   {"fraction_of_bound", d->fraction_of_bound},
+                   {"rounds", rounds},
+                   {"time", timing_json(d->time)}};
+  }
+  return j.dump(2);
+}
+
+}  // namespace lm

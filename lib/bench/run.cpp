@@ -1,0 +1,71 @@
+#include <algorithm>
+#include <memory>
+
+#include "bench/report.h"
+#include "core/blas.h"
+#include "core/threads.h"
+#include "io/safetensors.h"
+#include "model/accounting.h"
+#include "model/params.h"
+#include "model/transformer.h"
+#include "model/user_config.h"
+
+namespace lm {
+
+namespace {
+
+// A preset or config JSON with random weights, or a checkpoint, with --set overrides.
+ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
+  const ConfigInput in = load_user_config(name, sets);
+  if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(*in.file, in.config);
+  return ModelWeights::random(in.config, 0);
+}
+
+}  // namespace
+
+BenchReport run_bench(const BenchOptions& opts, const std::function<void(const BenchReport&, BenchPart)>& on_part) {
+  auto wants = [&](const char* w) { return std::find(opts.what.begin(), opts.what.end(), w) != opts.what.end(); };
+  const bool model_wanted = wants("forward") || wants("train") || wants("decode");
+  auto done = [&](const BenchReport& r, BenchPart part) {
+    if (on_part) on_part(r, part);
+  };
+  BenchReport r;
+  std::unique_ptr<Transformer> model;
+  if (model_wanted) model = std::make_unique<Transformer>(bench_weights(opts.model, opts.sets));
+  if (model) require_supported(model->config(), program_capabilities(), "lm-bench");
+  r.cpu = cpu_info();
+  r.threads = thread_count();
+  r.blas = blas_config();
+  done(r, BenchPart::Header);
+  if (wants("sgemm") || wants("forward") || wants("train")) {
+    for (int64_t n : opts.sizes) {
+      r.sgemm.push_back(bench_sgemm(n, n, n, false, opts.warmup, opts.repeats));
+      r.sgemm_peak_gflops = std::max(r.sgemm_peak_gflops, r.sgemm.back().gflops);
+    }
+    done(r, BenchPart::Sgemm);
+  }
+  if (wants("bandwidth") || wants("decode")) {
+    r.bandwidth = bench_read_bandwidth(static_cast<size_t>(opts.bandwidth_mib) << 20, opts.warmup, opts.repeats);
+    done(r, BenchPart::Bandwidth);
+  }
+  if (!model) return r;
+  const ModelConfig& cfg = model->config();
+  r.model = BenchReport::Model{opts.model, opts.sets, count_params(cfg).total};
+  done(r, BenchPart::Model);
+  if (wants("forward")) {
+    r.forward = bench_forward(*model, opts.batch, opts.seq, opts.warmup, opts.repeats);
+    done(r, BenchPart::Forward);
+  }
+  if (wants("train")) {
+    r.train = bench_train(*model, opts.batch, opts.seq, opts.checkpointing, opts.warmup, opts.repeats);
+    done(r, BenchPart::Train);
+  }
+  if (wants("decode")) {
+    const BandwidthProbe probe(static_cast<size_t>(opts.bandwidth_mib) << 20);
+    r.decode = bench_decode(*model, std::min(opts.decode_tokens, cfg.max_seq_len), probe, opts.warmup, opts.repeats);
+    done(r, BenchPart::Decode);
+  }
+  return r;
+}
+
+}  // namespace lm
