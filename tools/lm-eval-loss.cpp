@@ -10,11 +10,7 @@
 #include "cli.h"
 #include "core/error.h"
 #include "eval/eval.h"
-#include "eval/model_tokenizer.h"
 #include "eval/report.h"
-#include "io/tokstream.h"
-#include "model/params.h"
-#include "model/transformer.h"
 #include "version.h"
 
 int main(int argc, char** argv) {
@@ -51,10 +47,10 @@ int main(int argc, char** argv) {
       ->type_name("N")
       ->default_str("")
       ->check(CLI::PositiveNumber);
-  CLI::Option* fail_opt =
-      app.add_option("--fail-above", fail_above, "Exit with status 1 when the loss is above X (after the report)")
-          ->type_name("X")
-          ->default_str("");
+  CLI::Option* fail_opt = app.add_option("--fail-above", fail_above, "Exit with status 1 when the loss is above X, or "
+                                                                     "not a finite number (after the report)")
+                              ->type_name("X")
+                              ->default_str("");
   app.add_option("--embedding-out", embedding_out, "Write the mean embedding (soma V1 compute_loss) as safetensors")
       ->type_name("FILE");
   app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
@@ -65,40 +61,15 @@ int main(int argc, char** argv) {
   return tool.run(argc, argv, [&]() -> int {
     if (inputs.empty()) inputs.push_back("-");
     if (fail_opt->count() && !std::isfinite(fail_above)) lm::fail_usage("--fail-above needs a finite number");
-    lm::Transformer model(lm::ModelWeights::load(model_path));
-    lm::require_supported(model.config(), lm::program_capabilities(), "lm-eval-loss");
-    const lm::ModelConfig& cfg = model.config();
-    const lm::TokenizerSpec spec = lm::model_tokenizer_spec(model.weights(), lm::quote(model_path));
-    std::vector<int32_t> byte_len;
-    if (spec.kind != lm::TokenizerKind::Raw && bytes < 0) {
-      try {
-        byte_len = lm::token_byte_lengths(*lm::make_model_tokenizer(spec, lm::quote(model_path)), cfg.vocab_size);
-      } catch (const lm::Error& e) {
-        if (e.kind() != lm::ErrorKind::Unsupported) throw;  // no tokenizer in this build: bytes unknown
-      }
-    }
     opts.embedding = !embedding_out.empty();
-    lm::Evaluator ev(model, opts, byte_len);
     const bool progress = !json && tool.quiet == 0 && lm::cli::stderr_is_terminal();
-    if (progress)
-      ev.on_batch = [](const lm::EvalResult& r) {
-        std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f", (long long)r.windows,
-                     (long long)r.tokens, r.loss());
-      };
-    lm::TokenReadOptions ro;
-    ro.format = *lm::token_input_format_from_name(input_format);
-    ro.vocab_size = static_cast<uint32_t>(cfg.vocab_size);
-    lm::TokenChunk chunk;
-    bool more = true;
-    for (const std::string& in : inputs) {
-      auto reader = lm::open_token_reader(in, ro);
-      lm::require_tokens_for_model(spec, cfg.vocab_size, *reader);
-      while (more && reader->next(chunk)) more = ev.add(chunk);
-      if (!more) break;
-    }
-    lm::EvalResult r = ev.finish();
+    lm::EvalResult r = lm::evaluate_files(model_path, inputs, *lm::token_input_format_from_name(input_format), opts,
+                                          bytes < 0, [&](const lm::EvalResult& b) {
+                                            if (progress)
+                                              std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f",
+                                                           (long long)b.windows, (long long)b.tokens, b.loss());
+                                          });
     if (progress) std::fputc('\n', stderr);
-    if (r.tokens == 0) lm::fail_data("no tokens to evaluate: the input has no record of two or more tokens");
     if (bytes > 0) r.bytes = bytes;
     if (!embedding_out.empty()) lm::save_embedding(embedding_out, r);
     if (json) {
@@ -108,9 +79,10 @@ int main(int argc, char** argv) {
     } else {
       std::cout << lm::eval_report_text(r);
     }
-    if (fail_opt->count() && r.loss() > fail_above) {
+    if (fail_opt->count() && !lm::loss_within(r.loss(), fail_above)) {
       std::fflush(stdout);
-      std::fprintf(stderr, "lm-eval-loss: loss %.6f is above %g\n", r.loss(), fail_above);
+      if (std::isfinite(r.loss())) std::fprintf(stderr, "lm-eval-loss: loss %.6f is above %g\n", r.loss(), fail_above);
+      else std::fprintf(stderr, "lm-eval-loss: loss %f is not a finite number (fails --fail-above)\n", r.loss());
       return 1;
     }
     return 0;

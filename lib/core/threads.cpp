@@ -55,8 +55,14 @@ void parallel_chunks(int64_t n, int64_t chunk, void (*fn)(void* ctx, int64_t lo,
     return;
   }
   // Shares are set before the team starts (no barrier inside): should the team be smaller
-  // than asked for, the shares nobody owns are taken by the stealing loop.
-  const std::unique_ptr<Share[]> shares(new Share[static_cast<size_t>(threads)]);
+  // than asked for, the shares nobody owns are taken by the stealing loop. They live in this
+  // call's frame (decode makes dozens of calls a token; no allocation for up to
+  // kFrameShares threads), so callers on different user threads never share them.
+  constexpr int kFrameShares = 16;
+  Share frame_shares[kFrameShares];
+  const std::unique_ptr<Share[]> heap_shares(threads > kFrameShares ? new Share[static_cast<size_t>(threads)]
+                                                                    : nullptr);
+  Share* const shares = heap_shares ? heap_shares.get() : frame_shares;
   for (int t = 0; t < threads; ++t) shares[t].range.store(pack(n * t / threads, n * (t + 1) / threads));
   // Pieces shrink to an eighth of `chunk` as a share runs out, so the threads finish close
   // together: the last piece in flight is what the others wait for at the closing barrier.

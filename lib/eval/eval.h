@@ -108,4 +108,18 @@ class Evaluator {
 EvalResult evaluate(Transformer& model, TokenReader& reader, const EvalOptions& opts,
                     std::vector<int32_t> byte_lengths = {});
 
+// lm-eval-loss's evaluation: the checkpoint at `model_path` (Data error for non-finite
+// weights, Unsupported for features lm-eval-loss cannot run) on `inputs` ("-" = stdin), read
+// in order and streamed, each checked against the model's tokenizer
+// (require_tokens_for_model). With `byte_lengths`, bytes per token come from the model's
+// tokenizer when this build has it (bits per byte). `on_batch` (may be empty) is the
+// progress hook. Data error when no window has a target.
+EvalResult evaluate_files(const std::string& model_path, const std::vector<std::string>& inputs,
+                          TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
+                          const std::function<void(const EvalResult&)>& on_batch = {});
+
+// Whether a loss passes `--fail-above X`: a loss above X fails, and so does a loss that is
+// not a number at all (NaN or infinite: a broken model never passes a threshold).
+bool loss_within(double loss, double threshold);
+
 }  // namespace lm

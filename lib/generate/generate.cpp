@@ -52,8 +52,30 @@ std::vector<int32_t> encode_prompt(Tokenizer& tokenizer, std::string_view text) 
   return ids;
 }
 
-Generator::Generator(Transformer& model, const Tokenizer* tokenizer) : model_(model), tok_(tokenizer) {
+std::vector<uint8_t> reserved_ids(const ModelConfig& cfg, const TokenizerSpec& spec, const Tokenizer* tokenizer) {
+  const int64_t V = cfg.vocab_size;
+  std::vector<uint8_t> reserved(static_cast<size_t>(V), 0);
+  const int64_t known = spec.vocab_size > 0 ? std::min<int64_t>(V, spec.vocab_size) : V;
+  std::fill(reserved.begin() + known, reserved.end(), 1);
+  for (const int64_t pad : {cfg.pad_id, static_cast<int64_t>(spec.pad_id)})
+    if (pad >= 0 && pad < V) reserved[static_cast<size_t>(pad)] = 1;
+  if (tokenizer) {
+    std::vector<uint8_t> bytes;
+    for (int64_t i = 0; i < known; ++i) {
+      const auto id = static_cast<uint32_t>(i);
+      bytes.clear();
+      if (tokenizer->decode(&id, 1, bytes) != 1) reserved[static_cast<size_t>(i)] = 1;
+    }
+  }
+  return reserved;
+}
+
+Generator::Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec)
+    : model_(model), tok_(tokenizer) {
   cache_ = model.make_cache(1);
+  TokenizerSpec raw;
+  raw.vocab_size = static_cast<uint32_t>(model.config().vocab_size);
+  reserved_ = reserved_ids(model.config(), spec ? *spec : tokenizer ? tokenizer->spec() : raw, tokenizer);
 }
 
 Completion Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
@@ -89,7 +111,7 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
   const float* logits = model_.forward(prompt.data(), nullptr, P, cache_);
   logits += (P - 1) * V;
   while (true) {
-    const int32_t next = sampler.sample(logits, V);
+    const int32_t next = sampler.sample(logits, V, reserved_.data());
     ++out.generated;
     if (out.generated == 1) out.time_to_first_token = since();
     if (opts.stop_at_eos && c.eos_id >= 0 && next == c.eos_id) {
@@ -101,7 +123,7 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
     if (tok_) {
       bytes.clear();
       const uint32_t id = static_cast<uint32_t>(next);
-      tok_->decode(&id, 1, bytes);  // a token without bytes (a special) adds nothing
+      tok_->decode(&id, 1, bytes);  // a token without bytes (EOS kept by --ignore-eos) adds nothing
       all.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
       token_end.push_back(all.size());
       // A stop string completed in the new bytes (it may start in earlier, held-back ones)?

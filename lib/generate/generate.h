@@ -38,14 +38,23 @@ struct Completion {
   }
 };
 
+// The ids a completion never holds, [V] (1 = reserved): PAD (the config's and the
+// tokenizer's), ids at or past the tokenizer's vocabulary size (a model's vocabulary may be
+// padded beyond it), and ids the tokenizer cannot decode (byte-v1's 258..263). EOS is not
+// reserved: it ends a completion, or is kept with stop_at_eos off. `tokenizer` may be null
+// (then `spec` alone decides: its pad and vocab size).
+std::vector<uint8_t> reserved_ids(const ModelConfig& cfg, const TokenizerSpec& spec, const Tokenizer* tokenizer);
+
 // Encodes text with `tokenizer` (no end-of-document token), prepending the spec's BOS when
 // it has one and the encoding does not start with it.
 std::vector<int32_t> encode_prompt(Tokenizer& tokenizer, std::string_view text);
 
 class Generator {
  public:
-  // tokenizer may be null: then no text is produced and stop strings are refused.
-  Generator(Transformer& model, const Tokenizer* tokenizer);
+  // tokenizer may be null: then no text is produced and stop strings are refused. `spec`
+  // names the model's tokenizer (default: the tokenizer's, else raw with the model's
+  // vocabulary); no completion holds its reserved ids (reserved_ids).
+  Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec = nullptr);
 
   // Generates from `prompt` (1 <= size <= max_seq_len, else a Data error naming `what`).
   // on_text (may be empty) receives the output bytes as they are decided.
@@ -56,6 +65,7 @@ class Generator {
   Transformer& model_;
   const Tokenizer* tok_;
   KVCache cache_;
+  std::vector<uint8_t> reserved_;  // [V]
 };
 
 }  // namespace lm

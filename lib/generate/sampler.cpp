@@ -9,39 +9,43 @@ namespace lm {
 
 void validate(const SamplerOptions& o) {
   if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
-    fail_usage(cat("temperature must be a finite number >= 0, got ", o.temperature));
-  if (o.top_k < 0) fail_usage(cat("top-k must be >= 0, got ", o.top_k));
-  if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("top-p must be in (0, 1], got ", o.top_p));
+    fail_usage(cat("--temperature must be a finite number >= 0, got ", o.temperature));
+  if (o.top_k < 0) fail_usage(cat("--top-k must be >= 0, got ", o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("--top-p must be in (0, 1], got ", o.top_p));
 }
 
-int32_t argmax(const float* logits, int64_t V) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < V; ++i)
-    if (logits[i] > logits[best]) best = i;
+int32_t argmax(const float* logits, int64_t V, const uint8_t* reserved) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < V; ++i)
+    if ((!reserved || !reserved[i]) && (best < 0 || logits[i] > logits[best])) best = i;
   return static_cast<int32_t>(best);
 }
 
 Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts), rng_(seed) { validate(opts); }
 
-int32_t Sampler::sample(const float* logits, int64_t V) {
+int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved) {
   cand_.clear();
   if (opts_.temperature == 0) {
-    const int32_t id = argmax(logits, V);
+    const int32_t id = argmax(logits, V, reserved);
+    if (id < 0) fail_data("every token id is reserved: nothing to sample");
     cand_.push_back({id, 1.0});
     return id;
   }
   // Candidates by logit, most likely first (ties: lower id first), sorted only as far as needed.
-  work_.resize(static_cast<size_t>(V));
-  for (int64_t i = 0; i < V; ++i) work_[static_cast<size_t>(i)] = {logits[i], static_cast<int32_t>(i)};
+  work_.clear();
+  for (int64_t i = 0; i < V; ++i)
+    if (!reserved || !reserved[i]) work_.push_back({logits[i], static_cast<int32_t>(i)});
+  if (work_.empty()) fail_data("every token id is reserved: nothing to sample");
   auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
-  int64_t k = opts_.top_k > 0 ? std::min(opts_.top_k, V) : V;
+  const auto n = static_cast<int64_t>(work_.size());  // the ids that may be drawn
+  int64_t k = opts_.top_k > 0 ? std::min(opts_.top_k, n) : n;
   const double inv_t = 1.0 / opts_.temperature;
-  const float top = *std::max_element(logits, logits + V);
+  const float top = std::max_element(work_.begin(), work_.end())->first;
   // Softmax normaliser over the top-k set.
   double z = 0;
-  if (k < V) {
+  if (k < n) {
     std::nth_element(work_.begin(), work_.begin() + (k - 1), work_.end(), before);
     work_.resize(static_cast<size_t>(k));
   }
@@ -68,7 +72,7 @@ int32_t Sampler::sample(const float* logits, int64_t V) {
   if (keep < static_cast<int64_t>(work_.size())) {
     if (sorted < keep) std::partial_sort(work_.begin(), work_.begin() + keep, work_.end(), before);
     work_.resize(static_cast<size_t>(keep));
-  } else if (k < V) {
+  } else if (k < n) {
     std::sort(work_.begin(), work_.end(), before);  // a fixed order: the draw must not depend on nth_element
   }  // else: every token, in id order
   double total = 0;

@@ -24,8 +24,10 @@ void validate(const SamplerOptions& opts);
 class Sampler {
  public:
   Sampler(const SamplerOptions& opts, uint64_t seed);
-  // The next token from logits [V]. Deterministic for (options, seed, sequence of calls).
-  int32_t sample(const float* logits, int64_t V);
+  // The next token from logits [V], never one with reserved[id] != 0 (reserved may be
+  // null; [V] otherwise). Deterministic for (options, seed, sequence of calls). Data error
+  // when every id is reserved.
+  int32_t sample(const float* logits, int64_t V, const uint8_t* reserved = nullptr);
   // The candidates and probabilities the last sample() drew from (tests): most likely first
   // after a top-k or top-p cut, else in id order.
   const std::vector<std::pair<int32_t, double>>& last_candidates() const { return cand_; }
@@ -37,7 +39,8 @@ class Sampler {
   std::vector<std::pair<int32_t, double>> cand_;
 };
 
-// Index of the largest logit (the first one on ties).
-int32_t argmax(const float* logits, int64_t V);
+// Index of the largest logit (the first one on ties) among the ids not reserved (reserved
+// may be null); -1 when every id is.
+int32_t argmax(const float* logits, int64_t V, const uint8_t* reserved = nullptr);
 
 }  // namespace lm

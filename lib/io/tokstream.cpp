@@ -378,10 +378,11 @@ class ReaderBase : public TokenReader {
       : in_(std::move(in)), max_chunk_(std::max<size_t>(1, opts.max_chunk_tokens)) {
     name_ = in_->name();
     compressed_ = compressed;
+    decompressed_ = compressed || opts.decompressed;
   }
 
   std::string at(uint64_t offset) const {
-    return cat("at byte ", offset, compressed_ ? " of the decompressed stream" : "");
+    return cat("at byte ", offset, decompressed_ ? " of the decompressed stream" : "");
   }
   [[noreturn]] void fail_here(const std::string& msg) const { fail_data(cat(quote(name_), ": ", msg)); }
 
@@ -403,6 +404,7 @@ class ReaderBase : public TokenReader {
 
   std::unique_ptr<InBuf> in_;
   size_t max_chunk_;
+  bool decompressed_ = false;
   std::vector<uint16_t> scratch_;
 };
 
@@ -426,6 +428,7 @@ class StreamReader final : public ReaderBase {
       fail_here(cat("truncated record ", record_, " (", at(record_offset_), "): the input ends after ",
                     (rec_off_ * width_) + got, " of its ", uint64_t{count_} * width_, " token bytes"));
     check_vocab(out, token_offset, cat("record ", record_));
+    out.offset = token_offset;
     out.start = start_ + rec_off_;
     out.record = record_;
     out.first = rec_off_ == 0;
@@ -582,6 +585,7 @@ class LlmcReader final : public ReaderBase {
       fail_here(cat("truncated llm.c token file: the header declares ", ntok_, " tokens (a file of ", file_size,
                     " bytes), the input ends after ", in_->offset(), " bytes"));
     check_vocab(out, token_offset, "llm.c tokens");
+    out.offset = token_offset;
     out.start = done_;
     out.record = 0;
     out.first = done_ == 0;
@@ -621,6 +625,7 @@ class RawReader final : public ReaderBase {
     out.tokens.resize(got / width_);
     if (got == 0 && done_ == 0) return false;  // empty input: no records
     check_vocab(out, token_offset, "raw tokens");
+    out.offset = token_offset;
     out.start = done_;
     out.record = 0;
     out.first = done_ == 0;

@@ -154,6 +154,7 @@ struct TokenReadOptions {
   TokenInputFormat format = TokenInputFormat::Auto;
   uint32_t vocab_size = 0;               // headerless inputs: tokens must be below it (0 = unknown)
   size_t max_chunk_tokens = size_t{1} << 20;  // bounds the memory of one next() call
+  bool decompressed = false;             // the caller decompressed the input: offsets in messages say so
 };
 
 // A piece of one record: records longer than max_chunk_tokens arrive in several chunks.
@@ -161,6 +162,7 @@ struct TokenChunk {
   std::vector<uint32_t> tokens;  // reused between calls
   uint64_t start = 0;            // position of tokens[0] (record start + offset in the record)
   uint64_t record = 0;           // index of the record in the input, from 0
+  uint64_t offset = 0;           // byte offset of tokens[0] in the (decompressed) input
   bool first = false;            // tokens[0] is the record's first token
   bool last = false;             // the record ends with this chunk
 };

@@ -39,7 +39,56 @@ void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B,
   }
 }
 
+void narrow_spans_to_chunks(int64_t* lo, int64_t B, int64_t T, int64_t P, int64_t chunk) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t slot = P + t;
+      lo[b * T + t] = std::max(lo[b * T + t], slot - slot % chunk);
+    }
+}
+
+void temperature_scales(float* scale, const int64_t* pos, int64_t N, double floor_scale, double attn_scale) {
+  for (int64_t n = 0; n < N; ++n) {
+    const double p = static_cast<double>(pos[n]);
+    scale[n] = static_cast<float>(std::log(std::floor((p + 1.0) / floor_scale) + 1.0) * attn_scale + 1.0);
+  }
+}
+
+void temperature_forward(float* out, const float* inp, const float* scale, int64_t N, int64_t D) {
+  parallel_for(N, N * D, [&](int64_t n) {
+    const float s = scale[n];
+    for (int64_t i = 0; i < D; ++i) out[n * D + i] = inp[n * D + i] * s;
+  });
+}
+
+void temperature_backward(float* dinp, const float* dout, const float* scale, int64_t N, int64_t D) {
+  parallel_for(N, N * D, [&](int64_t n) {
+    const float s = scale[n];
+    for (int64_t i = 0; i < D; ++i) dinp[n * D + i] += dout[n * D + i] * s;
+  });
+}
+
 namespace {
+
+// The queries [t0, t1) of one row that share a span start, and the key window [k0, k1] they
+// read together: the union of their spans.
+struct QueryBlock {
+  int64_t t0, t1, k0, k1;
+};
+
+// Row b's queries cut where the span start changes (causal rows without documents or chunks:
+// one block, the whole row).
+void query_blocks(std::vector<QueryBlock>& out, const int64_t* lo, const int64_t* hi, int64_t b, int64_t T) {
+  out.clear();
+  const int64_t* l = lo + b * T;
+  const int64_t* h = hi + b * T;
+  for (int64_t t0 = 0; t0 < T;) {
+    int64_t t1 = t0 + 1, k1 = h[t0];
+    while (t1 < T && l[t1] == l[t0]) k1 = std::max(k1, h[t1++]);
+    out.push_back({t0, t1, l[t0], k1});
+    t0 = t1;
+  }
+}
 
 // In place over row[0, W): softmax over [lo, hi] (relative to the row), 0 elsewhere.
 void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
@@ -144,58 +193,62 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t qld = NH * HS, kvld = NKV * HS;
-  // One (row, head) pair. scratch: [T, K] scores when att is not saved; dropped probabilities.
-  auto head = [&](int64_t b, int64_t h, std::vector<float>& scratch) {
-    // Only the key window some query of this row can see takes part in the products.
-    const int64_t k0 = *std::min_element(lo + b * T, lo + (b + 1) * T);
-    const int64_t k1 = *std::max_element(hi + b * T, hi + (b + 1) * T);
-    const int64_t W = k1 - k0 + 1;
-    float* sc;
-    if (att) {
-      sc = att + (b * NH + h) * T * K;
-    } else {
-      scratch.resize(static_cast<size_t>(T * K));
-      sc = scratch.data();
-    }
-    const float* qbh = q + b * T * qld + h * HS;
-    const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
-    const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
-    // sc[t, k0:k1] = scale * q_t . k_j
-    sgemm(false, true, T, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sc + k0, K);
-    for (int64_t t = 0; t < T; ++t) {
-      float* row = sc + t * K;
-      masked_softmax(row + k0, W, lo[b * T + t] - k0, hi[b * T + t] - k0);
-      if (att) {
-        std::fill(row, row + k0, 0.0f);
-        std::fill(row + k1 + 1, row + K, 0.0f);
+  // One (row, head) pair, block by block. scratch: a block's [M, W] scores when att is not
+  // saved, else (dropout) its dropped probabilities that weight v.
+  auto head = [&](int64_t b, int64_t h, std::vector<float>& scratch, std::vector<QueryBlock>& blocks) {
+    float* att_bh = att ? att + (b * NH + h) * T * K : nullptr;
+    const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * K);
+    query_blocks(blocks, lo, hi, b, T);
+    for (const QueryBlock& qb : blocks) {
+      // Only the key window these queries can see takes part in the products.
+      const int64_t k0 = qb.k0, k1 = qb.k1, W = k1 - k0 + 1, M = qb.t1 - qb.t0;
+      const float* qbh = q + (b * T + qb.t0) * qld + h * HS;
+      const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
+      const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
+      if (!att || drop) scratch.resize(static_cast<size_t>(M * W));
+      // The block's scores, then probabilities: [M, W] at sb, row stride ld.
+      float* sb = att ? att_bh + qb.t0 * K + k0 : scratch.data();
+      const int64_t ld = att ? K : W;
+      // sb[t, j] = scale * q_t . k_j
+      sgemm(false, true, M, W, HS, scale, qbh, qld, kb, kvld, 0.0f, sb, ld);
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t t = qb.t0 + i;
+        masked_softmax(sb + i * ld, W, lo[b * T + t] - k0, hi[b * T + t] - k0);
+        if (att) {
+          float* row = att_bh + t * K;
+          std::fill(row, row + k0, 0.0f);
+          std::fill(row + k1 + 1, row + K, 0.0f);
+        }
       }
+      const float* pr = sb;  // the probabilities that weight v
+      int64_t pld = ld;
+      if (drop) {
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < W; ++j)
+            scratch[i * W + j] = sb[i * ld + j] * dropout_scale(seed, base + (qb.t0 + i) * K + k0 + j, dropout);
+        pr = scratch.data();
+        pld = W;
+      }
+      // out[t] = sum_j p[t, j] v_j
+      sgemm(false, false, M, HS, W, 1.0f, pr, pld, vb, kvld, 0.0f, out + (b * T + qb.t0) * qld + h * HS, qld);
     }
-    const float* pr = sc;  // the probabilities that weight v
-    if (drop) {
-      scratch.resize(static_cast<size_t>(T * K));
-      const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * K);
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t j = k0; j <= k1; ++j)
-          scratch[t * K + j] = sc[t * K + j] * dropout_scale(seed, base + t * K + j, dropout);
-      pr = scratch.data();
-    }
-    // out[t] = sum_j p[t, j] v_j
-    sgemm(false, false, T, HS, W, 1.0f, pr + k0, K, vb, kvld, 0.0f, out + b * T * qld + h * HS, qld);
   };
   if (T == 1 && !att) return attention_one_query(out, q, k, v, lo, hi, B, S, NH, NKV, HS);
   // A short window is a few microseconds of work: less than waking the team.
   if (B * NH * T * K * HS < kParallelMinWork * 4) {
     std::vector<float> scratch;
+    std::vector<QueryBlock> blocks;
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch);
+      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch, blocks);
     return;
   }
 #pragma omp parallel
   {
     std::vector<float> scratch;
+    std::vector<QueryBlock> blocks;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch);
+      for (int64_t h = 0; h < NH; ++h) head(b, h, scratch, blocks);
   }
 }
 
@@ -245,52 +298,60 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const bool drop = dropout > 0;
 #pragma omp parallel
   {
-    std::vector<float> dp(static_cast<size_t>(T * T));                  // [T, T] dP, then dS
-    std::vector<float> pd(drop ? static_cast<size_t>(T * T) : 0u);     // [T, T] dropped probabilities
+    std::vector<float> dp;  // a block's [M, W] dP, then dS
+    std::vector<float> pd;  // a block's [M, W] dropped probabilities
+    std::vector<QueryBlock> blocks;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t g = 0; g < NKV; ++g) {
-        const int64_t k0 = *std::min_element(lo + b * T, lo + (b + 1) * T);
-        const int64_t k1 = *std::max_element(hi + b * T, hi + (b + 1) * T);
-        const int64_t W = k1 - k0 + 1;
-        const float* kb = k + (b * T + k0) * kvld + g * HS;
-        const float* vb = v + (b * T + k0) * kvld + g * HS;
-        float* dkb = dk + (b * T + k0) * kvld + g * HS;
-        float* dvb = dv + (b * T + k0) * kvld + g * HS;
+        query_blocks(blocks, lo, hi, b, T);
         for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
-          const float* p = att + (b * NH + h) * T * T;
-          const float* qbh = q + b * T * qld + h * HS;
-          const float* dobh = dout + b * T * qld + h * HS;
-          float* dqbh = dq + b * T * qld + h * HS;
+          const float* p_bh = att + (b * NH + h) * T * T;
           const uint64_t base = static_cast<uint64_t>((b * NH + h) * T * T);
-          const float* pw = p;  // the probabilities that weighted v
-          if (drop) {
-            for (int64_t t = 0; t < T; ++t)
-              for (int64_t j = k0; j <= k1; ++j)
-                pd[t * T + j] = p[t * T + j] * dropout_scale(seed, base + t * T + j, dropout);
-            pw = pd.data();
+          for (const QueryBlock& qb : blocks) {
+            const int64_t k0 = qb.k0, k1 = qb.k1, W = k1 - k0 + 1, M = qb.t1 - qb.t0;
+            const float* kb = k + (b * T + k0) * kvld + g * HS;
+            const float* vb = v + (b * T + k0) * kvld + g * HS;
+            float* dkb = dk + (b * T + k0) * kvld + g * HS;
+            float* dvb = dv + (b * T + k0) * kvld + g * HS;
+            const float* qbh = q + (b * T + qb.t0) * qld + h * HS;
+            const float* dobh = dout + (b * T + qb.t0) * qld + h * HS;
+            float* dqbh = dq + (b * T + qb.t0) * qld + h * HS;
+            const float* p = p_bh + qb.t0 * T + k0;  // the block's probabilities [M, W], stride T
+            const float* pw = p;                     // the probabilities that weighted v
+            int64_t pwld = T;
+            if (drop) {
+              pd.resize(static_cast<size_t>(M * W));
+              for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j < W; ++j)
+                  pd[i * W + j] = p[i * T + j] * dropout_scale(seed, base + (qb.t0 + i) * T + k0 + j, dropout);
+              pw = pd.data();
+              pwld = W;
+            }
+            // dv_j += sum_t pw[t, j] dout_t
+            sgemm(true, false, W, HS, M, 1.0f, pw, pwld, dobh, qld, 1.0f, dvb, kvld);
+            // dP[t, j] = dout_t . v_j (times the mask under dropout)
+            dp.resize(static_cast<size_t>(M * W));
+            float* d = dp.data();
+            sgemm(false, true, M, W, HS, 1.0f, dobh, qld, vb, kvld, 0.0f, d, W);
+            for (int64_t i = 0; i < M; ++i) {
+              const int64_t t = qb.t0 + i;
+              float* dr = d + i * W;
+              const float* pr = p + i * T;
+              const int64_t l = lo[b * T + t] - k0, u = hi[b * T + t] - k0;
+              if (drop)
+                for (int64_t j = l; j <= u; ++j) dr[j] *= dropout_scale(seed, base + t * T + k0 + j, dropout);
+              // softmax backward: dS = P (dP - sum_j P dP), times the score scale
+              float dot = 0;
+              for (int64_t j = l; j <= u; ++j) dot += pr[j] * dr[j];
+              for (int64_t j = 0; j < l; ++j) dr[j] = 0;
+              for (int64_t j = l; j <= u; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+              for (int64_t j = u + 1; j < W; ++j) dr[j] = 0;
+            }
+            // dq_t += sum_j dS[t, j] k_j;  dk_j += sum_t dS[t, j] q_t
+            sgemm(false, false, M, HS, W, 1.0f, d, W, kb, kvld, 1.0f, dqbh, qld);
+            sgemm(true, false, W, HS, M, 1.0f, d, W, qbh, qld, 1.0f, dkb, kvld);
           }
-          // dv_j += sum_t pw[t, j] dout_t
-          sgemm(true, false, W, HS, T, 1.0f, pw + k0, T, dobh, qld, 1.0f, dvb, kvld);
-          // dP[t, j] = dout_t . v_j (times the mask under dropout)
-          float* d = dp.data();
-          sgemm(false, true, T, W, HS, 1.0f, dobh, qld, vb, kvld, 0.0f, d + k0, T);
-          for (int64_t t = 0; t < T; ++t) {
-            float* dr = d + t * T;
-            const float* pr = p + t * T;
-            const int64_t l = lo[b * T + t], u = hi[b * T + t];
-            if (drop)
-              for (int64_t j = l; j <= u; ++j) dr[j] *= dropout_scale(seed, base + t * T + j, dropout);
-            // softmax backward: dS = P (dP - sum_j P dP), times the score scale
-            float dot = 0;
-            for (int64_t j = l; j <= u; ++j) dot += pr[j] * dr[j];
-            for (int64_t j = k0; j < l; ++j) dr[j] = 0;
-            for (int64_t j = l; j <= u; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
-            for (int64_t j = u + 1; j <= k1; ++j) dr[j] = 0;
-          }
-          // dq_t += sum_j dS[t, j] k_j;  dk_j += sum_t dS[t, j] q_t
-          sgemm(false, false, T, HS, W, 1.0f, d + k0, T, kb, kvld, 1.0f, dqbh, qld);
-          sgemm(true, false, W, HS, T, 1.0f, d + k0, T, qbh, qld, 1.0f, dkb, kvld);
         }
       }
     }

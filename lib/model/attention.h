@@ -4,6 +4,10 @@
 // occupy slots P..P+T-1 after P earlier ones (a KV cache), or P = 0 for a plain forward.
 // Shape letters: B batch, T new tokens, P past slots, S slot capacity per batch row
 // (S >= P + T), NH / NKV query / kv heads, HS head size.
+//
+// The spans are the whole mask: no [T, T] mask exists anywhere. The kernels run each run of
+// consecutive queries that share a span start (a chunk, a document, or the whole row) over
+// its own key window, so a chunked layer's work and memory traffic grow with T * chunk, not T^2.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,19 @@ namespace lm {
 // `tokens` [B, T], so a cache carries it between calls.
 void attention_spans(int64_t* lo, int64_t* hi, const int32_t* tokens, int64_t B, int64_t T, int64_t P, bool causal,
                      bool doc_mask, int64_t eos_id, int64_t* doc_start, bool eos_starts_document = false);
+// Chunked local attention (docs/llama4.md §3): narrows causal spans lo [B, T] in place to each
+// query's chunk of `chunk` slots, lo = max(lo, s - s mod chunk) for the query at slot s = P + t.
+// Chunks follow slots (places in the row), not position ids; hi (the query's own slot) is
+// already inside the chunk.
+void narrow_spans_to_chunks(int64_t* lo, int64_t B, int64_t T, int64_t P, int64_t chunk);
+
+// Attention temperature tuning (docs/llama4.md §4), the query scale of NoPE layers:
+// scale[n] = log(floor((pos[n] + 1) / floor_scale) + 1) * attn_scale + 1, computed in double.
+void temperature_scales(float* scale, const int64_t* pos, int64_t N, double floor_scale, double attn_scale);
+// out [N, D] = inp [N, D] with row n times scale[n] (out may equal inp).
+void temperature_forward(float* out, const float* inp, const float* scale, int64_t N, int64_t D);
+// Its backward (the scale is a constant of the input): dinp [N, D] += dout row n times scale[n].
+void temperature_backward(float* dinp, const float* dout, const float* scale, int64_t N, int64_t D);
 
 // out [B, T, NH*HS] = softmax(q k^T / sqrt(HS), over each query's span) v.
 // att [B, NH, T, P+T]: the probabilities (0 outside the span), saved for backward; may be null.
@@ -44,8 +61,8 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
 // Backward of attention_forward without a cache (P = 0, S = T), accumulating:
 // dq [B, T, NH*HS], dk, dv [B, T, NKV*HS] += gradients given dout [B, T, NH*HS], the forward's
 // q, k, v, its probabilities att [B, NH, T, T] and spans, and the same dropout and seed.
-// Parallel over (b, kv head), so GQA heads sharing a kv head never race; per query head
-// four lm::sgemm calls over the key window.
+// Parallel over (b, kv head), so GQA heads sharing a kv head never race; per query head and
+// query block four lm::sgemm calls over the block's key window.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
                         int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0);

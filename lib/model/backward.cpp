@@ -13,6 +13,7 @@
 #include "model/rope.h"
 #include "model/sigreg.h"
 #include "model/transformer.h"
+#include "model/vision.h"
 
 namespace lm {
 
@@ -136,7 +137,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     explicit TrainingMode(bool& f) : flag(f) { flag = true; }
     ~TrainingMode() { flag = false; }
   } training_mode(training_);
-  run(tokens, pos, B, T, nullptr, cb);
+  run(tokens, pos, B, T, nullptr, cb, opt.vision);
   ActivationTensors& a = acts_;
 
   ensure_grad_buffers(B, S, T);
@@ -243,11 +244,22 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     zero(g.dqr, N * QD);
     zero(g.dkr, N * KD);
     zero(g.dv, N * KD);
-    attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, a.key_lo.data(), a.key_hi.data(), B,
+    attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, layer_key_lo(l), a.key_hi.data(), B,
                        S, NH, NKV, HS, p_attn, seed(1 + 3 * l));
-    zero(g.dq, N * QD);
-    zero(g.dk, N * KD);
-    if (c.qk_norm) {
+    // Back through position_qk to the projections' gradients dq_in, dk_in.
+    const float* dq_in = g.dq;
+    const float* dk_in = g.dk;
+    if (c.is_nope_layer(l)) {  // qr = q (times the temperature scale), kr = k
+      if (a.attn_temp) {
+        zero(g.dq, N * QD);
+        temperature_backward(g.dq, g.dqr, a.attn_temp, N, QD);
+      } else {
+        dq_in = g.dqr;
+      }
+      dk_in = g.dkr;
+    } else if (c.qk_norm) {
+      zero(g.dq, N * QD);
+      zero(g.dk, N * KD);
       zero(g.dqn, N * QD);
       zero(g.dkn, N * KD);
       rope_backward(g.dqn, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
@@ -255,24 +267,28 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
       rmsnorm_backward(g.dq, lg.q_norm_w, nullptr, g.dqn, la.q, lw.q_norm_w, la.q_rstd, N * NH, HS);
       rmsnorm_backward(g.dk, lg.k_norm_w, nullptr, g.dkn, la.k, lw.k_norm_w, la.k_rstd, N * NKV, HS);
     } else {
+      zero(g.dq, N * QD);
+      zero(g.dk, N * KD);
       rope_backward(g.dq, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
       rope_backward(g.dk, g.dkr, a.rope_cos, a.rope_sin, N, NKV, HS);
     }
     zero(g.dln, N * C);
-    matmul_backward(g.dln, lg.wq, lg.bq, g.dq, la.ln1, lw.wq, N, C, QD);
-    matmul_backward(g.dln, lg.wk, lg.bk, g.dk, la.ln1, lw.wk, N, C, KD);
+    matmul_backward(g.dln, lg.wq, lg.bq, dq_in, la.ln1, lw.wq, N, C, QD);
+    matmul_backward(g.dln, lg.wk, lg.bk, dk_in, la.ln1, lw.wk, N, C, KD);
     matmul_backward(g.dln, lg.wv, lg.bv, g.dv, la.ln1, lw.wv, N, C, KD);
     norm_backward(g.dres, lg.attention_norm_w, lg.attention_norm_b, g.dln, res_in, lw.attention_norm_w, la.ln1_mean,
                   la.ln1_rstd);
   }
 
-  // Embedding (through its dropout).
-  const float* demb = g.dres;
+  // Embedding (through its dropout), then the image merge: the projection's gradient from the
+  // image places, whose token embedding rows get none.
+  float* demb = g.dres;
   if (p_emb > 0) {
     zero(g.dproj, N * C);
     dropout_backward(g.dproj, g.dres, N * C, p_emb, seed(0));
     demb = g.dproj;
   }
+  vision_merge_backward(grads.vision_projection, demb, a.vision_proj, a.vision, C, c.vision_dim);
   embed_backward(grads, demb, tokens, B, T, cb);
   return r;
 }

@@ -149,6 +149,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
       LM_FIELD("vision_dim", vision_dim, Int),
+      LM_FIELD("image_token_id", image_token_id, Int),
       LM_FIELD("conditions", conditions, Conditions),
       LM_ENUM("rope_mode", rope_mode, kRopeModeNames),
       LM_FIELD("atoms_token_id", atoms_token_id, Int),
@@ -485,6 +486,11 @@ void materium_errors(const ModelConfig& c, std::vector<std::string>& errs) {
     if (!c.causal) errs.push_back("conditions and blockwise positions need causal attention");
     if (c.doc_mask) errs.push_back("conditions and blockwise positions do not combine with doc_mask");
   }
+  // Condition positions are places in the row: they would shift the chunks and the image places.
+  if (!c.conditions.empty() && c.attn_chunk_size > 0)
+    errs.push_back("materium conditions do not combine with chunked attention (attn_chunk_size)");
+  if (!c.conditions.empty() && c.vision_dim > 0)
+    errs.push_back("materium conditions do not combine with vision inputs (vision_dim)");
 }
 
 }  // namespace
@@ -559,9 +565,9 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
 
   non_negative("nope_layer_interval", c.nope_layer_interval);
   non_negative("attn_chunk_size", c.attn_chunk_size);
-  if (c.attn_temperature_tuning) {
-    if (c.nope_layer_interval <= 0)
-      errs.push_back("attn_temperature_tuning applies to NoPE layers: set nope_layer_interval > 0");
+  if (c.attn_chunk_size > 0 && !c.causal)
+    errs.push_back("attn_chunk_size needs causal attention (a chunk is a causal window)");
+  if (c.attn_temperature_tuning) {  // without NoPE layers it has no effect (Meta, transformers): accepted
     if (!(c.attn_floor_scale > 0)) errs.push_back(cat("attn_floor_scale must be > 0, got ", c.attn_floor_scale));
     if (!std::isfinite(c.attn_scale)) errs.push_back(cat("attn_scale must be finite, got ", c.attn_scale));
   }
@@ -579,6 +585,8 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   }
 
   non_negative("vision_dim", c.vision_dim);
+  token_id("image_token_id", c.image_token_id);
+  if (c.image_token_id >= 0 && c.vision_dim <= 0) errs.push_back("image_token_id needs vision_dim > 0");
   if (c.rope_mode != RopeMode::Blockwise) {  // blockwise: materium_errors says what it needs of them
     token_id("atoms_token_id", c.atoms_token_id);
     token_id("lattice_token_id", c.lattice_token_id);
@@ -666,6 +674,7 @@ std::vector<std::string> unsupported_features(const ModelConfig& c, const Capabi
 Capabilities program_capabilities() {
   Capabilities caps = Capabilities::all();
   caps.conditions = caps.blockwise_positions = false;
+  caps.vision = false;  // image features: a side input the programs do not read yet (--vision)
   return caps;
 }
 

@@ -109,7 +109,7 @@ struct ModelConfig {
   GeluApprox gelu_approximate = GeluApprox::None;
   bool attn_bias = false;             // bias in q/k/v/o projections
   bool ffn_bias = false;              // bias in feed-forward projections
-  bool qk_norm = false;               // RMSNorm over HS on q and k before RoPE
+  bool qk_norm = false;               // RMSNorm over HS on q and k before RoPE (RoPE layers only)
   bool qk_norm_weight = true;         // the q/k norms carry a learnable [HS] scale each (shared by the
                                       // heads); false = Llama 4 / MobileLLM-R1's weightless L2 norm
                                       // (RoPE preserves the per-head norm, so before/after RoPE agree)
@@ -138,13 +138,17 @@ struct ModelConfig {
   int64_t pad_id = -1;
 
   // Llama 4 style
-  int64_t nope_layer_interval = 0;     // every N-th layer (i+1) % N == 0 has no RoPE; 0 = off
-  int64_t attn_chunk_size = 0;         // chunked local attention on RoPE layers; 0 = off
+  int64_t nope_layer_interval = 0;     // every N-th layer (i+1) % N == 0 has no RoPE and no QK-norm; 0 = off
+  int64_t attn_chunk_size = 0;         // chunked local attention on RoPE layers (by place in the row); 0 = off
   bool attn_temperature_tuning = false;  // scale q on NoPE layers by log(floor((pos+1)/floor_scale)+1)*attn_scale+1
+                                         // (no effect without NoPE layers)
   double attn_floor_scale = 8192;
   double attn_scale = 0.1;
   MoEConfig moe;
-  int64_t vision_dim = 0;              // precomputed vision embeddings of this width merged by mask; 0 = off
+  int64_t vision_dim = 0;              // Dv: precomputed image features of this width, projected by
+                                       // vision_projection [C, Dv] over the image places; 0 = off
+  int64_t image_token_id = -1;         // the token whose places receive image features; -1 = the places
+                                       // come with the input (VisionRow::places). docs/llama4.md §8
 
   // materium (docs/materium.md)
   std::vector<ConditionConfig> conditions;  // in order: the order of their positions and type rows
@@ -223,7 +227,8 @@ std::vector<std::string> unsupported_features(const ModelConfig& cfg, const Capa
 void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program);
 // What the programs (lm-train, lm-eval-loss, lm-generate, lm-bench) run: everything the model
 // does except what needs inputs beside the tokens that they do not read yet (materium's
-// condition values, and the whole-record rows of block-wise positions: issue 14, phase 2).
+// condition values, and the whole-record rows of block-wise positions: issue 14, phase 2;
+// image features: issue 13, --vision).
 Capabilities program_capabilities();
 
 }  // namespace lm

@@ -99,4 +99,8 @@ std::optional<NonFinite> first_non_finite(const ModelWeights& weights) {
   return std::nullopt;
 }
 
+void require_finite(const ModelWeights& weights, const std::string& source) {
+  if (const auto bad = first_non_finite(weights)) fail_data(cat(source, ": ", bad->describe()));
+}
+
 }  // namespace lm

@@ -28,5 +28,8 @@ int64_t first_non_finite(const Tensor& t);
 std::optional<NonFinite> first_non_finite(const SafeTensorsFile& file);
 // The first non-finite parameter (then loss weight) of a model, in layout order.
 std::optional<NonFinite> first_non_finite(const ModelWeights& weights);
+// Data error "<source>: tensor 'x' holds nan at element 12" for a model that holds one
+// (lm-train, lm-eval-loss and lm-generate refuse such a model).
+void require_finite(const ModelWeights& weights, const std::string& source);
 
 }  // namespace lm

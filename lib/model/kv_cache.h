@@ -2,9 +2,11 @@
 // values of every position so far, stored for the NKV kv heads only (GQA-aware), with
 // room for `capacity` positions (max_seq_len by default). Also remembers, per batch row,
 // the slot where the current document began (doc_mask) and what its tokens say about
-// materium's block-wise span, and how many of its first positions are conditions (K: set by
-// the prefill that put them there). Shape letters: L layers, B batch, S capacity, NKV kv
-// heads, HS head size.
+// materium's block-wise span, how many of its first positions are conditions (K: set by the
+// prefill that put them there), and how many image features its image_token_id places have
+// taken (vision inputs). Chunked layers (attn_chunk_size) keep every slot too: their spans,
+// not the cache, restrict them to the current chunk. Shape letters: L layers, B batch,
+// S capacity, NKV kv heads, HS head size.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +35,7 @@ class KVCache {
   float* keys(int64_t layer) { return base(layer, 0); }    // [B, S, NKV*HS]
   float* values(int64_t layer) { return base(layer, 1); }  // [B, S, NKV*HS]
   int64_t* doc_start() { return doc_start_.data(); }       // [B]
+  int64_t* vision_used() { return vision_used_.data(); }   // [B]
   BlockwiseState* blockwise() { return blockwise_.data(); }  // [B]
   // The condition positions at the start of every row (0 until a prefill with conditions).
   int64_t cond_len() const { return cond_len_; }
@@ -48,6 +51,7 @@ class KVCache {
   Tensor store_;  // [L, 2, B, S, NKV*HS]
   std::vector<int64_t> doc_start_;
   std::vector<BlockwiseState> blockwise_;
+  std::vector<int64_t> vision_used_;
 };
 
 }  // namespace lm

@@ -7,12 +7,10 @@
 
 namespace lm {
 
-// Up to this many rows, matmul_forward streams the weights once with its own loop (decode);
-// above, it calls lm::sgemm.
+// Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
+// matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
 inline constexpr int64_t kMatmulFewRows = 3;
 
-// w . x over n floats: the inner product of the few-rows kernels.
-float dot_f32(const float* w, const float* x, int64_t n);
 // Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'
 // finishing times.

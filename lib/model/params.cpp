@@ -59,6 +59,7 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
   };
 
   add("tok_embeddings.weight", ParamKind::TokEmbeddings, -1, {V, C});
+  if (cfg.vision_dim > 0) add("vision_projection.weight", ParamKind::VisionProjection, -1, {C, cfg.vision_dim});
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "layers." + std::to_string(l);
     norm(p + ".attention_norm", ParamKind::AttnNormW, ParamKind::AttnNormB, l);
@@ -66,7 +67,7 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
     linear(p + ".attention.wk", ParamKind::Wk, ParamKind::Bk, l, NKV * HS, C, cfg.attn_bias);
     linear(p + ".attention.wv", ParamKind::Wv, ParamKind::Bv, l, NKV * HS, C, cfg.attn_bias);
     linear(p + ".attention.wo", ParamKind::Wo, ParamKind::Bo, l, C, NH * HS, cfg.attn_bias);
-    if (cfg.qk_norm && cfg.qk_norm_weight) {
+    if (cfg.qk_norm && cfg.qk_norm_weight && !cfg.is_nope_layer(l)) {  // NoPE layers: no QK-norm
       add(p + ".attention.q_norm.weight", ParamKind::QNormW, l, {HS});
       add(p + ".attention.k_norm.weight", ParamKind::KNormW, l, {HS});
     }
@@ -129,6 +130,7 @@ ParameterTensors ParameterLayout::bind(const std::vector<float*>& ptrs) const {
     ConditionParams* cp = p.condition >= 0 ? &t.conditions[static_cast<size_t>(p.condition)] : nullptr;
     switch (p.kind) {
       case ParamKind::TokEmbeddings: t.tok_embeddings = x; break;
+      case ParamKind::VisionProjection: t.vision_projection = x; break;
       case ParamKind::AttnNormW: lp->attention_norm_w = x; break;
       case ParamKind::AttnNormB: lp->attention_norm_b = x; break;
       case ParamKind::Wq: lp->wq = x; break;

@@ -21,6 +21,7 @@ class SafeTensorsWriter;
 // What a tensor is, independent of any naming scheme (Serde maps these to other layouts).
 enum class ParamKind : uint8_t {
   TokEmbeddings,  // [V, C]
+  VisionProjection,  // [C, Dv]  vision_dim > 0 (image features -> embeddings)
   AttnNormW,      // [C]
   AttnNormB,      // [C]        norm_bias
   Wq,             // [NH*HS, C]
@@ -31,8 +32,8 @@ enum class ParamKind : uint8_t {
   Bv,             // [NKV*HS]   attn_bias
   Wo,             // [C, NH*HS]
   Bo,             // [C]        attn_bias
-  QNormW,         // [HS]       qk_norm && qk_norm_weight
-  KNormW,         // [HS]       qk_norm && qk_norm_weight
+  QNormW,         // [HS]       qk_norm && qk_norm_weight, not on NoPE layers
+  KNormW,         // [HS]       qk_norm && qk_norm_weight, not on NoPE layers
   FfnNormW,       // [C]
   FfnNormB,       // [C]        norm_bias
   W1,             // [F, C]     swiglu gate / gelu up
@@ -79,7 +80,7 @@ struct LayerParams {
   float* bv = nullptr;                // [NKV*HS]
   float* wo = nullptr;                // [C, NH*HS]
   float* bo = nullptr;                // [C]
-  float* q_norm_w = nullptr;          // [HS]
+  float* q_norm_w = nullptr;          // [HS]   (null on NoPE layers)
   float* k_norm_w = nullptr;          // [HS]
   float* ffn_norm_w = nullptr;        // [C]
   float* ffn_norm_b = nullptr;        // [C]
@@ -105,6 +106,7 @@ struct ConditionParams {
 
 struct ParameterTensors {
   float* tok_embeddings = nullptr;  // [V, C]
+  float* vision_projection = nullptr;  // [C, Dv]
   std::vector<LayerParams> layers;  // [L]
   float* norm_w = nullptr;          // [C]
   float* norm_b = nullptr;          // [C]

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/rows.h"
 #include "model/attention.h"
 #include "model/dropout.h"
 #include "model/embedding.h"
@@ -18,9 +19,10 @@ namespace lm {
 void require_model_support(const ModelConfig& cfg) {
   Capabilities model;  // what Transformer implements beyond a plain Llama / soma model
   model.conditions = model.blockwise_positions = true;
+  model.nope_layers = model.chunked_attention = model.temperature_tuning = model.vision = true;
   const auto missing = unsupported_features(cfg, model);
   if (!missing.empty()) fail(ErrorKind::Unsupported, cat(missing.front(), " is not supported yet"));
-  if (cfg.head_size() % 2 != 0)
+  if (cfg.head_size() % 2 != 0 && cfg.nope_layer_interval != 1)  // only NoPE layers: no pairs to rotate
     fail(ErrorKind::Unsupported, cat("an odd head size (", cfg.head_size(), ") with RoPE is not supported"));
 }
 
@@ -129,6 +131,8 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   plan.add(&a.logits, NT * V);
   plan.add(&a.rope_cos, N * (HS / 2));
   plan.add(&a.rope_sin, N * (HS / 2));
+  if (c.attn_temperature_tuning && c.nope_layer_interval > 0) plan.add(&a.attn_temp, N);
+  if (c.vision_dim > 0) plan.add(&a.vision_proj, N * C);
   a.arena = plan.allocate();
   if (!keep)  // every layer reads and writes the one shared set
     for (int64_t l = 1; l < L; ++l) a.layers[static_cast<size_t>(l)] = a.layers[0];
@@ -137,6 +141,7 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   a.pos.resize(static_cast<size_t>(N));
   a.key_lo.resize(static_cast<size_t>(N));
   a.key_hi.resize(static_cast<size_t>(N));
+  if (c.attn_chunk_size > 0) a.chunk_key_lo.resize(static_cast<size_t>(N));
   acts_ = std::move(a);
 }
 
@@ -155,17 +160,17 @@ std::string sequence_words(int64_t K, int64_t T) {
 }  // namespace
 
 const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
-                                  const ConditionBatch* conditions) {
+                                  const ConditionBatch* conditions, const VisionRow* vision) {
   if (B <= 0 || T <= 0) fail_usage(cat("forward needs at least one token per row, got B=", B, ", T=", T));
   check_inputs(pos, B, conditions);
   const int64_t K = conditions ? conditions->positions() : 0;
   if (K + T > config().max_seq_len)
     fail_usage(cat("sequence of ", sequence_words(K, T), " exceeds max_seq_len (", config().max_seq_len, ")"));
-  return run(tokens, pos, B, T, nullptr, conditions);
+  return run(tokens, pos, B, T, nullptr, conditions, vision);
 }
 
 const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
-                                  const ConditionBatch* conditions) {
+                                  const ConditionBatch* conditions, const VisionRow* vision) {
   if (!config().causal)
     fail(ErrorKind::Unsupported, "incremental decode (KV cache) of a non-causal model is not supported");
   if (T <= 0) fail_usage(cat("decode needs at least one token per row, got T=", T));
@@ -176,7 +181,37 @@ const float* Transformer::forward(const int32_t* tokens, const int64_t* pos, int
   if (cache.length() + K + T > cache.capacity())
     fail_usage(cat("KV cache full: ", cache.length(), " + ", K + T, " positions exceed its capacity of ",
                    cache.capacity(), " (max_seq_len)"));
-  return run(tokens, pos, cache.batch(), T, &cache, conditions);
+  return run(tokens, pos, cache.batch(), T, &cache, conditions, vision);
+}
+
+const int64_t* Transformer::layer_key_lo(int64_t l) const {
+  return config().layer_chunk(l) > 0 ? acts_.chunk_key_lo.data() : acts_.key_lo.data();
+}
+
+void Transformer::position_qk(int64_t l, LayerActivations& la, int64_t N) {
+  const ModelConfig& c = config();
+  const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
+  const ActivationTensors& a = acts_;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size();
+  if (c.is_nope_layer(l)) {  // no QK-norm, no RoPE (docs/llama4.md §2)
+    if (a.attn_temp)
+      temperature_forward(la.qr, la.q, a.attn_temp, N, NH * HS);
+    else
+      std::memcpy(la.qr, la.q, static_cast<size_t>(N * NH * HS) * sizeof(float));
+    std::memcpy(la.kr, la.k, static_cast<size_t>(N * NKV * HS) * sizeof(float));
+    return;
+  }
+  const float eps = static_cast<float>(c.norm_eps);
+  const float* qn = la.q;
+  const float* kn = la.k;
+  if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE (weightless: = after, §2)
+    rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
+    rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
+    qn = la.qr;
+    kn = la.kr;
+  }
+  rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
+  rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
 }
 
 void Transformer::layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T,
@@ -207,16 +242,8 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
     attention_decode_step(l, la, P, *cache);
   } else {
     matmul_forward_parts({{la.q, lw.wq, lw.bq, QD}, {la.k, lw.wk, lw.bk, KD}, {la.v, lw.wv, lw.bv, KD}}, la.ln1, N, C);
-    const float* qn = la.q;
-    const float* kn = la.k;
-    if (c.qk_norm) {  // RMSNorm over each head's HS features, before RoPE
-      rmsnorm_forward(la.qr, la.q_rstd, la.q, lw.q_norm_w, nullptr, N * NH, HS, eps);
-      rmsnorm_forward(la.kr, la.k_rstd, la.k, lw.k_norm_w, nullptr, N * NKV, HS, eps);
-      qn = la.qr;
-      kn = la.kr;
-    }
-    rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
-    rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
+    position_qk(l, la, N);
+    const int64_t* key_lo = layer_key_lo(l);
     if (cache) {
       float* kc = cache->keys(l);
       float* vc = cache->values(l);
@@ -225,10 +252,10 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
         std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
         std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
       }
-      attention_forward(la.atty, nullptr, la.qr, kc, vc, a.key_lo.data(), a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+      attention_forward(la.atty, nullptr, la.qr, kc, vc, key_lo, a.key_hi.data(), B, T, P, S, NH, NKV, HS);
     } else {
-      attention_forward(la.atty, la.att, la.qr, la.kr, la.v, a.key_lo.data(), a.key_hi.data(), B, T, 0, T, NH, NKV,
-                        HS, p_attn, seed(1 + 3 * l));
+      attention_forward(la.atty, la.att, la.qr, la.kr, la.v, key_lo, a.key_hi.data(), B, T, 0, T, NH, NKV, HS, p_attn,
+                        seed(1 + 3 * l));
     }
   }
   matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
@@ -252,37 +279,43 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   const ActivationTensors& a = acts_;
   const int64_t C = c.dim, NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), rep = NH / NKV;
   const float eps = static_cast<float>(c.norm_eps);
+  const bool nope = c.is_nope_layer(l);
+  const int64_t key_lo = layer_key_lo(l)[0];
   float* kc = cache.keys(l);
   float* vc = cache.values(l);
   // A unit is one kv head and its query heads: nothing in it needs another unit, so no
   // barrier separates the projections from attention, and attention runs on every thread.
   // Each step is the function the general path calls, on the unit's rows: the same numbers.
+  const WeightView wq = f32_weights(lw.wq, NH * HS, C), wk = f32_weights(lw.wk, NKV * HS, C),
+                   wv = f32_weights(lw.wv, NKV * HS, C);
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t q0 = g * rep * HS, k0 = g * HS;  // the unit's first q and k/v features
-      auto project = [&](float* out, const float* w, const float* bias, int64_t first, int64_t rows) {
-        for (int64_t o = first; o < first + rows; ++o) {
-          const float acc = dot_f32(w + o * C, la.ln1, C);
-          out[o] = bias ? acc + bias[o] : acc;
+      matmul_rows(la.q, la.ln1, wq, lw.bq, 1, q0, rep * HS);
+      matmul_rows(la.k, la.ln1, wk, lw.bk, 1, k0, HS);
+      matmul_rows(la.v, la.ln1, wv, lw.bv, 1, k0, HS);
+      if (nope) {  // position_qk's NoPE branch on the unit's rows
+        if (a.attn_temp)
+          temperature_forward(la.qr + q0, la.q + q0, a.attn_temp, 1, rep * HS);
+        else
+          std::memcpy(la.qr + q0, la.q + q0, static_cast<size_t>(rep * HS) * sizeof(float));
+        std::memcpy(la.kr + k0, la.k + k0, static_cast<size_t>(HS) * sizeof(float));
+      } else {
+        const float* qn = la.q + q0;
+        const float* kn = la.k + k0;
+        if (c.qk_norm) {
+          rmsnorm_forward(la.qr + q0, la.q_rstd + g * rep, la.q + q0, lw.q_norm_w, nullptr, rep, HS, eps);
+          rmsnorm_forward(la.kr + k0, la.k_rstd + g, la.k + k0, lw.k_norm_w, nullptr, 1, HS, eps);
+          qn = la.qr + q0;
+          kn = la.kr + k0;
         }
-      };
-      project(la.q, lw.wq, lw.bq, q0, rep * HS);
-      project(la.k, lw.wk, lw.bk, k0, HS);
-      project(la.v, lw.wv, lw.bv, k0, HS);
-      const float* qn = la.q + q0;
-      const float* kn = la.k + k0;
-      if (c.qk_norm) {
-        rmsnorm_forward(la.qr + q0, la.q_rstd + g * rep, la.q + q0, lw.q_norm_w, nullptr, rep, HS, eps);
-        rmsnorm_forward(la.kr + k0, la.k_rstd + g, la.k + k0, lw.k_norm_w, nullptr, 1, HS, eps);
-        qn = la.qr + q0;
-        kn = la.kr + k0;
+        rope_forward(la.qr + q0, qn, a.rope_cos, a.rope_sin, 1, rep, HS);
+        rope_forward(la.kr + k0, kn, a.rope_cos, a.rope_sin, 1, 1, HS);
       }
-      rope_forward(la.qr + q0, qn, a.rope_cos, a.rope_sin, 1, rep, HS);
-      rope_forward(la.kr + k0, kn, a.rope_cos, a.rope_sin, 1, 1, HS);
       std::memcpy(kc + P * NKV * HS + k0, la.kr + k0, static_cast<size_t>(HS) * sizeof(float));
       std::memcpy(vc + P * NKV * HS + k0, la.v + k0, static_cast<size_t>(HS) * sizeof(float));
-      attention_one_query_heads(la.atty, la.qr, kc, vc, 0, a.key_lo[0], a.key_hi[0], cache.capacity(), NH, NKV, HS,
+      attention_one_query_heads(la.atty, la.qr, kc, vc, 0, key_lo, a.key_hi[0], cache.capacity(), NH, NKV, HS,
                                 g * rep, (g + 1) * rep, scratch);
     }
   });
@@ -341,7 +374,7 @@ void Transformer::embed_backward(const ParameterTensors& grads, const float* dx,
 }
 
 const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                              const ConditionBatch* cb) {
+                              const ConditionBatch* cb, const VisionRow* vision) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   const int64_t C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
@@ -371,6 +404,14 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   if (cache) std::memcpy(doc_start.data(), cache->doc_start(), static_cast<size_t>(B) * sizeof(int64_t));
   attention_spans(a.key_lo.data(), a.key_hi.data(), K > 0 ? row_tokens.data() : tokens, B, S, P, c.causal, c.doc_mask,
                   c.eos_id, doc_start.data(), c.doc_mask_boundary == DocMaskBoundary::Start);
+  if (c.attn_chunk_size > 0) {  // the chunked layers' spans (validation: causal, no conditions)
+    a.chunk_key_lo = a.key_lo;
+    narrow_spans_to_chunks(a.chunk_key_lo.data(), B, S, P, c.attn_chunk_size);
+  }
+  if (a.attn_temp) temperature_scales(a.attn_temp, a.pos.data(), N, c.attn_floor_scale, c.attn_scale);
+  // Likewise the count of image features taken (image_token_id places in decode).
+  std::vector<int64_t> vision_used(static_cast<size_t>(B), 0);
+  if (cache) std::memcpy(vision_used.data(), cache->vision_used(), static_cast<size_t>(B) * sizeof(int64_t));
 
   // Training (train_step) applies dropout with this step's seeds; otherwise it is the identity.
   const bool drop = training_ && !cache && !drop_seeds_.empty();
@@ -378,6 +419,8 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   const float p_emb = drop ? static_cast<float>(c.emb_dropout) : 0.0f;
 
   embed(tokens, B, T, cb);
+  // The image merge: its own step after the embedding, before the embedding dropout (§8).
+  merge_vision(tokens, B, T, P, vision, cache ? vision_used.data() : nullptr);
   if (p_emb > 0) dropout_forward(a.encoded, a.encoded, N * C, p_emb, seed(0));
   const float* residual = a.encoded;  // [N, C]
   for (int64_t l = 0; l < L; ++l) {
@@ -401,11 +444,21 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
 
   if (cache) {
     std::memcpy(cache->doc_start(), doc_start.data(), static_cast<size_t>(B) * sizeof(int64_t));
+    std::memcpy(cache->vision_used(), vision_used.data(), static_cast<size_t>(B) * sizeof(int64_t));
     if (!blockwise.empty()) std::copy(blockwise.begin(), blockwise.end(), cache->blockwise());
     if (P == 0) cache->set_cond_len(K);
     cache->advance(S);
   }
   return a.logits;
+}
+
+void Transformer::merge_vision(const int32_t* tokens, int64_t B, int64_t T, int64_t P, const VisionRow* vision,
+                               int64_t* vision_used) {
+  const ModelConfig& c = config();
+  ActivationTensors& a = acts_;
+  resolve_vision_places(a.vision, c, vision, tokens, B, T, P, vision_used);
+  if (a.vision.count() > 0)  // no condition positions here (validate): token rows are the layer rows
+    vision_merge_forward(a.encoded, a.vision_proj, a.vision, weights_.params().vision_projection, c.dim, c.vision_dim);
 }
 
 LossResult Transformer::loss(const int32_t* targets) const {

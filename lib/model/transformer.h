@@ -3,7 +3,9 @@
 // with a KV cache (evaluation: dropout is the identity), and a training step (forward with
 // dropout, loss, hand-written backward into a gradient arena). materium's models (conditions,
 // block-wise positions: docs/materium.md) run K condition positions before the T tokens of a
-// row through the layers; the classifier and the loss see the tokens only.
+// row through the layers; the classifier and the loss see the tokens only. Llama 4 style
+// attention (docs/llama4.md §1-§4): NoPE layers, chunked local attention on RoPE layers,
+// temperature tuning on NoPE layers; image features over the token embeddings (§8, model/vision.h).
 // Shape letters: B batch, T tokens, K condition positions, S = K + T positions per row, C dim,
 // V vocab, L layers, NH/NKV heads, HS head size, F ffn.
 #pragma once
@@ -18,6 +20,7 @@
 #include "model/kv_cache.h"
 #include "model/loss.h"
 #include "model/params.h"
+#include "model/vision.h"
 
 namespace lm {
 
@@ -31,8 +34,9 @@ struct LayerActivations {
   float* v = nullptr;          // [N, NKV*HS]
   float* q_rstd = nullptr;     // [N, NH]   qk_norm statistics
   float* k_rstd = nullptr;     // [N, NKV]
-  float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE
-  float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE
+  float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE (NoPE layers: q, times the
+                               //             temperature scale when attn_temperature_tuning)
+  float* kr = nullptr;         // [N, NKV*HS] k after QK-norm and RoPE (NoPE layers: k)
   float* att = nullptr;        // [B, NH, S, S] probabilities; null unless activations are kept
   float* atty = nullptr;       // [N, NH*HS]  attention output before wo
   float* attproj = nullptr;    // [N, C]
@@ -65,8 +69,12 @@ struct ActivationTensors {
   float* logits = nullptr;              // [B*T, V]  after the soft cap
   float* rope_cos = nullptr;            // [N, HS/2]
   float* rope_sin = nullptr;            // [N, HS/2]
+  float* attn_temp = nullptr;           // [N] temperature tuning's query scale s(pos) (NoPE layers)
   std::vector<int64_t> pos;             // [N] positions used
-  std::vector<int64_t> key_lo, key_hi;  // [N] attention spans (attention_spans)
+  std::vector<int64_t> key_lo, key_hi;  // [N] attention spans of global layers (attention_spans)
+  std::vector<int64_t> chunk_key_lo;    // [N] chunked layers' span starts (key_hi as is); empty without chunks
+  VisionPlaces vision;                  // the image places of this forward and their features
+  float* vision_proj = nullptr;         // [B*T, C] scratch of the vision merge (vision_dim > 0)
   Tensor arena;
 };
 
@@ -94,6 +102,8 @@ struct TrainStepOptions {
   // materium: the batch's condition values (made for this model and B rows); null = every
   // condition dropped (K = 0). Their parameters get gradients; a dropped condition's none.
   const ConditionBatch* conditions = nullptr;
+  // [B] image features per row (model/vision.h), or null: none.
+  const VisionRow* vision = nullptr;
   // Gradients are of grad_scale * loss (e.g. 1 / micro_steps for gradient accumulation).
   float grad_scale = 1.0f;
 };
@@ -109,8 +119,7 @@ struct TrainStepResult {
 class Transformer {
  public:
   // Validates the config and refuses (Unsupported, "... is not supported yet") features
-  // this build does not implement: MoE, NoPE layers, chunked attention, attention
-  // temperature tuning, vision inputs.
+  // this build does not implement: MoE.
   explicit Transformer(ModelWeights weights);
 
   const ModelConfig& config() const { return weights_.config(); }
@@ -133,8 +142,9 @@ class Transformer {
   // positions before the tokens (K + T <= max_seq_len), and the model computes every position
   // id (docs/materium.md: conditions 0..K-1, tokens K + j or block-wise), so pos must be null
   // (a Usage error otherwise). A [LATTICE] before any [ATOMS] of its row is a Data error.
+  // vision: [B] rows of image features (null: none), each used whole (model/vision.h).
   const float* forward(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T,
-                       const ConditionBatch* conditions = nullptr);
+                       const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
 
   // Incremental decode: appends T tokens per row (B = cache.batch()) at positions pos [B, T]
   // (null: cache.length() + t) to `cache` and returns their logits [B, T, V]. Gives the same
@@ -142,8 +152,12 @@ class Transformer {
   // when the cache would pass its capacity. materium: the condition values go with the first
   // call on an empty cache (the prefill), whose K positions become the cache's first (null:
   // unconditional); later calls continue the rows' position ids (block-wise state included).
+  // vision: [B] rows of the whole sequences' image features (the same rows on every call);
+  // each call takes the features of the image places it holds (given places: those among its
+  // slots; image_token_id: the next ones, counted by the cache), so decode equals the full
+  // forward with the same rows.
   const float* forward(const int32_t* tokens, const int64_t* pos, int64_t T, KVCache& cache,
-                       const ConditionBatch* conditions = nullptr);
+                       const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
   // One token per row: logits [B, V].
   const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
     return forward(tokens, pos, 1, cache);
@@ -178,7 +192,7 @@ class Transformer {
 
  private:
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                   const ConditionBatch* cb);
+                   const ConditionBatch* cb, const VisionRow* vision);
   // Usage errors for inputs that do not fit the model (materium: explicit positions, condition values).
   void check_inputs(const int64_t* pos, int64_t B, const ConditionBatch* cb) const;
   void ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint = false);
@@ -191,11 +205,22 @@ class Transformer {
   void embed(const int32_t* tokens, int64_t B, int64_t T, const ConditionBatch* cb);
   void embed_backward(const ParameterTensors& grads, const float* dx, const int32_t* tokens, int64_t B, int64_t T,
                       const ConditionBatch* cb);
+  // The image features written over their places in a.encoded (after embed; no conditions):
+  // a.vision resolved from `vision` (vision_used: the cache's per-row count of features taken
+  // by image_token_id places, advanced; null for a full forward), then the projection.
+  void merge_vision(const int32_t* tokens, int64_t B, int64_t T, int64_t P, const VisionRow* vision,
+                    int64_t* vision_used);
+  // The key span starts of layer l's queries: chunked or global (attention.h).
+  const int64_t* layer_key_lo(int64_t l) const;
+  // q, k -> qr, kr of layer l over N rows: QK-norm and RoPE on RoPE layers; on NoPE layers
+  // neither, and the temperature scale on q when attn_temperature_tuning.
+  void position_qk(int64_t l, LayerActivations& la, int64_t N);
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
                      KVCache* cache);
-  // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE, cache append and
-  // attention in one parallel pass over kv heads; la.atty gets the attention output.
+  // Decode of one token (B = T = 1): layer l's projections, QK-norm, RoPE (or NoPE and the
+  // temperature scale), cache append and attention over the layer's span in one parallel pass
+  // over kv heads; la.atty gets the attention output.
   void attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache);
 
   // Gradients of the activations (sized by ensure_grad_buffers).

@@ -45,6 +45,11 @@ json state_to_json(const TrainState& st) {
                 {"rng", rng_state_to_json(st.rng)},
                 {"data", {{"rng", rng_state_to_json(st.data.rng)}, {"cursor", st.data.cursor}, {"epoch", st.data.epoch}}},
                 {"settings", st.settings}};
+  if (!st.data_fingerprints.empty()) {
+    json prints = json::array();
+    for (const DataFingerprint& f : st.data_fingerprints) prints.push_back(fingerprint_to_json(f));
+    j["data_fingerprints"] = prints;
+  }
   if (!st.rank_rngs.empty()) {
     json ranks = json::array();
     for (const Rng::State& r : st.rank_rngs) ranks.push_back(rng_state_to_json(r));
@@ -69,6 +74,8 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
     st.data.cursor = d.at("cursor").get<uint64_t>();
     st.data.epoch = d.at("epoch").get<uint64_t>();
     st.settings = j.at("settings");
+    if (j.contains("data_fingerprints"))
+      for (const json& f : j.at("data_fingerprints")) st.data_fingerprints.push_back(fingerprint_from_json(f));
     if (j.contains("rank_rngs"))
       for (const json& r : j.at("rank_rngs")) st.rank_rngs.push_back(rng_state_from_json(r));
     if (st.step < 0) fail_data(cat(where, ": negative step ", st.step));

@@ -33,6 +33,7 @@ struct TrainState {
   Rng::State rng{};       // the training generator (dropout, SIGReg projections)
   LoaderState data;       // where the training data loader is
   std::vector<Rng::State> rank_rngs;  // multi-process runs: the generators of ranks 1..N-1
+  std::vector<DataFingerprint> data_fingerprints;  // of each training stream (none in older checkpoints)
   nlohmann::json settings = nlohmann::json::object();  // the run's options (TrainOptions)
 };
 

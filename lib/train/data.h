@@ -1,38 +1,99 @@
-// Training data: token streams read into memory, and batches drawn from them either as
+// Training data: token streams viewed in place, and batches drawn from them either as
 // random windows (nanoGPT: a uniform start anywhere in the concatenated tokens, positions
 // 0..T-1) or as sequential chunks (soma V1: each record cut into windows of T tokens in
 // order, with the record's position ids, padded with PAD). Deterministic from a seed; the
 // whole position is a small state that a checkpoint saves.
+//
+// Memory: the tokens are never copied whole. An uncompressed regular file is mapped as it
+// is; a pipe, stdin or a zstd-compressed input is decompressed once into an unlinked
+// temporary file in $TMPDIR (default /tmp) and that is mapped (random windows need random
+// access, which a zstd frame does not give, and a file's pages are the kernel's to drop
+// when memory is short, so corpora larger than RAM train). What stays in the process is the
+// record table (40 bytes a record) and whatever pages of the mappings the kernel keeps.
 // Shape letters: B batch rows, T time (tokens per row).
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "core/rng.h"
 #include "io/tokstream.h"
 
 namespace lm::train {
 
-// All tokens of one or more inputs, concatenated, with the record table.
-struct TokenData {
+// What identifies an input's content cheaply: its (decompressed) size and a hash of its
+// first and last 64 KiB and 64 blocks of 4 KiB spread evenly in between. A run records one
+// per training stream, so a resume can tell that the data changed under it.
+struct DataFingerprint {
+  std::string source;  // the path as given (messages only: content decides equality)
+  uint64_t bytes = 0;
+  uint64_t hash = 0;
+  bool same_content(const DataFingerprint& o) const { return bytes == o.bytes && hash == o.hash; }
+};
+nlohmann::json fingerprint_to_json(const DataFingerprint& f);
+DataFingerprint fingerprint_from_json(const nlohmann::json& j);  // Data errors for a malformed object
+// The fingerprint of `size` bytes at `data`. `after_block` (may be empty) is told each range
+// [begin, end) once it is read (to hand a mapping's pages back at once).
+DataFingerprint fingerprint_bytes(const uint8_t* data, uint64_t size, std::string source,
+                                  const std::function<void(uint64_t, uint64_t)>& after_block = {});
+
+// The tokens of one or more inputs, concatenated, with the record table.
+class TokenData {
+ public:
   struct Record {
-    int64_t begin = 0;   // index of the first token in `tokens`
-    int64_t size = 0;    // tokens
-    uint64_t start = 0;  // position of the first token
+    int64_t begin = 0;              // index of the record's first token in the concatenation
+    int64_t size = 0;               // tokens (> 0)
+    uint64_t start = 0;             // position of the first token
+    const uint8_t* data = nullptr;  // the tokens, `width` bytes each, little-endian
+    uint32_t width = 4;             // 2 or 4
   };
-  TokenizerSpec spec;            // of the first input (all inputs must agree); kind Raw when headerless
-  std::vector<uint32_t> tokens;  // [n]
-  std::vector<Record> records;
+
+  TokenizerSpec spec;  // of the first input (all inputs must agree); kind Raw when headerless
   std::vector<std::string> sources;
-  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  std::vector<DataFingerprint> fingerprints;  // one per source
+
+  int64_t size() const { return size_; }  // tokens
+  const std::vector<Record>& records() const { return records_; }
+  // Token i of the concatenation, 0 <= i < size().
+  uint32_t at(int64_t i) const;
+  // Tokens [begin, begin + n) of the concatenation (across records) into out [n].
+  void read(int64_t begin, int64_t n, int32_t* out) const;
+  // Token i of record r, 0 <= i < its size.
+  uint32_t at(const Record& r, int64_t i) const;
+
+  // The largest token id and the index of its first occurrence (-1 when empty): the
+  // vocabulary check of headerless inputs needs no second pass over the data.
+  uint32_t max_token() const { return max_token_; }
+  int64_t max_token_index() const { return max_token_index_; }
+
+  // Appends a record of n tokens (a copy: tests and small inputs). Empty records are dropped.
+  void append(const uint32_t* tokens, size_t n, uint64_t start);
+  // Appends a record of n tokens of `width` bytes at `data`, which `owner` keeps alive.
+  void append_view(const uint8_t* data, uint32_t width, size_t n, uint64_t start, std::shared_ptr<const void> owner);
+  // Extends the last record by n tokens that follow it in memory (a record read in chunks).
+  void extend_last(size_t n);
+
+ private:
+  void note_max(const uint32_t* tokens, size_t n, int64_t first_index);
+  friend TokenData load_tokens(const std::vector<std::string>&, const TokenReadOptions&);
+
+  std::vector<Record> records_;
+  int64_t size_ = 0;
+  uint32_t max_token_ = 0;
+  int64_t max_token_index_ = -1;
+  std::vector<std::shared_ptr<const void>> storage_;  // mappings and copies the records point into
 };
 
-// Reads every input ("-" = stdin, at most once). Inputs must name the same tokenizer
-// (Data error otherwise). Headerless inputs (llm.c) have kind Raw and vocab 0.
+// Reads every input ("-" = stdin, at most once) in bounded memory (see above). Inputs must
+// name the same tokenizer (Data error otherwise). Headerless inputs (llm.c) have kind Raw
+// and vocab 0.
 TokenData load_tokens(const std::vector<std::string>& paths, const TokenReadOptions& opts = {});
 
 // Refuses (Data) tokens that do not fit a model of vocabulary `vocab` (stream header
@@ -94,6 +155,7 @@ class DataLoader {
   Rng rng_;
   uint64_t cursor_ = 0, epoch_ = 0;
   std::vector<uint64_t> record_windows_;  // sequential: prefix sums of windows per record [R + 1]
+  mutable std::vector<int32_t> span_;     // random: one window of T + 1 tokens
 };
 
 }  // namespace lm::train

@@ -44,40 +44,37 @@ void allreduce_sum_impl(T* data, int64_t n, MPI_Datatype type) {
 #endif
 }  // namespace
 
+int launched_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* rank = std::getenv(var)) return std::atoi(rank);
+  return 0;
+}
+
 void distributed_init() {
 #ifdef LMKIT_HAVE_MPI
   if (g_joined || !launched_by_mpi()) return;
   int provided = 0;  // only the main thread calls MPI; OpenMP threads never do
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-    std::fputs("error: cannot join the MPI job (MPI_Init failed)\n", stderr);
-    std::exit(1);
-  }
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    fail(ErrorKind::Runtime, "cannot join the MPI job (MPI_Init failed)");
   g_joined = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
 #else
-  // Without MPI every process of an N-process job would train alone and write the same run.
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
     const char* size = std::getenv(var);
-    if (size && std::atoi(size) > 1) {  // before the tool's error handling exists, as above
-      std::fprintf(stderr,
-                   "lm-train: error: started as one of %s processes (%s), but this lm-train was built without MPI "
-                   "(LMKIT_MPI=OFF)\nhint: rebuild with Open MPI installed (libopenmpi-dev), or run one process\n",
-                   size, var);
-      std::exit(1);
-    }
+    if (size && std::atoi(size) > 1)
+      fail(ErrorKind::Runtime,
+           cat("started as one of ", size, " processes (", var, "), but this build of lmkit has no MPI (LMKIT_MPI=OFF)"),
+           "rebuild with Open MPI installed (libopenmpi-dev), or run one process");
   }
 #endif
 }
 
-int distributed_finish(int code, bool abandon) {
+int distributed_finish(int code) {
 #ifdef LMKIT_HAVE_MPI
   if (!g_joined) return code;
-  if (abandon && g_size > 1) {
-    std::fflush(stdout);
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, code);
-  }
+  std::fflush(stdout);
+  std::fflush(stderr);
   MPI_Finalize();
   g_joined = false;
 #endif

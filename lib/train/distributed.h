@@ -5,6 +5,10 @@
 //
 // Every collective must be called by every rank in the same order (the trainer's control
 // flow is the same on every rank: the data, the reduced losses and the stop decision are).
+// Errors never leave a rank behind: work that may fail on some ranks only (a save, rank 0's
+// log) runs inside run_together, so every rank throws the same error at the same point and
+// every rank ends through distributed_finish, with one error line (rank 0's) and the
+// error's exit code, never MPI_Abort.
 #pragma once
 
 #include <cstdint>
@@ -15,13 +19,17 @@
 
 namespace lm::train {
 
+// The rank an MPI launcher gave this process, from its environment (0 without one): known
+// before distributed_init, so a program can let rank 0 alone report its usage errors.
+int launched_rank();
 // Joins the MPI job when this process was started by an MPI launcher (the environment says
-// so); does nothing otherwise. Call once, first thing in main().
+// so); does nothing otherwise. Call once, before any other function here. Throws Runtime
+// when MPI_Init fails, or when this build has no MPI and the launcher started several
+// processes (each would train alone and write the same run).
 void distributed_init();
-// Leaves the job: MPI_Finalize after a clean exit (code 0, or an error every rank reached
-// together); after an error that may have left other ranks waiting in a collective
-// (`abandon`), MPI_Abort ends the whole job with `code`. Returns `code`.
-int distributed_finish(int code, bool abandon);
+// Leaves the job (MPI_Finalize; nothing without one). Every rank reaches it with the same
+// outcome (see above). Returns `code`.
+int distributed_finish(int code);
 
 int world_rank();  // 0 in a single process
 int world_size();  // 1 in a single process

@@ -3,11 +3,27 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace lm::train {
+
+void validate(const AdamWConfig& c) {
+  for (const auto& [name, v] : {std::pair{"--beta1", c.beta1}, std::pair{"--beta2", c.beta2}})
+    if (!(v >= 0 && v < 1)) fail_usage(cat(name, " must be in [0, 1), got ", v));
+  if (!(std::isfinite(c.eps) && c.eps > 0)) fail_usage(cat("--eps must be a finite number > 0, got ", c.eps));
+  if (!(std::isfinite(c.weight_decay) && c.weight_decay >= 0))
+    fail_usage(cat("--weight-decay must be a finite number >= 0, got ", c.weight_decay));
+}
 
 bool decays(const ParamInfo& p, bool decay_embeddings) {
   switch (p.kind) {
     case ParamKind::TokEmbeddings:
+    // materium's condition tables (docs/materium.md: "the tables like the token embedding");
+    // the mask embedding is a one-row table of the same kind.
+    case ParamKind::CondEmbedding:
+    case ParamKind::CondCountEmb:
+    case ParamKind::CondMaskEmb:
+    case ParamKind::TypeEmbeddings:
       return decay_embeddings;
     case ParamKind::Wq:
     case ParamKind::Wk:
@@ -17,6 +33,10 @@ bool decays(const ParamInfo& p, bool decay_embeddings) {
     case ParamKind::W2:
     case ParamKind::W3:
     case ParamKind::Output:
+    case ParamKind::VisionProjection:
+    case ParamKind::CondLinearW:
+    case ParamKind::CondMlpW1:
+    case ParamKind::CondMlpW2:
       return true;
     default:  // norms, biases, QK-norm scales
       return false;

@@ -20,9 +20,15 @@ struct AdamWConfig {
   bool decay_embeddings = true;  // tok_embeddings (and a tied classifier) get weight decay
 };
 
-// Whether a table entry gets weight decay: matrices do; norms, biases and the QK-norm
-// scales never do; token embeddings only when `decay_embeddings`. (The untied classifier
-// `output.weight` is a matrix and decays.)
+// Usage errors (named as lm-train's options) for settings that make AdamW's arithmetic
+// undefined or divergent by construction: beta1 or beta2 outside [0, 1), eps not > 0,
+// weight decay negative; NaN and infinities everywhere.
+void validate(const AdamWConfig& c);
+
+// Whether a table entry gets weight decay: matrices (condition projections included) do;
+// norms, biases and the QK-norm scales never do; token embeddings and the condition tables
+// (class and count tables, mask and type embeddings) only when `decay_embeddings`. (The
+// untied classifier `output.weight` is a matrix and decays.)
 bool decays(const ParamInfo& p, bool decay_embeddings);
 
 class AdamW {

@@ -27,4 +27,8 @@ struct LrSchedule {
   double at(int64_t step) const;
 };
 
+// Usage errors (named as lm-train's options) for a schedule no run can follow: lr or
+// min_lr negative or not finite, min_lr above lr, warmup negative.
+void validate(const LrSchedule& s);
+
 }  // namespace lm::train

@@ -11,6 +11,10 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "io/safetensors.h"
+#include "io/stream.h"
+#include "model/user_config.h"
+#include "model/finite.h"
+#include "model/loss_weights.h"
 #include "train/distributed.h"
 
 namespace lm::train {
@@ -83,6 +87,21 @@ TrainOptions saved_options(const std::string& run_dir) {
   return o;
 }
 
+void TrainOptions::validate() const {
+  if (steps < 0) fail_usage(cat("--steps must be >= 0, got ", steps));
+  if (batch < 1) fail_usage(cat("--batch must be >= 1, got ", batch));
+  if (seq < 1) fail_usage(cat("--seq must be >= 1, got ", seq));
+  if (grad_accum < 1) fail_usage(cat("--grad-accum must be >= 1, got ", grad_accum));
+  for (const auto& [name, v] : {std::pair{"--save-every", save_every}, std::pair{"--val-every", val_every},
+                                std::pair{"--val-batches", val_batches}, std::pair{"--stop-after", stop_after}})
+    if (v < 0) fail_usage(cat(name, " must be >= 0, got ", v));
+  if (log_every < 1) fail_usage(cat("--log-every must be >= 1, got ", log_every));
+  train::validate(schedule);
+  train::validate(adamw);
+  if (!(std::isfinite(grad_clip) && grad_clip >= 0))
+    fail_usage(cat("--grad-clip must be a finite number >= 0 (0 = off), got ", grad_clip));
+}
+
 namespace {
 
 void make_run_dir(const std::string& dir) {
@@ -90,6 +109,17 @@ void make_run_dir(const std::string& dir) {
   fs::create_directories(dir, ec);
   if (ec) fail(ErrorKind::Io, cat("cannot create run directory ", quote(dir), ": ", ec.message()));
   if (!fs::is_directory(dir, ec)) fail(ErrorKind::Io, cat("cannot use ", quote(dir), " as run directory: not a directory"));
+}
+
+// A new run may not go where a run is (even one that never saved: its log).
+void refuse_taken(const std::string& dir) {
+  const std::string marker = run_marker(dir);
+  if (marker.empty()) return;
+  if (marker == kLogFile)
+    fail(ErrorKind::Usage, cat(quote(dir), " already holds a training run (a log, no checkpoint)"),
+         "remove it, or choose another output directory");
+  fail(ErrorKind::Usage, cat(quote(dir), " already holds a training run"),
+       cat("continue it with --resume ", dir, ", or choose another output directory"));
 }
 
 double now_seconds() {
@@ -124,7 +154,86 @@ double counted_targets(const Batch& b, int64_t pad_id, const float* w) {
   return n;
 }
 
+std::unique_ptr<TokenData> load_data(const std::vector<std::string>& paths) {
+  if (paths.empty()) return nullptr;
+  return std::make_unique<TokenData>(load_tokens(paths));
+}
+
+// "'a.tok' (now 1200 bytes, was 1000)" for the streams whose content differs, or "".
+std::string changed_streams(const std::vector<DataFingerprint>& was, const std::vector<DataFingerprint>& now) {
+  if (was.size() != now.size())
+    return cat(now.size(), " training streams, the run started with ", was.size());
+  std::string out;
+  for (size_t i = 0; i < now.size(); ++i)
+    if (!now[i].same_content(was[i]))
+      out += cat(out.empty() ? "" : ", ", quote(now[i].source),
+                 now[i].bytes != was[i].bytes ? cat(" (", now[i].bytes, " bytes, was ", was[i].bytes, ")")
+                                              : std::string(" (same size, other content)"));
+  return out;
+}
+
 }  // namespace
+
+std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
+  if (req.resume.empty()) {
+    if (req.model.empty())
+      fail(ErrorKind::Usage, "no model: give a preset, config JSON or checkpoint, or --resume DIR",
+           "run 'lm-inspect-config --list-presets' for the presets");
+    if (req.run_dir.empty()) fail_usage("no run directory: give -o DIR");
+    if (req.opts.allow_data_change) fail_usage("--allow-data-change goes with --resume");
+  }
+  std::unique_ptr<Trainer> trainer;
+  run_together([&] {  // an error on any rank ends every rank, reported once by rank 0
+    TrainOptions o = req.opts;
+    std::unique_ptr<TokenData> train, val;
+    if (!req.resume.empty()) {
+      RunLock lock;
+      if (world_rank() == 0 && fs::is_directory(req.resume)) lock = RunLock::acquire(req.resume);
+      const TrainOptions saved = saved_options(req.resume);  // data paths default to the run's
+      if (o.train_paths.empty()) o.train_paths = saved.train_paths;
+      if (o.val_paths.empty()) o.val_paths = saved.val_paths;
+      train = load_data(o.train_paths);
+      val = load_data(o.val_paths);
+      trainer = resume(std::move(lock), req.resume, o, train.get(), val.get());
+    } else {
+      const ConfigInput in = load_user_config(req.model, req.sets);
+      o.seq = req.seq > 0 ? req.seq : in.config.max_seq_len;
+      o.schedule.min_lr = req.min_lr.value_or(o.schedule.lr / 10);
+      o.validate();
+      if (world_rank() == 0 && fs::is_directory(req.run_dir)) {  // before the work: a busy or taken directory
+        RunLock probe = RunLock::acquire(req.run_dir);
+        refuse_taken(req.run_dir);
+      }
+      train = load_data(o.train_paths);
+      val = load_data(o.val_paths);
+      for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
+        for (std::string& p : *paths)
+          if (p != "-") p = fs::absolute(p).lexically_normal().string();
+      ModelConfig cfg = in.config;
+      std::vector<float> weight_vec;
+      if (!req.loss_weights.empty()) weight_vec = read_loss_weights(req.loss_weights, cfg.vocab_size);
+      const SafeTensorsFile* ckpt = in.file.get();  // the checkpoint input, read once (stdin too)
+      if (ckpt) {
+        if (!weight_vec.empty()) cfg.loss_weights = ckpt->contains(kLossWeightsTensor);  // replaced below
+      } else if (cfg.loss_weights && weight_vec.empty()) {
+        fail_usage("the config has loss_weights = true: give the weights with --loss-weights FILE");
+      }
+      ModelWeights weights = ckpt ? ModelWeights::from_checkpoint(*ckpt, cfg) : ModelWeights::random(cfg, o.seed);
+      if (!weight_vec.empty()) weights.set_loss_weights(weight_vec, quote(req.loss_weights));
+      std::string tok = weights.tokenizer_json();
+      if (train && train->spec.vocab_size != 0) tok = tokenizer_spec_json(train->spec);
+      if (tok.empty()) tok = tokenizer_spec_json(default_tokenizer_spec(in.config));
+      trainer = std::unique_ptr<Trainer>(new Trainer());
+      trainer->opts_ = o;
+      trainer->run_dir_ = req.run_dir;
+      trainer->tokenizer_json_ = std::move(tok);
+      trainer->start(std::move(weights), train.get(), val.get(), quote(req.model));
+    }
+    trainer->own_train_ = std::move(train);
+    trainer->own_val_ = std::move(val);
+  });
+  return trainer;
+}
 
 Trainer::~Trainer() {
   if (log_) std::fclose(log_);
@@ -133,25 +242,45 @@ Trainer::~Trainer() {
 Trainer::Trainer(ModelWeights weights, const TrainOptions& opts, const std::string& run_dir,
                  std::string tokenizer_json, const TokenData* train, const TokenData* val)
     : opts_(opts), run_dir_(run_dir), tokenizer_json_(std::move(tokenizer_json)) {
-  if (fs::exists(checkpoint_path()))
-    fail(ErrorKind::Usage, cat(quote(run_dir), " already holds a training run"),
-         cat("continue it with --resume ", run_dir, ", or choose another output directory"));
+  start(std::move(weights), train, val, "the model");
+}
+
+void Trainer::start(ModelWeights weights, const TokenData* train, const TokenData* val, const std::string& source) {
+  if (world_rank() == 0 && fs::is_directory(run_dir_)) {  // held from here: nobody starts a run in between
+    lock_ = RunLock::acquire(run_dir_);
+    refuse_taken(run_dir_);
+  }
   opts_.ranks = world_size();
   state_.settings = opts_.run_settings();
   rng_.reseed(dropout_seed(opts_.seed, world_rank()));
-  init(std::move(weights), train, val);
+  init(std::move(weights), train, val, source);
+  if (train) state_.data_fingerprints = train->fingerprints;
   if (rank_ == 0) {
     make_run_dir(run_dir_);
-    open_log(false);
+    if (!lock_.held()) {
+      lock_ = RunLock::acquire(run_dir_);
+      refuse_taken(run_dir_);  // made by someone else since the first look
+    }
+    remove_stale_temporaries(run_dir_);
+    open_log(false, "");
   }
 }
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const TrainOptions& opts, const TokenData* train,
                                          const TokenData* val) {
+  RunLock lock;
+  if (world_rank() == 0 && fs::is_directory(run_dir)) lock = RunLock::acquire(run_dir);
+  return resume(std::move(lock), run_dir, opts, train, val);
+}
+
+std::unique_ptr<Trainer> Trainer::resume(RunLock lock, const std::string& run_dir, const TrainOptions& opts,
+                                         const TokenData* train, const TokenData* val) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->run_dir_ = run_dir;
+  t->lock_ = std::move(lock);
   const std::string path = t->checkpoint_path();
   if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+  if (t->lock_.held()) remove_stale_temporaries(run_dir);
   LoadedCheckpoint ck = load_checkpoint(path);
   t->opts_ = opts;
   t->opts_.apply_run_settings(ck.state.settings);
@@ -167,11 +296,24 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
                    : cat("resume it without mpirun: lm-train --resume ", run_dir));
   if (ck.state.rank_rngs.size() + 1 != static_cast<size_t>(ranks))
     fail_data(cat(quote(path), ": ", ck.state.rank_rngs.size(), " saved rank generators for ", ranks, " ranks"));
+  for (const Tensor* moments : {&ck.m, &ck.v})
+    if (first_non_finite(*moments) >= 0)
+      fail_data(cat(quote(path), ": the optimizer state holds non-finite values"));
+  std::string note;
+  if (train && !ck.state.data_fingerprints.empty()) {
+    const std::string changed = changed_streams(ck.state.data_fingerprints, train->fingerprints);
+    if (!changed.empty() && !opts.allow_data_change)
+      fail(ErrorKind::Data, cat("the training data changed since the run started: ", changed),
+           "give the run's data, or --allow-data-change to continue on this data (the run is then no longer "
+           "reproducible)");
+    if (!changed.empty()) note = cat("the training data changed since the run started: ", changed);
+  }
   t->state_ = ck.state;
   t->state_.settings = t->opts_.run_settings();
+  if (train) t->state_.data_fingerprints = train->fingerprints;
   t->tokenizer_json_ = ck.tokenizer_json;
   const LoaderState saved_data = ck.state.data;
-  t->init(std::move(ck.weights), train, val);
+  t->init(std::move(ck.weights), train, val, quote(path));
   t->state_.data = saved_data;
   std::memcpy(t->adamw_.m(), ck.m.data<float>(), ck.m.nbytes());
   std::memcpy(t->adamw_.v(), ck.v.data<float>(), ck.v.nbytes());
@@ -180,17 +322,18 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& run_dir, const Train
   const bool fresh_data = w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0;  // saved before any data was used
   if (t->train_loader_ && !fresh_data) t->train_loader_->set_state(t->state_.data);
   t->last_saved_ = t->state_.step;
-  if (t->rank_ == 0) t->open_log(true);
+  if (!note.empty()) t->warnings_.push_back(note + "; continuing (--allow-data-change)");
+  if (t->rank_ == 0) t->open_log(true, note);
   return t;
 }
 
-void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData* val) {
-  if (opts_.steps < 0) fail_usage(cat("steps must be >= 0, got ", opts_.steps));
-  if (opts_.grad_accum < 1) fail_usage(cat("gradient accumulation must be >= 1, got ", opts_.grad_accum));
+void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData* val, const std::string& source) {
+  opts_.validate();
   opts_.schedule.total = opts_.steps;
   rank_ = world_rank();
   ranks_ = world_size();
   weights.make_writable();
+  require_finite(weights, source);
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
@@ -218,10 +361,10 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   if (train_loader_) state_.data = train_loader_->state();
 }
 
-void Trainer::open_log(bool truncate_after_step) {
+void Trainer::open_log(bool truncate_after_step, const std::string& note) {
   const std::string path = run_dir_ + "/" + kLogFile;
-  std::string kept;
   if (truncate_after_step) {  // drop records of steps after the checkpoint (a run that died before saving)
+    std::string kept;
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
@@ -234,51 +377,94 @@ void Trainer::open_log(bool truncate_after_step) {
       if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= state_.step)
         kept += line + "\n";
     }
+    if (!note.empty()) {  // a record without a loss: readers of steps skip it
+      nlohmann::ordered_json j;
+      j["step"] = state_.step;
+      j["note"] = note;
+      kept += j.dump() + "\n";
+    }
+    auto out = open_output(path);  // replaced whole: a kill now leaves the old log or the new one
+    out->write(kept.data(), kept.size());
+    out->finish();
   }
-  log_ = std::fopen(path.c_str(), "w");
+  log_ = std::fopen(path.c_str(), "a");
   if (!log_) fail_io("cannot write", path);
-  if (!kept.empty() && std::fwrite(kept.data(), 1, kept.size(), log_) != kept.size()) fail_io("cannot write", path);
-  std::fflush(log_);
 }
 
-void Trainer::save() {
-  if (ranks_ > 1) {  // collective: every rank's dropout generator goes into rank 0's checkpoint
+void Trainer::check_finite_state(int64_t step) const {
+  const ModelWeights& w = model_->weights();
+  if (const auto bad = first_non_finite(w))
+    stop_training(cat("weight ", quote(bad->tensor), " is ", bad->value, " after step ", step));
+  const int64_t n = adamw_.arena_floats();
+  for (const auto& [name, p] : {std::pair{"first", adamw_.m()}, std::pair{"second", adamw_.v()}})
+    if (const int64_t at = first_non_finite(Tensor::view(DType::F32, {n}, p, nullptr)); at >= 0)
+      stop_training(cat("the AdamW ", name, " moment is ", p[at], " after step ", step));
+}
+
+void Trainer::stop_training(const std::string& what) const {
+  fail(ErrorKind::Runtime, cat(what, "; training stopped"),
+       last_saved_ >= 0 ? cat("the last good checkpoint (step ", last_saved_, ") is kept in ", quote(run_dir_),
+                              "; try a lower --lr")
+                        : std::string("nothing was saved; try a lower --lr"));
+}
+
+TrainState Trainer::snapshot() const {
+  TrainState s = state_;
+  if (ranks_ > 1) {  // every rank's dropout generator goes into rank 0's checkpoint
     const std::vector<Rng::State> all = gather_rng_states(rng_.state());
-    last_saved_ = state_.step;
-    if (rank_ != 0) return;
-    state_.rank_rngs.assign(all.begin() + 1, all.end());
+    if (rank_ == 0) s.rank_rngs.assign(all.begin() + 1, all.end());
   }
-  state_.rng = rng_.state();
-  if (train_loader_) state_.data = train_loader_->state();
-  save_checkpoint(checkpoint_path(), model_->weights(), adamw_, state_, tokenizer_json_);
-  model_->weights().save(model_path(), tokenizer_json_);
-  last_saved_ = state_.step;
+  s.rng = rng_.state();
+  if (train_loader_) s.data = train_loader_->state();
+  return s;
+}
+
+void Trainer::commit(const TrainState& s) {
+  run_together([&] {  // rank 0 alone writes: its failure must end every rank
+    if (rank_ != 0) return;
+    check_finite_state(s.step);
+    // The model first: a run killed between the two renames keeps a model at least as new
+    // as its checkpoint (a resume rewrites it with the same bits), never a checkpoint without one.
+    model_->weights().save(model_path(), tokenizer_json_);
+    save_checkpoint(checkpoint_path(), model_->weights(), adamw_, s, tokenizer_json_);
+  });
+  last_saved_ = s.step;
+  pending_.reset();
+}
+
+void Trainer::save() { commit(snapshot()); }
+
+void Trainer::write_log(const StepReport& r, const std::function<void(const StepReport&)>& on_step) {
+  run_together([&] {
+    if (rank_ != 0) return;
+    if (std::fprintf(log_, "%s\n", r.json_line.c_str()) < 0 || std::fflush(log_) != 0)
+      fail_io("cannot write", run_dir_ + "/" + kLogFile);
+    if (on_step) on_step(r);
+  });
 }
 
 std::optional<double> Trainer::validate() {
   if (!val_loader_) return std::nullopt;
   const int64_t n = opts_.val_batches > 0 ? std::min(opts_.val_batches, val_loader_->eval_batches())
                                           : val_loader_->eval_batches();
-  double sum = 0, weight = 0;  // loss-weighted when the model has loss weights
-  Batch b, mine;
-  for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
-    if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
-      const int64_t begin = rank_ * opts_.batch, rows = std::min(opts_.batch, b.B - begin);
-      if (rows <= 0) continue;
-      take_rows(b, begin, rows, mine);
+  double totals[2] = {0, 0};  // loss sum and weight (loss-weighted when the model has loss weights)
+  run_together([&] {
+    Batch b, mine;
+    for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
+      if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
+        const int64_t begin = rank_ * opts_.batch, rows = std::min(opts_.batch, b.B - begin);
+        if (rows <= 0) continue;
+        take_rows(b, begin, rows, mine);
+      }
+      const Batch& x = ranks_ > 1 ? mine : b;
+      model_->forward(x.inputs.data(), x.has_pos ? x.pos.data() : nullptr, x.B, x.T);
+      const LossResult r = model_->loss(x.targets.data());
+      totals[0] += r.loss * r.weight_sum;
+      totals[1] += r.weight_sum;
     }
-    const Batch& x = ranks_ > 1 ? mine : b;
-    model_->forward(x.inputs.data(), x.has_pos ? x.pos.data() : nullptr, x.B, x.T);
-    const LossResult r = model_->loss(x.targets.data());
-    sum += r.loss * r.weight_sum;
-    weight += r.weight_sum;
-  }
-  if (ranks_ > 1) {
-    double totals[2] = {sum, weight};
-    allreduce_sum(totals, 2);
-    return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
-  }
-  return weight > 0 ? sum / weight : 0.0;
+  });
+  allreduce_sum(totals, 2);
+  return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
 }
 
 TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
@@ -309,22 +495,24 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     const double lr = opts_.schedule.at(state_.step);
     std::memset(grads, 0, grad_bytes);
     double loss = 0;
-    for (int64_t k = 0; k < opts_.grad_accum; ++k) {
-      if (ranks_ == 1) {
-        train_loader_->next(batch);
-        loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
-        continue;
+    run_together([&] {  // local work only (no collective inside): a failure here ends every rank
+      for (int64_t k = 0; k < opts_.grad_accum; ++k) {
+        if (ranks_ == 1) {
+          train_loader_->next(batch);
+          loss += step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
+          continue;
+        }
+        // This rank's rows, weighted by their share of the global micro-batch's counted targets:
+        // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
+        train_loader_->next(global);
+        take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
+        const float* lw = model_->weights().loss_weights();
+        const double all = counted_targets(global, pad_id, lw), share =
+            all > 0 ? counted_targets(batch, pad_id, lw) / all : 1.0 / ranks_;
+        if (share > 0)
+          loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
       }
-      // This rank's rows, weighted by their share of the global micro-batch's counted targets:
-      // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
-      train_loader_->next(global);
-      take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
-      const float* lw = model_->weights().loss_weights();
-      const double all = counted_targets(global, pad_id, lw), share =
-          all > 0 ? counted_targets(batch, pad_id, lw) / all : 1.0 / ranks_;
-      if (share > 0)
-        loss += share * step_fn_(*model_, batch, grad_views_, grad_scale * static_cast<float>(share), rng_);
-    }
+    });
     if (ranks_ > 1) {
       allreduce_sum(grads, layout.arena_floats());
       double totals[2] = {loss, stop && stop->load() ? 1.0 : 0.0};
@@ -334,13 +522,10 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     }
     loss /= static_cast<double>(opts_.grad_accum);
     const double norm = clip_grad_norm(layout, grads, opts_.grad_clip);
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
-      const std::string what = !std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm);
-      fail(ErrorKind::Runtime, cat(what, " at step ", state_.step + 1, "; training stopped"),
-           last_saved_ >= 0 ? cat("the last good checkpoint (step ", last_saved_, ") is kept in ", quote(run_dir_),
-                                  "; try a lower --lr")
-                            : std::string("nothing was saved; try a lower --lr"));
-    }
+    if (!std::isfinite(loss) || !std::isfinite(norm))  // the same on every rank: reduced values
+      stop_training(cat(!std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm), " at step ",
+                        state_.step + 1));
+    if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
     adamw_.step(params, grads, lr, state_.step + 1);
     ++state_.step;
     ++sum.steps_this_run;
@@ -364,7 +549,9 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       sum.val_loss = rep.val_loss;
     }
     rep.elapsed = state_.elapsed;
-    if (rep.val_loss || last || opts_.log_every <= 1 || state_.step % opts_.log_every == 0) {
+    rep.eta = (now_seconds() - t0) / static_cast<double>(sum.steps_this_run) * static_cast<double>(opts_.steps - state_.step);
+    const bool log_now = rep.val_loss || last || opts_.log_every <= 1 || state_.step % opts_.log_every == 0;
+    if (log_now) {
       nlohmann::ordered_json j;
       j["step"] = rep.step;
       j["loss"] = rep.loss;
@@ -374,13 +561,11 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       j["elapsed"] = std::round(rep.elapsed * 1000) / 1000;
       if (rep.val_loss) j["val_loss"] = *rep.val_loss;
       rep.json_line = j.dump();
-      if (rank_ == 0) {
-        if (std::fprintf(log_, "%s\n", rep.json_line.c_str()) < 0 || std::fflush(log_) != 0)
-          fail_io("cannot write", run_dir_ + "/" + kLogFile);
-        if (on_step) on_step(rep);
-      }
     }
-    if (opts_.save_every > 0 && state_.step % opts_.save_every == 0) save();
+    if (log_now) write_log(rep, on_step);
+    // A checkpoint of this step is written once the next step's loss with these weights is
+    // known to be finite (or at the end): a NaN stop never keeps weights that give NaN.
+    if (opts_.save_every > 0 && state_.step % opts_.save_every == 0) pending_ = snapshot();
   }
   if (val_loader_ && !sum.val_loss && sum.steps_this_run == 0) sum.val_loss = validate();
   state_.elapsed = base_elapsed + (now_seconds() - t0);
@@ -423,10 +608,10 @@ std::string rate(double tokens_per_s) {
 }
 }  // namespace
 
-std::string progress_line(const StepReport& r, double eta_seconds) {
+std::string progress_line(const StepReport& r) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "step %lld/%lld  loss %.4f  lr %.2e  %s tok/s  ETA %s", (long long)r.step,
-                (long long)r.steps, r.loss, r.lr, rate(r.tokens_per_s).c_str(), format_duration(eta_seconds).c_str());
+                (long long)r.steps, r.loss, r.lr, rate(r.tokens_per_s).c_str(), format_duration(r.eta).c_str());
   std::string s = buf;
   if (r.val_loss) s += cat("  val ", std::to_string(*r.val_loss).substr(0, 6));
   return s;

@@ -14,7 +14,16 @@
 //
 // A run directory holds checkpoint.safetensors (the latest training checkpoint, see
 // checkpoint.h), model.safetensors (the same model as a plain lmkit checkpoint) and
-// log.jsonl (one JSON object per logged step).
+// log.jsonl (one JSON object per logged step), and .lock: its writer holds an exclusive
+// lock on it for the whole run (run_dir.h).
+//
+// Nothing non-finite is saved: before every save the parameters and AdamW moments are
+// checked, and a periodic checkpoint is written only once the next step's loss, computed
+// with its weights, is known to be finite. A run whose loss, gradient norm or weights stop
+// being finite ends with a Runtime error naming the last good checkpoint it kept (finite
+// weights that gave a finite loss).
+// A resumed run refuses training data whose content changed since the run started (each
+// stream's fingerprint is in the checkpoint) unless allowed, and then notes it in the log.
 #pragma once
 
 #include <atomic>
@@ -32,6 +41,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optimizer.h"
+#include "train/run_dir.h"
 #include "train/schedule.h"
 
 namespace lm::train {
@@ -54,7 +64,13 @@ struct TrainOptions {
   int64_t log_every = 1;      // log line every N steps (always the last)
   int64_t stop_after = 0;     // stop (saving) after this many steps of this invocation (0 = never)
   std::vector<std::string> train_paths, val_paths;  // recorded in the checkpoint
+  bool allow_data_change = false;  // resume: accept training data whose fingerprint changed
   int64_t ranks = 1;          // processes training together (set by the Trainer; saved when > 1)
+
+  // Usage errors (named as lm-train's options) for values no run can use: counts out of
+  // range, a learning rate, clip or AdamW setting that is NaN, infinite or out of its range
+  // (validate(LrSchedule), validate(AdamWConfig)). Every program that trains calls it.
+  void validate() const;
 
   // The settings a resumed run must keep (as JSON, in checkpoints).
   nlohmann::json run_settings() const;
@@ -74,6 +90,7 @@ struct StepReport {
   double grad_norm = 0;       // before clipping
   double tokens_per_s = 0;    // this step
   double elapsed = 0;         // seconds of training (over resumed runs)
+  double eta = 0;             // seconds to the last step at this invocation's mean step time
   std::optional<double> val_loss;
   std::string json_line;      // the record as written to log.jsonl (no newline)
 };
@@ -93,30 +110,60 @@ using StepFunction =
     std::function<double(Transformer& model, const Batch& batch, const ParameterTensors& grads, float grad_scale, Rng& rng)>;
 StepFunction transformer_step();
 
+// What lm-train is asked for: a new run of a model, or the continuation of a run.
+struct TrainRequest {
+  std::string resume;             // a run directory to continue; empty: a new run
+  // A new run:
+  std::string model;              // preset name, config JSON, or a checkpoint to fine-tune
+  std::vector<std::string> sets;  // config overrides, KEY=VALUE
+  std::string loss_weights;       // per-token-id loss weights file (model/loss_weights.h), or ""
+  std::string run_dir;            // the run directory to create
+  int64_t seq = 0;                // 0: the model's max_seq_len
+  std::optional<double> min_lr;   // default: lr / 10
+  // Both: the run's options (a resumed run takes only the per-invocation fields, the data
+  // paths when given, and `steps` when >= 0).
+  TrainOptions opts;
+};
+
 class Trainer {
  public:
+  // Everything lm-train does before training: the model (a preset or config made random
+  // with the seed, or a checkpoint's weights, with loss weights), the tokenizer spec the
+  // checkpoints carry (the training data's, else the model's, else the config's default),
+  // the token data (owned by the trainer), and the run directory, locked. Collective under
+  // MPI: an error on any rank is thrown on every rank (distributed.h).
+  static std::unique_ptr<Trainer> create(const TrainRequest& req);
+
   // A new run of `weights` (made writable) in `run_dir`: refuses a directory that already
-  // holds a checkpoint, creates it otherwise. `train` and `val` (may be null) must outlive
-  // the trainer. Checks the data's vocabulary against the model.
+  // holds a run (run_marker) or that another process has locked, creates and locks it
+  // otherwise. `train` and `val` (may be null) must outlive the trainer. Checks the data's
+  // vocabulary against the model and the weights' finiteness.
   Trainer(ModelWeights weights, const TrainOptions& opts, const std::string& run_dir, std::string tokenizer_json,
           const TokenData* train, const TokenData* val);
-  // Continues the run saved in `run_dir` (its checkpoint): the run settings come from the
-  // checkpoint; `opts` provides the per-invocation fields and may raise `steps`.
+  // Continues the run saved in `run_dir` (its checkpoint), locked: the run settings come
+  // from the checkpoint; `opts` provides the per-invocation fields and may raise `steps`.
+  // Refuses training data whose fingerprint differs from the run's unless
+  // opts.allow_data_change (then warnings() and the log say so).
   static std::unique_ptr<Trainer> resume(const std::string& run_dir, const TrainOptions& opts,
+                                         const TokenData* train, const TokenData* val);
+  // The same with the run directory's lock already taken (rank 0; an empty lock elsewhere).
+  static std::unique_ptr<Trainer> resume(RunLock lock, const std::string& run_dir, const TrainOptions& opts,
                                          const TokenData* train, const TokenData* val);
 
   void set_step_function(StepFunction f) { step_fn_ = std::move(f); }
 
   // Trains until options().steps, a set stop flag (checked between steps) or stop_after,
-  // saving on the way and at the end. `on_step` sees every logged step.
-  // A non-finite loss or gradient norm stops with a Runtime error, without saving.
+  // saving on the way and at the end. `on_step` sees every logged step (rank 0).
+  // A non-finite loss or gradient norm stops with a Runtime error, without saving; so do
+  // non-finite weights or moments at a save.
   TrainSummary run(const std::function<void(const StepReport&)>& on_step = {},
                    const std::atomic<bool>* stop = nullptr);
 
-  // Writes the checkpoint and the plain model (both atomic).
+  // Writes the checkpoint and the plain model (both atomic), after checking that the
+  // weights and moments are finite (Runtime error otherwise, nothing written). Collective.
   void save();
   // Mean validation loss over the validation data (per counted token; loss-weighted when the
-  // model has loss weights), or nullopt without it.
+  // model has loss weights), or nullopt without it. Collective.
   std::optional<double> validate();
 
   const TrainOptions& options() const { return opts_; }
@@ -126,11 +173,21 @@ class Trainer {
   std::string checkpoint_path() const { return run_dir_ + "/" + kCheckpointFile; }
   std::string model_path() const { return run_dir_ + "/" + kModelFile; }
   int64_t last_saved_step() const { return last_saved_; }
+  // Things the user should know that are not errors (a data change allowed on resume).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   Trainer() = default;
-  void init(ModelWeights weights, const TokenData* train, const TokenData* val);
-  void open_log(bool truncate_after_step);
+  void init(ModelWeights weights, const TokenData* train, const TokenData* val, const std::string& source);
+  void open_log(bool truncate_after_step, const std::string& note);
+  // A new run: locks and checks the run directory, sets the model up, creates the directory
+  // (rank 0) and opens the log. `source` names the weights in messages.
+  void start(ModelWeights weights, const TokenData* train, const TokenData* val, const std::string& source);
+  void write_log(const StepReport& r, const std::function<void(const StepReport&)>& on_step);  // rank 0, agreed
+  TrainState snapshot() const;           // what a checkpoint of this step holds (collective)
+  void commit(const TrainState& s);      // writes it (rank 0, agreed), after checking finiteness
+  void check_finite_state(int64_t step) const;
+  [[noreturn]] void stop_training(const std::string& what) const;
 
   TrainOptions opts_;
   std::string run_dir_, tokenizer_json_;
@@ -144,7 +201,11 @@ class Trainer {
   StepFunction step_fn_;
   std::FILE* log_ = nullptr;  // rank 0 only
   int64_t last_saved_ = -1;
+  std::optional<TrainState> pending_;  // a due checkpoint waiting for the next step's loss
   int rank_ = 0, ranks_ = 1;  // this process's place in a data-parallel run
+  RunLock lock_;              // rank 0
+  std::unique_ptr<TokenData> own_train_, own_val_;  // create()'s data
+  std::vector<std::string> warnings_;
 
  public:
   ~Trainer();
@@ -160,7 +221,7 @@ namespace lm::train {
 std::string format_duration(double seconds);
 // The one-line progress display (no newline, no terminal codes):
 // "step 120/2000  loss 2.3456  lr 1.00e-03  25.1k tok/s  ETA 1m23s"
-std::string progress_line(const StepReport& r, double eta_seconds);
+std::string progress_line(const StepReport& r);
 // A few lines for the end of a run (each ending with a newline).
 std::string summary_text(const TrainSummary& s);
 

@@ -4,6 +4,7 @@
 # mismatch, bad option values). Models are the committed PyTorch fixtures.
 
 load helpers
+load nonfinite
 
 FIX="$LMKIT_SOURCE_DIR/tests/fixtures"
 SOMA="$FIX/soma_v1/model.safetensors"     # byte-v1 tokenizer, max_seq_len 64, PAD 256
@@ -95,6 +96,24 @@ assert r["bytes"] == 400 and abs(r["bits_per_byte"] - r["loss"] * 99 / math.log(
   assert_failure 1
   assert_output --partial "is above 0.5"
   assert_output --partial "perplexity"
+}
+
+@test "lm-eval-loss --fail-above fails a loss that is not a number; non-finite weights are an error" {
+  text_tokens 300
+  # finite weights of 1e30: the loss overflows to NaN
+  lm-train tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64 "$TMP/in.tok" --steps 1 \
+    --batch 2 --seq 16 --lr 1e30 --grad-clip 0 -o "$TMP/huge" -q --threads 1
+  run lm-eval-loss --threads 1 -m "$TMP/huge/model.safetensors" --fail-above 1000 "$TMP/in.tok" --json
+  assert_failure 1
+  assert_output --partial '"loss": null'
+  assert_output --regexp "lm-eval-loss: loss -?nan is not a finite number \(fails --fail-above\)"
+  run lm-eval-loss --threads 1 -m "$TMP/huge/model.safetensors" "$TMP/in.tok" -q
+  assert_success  # without a threshold it is a report
+  cp "$SOMA" "$TMP/bad.safetensors"
+  poison "$TMP/bad.safetensors"
+  run lm-eval-loss --threads 1 -m "$TMP/bad.safetensors" "$TMP/in.tok"
+  assert_failure 1
+  assert_output --regexp "^lm-eval-loss: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
 }
 
 @test "lm-eval-loss reports SIGReg and writes the mean embedding as safetensors" {

@@ -4,6 +4,7 @@
 # committed PyTorch fixtures (random weights, so the text is noise but deterministic).
 
 load helpers
+load nonfinite
 
 FIX="$LMKIT_SOURCE_DIR/tests/fixtures"
 SOMA="$FIX/soma_v1/model.safetensors"     # byte-v1 tokenizer, max_seq_len 64
@@ -70,7 +71,7 @@ assert [r["seed"] for r in rows] == [1, 2, 3]
   assert_success
   [ "$(echo "$output" | wc -l)" -eq 1 ]
   echo "$output" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["prompt_tokens"] == 18, r'
-  run $G -m "$SOMA" -i "$TMP/p.txt" -n 4 --format ids
+  run $G -m "$SOMA" -i "$TMP/p.txt" -n 4 --format ids --seed 3 --ignore-eos  # no empty completion
   assert_success
   [ "$(echo "$output" | wc -l)" -eq 2 ]
 }
@@ -163,16 +164,43 @@ PY
 }
 
 @test "lm-generate rejects bad option values with exit 2" {
-  for args in "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -3" "-n -1" "--format nope" \
-              "--input-format nope" "--seed x" "--json --format ids"; do
+  for args in "--temperature -1" "--temperature nan" "--temperature inf" "--top-p 0" "--top-p 1.5" "--top-p nan" \
+              "--top-k -3" "-n -1" "--format nope" "--input-format nope" "--seed x" "--json --format ids"; do
     run $G -m "$SOMA" -p "x" $args
     assert_failure 2
     assert_output --partial "lm-generate: error:"
+    [ "${#lines[@]}" -eq 1 ] || fail "$args: $output"
   done
+  # the limits as a person would write them (no 300-digit range from a double's maximum)
+  run $G -m "$SOMA" -p "x" --temperature -1
+  assert_output "lm-generate: error: --temperature must be a finite number >= 0, got -1"
+  run $G -m "$SOMA" -p "x" --top-p 1.5
+  assert_output "lm-generate: error: --top-p must be in (0, 1], got 1.5"
   run $G -p "x"
   assert_failure 2
   run $G -m "$SOMA" -p "x" -i "$TMP/p.txt"
   assert_failure 2
   run $G -m "$SOMA" -p "x" --stop ""
   assert_failure 2
+}
+
+@test "lm-generate never gives reserved ids (PAD, undecodable, past the tokenizer) and refuses non-finite weights" {
+  # greedy from this prompt: the fixture's argmax is a reserved id (258..263) at some steps
+  run $G -m "$SOMA" -p "To be" -n 40 --temperature 0 --ignore-eos --format ids
+  assert_success
+  for id in $output; do
+    [ "$id" -lt 256 ] || [ "$id" -eq 257 ] || fail "reserved id $id in: $output"
+  done
+  run $G -m "$SOMA" -p "To be" -n 200 --seed 3 --temperature 2 --ignore-eos --format ids
+  assert_success
+  for id in $output; do
+    [ "$id" -lt 256 ] || [ "$id" -eq 257 ] || fail "reserved id $id in: $output"
+  done
+  cp "$SOMA" "$TMP/bad.safetensors"
+  poison "$TMP/bad.safetensors"
+  for mmap in "" --no-mmap; do
+    run $G -m "$TMP/bad.safetensors" -p "x" $mmap
+    assert_failure 1
+    assert_output --regexp "^lm-generate: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
+  done
 }

@@ -3,6 +3,7 @@
 # inputs. Models are micro-sized so the whole file runs in seconds.
 
 load helpers  # MICRO, corpus, losses
+load nonfinite  # poison
 
 @test "--steps 0 writes a random initial checkpoint, the same for the same seed" {
   run lm-train tiny --steps 0 --seed 3 -o "$TMP/a" -q
@@ -105,17 +106,153 @@ load helpers  # MICRO, corpus, losses
   assert_success
 }
 
-@test "a NaN loss stops with a clear error and keeps the last good checkpoint" {
+@test "a NaN loss stops with a clear error and keeps the last good checkpoint: finite weights, finite loss" {
   corpus
-  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 50 --batch 2 --seq 16 --lr 1e30 --grad-clip 0 --warmup 0 \
-    --save-every 1 -o "$TMP/run" -q
+  # lr 1e3 diverges after a few finite steps; the checkpoint of the step before the NaN is
+  # itself what gave the NaN, so the one kept is older
+  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 50 --batch 2 --seq 16 --lr 1e3 --grad-clip 0 --warmup 0 \
+    --save-every 1 -o "$TMP/run" -q --threads 1
   assert_failure 1
-  assert_output --regexp '^lm-train: error: (loss|gradient norm) is (nan|inf|-nan) at step [0-9]+; training stopped; the last good checkpoint \(step [0-9]+'
   [ "${#lines[@]}" -eq 1 ]
+  assert_output --regexp '^lm-train: error: (loss|gradient norm) is (nan|inf|-nan) at step [0-9]+; training stopped; the last good checkpoint \(step [0-9]+\) is kept'
+  bad=$(sed -E 's/.* at step ([0-9]+);.*/\1/' <<<"${lines[0]}")
   good=$(sed -E 's/.*checkpoint \(step ([0-9]+)\).*/\1/' <<<"${lines[0]}")
-  [ "$(wc -l < "$TMP/run/log.jsonl")" -eq "$good" ]
-  run lm-inspect-config "$TMP/run/model.safetensors"
+  [ "$good" -eq $((bad - 2)) ] || fail "kept step $good, NaN at step $bad"
+  [ "$(wc -l < "$TMP/run/log.jsonl")" -eq $((bad - 1)) ]
+  grep -aq "step\\\\\":$good," "$TMP/run/checkpoint.safetensors"
+  # the kept model loads (finite weights) and its loss is a number
+  run lm-eval-loss -m "$TMP/run/model.safetensors" "$TMP/all.tok" --max-windows 4 --json
   assert_success
+  assert_output --regexp '"loss": [0-9]'
+  # resuming it redoes the steps (the same NaN: the data and settings are the run's)
+  run lm-train --resume "$TMP/run" --threads 1 -q
+  assert_failure 1
+  assert_line --index 0 "${lines[0]}"
+}
+
+@test "weights that overflow are never saved: the save is refused, nothing non-finite is written" {
+  corpus
+  # one step at lr 1e38: a finite loss, then every weight overflows; the run's end saves
+  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 1 --batch 2 --seq 16 --lr 1e38 --grad-clip 0 --warmup 0 \
+    -o "$TMP/run" -q --threads 1
+  assert_failure 1
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --regexp "^lm-train: error: weight '[a-z_.0-9]+' is (nan|-nan|inf|-inf) after step 1; training stopped; nothing was saved; try a lower --lr$"
+  [ ! -e "$TMP/run/checkpoint.safetensors" ] && [ ! -e "$TMP/run/model.safetensors" ]
+  # a checkpoint with non-finite weights is refused as a model to fine-tune
+  lm-train "${MICRO[@]}" --steps 0 -o "$TMP/init" -q
+  poison "$TMP/init/model.safetensors"
+  run lm-train "$TMP/init/model.safetensors" "$TMP/all.tok" -o "$TMP/ft" --steps 2 --seq 16
+  assert_failure 1
+  assert_output --regexp "^lm-train: error: '$TMP/init/model.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
+  poison "$TMP/init/checkpoint.safetensors"
+  run lm-train --resume "$TMP/init" --steps 1
+  assert_failure 1
+  assert_output --regexp "^lm-train: error: '$TMP/init/checkpoint.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
+}
+
+@test "option values no run can use are usage errors" {
+  corpus
+  for args in "--lr nan" "--lr -1" "--lr inf" "--min-lr nan" "--min-lr -1" "--lr 0.001 --min-lr 0.01" \
+              "--grad-clip -1" "--grad-clip nan" "--beta1 1" "--beta1 -0.1" "--beta2 1.5" "--beta2 nan" \
+              "--weight-decay -0.1" "--weight-decay inf" "--eps 0" "--eps -1" "--eps nan"; do
+    run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --seq 16 -o "$TMP/r" $args
+    assert_failure 2
+    [ "${#lines[@]}" -eq 1 ] || fail "$args: ${#lines[@]} lines"
+    assert_output --regexp "^lm-train: error: --(lr|min-lr|grad-clip|beta1|beta2|weight-decay|eps) "
+    [ ! -e "$TMP/r" ]
+  done
+  run lm-train --resume "$TMP/r" --allow-data-change --eps 0
+  assert_failure 2
+  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --seq 16 -o "$TMP/r" --allow-data-change
+  assert_failure 2
+  assert_output --partial "--allow-data-change goes with --resume"
+}
+
+@test "one writer per run directory: a second lm-train is refused naming the holder's pid" {
+  corpus
+  lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 100000 --batch 2 --seq 16 -o "$TMP/run" -q --threads 1 &
+  pid=$!
+  for _ in $(seq 200); do [ -s "$TMP/run/log.jsonl" ] && break; sleep 0.05; done
+  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 10 --seq 16 -o "$TMP/run"
+  assert_failure 1
+  assert_output "lm-train: error: '$TMP/run' is in use by another lm-train (pid $pid); wait for it to finish, or choose another run directory"
+  run lm-train --resume "$TMP/run"
+  assert_failure 1
+  assert_output --partial "lm-train: error: '$TMP/run' is in use by another lm-train (pid $pid)"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  # the lock went with its holder
+  run lm-train --resume "$TMP/run" --stop-after 1 --threads 1 -q
+  assert_success
+  # a directory holding only a log holds a run (one that died before saving)
+  mkdir "$TMP/logonly"
+  echo '{"step":1,"loss":5}' > "$TMP/logonly/log.jsonl"
+  run lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --seq 16 -o "$TMP/logonly"
+  assert_failure 2
+  assert_output --partial "lm-train: error: '$TMP/logonly' already holds a training run (a log, no checkpoint)"
+  [ "$(cat "$TMP/logonly/log.jsonl")" = '{"step":1,"loss":5}' ]
+}
+
+@test "resume refuses training data that changed since the run started, unless allowed" {
+  corpus
+  cp "$TMP/all.tok" "$TMP/data.tok"
+  args=("${MICRO[@]}" --steps 6 --batch 2 --seq 16 --threads 1 -q)
+  lm-train "${args[@]}" "$TMP/data.tok" -o "$TMP/run" --stop-after 3
+  # the same content under another name and compressed is the same data
+  zstd -q "$TMP/data.tok" -o "$TMP/data.tok.zst"
+  cp -r "$TMP/run" "$TMP/copy"
+  run lm-train --resume "$TMP/copy" "$TMP/data.tok.zst" --threads 1 -q
+  assert_success
+  lm-train "${args[@]}" "$TMP/all.tok" -o "$TMP/full"
+  cmp "$TMP/full/model.safetensors" "$TMP/copy/model.safetensors"
+  # one byte changed, the size the same
+  printf 'Z' | dd of="$TMP/data.tok" bs=1 seek=9000 conv=notrunc status=none
+  run lm-train --resume "$TMP/run"
+  assert_failure 1
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --partial "lm-train: error: the training data changed since the run started: '$TMP/data.tok' (same size, other content); "
+  assert_output --partial "--allow-data-change"
+  grep -c . "$TMP/run/log.jsonl" | grep -qx 3
+  run lm-train --resume "$TMP/run" --allow-data-change --threads 1
+  assert_success
+  assert_line --index 0 "lm-train: warning: the training data changed since the run started: '$TMP/data.tok' (same size, other content); continuing (--allow-data-change)"
+  assert_output --partial "done at step 6/6"
+  grep -q '^{"step":3,"note":"the training data changed since the run started' "$TMP/run/log.jsonl"
+  [ "$(grep -c '"loss"' "$TMP/run/log.jsonl")" -eq 6 ]
+}
+
+@test "token streams are read in bounded memory: a small zstd file of 160 MB of tokens" {
+  corpus
+  # 4096 copies of the corpus' records behind one header: 82M u16 tokens, a few kB compressed
+  python3 - "$TMP/all.tok" "$TMP/big.tok" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "wb") as out:
+    out.write(data[:64])
+    body = data[64:] * 64
+    for _ in range(64):
+        out.write(body)
+PY
+  zstd -q --rm "$TMP/big.tok" -o "$TMP/big.tok.zst"
+  [ "$(stat -c %s "$TMP/big.tok.zst")" -lt 1000000 ]
+  # peak resident memory of lm-train in kB (getrusage of the child)
+  peak() {
+    python3 -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)' "$@"
+  }
+  base=$(peak lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 2 --batch 2 --seq 16 -o "$TMP/small" -q --threads 1)
+  kb=$(peak lm-train "${MICRO[@]}" "$TMP/big.tok.zst" --steps 2 --batch 2 --seq 16 -o "$TMP/run" -q --threads 1)
+  [ "$base" -gt 0 ] && [ "$kb" -gt 0 ] || fail "lm-train failed"
+  # the tokens are 160 MB decompressed (320 MB as 32-bit ids): a copy would show; the
+  # mapping's pages are handed back as they are read
+  echo "# peak RSS: $base kB with 40 kB of tokens, $kb kB with 160 MB" >&3
+  [ $((kb - base)) -lt 50000 ] || fail "peak RSS $kb kB for 160 MB of tokens, $base kB for 40 kB"
+  # and the run saw all of them: the same batches as from the plain file
+  zstd -q -d "$TMP/big.tok.zst" -o "$TMP/big.tok"
+  lm-train "${MICRO[@]}" "$TMP/big.tok" --steps 2 --batch 2 --seq 16 -o "$TMP/plain" -q --threads 1
+  cmp "$TMP/run/model.safetensors" "$TMP/plain/model.safetensors"
 }
 
 @test "bad inputs: empty stream, stream shorter than a window, vocabulary mismatch, unwritable directory" {
@@ -187,7 +324,7 @@ load helpers  # MICRO, corpus, losses
   [ "${LMKIT_MPI:-1}" = 0 ] || skip "this build has MPI (train_mpi.bats runs its jobs)"
   OMPI_COMM_WORLD_SIZE=2 run lm-train tiny --steps 0 -o "$TMP/x"
   assert_failure 1
-  assert_output --partial "started as one of 2 processes (OMPI_COMM_WORLD_SIZE), but this lm-train was built without MPI"
+  assert_output --partial "started as one of 2 processes (OMPI_COMM_WORLD_SIZE), but this build of lmkit has no MPI"
   [ ! -e "$TMP/x" ]
   run lm-train tiny --steps 0 -o "$TMP/x" -q  # one process is fine
   assert_success

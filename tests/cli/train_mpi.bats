@@ -113,3 +113,45 @@ close() {
   [ "$(grep -c 'lm-train: error' <<<"$output")" -eq 1 ]
   assert_output --partial "lm-train: error: cannot create run directory '$TMP/file/run'"
 }
+
+@test "an error after training started ends every rank: one line, its exit status, no MPI_Abort" {
+  # a NaN loss: every rank reaches it at the same step
+  run mpi2 "${MICRO[@]}" "$TMP/all.tok" -o "$TMP/nan" --steps 50 --batch 2 --seq 16 --lr 1e3 --grad-clip 0 \
+    --save-every 1 --threads 1 -q
+  assert_failure 1
+  [ "$(grep -c '^lm-train: error: ' <<<"$output")" -eq 1 ]
+  assert_output --regexp "lm-train: error: loss is -?nan at step [0-9]+; training stopped"
+  assert_output --partial "; the last good checkpoint (step "
+  refute_output --partial "MPI_ABORT"
+  # a save that fails on rank 0 alone (the model's path is a directory now)
+  mpi2 "${MICRO[@]}" "$TMP/all.tok" -o "$TMP/run" --steps 4 --batch 2 --seq 16 --stop-after 2 --threads 1 -q
+  rm "$TMP/run/model.safetensors"
+  mkdir "$TMP/run/model.safetensors"
+  run mpi2 --resume "$TMP/run" --threads 1 -q
+  assert_failure 1
+  [ "$(grep -c '^lm-train: error: ' <<<"$output")" -eq 1 ]
+  assert_output --partial "lm-train: error: cannot write '$TMP/run/model.safetensors': is a directory"
+  refute_output --partial "MPI_ABORT"
+  # without mpirun's own notice (-q) the error is all there is; a usage error keeps status 2
+  run env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    mpirun --allow-run-as-root --oversubscribe -q -np 2 lm-train --resume "$TMP/run" --threads 1 -q
+  assert_failure 1
+  assert_output "lm-train: error: cannot write '$TMP/run/model.safetensors': is a directory"
+  run env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    mpirun --allow-run-as-root --oversubscribe -q -np 2 lm-train --resume "$TMP/run" --lr 0.1
+  assert_failure 2
+  assert_output "lm-train: error: --lr cannot be given with --resume (the run keeps its settings)"
+}
+
+@test "rank 0 locks the run directory for the whole run" {
+  mpi2 "${MICRO[@]}" "$TMP/all.tok" -o "$TMP/run" --steps 100000 --batch 2 --seq 16 --threads 1 -q &
+  pid=$!
+  for _ in $(seq 300); do [ -s "$TMP/run/log.jsonl" ] && break; sleep 0.05; done
+  run lm-train --resume "$TMP/run"
+  assert_failure 1
+  assert_output --regexp "^lm-train: error: '$TMP/run' is in use by another lm-train \(pid [0-9]+\)"
+  holder=$(sed -E 's/.*pid ([0-9]+).*/\1/' <<<"${lines[0]}")
+  [ "$(cat "$TMP/run/.lock")" = "$holder" ]
+  kill -TERM "$pid"
+  wait "$pid" || true
+}

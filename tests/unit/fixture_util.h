@@ -12,6 +12,8 @@
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "model/config.h"
+#include "model/vision.h"
 
 namespace lm::fixture {
 
@@ -28,6 +30,27 @@ inline std::vector<std::string> names_with(const std::string& file) {
     if (e.is_directory() && std::filesystem::exists(e.path() / file)) names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+// The fixtures one directory down (tests/fixtures/llama4/) whose features the model runs: the
+// generic fixture tests take them along with names_with()'s (the others wait for their features).
+inline const std::vector<std::string>& llama4_fixtures() {
+  static const std::vector<std::string> names = {"llama4/l4_chunked", "llama4/l4_nope", "llama4/l4_qknorm",
+                                                 "llama4/l4_temp", "llama4/l4_vision"};
+  return names;
+}
+
+// names_with(file) and llama4_fixtures().
+inline std::vector<std::string> model_fixtures(const std::string& file) {
+  std::vector<std::string> names = names_with(file);
+  for (const std::string& n : llama4_fixtures()) names.push_back(n);
+  return names;
+}
+
+// A fixture name as a test name ("llama4/l4_moe_aux" -> "llama4_l4_moe_aux").
+inline std::string test_name(std::string name) {
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
 }
 
 // max |got - want| over max |want|: relative to the tensor's scale, not elementwise.
@@ -57,6 +80,47 @@ std::vector<T> read_ints(const SafeTensorsFile& f, const std::string& name) {
 inline std::vector<float> read_floats(const SafeTensorsFile& f, const std::string& name) {
   const Tensor t = f.get(name).to_f32();
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+// The image inputs of a fixture case (docs/llama4.md §8): `vision_features` [M, Dv], the rows'
+// features in row-major order of their places; `vision_mask` [B, T] when a mask marks the places
+// (else the tokens equal to image_token_id do). No features: no rows.
+struct VisionCase {
+  std::vector<float> features;               // [M, Dv]
+  std::vector<int64_t> offset, count;        // [B] each row's first feature and feature count
+  std::vector<std::vector<int64_t>> places;  // [B] mask mode: each row's places; else empty
+  int64_t dim = 0;
+
+  bool empty() const { return count.empty(); }
+  // [B] views (valid while this lives), or empty.
+  std::vector<VisionRow> rows() const {
+    std::vector<VisionRow> out;
+    for (size_t b = 0; b < count.size(); ++b)
+      out.push_back({features.data() + offset[b] * dim, count[b], places.empty() ? nullptr : places[b].data()});
+    return out;
+  }
+};
+
+inline VisionCase load_vision(const SafeTensorsFile& f, const ModelConfig& cfg, const std::vector<int32_t>& tokens,
+                              int64_t B, int64_t T) {
+  VisionCase v;
+  if (!f.contains("vision_features")) return v;
+  v.features = read_floats(f, "vision_features");
+  v.dim = cfg.vision_dim;
+  std::vector<int64_t> mask;
+  if (f.contains("vision_mask")) mask = read_ints<int64_t>(f, "vision_mask");
+  int64_t m = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    v.offset.push_back(m);
+    std::vector<int64_t> row;
+    for (int64_t t = 0; t < T; ++t)
+      if (mask.empty() ? tokens[b * T + t] == cfg.image_token_id : mask[b * T + t] != 0) row.push_back(t);
+    v.count.push_back(static_cast<int64_t>(row.size()));
+    m += static_cast<int64_t>(row.size());
+    if (!mask.empty()) v.places.push_back(std::move(row));
+  }
+  EXPECT_EQ(m * v.dim, static_cast<int64_t>(v.features.size())) << "vision_features rows vs image places";
+  return v;
 }
 
 }  // namespace lm::fixture

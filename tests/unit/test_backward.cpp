@@ -45,7 +45,7 @@ using fixture::read_ints;
 namespace fs = std::filesystem;
 
 std::vector<std::string> grad_fixture_names() {
-  return fixture::names_with("grads.safetensors");
+  return fixture::model_fixtures("grads.safetensors");
 }
 
 // A zeroed gradient arena for a model and its named views.
@@ -76,6 +76,9 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
   Transformer model(ModelWeights::load(dir / "model.safetensors"));
   Grads g(model.weights());
   TrainStepOptions opt;
+  const fixture::VisionCase vision = fixture::load_vision(cf, model.config(), tokens, B, T);
+  const std::vector<VisionRow> vision_rows = vision.rows();
+  if (!vision_rows.empty()) opt.vision = vision_rows.data();
   std::vector<float> weights, noise;
   if (gf.contains("loss_weights")) {
     weights = read_floats(gf, "loss_weights");
@@ -125,6 +128,9 @@ TEST_P(GradFixture, AccumulatesAndScales) {
   Transformer model(ModelWeights::load(dir / "model.safetensors"));
   std::vector<float> weights, noise;
   TrainStepOptions opt;
+  const fixture::VisionCase vision = fixture::load_vision(cf, model.config(), tokens, B, T);
+  const std::vector<VisionRow> vision_rows = vision.rows();
+  if (!vision_rows.empty()) opt.vision = vision_rows.data();
   if (gf.contains("loss_weights")) opt.loss_weights = (weights = read_floats(gf, "loss_weights")).data();
   if (gf.contains("sigreg_noise")) opt.sigreg_noise = (noise = read_floats(gf, "sigreg_noise")).data();
   Grads one(model.weights()), two(model.weights());
@@ -137,7 +143,7 @@ TEST_P(GradFixture, AccumulatesAndScales) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& info) { return fixture::test_name(info.param); });
 
 TEST(GradFixtures, EveryModelFixtureHasGradients) {
   std::error_code ec;
@@ -328,6 +334,7 @@ struct AttentionCase {
   bool causal, doc_mask;
   int64_t NH, NKV;
   float dropout;
+  int64_t chunk = 0;  // chunked local attention (causal only)
 };
 
 class AttentionBackward : public ::testing::TestWithParam<AttentionCase> {};
@@ -338,6 +345,7 @@ TEST_P(AttentionBackward, FiniteDifferencesAndReference) {
   const std::vector<int32_t> tokens = {5, 2, 5, 5, 2, 2, 5, 5, 5, 5, 2, 5, 5, 5};  // eos = 2
   std::vector<int64_t> lo(B * T), hi(B * T);
   attention_spans(lo.data(), hi.data(), tokens.data(), B, T, 0, ac.causal, ac.doc_mask, 2, nullptr);
+  if (ac.chunk > 0) narrow_spans_to_chunks(lo.data(), B, T, 0, ac.chunk);
   auto q = randn(B * T * NH * HS, 61), k = randn(B * T * NKV * HS, 62), v = randn(B * T * NKV * HS, 63);
   auto r = randn(B * T * NH * HS, 64);
   std::vector<float> out(r.size()), att(B * NH * T * T);
@@ -366,7 +374,9 @@ INSTANTIATE_TEST_SUITE_P(Masks, AttentionBackward,
                          ::testing::Values(AttentionCase{true, false, 4, 4, 0}, AttentionCase{true, true, 4, 2, 0},
                                            AttentionCase{false, false, 2, 1, 0}, AttentionCase{false, true, 4, 2, 0},
                                            AttentionCase{true, true, 4, 2, 0.3f},
-                                           AttentionCase{false, false, 2, 2, 0.5f}));
+                                           AttentionCase{false, false, 2, 2, 0.5f},
+                                           AttentionCase{true, false, 4, 2, 0, 3}, AttentionCase{true, true, 4, 2, 0, 3},
+                                           AttentionCase{true, true, 4, 4, 0.3f, 2}));
 
 // ---- SIGReg ----
 

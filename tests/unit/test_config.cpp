@@ -284,8 +284,15 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   EXPECT_EQ(invalid([](C& c) { c.moe.n_experts = 2, c.moe.top_k = 3; }), "moe.top_k (3) exceeds moe.n_experts (2)");
   EXPECT_EQ(invalid([](C& c) { c.moe.n_experts = 2, c.moe.interleave_step = 9; }),
             "moe.interleave_step (9) leaves no MoE layer among 4 layers");
-  EXPECT_EQ(invalid([](C& c) { c.attn_temperature_tuning = true; }),
-            "attn_temperature_tuning applies to NoPE layers: set nope_layer_interval > 0");
+  EXPECT_EQ(invalid([](C& c) { c.attn_temperature_tuning = true, c.attn_floor_scale = 0; }),
+            "attn_floor_scale must be > 0, got 0");
+  EXPECT_EQ(invalid([](C& c) { c.attn_chunk_size = 8, c.causal = false; }),
+            "attn_chunk_size needs causal attention (a chunk is a causal window)");
+  EXPECT_EQ(invalid([](C& c) { c.image_token_id = 5; }), "image_token_id needs vision_dim > 0");
+  EXPECT_EQ(invalid([](C& c) { c.vision_dim = 8, c.image_token_id = 264; }),
+            "image_token_id (264) is not below vocab_size (264)");
+  EXPECT_EQ(invalid([](C& c) { c.vision_dim = 8, c.image_token_id = -2; }),
+            "image_token_id must be a token id or -1 (none), got -2");
   EXPECT_EQ(invalid([](C& c) { c.logits_soft_cap = -30; }), "logits_soft_cap must be >= 0 (0 = off), got -30");
   EXPECT_EQ(invalid([](C& c) { c.atoms_token_id = 300; }), "atoms_token_id (300) is not below vocab_size (264)");
   EXPECT_EQ(invalid([](C& c) { c.dim = int64_t(1) << 40; }), "dim (1099511627776) is too large: the limit is 16777216");
@@ -296,6 +303,9 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   // Valid corner cases.
   EXPECT_EQ(invalid([](C& c) { c.dim = 100, c.n_heads = 3, c.head_dim = 32; }), "");
   EXPECT_EQ(invalid([](C& c) { c.rope_scaling = {RopeScalingType::Llama3, 16, 1, 1, 8192}; }), "");  // Llama 4 Scout's bands
+  // Temperature tuning without NoPE layers changes nothing (docs/llama4.md §4): accepted.
+  EXPECT_EQ(invalid([](C& c) { c.attn_temperature_tuning = true; }), "");
+  EXPECT_EQ(invalid([](C& c) { c.vision_dim = 8, c.image_token_id = 5; }), "");
 }
 
 TEST(ConfigValidation, ValidateNamesTheSourceAndListsTheRest) {

@@ -172,6 +172,37 @@ TEST(Threads, ParallelChunksRunsEveryItemOnce) {
   set_threads(saved);
 }
 
+// More threads than parallel_chunks keeps shares for in its frame: the shares go on the heap.
+TEST(Threads, ParallelChunksWithManyThreads) {
+  const int saved = thread_count();
+  set_threads(20);
+  for (int64_t chunk : {1, 7}) {
+    ChunkLog log(1000);
+    parallel_chunks(1000, chunk, [&](int64_t lo, int64_t hi) { log.run(lo, hi); });
+    EXPECT_TRUE(log.each_once()) << chunk;
+  }
+  set_threads(saved);
+}
+
+// Two user threads (two models decoding at once) each run their own parallel_chunks calls:
+// neither sees the other's shares.
+TEST(Threads, ParallelChunksFromTwoUserThreadsAtOnce) {
+  auto work = [](bool* ok) {
+    omp_set_num_threads(2);  // a new thread starts from OpenMP's defaults
+    for (int rep = 0; rep < 200 && *ok; ++rep) {
+      ChunkLog log(3000);
+      parallel_chunks(3000, 16, [&](int64_t lo, int64_t hi) { log.run(lo, hi); });
+      *ok = log.each_once();
+    }
+  };
+  bool ok1 = true, ok2 = true;
+  std::thread a(work, &ok1), b(work, &ok2);
+  a.join();
+  b.join();
+  EXPECT_TRUE(ok1);
+  EXPECT_TRUE(ok2);
+}
+
 TEST(Threads, ParallelChunksMovesWorkOffASlowThread) {
   const int saved = thread_count();
   set_threads(2);

@@ -83,9 +83,9 @@ TEST(LossWeightSupport, TheModelAcceptsThemAndStillRefusesTheRest) {
   c.loss_weights = true;
   EXPECT_NO_THROW(require_model_support(c));
   EXPECT_NO_THROW(Transformer(ModelWeights::random(c, 1)));
-  c.nope_layer_interval = 2;  // a Llama 4 feature, not implemented
+  c.moe.n_experts = 2;  // a Llama 4 feature, not implemented
   ErrorKind kind = ErrorKind::Usage;
-  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "NoPE layers (nope_layer_interval = 2) is not supported yet");
+  EXPECT_EQ(error_of([&] { require_model_support(c); }, &kind), "mixture of experts (moe.n_experts = 2) is not supported yet");
   EXPECT_EQ(kind, ErrorKind::Unsupported);
 }
 

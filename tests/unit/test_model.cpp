@@ -40,7 +40,7 @@ using fixture::read_ints;
 namespace fs = std::filesystem;
 
 std::vector<std::string> fixture_names() {
-  return fixture::names_with("model.safetensors");
+  return fixture::model_fixtures("model.safetensors");
 }
 
 struct Case {
@@ -49,6 +49,15 @@ struct Case {
   std::vector<int64_t> pos;
   std::vector<float> logits;
   float loss = 0;
+  fixture::VisionCase vision;  // image inputs (vision_dim > 0)
+  // [B] image feature rows for a forward, or null.
+  const VisionRow* vision_rows() const {
+    rows_ = vision.rows();
+    return rows_.empty() ? nullptr : rows_.data();
+  }
+
+ private:
+  mutable std::vector<VisionRow> rows_;
 };
 
 Case load_case(const std::string& name) {
@@ -63,6 +72,9 @@ Case load_case(const std::string& name) {
   c.targets = read_ints<int32_t>(f, "targets");
   c.pos = read_ints<int64_t>(f, "pos");
   c.loss = f.get("loss").to_f32().data<float>()[0];
+  const auto model = SafeTensorsFile::open(fixture::dir() / name / "model.safetensors");
+  const ModelConfig cfg = config_from_json(model.metadata_value("lmkit.config").value(), name);
+  c.vision = fixture::load_vision(f, cfg, c.tokens, c.B, c.T);
   return c;
 }
 
@@ -78,7 +90,7 @@ TEST_P(Fixture, ForwardMatchesPyTorch) {
   const Case c = load_case(GetParam());
   Transformer model(load_fixture_model(GetParam()));
   EXPECT_FALSE(model.weights().writable()) << "aligned f32 weights should be used straight from the mapping";
-  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* logits = model.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   const double err = max_rel_error(logits, c.logits.data(), c.logits.size());
   const LossResult loss = model.loss(c.targets.data());
   const double loss_err = std::abs(loss.loss - c.loss) / std::abs(c.loss);
@@ -93,7 +105,7 @@ TEST_P(Fixture, ForwardMatchesPyTorch) {
 TEST_P(Fixture, KeptActivationsAndWritableCopyGiveTheSameLogits) {
   const Case c = load_case(GetParam());
   Transformer lean(load_fixture_model(GetParam()));
-  const float* l0 = lean.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* l0 = lean.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   std::vector<float> first(l0, l0 + c.logits.size());
 
   ModelWeights w = load_fixture_model(GetParam());
@@ -101,7 +113,7 @@ TEST_P(Fixture, KeptActivationsAndWritableCopyGiveTheSameLogits) {
   EXPECT_TRUE(w.writable());
   Transformer kept(std::move(w));
   kept.set_keep_activations(true);
-  const float* l1 = kept.forward(c.tokens.data(), c.pos.data(), c.B, c.T);
+  const float* l1 = kept.forward(c.tokens.data(), c.pos.data(), c.B, c.T, nullptr, c.vision_rows());
   EXPECT_EQ(max_rel_error(l1, first.data(), first.size()), 0.0);
   ASSERT_EQ(kept.activations().layers.size(), static_cast<size_t>(kept.config().n_layers));
   ASSERT_NE(kept.activations().layers[0].att, nullptr);
@@ -123,7 +135,8 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
     return;
   }
   const int64_t B = c.B, T = c.T, V = c.V;
-  const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T);
+  const VisionRow* vision = c.vision_rows();
+  const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T, nullptr, vision);
   const std::vector<float> full(full_ptr, full_ptr + B * T * V);
 
   // Token by token, then a prefill of part of the sequence followed by steps.
@@ -147,7 +160,7 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
           tok[b * prefill + i] = c.tokens[b * T + i];
           pos[b * prefill + i] = c.pos[b * T + i];
         }
-      check(model.forward(tok.data(), pos.data(), prefill, cache), 0, prefill);
+      check(model.forward(tok.data(), pos.data(), prefill, cache, nullptr, vision), 0, prefill);
       t = prefill;
     }
     for (; t < T; ++t) {
@@ -157,7 +170,7 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
         tok[b] = c.tokens[b * T + t];
         pos[b] = c.pos[b * T + t];
       }
-      check(model.forward_step(tok.data(), pos.data(), cache), t, 1);
+      check(model.forward(tok.data(), pos.data(), 1, cache, nullptr, vision), t, 1);
     }
     EXPECT_EQ(cache.length(), T);
     std::printf("[ %-22s ] decode (prefill %lld): max rel err %.2e vs full forward, %.2e vs PyTorch\n",
@@ -179,16 +192,16 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
       tok[b] = c.tokens[b * T + t];
       pos[b] = c.pos[b * T + t];
     }
-    const float* many = model.forward_step(tok.data(), pos.data(), batched);
+    const float* many = model.forward(tok.data(), pos.data(), 1, batched, nullptr, vision);
     const std::vector<float> row0(many, many + V);
-    const float* one = model.forward_step(tok.data(), pos.data(), single);
+    const float* one = model.forward(tok.data(), pos.data(), 1, single, nullptr, vision);
     EXPECT_EQ(std::vector<float>(one, one + V), row0) << "position " << t;
   }
   set_threads(saved_threads);
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, Fixture, ::testing::ValuesIn(fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& info) { return fixture::test_name(info.param); });
 
 TEST(ModelFixtures, AtLeastEightArePresent) { EXPECT_GE(fixture_names().size(), 8u); }
 
@@ -365,9 +378,6 @@ TEST(Model, UnsupportedFeaturesAreRefused) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("is not supported yet"), std::string::npos) << e.what();
   }
-  ModelConfig nope = tiny_config();
-  nope.nope_layer_interval = 2;
-  EXPECT_THROW(Transformer(ModelWeights::random(nope, 1)), Error);
 }
 
 TEST(Model, LengthLimitsAndBadTokens) {

@@ -13,6 +13,7 @@
 #include "generate/generate.h"
 #include "generate/sampler.h"
 #include "model/params.h"
+#include "model/presets.h"
 #include "model/transformer.h"
 #include "tokenizer/byte_v1.h"
 
@@ -112,6 +113,64 @@ Transformer soma_fixture() {
                                         "model.safetensors"));
 }
 
+TEST(Sampler, NeverDrawsReservedIds) {
+  const std::vector<float> logits{0.f, 9.f, 1.f, 8.f, 2.f};
+  const std::vector<uint8_t> reserved{0, 1, 0, 1, 0};
+  EXPECT_EQ(argmax(logits.data(), 5, reserved.data()), 4);
+  EXPECT_EQ(argmax(logits.data(), 5), 1);
+  Sampler greedy({0.0, 0, 1.0}, 1);
+  EXPECT_EQ(greedy.sample(logits.data(), 5, reserved.data()), 4);
+  Sampler s({1.0, 0, 1.0}, 3);
+  for (int i = 0; i < 2000; ++i) {
+    const int32_t id = s.sample(logits.data(), 5, reserved.data());
+    ASSERT_TRUE(id == 0 || id == 2 || id == 4) << id;
+  }
+  const std::vector<uint8_t> all(5, 1);
+  EXPECT_THROW(greedy.sample(logits.data(), 5, all.data()), Error);
+  EXPECT_THROW(s.sample(logits.data(), 5, all.data()), Error);
+}
+
+TEST(Generate, ReservedIdsArePadUndecodableAndPastTheTokenizer) {
+  ModelConfig cfg = preset("tiny");  // byte-v1 vocabulary: pad 256, eos 257
+  cfg.vocab_size = 300;              // padded past the tokenizer
+  ByteV1Tokenizer tok;
+  const std::vector<uint8_t> r = reserved_ids(cfg, tok.spec(), &tok);
+  ASSERT_EQ(r.size(), 300u);
+  for (int id = 0; id < 300; ++id) {
+    const bool want = id == 256 || (id >= 258);  // PAD, 258..263 undecodable, 264.. past the tokenizer
+    EXPECT_EQ(r[static_cast<size_t>(id)] != 0, want) << id;
+  }
+  TokenizerSpec raw;  // no tokenizer: the spec's vocabulary and the config's pad
+  raw.vocab_size = 200;
+  cfg.pad_id = 0;
+  const std::vector<uint8_t> rr = reserved_ids(cfg, raw, nullptr);
+  EXPECT_EQ(rr[0], 1);
+  EXPECT_EQ(rr[199], 0);
+  EXPECT_EQ(rr[200], 1);
+}
+
+TEST(Generate, GreedyNeverEmitsReservedIds) {
+  Transformer m = soma_fixture();
+  ByteV1Tokenizer tok;
+  Generator g(m, &tok);
+  GenerateOptions o;
+  o.max_new_tokens = 40;
+  o.sampling.temperature = 0;
+  o.stop_at_eos = false;
+  const std::vector<uint8_t> reserved = reserved_ids(m.config(), tok.spec(), &tok);
+  int unmasked_hits = 0;  // how often plain argmax would have picked a reserved id
+  std::vector<int32_t> seq{84, 111, 32, 98, 101};
+  const Completion c = g.generate(seq, o, 0, {});
+  for (const int32_t id : c.tokens) {
+    EXPECT_EQ(reserved[static_cast<size_t>(id)], 0) << id;
+    const int64_t V = m.config().vocab_size;
+    const float* l = m.forward(seq.data(), nullptr, 1, static_cast<int64_t>(seq.size()));
+    unmasked_hits += reserved[static_cast<size_t>(argmax(l + (seq.size() - 1) * V, V))];
+    seq.push_back(id);
+  }
+  EXPECT_GT(unmasked_hits, 0) << "the fixture never prefers a reserved id: the test proves nothing";
+}
+
 TEST(Generate, EncodePromptIsBytesForTheByteTokenizer) {
   ByteV1Tokenizer tok;
   EXPECT_EQ(encode_prompt(tok, "To be"), (std::vector<int32_t>{84, 111, 32, 98, 101}));
@@ -134,16 +193,17 @@ TEST(Generate, GreedyKvCacheDecodeEqualsFullForwards) {
   EXPECT_EQ(c.prompt_tokens, 5);
   std::vector<int32_t> seq = prompt;
   const int64_t V = m.config().vocab_size;
+  const std::vector<uint8_t> reserved = reserved_ids(m.config(), tok.spec(), &tok);
   for (int i = 0; i < 12; ++i) {
     const float* l = m.forward(seq.data(), nullptr, 1, static_cast<int64_t>(seq.size()));
-    const int32_t next = argmax(l + (seq.size() - 1) * V, V);
+    const int32_t next = argmax(l + (seq.size() - 1) * V, V, reserved.data());
     EXPECT_EQ(next, c.tokens[static_cast<size_t>(i)]) << "step " << i;
     seq.push_back(next);
   }
-  std::vector<uint8_t> bytes;  // token by token: reserved ids have no bytes
+  std::vector<uint8_t> bytes;
   for (int32_t id : c.tokens) {
     const uint32_t u = static_cast<uint32_t>(id);
-    tok.decode(&u, 1, bytes);
+    EXPECT_EQ(tok.decode(&u, 1, bytes), 1u) << id;
   }
   EXPECT_EQ(c.text, std::string(bytes.begin(), bytes.end()));
   EXPECT_EQ(streamed, c.text);

@@ -3,8 +3,11 @@
 // resume of the training loop (with a stand-in gradient so it needs no backward pass).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optimizer.h"
+#include "train/run_dir.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
 
@@ -43,8 +47,7 @@ TokenData make_data(const std::vector<std::vector<uint32_t>>& records) {
   d.spec = byte_v1::spec();
   uint64_t start = 0;
   for (const auto& r : records) {
-    d.records.push_back({d.size(), static_cast<int64_t>(r.size()), start});
-    d.tokens.insert(d.tokens.end(), r.begin(), r.end());
+    d.append(r.data(), r.size(), start);
     start += 1000;
   }
   return d;
@@ -126,6 +129,46 @@ TEST(AdamW, DecayRule) {
       EXPECT_EQ(decays(p, false), matrix) << p.name;
     }
   }
+}
+
+// materium's conditions (docs/materium.md): the projections decay like the other matrices,
+// the tables (class, count, mask and type embeddings) like the token embedding, biases never.
+TEST(AdamW, DecayRuleForConditions) {
+  ModelConfig c = small_config();
+  c.conditions = {{"band_gap", ProjLayerType::Linear, 1, 0, 0},
+                  {"space_group", ProjLayerType::Embedding, 230, 0, 0},
+                  {"formula", ProjLayerType::Formula, 8, 0, 0}};
+  validate(c, "test");
+  const ParameterLayout layout(c);
+  int seen = 0;
+  for (const ParamInfo& p : layout.tensors()) {
+    switch (p.kind) {
+      case ParamKind::CondLinearW:
+      case ParamKind::CondMlpW1:
+      case ParamKind::CondMlpW2:
+        EXPECT_TRUE(decays(p, true)) << p.name;
+        EXPECT_TRUE(decays(p, false)) << p.name;
+        ++seen;
+        break;
+      case ParamKind::CondEmbedding:
+      case ParamKind::CondCountEmb:
+      case ParamKind::CondMaskEmb:
+      case ParamKind::TypeEmbeddings:
+        EXPECT_TRUE(decays(p, true)) << p.name;
+        EXPECT_FALSE(decays(p, false)) << p.name;
+        ++seen;
+        break;
+      case ParamKind::CondMlpB1:
+      case ParamKind::CondMlpB2:
+        EXPECT_FALSE(decays(p, true)) << p.name;
+        ++seen;
+        break;
+      default:
+        break;
+    }
+  }
+  // linear W; embedding table; formula count table, 2 MLP weights, 2 biases; 3 masks; type table
+  EXPECT_EQ(seen, 1 + 1 + 5 + 3 + 1);
 }
 
 TEST(Schedule, WarmupThenDecay) {
@@ -252,10 +295,91 @@ TEST(Loader, LoadsConcatenatedStreamsWithRecords) {
   }
   const TokenData d = load_tokens({(dir / "a.tok").string(), (dir / "b.tok").string()});
   EXPECT_EQ(d.size(), 10);
-  ASSERT_EQ(d.records.size(), 4u);
-  EXPECT_EQ(d.records[1].start, 3u);
-  EXPECT_EQ(d.records[2].begin, 5);
+  ASSERT_EQ(d.records().size(), 4u);
+  EXPECT_EQ(d.records()[1].start, 3u);
+  EXPECT_EQ(d.records()[2].begin, 5);
   fs::remove_all(dir);
+}
+
+TEST(Loader, MapsStreamsInPlaceAndSpillsCompressedOnes) {
+  const fs::path dir = scratch("mapped");
+  fs::create_directories(dir);
+  std::vector<uint32_t> all;
+  {
+    auto plain = open_output((dir / "a.tok").string());
+    auto packed = zstd_sink(open_output((dir / "a.tok.zst").string()), 3);
+    TokenStreamWriter w(*plain, byte_v1::spec()), z(*packed, byte_v1::spec());
+    for (uint32_t r = 0; r < 50; ++r) {
+      std::vector<uint32_t> rec(37 + r * 13);
+      for (size_t i = 0; i < rec.size(); ++i) rec[i] = (r * 31 + static_cast<uint32_t>(i)) % 256;
+      w.write_record(rec.data(), rec.size(), r * 100);
+      z.write_record(rec.data(), rec.size(), r * 100);
+      all.insert(all.end(), rec.begin(), rec.end());
+    }
+    w.finish();
+    z.finish();
+  }
+  TokenReadOptions small_chunks;
+  small_chunks.max_chunk_tokens = 10;  // records arrive in many chunks, each a view of the same record
+  const TokenData a = load_tokens({(dir / "a.tok").string()}, small_chunks);
+  const fs::path spill_dir = dir / "tmp";
+  fs::create_directories(spill_dir);
+  const char* old_tmp = std::getenv("TMPDIR");
+  const std::string saved_tmp = old_tmp ? old_tmp : "";
+  ::setenv("TMPDIR", spill_dir.c_str(), 1);
+  const TokenData z = load_tokens({(dir / "a.tok.zst").string()});
+  ::setenv("TMPDIR", (dir / "nowhere").c_str(), 1);  // the spill goes to $TMPDIR
+  EXPECT_THROW(load_tokens({(dir / "a.tok.zst").string()}), Error);
+  EXPECT_NO_THROW(load_tokens({(dir / "a.tok").string()}));  // a plain file needs none
+  if (old_tmp) ::setenv("TMPDIR", saved_tmp.c_str(), 1);
+  else ::unsetenv("TMPDIR");
+  EXPECT_TRUE(fs::is_empty(spill_dir));  // the spill file was unlinked at once
+  for (const TokenData* d : {&a, &z}) {
+    ASSERT_EQ(d->size(), static_cast<int64_t>(all.size()));
+    ASSERT_EQ(d->records().size(), 50u);
+    EXPECT_EQ(d->records()[7].start, 700u);
+    EXPECT_EQ(d->records()[0].width, 2u);  // u16 tokens, viewed as they are in the file
+    std::vector<int32_t> got(all.size());
+    d->read(0, d->size(), got.data());
+    for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(got[i], static_cast<int32_t>(all[i])) << i;
+    EXPECT_EQ(d->at(1234), all[1234]);
+    EXPECT_EQ(d->max_token(), 255u);
+    ASSERT_EQ(d->fingerprints.size(), 1u);
+  }
+  // Same content, same fingerprint, however it is stored.
+  EXPECT_TRUE(a.fingerprints[0].same_content(z.fingerprints[0]));
+  // A corrupt compressed stream names the offset in the decompressed bytes.
+  {
+    auto packed = zstd_sink(open_output((dir / "bad.tok.zst").string()), 3);
+    const std::vector<uint8_t> header = tokstream::encode_header(byte_v1::spec());
+    packed->write(header.data(), header.size());
+    packed->write("XXXXXXXXXXXXXXXX", 16);
+    packed->finish();
+  }
+  try {
+    load_tokens({(dir / "bad.tok.zst").string()});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("at byte 64 of the decompressed stream"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Loader, FingerprintSeesSizeAndSampledContent) {
+  std::vector<uint8_t> big(5 << 20, 7);
+  const DataFingerprint f = fingerprint_bytes(big.data(), big.size(), "x");
+  EXPECT_EQ(f.bytes, big.size());
+  big[10] = 8;  // in the first 64 KiB
+  EXPECT_FALSE(fingerprint_bytes(big.data(), big.size(), "x").same_content(f));
+  big[10] = 7;
+  big[big.size() - 5] = 9;  // in the last 64 KiB
+  EXPECT_FALSE(fingerprint_bytes(big.data(), big.size(), "x").same_content(f));
+  big[big.size() - 5] = 7;
+  EXPECT_TRUE(fingerprint_bytes(big.data(), big.size(), "y").same_content(f));  // the name does not count
+  EXPECT_FALSE(fingerprint_bytes(big.data(), big.size() - 1, "x").same_content(f));
+  const DataFingerprint back = fingerprint_from_json(fingerprint_to_json(f));
+  EXPECT_TRUE(back.same_content(f));
+  EXPECT_EQ(back.source, "x");
 }
 
 TEST(Checkpoint, RoundTripsModelMomentsAndState) {
@@ -406,9 +530,155 @@ TEST(Trainer, NonFiniteLossStopsWithoutSaving) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Runtime);
     EXPECT_EQ(std::string(e.what()), "loss is nan at step 3; training stopped");
-    EXPECT_NE(e.hint().find("step 2"), std::string::npos);
+    // Step 2's weights gave the NaN: the last good checkpoint is step 1's.
+    EXPECT_NE(e.hint().find("checkpoint (step 1)"), std::string::npos) << e.hint();
   }
-  EXPECT_EQ(load_checkpoint((a / kCheckpointFile).string()).state.step, 2);
+  EXPECT_EQ(load_checkpoint((a / kCheckpointFile).string()).state.step, 1);
+  fs::remove_all(a);
+}
+
+TEST(Trainer, NeverSavesNonFiniteWeights) {
+  const fs::path a = scratch("inf");
+  std::vector<uint32_t> toks(100, 5);
+  const TokenData d = make_data({toks});
+  TrainOptions o;
+  o.steps = 5;
+  o.batch = 1;
+  o.seq = 4;
+  o.save_every = 1;
+  o.grad_clip = 0;
+  o.schedule.lr = 1e38;  // finite, but the first update overflows float
+  o.schedule.min_lr = 0;
+  Trainer t(ModelWeights::random(small_config(), 1), o, a.string(), "", &d, nullptr);
+  t.set_step_function(quadratic_step());
+  try {
+    t.run();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+    EXPECT_NE(std::string(e.what()).find("training stopped"), std::string::npos) << e.what();
+    EXPECT_EQ(e.hint(), "nothing was saved; try a lower --lr");
+  }
+  EXPECT_FALSE(fs::exists(a / kCheckpointFile));
+  EXPECT_FALSE(fs::exists(a / kModelFile));
+  fs::remove_all(a);
+}
+
+TEST(Trainer, OptionsRefuseValuesNoRunCanUse) {
+  auto refused = [](const std::function<void(TrainOptions&)>& set, const std::string& what) {
+    TrainOptions o;
+    set(o);
+    try {
+      o.validate();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << what;
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      return;
+    }
+    ADD_FAILURE() << "accepted: " << what;
+  };
+  const double nan = std::nan(""), inf = INFINITY;
+  refused([&](TrainOptions& o) { o.schedule.lr = nan; }, "--lr");
+  refused([&](TrainOptions& o) { o.schedule.lr = -1; }, "--lr");
+  refused([&](TrainOptions& o) { o.schedule.lr = inf; }, "--lr");
+  refused([&](TrainOptions& o) { o.schedule.min_lr = nan; }, "--min-lr");
+  refused([&](TrainOptions& o) { o.schedule.min_lr = 1; }, "--min-lr 1 is above --lr");
+  refused([&](TrainOptions& o) { o.schedule.warmup = -1; }, "--warmup");
+  refused([&](TrainOptions& o) { o.grad_clip = -1; }, "--grad-clip");
+  refused([&](TrainOptions& o) { o.grad_clip = nan; }, "--grad-clip");
+  refused([&](TrainOptions& o) { o.adamw.beta1 = 1; }, "--beta1");
+  refused([&](TrainOptions& o) { o.adamw.beta1 = nan; }, "--beta1");
+  refused([&](TrainOptions& o) { o.adamw.beta2 = -0.5; }, "--beta2");
+  refused([&](TrainOptions& o) { o.adamw.eps = 0; }, "--eps");
+  refused([&](TrainOptions& o) { o.adamw.eps = inf; }, "--eps");
+  refused([&](TrainOptions& o) { o.adamw.weight_decay = -0.1; }, "--weight-decay");
+  refused([&](TrainOptions& o) { o.batch = 0; }, "--batch");
+  refused([&](TrainOptions& o) { o.grad_accum = 0; }, "--grad-accum");
+  refused([&](TrainOptions& o) { o.log_every = 0; }, "--log-every");
+  TrainOptions ok;
+  ok.adamw.beta1 = 0;
+  ok.grad_clip = 0;
+  ok.schedule.lr = 0;
+  EXPECT_NO_THROW(ok.validate());
+}
+
+TEST(Trainer, ResumeRefusesChangedDataUnlessAllowed) {
+  const fs::path a = scratch("changed");
+  std::vector<uint32_t> toks(300);
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<uint32_t>((i * 5) % 256);
+  TokenData d = make_data({toks});
+  d.fingerprints.push_back(fingerprint_bytes(reinterpret_cast<const uint8_t*>(toks.data()), toks.size() * 4, "d"));
+  TrainOptions o;
+  o.steps = 4;
+  o.batch = 1;
+  o.seq = 8;
+  o.stop_after = 2;
+  {
+    Trainer t(ModelWeights::random(small_config(), 1), o, a.string(), "", &d, nullptr);
+    t.set_step_function(quadratic_step());
+    t.run();
+  }
+  toks[150] ^= 1;  // one token changed
+  TokenData changed = make_data({toks});
+  changed.fingerprints.push_back(
+      fingerprint_bytes(reinterpret_cast<const uint8_t*>(toks.data()), toks.size() * 4, "d"));
+  TrainOptions again;
+  again.steps = -1;
+  try {
+    Trainer::resume(a.string(), again, &changed, nullptr);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_EQ(std::string(e.what()), "the training data changed since the run started: 'd' (same size, other content)");
+  }
+  EXPECT_NO_THROW(Trainer::resume(a.string(), again, &d, nullptr));  // the same data: fine
+  again.allow_data_change = true;
+  {
+    auto t = Trainer::resume(a.string(), again, &changed, nullptr);
+    ASSERT_EQ(t->warnings().size(), 1u);
+    t->set_step_function(quadratic_step());
+    t->run();
+  }
+  std::ifstream log(a / kLogFile);
+  std::string line, notes;
+  while (std::getline(log, line))
+    if (line.find("\"note\"") != std::string::npos) notes += line;
+  EXPECT_NE(notes.find("\"step\":2,\"note\":\"the training data changed"), std::string::npos) << notes;
+  // The new data is the run's now.
+  again.allow_data_change = false;
+  EXPECT_NO_THROW(Trainer::resume(a.string(), again, &changed, nullptr));
+  fs::remove_all(a);
+}
+
+TEST(Trainer, OneWriterPerRunDirectory) {
+  const fs::path a = scratch("lock");
+  fs::create_directories(a);
+  {
+    RunLock first = RunLock::acquire(a.string());
+    try {
+      RunLock::acquire(a.string());
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+      EXPECT_EQ(std::string(e.what()), cat(quote(a.string()), " is in use by another lm-train (pid ", ::getpid(), ")"));
+    }
+    const TokenData d = make_data({std::vector<uint32_t>(100, 3)});
+    TrainOptions o;
+    o.steps = 0;
+    EXPECT_THROW(Trainer(ModelWeights::random(small_config(), 1), o, a.string(), "", &d, nullptr), Error);
+  }
+  EXPECT_NO_THROW(RunLock::acquire(a.string()));  // released with its holder
+  // A log alone holds a run; stale temporary files of a killed save go at the next start.
+  EXPECT_EQ(run_marker(a.string()), "");
+  std::ofstream(a / kLogFile) << "{\"step\":1}\n";
+  EXPECT_EQ(run_marker(a.string()), kLogFile);
+  for (const char* f : {".checkpoint.safetensors.Ab12Cd", ".model.safetensors.xYz789", ".log.jsonl.QQQQQQ", ".other.123456"})
+    std::ofstream(a / f) << "x";
+  remove_stale_temporaries(a.string());
+  EXPECT_FALSE(fs::exists(a / ".checkpoint.safetensors.Ab12Cd"));
+  EXPECT_FALSE(fs::exists(a / ".model.safetensors.xYz789"));
+  EXPECT_FALSE(fs::exists(a / ".log.jsonl.QQQQQQ"));
+  EXPECT_TRUE(fs::exists(a / ".other.123456"));  // not ours
   fs::remove_all(a);
 }
 

@@ -1,0 +1,122 @@
+#include "core/rows.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lm {
+
+const char* weight_type_name(WeightType type) {
+  switch (type) {
+    case WeightType::F32: return "f32";
+    case WeightType::F16: return "f16";
+    case WeightType::BF16: return "bf16";
+    case WeightType::Q8_0: return "q8_0";
+    case WeightType::Q4_0: return "q4_0";
+    case WeightType::Q4_K: return "q4_K";
+  }
+  return "unknown";
+}
+
+namespace {
+
+typedef float Floats16 __attribute__((vector_size(64)));  // GCC lowers it to the machine's vectors
+typedef float Floats4 __attribute__((vector_size(16)));
+Floats16 load16(const float* p) {
+  Floats16 v;
+  std::memcpy(&v, p, sizeof v);  // an unaligned vector load
+  return v;
+}
+
+[[noreturn]] void fail_no_row_kernel(const char* kernel, WeightType type) {
+  fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
+}
+
+}  // namespace
+
+// 64 floats per iteration into one vector accumulator: decode is bound by how many loads of a
+// weight row a core keeps in flight, and the fewer instructions per byte, the further ahead
+// the out-of-order window reaches (a plain `omp simd` loop streamed a few percent slower).
+// Kept out of line so that every caller gets this code: inlined into the callers' loops, GCC
+// once took a scalar path for whole rows.
+[[gnu::noinline]] float dot_f32(const float* w, const float* x, int64_t n) {
+  Floats16 acc{};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int64_t k = 0; k < 64; k += 16) acc += load16(w + i + k) * load16(x + i + k);
+  for (; i + 16 <= n; i += 16) acc += load16(w + i) * load16(x + i);
+  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
+                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
+                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
+  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+  for (; i < n; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
+float dot_f32_ref(const float* w, const float* x, int64_t n) {
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(w[i]) * x[i];
+  return static_cast<float>(acc);
+}
+
+namespace {
+
+// The row-dot of each type: row o of the view against one input row of IC floats.
+using RowDot = float (*)(const void* row, const float* x, int64_t IC);
+float row_dot_f32(const void* row, const float* x, int64_t IC) { return dot_f32(static_cast<const float*>(row), x, IC); }
+
+// The one row loop; `dot` is a template argument, so the call inside is direct (and the
+// f32 wrapper folds into it). Input row n is the inner loop: the weight row is read from
+// memory once and stays in L1 for the other N - 1 input rows.
+template <RowDot dot>
+void rows_loop(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+               int64_t count) {
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, IC = w.cols;
+  for (int64_t o = first; o < first + count; ++o) {
+    const void* row = base + o * w.row_bytes;
+    for (int64_t n = 0; n < N; ++n) {
+      const float acc = dot(row, inp + n * IC, IC);
+      out[n * OC + o] = bias ? acc + bias[o] : acc;
+    }
+  }
+}
+
+// The reference's per-type decoder: row to IC floats.
+using RowDecode = void (*)(float* dst, const void* row, int64_t IC);
+void decode_row_f32(float* dst, const void* row, int64_t IC) {
+  std::memcpy(dst, row, static_cast<size_t>(IC) * sizeof(float));
+}
+
+}  // namespace
+
+void matmul_rows(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+                 int64_t count) {
+  switch (w.type) {
+    case WeightType::F32: return rows_loop<row_dot_f32>(out, inp, w, bias, N, first, count);
+    default: fail_no_row_kernel("matmul_rows", w.type);
+  }
+}
+
+void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                     int64_t first, int64_t count) {
+  RowDecode decode = nullptr;
+  switch (w.type) {
+    case WeightType::F32: decode = decode_row_f32; break;
+    default: fail_no_row_kernel("matmul_rows_ref", w.type);
+  }
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, IC = w.cols;
+  std::vector<float> row(static_cast<size_t>(IC));
+  for (int64_t o = first; o < first + count; ++o) {
+    decode(row.data(), base + o * w.row_bytes, IC);
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = bias ? bias[o] : 0.0;
+      for (int64_t i = 0; i < IC; ++i) acc += static_cast<double>(row[static_cast<size_t>(i)]) * inp[n * IC + i];
+      out[n * OC + o] = static_cast<float>(acc);
+    }
+  }
+}
+
+}  // namespace lm

@@ -1,0 +1,59 @@
+// The row kernel: weight rows streamed once against a few input rows (batch-1 and few-row
+// decode, where every weight is read once per token and the memory bus is the bound).
+// Shape letters: N input rows, IC input features (a weight row's length), OC weight rows.
+//
+// How a storage type plugs in. A WeightView names its rows' type; matmul_rows switches on it
+// once per call and runs its row loop with that type's row-dot function
+// (float dot(const void* row, const float* x, int64_t IC)), so nothing per row depends on the
+// type but the dot itself. A new type (f16, bf16, q8_0, q4_0, q4_K) adds:
+//   - its row-dot in rows.cpp, beside dot_f32 (one per ISA where it pays, chosen at run time
+//     from cpuid: AVX-512 VNNI, AVX2), and its case in matmul_rows's switch;
+//   - its element decoder in matmul_rows_ref's switch (the plain twin: decode each weight to
+//     float, accumulate in double), and a case in tests/unit/test_rows.cpp.
+// row_bytes carries block-quantized layouts (q8_0: IC / 32 blocks of 34 bytes) and padded rows.
+// A type whose dot wants the input in another form (int8 blocks for VNNI) takes it prepared
+// once per matmul, before the rows are shared out, as a second input view.
+#pragma once
+
+#include <cstdint>
+
+namespace lm {
+
+// Storage type of a weight matrix's rows. Only F32 has a row-dot yet: the others are the
+// types weights are stored in elsewhere (checkpoints, GGUF files), refused by the kernels
+// with an Unsupported error until theirs exists.
+enum class WeightType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K };
+const char* weight_type_name(WeightType type);  // "f32", "q8_0", ...
+
+// OC rows of IC weights each, in PyTorch orientation [OC, IC]; row o starts at
+// data + o * row_bytes.
+struct WeightView {
+  WeightType type;
+  const void* data;
+  int64_t rows;       // OC
+  int64_t cols;       // IC
+  int64_t row_bytes;  // distance between rows, >= the bytes of IC weights of this type
+};
+inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
+  return {WeightType::F32, w, OC, IC, IC * static_cast<int64_t>(sizeof(float))};
+}
+
+// w . x over n floats, in float with vector accumulators: the f32 row-dot.
+float dot_f32(const float* w, const float* x, int64_t n);
+// The same with a double accumulator, rounded once: the reference dot_f32 is held to.
+float dot_f32_ref(const float* w, const float* x, int64_t n);
+
+// For weight rows o in [first, first + count) and input rows n in [0, N):
+//   out [N, OC] at [n, o] = inp [N, IC] row n . w row o (+ bias [OC] at o; bias may be null).
+// Other outputs are left as they are, so threads sharing out the rows of one matmul write
+// disjoint columns of one buffer. Runs on the calling thread. Throws Unsupported for a type
+// without a row-dot; as no exception may leave an OpenMP region, a caller inside one builds
+// views only of types checked beforehand (today every caller's weights are F32).
+void matmul_rows(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+                 int64_t count);
+// The same with plain loops (each weight decoded to float, double accumulation): the
+// reference matmul_rows is held to.
+void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                     int64_t first, int64_t count);
+
+}  // namespace lm

@@ -1,0 +1,173 @@
+// The row kernel (core/rows.h) against its plain twins: dot_f32 and matmul_rows held to the
+// double-accumulating references, exactly on integer data (every partial sum representable,
+// so any dropped, repeated or misplaced element shows) and within the float rounding bound on
+// random data; unimplemented weight types refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/rows.h"
+
+namespace lm {
+namespace {
+
+constexpr double kUnitRoundoff = 1.0 / (1 << 24);  // float
+
+// The rounding bound of a float sum of n products accumulated in 16 lanes, reduced and
+// rounded, relative to the sum of the products' magnitudes: (n / 16 + 24) unit roundoffs.
+double dot_bound(int64_t n, double sum_abs) { return (static_cast<double>(n) / 16 + 24) * kUnitRoundoff * sum_abs; }
+
+// Lengths around the kernel's 16- and 64-float steps.
+const std::vector<int64_t> kLengths = {0, 1, 3, 15, 16, 17, 31, 48, 63, 64, 65, 79, 127, 128, 129, 200, 288, 1000};
+
+TEST(RowKernels, DotF32EqualsReferenceOnIntegers) {
+  Rng rng(21);
+  for (int64_t n : kLengths) {
+    std::vector<float> w(n), x(n);
+    for (int64_t i = 0; i < n; ++i) {
+      w[i] = std::round(8 * rng.normal());  // |sum| stays far below 2^24: every sum exact
+      x[i] = std::round(8 * rng.normal());
+    }
+    EXPECT_EQ(dot_f32(w.data(), x.data(), n), dot_f32_ref(w.data(), x.data(), n)) << n;
+  }
+  // One non-zero product at each position: the kernel reaches every element, once.
+  const int64_t n = 131;
+  std::vector<float> w(n), x(n, 1.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    std::fill(w.begin(), w.end(), 0.0f);
+    w[i] = static_cast<float>(i + 1);
+    EXPECT_EQ(dot_f32(w.data(), x.data(), n), static_cast<float>(i + 1)) << i;
+  }
+}
+
+TEST(RowKernels, DotF32MatchesReferenceWithinRounding) {
+  Rng rng(22);
+  for (int64_t n : kLengths) {
+    std::vector<float> w(n), x(n);
+    double sum_abs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      w[i] = rng.normal();
+      x[i] = rng.normal();
+      sum_abs += std::fabs(static_cast<double>(w[i]) * x[i]);
+    }
+    const float fast = dot_f32(w.data(), x.data(), n), ref = dot_f32_ref(w.data(), x.data(), n);
+    EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), dot_bound(n, sum_abs)) << n;
+  }
+}
+
+// Weights with padded rows (row_bytes past IC floats, the padding NaN) and outputs pre-set to
+// a marker: matmul_rows must read only its rows' IC weights and write only its columns.
+struct RowsCase {
+  int64_t N, IC, OC, pad;
+  std::vector<float> inp, weights, bias;
+  WeightView view() const {
+    return {WeightType::F32, weights.data(), OC, IC, (IC + pad) * static_cast<int64_t>(sizeof(float))};
+  }
+};
+
+RowsCase make_case(Rng& rng, int64_t N, int64_t IC, int64_t OC, bool integers) {
+  RowsCase c{N, IC, OC, 3, {}, {}, {}};
+  auto value = [&] { return integers ? std::round(8 * rng.normal()) : rng.normal(); };
+  c.inp.resize(N * IC);
+  for (auto& v : c.inp) v = value();
+  c.weights.assign(OC * (IC + c.pad), std::numeric_limits<float>::quiet_NaN());
+  for (int64_t o = 0; o < OC; ++o)
+    for (int64_t i = 0; i < IC; ++i) c.weights[o * (IC + c.pad) + i] = value();
+  c.bias.resize(OC);
+  for (auto& v : c.bias) v = value();
+  return c;
+}
+
+struct Range {
+  int64_t first, count;
+};
+std::vector<Range> ranges(int64_t OC) { return {{0, OC}, {0, 1}, {OC - 1, 1}, {4, OC - 7}, {5, 0}}; }
+
+TEST(RowKernels, MatmulRowsEqualsReferenceOnIntegers) {
+  Rng rng(23);
+  constexpr float kMarker = -12345.0f;
+  for (int64_t N : {1, 2, 3, 5})
+    for (int64_t IC : {1, 7, 16, 33, 64, 100, 129}) {
+      const RowsCase c = make_case(rng, N, IC, 13, true);
+      for (bool with_bias : {false, true})
+        for (const Range r : ranges(c.OC)) {
+          const float* bias = with_bias ? c.bias.data() : nullptr;
+          std::vector<float> out(N * c.OC, kMarker), ref(out.size(), kMarker);
+          matmul_rows(out.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          matmul_rows_ref(ref.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          EXPECT_EQ(out, ref) << N << " x " << IC << ", rows " << r.first << "+" << r.count << ", bias " << with_bias;
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < c.OC; ++o) {
+              const bool inside = o >= r.first && o < r.first + r.count;
+              EXPECT_EQ(out[n * c.OC + o] == kMarker, !inside) << n << ", " << o;
+            }
+        }
+    }
+}
+
+TEST(RowKernels, MatmulRowsMatchesReferenceWithinRounding) {
+  Rng rng(24);
+  for (int64_t N : {1, 2, 3, 5})
+    for (int64_t IC : {7, 33, 100, 129, 288}) {
+      const RowsCase c = make_case(rng, N, IC, 17, false);
+      for (bool with_bias : {false, true})
+        for (const Range r : ranges(c.OC)) {
+          const float* bias = with_bias ? c.bias.data() : nullptr;
+          std::vector<float> out(N * c.OC, 0.0f), ref(out.size(), 0.0f);
+          matmul_rows(out.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          matmul_rows_ref(ref.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = r.first; o < r.first + r.count; ++o) {
+              double sum_abs = bias ? std::fabs(bias[o]) : 0.0;
+              for (int64_t i = 0; i < IC; ++i)
+                sum_abs += std::fabs(static_cast<double>(c.inp[n * IC + i]) * c.weights[o * (IC + c.pad) + i]);
+              EXPECT_LE(std::fabs(static_cast<double>(out[n * c.OC + o]) - ref[n * c.OC + o]),
+                        dot_bound(IC, sum_abs) + kUnitRoundoff * sum_abs)
+                  << N << " x " << IC << ", row " << o << ", bias " << with_bias;
+            }
+        }
+    }
+}
+
+// The f32 row kernel is dot_f32 plus the bias, bit for bit: what the decode paths computed
+// before they shared it, and what the batched path's few-row matmul computes.
+TEST(RowKernels, MatmulRowsIsDotF32PlusBiasBitForBit) {
+  Rng rng(25);
+  const RowsCase c = make_case(rng, 3, 100, 11, false);
+  std::vector<float> out(3 * c.OC);
+  matmul_rows(out.data(), c.inp.data(), c.view(), c.bias.data(), 3, 0, c.OC);
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t o = 0; o < c.OC; ++o)
+      EXPECT_EQ(out[n * c.OC + o], dot_f32(c.weights.data() + o * (c.IC + c.pad), c.inp.data() + n * c.IC, c.IC) +
+                                       c.bias[o]);
+}
+
+TEST(RowKernels, TypesWithoutARowKernelAreRefused) {
+  const std::vector<float> inp(32, 1.0f), weights(64, 1.0f);
+  for (WeightType type : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K}) {
+    const WeightView w{type, weights.data(), 2, 32, 64};
+    std::vector<float> out(2, 7.0f);
+    for (bool reference : {false, true}) {
+      try {
+        if (reference)
+          matmul_rows_ref(out.data(), inp.data(), w, nullptr, 1, 0, 2);
+        else
+          matmul_rows(out.data(), inp.data(), w, nullptr, 1, 0, 2);
+        ADD_FAILURE() << weight_type_name(type) << " weights should be refused";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+        EXPECT_EQ(std::string(e.what()), std::string(reference ? "matmul_rows_ref: " : "matmul_rows: ") +
+                                             weight_type_name(type) + " weights are not supported yet");
+      }
+      EXPECT_EQ(out, std::vector<float>(2, 7.0f));  // nothing written
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lm
