@@ -136,6 +136,7 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
 }
 
 std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dtype) {
+  validate(c, "config.json");  // the sizes below divide by n_heads
   std::vector<std::string> why;
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
@@ -213,6 +214,7 @@ ModelConfig config_from_params_json(const std::string& text, const std::string& 
 }
 
 std::string config_to_params_json(const ModelConfig& c) {
+  validate(c, "params.json");  // the sizes below divide by n_heads
   std::vector<std::string> why;
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);

@@ -20,7 +20,8 @@ namespace lm::convert {
 // Hugging Face LlamaConfig (config.json). Unknown keys are ignored (HF configs carry many);
 // a non-Llama model_type or hidden_act, or a missing size, is a Data error naming `source`.
 ModelConfig config_from_hf_json(const std::string& text, const std::string& source);
-// Throws Unsupported naming the first field a Hugging Face Llama cannot express.
+// Throws Unsupported naming the first field a Hugging Face Llama cannot express; an invalid
+// config is a Data error (validate()), as it is for config_to_params_json.
 std::string config_to_hf_json(const ModelConfig& cfg, const std::string& torch_dtype);
 
 // Meta params.json. vocab_size -1 is returned as 0 (take it from the embedding rows).

@@ -631,6 +631,7 @@ SeedConfig config_from_seed_json(const std::string& text, SeedFormat format, con
 }
 
 std::string config_to_seed_json(const ModelConfig& cfg, SeedFormat format, int indent) {
+  validate(cfg, class_name(format));  // the sizes below divide by n_heads
   ojson doc;
   switch (format) {
     case SeedFormat::Materium: doc = to_materium(cfg); break;

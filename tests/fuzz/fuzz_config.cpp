@@ -3,7 +3,8 @@
 // config_to_json unchanged), a Hugging Face config.json, a Meta params.json, the convention
 // detection of --config, the lmkit.tokenizer metadata JSON, --set KEY=VALUE lines over a
 // preset, or a seed model's config (materium, xlstm-jax, MobileLLM, soma: detected, read,
-// and when valid written back). Only lm::Error may escape.
+// and written back). The writers get every config read: an invalid one they refuse with a
+// Data error. Only lm::Error may escape.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,16 +34,28 @@ void lmkit_config(const std::string& text) {
   if (!(back == c)) __builtin_trap();
 }
 
+// A writer given an invalid config refuses it with a Data error (it would divide by n_heads 0).
+template <class Write>
+std::string write_checked(const lm::ModelConfig& c, Write write) {
+  if (valid(c)) return write();
+  try {
+    write();
+  } catch (const lm::Error& e) {
+    if (e.kind() == lm::ErrorKind::Data) throw;
+  }
+  __builtin_trap();
+}
+
 void hf_config(const std::string& text) {
   const lm::ModelConfig c = lm::convert::config_from_hf_json(text, "config.json");
-  if (!valid(c)) return;  // the writers take validated configs (as lm-convert-checkpoint gives them)
-  lm::convert::config_from_hf_json(lm::convert::config_to_hf_json(c, "float32"), "round trip");
+  const std::string out = write_checked(c, [&] { return lm::convert::config_to_hf_json(c, "float32"); });
+  lm::convert::config_from_hf_json(out, "round trip");
 }
 
 void meta_config(const std::string& text) {
   const lm::ModelConfig c = lm::convert::config_from_params_json(text, "params.json");
-  if (!valid(c)) return;
-  lm::convert::config_from_params_json(lm::convert::config_to_params_json(c), "round trip");
+  const std::string out = write_checked(c, [&] { return lm::convert::config_to_params_json(c); });
+  lm::convert::config_from_params_json(out, "round trip");
 }
 
 void any_config(const std::string& text) {  // as load_config_arg tells them apart
@@ -67,7 +80,10 @@ void seed_config(const std::string& text) {
   const auto format = lm::detect_seed_format(text, "seed.json");
   if (!format) return;
   const lm::SeedConfig c = lm::config_from_seed_json(text, *format, "seed.json");
-  if (!valid(c.config)) return;
+  if (!valid(c.config)) {
+    write_checked(c.config, [&] { return lm::config_to_seed_json(c.config, *format); });
+    return;
+  }
   try {
     lm::config_to_seed_json(c.config, *format);
   } catch (const lm::Error& e) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -14,6 +15,7 @@
 #include "convert/names.h"
 #include "convert/rules.h"
 #include "core/error.h"
+#include "model/config_formats.h"
 #include "model/params.h"
 #include "model/presets.h"
 
@@ -349,6 +351,26 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
             std::string::npos);
   EXPECT_NE(error_of([] { config_from_hf_json(R"({"model_type": "llama"})", "config.json"); }).find("no 'hidden_size'"),
             std::string::npos);
+}
+
+// A config read but not validated (say num_attention_heads 0, from fuzz_config) is refused by
+// the writers, which would divide dim by n_heads.
+TEST(ConvertConfig, WritersRefuseInvalidConfigs) {
+  const ModelConfig c = config_from_hf_json(
+      R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_attention_heads": 0,
+          "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 25})",
+      "config.json");
+  for (const auto& write : std::vector<std::function<void()>>{[&] { config_to_hf_json(c, "float32"); },
+                                                              [&] { config_to_params_json(c); },
+                                                              [&] { config_to_seed_json(c, SeedFormat::Soma); }}) {
+    try {
+      write();
+      ADD_FAILURE() << "an invalid config was written";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data);
+      EXPECT_NE(std::string(e.what()).find("n_heads"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ConvertConfig, InferFromShapes) {

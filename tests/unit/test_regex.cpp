@@ -54,6 +54,9 @@ TEST(Regex, BadPatternsAreUsageErrors) {
   EXPECT_EQ(usage_error([] { Regex("(x"); }).rfind("invalid regular expression '(x' (", 0), 0u);
   // A repeat count std::regex overflowed a long on (undefined behaviour, found by fuzzing the rules).
   EXPECT_NE(usage_error([] { Regex("a{99999999999999999999}"); }), "");
+  // So did a backreference number (tests/fuzz/seeds/fuzz_rules/ub_backref_overflow.json).
+  EXPECT_NE(usage_error([] { Regex("^liyebs\\99999999999999999999\\d+)\\."); }), "");
+  EXPECT_NE(usage_error([] { Regex("(a)\\99999999999999999999"); }), "");
 }
 
 TEST(Regex, LongNamesAndPathologicalPatternsEndWithinBounds) {
