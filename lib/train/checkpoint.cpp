@@ -58,7 +58,9 @@ json state_to_json(const TrainState& st) {
   return j;
 }
 
-TrainState state_from_json(const std::string& text, const std::string& where) {
+}  // namespace
+
+TrainState train_state_from_json(const std::string& text, const std::string& where) {
   TrainState st;
   try {
     const json j = parse_json_strict(text, cat(where, ": bad training state (lmkit.train): "));
@@ -88,8 +90,6 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
   return st;
 }
 
-}  // namespace
-
 void save_checkpoint(const std::string& path, const ModelWeights& weights, const AdamW& optimizer,
                      const TrainState& state, const std::string& tokenizer_json) {
   SafeTensorsWriter w = weights.writer(tokenizer_json);
@@ -114,7 +114,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   validate(cfg, path);
 
   LoadedCheckpoint out;
-  out.state = state_from_json(*train_meta, where);
+  out.state = train_state_from_json(*train_meta, where);
   out.tokenizer_json = file.metadata_value("lmkit.tokenizer").value_or("");
   InitOptions zero;
   zero.std = 0;
