@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace lm {
 
@@ -28,6 +29,21 @@ nlohmann::ordered_json parse_ordered_json_strict(std::string_view text, const st
 std::string json_error_text(const std::exception& e);
 // "JSON nested deeper than 512 levels", the message of a depth refusal.
 std::string json_depth_message();
+
+// `v` as the integer type Int. nlohmann's get<Int>() casts a float or an integer out of Int's
+// range without a check (undefined for 7e23 into uint64_t: fuzz_train_state); this throws
+// nlohmann's type_error instead, which the readers turn into their Data errors.
+template <class Int>
+Int json_integer(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (std::in_range<Int>(u)) return static_cast<Int>(u);
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (std::in_range<Int>(i)) return static_cast<Int>(i);
+  }
+  throw nlohmann::json::type_error::create(302, "expected an integer in range, got " + v.dump(), nullptr);
+}
 
 // Whether an input that may be JSON or safetensors is JSON: by its name (.json, .safetensors),
 // else by its bytes (a safetensors header length that fits the file, followed by '{', is

@@ -26,8 +26,8 @@ Rng::State rng_state_from_json(const json& j) {
   try {
     const json& words = j.at("s");
     if (!words.is_array() || words.size() != 4) fail_data("rng state: 's' must hold 4 words");
-    for (size_t i = 0; i < 4; ++i) s.s[i] = words[i].get<uint64_t>();
-    const uint32_t bits = j.at("spare_bits").get<uint32_t>();
+    for (size_t i = 0; i < 4; ++i) s.s[i] = json_integer<uint64_t>(words[i]);
+    const uint32_t bits = json_integer<uint32_t>(j.at("spare_bits"));
     std::memcpy(&s.spare, &bits, sizeof bits);
     s.has_spare = j.at("has_spare").get<bool>();
   } catch (const json::exception& e) {
@@ -65,17 +65,17 @@ TrainState train_state_from_json(const std::string& text, const std::string& whe
   TrainState st;
   try {
     const json j = parse_json_strict(text, cat(where, ": bad training state (lmkit.train): "));
-    const int version = j.at("version").get<int>();
+    const int version = json_integer<int>(j.at("version"));
     if (version != kCheckpointVersion)
       fail_data(cat(where, ": training state version ", version, ", expected ", kCheckpointVersion));
-    st.step = j.at("step").get<int64_t>();
-    st.tokens = j.at("tokens").get<uint64_t>();
+    st.step = json_integer<int64_t>(j.at("step"));
+    st.tokens = json_integer<uint64_t>(j.at("tokens"));
     st.elapsed = j.at("elapsed").get<double>();
     st.rng = rng_state_from_json(j.at("rng"));
     const json& d = j.at("data");
     st.data.rng = rng_state_from_json(d.at("rng"));
-    st.data.cursor = d.at("cursor").get<uint64_t>();
-    st.data.epoch = d.at("epoch").get<uint64_t>();
+    st.data.cursor = json_integer<uint64_t>(d.at("cursor"));
+    st.data.epoch = json_integer<uint64_t>(d.at("epoch"));
     st.settings = j.at("settings");
     if (j.contains("data_fingerprints"))
       for (const json& f : j.at("data_fingerprints")) st.data_fingerprints.push_back(fingerprint_from_json(f));

@@ -49,17 +49,17 @@ json TrainOptions::run_settings() const {
 
 void TrainOptions::apply_run_settings(const json& j) {
   try {
-    steps = j.at("steps").get<int64_t>();
-    batch = j.at("batch").get<int64_t>();
-    seq = j.at("seq").get<int64_t>();
-    grad_accum = j.at("grad_accum").get<int64_t>();
-    seed = j.at("seed").get<uint64_t>();
+    steps = json_integer<int64_t>(j.at("steps"));
+    batch = json_integer<int64_t>(j.at("batch"));
+    seq = json_integer<int64_t>(j.at("seq"));
+    grad_accum = json_integer<int64_t>(j.at("grad_accum"));
+    seed = json_integer<uint64_t>(j.at("seed"));
     const auto mode = sample_mode_from_name(j.at("sample").get<std::string>());
     if (!mode) fail_data("unknown sample mode");
     sample = *mode;
     schedule.lr = j.at("lr").get<double>();
     schedule.min_lr = j.at("min_lr").get<double>();
-    schedule.warmup = j.at("warmup").get<int64_t>();
+    schedule.warmup = json_integer<int64_t>(j.at("warmup"));
     const auto decay = decay_kind_from_name(j.at("decay").get<std::string>());
     if (!decay) fail_data("unknown decay kind");
     schedule.decay = *decay;
@@ -71,7 +71,7 @@ void TrainOptions::apply_run_settings(const json& j) {
     grad_clip = j.at("grad_clip").get<double>();
     if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
     if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
-    ranks = j.value("ranks", int64_t{1});
+    ranks = j.contains("ranks") ? json_integer<int64_t>(j.at("ranks")) : 1;
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
