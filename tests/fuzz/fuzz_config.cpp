@@ -34,14 +34,16 @@ void lmkit_config(const std::string& text) {
   if (!(back == c)) __builtin_trap();
 }
 
-// A writer given an invalid config refuses it with a Data error (it would divide by n_heads 0).
+// A writer given an invalid config refuses it (Data; it would divide by n_heads 0), unless a
+// field it has no key for is refused first (Unsupported).
 template <class Write>
 std::string write_checked(const lm::ModelConfig& c, Write write) {
   if (valid(c)) return write();
   try {
     write();
   } catch (const lm::Error& e) {
-    if (e.kind() == lm::ErrorKind::Data) throw;
+    // (a field the format has no key for is named first, as Unsupported)
+    if (e.kind() == lm::ErrorKind::Data || e.kind() == lm::ErrorKind::Unsupported) throw;
   }
   __builtin_trap();
 }
