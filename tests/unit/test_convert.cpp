@@ -363,10 +363,11 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
 // A config read but not validated (say num_attention_heads 0, from fuzz_config) is refused by
 // the writers, which would divide dim by n_heads.
 TEST(ConvertConfig, WritersRefuseInvalidConfigs) {
-  const ModelConfig c = config_from_hf_json(
+  ModelConfig c = config_from_hf_json(
       R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_attention_heads": 0,
           "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 25})",
       "config.json");
+  c.hidden_dim = 0;  // Meta's rule, so that params.json has a key for every field
   for (const auto& write : std::vector<std::function<void()>>{[&] { config_to_hf_json(c, "float32"); },
                                                               [&] { config_to_params_json(c); },
                                                               [&] { config_to_seed_json(c, SeedFormat::Soma); }}) {
