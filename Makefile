@@ -43,7 +43,7 @@ fuzz: deps
 	@set -e; for f in build-fuzz/fuzz/fuzz_*; do \
 	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
 	  echo "== $$name ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=build-fuzz/ build-fuzz/corpus/$$name tests/fuzz/seeds/$$name; \
+	  scripts/fuzz-target $$f $(FUZZ_SECONDS) build-fuzz/ build-fuzz/corpus/$$name tests/fuzz/seeds/$$name; \
 	done
 
 demo: build

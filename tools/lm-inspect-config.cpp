@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
                "run 'lm-inspect-config --list-presets' for the presets");
     if (json && print_config) lm::fail_usage("--json and --config are exclusive");
     const lm::ConfigInput in = lm::load_user_config(input, sets);
-    if (in.kind == lm::ConfigInput::Kind::Checkpoint && input != "-")  // stdin cannot be read twice
-      if (const auto bad = lm::first_non_finite(lm::SafeTensorsFile::open(input)))
+    if (in.kind == lm::ConfigInput::Kind::Checkpoint && in.file)  // the checkpoint as read (stdin too)
+      if (const auto bad = lm::first_non_finite(*in.file))
         tool.warn(lm::quote(in.name) + ": non-finite weights: " + bad->describe());
     if (print_config)
       std::cout << lm::config_to_json(in.config) << '\n';

@@ -20,7 +20,7 @@ namespace {
 // A preset or config JSON with random weights, or a checkpoint, with --set overrides.
 ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
   const ConfigInput in = load_user_config(name, sets);
-  if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(SafeTensorsFile::open(name), in.config);
+  if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(*in.file, in.config);
   return ModelWeights::random(in.config, 0);
 }
 

@@ -517,6 +517,7 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
 std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dtype) {
   const std::vector<std::string> why = hf_unsupported(c);
   if (!why.empty()) fail_unsupported("config.json: a Hugging Face Llama has no ", why);
+  validate(c, "config.json");  // the sizes below divide by n_heads
   json j = write_object(hf_keys(), c);
   j["torch_dtype"] = torch_dtype;
   return j.dump(2) + "\n";
@@ -550,7 +551,7 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
   no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
   no(c.norm_bias || c.attn_bias || c.ffn_bias || c.output_bias, "biases");
   no(c.head_dim > 0 && c.head_dim * c.n_heads != c.dim, cat("head_dim ", c.head_dim, " (params.json derives dim / n_heads)"));
-  no(c.hidden_dim > 0 && c.hidden_dim != meta_hidden(c),
+  no(c.hidden_dim > 0 && c.multiple_of > 0 && c.hidden_dim != meta_hidden(c),  // multiple_of 0: validate refuses
      cat("hidden_dim ", c.hidden_dim, " (params.json derives ", meta_hidden(c), " from multiple_of and ffn_dim_multiplier)"));
   no(c.rope_scaling.type != RopeScalingType::None &&
          (c.rope_scaling.type != RopeScalingType::Llama3 || c.rope_scaling.low_freq_factor != 1 ||
@@ -569,6 +570,7 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
 std::string config_to_params_json(const ModelConfig& c) {
   const std::vector<std::string> why = params_unsupported(c);
   if (!why.empty()) fail_unsupported("params.json: Meta's params have no ", why);
+  validate(c, "params.json");  // the sizes below divide by n_heads
   return write_object(params_keys(), c).dump(2) + "\n";
 }
 

@@ -24,7 +24,8 @@ namespace lm::convert {
 ModelConfig config_from_hf_json(const std::string& text, const std::string& source);
 // What a Hugging Face Llama config cannot express about `cfg` (empty = writable).
 std::vector<std::string> hf_unsupported(const ModelConfig& cfg);
-// Throws Unsupported naming the first field a Hugging Face Llama cannot express.
+// Throws Unsupported naming the first field a Hugging Face Llama cannot express; an invalid
+// config is a Data error (validate()), as it is for config_to_params_json.
 std::string config_to_hf_json(const ModelConfig& cfg, const std::string& torch_dtype);
 
 // Meta params.json. vocab_size -1 is returned as 0 (take it from the embedding rows).

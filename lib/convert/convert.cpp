@@ -7,14 +7,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "convert/config_io.h"
 #include "core/error.h"
+#include "core/regex.h"
 #include "io/checkpoint_dir.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
@@ -49,13 +51,13 @@ bool soma_like(Layout l) { return l == Layout::Soma || l == Layout::SomaTorch; }
 
 // The name `lmkit_name` has in `layout` (via the table), or "" when it has none there.
 std::string name_in_layout(const std::string& lmkit_name, Layout layout) {
-  static const std::regex layer(R"(^layers\.(\d+)\.(.*)$)");
-  std::smatch m;
+  static const Regex layer(R"(layers\.(\d{1,9})\.(.*))");  // more digits are no layer of any model
+  Regex::Match m;
   std::string templ = lmkit_name;
   int64_t l = -1;
-  if (std::regex_match(lmkit_name, m, layer)) {
-    l = std::stoll(m[1].str());
-    templ = "layers.{L}." + m[2].str();
+  if (layer.full_match(lmkit_name, &m)) {
+    l = std::stoll(m.group(1));
+    templ = "layers.{L}." + m.group(2);
   }
   for (const NameRow& row : name_table())
     if (templ == row.lmkit) {
@@ -179,12 +181,8 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   std::string original;
   if (auto m = src.metadata.find(kConfigMetadataKey); m != src.metadata.end()) original = m->second;
   if (!src.config_text.empty()) original = src.config_text;
-  if (!original.empty()) {
-    try {
-      if (config_from_json(original, "input") == *cfg) plan.config_json = original;
-    } catch (const Error&) {
-    }
-  }
+  // src.config is what `original` parsed to when the source was opened: compared, not parsed again.
+  if (!original.empty() && src.config && *src.config == *cfg) plan.config_json = original;
 }
 
 json shape_json(const Shape& s) { return json(s); }
@@ -192,13 +190,13 @@ json shape_json(const Shape& s) { return json(s); }
 }  // namespace
 
 uint64_t parse_size(const std::string& text) {
-  static const std::regex re(R"(^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(i?)B?\s*$)", std::regex::icase);
-  std::smatch m;
-  if (!std::regex_match(text, m, re))
+  static const Regex re(R"(\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(i?)B?\s*)", /*ignore_case=*/true);
+  Regex::Match m;
+  if (!re.full_match(text, &m))
     fail(ErrorKind::Usage, cat("bad size ", quote(text)), "e.g. 5GB, 500MB, 2GiB or a number of bytes");
-  const double v = std::stod(m[1].str());
-  const char unit = m[2].str().empty() ? ' ' : static_cast<char>(std::toupper(m[2].str()[0]));
-  const double base = m[3].str().empty() ? 1000.0 : 1024.0;
+  const double v = std::strtod(m.group(1).c_str(), nullptr);  // digits only: inf at worst, refused below
+  const char unit = m.group(2).empty() ? ' ' : static_cast<char>(std::toupper(m.group(2)[0]));
+  const double base = m.group(3).empty() ? 1000.0 : 1024.0;
   const int power = unit == 'K' ? 1 : unit == 'M' ? 2 : unit == 'G' ? 3 : unit == 'T' ? 4 : 0;
   const double bytes = v * std::pow(base, power);
   if (bytes < 1 || bytes > 1e18) fail_usage(cat("size ", quote(text), " is out of range"));

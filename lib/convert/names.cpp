@@ -1,8 +1,8 @@
 #include "convert/names.h"
 
-#include <regex>
 
 #include "core/error.h"
+#include "core/regex.h"
 
 namespace lm::convert {
 
@@ -210,29 +210,29 @@ std::vector<Rule> export_rules(Layout layout) {
 }
 
 std::optional<Layout> detect_layout(const std::vector<std::string>& names, bool has_lmkit_config) {
-  std::vector<std::regex> lmkit;
+  std::vector<Regex> lmkit;
   for (const NameRow& row : kTable) lmkit.emplace_back(template_regex(row.lmkit));
   auto is_lmkit = [&](const std::string& n) {
     for (const auto& re : lmkit)
-      if (std::regex_match(n, re)) return true;
+      if (re.full_match(n)) return true;
     return false;
   };
   std::optional<Layout> best;
   size_t best_count = 0;
   for (Layout l : {Layout::Lmkit, Layout::HF, Layout::Flax, Layout::Soma, Layout::SomaTorch, Layout::GGUF}) {
-    std::vector<std::pair<std::regex, std::string>> renames;
+    std::vector<std::pair<Regex, std::string>> renames;
     for (const Rule& r : import_rules(l))
       if (r.kind == Rule::Kind::Rename) {
         std::string fmt = r.replacement;
         for (size_t p = fmt.find('\\'); p != std::string::npos; p = fmt.find('\\', p + 1))
           if (p + 1 < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[p + 1]))) fmt[p] = '$';
-        renames.emplace_back(std::regex(r.pattern), fmt);
+        renames.emplace_back(Regex(r.pattern), fmt);
       }
     size_t count = 0;
     for (std::string n : names) {
       const std::string original = n;
       for (const auto& [re, fmt] : renames)
-        if (std::regex_search(n, re)) n = std::regex_replace(n, re, fmt);
+        if (re.search(n)) n = re.replace_all(n, fmt);
       if ((l == Layout::Lmkit || n != original) && is_lmkit(n)) ++count;
     }
     if (count > best_count) {

@@ -14,13 +14,13 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <tuple>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/regex.h"
 #include "io/stream.h"
 #include "model/params.h"
 
@@ -50,15 +50,15 @@ constexpr KindName kKinds[] = {
   fail(ErrorKind::Usage, cat("bad --", option, " ", quote(arg), ": ", why), hint);
 }
 
-std::regex compile(const std::string& option, const std::string& arg, const std::string& re) {
+Regex compile(const std::string& option, const std::string& arg, const std::string& re) {
   try {
-    return std::regex(re, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    bad_rule(option, arg, cat("invalid regular expression ", quote(re), " (", e.what(), ")"));
+    return Regex(re);
+  } catch (const Error& e) {
+    bad_rule(option, arg, e.what());
   }
 }
 
-// sed's \1 becomes ECMAScript's $1 (what std::regex formats); a literal '$' is written '$$'.
+// sed's \1 becomes ECMAScript's $1 (what Regex::format reads); a literal '$' is written '$$'.
 std::string to_format(const std::string& repl) {
   std::string out;
   for (size_t i = 0; i < repl.size(); ++i) {
@@ -103,26 +103,16 @@ const char* dtype_option_name(DType t) {
   }
 }
 
-// Every non-overlapping match replaced, as sed's s///g; an empty match right after a match is
-// skipped, so ".*" renames a name once rather than twice.
-std::string replace_matches(const std::string& s, const std::regex& re, const std::string& fmt) {
-  std::string out;
-  size_t last = 0;
-  bool matched_before = false;
-  for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator(); ++it) {
-    const std::smatch& m = *it;
-    const size_t pos = static_cast<size_t>(m.position(0));
-    if (m.length(0) == 0 && matched_before && pos == last) continue;
-    out.append(s, last, pos - last);
-    out += m.format(fmt);
-    last = pos + static_cast<size_t>(m.length(0));
-    matched_before = true;
-  }
-  out.append(s, last, std::string::npos);
-  return out;
-}
-
 std::string describe(const Rule& r) { return cat("--", r.option(), " ", quote(r.arg)); }
+
+// A name a rule makes. Bounded: renames that repeat a name ("(.*)=$1$1") would otherwise
+// double it with every rule, to gigabytes within a few dozen rules.
+constexpr size_t kMaxTensorName = 4096;
+std::string rule_name(const Rule& r, std::string name) {
+  if (name.size() > kMaxTensorName)
+    fail_data(cat(describe(r), " makes a tensor name of ", name.size(), " bytes (at most ", kMaxTensorName, ")"));
+  return name;
+}
 
 // Position of each node by name, for fuse partners and duplicate checks.
 std::map<std::string, size_t> index_of(const std::vector<Node>& nodes) {
@@ -182,13 +172,13 @@ int64_t resolve_heads(const Rule& r, const ModelConfig* cfg) {
 }
 
 void apply_split(Graph& g, const Rule& r, const ModelConfig* cfg) {
-  const std::regex re(r.pattern);
+  const Regex re(r.pattern);
   std::unique_ptr<ParameterLayout> layout;
   if (cfg) layout = std::make_unique<ParameterLayout>(*cfg);
   std::vector<Node> out;
   for (Node& n : g.nodes) {
-    std::smatch m;
-    if (!std::regex_match(n.name, m, re)) {
+    Regex::Match m;
+    if (!re.full_match(n.name, &m)) {
       out.push_back(std::move(n));
       continue;
     }
@@ -196,7 +186,7 @@ void apply_split(Graph& g, const Rule& r, const ModelConfig* cfg) {
     if (d >= static_cast<int>(n.shape.size()))
       fail_data(cat(describe(r), ": tensor ", quote(n.name), " has shape ", shape_str(n.shape), ", no dimension ", d));
     std::vector<std::string> names;
-    for (const auto& p : r.parts) names.push_back(m.format(to_format(p)));
+    for (const auto& p : r.parts) names.push_back(rule_name(r, Regex::format(m, to_format(p))));
     std::vector<int64_t> sizes = r.sizes;
     const int64_t total = n.shape[d];
     for (size_t i = 0; i < sizes.size(); ++i) {
@@ -237,17 +227,17 @@ void apply_split(Graph& g, const Rule& r, const ModelConfig* cfg) {
 }
 
 void apply_fuse(Graph& g, const Rule& r) {
-  const std::regex re(r.pattern);
+  const Regex re(r.pattern);
   std::map<std::string, size_t> idx = index_of(g.nodes);
   std::set<size_t> consumed;
   std::vector<Node> fused;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& first = g.nodes[i];
-    std::smatch m;
-    if (!std::regex_match(first.name, m, re)) continue;
+    Regex::Match m;
+    if (!re.full_match(first.name, &m)) continue;
     std::vector<const Node*> inputs{&first};
     for (const auto& p : r.parts) {
-      const std::string partner = m.format(to_format(p));
+      const std::string partner = Regex::format(m, to_format(p));
       const auto it = idx.find(partner);
       if (it == idx.end())
         fail_data(cat(describe(r), ": ", quote(first.name), " has no partner ", quote(partner)));
@@ -269,7 +259,7 @@ void apply_fuse(Graph& g, const Rule& r) {
       shape[d] += p.shape[d];
     }
     for (const Node* in : inputs) consumed.insert(static_cast<size_t>(in - g.nodes.data()));
-    fused.push_back(derived(m.format(to_format(r.replacement)), first.dtype, shape, inputs, cat("fuse dim ", d),
+    fused.push_back(derived(rule_name(r, Regex::format(m, to_format(r.replacement))), first.dtype, shape, inputs, cat("fuse dim ", d),
                             [d](std::vector<Tensor>& in) { return fuse_tensors(in, d); }));
   }
   std::vector<Node> out;
@@ -561,12 +551,12 @@ std::string rules_to_json(const std::vector<Rule>& rules) {
 void apply_rule(Graph& g, const Rule& r, const ModelConfig* cfg) {
   switch (r.kind) {
     case Rule::Kind::Rename: {
-      const std::regex re(r.pattern);
+      const Regex re(r.pattern);
       const std::string fmt = to_format(r.replacement);
       bool any = false;
       for (Node& n : g.nodes)
-        if (std::regex_search(n.name, re)) {
-          n.name = replace_matches(n.name, re, fmt);
+        if (re.search(n.name)) {
+          n.name = rule_name(r, re.replace_all(n.name, fmt));
           any = true;
         }
       if (any) check_unique(g.nodes, r);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "io/container.h"
 #include "io/stream.h"
@@ -18,45 +19,166 @@ constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference reader's MAX_
 
 using json = nlohmann::json;
 
-// nlohmann keeps the last of duplicate keys silently; the parser callback sees every key.
-json parse_rejecting_duplicates(const char* begin, const char* end, const std::string& file) {
-  std::vector<std::set<std::string>> keys_per_object;
-  std::string duplicate;
-  auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        keys_per_object.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        keys_per_object.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        const std::string& k = parsed.get_ref<const std::string&>();
-        if (!keys_per_object.back().insert(k).second && duplicate.empty()) duplicate = k;
-        break;
-      }
-      default:
-        break;
+// The header read in one SAX pass straight into TensorInfo records: no document is built,
+// so 1M tensors cost what their records cost, and every event is O(1) (repeated tensor
+// names are found after the pass, by sorting). The structure is fixed at depth 3
+// ({name: {"shape": [dims]}}), so anything nested deeper is an error before it costs memory.
+class HeaderReader final : public nlohmann::json_sax<json> {
+ public:
+  HeaderReader(const std::string& file, std::vector<TensorInfo>& tensors, std::map<std::string, std::string>& metadata)
+      : q_(quote(file)), tensors_(tensors), metadata_(metadata) {}
+
+  bool null() override { return misplaced(); }
+  bool boolean(bool) override { return misplaced(); }
+  bool number_integer(number_integer_t) override { return misplaced(); }
+  bool number_float(number_float_t, const string_t&) override { return misplaced(); }
+  bool binary(binary_t&) override { return misplaced(); }
+
+  bool number_unsigned(number_unsigned_t v) override {
+    if (at_ == At::Shape) {
+      if (v > static_cast<uint64_t>(INT64_MAX)) bad_tensor("dimension too large");
+      entry_.shape.push_back(static_cast<int64_t>(v));
+    } else if (at_ == At::Offsets) {
+      if (offsets_ < 2) (offsets_ == 0 ? entry_.begin : entry_.end) = v;
+      ++offsets_;
+    } else {
+      misplaced();
     }
     return true;
-  };
-  json j;
-  try {
-    j = json::parse(begin, end, callback);
-  } catch (const json::exception& e) {  // parse_error, or out_of_range for number overflow
-    std::string what = e.what();
-    const auto pos = what.find("] ");
-    fail_data(cat(quote(file), ": header is not valid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2)));
   }
-  if (!duplicate.empty()) fail_data(cat(quote(file), ": duplicate key ", quote(duplicate), " in header"));
-  return j;
-}
 
-uint64_t checked_u64(const json& v, const std::string& file, const std::string& tensor, const char* field) {
-  if (!v.is_number_unsigned())
-    fail_data(cat(quote(file), ": tensor ", quote(tensor), ": ", field, " must hold non-negative integers"));
-  return v.get<uint64_t>();
-}
+  bool string(string_t& v) override {
+    if (at_ == At::Metadata) {
+      metadata_.emplace(std::move(key_), std::move(v));
+    } else if (at_ == At::Entry && field_ == Field::Dtype) {
+      dtype_ = std::move(v);
+    } else {
+      misplaced();
+    }
+    return true;
+  }
+
+  bool start_object(std::size_t) override {
+    if (at_ == At::Root) {
+      at_ = At::Top;
+    } else if (at_ == At::Top && in_metadata_) {
+      at_ = At::Metadata;
+    } else if (at_ == At::Top) {
+      at_ = At::Entry;
+      seen_ = 0;
+      dtype_.clear();
+      offsets_ = 0;
+      entry_ = TensorInfo{};
+      entry_.name = std::move(key_);
+    } else {
+      misplaced();
+    }
+    return true;
+  }
+
+  bool start_array(std::size_t) override {
+    if (at_ == At::Entry && field_ == Field::Shape) at_ = At::Shape;
+    else if (at_ == At::Entry && field_ == Field::Offsets) at_ = At::Offsets;
+    else misplaced();
+    return true;
+  }
+
+  bool end_array() override {
+    if (at_ == At::Offsets && offsets_ != 2) bad_tensor("data_offsets must be [begin, end]");
+    at_ = At::Entry;
+    return true;
+  }
+
+  bool end_object() override {
+    if (at_ == At::Entry) finish_entry();
+    at_ = at_ == At::Top ? At::Done : At::Top;
+    return true;
+  }
+
+  bool key(string_t& k) override {
+    if (at_ == At::Top) {
+      in_metadata_ = k == "__metadata__";
+      if (in_metadata_ && metadata_seen_) fail_data(cat(q_, ": duplicate key ", quote(k), " in header"));
+      metadata_seen_ = metadata_seen_ || in_metadata_;
+    } else if (at_ == At::Metadata) {
+      if (metadata_.count(k)) fail_data(cat(q_, ": duplicate key ", quote("__metadata__." + k), " in header"));
+    } else {  // At::Entry
+      const Field f = k == "dtype" ? Field::Dtype : k == "shape" ? Field::Shape : k == "data_offsets" ? Field::Offsets : Field::None;
+      if (f == Field::None) bad_tensor(cat("unknown field ", quote(k)));
+      if (seen_ & (1u << static_cast<int>(f)))
+        fail_data(cat(q_, ": duplicate key ", quote(entry_.name + "." + k), " in header"));
+      seen_ |= 1u << static_cast<int>(f);
+      field_ = f;
+    }
+    key_ = std::move(k);
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    fail_data(cat(q_, ": header is not valid JSON: ", json_error_text(e)));
+  }
+
+ private:
+  enum class At { Root, Top, Metadata, Entry, Shape, Offsets, Done };
+  enum class Field { None, Dtype, Shape, Offsets };
+
+  [[noreturn]] void bad_tensor(const std::string& why) const { fail_data(cat(q_, ": tensor ", quote(entry_.name), ": ", why)); }
+
+  // A value (or container) where the format has none of its kind.
+  [[noreturn]] bool misplaced() const {
+    switch (at_) {
+      case At::Root: fail_data(cat(q_, ": header is not a JSON object"));
+      case At::Top:
+        if (in_metadata_) fail_data(cat(q_, ": __metadata__ is not an object"));
+        fail_data(cat(q_, ": entry ", quote(key_), " is not an object"));
+      case At::Metadata: fail_data(cat(q_, ": __metadata__ value of ", quote(key_), " is not a string"));
+      case At::Entry:
+        if (field_ == Field::Dtype) bad_tensor("missing or non-string dtype");
+        if (field_ == Field::Shape) bad_tensor("missing or non-array shape");
+        bad_tensor("data_offsets must be [begin, end]");
+      case At::Shape: bad_tensor("shape must hold non-negative integers");
+      case At::Offsets: bad_tensor("data_offsets must hold non-negative integers");
+      case At::Done: break;
+    }
+    fail_data(cat(q_, ": header is not valid JSON"));  // the parser reports trailing values first
+  }
+
+  void finish_entry() {
+    if (!(seen_ & (1u << static_cast<int>(Field::Dtype)))) bad_tensor("missing or non-string dtype");
+    if (!(seen_ & (1u << static_cast<int>(Field::Shape)))) bad_tensor("missing or non-array shape");
+    if (!(seen_ & (1u << static_cast<int>(Field::Offsets)))) bad_tensor("data_offsets must be [begin, end]");
+    const auto dtype = dtype_from_name(dtype_);
+    if (!dtype) {
+      static const char* const known_unsupported[] = {"F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+                                                      "F4",      "F6_E2M3", "F6_E3M2", "C64"};
+      for (const char* u : known_unsupported)
+        if (dtype_ == u) fail(ErrorKind::Unsupported, cat(q_, ": tensor ", quote(entry_.name), ": dtype ", dtype_, " is not supported"));
+      bad_tensor(cat("unknown dtype ", quote(dtype_)));
+    }
+    entry_.dtype = *dtype;
+    if (entry_.end < entry_.begin)
+      bad_tensor(cat("data_offsets end ", entry_.end, " is before begin ", entry_.begin));
+    const int64_t numel = shape_numel(entry_.shape, cat(q_, ": tensor ", quote(entry_.name)));
+    uint64_t nbytes;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(entry_.dtype), &nbytes)) bad_tensor("byte size overflows");
+    if (entry_.end - entry_.begin != nbytes)
+      bad_tensor(cat("shape ", shape_str(entry_.shape), " x ", dtype_, " needs ", nbytes, " bytes, data_offsets span ",
+                     entry_.end - entry_.begin));
+    tensors_.push_back(std::move(entry_));
+  }
+
+  const std::string q_;
+  std::vector<TensorInfo>& tensors_;
+  std::map<std::string, std::string>& metadata_;
+  At at_ = At::Root;
+  bool in_metadata_ = false, metadata_seen_ = false;
+  std::string key_;        // the last key (tensor name at the top, metadata key inside __metadata__)
+  TensorInfo entry_;       // the tensor being read
+  Field field_ = Field::None;
+  unsigned seen_ = 0;      // bit per Field seen in the entry
+  std::string dtype_;
+  size_t offsets_ = 0;     // data_offsets elements seen
+};
 
 }  // namespace
 
@@ -77,68 +199,27 @@ SafeTensorsFile SafeTensorsFile::parse(std::shared_ptr<MappedFile> file) {
                   " bytes): truncated or not a safetensors file"));
   if (header_len < 2 || p[8] != '{') fail_data(cat(quote(name), ": header does not start with '{'"));
 
-  const char* hbegin = reinterpret_cast<const char*>(p + 8);
-  const json header = parse_rejecting_duplicates(hbegin, hbegin + header_len, name);
-  if (!header.is_object()) fail_data(cat(quote(name), ": header is not a JSON object"));
-
   SafeTensorsFile st;
   st.file_ = file;
   st.data_offset_ = 8 + header_len;
-  for (const auto& [key, value] : header.items()) {
-    if (key == "__metadata__") {
-      if (!value.is_object()) fail_data(cat(quote(name), ": __metadata__ is not an object"));
-      for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string()) fail_data(cat(quote(name), ": __metadata__ value of ", quote(mk), " is not a string"));
-        st.metadata_[mk] = mv.get<std::string>();
-      }
-      continue;
-    }
-    if (!value.is_object()) fail_data(cat(quote(name), ": entry ", quote(key), " is not an object"));
-    for (const auto& [field, unused] : value.items())
-      if (field != "dtype" && field != "shape" && field != "data_offsets")
-        fail_data(cat(quote(name), ": tensor ", quote(key), ": unknown field ", quote(field)));
-    if (!value.contains("dtype") || !value["dtype"].is_string())
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": missing or non-string dtype"));
-    if (!value.contains("shape") || !value["shape"].is_array())
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": missing or non-array shape"));
-    if (!value.contains("data_offsets") || !value["data_offsets"].is_array() || value["data_offsets"].size() != 2)
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": data_offsets must be [begin, end]"));
-    const std::string dtype_str = value["dtype"].get<std::string>();
-    const auto dtype = dtype_from_name(dtype_str);
-    if (!dtype) {
-      static const std::set<std::string> known_unsupported{"F8_E5M2",     "F8_E4M3",     "F8_E8M0", "F8_E4M3FNUZ",
-                                                           "F8_E5M2FNUZ", "F4",          "F6_E2M3", "F6_E3M2",
-                                                           "C64"};
-      if (known_unsupported.count(dtype_str))
-        fail(ErrorKind::Unsupported,
-             cat(quote(name), ": tensor ", quote(key), ": dtype ", dtype_str, " is not supported"));
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": unknown dtype ", quote(dtype_str)));
-    }
-    TensorInfo info;
-    info.name = key;
-    info.dtype = *dtype;
-    for (const auto& d : value["shape"]) {
-      const uint64_t dim = checked_u64(d, name, key, "shape");
-      if (dim > static_cast<uint64_t>(INT64_MAX)) fail_data(cat(quote(name), ": tensor ", quote(key), ": dimension too large"));
-      info.shape.push_back(static_cast<int64_t>(dim));
-    }
-    info.begin = checked_u64(value["data_offsets"][0], name, key, "data_offsets");
-    info.end = checked_u64(value["data_offsets"][1], name, key, "data_offsets");
-    if (info.end < info.begin)
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": data_offsets end ", info.end, " is before begin ", info.begin));
-    const int64_t numel = shape_numel(info.shape, cat(quote(name), ": tensor ", quote(key)));
-    uint64_t nbytes;
-    if (__builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(info.dtype), &nbytes))
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": byte size overflows"));
-    if (info.end - info.begin != nbytes)
-      fail_data(cat(quote(name), ": tensor ", quote(key), ": shape ", shape_str(info.shape), " x ", dtype_str, " needs ",
-                    nbytes, " bytes, data_offsets span ", info.end - info.begin));
-    st.tensors_.push_back(std::move(info));
-  }
+  HeaderReader reader(name, st.tensors_, st.metadata_);
+  const char* hbegin = reinterpret_cast<const char*>(p + 8);
+  json::sax_parse(hbegin, hbegin + header_len, &reader);  // every failure throws
 
   std::sort(st.tensors_.begin(), st.tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
+  // By name, for find(); a name given twice sorts next to its twin (checked before
+  // the offsets: a repeated entry would otherwise be reported as an overlap).
+  if (st.tensors_.size() > UINT32_MAX) fail_data(cat(quote(name), ": too many tensors"));
+  st.by_name_.resize(st.tensors_.size());
+  for (uint32_t i = 0; i < st.by_name_.size(); ++i) st.by_name_[i] = i;
+  const auto& tensors = st.tensors_;
+  std::sort(st.by_name_.begin(), st.by_name_.end(),
+            [&](uint32_t a, uint32_t b) { return tensors[a].name < tensors[b].name; });
+  for (size_t i = 1; i < st.by_name_.size(); ++i)
+    if (tensors[st.by_name_[i]].name == tensors[st.by_name_[i - 1]].name)
+      fail_data(cat(quote(name), ": duplicate key ", quote(tensors[st.by_name_[i]].name), " in header"));
   uint64_t expected = 0;
   for (const auto& t : st.tensors_) {
     if (t.begin < expected)
@@ -155,15 +236,15 @@ SafeTensorsFile SafeTensorsFile::parse(std::shared_ptr<MappedFile> file) {
       fail_data(cat(quote(name), ": truncated: tensors need ", expected, " data bytes, the file has ", data_size));
     fail_data(cat(quote(name), ": ", data_size - expected, " trailing bytes after the last tensor"));
   }
-  for (size_t i = 0; i < st.tensors_.size(); ++i) st.index_[st.tensors_[i].name] = i;
   return st;
 }
 
 const std::string& SafeTensorsFile::path() const { return file_->path(); }
 
 const TensorInfo* SafeTensorsFile::find(const std::string& name) const {
-  const auto it = index_.find(name);
-  return it == index_.end() ? nullptr : &tensors_[it->second];
+  const auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                                   [&](uint32_t i, const std::string& n) { return tensors_[i].name < n; });
+  return it == by_name_.end() || tensors_[*it].name != name ? nullptr : &tensors_[*it];
 }
 
 Tensor SafeTensorsFile::get(const std::string& name) const {

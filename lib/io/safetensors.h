@@ -47,7 +47,7 @@ class SafeTensorsFile {
  private:
   std::shared_ptr<MappedFile> file_;
   std::vector<TensorInfo> tensors_;
-  std::map<std::string, size_t> index_;
+  std::vector<uint32_t> by_name_;  // indices into tensors_, sorted by name
   std::map<std::string, std::string> metadata_;
   uint64_t data_offset_ = 0;
 };

@@ -218,7 +218,7 @@ std::string suggest_key(const std::string& key) {
 }
 
 std::string describe(const json& v) {
-  std::string s = v.dump();
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);  // never throws on bad UTF-8
   if (s.size() > 40) s = s.substr(0, 37) + "...";
   return s;
 }
@@ -427,6 +427,11 @@ void apply_override(ModelConfig& cfg, const std::string& assignment) {
   const std::string prefix = "--set " + quote(assignment) + ": ";
   if (eq == std::string::npos || eq == 0)
     fail(ErrorKind::Usage, prefix + "expected key=value", "e.g. --set n_kv_heads=4 or --set rope_scaling.type=llama3");
+  try {  // a string field holding it could not be written as JSON (config_to_json, checkpoints)
+    (void)json(assignment).dump();
+  } catch (const json::type_error&) {
+    fail_usage(prefix + "not valid UTF-8");
+  }
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);

@@ -623,8 +623,7 @@ std::optional<SeedFormat> detect_seed_format(const std::string& text, const std:
 
 SeedConfig config_from_seed_json(const std::string& text, SeedFormat format, const std::string& source) {
   const std::string prefix = source.empty() ? "" : quote(source) + ": ";
-  parse_json_strict(text, prefix);                // valid JSON without repeated keys
-  const ojson doc = ojson::parse(text);           // the same, in the file's key order
+  const ojson doc = parse_ordered_json_strict(text, prefix);  // in the file's key order
   SeedConfig out;
   out.format = format;
   out.config = read_format(doc, format, prefix + class_name(format), &out.noted);
@@ -632,6 +631,7 @@ SeedConfig config_from_seed_json(const std::string& text, SeedFormat format, con
 }
 
 std::string config_to_seed_json(const ModelConfig& cfg, SeedFormat format, int indent) {
+  validate(cfg, class_name(format));  // the sizes below divide by n_heads
   ojson doc;
   switch (format) {
     case SeedFormat::Materium: doc = to_materium(cfg); break;

@@ -46,7 +46,7 @@ SeedConfig config_from_seed_json(const std::string& text, SeedFormat format, con
 // gives the same model (the same config up to its name and to equivalent spellings: head_dim 0
 // and dim / n_heads, derived and explicit sizes, fields of a feature that is off); otherwise an
 // Unsupported error names the first lmkit field the format cannot carry ("rope_theta = 500000
-// has no materium equivalent").
+// has no materium equivalent"). An invalid config is a Data error (validate()).
 std::string config_to_seed_json(const ModelConfig& cfg, SeedFormat format, int indent = 2);
 
 }  // namespace lm

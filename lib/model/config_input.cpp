@@ -57,8 +57,9 @@ ConfigInput load_config_input(const std::string& input, const std::vector<std::s
       apply_overrides(in.config, overrides);
     } else {
       in.kind = ConfigInput::Kind::Checkpoint;
-      const SafeTensorsFile st_file = SafeTensorsFile::parse(file);
-      in.checkpoint = config_from_checkpoint(st_file, overrides);
+      auto st_file = std::make_shared<const SafeTensorsFile>(SafeTensorsFile::parse(file));
+      in.checkpoint = config_from_checkpoint(*st_file, overrides);
+      in.file = std::move(st_file);
       in.config = in.checkpoint.config;
     }
   }

@@ -2,6 +2,7 @@
 // safetensors checkpoint ("-" = stdin), plus --set overrides, validated.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,8 @@
 #include "model/config_infer.h"
 
 namespace lm {
+
+class SafeTensorsFile;
 
 struct ConfigInput {
   enum class Kind { Preset, Json, Checkpoint };
@@ -18,6 +21,9 @@ struct ConfigInput {
   ModelConfig config;         // overrides applied, validated
   std::vector<std::string> overrides;
   CheckpointConfig checkpoint;  // for Kind::Checkpoint: what was inferred/assumed
+  // For Kind::Checkpoint: the file as read, for its weights (reading it again would parse the
+  // header twice, and finds stdin empty).
+  std::shared_ptr<const SafeTensorsFile> file;
 };
 
 const char* kind_name(ConfigInput::Kind kind);  // "preset", "json", "checkpoint"

@@ -39,7 +39,7 @@ bool parse_id(const std::string& s, int64_t& id) {
 }
 
 std::vector<float> from_json(const MappedFile& f, int64_t V, const std::string& where) {
-  const std::string text(reinterpret_cast<const char*>(f.data()), f.size());
+  const std::string_view text(reinterpret_cast<const char*>(f.data()), f.size());
   const nlohmann::json j = parse_json_strict(text, where + ": ");  // duplicate ids are refused
   if (!j.is_object()) fail_data(cat(where, ": expected a JSON object {\"token_id\": weight, ...}"));
   std::vector<float> w(static_cast<size_t>(V), 1.0f);
@@ -74,9 +74,13 @@ std::vector<float> from_safetensors(std::shared_ptr<MappedFile> f, int64_t V, co
 }  // namespace
 
 std::vector<float> read_loss_weights(const std::string& path, int64_t vocab_size) {
-  std::shared_ptr<MappedFile> f = MappedFile::open(path);
-  const std::string where = quote(display_name(path));
-  std::vector<float> w = looks_like_json(path, f->data(), f->size()) ? from_json(*f, vocab_size, where) : from_safetensors(f, vocab_size, where);
+  return read_loss_weights(MappedFile::open(path), vocab_size);
+}
+
+std::vector<float> read_loss_weights(std::shared_ptr<MappedFile> f, int64_t vocab_size) {
+  const std::string where = quote(f->path());
+  std::vector<float> w = looks_like_json(f->path(), f->data(), f->size()) ? from_json(*f, vocab_size, where)
+                                                                          : from_safetensors(f, vocab_size, where);
   check_loss_weights(w, vocab_size, where);
   return w;
 }

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace lm {
 
+class MappedFile;
 class SafeTensorsFile;
 
 inline constexpr const char* kLossWeightsTensor = "loss_weights";
@@ -25,6 +27,8 @@ void check_loss_weights(const std::vector<float>& w, int64_t vocab_size, const s
 // check_loss_weights; every error is one line naming the file (Io when unreadable, Data for
 // the content).
 std::vector<float> read_loss_weights(const std::string& path, int64_t vocab_size);
+// The same for a file already in memory, named by its path().
+std::vector<float> read_loss_weights(std::shared_ptr<MappedFile> file, int64_t vocab_size);
 
 // The tensor "loss_weights" of a checkpoint (which must have it): shape [vocab_size], dtype
 // F32, F16 or BF16, checked as check_loss_weights; Data errors start with `where`.

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/word_cache.h"
@@ -49,11 +50,6 @@ struct Captured {
   std::string duplicate;
 };
 
-std::string strip_json_prefix(const std::string& what) {
-  const auto pos = what.find("] ");
-  return pos == std::string::npos ? what : what.substr(pos + 2);
-}
-
 // A SAX handler that builds the document except model.vocab and model.merges, which go
 // straight into `cap`, and catches duplicate keys (nlohmann's parser keeps the last).
 class TokenizerSax final : public nlohmann::json_sax<json> {
@@ -89,7 +85,7 @@ class TokenizerSax final : public nlohmann::json_sax<json> {
   bool end_object() override { return close(); }
   bool end_array() override { return close(); }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    error_ = strip_json_prefix(e.what());
+    error_ = "not valid JSON: " + json_error_text(e);
     return false;
   }
   const std::string& error() const { return error_; }
@@ -143,6 +139,10 @@ class TokenizerSax final : public nlohmann::json_sax<json> {
     return true;
   }
   bool open(bool array) {
+    if (modes_.size() >= kMaxJsonDepth) {  // the stacks below grow with depth: 10^7 levels took 1.15 GB
+      error_ = json_depth_message();
+      return false;
+    }
     const std::string name = stack_.empty() || !stack_.back() ? "" : stack_.back()->is_array() ? "[]" : key_;
     modes_.push_back(mode_);
     names_.push_back(name);
@@ -209,7 +209,7 @@ json parse_tokenizer_json(std::string_view text, const std::string& q, Captured&
   json doc;
   TokenizerSax sax(doc, cap);
   const bool ok = json::sax_parse(text.begin(), text.end(), &sax);
-  if (!ok || !sax.error().empty()) fail_data(cat(q, ": not valid JSON: ", sax.error()));
+  if (!ok || !sax.error().empty()) fail_data(cat(q, ": ", sax.error()));
   if (!cap.duplicate.empty()) fail_data(cat(q, ": duplicate key ", quote(cap.duplicate)));
   if (!cap.bad.empty()) fail_data(cat(q, ": ", cap.bad));
   return doc;
@@ -476,12 +476,7 @@ struct HfLoader {
     std::string bos, eos, pad;
     bool from_config = false;
     if (!config.empty()) {
-      json c;
-      try {
-        c = json::parse(config.begin(), config.end());
-      } catch (const json::exception& e) {
-        fail_data(cat(q, ": its tokenizer_config.json is not valid JSON: ", strip_json_prefix(e.what())));
-      }
+      const json c = parse_json_strict(config, cat(q, ": its tokenizer_config.json: "));
       if (c.is_object()) {
         from_config = true;
         if (c.contains("bos_token")) bos = token_content(c["bos_token"]);

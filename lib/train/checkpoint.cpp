@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "model/loss_weights.h"
@@ -25,8 +26,8 @@ Rng::State rng_state_from_json(const json& j) {
   try {
     const json& words = j.at("s");
     if (!words.is_array() || words.size() != 4) fail_data("rng state: 's' must hold 4 words");
-    for (size_t i = 0; i < 4; ++i) s.s[i] = words[i].get<uint64_t>();
-    const uint32_t bits = j.at("spare_bits").get<uint32_t>();
+    for (size_t i = 0; i < 4; ++i) s.s[i] = json_integer<uint64_t>(words[i]);
+    const uint32_t bits = json_integer<uint32_t>(j.at("spare_bits"));
     std::memcpy(&s.spare, &bits, sizeof bits);
     s.has_spare = j.at("has_spare").get<bool>();
   } catch (const json::exception& e) {
@@ -58,21 +59,23 @@ json state_to_json(const TrainState& st) {
   return j;
 }
 
-TrainState state_from_json(const std::string& text, const std::string& where) {
+}  // namespace
+
+TrainState train_state_from_json(const std::string& text, const std::string& where) {
   TrainState st;
   try {
-    const json j = json::parse(text);
-    const int version = j.at("version").get<int>();
+    const json j = parse_json_strict(text, cat(where, ": bad training state (lmkit.train): "));
+    const int version = json_integer<int>(j.at("version"));
     if (version != kCheckpointVersion)
       fail_data(cat(where, ": training state version ", version, ", expected ", kCheckpointVersion));
-    st.step = j.at("step").get<int64_t>();
-    st.tokens = j.at("tokens").get<uint64_t>();
+    st.step = json_integer<int64_t>(j.at("step"));
+    st.tokens = json_integer<uint64_t>(j.at("tokens"));
     st.elapsed = j.at("elapsed").get<double>();
     st.rng = rng_state_from_json(j.at("rng"));
     const json& d = j.at("data");
     st.data.rng = rng_state_from_json(d.at("rng"));
-    st.data.cursor = d.at("cursor").get<uint64_t>();
-    st.data.epoch = d.at("epoch").get<uint64_t>();
+    st.data.cursor = json_integer<uint64_t>(d.at("cursor"));
+    st.data.epoch = json_integer<uint64_t>(d.at("epoch"));
     st.settings = j.at("settings");
     if (j.contains("data_fingerprints"))
       for (const json& f : j.at("data_fingerprints")) st.data_fingerprints.push_back(fingerprint_from_json(f));
@@ -87,8 +90,6 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
   }
   return st;
 }
-
-}  // namespace
 
 void save_checkpoint(const std::string& path, const ModelWeights& weights, const AdamW& optimizer,
                      const TrainState& state, const std::string& tokenizer_json) {
@@ -114,7 +115,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   validate(cfg, path);
 
   LoadedCheckpoint out;
-  out.state = state_from_json(*train_meta, where);
+  out.state = train_state_from_json(*train_meta, where);
   out.tokenizer_json = file.metadata_value(kTokenizerMetadataKey).value_or("");
   InitOptions zero;
   zero.std = 0;

@@ -40,6 +40,9 @@ struct TrainState {
 nlohmann::json rng_state_to_json(const Rng::State& s);
 Rng::State rng_state_from_json(const nlohmann::json& j);  // Data errors for a malformed object
 
+// The training state as saved in lmkit.train; Data errors start with `where` (the file).
+TrainState train_state_from_json(const std::string& text, const std::string& where);
+
 // Writes `path` atomically.
 void save_checkpoint(const std::string& path, const ModelWeights& weights, const AdamW& optimizer,
                      const TrainState& state, const std::string& tokenizer_json);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "train/token_file.h"
 
 namespace lm::train {
@@ -44,7 +45,7 @@ DataFingerprint fingerprint_from_json(const json& j) {
   DataFingerprint f;
   try {
     f.source = j.at("source").get<std::string>();
-    f.bytes = j.at("bytes").get<uint64_t>();
+    f.bytes = json_integer<uint64_t>(j.at("bytes"));
     const std::string hex = j.at("hash").get<std::string>();
     size_t used = 0;
     f.hash = std::stoull(hex, &used, 16);

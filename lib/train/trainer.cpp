@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
@@ -49,17 +50,17 @@ json TrainOptions::run_settings() const {
 
 void TrainOptions::apply_run_settings(const json& j) {
   try {
-    steps = j.at("steps").get<int64_t>();
-    batch = j.at("batch").get<int64_t>();
-    seq = j.at("seq").get<int64_t>();
-    grad_accum = j.at("grad_accum").get<int64_t>();
-    seed = j.at("seed").get<uint64_t>();
+    steps = json_integer<int64_t>(j.at("steps"));
+    batch = json_integer<int64_t>(j.at("batch"));
+    seq = json_integer<int64_t>(j.at("seq"));
+    grad_accum = json_integer<int64_t>(j.at("grad_accum"));
+    seed = json_integer<uint64_t>(j.at("seed"));
     const auto mode = sample_mode_from_name(j.at("sample").get<std::string>());
     if (!mode) fail_data("unknown sample mode");
     sample = *mode;
     schedule.lr = j.at("lr").get<double>();
     schedule.min_lr = j.at("min_lr").get<double>();
-    schedule.warmup = j.at("warmup").get<int64_t>();
+    schedule.warmup = json_integer<int64_t>(j.at("warmup"));
     const auto decay = decay_kind_from_name(j.at("decay").get<std::string>());
     if (!decay) fail_data("unknown decay kind");
     schedule.decay = *decay;
@@ -71,7 +72,7 @@ void TrainOptions::apply_run_settings(const json& j) {
     grad_clip = j.at("grad_clip").get<double>();
     if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
     if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
-    ranks = j.value("ranks", int64_t{1});
+    ranks = j.contains("ranks") ? json_integer<int64_t>(j.at("ranks")) : 1;
     const std::string dtype = j.value("dtype", std::string("f32"));
     if (dtype != "f32" && dtype != "bf16") fail_data(cat("unknown compute dtype ", quote(dtype)));
     compute_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
@@ -85,9 +86,8 @@ TrainOptions saved_options(const std::string& run_dir) {
   if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
   const auto meta = SafeTensorsFile::open(path).metadata_value(kTrainStateMetadataKey);
   if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
-  const json j = json::parse(*meta, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("settings"))
-    fail_data(cat(quote(path), ": bad training state (lmkit.train)"));
+  const json j = parse_json_strict(*meta, cat(quote(path), ": bad training state (lmkit.train): "));
+  if (!j.is_object() || !j.contains("settings")) fail_data(cat(quote(path), ": bad training state (lmkit.train)"));
   TrainOptions o;
   o.apply_run_settings(j["settings"]);
   return o;
@@ -218,9 +218,8 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       ModelConfig cfg = in.config;
       std::vector<float> weight_vec;
       if (!req.loss_weights.empty()) weight_vec = read_loss_weights(req.loss_weights, cfg.vocab_size);
-      std::unique_ptr<SafeTensorsFile> ckpt;
-      if (in.kind == ConfigInput::Kind::Checkpoint) {
-        ckpt = std::make_unique<SafeTensorsFile>(SafeTensorsFile::open(req.model));
+      const SafeTensorsFile* ckpt = in.file.get();  // the checkpoint input, read once (stdin too)
+      if (ckpt) {
         if (!weight_vec.empty()) cfg.loss_weights = ckpt->contains(kLossWeightsTensor);  // replaced below
       } else if (cfg.loss_weights && weight_vec.empty()) {
         fail_usage("the config has loss_weights = true: give the weights with --loss-weights FILE");
@@ -376,9 +375,13 @@ void Trainer::open_log(bool truncate_after_step, const std::string& note) {
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
-      const json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-          j["step"].get<int64_t>() <= state_.step)
+      json j;
+      try {
+        j = parse_json_strict(line, "");
+      } catch (const Error&) {
+        continue;  // a torn last line, or not ours: dropped
+      }
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= state_.step)
         kept += line + "\n";
     }
     if (!note.empty()) {  // a record without a loss: readers of steps skip it

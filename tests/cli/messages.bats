@@ -182,6 +182,11 @@ PY
   assert_success
   assert_equal "$stderr" "lm-inspect-config: warning: '$TMP/inf.safetensors': non-finite weights: tensor 'layers.1.feed_forward.w2.weight' holds -inf at element 5"
   echo "$output" | python3 -c 'import json, sys; json.load(sys.stdin)'
+  # A checkpoint on stdin is checked too: the one read of it serves both the config and the check.
+  run --separate-stderr lm-inspect-config - < "$TMP/nan.safetensors"
+  assert_success
+  [ "${#stderr_lines[@]}" -eq 1 ]
+  assert_equal "$stderr" "lm-inspect-config: warning: '<stdin>': non-finite weights: tensor 'layers.1.feed_forward.w2.weight' holds nan at element 5"
   run --separate-stderr lm-inspect-config "$LLAMA"
   assert_success
   assert_equal "$stderr" ""

@@ -20,6 +20,13 @@ load nonfinite  # poison
   grep -aq '"lmkit.tokenizer":"{\\"eos_id\\":257,\\"fingerprint\\":\\"0x[0-9a-f]*\\",\\"kind\\":\\"byte-v1\\"' "$TMP/a/model.safetensors"
 }
 
+@test "a checkpoint on stdin starts a run (read once: a second read would find stdin empty)" {
+  lm-train tiny --steps 0 --seed 3 -o "$TMP/a" -q
+  run lm-train - --steps 0 -o "$TMP/b" -q < "$TMP/a/model.safetensors"
+  assert_success
+  cmp "$TMP/a/model.safetensors" "$TMP/b/model.safetensors"
+}
+
 @test "training logs JSON Lines to the run directory and, with --json, to stdout" {
   corpus
   run lm-train "${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 2 -o "$TMP/run" \

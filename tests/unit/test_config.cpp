@@ -245,6 +245,11 @@ TEST(ConfigOverrides, ErrorsAreUsageErrors) {
   EXPECT_EQ(error_of([&] { apply_override(c, "moe.n_expert=2"); }, ErrorKind::Usage),
             "--set 'moe.n_expert=2': unknown key 'moe.n_expert' | did you mean 'moe.n_experts'?");
   EXPECT_EQ(override_key("rope_scaling.type=llama3"), "rope_scaling.type");
+  // Bytes that are not UTF-8 (found by fuzzing: the message built from them threw nlohmann's
+  // type_error, and a string field holding them could not be saved).
+  EXPECT_EQ(error_of([&] { apply_override(c, "dim=rno\xb2"); }, ErrorKind::Usage), "--set 'dim=rno\xb2': not valid UTF-8");
+  EXPECT_EQ(error_of([&] { apply_override(c, "name=\xff"); }, ErrorKind::Usage), "--set 'name=\xff': not valid UTF-8");
+  EXPECT_NO_THROW(apply_override(c, "name=caf\xc3\xa9"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -20,6 +21,7 @@
 #include "io/gguf.h"
 #include "io/stream.h"
 #include "core/error.h"
+#include "model/config_formats.h"
 #include "model/config_infer.h"
 #include "model/params.h"
 #include "model/presets.h"
@@ -230,11 +232,35 @@ TEST(ConvertRules, RulesFileRoundTrip) {
   const auto again = parse_rules_json(rules_to_json(rules), "again");
   ASSERT_EQ(again.size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(again[i].arg, rules[i].arg);
-  EXPECT_NE(error_of([] { parse_rules_json(R"([{"drop": "a", "drop": "b"}])", "r.json"); }).find("duplicate key 'drop'"),
+  EXPECT_NE(error_of([] { parse_rules_json(R"([{"drop": "a", "drop": "b"}])", "r.json"); }).find("duplicate key '[0].drop'"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_rules_json(R"({"drop": "a"})", "r.json"); }).find("expected an array"), std::string::npos);
   EXPECT_NE(error_of([] { parse_rules_json(R"([{"twist": "a"}])", "r.json"); }).find("rule 1: unknown rule"), std::string::npos);
   EXPECT_NE(error_of([] { parse_rules_json("[", "r.json"); }).find("not valid JSON"), std::string::npos);
+}
+
+// Found by fuzzing the rules: each ends with an error, never a hang, a crash or a runaway name.
+TEST(ConvertRules, HostileRulesAndNamesEndInErrors) {
+  Graph g;
+  g.nodes = {node("layers.0.attention.wq.weight", ramp({2, 2}))};
+  // Backtracking without end under std::regex; PCRE2 stops at its work limit.
+  const std::string slow = "(a*)*[bc]=x";
+  g.nodes[0].name = std::string(40, 'a') + "!";
+  EXPECT_NE(error_of([&] { apply_rule(g, parse_rule("rename", slow), nullptr); }).find("match limit"), std::string::npos);
+  // A rename that doubles the name would reach gigabytes in a few dozen rules.
+  g.nodes[0].name = "layers.0.attention.wq.weight";
+  std::vector<Rule> doubling(30, parse_rule("rename", "(.*)=$1$1"));
+  EXPECT_NE(error_of([&] { apply_rules(g, doubling, nullptr); }).find("makes a tensor name of 7168 bytes (at most 4096)"),
+            std::string::npos);
+  // A repeat count std::regex overflowed a long on.
+  EXPECT_NE(error_of([] { parse_rule("rename", "a{99999999999999999999}=b"); }).find("invalid regular expression"),
+            std::string::npos);
+  // Names from a file that overflowed std::regex's stack (300 kB) or stoll (a 20-digit layer).
+  const std::string huge = "layers." + std::string(300'000, '0') + ".attention.wq.weight";
+  EXPECT_NO_THROW(detect_layout({huge, "layers.99999999999999999999.attention.wq.weight", "tok_embeddings.weight"}, false));
+  g.nodes[0].name = huge;
+  EXPECT_NO_THROW(apply_rules(g, import_rules(Layout::HF), nullptr));
+  EXPECT_THROW(parse_size(std::string(400, '9') + "GB"), Error);  // std::stod threw std::out_of_range
 }
 
 // Every named layout: exporting lmkit's tensors and importing them back gives every name and
@@ -332,6 +358,27 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
             std::string::npos);
   EXPECT_NE(error_of([] { config_from_hf_json(R"({"model_type": "llama"})", "config.json"); }).find("no 'hidden_size'"),
             std::string::npos);
+}
+
+// A config read but not validated (say num_attention_heads 0, from fuzz_config) is refused by
+// the writers, which would divide dim by n_heads.
+TEST(ConvertConfig, WritersRefuseInvalidConfigs) {
+  ModelConfig c = config_from_hf_json(
+      R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_attention_heads": 0,
+          "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 25})",
+      "config.json");
+  c.hidden_dim = 0;  // Meta's rule, so that params.json has a key for every field
+  for (const auto& write : std::vector<std::function<void()>>{[&] { config_to_hf_json(c, "float32"); },
+                                                              [&] { config_to_params_json(c); },
+                                                              [&] { config_to_seed_json(c, SeedFormat::Soma); }}) {
+    try {
+      write();
+      ADD_FAILURE() << "an invalid config was written";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data);
+      EXPECT_NE(std::string(e.what()).find("n_heads"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Llama 4's params.json keys (llama-models' llama4 ModelArgs), both ways, and its defaults.

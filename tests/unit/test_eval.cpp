@@ -271,6 +271,29 @@ TEST(ModelTokenizer, SpecsFromCheckpointMetadata) {
   }
   EXPECT_THROW(model_tokenizer_spec("{nope", 264, "'m'"), Error);
   EXPECT_THROW(model_tokenizer_spec(R"({"kind":"klingon"})", 264, "'m'"), Error);
+  // Malformed fields are Data errors naming the source and the field (a bad fingerprint or a
+  // non-string kind escaped as std::invalid_argument or nlohmann's type_error: found by fuzzing).
+  auto error_of = [](const std::string& json) {
+    try {
+      model_tokenizer_spec(json, 32000, "'m'");
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data) << e.what();
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  for (const auto& [json, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"kind":"sentencepiece","fingerprint":"zz"})", "'fingerprint'"},
+           {R"({"kind":"sentencepiece","fingerprint":"0x10000000000000000"})", "'fingerprint'"},
+           {R"({"kind":"sentencepiece","fingerprint":-1})", "'fingerprint'"},
+           {R"({"kind":5})", "'kind'"},
+           {R"({"kind":"sentencepiece","bos_id":4294967297})", "'bos_id'"},
+           {R"({"kind":"sentencepiece","eos_id":-2})", "'eos_id'"},
+           {R"({"kind":"sentencepiece","kind":"sentencepiece"})", "duplicate key 'kind'"}}) {
+    const std::string err = error_of(json);
+    EXPECT_EQ(err.rfind("'m': ", 0), 0u) << json << " -> " << err;
+    EXPECT_NE(err.find(field), std::string::npos) << json << " -> " << err;
+  }
   EXPECT_THROW(make_model_tokenizer(raw, "'m'"), Error);
   EXPECT_NE(make_model_tokenizer(byte, "'m'"), nullptr);
 }

@@ -211,6 +211,14 @@ TEST(HfBpeTiny, RefusedFiles) {
   EXPECT_EQ(load_error("[]"), "'bad.json': not a tokenizer.json (expected a JSON object)");
   EXPECT_EQ(load_error("{}"), "'bad.json': not a tokenizer.json (no \"model\" object)");
   EXPECT_EQ(load_error(R"({"model": {}, "model": {}})"), "'bad.json': duplicate key 'model'");
+  // Ten million levels took 1.15 GB of parser stacks; now refused at level 513.
+  EXPECT_EQ(load_error(R"({"model": {}, "added_tokens": )" + std::string(10'000'000, '[')),
+            "'bad.json': JSON nested deeper than 512 levels");
+  EXPECT_EQ(load_error(R"({"model": {"vocab": {"a": )" + std::string(10'000'000, '[')),
+            "'bad.json': JSON nested deeper than 512 levels");
+  EXPECT_EQ(load_error("{\"model\": {}, \"x\": " + std::string(510, '[') + std::string(510, ']') + "}",
+                       ErrorKind::Unsupported),
+            "'bad.json': unsupported tokenizer.json: model type '?' (lmkit reads BPE models)");  // 511 levels are read
   json j = tiny();
   j["model"]["type"] = "WordPiece";
   EXPECT_EQ(load_error(j.dump(), ErrorKind::Unsupported),

@@ -383,6 +383,32 @@ TEST(Loader, FingerprintSeesSizeAndSampledContent) {
   EXPECT_EQ(back.source, "x");
 }
 
+// An integer field holding a float or a number past its type (found by fuzz_train_state: a
+// generator word of 7e23 was cast to uint64_t, undefined) is a Data error naming the file.
+TEST(Checkpoint, TrainStateIntegersMustBeIntegersInRange) {
+  const std::string good = R"({"version": 1, "step": 2, "tokens": 64, "elapsed": 1.5,
+    "rng": {"has_spare": false, "s": [1, 2, 3, 4], "spare_bits": 0},
+    "data": {"rng": {"has_spare": false, "s": [5, 6, 7, 8], "spare_bits": 0}, "cursor": 0, "epoch": 0},
+    "settings": {}})";
+  EXPECT_EQ(train_state_from_json(good, "'c'").step, 2);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"[1, 2, 3, 4]", "[1, 2, 3, 69290722728385464e7]"}, {"\"step\": 2", "\"step\": 2.5"},
+           {"\"tokens\": 64", "\"tokens\": -64"}, {"\"spare_bits\": 0}, \"cursor", "\"spare_bits\": 4294967296}, \"cursor"},
+           {"\"epoch\": 0", "\"epoch\": 1e300"}}) {
+    std::string bad = good;
+    ASSERT_NE(bad.find(from), std::string::npos) << from;
+    bad.replace(bad.find(from), from.size(), to);
+    try {
+      train_state_from_json(bad, "'c'");
+      ADD_FAILURE() << to;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data);
+      EXPECT_EQ(std::string(e.what()).rfind("'c': ", 0), 0u) << e.what();
+      EXPECT_NE(std::string(e.what()).find("expected an integer in range"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Checkpoint, RoundTripsModelMomentsAndState) {
   const fs::path dir = scratch("ckpt");
   fs::create_directories(dir);
