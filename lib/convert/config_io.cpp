@@ -693,6 +693,8 @@ std::vector<std::string> assignments(const ModelConfig& c, const std::vector<std
 
 }  // namespace
 
+bool is_llama4_config(const ModelConfig& cfg) { return has_llama4_features(cfg); }
+
 void fail_unsupported(const std::string& what, const std::vector<std::string>& why) {
   std::string hint;
   for (size_t i = 1; i < why.size(); ++i) hint += (i > 1 ? "; " : "also: ") + why[i];
@@ -943,6 +945,10 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   no(c.rope_scaling.type == RopeScalingType::Llama3, "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
   no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
+  no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");
+  no(c.attn_chunk_size > 0, "chunked attention (attn_chunk_size)");
+  no(c.attn_temperature_tuning, "attention temperature tuning");
+  no(c.vision_dim > 0, "a vision projection (vision_dim)");
   return why;
 }
 
