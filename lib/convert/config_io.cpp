@@ -836,7 +836,7 @@ std::string config_to_params_json(const ModelConfig& c) {
       fail(ErrorKind::Unsupported, cat("params.json: Meta's width rule gives no expert width ", want,
                                        " with ffn_dim_multiplier ", c.ffn_dim_multiplier, " and multiple_of ", c.multiple_of));
     json out = json::object();
-    for (auto& [k, v] : j.items()) {
+    for (const auto& [k, v] : j.items()) {
       if (k == "norm_eps") out["ffn_exp"] = (static_cast<double>(start) + 0.5) / static_cast<double>(c.dim);
       out[k] = v;
     }

@@ -7,10 +7,16 @@
 
 #include <filesystem>
 #include <functional>
+#include <cstring>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "fixture_util.h"
 #include "convert/config_io.h"
+#include "convert/names.h"
+#include "convert/rules.h"
+#include "convert/source.h"
 #include "core/error.h"
 #include "io/metadata_keys.h"
 #include "io/stream.h"
@@ -172,6 +178,84 @@ TEST(Llama4Config, HuggingFaceDefaultsAndRefusals) {
   // The text model has no vision projection.
   ModelConfig v = fixture_config("llama4_meta");
   EXPECT_NE(error_of([&] { config_to_hf_json(v, "float32"); }).find("vision_projection"), std::string::npos);
+}
+
+// The graph `g` holds exactly the tensors of `file`, byte for byte.
+void expect_same_tensors(const Graph& g, const fs::path& file, const std::string& what) {
+  const SafeTensorsFile want = SafeTensorsFile::open(file.string());
+  std::set<std::string> names;
+  for (const Node& n : g.nodes) {
+    names.insert(n.name);
+    const TensorInfo* info = want.find(n.name);
+    if (!info) {
+      ADD_FAILURE() << what << ": unexpected " << n.name;
+      continue;
+    }
+    EXPECT_EQ(n.shape, info->shape) << what << ": " << n.name;
+    const Tensor got = n.load();
+    const Tensor w = want.get(n.name);
+    ASSERT_EQ(got.nbytes(), w.nbytes()) << what << ": " << n.name;
+    EXPECT_EQ(std::memcmp(got.raw(), w.raw(), w.nbytes()), 0) << what << ": " << n.name << " differs";
+  }
+  for (const TensorInfo& t : want.tensors())
+    EXPECT_TRUE(names.count(t.name)) << what << ": missing " << t.name;
+}
+
+Graph imported(const fs::path& file, Layout layout, const ModelConfig& cfg) {
+  Source src = open_source(file.string());
+  Graph g = src.graph;
+  apply_rules(g, import_rules(layout), &cfg);
+  return g;
+}
+
+TEST(Llama4Names, MetaCheckpointsImportBitExact) {
+  const ModelConfig cfg = fixture_config("llama4_meta");
+  for (const char* form : {"released", "state_dict"}) {
+    const fs::path dir = fixture::dir() / "llama4_meta" / form;
+    std::vector<std::string> names;
+    for (const Node& n : open_source((dir / "consolidated.00.safetensors").string()).graph.nodes) names.push_back(n.name);
+    EXPECT_EQ(detect_layout(names, false), Layout::Meta) << form;
+    const Graph g = imported(dir / "consolidated.00.safetensors", Layout::Meta, cfg);
+    expect_same_tensors(g, fixture::dir() / "llama4_meta" / "lmkit.safetensors", form);
+    if (std::string(form) == "released") EXPECT_EQ(g.dropped.size(), 2u);  // the two vision_embeddings tensors
+  }
+  // Written in Meta's module names and read back: the same tensors.
+  Graph out = open_source((fixture::dir() / "llama4_meta" / "lmkit.safetensors").string()).graph;
+  apply_rules(out, export_rules(Layout::Meta), &cfg);
+  std::set<std::string> names;
+  for (const Node& n : out.nodes) names.insert(n.name);
+  EXPECT_TRUE(names.count("layers.1.feed_forward.router_DE"));
+  EXPECT_TRUE(names.count("layers.1.feed_forward.experts.w2"));
+  for (const Node& n : out.nodes)
+    if (n.name == "layers.1.feed_forward.experts.w1") EXPECT_EQ(n.shape, (Shape{4, 24, 48}));  // [E, C, Fe]
+  apply_rules(out, import_rules(Layout::Meta), &cfg);
+  expect_same_tensors(out, fixture::dir() / "llama4_meta" / "lmkit.safetensors", "meta round trip");
+}
+
+TEST(Llama4Names, HuggingFaceTextModelImportsAndExportsBitExact) {
+  const fs::path hf = fixture::dir() / "llama4_hf" / "checkpoint" / "model.safetensors";
+  const ModelConfig cfg = fixture_config("llama4_hf");
+  std::vector<std::string> names;
+  for (const Node& n : open_source(hf.string()).graph.nodes) names.push_back(n.name);
+  EXPECT_EQ(detect_layout(names, false), Layout::HFLlama4);
+  expect_same_tensors(imported(hf, Layout::HFLlama4, cfg), fixture::dir() / "llama4_hf" / "lmkit.safetensors", "hf import");
+  Graph out = open_source((fixture::dir() / "llama4_hf" / "lmkit.safetensors").string()).graph;
+  apply_rules(out, export_rules(Layout::HFLlama4), &cfg);
+  expect_same_tensors(out, hf, "hf export");
+}
+
+TEST(Llama4Names, TransposeRuleStacksExperts) {
+  EXPECT_EQ(parse_rule("transpose", "x=experts").stack, "experts");
+  EXPECT_EQ(parse_rule("transpose", "x=3").stack, "3");
+  EXPECT_EQ(error_of([] { parse_rule("transpose", "x=two"); }),
+            "bad --transpose 'x=two': the stack count must be 'experts' (moe.n_experts) or a positive number, got 'two'");
+  // [2*2, 3] viewed as [2, 2, 3] -> [2, 3, 2]
+  Tensor t = Tensor::zeros(DType::F32, {4, 3});
+  for (int i = 0; i < 12; ++i) t.data_mut<float>()[i] = static_cast<float>(i);
+  const Tensor s = transpose_stacked(t, 2);
+  EXPECT_EQ(s.shape(), (Shape{2, 3, 2}));
+  const std::vector<float> got(s.data<float>(), s.data<float>() + 12);
+  EXPECT_EQ(got, (std::vector<float>{0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11}));
 }
 
 }  // namespace
