@@ -535,6 +535,11 @@ const std::vector<KeyRow>& gguf_keys() {
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json(linear_rope_factor(c)) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.rope_scaling.factor = v.get<double>(); }},
       LM_KEY("llama.vocab_size", vocab_size, Int, nullptr),
+      {"llama.expert_count", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig&, const json& v, const std::string& src) {
+         if (v.get<int64_t>() > 0)
+           fail(ErrorKind::Unsupported, cat(src, ": mixture of experts (llama.expert_count ", v.get<int64_t>(), ") is not supported"));
+       }},
       {"tokenizer.ggml.model", "", Type::String, false, json(), [](const ModelConfig&) { return json("none"); }, nullptr},
       LM_TOKEN("tokenizer.ggml.bos_token_id", bos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.eos_token_id", eos_id, Int, nullptr),
@@ -628,6 +633,12 @@ bool has_llama4_features(const ModelConfig& c) {
   return c.moe.n_experts > 0 || c.nope_layer_interval > 0 || c.attn_chunk_size > 0 || c.attn_temperature_tuning ||
          c.vision_dim > 0 || (c.qk_norm && !c.qk_norm_weight);
 }
+// Written in Llama 4's params.json: a Llama 4 feature, or rope scaling constants other than
+// Llama 3.1's (only Llama 4's ModelArgs names them: rope_scaling_factor, rope_high_freq_factor).
+bool params_as_llama4(const ModelConfig& c) {
+  return has_llama4_features(c) ||
+         (c.rope_scaling.type == RopeScalingType::Llama3 && !(c.rope_scaling == kLlama31Scaling));
+}
 
 // Meta's rule for the SwiGLU hidden size (ModelConfig::ffn_hidden with hidden_dim unset).
 int64_t meta_hidden(const ModelConfig& c) {
@@ -720,6 +731,19 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
   return c;
 }
 
+// What Llama 4 and materium added to the model, which Llama 2/3 formats have no key for.
+void no_llama4_or_materium(const ModelConfig& c, std::vector<std::string>& why) {
+  auto no = [&](bool bad, const std::string& m) {
+    if (bad) why.push_back(m);
+  };
+  no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");
+  no(c.attn_chunk_size > 0, "chunked attention (attn_chunk_size)");
+  no(c.attn_temperature_tuning, "attention temperature tuning (attn_temperature_tuning)");
+  no(c.vision_dim > 0, "image features (vision_dim, image_token_id)");
+  no(!c.conditions.empty(), "materium conditions (conditions)");
+  no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+}
+
 std::vector<std::string> hf_unsupported(const ModelConfig& c) {
   std::vector<std::string> why;
   auto no = [&](bool bad, const std::string& m) {
@@ -735,8 +759,12 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
     no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
     no(!c.causal || c.doc_mask, "non-causal or document-masked attention");
     no(c.rope_scale_factor != 1 || c.rope_scaling.type == RopeScalingType::Linear, "linear RoPE scaling");
+    no(!c.conditions.empty(), "materium conditions (conditions)");
+    no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
     return why;
   }
+
+  no_llama4_or_materium(c, why);
   no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
   no(c.norm_bias, "norm biases (norm_bias)");
   no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
@@ -801,21 +829,20 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
   no(c.head_dim > 0 && c.head_dim * c.n_heads != c.dim, cat("head_dim ", c.head_dim, " (params.json derives dim / n_heads)"));
   no(c.hidden_dim > 0 && c.hidden_dim != meta_hidden(c),
      cat("hidden_dim ", c.hidden_dim, " (params.json derives ", meta_hidden(c), " from multiple_of and ffn_dim_multiplier)"));
-  no(!has_llama4_features(c) && c.rope_scaling.type != RopeScalingType::None && !(c.rope_scaling == kLlama31Scaling),
-     "rope_scaling other than Llama 3.1's (use_scaled_rope)");
+  no(c.rope_scaling.type != RopeScalingType::None &&
+         (c.rope_scaling.type != RopeScalingType::Llama3 || c.rope_scaling.low_freq_factor != 1 ||
+          c.rope_scaling.original_max_seq_len != 8192),
+     "rope_scaling other than llama3 with low_freq_factor 1 and original_max_seq_len 8192 (use_scaled_rope)");
   no(c.rope_scale_factor != 1, "rope_scale_factor");
   no(c.logits_soft_cap != 0, "a logits soft cap");
-  if (has_llama4_features(c)) {  // Llama 4's ModelArgs
-    no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (Llama 4's QK-norm is weightless)");
+  no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (qk_norm_weight; Llama 4's QK-norm has none)");
+  no(!c.conditions.empty(), "materium conditions (conditions)");
+  no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+  if (params_as_llama4(c)) {  // Llama 4's ModelArgs
     no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert (Llama 4's MoE has one)");
     no(c.moe.n_experts > 0 && c.ffn_dim_multiplier <= 0, "experts without ffn_dim_multiplier (Meta's width rule needs it)");
     no(c.image_token_id >= 0, "an image_token_id (Meta marks image places with a mask)");
-    no(c.rope_scaling.type == RopeScalingType::Llama3 &&
-           (c.rope_scaling.low_freq_factor != 1 || c.rope_scaling.original_max_seq_len != 8192),
-       "rope_scaling other than Llama 4's (low_freq_factor 1, original_max_seq_len 8192)");
     no(!c.causal || c.doc_mask, "non-causal or document-masked attention");
-  } else {
-    no(c.qk_norm, "QK-norm (qk_norm)");
   }
   return why;
 }
@@ -823,7 +850,7 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
 std::string config_to_params_json(const ModelConfig& c) {
   const std::vector<std::string> why = params_unsupported(c);
   if (!why.empty()) fail_unsupported("params.json: Meta's params have no ", why);
-  if (!has_llama4_features(c)) return write_object(params_keys(), c).dump(2) + "\n";
+  if (!params_as_llama4(c)) return write_object(params_keys(), c).dump(2) + "\n";
   json j = write_object(params_llama4_keys(), c);
   if (c.moe.n_experts > 0) {
     // ffn_exp for the expert width: the smallest int(ffn_exp * dim) the rule (auto_scale_F off)
@@ -945,10 +972,7 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   no(c.rope_scaling.type == RopeScalingType::Llama3, "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
   no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
-  no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");
-  no(c.attn_chunk_size > 0, "chunked attention (attn_chunk_size)");
-  no(c.attn_temperature_tuning, "attention temperature tuning");
-  no(c.vision_dim > 0, "a vision projection (vision_dim)");
+  no_llama4_or_materium(c, why);
   return why;
 }
 
@@ -1010,6 +1034,7 @@ std::vector<std::string> llama2c_unsupported(const ModelConfig& c) {
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");
   no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
+  no_llama4_or_materium(c, why);
   for (int64_t v : {c.dim, c.ffn_hidden(), c.n_layers, c.n_heads, c.kv_heads(), c.vocab_size, c.max_seq_len})
     no(v > INT32_MAX, cat("a size of ", v, " (the header holds int32)"));
   return why;

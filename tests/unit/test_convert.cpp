@@ -334,6 +334,94 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
             std::string::npos);
 }
 
+// Llama 4's params.json keys (llama-models' llama4 ModelArgs), both ways, and its defaults.
+TEST(ConvertConfig, MetaLlama4KeysBothWays) {
+  const std::string released = R"({"dim": 24, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 64,
+    "multiple_of": 8, "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "use_scaled_rope": true,
+    "attention_chunk_size": 4, "nope_layer_interval": 4, "use_qk_norm": true, "attn_temperature_tuning": true,
+    "floor_scale": 3.0, "attn_scale": 0.4, "max_seq_len": 64})";
+  const ModelConfig c = config_from_params_json(released, "params.json");
+  EXPECT_EQ(c.nope_layer_interval, 4);
+  EXPECT_EQ(c.attn_chunk_size, 4);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qk_norm_weight);  // Llama 4's L2Norm
+  EXPECT_TRUE(c.attn_temperature_tuning);
+  EXPECT_EQ(c.attn_floor_scale, 3.0);
+  EXPECT_EQ(c.attn_scale, 0.4);
+  EXPECT_EQ(c.rope_theta, 500000);  // Llama 4's default
+  EXPECT_EQ(c.rope_scaling, (RopeScaling{RopeScalingType::Llama3, 16, 1, 1, 8192}));
+  EXPECT_EQ(config_from_params_json(config_to_params_json(c), "params.json"), c);
+  // Llama 3.1's scaling under Llama 4's keys is written out, so it reads back as itself.
+  ModelConfig l31 = c;
+  l31.rope_scaling = preset("llama3-8b").rope_scaling;
+  ASSERT_EQ(l31.rope_scaling.factor, 8);
+  EXPECT_EQ(config_from_params_json(config_to_params_json(l31), "params.json"), l31);
+  // Llama 3's params keep Llama 3.1's constants.
+  ModelConfig l3 = preset("llama3-8b");
+  l3.name = "";
+  EXPECT_EQ(config_from_params_json(config_to_params_json(l3), "params.json").rope_scaling, l3.rope_scaling);
+  EXPECT_EQ(config_to_params_json(l3).find("rope_scaling_factor"), std::string::npos);
+
+  ModelConfig weighted = c;
+  weighted.qk_norm_weight = true;
+  EXPECT_NE(error_of([&] { config_to_params_json(weighted); }).find("QK-norm weights (qk_norm_weight"), std::string::npos);
+  const std::string quantized = released.substr(0, released.size() - 1) + R"(, "quantization_args": {"scheme": "int4"}})";
+  EXPECT_NE(error_of([&] { config_from_params_json(quantized, "params.json"); }).find("quantization_args"), std::string::npos);
+}
+
+// A config field a format has no key for is refused by that format's writer, never dropped.
+// Llama 4's attention is carried by Llama 4's params.json and Hugging Face's llama4_text.
+TEST(ConvertConfig, FieldsAFormatCannotCarryAreRefused) {
+  struct Case {
+    const char* why;  // what GGUF's llama and llama2.c say
+    void (*set)(ModelConfig&);
+    const char* hf;    // what config.json says; nullptr = carried (llama4_text)
+    const char* meta;  // what params.json says; nullptr = carried (Llama 4's)
+  };
+  const Case cases[] = {
+      {"NoPE layers (nope_layer_interval)", [](ModelConfig& c) { c.nope_layer_interval = 2; }, nullptr, nullptr},
+      {"chunked attention (attn_chunk_size)", [](ModelConfig& c) { c.attn_chunk_size = 8; }, nullptr, nullptr},
+      {"attention temperature tuning", [](ModelConfig& c) { c.attn_temperature_tuning = true; }, nullptr, nullptr},
+      {"image features (vision_dim", [](ModelConfig& c) { c.vision_dim = 12, c.image_token_id = 3; }, "vision_projection",
+       "an image_token_id"},
+      {"materium conditions (conditions)",
+       [](ModelConfig& c) { c.conditions.push_back({"band_gap", ProjLayerType::Linear, 1, 0, 0}); },
+       "materium conditions (conditions)", "materium conditions (conditions)"},
+      {"rope_mode 'blockwise'", [](ModelConfig& c) { c.rope_mode = RopeMode::Blockwise; }, "rope_mode 'blockwise'",
+       "rope_mode 'blockwise'"},
+      {"mixture of experts", [](ModelConfig& c) { c.moe.n_experts = 4; }, "experts without a shared expert",
+       "experts without a shared expert"},
+  };
+  for (const Case& k : cases) {
+    ModelConfig c = small("gqa");
+    c.hidden_dim = 0;  // Meta's rule, which params.json can carry
+    k.set(c);
+    auto has = [&](const std::vector<std::string>& why) {
+      return std::any_of(why.begin(), why.end(), [&](const std::string& w) { return w.find(k.why) != std::string::npos; });
+    };
+    EXPECT_TRUE(has(gguf_unsupported(c))) << k.why;
+    EXPECT_TRUE(has(llama2c_unsupported(c))) << k.why;
+    const std::string hf = error_of([&] { config_to_hf_json(c, "float32"); });
+    if (!k.hf) {
+      EXPECT_EQ(hf, "") << k.why;
+      const ModelConfig back = config_from_hf_json(config_to_hf_json(c, "float32"), "config.json");
+      EXPECT_EQ(back.nope_layer_interval, c.nope_layer_interval) << k.why;
+      EXPECT_EQ(back.attn_chunk_size, c.attn_chunk_size) << k.why;
+      EXPECT_EQ(back.attn_temperature_tuning, c.attn_temperature_tuning) << k.why;
+      EXPECT_EQ(back.ffn_hidden(), c.ffn_hidden()) << k.why;
+    } else {
+      EXPECT_NE(hf.find(k.hf), std::string::npos) << k.why << ": " << hf;
+    }
+    const std::string meta = error_of([&] { config_to_params_json(c); });
+    if (!k.meta) {
+      EXPECT_EQ(meta, "") << k.why;
+      EXPECT_EQ(config_from_params_json(config_to_params_json(c), "params.json"), c) << k.why;
+    } else {
+      EXPECT_NE(meta.find(k.meta), std::string::npos) << k.why << ": " << meta;
+    }
+  }
+}
+
 std::map<std::string, Shape> shapes_of(const Graph& g) {
   std::map<std::string, Shape> m;
   for (const Node& n : g.nodes) m.emplace(n.name, n.shape);
