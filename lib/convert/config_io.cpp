@@ -266,7 +266,7 @@ const std::vector<KeyRow>& hf_llama4_keys() {
       {"use_qk_norm", "qk_norm", Type::Bool, false, json(true), [](const ModelConfig& c) { return json(c.qk_norm); },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.qk_norm = v.get<bool>();
-         c.qk_norm_weight = false;  // Llama4TextL2Norm: weightless
+         if (c.qk_norm) c.qk_norm_weight = false;  // Llama4TextL2Norm: weightless
        }},
       {"no_rope_layer_interval", "nope_layer_interval", Type::Int, false, json(4),
        [](const ModelConfig& c) { return json(c.nope_layer_interval > 0 ? c.nope_layer_interval : c.n_layers + 1); },
@@ -434,7 +434,7 @@ const std::vector<KeyRow>& params_llama4_keys() {
       {"use_qk_norm", "qk_norm", Type::Bool, false, json(false), [](const ModelConfig& c) { return json(c.qk_norm); },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.qk_norm = v.get<bool>();
-         c.qk_norm_weight = false;
+         if (c.qk_norm) c.qk_norm_weight = false;
        }},
       LM_KEY("attn_temperature_tuning", attn_temperature_tuning, Bool, false),
       LM_KEY("floor_scale", attn_floor_scale, Number, 8192),

@@ -175,7 +175,7 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
 @test "a config field a format has no key for is refused by its writer, nothing written; params.json and llama4_text carry Llama 4's attention" {
   local S=(--set nope_layer_interval=2 --set attn_chunk_size=8)
   run -1 lm-convert-checkpoint -q "${S[@]}" --to gguf "$REF/llama2.safetensors" "$TMP/m.gguf"
-  assert_output --partial "error: GGUF (llama) cannot hold NoPE layers (nope_layer_interval)"
+  assert_output --partial "llama cannot hold NoPE layers (nope_layer_interval)"
   run -1 lm-convert-checkpoint -q "${S[@]}" --to llama2c "$REF/llama2.safetensors" "$TMP/m.bin"
   assert_output --partial "error: a llama2.c v0 checkpoint cannot hold NoPE layers (nope_layer_interval)"
   assert_equal "$(ls -A "$TMP")" ""
@@ -407,7 +407,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
 @test "error: unknown layout (exit 2)" {
   run -2 lm-convert-checkpoint --to gguf2 "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "lm-convert-checkpoint: error: unknown layout 'gguf2'"
-  assert_output --partial "'gguf2'; layouts are lmkit, meta, hf, flax, soma, soma-torch, gguf, llama2c, raw"
+  assert_output --partial "'gguf2'; layouts are lmkit, meta, hf, hf-llama4, flax, soma, soma-torch, gguf, llama2c, raw"
   run -2 lm-convert-checkpoint --from pytorch "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "unknown layout 'pytorch'"
   # names no layout knows: --from is needed

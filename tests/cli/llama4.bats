@@ -174,7 +174,7 @@ PY
   assert_output "lm-convert-checkpoint: error: lm-convert-checkpoint does not support mixture of experts (moe.n_experts = 4) yet"
   # A dense Llama 4 style model (NoPE layers, weightless QK-norm) round-trips through Meta's
   # layout with a Llama 4 params.json, tensor for tensor; GGUF refuses it in one line.
-  run lm-convert-checkpoint "$FIX/l4_qknorm/model.safetensors" --to meta "$TMP/meta"
+  run lm-convert-checkpoint "$FIX/l4_qknorm/model.safetensors" --to meta "$TMP/meta/"
   assert_success
   grep -q '"nope_layer_interval": 3' "$TMP/meta/params.json" || fail "no nope_layer_interval in params.json"
   grep -q '"use_qk_norm": true' "$TMP/meta/params.json" || fail "no use_qk_norm in params.json"
