@@ -38,6 +38,7 @@ struct EvalOptions {
   // features must all land on input places (a place on the record's last token, which is
   // only a target, or past its end is a Data error), unless max_windows cut the input short.
   const VisionFile* vision = nullptr;
+  DType compute_dtype = DType::F32;  // evaluate_files: the matmuls' operands (Transformer::set_compute_dtype)
 };
 
 struct EvalResult {

@@ -36,6 +36,7 @@ struct SessionOptions {
   // --vision: image features per prompt (VisionFile; record i = prompt i, counted from 0), or
   // empty: text only (a vision model then runs on its tokens alone).
   std::string vision;
+  DType compute_dtype = DType::F32;  // the matmuls' operands (Transformer::set_compute_dtype)
 };
 
 class GenerateSession {

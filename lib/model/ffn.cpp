@@ -18,7 +18,7 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
 
 void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const float* w1, const float* b1,
                        const float* w3, const float* b3, int64_t N, int64_t C, int64_t F) {
-  if (N > kMatmulFewRows) {
+  if (!few_rows_path(N)) {
     matmul_forward_parts({{gate, w1, b1, F}, {up, w3, b3, F}}, inp, N, C);
     swiglu_forward(act, gate, up, N * F);
     return;

@@ -43,6 +43,7 @@ json TrainOptions::run_settings() const {
                 {"train", train_paths},
                 {"val", val_paths}};
   if (ranks > 1) j["ranks"] = ranks;  // single-process checkpoints stay as they were
+  if (compute_dtype == DType::BF16) j["dtype"] = "bf16";  // so do f32 ones
   return j;
 }
 
@@ -71,6 +72,9 @@ void TrainOptions::apply_run_settings(const json& j) {
     if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
     if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
     ranks = j.value("ranks", int64_t{1});
+    const std::string dtype = j.value("dtype", std::string("f32"));
+    if (dtype != "f32" && dtype != "bf16") fail_data(cat("unknown compute dtype ", quote(dtype)));
+    compute_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
@@ -345,6 +349,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   caps.vision = false;
   require_supported(cfg, caps, "lm-train");
   model_ = std::make_unique<Transformer>(std::move(weights));
+  model_->set_compute_dtype(opts_.compute_dtype);
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);
   grads_ = Tensor::zeros(DType::F32, {layout.arena_floats()});
@@ -529,6 +534,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
                         state_.step + 1));
     if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
     adamw_.step(params, grads, lr, state_.step + 1);
+    model_->weights_changed();  // bf16 compute: its weight copies are rounded again
     ++state_.step;
     ++sum.steps_this_run;
     const uint64_t step_tokens = static_cast<uint64_t>(opts_.grad_accum * opts_.batch * opts_.seq * ranks_);
