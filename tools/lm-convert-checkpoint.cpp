@@ -35,12 +35,13 @@ int main(int argc, char** argv) {
   const char* rule_help[7] = {
       "Rename tensors matching REGEX (sed-like; \\1 or $1 for groups)",
       "Drop tensors whose name matches GLOB",
-      "Transpose 2-D tensors matching GLOB ([in, out] <-> [out, in])",
+      "Transpose 2-D tensors matching GLOB ([in, out] <-> [out, in]); 3-D stacks [E, R, C] slice by slice; GLOB=E "
+      "first views 2-D [E*R, C] as [E, R, C] (E a number or 'experts')",
       "Split NAME (a regex) along DIM into parts A,B[,C] (sizes from the config, A:N, or equal)",
       "Concatenate A (a regex), B[,C] (templates with \\1) along DIM into NAME",
       "Permute rows of GLOB from Meta's interleaved RoPE pairs to the half-split layout (q: n_heads, k: n_kv_heads, or N heads)",
       "The inverse of --rope-to-half"};
-  const char* rule_types[7] = {"REGEX=REPL", "GLOB", "GLOB", "NAME=A,B[,C][@DIM]", "A,B[,C]=NAME[@DIM]", "GLOB=q|k|N", "GLOB=q|k|N"};
+  const char* rule_types[7] = {"REGEX=REPL", "GLOB", "GLOB[=E]", "NAME=A,B[,C][@DIM]", "A,B[,C]=NAME[@DIM]", "GLOB=q|k|N", "GLOB=q|k|N"};
   std::map<const CLI::Option*, int> rule_option;
   for (int i = 0; i < 7; ++i)
     rule_option[app.add_option(std::string("--") + rule_names[i], rule_args[i], rule_help[i])

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
                      "token and per byte, SIGReg when the model has it.");
   CLI::App& app = tool.app();
 
-  std::string model_path, input_format = "auto", embedding_out;
+  std::string model_path, input_format = "auto", embedding_out, vision_path;
   std::vector<std::string> inputs;
   lm::EvalOptions opts;
   int64_t bytes = -1;
@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
                               ->default_str("");
   app.add_option("--embedding-out", embedding_out, "Write the mean embedding (soma V1 compute_loss) as safetensors")
       ->type_name("FILE");
+  app.add_option("--vision", vision_path, "Image features per record of the input (safetensors record.{i} [N, "
+                                          "vision_dim], see docs/llama4.md; default: text only)")
+      ->type_name("FILE");
   app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation)");
@@ -70,7 +73,7 @@ int main(int argc, char** argv) {
                                             if (progress)
                                               std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f",
                                                            (long long)b.windows, (long long)b.tokens, b.loss());
-                                          });
+                                          }, vision_path);
     if (progress) std::fputc('\n', stderr);
     if (bytes > 0) r.bytes = bytes;
     if (!embedding_out.empty()) lm::save_embedding(embedding_out, r);

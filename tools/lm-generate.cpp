@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
       ->type_name("FORMAT")
       ->check(CLI::IsMember({"text", "tokens", "ids"}));
   app.add_option("-o,--output", output, "Write the completions to FILE ('-' = stdout)")->type_name("FILE");
+  app.add_option("--vision", opts.vision, "Image features per prompt (safetensors record.{i} [N, vision_dim] for "
+                                          "prompt i + 1, see docs/llama4.md; default: text only)")
+      ->type_name("FILE");
   app.add_flag("--echo", opts.echo, "Print each text prompt before its completion");
   app.add_flag("--json", opts.json, "Print one JSON object per prompt (completion and stats) instead of text");
   app.add_flag("-f,--force", force, "Write a token stream even to a terminal");

@@ -33,6 +33,16 @@ double decode_bytes_per_token(const ModelConfig& cfg, int64_t context) {
          kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
 }
 
+namespace {
+// A random token of the text: a vision model's image_token_id (a place that needs a feature)
+// is moved to the next id, so vision models are measured on text only.
+int32_t text_token(Rng& rng, const ModelConfig& c) {
+  int64_t t = static_cast<int64_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  if (c.vision_dim > 0 && c.image_token_id >= 0 && t == c.image_token_id) t = (t + 1) % c.vocab_size;
+  return static_cast<int32_t>(t);
+}
+}  // namespace
+
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {
   const ModelConfig& c = model.config();
   if (B < 1 || T < 1 || T > c.max_seq_len)
@@ -40,7 +50,7 @@ ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup,
                    " x ", T));
   std::vector<int32_t> tokens(static_cast<size_t>(B * T));
   Rng rng(1);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  for (auto& t : tokens) t = text_token(rng, c);
   ForwardBench r;
   r.batch = B;
   r.seq = T;
@@ -85,7 +95,7 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
                    " x ", T));
   std::vector<int32_t> tokens(static_cast<size_t>(B * (T + 1)));
   Rng data_rng(3);
-  for (auto& t : tokens) t = static_cast<int32_t>(data_rng.below(static_cast<uint64_t>(c.vocab_size)));
+  for (auto& t : tokens) t = text_token(data_rng, c);
   std::vector<int32_t> inputs(static_cast<size_t>(B * T)), targets(static_cast<size_t>(B * T));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
@@ -139,7 +149,7 @@ DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProb
   KVCache cache = model.make_cache(1, tokens);
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   Rng rng(2);
-  for (auto& t : ids) t = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab_size)));
+  for (auto& t : ids) t = text_token(rng, c);
   auto run = [&] {
     cache.reset();
     for (int64_t i = 0; i < tokens; ++i) model.forward_step(&ids[static_cast<size_t>(i)], nullptr, cache);

@@ -44,6 +44,9 @@ struct KeyRow {
   // outside -> lmkit: `v` already checked against `type`; `src` is the quoted source for messages.
   // nullptr = the key is ignored on the way in.
   void (*in)(ModelConfig& c, const json& v, const std::string& src);
+  // What an explicit null means when it is not what an absent key means (Llama4TextConfig's
+  // attention_chunk_size: absent = 8192, null = none); null = the same as absent.
+  json null_value = json();
 };
 
 const json kOmit = json(json::value_t::discarded);
@@ -91,6 +94,7 @@ const std::vector<KeyRow>& hf_rope_linear_keys() {
 }
 
 json write_object(const std::vector<KeyRow>& rows, const ModelConfig& c);
+std::set<std::string> keys_of(const std::vector<KeyRow>& rows);
 void read_object(const std::vector<KeyRow>& rows, const json& j, ModelConfig& c, const std::string& src,
                  std::vector<std::string>* given);
 
@@ -165,32 +169,164 @@ const std::vector<KeyRow>& hf_keys() {
   return rows;
 }
 
+// The NoPE interval that gives exactly these layers' RoPE flags (1 = RoPE, 0 = NoPE, as
+// Llama4TextConfig.no_rope_layers), or -1 when no interval does; 0 = every layer has RoPE.
+int64_t nope_interval_of(const json& flags) {
+  const int64_t L = static_cast<int64_t>(flags.size());
+  int64_t n = 0;
+  for (int64_t i = 0; i < L && !n; ++i)
+    if (flags[i] == 0) n = i + 1;
+  for (int64_t i = 0; i < L; ++i)
+    if ((flags[i] != 0) != (n == 0 || (i + 1) % n != 0)) return -1;
+  return n;
+}
+
+// Hugging Face Llama 4 text models (transformers' configuration_llama4.py Llama4TextConfig,
+// model_type "llama4_text"; absent keys take its defaults; docs/llama4.md §12). Rows run in
+// order: the layer lists are checked against the sizes read before them.
+const std::vector<KeyRow>& hf_llama4_keys() {
+  static const std::vector<KeyRow> rows = {
+      {"model_type", "", Type::String, true, json(), [](const ModelConfig&) { return json("llama4_text"); }, nullptr},
+      {"architectures", "", Type::Any, false, json(), [](const ModelConfig&) { return json::array({"Llama4ForCausalLM"}); },
+       nullptr},
+      {"_name_or_path", "name", Type::String, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.name = v.get<std::string>(); }},
+      LM_KEY("vocab_size", vocab_size, Int, 202048),
+      LM_KEY("hidden_size", dim, Int, 5120),
+      {"intermediate_size", "moe.hidden_dim", Type::Int, false, json(8192), [](const ModelConfig& c) { return json(c.moe_hidden()); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.hidden_dim = v.get<int64_t>(); }},
+      {"intermediate_size_mlp", "hidden_dim", Type::Int, false, json(16384), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.hidden_dim = v.get<int64_t>(); }},
+      LM_KEY("num_hidden_layers", n_layers, Int, 48),
+      LM_KEY("num_attention_heads", n_heads, Int, 40),
+      {"num_key_value_heads", "n_kv_heads", Type::Int, false, json(8), [](const ModelConfig& c) { return json(c.kv_heads()); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
+      {"head_dim", "head_dim", Type::Int, false, json(128), [](const ModelConfig& c) { return json(c.head_size()); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.head_dim = head_dim_from(c, v.get<int64_t>()); }},
+      {"hidden_act", "", Type::String, false, json(), [](const ModelConfig&) { return json("silu"); },
+       [](ModelConfig&, const json& v, const std::string& src) {
+         if (v != "silu") fail(ErrorKind::Unsupported, cat(src, ": hidden_act ", v.dump(), " (lmkit's SwiGLU uses silu)"));
+       }},
+      LM_KEY("max_position_embeddings", max_seq_len, Int, 131072),
+      LM_KEY("rms_norm_eps", norm_eps, Number, 1e-5),
+      LM_TOKEN("pad_token_id", pad_id, TokenId, -1),
+      LM_TOKEN("bos_token_id", bos_id, TokenId, 1),
+      LM_TOKEN("eos_token_id", eos_id, TokenId, 2),
+      LM_KEY("tie_word_embeddings", tie_embeddings, Bool, false),
+      LM_KEY("rope_theta", rope_theta, Number, 500000),
+      {"rope_scaling", "rope_scaling", Type::Object, false, json(),
+       [](const ModelConfig& c) -> json {
+         if (c.rope_scaling.type != RopeScalingType::Llama3) return json(nullptr);
+         json j = write_object(hf_rope_llama3_keys(), c);
+         j["rope_type"] = "llama3";
+         return j;
+       },
+       [](ModelConfig& c, const json& rs, const std::string& src) {
+         const char* type_key = rs.contains("rope_type") ? "rope_type" : "type";
+         const std::string t = rs.contains(type_key) && rs[type_key].is_string() ? rs[type_key].get<std::string>() : "";
+         if (t == "llama3") {
+           c.rope_scaling.type = RopeScalingType::Llama3;
+           read_object(hf_rope_llama3_keys(), rs, c, src, nullptr);
+         } else if (t != "default") {
+           fail(ErrorKind::Unsupported, cat(src, ": rope_scaling type ", quote(t), " is not supported for Llama 4 (llama3 is)"));
+         }
+       }},
+      LM_KEY("attention_dropout", attn_dropout, Number, 0.0),
+      LM_KEY("attention_bias", attn_bias, Bool, false),
+      {"num_experts_per_tok", "moe.top_k", Type::Int, false, json(1), [](const ModelConfig& c) { return json(c.moe.top_k); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.top_k = v.get<int64_t>(); }},
+      {"num_local_experts", "moe.n_experts", Type::Int, false, json(16), [](const ModelConfig& c) { return json(c.moe.n_experts); },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         c.moe.n_experts = v.get<int64_t>();
+         c.moe.shared_expert = true;  // Llama4TextMoe always has one (routing: sigmoid, lmkit's default)
+       }},
+      {"interleave_moe_layer_step", "moe.interleave_step", Type::Int, false, json(1),
+       [](const ModelConfig& c) { return json(c.moe.interleave_step); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.interleave_step = v.get<int64_t>(); }},
+      {"moe_layers", "moe", Type::Any, false, json(),
+       [](const ModelConfig& c) {
+         json a = json::array();
+         for (int64_t l = 0; l < c.n_layers; ++l)
+           if (c.is_moe_layer(l)) a.push_back(l);
+         return a;
+       },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         if (!v.is_array()) fail_data(cat(src, ": 'moe_layers': expected a list of layer indices, got ", v.dump()));
+         if (v.empty()) {  // a dense model
+           c.moe = MoEConfig{};
+           return;
+         }
+         json want = json::array();
+         for (int64_t l = 0; l < c.n_layers; ++l)
+           if (c.is_moe_layer(l)) want.push_back(l);
+         if (v != want)
+           fail(ErrorKind::Unsupported, cat(src, ": moe_layers ", v.dump(), " are not every ", c.moe.interleave_step,
+                                            ". layer (interleave_moe_layer_step): lmkit places MoE layers by the interleave"));
+       }},
+      {"use_qk_norm", "qk_norm", Type::Bool, false, json(true), [](const ModelConfig& c) { return json(c.qk_norm); },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         c.qk_norm = v.get<bool>();
+         if (c.qk_norm) c.qk_norm_weight = false;  // Llama4TextL2Norm: weightless
+       }},
+      {"no_rope_layer_interval", "nope_layer_interval", Type::Int, false, json(4),
+       [](const ModelConfig& c) { return json(c.nope_layer_interval > 0 ? c.nope_layer_interval : c.n_layers + 1); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.nope_layer_interval = v.get<int64_t>(); }},
+      {"no_rope_layers", "nope_layer_interval", Type::Any, false, json(),
+       [](const ModelConfig& c) {
+         json a = json::array();
+         for (int64_t l = 0; l < c.n_layers; ++l) a.push_back(c.is_nope_layer(l) ? 0 : 1);
+         return a;
+       },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         if (!v.is_array()) fail_data(cat(src, ": 'no_rope_layers': expected a list of 0 and 1, got ", v.dump()));
+         if (v.empty()) return;  // transformers: the interval's
+         if (static_cast<int64_t>(v.size()) != c.n_layers)
+           fail_data(cat(src, ": 'no_rope_layers' has ", v.size(), " entries for ", c.n_layers, " layers"));
+         const int64_t n = nope_interval_of(v);
+         if (n < 0)
+           fail(ErrorKind::Unsupported, cat(src, ": no_rope_layers ", v.dump(), " are not every n-th layer for any n "
+                                            "(lmkit's NoPE layers are those with (i + 1) % nope_layer_interval == 0)"));
+         c.nope_layer_interval = n;
+       }},
+      {"attention_chunk_size", "attn_chunk_size", Type::Int, false, json(8192),
+       [](const ModelConfig& c) { return c.attn_chunk_size > 0 ? json(c.attn_chunk_size) : json(nullptr); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.attn_chunk_size = v.get<int64_t>(); }, json(0)},
+      {"layer_types", "", Type::Any, false, json(),
+       [](const ModelConfig& c) {
+         json a = json::array();
+         for (int64_t l = 0; l < c.n_layers; ++l) a.push_back(c.is_nope_layer(l) ? "full_attention" : "chunked_attention");
+         return a;
+       },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         json want = json::array();
+         for (int64_t l = 0; l < c.n_layers; ++l) want.push_back(c.is_nope_layer(l) ? "full_attention" : "chunked_attention");
+         if (v != want)
+           fail(ErrorKind::Unsupported, cat(src, ": layer_types ", v.dump(), " are not chunked on the RoPE layers and full "
+                                            "on the NoPE layers (Llama4TextConfig's rule)"));
+       }},
+      {"attn_temperature_tuning", "attn_temperature_tuning", Type::Any, false, json(true),
+       [](const ModelConfig& c) { return json(c.attn_temperature_tuning); },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         if (v.is_boolean()) c.attn_temperature_tuning = v.get<bool>();
+         else if (v.is_number()) c.attn_temperature_tuning = v.get<double>() != 0;  // older configs: 4 = on
+         else fail_data(cat(src, ": 'attn_temperature_tuning': expected true, false or a number, got ", v.dump()));
+       }},
+      LM_KEY("floor_scale", attn_floor_scale, Number, 8192),
+      LM_KEY("attn_scale", attn_scale, Number, 0.1),
+      // Not read by transformers' Llama 4 model (training-time router options): not imported.
+      {"router_aux_loss_coef", "", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"output_router_logits", "", Type::Bool, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"router_jitter_noise", "", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+  };
+  return rows;
+}
+
 // Llama 3.1's apply_scaling constants, which Meta's use_scaled_rope switches on.
 const RopeScaling kLlama31Scaling{RopeScalingType::Llama3, 8, 1, 4, 8192};
-
-// Llama 4's ModelArgs (llama-models models/llama4/args.py) add these keys to Llama 3's; a
-// params.json holding any of them is Llama 4's, with Llama 4's defaults.
-constexpr const char* kLlama4OnlyParams[] = {"moe_args", "nope_layer_interval", "attention_chunk_size", "use_qk_norm",
-                                             "attn_temperature_tuning", "floor_scale", "attn_scale", "ffn_exp",
-                                             "rope_scaling_factor", "rope_high_freq_factor", "vision_args"};
-// Llama 4's apply_scaling: Llama 3.1's with factor 16 and high_freq_factor 1 unless given.
-const RopeScaling kLlama4Scaling{RopeScalingType::Llama3, 16, 1, 1, 8192};
-
-bool llama4_features(const ModelConfig& c) {
-  return c.nope_layer_interval > 0 || c.attn_chunk_size > 0 || c.attn_temperature_tuning || c.qk_norm;
-}
-// Whether a params.json written for `c` names its rope_scaling constants (Llama 4's keys).
-bool llama4_rope_keys(const ModelConfig& c) {
-  return c.rope_scaling.type == RopeScalingType::Llama3 && (llama4_features(c) || !(c.rope_scaling == kLlama31Scaling));
-}
 
 // Meta params.json (llama-models' ModelArgs; absent keys take its defaults).
 const std::vector<KeyRow>& params_keys() {
   static const std::vector<KeyRow> rows = {
-      {"moe_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
-       [](ModelConfig&, const json&, const std::string& src) {
-         fail(ErrorKind::Unsupported, cat(src, ": mixture-of-experts params (moe_args) are not supported"));
-       }},
       LM_REQUIRED("dim", dim, Int),
       LM_REQUIRED("n_layers", n_layers, Int),
       LM_REQUIRED("n_heads", n_heads, Int),
@@ -209,54 +345,140 @@ const std::vector<KeyRow>& params_keys() {
        [](ModelConfig& c, const json& v, const std::string&) {
          if (v.get<bool>()) c.rope_scaling = kLlama31Scaling;
        }},
-      // Llama 4's rope_scaling constants (its apply_scaling); written whenever they are not 3.1's.
-      {"rope_scaling_factor", "rope_scaling.factor", Type::Number, false, json(),
-       [](const ModelConfig& c) { return llama4_rope_keys(c) ? json(c.rope_scaling.factor) : kOmit; },
+      LM_KEY("max_seq_len", max_seq_len, Int, 2048),
+      {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+  };
+  return rows;
+}
+
+// Llama 4's rope scaling constants (llama-models models/llama4/model.py apply_scaling): Llama
+// 3.1's with factor rope_scaling_factor (default 16) and high_freq_factor rope_high_freq_factor
+// (default 1).
+const RopeScaling kLlama4Scaling{RopeScalingType::Llama3, 16, 1, 1, 8192};
+
+// Meta's expert width rule after MoE.__init__'s hidden_dim = int(ffn_exp * dim) (docs/llama4.md
+// §7): the ffn_exp row leaves that start in moe.hidden_dim, the moe_args row finishes it.
+int64_t meta_expert_width(int64_t start, double ffn_dim_multiplier, bool auto_scale_f, double capacity_factor,
+                          int64_t multiple_of) {
+  int64_t h = (2 * start) / 3;
+  h = static_cast<int64_t>(ffn_dim_multiplier * static_cast<double>(h));
+  if (auto_scale_f) h = static_cast<int64_t>(static_cast<double>(h) / (capacity_factor + 1));
+  if (multiple_of > 0) h += (multiple_of - h % multiple_of) % multiple_of;
+  return h;
+}
+
+// params.json's moe_args (llama-models models/llama4/args.py MoEArgs). The rows carry only
+// what the lmkit config keeps; capacity_factor and auto_scale_F are inputs of the width rule,
+// read by the moe_args row.
+const std::vector<KeyRow>& params_moe_keys() {
+  static const std::vector<KeyRow> rows = {
+      LM_REQUIRED("num_experts", moe.n_experts, Int),
+      {"capacity_factor", "", Type::Number, false, json(1.0), [](const ModelConfig&) { return json(1.0); }, nullptr},
+      {"auto_scale_F", "", Type::Bool, false, json(true), [](const ModelConfig&) { return json(false); }, nullptr},
+      LM_KEY("top_k", moe.top_k, Int, 1),
+      LM_KEY("interleave_moe_layer_step", moe.interleave_step, Int, 1),
+  };
+  return rows;
+}
+
+// Llama 4's params.json (llama-models models/llama4/args.py ModelArgs; absent keys take its
+// defaults). Rows run in order: the moe_args row needs dim, multiple_of, ffn_dim_multiplier and
+// ffn_exp before it.
+const std::vector<KeyRow>& params_llama4_keys() {
+  static const std::vector<KeyRow> rows = {
+      LM_REQUIRED("dim", dim, Int),
+      LM_REQUIRED("n_layers", n_layers, Int),
+      LM_REQUIRED("n_heads", n_heads, Int),
+      {"head_dim", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         // Meta's Attention uses dim // n_heads whatever head_dim says.
+         if (c.n_heads <= 0 || v.get<int64_t>() * c.n_heads != c.dim)
+           fail_data(cat(src, ": head_dim ", v.get<int64_t>(), " is not dim / n_heads (Meta's attention uses dim // n_heads)"));
+       }},
+      {"n_kv_heads", "n_kv_heads", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
+      {"vocab_size", "vocab_size", Type::Int, false, json(-1), [](const ModelConfig& c) { return json(c.vocab_size); },
+       [](ModelConfig& c, const json& v, const std::string&) { c.vocab_size = std::max<int64_t>(0, v.get<int64_t>()); }},
+      LM_KEY("multiple_of", multiple_of, Int, 256),
+      {"ffn_dim_multiplier", "ffn_dim_multiplier", Type::Number, false, json(0),
+       [](const ModelConfig& c) { return c.ffn_dim_multiplier != 0 ? json(c.ffn_dim_multiplier) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.ffn_dim_multiplier = v.get<double>(); }},
+      // The experts' starting width int(ffn_exp * dim); written back by the moe_args search.
+      {"ffn_exp", "moe.hidden_dim", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) {
-         if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.factor = v.get<double>();  // use_scaled_rope
+         c.moe.hidden_dim = static_cast<int64_t>(v.get<double>() * static_cast<double>(c.dim));
+       }},
+      LM_KEY("norm_eps", norm_eps, Number, 1e-5),
+      LM_KEY("rope_theta", rope_theta, Number, 500000),
+      {"use_scaled_rope", "rope_scaling", Type::Bool, false, json(false),
+       [](const ModelConfig& c) { return json(c.rope_scaling.type == RopeScalingType::Llama3); },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         if (v.get<bool>()) c.rope_scaling = kLlama4Scaling;
+       }},
+      {"rope_scaling_factor", "rope_scaling.factor", Type::Number, false, json(),
+       [](const ModelConfig& c) { return c.rope_scaling.type == RopeScalingType::Llama3 ? json(c.rope_scaling.factor) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.factor = v.get<double>();
        }},
       {"rope_high_freq_factor", "rope_scaling.high_freq_factor", Type::Number, false, json(),
-       [](const ModelConfig& c) { return llama4_rope_keys(c) ? json(c.rope_scaling.high_freq_factor) : kOmit; },
+       [](const ModelConfig& c) {
+         return c.rope_scaling.type == RopeScalingType::Llama3 ? json(c.rope_scaling.high_freq_factor) : kOmit;
+       },
        [](ModelConfig& c, const json& v, const std::string&) {
          if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.high_freq_factor = v.get<double>();
-       }},
-      // Llama 4's QK-norm is weightless (its L2Norm), on the RoPE layers.
-      {"use_qk_norm", "qk_norm", Type::Bool, false, json(false), [](const ModelConfig& c) { return c.qk_norm ? json(true) : kOmit; },
-       [](ModelConfig& c, const json& v, const std::string&) {
-         c.qk_norm = v.get<bool>();
-         if (c.qk_norm) c.qk_norm_weight = false;
        }},
       {"nope_layer_interval", "nope_layer_interval", Type::Int, false, json(),
        [](const ModelConfig& c) { return c.nope_layer_interval > 0 ? json(c.nope_layer_interval) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.nope_layer_interval = v.get<int64_t>(); }},
+      // Llama 4's QK-norm is weightless (an L2 norm of each head, docs/llama4.md §2).
+      {"use_qk_norm", "qk_norm", Type::Bool, false, json(false), [](const ModelConfig& c) { return json(c.qk_norm); },
+       [](ModelConfig& c, const json& v, const std::string&) {
+         c.qk_norm = v.get<bool>();
+         if (c.qk_norm) c.qk_norm_weight = false;
+       }},
+      LM_KEY("attn_temperature_tuning", attn_temperature_tuning, Bool, false),
+      LM_KEY("floor_scale", attn_floor_scale, Number, 8192),
+      LM_KEY("attn_scale", attn_scale, Number, 0.1),
       {"attention_chunk_size", "attn_chunk_size", Type::Int, false, json(),
        [](const ModelConfig& c) { return c.attn_chunk_size > 0 ? json(c.attn_chunk_size) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.attn_chunk_size = v.get<int64_t>(); }},
-      {"attn_temperature_tuning", "attn_temperature_tuning", Type::Bool, false, json(),
-       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(true) : kOmit; },
-       [](ModelConfig& c, const json& v, const std::string&) { c.attn_temperature_tuning = v.get<bool>(); }},
-      {"floor_scale", "attn_floor_scale", Type::Number, false, json(8192),
-       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(c.attn_floor_scale) : kOmit; },
-       [](ModelConfig& c, const json& v, const std::string&) { c.attn_floor_scale = v.get<double>(); }},
-      {"attn_scale", "attn_scale", Type::Number, false, json(0.1),
-       [](const ModelConfig& c) { return c.attn_temperature_tuning ? json(c.attn_scale) : kOmit; },
-       [](ModelConfig& c, const json& v, const std::string&) { c.attn_scale = v.get<double>(); }},
-      {"vision_args", "vision_dim", Type::Object, false, json(), [](const ModelConfig&) { return kOmit; },
-       [](ModelConfig& c, const json& v, const std::string& src) {  // the rest describes the encoder
-         const auto d = v.find("output_dim");
-         if (d == v.end() || !d->is_number_integer()) fail_data(cat(src, ": vision_args.output_dim: expected an integer"));
-         c.vision_dim = d->get<int64_t>();
+      LM_KEY("max_seq_len", max_seq_len, Int, 2048),
+      {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      // The encoder's arguments: only output_dim (the features' width) concerns lmkit.
+      {"vision_args", "vision_dim", Type::Object, false, json(),
+       [](const ModelConfig& c) { return c.vision_dim > 0 ? json{{"output_dim", c.vision_dim}} : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         if (!v.contains("output_dim") || !v["output_dim"].is_number_integer())
+           fail_data(cat(src, ": vision_args has no integer output_dim (the image features' width)"));
+         c.vision_dim = v["output_dim"].get<int64_t>();
        }},
       {"quantization_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json&, const std::string& src) {
-         fail(ErrorKind::Unsupported, cat(src, ": quantized params (quantization_args) are not supported"));
+         fail(ErrorKind::Unsupported, cat(src, ": quantization_args: quantized Meta checkpoints are not supported"));
        }},
       {"lora_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json&, const std::string& src) {
-         fail(ErrorKind::Unsupported, cat(src, ": LoRA params (lora_args) are not supported"));
+         fail(ErrorKind::Unsupported, cat(src, ": lora_args: LoRA checkpoints are not supported"));
        }},
-      LM_KEY("max_seq_len", max_seq_len, Int, 2048),
-      {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"moe_args", "moe", Type::Object, false, json(),
+       [](const ModelConfig& c) -> json {
+         if (c.moe.n_experts == 0) return kOmit;
+         json j = write_object(params_moe_keys(), c);
+         return j;
+       },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         const std::set<std::string> known = keys_of(params_moe_keys());
+         for (const auto& [k, x] : v.items())
+           if (!known.count(k)) fail_data(cat(src, ": moe_args: unknown key ", quote(k)));
+         read_object(params_moe_keys(), v, c, src + ": moe_args", nullptr);
+         if (c.moe.hidden_dim <= 0) fail_data(cat(src, ": moe_args needs ffn_exp (the experts' width is int(ffn_exp * dim) by Meta's rule)"));
+         if (c.ffn_dim_multiplier <= 0)
+           fail_data(cat(src, ": moe_args needs ffn_dim_multiplier (Meta's MoE width rule requires it)"));
+         const double capacity = v.contains("capacity_factor") ? v["capacity_factor"].get<double>() : 1.0;
+         const bool auto_scale = v.contains("auto_scale_F") ? v["auto_scale_F"].get<bool>() : true;
+         c.moe.hidden_dim = meta_expert_width(c.moe.hidden_dim, c.ffn_dim_multiplier, auto_scale, capacity, c.multiple_of);
+         c.moe.shared_expert = true;  // Llama 4's MoE always has one (routing: sigmoid, lmkit's default)
+       }},
   };
   return rows;
 }
@@ -359,7 +581,10 @@ void read_rows(const std::vector<KeyRow>& rows, const std::function<std::optiona
                const std::string& src, std::vector<std::string>* given) {
   for (const KeyRow& r : rows) {
     std::optional<json> v = lookup(r.key);
-    if (v && v->is_null()) v.reset();
+    if (v && v->is_null()) {
+      if (r.null_value.is_null()) v.reset();
+      else v = r.null_value;
+    }
     if (!v) {
       if (r.required) fail_data(cat(src, ": no ", quote(r.key)));
       if (r.absent.is_null()) continue;
@@ -401,6 +626,18 @@ std::set<std::string> keys_of(const std::vector<KeyRow>& rows) {
   std::set<std::string> keys;
   for (const KeyRow& r : rows) keys.insert(r.key);
   return keys;
+}
+
+// A config with a Llama 4 feature: written in Llama 4's params.json and Llama4TextConfig.
+bool has_llama4_features(const ModelConfig& c) {
+  return c.moe.n_experts > 0 || c.nope_layer_interval > 0 || c.attn_chunk_size > 0 || c.attn_temperature_tuning ||
+         c.vision_dim > 0 || (c.qk_norm && !c.qk_norm_weight);
+}
+// Written in Llama 4's params.json: a Llama 4 feature, or rope scaling constants other than
+// Llama 3.1's (only Llama 4's ModelArgs names them: rope_scaling_factor, rope_high_freq_factor).
+bool params_as_llama4(const ModelConfig& c) {
+  return has_llama4_features(c) ||
+         (c.rope_scaling.type == RopeScalingType::Llama3 && !(c.rope_scaling == kLlama31Scaling));
 }
 
 // Meta's rule for the SwiGLU hidden size (ModelConfig::ffn_hidden with hidden_dim unset).
@@ -467,6 +704,8 @@ std::vector<std::string> assignments(const ModelConfig& c, const std::vector<std
 
 }  // namespace
 
+bool is_llama4_config(const ModelConfig& cfg) { return has_llama4_features(cfg); }
+
 void fail_unsupported(const std::string& what, const std::vector<std::string>& why) {
   std::string hint;
   for (size_t i = 1; i < why.size(); ++i) hint += (i > 1 ? "; " : "also: ") + why[i];
@@ -479,6 +718,15 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
   const json j = parse_object(text, source);
   ModelConfig c;
   c.name = "";
+  const json type = j.contains("model_type") ? j["model_type"] : json();
+  if (type == "llama4")
+    fail(ErrorKind::Unsupported,
+         cat(quote(source), ": model_type 'llama4' (Llama4ForConditionalGeneration) is not supported yet: "
+                            "lm-convert-checkpoint reads Llama 4 text models (model_type 'llama4_text')"));
+  if (type == "llama4_text") {
+    read_object(hf_llama4_keys(), j, c, quote(source), nullptr);
+    return c;
+  }
   read_object(hf_keys(), j, c, quote(source), nullptr);
   return c;
 }
@@ -501,6 +749,21 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
+  if (has_llama4_features(c)) {  // Llama4TextConfig
+    no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
+    no(c.norm_bias || c.ffn_bias || c.output_bias, "norm, feed-forward or classifier biases");
+    no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type))));
+    no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (Llama 4's QK-norm is weightless)");
+    no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert");
+    no(c.vision_dim > 0, "vision_projection (llama4_text is the text model; the projector belongs to model_type llama4)");
+    no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
+    no(!c.causal || c.doc_mask, "non-causal or document-masked attention");
+    no(c.rope_scale_factor != 1 || c.rope_scaling.type == RopeScalingType::Linear, "linear RoPE scaling");
+    no(!c.conditions.empty(), "materium conditions (conditions)");
+    no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+    return why;
+  }
+
   no_llama4_or_materium(c, why);
   no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
   no(c.norm_bias, "norm biases (norm_bias)");
@@ -516,29 +779,43 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
 
 std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dtype) {
   const std::vector<std::string> why = hf_unsupported(c);
-  if (!why.empty()) fail_unsupported("config.json: a Hugging Face Llama has no ", why);
+  if (!why.empty())
+    fail_unsupported(has_llama4_features(c) ? "config.json: a Hugging Face Llama 4 text model has no " : "config.json: a Hugging Face Llama has no ", why);
   validate(c, "config.json");  // the sizes below divide by n_heads
-  json j = write_object(hf_keys(), c);
+  json j = write_object(has_llama4_features(c) ? hf_llama4_keys() : hf_keys(), c);
   j["torch_dtype"] = torch_dtype;
   return j.dump(2) + "\n";
 }
 
 // ---- Meta ----
 
+namespace {
+
+// Llama 4's params.json: it has a key only Llama 4's ModelArgs has (docs/llama4.md §12); its
+// defaults then are Llama 4's. A config with a Llama 4 feature is written in it.
+bool is_llama4_params(const json& j) {
+  const std::set<std::string> l3 = keys_of(params_keys());
+  for (const auto& [k, v] : j.items())
+    if (!l3.count(k) && keys_of(params_llama4_keys()).count(k)) return true;
+  return false;
+}
+
+}  // namespace
+
 ModelConfig config_from_params_json(const std::string& text, const std::string& source) {
-  const json j = parse_object(text, source);
+  json j = parse_object(text, source);
+  if (j.size() == 1 && j.contains("model") && j["model"].is_object()) j = json(j["model"]);  // {"model": {...}}
   ModelConfig c;
-  read_object(params_keys(), j, c, quote(source), nullptr);
-  const bool llama4 = std::any_of(std::begin(kLlama4OnlyParams), std::end(kLlama4OnlyParams),
-                                  [&](const char* k) { return j.contains(k) && !j[k].is_null(); });
-  if (llama4) {
-    auto absent = [&](const char* k) { return !j.contains(k) || j[k].is_null(); };
-    if (absent("rope_theta")) c.rope_theta = 500000;
-    if (c.rope_scaling.type == RopeScalingType::Llama3) {  // use_scaled_rope
-      if (absent("rope_scaling_factor")) c.rope_scaling.factor = kLlama4Scaling.factor;
-      if (absent("rope_high_freq_factor")) c.rope_scaling.high_freq_factor = kLlama4Scaling.high_freq_factor;
-    }
+  if (!is_llama4_params(j)) {
+    read_object(params_keys(), j, c, quote(source), nullptr);
+    return c;
   }
+  // Llama 4: every key must be one lmkit honours or knows to have no effect on the math.
+  const std::set<std::string> known = keys_of(params_llama4_keys());
+  for (const auto& [k, v] : j.items())
+    if (!known.count(k)) fail_data(cat(quote(source), ": Llama 4 params.json: unknown key ", quote(k)));
+  read_object(params_llama4_keys(), j, c, quote(source), nullptr);
+  if (c.moe.n_experts == 0) c.moe.hidden_dim = 0;  // ffn_exp concerns the experts only
   return c;
 }
 
@@ -560,10 +837,14 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
   no(c.rope_scale_factor != 1, "rope_scale_factor");
   no(c.logits_soft_cap != 0, "a logits soft cap");
   no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (qk_norm_weight; Llama 4's QK-norm has none)");
-  no(c.moe.n_experts > 0, "mixture of experts (moe)");
-  no(c.vision_dim > 0, "image features (vision_dim: vision_args describes the encoder too)");
   no(!c.conditions.empty(), "materium conditions (conditions)");
   no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+  if (params_as_llama4(c)) {  // Llama 4's ModelArgs
+    no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert (Llama 4's MoE has one)");
+    no(c.moe.n_experts > 0 && c.ffn_dim_multiplier <= 0, "experts without ffn_dim_multiplier (Meta's width rule needs it)");
+    no(c.image_token_id >= 0, "an image_token_id (Meta marks image places with a mask)");
+    no(!c.causal || c.doc_mask, "non-causal or document-masked attention");
+  }
   return why;
 }
 
@@ -571,7 +852,35 @@ std::string config_to_params_json(const ModelConfig& c) {
   const std::vector<std::string> why = params_unsupported(c);
   if (!why.empty()) fail_unsupported("params.json: Meta's params have no ", why);
   validate(c, "params.json");  // the sizes below divide by n_heads
-  return write_object(params_keys(), c).dump(2) + "\n";
+  if (!params_as_llama4(c)) return write_object(params_keys(), c).dump(2) + "\n";
+  json j = write_object(params_llama4_keys(), c);
+  if (c.moe.n_experts > 0) {
+    // ffn_exp for the expert width: the smallest int(ffn_exp * dim) the rule (auto_scale_F off)
+    // takes to moe_hidden(); written as n + 0.5 over dim, which int() takes back to n.
+    const int64_t want = c.moe_hidden();
+    int64_t start = 0;
+    for (int64_t n = 1; n <= 4 * want + 4 * c.multiple_of + 8 && !start; ++n)
+      if (meta_expert_width(n, c.ffn_dim_multiplier, false, 1.0, c.multiple_of) == want) start = n;
+    if (!start)
+      fail(ErrorKind::Unsupported, cat("params.json: Meta's width rule gives no expert width ", want,
+                                       " with ffn_dim_multiplier ", c.ffn_dim_multiplier, " and multiple_of ", c.multiple_of));
+    json out = json::object();
+    for (const auto& [k, v] : j.items()) {
+      if (k == "norm_eps") out["ffn_exp"] = (static_cast<double>(start) + 0.5) / static_cast<double>(c.dim);
+      out[k] = v;
+    }
+    j = std::move(out);
+  }
+  const std::string text = j.dump(2) + "\n";
+  // The file must read back as the same model.
+  ModelConfig back = config_from_params_json(text, "params.json");
+  back.name = c.name;
+  if (back.vocab_size == 0) back.vocab_size = c.vocab_size;
+  if (!(back.moe == c.moe) || back.ffn_hidden() != c.ffn_hidden() || back.qk_norm != c.qk_norm ||
+      back.nope_layer_interval != c.nope_layer_interval || back.attn_chunk_size != c.attn_chunk_size ||
+      !(back.rope_scaling == c.rope_scaling))
+    fail(ErrorKind::Unsupported, "params.json: the config does not survive Meta's Llama 4 params (internal)");
+  return text;
 }
 
 // ---- --config ----
@@ -583,10 +892,12 @@ std::string config_convention(const std::string& text, const std::string& source
   // Hugging Face's by a key only it has that every config.json carries (a required one, or
   // model_type): a lmkit config with a stray HF spelling stays lmkit's, to be told its mistake.
   std::set<std::string> hf_markers;
-  const std::set<std::string> meta = keys_of(params_keys());
-  for (const KeyRow& r : hf_keys())
-    if ((r.required || std::string(r.key) == "model_type") && !lmkit_keys.count(r.key) && !meta.count(r.key))
-      hf_markers.insert(r.key);
+  std::set<std::string> meta = keys_of(params_keys());
+  for (const std::string& k : keys_of(params_llama4_keys())) meta.insert(k);
+  for (const std::vector<KeyRow>* rows : {&hf_keys(), &hf_llama4_keys()})
+    for (const KeyRow& r : *rows)
+      if ((r.required || std::string(r.key) == "model_type") && !lmkit_keys.count(r.key) && !meta.count(r.key))
+        hf_markers.insert(r.key);
   bool any_hf_only = false, all_lmkit = true, all_meta = true;
   for (const auto& [k, v] : j.items()) {
     if (hf_markers.count(k)) any_hf_only = true;

@@ -28,6 +28,11 @@ std::vector<std::string> hf_unsupported(const ModelConfig& cfg);
 // config is a Data error (validate()), as it is for config_to_params_json.
 std::string config_to_hf_json(const ModelConfig& cfg, const std::string& torch_dtype);
 
+// A config with a Llama 4 feature (MoE, NoPE layers, chunked attention, temperature tuning,
+// vision inputs, weightless QK-norm): Meta's and Hugging Face's Llama 4 conventions carry it
+// (Llama 4's params.json, llama4_text's config.json and names), GGUF's llama does not.
+bool is_llama4_config(const ModelConfig& cfg);
+
 // Meta params.json. vocab_size -1 is returned as 0 (take it from the embedding rows).
 ModelConfig config_from_params_json(const std::string& text, const std::string& source);
 std::vector<std::string> params_unsupported(const ModelConfig& cfg);

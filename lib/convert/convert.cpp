@@ -172,7 +172,7 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   if (!cfg) return;
   validate(*cfg, origin);
   Capabilities caps = Capabilities::all();
-  caps.moe = caps.conditions = caps.vision = false;  // tensors lmkit's parameter table does not have yet
+  caps.moe = caps.conditions = false;  // tensors lmkit's parameter table does not have yet
   require_supported(*cfg, caps, "lm-convert-checkpoint");
   plan.config = cfg;
   plan.config_origin = origin;
@@ -251,6 +251,11 @@ Plan plan_conversion(const ConvertOptions& opts) {
 
   resolve_config(plan, opts);
   const ModelConfig* cfg = plan.config ? &*plan.config : nullptr;
+  // A Llama 4 model's Hugging Face names are llama4_text's (no q/k permutation, feed_forward).
+  if (cfg && is_llama4_config(*cfg)) {
+    if (plan.from == Layout::HF) plan.from = Layout::HFLlama4;
+    if (plan.to == Layout::HF) plan.to = Layout::HFLlama4;
+  }
   Graph& g = plan.graph;
   g = src.graph;
 
@@ -282,7 +287,10 @@ Plan plan_conversion(const ConvertOptions& opts) {
   }
   if (plan.to == Layout::GGUF) {
     const auto why = gguf_unsupported(*cfg);
-    if (!why.empty()) fail_unsupported("GGUF (llama) cannot hold ", why);
+    if (!why.empty())
+      fail_unsupported(is_llama4_config(*cfg) ? "GGUF: llama.cpp's llama4 architecture is not written yet, and llama cannot hold "
+                                              : "GGUF (llama) cannot hold ",
+                       why);
   }
   if (plan.to == Layout::Llama2c) {
     const auto why = llama2c_unsupported(*cfg);
@@ -397,7 +405,7 @@ void write_safetensors(const Plan& plan, const std::vector<const Node*>& nodes, 
 std::vector<std::string> write_directory(const Plan& plan, const std::string& output) {
   CheckpointDirFiles files;
   // The target's own config file, made first: a config it cannot express fails before any write.
-  if (plan.config && plan.to == Layout::HF) {
+  if (plan.config && (plan.to == Layout::HF || plan.to == Layout::HFLlama4)) {
     DType t = plan.graph.nodes.empty() ? DType::F32 : plan.graph.nodes[0].dtype;
     files.config_name = "config.json";
     files.config_text = config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32");

@@ -1,5 +1,6 @@
 #include "convert/names.h"
 
+#include <map>
 
 #include "core/error.h"
 #include "core/regex.h"
@@ -41,12 +42,25 @@ const std::vector<NameRow> kTable = {
     {"norm.bias",                         {"model.norm.bias"},                                {"model.norm.bias"},                                     {"final_norm.beta"},                                       {"final_norm.bias"},                                   nullptr,                        nullptr},
     {"output.weight",                     {"lm_head.weight"},                                 {"lm_head.kernel", T},                                   {"predictor.weight", T},                                   {"predictor.weight"},                                  "output.weight",                "wcls"},
     {"output.bias",                       {"lm_head.bias"},                                   {"lm_head.bias"},                                        {"predictor.bias"},                                        {"predictor.bias"},                                    nullptr,                        nullptr},
+    // Llama 4 (docs/llama4.md §10, §12): the router and the shared expert as Hugging Face's
+    // llama4_text names them (its stacked experts are fused and transposed: layout extras);
+    // GGUF as llama.cpp's llama4 architecture names them; the vision projection is lmkit's and
+    // Meta's name (transformers' text model has none).
+    {"layers.{L}.feed_forward.router.weight",             {"model.layers.{L}.feed_forward.router.weight"},                    {}, {}, {}, "blk.{L}.ffn_gate_inp.weight",  nullptr},
+    {"layers.{L}.feed_forward.experts.w1.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_gate_exps.weight", nullptr},
+    {"layers.{L}.feed_forward.experts.w3.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_up_exps.weight",   nullptr},
+    {"layers.{L}.feed_forward.experts.w2.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_down_exps.weight", nullptr},
+    {"layers.{L}.feed_forward.shared_expert.w1.weight",   {"model.layers.{L}.feed_forward.shared_expert.gate_proj.weight"},   {}, {}, {}, "blk.{L}.ffn_gate_shexp.weight", nullptr},
+    {"layers.{L}.feed_forward.shared_expert.w3.weight",   {"model.layers.{L}.feed_forward.shared_expert.up_proj.weight"},     {}, {}, {}, "blk.{L}.ffn_up_shexp.weight",  nullptr},
+    {"layers.{L}.feed_forward.shared_expert.w2.weight",   {"model.layers.{L}.feed_forward.shared_expert.down_proj.weight"},   {}, {}, {}, "blk.{L}.ffn_down_shexp.weight", nullptr},
+    {"vision_projection.weight",                          {},                                                                 {}, {}, {}, nullptr,                        nullptr},
 };
 
 const std::vector<LayoutInfo> kLayouts = {
     {Layout::Lmkit, "lmkit", "lmkit's checkpoint: Meta names, [out, in] linears, config in the metadata"},
     {Layout::Meta, "meta", "Meta consolidated Llama names (and the load hooks of Meta's models: fused wqkv, fc1/fc2, w_gate/w_value/w_out)"},
     {Layout::HF, "hf", "Hugging Face Llama (model.layers.N.self_attn.q_proj.weight, lm_head), q/k rows in the half-split RoPE layout"},
+    {Layout::HFLlama4, "hf-llama4", "Hugging Face Llama 4 text model (llama4_text): q/k not permuted, feed_forward.*, router, experts.gate_up_proj/down_proj [E, in, out], shared_expert"},
     {Layout::Flax, "flax", "Flax parameter tree of the Hugging Face Llama modules: Dense kernel [in, out], norm scale, Embed embedding"},
     {Layout::Soma, "soma", "soma-models V1 canonical safetensors: LayerNorm gamma/beta, linears [in, out], half-split RoPE"},
     {Layout::SomaTorch, "soma-torch", "soma-models V1 PyTorch state dict: LayerNorm weight/bias, linears [out, in], half-split RoPE"},
@@ -97,9 +111,35 @@ std::vector<Rule> import_extras(Layout layout) {
       r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_gate\.=layers.\1.feed_forward.w1.)"));
       r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_value\.=layers.\1.feed_forward.w3.)"));
       r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_out\.=layers.\1.feed_forward.w2.)"));
+      // Llama 4 (llama-models models/llama4: MoE.load_hook, Experts, and the released names;
+      // docs/llama4.md §12): the MoE layer's norm, the router [C, E] used as x @ W, the
+      // experts [E, in, out] (released: [E*in, out]) used as x @ W, the shared expert; the vision
+      // encoder and routing statistics are not lmkit's.
+      r.push_back(rule("drop", "vision_embeddings.*"));
+      r.push_back(rule("drop", "layers.*.feed_forward.global_gate_stats_3E"));
+      r.push_back(rule("drop", "layers.*.feed_forward.running_gate_stats_3E"));
+      r.push_back(rule("drop", "layers.*.feed_forward.expert_activation_DE"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.norm\.weight$=layers.\1.ffn_norm.weight)"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.router_DE$=layers.\1.feed_forward.router.weight)"));
+      r.push_back(rule("transpose", "layers.*.feed_forward.router.weight"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.experts\.(moe_w_in_eD_F|w1)$=layers.\1.feed_forward.experts.w1.weight)"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.experts\.(moe_w_swiglu_eD_F|w3)$=layers.\1.feed_forward.experts.w3.weight)"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.experts\.(moe_w_out_eF_D|w2)$=layers.\1.feed_forward.experts.w2.weight)"));
+      r.push_back(rule("transpose", "layers.*.feed_forward.experts.w?.weight=experts"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_in_shared_FD\.=layers.\1.feed_forward.shared_expert.w1.)"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_swiglu_FD\.=layers.\1.feed_forward.shared_expert.w3.)"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.w_out_shared_DF\.=layers.\1.feed_forward.shared_expert.w2.)"));
       break;
     case Layout::HF:
       r.push_back(rule("drop", "model.layers.*.self_attn.rotary_emb.inv_freq"));
+      break;
+    case Layout::HFLlama4:
+      // transformers' Llama4TextExperts: gate_up_proj [E, C, 2Fe] and down_proj [E, Fe, C], used as x @ W.
+      r.push_back(rule("drop", "model.layers.*.self_attn.rotary_emb.inv_freq"));
+      r.push_back(rule("transpose", "model.layers.*.feed_forward.experts.gate_up_proj"));
+      r.push_back(rule("split", R"(model\.layers\.(\d+)\.feed_forward\.experts\.gate_up_proj=layers.\1.feed_forward.experts.w1.weight,layers.\1.feed_forward.experts.w3.weight@1)"));
+      r.push_back(rule("rename", R"(^model\.layers\.(\d+)\.feed_forward\.experts\.down_proj$=layers.\1.feed_forward.experts.w2.weight)"));
+      r.push_back(rule("transpose", "layers.*.feed_forward.experts.w2.weight"));
       break;
     case Layout::Flax:
       // Flattened trees use '/' or '.', often under a top-level 'params' collection; HF's
@@ -115,8 +155,31 @@ std::vector<Rule> import_extras(Layout layout) {
   return r;
 }
 
+// Rules that run after a layout's renames on the way out: what its checkpoints hold beyond the
+// table (the inverse of import_extras' Llama 4 rules).
+std::vector<Rule> export_extras(Layout layout) {
+  std::vector<Rule> r;
+  switch (layout) {
+    case Layout::Meta:  // Meta's module names (Transformer.state_dict() after its load hooks)
+      r.push_back(rule("transpose", "layers.*.feed_forward.router.weight"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.router\.weight$=layers.\1.feed_forward.router_DE)"));
+      r.push_back(rule("transpose", "layers.*.feed_forward.experts.w?.weight"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.experts\.(w[123])\.weight$=layers.\1.feed_forward.experts.\2)"));
+      break;
+    case Layout::HFLlama4:
+      r.push_back(rule("fuse", R"(layers\.(\d+)\.feed_forward\.experts\.w1\.weight,layers.\1.feed_forward.experts.w3.weight=model.layers.\1.feed_forward.experts.gate_up_proj@1)"));
+      r.push_back(rule("transpose", "model.layers.*.feed_forward.experts.gate_up_proj"));
+      r.push_back(rule("transpose", "layers.*.feed_forward.experts.w2.weight"));
+      r.push_back(rule("rename", R"(^layers\.(\d+)\.feed_forward\.experts\.w2\.weight$=model.layers.\1.feed_forward.experts.down_proj)"));
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
 bool has_table_names(Layout l) {
-  return l == Layout::HF || l == Layout::Flax || l == Layout::Soma || l == Layout::SomaTorch || l == Layout::GGUF;
+  return l == Layout::HF || l == Layout::HFLlama4 || l == Layout::Flax || l == Layout::Soma || l == Layout::SomaTorch || l == Layout::GGUF;
 }
 
 }  // namespace
@@ -150,6 +213,17 @@ NameEntry name_in(const NameRow& row, Layout layout) {
     case Layout::Llama2c:  // its arrays are mapped to lmkit's names by llama2c_tensor_name
       return {row.lmkit, kNone};
     case Layout::HF: return row.hf;
+    case Layout::HFLlama4: {
+      if (!row.hf.name) return {};
+      static std::map<const NameRow*, std::string> names;  // rows live as long as the table
+      auto [it, added] = names.try_emplace(&row);
+      if (added) {
+        it->second = row.hf.name;
+        const size_t at = it->second.find(".mlp.");
+        if (at != std::string::npos) it->second.replace(at, 5, ".feed_forward.");
+      }
+      return {it->second.c_str(), static_cast<uint8_t>(row.hf.xform & ~(kRopeQ | kRopeK | kRopeOne))};
+    }
     case Layout::Flax: return row.flax;
     case Layout::Soma: return row.soma;
     case Layout::SomaTorch: return row.soma_torch;
@@ -190,7 +264,7 @@ std::vector<Rule> import_rules(Layout layout) {
 
 std::vector<Rule> export_rules(Layout layout) {
   std::vector<Rule> r;
-  if (!has_table_names(layout)) return r;
+  if (!has_table_names(layout)) return export_extras(layout);
   for (const NameRow& row : kTable) {
     const NameEntry e = name_in(row, layout);
     if (!e.name) continue;
@@ -206,6 +280,7 @@ std::vector<Rule> export_rules(Layout layout) {
     if (e.name && std::string(e.name) != row.lmkit)
       r.push_back(rule("rename", template_regex(row.lmkit) + "=" + template_repl(e.name)));
   }
+  for (Rule& x : export_extras(layout)) r.push_back(std::move(x));
   return r;
 }
 
@@ -219,7 +294,7 @@ std::optional<Layout> detect_layout(const std::vector<std::string>& names, bool 
   };
   std::optional<Layout> best;
   size_t best_count = 0;
-  for (Layout l : {Layout::Lmkit, Layout::HF, Layout::Flax, Layout::Soma, Layout::SomaTorch, Layout::GGUF}) {
+  for (Layout l : {Layout::Lmkit, Layout::HF, Layout::HFLlama4, Layout::Flax, Layout::Soma, Layout::SomaTorch, Layout::GGUF}) {
     std::vector<std::pair<Regex, std::string>> renames;
     for (const Rule& r : import_rules(l))
       if (r.kind == Rule::Kind::Rename) {

@@ -16,7 +16,7 @@
 
 namespace lm::convert {
 
-enum class Layout : uint8_t { Lmkit, Meta, HF, Flax, Soma, SomaTorch, GGUF, Llama2c, Raw };
+enum class Layout : uint8_t { Lmkit, Meta, HF, HFLlama4, Flax, Soma, SomaTorch, GGUF, Llama2c, Raw };
 
 struct LayoutInfo {
   Layout id;
@@ -45,12 +45,14 @@ struct NameEntry {
 
 struct NameRow {
   const char* lmkit;  // e.g. "layers.{L}.attention.wq.weight"
-  NameEntry hf, flax, soma, soma_torch;
+  NameEntry hf, flax, soma, soma_torch;  // hf-llama4: hf's, see name_in
   const char* gguf;     // llama.cpp's name (the bytes are lmkit's; only the dims are listed reversed)
   const char* llama2c;  // the run.c array holding it (stacked over layers)
 };
 const std::vector<NameRow>& name_table();
-// The row's entry for `layout` (Lmkit and Meta: the lmkit name itself; Raw: none).
+// The row's entry for `layout` (Lmkit and Meta: the lmkit name itself; Raw: none). HFLlama4
+// is HF's name with feed_forward for mlp and without the q/k row permutation (transformers'
+// Llama 4 applies RoPE to interleaved pairs; its converter does not permute).
 NameEntry name_in(const NameRow& row, Layout layout);
 // "layers.{L}.x" with {L} = layer.
 std::string expand(const char* templ, int64_t layer);

@@ -452,10 +452,22 @@ Rule parse_rule(const std::string& option, const std::string& arg) {
       break;
     }
     case Rule::Kind::Drop:
-    case Rule::Kind::Transpose:
       if (arg.empty()) bad_rule(option, arg, "expected a GLOB (e.g. '*.inv_freq')");
       r.pattern = arg;
       break;
+    case Rule::Kind::Transpose: {
+      if (arg.empty()) bad_rule(option, arg, "expected a GLOB (e.g. '*.kernel') or GLOB=E");
+      const size_t eq = arg.rfind('=');
+      r.pattern = arg.substr(0, eq);
+      if (eq != std::string::npos) {
+        r.stack = arg.substr(eq + 1);
+        const bool number = !r.stack.empty() && r.stack.size() < 7 &&
+                            std::all_of(r.stack.begin(), r.stack.end(), ::isdigit) && std::stoll(r.stack) > 0;
+        if (r.pattern.empty() || (r.stack != "experts" && !number))
+          bad_rule(option, arg, cat("the stack count must be 'experts' (moe.n_experts) or a positive number, got ", quote(r.stack)));
+      }
+      break;
+    }
     case Rule::Kind::RopeToHalf:
     case Rule::Kind::RopeToInterleaved: {
       const size_t eq = arg.rfind('=');
@@ -573,15 +585,31 @@ void apply_rule(Graph& g, const Rule& r, const ModelConfig* cfg) {
       g.nodes = std::move(keep);
       break;
     }
-    case Rule::Kind::Transpose:
+    case Rule::Kind::Transpose: {
+      // Stacked tensors (experts [E, out, in]) transpose each slice; "=E" also unflattens [E*R, C].
+      const int64_t E = r.stack.empty() ? 0 : r.stack == "experts" ? (cfg ? cfg->moe.n_experts : 0) : std::stoll(r.stack);
       for (Node& n : g.nodes) {
         if (!glob_match(r.pattern, n.name)) continue;
+        if (n.shape.size() == 3) {
+          n = derived(n.name, n.dtype, {n.shape[0], n.shape[2], n.shape[1]}, {&n}, "transpose each slice",
+                      [](std::vector<Tensor>& in) { return transpose_stacked(in[0], in[0].dim(0)); });
+          continue;
+        }
         if (n.shape.size() != 2)
-          fail_data(cat(describe(r), ": tensor ", quote(n.name), " has shape ", shape_str(n.shape), ", a transpose needs 2 dimensions"));
+          fail_data(cat(describe(r), ": tensor ", quote(n.name), " has shape ", shape_str(n.shape), ", a transpose needs 2 or 3 dimensions"));
+        if (!r.stack.empty()) {
+          if (E <= 0) continue;  // no config yet (a shape probe): the experts' count is unknown
+          if (n.shape[0] % E != 0)
+            fail_data(cat(describe(r), ": tensor ", quote(n.name), " has ", n.shape[0], " rows, not a multiple of ", E, " experts"));
+          n = derived(n.name, n.dtype, {E, n.shape[1], n.shape[0] / E}, {&n}, cat("view as ", E, " stacked, transpose each"),
+                      [E](std::vector<Tensor>& in) { return transpose_stacked(in[0], E); });
+          continue;
+        }
         n = derived(n.name, n.dtype, {n.shape[1], n.shape[0]}, {&n}, "transpose",
                     [](std::vector<Tensor>& in) { return transpose_2d(in[0]); });
       }
       break;
+    }
     case Rule::Kind::RopeToHalf:
     case Rule::Kind::RopeToInterleaved: {
       const bool to_half = r.kind == Rule::Kind::RopeToHalf;
@@ -641,6 +669,27 @@ Tensor transpose_2d(const Tensor& t) {
     case 4: transpose_typed<uint32_t>(src, dst, R, C); break;
     case 8: transpose_typed<uint64_t>(src, dst, R, C); break;
     default: fail(ErrorKind::Runtime, "internal: element size");
+  }
+  return out;
+}
+
+Tensor transpose_stacked(const Tensor& t, int64_t E) {
+  const int64_t R = t.ndim() == 3 ? t.dim(1) : t.dim(0) / E, C = t.ndim() == 3 ? t.dim(2) : t.dim(1);
+  if (E <= 0 || t.numel() != E * R * C) fail(ErrorKind::Runtime, "internal: transpose_stacked shape");
+  uint8_t* dst;
+  Tensor out = output_tensor(t.dtype(), {E, C, R}, &dst);
+  const auto* src = static_cast<const uint8_t*>(t.raw());
+  const size_t es = dtype_size(t.dtype()), slice = static_cast<size_t>(R * C) * es;
+  for (int64_t e = 0; e < E; ++e) {
+    const uint8_t* s = src + static_cast<size_t>(e) * slice;
+    uint8_t* d = dst + static_cast<size_t>(e) * slice;
+    switch (es) {
+      case 1: transpose_typed<uint8_t>(s, d, R, C); break;
+      case 2: transpose_typed<uint16_t>(s, d, R, C); break;
+      case 4: transpose_typed<uint32_t>(s, d, R, C); break;
+      case 8: transpose_typed<uint64_t>(s, d, R, C); break;
+      default: fail(ErrorKind::Runtime, "internal: element size");
+    }
   }
   return out;
 }

@@ -55,6 +55,8 @@ struct Rule {
   std::vector<int64_t> sizes;       // Split: explicit part sizes along dim (0 = from the config or equal)
   int dim = 0;                      // Split/Fuse
   std::string heads;                // Rope*: "q" (n_heads), "k" (n_kv_heads) or a number
+  std::string stack;                // Transpose: "" (2-D or 3-D as they are), or "experts" (moe.n_experts) or a
+                                    // number E: a 2-D [E*R, C] tensor is first viewed as [E, R, C]
   DType dtype = DType::F32;         // Cast
   std::string arg;                  // the rule as written (messages, --show-rules)
 
@@ -97,6 +99,7 @@ bool is_float(DType t);
 
 // ---- The tensor transforms the rules use (plain, on materialized tensors) ----
 Tensor transpose_2d(const Tensor& t);                                      // [R, C] -> [C, R]
+Tensor transpose_stacked(const Tensor& t, int64_t E);                      // [E, R, C] (or [E*R, C]) -> [E, C, R]
 // Reorders rows within each of `heads` blocks of dim 0: Meta's interleaved RoPE pairs
 // (2i, 2i+1) to the half-split layout (i, i + HS/2) of Hugging Face (to_half), or back.
 Tensor rope_permute_rows(const Tensor& t, int64_t heads, bool to_half);

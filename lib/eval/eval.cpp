@@ -44,6 +44,10 @@ Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<in
   safe_targets_.resize(BT);
   pos_.resize(BT);
   losses_.resize(BT);
+  if (opts.vision) {
+    vision_rows_.resize(static_cast<size_t>(opts.batch));
+    vision_places_.resize(static_cast<size_t>(opts.batch));
+  }
   r_.seq = T_;
   r_.batch = opts.batch;
   r_.bytes = byte_len_.empty() ? -1 : 0;
@@ -74,17 +78,21 @@ bool Evaluator::add(const TokenChunk& chunk) {
     cur_.clear();
     cur_start_ = chunk.start;
     in_record_ = true;
+    rec_index_ = r_.records;
+    rec_offset_ = 0;
+    rec_used_ = 0;
   }
   cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
   // Full windows: T inputs and the next token as the last target.
   size_t off = 0;
   while (cur_.size() - off >= static_cast<size_t>(T_) + 1) {
     if (opts_.max_windows > 0 && r_.windows >= opts_.max_windows) break;
-    emit_window(cur_.data() + off, T_ + 1, cur_start_ + off);
+    emit_window(cur_.data() + off, T_ + 1, cur_start_ + off, rec_offset_ + static_cast<int64_t>(off));
     off += static_cast<size_t>(T_);
   }
   cur_.erase(cur_.begin(), cur_.begin() + static_cast<std::ptrdiff_t>(off));
   cur_start_ += off;
+  rec_offset_ += static_cast<int64_t>(off);
   if (chunk.last) {
     flush_record();
     ++r_.records;
@@ -93,19 +101,61 @@ bool Evaluator::add(const TokenChunk& chunk) {
 }
 
 void Evaluator::flush_record() {
-  if (in_record_ && cur_.size() >= 2 && !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows))
-    emit_window(cur_.data(), static_cast<int64_t>(cur_.size()), cur_start_);
+  const bool cut_short = opts_.max_windows > 0 && r_.windows >= opts_.max_windows;
+  if (in_record_ && cur_.size() >= 2 && !cut_short)
+    emit_window(cur_.data(), static_cast<int64_t>(cur_.size()), cur_start_, rec_offset_);
+  if (in_record_ && opts_.vision && !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows)) {
+    // Every feature of the record must have met its place among the windows' inputs.
+    const VisionRow row = opts_.vision->row(rec_index_);
+    if (rec_used_ != row.count)
+      fail(ErrorKind::Data,
+           cat("record ", rec_index_, ": ", row.count, " image features, but only ", rec_used_,
+               " of them fall on input tokens of the record"),
+           "an image place must be a token of the record other than its last (which is only a target)");
+  }
   cur_.clear();
   in_record_ = false;
 }
 
+// The image features of one window: the record's places among its inputs [offset, offset + inputs).
+void Evaluator::take_vision(const uint32_t* tok, int64_t inputs, int64_t offset) {
+  VisionRow& out = vision_rows_[static_cast<size_t>(filled_)];
+  std::vector<int64_t>& places = vision_places_[static_cast<size_t>(filled_)];
+  out = VisionRow{};
+  places.clear();
+  const VisionRow row = opts_.vision->row(rec_index_);
+  const ModelConfig& c = model_.config();
+  const int64_t Dv = c.vision_dim;
+  if (c.image_token_id >= 0) {
+    int64_t k = 0;
+    for (int64_t t = 0; t < inputs; ++t) k += tok[t] == static_cast<uint32_t>(c.image_token_id);
+    if (rec_used_ + k > row.count)
+      fail_data(cat("record ", rec_index_, ": more image tokens (image_token_id ", c.image_token_id, ") than its ",
+                    row.count, " image features"));
+    out.features = row.count ? row.features + rec_used_ * Dv : nullptr;
+    out.count = k;
+    rec_used_ += k;
+    return;
+  }
+  for (int64_t k = 0; k < row.count; ++k) {
+    const int64_t p = row.places[k];
+    if (p < offset || p >= offset + inputs) continue;
+    if (places.empty()) out.features = row.features + k * Dv;
+    places.push_back(p - offset);
+  }
+  out.count = static_cast<int64_t>(places.size());
+  out.places = places.empty() ? nullptr : places.data();
+  rec_used_ += out.count;
+}
+
 // n tokens (2 <= n <= T + 1): inputs tokens[0, min(n, T)), targets tokens[1, n), the rest padded.
-void Evaluator::emit_window(const uint32_t* tok, int64_t n, uint64_t start) {
+void Evaluator::emit_window(const uint32_t* tok, int64_t n, uint64_t start, int64_t record_offset) {
   const int64_t off = filled_ * T_;
   int32_t* x = tokens_.data() + off;
   int32_t* y = targets_.data() + off;
   int64_t* p = pos_.data() + off;
   const int64_t inputs = std::min(n, T_);
+  if (opts_.vision) take_vision(tok, inputs, record_offset);
   for (int64_t t = 0; t < T_; ++t) {
     if (t < inputs) {
       x[t] = static_cast<int32_t>(tok[t]);
@@ -126,7 +176,8 @@ void Evaluator::run_batch() {
   if (filled_ == 0) return;
   const int64_t B = filled_, N = B * T_;
   filled_ = 0;
-  const float* logits = model_.forward(tokens_.data(), pos_.data(), B, T_);
+  const float* logits =
+      model_.forward(tokens_.data(), pos_.data(), B, T_, nullptr, opts_.vision ? vision_rows_.data() : nullptr);
   // Ignored slots (-1) are scored against token 0 and then skipped.
   for (int64_t i = 0; i < N; ++i) safe_targets_[i] = std::max(targets_[i], 0);
   crossentropy_forward(losses_.data(), logits, safe_targets_.data(), N, V_, -1);

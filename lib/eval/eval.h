@@ -33,6 +33,11 @@ struct EvalOptions {
   int64_t max_windows = 0;  // stop after this many windows; 0 = all
   bool embedding = false;   // compute the mean embedding (always on with SIGReg)
   uint64_t sigreg_seed = 0; // SIGReg noise [C, S] = Rng(seed).normal(), the same for every batch
+  // Image features per record (--vision, docs/llama4.md §8), or null: text only. Each window
+  // takes the features of its record's image places among its input tokens; a record's
+  // features must all land on input places (a place on the record's last token, which is
+  // only a target, or past its end is a Data error), unless max_windows cut the input short.
+  const VisionFile* vision = nullptr;
   DType compute_dtype = DType::F32;  // evaluate_files: the matmuls' operands (Transformer::set_compute_dtype)
 };
 
@@ -80,7 +85,8 @@ class Evaluator {
   std::function<void(const EvalResult&)> on_batch;
 
  private:
-  void emit_window(const uint32_t* tokens, int64_t n, uint64_t start);
+  void emit_window(const uint32_t* tokens, int64_t n, uint64_t start, int64_t record_offset);
+  void take_vision(const uint32_t* tokens, int64_t inputs, int64_t record_offset);
   void flush_record();
   void run_batch();
 
@@ -93,6 +99,12 @@ class Evaluator {
   std::vector<uint32_t> cur_;
   uint64_t cur_start_ = 0;
   bool in_record_ = false;
+  int64_t rec_index_ = 0;   // the current record's index in the input (stream order, from 0)
+  int64_t rec_offset_ = 0;  // the record offset of cur_[0]
+  int64_t rec_used_ = 0;    // image features of the record taken by its windows so far
+  // the batch's image features: [B] rows and their places (window-relative)
+  std::vector<VisionRow> vision_rows_;
+  std::vector<std::vector<int64_t>> vision_places_;
   // the batch being filled: tokens, targets [B, T] (-1 = ignored), pos [B, T]
   std::vector<int32_t> tokens_, targets_, safe_targets_;
   std::vector<int64_t> pos_;
@@ -114,10 +126,13 @@ EvalResult evaluate(Transformer& model, TokenReader& reader, const EvalOptions& 
 // in order and streamed, each checked against the model's tokenizer
 // (require_tokens_for_model). With `byte_lengths`, bytes per token come from the model's
 // tokenizer when this build has it (bits per byte). `on_batch` (may be empty) is the
-// progress hook. Data error when no window has a target.
+// progress hook. Data error when no window has a target. `vision_path` (may be empty): a
+// --vision file of image features per record (VisionFile; Data error when it holds records the
+// input does not have). A model with vision_dim > 0 runs without one as text only.
 EvalResult evaluate_files(const std::string& model_path, const std::vector<std::string>& inputs,
                           TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
-                          const std::function<void(const EvalResult&)>& on_batch = {});
+                          const std::function<void(const EvalResult&)>& on_batch = {},
+                          const std::string& vision_path = {});
 
 // Whether a loss passes `--fail-above X`: a loss above X fails, and so does a loss that is
 // not a number at all (NaN or infinite: a broken model never passes a threshold).

@@ -1,5 +1,6 @@
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "core/error.h"
 #include "eval/eval.h"
@@ -11,7 +12,7 @@ namespace lm {
 
 EvalResult evaluate_files(const std::string& model_path, const std::vector<std::string>& inputs,
                           TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
-                          const std::function<void(const EvalResult&)>& on_batch) {
+                          const std::function<void(const EvalResult&)>& on_batch, const std::string& vision_path) {
   ModelWeights weights = ModelWeights::load(model_path);
   require_finite(weights, quote(model_path));
   Transformer model(std::move(weights));
@@ -27,7 +28,13 @@ EvalResult evaluate_files(const std::string& model_path, const std::vector<std::
       if (e.kind() != ErrorKind::Unsupported) throw;  // no tokenizer in this build: bytes unknown
     }
   }
-  Evaluator ev(model, opts, byte_len);
+  std::optional<VisionFile> vision;
+  EvalOptions o = opts;
+  if (!vision_path.empty()) {
+    vision = VisionFile::open(vision_path, cfg);
+    o.vision = &*vision;
+  }
+  Evaluator ev(model, o, byte_len);
   ev.on_batch = on_batch;
   TokenReadOptions ro;
   ro.format = format;
@@ -41,6 +48,9 @@ EvalResult evaluate_files(const std::string& model_path, const std::vector<std::
     if (!more) break;
   }
   EvalResult r = ev.finish();
+  if (vision && more && vision->records() > r.records)
+    fail_data(cat(quote(vision_path), ": image features for record ", vision->records() - 1, ", but the input has ",
+                  r.records, r.records == 1 ? " record" : " records"));
   if (r.tokens == 0) fail_data("no tokens to evaluate: the input has no record of two or more tokens");
   return r;
 }

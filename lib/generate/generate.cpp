@@ -59,6 +59,9 @@ std::vector<uint8_t> reserved_ids(const ModelConfig& cfg, const TokenizerSpec& s
   std::fill(reserved.begin() + known, reserved.end(), 1);
   for (const int64_t pad : {cfg.pad_id, static_cast<int64_t>(spec.pad_id)})
     if (pad >= 0 && pad < V) reserved[static_cast<size_t>(pad)] = 1;
+  // An image place needs a feature the completion cannot supply.
+  if (cfg.vision_dim > 0 && cfg.image_token_id >= 0 && cfg.image_token_id < V)
+    reserved[static_cast<size_t>(cfg.image_token_id)] = 1;
   if (tokenizer) {
     std::vector<uint8_t> bytes;
     for (int64_t i = 0; i < known; ++i) {
@@ -79,7 +82,8 @@ Generator::Generator(Transformer& model, const Tokenizer* tokenizer, const Token
 }
 
 Completion Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
-                               const std::function<void(std::string_view)>& on_text, const std::string& what) {
+                               const std::function<void(std::string_view)>& on_text, const std::string& what,
+                               const VisionRow* vision) {
   const ModelConfig& c = model_.config();
   const int64_t V = c.vocab_size, S = c.max_seq_len, P = static_cast<int64_t>(prompt.size());
   if (P == 0) fail_data(cat(what, " is empty (and the tokenizer adds no BOS token)"));
@@ -88,6 +92,16 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
   for (const std::string& s : opts.stop)
     if (s.empty()) fail_usage("a stop string must not be empty");
   if (opts.max_new_tokens < 0) fail_usage(cat("max new tokens must be >= 0, got ", opts.max_new_tokens));
+  // The image places are the prompt's: every feature must meet its place in the prefill.
+  const int64_t features = vision ? vision->count : 0;
+  if (c.vision_dim > 0 && c.image_token_id >= 0) {
+    const int64_t places = std::count(prompt.begin(), prompt.end(), static_cast<int32_t>(c.image_token_id));
+    if (places != features)
+      fail_data(cat(what, " has ", places, " image places (token ", c.image_token_id, ") but ", features,
+                    " image features"));
+  } else if (features > 0 && vision->places && vision->places[features - 1] >= P) {
+    fail_data(cat(what, ": image place ", vision->places[features - 1], " lies past its ", P, " tokens"));
+  }
 
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
@@ -108,8 +122,10 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
     out.seconds = since();
     return out;
   }
-  // The prompt pass needs the logits of its last position only (the classifier on one row).
-  const float* logits = model_.forward_last(prompt.data(), nullptr, P, cache_);
+  // The prompt pass needs the logits of its last position only (the classifier on one row);
+  // image features go through the full forward, which takes them.
+  const float* logits = vision ? model_.forward(prompt.data(), nullptr, P, cache_, nullptr, vision) + (P - 1) * V
+                               : model_.forward_last(prompt.data(), nullptr, P, cache_);
   while (true) {
     const int32_t next = sampler.sample(logits, V, reserved_.data());
     ++out.generated;
@@ -149,7 +165,7 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
       out.stop_reason = "max_seq_len";
       break;
     }
-    logits = model_.forward_step(&next, nullptr, cache_);
+    logits = model_.forward(&next, nullptr, 1, cache_, nullptr, vision);
   }
   if (tok_ && emitted < all.size() && on_text) on_text(std::string_view(all).substr(emitted));
   out.text = all;

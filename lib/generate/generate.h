@@ -41,7 +41,8 @@ struct Completion {
 // The ids a completion never holds, [V] (1 = reserved): PAD (the config's and the
 // tokenizer's), ids at or past the tokenizer's vocabulary size (a model's vocabulary may be
 // padded beyond it), and ids the tokenizer cannot decode (byte-v1's 258..263). EOS is not
-// reserved: it ends a completion, or is kept with stop_at_eos off. `tokenizer` may be null
+// reserved: it ends a completion, or is kept with stop_at_eos off. A vision model's
+// image_token_id is reserved (a generated image place would have no feature). `tokenizer` may be null
 // (then `spec` alone decides: its pad and vocab size).
 std::vector<uint8_t> reserved_ids(const ModelConfig& cfg, const TokenizerSpec& spec, const Tokenizer* tokenizer);
 
@@ -57,9 +58,12 @@ class Generator {
   Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec = nullptr);
 
   // Generates from `prompt` (1 <= size <= max_seq_len, else a Data error naming `what`).
-  // on_text (may be empty) receives the output bytes as they are decided.
+  // on_text (may be empty) receives the output bytes as they are decided. vision (may be
+  // null): the prompt's image features (model/vision.h), every one on a place of the prompt
+  // (Data error otherwise); image_token_id is never sampled (reserved_ids).
   Completion generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
-                      const std::function<void(std::string_view)>& on_text, const std::string& what = "prompt");
+                      const std::function<void(std::string_view)>& on_text, const std::string& what = "prompt",
+                      const VisionRow* vision = nullptr);
 
  private:
   Transformer& model_;

@@ -1,5 +1,7 @@
 #include "generate/session.h"
 
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -54,7 +56,15 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
     if (flush) flush();
   };
 
+  std::optional<VisionFile> vision;
+  if (!o.vision.empty()) {
+    vision = VisionFile::open(o.vision, cfg);
+    if (!reader && vision->records() > static_cast<int64_t>(o.prompts.size()))
+      fail_data(cat(quote(o.vision), ": image features for record ", vision->records() - 1, " (prompt ", vision->records(), "), but ",
+                    o.prompts.size(), o.prompts.size() == 1 ? " prompt is" : " prompts are", " given"));
+  }
   Generator gen(*model_, tokenizer_.get(), &spec_);
+  size_t count = 0;
   Prompt p;
   for (size_t i = 0;; ++i) {
     if (reader ? !reader->next(p) : i >= o.prompts.size()) break;
@@ -70,9 +80,11 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
         write(p.text);
       }
     }
+    const VisionRow row = vision ? vision->row(static_cast<int64_t>(i)) : VisionRow{};
+    count = i + 1;
     const Completion c = gen.generate(p.tokens, o.generate, o.seed + i,
                                       stream_text ? std::function<void(std::string_view)>(write) : nullptr,
-                                      "prompt " + std::to_string(i + 1));
+                                      "prompt " + std::to_string(i + 1), row.count > 0 ? &row : nullptr);
     if (stream_text) write("\n");
     if (o.format == CompletionFormat::Ids) {
       std::string line;
@@ -98,6 +110,9 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
       on_json(j);
     }
   }
+  if (vision && vision->records() > static_cast<int64_t>(count))
+    fail_data(cat(quote(o.vision), ": image features for record ", vision->records() - 1, " (prompt ", vision->records(), "), but the input has ",
+                  count, count == 1 ? " prompt" : " prompts"));
   if (writer) writer->finish();
   else out.finish();
 }

@@ -33,6 +33,9 @@ struct SessionOptions {
   bool json = false;  // a record per prompt (on_json); text is then not streamed
   GenerateOptions generate;
   uint64_t seed = 0;  // prompt i uses seed + i
+  // --vision: image features per prompt (VisionFile; record i = prompt i, counted from 0), or
+  // empty: text only (a vision model then runs on its tokens alone).
+  std::string vision;
   DType compute_dtype = DType::F32;  // the matmuls' operands (Transformer::set_compute_dtype)
 };
 

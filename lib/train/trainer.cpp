@@ -343,7 +343,10 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
-  require_supported(cfg, program_capabilities(), "lm-train");  // no condition values yet (issue 14, phase 2)
+  // No condition values yet (issue 14, phase 2), and no image features (lm-train has no --vision).
+  Capabilities caps = program_capabilities();
+  caps.vision = false;
+  require_supported(cfg, caps, "lm-train");
   model_ = std::make_unique<Transformer>(std::move(weights));
   model_->set_compute_dtype(opts_.compute_dtype);
   const ParameterLayout& layout = model_->weights().layout();

@@ -172,19 +172,23 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
   assert_equal "$(ls -A "$TMP" | grep -c lmkit)" 0
 }
 
-@test "a config field a format has no key for is refused by its writer, nothing written; params.json carries Llama 4's attention" {
+@test "a config field a format has no key for is refused by its writer, nothing written; params.json and llama4_text carry Llama 4's attention" {
   local S=(--set nope_layer_interval=2 --set attn_chunk_size=8)
-  run -1 lm-convert-checkpoint -q "${S[@]}" --to hf "$REF/llama2.safetensors" "$TMP/hf/"
-  assert_output "lm-convert-checkpoint: error: config.json: a Hugging Face Llama has no NoPE layers (nope_layer_interval); also: chunked attention (attn_chunk_size)"
   run -1 lm-convert-checkpoint -q "${S[@]}" --to gguf "$REF/llama2.safetensors" "$TMP/m.gguf"
-  assert_output --partial "error: GGUF (llama) cannot hold NoPE layers (nope_layer_interval)"
+  assert_output --partial "llama cannot hold NoPE layers (nope_layer_interval)"
   run -1 lm-convert-checkpoint -q "${S[@]}" --to llama2c "$REF/llama2.safetensors" "$TMP/m.bin"
   assert_output --partial "error: a llama2.c v0 checkpoint cannot hold NoPE layers (nope_layer_interval)"
   assert_equal "$(ls -A "$TMP")" ""
+  # Hugging Face carries them as a Llama 4 text model (llama4_text, q/k not permuted).
+  lm-convert-checkpoint -q "${S[@]}" --to hf "$REF/llama2.safetensors" "$TMP/hf/"
+  py 'import json,sys; c=json.load(open(sys.argv[1])); assert c["model_type"] == "llama4_text" and c["attention_chunk_size"] == 8 and c["no_rope_layers"][1] == 0, c' \
+    "$TMP/hf/config.json"
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/hfback.safetensors"
   lm-convert-checkpoint -q "${S[@]}" --to meta "$REF/llama2.safetensors" "$TMP/meta/"
   lm-convert-checkpoint -q "${S[@]}" "$REF/llama2.safetensors" "$TMP/want.safetensors"
   lm-convert-checkpoint -q "$TMP/meta" "$TMP/back.safetensors"
   st same "$TMP/back.safetensors" "$TMP/want.safetensors" --ignore-metadata
+  st same "$TMP/hfback.safetensors" "$TMP/want.safetensors" --ignore-metadata
   py 'import json,sys; c=json.loads(sys.argv[1]); assert (c["nope_layer_interval"], c["attn_chunk_size"]) == (2, 8), c' \
     "$(st meta "$TMP/back.safetensors" lmkit.config)"
 }
@@ -403,7 +407,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
 @test "error: unknown layout (exit 2)" {
   run -2 lm-convert-checkpoint --to gguf2 "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "lm-convert-checkpoint: error: unknown layout 'gguf2'"
-  assert_output --partial "'gguf2'; layouts are lmkit, meta, hf, flax, soma, soma-torch, gguf, llama2c, raw"
+  assert_output --partial "'gguf2'; layouts are lmkit, meta, hf, hf-llama4, flax, soma, soma-torch, gguf, llama2c, raw"
   run -2 lm-convert-checkpoint --from pytorch "$REF/llama2.safetensors" "$TMP/o"
   assert_output --partial "unknown layout 'pytorch'"
   # names no layout knows: --from is needed

@@ -141,7 +141,7 @@ TEST(ConvertRules, TransposeSplitFuse) {
   apply_rule(g, parse_rule("transpose", "w"), nullptr);
   EXPECT_EQ(find(g, "w").shape, (Shape{3, 2}));
   EXPECT_EQ(values(find(g, "w").load()), (std::vector<float>{0, 3, 1, 4, 2, 5}));
-  EXPECT_NE(error_of([&] { apply_rule(g, parse_rule("transpose", "v"), nullptr); }).find("needs 2 dimensions"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_rule(g, parse_rule("transpose", "v"), nullptr); }).find("needs 2 or 3 dimensions"), std::string::npos);
 
   Graph s;
   s.nodes = {node("qkv", ramp({6, 2}))};
@@ -417,21 +417,27 @@ TEST(ConvertConfig, MetaLlama4KeysBothWays) {
 }
 
 // A config field a format has no key for is refused by that format's writer, never dropped.
+// Llama 4's attention is carried by Llama 4's params.json and Hugging Face's llama4_text.
 TEST(ConvertConfig, FieldsAFormatCannotCarryAreRefused) {
   struct Case {
-    const char* why;
+    const char* why;  // what GGUF's llama and llama2.c say
     void (*set)(ModelConfig&);
-    bool meta;  // params.json carries it
+    const char* hf;    // what config.json says; nullptr = carried (llama4_text)
+    const char* meta;  // what params.json says; nullptr = carried (Llama 4's)
   };
   const Case cases[] = {
-      {"NoPE layers (nope_layer_interval)", [](ModelConfig& c) { c.nope_layer_interval = 2; }, true},
-      {"chunked attention (attn_chunk_size)", [](ModelConfig& c) { c.attn_chunk_size = 8; }, true},
-      {"attention temperature tuning", [](ModelConfig& c) { c.attn_temperature_tuning = true; }, true},
-      {"image features (vision_dim", [](ModelConfig& c) { c.vision_dim = 12, c.image_token_id = 3; }, false},
+      {"NoPE layers (nope_layer_interval)", [](ModelConfig& c) { c.nope_layer_interval = 2; }, nullptr, nullptr},
+      {"chunked attention (attn_chunk_size)", [](ModelConfig& c) { c.attn_chunk_size = 8; }, nullptr, nullptr},
+      {"attention temperature tuning", [](ModelConfig& c) { c.attn_temperature_tuning = true; }, nullptr, nullptr},
+      {"image features (vision_dim", [](ModelConfig& c) { c.vision_dim = 12, c.image_token_id = 3; }, "vision_projection",
+       "an image_token_id"},
       {"materium conditions (conditions)",
-       [](ModelConfig& c) { c.conditions.push_back({"band_gap", ProjLayerType::Linear, 1, 0, 0}); }, false},
-      {"rope_mode 'blockwise'", [](ModelConfig& c) { c.rope_mode = RopeMode::Blockwise; }, false},
-      {"mixture of experts", [](ModelConfig& c) { c.moe.n_experts = 4; }, false},
+       [](ModelConfig& c) { c.conditions.push_back({"band_gap", ProjLayerType::Linear, 1, 0, 0}); },
+       "materium conditions (conditions)", "materium conditions (conditions)"},
+      {"rope_mode 'blockwise'", [](ModelConfig& c) { c.rope_mode = RopeMode::Blockwise; }, "rope_mode 'blockwise'",
+       "rope_mode 'blockwise'"},
+      {"mixture of experts", [](ModelConfig& c) { c.moe.n_experts = 4; }, "experts without a shared expert",
+       "experts without a shared expert"},
   };
   for (const Case& k : cases) {
     ModelConfig c = small("gqa");
@@ -440,15 +446,25 @@ TEST(ConvertConfig, FieldsAFormatCannotCarryAreRefused) {
     auto has = [&](const std::vector<std::string>& why) {
       return std::any_of(why.begin(), why.end(), [&](const std::string& w) { return w.find(k.why) != std::string::npos; });
     };
-    EXPECT_NE(error_of([&] { config_to_hf_json(c, "float32"); }).find(k.why), std::string::npos) << k.why;
     EXPECT_TRUE(has(gguf_unsupported(c))) << k.why;
     EXPECT_TRUE(has(llama2c_unsupported(c))) << k.why;
-    const std::string meta = error_of([&] { config_to_params_json(c); });
-    if (k.meta) {
-      EXPECT_EQ(meta, "") << k.why;
-      EXPECT_EQ(config_from_params_json(config_to_params_json(c), "params.json"), c) << k.why;
+    const std::string hf = error_of([&] { config_to_hf_json(c, "float32"); });
+    if (!k.hf) {
+      EXPECT_EQ(hf, "") << k.why;
+      const ModelConfig back = config_from_hf_json(config_to_hf_json(c, "float32"), "config.json");
+      EXPECT_EQ(back.nope_layer_interval, c.nope_layer_interval) << k.why;
+      EXPECT_EQ(back.attn_chunk_size, c.attn_chunk_size) << k.why;
+      EXPECT_EQ(back.attn_temperature_tuning, c.attn_temperature_tuning) << k.why;
+      EXPECT_EQ(back.ffn_hidden(), c.ffn_hidden()) << k.why;
     } else {
-      EXPECT_NE(meta.find(k.why), std::string::npos) << k.why << ": " << meta;
+      EXPECT_NE(hf.find(k.hf), std::string::npos) << k.why << ": " << hf;
+    }
+    const std::string meta = error_of([&] { config_to_params_json(c); });
+    if (!k.meta) {
+      EXPECT_EQ(meta, "") << k.why;
+      EXPECT_EQ(config_to_json(config_from_params_json(config_to_params_json(c), "params.json")), config_to_json(c)) << k.why;
+    } else {
+      EXPECT_NE(meta.find(k.meta), std::string::npos) << k.why << ": " << meta;
     }
   }
 }
