@@ -172,7 +172,7 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   if (!cfg) return;
   validate(*cfg, origin);
   Capabilities caps = Capabilities::all();
-  caps.moe = caps.conditions = false;  // tensors lmkit's parameter table does not have yet
+  caps.conditions = false;  // tensors lmkit's parameter table does not have yet
   require_supported(*cfg, caps, "lm-convert-checkpoint");
   plan.config = cfg;
   plan.config_origin = origin;

@@ -226,15 +226,28 @@ kv = i["memory"]["kv_cache"]["per_token_f32"]
 assert abs(d["bytes_per_token"] - (4 * p["decode_per_token"] + kv * 12)) < 1, (d, p, kv)
 assert r["forward"]["tokens_per_s"] > 0 and r["train"]["tokens_per_s"] > 0 and d["tokens_per_s"] > 0
 assert 0 < d["fraction_of_bound"], d' "$TMP/b.json" "$TMP/i.json"
-@test "lm-convert-checkpoint: Llama 4 checkpoints until MoE lands, and no GGUF for Llama 4 configs" {
-  # Meta's Llama 4 layout and params.json are read (the names and the config are unit-tested
-  # bit for bit); converting the experts waits for lmkit's parameter table to have them.
+}
+
+@test "lm-convert-checkpoint: Meta's and Hugging Face's Llama 4 checkpoints (experts included), and no GGUF for Llama 4 configs" {
+  # Meta's released layout with its params.json and HF's llama4_text directory import tensor
+  # for tensor as the fixtures' lmkit checkpoints, and the result runs.
+  same_tensors() {
+    python3 -c 'import json, struct, sys
+def tensors(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
+  }
   run lm-convert-checkpoint "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_meta/released/consolidated.00.safetensors" "$TMP/m.safetensors"
-  assert_failure 1
-  assert_output "lm-convert-checkpoint: error: lm-convert-checkpoint does not support mixture of experts (moe.n_experts = 4) yet"
+  assert_success
+  same_tensors "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_meta/lmkit.safetensors" "$TMP/m.safetensors"
   run lm-convert-checkpoint "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_hf/checkpoint" "$TMP/h.safetensors"
-  assert_failure 1
-  assert_output "lm-convert-checkpoint: error: lm-convert-checkpoint does not support mixture of experts (moe.n_experts = 4) yet"
+  assert_success
+  same_tensors "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_hf/lmkit.safetensors" "$TMP/h.safetensors"
+  run lm-inspect-config "$TMP/m.safetensors"
+  assert_success
+  assert_output --partial "experts"
   # A dense Llama 4 style model (NoPE layers, weightless QK-norm) round-trips through Meta's
   # layout with a Llama 4 params.json, tensor for tensor; GGUF refuses it in one line.
   run lm-convert-checkpoint "$FIX/l4_qknorm/model.safetensors" --to meta "$TMP/meta/"
@@ -243,14 +256,7 @@ assert 0 < d["fraction_of_bound"], d' "$TMP/b.json" "$TMP/i.json"
   grep -q '"use_qk_norm": true' "$TMP/meta/params.json" || fail "no use_qk_norm in params.json"
   run lm-convert-checkpoint --from meta "$TMP/meta" "$TMP/back.safetensors"
   assert_success
-  python3 - "$FIX/l4_qknorm/model.safetensors" "$TMP/back.safetensors" <<'PY'
-import json, struct, sys
-def tensors(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a == b, sorted(set(a) ^ set(b))
-PY
+  same_tensors "$FIX/l4_qknorm/model.safetensors" "$TMP/back.safetensors"
   run lm-convert-checkpoint --to gguf "$FIX/l4_temp/model.safetensors" "$TMP/x.gguf"
   assert_failure 1
   assert_output --regexp "^lm-convert-checkpoint: error: GGUF: llama.cpp's llama4 architecture is not written yet, and llama cannot hold "
