@@ -35,6 +35,7 @@ class ConditionBatch {
   ConditionBatch(const ModelConfig& cfg, int64_t B);
 
   int64_t batch() const { return B_; }
+  int64_t vocab_size() const { return V_; }
   const std::vector<ConditionConfig>& conditions() const { return conds_; }
   // The index of a condition by name; -1 when the model has none of that name.
   int64_t find(const std::string& name) const;
