@@ -1,5 +1,7 @@
 #include "convert/config_io.h"
 
+#include "model/config_formats.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -269,6 +271,7 @@ ModelConfig load_config_arg(const std::string& arg) {
   const std::string text = read_text(arg);
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos || text[first] != '{') return load_config_input(arg, {}).config;  // a checkpoint
+  if (const auto seed = detect_seed_format(text, arg)) return config_from_seed_json(text, *seed, arg).config;
   const std::string conv = config_convention(text, arg);
   if (conv == "hf") return config_from_hf_json(text, arg);
   if (conv == "meta") {

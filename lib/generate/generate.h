@@ -56,10 +56,13 @@ class Generator {
   // vocabulary); no completion holds its reserved ids (reserved_ids).
   Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec = nullptr);
 
-  // Generates from `prompt` (1 <= size <= max_seq_len, else a Data error naming `what`).
-  // on_text (may be empty) receives the output bytes as they are decided.
+  // Generates from `prompt` (1 <= size, size + K <= max_seq_len, else a Data error naming `what`).
+  // on_text (may be empty) receives the output bytes as they are decided. `conditions`: a
+  // materium model's condition values for this prompt (one row; null: unconditional, every
+  // condition dropped), whose K positions come first in the cache.
   Completion generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
-                      const std::function<void(std::string_view)>& on_text, const std::string& what = "prompt");
+                      const std::function<void(std::string_view)>& on_text, const std::string& what = "prompt",
+                      const ConditionBatch* conditions = nullptr);
 
  private:
   Transformer& model_;

@@ -33,6 +33,9 @@ struct SessionOptions {
   bool json = false;  // a record per prompt (on_json); text is then not streamed
   GenerateOptions generate;
   uint64_t seed = 0;  // prompt i uses seed + i
+  // materium: the conditions file, one JSON line per prompt (a text prompt is one record);
+  // "": a model with conditions generates unconditionally (docs/materium.md).
+  std::string conditions;
 };
 
 class GenerateSession {

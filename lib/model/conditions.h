@@ -47,6 +47,8 @@ class ConditionBatch {
   void set_class(size_t i, int64_t b, int64_t k);
   void set_formula(size_t i, int64_t b, const std::vector<std::pair<int64_t, int64_t>>& pairs);
   void set_null(size_t i, int64_t b);
+  // A batch of rows.size() rows: row j is row rows[j] of this one (presence as here).
+  ConditionBatch gather(const std::vector<int64_t>& rows) const;
   // Condition i has no positions in this batch (classifier-free training, unconditional use).
   void drop(size_t i);
 

@@ -668,7 +668,6 @@ std::vector<std::string> unsupported_features(const ModelConfig& c, const Capabi
 
 Capabilities program_capabilities() {
   Capabilities caps = Capabilities::all();
-  caps.conditions = caps.blockwise_positions = false;
   caps.vision = false;  // image features: a side input the programs do not read yet (--vision)
   return caps;
 }
