@@ -119,7 +119,7 @@ void Evaluator::emit_record() {
                                  "): give their values with --conditions FILE"));
     ConditionBatch& to = window ? *conds_ : *scratch_;
     if (!conditions->next(to, window ? filled_ : 0))
-      fail_data(cat(conditions->name(), ": ", conditions->lines(), conditions->lines() == 1 ? " line" : " lines",
+      fail(ErrorKind::Data, cat(conditions->name(), ": ", conditions->lines(), conditions->lines() == 1 ? " line" : " lines",
                     " for more records"),
                 "the conditions file has one line per record of its token stream");
   }

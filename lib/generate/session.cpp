@@ -70,7 +70,7 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
     if (reader ? !reader->next(p) : i >= o.prompts.size()) break;
     ++prompts;
     if (conds && !conds->next(*row, 0))
-      fail_data(cat(conds->name(), ": ", conds->lines(), conds->lines() == 1 ? " line" : " lines", " for more prompts"),
+      fail(ErrorKind::Data, cat(conds->name(), ": ", conds->lines(), conds->lines() == 1 ? " line" : " lines", " for more prompts"),
                 "the conditions file has one line per prompt");
     if (!reader) p = Prompt{o.prompts[i], {}, false, 0};
     if (!p.is_tokens) p.tokens = encode_prompt(need_tokenizer("text prompts; give token input instead"), p.text);

@@ -177,7 +177,7 @@ void ConditionsReader::expect_records(int64_t records) {
   std::string scratch;
   while (lines_ <= records && read_line(scratch)) ++lines_;
   if (lines_ != records)
-    fail_data(cat(name_, ": ", lines_ > records ? cat(records + 1, " or more") : std::to_string(lines_),
+    fail(ErrorKind::Data, cat(name_, ": ", lines_ > records ? cat(records + 1, " or more") : std::to_string(lines_),
                   lines_ == 1 ? " line" : " lines", " for ", records, records == 1 ? " record" : " records"),
               "the conditions file has one line per record of its token stream");
 }

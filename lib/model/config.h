@@ -226,9 +226,8 @@ std::vector<std::string> unsupported_features(const ModelConfig& cfg, const Capa
 // Throws an Unsupported error "<program> does not support <feature> yet" for the first one.
 void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program);
 // What the programs (lm-train, lm-eval-loss, lm-generate, lm-bench) run: everything the model
-// does except what needs inputs beside the tokens that they do not read yet (materium's
-// condition values, and the whole-record rows of block-wise positions: issue 14, phase 2;
-// image features: issue 13, --vision).
+// does except what needs inputs beside the tokens that they do not read yet (image features:
+// issue 13, --vision). materium's condition values come with --conditions (docs/materium.md).
 Capabilities program_capabilities();
 
 }  // namespace lm

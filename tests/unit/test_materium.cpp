@@ -24,6 +24,7 @@
 #include "model/accounting.h"
 #include "model/conditions.h"
 #include "model/conditions_file.h"
+#include "eval/eval.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
@@ -615,6 +616,62 @@ TEST(ConditionsFile, EveryMistakeNamesTheLineAndRecord) {
   // A line longer than the limit is refused without reading it whole.
   const std::string huge(kMaxConditionsLine + 10, ' ');
   EXPECT_EQ(err(huge), at + "longer than 1048576 bytes");
+}
+
+// lm-eval-loss's materium path: every record one window with its file line's conditions, the
+// positions the model's own; --hidden-out's states are the library forward's hidden() bit for bit.
+TEST(ConditionsFile, EvaluatorRunsWholeRecordsWithTheirConditions) {
+  Transformer model(load_model("mat_all"));
+  const ModelConfig& cfg = model.config();
+  const std::vector<std::vector<uint32_t>> records = {{1, 4, 10, 11, 12, 13, 3, 20, 2}, {1, 4, 14, 15, 3, 2}};
+  const std::string lines = "{\"space_group\": 3, \"band_gap\": [1.5, -2], \"formula\": [[8, 2], [5, 1]]}\n"
+                            "{\"space_group\": null, \"band_gap\": [0, 0.25], \"formula\": [[39, 6]]}\n";
+  ConditionsReader reader(memory_source(reinterpret_cast<const uint8_t*>(lines.data()), lines.size(), "c"), cfg);
+  EvalOptions eo;
+  eo.batch = 2;
+  eo.seq = 12;
+  eo.hidden = true;
+  Evaluator ev(model, eo);
+  ev.conditions = &reader;
+  for (size_t r = 0; r < records.size(); ++r) {
+    TokenChunk ch;
+    ch.tokens = records[r];
+    ch.record = r;
+    ch.first = ch.last = true;
+    ev.add(ch);
+  }
+  const EvalResult res = ev.finish();
+  EXPECT_EQ(res.windows, 2);
+  EXPECT_EQ(res.tokens, 8 + 5);
+  EXPECT_EQ(res.hidden_lengths, (std::vector<int32_t>{9, 6}));
+  // The same rows through the library: PAD-filled tokens, the values set by hand.
+  std::vector<int32_t> tokens(24, static_cast<int32_t>(cfg.pad_id)), targets(24, static_cast<int32_t>(cfg.pad_id));
+  for (size_t r = 0; r < 2; ++r)
+    for (size_t t = 0; t < records[r].size(); ++t) {
+      tokens[r * 12 + t] = static_cast<int32_t>(records[r][t]);
+      if (t > 0) targets[r * 12 + t - 1] = static_cast<int32_t>(records[r][t]);
+    }
+  EXPECT_EQ(res.hidden_tokens, tokens);
+  ConditionBatch cb(cfg, 2);
+  cb.set_class(0, 0, 3);
+  const float gap0[2] = {1.5f, -2.0f}, gap1[2] = {0.0f, 0.25f};
+  cb.set_linear(1, 0, gap0);
+  cb.set_formula(2, 0, {{8, 2}, {5, 1}});
+  cb.set_null(0, 1);
+  cb.set_linear(1, 1, gap1);
+  cb.set_formula(2, 1, {{39, 6}});
+  model.forward(tokens.data(), nullptr, 2, 12, &cb);
+  const std::vector<float> want(model.hidden(), model.hidden() + 24 * cfg.dim);
+  EXPECT_EQ(res.hidden, want);
+  const LossResult l = model.loss(targets.data());
+  EXPECT_NEAR(res.loss(), l.loss, 1e-6 * std::abs(l.loss));
+  // Without the reader: the values are required.
+  Evaluator bare(model, eo);
+  TokenChunk ch;
+  ch.tokens = records[0];
+  ch.first = ch.last = true;
+  EXPECT_EQ(error_of([&] { bare.add(ch); }, ErrorKind::Usage),
+            "the model has conditions (space_group, band_gap, formula): give their values with --conditions FILE");
 }
 
 TEST(ConditionsFile, ReadConditionsPairsFilesWithStreams) {
