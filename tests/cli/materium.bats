@@ -226,6 +226,11 @@ PY
   run lm-train "$S/materium_standard.json" --config-format materium --steps 0 -o "$TMP/r" -q
   assert_success
   [ -f "$TMP/r/model.safetensors" ]
+  run lm-convert-checkpoint "$TMP/r/model.safetensors" "$TMP/conv.safetensors" --to lmkit --config "$S/materium_standard.json" --config-format materium
+  assert_success
+  run lm-convert-checkpoint "$TMP/r/model.safetensors" "$TMP/conv2.safetensors" --to lmkit --config "$S/materium_standard.json" --config-format soma
+  assert_failure 1
+  [ ! -e "$TMP/conv2.safetensors" ]
   run lm-train "$S/materium_standard.json" --config-format soma --steps 0 -o "$TMP/r2"
   assert_failure 1
   run lm-train tiny --config-format soma --steps 0 -o "$TMP/r3"
