@@ -3,14 +3,15 @@
 
     python3 bench/materium_tasks.py --bin build/bin --steps 300 [--json] [--out DIR]
 
-1. Conditions. Records are [BOS] a b c [EOS] where a class k in 0..3 (an embedding condition,
-   given in the conditions file) decides the three tokens (4 + k, 8 + k, 12 + k). Nothing in
-   the tokens tells k before `a`, so without the condition the best loss on `a` is ln 4 (a
-   mean over the four targets of ln(4) / 4 = 0.347 nats); with it, every target is certain.
-   The model trains with --condition-dropout 0.2 (classifier-free), then lm-eval-loss reports
-   the held-out loss with the conditions, and lm-generate (greedy, from [BOS]) the share of
-   prompts whose three tokens are their class's, with the conditions and without (unconditional:
-   chance is 1/4).
+1. Conditions, all three types, in a block-wise model. Records are
+   [BOS] [ATOMS] a b c [LATTICE] [EOS]: an embedding class k in 0..3 decides a = 5 + k, a
+   linear condition (x, y) decides b = 9 + [x > 0] + 2 [y > 0], and a formula condition (one or
+   two [element, count] pairs of elements 16..19) decides c = its first element. Nothing in
+   the tokens tells them, so without the conditions the best loss is 3 ln 4 over the six
+   targets (0.693 nats); with them every target is certain. The model trains with
+   --condition-dropout 0.2 (classifier-free), then lm-eval-loss reports the held-out loss with
+   the conditions, and lm-generate (greedy, from [BOS] [ATOMS]) the share of prompts whose three
+   tokens are right, with the conditions and without (unconditional: chance is 1/64).
 2. Block-wise positions. Records are [BOS] [ATOMS] (e i j l)... [LATTICE] [EOS] with 1..5
    blocks; in a block, slot 0 is an element 5..8 and slots 1, 2, 3 draw from {9, 10}, {11, 12},
    {13, 14}: what a token may be depends on its index within the block only. The same model
@@ -32,7 +33,7 @@ import sys
 import tempfile
 
 PAD, BOS, EOS, LATTICE, ATOMS = 0, 1, 2, 3, 4
-VOCAB = 16
+VOCAB = 20
 
 
 def write_stream(path, records, vocab=VOCAB):
@@ -88,32 +89,43 @@ def generate(args, model, prompts, n, temperature, conditions=None):
 
 def condition_task(args, d, rng):
     def records(n):
-        classes = [rng.randrange(4) for _ in range(n)]
-        return classes, [[BOS, 4 + k, 8 + k, 12 + k, EOS] for k in classes]
+        vals, recs = [], []
+        for _ in range(n):
+            k = rng.randrange(4)
+            x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
+            elements = rng.sample(range(16, 20), rng.randint(1, 2))
+            formula = [[e, rng.randint(1, 4)] for e in elements]
+            vals.append({"space_group": k, "band_gap": [round(x, 3), round(y, 3)], "formula": formula})
+            recs.append([BOS, ATOMS, 5 + k, 9 + (x > 0) + 2 * (y > 0), elements[0], LATTICE, EOS])
+        return vals, recs
 
-    def conds(path, classes):
+    def conds(path, vals):
         with open(path, "w") as f:
-            for k in classes:
-                f.write(json.dumps({"cls": k}) + "\n")
+            for v in vals:
+                f.write(json.dumps(v) + "\n")
 
-    train_cls, train_rec = records(4000)
-    val_cls, val_rec = records(400)
+    train_vals, train_rec = records(4000)
+    val_vals, val_rec = records(400)
     paths = {k: os.path.join(d, "cond_" + k) for k in ("train.tok", "train.jsonl", "val.tok", "val.jsonl", "p.tok",
                                                         "config.json")}
     write_stream(paths["train.tok"], train_rec)
-    conds(paths["train.jsonl"], train_cls)
+    conds(paths["train.jsonl"], train_vals)
     write_stream(paths["val.tok"], val_rec)
-    conds(paths["val.jsonl"], val_cls)
-    write_stream(paths["p.tok"], [[BOS]] * len(val_cls))
-    model_config(paths["config.json"], conditions=[{"name": "cls", "proj_layer_type": "embedding", "input_dim": 4}])
+    conds(paths["val.jsonl"], val_vals)
+    write_stream(paths["p.tok"], [[BOS, ATOMS]] * len(val_rec))
+    model_config(paths["config.json"], rope_mode="blockwise", atoms_token_id=ATOMS, lattice_token_id=LATTICE,
+                 atom_block_size=4,
+                 conditions=[{"name": "space_group", "proj_layer_type": "embedding", "input_dim": 4},
+                             {"name": "band_gap", "proj_layer_type": "linear", "input_dim": 2},
+                             {"name": "formula", "proj_layer_type": "formula", "input_dim": 4, "max_elements": 2}])
     model, last = train(args, d, "cond_run", paths["config.json"], paths["train.tok"], paths["val.tok"], 8,
                         paths["train.jsonl"], paths["val.jsonl"], dropout=0.2)
     loss = eval_loss(args, model, paths["val.tok"], 8, paths["val.jsonl"])
-    want = [[4 + k, 8 + k, 12 + k] for k in val_cls]
+    want = [r[2:5] for r in val_rec]
     with_c = generate(args, model, paths["p.tok"], 3, 0, paths["val.jsonl"])
     without = generate(args, model, paths["p.tok"], 3, 0)
     acc = lambda got: sum(g[:3] == w for g, w in zip(got, want)) / len(want)
-    return {"train_loss": last["loss"], "val_loss": loss, "floor_without_conditions": 0.25 * 1.3862943611198906,
+    return {"train_loss": last["loss"], "val_loss": loss, "floor_without_conditions": 3 * math.log(4) / 6,
             "accuracy_with_conditions": acc(with_c), "accuracy_unconditional": acc(without), "prompts": len(want)}
 
 

@@ -175,10 +175,10 @@ bool ConditionsReader::next(ConditionBatch& cb, int64_t b) {
 
 void ConditionsReader::expect_records(int64_t records) {
   std::string scratch;
-  while (lines_ <= records && read_line(scratch)) ++lines_;
+  while (read_line(scratch)) ++lines_;  // to the end: the message gives the count
   if (lines_ != records)
-    fail(ErrorKind::Data, cat(name_, ": ", lines_ > records ? cat(records + 1, " or more") : std::to_string(lines_),
-                  lines_ == 1 ? " line" : " lines", " for ", records, records == 1 ? " record" : " records"),
+    fail(ErrorKind::Data, cat(name_, ": ", lines_, lines_ == 1 ? " line" : " lines", " for ", records,
+                              records == 1 ? " record" : " records"),
               "the conditions file has one line per record of its token stream");
 }
 

@@ -31,8 +31,8 @@ class ConditionsReader {
   bool next(ConditionBatch& cb, int64_t b);
   // The lines read so far (= the next record's index).
   int64_t lines() const { return lines_; }
-  // Reads on to the end: a Data error "<file>: 10 lines for 12 records" unless the file
-  // has exactly `records` lines.
+  // Reads on to the end (one line in memory at a time): a Data error "<file>: 10 lines for
+  // 12 records" unless the file has exactly `records` lines.
   void expect_records(int64_t records);
   const std::string& name() const { return name_; }
 

@@ -609,7 +609,7 @@ TEST(ConditionsFile, EveryMistakeNamesTheLineAndRecord) {
             at + "'formula': element 5 appears twice");
   // One line per record, checked when either side ends.
   EXPECT_EQ(err("", 2), "c.jsonl: 1 line for 2 records | the conditions file has one line per record of its token stream");
-  EXPECT_EQ(err(ok + ok, 2), "c.jsonl: 3 or more lines for 2 records | the conditions file has one line per record of its token stream");
+  EXPECT_EQ(err(ok + ok, 2), "c.jsonl: 3 lines for 2 records | the conditions file has one line per record of its token stream");
   EXPECT_NO_THROW(read_text(cfg, ok + ok, 2));
   EXPECT_NO_THROW(read_text(cfg, ok + ok.substr(0, ok.size() - 1), 2));  // no final newline
   EXPECT_EQ(error_of([&] { read_text(cfg, "", 1); }), "c.jsonl: 0 lines for 1 record | the conditions file has one line per record of its token stream");
