@@ -9,12 +9,14 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "model/user_config.h"
 #include "model/finite.h"
 #include "model/loss_weights.h"
 #include "model/conditions_file.h"
+#include "tokenizer/spec_json.h"
 #include "train/distributed.h"
 
 namespace lm::train {
@@ -84,7 +86,7 @@ void TrainOptions::apply_run_settings(const json& j) {
 TrainOptions saved_options(const std::string& run_dir) {
   const std::string path = run_dir + "/" + kCheckpointFile;
   if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
-  const auto meta = SafeTensorsFile::open(path).metadata_value("lmkit.train");
+  const auto meta = SafeTensorsFile::open(path).metadata_value(kTrainStateMetadataKey);
   if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
   const json j = json::parse(*meta, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("settings"))
@@ -247,8 +249,8 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       ModelWeights weights = ckpt ? ModelWeights::from_checkpoint(*ckpt, cfg) : ModelWeights::random(cfg, o.seed);
       if (!weight_vec.empty()) weights.set_loss_weights(weight_vec, quote(req.loss_weights));
       std::string tok = weights.tokenizer_json();
-      if (train && train->spec.vocab_size != 0) tok = tokenizer_spec_json(train->spec);
-      if (tok.empty()) tok = tokenizer_spec_json(default_tokenizer_spec(in.config));
+      if (train && train->spec.vocab_size != 0) tok = spec_to_json(train->spec);
+      if (tok.empty()) tok = spec_to_json(default_tokenizer_spec(in.config));
       trainer = std::unique_ptr<Trainer>(new Trainer());
       trainer->opts_ = o;
       trainer->run_dir_ = req.run_dir;
