@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
       ->type_name("NAME|FILE");
   app.add_option("--set", o.sets, "Override a model config field: KEY=VALUE (see lm-inspect-config)")
       ->type_name("KEY=VALUE")->allow_extra_args(false);
+  app.add_option("--config-format", o.config_format, "Format of a config JSON --model: auto, lmkit, materium, xlstm-jax, "
+                                                     "mobilellm, soma")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"auto", "lmkit", "materium", "xlstm-jax", "mobilellm", "soma"}));
   app.add_option("--batch", o.batch, "Forward and train benchmark batch size B")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   app.add_option("--seq", o.seq, "Forward and train benchmark sequence length T (<= max_seq_len)")

@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", opts.config, "Model config: a preset, or an lmkit config JSON, HF config.json or Meta params.json "
                                           "(default: the checkpoint's own, a config.json/params.json beside it, or inferred)")
       ->type_name("FILE|PRESET");
+  app.add_option("--config-format", opts.config_format, "Format of a --config JSON file: auto (by its keys), lmkit, hf, "
+                                                        "meta, materium, xlstm-jax, mobilellm, soma")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"auto", "lmkit", "hf", "meta", "materium", "xlstm-jax", "mobilellm", "soma"}));
   app.add_option("--set", opts.sets, "Override a config field: KEY=VALUE (see lm-inspect-config)")
       ->type_name("KEY=VALUE")->default_str("")->allow_extra_args(false);
   const char* rule_names[7] = {"rename", "drop", "transpose", "split", "fuse", "rope-to-half", "rope-to-interleaved"};

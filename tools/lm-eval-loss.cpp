@@ -1,6 +1,7 @@
 // lm-eval-loss: a checkpoint and token input (streamed) to the mean cross-entropy ignoring
 // PAD, perplexity, bits per token and per byte, and soma V1's SIGReg term; see
 // man/lm-eval-loss.1 and lib/eval/eval.h for the windowing.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
                      "token and per byte, SIGReg when the model has it.");
   CLI::App& app = tool.app();
 
-  std::string model_path, input_format = "auto", embedding_out, vision_path;
+  std::string model_path, input_format = "auto", embedding_out, vision_path, hidden_out, conditions;
   std::vector<std::string> inputs;
   lm::EvalOptions opts;
   int64_t bytes = -1;
@@ -56,6 +57,12 @@ int main(int argc, char** argv) {
   app.add_option("--vision", vision_path, "Image features per record of the input (safetensors record.{i} [N, "
                                           "vision_dim], see docs/llama4.md; default: text only)")
       ->type_name("FILE");
+  app.add_option("--hidden-out", hidden_out, "Write the final hidden states per token (after the final norm) of every "
+                                             "window as safetensors")
+      ->type_name("FILE");
+  app.add_option("--conditions", conditions, "Condition values of a materium model, one JSON line per record of the "
+                                              "inputs ('-' = stdin)")
+      ->type_name("FILE");
   app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation)");
@@ -67,16 +74,20 @@ int main(int argc, char** argv) {
     if (inputs.empty()) inputs.push_back("-");
     if (fail_opt->count() && !std::isfinite(fail_above)) lm::fail_usage("--fail-above needs a finite number");
     opts.embedding = !embedding_out.empty();
+    opts.hidden = !hidden_out.empty();
+    if (conditions == "-" && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
+      lm::fail_usage("stdin ('-') given as the input and as --conditions");
     const bool progress = !json && tool.quiet == 0 && lm::cli::stderr_is_terminal();
     lm::EvalResult r = lm::evaluate_files(model_path, inputs, *lm::token_input_format_from_name(input_format), opts,
                                           bytes < 0, [&](const lm::EvalResult& b) {
                                             if (progress)
                                               std::fprintf(stderr, "\rlm-eval-loss: %lld windows, %lld tokens, loss %.4f",
                                                            (long long)b.windows, (long long)b.tokens, b.loss());
-                                          }, vision_path);
+                                          }, vision_path, conditions);
     if (progress) std::fputc('\n', stderr);
     if (bytes > 0) r.bytes = bytes;
     if (!embedding_out.empty()) lm::save_embedding(embedding_out, r);
+    if (!hidden_out.empty()) lm::save_hidden_states(hidden_out, r);
     if (json) {
       nlohmann::json j{{"version", lm::kVersion},
                        {"model", model_path},

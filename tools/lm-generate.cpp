@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
                                                  "prompt per record)")
       ->type_name("FORMAT")
       ->check(CLI::IsMember({"auto", "lines", "text", "tokens"}));
+  app.add_option("--conditions", opts.conditions, "Condition values of a materium model, one JSON line per prompt "
+                                                   "(default: unconditional)")
+      ->type_name("FILE");
   app.add_option("-n,--max-new-tokens", gen.max_new_tokens, "Tokens to generate per prompt at most")
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/config_formats.h"
 #include "model/finite.h"
 #include "model/inspect.h"
 #include "model/presets.h"
@@ -32,6 +33,11 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_flag("--json", json, "Print one JSON object: the resolved config and its accounting");
   app.add_flag("--config", print_config, "Print only the resolved config as JSON (all fields), e.g. to edit and reuse");
+  std::string config_format = "lmkit";
+  app.add_option("--config-format", config_format, "With --config: write it in this format: lmkit, materium, xlstm-jax, "
+                                                   "mobilellm, soma (the input's format is recognised)")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"lmkit", "materium", "xlstm-jax", "mobilellm", "soma"}));
   app.add_option("--context", options.context, "Context length for the FLOP accounting (default: max_seq_len)")
       ->type_name("N")
       ->default_str("")
@@ -60,11 +66,16 @@ int main(int argc, char** argv) {
       lm::fail(lm::ErrorKind::Usage, "no input: give a preset name, a config JSON file or a checkpoint",
                "run 'lm-inspect-config --list-presets' for the presets");
     if (json && print_config) lm::fail_usage("--json and --config are exclusive");
+    if (config_format != "lmkit" && !print_config) lm::fail_usage("--config-format goes with --config");
     const lm::ConfigInput in = lm::load_user_config(input, sets);
     if (in.kind == lm::ConfigInput::Kind::Checkpoint && in.file)  // the checkpoint as read (stdin too)
       if (const auto bad = lm::first_non_finite(*in.file))
         tool.warn(lm::quote(in.name) + ": non-finite weights: " + bad->describe());
-    if (print_config)
+    for (const std::string& key : in.noted)
+      if (tool.quiet == 0) tool.warn(lm::quote(in.name) + ": " + key + " has no effect on the math (accepted, not kept)");
+    if (print_config && config_format != "lmkit")
+      std::cout << lm::config_to_seed_json(in.config, *lm::seed_format_from_name(config_format)) << '\n';
+    else if (print_config)
       std::cout << lm::config_to_json(in.config) << '\n';
     else if (json)
       std::cout << lm::inspect_json(in, options);

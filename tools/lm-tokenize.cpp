@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   CLI::App& app = tool.app();
 
   lm::TokenizeJob job;
-  job.encode.max_seq_len = lm::byte_v1::kMaxSeqLen;
+  job.encode.max_seq_len = lm::byte_v1::kMaxSeqLen;  // byte-v1's; the other tokenizers keep 8192 (below)
   job.encode.threads = 0;  // all, or --threads
   std::string eos_name = "soma", format_name = "stream", input_format_name = "auto", kind_name;
   bool no_eos = false, force = false, add_eos = false;
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", job.output, "Write to FILE (atomically: temporary file, then rename); '-' = stdout")
       ->type_name("FILE");
   CLI::Option* seq_opt =
-      app.add_option("--max-seq-len", job.encode.max_seq_len, "Tokens per record (sequence), 1..2147483647 (default: 8192, soma V1)")
+      app.add_option("--max-seq-len", job.encode.max_seq_len, "Tokens per record (sequence), 1..2147483647 (default: 1024 for byte-v1, soma V1's tokenize; "
+                                                     "8192 for the others)")
           ->type_name("N")
           ->check(CLI::Range(size_t{1}, size_t{lm::tokstream::kMaxRecordTokens}));
   CLI::Option* eos_opt = app.add_option("--eos", eos_name, "End-of-document token: soma (after a final chunk with "
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
 
   return tool.run(argc, argv, [&]() -> int {
     job.kind = *lm::tokenizer_kind_from_name(kind_name.empty() ? "raw" : kind_name);
+    const bool byte_v1 = job.tokenizer_path.empty() || kind_name == "byte-v1";
+    if (!seq_opt->count() && !byte_v1) job.encode.max_seq_len = lm::EncodeOptions{}.max_seq_len;
     if (no_eos) job.eos = lm::EosMode::Never;
     else if (add_eos) job.eos = lm::EosMode::Always;
     else if (eos_opt->count()) job.eos = lm::eos_mode_from_name(eos_name);

@@ -43,6 +43,21 @@ int main(int argc, char** argv) {
                                       "the first stream)");
   app.add_option("streams", o.train_paths, "Training token streams ('-' = stdin)");
   app.add_option("--val", o.val_paths, "Validation token stream (repeatable)")->type_name("FILE");
+  app.add_option("--conditions", o.train_conditions, "Condition values of a materium model: one JSON Lines file per "
+                                                     "training stream, one line per record (repeatable, same order)")
+      ->type_name("FILE");
+  app.add_option("--val-conditions", o.val_conditions, "Condition values for each --val stream (repeatable, same order)")
+      ->type_name("FILE");
+  fixed.push_back(app.add_option("--condition-dropout", o.condition_dropout, "Drop each condition for a whole step "
+                                                                             "with probability P (classifier-free "
+                                                                             "training; materium uses 0.5)")
+                      ->type_name("P"));
+  app.add_flag("--checkpointing", o.checkpointing, "Activation checkpointing: recompute each layer in the backward "
+                                                   "pass (less memory, the same losses bit for bit)");
+  fixed.push_back(app.add_option("--config-format", req.config_format, "Format of a config JSON file: auto, lmkit, "
+                                                                       "materium, xlstm-jax, mobilellm, soma")
+                      ->type_name("FORMAT")
+                      ->check(CLI::IsMember({"auto", "lmkit", "materium", "xlstm-jax", "mobilellm", "soma"})));
   fixed.push_back(app.add_option("-o,--output", req.run_dir, "Run directory (created; must not hold a run)")->type_name("DIR"));
   app.add_option("--resume", req.resume, "Continue the run in DIR exactly where its checkpoint left off")->type_name("DIR");
   app.add_flag("--allow-data-change", o.allow_data_change, "With --resume: continue although the training data's "

@@ -11,6 +11,16 @@
 
 namespace lm {
 
+namespace {
+// Random tokens a block-wise model accepts: no [LATTICE] (which may not come before [ATOMS]);
+// its places take [ATOMS], which opens the block-wise span as materium's rows do.
+void without_lattice(const ModelConfig& c, std::vector<int32_t>& tokens) {
+  if (c.rope_mode != RopeMode::Blockwise) return;
+  for (auto& t : tokens)
+    if (t == c.lattice_token_id) t = static_cast<int32_t>(c.atoms_token_id);
+}
+}  // namespace
+
 double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T) {
   const FlopCounts f = count_flops(cfg, T);
   double keys = 0;  // per row, summed over the layers: the keys each query attends to
@@ -51,6 +61,7 @@ ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup,
   std::vector<int32_t> tokens(static_cast<size_t>(B * T));
   Rng rng(1);
   for (auto& t : tokens) t = text_token(rng, c);
+  without_lattice(c, tokens);
   ForwardBench r;
   r.batch = B;
   r.seq = T;
@@ -96,6 +107,7 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   std::vector<int32_t> tokens(static_cast<size_t>(B * (T + 1)));
   Rng data_rng(3);
   for (auto& t : tokens) t = text_token(data_rng, c);
+  without_lattice(c, tokens);
   std::vector<int32_t> inputs(static_cast<size_t>(B * T)), targets(static_cast<size_t>(B * T));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
@@ -150,6 +162,7 @@ DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProb
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   Rng rng(2);
   for (auto& t : ids) t = text_token(rng, c);
+  without_lattice(c, ids);
   auto run = [&] {
     cache.reset();
     for (int64_t i = 0; i < tokens; ++i) model.forward_step(&ids[static_cast<size_t>(i)], nullptr, cache);

@@ -20,6 +20,7 @@ struct BenchOptions {
   std::vector<std::string> what{"sgemm", "bandwidth"};
   std::string model = "stories15m";  // a preset or config JSON (random weights) or a checkpoint
   std::vector<std::string> sets;     // --set overrides of the model's config
+  std::string config_format = "auto";  // of a config JSON --model (--config-format)
   std::vector<int64_t> sizes{256, 512, 1024, 2048};  // square sgemm sizes
   int64_t bandwidth_mib = 1024;
   int64_t batch = 8, seq = 256;  // forward and train

@@ -18,8 +18,8 @@ namespace lm {
 namespace {
 
 // A preset or config JSON with random weights, or a checkpoint, with --set overrides.
-ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
-  const ConfigInput in = load_user_config(name, sets);
+ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets, const std::string& format) {
+  const ConfigInput in = load_user_config(name, sets, format);
   if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(*in.file, in.config);
   return ModelWeights::random(in.config, 0);
 }
@@ -40,7 +40,7 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   }
   BenchReport r;
   std::unique_ptr<Transformer> model;
-  if (model_wanted) model = std::make_unique<Transformer>(bench_weights(opts.model, opts.sets));
+  if (model_wanted) model = std::make_unique<Transformer>(bench_weights(opts.model, opts.sets, opts.config_format));
   if (model) {
     require_supported(model->config(), program_capabilities(), "lm-bench");
     model->set_compute_dtype(opts.dtype);

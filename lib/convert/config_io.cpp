@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include "model/config_formats.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -909,18 +911,32 @@ std::string config_convention(const std::string& text, const std::string& source
   return "lmkit";
 }
 
-ModelConfig load_config_arg(const std::string& arg) {
+ModelConfig load_config_arg(const std::string& arg, const std::string& format) {
+  const std::optional<SeedFormat> seed_named = seed_format_from_name(format);
+  if (format != "auto" && format != "lmkit" && format != "hf" && format != "meta" && !seed_named)
+    fail_usage(cat("--config-format: unknown format ", quote(format)));
+  auto not_json = [&](const std::string& what) {
+    if (format != "auto") fail_usage(cat("--config-format ", format, " is for a config JSON file, not ", what));
+  };
   struct stat st {};
   if (::stat(arg.c_str(), &st) != 0) {
-    if (auto p = find_preset(arg)) return *p;
+    if (auto p = find_preset(arg)) {
+      not_json(cat("the preset ", quote(arg)));
+      return *p;
+    }
     if (arg.find('/') != std::string::npos || arg.find(".json") != std::string::npos) fail_io("cannot open", arg);
     fail(ErrorKind::Usage, cat("--config ", quote(arg), " is neither a file nor a preset"),
          "presets are listed by 'lm-inspect-config --list-presets'");
   }
   const std::string text = read_text_file(arg);
   const size_t first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos || text[first] != '{') return load_config_input(arg, {}).config;  // a checkpoint
-  const std::string conv = config_convention(text, arg);
+  if (first == std::string::npos || text[first] != '{') {  // a checkpoint
+    not_json(cat("the checkpoint ", quote(arg)));
+    return load_config_input(arg, {}).config;
+  }
+  const std::optional<SeedFormat> seed = format == "auto" ? detect_seed_format(text, arg) : seed_named;
+  if (seed) return config_from_seed_json(text, *seed, arg).config;
+  const std::string conv = format == "auto" ? config_convention(text, arg) : format;
   if (conv == "hf") return config_from_hf_json(text, arg);
   if (conv == "meta") return config_from_params_json(text, arg);
   return config_from_json(text, arg);

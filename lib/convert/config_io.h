@@ -38,9 +38,12 @@ ModelConfig config_from_params_json(const std::string& text, const std::string& 
 std::vector<std::string> params_unsupported(const ModelConfig& cfg);
 std::string config_to_params_json(const ModelConfig& cfg);
 
-// --config: a preset name, a JSON file in lmkit's, Hugging Face's or Meta's convention (told
-// apart by its keys), or a safetensors checkpoint (its lmkit.config, or what its shapes say).
-ModelConfig load_config_arg(const std::string& arg);
+// --config: a preset name, a JSON file in lmkit's, Hugging Face's or Meta's convention or a
+// seed's own (docs/seed-configs.md; told apart by its keys, or named by `format`: "auto",
+// "lmkit", "hf", "meta" or a seed format's name), or a safetensors checkpoint (its
+// lmkit.config, or what its shapes say). A named format with a preset or checkpoint is a
+// Usage error.
+ModelConfig load_config_arg(const std::string& arg, const std::string& format = "auto");
 // The convention of a config JSON text: "lmkit", "hf" or "meta".
 std::string config_convention(const std::string& text, const std::string& source);
 

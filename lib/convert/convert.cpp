@@ -136,7 +136,7 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   std::optional<ModelConfig> cfg;
   std::string origin;
   if (!opts.config.empty()) {
-    cfg = load_config_arg(opts.config);
+    cfg = load_config_arg(opts.config, opts.config_format);
     origin = "--config " + opts.config;
   } else if (src.config) {
     cfg = src.config;

@@ -24,6 +24,7 @@ struct ConvertOptions {
   std::string from = "auto";          // a layout name or "auto" (told from the tensor names)
   std::string to = "lmkit";
   std::string config;                 // --config FILE|PRESET
+  std::string config_format = "auto"; // --config-format: what a --config JSON file is
   std::vector<std::string> sets;      // --set KEY=VALUE on top of the config
   std::vector<Rule> rules;            // user rules, in order
   std::string cast;                   // "", "f32", "f16", "bf16", "q8_0" (GGUF only)

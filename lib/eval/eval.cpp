@@ -48,6 +48,7 @@ Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<in
     vision_rows_.resize(static_cast<size_t>(opts.batch));
     vision_places_.resize(static_cast<size_t>(opts.batch));
   }
+  lengths_.resize(static_cast<size_t>(opts.batch));
   r_.seq = T_;
   r_.batch = opts.batch;
   r_.bytes = byte_len_.empty() ? -1 : 0;
@@ -68,6 +69,12 @@ Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<in
     emb_mean_.assign(static_cast<size_t>(C_), 0.0);
     emb_batch_.resize(static_cast<size_t>(C_));
   }
+  whole_records_ = c.is_materium();
+  if (!c.conditions.empty()) {
+    conds_ = std::make_unique<ConditionBatch>(c, opts.batch);
+    scratch_ = std::make_unique<ConditionBatch>(c, 1);
+  }
+  r_.dim = C_;
   t0_ = now_s();
 }
 
@@ -83,6 +90,18 @@ bool Evaluator::add(const TokenChunk& chunk) {
     rec_used_ = 0;
   }
   cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
+  if (whole_records_) {  // one window per record, emitted when it ends
+    if (chunk.first && chunk.start != 0)
+      fail_data(cat("record ", r_.records, " starts at position ", chunk.start,
+                    " (a chunk of a longer document): a materium row is one whole record"));
+    if (static_cast<int64_t>(cur_.size()) > T_)
+      fail_data(cat("record ", r_.records, " has more than --seq ", T_, " tokens: a materium row is one whole record"));
+    if (chunk.last) {
+      emit_record();
+      ++r_.records;
+    }
+    return !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows);
+  }
   // Full windows: T inputs and the next token as the last target.
   size_t off = 0;
   while (cur_.size() - off >= static_cast<size_t>(T_) + 1) {
@@ -98,6 +117,23 @@ bool Evaluator::add(const TokenChunk& chunk) {
     ++r_.records;
   }
   return !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows);
+}
+
+void Evaluator::emit_record() {
+  const bool window = cur_.size() >= 2;
+  if (conds_) {
+    if (!conditions)
+      fail(ErrorKind::Usage, cat("the model has conditions (", condition_names(model_.config()),
+                                 "): give their values with --conditions FILE"));
+    ConditionBatch& to = window ? *conds_ : *scratch_;
+    if (!conditions->next(to, window ? filled_ : 0))
+      fail(ErrorKind::Data, cat(conditions->name(), ": ", conditions->lines(), conditions->lines() == 1 ? " line" : " lines",
+                    " for more records"),
+                "the conditions file has one line per record of its token stream");
+  }
+  if (window) emit_window(cur_.data(), static_cast<int64_t>(cur_.size()), 0, 0);
+  cur_.clear();
+  in_record_ = false;
 }
 
 void Evaluator::flush_record() {
@@ -156,6 +192,7 @@ void Evaluator::emit_window(const uint32_t* tok, int64_t n, uint64_t start, int6
   int64_t* p = pos_.data() + off;
   const int64_t inputs = std::min(n, T_);
   if (opts_.vision) take_vision(tok, inputs, record_offset);
+  lengths_[static_cast<size_t>(filled_)] = static_cast<int32_t>(inputs);
   for (int64_t t = 0; t < T_; ++t) {
     if (t < inputs) {
       x[t] = static_cast<int32_t>(tok[t]);
@@ -176,8 +213,24 @@ void Evaluator::run_batch() {
   if (filled_ == 0) return;
   const int64_t B = filled_, N = B * T_;
   filled_ = 0;
-  const float* logits =
-      model_.forward(tokens_.data(), pos_.data(), B, T_, nullptr, opts_.vision ? vision_rows_.data() : nullptr);
+  const float* logits;
+  if (whole_records_) {  // the model computes the positions; the rows' conditions
+    std::unique_ptr<ConditionBatch> part;
+    if (conds_ && B < conds_->batch()) {
+      std::vector<int64_t> rows(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) rows[static_cast<size_t>(b)] = b;
+      part = std::make_unique<ConditionBatch>(conds_->gather(rows));
+    }
+    logits = model_.forward(tokens_.data(), nullptr, B, T_, part ? part.get() : conds_.get(), opts_.vision ? vision_rows_.data() : nullptr);
+  } else {
+    logits = model_.forward(tokens_.data(), pos_.data(), B, T_, nullptr, opts_.vision ? vision_rows_.data() : nullptr);
+  }
+  if (opts_.hidden) {
+    const float* h = model_.hidden();
+    r_.hidden.insert(r_.hidden.end(), h, h + N * C_);
+    r_.hidden_tokens.insert(r_.hidden_tokens.end(), tokens_.begin(), tokens_.begin() + N);
+    r_.hidden_lengths.insert(r_.hidden_lengths.end(), lengths_.begin(), lengths_.begin() + B);
+  }
   // Ignored slots (-1) are scored against token 0 and then skipped.
   for (int64_t i = 0; i < N; ++i) safe_targets_[i] = std::max(targets_[i], 0);
   crossentropy_forward(losses_.data(), logits, safe_targets_.data(), N, V_, -1);

@@ -13,16 +13,24 @@
 // shifted with PAD appended, pos_ids), so `lm-tokenize --max-seq-len T` input evaluates
 // as soma's ModelRunner does. Windows are evaluated in batches of B (the last may be smaller).
 //
-// Memory is bounded by one input chunk plus the model's activations for [B, T].
+// materium models (conditions or block-wise positions, docs/materium.md): every record is
+// one window, whole (a record longer than T, or one not starting at position 0, is a Data
+// error naming it), its positions computed by the model, and its condition values the next
+// line of the conditions file (a record of one token has no target but still takes its line).
+//
+// Memory is bounded by one input chunk plus the model's activations for [B, T] (and, with
+// EvalOptions::hidden, the hidden states kept for the output: windows x T x C floats).
 // Shape letters: B batch (windows), T window length, V vocab, C dim.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "io/tokstream.h"
+#include "model/conditions_file.h"
 #include "model/transformer.h"
 
 namespace lm {
@@ -39,6 +47,7 @@ struct EvalOptions {
   // only a target, or past its end is a Data error), unless max_windows cut the input short.
   const VisionFile* vision = nullptr;
   DType compute_dtype = DType::F32;  // evaluate_files: the matmuls' operands (Transformer::set_compute_dtype)
+  bool hidden = false;      // keep every window's final-norm output (EvalResult::hidden)
 };
 
 struct EvalResult {
@@ -58,6 +67,13 @@ struct EvalResult {
   double sigreg = 0;              // SIGReg statistic, mean over batches (soma's running mean)
   double sigreg_coefficient = 0;  // loss = ce + coefficient * sigreg
   std::vector<float> embedding;   // [C] mean final-norm output over batches (soma), empty unless asked
+  // With EvalOptions::hidden: per window (in input order) the final-norm output of its T
+  // token positions (materium's return_hidden_states without the condition positions), the
+  // window's input tokens (padding included) and how many of them are the record's.
+  std::vector<float> hidden;          // [windows, T, C]
+  std::vector<int32_t> hidden_tokens; // [windows, T]
+  std::vector<int32_t> hidden_lengths;// [windows]
+  int64_t dim = 0;                    // C
   double seconds = 0;
 
   double unweighted_loss() const { return tokens ? loss_sum / static_cast<double>(tokens) : 0; }
@@ -83,10 +99,14 @@ class Evaluator {
 
   // Progress: called after each batch.
   std::function<void(const EvalResult&)> on_batch;
+  // materium with conditions: the values of each record, one line per record (required
+  // then; a Usage error at the first record without it). Set before the first add().
+  ConditionsReader* conditions = nullptr;
 
  private:
   void emit_window(const uint32_t* tokens, int64_t n, uint64_t start, int64_t record_offset);
   void take_vision(const uint32_t* tokens, int64_t inputs, int64_t record_offset);
+  void emit_record();  // materium: the current record as one window, with its conditions
   void flush_record();
   void run_batch();
 
@@ -108,6 +128,7 @@ class Evaluator {
   // the batch being filled: tokens, targets [B, T] (-1 = ignored), pos [B, T]
   std::vector<int32_t> tokens_, targets_, safe_targets_;
   std::vector<int64_t> pos_;
+  std::vector<int32_t> lengths_;  // [B] the record's tokens among each window's inputs
   int64_t filled_ = 0;
   std::vector<float> losses_;
   std::vector<float> noise_;           // [C, S]
@@ -115,6 +136,9 @@ class Evaluator {
   std::vector<float> emb_batch_;       // [C]
   EvalResult r_;
   double t0_ = 0;
+  bool whole_records_ = false;              // materium
+  std::unique_ptr<ConditionBatch> conds_;   // [B] the batch's rows' values (with conditions)
+  std::unique_ptr<ConditionBatch> scratch_; // [1] the values of a record that gives no window
 };
 
 // Reads every chunk of `reader` into an Evaluator.
@@ -129,10 +153,17 @@ EvalResult evaluate(Transformer& model, TokenReader& reader, const EvalOptions& 
 // progress hook. Data error when no window has a target. `vision_path` (may be empty): a
 // --vision file of image features per record (VisionFile; Data error when it holds records the
 // input does not have). A model with vision_dim > 0 runs without one as text only.
+// `conditions`: the conditions file (JSON Lines) of a model with conditions, one line per
+// record of all the inputs together; "" without (a Usage error for a model with conditions,
+// and for a file given to a model without).
 EvalResult evaluate_files(const std::string& model_path, const std::vector<std::string>& inputs,
                           TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
                           const std::function<void(const EvalResult&)>& on_batch = {},
-                          const std::string& vision_path = {});
+                          const std::string& vision_path = {}, const std::string& conditions = "");
+
+// The hidden states of `r` (EvalOptions::hidden) as safetensors, written atomically:
+// "hidden_states" F32 [windows, T, C], "tokens" I32 [windows, T], "lengths" I32 [windows].
+void save_hidden_states(const std::string& path, const EvalResult& r);
 
 // Whether a loss passes `--fail-above X`: a loss above X fails, and so does a loss that is
 // not a number at all (NaN or infinite: a broken model never passes a threshold).

@@ -83,11 +83,14 @@ Generator::Generator(Transformer& model, const Tokenizer* tokenizer, const Token
 
 Completion Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
                                const std::function<void(std::string_view)>& on_text, const std::string& what,
-                               const VisionRow* vision) {
+                               const ConditionBatch* conditions, const VisionRow* vision) {
   const ModelConfig& c = model_.config();
   const int64_t V = c.vocab_size, S = c.max_seq_len, P = static_cast<int64_t>(prompt.size());
   if (P == 0) fail_data(cat(what, " is empty (and the tokenizer adds no BOS token)"));
-  if (P > S) fail_data(cat(what, " has ", P, " tokens, more than the model's max_seq_len (", S, ")"));
+  const int64_t K = conditions ? conditions->positions() : 0;
+  if (P + K > S)
+    fail_data(cat(what, " has ", P, " tokens", K > 0 ? cat(" after ", K, " condition positions") : std::string(),
+                  ", more than the model's max_seq_len (", S, ")"));
   if (!opts.stop.empty() && !tok_) fail_usage("stop strings need a tokenizer (the checkpoint names none)");
   for (const std::string& s : opts.stop)
     if (s.empty()) fail_usage("a stop string must not be empty");
@@ -122,10 +125,8 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
     out.seconds = since();
     return out;
   }
-  // The prompt pass needs the logits of its last position only (the classifier on one row);
-  // image features go through the full forward, which takes them.
-  const float* logits = vision ? model_.forward(prompt.data(), nullptr, P, cache_, nullptr, vision) + (P - 1) * V
-                               : model_.forward_last(prompt.data(), nullptr, P, cache_);
+  // The prompt pass needs the logits of its last position only (the classifier on one row).
+  const float* logits = model_.forward_last(prompt.data(), nullptr, P, cache_, conditions, vision);
   while (true) {
     const int32_t next = sampler.sample(logits, V, reserved_.data());
     ++out.generated;

@@ -57,13 +57,15 @@ class Generator {
   // vocabulary); no completion holds its reserved ids (reserved_ids).
   Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec = nullptr);
 
-  // Generates from `prompt` (1 <= size <= max_seq_len, else a Data error naming `what`).
-  // on_text (may be empty) receives the output bytes as they are decided. vision (may be
-  // null): the prompt's image features (model/vision.h), every one on a place of the prompt
-  // (Data error otherwise); image_token_id is never sampled (reserved_ids).
+  // Generates from `prompt` (1 <= size, size + K <= max_seq_len, else a Data error naming `what`).
+  // on_text (may be empty) receives the output bytes as they are decided. `conditions`: a
+  // materium model's condition values for this prompt (one row; null: unconditional, every
+  // condition dropped), whose K positions come first in the cache. vision (may be null): the
+  // prompt's image features (model/vision.h), every one on a place of the prompt (Data error
+  // otherwise); image_token_id is never sampled (reserved_ids).
   Completion generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
                       const std::function<void(std::string_view)>& on_text, const std::string& what = "prompt",
-                      const VisionRow* vision = nullptr);
+                      const ConditionBatch* conditions = nullptr, const VisionRow* vision = nullptr);
 
  private:
   Transformer& model_;

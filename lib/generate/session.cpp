@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "eval/model_tokenizer.h"
 #include "io/tokstream.h"
+#include "model/conditions_file.h"
 #include "model/finite.h"
 #include "model/params.h"
 
@@ -63,11 +64,25 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
       fail_data(cat(quote(o.vision), ": image features for record ", vision->records() - 1, " (prompt ", vision->records(), "), but ",
                     o.prompts.size(), o.prompts.size() == 1 ? " prompt is" : " prompts are", " given"));
   }
+  std::unique_ptr<ConditionsReader> conds;
+  std::unique_ptr<ConditionBatch> cond_row;
+  if (!o.conditions.empty()) {
+    if (cfg.conditions.empty()) fail_usage("--conditions: the model has no conditions");
+    if (o.conditions == "-" && o.prompts.empty() && o.input == "-")
+      fail_usage("stdin ('-') given as the prompt input and as --conditions");
+    conds = std::make_unique<ConditionsReader>(o.conditions, cfg);
+    cond_row = std::make_unique<ConditionBatch>(cfg, 1);
+  }
   Generator gen(*model_, tokenizer_.get(), &spec_);
   size_t count = 0;
   Prompt p;
+  size_t prompts = 0;
   for (size_t i = 0;; ++i) {
     if (reader ? !reader->next(p) : i >= o.prompts.size()) break;
+    ++prompts;
+    if (conds && !conds->next(*cond_row, 0))
+      fail(ErrorKind::Data, cat(conds->name(), ": ", conds->lines(), conds->lines() == 1 ? " line" : " lines", " for more prompts"),
+                "the conditions file has one line per prompt");
     if (!reader) p = Prompt{o.prompts[i], {}, false, 0};
     if (!p.is_tokens) p.tokens = encode_prompt(need_tokenizer("text prompts; give token input instead"), p.text);
     if (o.echo && stream_text) {
@@ -84,7 +99,7 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
     count = i + 1;
     const Completion c = gen.generate(p.tokens, o.generate, o.seed + i,
                                       stream_text ? std::function<void(std::string_view)>(write) : nullptr,
-                                      "prompt " + std::to_string(i + 1), row.count > 0 ? &row : nullptr);
+                                      "prompt " + std::to_string(i + 1), cond_row.get(), row.count > 0 ? &row : nullptr);
     if (stream_text) write("\n");
     if (o.format == CompletionFormat::Ids) {
       std::string line;
@@ -113,6 +128,7 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
   if (vision && vision->records() > static_cast<int64_t>(count))
     fail_data(cat(quote(o.vision), ": image features for record ", vision->records() - 1, " (prompt ", vision->records(), "), but the input has ",
                   count, count == 1 ? " prompt" : " prompts"));
+  if (conds) conds->expect_records(static_cast<int64_t>(prompts));
   if (writer) writer->finish();
   else out.finish();
 }

@@ -37,6 +37,9 @@ struct SessionOptions {
   // empty: text only (a vision model then runs on its tokens alone).
   std::string vision;
   DType compute_dtype = DType::F32;  // the matmuls' operands (Transformer::set_compute_dtype)
+  // materium: the conditions file, one JSON line per prompt (a text prompt is one record);
+  // "": a model with conditions generates unconditionally (docs/materium.md).
+  std::string conditions;
 };
 
 class GenerateSession {

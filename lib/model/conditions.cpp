@@ -111,6 +111,34 @@ void ConditionBatch::set_null(size_t i, int64_t b) {
   }
 }
 
+ConditionBatch ConditionBatch::gather(const std::vector<int64_t>& rows) const {
+  ConditionBatch out;
+  out.B_ = static_cast<int64_t>(rows.size());
+  out.V_ = V_;
+  out.conds_ = conds_;
+  out.values_.resize(conds_.size());
+  for (const int64_t r : rows)
+    if (r < 0 || r >= B_) fail_usage(cat("row ", r, " of a condition batch of ", B_, " rows does not exist"));
+  for (size_t i = 0; i < conds_.size(); ++i) {
+    const ConditionConfig& c = conds_[i];
+    const Values& from = values_[i];
+    Values& to = out.values_[i];
+    to.present = from.present;
+    // Per row: `width` elements of `src` to `dst` (an empty vector stays empty).
+    auto take = [&](const auto& src, auto& dst, int64_t width) {
+      if (src.empty()) return;
+      dst.resize(rows.size() * static_cast<size_t>(width));
+      for (size_t j = 0; j < rows.size(); ++j)
+        std::copy_n(src.begin() + rows[j] * width, width, dst.begin() + static_cast<int64_t>(j) * width);
+    };
+    take(from.null, to.null, 1);
+    take(from.linear, to.linear, c.proj_layer_type == ProjLayerType::Linear ? c.input_dim : 0);
+    take(from.classes, to.classes, 1);
+    take(from.formula, to.formula, c.proj_layer_type == ProjLayerType::Formula ? c.positions() * 2 : 0);
+  }
+  return out;
+}
+
 void ConditionBatch::drop(size_t i) {
   if (i >= conds_.size()) fail_usage(cat("condition ", i, " of ", conds_.size(), " does not exist"));
   values_[i].present = false;

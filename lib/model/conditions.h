@@ -35,6 +35,7 @@ class ConditionBatch {
   ConditionBatch(const ModelConfig& cfg, int64_t B);
 
   int64_t batch() const { return B_; }
+  int64_t vocab_size() const { return V_; }
   const std::vector<ConditionConfig>& conditions() const { return conds_; }
   // The index of a condition by name; -1 when the model has none of that name.
   int64_t find(const std::string& name) const;
@@ -46,6 +47,8 @@ class ConditionBatch {
   void set_class(size_t i, int64_t b, int64_t k);
   void set_formula(size_t i, int64_t b, const std::vector<std::pair<int64_t, int64_t>>& pairs);
   void set_null(size_t i, int64_t b);
+  // A batch of rows.size() rows: row j is row rows[j] of this one (presence as here).
+  ConditionBatch gather(const std::vector<int64_t>& rows) const;
   // Condition i has no positions in this batch (classifier-free training, unconditional use).
   void drop(size_t i);
 

@@ -682,7 +682,6 @@ std::vector<std::string> unsupported_features(const ModelConfig& c, const Capabi
 
 Capabilities program_capabilities() {
   Capabilities caps = Capabilities::all();
-  caps.conditions = caps.blockwise_positions = false;
   return caps;
 }
 

@@ -232,10 +232,10 @@ std::vector<std::string> unsupported_features(const ModelConfig& cfg, const Capa
 // Throws an Unsupported error "<program> does not support <feature> yet" for the first one.
 void require_supported(const ModelConfig& cfg, const Capabilities& supported, const std::string& program);
 // What the programs (lm-train, lm-eval-loss, lm-generate, lm-bench) run: everything the model
-// does except what needs inputs beside the tokens that they do not read yet (materium's
-// condition values, and the whole-record rows of block-wise positions: issue 14, phase 2).
-// Vision models run (lm-eval-loss and lm-generate read image features with --vision, and run
-// text only without it, docs/llama4.md §8); lm-train, which has no --vision, still refuses them.
+// does except what needs inputs beside the tokens that they do not read yet. materium's
+// condition values come with --conditions (docs/materium.md). Vision models run
+// (lm-eval-loss and lm-generate read image features with --vision, and run text only without
+// it, docs/llama4.md §8); lm-train, which has no --vision, still refuses them.
 Capabilities program_capabilities();
 
 }  // namespace lm

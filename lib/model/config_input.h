@@ -24,6 +24,8 @@ struct ConfigInput {
   // For Kind::Checkpoint: the file as read, for its weights (reading it again would parse the
   // header twice, and finds stdin empty).
   std::shared_ptr<const SafeTensorsFile> file;
+  std::string format = "lmkit"; // Kind::Json: "lmkit" or the seed format the file is in
+  std::vector<std::string> noted;  // a seed file's keys without math (accepted, not kept)
 };
 
 const char* kind_name(ConfigInput::Kind kind);  // "preset", "json", "checkpoint"
@@ -31,7 +33,13 @@ const char* kind_name(ConfigInput::Kind kind);  // "preset", "json", "checkpoint
 // An existing file is read by content: *.json or text starting with '{' is config JSON,
 // anything else must be safetensors (whose reader reports what is wrong with it). Otherwise
 // `input` must name a preset. Throws Data/Io errors naming the input; validation errors start
-// with the quoted input name.
-ConfigInput load_config_input(const std::string& input, const std::vector<std::string>& overrides);
+// with the quoted input name. `format` (--config-format) says what a config JSON file is:
+// "auto" (a seed's serialisation by its marker keys, docs/seed-configs.md, else lmkit's),
+// "lmkit", or a seed format's name ("materium", "xlstm-jax", "mobilellm", "soma"); anything
+// but "auto" with a preset or a checkpoint is a Usage error.
+ConfigInput load_config_input(const std::string& input, const std::vector<std::string>& overrides,
+                              const std::string& format = "auto");
+// The --config-format values: "auto", "lmkit", then seed_format_names().
+std::vector<std::string> config_format_names();
 
 }  // namespace lm

@@ -14,6 +14,7 @@ namespace lm {
 // checkpoint invalid are usage errors (exit 2, blame_overrides); a config file or checkpoint
 // that is invalid without any override, or anything read from stdin ("-", which cannot be
 // read twice), stays a data error (exit 1). The message is load_config_input's.
-ConfigInput load_user_config(const std::string& input, const std::vector<std::string>& overrides);
+ConfigInput load_user_config(const std::string& input, const std::vector<std::string>& overrides,
+                             const std::string& format = "auto");
 
 }  // namespace lm

@@ -32,7 +32,7 @@ namespace byte_v1 {
 inline constexpr uint32_t kVocabSize = 256 + 8;
 inline constexpr uint32_t kPad = 256;
 inline constexpr uint32_t kEos = 257;
-inline constexpr size_t kMaxSeqLen = 8192;  // soma V1_MAX_SEQ_LEN
+inline constexpr size_t kMaxSeqLen = 1024;  // soma V1_MAX_SEQ_LEN, tokenize(data, max_seq_len=1024)
 
 // FNV-1a 64 of kDefinition: the fingerprint written into byte-v1 stream headers.
 inline constexpr const char* kDefinition = "lmkit byte-v1: vocab 264; ids 0-255 = bytes; pad 256; eos 257; 258-263 reserved";

@@ -161,6 +161,7 @@ TokenData load_tokens(const std::vector<std::string>& paths, const TokenReadOpti
       require_same_tokenizer(data.spec, reader->spec(), quote(reader->name()));
     }
     data.sources.push_back(reader->name());
+    const size_t records_before = data.records().size();
     const uint32_t width = reader->token_width();
     TokenChunk chunk;
     size_t released = 0;        // bytes of the mapping handed back to the kernel
@@ -188,6 +189,7 @@ TokenData load_tokens(const std::vector<std::string>& paths, const TokenReadOpti
       file->release(begin > kFolio ? begin - kFolio : 0, end + kFolio);
     }));
     file->release(0, file->size());
+    data.source_records.push_back(static_cast<int64_t>(data.records().size() - records_before));
   }
   return data;
 }
@@ -236,6 +238,21 @@ DataLoader::DataLoader(const TokenData* data, SampleMode mode, int64_t B, int64_
          "set one with --set pad_id=N, or use --sample random");
 }
 
+void DataLoader::require_whole_records() {
+  if (mode_ != SampleMode::Sequential)
+    fail(ErrorKind::Usage, "a model with conditions or block-wise positions trains on whole records",
+         "use --sample sequential (a random window has no record and may start inside one)");
+  const auto& records = data_->records();
+  for (size_t r = 0; r < records.size(); ++r) {
+    if (records[r].size > T_)
+      fail_data(cat("record ", r, " has ", records[r].size, " tokens, more than --seq ", T_,
+                    ": a materium row is one whole record"));
+    if (records[r].start != 0)
+      fail_data(cat("record ", r, " starts at position ", records[r].start,
+                    " (a chunk of a longer document): a materium row is one whole record"));
+  }
+}
+
 void DataLoader::set_state(const LoaderState& s) {
   rng_.set_state(s.rng);
   cursor_ = s.cursor;
@@ -256,6 +273,8 @@ void DataLoader::resize(Batch& out, bool has_pos) const {
   out.targets.resize(n);
   out.has_pos = has_pos;
   out.pos.resize(has_pos ? n : 0);
+  out.records.resize(has_pos ? static_cast<size_t>(out.B) : 0);
+  out.has_conditions = false;
 }
 
 void DataLoader::fill_span(int64_t row, int64_t begin, Batch& out) const {
@@ -269,6 +288,7 @@ void DataLoader::fill_window(int64_t row, uint64_t window, Batch& out) const {
   const auto it = std::upper_bound(record_windows_.begin(), record_windows_.end(), window);
   const size_t r = static_cast<size_t>(it - record_windows_.begin()) - 1;
   const TokenData::Record& rec = data_->records()[r];
+  out.records[static_cast<size_t>(row)] = static_cast<int64_t>(r);
   const int64_t off = static_cast<int64_t>(window - record_windows_[r]) * T_;
   int32_t* x = out.inputs.data() + row * T_;
   int32_t* y = out.targets.data() + row * T_;

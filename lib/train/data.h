@@ -25,6 +25,7 @@
 
 #include "core/rng.h"
 #include "io/tokstream.h"
+#include "model/conditions.h"
 
 namespace lm::train {
 
@@ -58,6 +59,9 @@ class TokenData {
   TokenizerSpec spec;  // of the first input (all inputs must agree); kind Raw when headerless
   std::vector<std::string> sources;
   std::vector<DataFingerprint> fingerprints;  // one per source
+  // Records (with tokens: an empty record is no record here) each source gave, in order:
+  // what a conditions file per source is paired with (docs/materium.md).
+  std::vector<int64_t> source_records;
 
   int64_t size() const { return size_; }  // tokens
   const std::vector<Record>& records() const { return records_; }
@@ -112,6 +116,11 @@ struct Batch {
   std::vector<int32_t> targets;  // [B, T]
   std::vector<int64_t> pos;      // [B, T]
   bool has_pos = false;          // false: positions are 0..T-1 (random windows)
+  std::vector<int64_t> records;  // [B] sequential: the record of each row (its window's)
+  // materium: the rows' condition values (their records', from the conditions file), when
+  // the model has conditions; has_conditions false otherwise.
+  ConditionBatch conditions;
+  bool has_conditions = false;
   int64_t tokens() const { return B * T; }
 };
 
@@ -129,6 +138,11 @@ class DataLoader {
   // (required there when a record is not a multiple of T: Usage error if < 0 and needed).
   DataLoader(const TokenData* data, SampleMode mode, int64_t B, int64_t T, uint64_t seed, int32_t pad,
              const std::string& what);
+  // materium (docs/materium.md, "Rows, records and decoding"): every row is one whole record
+  // from its first token, padded with PAD. Sequential mode only (Usage error otherwise); a
+  // record longer than T, or one that does not start at position 0 (a chunk of a longer
+  // document), is a Data error naming it. Call before the first batch.
+  void require_whole_records();
 
   void next(Batch& out);
 

@@ -16,6 +16,7 @@
 #include "model/user_config.h"
 #include "model/finite.h"
 #include "model/loss_weights.h"
+#include "model/conditions_file.h"
 #include "tokenizer/spec_json.h"
 #include "train/distributed.h"
 
@@ -45,6 +46,9 @@ json TrainOptions::run_settings() const {
                 {"val", val_paths}};
   if (ranks > 1) j["ranks"] = ranks;  // single-process checkpoints stay as they were
   if (compute_dtype == DType::BF16) j["dtype"] = "bf16";  // so do f32 ones
+  if (condition_dropout > 0) j["condition_dropout"] = condition_dropout;  // materium only: others stay as they were
+  if (!train_conditions.empty()) j["train_conditions"] = train_conditions;
+  if (!val_conditions.empty()) j["val_conditions"] = val_conditions;
   return j;
 }
 
@@ -76,6 +80,9 @@ void TrainOptions::apply_run_settings(const json& j) {
     const std::string dtype = j.value("dtype", std::string("f32"));
     if (dtype != "f32" && dtype != "bf16") fail_data(cat("unknown compute dtype ", quote(dtype)));
     compute_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
+    condition_dropout = j.value("condition_dropout", 0.0);
+    if (train_conditions.empty()) train_conditions = j.value("train_conditions", std::vector<std::string>{});
+    if (val_conditions.empty()) val_conditions = j.value("val_conditions", std::vector<std::string>{});
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
@@ -106,6 +113,14 @@ void TrainOptions::validate() const {
   train::validate(adamw);
   if (!(std::isfinite(grad_clip) && grad_clip >= 0))
     fail_usage(cat("--grad-clip must be a finite number >= 0 (0 = off), got ", grad_clip));
+  if (!(condition_dropout >= 0 && condition_dropout <= 1))
+    fail_usage(cat("--condition-dropout must be a probability in [0, 1], got ", condition_dropout));
+  if (!train_conditions.empty() && train_conditions.size() != train_paths.size())
+    fail_usage(cat(train_conditions.size(), " --conditions files for ", train_paths.size(),
+                   " training streams: give one per stream, in the same order"));
+  if (!val_conditions.empty() && val_conditions.size() != val_paths.size())
+    fail_usage(cat(val_conditions.size(), " --val-conditions files for ", val_paths.size(),
+                   " --val streams: give one per stream, in the same order"));
 }
 
 namespace {
@@ -149,6 +164,14 @@ void take_rows(const Batch& full, int64_t begin, int64_t rows, Batch& out) {
   out.targets.assign(full.targets.begin() + first, full.targets.begin() + first + n);
   if (full.has_pos) out.pos.assign(full.pos.begin() + first, full.pos.begin() + first + n);
   else out.pos.clear();
+  out.records.clear();
+  if (!full.records.empty()) out.records.assign(full.records.begin() + begin, full.records.begin() + begin + rows);
+  out.has_conditions = full.has_conditions;
+  if (full.has_conditions) {
+    std::vector<int64_t> mine(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) mine[static_cast<size_t>(r)] = begin + r;
+    out.conditions = full.conditions.gather(mine);
+  }
 }
 
 // Targets the loss counts (!= pad_id; all when the model has none), each by its loss weight
@@ -198,11 +221,13 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       const TrainOptions saved = saved_options(req.resume);  // data paths default to the run's
       if (o.train_paths.empty()) o.train_paths = saved.train_paths;
       if (o.val_paths.empty()) o.val_paths = saved.val_paths;
+      if (o.train_conditions.empty()) o.train_conditions = saved.train_conditions;
+      if (o.val_conditions.empty()) o.val_conditions = saved.val_conditions;
       train = load_data(o.train_paths);
       val = load_data(o.val_paths);
       trainer = resume(std::move(lock), req.resume, o, train.get(), val.get());
     } else {
-      const ConfigInput in = load_user_config(req.model, req.sets);
+      const ConfigInput in = load_user_config(req.model, req.sets, req.config_format);
       o.seq = req.seq > 0 ? req.seq : in.config.max_seq_len;
       o.schedule.min_lr = req.min_lr.value_or(o.schedule.lr / 10);
       o.validate();
@@ -212,7 +237,7 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       }
       train = load_data(o.train_paths);
       val = load_data(o.val_paths);
-      for (auto* paths : {&o.train_paths, &o.val_paths})  // recorded for --resume from anywhere
+      for (auto* paths : {&o.train_paths, &o.val_paths, &o.train_conditions, &o.val_conditions})  // recorded for --resume from anywhere
         for (std::string& p : *paths)
           if (p != "-") p = fs::absolute(p).lexically_normal().string();
       ModelConfig cfg = in.config;
@@ -343,11 +368,31 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
-  // No condition values yet (issue 14, phase 2), and no image features (lm-train has no --vision).
   Capabilities caps = program_capabilities();
-  caps.vision = false;
+  caps.vision = false;  // no image features: lm-train has no --vision
   require_supported(cfg, caps, "lm-train");
+  if (cfg.is_materium()) {
+    const int64_t K = ConditionBatch(cfg, 1).positions();
+    if (opts_.seq + K > cfg.max_seq_len)
+      fail_usage(cat("--seq ", opts_.seq, " plus the ", K, " condition positions exceeds the model's max_seq_len (",
+                     cfg.max_seq_len, ")"));
+  }
+  if (cfg.conditions.empty()) {
+    if (!opts_.train_conditions.empty() || !opts_.val_conditions.empty())
+      fail_usage("--conditions: the model has no conditions");
+    if (opts_.condition_dropout > 0) fail_usage("--condition-dropout: the model has no conditions");
+  } else {
+    if (train && opts_.train_conditions.empty())
+      fail(ErrorKind::Usage, cat("the model has conditions (", condition_names(cfg), "): give their values with --conditions FILE"),
+           "one JSON Lines file per training stream (docs/materium.md)");
+    if (val && opts_.val_conditions.empty())
+      fail(ErrorKind::Usage, cat("the model has conditions (", condition_names(cfg),
+                                 "): give the validation values with --val-conditions FILE"));
+    if (train) train_conds_ = std::make_unique<ConditionBatch>(read_conditions(opts_.train_conditions, train->source_records, cfg));
+    if (val) val_conds_ = std::make_unique<ConditionBatch>(read_conditions(opts_.val_conditions, val->source_records, cfg));
+  }
   model_ = std::make_unique<Transformer>(std::move(weights));
+  model_->set_gradient_checkpointing(opts_.checkpointing);
   model_->set_compute_dtype(opts_.compute_dtype);
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);
@@ -360,6 +405,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
     // Every rank draws the global micro-batch (ranks x batch rows) and trains on its rows.
     train_loader_ = std::make_unique<DataLoader>(train, opts_.sample, opts_.batch * ranks_, opts_.seq, opts_.seed,
                                                  pad, "training data");
+    if (cfg.is_materium()) train_loader_->require_whole_records();
   } else if (opts_.steps > state_.step) {
     fail(ErrorKind::Usage, "no training data", "give one or more token streams, or --steps 0 for an initial checkpoint");
   }
@@ -367,6 +413,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
     check_vocab(*val, cfg.vocab_size, "validation data");
     val_loader_ = std::make_unique<DataLoader>(val, opts_.sample, opts_.batch * ranks_, opts_.seq, opts_.seed, pad,
                                                "validation data");
+    if (cfg.is_materium()) val_loader_->require_whole_records();
   }
   if (train_loader_) state_.data = train_loader_->state();
 }
@@ -460,14 +507,18 @@ std::optional<double> Trainer::validate() {
   double totals[2] = {0, 0};  // loss sum and weight (loss-weighted when the model has loss weights)
   run_together([&] {
     Batch b, mine;
+    const std::vector<uint8_t> none(model_->config().conditions.size(), 0);  // validation keeps every condition
     for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
+      attach_conditions(b, val_conds_.get(), none);
       if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
         const int64_t begin = rank_ * opts_.batch, rows = std::min(opts_.batch, b.B - begin);
         if (rows <= 0) continue;
         take_rows(b, begin, rows, mine);
       }
       const Batch& x = ranks_ > 1 ? mine : b;
-      model_->forward(x.inputs.data(), x.has_pos ? x.pos.data() : nullptr, x.B, x.T);
+      const bool materium = model_->config().is_materium();  // the model computes its positions
+      model_->forward(x.inputs.data(), x.has_pos && !materium ? x.pos.data() : nullptr, x.B, x.T,
+                      x.has_conditions ? &x.conditions : nullptr);
       const LossResult r = model_->loss(x.targets.data());
       totals[0] += r.loss * r.weight_sum;
       totals[1] += r.weight_sum;
@@ -475,6 +526,23 @@ std::optional<double> Trainer::validate() {
   });
   allreduce_sum(totals, 2);
   return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
+}
+
+void Trainer::attach_conditions(Batch& b, const ConditionBatch* table, const std::vector<uint8_t>& dropped) const {
+  b.has_conditions = table != nullptr;
+  if (!table) return;
+  b.conditions = table->gather(b.records);
+  for (size_t i = 0; i < dropped.size(); ++i)
+    if (dropped[i]) b.conditions.drop(i);
+}
+
+std::vector<uint8_t> Trainer::dropped_conditions(int64_t step) const {
+  std::vector<uint8_t> out(model_->config().conditions.size(), 0);
+  if (opts_.condition_dropout <= 0) return out;
+  // A pure function of (seed, step): the same on every rank and after a resume.
+  Rng draw(opts_.seed ^ 0x6a09e667f3bcc909ull ^ (static_cast<uint64_t>(step) * 0x9e3779b97f4a7c15ull));
+  for (uint8_t& d : out) d = static_cast<double>(draw.uniform()) < opts_.condition_dropout;
+  return out;
 }
 
 TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
@@ -505,10 +573,12 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     const double lr = opts_.schedule.at(state_.step);
     std::memset(grads, 0, grad_bytes);
     double loss = 0, moe_aux = 0;
+    const std::vector<uint8_t> dropped = dropped_conditions(state_.step);
     run_together([&] {  // local work only (no collective inside): a failure here ends every rank
       for (int64_t k = 0; k < opts_.grad_accum; ++k) {
         if (ranks_ == 1) {
           train_loader_->next(batch);
+          attach_conditions(batch, train_conds_.get(), dropped);
           const TrainStepResult r = step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
           loss += r.loss;
           moe_aux += r.moe_aux;
@@ -517,6 +587,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
         // This rank's rows, weighted by their share of the global micro-batch's counted targets:
         // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
         train_loader_->next(global);
+        attach_conditions(global, train_conds_.get(), dropped);
         take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
         const float* lw = model_->weights().loss_weights();
         const double all = counted_targets(global, pad_id, lw), share =

@@ -58,6 +58,12 @@ struct TrainOptions {
   AdamWConfig adamw;
   double grad_clip = 1.0;     // max global gradient norm; <= 0 = no clipping
   DType compute_dtype = DType::F32;  // the matmuls' operands, F32 or BF16 (Transformer::set_compute_dtype)
+  // materium (docs/materium.md): the probability that a condition is dropped (no positions)
+  // for all of an optimizer step's batches, drawn per step and condition from (seed, step), so
+  // a resumed run and every rank draw the same. 0 = never.
+  double condition_dropout = 0;
+  // materium: one conditions file (JSON Lines) per training / validation stream, same order.
+  std::vector<std::string> train_conditions, val_conditions;
   // Per invocation (may change on resume).
   int64_t save_every = 0;     // checkpoint every N steps (0 = only at the end)
   int64_t val_every = 0;      // validation loss every N steps (0 = only at the end); needs validation data
@@ -66,6 +72,7 @@ struct TrainOptions {
   int64_t stop_after = 0;     // stop (saving) after this many steps of this invocation (0 = never)
   std::vector<std::string> train_paths, val_paths;  // recorded in the checkpoint
   bool allow_data_change = false;  // resume: accept training data whose fingerprint changed
+  bool checkpointing = false;      // activation (gradient) checkpointing: less memory, the same bits
   int64_t ranks = 1;          // processes training together (set by the Trainer; saved when > 1)
 
   // Usage errors (named as lm-train's options) for values no run can use: counts out of
@@ -118,6 +125,7 @@ struct TrainRequest {
   // A new run:
   std::string model;              // preset name, config JSON, or a checkpoint to fine-tune
   std::vector<std::string> sets;  // config overrides, KEY=VALUE
+  std::string config_format = "auto";  // of a config JSON file (--config-format)
   std::string loss_weights;       // per-token-id loss weights file (model/loss_weights.h), or ""
   std::string run_dir;            // the run directory to create
   int64_t seq = 0;                // 0: the model's max_seq_len
@@ -199,6 +207,12 @@ class Trainer {
   ParameterTensors grad_views_;
   Rng rng_;
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
+  // materium: every record's condition values (train, validation), or null without conditions.
+  std::unique_ptr<ConditionBatch> train_conds_, val_conds_;
+  // Rows of `b` take their records' values from `table` (nothing without conditions); the
+  // conditions in `dropped` have no positions in this batch.
+  void attach_conditions(Batch& b, const ConditionBatch* table, const std::vector<uint8_t>& dropped) const;
+  std::vector<uint8_t> dropped_conditions(int64_t step) const;  // this step's draw of condition_dropout
   TrainState state_;
   StepFunction step_fn_;
   std::FILE* log_ = nullptr;  // rank 0 only

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # materium's conditioned Llama (docs/materium.md) in the programs: lm-inspect-config accounts
-# for it; the programs that run a model refuse conditions and block-wise positions (one line,
-# exit 1) until they read condition values beside the tokens (issue 14, phase 2).
+# for it; lm-train, lm-eval-loss and lm-generate read the condition values beside the tokens
+# (--conditions, JSON Lines) and run conditions and block-wise positions; lm-bench runs such a
+# model unconditionally; every seed's config file opens in the programs (--config-format).
 
 load helpers
 
@@ -42,18 +43,202 @@ assert r["params"]["conditions"] == 10704 and r["config"]["rope_mode"] == "block
   assert_output "lm-inspect-config: error: 'c.json': conditions[0].name 'gap_mask' must not end in '_mask'"
 }
 
-@test "the programs refuse conditions and block-wise positions until they read condition values" {
-  run lm-eval-loss --model "$FIX/mat_all/model.safetensors" /dev/null
+# materium-style data for the fixture models (vocab 40, PAD 0, BOS 1, EOS 2, [LATTICE] 3,
+# [ATOMS] 4): $TMP/s.tok with 6 records and $TMP/c.jsonl with their values for mat_all
+# (space_group: embedding 12, band_gap: linear 2, formula: 6 counts, 3 slots).
+mat_data() {
+  export LMKIT_SOURCE_DIR
+  python3 - "$TMP" <<'PY'
+import json, os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+d = sys.argv[1]
+recs = [[1, 4, 10, 11, 12, 13, 20, 21, 22, 23, 3, 2], [1, 4, 14, 15, 16, 17, 3, 30, 2], [1, 4, 18, 19, 3, 2],
+        [1, 4, 10, 12, 14, 16, 3, 31, 32, 2], [1, 5, 6, 7, 2], [1, 4, 25, 26, 27, 28, 29, 3, 2]]
+m.write_stream(d + "/s.tok", recs, vocab=40)
+vals = [{"space_group": 3, "band_gap": [1.5, -2], "formula": [[8, 2], [5, 1]]},
+        {"space_group": 11, "band_gap": None, "formula": [[39, 6]]},
+        {"space_group": None, "band_gap": [0, 0.25], "formula": None},
+        {"space_group": 0, "band_gap": [1, 1], "formula": [[7, 1], [8, 1], [9, 1]]},
+        {"space_group": 5, "band_gap": [3, 0], "formula": [[10, 3]]},
+        {"space_group": 7, "band_gap": None, "formula": [[11, 2]]}]
+with open(d + "/c.jsonl", "w") as f:
+    for v in vals:
+        f.write(json.dumps(v) + "\n")
+m.write_stream(d + "/p.tok", [[1, 4], [1, 4, 10]], vocab=40)
+with open(d + "/p.jsonl", "w") as f:
+    for v in vals[:2]:
+        f.write(json.dumps(v) + "\n")
+PY
+}
+
+MAT=(--sample sequential --seq 12 --batch 2 --lr 1e-3 --warmup 0)
+MATNS=(--sample sequential --batch 2 --lr 1e-3 --warmup 0)  # without --seq
+
+@test "lm-train trains a materium model with conditions from a file; resume, checkpointing and condition dropout are exact" {
+  mat_data
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 4 -o "$TMP/a" -q
+  assert_success
+  [ "$(wc -l < "$TMP/a/log.jsonl")" -eq 4 ]
+  # Activation checkpointing: the same losses bit for bit.
+  lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 4 -o "$TMP/b" -q --checkpointing
+  assert_equal "$(losses "$TMP/b/log.jsonl")" "$(losses "$TMP/a/log.jsonl")"
+  # Condition dropout: drawn per step from the seed, so an interrupted run resumes exactly.
+  lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 6 -o "$TMP/d" -q --condition-dropout 0.5
+  lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 6 -o "$TMP/e" -q --condition-dropout 0.5 --stop-after 3
+  lm-train --resume "$TMP/e" -q
+  assert_equal "$(losses "$TMP/e/log.jsonl")" "$(losses "$TMP/d/log.jsonl")"
+  [ "$(losses "$TMP/d/log.jsonl")" != "$(sed -n 1,6p <(losses "$TMP/a/log.jsonl"))" ]
+  # Validation streams take their own conditions.
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --val "$TMP/s.tok" \
+    --val-conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/v" -q --json
+  assert_success
+  assert_output --partial '"val_loss"'
+}
+
+@test "lm-train's materium mistakes are one line each" {
+  mat_data
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" "${MAT[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: the model has conditions (space_group, band_gap, formula): give their values with --conditions FILE; one JSON Lines file per training stream (docs/materium.md)"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: a model with conditions or block-wise positions trains on whole records; use --sample sequential (a random window has no record and may start inside one)"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MATNS[@]}" --seq 8 --steps 1 -o "$TMP/r"
   assert_failure 1
-  assert_output "lm-eval-loss: error: lm-eval-loss does not support condition embeddings (3 conditions) yet; also not supported yet: block-wise positions (rope_mode blockwise)"
-  run lm-generate -m "$FIX/mat_blockwise/model.safetensors" -p x --format ids
+  assert_output "lm-train: error: record 0 has 12 tokens, more than --seq 8: a materium row is one whole record"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MATNS[@]}" --seq 30 --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: --seq 30 plus the 5 condition positions exceeds the model's max_seq_len (32)"
+  head -5 "$TMP/c.jsonl" > "$TMP/short.jsonl"
+  sed -i '3s/"space_group": null/"space_group": 12/' "$TMP/c.jsonl"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/r"
   assert_failure 1
-  assert_output "lm-generate: error: lm-generate does not support block-wise positions (rope_mode blockwise) yet"
-  run lm-bench forward --model "$FIX/mat_linear/model.safetensors" --batch 1 --seq 4
+  assert_output "lm-train: error: $TMP/c.jsonl: line 3 (record 2): 'space_group': expected an integer class in 0..11, got 12"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/short.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/r"
   assert_failure 1
-  assert_output "lm-bench: error: lm-bench does not support condition embeddings (2 conditions) yet"
-  run lm-train "$FIX/mat_blockwise/model.safetensors" -o "$TMP/run" --steps 1
+  assert_output "lm-train: error: $TMP/short.jsonl: 5 lines for 6 records; the conditions file has one line per record of its token stream"
+  run lm-train "$FIX/mat_blockwise/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: --conditions: the model has no conditions"
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/r" --condition-dropout 1.5
+  assert_failure 2
+  assert_output "lm-train: error: --condition-dropout must be a probability in [0, 1], got 1.5"
+  [ ! -e "$TMP/r/checkpoint.safetensors" ]
+}
+
+@test "lm-eval-loss evaluates with conditions and writes the hidden states per token" {
+  mat_data
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json --hidden-out "$TMP/h.safetensors"
+  assert_success
+  python3 - "$TMP/h.safetensors" "$output" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["hidden_states"]["shape"] == [6, 12, 48] and h["hidden_states"]["dtype"] == "F32", h
+assert h["tokens"]["shape"] == [6, 12] and h["lengths"]["shape"] == [6], h
+s, e = h["lengths"]["data_offsets"]
+assert list(struct.unpack("<6i", b[8 + n + s:8 + n + e])) == [12, 9, 6, 10, 5, 9]
+r = json.loads(sys.argv[2])
+assert r["records"] == 6 and r["tokens"] == 45 and r["windows"] == 6, r
+PY
+  # Conditions change the loss: a null for every value is another input.
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]): print(json.dumps({k: None for k in json.loads(l)}))' "$TMP/c.jsonl" > "$TMP/null.jsonl"
+  a=$(lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+  b=$(lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/null.jsonl" --seq 12 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+  [ "$a" != "$b" ]
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --seq 12
+  assert_failure 2
+  assert_output "lm-eval-loss: error: the model has conditions (space_group, band_gap, formula): give their values with --conditions FILE; one JSON Lines line per record (docs/materium.md)"
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 8 --hidden-out "$TMP/x.safetensors"
   assert_failure 1
-  assert_output "lm-train: error: lm-train does not support block-wise positions (rope_mode blockwise) yet"
-  [ ! -e "$TMP/run/checkpoint.safetensors" ]
+  assert_output "lm-eval-loss: error: record 0 has more than --seq 8 tokens: a materium row is one whole record"
+  [ ! -e "$TMP/x.safetensors" ]
+  # A block-wise model without conditions needs no file.
+  run lm-eval-loss -m "$FIX/mat_blockwise/model.safetensors" "$TMP/s.tok" --seq 12
+  assert_success
+}
+
+@test "lm-generate with conditions: incremental decode equals full re-forwards of each prefix" {
+  mat_data
+  run lm-generate -m "$FIX/mat_all/model.safetensors" -i "$TMP/p.tok" --input-format tokens --conditions "$TMP/p.jsonl" \
+    --format ids -n 8 --temperature 0 --ignore-eos
+  assert_success
+  [ "${#lines[@]}" -eq 2 ]
+  # Greedy continuation one token at a time, each from a fresh prefill of the whole prefix
+  # (a full forward with the condition positions first), gives the same tokens.
+  for row in 0 1; do
+    want=${lines[$row]}
+    python3 - "$TMP" "$row" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+d, row = sys.argv[1], int(sys.argv[2])
+m.write_stream(d + "/prefix.tok", [[[1, 4], [1, 4, 10]][row]], vocab=40)
+open(d + "/one.jsonl", "w").write(open(d + "/p.jsonl").read().splitlines()[row] + "\n")
+PY
+    got=""
+    for i in 1 2 3 4 5 6 7 8; do
+      t=$(lm-generate -m "$FIX/mat_all/model.safetensors" -i "$TMP/prefix.tok" --input-format tokens \
+            --conditions "$TMP/one.jsonl" --format ids -n 1 --temperature 0 --ignore-eos)
+      got="$got${got:+ }$t"
+      python3 - "$TMP/prefix.tok" "$t" <<'PY'
+import os, struct, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<I", b[68:72])[0]
+toks = list(struct.unpack("<%dH" % n, b[80:80 + 2 * n]))
+m.write_stream(sys.argv[1], [toks + [int(sys.argv[2])]], vocab=40)
+PY
+    done
+    assert_equal "$got" "$want"
+  done
+  # Without --conditions: unconditional (every condition dropped), another continuation.
+  run lm-generate -m "$FIX/mat_all/model.safetensors" -i "$TMP/p.tok" --input-format tokens --format ids -n 8 --temperature 0 --ignore-eos
+  assert_success
+  head -1 "$TMP/p.jsonl" > "$TMP/one.jsonl"
+  run lm-generate -m "$FIX/mat_all/model.safetensors" -i "$TMP/p.tok" --input-format tokens --conditions "$TMP/one.jsonl" --format ids -n 2
+  assert_failure 1
+  assert_output "lm-generate: error: $TMP/one.jsonl: 1 line for more prompts; the conditions file has one line per prompt"
+  run lm-generate -m "$FIX/mat_blockwise/model.safetensors" -i "$TMP/p.tok" --input-format tokens --conditions "$TMP/p.jsonl" --format ids -n 2
+  assert_failure 2
+  assert_output "lm-generate: error: --conditions: the model has no conditions"
+}
+
+@test "lm-bench runs materium models (unconditionally, random tokens without [LATTICE])" {
+  run lm-bench forward train decode --model "$FIX/mat_all/model.safetensors" --batch 1 --seq 8 --decode-tokens 8 --sizes 64 --bandwidth-mib 1 --warmup 0 --repeats 1 --json
+  assert_success
+}
+
+@test "every seed's config file opens in the programs and is written back in its format" {
+  S="$LMKIT_SOURCE_DIR/tests/seed-configs"
+  for f in materium_model_args:materium xlstm_llama:xlstm-jax mobilellm_140m_asdict:mobilellm soma_v1:soma; do
+    name=${f%%:*}; fmt=${f##*:}
+    lm-inspect-config "$S/$name.json" --config-format "$fmt" --config > "$TMP/back.json"
+    python3 -c 'import json,sys; a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2])); assert a == b, (a, b)' \
+      "$TMP/back.json" "$S/$name.back.json"
+    assert_equal "$(lm-inspect-config "$S/$name.json" --config)" "$(lm-inspect-config "$S/$name.lmkit.json" --config)"
+  done
+  # Named instead of detected; a wrong name is the named format's error.
+  run lm-train "$S/materium_standard.json" --config-format materium --steps 0 -o "$TMP/r" -q
+  assert_success
+  [ -f "$TMP/r/model.safetensors" ]
+  run lm-convert-checkpoint "$TMP/r/model.safetensors" "$TMP/conv.safetensors" --to lmkit --config "$S/materium_standard.json" --config-format materium
+  assert_success
+  run lm-convert-checkpoint "$TMP/r/model.safetensors" "$TMP/conv2.safetensors" --to lmkit --config "$S/materium_standard.json" --config-format soma
+  assert_failure 1
+  [ ! -e "$TMP/conv2.safetensors" ]
+  run lm-train "$S/materium_standard.json" --config-format soma --steps 0 -o "$TMP/r2"
+  assert_failure 1
+  run lm-train tiny --config-format soma --steps 0 -o "$TMP/r3"
+  assert_failure 2
+  assert_output "lm-train: error: --config-format soma is for a config JSON file, not the preset 'tiny'"
+  run lm-inspect-config tiny --config-format soma
+  assert_failure 2
+  assert_output "lm-inspect-config: error: --config-format goes with --config"
+  run lm-bench forward --model "$S/xlstm_llama.json" --config-format xlstm-jax --set n_layers=1 --set vocab_size=64 --batch 1 --seq 4 --sizes 64 --warmup 0 --repeats 1 --json
+  assert_success
 }

@@ -155,3 +155,30 @@ close() {
   kill -TERM "$pid"
   wait "$pid" || true
 }
+
+@test "2 ranks train a materium model with conditions (and condition dropout) like one process" {
+  export LMKIT_SOURCE_DIR
+  python3 - "$TMP" <<'PY'
+import json, os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+d = sys.argv[1]
+m.write_stream(d + "/s.tok", [[1, 4, 10, 11, 12, 13, 3, 2], [1, 4, 14, 15, 16, 17, 3, 30, 2], [1, 4, 18, 3, 2],
+                              [1, 5, 6, 2]], vocab=40)
+with open(d + "/c.jsonl", "w") as f:
+    for v in [{"space_group": 3, "band_gap": [1.5, -2], "formula": [[8, 2], [5, 1]]},
+              {"space_group": 11, "band_gap": None, "formula": [[39, 6]]},
+              {"space_group": None, "band_gap": [0, 0.25], "formula": None},
+              {"space_group": 0, "band_gap": [1, 1], "formula": [[7, 1]]}]:
+        f.write(json.dumps(v) + "\n")
+PY
+  args=("$LMKIT_SOURCE_DIR/tests/fixtures/materium/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl"
+        --sample sequential --seq 12 --steps 4 --lr 1e-3 --warmup 0 --condition-dropout 0.5 --threads 1)
+  run mpi2 "${args[@]}" --batch 1 -o "$TMP/mpi" -q
+  assert_success
+  lm-train "${args[@]}" --batch 2 -o "$TMP/one" -q
+  field "$TMP/mpi/log.jsonl" loss > "$TMP/a"
+  field "$TMP/one/log.jsonl" loss > "$TMP/b"
+  [ "$(wc -l < "$TMP/a")" -eq 4 ]
+  close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
+}

@@ -410,15 +410,14 @@ TEST(Features, ProgramsRefuseWhatTheyCannotRun) {
             0u)
       << msg;
   EXPECT_NO_THROW(require_supported(preset("llama2-7b"), Capabilities::none(), "lm-train"));
-  // The programs cannot feed condition values (nor whole-record rows) yet; the model can.
+  // The programs read condition values and form whole-record rows (issue 14, phase 2).
   ModelConfig m = preset("tiny");
   m.conditions = {cond("band_gap", ProjLayerType::Linear, 1)};
-  EXPECT_EQ(error_of([&] { require_supported(m, program_capabilities(), "lm-eval-loss"); }, ErrorKind::Unsupported),
-            "lm-eval-loss does not support condition embeddings (1 condition) yet");
-  m.conditions.clear();
   m.rope_mode = RopeMode::Blockwise;
+  EXPECT_NO_THROW(require_supported(m, program_capabilities(), "lm-eval-loss"));
+  m.vision_dim = 8;  // image features are still refused (--vision)
   EXPECT_EQ(error_of([&] { require_supported(m, program_capabilities(), "lm-generate"); }, ErrorKind::Unsupported),
-            "lm-generate does not support block-wise positions (rope_mode blockwise) yet");
+            "lm-generate does not support vision embeddings (vision_dim = 8) yet");
   EXPECT_NO_THROW(require_supported(preset("llama2-7b"), program_capabilities(), "lm-train"));
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,12 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "io/stream.h"
 #include "io/safetensors.h"
 #include "model/accounting.h"
 #include "model/conditions.h"
+#include "model/conditions_file.h"
+#include "eval/eval.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
@@ -528,6 +532,167 @@ TEST(ConditionValues, EachIsCheckedWhenSet) {
   cb.drop(0);
   EXPECT_EQ(cb.positions(), 4);
   EXPECT_EQ(position_types(cfg, &cb, 2), (std::vector<int32_t>{2, 3, 3, 3, 0, 0}));
+}
+
+// ---- the conditions file ----
+
+// The JSON Lines reader over a memory source: values land in their rows, nulls mark the mask,
+// and every mistake names the file, the line and the record (docs/materium.md's messages).
+ConditionBatch read_text(const ModelConfig& cfg, const std::string& text, int64_t records) {
+  ConditionsReader r(memory_source(reinterpret_cast<const uint8_t*>(text.data()), text.size(), "c.jsonl"), cfg);
+  ConditionBatch cb(cfg, std::max<int64_t>(records, 1));
+  for (int64_t b = 0; b < records && r.next(cb, b); ++b) {
+  }
+  r.expect_records(records);
+  return cb;
+}
+
+TEST(ConditionsFile, ReadsEveryKindOfValue) {
+  const ModelConfig cfg = load_model("mat_all").config();  // space_group (embedding 12), band_gap (linear 2), formula (6, 3)
+  const ConditionBatch cb = read_text(cfg,
+                                      "{\"space_group\": 3, \"band_gap\": [1.5, -2], \"formula\": [[8, 2], [5, 1]]}\n"
+                                      "{\"formula\": null, \"band_gap\": null, \"space_group\": 11}\r\n"
+                                      "{\"space_group\": null, \"band_gap\": [0, 0.25], \"formula\": [[39, 6]]}",
+                                      3);
+  EXPECT_EQ(cb.values(0).classes, (std::vector<int32_t>{3, 11, 0}));
+  EXPECT_EQ(cb.values(0).null, (std::vector<uint8_t>{0, 0, 1}));
+  EXPECT_EQ(cb.values(1).linear, (std::vector<float>{1.5f, -2.0f, 0, 0, 0, 0.25f}));
+  EXPECT_EQ(cb.values(1).null, (std::vector<uint8_t>{0, 1, 0}));
+  EXPECT_EQ(cb.values(2).formula, (std::vector<int32_t>{8, 2, 5, 1, -1, 0, -1, 0, -1, 0, -1, 0, 39, 6, -1, 0, -1, 0}));
+  EXPECT_EQ(cb.values(2).null, (std::vector<uint8_t>{0, 1, 0}));
+  // Rows copy whole (what a batch of whole records takes from the file's table).
+  ConditionBatch two(cfg, 2);
+  copy_condition_row(cb, 2, two, 0);
+  copy_condition_row(cb, 0, two, 1);
+  EXPECT_EQ(two.values(0).null, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(two.values(1).linear, (std::vector<float>{0, 0.25f, 1.5f, -2.0f}));
+  EXPECT_EQ(two.values(2).formula, (std::vector<int32_t>{39, 6, -1, 0, -1, 0, 8, 2, 5, 1, -1, 0}));
+}
+
+TEST(ConditionsFile, EveryMistakeNamesTheLineAndRecord) {
+  const ModelConfig cfg = load_model("mat_all").config();
+  const std::string ok = "{\"space_group\": 3, \"band_gap\": [1, 2], \"formula\": [[8, 2]]}\n";
+  auto err = [&](const std::string& second, int64_t records = 2) {
+    return error_of([&] { read_text(cfg, ok + second, records); });
+  };
+  const std::string at = "c.jsonl: line 2 (record 1): ";
+  EXPECT_EQ(err("{\"space_group\": 3, \"formula\": [[8, 2]]}\n"), at + "missing 'band_gap' (null marks an unknown value)");
+  EXPECT_EQ(err("{\"space_group\": 3, \"bandgap\": [1, 2], \"band_gap\": [1, 2], \"formula\": null}\n"),
+            at + "unknown condition 'bandgap' (the model's: space_group, band_gap, formula)");
+  EXPECT_EQ(err("{\"space_group\": 3, \"band_gap\": null, \"band_gap\": [1, 2], \"formula\": null}\n"),
+            at + "duplicate key 'band_gap'");
+  EXPECT_EQ(err("\n").rfind(at + "not a JSON object: ", 0), 0u);
+  EXPECT_EQ(err("[1, 2]\n"), at + "not a JSON object: got [1,2]");
+  EXPECT_EQ(err("{\"space_group\": 3, \"band_gap\": 1.2, \"formula\": null}\n"),
+            at + "'band_gap': expected an array of 2 finite numbers, got 1.2");
+  EXPECT_EQ(err("{\"space_group\": 3, \"band_gap\": [1, \"2\"], \"formula\": null}\n"),
+            at + "'band_gap': expected an array of 2 finite numbers, got [1,\"2\"]");
+  EXPECT_EQ(err("{\"space_group\": 3, \"band_gap\": [1, 1e300], \"formula\": null}\n"),
+            at + "'band_gap': expected an array of 2 finite numbers, got [1,1e+300]");
+  EXPECT_EQ(err("{\"space_group\": 12, \"band_gap\": null, \"formula\": null}\n"),
+            at + "'space_group': expected an integer class in 0..11, got 12");
+  EXPECT_EQ(err("{\"space_group\": 3.0, \"band_gap\": null, \"formula\": null}\n"),
+            at + "'space_group': expected an integer class in 0..11, got 3.0");
+  EXPECT_EQ(err("{\"space_group\": \"P1\", \"band_gap\": null, \"formula\": null}\n"),
+            at + "'space_group': expected an integer class in 0..11, got \"P1\"");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": []}\n"),
+            at + "'formula': expected 1..3 [element id, count] pairs, got []");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": [[1, 1], [2, 1], [3, 1], [4, 1]]}\n"),
+            at + "'formula': expected 1..3 [element id, count] pairs, got [[1,1],[2,1],[3,1],[4,1]]");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": [[1, 1.5]]}\n"),
+            at + "'formula': expected 1..3 [element id, count] pairs, got [[1,1.5]]");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": [[40, 1]]}\n"),
+            at + "'formula': element id 40 is not below vocab_size 40");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": [[5, 0]]}\n"),
+            at + "'formula': count 0 of element 5 is not in 1..6");
+  EXPECT_EQ(err("{\"space_group\": 1, \"band_gap\": null, \"formula\": [[5, 1], [5, 2]]}\n"),
+            at + "'formula': element 5 appears twice");
+  // One line per record, checked when either side ends.
+  EXPECT_EQ(err("", 2), "c.jsonl: 1 line for 2 records | the conditions file has one line per record of its token stream");
+  EXPECT_EQ(err(ok + ok, 2), "c.jsonl: 3 lines for 2 records | the conditions file has one line per record of its token stream");
+  EXPECT_NO_THROW(read_text(cfg, ok + ok, 2));
+  EXPECT_NO_THROW(read_text(cfg, ok + ok.substr(0, ok.size() - 1), 2));  // no final newline
+  EXPECT_EQ(error_of([&] { read_text(cfg, "", 1); }), "c.jsonl: 0 lines for 1 record | the conditions file has one line per record of its token stream");
+  // A line longer than the limit is refused without reading it whole.
+  const std::string huge(kMaxConditionsLine + 10, ' ');
+  EXPECT_EQ(err(huge), at + "longer than 1048576 bytes");
+}
+
+// lm-eval-loss's materium path: every record one window with its file line's conditions, the
+// positions the model's own; --hidden-out's states are the library forward's hidden() bit for bit.
+TEST(ConditionsFile, EvaluatorRunsWholeRecordsWithTheirConditions) {
+  Transformer model(load_model("mat_all"));
+  const ModelConfig& cfg = model.config();
+  const std::vector<std::vector<uint32_t>> records = {{1, 4, 10, 11, 12, 13, 3, 20, 2}, {1, 4, 14, 15, 3, 2}};
+  const std::string lines = "{\"space_group\": 3, \"band_gap\": [1.5, -2], \"formula\": [[8, 2], [5, 1]]}\n"
+                            "{\"space_group\": null, \"band_gap\": [0, 0.25], \"formula\": [[39, 6]]}\n";
+  ConditionsReader reader(memory_source(reinterpret_cast<const uint8_t*>(lines.data()), lines.size(), "c"), cfg);
+  EvalOptions eo;
+  eo.batch = 2;
+  eo.seq = 12;
+  eo.hidden = true;
+  Evaluator ev(model, eo);
+  ev.conditions = &reader;
+  for (size_t r = 0; r < records.size(); ++r) {
+    TokenChunk ch;
+    ch.tokens = records[r];
+    ch.record = r;
+    ch.first = ch.last = true;
+    ev.add(ch);
+  }
+  const EvalResult res = ev.finish();
+  EXPECT_EQ(res.windows, 2);
+  EXPECT_EQ(res.tokens, 8 + 5);
+  EXPECT_EQ(res.hidden_lengths, (std::vector<int32_t>{9, 6}));
+  // The same rows through the library: PAD-filled tokens, the values set by hand.
+  std::vector<int32_t> tokens(24, static_cast<int32_t>(cfg.pad_id)), targets(24, static_cast<int32_t>(cfg.pad_id));
+  for (size_t r = 0; r < 2; ++r)
+    for (size_t t = 0; t < records[r].size(); ++t) {
+      tokens[r * 12 + t] = static_cast<int32_t>(records[r][t]);
+      if (t > 0) targets[r * 12 + t - 1] = static_cast<int32_t>(records[r][t]);
+    }
+  EXPECT_EQ(res.hidden_tokens, tokens);
+  ConditionBatch cb(cfg, 2);
+  cb.set_class(0, 0, 3);
+  const float gap0[2] = {1.5f, -2.0f}, gap1[2] = {0.0f, 0.25f};
+  cb.set_linear(1, 0, gap0);
+  cb.set_formula(2, 0, {{8, 2}, {5, 1}});
+  cb.set_null(0, 1);
+  cb.set_linear(1, 1, gap1);
+  cb.set_formula(2, 1, {{39, 6}});
+  model.forward(tokens.data(), nullptr, 2, 12, &cb);
+  const std::vector<float> want(model.hidden(), model.hidden() + 24 * cfg.dim);
+  EXPECT_EQ(res.hidden, want);
+  const LossResult l = model.loss(targets.data());
+  EXPECT_NEAR(res.loss(), l.loss, 1e-6 * std::abs(l.loss));
+  // Without the reader: the values are required.
+  Evaluator bare(model, eo);
+  TokenChunk ch;
+  ch.tokens = records[0];
+  ch.first = ch.last = true;
+  EXPECT_EQ(error_of([&] { bare.add(ch); }, ErrorKind::Usage),
+            "the model has conditions (space_group, band_gap, formula): give their values with --conditions FILE");
+}
+
+TEST(ConditionsFile, ReadConditionsPairsFilesWithStreams) {
+  const ModelConfig cfg = load_model("mat_all").config();
+  const fs::path dir = fs::temp_directory_path() / ("lmkit_cond_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string a = (dir / "a.jsonl").string(), b = (dir / "b.jsonl").string();
+  std::FILE* f = std::fopen(a.c_str(), "w");
+  std::fputs("{\"space_group\": 1, \"band_gap\": null, \"formula\": null}\n", f);
+  std::fclose(f);
+  f = std::fopen(b.c_str(), "w");
+  std::fputs("{\"space_group\": 2, \"band_gap\": null, \"formula\": null}\n{\"space_group\": 5, \"band_gap\": null, \"formula\": null}\n", f);
+  std::fclose(f);
+  const ConditionBatch cb = read_conditions({a, b}, {1, 2}, cfg);
+  EXPECT_EQ(cb.batch(), 3);
+  EXPECT_EQ(cb.values(0).classes, (std::vector<int32_t>{1, 2, 5}));
+  EXPECT_EQ(error_of([&] { read_conditions({a, b}, {2, 1}, cfg); }),
+            a + ": 1 line for 2 records | the conditions file has one line per record of its token stream");
+  EXPECT_EQ(error_of([&] { read_conditions({a}, {1, 2}, cfg); }, ErrorKind::Usage),
+            "1 conditions files for 2 token streams: give one per stream");
+  fs::remove_all(dir);
 }
 
 // ---- config ----

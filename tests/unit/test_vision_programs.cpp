@@ -241,13 +241,13 @@ TEST(VisionPrograms, GeneratorPrefillsThePromptsFeatures) {
   go.max_new_tokens = 1;
   go.sampling.temperature = 0;
   go.stop_at_eos = false;
-  const Completion c = gen.generate(prompt, go, 1, nullptr, "prompt 1", &rows[0]);
+  const Completion c = gen.generate(prompt, go, 1, nullptr, "prompt 1", nullptr, &rows[0]);
   ASSERT_EQ(c.tokens.size(), 1u);
   EXPECT_EQ(c.tokens[0], want);
 
   const std::vector<int32_t> shorter(prompt.begin(), prompt.begin() + 4);  // places 2, 3, 4: 4 is past it
   try {
-    gen.generate(shorter, go, 1, nullptr, "prompt 1", &rows[0]);
+    gen.generate(shorter, go, 1, nullptr, "prompt 1", nullptr, &rows[0]);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "prompt 1: image place 4 lies past its 4 tokens");
