@@ -415,9 +415,8 @@ TEST(Features, ProgramsRefuseWhatTheyCannotRun) {
   m.conditions = {cond("band_gap", ProjLayerType::Linear, 1)};
   m.rope_mode = RopeMode::Blockwise;
   EXPECT_NO_THROW(require_supported(m, program_capabilities(), "lm-eval-loss"));
-  m.vision_dim = 8;  // image features are still refused (--vision)
-  EXPECT_EQ(error_of([&] { require_supported(m, program_capabilities(), "lm-generate"); }, ErrorKind::Unsupported),
-            "lm-generate does not support vision embeddings (vision_dim = 8) yet");
+  m.vision_dim = 8;  // image features come with --vision (lm-train refuses them itself)
+  EXPECT_NO_THROW(require_supported(m, program_capabilities(), "lm-generate"));
   EXPECT_NO_THROW(require_supported(preset("llama2-7b"), program_capabilities(), "lm-train"));
 }
 
