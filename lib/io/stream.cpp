@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -100,6 +101,26 @@ void install_signal_handlers() {
     }
   });
 }
+
+// Holds back the fatal signals the handler catches for its lifetime (a signal that comes
+// meanwhile is delivered when it ends): a temporary file is created and registered as one
+// step, or a signal between the two would end the process with the file unregistered.
+class FatalSignalsHeld {
+ public:
+  FatalSignalsHeld() {
+    install_signal_handlers();
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ}) sigaddset(&set, sig);
+    ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ~FatalSignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  FatalSignalsHeld(const FatalSignalsHeld&) = delete;
+  FatalSignalsHeld& operator=(const FatalSignalsHeld&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 // Registers `path`; returns its slot, or -1 when it cannot be held.
 int register_temp(const std::string& path, bool is_dir) {
@@ -286,6 +307,7 @@ class FileSink final : public ByteSink {
     }
     remove_stale_temp_files(dir_of_path(path));
     std::string templ = temp_prefix_for(path) + "XXXXXX";
+    const FatalSignalsHeld held;  // until the file is registered
     fd_ = ::mkostemp(templ.data(), O_CLOEXEC);
     if (fd_ < 0) fail_io("cannot create a temporary file for", path);
     tmp_ = templ;
@@ -494,6 +516,7 @@ TempDir::TempDir(const std::string& target, const char* what) {
   const std::string t = strip_trailing_slashes(target);
   remove_stale_temp_files(dir_of_path(t));
   std::string templ = temp_prefix_for(t) + "XXXXXX";
+  const FatalSignalsHeld held;  // until the directory is registered
   if (!::mkdtemp(templ.data())) fail_io(what, t);
   path_ = templ;
   slot_ = register_temp(path_, true);
