@@ -25,6 +25,18 @@ double decode_bytes_per_token(const ModelConfig& cfg, int64_t context) {
   return 4.0 * params + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
 }
 
+double decode_bytes_per_token(const ModelWeights& w, int64_t context) {
+  const ModelConfig& cfg = w.config();
+  double bytes = 0;
+  for (size_t i = 0; i < w.layout().tensors().size(); ++i) {
+    const ParamInfo& p = w.layout().tensors()[i];
+    const double stored = static_cast<double>(w.stored_bytes(i));
+    // An untied table is read one row per token; a tied one is the classifier, read whole.
+    bytes += p.kind == ParamKind::TokEmbeddings && !cfg.tie_embeddings ? stored / static_cast<double>(p.shape[0]) : stored;
+  }
+  return bytes + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
+}
+
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {
   const ModelConfig& c = model.config();
   if (B < 1 || T < 1 || T > c.max_seq_len)
@@ -108,7 +120,7 @@ DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProb
   };
   DecodeBench r;
   r.tokens = tokens;
-  r.bytes_per_token = decode_bytes_per_token(c, tokens / 2);
+  r.bytes_per_token = decode_bytes_per_token(model.weights(), tokens / 2);
   for (int i = 0; i < warmup; ++i) run();
   std::vector<double> times, bandwidths, fractions;
   for (int i = 0; i < repeats; ++i) {

@@ -21,6 +21,8 @@ double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T);
 // Bytes a decode step reads: every f32 weight once (the token embedding only as one row
 // unless it is the tied classifier), plus k and v of `context` positions in every layer.
 double decode_bytes_per_token(const ModelConfig& cfg, int64_t context);
+// The same from the weights as stored (f16, q8_0, ... matrices count their own bytes).
+double decode_bytes_per_token(const ModelWeights& w, int64_t context);
 
 struct ForwardBench {
   int64_t batch = 0, seq = 0;

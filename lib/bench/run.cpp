@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "bench/report.h"
+#include "convert/inference_weights.h"
 #include "core/blas.h"
 #include "core/threads.h"
 #include "io/safetensors.h"
@@ -16,8 +17,10 @@ namespace {
 
 // A preset or config JSON with random weights, or a checkpoint, with --set overrides.
 ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets) {
+  if (convert::is_gguf_file(name)) return convert::load_inference_weights(name, sets);
   const ConfigInput in = load_user_config(name, sets);
-  if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(SafeTensorsFile::open(name), in.config);
+  if (in.kind == ConfigInput::Kind::Checkpoint)  // matrices as stored (f16, q8_0, ...)
+    return ModelWeights::from_checkpoint(SafeTensorsFile::open(name), in.config, true);
   return ModelWeights::random(in.config, 0);
 }
 
