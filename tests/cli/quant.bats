@@ -7,6 +7,7 @@ load helpers
 
 FIX="$LMKIT_SOURCE_DIR/tests/fixtures"
 SOMA="$FIX/soma_v1/model.safetensors"  # byte-v1 tokenizer, dim 32, ffn 256, max_seq_len 64
+LLAMA2="$FIX/llama2/model.safetensors"  # llama-shaped (GGUF-writable), no tokenizer, vocab 256
 
 json_get() { python3 -c "import json,sys; r=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
@@ -45,14 +46,21 @@ PY
 }
 
 @test "a q8_0 GGUF file opens directly and gives the q8_0 checkpoint's loss" {
-  head -c 4000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" | lm-tokenize --max-seq-len 64 > "$TMP/in.tok"
-  lm-convert-checkpoint -q --to gguf --cast q8_0 "$SOMA" "$TMP/m.gguf"
-  lm-convert-checkpoint -q --cast q8_0 "$SOMA" "$TMP/m.safetensors"
-  a=$(loss_of "$TMP/m.gguf")
-  b=$(loss_of "$TMP/m.safetensors")
+  python3 - "$TMP/in.bin" 2000 <<'PY'
+import struct, sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *([20240520, 1, n] + [0] * 253)))
+    f.write(struct.pack("<%dH" % n, *[(i * 7 + 3) % 256 for i in range(n)]))
+PY
+  lm-convert-checkpoint -q --to gguf --cast q8_0 "$LLAMA2" "$TMP/m.gguf"
+  lm-convert-checkpoint -q --cast q8_0 "$LLAMA2" "$TMP/m.safetensors"
+  a=$(lm-eval-loss --threads 2 -m "$TMP/m.gguf" --json "$TMP/in.bin" | json_get 'r["loss"]')
+  b=$(lm-eval-loss --threads 2 -m "$TMP/m.safetensors" --json "$TMP/in.bin" | json_get 'r["loss"]')
+  f=$(lm-eval-loss --threads 2 -m "$LLAMA2" --json "$TMP/in.bin" | json_get 'r["loss"]')
+  echo "gguf $a checkpoint $b f32 $f"
   [ "$a" = "$b" ] || fail "gguf $a, checkpoint $b"
-  run lm-generate -m "$TMP/m.gguf" -p "ROMEO:" -n 8 --temperature 0 --seed 1
-  [ "$status" -eq 0 ] || fail "$output"
+  [ "$a" != "$f" ] || fail "the q8_0 GGUF gave f32's loss $f"
   run lm-bench decode --model "$TMP/m.gguf" --decode-tokens 8 --repeats 1 --warmup 0 --threads 1
   [ "$status" -eq 0 ] || fail "$output"
 }
