@@ -401,7 +401,7 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
     if (keep_types && is_matrix(p.kind) && info->dtype != DType::F32)
       stored[i] = {info->dtype == DType::F16 ? WeightType::F16 : WeightType::BF16, v};
     else
-      stored[i] = {WeightType::F32, info->dtype == DType::F32 ? v : v.cast(DType::F32)};
+      stored[i] = {WeightType::F32, info->dtype == DType::F32 ? v : v.cast(DType::F32), info->dtype != DType::F32};
   }
   ModelWeights w = from_stored(cfg, std::move(stored), where);
   if (cfg.loss_weights) w.set_loss_weights(loss_weights_from_checkpoint(file, cfg.vocab_size, where), where);
@@ -423,7 +423,7 @@ ModelWeights ModelWeights::from_stored(const ModelConfig& cfg, std::vector<Store
     if (t.type == WeightType::F32) {
       if (t.bytes.dtype() != DType::F32 || t.bytes.shape() != p.shape)
         fail_data(cat(where, ": tensor ", quote(p.name), ": expected F32 ", shape_str(p.shape)));
-      if (reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) != 0) need_arena = true;
+      if (t.to_arena || reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) != 0) need_arena = true;
       continue;
     }
     if (!is_matrix(p.kind))
@@ -448,7 +448,7 @@ ModelWeights ModelWeights::from_stored(const ModelConfig& cfg, std::vector<Store
       w.typed_[i] = std::move(t);
       continue;
     }
-    if (reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) == 0) {
+    if (!t.to_arena && reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) == 0) {
       w.ptrs_.push_back(const_cast<float*>(t.bytes.data<float>()));  // read-only: writable() is false
       w.mapped_.push_back(t.bytes);
     } else {

@@ -169,6 +169,7 @@ struct ModelMatrices {
 struct StoredTensor {
   WeightType type = WeightType::F32;
   Tensor bytes;
+  bool to_arena = false;  // F32: copy into the arena (a converted tensor), not kept as a view
 };
 
 // The checkpoint metadata key that names the types of tensors stored as raw bytes (U8
