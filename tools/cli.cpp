@@ -30,6 +30,16 @@ void Tool::add_threads_option() {
 
 void Tool::add_quiet_option() { app_.add_flag("-q,--quiet", quiet, "Print nothing but errors on stderr"); }
 
+CLI::Option* Tool::add_dtype_option(lm::DType& dtype, const std::string& help) {
+  return app_
+      .add_option_function<std::string>(
+          "--dtype", [&dtype](const std::string& name) { dtype = name == "bf16" ? lm::DType::BF16 : lm::DType::F32; },
+          help + "; bf16 runs on the CPU's AVX512_BF16 dot products, and where it has none on the same bf16 "
+                 "operands widened to f32 (same rounding, slower than f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->default_str("f32");
+}
+
 void Tool::warn(const std::string& message) const {
   if (!report) return;
   std::fflush(stdout);

@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 
+#include "core/dtype.h"
+
 namespace lm::cli {
 
 class Tool {
@@ -20,6 +22,9 @@ class Tool {
   void add_threads_option();
   // -q/--quiet, counted.
   void add_quiet_option();
+  // --dtype f32|bf16 into `dtype`: the matmuls' operand type (Transformer::set_compute_dtype;
+  // bf16: bfloat16 operands, f32 accumulation). `help` says where it applies.
+  CLI::Option* add_dtype_option(lm::DType& dtype, const std::string& help);
 
   int threads = 0;
   int quiet = 0;

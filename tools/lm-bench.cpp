@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--checkpointing", o.checkpointing, "Train benchmark: gradient checkpointing (recompute each layer in "
                                                    "the backward pass)");
+  tool.add_dtype_option(o.dtype, "Forward and train benchmarks: the matmuls' operands, f32 or bf16 (bfloat16 "
+                                 "operands, f32 accumulation)");
   app.add_option("--decode-tokens", o.decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
       ->check(CLI::PositiveNumber);
   app.add_option("--sizes", o.sizes, "Square sgemm sizes N (N x N x N)")->delimiter(',')->check(CLI::PositiveNumber);

@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--embedding-out", embedding_out, "Write the mean embedding (soma V1 compute_loss) as safetensors")
       ->type_name("FILE");
   app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
+  tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
+                                            "bfloat16, f32 accumulation)");
   app.add_flag("--json", json, "Print one JSON object instead of text");
   tool.add_threads_option();
   tool.add_quiet_option();
@@ -73,7 +75,10 @@ int main(int argc, char** argv) {
     if (bytes > 0) r.bytes = bytes;
     if (!embedding_out.empty()) lm::save_embedding(embedding_out, r);
     if (json) {
-      nlohmann::json j{{"version", lm::kVersion}, {"model", model_path}, {"inputs", inputs}};
+      nlohmann::json j{{"version", lm::kVersion},
+                       {"model", model_path},
+                       {"inputs", inputs},
+                       {"dtype", opts.compute_dtype == lm::DType::BF16 ? "bf16" : "f32"}};
       j.update(lm::eval_report_json(r));
       std::cout << j.dump(2) << '\n';
     } else {

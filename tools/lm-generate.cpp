@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   app.add_flag("-f,--force", force, "Write a token stream even to a terminal");
   app.add_flag("--no-mmap", no_mmap, "Copy the weights into memory instead of reading them from the checkpoint's "
                                      "mapping: slower to open, about 10% faster to generate (huge pages)");
+  tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
+                                            "bfloat16, f32 accumulation; decode is not faster than f32 yet)");
   tool.add_threads_option();
   tool.add_quiet_option();
 

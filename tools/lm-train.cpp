@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
                                  "Per-token-id loss weights: a JSON object of token id to weight (others weigh 1) or "
                                  "safetensors with one vocab_size tensor; saved in the checkpoints")
                       ->type_name("FILE"));
+  fixed.push_back(tool.add_dtype_option(o.compute_dtype, "Matmul operands: f32, or bf16 (bfloat16 operands, f32 "
+                                                        "accumulation; f32 weights, gradients and optimizer state)"));
   app.add_option("--save-every", o.save_every, "Checkpoint every N steps (0 = only at the end)")->check(CLI::NonNegativeNumber);
   app.add_option("--val-every", o.val_every, "Validation loss every N steps (0 = only at the end)")->check(CLI::NonNegativeNumber);
   app.add_option("--val-batches", o.val_batches, "Validation batches per evaluation (0 = all)")->check(CLI::NonNegativeNumber);

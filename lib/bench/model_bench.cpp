@@ -48,6 +48,7 @@ ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup,
   ForwardBench r;
   r.batch = B;
   r.seq = T;
+  r.dtype = model.compute_dtype();
   r.time = measure([&] { model.forward(tokens.data(), nullptr, B, T); }, warmup, repeats);
   r.tokens_per_s = static_cast<double>(B * T) / r.time.median;
   r.flops = forward_flops(c, B, T);
@@ -72,7 +73,10 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
       targets[static_cast<size_t>(b * T + t)] = tokens[static_cast<size_t>(b * (T + 1) + t + 1)];
     }
   ModelWeights& w = model.weights();
-  if (!w.writable()) w.make_writable();
+  if (!w.writable()) {
+    w.make_writable();
+    model.weights_changed();  // the storage moved
+  }
   const ParameterLayout& layout = w.layout();
   Tensor grad_arena = Tensor::zeros(DType::F32, {layout.arena_floats()});
   float* grads = grad_arena.data_mut<float>();
@@ -85,6 +89,7 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   r.batch = B;
   r.seq = T;
   r.checkpointing = checkpointing;
+  r.dtype = model.compute_dtype();
   int64_t step = 0;
   r.time = measure(
       [&] {
@@ -94,6 +99,7 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
         r.loss = model.train_step(grad_views, inputs.data(), nullptr, targets.data(), B, T, opt).loss;
         train::clip_grad_norm(layout, grads, 1.0);
         adamw.step(w.arena(), grads, 1e-4, ++step);
+        model.weights_changed();
       },
       warmup, repeats);
   model.set_gradient_checkpointing(false);

@@ -30,6 +30,7 @@ struct ForwardBench {
   double tokens_per_s = 0;
   double flops = 0;   // per forward
   double gflops = 0;  // at the median time
+  DType dtype = DType::F32;  // the model's compute dtype
 };
 // Random tokens, positions 0..T-1.
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats);
@@ -48,11 +49,13 @@ struct TrainBench {
   double gflops = 0;  // at the median time
   int64_t activation_bytes = 0;  // the model's activation arena during the step
   double loss = 0;               // of the last timed step (random tokens: about ln V)
+  DType dtype = DType::F32;      // the model's compute dtype
 };
 // One optimizer step as lm-train runs it, per timed run: zero the gradient arena,
 // Transformer::train_step (forward with dropout, loss, backward) on random tokens and
-// targets, clipping to global norm 1, AdamW (lm-train's defaults, lr 1e-4). The model's
-// weights are updated (made writable first); `checkpointing` recomputes each layer in backward.
+// targets, clipping to global norm 1, AdamW (lm-train's defaults, lr 1e-4), and in bf16
+// compute the rounding of the weight copies that follows each update. The model's weights are
+// updated (made writable first); `checkpointing` recomputes each layer in backward.
 TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpointing, int warmup, int repeats);
 
 struct DecodeBench {

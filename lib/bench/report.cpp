@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "model/accounting.h"
 #include "version.h"
@@ -30,6 +31,13 @@ std::string format(const char* fmt, ...) {
 nlohmann::json timing_json(const TimingStats& t) {
   return {{"repeats", t.repeats}, {"median_s", t.median}, {"min_s", t.min},
           {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
+}
+
+const char* dtype_json(DType t) { return t == DType::BF16 ? "bf16" : "f32"; }
+
+// " (bf16 compute, onednn_bf16)" for the text lines of bf16 compute, else "".
+std::string dtype_words(DType t) {
+  return t == DType::BF16 ? cat(" (bf16 compute, ", gemm_bf16_path_name(gemm_bf16_path()), ")") : std::string();
 }
 
 double bound_tokens_per_s(const DecodeBench& d) { return d.bandwidth_gbytes_per_s * 1e9 / d.bytes_per_token; }
@@ -62,17 +70,18 @@ std::string bench_report_text(const BenchReport& r, BenchPart part) {
     case BenchPart::Forward: {
       if (!r.forward) return {};
       const ForwardBench& f = *r.forward;
-      return format("forward %lld x %lld: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm peak (min %.1f ms, max %.1f ms)\n",
-                    static_cast<long long>(f.batch), static_cast<long long>(f.seq), f.tokens_per_s, f.gflops,
+      return format("forward %lld x %lld%s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm peak (min %.1f ms, max %.1f ms)\n",
+                    static_cast<long long>(f.batch), static_cast<long long>(f.seq),
+                    dtype_words(f.dtype).c_str(), f.tokens_per_s, f.gflops,
                     100 * f.gflops / peak, f.time.min * 1e3, f.time.max * 1e3);
     }
     case BenchPart::Train: {
       if (!r.train) return {};
       const TrainBench& t = *r.train;
-      return format("train %lld x %lld%s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% MFU of sgemm peak "
+      return format("train %lld x %lld%s%s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% MFU of sgemm peak "
                     "(min %.1f ms, max %.1f ms per step; activations %s)\n",
                     static_cast<long long>(t.batch), static_cast<long long>(t.seq),
-                    t.checkpointing ? " (checkpointing)" : "", t.tokens_per_s, t.gflops, 100 * t.gflops / peak,
+                    t.checkpointing ? " (checkpointing)" : "", dtype_words(t.dtype).c_str(), t.tokens_per_s, t.gflops, 100 * t.gflops / peak,
                     t.time.min * 1e3, t.time.max * 1e3, human_bytes(static_cast<double>(t.activation_bytes)).c_str());
     }
     case BenchPart::Decode: {
@@ -106,13 +115,15 @@ std::string bench_report_json(const BenchReport& r) {
                       {"time", timing_json(r.bandwidth->time)}};
   if (r.model) j["model"] = {{"name", r.model->name}, {"overrides", r.model->overrides}, {"params", r.model->params}};
   if (const auto& f = r.forward)
-    j["forward"] = {{"batch", f->batch},   {"seq", f->seq},       {"tokens_per_s", f->tokens_per_s},
+    j["forward"] = {{"batch", f->batch},   {"seq", f->seq},       {"dtype", dtype_json(f->dtype)},
+                    {"tokens_per_s", f->tokens_per_s},
                     {"flops", f->flops},   {"gflops", f->gflops}, {"fraction_of_sgemm_peak", f->gflops / peak},
                     {"time", timing_json(f->time)}};
   if (const auto& t = r.train)
     j["train"] = {{"batch", t->batch},
                   {"seq", t->seq},
                   {"checkpointing", t->checkpointing},
+                  {"dtype", dtype_json(t->dtype)},
                   {"tokens_per_s", t->tokens_per_s},
                   {"flops", t->flops},
                   {"gflops", t->gflops},
@@ -120,6 +131,9 @@ std::string bench_report_json(const BenchReport& r) {
                   {"activation_bytes", t->activation_bytes},
                   {"loss", t->loss},
                   {"time", timing_json(t->time)}};
+  // bf16 compute: how the bf16 GEMM runs on this machine (blas.h's Bf16GemmPath).
+  if ((r.forward && r.forward->dtype == DType::BF16) || (r.train && r.train->dtype == DType::BF16))
+    j["bf16_gemm"] = gemm_bf16_path_name(gemm_bf16_path());
   if (const auto& d = r.decode) {
     nlohmann::json rounds = nlohmann::json::array();
     for (const DecodeBench::Round& round : d->rounds)

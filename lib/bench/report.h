@@ -24,6 +24,7 @@ struct BenchOptions {
   int64_t bandwidth_mib = 1024;
   int64_t batch = 8, seq = 256;  // forward and train
   bool checkpointing = false;    // train
+  DType dtype = DType::F32;      // forward and train: the matmuls' operands (Transformer::set_compute_dtype)
   int64_t decode_tokens = 128;   // per timed decode run (at most the model's max_seq_len)
   int warmup = 1, repeats = 5;
 };

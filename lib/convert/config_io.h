@@ -1,30 +1,35 @@
 // Model configs in the conventions of other ecosystems, to and from lmkit's ModelConfig:
-// Hugging Face config.json, Meta params.json, GGUF llama.* metadata; and a config inferred
-// from lmkit-named tensor shapes when a checkpoint carries none.
+// Hugging Face config.json, Meta params.json, GGUF llama.* metadata and the llama.2c header.
+//
+// Each keyed format has one table (config_io.cpp) of rows: the outside key, the lmkit field it
+// carries, its type, the value an absent key means, and the transform each way. The reader and
+// the writer of a format both walk that table, so a key is spelled once.
 #pragma once
 
-#include <map>
 #include <string>
 #include <vector>
 
-#include "convert/rules.h"
 #include "model/config.h"
 
 namespace lm {
 class GGUFFile;
 class GGUFWriter;
+struct Llama2cHeader;
 }  // namespace lm
 
 namespace lm::convert {
 
 // Hugging Face LlamaConfig (config.json). Unknown keys are ignored (HF configs carry many);
-// a non-Llama model_type or hidden_act, or a missing size, is a Data error naming `source`.
+// a non-Llama model_type or hidden_act, or a missing size, is an error naming `source`.
 ModelConfig config_from_hf_json(const std::string& text, const std::string& source);
+// What a Hugging Face Llama config cannot express about `cfg` (empty = writable).
+std::vector<std::string> hf_unsupported(const ModelConfig& cfg);
 // Throws Unsupported naming the first field a Hugging Face Llama cannot express.
 std::string config_to_hf_json(const ModelConfig& cfg, const std::string& torch_dtype);
 
 // Meta params.json. vocab_size -1 is returned as 0 (take it from the embedding rows).
 ModelConfig config_from_params_json(const std::string& text, const std::string& source);
+std::vector<std::string> params_unsupported(const ModelConfig& cfg);
 std::string config_to_params_json(const ModelConfig& cfg);
 
 // --config: a preset name, a JSON file in lmkit's, Hugging Face's or Meta's convention (told
@@ -33,13 +38,9 @@ ModelConfig load_config_arg(const std::string& arg);
 // The convention of a config JSON text: "lmkit", "hf" or "meta".
 std::string config_convention(const std::string& text, const std::string& source);
 
-// A config from lmkit-named tensors (names and shapes only) plus `sets` (--set KEY=VALUE, applied
-// last). Shapes cannot tell n_heads from the head size: it comes from --set n_heads / head_dim,
-// a q_norm weight, or fails with that hint.
-ModelConfig infer_config(const std::vector<Node>& nodes, const std::vector<std::string>& sets, const std::string& source);
-
 // GGUF (arch llama): the exact config when the file carries lmkit.config, else --set style
-// assignments from the llama.* keys (infer_config does the rest from the tensors).
+// assignments from the llama.* keys (the config inference, model/config_infer.h, does the rest
+// from the tensors and checks the keys against them).
 bool gguf_has_lmkit_config(const GGUFFile& f);
 std::vector<std::string> gguf_config_assignments(const GGUFFile& f);
 // What GGUF's llama architecture cannot express about `cfg` (empty = writable).
@@ -48,6 +49,13 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& cfg);
 // when not empty) so a round trip through GGUF restores the exact config.
 void set_gguf_metadata(GGUFWriter& w, const ModelConfig& cfg, const std::string& config_json, uint32_t file_type, bool quantized,
                        const std::string& tokenizer_json);
+
+// llama2.c: the config a header implies (what the file cannot store takes run.c's fixed values:
+// RMSNorm eps 1e-5, RoPE theta 10000, HS = dim / n_heads, BOS 1, EOS 2), and the v0 header for
+// `cfg` (an Unsupported error naming what v0 cannot store, see llama2c_unsupported).
+ModelConfig config_from_llama2c(const Llama2cHeader& h);
+Llama2cHeader llama2c_header(const ModelConfig& cfg);
+std::vector<std::string> llama2c_unsupported(const ModelConfig& cfg);
 
 // "first problem" with the others in a hint, as an Unsupported error.
 [[noreturn]] void fail_unsupported(const std::string& what, const std::vector<std::string>& why);

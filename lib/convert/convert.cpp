@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -17,6 +16,7 @@
 
 #include "convert/config_io.h"
 #include "core/error.h"
+#include "io/checkpoint_dir.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
@@ -39,13 +39,6 @@ bool exists(const std::string& p) {
 bool is_dir(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_io("cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir == ".") return name;
@@ -150,10 +143,10 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   } else if (needs && src.path != "-") {
     const std::string hf = join(src.dir, "config.json"), params = join(src.dir, "params.json");
     if (exists(hf)) {
-      cfg = config_from_hf_json(read_text(hf), hf);
+      cfg = config_from_hf_json(read_text_file(hf), hf);
       origin = hf;
     } else if (exists(params)) {
-      cfg = config_from_params_json(read_text(params), params);
+      cfg = config_from_params_json(read_text_file(params), params);
       origin = params;
     }
   }
@@ -170,7 +163,9 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     apply_rules(probe, import_rules(plan.from), nullptr);
     std::vector<std::string> sets = src.config_assignments;
     sets.insert(sets.end(), opts.sets.begin(), opts.sets.end());
-    cfg = infer_config(probe.nodes, sets, src.display);
+    std::map<std::string, Shape> shapes;
+    for (const Node& n : probe.nodes) shapes.emplace(n.name, n.shape);
+    cfg = infer_config(shapes, sets, src.display).config;
     origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
   }
   if (!cfg) return;
@@ -396,7 +391,7 @@ std::map<std::string, std::string> output_metadata(const Plan& plan) {
     if (k.rfind("lmkit.", 0) != 0) meta[k] = v;
   meta["format"] = plan.to == Layout::Flax ? "flax" : "pt";
   if (plan.config) meta[kConfigMetadataKey] = plan.config_json;
-  if (!plan.source.tokenizer_json.empty()) meta["lmkit.tokenizer"] = plan.source.tokenizer_json;
+  if (!plan.source.tokenizer_json.empty()) meta[kTokenizerMetadataKey] = plan.source.tokenizer_json;
   return meta;
 }
 
@@ -407,29 +402,19 @@ void write_safetensors(const Plan& plan, const std::vector<const Node*>& nodes, 
   w.write_file(path);
 }
 
-void write_text_file(const std::string& path, const std::string& text) {
-  auto sink = open_output(path);
-  sink->write(text.data(), text.size());
-  sink->finish();
-}
-
 std::vector<std::string> write_directory(const Plan& plan, const std::string& output) {
-  std::string dir = output;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  CheckpointDirFiles files;
   // The target's own config file, made first: a config it cannot express fails before any write.
-  std::string config_file, config_text;
   if (plan.config && plan.to == Layout::HF) {
     DType t = plan.graph.nodes.empty() ? DType::F32 : plan.graph.nodes[0].dtype;
-    config_file = "config.json";
-    config_text = config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32");
+    files.config_name = "config.json";
+    files.config_text = config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32");
   } else if (plan.config && plan.to == Layout::Meta) {
-    config_file = "params.json";
-    config_text = config_to_params_json(*plan.config);
+    files.config_name = "params.json";
+    files.config_text = config_to_params_json(*plan.config);
   }
-  if (!is_dir(dir) && ::mkdir(dir.c_str(), 0777) != 0) fail_io("cannot create directory", dir);
-
   std::vector<std::vector<const Node*>> shards(1);
-  uint64_t in_shard = 0, total = 0;
+  uint64_t in_shard = 0;
   for (const Node& n : plan.graph.nodes) {
     const uint64_t bytes = static_cast<uint64_t>(shape_numel(n.shape)) * dtype_size(n.dtype);
     if (plan.shard_size > 0 && in_shard > 0 && in_shard + bytes > plan.shard_size) {
@@ -438,34 +423,20 @@ std::vector<std::string> write_directory(const Plan& plan, const std::string& ou
     }
     shards.back().push_back(&n);
     in_shard += bytes;
-    total += bytes;
+    files.total_size += bytes;
   }
-  std::vector<std::string> written;
-  const std::string single = plan.to == Layout::Meta ? "consolidated.safetensors" : "model.safetensors";
   if (plan.shard_size == 0) {
-    write_safetensors(plan, shards[0], join(dir, single));
-    written.push_back(join(dir, single));
+    files.single_name = plan.to == Layout::Meta ? "consolidated.safetensors" : "model.safetensors";
+    files.write_single = [&](const std::string& path) { write_safetensors(plan, shards[0], path); };
   } else {
-    json weight_map = json::object();
-    for (size_t i = 0; i < shards.size(); ++i) {
-      char name[64];
-      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-      write_safetensors(plan, shards[i], join(dir, name));
-      written.push_back(join(dir, name));
-      for (const Node* n : shards[i]) weight_map[n->name] = name;
+    for (const auto& nodes : shards) {
+      CheckpointDirFiles::Shard s;
+      for (const Node* n : nodes) s.tensors.push_back(n->name);
+      s.write = [&plan, &nodes](const std::string& path) { write_safetensors(plan, nodes, path); };
+      files.shards.push_back(std::move(s));
     }
-    json index;
-    index["metadata"] = {{"total_size", total}};
-    index["weight_map"] = weight_map;
-    const std::string index_path = join(dir, "model.safetensors.index.json");
-    write_text_file(index_path, index.dump(2) + "\n");
-    written.push_back(index_path);
   }
-  if (!config_file.empty()) {
-    write_text_file(join(dir, config_file), config_text);
-    written.push_back(join(dir, config_file));
-  }
-  return written;
+  return write_checkpoint_dir(output, files);
 }
 
 void write_gguf(const Plan& plan, const std::string& path) {
@@ -508,11 +479,13 @@ void write_gguf(const Plan& plan, const std::string& path) {
 void write_llama2c(const Plan& plan, const std::string& path) {
   std::map<std::string, const Node*> by_name;
   for (const Node& n : plan.graph.nodes) by_name[n.name] = &n;
+  const Llama2cHeader header = llama2c_header(*plan.config);
   std::function<void()> pending;
   auto sink = open_output(path);
-  write_llama2c_v0(*sink, *plan.config, [&](const std::string& name) {
+  write_llama2c_v0(*sink, header, [&](const std::string& array, int64_t layer) {
     if (pending) pending();
     pending = nullptr;
+    const std::string name = llama2c_tensor_name(array, layer);
     const auto it = by_name.find(name);
     if (it == by_name.end()) fail_data(cat("missing tensor ", quote(name), " for the llama2.c checkpoint"));
     pending = it->second->release;

@@ -147,7 +147,7 @@ NameEntry name_in(const NameRow& row, Layout layout) {
   switch (layout) {
     case Layout::Lmkit:
     case Layout::Meta:
-    case Layout::Llama2c:  // the container reads and writes lmkit's names (llama2c.h)
+    case Layout::Llama2c:  // its arrays are mapped to lmkit's names by llama2c_tensor_name
       return {row.lmkit, kNone};
     case Layout::HF: return row.hf;
     case Layout::Flax: return row.flax;
@@ -160,6 +160,12 @@ NameEntry name_in(const NameRow& row, Layout layout) {
 }
 
 std::string expand(const char* templ, int64_t layer) { return replace_all(templ, "{L}", std::to_string(layer)); }
+
+std::string llama2c_tensor_name(const std::string& array, int64_t layer) {
+  for (const NameRow& row : kTable)
+    if (row.llama2c && array == row.llama2c) return layer >= 0 ? expand(row.lmkit, layer) : row.lmkit;
+  fail(ErrorKind::Runtime, cat("internal: no name-table row for llama2.c array ", array));
+}
 
 std::vector<Rule> import_rules(Layout layout) {
   std::vector<Rule> r = import_extras(layout);

@@ -2,8 +2,8 @@
 // orientation, interleaved RoPE) with its name in every layout users have and the transform
 // each needs. Every named layout is generated from it as a plain list of generic rules
 // (rules.h): renames, transposes, RoPE q/k permutations, plus a few layout-specific extras
-// (Meta's load hooks, Flax's separators) that are themselves rules. The GGUF and llama2.c
-// containers read and write through the same table.
+// (Meta's load hooks, Flax's separators) that are themselves rules. GGUF files and llama2.c
+// arrays are read and written through the same table.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +54,9 @@ const std::vector<NameRow>& name_table();
 NameEntry name_in(const NameRow& row, Layout layout);
 // "layers.{L}.x" with {L} = layer.
 std::string expand(const char* templ, int64_t layer);
+// The lmkit tensor a llama2.c array's slice holds ("wq", 3 -> "layers.3.attention.wq.weight"; a
+// whole array's layer is -1). A Runtime error for an array the table does not know.
+std::string llama2c_tensor_name(const std::string& array, int64_t layer);
 
 // The rules taking `layout`'s names to lmkit's (import) and lmkit's to `layout`'s (export).
 std::vector<Rule> import_rules(Layout layout);

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "io/stream.h"
 #include "model/params.h"
 
 namespace lm::convert {
@@ -546,13 +546,7 @@ std::vector<Rule> parse_rules_json(const std::string& text, const std::string& s
   return rules;
 }
 
-std::vector<Rule> parse_rules_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_io("cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_rules_json(ss.str(), path);
-}
+std::vector<Rule> parse_rules_file(const std::string& path) { return parse_rules_json(read_text_file(path), path); }
 
 std::string rules_to_json(const std::vector<Rule>& rules) {
   std::string out = "[\n";

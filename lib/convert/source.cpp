@@ -7,19 +7,22 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
+#include "io/checkpoint_dir.h"
+#include "io/container.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "io/stream.h"
 #include "convert/config_io.h"
-#include "model/config_infer.h"
+#include "io/metadata_keys.h"
+#include "tokenizer/spec_json.h"
 
 namespace lm::convert {
 
@@ -90,16 +93,7 @@ void open_safetensors(Source& src, std::shared_ptr<MappedFile> file, bool mapped
 }
 
 void open_sharded(Source& src, const std::string& index_path) {
-  std::ifstream in(index_path);
-  if (!in) fail_io("cannot open", index_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception&) {
-    fail_data(cat(quote(index_path), ": not valid JSON"));
-  }
+  const json j = parse_json_strict(read_text_file(index_path), quote(index_path) + ": ");
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     fail_data(cat(quote(index_path), ": no \"weight_map\" object (expected a sharded safetensors index)"));
   std::map<std::string, std::vector<std::string>> by_shard;  // shard file -> tensors listed for it
@@ -152,14 +146,14 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
     src.graph.nodes.push_back(std::move(n));
   }
   if (gguf_has_lmkit_config(*g)) {
-    src.config_text = g->find("lmkit.config")->s;
-    src.config = config_from_json(src.config_text, src.display + " (GGUF key lmkit.config)");
-    src.config_origin = "GGUF key lmkit.config";
+    src.config_text = g->find(kConfigMetadataKey)->s;
+    src.config = config_from_json(src.config_text, cat(src.display, " (GGUF key ", kConfigMetadataKey, ")"));
+    src.config_origin = cat("GGUF key ", kConfigMetadataKey);
   } else {
     src.config_assignments = gguf_config_assignments(*g);
     src.config_origin = "GGUF llama.* keys and tensor shapes";
   }
-  if (const GGUFValue* t = g->find("lmkit.tokenizer"); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
+  if (const GGUFValue* t = g->find(kTokenizerMetadataKey); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
 }
 
 void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
@@ -170,10 +164,10 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
   for (size_t i = 0; i < f->entries().size(); ++i) {
     const Llama2cFile::Entry& e = f->entries()[i];
     Node n;
-    n.name = e.name;
+    n.name = llama2c_tensor_name(e.array, e.layer);
     n.dtype = DType::F32;
     n.shape = e.shape;
-    n.from.push_back({e.name, DType::F32, e.shape});
+    n.from.push_back({n.name, DType::F32, e.shape});
     if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
     n.load = [f, i] { return f->get(f->entries()[i]); };
     n.mapped = mapped && !e.q8;
@@ -185,14 +179,14 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
       };
     src.graph.nodes.push_back(std::move(n));
   }
-  src.config = f->config();
+  src.config = config_from_llama2c(f->header());
   src.config_origin = cat("llama2.c v", f->header().version, " header");
 }
 
 // The checkpoint file inside a directory: a sharded index, else the only safetensors/GGUF/bin file.
 std::string checkpoint_in_dir(const std::string& dir) {
-  if (exists(join(dir, "model.safetensors.index.json"))) return join(dir, "model.safetensors.index.json");
-  for (const char* n : {"model.safetensors", "consolidated.safetensors", "consolidated.00.safetensors"})
+  if (exists(join(dir, kShardIndexName))) return join(dir, kShardIndexName);
+  for (const char* n : kSingleWeightNames)
     if (exists(join(dir, n))) return join(dir, n);
   std::vector<std::string> found;
   if (DIR* d = ::opendir(dir.c_str())) {
@@ -224,26 +218,19 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
   } else {
     const bool mapped = is_regular(path);
     std::shared_ptr<MappedFile> file = MappedFile::open(path);
-    const uint8_t* p = file->data();
-    const size_t n = file->size();
-    if (forced == Layout::GGUF) {
-      open_gguf(src, file, mapped, path);
-    } else if (forced == Layout::Llama2c) {
-      open_llama2c(src, file, mapped, path);
-    } else if (GGUFFile::has_magic(p, n)) {
-      open_gguf(src, file, mapped, path);
-    } else if (Llama2cFile::has_magic(p, n)) {
-      open_llama2c(src, file, mapped, path);
-    } else if (n >= 9 && p[8] == '{') {
-      open_safetensors(src, file, mapped, path);
-    } else if (n > 0 && p[0] == '{') {
-      fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
-           "a sharded checkpoint is read through its index, named *.index.json");
-    } else if (Llama2cFile::plausible_v0_header(p, n)) {
-      open_llama2c(src, file, mapped, path);
-    } else {
-      fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", n,
-                    " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
+    const Container kind = forced == Layout::GGUF      ? Container::GGUF
+                           : forced == Layout::Llama2c ? Container::Llama2c
+                                                       : sniff_container(file->data(), file->size());
+    switch (kind) {
+      case Container::GGUF: open_gguf(src, file, mapped, path); break;
+      case Container::Llama2c: open_llama2c(src, file, mapped, path); break;
+      case Container::Safetensors: open_safetensors(src, file, mapped, path); break;
+      case Container::Json:
+        fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
+             "a sharded checkpoint is read through its index, named *.index.json");
+      case Container::Unknown:
+        fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", file->size(),
+                      " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
     }
   }
   if (!src.config) {
@@ -252,7 +239,9 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
       src.config_origin = std::string("metadata ") + kConfigMetadataKey;
     }
   }
-  if (auto tok = src.metadata.find("lmkit.tokenizer"); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  if (auto tok = src.metadata.find(kTokenizerMetadataKey); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  // Checked here, so that a bad one is refused with its source named, not copied into the output.
+  if (!src.tokenizer_json.empty()) spec_from_json(src.tokenizer_json, quote(src.display));
   return src;
 }
 

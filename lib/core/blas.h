@@ -41,6 +41,34 @@ void sgemm_on(GemmBackend backend, bool trans_a, bool trans_b, int64_t M, int64_
 void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// ---- bfloat16 operands, f32 accumulation (bf16 compute: Transformer::set_compute_dtype) ----
+
+// out[i] = in[i] rounded to bfloat16, to nearest even (NaN stays NaN): lm::f32_to_bf16 over n
+// floats, across the threads when n is large (and the caller is not in a parallel region).
+void round_to_bf16(uint16_t* out, const float* in, int64_t n);
+
+// C[M,N] = alpha * op(A) @ op(B) + beta * C as sgemm (same layout, leading dimensions and
+// beta/alpha/K == 0 contract), with A and B in bfloat16 (bit patterns) and C in float32. The
+// product of two bf16 numbers is exact in f32; the sums are f32 (oneDNN's bf16 kernels add the
+// pairs of a dot product in f32 too). Fails like sgemm on bad sizes.
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// How gemm_bf16 runs. onednn_bf16: oneDNN's bf16 GEMM on the CPU's AVX512_BF16 dot products
+// (about twice sgemm's rate). widen_sgemm: both operands widened to f32 (exactly) and lm::sgemm,
+// where oneDNN cannot use AVX512_BF16 (an older CPU, or ONEDNN_MAX_CPU_ISA below it): oneDNN's
+// own bf16 path there emulates the dot products at about a third of sgemm's rate on AVX-512
+// and has none on AVX2. The same numbers up to the order of the f32 sums.
+enum class Bf16GemmPath { onednn_bf16, widen_sgemm };
+Bf16GemmPath gemm_bf16_path();                       // the one gemm_bf16 takes on this machine
+const char* gemm_bf16_path_name(Bf16GemmPath path);  // "onednn_bf16", "widen_sgemm"
+// gemm_bf16 on a named path, for the tests and benchmarks that hold them to each other.
+void gemm_bf16_on(Bf16GemmPath path, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// The plain reference twin: each operand widened to float, the triple loop summed in double.
+void gemm_bf16_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 void blas_set_threads(int n);
 const char* blas_config();  // OpenBLAS build string, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64"
 // What lm::sgemm runs, e.g. "oneDNN 2.6.3 avx512_core_bf16" or "OpenBLAS 0.3.21 ... Haswell ...".

@@ -33,6 +33,7 @@ struct EvalOptions {
   int64_t max_windows = 0;  // stop after this many windows; 0 = all
   bool embedding = false;   // compute the mean embedding (always on with SIGReg)
   uint64_t sigreg_seed = 0; // SIGReg noise [C, S] = Rng(seed).normal(), the same for every batch
+  DType compute_dtype = DType::F32;  // evaluate_files: the matmuls' operands (Transformer::set_compute_dtype)
 };
 
 struct EvalResult {

@@ -17,6 +17,7 @@ EvalResult evaluate_files(const std::string& model_path, const std::vector<std::
   require_finite(weights, quote(model_path));
   Transformer model(std::move(weights));
   require_supported(model.config(), program_capabilities(), "lm-eval-loss");
+  model.set_compute_dtype(opts.compute_dtype);
   const ModelConfig& cfg = model.config();
   const TokenizerSpec spec = model_tokenizer_spec(model.weights(), quote(model_path));
   std::vector<int32_t> byte_len;

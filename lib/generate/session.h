@@ -33,6 +33,7 @@ struct SessionOptions {
   bool json = false;  // a record per prompt (on_json); text is then not streamed
   GenerateOptions generate;
   uint64_t seed = 0;  // prompt i uses seed + i
+  DType compute_dtype = DType::F32;  // the matmuls' operands (Transformer::set_compute_dtype)
 };
 
 class GenerateSession {

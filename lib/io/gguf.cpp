@@ -390,21 +390,6 @@ void GGUFWriter::add_tensor(const std::string& name, GGMLType type, Shape shape,
   tensors_.push_back({name, type, std::move(shape), std::move(produce)});
 }
 
-namespace {
-class CountingSink final : public ByteSink {
- public:
-  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
-  void write(const void* data, size_t n) override {
-    inner_.write(data, n);
-    count += n;
-  }
-  void finish() override {}
-  uint64_t count = 0;
-
- private:
-  ByteSink& inner_;
-};
-}  // namespace
 
 void GGUFWriter::write(ByteSink& out) const {
   constexpr uint64_t kAlign = 32;

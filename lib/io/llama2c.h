@@ -2,10 +2,11 @@
 // run.c reads; negative vocab_size = untied classifier), v1 (256-byte header with magic,
 // fp32, different order) and v2 (Q8_0 groups, runq.c). Read all three, write v0.
 //
-// The arrays are stacked over layers ([L, ...]); the reader hands out one tensor per layer
-// under lmkit's (Meta) names, as zero-copy views for fp32 and dequantized for v2. Which array
-// holds which tensor, and in which order each version stores them, comes from the name table
-// (lib/convert/names.h), so reader, writer and the other layouts agree.
+// The container only: the header, which arrays each version stores in which order, their
+// shapes and offsets. The arrays are stacked over layers ([L, ...]); the reader hands out one
+// entry per layer slice, named by run.c's TransformerWeights field and the layer. What those
+// arrays are in lmkit's terms (tensor names, the model config a header implies) is the
+// conversion's business (lib/convert: names.h, config_io.h).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,6 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "model/config.h"
 
 namespace lm {
 
@@ -42,12 +42,10 @@ class Llama2cFile {
 
   const std::string& path() const;
   const Llama2cHeader& header() const { return header_; }
-  // The model config the header implies; what the file cannot store takes llama2.c's fixed
-  // values: RMSNorm eps 1e-5, RoPE theta 10000, HS = dim / n_heads, BOS 1, EOS 2.
-  ModelConfig config() const;
 
   struct Entry {
-    std::string name;  // lmkit (Meta) name, e.g. "layers.3.attention.wq.weight"
+    std::string array;           // run.c's TransformerWeights field, e.g. "wq"
+    int64_t layer = -1;          // the layer of a per-layer array's slice; -1 for a whole array
     Shape shape;
     bool q8 = false;             // v2: int8 values followed by fp32 group scales
     uint64_t offset = 0;         // of the fp32 data, or of the int8 values (v2)
@@ -63,11 +61,17 @@ class Llama2cFile {
   std::vector<Entry> entries_;
 };
 
-// Writes a legacy v0 file for `cfg` (which must be a plain Llama that v0 can describe: the
-// Unsupported error names the first field it cannot store). `get(name)` returns each lmkit
-// tensor (any float dtype; written as fp32). freq_cis_real/imag are computed (run.c skips them).
-void write_llama2c_v0(ByteSink& sink, const ModelConfig& cfg, const std::function<Tensor(const std::string&)>& get);
-// What v0 cannot express about `cfg`, one message each (empty = writable).
-std::vector<std::string> llama2c_unsupported(const ModelConfig& cfg);
+// Whether run.c stacks `array` over layers (rms_att_weight, wq, ..., w3) rather than holding one.
+bool llama2c_per_layer(const std::string& array);
+// The shape of one layer's slice of `array` (or of the whole array) under header `h`.
+Shape llama2c_array_shape(const std::string& array, const Llama2cHeader& h);
+
+// Writes a legacy v0 file with header `h` (version, group_size ignored; shared_classifier decides
+// the sign of vocab_size and whether wcls is stored). `get(array, layer)` returns each slice
+// (layer -1 for a whole array) in any float dtype, of llama2c_array_shape; it is written as fp32.
+// freq_cis_real/imag are computed (run.c skips them). A header the reader would refuse is a
+// Usage error.
+void write_llama2c_v0(ByteSink& sink, const Llama2cHeader& h,
+                      const std::function<Tensor(const std::string& array, int64_t layer)>& get);
 
 }  // namespace lm

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/container.h"
 #include "io/stream.h"
 
 namespace lm {
@@ -65,6 +66,7 @@ SafeTensorsFile SafeTensorsFile::parse(std::shared_ptr<MappedFile> file) {
   const std::string& name = file->path();
   const uint8_t* p = file->data();
   const uint64_t size = file->size();
+  refuse_other_checkpoint(p, size, name);  // a GGUF or llama2.c file: say so, and how to convert it
   if (size < 8) fail_data(cat(quote(name), ": not a safetensors file: ", size, " bytes, too short for the header length"));
   uint64_t header_len;
   std::memcpy(&header_len, p, 8);
@@ -187,22 +189,6 @@ void SafeTensorsWriter::add_lazy(const std::string& name, DType dtype, Shape sha
   entries_.push_back({name, dtype, std::move(shape), Tensor(), std::move(produce)});
 }
 
-namespace {
-// Counts bytes passing through, so a lazy producer that writes the wrong amount is caught.
-class CountingSink final : public ByteSink {
- public:
-  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
-  void write(const void* data, size_t n) override {
-    inner_.write(data, n);
-    count += n;
-  }
-  void finish() override {}
-  uint64_t count = 0;
-
- private:
-  ByteSink& inner_;
-};
-}  // namespace
 
 void SafeTensorsWriter::write(ByteSink& sink) const {
   std::vector<const Entry*> order;

@@ -1,13 +1,20 @@
 #include "io/stream.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -30,6 +37,136 @@ bool is_zstd_magic(const uint8_t* p, size_t n) {
 }
 
 namespace {
+
+// ---- The registry of live temporary paths, and the fatal-signal handler that removes them ----
+//
+// Plain static slots, each holding its path inline, so the handler reads no memory that another
+// thread could free. A slot is 0 (free), 1 (being filled), 2 (a live file) or 3 (a live
+// directory, removed with the files in it). More live paths than slots are not registered: the
+// next writer's stale-file pass removes those after a crash.
+constexpr int kTempSlots = 128;
+struct TempSlot {
+  std::atomic<int> state{0};
+  char path[PATH_MAX];
+};
+TempSlot g_temp_slots[kTempSlots];
+std::atomic<int> g_commit_depth{0};         // open CommitSections
+volatile std::sig_atomic_t g_pending_signal = 0;  // a fatal signal that came during one
+
+// Removes the files directly inside `dir`, then `dir`. Async-signal-safe (raw getdents64).
+void remove_dir_and_files(const char* dir) {
+  for (int pass = 0; pass < 3; ++pass) {
+    const int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    alignas(8) char buf[2048];
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        const char* rec = buf + off;
+        unsigned short reclen;
+        std::memcpy(&reclen, rec + 16, sizeof reclen);  // d_ino (8), d_off (8), d_reclen, d_type, d_name
+        const char* name = rec + 19;
+        if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) ::unlinkat(fd, name, 0);
+        off += reclen;
+      }
+    }
+    ::close(fd);
+    if (::rmdir(dir) == 0 || errno != ENOTEMPTY) return;
+  }
+}
+
+extern "C" void on_fatal_signal(int sig) {
+  if (g_commit_depth.load() > 0) {  // a set of renames is under way: the last CommitSection ends us
+    g_pending_signal = sig;
+    return;
+  }
+  remove_temp_files_now();
+  ::raise(sig);  // SA_RESETHAND restored the default action: it ends the process once we return
+}
+
+void install_signal_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ}) {
+      struct sigaction old {};
+      if (::sigaction(sig, nullptr, &old) != 0) continue;
+      if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) continue;  // the program's own choice
+      struct sigaction sa {};
+      sa.sa_handler = on_fatal_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESETHAND | SA_RESTART;
+      ::sigaction(sig, &sa, nullptr);
+    }
+  });
+}
+
+// Registers `path`; returns its slot, or -1 when it cannot be held.
+int register_temp(const std::string& path, bool is_dir) {
+  if (path.size() >= PATH_MAX) return -1;
+  install_signal_handlers();
+  for (int i = 0; i < kTempSlots; ++i) {
+    int expected = 0;
+    if (!g_temp_slots[i].state.compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_temp_slots[i].path, path.c_str(), path.size() + 1);
+    g_temp_slots[i].state.store(is_dir ? 3 : 2);
+    return i;
+  }
+  return -1;
+}
+
+void unregister_temp(int slot) {
+  if (slot >= 0) g_temp_slots[slot].state.store(0);
+}
+
+// "a1b2c3d4": FNV-1a of the host name, so files of writers on other hosts (a shared file
+// system) are told apart from this host's dead ones.
+const std::string& host_tag() {
+  static const std::string tag = [] {
+    char name[256] = {};
+    ::gethostname(name, sizeof name - 1);
+    uint32_t h = 2166136261u;
+    for (const char* p = name; *p; ++p) h = (h ^ static_cast<uint8_t>(*p)) * 16777619u;
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", h);
+    return std::string(hex);
+  }();
+  return tag;
+}
+
+// The writer of a temporary name ".<base>.lmkit-<pid>-<host>-XXXXXX", or false when `name` is
+// not one.
+bool parse_temp_name(const std::string& name, long* pid, std::string* host) {
+  if (name.empty() || name[0] != '.') return false;
+  const size_t at = name.rfind(".lmkit-");
+  if (at == std::string::npos || at == 0) return false;
+  const std::string rest = name.substr(at + 7);  // "<pid>-<host>-XXXXXX"
+  const size_t dash1 = rest.find('-');
+  if (dash1 == std::string::npos || dash1 == 0 || dash1 > 10) return false;
+  for (size_t i = 0; i < dash1; ++i)
+    if (rest[i] < '0' || rest[i] > '9') return false;
+  if (rest.size() != dash1 + 1 + 8 + 1 + 6 || rest[dash1 + 9] != '-') return false;
+  *pid = std::strtol(rest.substr(0, dash1).c_str(), nullptr, 10);
+  *host = rest.substr(dash1 + 1, 8);
+  return true;
+}
+
+bool process_alive(long pid) {
+  if (pid <= 0) return true;  // not ours to judge
+  if (pid == static_cast<long>(::getpid())) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+}
+
+std::string dir_of_path(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string strip_trailing_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
 
 class FdSource final : public ByteSource {
  public:
@@ -147,16 +284,12 @@ class FileSink final : public ByteSink {
       in_place_ = true;
       return;
     }
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-    const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-    tmp_ = (dir == "/" ? "" : dir) + "/." + base + ".XXXXXX";
-    if (dir == ".") tmp_ = "." + base + ".XXXXXX";
-    std::vector<char> templ(tmp_.begin(), tmp_.end());
-    templ.push_back('\0');
-    fd_ = ::mkstemp(templ.data());
+    remove_stale_temp_files(dir_of_path(path));
+    std::string templ = temp_prefix_for(path) + "XXXXXX";
+    fd_ = ::mkostemp(templ.data(), O_CLOEXEC);
     if (fd_ < 0) fail_io("cannot create a temporary file for", path);
-    tmp_ = templ.data();
+    tmp_ = templ;
+    slot_ = register_temp(tmp_, false);
     ::fchmod(fd_, 0644 & ~current_umask());
   }
   ~FileSink() override {
@@ -164,6 +297,7 @@ class FileSink final : public ByteSink {
     if (!tmp_.empty()) {
       if (fd_ >= 0) ::close(fd_);
       ::unlink(tmp_.c_str());
+      unregister_temp(slot_);
     }
   }
   void write(const void* data, size_t n) override {
@@ -185,6 +319,9 @@ class FileSink final : public ByteSink {
       return;
     }
     if (tmp_.empty()) return;  // stdout
+    // On disk before the rename makes it the file: a power loss then leaves the old file or the
+    // new one, not a new name over missing data.
+    if (::fdatasync(fd_) != 0 && errno != EINVAL) fail_io("cannot write", path_);
     if (::close(fd_) != 0) {
       fd_ = -1;
       fail_io("cannot write", path_);
@@ -192,6 +329,7 @@ class FileSink final : public ByteSink {
     fd_ = -1;
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail_io("cannot rename the temporary file to", path_);
     tmp_.clear();
+    unregister_temp(slot_);
   }
 
  private:
@@ -221,6 +359,7 @@ class FileSink final : public ByteSink {
 
   std::string path_, tmp_;
   int fd_ = -1;
+  int slot_ = -1;          // of tmp_ in the registry
   bool in_place_ = false;  // a non-regular file, written directly
   std::vector<uint8_t> buf_;
 };
@@ -304,6 +443,90 @@ std::unique_ptr<ByteSource> memory_source(const uint8_t* data, size_t size, std:
 }
 
 std::unique_ptr<ByteSink> open_output(const std::string& path) { return std::make_unique<FileSink>(path); }
+
+std::string read_text_file(const std::string& path) {
+  auto in = open_raw_input(path);
+  std::string text;
+  char buf[1 << 16];
+  while (const size_t n = in->read_some(buf, sizeof buf)) text.append(buf, n);
+  return text;
+}
+
+std::string temp_prefix_for(const std::string& target) {
+  const std::string path = strip_trailing_slashes(target);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.size() > 200) base.resize(200);  // room for the suffix within NAME_MAX
+  return cat(dir, ".", base, ".lmkit-", static_cast<long>(::getpid()), "-", host_tag(), "-");
+}
+
+void remove_stale_temp_files(const std::string& given) {
+  const std::string dir = given.empty() ? "." : given;
+  static std::mutex mu;
+  static std::set<std::string> done;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done.insert(dir).second) return;
+  }
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::pair<std::string, bool>> stale;
+  while (const dirent* e = ::readdir(d)) {
+    long pid;
+    std::string host;
+    if (!parse_temp_name(e->d_name, &pid, &host) || host != host_tag() || process_alive(pid)) continue;
+    stale.emplace_back(e->d_name, e->d_type == DT_DIR);
+  }
+  ::closedir(d);
+  for (const auto& [name, is_dir] : stale) {
+    const std::string p = dir == "." ? name : (dir.back() == '/' ? dir + name : dir + "/" + name);
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode))
+      remove_dir_and_files(p.c_str());
+    else
+      ::unlink(p.c_str());
+  }
+}
+
+TempDir::TempDir(const std::string& target, const char* what) {
+  const std::string t = strip_trailing_slashes(target);
+  remove_stale_temp_files(dir_of_path(t));
+  std::string templ = temp_prefix_for(t) + "XXXXXX";
+  if (!::mkdtemp(templ.data())) fail_io(what, t);
+  path_ = templ;
+  slot_ = register_temp(path_, true);
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  remove_dir_and_files(path_.c_str());
+  unregister_temp(slot_);
+}
+
+void TempDir::release() {
+  unregister_temp(slot_);
+  slot_ = -1;
+  path_.clear();
+}
+
+CommitSection::CommitSection() { g_commit_depth.fetch_add(1); }
+
+CommitSection::~CommitSection() {
+  if (g_commit_depth.fetch_sub(1) != 1 || g_pending_signal == 0) return;
+  const int sig = g_pending_signal;
+  remove_temp_files_now();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void remove_temp_files_now() {
+  for (TempSlot& s : g_temp_slots)
+    if (s.state.load() == 2) ::unlink(s.path);
+  for (TempSlot& s : g_temp_slots)
+    if (s.state.load() == 3) remove_dir_and_files(s.path);
+}
 
 std::unique_ptr<ByteSink> zstd_sink(std::unique_ptr<ByteSink> inner, int level) {
   return std::make_unique<ZstdSink>(std::move(inner), level);

@@ -41,7 +41,9 @@ std::unique_ptr<ByteSource> prefixed_source(std::vector<uint8_t> prefix, std::un
 // Wraps an in-memory buffer (tests and fuzzers).
 std::unique_ptr<ByteSource> memory_source(const uint8_t* data, size_t size, std::string name);
 
-// A file output written to "<dir>/.<name>.XXXXXX" and renamed to `path` by finish(); "-" = stdout.
+// A file output written to a temporary file beside `path` (temp_path_for) and renamed to
+// `path` by finish(); "-" = stdout; a device or FIFO is written in place. The temporary file is
+// removed when the sink is destroyed unfinished, and on a fatal signal (see below).
 std::unique_ptr<ByteSink> open_output(const std::string& path);
 // Compresses everything written into one zstd frame on `inner`. level 1..19 (default 3).
 std::unique_ptr<ByteSink> zstd_sink(std::unique_ptr<ByteSink> inner, int level);
@@ -49,5 +51,71 @@ std::unique_ptr<ByteSink> zstd_sink(std::unique_ptr<ByteSink> inner, int level);
 std::unique_ptr<ByteSink> memory_sink(std::vector<uint8_t>* out);
 
 bool is_zstd_magic(const uint8_t* p, size_t n);
+
+// Passes bytes through to `inner`, counting them (a producer that writes the wrong amount is caught).
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
+  void write(const void* data, size_t n) override {
+    inner_.write(data, n);
+    count += n;
+  }
+  void finish() override {}
+  uint64_t count = 0;
+
+ private:
+  ByteSink& inner_;
+};
+
+// The whole of a (small) file as text: a config or rules file, an index. "-" reads stdin.
+std::string read_text_file(const std::string& path);
+
+// ---- Temporary files and directories ----
+//
+// Every temporary path lmkit writes is named "<dir>/.<name>.lmkit-<pid>-<host>-XXXXXX" (<host> a
+// hash of the host name), and is registered while it lives: a fatal signal (SIGINT, SIGTERM,
+// SIGHUP, SIGPIPE, SIGXFSZ, when the program left it at its default action) removes every
+// registered path before the process ends by that signal. After a kill -9 or a crash, the next
+// lmkit writer in that directory removes what writers of this host that are no longer running
+// left there (a live process's files are never touched).
+
+// The temporary name for `path` ("<dir>/.<base>.lmkit-<pid>-<host>-", mkstemp's XXXXXX to follow).
+std::string temp_prefix_for(const std::string& path);
+// Removes the temporary files and directories of dead lmkit writers of this host in `dir`
+// (once per directory and process; errors are ignored).
+void remove_stale_temp_files(const std::string& dir);
+
+// A temporary directory beside `target` (".<target's name>.lmkit-..."), registered for removal
+// on a signal and removed with its files on destruction unless released (after it was renamed).
+// Failing to create it is an Io error "<what> '<target>': <why>".
+class TempDir {
+ public:
+  explicit TempDir(const std::string& target, const char* what = "cannot create a temporary directory for");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // The directory has been renamed into place or emptied and removed: forget it.
+  void release();
+
+ private:
+  std::string path_;
+  int slot_ = -1;
+};
+
+// While one exists, a fatal signal waits: the handler records it and returns, and the last
+// CommitSection to end removes the temporary files and ends the process by that signal. For the
+// few renames that move a set of files into place, so a signal cannot cut the set in two.
+class CommitSection {
+ public:
+  CommitSection();
+  ~CommitSection();
+  CommitSection(const CommitSection&) = delete;
+  CommitSection& operator=(const CommitSection&) = delete;
+};
+
+// Removes every registered temporary path now. Async-signal-safe: for programs that install
+// their own signal handlers and end the process from one.
+void remove_temp_files_now();
 
 }  // namespace lm

@@ -131,6 +131,7 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   if ((any_drop || (c.sigreg.enabled && !opt.sigreg_noise)) && !opt.rng)
     fail_usage("train_step: dropout and SIGReg need TrainStepOptions::rng");
   check_token_ids(targets, NT, V, "target");  // pad_id lies inside the vocabulary too
+  const Bf16Matmuls::Scope compute(fresh_bf16_matmuls());  // bf16 compute, or f32 (null)
 
   // 1. Dropout seeds, then 2. the forward with dropout (documented order: transformer.h).
   drop_seeds_.clear();

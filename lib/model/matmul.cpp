@@ -7,6 +7,7 @@
 
 #include "core/blas.h"
 #include "core/quant.h"
+#include "core/error.h"
 #include "core/rows.h"
 #include "core/threads.h"
 
@@ -27,20 +28,110 @@ void matmul_forward_few_rows(float* out, const float* inp, const float* weight, 
 
 }  // namespace
 
+namespace {
+
+thread_local Bf16Matmuls* t_bf16 = nullptr;  // the calling thread's active bf16 matmuls
+
+// out rows = bias (the GEMM then adds with beta = 1).
+void fill_bias(float* out, const float* bias, int64_t N, int64_t OC) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * sizeof(float));
+}
+
+// bf16(x) for n floats into scratch buffer `slot`.
+const uint16_t* rounded(Bf16Matmuls& m, int slot, const float* x, int64_t n) {
+  uint16_t* out = m.scratch(slot, n);
+  round_to_bf16(out, x, n);
+  return out;
+}
+
+// The weight's bf16 copy, or (not registered) the weight rounded into scratch buffer `slot`.
+const uint16_t* weight_bf16(Bf16Matmuls& m, int slot, const float* w, int64_t n) {
+  const uint16_t* copy = m.find(w);
+  return copy ? copy : rounded(m, slot, w, n);
+}
+
+// out [N, OC] = xb [N, IC] @ bf16(weight)^T (+ bias), xb already rounded.
+void forward_bf16(Bf16Matmuls& m, float* out, const uint16_t* xb, const float* weight, const float* bias, int64_t N,
+                  int64_t IC, int64_t OC) {
+  if (bias) fill_bias(out, bias, N, OC);
+  const uint16_t* wb = weight_bf16(m, 1, weight, OC * IC);
+  gemm_bf16(false, true, N, OC, IC, 1.0f, xb, IC, wb, IC, bias ? 1.0f : 0.0f, out, OC);
+}
+
+}  // namespace
+
+bool few_rows_path(int64_t N) { return N <= kMatmulFewRows && !t_bf16; }
+
+Bf16Matmuls* active_bf16_matmuls() { return t_bf16; }
+
+Bf16Matmuls::Scope::Scope(Bf16Matmuls* m) : prev_(t_bf16) { t_bf16 = m; }
+Bf16Matmuls::Scope::~Scope() { t_bf16 = prev_; }
+
+void Bf16Matmuls::add_weights(const float* w, int64_t n) {
+  if (n <= 0) return;
+  int64_t at = 0;
+  for (const Entry& e : entries_) {
+    if (w < e.w + e.n && e.w < w + n) fail(ErrorKind::Runtime, "internal: overlapping bf16 weight copies");
+    at = std::max(at, e.at + (e.n + 31) / 32 * 32);  // copies start on 64-byte boundaries
+  }
+  Entry added{w, n, at};
+  entries_.insert(std::upper_bound(entries_.begin(), entries_.end(), added,
+                                   [](const Entry& a, const Entry& b) { return a.w < b.w; }),
+                  added);
+  fresh_ = false;
+}
+
+void Bf16Matmuls::clear_weights() {
+  entries_.clear();
+  fresh_ = false;
+}
+
+void Bf16Matmuls::refresh() {
+  int64_t total = 0;
+  for (const Entry& e : entries_) total = std::max(total, e.at + (e.n + 31) / 32 * 32);
+  if (copies_.numel() != total) copies_ = Tensor::zeros(DType::BF16, {total});
+  uint16_t* base = copies_.data_mut<uint16_t>();
+  for (const Entry& e : entries_) round_to_bf16(base + e.at, e.w, e.n);
+  fresh_ = true;
+}
+
+const uint16_t* Bf16Matmuls::find(const float* w) const {
+  // The last tensor starting at or before w, if w lies inside it.
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), w, [](const float* p, const Entry& e) { return p < e.w; });
+  if (it == entries_.begin()) return nullptr;
+  if (!fresh_) fail(ErrorKind::Runtime, "internal: bf16 weight copies used before refresh()");
+  --it;
+  if (w >= it->w + it->n) return nullptr;
+  return copies_.data<uint16_t>() + it->at + (w - it->w);
+}
+
+uint16_t* Bf16Matmuls::scratch(int slot, int64_t n) {
+  Tensor& t = scratch_[slot];
+  if (t.numel() < std::max<int64_t>(n, 1)) t = Tensor::zeros(DType::BF16, {std::max<int64_t>(n, 1)});
+  return t.data_mut<uint16_t>();
+}
+
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                     int64_t OC) {
+  if (Bf16Matmuls* m = t_bf16) {
+    forward_bf16(*m, out, rounded(*m, 0, inp, N * IC), weight, bias, N, IC, OC);
+    return;
+  }
   if (N <= kMatmulFewRows) {
     matmul_forward_few_rows(out, inp, weight, bias, N, IC, OC);
     return;
   }
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * sizeof(float));
-  }
+  if (bias) fill_bias(out, bias, N, OC);
   sgemm(false, true, N, OC, IC, 1.0f, inp, weight, bias ? 1.0f : 0.0f, out);
 }
 
 void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* inp, int64_t N, int64_t IC) {
+  if (Bf16Matmuls* m = t_bf16) {  // the input rounded once for all parts
+    const uint16_t* xb = rounded(*m, 0, inp, N * IC);
+    for (const MatmulPart& p : parts) forward_bf16(*m, p.out, xb, p.weight, p.bias, N, IC, p.OC);
+    return;
+  }
   if (N > kMatmulFewRows) {
     for (const MatmulPart& p : parts) matmul_forward(p.out, inp, p.weight, p.bias, N, IC, p.OC);
     return;
@@ -82,7 +173,7 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
     return;
   }
   require_row_kernel(w.type);
-  if (N > kMatmulFewRows) {
+  if (!few_rows_path(N)) {
     matmul_forward(out, inp, decoded_weights(w), bias, N, w.cols, w.rows);
     return;
   }
@@ -93,7 +184,7 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
 
 void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const float* inp, int64_t N) {
   for (const MatmulViewPart& p : parts) require_row_kernel(p.weight->type);
-  if (N > kMatmulFewRows || parts.size() == 0) {
+  if (!few_rows_path(N) || parts.size() == 0) {
     for (const MatmulViewPart& p : parts) matmul_forward(p.out, inp, *p.weight, p.bias, N);
     return;
   }
@@ -142,8 +233,14 @@ void matmul_forward_ref(float* out, const float* inp, const float* weight, const
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC) {
-  if (dinp) sgemm(false, false, N, IC, OC, 1.0f, dout, weight, 1.0f, dinp);
-  sgemm(true, false, OC, IC, N, 1.0f, dout, inp, 1.0f, dweight);
+  if (Bf16Matmuls* m = t_bf16) {
+    const uint16_t* db = rounded(*m, 0, dout, N * OC);
+    if (dinp) gemm_bf16(false, false, N, IC, OC, 1.0f, db, OC, weight_bf16(*m, 1, weight, OC * IC), IC, 1.0f, dinp, IC);
+    gemm_bf16(true, false, OC, IC, N, 1.0f, db, OC, rounded(*m, 2, inp, N * IC), IC, 1.0f, dweight, IC);
+  } else {
+    if (dinp) sgemm(false, false, N, IC, OC, 1.0f, dout, weight, 1.0f, dinp);
+    sgemm(true, false, OC, IC, N, 1.0f, dout, inp, 1.0f, dweight);
+  }
   if (dbias) {
     constexpr int64_t kBlock = 64;  // columns per task; rows summed in order (deterministic)
 #pragma omp parallel for schedule(static)

@@ -4,6 +4,9 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
+
+#include "core/tensor.h"
 
 namespace lm {
 
@@ -11,7 +14,10 @@ struct WeightView;
 
 // Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
 // matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
+// Not while bf16 matmuls are active (below): see few_rows_path.
 inline constexpr int64_t kMatmulFewRows = 3;
+// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows, in f32 compute.
+bool few_rows_path(int64_t N);
 
 // Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'
@@ -54,5 +60,58 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // The same with plain loops (double accumulation).
 void matmul_backward_ref(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                          const float* weight, int64_t N, int64_t IC, int64_t OC);
+
+// ---- bf16 compute (Transformer::set_compute_dtype) ----
+//
+// While a Bf16Matmuls is active on the calling thread (Bf16Matmuls::Scope), matmul_forward,
+// matmul_forward_parts (and swiglu_up_forward through it) and matmul_backward multiply bfloat16
+// operands with f32 accumulation (lm::gemm_bf16), whatever the number of rows; bf16(x) is x
+// rounded to nearest even:
+//   forward   out   = bf16(inp) @ bf16(W)^T (+ bias in f32)
+//   backward  dinp += bf16(dout) @ bf16(W),  dW += bf16(dout)^T @ bf16(inp),  dbias += sums of dout (f32)
+// Activations (inp, dout) are rounded per call (once for all parts of matmul_forward_parts);
+// a weight inside a registered tensor comes from its bf16 copy, made by refresh() (once per
+// optimizer step, not per call); any other weight is rounded per call. The outputs and every
+// accumulation stay f32. tests/fixtures/bf16_reference.py is the PyTorch twin.
+class Bf16Matmuls {
+ public:
+  // Registers the n floats at w (a weight tensor); their copy is made by the next refresh().
+  void add_weights(const float* w, int64_t n);
+  // Forgets every registered tensor (the copies' memory is kept for the next refresh()).
+  void clear_weights();
+  // Rounds every registered tensor again: after the weights changed (an optimizer step).
+  void refresh();
+  // The bf16 copy of the registered weight element at w (any element of a tensor), or null.
+  const uint16_t* find(const float* w) const;
+  int64_t copy_bytes() const { return static_cast<int64_t>(copies_.nbytes()); }
+  // Scratch for rounded activations: buffer `slot` (0..2) of at least n elements, kept and grown.
+  uint16_t* scratch(int slot, int64_t n);
+
+  // Makes `m` the calling thread's bf16 matmuls until destroyed (null: f32, the default); nests.
+  class Scope {
+   public:
+    explicit Scope(Bf16Matmuls* m);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Bf16Matmuls* prev_;
+  };
+
+ private:
+  struct Entry {
+    const float* w;
+    int64_t n;
+    int64_t at;  // offset of its copy in copies_
+  };
+  std::vector<Entry> entries_;  // sorted by address
+  Tensor copies_;               // BF16, every registered tensor
+  bool fresh_ = false;          // copies_ holds every registered tensor as it was at refresh()
+  Tensor scratch_[3];
+};
+
+// The calling thread's active bf16 matmuls, or null (f32 compute).
+Bf16Matmuls* active_bf16_matmuls();
 
 }  // namespace lm

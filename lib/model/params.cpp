@@ -12,6 +12,7 @@
 #include "core/mapped_file.h"
 #include "core/quant.h"
 #include "core/rng.h"
+#include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "model/loss_weights.h"
@@ -510,24 +511,24 @@ ModelWeights ModelWeights::load_typed(const std::string& path) {
 ModelWeights ModelWeights::load(const std::string& path) {
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   const std::string name = display_name(path);
-  const auto text = file.metadata_value("lmkit.config");
+  const auto text = file.metadata_value(kConfigMetadataKey);
   if (!text)
-    fail(ErrorKind::Data, cat(quote(name), ": no model config (metadata key 'lmkit.config')"),
+    fail(ErrorKind::Data, cat(quote(name), ": no model config (metadata key ", quote(kConfigMetadataKey), ")"),
          "convert the checkpoint with lm-convert-checkpoint, which writes the config");
-  const std::string source = name + " lmkit.config";
+  const std::string source = cat(name, " ", kConfigMetadataKey);
   ModelConfig cfg = config_from_json(*text, source);
   validate(cfg, source);
   ModelWeights w = from_checkpoint(file, cfg);
-  if (auto tok = file.metadata_value("lmkit.tokenizer")) w.tokenizer_json_ = *tok;
+  if (auto tok = file.metadata_value(kTokenizerMetadataKey)) w.tokenizer_json_ = *tok;
   return w;
 }
 
 SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const {
   SafeTensorsWriter out;
   out.set_metadata("format", "pt");
-  out.set_metadata("lmkit.config", config_to_json(cfg_, -1));
+  out.set_metadata(kConfigMetadataKey, config_to_json(cfg_, -1));
   const std::string& tok = tokenizer_json.empty() ? tokenizer_json_ : tokenizer_json;
-  if (!tok.empty()) out.set_metadata("lmkit.tokenizer", tok);
+  if (!tok.empty()) out.set_metadata(kTokenizerMetadataKey, tok);
   nlohmann::json tags = nlohmann::json::object();
   for (size_t i = 0; i < layout_.tensors().size(); ++i) {
     out.add(layout_.tensors()[i].name, tensor(i));

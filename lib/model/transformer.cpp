@@ -33,6 +33,29 @@ Transformer::Transformer(ModelWeights weights) : weights_(std::move(weights)) {
   inv_freq_ = rope_inv_freq(config());
 }
 
+void Transformer::set_compute_dtype(DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    fail_usage(cat("compute dtype ", dtype_name(dtype), " is not supported (F32 or BF16)"));
+  if (dtype == DType::F32) {
+    bf16_.reset();
+    return;
+  }
+  if (!bf16_) bf16_ = std::make_unique<Bf16Matmuls>();
+  bf16_stale_ = true;
+}
+
+Bf16Matmuls* Transformer::fresh_bf16_matmuls() {
+  if (!bf16_ || !bf16_stale_) return bf16_.get();
+  // Every tensor of two or more dimensions: the linears, the classifier (tied: the embedding).
+  bf16_->clear_weights();
+  const auto& table = weights_.layout().tensors();
+  for (size_t i = 0; i < table.size(); ++i)
+    if (table[i].shape.size() >= 2) bf16_->add_weights(weights_.tensor(i).data<float>(), table[i].numel);
+  bf16_->refresh();
+  bf16_stale_ = false;
+  return bf16_.get();
+}
+
 namespace {
 
 // Two passes over the same list of buffers: count the floats, then hand out views.
@@ -240,7 +263,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 
   // Attention block.
   norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
-  if (cache && B == 1 && T == 1 && NKV >= thread_count()) {  // a unit (kv head) for every thread
+  if (cache && B == 1 && T == 1 && NKV >= thread_count() && !bf16_) {  // a unit (kv head) for every thread
     attention_decode_step(l, la, P, *cache);
   } else {
     matmul_forward_parts({{la.q, &lm.wq, lw.bq}, {la.k, &lm.wk, lw.bk}, {la.v, &lm.wv, lw.bv}}, la.ln1, N);
@@ -397,6 +420,7 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   const int64_t S = K + T, N = B * S, NT = B * T;
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == NormType::LayerNorm;
+  const Bf16Matmuls::Scope compute(fresh_bf16_matmuls());  // bf16 compute, or f32 (null)
 
   check_token_ids(tokens, NT, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/rng.h"
@@ -19,6 +20,7 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/loss.h"
+#include "model/matmul.h"
 #include "model/params.h"
 #include "model/vision.h"
 
@@ -134,6 +136,22 @@ class Transformer {
   // [B, NH, T, T] among them: activation_bytes() reports the arena.
   void set_gradient_checkpointing(bool on) { checkpoint_ = on; }
   int64_t activation_bytes() const { return static_cast<int64_t>(acts_.arena.nbytes()); }
+
+  // The matmuls' operand type: DType::F32 (the default) or DType::BF16 (bf16 compute): every
+  // linear's and the classifier's GEMMs, forward and backward, take bfloat16 operands (rounded
+  // to nearest even) and accumulate in f32 (matmul.h's Bf16Matmuls): the weights through bf16
+  // copies of every tensor of two or more dimensions (2 bytes per parameter, rounded again
+  // after weights_changed()), the activations rounded per matmul. Everything else (embedding
+  // lookups, norms, RoPE, attention's products and softmax, the loss, every gradient and
+  // reduction) stays f32, and so does the fused one-token attention step of KV-cache decode's
+  // projections (issue 15 owns bf16 decode: in bf16 compute decode takes the batched path).
+  // Other types are a Usage error. The F32 path is unchanged bit for bit.
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return bf16_ ? DType::BF16 : DType::F32; }
+  // Call after changing weights() in place (an optimizer step) or moving their storage
+  // (make_writable): bf16 compute rounds its weight copies again before the next pass.
+  void weights_changed() { bf16_stale_ = true; }
+  const Bf16Matmuls* bf16_matmuls() const { return bf16_.get(); }
   const ActivationTensors& activations() const { return acts_; }
 
   // Logits [B, T, V] of tokens [B, T] at positions pos [B, T] (null: 0..T-1), T <= max_seq_len.
@@ -225,6 +243,8 @@ class Transformer {
 
   // Gradients of the activations (sized by ensure_grad_buffers).
   void ensure_grad_buffers(int64_t B, int64_t S, int64_t T);
+  // The bf16 matmuls with their weight copies up to date (null in f32 compute), for a Scope.
+  Bf16Matmuls* fresh_bf16_matmuls();
 
   ModelWeights weights_;
   std::vector<double> inv_freq_;  // [HS/2]
@@ -237,6 +257,8 @@ class Transformer {
   std::vector<int32_t> types_;        // [S] type embedding row of each position (with conditions)
   bool keep_ = false;
   ActivationTensors acts_;
+  std::unique_ptr<Bf16Matmuls> bf16_;  // bf16 compute (set_compute_dtype), else null
+  bool bf16_stale_ = false;            // the weights changed since the copies were made
 };
 
 // Throws Unsupported for the first config feature the model does not implement yet.

@@ -280,11 +280,6 @@ std::string token_content(const json& v) {  // "<s>" or {"content": "<s>", ...} 
   return {};
 }
 
-std::string read_text_file(const std::string& path) {
-  const auto f = MappedFile::open(path);
-  return std::string(reinterpret_cast<const char*>(f->data()), f->size());
-}
-
 }  // namespace
 
 struct HfLoader {

@@ -26,6 +26,16 @@ size_t spm_char(const uint8_t* p, size_t n, bool* valid) {
   return 1;
 }
 
+bool well_formed(std::string_view s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    bool valid = true;
+    i += spm_char(p + i, s.size() - i, &valid);
+    if (!valid) return false;
+  }
+  return true;
+}
+
 size_t whatwg_sanitize(const uint8_t* raw, size_t n, bool last, std::string& out) {
   size_t i = 0;
   while (i < n) {

@@ -31,6 +31,9 @@ size_t spm_char(const uint8_t* p, size_t n, bool* valid);
 // bytes that could still become a character) is left unconsumed for the next call.
 size_t whatwg_sanitize(const uint8_t* raw, size_t n, bool last, std::string& out);
 
+// Whether every character of s is well formed (what a JSON string may hold).
+bool well_formed(std::string_view s);
+
 // Code point of the well-formed character starting at s[i]; advances i past it.
 inline uint32_t next_code_point(std::string_view s, size_t& i) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + i;

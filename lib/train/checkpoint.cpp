@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "model/loss_weights.h"
 #include "tokenizer/byte_v1.h"
@@ -92,7 +93,7 @@ TrainState state_from_json(const std::string& text, const std::string& where) {
 void save_checkpoint(const std::string& path, const ModelWeights& weights, const AdamW& optimizer,
                      const TrainState& state, const std::string& tokenizer_json) {
   SafeTensorsWriter w = weights.writer(tokenizer_json);
-  w.set_metadata("lmkit.train", state_to_json(state).dump());
+  w.set_metadata(kTrainStateMetadataKey, state_to_json(state).dump());
   for (const ParamInfo& p : weights.layout().tensors()) {
     w.add("optimizer.m." + p.name, Tensor::view(DType::F32, p.shape, optimizer.m() + p.offset, nullptr));
     w.add("optimizer.v." + p.name, Tensor::view(DType::F32, p.shape, optimizer.v() + p.offset, nullptr));
@@ -103,10 +104,10 @@ void save_checkpoint(const std::string& path, const ModelWeights& weights, const
 LoadedCheckpoint load_checkpoint(const std::string& path) {
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   const std::string where = quote(path);
-  const auto train_meta = file.metadata_value("lmkit.train");
-  const auto config_meta = file.metadata_value("lmkit.config");
+  const auto train_meta = file.metadata_value(kTrainStateMetadataKey);
+  const auto config_meta = file.metadata_value(kConfigMetadataKey);
   if (!train_meta || !config_meta)
-    fail(ErrorKind::Data, cat(where, ": not a training checkpoint (no ", !config_meta ? "lmkit.config" : "lmkit.train",
+    fail(ErrorKind::Data, cat(where, ": not a training checkpoint (no ", !config_meta ? kConfigMetadataKey : kTrainStateMetadataKey,
                               " metadata)"),
          "a plain model is fine-tuned by giving it as the config input instead of --resume");
   ModelConfig cfg = config_from_json(*config_meta, path);
@@ -114,7 +115,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
 
   LoadedCheckpoint out;
   out.state = state_from_json(*train_meta, where);
-  out.tokenizer_json = file.metadata_value("lmkit.tokenizer").value_or("");
+  out.tokenizer_json = file.metadata_value(kTokenizerMetadataKey).value_or("");
   InitOptions zero;
   zero.std = 0;
   out.weights = ModelWeights::random(cfg, 0, zero);
@@ -146,22 +147,6 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   if (file.tensors().size() != expected)
     fail_data(cat(where, ": ", file.tensors().size() - expected, " unexpected tensors for this config"));
   return out;
-}
-
-std::string tokenizer_spec_json(const TokenizerSpec& spec) {
-  json j = json::object();
-  j["kind"] = spec.kind_name();
-  j["vocab_size"] = spec.vocab_size;
-  if (spec.bos_id >= 0) j["bos_id"] = spec.bos_id;
-  if (spec.eos_id >= 0) j["eos_id"] = spec.eos_id;
-  if (spec.pad_id >= 0) j["pad_id"] = spec.pad_id;
-  if (spec.unk_id >= 0) j["unk_id"] = spec.unk_id;
-  if (spec.fingerprint != 0) {
-    char hex[19];
-    std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(spec.fingerprint));
-    j["fingerprint"] = hex;
-  }
-  return j.dump();
 }
 
 TokenizerSpec default_tokenizer_spec(const ModelConfig& cfg) {

@@ -53,10 +53,6 @@ struct LoadedCheckpoint {
 // Reads a checkpoint written by save_checkpoint; Data errors name the file and what is wrong.
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
-// The tokenizer spec as checkpoint metadata JSON:
-// {"kind":"byte-v1","vocab_size":264,"bos_id":..,"eos_id":257,"pad_id":256,"unk_id":..,"fingerprint":"0x.."}
-// (special ids only when >= 0; the fingerprint only when non-zero).
-std::string tokenizer_spec_json(const TokenizerSpec& spec);
 // The spec a model without token data implies: byte-v1 when the config has the byte-v1
 // vocabulary (264, pad 256, eos 257), else raw with the config's vocabulary size.
 TokenizerSpec default_tokenizer_spec(const ModelConfig& cfg);

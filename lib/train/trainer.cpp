@@ -9,11 +9,13 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/metadata_keys.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "model/user_config.h"
 #include "model/finite.h"
 #include "model/loss_weights.h"
+#include "tokenizer/spec_json.h"
 #include "train/distributed.h"
 
 namespace lm::train {
@@ -41,6 +43,7 @@ json TrainOptions::run_settings() const {
                 {"train", train_paths},
                 {"val", val_paths}};
   if (ranks > 1) j["ranks"] = ranks;  // single-process checkpoints stay as they were
+  if (compute_dtype == DType::BF16) j["dtype"] = "bf16";  // so do f32 ones
   return j;
 }
 
@@ -69,6 +72,9 @@ void TrainOptions::apply_run_settings(const json& j) {
     if (train_paths.empty()) train_paths = j.at("train").get<std::vector<std::string>>();
     if (val_paths.empty()) val_paths = j.at("val").get<std::vector<std::string>>();
     ranks = j.value("ranks", int64_t{1});
+    const std::string dtype = j.value("dtype", std::string("f32"));
+    if (dtype != "f32" && dtype != "bf16") fail_data(cat("unknown compute dtype ", quote(dtype)));
+    compute_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
@@ -77,7 +83,7 @@ void TrainOptions::apply_run_settings(const json& j) {
 TrainOptions saved_options(const std::string& run_dir) {
   const std::string path = run_dir + "/" + kCheckpointFile;
   if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
-  const auto meta = SafeTensorsFile::open(path).metadata_value("lmkit.train");
+  const auto meta = SafeTensorsFile::open(path).metadata_value(kTrainStateMetadataKey);
   if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
   const json j = json::parse(*meta, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("settings"))
@@ -222,8 +228,8 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       ModelWeights weights = ckpt ? ModelWeights::from_checkpoint(*ckpt, cfg) : ModelWeights::random(cfg, o.seed);
       if (!weight_vec.empty()) weights.set_loss_weights(weight_vec, quote(req.loss_weights));
       std::string tok = weights.tokenizer_json();
-      if (train && train->spec.vocab_size != 0) tok = tokenizer_spec_json(train->spec);
-      if (tok.empty()) tok = tokenizer_spec_json(default_tokenizer_spec(in.config));
+      if (train && train->spec.vocab_size != 0) tok = spec_to_json(train->spec);
+      if (tok.empty()) tok = spec_to_json(default_tokenizer_spec(in.config));
       trainer = std::unique_ptr<Trainer>(new Trainer());
       trainer->opts_ = o;
       trainer->run_dir_ = req.run_dir;
@@ -340,6 +346,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
   require_supported(cfg, program_capabilities(), "lm-train");  // no condition values yet (issue 14, phase 2)
   model_ = std::make_unique<Transformer>(std::move(weights));
+  model_->set_compute_dtype(opts_.compute_dtype);
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);
   grads_ = Tensor::zeros(DType::F32, {layout.arena_floats()});
@@ -524,6 +531,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
                         state_.step + 1));
     if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
     adamw_.step(params, grads, lr, state_.step + 1);
+    model_->weights_changed();  // bf16 compute: its weight copies are rounded again
     ++state_.step;
     ++sum.steps_this_run;
     const uint64_t step_tokens = static_cast<uint64_t>(opts_.grad_accum * opts_.batch * opts_.seq * ranks_);

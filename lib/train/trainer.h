@@ -57,6 +57,7 @@ struct TrainOptions {
   LrSchedule schedule;        // schedule.total is set to `steps`
   AdamWConfig adamw;
   double grad_clip = 1.0;     // max global gradient norm; <= 0 = no clipping
+  DType compute_dtype = DType::F32;  // the matmuls' operands, F32 or BF16 (Transformer::set_compute_dtype)
   // Per invocation (may change on resume).
   int64_t save_every = 0;     // checkpoint every N steps (0 = only at the end)
   int64_t val_every = 0;      // validation loss every N steps (0 = only at the end); needs validation data

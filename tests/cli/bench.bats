@@ -146,3 +146,36 @@ assert baby["train"]["batch"] == 3 and baby["train"]["seq"] == 8 and baby["train
   run lm-bench train --model tiny --set dim=-5
   assert_failure 2
 }
+
+@test "lm-bench --dtype bf16: forward and train in bf16 compute, named in the JSON and the text" {
+  run lm-bench forward train --model tiny --batch 2 --seq 16 --sizes 32 --repeats 1 --warmup 0 --threads 1 --json \
+      --dtype bf16
+  assert_success
+  echo "$output" | python3 -c '
+import json, math, sys
+r = json.load(sys.stdin)
+assert r["forward"]["dtype"] == "bf16" and r["train"]["dtype"] == "bf16", r
+assert r["bf16_gemm"] in ("onednn_bf16", "widen_sgemm"), r
+avx512_bf16 = " avx512_bf16 " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
+assert avx512_bf16 or r["bf16_gemm"] == "widen_sgemm", r  # no AVX512_BF16: the widened fallback
+assert r["train"]["tokens_per_s"] > 0 and abs(r["train"]["loss"] - math.log(264)) < 1.0, r["train"]
+'
+  run lm-bench forward --model tiny --batch 2 --seq 16 --sizes 32 --repeats 1 --warmup 0 --threads 1 --json
+  assert_success
+  echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["forward"]["dtype"] == "f32" and "bf16_gemm" not in r, r
+'
+  run lm-bench train --model tiny --batch 2 --seq 16 --sizes 32 --repeats 1 --warmup 0 --threads 1 --dtype bf16
+  assert_success
+  assert_output --regexp "train 2 x 16 \(bf16 compute, (onednn_bf16|widen_sgemm)\): "
+  run lm-bench decode --model tiny --dtype bf16 --repeats 1
+  assert_failure 2
+  assert_output --partial "lm-bench: error: --dtype bf16 applies to the forward and train benchmarks, not to decode"
+  run lm-bench sgemm --dtype bf16
+  assert_failure 2
+  assert_output --partial "name one of them"
+  run lm-bench forward --dtype f16
+  assert_failure 2
+}

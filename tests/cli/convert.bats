@@ -142,6 +142,77 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
   py 'import json,sys; p=json.load(open(sys.argv[1])); assert p["dim"]==32 and p["multiple_of"]==32, p' "$TMP/meta/params.json"
 }
 
+@test "a checkpoint written into a directory replaces the one there: no old index, shard or weight file survives to win" {
+  # A sharded Hugging Face directory with a tokenizer beside it.
+  lm-convert-checkpoint -q --to hf --shard-size 40KB "$REF/llama2.safetensors" "$TMP/hf"
+  echo '{}' > "$TMP/hf/tokenizer.json"
+  # One file into it: the old index and its shards go (they would win on read-back), the tokenizer stays.
+  lm-convert-checkpoint -q --to hf "$REF/mobilellm.safetensors" "$TMP/hf"
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json model.safetensors tokenizer.json "
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
+  cmp "$TMP/back.safetensors" "$REF/mobilellm.safetensors"
+  # Sharded again: model.safetensors goes too (transformers prefers it to an index).
+  lm-convert-checkpoint -q --to hf --shard-size 40KB "$REF/llama2.safetensors" "$TMP/hf/"
+  [ ! -e "$TMP/hf/model.safetensors" ]
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
+  cmp "$TMP/back.safetensors" "$REF/llama2.safetensors"
+  # Meta's layout: the index and shards go; config.json, another layout's file, stays.
+  lm-convert-checkpoint -q --to meta "$REF/mobilellm.safetensors" "$TMP/hf"
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json consolidated.safetensors params.json tokenizer.json "
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
+  cmp "$TMP/back.safetensors" "$REF/mobilellm.safetensors"
+  # lmkit's layout: consolidated.safetensors goes.
+  lm-convert-checkpoint -q "$REF/llama2.safetensors" "$TMP/hf"
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json model.safetensors params.json tokenizer.json "
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
+  cmp "$TMP/back.safetensors" "$REF/llama2.safetensors"
+  # Into a new directory: made whole, with the usual permissions.
+  lm-convert-checkpoint -q --shard-size 40KB "$REF/llama2.safetensors" "$TMP/new/"
+  assert_equal "$(stat -c %a "$TMP/new")" "$(mkdir "$TMP/probe" && stat -c %a "$TMP/probe")"
+  assert_equal "$(ls -A "$TMP" | grep -c lmkit)" 0
+}
+
+@test "a config field a format has no key for is refused by its writer, nothing written; params.json carries Llama 4's attention" {
+  local S=(--set nope_layer_interval=2 --set attn_chunk_size=8)
+  run -1 lm-convert-checkpoint -q "${S[@]}" --to hf "$REF/llama2.safetensors" "$TMP/hf/"
+  assert_output "lm-convert-checkpoint: error: config.json: a Hugging Face Llama has no NoPE layers (nope_layer_interval); also: chunked attention (attn_chunk_size)"
+  run -1 lm-convert-checkpoint -q "${S[@]}" --to gguf "$REF/llama2.safetensors" "$TMP/m.gguf"
+  assert_output --partial "error: GGUF (llama) cannot hold NoPE layers (nope_layer_interval)"
+  run -1 lm-convert-checkpoint -q "${S[@]}" --to llama2c "$REF/llama2.safetensors" "$TMP/m.bin"
+  assert_output --partial "error: a llama2.c v0 checkpoint cannot hold NoPE layers (nope_layer_interval)"
+  assert_equal "$(ls -A "$TMP")" ""
+  lm-convert-checkpoint -q "${S[@]}" --to meta "$REF/llama2.safetensors" "$TMP/meta/"
+  lm-convert-checkpoint -q "${S[@]}" "$REF/llama2.safetensors" "$TMP/want.safetensors"
+  lm-convert-checkpoint -q "$TMP/meta" "$TMP/back.safetensors"
+  st same "$TMP/back.safetensors" "$TMP/want.safetensors" --ignore-metadata
+  py 'import json,sys; c=json.loads(sys.argv[1]); assert (c["nope_layer_interval"], c["attn_chunk_size"]) == (2, 8), c' \
+    "$(st meta "$TMP/back.safetensors" lmkit.config)"
+}
+
+@test "a GGUF or llama2.c file given where an lmkit checkpoint is needed says what it is and how to convert it" {
+  lm-convert-checkpoint -q --to gguf "$REF/llama2.safetensors" "$TMP/m.gguf"
+  lm-convert-checkpoint -q --to llama2c "$REF/llama2.safetensors" "$TMP/m.bin"
+  printf 'hello' | lm-tokenize - -o "$TMP/t.tok"
+  for f in m.gguf m.bin; do
+    local kind=GGUF
+    [ $f = m.bin ] && kind=llama2.c
+    local want="error: '$TMP/$f': a $kind checkpoint, not an lmkit one (safetensors): convert it with 'lm-convert-checkpoint $TMP/$f $TMP/m.safetensors'"
+    run -1 lm-inspect-config "$TMP/$f"
+    assert_output --partial "$want"
+    run -1 lm-eval-loss -m "$TMP/$f" "$TMP/t.tok"
+    assert_output --partial "$want"
+    run -1 lm-generate -m "$TMP/$f" -p hi
+    assert_output --partial "$want"
+    run -1 lm-train "$TMP/$f" "$TMP/t.tok" --steps 1 -o "$TMP/run"
+    assert_output --partial "$want"
+  done
+  run -1 lm-inspect-config - < "$TMP/m.gguf"
+  assert_output --partial "error: '<stdin>': a GGUF checkpoint, not an lmkit one (safetensors): convert it with 'lm-convert-checkpoint - out.safetensors'"
+  # and the command it gives works
+  lm-convert-checkpoint -q "$TMP/m.gguf" "$TMP/m.safetensors"
+  lm-inspect-config "$TMP/m.safetensors" > /dev/null
+}
+
 @test "the config comes from config.json or params.json beside the input, else --set" {
   # Files without lmkit.config metadata, as other tools write them.
   lm-convert-checkpoint -q --to hf "$REF/llama2.safetensors" "$TMP/hf/"

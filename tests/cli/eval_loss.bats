@@ -196,3 +196,23 @@ PY
   assert_failure 2
   assert_output --partial "max_seq_len"
 }
+
+@test "lm-eval-loss --dtype bf16: the loss close to f32's, the dtype in the JSON" {
+  text_tokens 3000
+  run lm-eval-loss --threads 1 -m "$SOMA" --json "$TMP/in.tok"
+  assert_success
+  f32=$output
+  run lm-eval-loss --threads 1 -m "$SOMA" --json --dtype bf16 "$TMP/in.tok"
+  assert_success
+  python3 -c '
+import json, sys
+f32, bf16 = (json.loads(s) for s in sys.argv[1:])
+assert f32["dtype"] == "f32" and bf16["dtype"] == "bf16"
+assert bf16["tokens"] == f32["tokens"] and bf16["windows"] == f32["windows"]
+assert bf16["loss"] != f32["loss"], "bf16 gave the f32 loss"
+assert abs(bf16["loss"] - f32["loss"]) < 1e-3 * f32["loss"], (f32["loss"], bf16["loss"])
+' "$f32" "$output"
+  run lm-eval-loss -m "$SOMA" --dtype f16 "$TMP/in.tok"
+  assert_failure 2
+  assert_output --partial "lm-eval-loss: error: --dtype"
+}

@@ -204,3 +204,21 @@ PY
     assert_output --regexp "^lm-generate: error: '$TMP/bad.safetensors': tensor '[a-z_.0-9]+' holds nan at element 0$"
   done
 }
+
+@test "lm-generate --dtype bf16: a trained model's greedy completion starts as f32's; decode equals the prompt pass" {
+  head -c 20000 "$LMKIT_SOURCE_DIR/tests/data/tinyshakespeare.txt" | lm-tokenize -o "$TMP/all.tok"
+  lm-train tiny --set dim=32 --set n_heads=2 --set n_layers=1 --set hidden_dim=64 "$TMP/all.tok" --steps 60 \
+    --batch 8 --seq 32 --lr 1e-2 --threads 1 -q -o "$TMP/run"
+  M="$TMP/run/model.safetensors"
+  f32=$($G -m "$M" -p "And the" -n 12 --temperature 0 --ignore-eos --format ids)
+  bf16=$($G -m "$M" -p "And the" -n 12 --temperature 0 --ignore-eos --format ids --dtype bf16)
+  [ "$(echo "$bf16" | wc -w)" -eq 12 ]
+  assert_equal "$(echo "$bf16" | cut -d' ' -f1-4)" "$(echo "$f32" | cut -d' ' -f1-4)"
+  # tokens decoded one at a time with the KV cache continue as a prompt holding them does
+  head6=$($G -m "$M" -p "And the" -n 6 --temperature 0 --ignore-eos --dtype bf16)
+  tail6=$($G -m "$M" -p "And the$head6" -n 6 --temperature 0 --ignore-eos --dtype bf16)
+  all12=$($G -m "$M" -p "And the" -n 12 --temperature 0 --ignore-eos --dtype bf16)
+  assert_equal "$head6$tail6" "$all12"
+  run $G -m "$M" -p "x" --dtype int8
+  assert_failure 2
+}

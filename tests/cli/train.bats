@@ -322,3 +322,48 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 
   run lm-train tiny --steps 0 -o "$TMP/x" -q  # one process is fine
   assert_success
 }
+
+@test "--dtype bf16 trains close to f32, keeps f32 checkpoints, and --resume keeps the dtype" {
+  corpus
+  args=("${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 2 --steps 30 --batch 4 --seq 32 --lr 3e-3
+        --threads 1 -q)
+  lm-train "${args[@]}" -o "$TMP/f32"
+  lm-train "${args[@]}" --dtype f32 -o "$TMP/f32b"
+  cmp "$TMP/f32/model.safetensors" "$TMP/f32b/model.safetensors"  # f32 is the default
+  lm-train "${args[@]}" --dtype bf16 -o "$TMP/bf16"
+  # bf16 products change every loss a little (so bf16 did run), and the curve not much
+  python3 - "$TMP/f32/log.jsonl" "$TMP/bf16/log.jsonl" <<'PY'
+import json, sys
+f32, bf16 = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+assert len(f32) == len(bf16) == 30
+assert all(a["loss"] != b["loss"] for a, b in zip(f32[1:], bf16[1:])), "bf16 gave f32's losses"
+assert f32[-1]["loss"] < f32[0]["loss"] - 1.0, (f32[0], f32[-1])  # it learned
+for a, b in zip(f32, bf16):
+    assert abs(b["loss"] - a["loss"]) < 0.02 * a["loss"], (a, b)
+assert abs(bf16[-1]["val_loss"] - f32[-1]["val_loss"]) < 0.01 * f32[-1]["val_loss"], (f32[-1], bf16[-1])
+PY
+  # the run's settings record the dtype; the weights are saved as f32
+  python3 - "$TMP/bf16/checkpoint.safetensors" "$TMP/bf16/model.safetensors" "$TMP/f32/checkpoint.safetensors" <<'PY'
+import json, struct, sys
+def header(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+h = header(sys.argv[1])
+assert json.loads(h["__metadata__"]["lmkit.train"])["settings"]["dtype"] == "bf16"
+assert "dtype" not in json.loads(header(sys.argv[3])["__metadata__"]["lmkit.train"])["settings"]
+for p in sys.argv[1:3]:
+    assert {v["dtype"] for k, v in header(p).items() if k != "__metadata__"} == {"F32"}, p
+PY
+  # stopped and resumed without --dtype: the same bf16 run bit for bit
+  lm-train "${args[@]}" --dtype bf16 -o "$TMP/part" --stop-after 12
+  lm-train --resume "$TMP/part" --threads 1 -q
+  diff <(losses "$TMP/bf16/log.jsonl") <(losses "$TMP/part/log.jsonl")
+  cmp "$TMP/bf16/model.safetensors" "$TMP/part/model.safetensors"
+  run lm-train --resume "$TMP/part" --dtype f32 --steps 40
+  assert_failure 2
+  assert_output --partial "lm-train: error: --dtype cannot be given with --resume (the run keeps its settings)"
+  run lm-train "${args[@]}" --dtype f16 -o "$TMP/x"
+  assert_failure 2
+  assert_output --partial "--dtype"
+}

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "convert/config_io.h"
+#include "convert/names.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/llama2c.h"
@@ -11,8 +13,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     auto f = lm::Llama2cFile::parse(lm::MappedFile::from_bytes(std::vector<uint8_t>(data, data + size), "fuzz"));
-    f.config();
+    lm::convert::config_from_llama2c(f.header());
     for (const auto& e : f.entries()) {
+      lm::convert::llama2c_tensor_name(e.array, e.layer);
       lm::Tensor t = f.get(e);
       const auto* p = static_cast<const uint8_t*>(t.raw());
       volatile uint8_t sink = 0;

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "bench/report.h"
+#include "core/blas.h"
+#include "core/error.h"
 
 namespace lm {
 namespace {
@@ -59,7 +61,23 @@ TEST(BenchReport, JsonHoldsEveryFigureOnce) {
   EXPECT_DOUBLE_EQ(j["decode"]["bandwidth_bound_tokens_per_s"].get<double>(), 9e9 / 1e6);
   EXPECT_EQ(j["decode"]["rounds"].size(), 2u);
   EXPECT_DOUBLE_EQ(j["decode"]["rounds"][1]["fraction"].get<double>(), 0.05);
+  EXPECT_EQ(j["forward"]["dtype"], "f32");
+  EXPECT_EQ(j["train"]["dtype"], "f32");
+  EXPECT_FALSE(j.contains("bf16_gemm"));
   EXPECT_TRUE(j.contains("version"));
+}
+
+TEST(BenchReport, Bf16ComputeIsNamedWithItsGemmPath) {
+  BenchReport r = sample_report();
+  r.train->dtype = DType::BF16;
+  const nlohmann::json j = nlohmann::json::parse(bench_report_json(r));
+  EXPECT_EQ(j["forward"]["dtype"], "f32");
+  EXPECT_EQ(j["train"]["dtype"], "bf16");
+  EXPECT_EQ(j["bf16_gemm"], gemm_bf16_path_name(gemm_bf16_path()));
+  EXPECT_EQ(bench_report_text(r, BenchPart::Forward).find("bf16"), std::string::npos);
+  EXPECT_NE(bench_report_text(r, BenchPart::Train)
+                .find(cat("train 2 x 16 (checkpointing) (bf16 compute, ", gemm_bf16_path_name(gemm_bf16_path()), "):")),
+            std::string::npos);
 }
 
 TEST(BenchReport, JsonLeavesOutWhatWasNotMeasured) {

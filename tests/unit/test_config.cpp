@@ -641,8 +641,8 @@ TEST(CheckpointConfig, ChecksEveryLayersShapes) {
   none.add("model.embed_tokens.weight", {40, 32});
   const SafeTensorsFile h = none.file();
   EXPECT_EQ(error_of([&] { config_from_checkpoint(h, {}); }).rfind(
-                "'ckpt.safetensors': no 'lmkit.config' metadata and no 'tok_embeddings.weight': cannot infer the model "
-                "config | lmkit infers",
+                "'ckpt.safetensors': no model config (no 'lmkit.config' metadata) and no 'tok_embeddings.weight' to "
+                "infer one from | lmkit infers",
                 0),
             0u);
 }
@@ -664,35 +664,45 @@ TEST(CheckpointConfig, MetadataWins) {
 }
 
 TEST(CheckpointConfig, InfersMixtureOfExperts) {
-  Ckpt k;
   const int64_t C = 16;
-  k.add("tok_embeddings.weight", {20, C});
-  for (int l = 0; l < 4; ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".";
-    for (const char* w : {"wq", "wo"}) k.add(p + "attention." + w + ".weight", {C, C});
-    for (const char* w : {"wk", "wv"}) k.add(p + "attention." + w + ".weight", {C, C});
-    k.add(p + "attention_norm.weight", {C});
-    k.add(p + "ffn_norm.weight", {C});
-    auto ffn = [&](const std::string& q, int64_t F) {
-      k.add(q + "w1.weight", {F, C});
-      k.add(q + "w2.weight", {C, F});
-      k.add(q + "w3.weight", {F, C});
-    };
-    if (l % 2 == 1) {
-      k.add(p + "feed_forward.router.weight", {3, C});
-      for (int e = 0; e < 3; ++e) ffn(p + "feed_forward.experts." + std::to_string(e) + ".", 24);
-      ffn(p + "feed_forward.shared_expert.", 24);
-    } else {
-      ffn(p + "feed_forward.", 40);
+  // Dense layers 0 and 2; MoE layers 1 and 3 with Llama 4's stacked experts (w1/w3 [E, F, C],
+  // w2 [E, C, F]) and a shared expert. `last_w2_f`: the F of layer 3's stacked w2.
+  auto moe_ckpt = [&](int64_t last_w2_f) {
+    Ckpt k;
+    k.add("tok_embeddings.weight", {20, C});
+    for (int l = 0; l < 4; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      for (const char* w : {"wq", "wo"}) k.add(p + "attention." + w + ".weight", {C, C});
+      for (const char* w : {"wk", "wv"}) k.add(p + "attention." + w + ".weight", {C, C});
+      k.add(p + "attention_norm.weight", {C});
+      k.add(p + "ffn_norm.weight", {C});
+      auto ffn = [&](const std::string& q, int64_t F) {
+        k.add(q + "w1.weight", {F, C});
+        k.add(q + "w2.weight", {C, F});
+        k.add(q + "w3.weight", {F, C});
+      };
+      if (l % 2 == 1) {
+        k.add(p + "feed_forward.router.weight", {3, C});
+        k.add(p + "feed_forward.experts.w1.weight", {3, 24, C});
+        k.add(p + "feed_forward.experts.w2.weight", {3, C, l == 3 ? last_w2_f : 24});
+        k.add(p + "feed_forward.experts.w3.weight", {3, 24, C});
+        ffn(p + "feed_forward.shared_expert.", 24);
+      } else {
+        ffn(p + "feed_forward.", 40);
+      }
     }
-  }
-  k.add("norm.weight", {C});
-  const SafeTensorsFile f = k.file();
+    k.add("norm.weight", {C});
+    return k;
+  };
+  const SafeTensorsFile f = moe_ckpt(24).file();
   const CheckpointConfig got = config_from_checkpoint(f, {"n_heads=2", "moe.top_k=2"});
   EXPECT_EQ(got.config.moe, (MoEConfig{3, 2, 24, true, 2}));
   EXPECT_EQ(got.config.ffn_hidden(), 40);
   EXPECT_FALSE(contains(got.assumed, "moe.top_k"));
   EXPECT_TRUE(validation_errors(got.config).empty());
+  const SafeTensorsFile g = moe_ckpt(20).file();  // every MoE layer is checked, not only the first
+  EXPECT_EQ(error_of([&] { config_from_checkpoint(g, {"n_heads=2"}); }),
+            "'ckpt.safetensors': tensor 'layers.3.feed_forward.experts.w2.weight' has shape [3, 16, 20], expected [3, 16, 24]");
 }
 
 }  // namespace

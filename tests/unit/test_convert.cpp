@@ -2,7 +2,9 @@
 // layout detection, config conventions, and planning on the model fixtures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -13,7 +15,12 @@
 #include "convert/convert.h"
 #include "convert/names.h"
 #include "convert/rules.h"
+#include "convert/source.h"
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/stream.h"
 #include "core/error.h"
+#include "model/config_infer.h"
 #include "model/params.h"
 #include "model/presets.h"
 
@@ -327,15 +334,198 @@ TEST(ConvertConfig, HuggingFaceAndMetaConventionsRoundTrip) {
             std::string::npos);
 }
 
-TEST(ConvertConfig, InferFromShapes) {
+// Llama 4's params.json keys (llama-models' llama4 ModelArgs), both ways, and its defaults.
+TEST(ConvertConfig, MetaLlama4KeysBothWays) {
+  const std::string released = R"({"dim": 24, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 64,
+    "multiple_of": 8, "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "use_scaled_rope": true,
+    "attention_chunk_size": 4, "nope_layer_interval": 4, "use_qk_norm": true, "attn_temperature_tuning": true,
+    "floor_scale": 3.0, "attn_scale": 0.4, "max_seq_len": 64})";
+  const ModelConfig c = config_from_params_json(released, "params.json");
+  EXPECT_EQ(c.nope_layer_interval, 4);
+  EXPECT_EQ(c.attn_chunk_size, 4);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qk_norm_weight);  // Llama 4's L2Norm
+  EXPECT_TRUE(c.attn_temperature_tuning);
+  EXPECT_EQ(c.attn_floor_scale, 3.0);
+  EXPECT_EQ(c.attn_scale, 0.4);
+  EXPECT_EQ(c.rope_theta, 500000);  // Llama 4's default
+  EXPECT_EQ(c.rope_scaling, (RopeScaling{RopeScalingType::Llama3, 16, 1, 1, 8192}));
+  EXPECT_EQ(config_from_params_json(config_to_params_json(c), "params.json"), c);
+  // Llama 3.1's scaling under Llama 4's keys is written out, so it reads back as itself.
+  ModelConfig l31 = c;
+  l31.rope_scaling = preset("llama3-8b").rope_scaling;
+  ASSERT_EQ(l31.rope_scaling.factor, 8);
+  EXPECT_EQ(config_from_params_json(config_to_params_json(l31), "params.json"), l31);
+  // Llama 3's params keep Llama 3.1's constants.
+  ModelConfig l3 = preset("llama3-8b");
+  l3.name = "";
+  EXPECT_EQ(config_from_params_json(config_to_params_json(l3), "params.json").rope_scaling, l3.rope_scaling);
+  EXPECT_EQ(config_to_params_json(l3).find("rope_scaling_factor"), std::string::npos);
+
+  ModelConfig weighted = c;
+  weighted.qk_norm_weight = true;
+  EXPECT_NE(error_of([&] { config_to_params_json(weighted); }).find("QK-norm weights (qk_norm_weight"), std::string::npos);
+  const std::string quantized = released.substr(0, released.size() - 1) + R"(, "quantization_args": {"scheme": "int4"}})";
+  EXPECT_NE(error_of([&] { config_from_params_json(quantized, "params.json"); }).find("quantization_args"), std::string::npos);
+}
+
+// A config field a format has no key for is refused by that format's writer, never dropped.
+TEST(ConvertConfig, FieldsAFormatCannotCarryAreRefused) {
+  struct Case {
+    const char* why;
+    void (*set)(ModelConfig&);
+    bool meta;  // params.json carries it
+  };
+  const Case cases[] = {
+      {"NoPE layers (nope_layer_interval)", [](ModelConfig& c) { c.nope_layer_interval = 2; }, true},
+      {"chunked attention (attn_chunk_size)", [](ModelConfig& c) { c.attn_chunk_size = 8; }, true},
+      {"attention temperature tuning", [](ModelConfig& c) { c.attn_temperature_tuning = true; }, true},
+      {"image features (vision_dim", [](ModelConfig& c) { c.vision_dim = 12, c.image_token_id = 3; }, false},
+      {"materium conditions (conditions)",
+       [](ModelConfig& c) { c.conditions.push_back({"band_gap", ProjLayerType::Linear, 1, 0, 0}); }, false},
+      {"rope_mode 'blockwise'", [](ModelConfig& c) { c.rope_mode = RopeMode::Blockwise; }, false},
+      {"mixture of experts", [](ModelConfig& c) { c.moe.n_experts = 4; }, false},
+  };
+  for (const Case& k : cases) {
+    ModelConfig c = small("gqa");
+    c.hidden_dim = 0;  // Meta's rule, which params.json can carry
+    k.set(c);
+    auto has = [&](const std::vector<std::string>& why) {
+      return std::any_of(why.begin(), why.end(), [&](const std::string& w) { return w.find(k.why) != std::string::npos; });
+    };
+    EXPECT_NE(error_of([&] { config_to_hf_json(c, "float32"); }).find(k.why), std::string::npos) << k.why;
+    EXPECT_TRUE(has(gguf_unsupported(c))) << k.why;
+    EXPECT_TRUE(has(llama2c_unsupported(c))) << k.why;
+    const std::string meta = error_of([&] { config_to_params_json(c); });
+    if (k.meta) {
+      EXPECT_EQ(meta, "") << k.why;
+      EXPECT_EQ(config_from_params_json(config_to_params_json(c), "params.json"), c) << k.why;
+    } else {
+      EXPECT_NE(meta.find(k.why), std::string::npos) << k.why << ": " << meta;
+    }
+  }
+}
+
+std::map<std::string, Shape> shapes_of(const Graph& g) {
+  std::map<std::string, Shape> m;
+  for (const Node& n : g.nodes) m.emplace(n.name, n.shape);
+  return m;
+}
+
+TEST(ConvertConfig, ConventionsAreToldByKeysOnlyTheyHave) {
+  EXPECT_EQ(config_convention(R"({"hidden_size": 8})", "x"), "hf");
+  EXPECT_EQ(config_convention(R"({"model_type": "llama"})", "x"), "hf");
+  EXPECT_EQ(config_convention(R"({"dim": 8, "n_layers": 2, "max_batch_size": 4})", "x"), "meta");
+  // a lmkit config with a stray Hugging Face spelling stays lmkit's (to be told its unknown key)
+  EXPECT_EQ(config_convention(R"({"dim": 8, "attention_bias": true})", "x"), "lmkit");
+  EXPECT_EQ(config_convention(R"({"dim": 8, "rope_theta": 500000})", "x"), "lmkit");
+}
+
+TEST(ConvertConfig, HuggingFaceKeysBothWays) {
+  ModelConfig c = small("gqa");
+  c.name = "";
+  c.rope_theta = 500000;
+  c.norm_eps = 1e-6;
+  c.max_seq_len = 4096;
+  c.rope_scaling.type = RopeScalingType::Linear;
+  c.rope_scaling.factor = 4;
+  c.bos_id = 1;
+  c.eos_id = 2;
+  c.pad_id = -1;
+  c.attn_bias = true;
+  EXPECT_EQ(config_from_hf_json(config_to_hf_json(c, "float32"), "config.json"), c);
+  // Absent keys take Hugging Face's defaults (rms_norm_eps 1e-6), special tokens none; an eos
+  // list gives its first id.
+  const ModelConfig d = config_from_hf_json(
+      R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+          "intermediate_size": 24, "eos_token_id": [7, 8]})", "config.json");
+  EXPECT_EQ(d.norm_eps, 1e-6);
+  EXPECT_EQ(d.bos_id, -1);
+  EXPECT_EQ(d.eos_id, 7);
+  EXPECT_EQ(d.kv_heads(), 4);
+  EXPECT_EQ(error_of([] { config_from_hf_json(R"({"hidden_size": "8"})", "config.json"); }),
+            "'config.json': 'hidden_size': expected an integer, got \"8\"");
+  EXPECT_NE(error_of([] {
+              config_from_hf_json(R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+                                      "intermediate_size": 24, "rope_scaling": {"rope_type": "yarn"}})", "config.json");
+            }).find("rope_scaling type 'yarn' is not supported"),
+            std::string::npos);
+}
+
+TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
+  ModelConfig c = small("gqa");
+  c.name = "tiny";
+  c.head_dim = 8;  // 4 heads of 8 in a 16-wide model: key_length is written
+  c.norm_eps = 1e-5;
+  c.rope_theta = 500000;
+  c.max_seq_len = 64;
+  c.rope_scaling.type = RopeScalingType::Linear;
+  c.rope_scaling.factor = 2;
+  c.pad_id = 3;
+  GGUFWriter w;
+  set_gguf_metadata(w, c, "", 0, false, "");
+  std::vector<uint8_t> bytes;
+  auto sink = memory_sink(&bytes);
+  w.write(*sink);
+  const GGUFFile f = GGUFFile::parse(MappedFile::from_bytes(bytes, "m.gguf"));
+  const std::vector<std::string> sets = gguf_config_assignments(f);  // the llama.* keys, not lmkit.config
+  for (const char* want : {"dim=16", "n_layers=2", "n_heads=4", "n_kv_heads=2", "head_dim=8", "hidden_dim=24", "vocab_size=10",
+                           "norm_eps=1e-05", "rope_theta=500000.0", "max_seq_len=64", "rope_scaling.type=\"linear\"",
+                           "rope_scaling.factor=2.0", "bos_id=1", "eos_id=2", "pad_id=3", "name=\"tiny\""})
+    EXPECT_NE(std::find(sets.begin(), sets.end(), want), sets.end()) << want;
+  // With the tensors, the inference takes the keys and checks them.
+  Graph g = lmkit_graph(c);
+  const ModelConfig got = infer_config(shapes_of(g), sets, "m.gguf").config;
+  EXPECT_EQ(got, c);
+  std::vector<std::string> wrong = sets;
+  wrong.push_back("vocab_size=12");
+  EXPECT_EQ(error_of([&] { infer_config(shapes_of(g), wrong, "m.gguf"); }),
+            "--set vocab_size contradicts 'm.gguf': the tensors say 10, got 12");
+}
+
+// GGUF strings are raw bytes: a key that no JSON could hold, or an lmkit.tokenizer that is not
+// JSON, is refused where the file is read, not passed on into the converted checkpoint.
+TEST(ConvertConfig, GgufStringsThatAreNotJsonAreRefused) {
   const ModelConfig c = small("gqa");
   const Graph g = lmkit_graph(c);
-  EXPECT_NE(error_of([&] { infer_config(g.nodes, {}, "x"); }).find("cannot infer n_heads"), std::string::npos);
-  const ModelConfig got = infer_config(g.nodes, {"n_heads=4"}, "x");
+  auto gguf = [&](const std::string& key, const std::string& value) {
+    GGUFWriter w;
+    set_gguf_metadata(w, c, "", 0, false, "");
+    w.set(key, GGUFValue::str(value));
+    for (const Node& n : g.nodes) {
+      const Tensor t = Tensor::zeros(DType::F32, n.shape);
+      w.add_tensor(n.name, GGMLType::F32, n.shape, [t](ByteSink& s) { s.write(t.data<uint8_t>(), t.nbytes()); });
+    }
+    std::vector<uint8_t> bytes;
+    auto sink = memory_sink(&bytes);
+    w.write(*sink);
+    return bytes;
+  };
+  const std::vector<uint8_t> bad_name = gguf("general.name", "tiny\xff");
+  const GGUFFile f = GGUFFile::parse(MappedFile::from_bytes(bad_name, "m.gguf"));
+  EXPECT_EQ(error_of([&] { gguf_config_assignments(f); }), "'m.gguf': 'general.name': not valid UTF-8");
+
+  const std::string path = ::testing::TempDir() + "lmkit_convert_bad_tokenizer.gguf";
+  const std::vector<uint8_t> bad_tokenizer = gguf("lmkit.tokenizer", "{\"type\": ");
+  {
+    auto out = open_output(path);
+    out->write(bad_tokenizer.data(), bad_tokenizer.size());
+    out->finish();
+  }
+  const std::string e = error_of([&] { open_source(path); });
+  EXPECT_EQ(e.rfind(cat(quote(path), ": bad tokenizer metadata (lmkit.tokenizer): not valid JSON"), 0), 0u) << e;
+  std::remove(path.c_str());
+}
+
+TEST(ConvertConfig, InferFromShapes) {  // the one inference (model/config_infer.h), fed by a graph's shapes
+  const ModelConfig c = small("gqa");
+  const Graph g = lmkit_graph(c);
+  EXPECT_NE(error_of([&] { infer_config(shapes_of(g), {}, "x"); }).find("cannot infer n_heads"), std::string::npos);
+  const ModelConfig got = infer_config(shapes_of(g), {"n_heads=4"}, "x").config;
   EXPECT_EQ(got.kv_heads(), 2);
   EXPECT_EQ(got.ffn_hidden(), 24);
   EXPECT_FALSE(got.tie_embeddings);
-  const ModelConfig qk = infer_config(lmkit_graph(small("qk")).nodes, {}, "x");  // head size from q_norm
+  const ModelConfig qk = infer_config(shapes_of(lmkit_graph(small("qk"))), {}, "x").config;  // head size from q_norm
   EXPECT_EQ(qk.head_size(), 8);
   EXPECT_TRUE(qk.tie_embeddings);
   EXPECT_TRUE(qk.attn_bias);

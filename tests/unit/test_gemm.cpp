@@ -1,18 +1,22 @@
 // lm::sgemm on every backend against the plain reference twin (sgemm_ref): odd shapes (not
 // multiples of any kernel's tile, 1), leading dimensions past the width, every transpose,
 // alpha and beta; BLAS's beta == 0 and alpha == 0 contracts; calls from inside a parallel
-// region. Also the CPU-feature reading and the FMA-peak probe's plumbing.
+// region. The same for lm::gemm_bf16 (bf16 operands, f32 accumulation) on both of its paths
+// against gemm_bf16_ref, and the bulk rounding to bf16. Also the CPU-feature reading and the
+// FMA-peak probe's plumbing.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/blas.h"
 #include "core/cpu_features.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/fma_peak.h"
 #include "core/rng.h"
@@ -194,6 +198,132 @@ TEST(Gemm, BackendFollowsTheCpu) {
     const bool capped_avx2 = cap && std::string(cap) == "AVX2";
     const bool avx512 = config.find("avx512") != std::string::npos;
     EXPECT_EQ(avx512, cpu_has(Isa::avx512) && !capped_avx2) << config;
+  }
+}
+
+// ---- bf16 operands, f32 accumulation (lm::gemm_bf16) ----
+
+std::vector<Bf16GemmPath> bf16_paths() {
+  std::vector<Bf16GemmPath> out{Bf16GemmPath::widen_sgemm};
+  if (gemm_bf16_path() == Bf16GemmPath::onednn_bf16) out.push_back(Bf16GemmPath::onednn_bf16);
+  return out;
+}
+
+std::vector<uint16_t> random_bf16(size_t n, uint64_t seed) {
+  const std::vector<float> f = random_floats(n, seed);
+  std::vector<uint16_t> out(n);
+  round_to_bf16(out.data(), f.data(), static_cast<int64_t>(n));
+  return out;
+}
+
+void expect_bf16_matches_ref(Bf16GemmPath path, const Case& c, uint64_t seed) {
+  const int64_t a_rows = c.ta ? c.K : c.M, b_rows = c.tb ? c.N : c.K;
+  const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(a_rows * c.lda()), seed);
+  const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(b_rows * c.ldb()), seed + 1);
+  std::vector<float> C0 = random_floats(static_cast<size_t>(c.M * c.ldc()), seed + 2);
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = c.N; j < c.ldc(); ++j) C0[static_cast<size_t>(i * c.ldc() + j)] = kSentinel;
+  std::vector<float> got = C0, want = C0;
+  gemm_bf16_on(path, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, got.data(),
+               c.ldc());
+  gemm_bf16_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, want.data(), c.ldc());
+  // The products are exact: only the f32 sums differ from the double reference, as in sgemm.
+  const float tol = 1e-6f * static_cast<float>(c.K + 8) * std::max(1.0f, std::fabs(c.alpha));
+  int bad = 0;
+  for (int64_t i = 0; i < c.M && bad < 5; ++i) {
+    for (int64_t j = 0; j < c.ldc() && bad < 5; ++j) {
+      const size_t at = static_cast<size_t>(i * c.ldc() + j);
+      if (j >= c.N) {
+        if (got[at] != kSentinel) ++bad, ADD_FAILURE() << "padding of C written at (" << i << ", " << j << ")";
+      } else if (!(std::fabs(got[at] - want[at]) <= tol)) {
+        ++bad;
+        ADD_FAILURE() << gemm_bf16_path_name(path) << " ta " << c.ta << " tb " << c.tb << " " << c.M << "x" << c.N
+                      << "x" << c.K << " pad " << c.pad << " alpha " << c.alpha << " beta " << c.beta << ": C(" << i
+                      << ", " << j << ") = " << got[at] << ", reference " << want[at];
+      }
+    }
+  }
+}
+
+TEST(Gemm, Bf16RoundsToNearestEven) {
+  const float values[] = {1.0f, -2.5f, 3.14159265f, 1e-30f, -7e30f, 0.0f, -0.0f, 65504.0f, 1.0e-40f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  std::vector<float> in;
+  for (int rep = 0; rep < 3000; ++rep)  // past one conversion block, so the parallel pieces run too
+    for (float v : values) in.push_back(v * (1.0f + static_cast<float>(rep) * 1e-4f));
+  in.push_back(std::numeric_limits<float>::quiet_NaN());
+  // Exact ties: 1 + 2^-8 sits halfway between 1 and 1 + 2^-7 (rounds down to even), 1 + 3 * 2^-8
+  // between 1 + 2^-7 and 1 + 2^-6 (rounds up to even); 0x3f80ffff just below the first tie.
+  in.push_back(1.0f + 0x1p-8f);
+  in.push_back(1.0f + 3 * 0x1p-8f);
+  uint32_t below = 0x3f807fffu;
+  float below_tie;
+  std::memcpy(&below_tie, &below, 4);
+  in.push_back(below_tie);
+  std::vector<uint16_t> got(in.size());
+  round_to_bf16(got.data(), in.data(), static_cast<int64_t>(in.size()));
+  for (size_t i = 0; i < in.size(); ++i) ASSERT_EQ(got[i], f32_to_bf16(in[i])) << i << " " << in[i];
+  const size_t n = in.size();
+  EXPECT_TRUE(std::isnan(bf16_to_f32(got[n - 4])));
+  EXPECT_EQ(bf16_to_f32(got[n - 3]), 1.0f);
+  EXPECT_EQ(bf16_to_f32(got[n - 2]), 1.0f + 0x1p-6f);
+  EXPECT_EQ(bf16_to_f32(got[n - 1]), 1.0f);
+}
+
+TEST(Gemm, Bf16OddShapesEveryTransposeAlphaBeta) {
+  const Shape shapes[] = {{1, 1, 1},    {1, 37, 5},   {37, 1, 5},    {5, 7, 1},      {17, 33, 65},
+                          {65, 17, 33}, {47, 49, 31}, {13, 130, 97}, {97, 129, 257}, {1, 300, 200}};
+  uint64_t seed = 1;
+  for (Bf16GemmPath path : bf16_paths())
+    for (const Shape& s : shapes)
+      for (int t = 0; t < 4; ++t)
+        for (float beta : {0.0f, 1.0f, -0.75f})
+          for (float alpha : {1.0f, -1.5f}) {
+            const int64_t pad = (seed % 3 == 0) ? 0 : static_cast<int64_t>(seed % 5);
+            expect_bf16_matches_ref(path, {t & 1 ? true : false, t & 2 ? true : false, s.M, s.N, s.K, pad, alpha, beta},
+                                    seed++);
+          }
+}
+
+TEST(Gemm, Bf16LargeShapes) {
+  uint64_t seed = 200;
+  for (Bf16GemmPath path : bf16_paths()) {
+    expect_bf16_matches_ref(path, {false, true, 301, 517, 700, 0, 1.0f, 0.0f}, seed++);   // forward: x W^T
+    expect_bf16_matches_ref(path, {false, false, 301, 700, 517, 3, 1.0f, 1.0f}, seed++);  // dinp += dout W
+    expect_bf16_matches_ref(path, {true, false, 517, 700, 301, 1, 1.0f, 1.0f}, seed++);   // dW += dout^T x
+  }
+}
+
+TEST(Gemm, Bf16BetaZeroDoesNotReadCAndZeroSizes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (Bf16GemmPath path : bf16_paths()) {
+    const int64_t M = 9, N = 35, K = 40;
+    const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(M * K), 7), B = random_bf16(static_cast<size_t>(N * K), 8);
+    std::vector<float> C(static_cast<size_t>(M * N), nan);
+    gemm_bf16_on(path, false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N);
+    for (float x : C) ASSERT_FALSE(std::isnan(x)) << gemm_bf16_path_name(path);
+    std::vector<float> D = {1, 2, 3, 4, 5, 6};
+    gemm_bf16_on(path, false, false, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, 2.0f, D.data(), 3);  // K = 0: C = beta C
+    EXPECT_EQ(D, (std::vector<float>{2, 4, 6, 8, 10, 12}));
+    gemm_bf16_on(path, false, false, 2, 3, 4, 0.0f, nullptr, 4, nullptr, 3, 0.5f, D.data(), 3);  // alpha = 0
+    EXPECT_EQ(D, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+    uint16_t buf[64] = {};
+    EXPECT_THROW(gemm_bf16_on(path, false, false, 2, 3, 4, 1.0f, buf, 3, buf, 3, 0.0f, D.data(), 3), Error);
+  }
+}
+
+// The AVX512_BF16 path exactly when oneDNN may use it: the CPU has it and ONEDNN_MAX_CPU_ISA
+// (the AVX2 run of these tests caps it) does not take it away.
+TEST(Gemm, Bf16PathFollowsTheCpu) {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const bool capped = cap && std::string(cap) == "AVX2";
+  const bool native = cpu_features().avx512_bf16 && gemm_backend() == GemmBackend::onednn && !capped;
+  EXPECT_EQ(gemm_bf16_path(), native ? Bf16GemmPath::onednn_bf16 : Bf16GemmPath::widen_sgemm);
+  if (!native) {
+    uint16_t one = f32_to_bf16(1.0f);
+    float c = 0;
+    EXPECT_THROW(gemm_bf16_on(Bf16GemmPath::onednn_bf16, false, false, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1),
+                 Error);
   }
 }
 

@@ -1,4 +1,5 @@
-// llama2.c checkpoints: v0 write/read (tied and untied), v1 and v2 read, and every corrupt class.
+// llama2.c checkpoints: v0 write/read (tied and untied), v1 and v2 read, and every corrupt class;
+// the container (io/llama2c.h) with the conversion's config mapping and names (lib/convert).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -6,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "convert/config_io.h"
+#include "convert/names.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/llama2c.h"
@@ -44,7 +47,8 @@ std::map<std::string, Tensor> weights(const ModelConfig& c) {
 std::vector<uint8_t> write_v0(const ModelConfig& c, const std::map<std::string, Tensor>& w) {
   std::vector<uint8_t> bytes;
   auto sink = memory_sink(&bytes);
-  write_llama2c_v0(*sink, c, [&](const std::string& n) { return w.at(n); });
+  write_llama2c_v0(*sink, convert::llama2c_header(c),
+                   [&](const std::string& array, int64_t layer) { return w.at(convert::llama2c_tensor_name(array, layer)); });
   return bytes;
 }
 
@@ -72,7 +76,7 @@ TEST(Llama2c, V0RoundTripTiedAndUntied) {
     const Llama2cFile f = Llama2cFile::parse(MappedFile::from_bytes(bytes, "mem"));
     EXPECT_EQ(f.header().version, 0);
     EXPECT_EQ(f.header().shared_classifier, tied);
-    const ModelConfig back = f.config();
+    const ModelConfig back = convert::config_from_llama2c(f.header());
     EXPECT_EQ(back.dim, 8);
     EXPECT_EQ(back.kv_heads(), 1);
     EXPECT_EQ(back.ffn_hidden(), 12);
@@ -80,10 +84,11 @@ TEST(Llama2c, V0RoundTripTiedAndUntied) {
     EXPECT_EQ(back.max_seq_len, 5);
     EXPECT_EQ(f.entries().size(), w.size());
     for (const auto& e : f.entries()) {
+      const std::string name = convert::llama2c_tensor_name(e.array, e.layer);
       const Tensor got = f.get(e);
-      const Tensor& want = w.at(e.name);
-      ASSERT_EQ(got.shape(), want.shape()) << e.name;
-      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << e.name;
+      const Tensor& want = w.at(name);
+      ASSERT_EQ(got.shape(), want.shape()) << name;
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << name;
     }
     EXPECT_EQ(write_v0(back, w), bytes);  // rewriting what was read gives the same bytes
   }
@@ -140,7 +145,8 @@ TEST(Llama2c, ReadsV1AndV2) {
     EXPECT_EQ(f.entries().size(), w.size());
     for (const auto& e : f.entries()) {
       const Tensor got = f.get(e);
-      EXPECT_EQ(std::memcmp(got.raw(), w.at(e.name).raw(), got.nbytes()), 0) << "v" << version << " " << e.name;
+      const std::string name = convert::llama2c_tensor_name(e.array, e.layer);
+      EXPECT_EQ(std::memcmp(got.raw(), w.at(name).raw(), got.nbytes()), 0) << "v" << version << " " << name;
     }
   }
 }
@@ -201,21 +207,47 @@ TEST(Llama2c, RejectsEveryMalformation) {
 
 TEST(Llama2c, V0RefusesWhatItCannotStore) {
   ModelConfig c = tiny(true);
-  EXPECT_TRUE(llama2c_unsupported(c).empty());
+  EXPECT_TRUE(convert::llama2c_unsupported(c).empty());
   c.norm_eps = 1e-6;
   c.attn_bias = true;
-  const auto why = llama2c_unsupported(c);
+  const auto why = convert::llama2c_unsupported(c);
   ASSERT_EQ(why.size(), 2u);
-  std::vector<uint8_t> bytes;
-  auto sink = memory_sink(&bytes);
   try {
-    write_llama2c_v0(*sink, c, [](const std::string&) { return Tensor(); });
+    convert::llama2c_header(c);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("attention biases"), std::string::npos) << e.what();
     EXPECT_NE(e.hint().find("norm_eps"), std::string::npos) << e.hint();
   }
+}
+
+TEST(Llama2c, WriterRefusesAHeaderTheReaderWould) {
+  Llama2cHeader h = convert::llama2c_header(tiny(true));
+  h.n_heads = 3;  // dim 8 is not a multiple of 3
+  std::vector<uint8_t> bytes;
+  auto sink = memory_sink(&bytes);
+  try {
+    write_llama2c_v0(*sink, h, [](const std::string&, int64_t) { return Tensor(); });
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("not a multiple of n_heads 3"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(bytes.empty());
+}
+
+TEST(Llama2c, ArraysByLayer) {
+  const Llama2cFile f = Llama2cFile::parse(MappedFile::from_bytes(write_v0(tiny(false), weights(tiny(false))), "mem"));
+  std::vector<std::string> got;
+  for (const auto& e : f.entries()) got.push_back(e.array + "/" + std::to_string(e.layer));
+  EXPECT_EQ(got.front(), "token_embedding_table/-1");
+  EXPECT_EQ(got[1], "rms_att_weight/0");
+  EXPECT_EQ(got[2], "rms_att_weight/1");
+  EXPECT_EQ(got.back(), "wcls/-1");
+  EXPECT_EQ(convert::llama2c_tensor_name("wq", 1), "layers.1.attention.wq.weight");
+  EXPECT_EQ(convert::llama2c_tensor_name("rms_final_weight", -1), "norm.weight");
+  EXPECT_THROW(convert::llama2c_tensor_name("freq_cis", -1), Error);
 }
 
 TEST(Llama2c, PlausibleHeaderProbe) {

@@ -19,6 +19,7 @@
 #include "model/params.h"
 #include "model/presets.h"
 #include "tokenizer/byte_v1.h"
+#include "tokenizer/spec_json.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optimizer.h"
@@ -400,7 +401,7 @@ TEST(Checkpoint, RoundTripsModelMomentsAndState) {
   st.data.cursor = 3;
   st.settings = {{"steps", 100}};
   const std::string path = (dir / "c.safetensors").string();
-  save_checkpoint(path, w, opt, st, tokenizer_spec_json(byte_v1::spec()));
+  save_checkpoint(path, w, opt, st, spec_to_json(byte_v1::spec()));
   const LoadedCheckpoint ck = load_checkpoint(path);
   EXPECT_EQ(ck.state.step, 17);
   EXPECT_EQ(ck.state.tokens, 12345u);

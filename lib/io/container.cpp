@@ -1,0 +1,53 @@
+#include "io/container.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
+
+namespace lm {
+
+Container sniff_container(const uint8_t* p, size_t n) {
+  if (GGUFFile::has_magic(p, n)) return Container::GGUF;
+  if (Llama2cFile::has_magic(p, n)) return Container::Llama2c;
+  if (n >= 9 && p[8] == '{') {
+    // A safetensors header length is far below 2^32 (its upper bytes are zero); a llama2.c v0
+    // header with 123 layers also has '{' at byte 8, but its hidden_dim fills those bytes.
+    uint32_t upper;
+    std::memcpy(&upper, p + 4, 4);
+    if (upper == 0) return Container::Safetensors;
+  }
+  if (n > 0 && p[0] == '{') return Container::Json;
+  if (Llama2cFile::plausible_v0_header(p, n)) return Container::Llama2c;
+  return Container::Unknown;
+}
+
+const char* container_name(Container c) {
+  switch (c) {
+    case Container::Safetensors: return "safetensors";
+    case Container::GGUF: return "GGUF";
+    case Container::Llama2c: return "llama2.c";
+    case Container::Json: return "JSON";
+    case Container::Unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+void refuse_other_checkpoint(const uint8_t* p, size_t n, const std::string& name) {
+  const Container c = sniff_container(p, n);
+  if (c != Container::GGUF && c != Container::Llama2c) return;
+  // The command that converts it: the input's name with .safetensors for its extension.
+  const bool stdin_input = name == "<stdin>" || name == "-";
+  const std::string in = stdin_input ? "-" : name;
+  std::string out = "out.safetensors";
+  if (!stdin_input) {
+    const size_t slash = name.rfind('/'), dot = name.rfind('.');
+    const bool has_ext = dot != std::string::npos && (slash == std::string::npos || dot > slash + 1);
+    out = (has_ext ? name.substr(0, dot) : name) + ".safetensors";
+  }
+  fail_data(cat(quote(name), ": a ", container_name(c), " checkpoint, not an lmkit one (safetensors): convert it with '",
+                "lm-convert-checkpoint ", in, " ", out, "'"));
+}
+
+}  // namespace lm
