@@ -52,6 +52,23 @@ int32_t text_token(Rng& rng, const ModelConfig& c) {
   return static_cast<int32_t>(t);
 }
 }  // namespace
+double decode_bytes_per_token(const ModelWeights& w, int64_t context) {
+  const ModelConfig& cfg = w.config();
+  double bytes = 0;
+  for (size_t i = 0; i < w.layout().tensors().size(); ++i) {
+    const ParamInfo& p = w.layout().tensors()[i];
+    const double stored = static_cast<double>(w.stored_bytes(i));
+    // An untied table is read one row per token; a tied one is the classifier, read whole;
+    // of the stacked experts a token reads only the top_k it is routed to.
+    if (p.kind == ParamKind::TokEmbeddings && !cfg.tie_embeddings)
+      bytes += stored / static_cast<double>(p.shape[0]);
+    else if (p.kind == ParamKind::ExpertsW1 || p.kind == ParamKind::ExpertsW2 || p.kind == ParamKind::ExpertsW3)
+      bytes += stored * static_cast<double>(cfg.moe.top_k) / static_cast<double>(cfg.moe.n_experts);  // the selected ones
+    else
+      bytes += stored;
+  }
+  return bytes + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
+}
 
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {
   const ModelConfig& c = model.config();
@@ -169,7 +186,7 @@ DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProb
   };
   DecodeBench r;
   r.tokens = tokens;
-  r.bytes_per_token = decode_bytes_per_token(c, tokens / 2);
+  r.bytes_per_token = decode_bytes_per_token(model.weights(), tokens / 2);
   for (int i = 0; i < warmup; ++i) run();
   std::vector<double> times, bandwidths, fractions;
   for (int i = 0; i < repeats; ++i) {

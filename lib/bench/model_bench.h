@@ -25,6 +25,8 @@ double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T);
 // top_k selected experts and the shared expert, not the experts left unread), plus k and v of
 // `context` positions in every layer.
 double decode_bytes_per_token(const ModelConfig& cfg, int64_t context);
+// The same from the weights as stored (f16, q8_0, ... matrices count their own bytes).
+double decode_bytes_per_token(const ModelWeights& w, int64_t context);
 
 struct ForwardBench {
   int64_t batch = 0, seq = 0;

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "bench/report.h"
+#include "convert/inference_weights.h"
 #include "core/blas.h"
 #include "core/cpu_features.h"
 #include "core/fma_peak.h"
@@ -19,8 +20,10 @@ namespace {
 
 // A preset or config JSON with random weights, or a checkpoint, with --set overrides.
 ModelWeights bench_weights(const std::string& name, const std::vector<std::string>& sets, const std::string& format) {
+  if (convert::is_gguf_file(name)) return convert::load_inference_weights(name, sets);
   const ConfigInput in = load_user_config(name, sets, format);
-  if (in.kind == ConfigInput::Kind::Checkpoint) return ModelWeights::from_checkpoint(*in.file, in.config);
+  if (in.kind == ConfigInput::Kind::Checkpoint)  // matrices as stored (f16, q8_0, ...)
+    return ModelWeights::from_checkpoint(*in.file, in.config, true);
   return ModelWeights::random(in.config, 0);
 }
 

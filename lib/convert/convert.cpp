@@ -1,4 +1,5 @@
 #include "convert/convert.h"
+#include "convert/inference_weights.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -224,9 +225,14 @@ Plan plan_conversion(const ConvertOptions& opts) {
   plan.to = parse_layout(opts.to);
   plan.cast = opts.cast;
   plan.shard_size = opts.shard_size;
-  if (!opts.cast.empty() && opts.cast != "f32" && opts.cast != "f16" && opts.cast != "bf16" && opts.cast != "q8_0")
-    fail(ErrorKind::Usage, cat("bad --cast ", quote(opts.cast)), "expected f32, f16, bf16, or q8_0 (GGUF only)");
-  if (opts.cast == "q8_0" && plan.to != Layout::GGUF) fail_usage("--cast q8_0 writes GGUF only (--to gguf)");
+  if (!opts.cast.empty() && opts.cast != "f32" && opts.cast != "f16" && opts.cast != "bf16" && opts.cast != "q8_0" &&
+      opts.cast != "q4_0")
+    fail(ErrorKind::Usage, cat("bad --cast ", quote(opts.cast)), "expected f32, f16, bf16, q8_0 or q4_0");
+  if (opts.cast == "q8_0" && plan.to != Layout::GGUF && plan.to != Layout::Lmkit)
+    fail_usage("--cast q8_0 writes GGUF (--to gguf) or an lmkit checkpoint (--to lmkit)");
+  if (opts.cast == "q4_0" && plan.to != Layout::Lmkit) fail_usage("--cast q4_0 writes an lmkit checkpoint only (--to lmkit)");
+  if ((opts.cast == "q8_0" || opts.cast == "q4_0") && plan.to == Layout::Lmkit && opts.shard_size > 0)
+    fail_usage(cat("--cast ", opts.cast, ": a quantized lmkit checkpoint is written as one file"));
   if (plan.to == Layout::Llama2c && !opts.cast.empty() && opts.cast != "f32")
     fail_usage(cat("--cast ", opts.cast, ": a llama2.c v0 checkpoint holds fp32 only"));
 
@@ -330,7 +336,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
   }
   apply_rules(g, export_rules(plan.to), cfg);
 
-  if (!opts.cast.empty() && opts.cast != "q8_0") {
+  if (!opts.cast.empty() && opts.cast != "q8_0" && opts.cast != "q4_0") {
     const DType t = opts.cast == "f16" ? DType::F16 : opts.cast == "bf16" ? DType::BF16 : DType::F32;
     cast_all(g, t, plan.to == Layout::GGUF);
   }
@@ -508,6 +514,8 @@ std::vector<std::string> write_plan(const Plan& plan, const std::string& output)
     write_gguf(plan, output);
   else if (plan.to == Layout::Llama2c)
     write_llama2c(plan, output);
+  else if (plan.cast == "q8_0" || plan.cast == "q4_0")
+    write_quantized_checkpoint(plan, output);  // convert/inference_weights.h
   else {
     std::vector<const Node*> nodes;
     for (const Node& n : plan.graph.nodes) nodes.push_back(&n);

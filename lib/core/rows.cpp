@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/quant.h"
 
 namespace lm {
 
@@ -62,26 +63,40 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
 
 namespace {
 
-// The row-dot of each type: row o of the view against one input row of IC floats.
-using RowDot = float (*)(const void* row, const float* x, int64_t IC);
-float row_dot_f32(const void* row, const float* x, int64_t IC) { return dot_f32(static_cast<const float*>(row), x, IC); }
+// The row-dot of each type: row o of the view against input row n.
+using RowDot = float (*)(const void* row, const RowsInput& in, int64_t n);
+float row_dot_f32(const void* row, const RowsInput& in, int64_t n) {
+  return dot_f32(static_cast<const float*>(row), in.f32 + n * in.IC, in.IC);
+}
+float row_dot_f16(const void* row, const RowsInput& in, int64_t n) { return dot_f16(row, in.f32 + n * in.IC, in.IC); }
+float row_dot_bf16(const void* row, const RowsInput& in, int64_t n) { return dot_bf16(row, in.f32 + n * in.IC, in.IC); }
+float row_dot_q8_0(const void* row, const RowsInput& in, int64_t n) {
+  const int64_t nb = in.IC / kQuantBlock;
+  return dot_q8_0(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.IC);
+}
+float row_dot_q4_0(const void* row, const RowsInput& in, int64_t n) {
+  const int64_t nb = in.IC / kQuantBlock;
+  return dot_q4_0(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.s.data() + n * nb, in.IC);
+}
 
 // The one row loop; `dot` is a template argument, so the call inside is direct (and the
 // f32 wrapper folds into it). Input row n is the inner loop: the weight row is read from
 // memory once and stays in L1 for the other N - 1 input rows.
 template <RowDot dot>
-void rows_loop(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                int64_t count) {
   const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, IC = w.cols;
+  const int64_t OC = w.rows, N = in.N;
   for (int64_t o = first; o < first + count; ++o) {
     const void* row = base + o * w.row_bytes;
     for (int64_t n = 0; n < N; ++n) {
-      const float acc = dot(row, inp + n * IC, IC);
+      const float acc = dot(row, in, n);
       out[n * OC + o] = bias ? acc + bias[o] : acc;
     }
   }
 }
+
+bool needs_q8_input(WeightType type) { return type == WeightType::Q8_0 || type == WeightType::Q4_0; }
 
 // The reference's per-type decoder: row to IC floats.
 using RowDecode = void (*)(float* dst, const void* row, int64_t IC);
@@ -91,12 +106,37 @@ void decode_row_f32(float* dst, const void* row, int64_t IC) {
 
 }  // namespace
 
-void matmul_rows(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type) : f32(inp), N(N_), IC(IC_) {
+  if (!needs_q8_input(type)) return;
+  if (IC % kQuantBlock != 0)
+    fail(ErrorKind::Data, cat("matmul_rows: ", weight_type_name(type), " needs rows of a multiple of 32 weights, not ", IC));
+  const int64_t nb = IC / kQuantBlock;
+  q.resize(static_cast<size_t>(N * IC));
+  d.resize(static_cast<size_t>(N * nb));
+  s.resize(static_cast<size_t>(N * nb));
+  for (int64_t n = 0; n < N; ++n) quantize_input_q8(inp + n * IC, IC, q.data() + n * IC, d.data() + n * nb, s.data() + n * nb);
+}
+
+void require_row_kernel(WeightType type) {
+  if (type == WeightType::Q4_K) fail_no_row_kernel("matmul_rows", type);
+}
+
+void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                  int64_t count) {
   switch (w.type) {
-    case WeightType::F32: return rows_loop<row_dot_f32>(out, inp, w, bias, N, first, count);
+    case WeightType::F32: return rows_loop<row_dot_f32>(out, in, w, bias, first, count);
+    case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
+    case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
+    case WeightType::Q8_0: return rows_loop<row_dot_q8_0>(out, in, w, bias, first, count);
+    case WeightType::Q4_0: return rows_loop<row_dot_q4_0>(out, in, w, bias, first, count);
     default: fail_no_row_kernel("matmul_rows", w.type);
   }
+}
+
+void matmul_rows(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+                 int64_t count) {
+  require_row_kernel(w.type);
+  matmul_rows(out, RowsInput(inp, N, w.cols, w.type), w, bias, first, count);
 }
 
 void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
@@ -104,16 +144,27 @@ void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const fl
   RowDecode decode = nullptr;
   switch (w.type) {
     case WeightType::F32: decode = decode_row_f32; break;
+    case WeightType::F16: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::F16, row, IC, dst); }; break;
+    case WeightType::BF16: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::BF16, row, IC, dst); }; break;
+    case WeightType::Q8_0: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q8_0, row, IC, dst); }; break;
+    case WeightType::Q4_0: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q4_0, row, IC, dst); }; break;
     default: fail_no_row_kernel("matmul_rows_ref", w.type);
   }
   const auto* base = static_cast<const unsigned char*>(w.data);
   const int64_t OC = w.rows, IC = w.cols;
+  // The input as the kernel sees it: q8_0 / q4_0 dots read it in int8 blocks.
+  std::vector<double> x(inp, inp + N * IC);
+  if (needs_q8_input(w.type)) {
+    const RowsInput in(inp, N, IC, w.type);
+    for (int64_t i = 0; i < N * IC; ++i)
+      x[static_cast<size_t>(i)] = static_cast<double>(in.d[static_cast<size_t>(i / kQuantBlock)]) * in.q[static_cast<size_t>(i)];
+  }
   std::vector<float> row(static_cast<size_t>(IC));
   for (int64_t o = first; o < first + count; ++o) {
     decode(row.data(), base + o * w.row_bytes, IC);
     for (int64_t n = 0; n < N; ++n) {
       double acc = bias ? bias[o] : 0.0;
-      for (int64_t i = 0; i < IC; ++i) acc += static_cast<double>(row[static_cast<size_t>(i)]) * inp[n * IC + i];
+      for (int64_t i = 0; i < IC; ++i) acc += row[static_cast<size_t>(i)] * x[static_cast<size_t>(n * IC + i)];
       out[n * OC + o] = static_cast<float>(acc);
     }
   }

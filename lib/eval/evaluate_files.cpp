@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 
+#include "convert/inference_weights.h"
 #include "core/error.h"
 #include "eval/eval.h"
 #include "eval/model_tokenizer.h"
@@ -17,7 +18,7 @@ EvalResult evaluate_files(const std::string& model_path, const std::vector<std::
                           TokenInputFormat format, const EvalOptions& opts, bool byte_lengths,
                           const std::function<void(const EvalResult&)>& on_batch, const std::string& vision_path,
                           const std::string& conditions) {
-  ModelWeights weights = ModelWeights::load(model_path);
+  ModelWeights weights = convert::load_inference_weights(model_path);
   require_finite(weights, quote(model_path));
   Transformer model(std::move(weights));
   require_supported(model.config(), program_capabilities(), "lm-eval-loss");

@@ -1,4 +1,5 @@
 #include "generate/session.h"
+#include "convert/inference_weights.h"
 
 #include <optional>
 
@@ -21,7 +22,7 @@ std::optional<CompletionFormat> completion_format_from_name(std::string_view nam
 }
 
 GenerateSession::GenerateSession(const std::string& model_path, bool copy_weights) : source_(quote(model_path)) {
-  ModelWeights weights = ModelWeights::load(model_path);
+  ModelWeights weights = convert::load_inference_weights(model_path);
   // Decode reads every weight once per token; a private copy sits on transparent huge pages,
   // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
   if (copy_weights) weights.make_writable();

@@ -1,5 +1,7 @@
 #include "io/gguf.h"
 
+#include "core/quant.h"
+
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -27,6 +29,7 @@ constexpr TypeInfo kTypes[] = {
     {GGMLType::F16, "F16", 1, 2},
     {GGMLType::Q8_0, "Q8_0", kQ8Block, kQ8BlockBytes},
     {GGMLType::BF16, "BF16", 1, 2},
+    {GGMLType::Q4_0, "Q4_0", 32, 18},
 };
 
 const TypeInfo* type_info(uint32_t t) {
@@ -37,7 +40,7 @@ const TypeInfo* type_info(uint32_t t) {
 
 // ggml type numbers lmkit does not handle, named so the error says what the file holds.
 const char* known_unsupported_type(uint32_t t) {
-  static const char* names[] = {nullptr, nullptr, "Q4_0", "Q4_1", nullptr, nullptr, "Q5_0", "Q5_1", nullptr,
+  static const char* names[] = {nullptr, nullptr, nullptr, "Q4_1", nullptr, nullptr, "Q5_0", "Q5_1", nullptr,
                                 "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS",
                                 "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32",
                                 "I64", "F64", "IQ1_M"};
@@ -277,7 +280,7 @@ GGUFFile GGUFFile::parse(std::shared_ptr<MappedFile> file) {
     const TypeInfo* ti = type_info(type);
     if (!ti) {
       if (const char* known = known_unsupported_type(type))
-        fail(ErrorKind::Unsupported, cat(tq, ": ggml type ", known, " is not supported (F32, F16, BF16 and Q8_0 are)"));
+        fail(ErrorKind::Unsupported, cat(tq, ": ggml type ", known, " is not supported (F32, F16, BF16, Q8_0 and Q4_0 are)"));
       fail_data(cat(tq, ": unknown ggml type ", type));
     }
     info.type = ti->type;
@@ -329,6 +332,11 @@ Tensor GGUFFile::get(const GGUFTensorInfo& t) const {
     case GGMLType::Q8_0: {
       Tensor out = Tensor::zeros(DType::F32, shape);
       dequantize_q8_0(data(t), out.numel(), out.data_mut<float>());
+      return out;
+    }
+    case GGMLType::Q4_0: {
+      Tensor out = Tensor::zeros(DType::F32, shape);
+      dequantize_row(WeightType::Q4_0, data(t), out.numel(), out.data_mut<float>());
       return out;
     }
   }

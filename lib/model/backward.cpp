@@ -117,6 +117,10 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   if (B <= 0 || T <= 0) fail_usage(cat("train_step needs at least one token per row, got B=", B, ", T=", T));
+  if (!weights_.all_f32())
+    fail(ErrorKind::Unsupported, cat("train_step: the weights hold ", weights_.types_summary(),
+                                     " matrices; training needs f32 weights"),
+         "convert the checkpoint with lm-convert-checkpoint --cast f32");
   check_inputs(pos, B, opt.conditions);
   const ConditionBatch* cb = opt.conditions;
   const int64_t K = cb ? cb->positions() : 0, S = K + T;

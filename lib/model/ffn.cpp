@@ -18,19 +18,27 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
 
 void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const float* w1, const float* b1,
                        const float* w3, const float* b3, int64_t N, int64_t C, int64_t F) {
+  swiglu_up_forward(act, gate, up, inp, f32_weights(w1, F, C), b1, f32_weights(w3, F, C), b3, N);
+}
+
+void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const WeightView& w1_rows,
+                       const float* b1, const WeightView& w3_rows, const float* b3, int64_t N) {
+  const int64_t F = w1_rows.rows;
   if (!few_rows_path(N)) {
-    matmul_forward_parts({{gate, w1, b1, F}, {up, w3, b3, F}}, inp, N, C);
+    matmul_forward_parts({{gate, &w1_rows, b1}, {up, &w3_rows, b3}}, inp, N);
     swiglu_forward(act, gate, up, N * F);
     return;
   }
-  const WeightView w1_rows = f32_weights(w1, F, C), w3_rows = f32_weights(w3, F, C);
+  require_row_kernel(w1_rows.type);
+  require_row_kernel(w3_rows.type);
+  const RowsInput in1(inp, N, w1_rows.cols, w1_rows.type), in3(inp, N, w3_rows.cols, w3_rows.type);
   // Row by row, w1 then w3: two weight streams in flight through each piece. A piece of w1
   // rows and then the same rows of w3 (one matmul_rows call each) decoded stories110m about
   // 4% slower (fraction of the bandwidth bound, 35 timed runs each, paired).
-  parallel_chunks(F, few_rows_chunk(C) / 2, [&](int64_t lo, int64_t hi) {
+  parallel_chunks(F, few_rows_chunk(w1_rows.cols) / 2, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      matmul_rows(gate, inp, w1_rows, b1, N, i, 1);
-      matmul_rows(up, inp, w3_rows, b3, N, i, 1);
+      matmul_rows(gate, in1, w1_rows, b1, i, 1);
+      matmul_rows(up, in3, w3_rows, b3, i, 1);
       for (int64_t n = 0; n < N; ++n) act[n * F + i] = swiglu(gate[n * F + i], up[n * F + i]);
     }
   });

@@ -15,6 +15,10 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 // follows at once, so the activation needs no serial pass between the parallel matmuls.
 void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const float* w1, const float* b1,
                        const float* w3, const float* b3, int64_t N, int64_t C, int64_t F);
+// The same over weights of any type (core/rows.h): w1, w3 [F, C].
+struct WeightView;
+void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const WeightView& w1, const float* b1,
+                       const WeightView& w3, const float* b3, int64_t N);
 // out [n] = gelu(inp): erf form, or the tanh approximation when tanh_approx. out may alias inp.
 void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx);
 

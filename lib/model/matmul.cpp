@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include <vector>
+
 #include "core/blas.h"
+#include "core/quant.h"
 #include "core/error.h"
 #include "core/rows.h"
 #include "core/threads.h"
@@ -143,6 +146,73 @@ void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* 
       const int64_t a = std::max(lo, start), b = std::min(hi, start + p.OC);
       if (a < b) matmul_rows(p.out, inp, f32_weights(p.weight, p.OC, IC), p.bias, N, a - start, b - a);
       start += p.OC;
+    }
+  });
+}
+
+namespace {
+
+// f32 rows of a typed matrix for the GEMM path (prompt processing, evaluation): decoded
+// once per call into a scratch buffer reused between calls.
+const float* decoded_weights(const WeightView& w) {
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(w.rows * w.cols));
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  float* dst = scratch.data();
+  parallel_chunks(w.rows, few_rows_chunk(w.cols), [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o) dequantize_row(w.type, base + o * w.row_bytes, w.cols, dst + o * w.cols);
+  });
+  return dst;
+}
+
+}  // namespace
+
+void matmul_forward(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N) {
+  if (w.type == WeightType::F32 && w.row_bytes == w.cols * static_cast<int64_t>(sizeof(float))) {
+    matmul_forward(out, inp, static_cast<const float*>(w.data), bias, N, w.cols, w.rows);
+    return;
+  }
+  require_row_kernel(w.type);
+  if (!few_rows_path(N)) {
+    matmul_forward(out, inp, decoded_weights(w), bias, N, w.cols, w.rows);
+    return;
+  }
+  const RowsInput in(inp, N, w.cols, w.type);
+  parallel_chunks(w.rows, few_rows_chunk(w.cols),
+                  [&](int64_t lo, int64_t hi) { matmul_rows(out, in, w, bias, lo, hi - lo); });
+}
+
+void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const float* inp, int64_t N) {
+  for (const MatmulViewPart& p : parts) require_row_kernel(p.weight->type);
+  if (!few_rows_path(N) || parts.size() == 0) {
+    for (const MatmulViewPart& p : parts) matmul_forward(p.out, inp, *p.weight, p.bias, N);
+    return;
+  }
+  const int64_t IC = parts.begin()->weight->cols;
+  // One prepared input per type among the parts (they share the input row).
+  std::vector<RowsInput> inputs;
+  std::vector<size_t> which;
+  for (const MatmulViewPart& p : parts) {
+    size_t k = 0;
+    while (k < which.size() && parts.begin()[k].weight->type != p.weight->type) ++k;
+    if (k < which.size()) {
+      which.push_back(which[k]);
+    } else {
+      which.push_back(inputs.size());
+      inputs.emplace_back(inp, N, IC, p.weight->type);
+    }
+  }
+  int64_t rows = 0;
+  for (const MatmulViewPart& p : parts) rows += p.weight->rows;
+  parallel_chunks(rows, few_rows_chunk(IC), [&](int64_t lo, int64_t hi) {
+    int64_t start = 0;
+    size_t k = 0;
+    for (const MatmulViewPart& p : parts) {
+      const int64_t OC = p.weight->rows;
+      const int64_t a = std::max(lo, start), b = std::min(hi, start + OC);
+      if (a < b) matmul_rows(p.out, inputs[which[k]], *p.weight, p.bias, a - start, b - a);
+      start += OC;
+      ++k;
     }
   });
 }

@@ -10,6 +10,8 @@
 
 namespace lm {
 
+struct WeightView;
+
 // Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
 // matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
 // Not while bf16 matmuls are active (below): see few_rows_path.
@@ -36,6 +38,16 @@ struct MatmulPart {
   int64_t OC;
 };
 void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* inp, int64_t N, int64_t IC);
+// The same over weights of any type (core/rows.h; OC = w.rows, IC = w.cols): few rows run the
+// row kernel on them as stored; more rows decode f32 copies of the weights into a scratch
+// buffer and call lm::sgemm (f32 views go to sgemm directly).
+void matmul_forward(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N);
+struct MatmulViewPart {
+  float* out;
+  const WeightView* weight;
+  const float* bias;
+};
+void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const float* inp, int64_t N);
 // The same with plain loops (double accumulation): the reference the fast one is held to.
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,
                         int64_t OC);

@@ -2,10 +2,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
+#include <map>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/quant.h"
 #include "core/rng.h"
 #include "io/metadata_keys.h"
 #include "io/safetensors.h"
@@ -29,12 +34,25 @@ bool is_bias(ParamKind k) {
   }
 }
 
+// The kinds the forward pass reads through matrices() (and may therefore be stored typed).
+bool is_matrix(ParamKind k) {
+  switch (k) {
+    case ParamKind::TokEmbeddings: case ParamKind::Wq: case ParamKind::Wk: case ParamKind::Wv: case ParamKind::Wo:
+    case ParamKind::W1: case ParamKind::W2: case ParamKind::W3: case ParamKind::Output:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_norm_weight(ParamKind k) {
   return k == ParamKind::AttnNormW || k == ParamKind::FfnNormW || k == ParamKind::NormW || k == ParamKind::QNormW ||
          k == ParamKind::KNormW;
 }
 
 }  // namespace
+
+bool param_is_matrix(ParamKind kind) { return is_matrix(kind); }
 
 ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
   const int64_t C = cfg.dim, V = cfg.vocab_size, L = cfg.n_layers;
@@ -197,20 +215,92 @@ void ModelWeights::allocate_arena() {
   if (arena_.raw() == nullptr) arena_ = Tensor::zeros(DType::F32, {layout_.arena_floats()});
 }
 
-void ModelWeights::rebind() { params_ = layout_.bind(ptrs_); }
+WeightView ModelWeights::view(size_t i) const {
+  const ParamInfo& p = layout_.tensors()[i];
+  const int64_t OC = p.shape[0], IC = p.shape[1];
+  if (types_[i] == WeightType::F32) return f32_weights(ptrs_[i], OC, IC);
+  return {types_[i], typed_[i].bytes.raw(), OC, IC, weight_row_bytes(types_[i], IC)};
+}
+
+void ModelWeights::rebind() {
+  const auto& table = layout_.tensors();
+  if (types_.size() != table.size()) types_.assign(table.size(), WeightType::F32);
+  typed_.resize(table.size());
+  params_ = layout_.bind(ptrs_);
+  matrices_ = ModelMatrices{};
+  matrices_.layers.resize(static_cast<size_t>(cfg_.n_layers));
+  for (size_t i = 0; i < table.size(); ++i) {
+    const ParamInfo& p = table[i];
+    if (!is_matrix(p.kind)) continue;
+    const WeightView v = view(i);
+    LayerMatrices* lm = p.layer >= 0 ? &matrices_.layers[static_cast<size_t>(p.layer)] : nullptr;
+    switch (p.kind) {
+      case ParamKind::TokEmbeddings: matrices_.tok_embeddings = v; break;
+      case ParamKind::Output: matrices_.output = v; break;
+      case ParamKind::Wq: lm->wq = v; break;
+      case ParamKind::Wk: lm->wk = v; break;
+      case ParamKind::Wv: lm->wv = v; break;
+      case ParamKind::Wo: lm->wo = v; break;
+      case ParamKind::W1: lm->w1 = v; break;
+      case ParamKind::W2: lm->w2 = v; break;
+      case ParamKind::W3: lm->w3 = v; break;
+      default: break;
+    }
+  }
+  if (cfg_.tie_embeddings) matrices_.output = matrices_.tok_embeddings;
+}
+
+bool ModelWeights::all_f32() const {
+  for (WeightType t : types_)
+    if (t != WeightType::F32) return false;
+  return true;
+}
+
+int64_t ModelWeights::stored_bytes(size_t i) const {
+  const ParamInfo& p = layout_.tensors().at(i);
+  if (types_[i] == WeightType::F32) return p.numel * 4;
+  return static_cast<int64_t>(typed_[i].bytes.nbytes());
+}
+
+std::string ModelWeights::types_summary() const {
+  std::string out;
+  for (WeightType t : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0})
+    if (std::find(types_.begin(), types_.end(), t) != types_.end()) out += (out.empty() ? "" : "+") + std::string(weight_type_name(t));
+  return out.empty() ? "f32" : out;
+}
+
+void ModelWeights::require_f32(const char* what) const {
+  if (!all_f32())
+    fail(ErrorKind::Unsupported, cat(what, ": the weights hold ", types_summary(), " matrices; training needs f32 weights"),
+         "convert the checkpoint with lm-convert-checkpoint --cast f32");
+}
 
 float* ModelWeights::arena() {
+  require_f32("arena");
   if (!writable()) fail(ErrorKind::Runtime, "internal: arena() on weights that still point into a mapping");
   allocate_arena();
   return arena_.data_mut<float>();
 }
 
 void ModelWeights::make_writable() {
-  if (writable()) return;
+  // Typed matrices get a private copy too (decode reads them once per token: a copy sits on
+  // transparent huge pages, a file mapping mostly on 4 KiB ones); they stay read-only.
+  for (size_t i = 0; i < typed_.size(); ++i) {
+    if (types_[i] == WeightType::F32) continue;
+    const Tensor& b = typed_[i].bytes;
+    Tensor copy = Tensor::zeros(DType::U8, {static_cast<int64_t>(b.nbytes())});
+    std::memcpy(copy.raw_mut(), b.raw(), b.nbytes());
+    typed_[i].bytes = std::move(copy);
+  }
+  if (writable()) {
+    rebind();
+    return;
+  }
   allocate_arena();
   float* base = arena_.data_mut<float>();
   for (size_t i = 0; i < layout_.tensors().size(); ++i) {
     const auto& p = layout_.tensors()[i];
+    if (types_[i] != WeightType::F32) continue;
     if (ptrs_[i] != base + p.offset) {
       std::memcpy(base + p.offset, ptrs_[i], static_cast<size_t>(p.numel) * sizeof(float));
       ptrs_[i] = base + p.offset;
@@ -223,6 +313,13 @@ void ModelWeights::make_writable() {
 Tensor ModelWeights::tensor(size_t i) const {
   const auto& p = layout_.tensors().at(i);
   // The owner keeps whichever storage the pointer lives in alive: the arena or the mapping.
+  if (types_[i] != WeightType::F32) {  // f16/bf16 as such; q8_0/q4_0 rows as U8 [rows, row bytes]
+    const Tensor& b = typed_[i].bytes;
+    auto owner = std::make_shared<Tensor>(b);
+    if (types_[i] == WeightType::F16) return Tensor::view(DType::F16, p.shape, b.raw(), owner);
+    if (types_[i] == WeightType::BF16) return Tensor::view(DType::BF16, p.shape, b.raw(), owner);
+    return Tensor::view(DType::U8, {p.shape[0], static_cast<int64_t>(b.nbytes()) / p.shape[0]}, b.raw(), owner);
+  }
   auto owner = std::make_shared<std::pair<Tensor, std::vector<Tensor>>>(arena_, mapped_);
   return Tensor::view(DType::F32, p.shape, ptrs_[i], owner);
 }
@@ -264,12 +361,10 @@ void ModelWeights::set_loss_weights(const std::vector<float>& weights, const std
   cfg_.loss_weights = true;
 }
 
-ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg) {
-  ModelWeights w;
-  w.cfg_ = cfg;
-  w.layout_ = ParameterLayout(cfg);
+ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg, bool keep_types) {
+  ParameterLayout layout(cfg);
   const std::string where = quote(display_name(file.path()));
-  const auto& table = w.layout_.tensors();
+  const auto& table = layout.tensors();
 
   std::set<std::string> expected;
   for (const auto& p : table) expected.insert(p.name);
@@ -280,39 +375,158 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
     if (!expected.count(info.name))
       fail_data(cat(where, ": unexpected tensor ", quote(info.name), " for this config"));
 
-  std::vector<Tensor> views(table.size());
-  bool need_arena = false;
+  // The typed tensors' tags.
+  std::map<std::string, WeightType> tags;
+  if (auto text = file.metadata_value(kWeightTypesMetadataKey)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(*text);
+    } catch (const std::exception& e) {
+      fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": not JSON: ", e.what()));
+    }
+    if (!j.is_object()) fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": not a JSON object"));
+    for (const auto& [name, v] : j.items()) {
+      const auto t = v.is_string() ? weight_type_from_name(v.get<std::string>()) : std::nullopt;
+      if (!t || (*t != WeightType::Q8_0 && *t != WeightType::Q4_0))
+        fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": tensor ", quote(name), ": type ", v.dump(),
+                      " is not one of \"q8_0\", \"q4_0\""));
+      if (!expected.count(name)) fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": no tensor ", quote(name)));
+      tags[name] = *t;
+    }
+  }
+  if (!tags.empty() && !keep_types)
+    fail(ErrorKind::Unsupported, cat(where, ": holds ", weight_type_name(tags.begin()->second),
+                                     " tensors; training needs f32 weights"),
+         "convert the checkpoint with lm-convert-checkpoint --cast f32");
+
+  std::vector<StoredTensor> stored(table.size());
   for (size_t i = 0; i < table.size(); ++i) {
     const auto& p = table[i];
     const TensorInfo* info = file.find(p.name);
     if (!info) fail_data(cat(where, ": missing tensor ", quote(p.name)));
+    if (auto tag = tags.find(p.name); tag != tags.end()) {
+      if (info->dtype != DType::U8 || info->shape.size() != 2 || p.shape.size() != 2 || info->shape[0] != p.shape[0] ||
+          info->shape[1] != weight_row_bytes(tag->second, p.shape[1], cat(where, ": tensor ", quote(p.name))))
+        fail_data(cat(where, ": tensor ", quote(p.name), ": ", weight_type_name(tag->second), " rows of ",
+                      shape_str(p.shape), " are U8 [", p.shape[0], ", ",
+                      p.shape.size() == 2 ? weight_row_bytes(tag->second, p.shape[1]) : 0, "], got ",
+                      dtype_name(info->dtype), " ", shape_str(info->shape)));
+      stored[i] = {tag->second, file.get(p.name)};
+      continue;
+    }
     if (info->shape != p.shape)
       fail_data(cat(where, ": tensor ", quote(p.name), ": got shape ", shape_str(info->shape), ", expected ",
                     shape_str(p.shape)));
     if (info->dtype != DType::F32 && info->dtype != DType::F16 && info->dtype != DType::BF16)
       fail_data(cat(where, ": tensor ", quote(p.name), ": got dtype ", dtype_name(info->dtype),
                     ", expected F32, F16 or BF16"));
-    views[i] = file.get(p.name);
-    const bool aligned = reinterpret_cast<uintptr_t>(views[i].raw()) % alignof(float) == 0;
-    if (info->dtype != DType::F32 || !aligned) need_arena = true;
+    Tensor v = file.get(p.name);
+    if (keep_types && is_matrix(p.kind) && info->dtype != DType::F32)
+      stored[i] = {info->dtype == DType::F16 ? WeightType::F16 : WeightType::BF16, v};
+    else
+      stored[i] = {WeightType::F32, info->dtype == DType::F32 ? v : v.cast(DType::F32), info->dtype != DType::F32};
+  }
+  ModelWeights w = from_stored(cfg, std::move(stored), where);
+  if (cfg.loss_weights) w.set_loss_weights(loss_weights_from_checkpoint(file, cfg.vocab_size, where), where);
+  return w;
+}
+
+ModelWeights ModelWeights::from_stored(const ModelConfig& cfg, std::vector<StoredTensor> tensors,
+                                       const std::string& where) {
+  ModelWeights w;
+  w.cfg_ = cfg;
+  w.layout_ = ParameterLayout(cfg);
+  const auto& table = w.layout_.tensors();
+  if (tensors.size() != table.size())
+    fail(ErrorKind::Runtime, cat("internal: from_stored: ", tensors.size(), " tensors for ", table.size(), " entries"));
+  bool need_arena = false;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const ParamInfo& p = table[i];
+    const StoredTensor& t = tensors[i];
+    if (t.type == WeightType::F32) {
+      if (t.bytes.dtype() != DType::F32 || t.bytes.shape() != p.shape)
+        fail_data(cat(where, ": tensor ", quote(p.name), ": expected F32 ", shape_str(p.shape)));
+      if (t.to_arena || reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) != 0) need_arena = true;
+      continue;
+    }
+    if (!is_matrix(p.kind))
+      fail_data(cat(where, ": tensor ", quote(p.name), ": only matrices may be stored as ", weight_type_name(t.type)));
+    if (cfg.is_materium() || cfg.vision_dim > 0)
+      fail(ErrorKind::Unsupported, cat(where, ": ", weight_type_name(t.type),
+                                       " weights are not supported for models with conditions or vision yet"));
+    const int64_t bytes = p.shape[0] * weight_row_bytes(t.type, p.shape[1], cat(where, ": tensor ", quote(p.name)));
+    if (static_cast<int64_t>(t.bytes.nbytes()) != bytes)
+      fail_data(cat(where, ": tensor ", quote(p.name), ": ", t.bytes.nbytes(), " bytes, expected ", bytes, " for ",
+                    weight_type_name(t.type), " ", shape_str(p.shape)));
   }
   if (need_arena) w.allocate_arena();
+  w.types_.assign(table.size(), WeightType::F32);
+  w.typed_.resize(table.size());
   for (size_t i = 0; i < table.size(); ++i) {
-    const auto& p = table[i];
-    Tensor& v = views[i];
-    const bool aligned = reinterpret_cast<uintptr_t>(v.raw()) % alignof(float) == 0;
-    if (v.dtype() == DType::F32 && aligned) {
-      w.ptrs_.push_back(const_cast<float*>(v.data<float>()));  // read-only: writable() is false
-      w.mapped_.push_back(v);
+    const ParamInfo& p = table[i];
+    StoredTensor& t = tensors[i];
+    w.types_[i] = t.type;
+    if (t.type != WeightType::F32) {
+      w.ptrs_.push_back(nullptr);
+      w.typed_[i] = std::move(t);
+      continue;
+    }
+    if (!t.to_arena && reinterpret_cast<uintptr_t>(t.bytes.raw()) % alignof(float) == 0) {
+      w.ptrs_.push_back(const_cast<float*>(t.bytes.data<float>()));  // read-only: writable() is false
+      w.mapped_.push_back(t.bytes);
     } else {
       float* dst = w.arena_.data_mut<float>() + p.offset;
-      Tensor f = v.cast(DType::F32);  // memcpy loads: tolerates misalignment
-      std::memcpy(dst, f.data<float>(), static_cast<size_t>(p.numel) * sizeof(float));
+      std::memcpy(dst, t.bytes.raw(), static_cast<size_t>(p.numel) * sizeof(float));
       w.ptrs_.push_back(dst);
     }
   }
   w.rebind();
-  if (cfg.loss_weights) w.set_loss_weights(loss_weights_from_checkpoint(file, cfg.vocab_size, where), where);
+  return w;
+}
+
+ModelWeights ModelWeights::cast(WeightType type) const {
+  const auto& table = layout_.tensors();
+  std::vector<StoredTensor> out(table.size());
+  for (size_t i = 0; i < table.size(); ++i) {
+    const ParamInfo& p = table[i];
+    if (!is_matrix(p.kind)) {
+      out[i] = {WeightType::F32, tensor(i)};
+      continue;
+    }
+    const int64_t OC = p.shape[0], IC = p.shape[1];
+    const WeightView v = view(i);
+    const int64_t rb = weight_row_bytes(type, IC, cat("--cast ", weight_type_name(type), ": tensor ", quote(p.name)));
+    Tensor bytes = type == WeightType::F32 ? Tensor::zeros(DType::F32, p.shape) : Tensor::zeros(DType::U8, {OC, rb});
+    auto* dst = static_cast<unsigned char*>(bytes.raw_mut());
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(IC));
+#pragma omp for schedule(static)
+      for (int64_t o = 0; o < OC; ++o) {
+        dequantize_row(v.type, static_cast<const unsigned char*>(v.data) + o * v.row_bytes, IC, row.data());
+        quantize_row(type, row.data(), IC, dst + o * rb);
+      }
+    }
+    out[i] = {type, bytes};
+  }
+  ModelWeights w = from_stored(cfg_, std::move(out), "cast");
+  w.tokenizer_json_ = tokenizer_json_;
+  w.loss_weights_ = loss_weights_;
+  return w;
+}
+
+ModelWeights ModelWeights::load_typed(const std::string& path) {
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
+  const std::string name = display_name(path);
+  const auto text = file.metadata_value("lmkit.config");
+  if (!text)
+    fail(ErrorKind::Data, cat(quote(name), ": no model config (metadata key 'lmkit.config')"),
+         "convert the checkpoint with lm-convert-checkpoint, which writes the config");
+  const std::string source = name + " lmkit.config";
+  ModelConfig cfg = config_from_json(*text, source);
+  validate(cfg, source);
+  ModelWeights w = from_checkpoint(file, cfg, true);
+  if (auto tok = file.metadata_value("lmkit.tokenizer")) w.tokenizer_json_ = *tok;
   return w;
 }
 
@@ -337,7 +551,12 @@ SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const 
   out.set_metadata(kConfigMetadataKey, config_to_json(cfg_, -1));
   const std::string& tok = tokenizer_json.empty() ? tokenizer_json_ : tokenizer_json;
   if (!tok.empty()) out.set_metadata(kTokenizerMetadataKey, tok);
-  for (size_t i = 0; i < layout_.tensors().size(); ++i) out.add(layout_.tensors()[i].name, tensor(i));
+  nlohmann::json tags = nlohmann::json::object();
+  for (size_t i = 0; i < layout_.tensors().size(); ++i) {
+    out.add(layout_.tensors()[i].name, tensor(i));
+    if (types_[i] == WeightType::Q8_0 || types_[i] == WeightType::Q4_0) tags[layout_.tensors()[i].name] = weight_type_name(types_[i]);
+  }
+  if (!tags.empty()) out.set_metadata(kWeightTypesMetadataKey, tags.dump());
   if (loss_weights_.raw()) out.add(kLossWeightsTensor, loss_weights_);
   return out;
 }

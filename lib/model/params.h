@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rows.h"
 #include "core/tensor.h"
 #include "model/config.h"
 
@@ -64,6 +65,10 @@ enum class ParamKind : uint8_t {
   CondMaskEmb,    // [C]                 every condition: the embedding of a null value
   TypeEmbeddings, // [N + 1, C]          with N >= 1 conditions: row 0 tokens, row i + 1 condition i
 };
+
+// The kinds the forward pass reads through ModelWeights::matrices() (which may be stored in
+// types other than f32): token embeddings, attention and feed-forward projections, output.
+bool param_is_matrix(ParamKind kind);
 
 struct ParamInfo {
   std::string name;    // Meta name, e.g. "layers.0.attention.wq.weight"
@@ -162,9 +167,36 @@ struct InitOptions {
   bool scaled_residual = true;   // GPT-2: wo and w2 get std / sqrt(2 L)
 };
 
+// The matrices the forward pass reads through the row kernel (core/rows.h), in their stored
+// type: f32 views of the float tensors, or f16, bf16, q8_0, q4_0 rows kept as loaded (for
+// inference: the point is fewer bytes per token).
+struct LayerMatrices {
+  WeightView wq, wk, wv, wo, w1, w2, w3;  // w3 empty (data null) without SwiGLU
+};
+struct ModelMatrices {
+  WeightView tok_embeddings;  // [V, C]
+  WeightView output;          // [V, C]; == tok_embeddings when tied
+  std::vector<LayerMatrices> layers;
+};
+
+// One tensor as stored: a float32 tensor, or the rows of a matrix in another WeightType
+// (`bytes` holds rows * weight_row_bytes(type, cols) bytes, rows back to back).
+struct StoredTensor {
+  WeightType type = WeightType::F32;
+  Tensor bytes;
+  bool to_arena = false;  // F32: copy into the arena (a converted tensor), not kept as a view
+};
+
+// The checkpoint metadata key that names the types of tensors stored as raw bytes (U8
+// [rows, row bytes]): a JSON object {"<tensor name>": "q8_0" | "q4_0", ...} (docs/checkpoint-format.md).
+inline constexpr const char* kWeightTypesMetadataKey = "lmkit.weight_types";
+
 // A model's weights: the config, its layout, and float32 tensors that live either in the
 // arena (initialised, converted from f16/bf16/unaligned data, or made writable) or
-// straight in a checkpoint's mapping (aligned f32: no copy, read-only).
+// straight in a checkpoint's mapping (aligned f32: no copy, read-only). For inference the
+// matrices (token embeddings, attention and feed-forward projections, output) may instead be
+// kept in their stored type (f16, bf16, q8_0, q4_0): their float views in params() are then
+// null, matrices() has them, and training refuses such weights.
 class ModelWeights {
  public:
   ModelWeights() = default;
@@ -175,7 +207,17 @@ class ModelWeights {
   // The tensors of `file` for `cfg`: every tensor of the layout must be present with its
   // exact shape and a float dtype (F32, F16, BF16), and no other tensor may be, except
   // "loss_weights" [V], which must be present exactly when cfg.loss_weights.
-  static ModelWeights from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg);
+  // keep_types: F16/BF16 matrices and typed ones (kWeightTypesMetadataKey) stay as stored;
+  // without, F16/BF16 are widened to f32 and typed tensors refused.
+  static ModelWeights from_checkpoint(const SafeTensorsFile& file, const ModelConfig& cfg, bool keep_types = false);
+  // Opens a checkpoint keeping the matrices' stored types (for inference).
+  static ModelWeights load_typed(const std::string& path);
+  // The tensors of the layout, in its order: F32 tensors of each entry's shape, or matrices
+  // of another type (Data errors, starting with `where`, for wrong sizes or non-matrix kinds).
+  static ModelWeights from_stored(const ModelConfig& cfg, std::vector<StoredTensor> tensors, const std::string& where);
+  // The same weights with every matrix stored as `type` (f32 matrices quantized with ggml's
+  // reference quantizers; other types decoded first). Norms, biases and tables stay f32.
+  ModelWeights cast(WeightType type) const;
   // Random weights (InitOptions), norms 1, biases 0; deterministic for a seed.
   static ModelWeights random(const ModelConfig& cfg, uint64_t seed, const InitOptions& opts = {});
 
@@ -188,8 +230,17 @@ class ModelWeights {
   const ModelConfig& config() const { return cfg_; }
   const ParameterLayout& layout() const { return layout_; }
   const ParameterTensors& params() const { return params_; }
+  const ModelMatrices& matrices() const { return matrices_; }
+  // True when every tensor is f32 (what training and the float views need).
+  bool all_f32() const;
+  // The type of table entry i, and the bytes it occupies as stored.
+  WeightType type(size_t i) const { return types_.at(i); }
+  int64_t stored_bytes(size_t i) const;
+  // "f32", or the non-f32 types present, e.g. "q8_0" or "f16+q8_0".
+  std::string types_summary() const;
   // The tokenizer spec found in the checkpoint (JSON text), "" when none.
   const std::string& tokenizer_json() const { return tokenizer_json_; }
+  void set_tokenizer_json(std::string json) { tokenizer_json_ = std::move(json); }
 
   // Per-token-id loss weights [V] (model/loss_weights.h): present exactly when
   // config().loss_weights, null otherwise. Not a parameter: not trained, not in layout();
@@ -211,6 +262,8 @@ class ModelWeights {
  private:
   void allocate_arena();
   void rebind();
+  WeightView view(size_t i) const;
+  void require_f32(const char* what) const;
 
   ModelConfig cfg_;
   ParameterLayout layout_;
@@ -218,6 +271,9 @@ class ModelWeights {
   std::vector<float*> ptrs_;      // one per layout entry
   std::vector<Tensor> mapped_;    // keeps the mapping alive while any entry points into it
   ParameterTensors params_;
+  std::vector<WeightType> types_;    // one per layout entry
+  std::vector<StoredTensor> typed_;  // one per layout entry; bytes of the non-f32 ones
+  ModelMatrices matrices_;
   std::string tokenizer_json_;
   Tensor loss_weights_;           // [V] F32 when cfg_.loss_weights
 };

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/rows.h"
 #include "model/attention.h"
 #include "model/dropout.h"
@@ -300,13 +301,14 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   const float p_attn = drop ? static_cast<float>(c.attn_dropout) : 0.0f;
   const float p_res = drop ? static_cast<float>(c.dropout) : 0.0f;
   const LayerParams& lw = w.layers[static_cast<size_t>(l)];
+  const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
 
   // Attention block.
   norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
   if (cache && B == 1 && T == 1 && NKV >= thread_count() && !bf16_) {  // a unit (kv head) for every thread
     attention_decode_step(l, la, P, *cache);
   } else {
-    matmul_forward_parts({{la.q, lw.wq, lw.bq, QD}, {la.k, lw.wk, lw.bk, KD}, {la.v, lw.wv, lw.bv, KD}}, la.ln1, N, C);
+    matmul_forward_parts({{la.q, &lm.wq, lw.bq}, {la.k, &lm.wk, lw.bk}, {la.v, &lm.wv, lw.bv}}, la.ln1, N);
     position_qk(l, la, N);
     const int64_t* key_lo = layer_key_lo(l);
     if (cache) {
@@ -323,7 +325,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
                         seed(1 + 3 * l));
     }
   }
-  matmul_forward(la.attproj, la.atty, lw.wo, lw.bo, N, QD, C);
+  matmul_forward(la.attproj, la.atty, lm.wo, lw.bo, N);
   add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
 
   // Feed-forward block.
@@ -335,7 +337,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
 void Transformer::ffn_forward(int64_t l, LayerActivations& la, int64_t N) {
   const ModelConfig& c = config();
   const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
-  const int64_t C = c.dim;
+  const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
   if (c.is_moe_layer(l)) {
     const MoEShape s = moe_shape(c, N);
     moe_forward(la.fcproj, la.moe, la.ln2, moe_params(lw), s);
@@ -344,12 +346,12 @@ void Transformer::ffn_forward(int64_t l, LayerActivations& la, int64_t N) {
   }
   const int64_t F = c.ffn_hidden();
   if (c.ffn_type == FfnType::SwiGLU) {
-    swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lw.w1, lw.b1, lw.w3, lw.b3, N, C, F);
+    swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lm.w1, lw.b1, lm.w3, lw.b3, N);
   } else {
-    matmul_forward(la.fch, la.ln2, lw.w1, lw.b1, N, C, F);
+    matmul_forward(la.fch, la.ln2, lm.w1, lw.b1, N);
     gelu_forward(la.fch_act, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
   }
-  matmul_forward(la.fcproj, la.fch_act, lw.w2, lw.b2, N, F, C);
+  matmul_forward(la.fcproj, la.fch_act, lm.w2, lw.b2, N);
 }
 
 void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t P, KVCache& cache) {
@@ -365,15 +367,20 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   // A unit is one kv head and its query heads: nothing in it needs another unit, so no
   // barrier separates the projections from attention, and attention runs on every thread.
   // Each step is the function the general path calls, on the unit's rows: the same numbers.
-  const WeightView wq = f32_weights(lw.wq, NH * HS, C), wk = f32_weights(lw.wk, NKV * HS, C),
-                   wv = f32_weights(lw.wv, NKV * HS, C);
+  const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
+  const WeightView &wq = lm.wq, &wk = lm.wk, &wv = lm.wv;
+  for (WeightType t : {wq.type, wk.type, wv.type}) require_row_kernel(t);
+  // The input prepared once for each type (q8_0 / q4_0: int8 blocks), before the units start.
+  const RowsInput in_q(la.ln1, 1, C, wq.type);
+  const RowsInput in_k(la.ln1, 1, C, wk.type);
+  const RowsInput in_v(la.ln1, 1, C, wv.type);
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t q0 = g * rep * HS, k0 = g * HS;  // the unit's first q and k/v features
-      matmul_rows(la.q, la.ln1, wq, lw.bq, 1, q0, rep * HS);
-      matmul_rows(la.k, la.ln1, wk, lw.bk, 1, k0, HS);
-      matmul_rows(la.v, la.ln1, wv, lw.bv, 1, k0, HS);
+      matmul_rows(la.q, in_q, wq, lw.bq, q0, rep * HS);
+      matmul_rows(la.k, in_k, wk, lw.bk, k0, HS);
+      matmul_rows(la.v, in_v, wv, lw.bv, k0, HS);
       if (nope) {  // position_qk's NoPE branch on the unit's rows
         if (a.attn_temp)
           temperature_forward(la.qr + q0, la.q + q0, a.attn_temp, 1, rep * HS);
@@ -427,7 +434,14 @@ void Transformer::embed(const int32_t* tokens, int64_t B, int64_t T, const Condi
   const ParameterTensors& w = weights_.params();
   ActivationTensors& a = acts_;
   const int64_t K = a.K, S = K + T, C = c.dim, V = c.vocab_size;
-  if (K == 0) {
+  if (weights_.matrices().tok_embeddings.type != WeightType::F32) {  // typed rows: decode each (no conditions)
+    const WeightView& e = weights_.matrices().tok_embeddings;
+    for (int64_t n = 0; n < B * T; ++n) {
+      const int64_t id = tokens[n];
+      if (id < 0 || id >= V) fail_data(cat("token id ", id, " at index ", n, " is out of range for vocab size ", V));
+      dequantize_row(e.type, static_cast<const unsigned char*>(e.data) + id * e.row_bytes, C, a.encoded + n * C);
+    }
+  } else if (K == 0) {
     embedding_forward(a.encoded, tokens, w.tok_embeddings, B * T, V, C);
   } else {
     for (int64_t b = 0; b < B; ++b) embedding_forward(a.encoded + (b * S + K) * C, tokens + b * T, w.tok_embeddings, T, V, C);
@@ -525,7 +539,7 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
   else
     rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
-  matmul_forward(a.logits, a.lnf, w.output, w.output_b, HR, C, V);
+  matmul_forward(a.logits, a.lnf, weights_.matrices().output, w.output_b, HR);
   if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, HR * V, static_cast<float>(c.logits_soft_cap));
 
   if (cache) {

@@ -1,0 +1,251 @@
+// Weight types below f32 (core/quant.h): the block layouts against bytes made by llama.cpp's
+// own format definition (tests/fixtures/quant/make_quant_fixture.py), each fast row-dot on
+// every instruction set this CPU runs against its plain twin, and matmul_rows against
+// matmul_rows_ref for every type, row count and row range.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/quant.h"
+#include "core/rng.h"
+#include "core/rows.h"
+
+namespace lm {
+namespace {
+
+std::vector<uint8_t> from_hex(const std::string& hex) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+nlohmann::json fixture() {
+  std::ifstream in(std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/quant/blocks.json");
+  EXPECT_TRUE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+TEST(Quant, BlocksMatchLlamaCppFormatDefinition) {
+  const nlohmann::json j = fixture();
+  ASSERT_GE(j["cases"].size(), 4u);
+  for (const auto& c : j["cases"]) {
+    const std::vector<float> x = c["x"].get<std::vector<float>>();
+    const int64_t n = static_cast<int64_t>(x.size());
+    for (const char* name : {"q8_0", "q4_0", "f16", "bf16"}) {
+      const WeightType type = *weight_type_from_name(name);
+      const std::vector<uint8_t> expect = from_hex(c[name].get<std::string>());
+      ASSERT_EQ(static_cast<int64_t>(expect.size()), weight_row_bytes(type, n)) << name;
+      std::vector<uint8_t> got(expect.size());
+      quantize_row(type, x.data(), n, got.data());
+      EXPECT_EQ(got, expect) << name << " of " << n;
+      const std::vector<float> decoded_expect = c[std::string(name) + "_decoded"].get<std::vector<float>>();
+      std::vector<float> decoded(static_cast<size_t>(n));
+      dequantize_row(type, expect.data(), n, decoded.data());
+      EXPECT_EQ(decoded, decoded_expect) << name;
+    }
+  }
+}
+
+TEST(Quant, HandComputedBlocks) {
+  // q8_0 of 0, 1, ..., 31 minus 16: max |x| = 16, d = 16 / 127 (f16 0x3008), q = round(x * 127 / 16).
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16);
+  std::vector<uint8_t> q8(34);
+  quantize_row(WeightType::Q8_0, x.data(), 32, q8.data());
+  EXPECT_EQ(q8[0] | (q8[1] << 8), 0x3008);
+  EXPECT_EQ(static_cast<int8_t>(q8[2]), -127);
+  EXPECT_EQ(static_cast<int8_t>(q8[2 + 17]), 8);  // round(1 * 7.9375)
+  EXPECT_EQ(static_cast<int8_t>(q8[2 + 31]), 119);  // round(15 * 7.9375) = round(119.06)
+  // q4_0: the element of largest magnitude is -16, d = -16 / -8 = 2; q = min(15, trunc(x / 2 + 8.5)).
+  std::vector<uint8_t> q4(18);
+  quantize_row(WeightType::Q4_0, x.data(), 32, q4.data());
+  EXPECT_EQ(q4[0] | (q4[1] << 8), 0x4000);  // 2.0 in f16
+  EXPECT_EQ(q4[2] & 0x0F, 0);               // x0 = -16: trunc(-8 + 8.5) = 0
+  EXPECT_EQ(q4[2] >> 4, 8);                 // x16 = 0: trunc(8.5) = 8
+  EXPECT_EQ(q4[2 + 15] >> 4, 15);           // x31 = 15: min(15, trunc(16)) = 15
+  std::vector<float> back(32);
+  dequantize_row(WeightType::Q4_0, q4.data(), 32, back.data());
+  EXPECT_EQ(back[0], -16.0f);
+  EXPECT_EQ(back[31], 14.0f);
+}
+
+TEST(Quant, RowBytesAndNames) {
+  EXPECT_EQ(weight_row_bytes(WeightType::Q8_0, 64), 68);
+  EXPECT_EQ(weight_row_bytes(WeightType::Q4_0, 64), 36);
+  EXPECT_EQ(weight_row_bytes(WeightType::BF16, 5), 10);
+  EXPECT_THROW(weight_row_bytes(WeightType::Q8_0, 48), Error);
+  for (const char* name : {"f32", "f16", "bf16", "q8_0", "q4_0"}) EXPECT_STREQ(weight_type_name(*weight_type_from_name(name)), name);
+  EXPECT_FALSE(weight_type_from_name("q5_0").has_value());
+}
+
+TEST(Quant, InputBlocksRoundToNearest) {
+  Rng rng(31);
+  std::vector<float> x(96);
+  for (float& v : x) v = 3 * rng.normal();
+  std::vector<int8_t> q(96);
+  std::vector<float> d(3), s(3);
+  quantize_input_q8(x.data(), 96, q.data(), d.data(), s.data());
+  for (int64_t b = 0; b < 3; ++b) {
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int64_t i = b * 32 + j;
+      EXPECT_LE(std::fabs(d[b] * q[i] - x[i]), 0.5001 * d[b]) << i;
+      sum += q[i];
+    }
+    EXPECT_FLOAT_EQ(s[b], 8.0f * d[b] * static_cast<float>(sum));
+  }
+}
+
+// The instruction sets this CPU runs, then back to cpuid's choice.
+std::vector<std::string> isas() {
+  std::vector<std::string> out;
+  for (const char* isa : {"avx512_vnni", "avx2", "scalar"})
+    if (set_quant_dot_isa(isa)) out.push_back(isa);
+  set_quant_dot_isa("best");
+  return out;
+}
+
+struct IsaGuard {
+  ~IsaGuard() { set_quant_dot_isa("best"); }
+};
+
+std::vector<uint8_t> random_row(Rng& rng, WeightType type, int64_t n, std::vector<float>* values = nullptr) {
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = rng.normal();
+  std::vector<uint8_t> row(static_cast<size_t>(weight_row_bytes(type, n)));
+  quantize_row(type, x.data(), n, row.data());
+  if (values) {
+    values->resize(static_cast<size_t>(n));
+    dequantize_row(type, row.data(), n, values->data());
+  }
+  return row;
+}
+
+TEST(Quant, FloatDotsMatchReferenceOnEveryIsa) {
+  IsaGuard guard;
+  Rng rng(32);
+  for (const std::string& isa : isas()) {
+    ASSERT_TRUE(set_quant_dot_isa(isa));
+    for (WeightType type : {WeightType::F16, WeightType::BF16}) {
+      for (int64_t n : {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 768}) {
+        std::vector<float> w;
+        const std::vector<uint8_t> row = random_row(rng, type, n, &w);
+        std::vector<float> x(static_cast<size_t>(n));
+        double sum_abs = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          x[i] = rng.normal();
+          sum_abs += std::fabs(static_cast<double>(w[i]) * x[i]);
+        }
+        const float fast = type == WeightType::F16 ? dot_f16(row.data(), x.data(), n) : dot_bf16(row.data(), x.data(), n);
+        const float ref = type == WeightType::F16 ? dot_f16_ref(row.data(), x.data(), n) : dot_bf16_ref(row.data(), x.data(), n);
+        EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), (n / 8.0 + 24) * 6e-8 * sum_abs)
+            << isa << " " << weight_type_name(type) << " n=" << n;
+      }
+    }
+  }
+}
+
+TEST(Quant, IntDotsMatchReferenceOnEveryIsa) {
+  IsaGuard guard;
+  Rng rng(33);
+  for (const std::string& isa : isas()) {
+    ASSERT_TRUE(set_quant_dot_isa(isa));
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+      for (int64_t n : {32, 64, 96, 160, 288, 768, 32 * 37}) {
+        std::vector<float> w;
+        const std::vector<uint8_t> row = random_row(rng, type, n, &w);
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = rng.normal();
+        std::vector<int8_t> q(static_cast<size_t>(n));
+        std::vector<float> d(static_cast<size_t>(n / 32)), s(d.size());
+        quantize_input_q8(x.data(), n, q.data(), d.data(), s.data());
+        double sum_abs = 0;
+        for (int64_t i = 0; i < n; ++i) sum_abs += std::fabs(static_cast<double>(w[i]) * d[i / 32] * q[i]);
+        const float fast = type == WeightType::Q8_0 ? dot_q8_0(row.data(), q.data(), d.data(), n)
+                                                    : dot_q4_0(row.data(), q.data(), d.data(), s.data(), n);
+        const float ref = type == WeightType::Q8_0 ? dot_q8_0_ref(row.data(), q.data(), d.data(), n)
+                                                   : dot_q4_0_ref(row.data(), q.data(), d.data(), s.data(), n);
+        // q4_0's offset is taken off once per block in float: bound by 8 * |d_w d_x sum(q)| too.
+        EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), (n / 32.0 + 24) * 6e-8 * 10 * sum_abs + 1e-30)
+            << isa << " " << weight_type_name(type) << " n=" << n;
+        EXPECT_NE(ref, 0.0f);
+      }
+    }
+  }
+}
+
+// One wrong weight, scale or nibble half moves a dot far beyond the tolerance above: the
+// integer products are exact, so kernels agree with the reference to float rounding only.
+TEST(Quant, IntDotsSeeEveryElement) {
+  IsaGuard guard;
+  for (const std::string& isa : isas()) {
+    ASSERT_TRUE(set_quant_dot_isa(isa));
+    const int64_t n = 96;
+    std::vector<int8_t> q(n, 0);
+    std::vector<float> d(3, 1.0f), s(3, 0.0f);
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+      std::vector<float> w(n);
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>((i * 7) % 15) - 7.0f;
+      std::vector<uint8_t> row(static_cast<size_t>(weight_row_bytes(type, n)));
+      quantize_row(type, w.data(), n, row.data());
+      std::vector<float> wd(n);
+      dequantize_row(type, row.data(), n, wd.data());
+      for (int64_t i = 0; i < n; ++i) {
+        std::fill(q.begin(), q.end(), int8_t{0});
+        q[i] = 1;
+        std::fill(s.begin(), s.end(), 0.0f);
+        s[i / 32] = 8.0f;  // 8 * d * sum(q)
+        const float got = type == WeightType::Q8_0 ? dot_q8_0(row.data(), q.data(), d.data(), n)
+                                                   : dot_q4_0(row.data(), q.data(), d.data(), s.data(), n);
+        EXPECT_FLOAT_EQ(got, wd[i]) << isa << " " << weight_type_name(type) << " element " << i;
+      }
+    }
+  }
+}
+
+TEST(Quant, MatmulRowsMatchesReferenceForEveryType) {
+  IsaGuard guard;
+  Rng rng(34);
+  for (const std::string& isa : isas()) {
+    ASSERT_TRUE(set_quant_dot_isa(isa));
+    for (WeightType type : {WeightType::F32, WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0}) {
+      const int64_t IC = weight_type_blocked(type) ? 96 : 77, OC = 13, pad = 8;
+      const int64_t rb = weight_row_bytes(type, IC) + pad;
+      std::vector<uint8_t> weights(static_cast<size_t>(OC * rb), 0xAB);
+      for (int64_t o = 0; o < OC; ++o) {
+        const std::vector<uint8_t> row = random_row(rng, type, IC);
+        std::copy(row.begin(), row.end(), weights.begin() + o * rb);
+      }
+      const WeightView w{type, weights.data(), OC, IC, rb};
+      std::vector<float> bias(OC);
+      for (float& b : bias) b = rng.normal();
+      for (int64_t N = 1; N <= 5; ++N) {
+        std::vector<float> inp(static_cast<size_t>(N * IC));
+        for (float& v : inp) v = rng.normal();
+        for (auto [first, count] : {std::pair<int64_t, int64_t>{0, OC}, {3, 1}, {5, 7}}) {
+          std::vector<float> out(static_cast<size_t>(N * OC), -99.0f), ref(out);
+          const RowsInput in(inp.data(), N, IC, type);
+          matmul_rows(out.data(), in, w, N % 2 ? bias.data() : nullptr, first, count);
+          matmul_rows_ref(ref.data(), inp.data(), w, N % 2 ? bias.data() : nullptr, N, first, count);
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < OC; ++o) {
+              const float a = out[n * OC + o], b = ref[n * OC + o];
+              if (o < first || o >= first + count)
+                EXPECT_EQ(a, -99.0f);
+              else
+                EXPECT_NEAR(a, b, 2e-5 * (1 + std::fabs(b)))
+                    << isa << " " << weight_type_name(type) << " N=" << N << " o=" << o;
+            }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lm

@@ -1,0 +1,135 @@
+// A model whose matrices are stored as f16, bf16, q8_0 or q4_0 (ModelWeights::cast): the full
+// forward (decoded weights into the GEMM) equals the f32 model holding the decoded weights,
+// decode through the row kernels follows the full forward, checkpoints keep the types
+// (lmkit.weight_types), and training refuses them.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/quant.h"
+#include "io/safetensors.h"
+#include "io/stream.h"
+#include "model/transformer.h"
+
+namespace lm {
+namespace {
+
+ModelConfig quant_config() {
+  ModelConfig c;
+  c.name = "quant";
+  c.dim = 64;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 48;
+  c.multiple_of = 32;
+  c.max_seq_len = 16;
+  return c;
+}
+
+// The typed weights decoded back to f32: the model the typed one must equal on the GEMM path.
+ModelWeights decoded(const ModelWeights& w) { return w.cast(WeightType::F32); }
+
+double max_abs(const float* a, const float* b, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  return m;
+}
+
+const std::vector<int32_t> kTokens = {1, 7, 3, 40, 22, 9, 13, 0, 47, 5};
+
+TEST(QuantModel, ForwardEqualsDecodedF32Model) {
+  const ModelWeights f32 = ModelWeights::random(quant_config(), 5);
+  const int64_t T = static_cast<int64_t>(kTokens.size()), V = 48;
+  for (WeightType type : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0}) {
+    ModelWeights typed = f32.cast(type);
+    EXPECT_FALSE(typed.all_f32());
+    EXPECT_EQ(typed.types_summary(), weight_type_name(type));
+    Transformer ref(decoded(typed));
+    Transformer model(std::move(typed));
+    const std::vector<float> want(ref.forward(kTokens.data(), nullptr, 1, T), ref.forward(kTokens.data(), nullptr, 1, T) + T * V);
+    const float* got = model.forward(kTokens.data(), nullptr, 1, T);
+    EXPECT_LE(max_abs(got, want.data(), T * V), 1e-5) << weight_type_name(type);
+  }
+}
+
+TEST(QuantModel, DecodeFollowsTheFullForward) {
+  const ModelWeights f32 = ModelWeights::random(quant_config(), 6);
+  const int64_t T = static_cast<int64_t>(kTokens.size()), V = 48;
+  for (WeightType type : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0}) {
+    Transformer model(f32.cast(type));
+    const std::vector<float> full(model.forward(kTokens.data(), nullptr, 1, T),
+                                  model.forward(kTokens.data(), nullptr, 1, T) + T * V);
+    KVCache cache = model.make_cache(1);
+    double scale = 0;
+    for (int64_t i = 0; i < T * V; ++i) scale = std::max(scale, std::fabs(static_cast<double>(full[i])));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* step = model.forward_step(&kTokens[t], nullptr, cache);
+      // f16/bf16 decode reads the same weights in float: rounding only. q8_0/q4_0 decode
+      // quantizes the activations to int8 blocks too (about 0.4% of a block's largest value).
+      const double tol = (type == WeightType::F16 || type == WeightType::BF16) ? 1e-5 : 0.03 * scale;
+      EXPECT_LE(max_abs(step, full.data() + t * V, V), tol) << weight_type_name(type) << " t=" << t;
+    }
+  }
+}
+
+TEST(QuantModel, Q8DecodeIsCloseToF32) {
+  const ModelWeights f32 = ModelWeights::random(quant_config(), 7);
+  Transformer q8(f32.cast(WeightType::Q8_0));
+  Transformer ref(ModelWeights::random(quant_config(), 7));
+  const int64_t T = static_cast<int64_t>(kTokens.size()), V = 48;
+  const std::vector<float> want(ref.forward(kTokens.data(), nullptr, 1, T), ref.forward(kTokens.data(), nullptr, 1, T) + T * V);
+  KVCache cache = q8.make_cache(1);
+  double scale = 0, err = 0;
+  for (float v : want) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+  for (int64_t t = 0; t < T; ++t)
+    err = std::max(err, max_abs(q8.forward_step(&kTokens[t], nullptr, cache), want.data() + t * V, V));
+  EXPECT_LE(err, 0.02 * scale);
+  EXPECT_GT(err, 0.0);  // the weights did change
+}
+
+TEST(QuantModel, CheckpointKeepsTypes) {
+  const ModelWeights typed = ModelWeights::random(quant_config(), 8).cast(WeightType::Q4_0);
+  std::vector<uint8_t> bytes;
+  auto sink = memory_sink(&bytes);
+  typed.writer().write(*sink);
+  sink->finish();
+  const SafeTensorsFile file = SafeTensorsFile::parse(MappedFile::from_bytes(bytes, "q4.safetensors"));
+  ASSERT_TRUE(file.metadata_value(kWeightTypesMetadataKey).has_value());
+  const ModelWeights back = ModelWeights::from_checkpoint(file, quant_config(), true);
+  ASSERT_EQ(back.layout().tensors().size(), typed.layout().tensors().size());
+  for (size_t i = 0; i < back.layout().tensors().size(); ++i) {
+    EXPECT_EQ(back.type(i), typed.type(i));
+    const Tensor a = back.tensor(i), b = typed.tensor(i);
+    ASSERT_EQ(a.nbytes(), b.nbytes());
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << back.layout().tensors()[i].name;
+  }
+  try {
+    ModelWeights::from_checkpoint(file, quant_config());
+    ADD_FAILURE() << "training load accepted q4_0 tensors";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("training needs f32 weights"), std::string::npos) << e.what();
+  }
+}
+
+TEST(QuantModel, TrainingRefusesTypedWeights) {
+  Transformer model(ModelWeights::random(quant_config(), 9).cast(WeightType::Q8_0));
+  Tensor grads = Tensor::zeros(DType::F32, {model.weights().layout().arena_floats()});
+  const ParameterTensors g = model.weights().layout().bind(grads.data_mut<float>());
+  const std::vector<int32_t> tok = {1, 2, 3, 4};
+  try {
+    model.train_step(g, tok.data(), nullptr, tok.data(), 1, 4);
+    ADD_FAILURE() << "train_step ran on q8_0 weights";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("q8_0"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lm
