@@ -74,7 +74,16 @@ const json kOmit = json(json::value_t::discarded);
 
 int64_t n_kv_from(const ModelConfig& c, int64_t kv) { return kv == c.n_heads ? 0 : kv; }  // lmkit: 0 = MHA
 // lmkit: head_dim 0 = dim / n_heads.
-int64_t head_dim_from(const ModelConfig& c, int64_t hd) { return hd > 0 && c.n_heads > 0 && hd * c.n_heads == c.dim ? 0 : hd; }
+// Whether `hd` is dim / n_heads exactly (no product that could overflow: the values come from files).
+bool is_dim_over_heads(const ModelConfig& c, int64_t hd) { return c.n_heads > 0 && c.dim % c.n_heads == 0 && c.dim / c.n_heads == hd; }
+int64_t head_dim_from(const ModelConfig& c, int64_t hd) { return hd > 0 && is_dim_over_heads(c, hd) ? 0 : hd; }
+// The head size of a config being read, when its keys so far give one (n_heads may still be 0 or
+// negative from the file: validation refuses that later, and ModelConfig::head_size divides by it).
+std::optional<int64_t> head_size_read(const ModelConfig& c) {
+  if (c.head_dim > 0) return c.head_dim;
+  if (c.n_heads > 0) return c.dim / c.n_heads;
+  return std::nullopt;
+}
 // The linear position scaling of `c`, whichever field carries it (1 = none).
 double linear_rope_factor(const ModelConfig& c) {
   return c.rope_scaling.type == RopeScalingType::Linear ? c.rope_scaling.factor : c.rope_scale_factor;
@@ -394,7 +403,7 @@ const std::vector<KeyRow>& params_llama4_keys() {
       {"head_dim", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          // Meta's Attention uses dim // n_heads whatever head_dim says.
-         if (c.n_heads <= 0 || v.get<int64_t>() * c.n_heads != c.dim)
+         if (!is_dim_over_heads(c, v.get<int64_t>()))
            fail_data(cat(src, ": head_dim ", v.get<int64_t>(), " is not dim / n_heads (Meta's attention uses dim // n_heads)"));
        }},
       {"n_kv_heads", "n_kv_heads", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
@@ -513,16 +522,18 @@ const std::vector<KeyRow>& gguf_keys() {
       {"llama.attention.value_length", "", Type::Int, false, json(),
        [](const ModelConfig& c) { return c.head_size() * c.n_heads != c.dim ? json(c.head_size()) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
-         if (v.get<int64_t>() != c.head_size())
+         const auto hs = head_size_read(c);
+         if (hs && v.get<int64_t>() != *hs)
            fail(ErrorKind::Unsupported, cat(src, ": llama.attention.value_length ", v.get<int64_t>(), " differs from the head size ",
-                                            c.head_size(), " (lmkit's attention has one head size)"));
+                                            *hs, " (lmkit's attention has one head size)"));
        }},
       LM_KEY("llama.attention.layer_norm_rms_epsilon", norm_eps, Number, nullptr),
       {"llama.rope.dimension_count", "", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
        [](ModelConfig& c, const json& v, const std::string& src) {
-         if (v.get<int64_t>() != c.head_size())
+         const auto hs = head_size_read(c);
+         if (hs && v.get<int64_t>() != *hs)
            fail(ErrorKind::Unsupported, cat(src, ": llama.rope.dimension_count ", v.get<int64_t>(), " is not the head size ",
-                                            c.head_size(), " (RoPE on part of a head is not supported)"));
+                                            *hs, " (RoPE on part of a head is not supported)"));
        }},
       LM_KEY("llama.rope.freq_base", rope_theta, Number, nullptr),
       {"llama.rope.scaling.type", "rope_scaling.type", Type::String, false, json(),

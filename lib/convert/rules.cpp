@@ -276,6 +276,7 @@ void apply_fuse(Graph& g, const Rule& r) {
 // speed. At most kIdle blocks wait, so the pool holds a few of the largest tensors at most.
 class BufferPool {
  public:
+  // Null when the memory cannot be had.
   std::shared_ptr<void> get(size_t n) {
     n = std::max<size_t>(64, (n + 63) / 64 * 64);
     void* p = nullptr;
@@ -292,7 +293,7 @@ class BufferPool {
     }
     if (!p) {
       p = std::aligned_alloc(64, cap);
-      if (!p) fail(ErrorKind::Runtime, cat("out of memory allocating ", cap, " bytes"));
+      if (!p) return nullptr;
 #ifdef MADV_POPULATE_WRITE
       static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
       const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
@@ -323,6 +324,9 @@ Tensor output_tensor(DType dtype, const Shape& shape, uint8_t** data) {
   static BufferPool* pool = new BufferPool();  // never destroyed: buffers may outlive static destructors
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   std::shared_ptr<void> owner = pool->get(bytes);
+  if (!owner)
+    fail(ErrorKind::Runtime,
+         cat("cannot allocate ", bytes, " bytes for a ", shape_str(shape), " ", dtype_name(dtype), " tensor: out of memory"));
   void* p = owner.get();  // before the move below (argument order is unspecified)
   *data = static_cast<uint8_t*>(p);
   return Tensor::view(dtype, shape, p, std::move(owner));

@@ -170,6 +170,27 @@ TEST(ConvertRules, TransposeSplitFuse) {
             std::string::npos);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define LMKIT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LMKIT_TEST_ASAN 1
+#endif
+#endif
+
+TEST(ConvertRules, AnAllocationThatFailsIsOneMessageWithTheTensorsSize) {
+#ifdef LMKIT_TEST_ASAN
+  GTEST_SKIP() << "AddressSanitizer aborts on an allocation this size instead of failing it";
+#else
+  // 2^48 bytes: more than the address space, so it fails whatever the overcommit policy. The
+  // data is never read: the output buffer is taken first.
+  const float one = 1;
+  const Tensor huge = Tensor::view(DType::F32, {int64_t{1} << 24, int64_t{1} << 22}, &one, nullptr);
+  EXPECT_EQ(error_of([&] { transpose_2d(huge); }),
+            "cannot allocate 281474976710656 bytes for a [4194304, 16777216] F32 tensor: out of memory");
+#endif
+}
+
 TEST(ConvertRules, SplitTakesPartSizesFromTheConfig) {
   ModelConfig c = small("gqa");  // q: 16 rows, k and v: 8 rows each
   Graph g;
@@ -548,6 +569,28 @@ TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
 
 // GGUF strings are raw bytes: a key that no JSON could hold, or an lmkit.tokenizer that is not
 // JSON, is refused where the file is read, not passed on into the converted checkpoint.
+// Found by fuzz_gguf: the head size was dim / n_heads with the file's n_heads of 0 (a division
+// by zero, SIGFPE) when llama.attention.value_length or llama.rope.dimension_count was checked.
+TEST(ConvertConfig, GgufHeadCountsOfZeroOrNegativeAreNoDivision) {
+  for (const int32_t heads : {0, -4}) {
+    GGUFWriter w;
+    w.set("general.architecture", GGUFValue::str("llama"));
+    w.set("llama.embedding_length", GGUFValue::u32(64));
+    GGUFValue count;
+    count.type = GGUFValue::I32;
+    count.i = heads;
+    w.set("llama.attention.head_count", count);
+    w.set("llama.attention.value_length", GGUFValue::u32(16));
+    w.set("llama.rope.dimension_count", GGUFValue::u32(16));
+    std::vector<uint8_t> bytes;
+    auto sink = memory_sink(&bytes);
+    w.write(*sink);
+    const GGUFFile f = GGUFFile::parse(MappedFile::from_bytes(bytes, "m.gguf"));
+    const std::vector<std::string> set = gguf_config_assignments(f);
+    EXPECT_NE(std::find(set.begin(), set.end(), cat("n_heads=", heads)), set.end()) << heads;
+  }
+}
+
 TEST(ConvertConfig, GgufStringsThatAreNotJsonAreRefused) {
   const ModelConfig c = small("gqa");
   const Graph g = lmkit_graph(c);
