@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "io/stream.h"
 
 namespace lm {
@@ -20,6 +21,7 @@ namespace lm {
 namespace {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 // The files a new checkpoint replaces, in the order lmkit's reader prefers them, least first:
 // unlinking them in this order leaves the new weights winning only at the last unlink.
@@ -87,10 +89,11 @@ bool is_shard_file_name(const std::string& n) {
   return rest == ".safetensors";
 }
 
-// The checkpoint's index as found: its JSON and the shard files it lists (plain names only; an
-// unreadable index lists none).
+// The checkpoint's index as found: its JSON (in the file's key order, as it is written back) and
+// the shard files it lists (plain names only). An index lmkit's reader refuses (not JSON, nested
+// too deep, a repeated key) lists none: it held no checkpoint to keep.
 struct OldIndex {
-  json doc;
+  ojson doc;
   std::vector<std::string> shards;
 };
 
@@ -99,9 +102,9 @@ OldIndex read_old_index(const std::string& dir) {
   const std::string path = join(dir, kShardIndexName);
   if (!exists(path)) return old;
   try {
-    old.doc = json::parse(read_text_file(path), nullptr, false);
+    old.doc = parse_ordered_json_strict(read_text_file(path), "");
   } catch (const Error&) {
-    return old;
+    return {};
   }
   if (!old.doc.is_object() || !old.doc.contains("weight_map") || !old.doc["weight_map"].is_object()) return old;
   std::set<std::string> seen;

@@ -434,10 +434,19 @@ void apply_override(ModelConfig& cfg, const std::string& assignment) {
   }
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json value;
+  bool is_json = true;
+  try {
+    value = parse_json_strict(text, prefix);
+  } catch (const Error& e) {
+    // JSON refused for its depth or a repeated key is an error; text that is not JSON at all is
+    // taken as it is below.
+    if (json::accept(text)) fail_usage(e.what());
+    is_json = false;
+  }
   const Field* f = find_field(key);
   // Not JSON (a bare word such as layernorm), or a string field given a number (name=42): the text itself.
-  if (value.is_discarded() || (f && (f->kind == Kind::String || f->kind == Kind::Enum) && !value.is_string()))
+  if (!is_json || (f && (f->kind == Kind::String || f->kind == Kind::Enum) && !value.is_string()))
     value = text;
   assign(cfg, key, value, ErrorKind::Usage, prefix);
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "core/quant.h"
 #include "core/rng.h"
@@ -378,12 +379,7 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
   // The typed tensors' tags.
   std::map<std::string, WeightType> tags;
   if (auto text = file.metadata_value(kWeightTypesMetadataKey)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(*text);
-    } catch (const std::exception& e) {
-      fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": not JSON: ", e.what()));
-    }
+    const nlohmann::json j = parse_json_strict(*text, cat(where, ": metadata ", kWeightTypesMetadataKey, ": "));
     if (!j.is_object()) fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": not a JSON object"));
     for (const auto& [name, v] : j.items()) {
       const auto t = v.is_string() ? weight_type_from_name(v.get<std::string>()) : std::nullopt;

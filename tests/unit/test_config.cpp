@@ -250,6 +250,13 @@ TEST(ConfigOverrides, ErrorsAreUsageErrors) {
   EXPECT_EQ(error_of([&] { apply_override(c, "dim=rno\xb2"); }, ErrorKind::Usage), "--set 'dim=rno\xb2': not valid UTF-8");
   EXPECT_EQ(error_of([&] { apply_override(c, "name=\xff"); }, ErrorKind::Usage), "--set 'name=\xff': not valid UTF-8");
   EXPECT_NO_THROW(apply_override(c, "name=caf\xc3\xa9"));
+  // A value is read by the strict JSON reader: a repeated key is not silently the last one, and
+  // nesting is bounded (plain nlohmann took both).
+  EXPECT_EQ(error_of([&] { apply_override(c, R"(rope_scaling={"factor": 2, "factor": 8})"); }, ErrorKind::Usage),
+            R"(--set 'rope_scaling={"factor": 2, "factor": 8}': duplicate key 'factor')");
+  const std::string deep = "rope_scaling=" + std::string(600, '[') + std::string(600, ']');
+  EXPECT_EQ(error_of([&] { apply_override(c, deep); }, ErrorKind::Usage),
+            "--set '" + deep + "': JSON nested deeper than 512 levels");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "convert/source.h"
 #include "io/checkpoint_dir.h"
 #include "io/container.h"
 #include "io/gguf.h"
@@ -262,6 +263,37 @@ TEST(CheckpointDir, AFailedWriteLeavesTheOldCheckpointOrNothing) {
   // A file where the directory should be.
   write(top / "file", "x");
   EXPECT_THROW(write_checkpoint_dir((top / "file").string(), text_files("a", 1)), Error);
+}
+
+// An index lmkit's reader refuses describes no checkpoint: a writer into its directory replaces
+// it and does not act on the names it gives (nlohmann's plain parse kept the last of a repeated
+// key, and took any depth; the writer then removed what that reading listed).
+TEST(CheckpointDir, AnOldIndexTheReaderRefusesListsNothingToRemove) {
+  const fs::path d = fresh_dir("refused_index") / "ck";
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"weight_map\": {\"t0\": \"model-00001-of-00002.safetensors\", \"t0\": \"keep.safetensors\"}}",
+       "duplicate key 'weight_map.t0'"},
+      {"{\"metadata\": " + deep + ", \"weight_map\": {\"t0\": \"keep.safetensors\"}}", "JSON nested deeper than 512 levels"},
+  };
+  for (const auto& [index, refusal] : cases) {
+    write_checkpoint_dir(d.string(), text_files("a", 2));
+    write(d / kShardIndexName, index);
+    write(d / "keep.safetensors", "not a shard of this checkpoint");
+    try {
+      convert::open_source(d.string());
+      ADD_FAILURE() << "the reader took an index with " << refusal;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data);
+      EXPECT_EQ(std::string(e.what()), "'" + (d / kShardIndexName).string() + "': " + refusal);
+    }
+    write_checkpoint_dir(d.string(), text_files("b", 2));
+    EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "keep.safetensors", "model-00001-of-00002.safetensors",
+                                                    "model-00002-of-00002.safetensors", "model.safetensors.index.json"}));
+    EXPECT_EQ(read(d / "keep.safetensors"), "not a shard of this checkpoint");
+    EXPECT_EQ(read(d / "model-00001-of-00002.safetensors"), "b0");
+    fs::remove(d / "keep.safetensors");
+  }
 }
 
 // ---- containers ----

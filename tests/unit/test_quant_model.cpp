@@ -117,6 +117,31 @@ TEST(QuantModel, CheckpointKeepsTypes) {
   }
 }
 
+TEST(QuantModel, TypeTagsAreReadByTheStrictJsonReader) {
+  const ModelWeights typed = ModelWeights::random(quant_config(), 8).cast(WeightType::Q4_0);
+  std::vector<uint8_t> bytes;
+  auto sink = memory_sink(&bytes);
+  typed.writer().write(*sink);
+  sink->finish();
+  // One tensor's tag given twice (the same length: the header's offsets stay right). nlohmann's
+  // plain parse kept the last one.
+  std::string text(bytes.begin(), bytes.end());
+  const std::string wk = "\\\"layers.0.attention.wk.weight\\\"", wq = "\\\"layers.0.attention.wq.weight\\\"";
+  const size_t at = text.find(wk);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, wk.size(), wq);
+  const SafeTensorsFile file =
+      SafeTensorsFile::parse(MappedFile::from_bytes(std::vector<uint8_t>(text.begin(), text.end()), "q4.safetensors"));
+  try {
+    ModelWeights::from_checkpoint(file, quant_config(), true);
+    ADD_FAILURE() << "a repeated tag was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_EQ(std::string(e.what()), std::string("'q4.safetensors': metadata ") + kWeightTypesMetadataKey +
+                                         ": duplicate key 'layers.0.attention.wq.weight'");
+  }
+}
+
 TEST(QuantModel, TrainingRefusesTypedWeights) {
   Transformer model(ModelWeights::random(quant_config(), 9).cast(WeightType::Q8_0));
   Tensor grads = Tensor::zeros(DType::F32, {model.weights().layout().arena_floats()});
