@@ -33,6 +33,20 @@ std::vector<uint8_t> read_all(int fd, const std::string& name) {
 }
 }  // namespace
 
+int open_for_reading(const std::string& path, struct stat& st) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail_io("cannot open", path);
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    fail_io("cannot stat", path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail(ErrorKind::Io, cat("cannot read ", quote(path), ": is a directory"));
+  }
+  return fd;
+}
+
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->path_ = display_name(path);
@@ -42,17 +56,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     file->size_ = file->buffer_.size();
     return file;
   }
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail_io("cannot open", path);
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail_io("cannot stat", path);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorKind::Io, cat("cannot read ", quote(path), ": is a directory"));
-  }
+  const int fd = open_for_reading(path, st);
   if (!S_ISREG(st.st_mode)) {  // pipe, fifo, process substitution
     file->buffer_ = read_all(fd, path);
     ::close(fd);

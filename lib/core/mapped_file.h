@@ -8,7 +8,13 @@
 #include <string>
 #include <vector>
 
+struct stat;
+
 namespace lm {
+
+// Opens `path` (not "-") read-only and fills `st` with its status; returns the descriptor, which
+// the caller closes. Throws an Io error naming `path` when it cannot be opened or is a directory.
+int open_for_reading(const std::string& path, struct stat& st);
 
 class MappedFile {
  public:

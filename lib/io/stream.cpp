@@ -435,14 +435,8 @@ class MemorySink final : public ByteSink {
 
 std::unique_ptr<ByteSource> open_raw_input(const std::string& path) {
   if (path == "-") return std::make_unique<FdSource>(STDIN_FILENO, display_name(path), false);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail_io("cannot open", path);
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorKind::Io, cat("cannot read ", quote(path), ": is a directory"));
-  }
-  return std::make_unique<FdSource>(fd, path, true);
+  return std::make_unique<FdSource>(open_for_reading(path, st), path, true);
 }
 
 std::unique_ptr<ByteSource> open_input(const std::string& path) { return auto_decompress(open_raw_input(path)); }

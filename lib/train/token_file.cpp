@@ -1,6 +1,5 @@
 #include "train/token_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,17 +76,8 @@ std::shared_ptr<const TokenFile> TokenFile::open(const std::string& path) {
   std::shared_ptr<TokenFile> f(new TokenFile());
   f->name_ = display_name(path);
   if (path != "-") {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail_io("cannot open", path);
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-      fail_io("cannot stat", path);
-    }
-    if (S_ISDIR(st.st_mode)) {
-      ::close(fd);
-      fail(ErrorKind::Io, cat("cannot read ", quote(path), ": is a directory"));
-    }
+    const int fd = open_for_reading(path, st);
     if (S_ISREG(st.st_mode) && !is_zstd_file(fd)) {  // the common case: the file as it is
       f->size_ = static_cast<size_t>(st.st_size);
       try {
