@@ -10,9 +10,20 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "eval/eval.h"
 #include "eval/report.h"
 #include "version.h"
+
+namespace {
+
+std::string fixed6(double v) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.6f", v);
+  return text;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   lm::cli::Tool tool("lm-eval-loss",
@@ -72,7 +83,8 @@ int main(int argc, char** argv) {
 
   return tool.run(argc, argv, [&]() -> int {
     if (inputs.empty()) inputs.push_back("-");
-    if (fail_opt->count() && !std::isfinite(fail_above)) lm::fail_usage("--fail-above needs a finite number");
+    if (fail_opt->count() && !std::isfinite(fail_above))
+      lm::fail_usage(lm::cat("--fail-above must be a finite number, got ", fail_above));
     opts.embedding = !embedding_out.empty();
     opts.hidden = !hidden_out.empty();
     if (conditions == "-" && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
@@ -98,11 +110,14 @@ int main(int argc, char** argv) {
     } else {
       std::cout << lm::eval_report_text(r);
     }
-    if (fail_opt->count() && !lm::loss_within(r.loss(), fail_above)) {
-      std::fflush(stdout);
-      if (std::isfinite(r.loss())) std::fprintf(stderr, "lm-eval-loss: loss %.6f is above %g\n", r.loss(), fail_above);
-      else std::fprintf(stderr, "lm-eval-loss: loss %f is not a finite number (fails --fail-above)\n", r.loss());
-      return 1;
+    if (fail_opt->count() && !lm::loss_within(r.loss(), fail_above)) {  // after the report, as the error
+      std::string on;
+      for (const std::string& in : inputs) on += (on.empty() ? "" : ", ") + lm::quote(lm::display_name(in));
+      const std::string what = lm::cat("loss of ", lm::quote(lm::display_name(model_path)), " on ", on, ": ");
+      const double loss = r.loss();
+      if (std::isfinite(loss)) lm::fail(lm::ErrorKind::Data, what + lm::cat(fixed6(loss), " is above --fail-above ", fail_above));
+      lm::fail(lm::ErrorKind::Data, what + (std::isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf") +
+                                         lm::cat(" is not a finite number (fails --fail-above ", fail_above, ")"));
     }
     return 0;
   });

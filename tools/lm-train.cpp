@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     o.adamw.decay_embeddings = !no_decay_emb;
     const std::unique_ptr<tr::Trainer> trainer = tr::Trainer::create(req);  // every rank, agreed
     if (tool.quiet == 0 && tr::is_root())
-      for (const std::string& w : trainer->warnings()) std::fprintf(stderr, "lm-train: warning: %s\n", w.c_str());
+      for (const std::string& w : trainer->warnings()) tool.warn(w);  // one line, a name's newline escaped
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/container.h"
+#include "io/llama2c.h"
 #include "tokenizer/byte_v1.h"
 #include "tokenizer/hf_bpe.h"
 #include "tokenizer/registry.h"
@@ -59,6 +61,11 @@ TokenizerKind detect_tokenizer_kind(const std::string& path) {
   const auto src = open_raw_input(path);
   uint8_t buf[256];
   const size_t n = src->read_full(buf, sizeof(buf));
+  // A checkpoint given for the tokenizer: said so, not read as malformed protobuf.
+  const Container c = sniff_container(buf, n);
+  if (c == Container::GGUF || c == Container::Safetensors || (c == Container::Llama2c && Llama2cFile::has_magic(buf, n)))
+    fail_data(cat(quote(display_name(path)), ": a ", container_name(c),
+                  " checkpoint, not a tokenizer file (a SentencePiece tokenizer.model or a tokenizer.json)"));
   size_t i = 0;
   if (n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) i = 3;  // a UTF-8 byte order mark
   while (i < n && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r')) ++i;

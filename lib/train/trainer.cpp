@@ -88,9 +88,19 @@ void TrainOptions::apply_run_settings(const json& j) {
   }
 }
 
+// Fails unless `run_dir` holds a run's checkpoint, saying what it is instead.
+static void check_resumable(const std::string& run_dir, const std::string& path) {
+  if (fs::exists(path)) return;
+  std::error_code ec;
+  if (fs::exists(run_dir, ec) && !fs::is_directory(run_dir, ec))
+    fail(ErrorKind::Usage, cat("cannot resume from ", quote(run_dir), ": not a run directory"),
+         "--resume takes the -o DIR of an lm-train run; to fine-tune a checkpoint, give it as CONFIG");
+  fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+}
+
 TrainOptions saved_options(const std::string& run_dir) {
   const std::string path = run_dir + "/" + kCheckpointFile;
-  if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+  check_resumable(run_dir, path);
   const auto meta = SafeTensorsFile::open(path).metadata_value(kTrainStateMetadataKey);
   if (!meta) fail_data(cat(quote(path), ": not a training checkpoint (no lmkit.train metadata)"));
   const json j = parse_json_strict(*meta, cat(quote(path), ": bad training state (lmkit.train): "));
@@ -310,7 +320,7 @@ std::unique_ptr<Trainer> Trainer::resume(RunLock lock, const std::string& run_di
   t->run_dir_ = run_dir;
   t->lock_ = std::move(lock);
   const std::string path = t->checkpoint_path();
-  if (!fs::exists(path)) fail(ErrorKind::Io, cat("cannot resume from ", quote(run_dir), ": no ", kCheckpointFile));
+  check_resumable(run_dir, path);
   if (t->lock_.held()) remove_stale_temporaries(run_dir);
   LoadedCheckpoint ck = load_checkpoint(path);
   t->opts_ = opts;

@@ -94,7 +94,8 @@ assert r["bytes"] == 400 and abs(r["bits_per_byte"] - r["loss"] * 99 / math.log(
   assert_success
   run lm-eval-loss --threads 1 -m "$SOMA" --fail-above 0.5 "$TMP/in.tok"
   assert_failure 1
-  assert_output --partial "is above 0.5"
+  assert_output --partial "lm-eval-loss: error: loss of '$SOMA' on '$TMP/in.tok': "
+  assert_output --regexp "[0-9]\.[0-9]{6} is above --fail-above 0\.5"
   assert_output --partial "perplexity"
 }
 
@@ -106,7 +107,7 @@ assert r["bytes"] == 400 and abs(r["bits_per_byte"] - r["loss"] * 99 / math.log(
   run lm-eval-loss --threads 1 -m "$TMP/huge/model.safetensors" --fail-above 1000 "$TMP/in.tok" --json
   assert_failure 1
   assert_output --partial '"loss": null'
-  assert_output --regexp "lm-eval-loss: loss -?nan is not a finite number \(fails --fail-above\)"
+  assert_output --partial "lm-eval-loss: error: loss of '$TMP/huge/model.safetensors' on '$TMP/in.tok': nan is not a finite number (fails --fail-above 1000)"
   run lm-eval-loss --threads 1 -m "$TMP/huge/model.safetensors" "$TMP/in.tok" -q
   assert_success  # without a threshold it is a report
   cp "$SOMA" "$TMP/bad.safetensors"

@@ -75,6 +75,19 @@ ENOSPC="cannot write '<stdout>': No space left on device$"
     "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}allocator_may_return_null=1:log_path='$TMP/asan' lm-bench sgemm --sizes 10000000 --repeats 1 --warmup 0"
 }
 
+@test "lm-eval-loss --fail-above: a loss above it, or not a number, is one error line naming the model and the input, exit 1" {
+  corpus
+  fails 1 "^lm-eval-loss: error: loss of '$SOMA' on '$TMP/all.tok': [0-9]+\.[0-9]{6} is above --fail-above 0\.5$" \
+    "lm-eval-loss --threads 1 -m '$SOMA' '$TMP/all.tok' --max-windows 2 --fail-above 0.5"
+  grep -q perplexity "$TMP/stdout"  # the report comes first, on stdout
+  fails 1 "^lm-eval-loss: error: loss of '<stdin>' on '$TMP/all.tok': [0-9]+\.[0-9]{6} is above --fail-above 0\.5$" \
+    "lm-eval-loss --threads 1 -m - '$TMP/all.tok' --max-windows 2 --fail-above 0.5 --json < '$SOMA'"
+  # finite weights of 1e30: the loss overflows to NaN
+  lm-train "${MICRO[@]}" "$TMP/all.tok" --steps 1 --batch 2 --seq 16 --lr 1e30 --grad-clip 0 -o "$TMP/huge" -q --threads 1
+  fails 1 "^lm-eval-loss: error: loss of '$TMP/huge/model.safetensors' on '$TMP/all.tok', '$TMP/all.tok': nan is not a finite number \(fails --fail-above 1000\)$" \
+    "lm-eval-loss --threads 1 -m '$TMP/huge/model.safetensors' '$TMP/all.tok' '$TMP/all.tok' --max-windows 2 --fail-above 1000"
+}
+
 @test "a config made invalid by --set is a usage error (exit 2); an invalid config file a data error (exit 1)" {
   lm-inspect-config tiny --config > "$TMP/tiny.json"
   sed 's/"dim": 128/"dim": -1/' "$TMP/tiny.json" > "$TMP/bad.json"
@@ -124,6 +137,11 @@ PY
   fails 1 "^lm-tokenize: error: '$TMP/tok.json': .*JSON" "lm-tokenize -t '$TMP/tok.json' '$SOMA'"
   : > "$TMP/empty.json"
   fails 1 "^lm-tokenize: error: '$TMP/empty.json': .*JSON" "lm-tokenize -t '$TMP/empty.json' '$SOMA'"
+  # a checkpoint given as the tokenizer says what it is
+  fails 1 "^lm-tokenize: error: '$LLAMA': a safetensors checkpoint, not a tokenizer file \(a SentencePiece tokenizer.model or a tokenizer.json\)$" \
+    "lm-tokenize -t '$LLAMA' '$SOMA'"
+  lm-convert-checkpoint -q --to gguf "$LLAMA" "$TMP/l.gguf"
+  fails 1 "^lm-tokenize: error: '$TMP/l.gguf': a GGUF checkpoint, not a tokenizer file " "lm-tokenize -t '$TMP/l.gguf' '$SOMA'"
   # content still decides for other names: '{' is tokenizer.json, anything else SentencePiece
   printf '[1, 2]' > "$TMP/tok.model"
   fails 1 "^lm-tokenize: error: '$TMP/tok.model': .*protobuf" "lm-tokenize -t '$TMP/tok.model' '$SOMA'"
@@ -152,11 +170,25 @@ PY
   fails 2 "^lm-train: error: no run directory: give -o DIR$" "lm-train tiny"
   fails 2 "^lm-eval-loss: error: --model is required; " "lm-eval-loss"
   fails 2 "^lm-convert-checkpoint: error: unknown layout 'gguf2'; layouts are " "lm-convert-checkpoint --to gguf2 '$LLAMA' '$TMP/o'"
+  fails 2 "^lm-eval-loss: error: --fail-above must be a finite number, got nan$" "lm-eval-loss -m '$SOMA' --fail-above nan"
+  fails 2 "^lm-train: error: cannot resume from '$LLAMA': not a run directory; --resume takes the -o DIR of an lm-train run; to fine-tune a checkpoint, give it as CONFIG$" \
+    "lm-train --resume '$LLAMA'"
 }
 
 @test "a control character in a name cannot make a second line" {
   fails 1 "^lm-inspect-config: error: cannot open 'a\\\\nb.json': No such file or directory$" "lm-inspect-config \$'a\\nb.json'"
   fails 2 "^lm: error: 'x\\\\ny' is not an lm command" "lm \$'x\\ny'"
+  # a warning too: lm-train's about training data changed since the run started
+  corpus
+  local odd="$TMP/a"$'\n'"b.tok"
+  cp "$TMP/all.tok" "$odd"
+  lm-train "${MICRO[@]}" "$odd" --steps 4 --batch 2 --seq 16 --threads 1 -q -o "$TMP/run" --stop-after 2
+  printf 'Z' | dd of="$odd" bs=1 seek=9000 conv=notrunc status=none
+  run --separate-stderr lm-train --resume "$TMP/run" --allow-data-change --threads 1
+  assert_success
+  [ "${#stderr_lines[@]}" -eq 1 ] || fail "not one line: $stderr"
+  [[ "$stderr" == "lm-train: warning: the training data changed since the run started: '$TMP/a\\nb.tok' (same size"* ]] ||
+    fail "unexpected: $stderr"
 }
 
 @test "lm-inspect-config warns in one line about a checkpoint with non-finite weights, and exits 0" {

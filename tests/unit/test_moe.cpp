@@ -136,8 +136,11 @@ TEST(MoE, FastBackwardMatchesTheDenseReference) {
       EXPECT_LE(max_rel_error(dx.data(), dxref.data(), dx.size()), 1e-5) << describe(s) << " aux " << aux;
       const auto got = g.tensors(), want = gref.tensors();
       const char* names[] = {"router", "w1", "w2", "w3", "shared w1", "shared w2", "shared w3"};
+      // The router's gradient goes through each gate's dot product of dout with its expert's
+      // output, which cancels: rounded in another order (a Debug build fuses no multiply-adds,
+      // make test-asan) it moves by 1.06e-5 of its largest value for N 1.
       for (size_t i = 0; i < got.size(); ++i)
-        EXPECT_LE(max_rel_error(got[i]->data(), want[i]->data(), got[i]->size()), 1e-5)
+        EXPECT_LE(max_rel_error(got[i]->data(), want[i]->data(), got[i]->size()), i == 0 ? 3e-5 : 1e-5)
             << describe(s) << " aux " << aux << ": " << names[i];
     }
   }
