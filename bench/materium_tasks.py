@@ -12,12 +12,17 @@
    --condition-dropout 0.2 (classifier-free), then lm-eval-loss reports the held-out loss with
    the conditions, and lm-generate (greedy, from [BOS] [ATOMS]) the share of prompts whose three
    tokens are right, with the conditions and without (unconditional: chance is 1/64).
-2. Block-wise positions. Records are [BOS] [ATOMS] (e i j l)... [LATTICE] [EOS] with 1..5
-   blocks; in a block, slot 0 is an element 5..8 and slots 1, 2, 3 draw from {9, 10}, {11, 12},
-   {13, 14}: what a token may be depends on its index within the block only. The same model
-   trains with rope_mode blockwise and, as its peer in the same run, with standard positions;
-   the table gives both held-out losses and the share of sampled structures (temperature 1,
-   from [BOS] [ATOMS]) whose every block is well formed.
+2. Block-wise positions. Records are [BOS] f... [ATOMS] (a a a a)... [LATTICE] [EOS]: 0..7
+   filler tokens f (13..16) before [ATOMS], so the absolute position of an atom says nothing
+   about its index within the block, then 2..5 blocks of 4 atoms. Every atom is one of the same
+   eight elements 5..12; slot k of a block draws uniformly from the six that are not 5 + 2k and
+   6 + 2k. What an atom may be therefore depends on its index within the block only, and no
+   token says that index: a model must count from [ATOMS] modulo 4 (standard positions) or read
+   it from its own position id (block-wise positions: the ids repeat 0..3). The same model trains
+   with rope_mode blockwise and, as its peer in the same run, with standard positions; the table
+   gives both held-out losses against the task's floor and the share of sampled structures
+   (temperature 1, from the held-out records' [BOS] f... [ATOMS]) whose every atom is allowed in
+   its slot and whose atoms fill whole blocks.
 
 No PyTorch: the data are written here (token streams as docs/token-stream.md, raw kind) and
 every number comes from lm-train, lm-eval-loss and lm-generate.
@@ -131,31 +136,38 @@ def condition_task(args, d, rng):
             "accuracy_with_conditions": acc(with_c), "accuracy_unconditional": acc(without), "prompts": len(want)}
 
 
-SLOTS = [range(5, 9), range(9, 11), range(11, 13), range(13, 15)]
+ELEMENTS = range(5, 13)
+FILLERS = range(13, 17)
+SLOTS = [[e for e in ELEMENTS if e not in (5 + 2 * k, 6 + 2 * k)] for k in range(4)]
+MAX_FILLERS, MIN_BLOCKS, MAX_BLOCKS = 7, 2, 5
 
 
-def blockwise_floor():
-    """The task's entropy per target (nats): n uniform in 1..5 blocks of ln 4 + 3 ln 2, and after
-    block i < 5 the choice between [LATTICE] (probability 1 / (6 - i)) and another block."""
-    nll = count = 0.0
-    for n in range(1, 6):
-        x = math.log(4) + 3 * math.log(2)
-        for i in range(1, n):
-            x += -math.log(1 - 1 / (6 - i)) + math.log(4) + 3 * math.log(2)
-        if n < 5:
-            x += -math.log(1 / (6 - n))
-        nll += x / 5
-        count += (4 * n + 3) / 5
-    return nll / count
+def blockwise_nll(record):
+    """The task's own negative log-likelihood of one record's targets (nats, summed) and their
+    number: what a model that knows the generating process, and so each atom's slot, pays."""
+    atoms = record.index(ATOMS)
+    fillers = atoms - 1
+    nll = 0.0
+    for i in range(fillers + 1):  # the i-th choice after [BOS]: another filler or [ATOMS]
+        left = MAX_FILLERS + 1 - i
+        nll -= math.log((left - 1) / left * (1 / len(FILLERS))) if i < fillers else math.log(1 / left)
+    n = (record.index(LATTICE) - atoms - 1) // 4
+    nll += 4 * n * math.log(len(SLOTS[0]))
+    for j in range(1, n + 1):  # after block j: [LATTICE] or another block
+        if j < MIN_BLOCKS:
+            continue
+        left = MAX_BLOCKS - j + 1
+        nll -= math.log(1 / left) if j == n else math.log(1 - 1 / left)
+    return nll, len(record) - 1  # [LATTICE] -> [EOS] is certain
 
 
 def blockwise_task(args, d, rng):
     def records(n):
         out = []
         for _ in range(n):
-            r = [BOS, ATOMS]
-            for _ in range(rng.randint(1, 5)):
-                r += [rng.choice(list(s)) for s in SLOTS]
+            r = [BOS] + [rng.choice(FILLERS) for _ in range(rng.randint(0, MAX_FILLERS))] + [ATOMS]
+            for _ in range(rng.randint(MIN_BLOCKS, MAX_BLOCKS)):
+                r += [rng.choice(s) for s in SLOTS]
             out.append(r + [LATTICE, EOS])
         return out
 
@@ -167,16 +179,20 @@ def blockwise_task(args, d, rng):
 
     tr, va = os.path.join(d, "blk_train.tok"), os.path.join(d, "blk_val.tok")
     write_stream(tr, records(4000))
-    write_stream(va, records(400))
+    val = records(400)
+    write_stream(va, val)
     prompts = os.path.join(d, "blk_p.tok")
-    write_stream(prompts, [[BOS, ATOMS]] * 200)
-    out = {"floor": blockwise_floor()}
+    write_stream(prompts, [r[:r.index(ATOMS) + 1] for r in val[:200]])
+    nll = [blockwise_nll(r) for r in val]
+    out = {"floor": sum(x for x, _ in nll) / sum(n for _, n in nll),
+           "uniform_atoms_loss_gap": math.log(len(ELEMENTS)) - math.log(len(SLOTS[0]))}
+    seq = 1 + MAX_FILLERS + 1 + 4 * MAX_BLOCKS + 2
     for mode in ("blockwise", "standard"):
         cfg = os.path.join(d, "blk_%s.json" % mode)
         model_config(cfg, rope_mode=mode, atoms_token_id=ATOMS, lattice_token_id=LATTICE, atom_block_size=4)
-        model, last = train(args, d, "blk_" + mode, cfg, tr, va, 24)
-        samples = generate(args, model, prompts, 24, 1.0)
-        out[mode] = {"train_loss": last["loss"], "val_loss": eval_loss(args, model, va, 24),
+        model, last = train(args, d, "blk_" + mode, cfg, tr, va, seq)
+        samples = generate(args, model, prompts, 4 * MAX_BLOCKS + 2, 1.0)
+        out[mode] = {"train_loss": last["loss"], "val_loss": eval_loss(args, model, va, seq),
                      "well_formed": sum(map(well_formed, samples)) / len(samples), "samples": len(samples)}
     return out
 

@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/config_formats.h"
+#include "model/config_input.h"
 #include "model/finite.h"
 #include "model/inspect.h"
 #include "model/presets.h"
@@ -33,11 +34,19 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_flag("--json", json, "Print one JSON object: the resolved config and its accounting");
   app.add_flag("--config", print_config, "Print only the resolved config as JSON (all fields), e.g. to edit and reuse");
-  std::string config_format = "lmkit";
-  app.add_option("--config-format", config_format, "With --config: write it in this format: lmkit, materium, xlstm-jax, "
-                                                   "mobilellm, soma (the input's format is recognised)")
+  std::string config_format = "auto", write_format = "lmkit";
+  app.add_option("--config-format", config_format, "Format of a config JSON input: auto (by its keys), lmkit, materium, "
+                                                   "xlstm-jax, mobilellm, soma")
       ->type_name("FORMAT")
-      ->check(CLI::IsMember({"lmkit", "materium", "xlstm-jax", "mobilellm", "soma"}));
+      ->check(CLI::IsMember(lm::config_format_names()));
+  app.add_option("--write-format", write_format, "With --config: write the config in this format: lmkit, materium, "
+                                                 "xlstm-jax, mobilellm, soma")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember([] {
+        std::vector<std::string> names = {"lmkit"};
+        for (const std::string& n : lm::seed_format_names()) names.push_back(n);
+        return names;
+      }()));
   app.add_option("--context", options.context, "Context length for the FLOP accounting (default: max_seq_len)")
       ->type_name("N")
       ->default_str("")
@@ -66,15 +75,15 @@ int main(int argc, char** argv) {
       lm::fail(lm::ErrorKind::Usage, "no input: give a preset name, a config JSON file or a checkpoint",
                "run 'lm-inspect-config --list-presets' for the presets");
     if (json && print_config) lm::fail_usage("--json and --config are exclusive");
-    if (config_format != "lmkit" && !print_config) lm::fail_usage("--config-format goes with --config");
-    const lm::ConfigInput in = lm::load_user_config(input, sets);
+    if (write_format != "lmkit" && !print_config) lm::fail_usage("--write-format goes with --config");
+    const lm::ConfigInput in = lm::load_user_config(input, sets, config_format);
     if (in.kind == lm::ConfigInput::Kind::Checkpoint && in.file)  // the checkpoint as read (stdin too)
       if (const auto bad = lm::first_non_finite(*in.file))
         tool.warn(lm::quote(in.name) + ": non-finite weights: " + bad->describe());
     for (const std::string& key : in.noted)
       if (tool.quiet == 0) tool.warn(lm::quote(in.name) + ": " + key + " has no effect on the math (accepted, not kept)");
-    if (print_config && config_format != "lmkit")
-      std::cout << lm::config_to_seed_json(in.config, *lm::seed_format_from_name(config_format)) << '\n';
+    if (print_config && write_format != "lmkit")
+      std::cout << lm::config_to_seed_json(in.config, *lm::seed_format_from_name(write_format)) << '\n';
     else if (print_config)
       std::cout << lm::config_to_json(in.config) << '\n';
     else if (json)

@@ -21,6 +21,7 @@
 #include "io/metadata_keys.h"
 #include "io/stream.h"
 #include "model/config_input.h"
+#include "model/key_table.h"
 #include "model/presets.h"
 #include "tokenizer/utf8.h"
 
@@ -33,41 +34,23 @@ using json = nlohmann::json;
 // ---------------------------------------------------------------------------------------------
 // Key tables: one per keyed format. A row carries one outside key both ways.
 
-enum class Type { Int, Number, Bool, String, TokenId, Object, Any };
-
-struct KeyRow {
-  const char* key;    // the outside key, e.g. "rope_theta", "llama.rope.freq_base"
-  const char* field;  // the lmkit config key it carries (config_keys() spelling); "" = none
-  Type type;
-  bool required;
-  json absent;        // what an absent (or null) key means, handed to `in`; null = nothing to set
-  // lmkit -> outside: the value to write (kOmit = leave the key out).
-  json (*out)(const ModelConfig& c);
-  // outside -> lmkit: `v` already checked against `type`; `src` is the quoted source for messages.
-  // nullptr = the key is ignored on the way in.
-  void (*in)(ModelConfig& c, const json& v, const std::string& src);
-  // What an explicit null means when it is not what an absent key means (Llama4TextConfig's
-  // attention_chunk_size: absent = 8192, null = none); null = the same as absent.
-  json null_value = json();
-};
-
-const json kOmit = json(json::value_t::discarded);
+const json kOmit = omitted<json>();
 
 // A row for a plain field: the same value both ways.
 #define LM_KEY(key, member, type, absent)                                                        \
   KeyRow {                                                                                       \
-    key, #member, Type::type, false, json(absent), [](const ModelConfig& c) { return json(c.member); }, \
+    key, #member, KeyType::type, false, json(absent), [](const ModelConfig& c) { return json(c.member); }, \
         [](ModelConfig& c, const json& v, const std::string&) { c.member = v.get<std::decay_t<decltype(c.member)>>(); } \
   }
 #define LM_REQUIRED(key, member, type)                                                           \
   KeyRow {                                                                                       \
-    key, #member, Type::type, true, json(), [](const ModelConfig& c) { return json(c.member); }, \
+    key, #member, KeyType::type, true, json(), [](const ModelConfig& c) { return json(c.member); }, \
         [](ModelConfig& c, const json& v, const std::string&) { c.member = v.get<std::decay_t<decltype(c.member)>>(); } \
   }
 // A special token id: -1 (none) is left out.
 #define LM_TOKEN(key, member, type, absent)                                                      \
   KeyRow {                                                                                       \
-    key, #member, Type::type, false, json(absent),                                               \
+    key, #member, KeyType::type, false, json(absent),                                               \
         [](const ModelConfig& c) { return c.member >= 0 ? json(c.member) : kOmit; },             \
         [](ModelConfig& c, const json& v, const std::string&) { c.member = v.get<int64_t>(); }   \
   }
@@ -104,40 +87,36 @@ const std::vector<KeyRow>& hf_rope_linear_keys() {
   return rows;
 }
 
-json write_object(const std::vector<KeyRow>& rows, const ModelConfig& c);
-std::set<std::string> keys_of(const std::vector<KeyRow>& rows);
-void read_object(const std::vector<KeyRow>& rows, const json& j, ModelConfig& c, const std::string& src,
-                 std::vector<std::string>* given);
 
 // Hugging Face LlamaConfig (transformers' configuration_llama.py; absent keys take its defaults,
 // except the special tokens, which are none unless given).
 const std::vector<KeyRow>& hf_keys() {
   static const std::vector<KeyRow> rows = {
-      {"model_type", "", Type::String, false, json(), [](const ModelConfig&) { return json("llama"); },
+      {"model_type", "", KeyType::String, false, json(), [](const ModelConfig&) { return json("llama"); },
        [](ModelConfig&, const json& v, const std::string& src) {
          const std::string mt = v.get<std::string>();
          if (mt != "llama" && mt != "mistral")
            fail(ErrorKind::Unsupported, cat(src, ": model_type ", quote(mt), " is not a Llama"),
                 "give the config with --config (an lmkit config JSON or a preset)");
        }},
-      {"architectures", "", Type::Any, false, json(), [](const ModelConfig&) { return json::array({"LlamaForCausalLM"}); },
+      {"architectures", "", KeyType::Any, false, json(), [](const ModelConfig&) { return json::array({"LlamaForCausalLM"}); },
        nullptr},
-      {"_name_or_path", "name", Type::String, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"_name_or_path", "name", KeyType::String, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.name = v.get<std::string>(); }},
       LM_REQUIRED("hidden_size", dim, Int),
       LM_REQUIRED("num_hidden_layers", n_layers, Int),
       LM_REQUIRED("num_attention_heads", n_heads, Int),
-      {"num_key_value_heads", "n_kv_heads", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
+      {"num_key_value_heads", "n_kv_heads", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"head_dim", "head_dim", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
+      {"head_dim", "head_dim", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.head_dim = head_dim_from(c, v.get<int64_t>()); }},
       LM_REQUIRED("vocab_size", vocab_size, Int),
-      {"intermediate_size", "hidden_dim", Type::Int, true, json(), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
+      {"intermediate_size", "hidden_dim", KeyType::Int, true, json(), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.hidden_dim = v.get<int64_t>(); }},
       LM_KEY("rms_norm_eps", norm_eps, Number, 1e-6),
       LM_KEY("rope_theta", rope_theta, Number, 10000),
       LM_KEY("max_position_embeddings", max_seq_len, Int, 2048),
-      {"rope_scaling", "rope_scaling", Type::Object, false, json(),
+      {"rope_scaling", "rope_scaling", KeyType::Object, false, json(),
        [](const ModelConfig& c) -> json {
          if (c.rope_scaling.type == RopeScalingType::Llama3) {
            json j = write_object(hf_rope_llama3_keys(), c);
@@ -169,7 +148,7 @@ const std::vector<KeyRow>& hf_keys() {
       LM_KEY("tie_word_embeddings", tie_embeddings, Bool, false),
       LM_KEY("attention_bias", attn_bias, Bool, false),
       LM_KEY("mlp_bias", ffn_bias, Bool, false),
-      {"hidden_act", "", Type::String, false, json(), [](const ModelConfig&) { return json("silu"); },
+      {"hidden_act", "", KeyType::String, false, json(), [](const ModelConfig&) { return json("silu"); },
        [](ModelConfig&, const json& v, const std::string& src) {
          if (v != "silu") fail(ErrorKind::Unsupported, cat(src, ": hidden_act ", v.dump(), " (lmkit's SwiGLU uses silu)"));
        }},
@@ -197,24 +176,24 @@ int64_t nope_interval_of(const json& flags) {
 // order: the layer lists are checked against the sizes read before them.
 const std::vector<KeyRow>& hf_llama4_keys() {
   static const std::vector<KeyRow> rows = {
-      {"model_type", "", Type::String, true, json(), [](const ModelConfig&) { return json("llama4_text"); }, nullptr},
-      {"architectures", "", Type::Any, false, json(), [](const ModelConfig&) { return json::array({"Llama4ForCausalLM"}); },
+      {"model_type", "", KeyType::String, true, json(), [](const ModelConfig&) { return json("llama4_text"); }, nullptr},
+      {"architectures", "", KeyType::Any, false, json(), [](const ModelConfig&) { return json::array({"Llama4ForCausalLM"}); },
        nullptr},
-      {"_name_or_path", "name", Type::String, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"_name_or_path", "name", KeyType::String, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.name = v.get<std::string>(); }},
       LM_KEY("vocab_size", vocab_size, Int, 202048),
       LM_KEY("hidden_size", dim, Int, 5120),
-      {"intermediate_size", "moe.hidden_dim", Type::Int, false, json(8192), [](const ModelConfig& c) { return json(c.moe_hidden()); },
+      {"intermediate_size", "moe.hidden_dim", KeyType::Int, false, json(8192), [](const ModelConfig& c) { return json(c.moe_hidden()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.moe.hidden_dim = v.get<int64_t>(); }},
-      {"intermediate_size_mlp", "hidden_dim", Type::Int, false, json(16384), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
+      {"intermediate_size_mlp", "hidden_dim", KeyType::Int, false, json(16384), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.hidden_dim = v.get<int64_t>(); }},
       LM_KEY("num_hidden_layers", n_layers, Int, 48),
       LM_KEY("num_attention_heads", n_heads, Int, 40),
-      {"num_key_value_heads", "n_kv_heads", Type::Int, false, json(8), [](const ModelConfig& c) { return json(c.kv_heads()); },
+      {"num_key_value_heads", "n_kv_heads", KeyType::Int, false, json(8), [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"head_dim", "head_dim", Type::Int, false, json(128), [](const ModelConfig& c) { return json(c.head_size()); },
+      {"head_dim", "head_dim", KeyType::Int, false, json(128), [](const ModelConfig& c) { return json(c.head_size()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.head_dim = head_dim_from(c, v.get<int64_t>()); }},
-      {"hidden_act", "", Type::String, false, json(), [](const ModelConfig&) { return json("silu"); },
+      {"hidden_act", "", KeyType::String, false, json(), [](const ModelConfig&) { return json("silu"); },
        [](ModelConfig&, const json& v, const std::string& src) {
          if (v != "silu") fail(ErrorKind::Unsupported, cat(src, ": hidden_act ", v.dump(), " (lmkit's SwiGLU uses silu)"));
        }},
@@ -225,7 +204,7 @@ const std::vector<KeyRow>& hf_llama4_keys() {
       LM_TOKEN("eos_token_id", eos_id, TokenId, 2),
       LM_KEY("tie_word_embeddings", tie_embeddings, Bool, false),
       LM_KEY("rope_theta", rope_theta, Number, 500000),
-      {"rope_scaling", "rope_scaling", Type::Object, false, json(),
+      {"rope_scaling", "rope_scaling", KeyType::Object, false, json(),
        [](const ModelConfig& c) -> json {
          if (c.rope_scaling.type != RopeScalingType::Llama3) return json(nullptr);
          json j = write_object(hf_rope_llama3_keys(), c);
@@ -244,17 +223,17 @@ const std::vector<KeyRow>& hf_llama4_keys() {
        }},
       LM_KEY("attention_dropout", attn_dropout, Number, 0.0),
       LM_KEY("attention_bias", attn_bias, Bool, false),
-      {"num_experts_per_tok", "moe.top_k", Type::Int, false, json(1), [](const ModelConfig& c) { return json(c.moe.top_k); },
+      {"num_experts_per_tok", "moe.top_k", KeyType::Int, false, json(1), [](const ModelConfig& c) { return json(c.moe.top_k); },
        [](ModelConfig& c, const json& v, const std::string&) { c.moe.top_k = v.get<int64_t>(); }},
-      {"num_local_experts", "moe.n_experts", Type::Int, false, json(16), [](const ModelConfig& c) { return json(c.moe.n_experts); },
+      {"num_local_experts", "moe.n_experts", KeyType::Int, false, json(16), [](const ModelConfig& c) { return json(c.moe.n_experts); },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.moe.n_experts = v.get<int64_t>();
          c.moe.shared_expert = true;  // Llama4TextMoe always has one (routing: sigmoid, lmkit's default)
        }},
-      {"interleave_moe_layer_step", "moe.interleave_step", Type::Int, false, json(1),
+      {"interleave_moe_layer_step", "moe.interleave_step", KeyType::Int, false, json(1),
        [](const ModelConfig& c) { return json(c.moe.interleave_step); },
        [](ModelConfig& c, const json& v, const std::string&) { c.moe.interleave_step = v.get<int64_t>(); }},
-      {"moe_layers", "moe", Type::Any, false, json(),
+      {"moe_layers", "moe", KeyType::Any, false, json(),
        [](const ModelConfig& c) {
          json a = json::array();
          for (int64_t l = 0; l < c.n_layers; ++l)
@@ -274,15 +253,15 @@ const std::vector<KeyRow>& hf_llama4_keys() {
            fail(ErrorKind::Unsupported, cat(src, ": moe_layers ", v.dump(), " are not every ", c.moe.interleave_step,
                                             ". layer (interleave_moe_layer_step): lmkit places MoE layers by the interleave"));
        }},
-      {"use_qk_norm", "qk_norm", Type::Bool, false, json(true), [](const ModelConfig& c) { return json(c.qk_norm); },
+      {"use_qk_norm", "qk_norm", KeyType::Bool, false, json(true), [](const ModelConfig& c) { return json(c.qk_norm); },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.qk_norm = v.get<bool>();
          if (c.qk_norm) c.qk_norm_weight = false;  // Llama4TextL2Norm: weightless
        }},
-      {"no_rope_layer_interval", "nope_layer_interval", Type::Int, false, json(4),
+      {"no_rope_layer_interval", "nope_layer_interval", KeyType::Int, false, json(4),
        [](const ModelConfig& c) { return json(c.nope_layer_interval > 0 ? c.nope_layer_interval : c.n_layers + 1); },
        [](ModelConfig& c, const json& v, const std::string&) { c.nope_layer_interval = v.get<int64_t>(); }},
-      {"no_rope_layers", "nope_layer_interval", Type::Any, false, json(),
+      {"no_rope_layers", "nope_layer_interval", KeyType::Any, false, json(),
        [](const ModelConfig& c) {
          json a = json::array();
          for (int64_t l = 0; l < c.n_layers; ++l) a.push_back(c.is_nope_layer(l) ? 0 : 1);
@@ -299,10 +278,10 @@ const std::vector<KeyRow>& hf_llama4_keys() {
                                             "(lmkit's NoPE layers are those with (i + 1) % nope_layer_interval == 0)"));
          c.nope_layer_interval = n;
        }},
-      {"attention_chunk_size", "attn_chunk_size", Type::Int, false, json(8192),
+      {"attention_chunk_size", "attn_chunk_size", KeyType::Int, false, json(8192),
        [](const ModelConfig& c) { return c.attn_chunk_size > 0 ? json(c.attn_chunk_size) : json(nullptr); },
        [](ModelConfig& c, const json& v, const std::string&) { c.attn_chunk_size = v.get<int64_t>(); }, json(0)},
-      {"layer_types", "", Type::Any, false, json(),
+      {"layer_types", "", KeyType::Any, false, json(),
        [](const ModelConfig& c) {
          json a = json::array();
          for (int64_t l = 0; l < c.n_layers; ++l) a.push_back(c.is_nope_layer(l) ? "full_attention" : "chunked_attention");
@@ -315,7 +294,7 @@ const std::vector<KeyRow>& hf_llama4_keys() {
            fail(ErrorKind::Unsupported, cat(src, ": layer_types ", v.dump(), " are not chunked on the RoPE layers and full "
                                             "on the NoPE layers (Llama4TextConfig's rule)"));
        }},
-      {"attn_temperature_tuning", "attn_temperature_tuning", Type::Any, false, json(true),
+      {"attn_temperature_tuning", "attn_temperature_tuning", KeyType::Any, false, json(true),
        [](const ModelConfig& c) { return json(c.attn_temperature_tuning); },
        [](ModelConfig& c, const json& v, const std::string& src) {
          if (v.is_boolean()) c.attn_temperature_tuning = v.get<bool>();
@@ -325,9 +304,9 @@ const std::vector<KeyRow>& hf_llama4_keys() {
       LM_KEY("floor_scale", attn_floor_scale, Number, 8192),
       LM_KEY("attn_scale", attn_scale, Number, 0.1),
       // Not read by transformers' Llama 4 model (training-time router options): not imported.
-      {"router_aux_loss_coef", "", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
-      {"output_router_logits", "", Type::Bool, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
-      {"router_jitter_noise", "", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"router_aux_loss_coef", "", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"output_router_logits", "", KeyType::Bool, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"router_jitter_noise", "", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
   };
   return rows;
 }
@@ -341,23 +320,23 @@ const std::vector<KeyRow>& params_keys() {
       LM_REQUIRED("dim", dim, Int),
       LM_REQUIRED("n_layers", n_layers, Int),
       LM_REQUIRED("n_heads", n_heads, Int),
-      {"n_kv_heads", "n_kv_heads", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
+      {"n_kv_heads", "n_kv_heads", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"vocab_size", "vocab_size", Type::Int, false, json(-1), [](const ModelConfig& c) { return json(c.vocab_size); },
+      {"vocab_size", "vocab_size", KeyType::Int, false, json(-1), [](const ModelConfig& c) { return json(c.vocab_size); },
        [](ModelConfig& c, const json& v, const std::string&) { c.vocab_size = std::max<int64_t>(0, v.get<int64_t>()); }},
       LM_KEY("multiple_of", multiple_of, Int, 256),
-      {"ffn_dim_multiplier", "ffn_dim_multiplier", Type::Number, false, json(0),
+      {"ffn_dim_multiplier", "ffn_dim_multiplier", KeyType::Number, false, json(0),
        [](const ModelConfig& c) { return c.ffn_dim_multiplier != 0 ? json(c.ffn_dim_multiplier) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.ffn_dim_multiplier = v.get<double>(); }},
       LM_KEY("norm_eps", norm_eps, Number, 1e-5),
       LM_KEY("rope_theta", rope_theta, Number, 10000),
-      {"use_scaled_rope", "rope_scaling", Type::Bool, false, json(false),
+      {"use_scaled_rope", "rope_scaling", KeyType::Bool, false, json(false),
        [](const ModelConfig& c) { return json(c.rope_scaling.type == RopeScalingType::Llama3); },
        [](ModelConfig& c, const json& v, const std::string&) {
          if (v.get<bool>()) c.rope_scaling = kLlama31Scaling;
        }},
       LM_KEY("max_seq_len", max_seq_len, Int, 2048),
-      {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"max_batch_size", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
   };
   return rows;
 }
@@ -384,8 +363,8 @@ int64_t meta_expert_width(int64_t start, double ffn_dim_multiplier, bool auto_sc
 const std::vector<KeyRow>& params_moe_keys() {
   static const std::vector<KeyRow> rows = {
       LM_REQUIRED("num_experts", moe.n_experts, Int),
-      {"capacity_factor", "", Type::Number, false, json(1.0), [](const ModelConfig&) { return json(1.0); }, nullptr},
-      {"auto_scale_F", "", Type::Bool, false, json(true), [](const ModelConfig&) { return json(false); }, nullptr},
+      {"capacity_factor", "", KeyType::Number, false, json(1.0), [](const ModelConfig&) { return json(1.0); }, nullptr},
+      {"auto_scale_F", "", KeyType::Bool, false, json(true), [](const ModelConfig&) { return json(false); }, nullptr},
       LM_KEY("top_k", moe.top_k, Int, 1),
       LM_KEY("interleave_moe_layer_step", moe.interleave_step, Int, 1),
   };
@@ -400,49 +379,49 @@ const std::vector<KeyRow>& params_llama4_keys() {
       LM_REQUIRED("dim", dim, Int),
       LM_REQUIRED("n_layers", n_layers, Int),
       LM_REQUIRED("n_heads", n_heads, Int),
-      {"head_dim", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"head_dim", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          // Meta's Attention uses dim // n_heads whatever head_dim says.
          if (!is_dim_over_heads(c, v.get<int64_t>()))
            fail_data(cat(src, ": head_dim ", v.get<int64_t>(), " is not dim / n_heads (Meta's attention uses dim // n_heads)"));
        }},
-      {"n_kv_heads", "n_kv_heads", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
+      {"n_kv_heads", "n_kv_heads", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"vocab_size", "vocab_size", Type::Int, false, json(-1), [](const ModelConfig& c) { return json(c.vocab_size); },
+      {"vocab_size", "vocab_size", KeyType::Int, false, json(-1), [](const ModelConfig& c) { return json(c.vocab_size); },
        [](ModelConfig& c, const json& v, const std::string&) { c.vocab_size = std::max<int64_t>(0, v.get<int64_t>()); }},
       LM_KEY("multiple_of", multiple_of, Int, 256),
-      {"ffn_dim_multiplier", "ffn_dim_multiplier", Type::Number, false, json(0),
+      {"ffn_dim_multiplier", "ffn_dim_multiplier", KeyType::Number, false, json(0),
        [](const ModelConfig& c) { return c.ffn_dim_multiplier != 0 ? json(c.ffn_dim_multiplier) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.ffn_dim_multiplier = v.get<double>(); }},
       // The experts' starting width int(ffn_exp * dim); written back by the moe_args search.
-      {"ffn_exp", "moe.hidden_dim", Type::Number, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"ffn_exp", "moe.hidden_dim", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.moe.hidden_dim = static_cast<int64_t>(v.get<double>() * static_cast<double>(c.dim));
        }},
       LM_KEY("norm_eps", norm_eps, Number, 1e-5),
       LM_KEY("rope_theta", rope_theta, Number, 500000),
-      {"use_scaled_rope", "rope_scaling", Type::Bool, false, json(false),
+      {"use_scaled_rope", "rope_scaling", KeyType::Bool, false, json(false),
        [](const ModelConfig& c) { return json(c.rope_scaling.type == RopeScalingType::Llama3); },
        [](ModelConfig& c, const json& v, const std::string&) {
          if (v.get<bool>()) c.rope_scaling = kLlama4Scaling;
        }},
-      {"rope_scaling_factor", "rope_scaling.factor", Type::Number, false, json(),
+      {"rope_scaling_factor", "rope_scaling.factor", KeyType::Number, false, json(),
        [](const ModelConfig& c) { return c.rope_scaling.type == RopeScalingType::Llama3 ? json(c.rope_scaling.factor) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) {
          if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.factor = v.get<double>();
        }},
-      {"rope_high_freq_factor", "rope_scaling.high_freq_factor", Type::Number, false, json(),
+      {"rope_high_freq_factor", "rope_scaling.high_freq_factor", KeyType::Number, false, json(),
        [](const ModelConfig& c) {
          return c.rope_scaling.type == RopeScalingType::Llama3 ? json(c.rope_scaling.high_freq_factor) : kOmit;
        },
        [](ModelConfig& c, const json& v, const std::string&) {
          if (c.rope_scaling.type == RopeScalingType::Llama3) c.rope_scaling.high_freq_factor = v.get<double>();
        }},
-      {"nope_layer_interval", "nope_layer_interval", Type::Int, false, json(),
+      {"nope_layer_interval", "nope_layer_interval", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.nope_layer_interval > 0 ? json(c.nope_layer_interval) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.nope_layer_interval = v.get<int64_t>(); }},
       // Llama 4's QK-norm is weightless (an L2 norm of each head, docs/llama4.md §2).
-      {"use_qk_norm", "qk_norm", Type::Bool, false, json(false), [](const ModelConfig& c) { return json(c.qk_norm); },
+      {"use_qk_norm", "qk_norm", KeyType::Bool, false, json(false), [](const ModelConfig& c) { return json(c.qk_norm); },
        [](ModelConfig& c, const json& v, const std::string&) {
          c.qk_norm = v.get<bool>();
          if (c.qk_norm) c.qk_norm_weight = false;
@@ -450,28 +429,28 @@ const std::vector<KeyRow>& params_llama4_keys() {
       LM_KEY("attn_temperature_tuning", attn_temperature_tuning, Bool, false),
       LM_KEY("floor_scale", attn_floor_scale, Number, 8192),
       LM_KEY("attn_scale", attn_scale, Number, 0.1),
-      {"attention_chunk_size", "attn_chunk_size", Type::Int, false, json(),
+      {"attention_chunk_size", "attn_chunk_size", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.attn_chunk_size > 0 ? json(c.attn_chunk_size) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.attn_chunk_size = v.get<int64_t>(); }},
       LM_KEY("max_seq_len", max_seq_len, Int, 2048),
-      {"max_batch_size", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
+      {"max_batch_size", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr},
       // The encoder's arguments: only output_dim (the features' width) concerns lmkit.
-      {"vision_args", "vision_dim", Type::Object, false, json(),
+      {"vision_args", "vision_dim", KeyType::Object, false, json(),
        [](const ModelConfig& c) { return c.vision_dim > 0 ? json{{"output_dim", c.vision_dim}} : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          if (!v.contains("output_dim") || !v["output_dim"].is_number_integer())
            fail_data(cat(src, ": vision_args has no integer output_dim (the image features' width)"));
          c.vision_dim = v["output_dim"].get<int64_t>();
        }},
-      {"quantization_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"quantization_args", "", KeyType::Any, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json&, const std::string& src) {
          fail(ErrorKind::Unsupported, cat(src, ": quantization_args: quantized Meta checkpoints are not supported"));
        }},
-      {"lora_args", "", Type::Any, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"lora_args", "", KeyType::Any, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json&, const std::string& src) {
          fail(ErrorKind::Unsupported, cat(src, ": lora_args: LoRA checkpoints are not supported"));
        }},
-      {"moe_args", "moe", Type::Object, false, json(),
+      {"moe_args", "moe", KeyType::Object, false, json(),
        [](const ModelConfig& c) -> json {
          if (c.moe.n_experts == 0) return kOmit;
          json j = write_object(params_moe_keys(), c);
@@ -499,27 +478,27 @@ const std::vector<KeyRow>& params_llama4_keys() {
 // the tensors.
 const std::vector<KeyRow>& gguf_keys() {
   static const std::vector<KeyRow> rows = {
-      {"general.architecture", "", Type::String, true, json(), [](const ModelConfig&) { return json("llama"); },
+      {"general.architecture", "", KeyType::String, true, json(), [](const ModelConfig&) { return json("llama"); },
        [](ModelConfig&, const json& v, const std::string& src) {
          if (v != "llama")
            fail(ErrorKind::Unsupported, cat(src, ": GGUF architecture ", quote(v.get<std::string>()), " is not supported (llama is)"));
        }},
-      {"general.name", "name", Type::String, false, json("gguf"),
+      {"general.name", "name", KeyType::String, false, json("gguf"),
        [](const ModelConfig& c) { return json(c.name.empty() ? "lmkit" : c.name); },
        [](ModelConfig& c, const json& v, const std::string&) { c.name = v.get<std::string>(); }},
       LM_KEY("llama.context_length", max_seq_len, Int, nullptr),
       LM_KEY("llama.embedding_length", dim, Int, nullptr),
       LM_KEY("llama.block_count", n_layers, Int, nullptr),
-      {"llama.feed_forward_length", "hidden_dim", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
+      {"llama.feed_forward_length", "hidden_dim", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.hidden_dim = v.get<int64_t>(); }},
       LM_KEY("llama.attention.head_count", n_heads, Int, nullptr),
-      {"llama.attention.head_count_kv", "n_kv_heads", Type::Int, false, json(),
+      {"llama.attention.head_count_kv", "n_kv_heads", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"llama.attention.key_length", "head_dim", Type::Int, false, json(),
+      {"llama.attention.key_length", "head_dim", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.head_size() * c.n_heads != c.dim ? json(c.head_size()) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.head_dim = head_dim_from(c, v.get<int64_t>()); }},
-      {"llama.attention.value_length", "", Type::Int, false, json(),
+      {"llama.attention.value_length", "", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.head_size() * c.n_heads != c.dim ? json(c.head_size()) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          const auto hs = head_size_read(c);
@@ -528,7 +507,7 @@ const std::vector<KeyRow>& gguf_keys() {
                                             *hs, " (lmkit's attention has one head size)"));
        }},
       LM_KEY("llama.attention.layer_norm_rms_epsilon", norm_eps, Number, nullptr),
-      {"llama.rope.dimension_count", "", Type::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
+      {"llama.rope.dimension_count", "", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
        [](ModelConfig& c, const json& v, const std::string& src) {
          const auto hs = head_size_read(c);
          if (hs && v.get<int64_t>() != *hs)
@@ -536,7 +515,7 @@ const std::vector<KeyRow>& gguf_keys() {
                                             *hs, " (RoPE on part of a head is not supported)"));
        }},
       LM_KEY("llama.rope.freq_base", rope_theta, Number, nullptr),
-      {"llama.rope.scaling.type", "rope_scaling.type", Type::String, false, json(),
+      {"llama.rope.scaling.type", "rope_scaling.type", KeyType::String, false, json(),
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json("linear") : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          if (v == "linear")
@@ -544,16 +523,16 @@ const std::vector<KeyRow>& gguf_keys() {
          else if (v != "none")
            fail(ErrorKind::Unsupported, cat(src, ": llama.rope.scaling.type ", quote(v.get<std::string>()), " is not supported"));
        }},
-      {"llama.rope.scaling.factor", "rope_scaling.factor", Type::Number, false, json(),
+      {"llama.rope.scaling.factor", "rope_scaling.factor", KeyType::Number, false, json(),
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json(linear_rope_factor(c)) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.rope_scaling.factor = v.get<double>(); }},
       LM_KEY("llama.vocab_size", vocab_size, Int, nullptr),
-      {"llama.expert_count", "", Type::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+      {"llama.expert_count", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json& v, const std::string& src) {
          if (v.get<int64_t>() > 0)
            fail(ErrorKind::Unsupported, cat(src, ": mixture of experts (llama.expert_count ", v.get<int64_t>(), ") is not supported"));
        }},
-      {"tokenizer.ggml.model", "", Type::String, false, json(), [](const ModelConfig&) { return json("none"); }, nullptr},
+      {"tokenizer.ggml.model", "", KeyType::String, false, json(), [](const ModelConfig&) { return json("none"); }, nullptr},
       LM_TOKEN("tokenizer.ggml.bos_token_id", bos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.eos_token_id", eos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.padding_token_id", pad_id, Int, nullptr),
@@ -566,79 +545,12 @@ const std::vector<KeyRow>& gguf_keys() {
 #undef LM_TOKEN
 
 // ---------------------------------------------------------------------------------------------
-// The two directions, for any table.
-
-// `v` checked against the row's type; a token id given as a list (HF eos_token_id) is its first.
-json checked(const KeyRow& r, const json& v, const std::string& src) {
-  auto bad = [&](const char* what) -> json {
-    fail_data(cat(src, ": ", quote(r.key), ": expected ", what, ", got ", v.dump()));
-  };
-  switch (r.type) {
-    case Type::Int: return v.is_number_integer() ? v : bad("an integer");
-    case Type::Number: return v.is_number() ? v : bad("a number");
-    case Type::Bool: return v.is_boolean() ? v : bad("true or false");
-    case Type::String: return v.is_string() ? v : bad("a string");
-    case Type::Object: return v.is_object() ? v : bad("an object or null");
-    case Type::TokenId: {
-      const json& id = v.is_array() && !v.empty() ? v[0] : v;
-      return id.is_number_integer() ? id : bad("a token id");
-    }
-    case Type::Any: return v;
-  }
-  return v;
-}
-
-// Reads every row from `lookup` (nullopt = the key is absent). `given` (may be null) collects the
-// fields the source set, an absent key's default included.
-void read_rows(const std::vector<KeyRow>& rows, const std::function<std::optional<json>(const char*)>& lookup, ModelConfig& c,
-               const std::string& src, std::vector<std::string>* given) {
-  for (const KeyRow& r : rows) {
-    std::optional<json> v = lookup(r.key);
-    if (v && v->is_null()) {
-      if (r.null_value.is_null()) v.reset();
-      else v = r.null_value;
-    }
-    if (!v) {
-      if (r.required) fail_data(cat(src, ": no ", quote(r.key)));
-      if (r.absent.is_null()) continue;
-      v = r.absent;
-    }
-    if (!r.in) continue;
-    r.in(c, checked(r, *v, src), src);
-    if (given && *r.field) given->push_back(r.field);
-  }
-}
-
-void read_object(const std::vector<KeyRow>& rows, const json& j, ModelConfig& c, const std::string& src,
-                 std::vector<std::string>* given) {
-  read_rows(
-      rows,
-      [&](const char* key) -> std::optional<json> {
-        const auto it = j.find(key);
-        return it == j.end() ? std::nullopt : std::optional<json>(*it);
-      },
-      c, src, given);
-}
-
-json write_object(const std::vector<KeyRow>& rows, const ModelConfig& c) {
-  json j = json::object();
-  for (const KeyRow& r : rows) {
-    json v = r.out(c);
-    if (!v.is_discarded()) j[r.key] = std::move(v);
-  }
-  return j;
-}
+// Helpers of the formats' readers and writers (the table walks are model/key_table.h's).
 
 json parse_object(const std::string& text, const std::string& source) {
   json j = parse_json_strict(text, cat(quote(source), ": "));
   if (!j.is_object()) fail_data(cat(quote(source), ": expected a JSON object"));
   return j;
-}
-
-std::set<std::string> keys_of(const std::vector<KeyRow>& rows) {
-  std::set<std::string> keys;
-  for (const KeyRow& r : rows) keys.insert(r.key);
-  return keys;
 }
 
 // A config with a Llama 4 feature: written in Llama 4's params.json and Llama4TextConfig.
@@ -689,9 +601,9 @@ json gguf_json(const GGUFValue& v) {
 
 GGUFValue gguf_value(const KeyRow& r, const json& v) {
   switch (r.type) {
-    case Type::Int: case Type::TokenId: return GGUFValue::u32(static_cast<uint32_t>(v.get<int64_t>()));
-    case Type::Number: return GGUFValue::f32(static_cast<float>(v.get<double>()));
-    case Type::Bool: return GGUFValue::boolean(v.get<bool>());
+    case KeyType::Int: case KeyType::TokenId: return GGUFValue::u32(static_cast<uint32_t>(v.get<int64_t>()));
+    case KeyType::Number: return GGUFValue::f32(static_cast<float>(v.get<double>()));
+    case KeyType::Bool: return GGUFValue::boolean(v.get<bool>());
     default: return GGUFValue::str(v.get<std::string>());
   }
 }

@@ -74,6 +74,16 @@ Evaluator::Evaluator(Transformer& model, const EvalOptions& opts, std::vector<in
     conds_ = std::make_unique<ConditionBatch>(c, opts.batch);
     scratch_ = std::make_unique<ConditionBatch>(c, 1);
   }
+  if (whole_records_) {  // a row is the condition positions and one whole record: K + T <= max_seq_len
+    const int64_t K = scratch_ ? scratch_->positions() : 0;
+    if (opts.seq > 0 && opts.seq + K > c.max_seq_len)
+      fail_usage(cat("--seq ", opts.seq, " plus the ", K, " condition positions exceeds the model's max_seq_len (",
+                     c.max_seq_len, ")"));
+    if (opts.seq <= 0 && K > 0) T_ = r_.seq = c.max_seq_len - K;
+    row_limit_ = opts.seq > 0 ? cat("--seq ", T_)
+                 : K > 0      ? cat("the ", T_, " a row holds (max_seq_len ", c.max_seq_len, " less ", K, " condition positions)")
+                              : cat("max_seq_len ", T_);
+  }
   r_.dim = C_;
   t0_ = now_s();
 }
@@ -88,20 +98,25 @@ bool Evaluator::add(const TokenChunk& chunk) {
     rec_index_ = r_.records;
     rec_offset_ = 0;
     rec_used_ = 0;
+    rec_length_ = 0;
   }
-  cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
   if (whole_records_) {  // one window per record, emitted when it ends
     if (chunk.first && chunk.start != 0)
       fail_data(cat("record ", r_.records, " starts at position ", chunk.start,
                     " (a chunk of a longer document): a materium row is one whole record"));
-    if (static_cast<int64_t>(cur_.size()) > T_)
-      fail_data(cat("record ", r_.records, " has more than --seq ", T_, " tokens: a materium row is one whole record"));
+    // A record too long for a row is counted to its end (the message gives its length), not kept.
+    rec_length_ += static_cast<int64_t>(chunk.tokens.size());
+    if (rec_length_ <= T_) cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.last && rec_length_ > T_)
+      fail_data(cat("record ", r_.records, " has ", rec_length_, " tokens, more than ", row_limit_,
+                    ": a materium row is one whole record"));
     if (chunk.last) {
       emit_record();
       ++r_.records;
     }
     return !(opts_.max_windows > 0 && r_.windows >= opts_.max_windows);
   }
+  cur_.insert(cur_.end(), chunk.tokens.begin(), chunk.tokens.end());
   // Full windows: T inputs and the next token as the last target.
   size_t off = 0;
   while (cur_.size() - off >= static_cast<size_t>(T_) + 1) {

@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "io/tokstream.h"
@@ -137,6 +138,8 @@ class Evaluator {
   EvalResult r_;
   double t0_ = 0;
   bool whole_records_ = false;              // materium
+  int64_t rec_length_ = 0;                  // whole records: the current record's tokens so far
+  std::string row_limit_;                   // whole records: what bounds a record ("--seq 8")
   std::unique_ptr<ConditionBatch> conds_;   // [B] the batch's rows' values (with conditions)
   std::unique_ptr<ConditionBatch> scratch_; // [1] the values of a record that gives no window
 };

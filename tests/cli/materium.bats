@@ -154,7 +154,28 @@ for l in open(sys.argv[1]): print(json.dumps({k: None for k in json.loads(l)}))'
   assert_output "lm-eval-loss: error: the model has conditions (space_group, band_gap, formula): give their values with --conditions FILE; one JSON Lines line per record (docs/materium.md)"
   run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 8 --hidden-out "$TMP/x.safetensors"
   assert_failure 1
-  assert_output "lm-eval-loss: error: record 0 has more than --seq 8 tokens: a materium row is one whole record"
+  assert_output "lm-eval-loss: error: record 0 has 12 tokens, more than --seq 8: a materium row is one whole record"
+  [ ! -e "$TMP/x.safetensors" ]
+  # Without --seq a row is max_seq_len less the condition positions; the count is the whole record's.
+  python3 - "$TMP" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+m.write_stream(sys.argv[1] + "/long.tok", [[1, 4, 10, 11, 12, 13, 3, 2], [1, 4] + [10, 11, 12, 13] * 7 + [3, 2]], vocab=40)
+PY
+  head -n 2 "$TMP/c.jsonl" > "$TMP/c2.jsonl"
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/long.tok" --conditions "$TMP/c2.jsonl"
+  assert_failure 1
+  assert_output "lm-eval-loss: error: record 1 has 32 tokens, more than the 27 a row holds (max_seq_len 32 less 5 condition positions): a materium row is one whole record"
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/long.tok" --conditions "$TMP/c2.jsonl" --seq 30
+  assert_failure 2
+  assert_output "lm-eval-loss: error: --seq 30 plus the 5 condition positions exceeds the model's max_seq_len (32)"
+  head -n 1 "$TMP/c.jsonl" > "$TMP/c1.jsonl"
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[2]); import materium_tasks as m; m.write_stream(sys.argv[1], [[1, 4] + [10, 11, 12, 13] * 6 + [3]], vocab=40)' \
+    "$TMP/fits.tok" "$LMKIT_SOURCE_DIR/bench"
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/fits.tok" --conditions "$TMP/c1.jsonl" --json
+  assert_success
+  assert_output --partial '"seq": 27'
   [ ! -e "$TMP/x.safetensors" ]
   # A block-wise model without conditions needs no file.
   run lm-eval-loss -m "$FIX/mat_blockwise/model.safetensors" "$TMP/s.tok" --seq 12
@@ -217,10 +238,12 @@ PY
   S="$LMKIT_SOURCE_DIR/tests/seed-configs"
   for f in materium_model_args:materium xlstm_llama:xlstm-jax mobilellm_140m_asdict:mobilellm soma_v1:soma; do
     name=${f%%:*}; fmt=${f##*:}
-    lm-inspect-config "$S/$name.json" --config-format "$fmt" --config > "$TMP/back.json"
+    lm-inspect-config "$S/$name.json" --write-format "$fmt" --config > "$TMP/back.json"
     python3 -c 'import json,sys; a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2])); assert a == b, (a, b)' \
       "$TMP/back.json" "$S/$name.back.json"
     assert_equal "$(lm-inspect-config "$S/$name.json" --config)" "$(lm-inspect-config "$S/$name.lmkit.json" --config)"
+    # --config-format names the format read, as in the other programs.
+    assert_equal "$(lm-inspect-config "$S/$name.json" --config-format "$fmt" --config)" "$(lm-inspect-config "$S/$name.lmkit.json" --config)"
   done
   # Named instead of detected; a wrong name is the named format's error.
   run lm-train "$S/materium_standard.json" --config-format materium --steps 0 -o "$TMP/r" -q
@@ -238,7 +261,14 @@ PY
   assert_output "lm-train: error: --config-format soma is for a config JSON file, not the preset 'tiny'"
   run lm-inspect-config tiny --config-format soma
   assert_failure 2
-  assert_output "lm-inspect-config: error: --config-format goes with --config"
+  assert_output "lm-inspect-config: error: --config-format soma is for a config JSON file, not the preset 'tiny'"
+  run lm-inspect-config "$S/materium_standard.json" --config-format soma --config
+  assert_failure 1
+  run lm-inspect-config "$S/materium_standard.json" --config-format lmkit
+  assert_failure 1
+  run lm-inspect-config tiny --write-format soma
+  assert_failure 2
+  assert_output "lm-inspect-config: error: --write-format goes with --config"
   run lm-bench forward --model "$S/xlstm_llama.json" --config-format xlstm-jax --set n_layers=1 --set vocab_size=64 --batch 1 --seq 4 --sizes 64 --warmup 0 --repeats 1 --json
   assert_success
 }

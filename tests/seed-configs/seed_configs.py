@@ -8,7 +8,7 @@ For every seed file X.json listed in CASES it writes X.lmkit.json: the lmkit con
 mapping gives, as a partial lmkit config JSON (every field the mapping decides, explicit or
 implicit; a field it does not decide keeps lmkit's default); and X.back.json: that config
 written back in the seed's format (every field of the seed's dataclass, as
-`lm-inspect-config --config-format FORMAT` writes it), which must map to the same config. A C++ test parses the seed file
+`lm-inspect-config --write-format FORMAT --config` writes it), which must map to the same config. A C++ test parses the seed file
 (format detected, `--config-format auto`) and X.lmkit.json (lmkit's own format) and compares
 the two ModelConfigs; each error case lists the words its message must contain. No torch
 needed; the standard library only.
@@ -216,7 +216,7 @@ def from_soma(doc):
     }
 
 
-# ---- write-back (lm-inspect-config --config-format X): lmkit config -> the seed's serialisation ----
+# ---- write-back (lm-inspect-config --write-format X): lmkit config -> the seed's serialisation ----
 #
 # Every field of the seed's dataclass, in its order, as its to_dict()/asdict() writes them. A
 # write-back exists exactly when reading it back gives the same lmkit config; otherwise it is an

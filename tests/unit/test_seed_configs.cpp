@@ -161,6 +161,91 @@ TEST(SeedConfigs, KeysTypesAndValuesTheSeedWouldRefuse) {
   EXPECT_EQ(read(R"({"embed_dim": 64})", SeedFormat::Soma), "'c.json': soma ModelConfig: unknown key 'embed_dim'");
 }
 
+// Every key of every format, each at a value other than the seed's default (keys without math
+// at the seed's default: they are written back so), read and written back: the same document,
+// key for key in the seed's order. A key spelled one way in the reader and another in the
+// writer, or read into one lmkit field and written from another, breaks it.
+TEST(SeedConfigs, EveryFieldOfEveryFormatRoundTrips) {
+  const std::vector<std::pair<SeedFormat, std::string>> docs = {
+      {SeedFormat::Materium,
+       R"({"dim": 96, "n_layers": 3, "n_heads": 6, "n_kv_heads": 2, "vocab_size": 50, "hidden_dim": 200,
+           "multiple_of": 32, "norm_eps": 1e-06, "max_seq_len": 64, "dropout": 0.05, "pad_id": 0,
+           "condition_config": {"sg": {"proj_layer_type": "embedding", "input_dim": 230, "out_dim": 96},
+                                "gap": {"proj_layer_type": "linear", "input_dim": 2, "out_dim": 96}},
+           "rope_mode": "BLOCKWISE", "atoms_token_id": 4, "lattice_token_id": 3, "atom_block_size": 3})"},
+      {SeedFormat::XlstmJax,
+       R"({"vocab_size": 300, "embedding_dim": 96, "num_blocks": 3, "head_dim": 32, "qk_norm": true, "causal": true,
+           "theta": 50000.0, "ffn_multiple_of": 32, "ffn_dim_multiplier": 1.5, "use_bias": true, "scan_blocks": true,
+           "attention_backend": "xla", "mask_across_document_boundaries": true, "dtype": "float32",
+           "dropout_rate": 0.1, "add_embedding_dropout": true, "logits_soft_cap": 30.0,
+           "parallel": {"data_axis_size": -1, "fsdp_axis_size": 1, "pipeline_axis_size": 1, "model_axis_size": 1,
+                        "data_axis_name": "dp", "fsdp_axis_name": "fsdp", "pipeline_axis_name": "pipe",
+                        "model_axis_name": "tp", "remat": [], "fsdp_modules": [], "fsdp_min_weight_size": 262144,
+                        "fsdp_gather_dtype": null, "fsdp_grad_scatter_dtype": null, "tp_async_dense": true}})"},
+      // The other value of each boolean the first document leaves at the seed's default (causal).
+      {SeedFormat::XlstmJax,
+       R"({"vocab_size": 300, "embedding_dim": 64, "num_blocks": 2, "head_dim": 16, "qk_norm": false, "causal": false,
+           "theta": 10000.0, "ffn_multiple_of": 64, "ffn_dim_multiplier": 1.0, "use_bias": false, "scan_blocks": true,
+           "attention_backend": "xla", "mask_across_document_boundaries": false, "dtype": "float32",
+           "dropout_rate": 0.0, "add_embedding_dropout": false, "logits_soft_cap": null,
+           "parallel": {"data_axis_size": -1, "fsdp_axis_size": 1, "pipeline_axis_size": 1, "model_axis_size": 1,
+                        "data_axis_name": "dp", "fsdp_axis_name": "fsdp", "pipeline_axis_name": "pipe",
+                        "model_axis_name": "tp", "remat": [], "fsdp_modules": [], "fsdp_min_weight_size": 262144,
+                        "fsdp_gather_dtype": null, "fsdp_grad_scatter_dtype": null, "tp_async_dense": true}})"},
+      {SeedFormat::MobileLLM,
+       R"({"vocab_size": 1000, "num_layers": 3, "num_heads": 6, "num_kv_heads": 2, "embed_dim": 96, "hidden_dim": 200,
+           "max_seq_len": 128, "rope_base": 20000.0, "use_qk_norm": false, "tie_word_embeddings": false,
+           "dropout": 0.1, "norm_eps": 1e-06, "attention_dropout": 0.05})"},
+      {SeedFormat::Soma,
+       R"({"dropout_rate": 0.1, "embedding_dim": 96, "pwff_hidden_dim": 200, "num_layers": 3, "num_heads": 6,
+           "vocab_size": 300, "max_wavelength": 20000.0, "scale_factor": 2.0,
+           "sig_reg": {"t_max": 2.5, "points": 9, "slices": 32, "coefficient": 0.1}})"},
+  };
+  for (const auto& [fmt, text] : docs) {
+    SCOPED_TRACE(name_of(fmt));
+    const ojson doc = ojson::parse(text);
+    EXPECT_EQ(detect_seed_format(text, "d"), fmt);
+    const SeedConfig got = config_from_seed_json(text, fmt, "d");
+    const auto errs = validation_errors(got.config);
+    EXPECT_TRUE(errs.empty()) << errs[0];
+    const ojson back = ojson::parse(config_to_seed_json(got.config, fmt));
+    std::vector<std::string> got_keys, want_keys;
+    for (const auto& [k, v] : back.items()) got_keys.push_back(k);
+    for (const auto& [k, v] : doc.items()) want_keys.push_back(k);
+    EXPECT_EQ(got_keys, want_keys);
+    for (const auto& [k, v] : doc.items()) EXPECT_EQ(back.value(k, ojson()), v) << k;
+    EXPECT_EQ(config_from_seed_json(back.dump(), fmt, "back").config, got.config);
+  }
+  // The values land in the lmkit fields the seeds' documents name (docs/seed-configs.md).
+  const ModelConfig m = config_from_seed_json(docs[0].second, SeedFormat::Materium, "m").config;
+  EXPECT_EQ(m.n_kv_heads, 2);
+  EXPECT_EQ(m.hidden_dim, 200);
+  EXPECT_EQ(m.norm_eps, 1e-6);
+  EXPECT_EQ(m.attn_dropout, 0.05);
+  EXPECT_EQ(m.pad_id, 0);
+  EXPECT_EQ(m.conditions.size(), 2u);
+  EXPECT_EQ(m.rope_mode, RopeMode::Blockwise);
+  EXPECT_EQ(m.atom_block_size, 3);
+  const ModelConfig x = config_from_seed_json(docs[1].second, SeedFormat::XlstmJax, "x").config;
+  EXPECT_EQ(x.n_heads, 3);
+  EXPECT_EQ(x.rope_theta, 50000);
+  EXPECT_EQ(x.multiple_of, 32);
+  EXPECT_TRUE(x.attn_bias && x.ffn_bias && x.doc_mask && x.qk_norm);
+  EXPECT_EQ(x.emb_dropout, 0.1);
+  EXPECT_EQ(x.logits_soft_cap, 30.0);
+  const ModelConfig b = config_from_seed_json(docs[3].second, SeedFormat::MobileLLM, "b").config;
+  EXPECT_EQ(b.rope_theta, 20000);
+  EXPECT_EQ(b.attn_dropout, 0.05);
+  EXPECT_FALSE(b.tie_embeddings);
+  EXPECT_EQ(b.max_seq_len, 128);
+  const ModelConfig so = config_from_seed_json(docs[4].second, SeedFormat::Soma, "s").config;
+  EXPECT_EQ(so.rope_theta, 20000);
+  EXPECT_EQ(so.rope_scale_factor, 2.0);
+  EXPECT_EQ(so.sigreg.points, 9);
+  EXPECT_EQ(so.sigreg.coefficient, 0.1);
+  EXPECT_EQ(so.hidden_dim, 200);
+}
+
 TEST(SeedConfigs, AWriteBackExistsExactlyWhenItReadsBackTheSame) {
   auto write_error = [](const ModelConfig& c, SeedFormat f) {
     return error_of([&] { config_to_seed_json(c, f); }, ErrorKind::Unsupported);
