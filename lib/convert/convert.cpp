@@ -312,7 +312,8 @@ Plan plan_conversion(const ConvertOptions& opts) {
   if (plan.to == Layout::GGUF) {
     const auto why = gguf_unsupported(*cfg);
     if (!why.empty())
-      fail_unsupported(cat("GGUF (", gguf_architecture(*cfg), ", as llama.cpp runs it) cannot hold "), why);
+      fail_unsupported(gguf_architecture(*cfg) == "llama4" ? "GGUF (llama4, as llama.cpp runs it) cannot hold " : "GGUF (llama) cannot hold ",
+                       why);
   }
   if (plan.to == Layout::Llama2c) {
     const auto why = llama2c_unsupported(*cfg);

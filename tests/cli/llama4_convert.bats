@@ -91,6 +91,14 @@ assert abs(r["loss"] - want) < 1e-4 * want, (r["loss"], want)' "$TMP/want_loss"
   assert_success
   run lm-convert-checkpoint --to gguf "$TMP/ref.safetensors" "$TMP/m.gguf"
   assert_success
+  # An independent reader (tests/convert/gguf_reader.py): llama.cpp's keys and dims, the bytes.
+  run python3 "$LMKIT_SOURCE_DIR/tests/convert/gguf_reader.py" check "$TMP/m.gguf" "$TMP/ref.safetensors"
+  assert_success
+  run python3 "$LMKIT_SOURCE_DIR/tests/convert/gguf_reader.py" dump "$TMP/m.gguf"
+  assert_line --partial 'kv general.architecture 8 "llama4"'
+  assert_line --partial "tensor blk.1.ffn_gate_exps.weight [24, 48, 4] F32"
+  assert_line --partial "tensor blk.1.ffn_down_shexp.weight [48, 24] F32"
+  assert_line --partial "tensor rope_freqs.weight [3] F32"
   run lm-convert-checkpoint "$TMP/m.gguf" "$TMP/back.safetensors"
   assert_success
   same_tensors "$TMP/ref.safetensors" "$TMP/back.safetensors"
@@ -112,8 +120,12 @@ assert a["loss"] == b["loss"], (a["loss"], b["loss"])' "$a" "$b"
   M="$FIX/l4_moe_softmax_top2/model.safetensors"
   run lm-convert-checkpoint --to gguf "$M" "$TMP/mx.gguf"
   assert_success
-  run lm-convert-checkpoint --list "$TMP/mx.gguf"
-  assert_line --partial "blk.0.ffn_gate_exps.weight"
+  run python3 "$LMKIT_SOURCE_DIR/tests/convert/gguf_reader.py" check "$TMP/mx.gguf" "$M"
+  assert_success
+  run python3 "$LMKIT_SOURCE_DIR/tests/convert/gguf_reader.py" dump "$TMP/mx.gguf"
+  assert_line --partial 'kv general.architecture 8 "llama"'
+  assert_line --partial "kv llama.expert_count 4 4"
+  assert_line --partial "tensor blk.0.ffn_gate_exps.weight [32, 32, 4] F32"
   run lm-convert-checkpoint "$TMP/mx.gguf" "$TMP/mx.safetensors"
   assert_success
   same_tensors "$M" "$TMP/mx.safetensors"
