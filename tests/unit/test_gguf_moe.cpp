@@ -226,7 +226,8 @@ TEST(GgufMoE, ConfigsLlamaCppWouldRunDifferentlyAreRefused) {
   ModelConfig mixtral = *plan(fixture::dir() / "llama4/l4_moe_softmax_top2/model.safetensors", "lmkit").config;
   EXPECT_EQ(gguf_architecture(mixtral), "llama");
   EXPECT_TRUE(gguf_unsupported(mixtral).empty());
-  mixtral.qk_norm = true;
+  mixtral.qk_norm = true;  // weightless: Llama 4's
+  mixtral.qk_norm_weight = false;
   const std::vector<std::string> w = gguf_unsupported(mixtral);
   EXPECT_TRUE(std::any_of(w.begin(), w.end(), [](const std::string& x) { return x.find("softmax routing") != std::string::npos; }));
 }
