@@ -836,7 +836,7 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
     // model's width (lmkit's vision_projection); the encoder itself is not lmkit's.
     if (!j.contains("text_config") || !j["text_config"].is_object())
       fail_data(cat(quote(source), ": model_type 'llama4' without a text_config object"));
-    read_object(hf_llama4_keys(), j["text_config"], c, quote(source) + " text_config", nullptr);
+    read_object(hf_llama4_keys(), j["text_config"], c, cat(quote(source), ": text_config"), nullptr);
     if (j.contains("vision_config") && !j["vision_config"].is_null()) {
       const json& v = j["vision_config"];
       if (!v.is_object() || !v.contains("vision_output_dim") || !v["vision_output_dim"].is_number_integer())
