@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -23,6 +24,7 @@
 #include "model/config_input.h"
 #include "model/key_table.h"
 #include "model/presets.h"
+#include "model/rope.h"
 #include "tokenizer/utf8.h"
 
 namespace lm::convert {
@@ -156,6 +158,50 @@ const std::vector<KeyRow>& hf_keys() {
       LM_TOKEN("eos_token_id", eos_id, TokenId, -1),
       LM_TOKEN("pad_token_id", pad_id, TokenId, -1),
   };
+  return rows;
+}
+
+// Hugging Face MixtralConfig (transformers' configuration_mixtral.py): LlamaConfig's keys with
+// Mixtral's defaults and its experts (intermediate_size is the experts' width).
+const std::vector<KeyRow>& hf_mixtral_keys() {
+  static const std::vector<KeyRow> rows = [] {
+    std::vector<KeyRow> r;
+    for (const KeyRow& k : hf_keys()) {
+      const std::string key = k.key;
+      if (key == "model_type" || key == "architectures" || key == "intermediate_size" || key == "mlp_bias") continue;
+      KeyRow row = k;
+      if (key == "rms_norm_eps") row.absent = json(1e-5);
+      if (key == "rope_theta") row.absent = json(1e6);
+      if (key == "max_position_embeddings") row.absent = json(4096 * 32);
+      if (key == "num_key_value_heads") row.absent = json(8);
+      r.push_back(row);
+    }
+    r.insert(r.begin(),
+             {{"model_type", "", KeyType::String, true, json(), [](const ModelConfig&) { return json("mixtral"); }, nullptr},
+              {"architectures", "", KeyType::Any, false, json(), [](const ModelConfig&) { return json::array({"MixtralForCausalLM"}); },
+               nullptr}});
+    r.push_back({"num_local_experts", "moe.n_experts", KeyType::Int, false, json(8), [](const ModelConfig& c) { return json(c.moe.n_experts); },
+                 [](ModelConfig& c, const json& v, const std::string&) {
+                   c.moe.n_experts = v.get<int64_t>();
+                   c.moe.routing = MoERouting::Softmax;  // MixtralSparseMoeBlock: softmax, top-k renormalised
+                   c.moe.shared_expert = false;
+                   c.moe.interleave_step = 1;
+                 }});
+    r.push_back({"num_experts_per_tok", "moe.top_k", KeyType::Int, false, json(2), [](const ModelConfig& c) { return json(c.moe.top_k); },
+                 [](ModelConfig& c, const json& v, const std::string&) { c.moe.top_k = v.get<int64_t>(); }});
+    r.push_back({"intermediate_size", "moe.hidden_dim", KeyType::Int, false, json(14336),
+                 [](const ModelConfig& c) { return json(c.moe_hidden()); },
+                 [](ModelConfig& c, const json& v, const std::string&) { c.moe.hidden_dim = v.get<int64_t>(); }});
+    r.push_back({"sliding_window", "", KeyType::Any, false, json(), [](const ModelConfig&) { return json(nullptr); },
+                 [](ModelConfig&, const json& v, const std::string& src) {
+                   fail(ErrorKind::Unsupported, cat(src, ": sliding_window ", v.dump(), ": sliding-window attention is not supported"));
+                 }});
+    // Training-time router options (the balance loss's coefficient and its switch, jitter): not the model's function.
+    r.push_back({"router_aux_loss_coef", "", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr});
+    r.push_back({"output_router_logits", "", KeyType::Bool, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr});
+    r.push_back({"router_jitter_noise", "", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; }, nullptr});
+    return r;
+  }();
   return rows;
 }
 
@@ -473,64 +519,111 @@ const std::vector<KeyRow>& params_llama4_keys() {
   return rows;
 }
 
-// GGUF key/values of llama.cpp's llama architecture (gguf-py constants.py). Int is written as
-// u32, Number as f32. Read, they become --set assignments the config inference checks against
-// the tensors.
-const std::vector<KeyRow>& gguf_keys() {
+// GGUF key/values of llama.cpp's llama and llama4 architectures (gguf-py constants.py; llama.cpp
+// src/llama-model.cpp and src/models/llama4.cpp read them). Int is written as u32, Number as f32.
+// Read, they become --set assignments the config inference checks against the tensors. The
+// architecture's own keys carry its name as prefix ("llama.", "llama4."): the rows below are
+// written with {A} for it. Rows run in order: the expert count comes before the widths.
+std::vector<KeyRow> gguf_rows_for(const std::string& arch, const std::vector<KeyRow>& templ) {
+  static std::vector<std::unique_ptr<std::string>> storage;  // the expanded keys live as long as the tables
+  std::vector<KeyRow> rows;
+  for (KeyRow r : templ) {
+    std::string k = r.key;
+    if (k.rfind("{A}.", 0) == 0) {
+      storage.push_back(std::make_unique<std::string>(arch + k.substr(3)));
+      r.key = storage.back()->c_str();
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+const std::vector<KeyRow>& gguf_key_template() {
   static const std::vector<KeyRow> rows = {
-      {"general.architecture", "", KeyType::String, true, json(), [](const ModelConfig&) { return json("llama"); },
-       [](ModelConfig&, const json& v, const std::string& src) {
-         if (v != "llama")
-           fail(ErrorKind::Unsupported, cat(src, ": GGUF architecture ", quote(v.get<std::string>()), " is not supported (llama is)"));
-       }},
+      {"general.architecture", "", KeyType::String, true, json(), [](const ModelConfig& c) { return json(gguf_architecture(c)); },
+       nullptr},
       {"general.name", "name", KeyType::String, false, json("gguf"),
        [](const ModelConfig& c) { return json(c.name.empty() ? "lmkit" : c.name); },
        [](ModelConfig& c, const json& v, const std::string&) { c.name = v.get<std::string>(); }},
-      LM_KEY("llama.context_length", max_seq_len, Int, nullptr),
-      LM_KEY("llama.embedding_length", dim, Int, nullptr),
-      LM_KEY("llama.block_count", n_layers, Int, nullptr),
-      {"llama.feed_forward_length", "hidden_dim", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.ffn_hidden()); },
+      LM_KEY("{A}.context_length", max_seq_len, Int, nullptr),
+      LM_KEY("{A}.embedding_length", dim, Int, nullptr),
+      LM_KEY("{A}.block_count", n_layers, Int, nullptr),
+      // Mixture of experts: Mixtral-style under llama (softmax over the selected logits, every
+      // layer, no shared expert); Llama 4's under llama4 (the assumptions are applied after).
+      {"{A}.expert_count", "moe.n_experts", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.moe.n_experts > 0 ? json(c.moe.n_experts) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.n_experts = v.get<int64_t>(); }},
+      {"{A}.expert_used_count", "moe.top_k", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.moe.n_experts > 0 ? json(c.moe.top_k) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.top_k = v.get<int64_t>(); }},
+      // llama: the dense width, or Mixtral's expert width; llama4: the dense layers' width
+      // (transformers' intermediate_size_mlp).
+      {"{A}.feed_forward_length", "hidden_dim", KeyType::Int, false, json(),
+       [](const ModelConfig& c) {
+         return json(c.moe.n_experts > 0 && gguf_architecture(c) == "llama" ? c.moe_hidden() : c.ffn_hidden());
+       },
        [](ModelConfig& c, const json& v, const std::string&) { c.hidden_dim = v.get<int64_t>(); }},
-      LM_KEY("llama.attention.head_count", n_heads, Int, nullptr),
-      {"llama.attention.head_count_kv", "n_kv_heads", KeyType::Int, false, json(),
+      {"{A}.expert_feed_forward_length", "moe.hidden_dim", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.moe.n_experts > 0 && gguf_architecture(c) == "llama4" ? json(c.moe_hidden()) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.hidden_dim = v.get<int64_t>(); }},
+      {"{A}.interleave_moe_layer_step", "moe.interleave_step", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.moe.n_experts > 0 && gguf_architecture(c) == "llama4" ? json(c.moe.interleave_step) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { c.moe.interleave_step = v.get<int64_t>(); }},
+      LM_KEY("{A}.attention.head_count", n_heads, Int, nullptr),
+      {"{A}.attention.head_count_kv", "n_kv_heads", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return json(c.kv_heads()); },
        [](ModelConfig& c, const json& v, const std::string&) { c.n_kv_heads = n_kv_from(c, v.get<int64_t>()); }},
-      {"llama.attention.key_length", "head_dim", KeyType::Int, false, json(),
+      {"{A}.attention.key_length", "head_dim", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.head_size() * c.n_heads != c.dim ? json(c.head_size()) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.head_dim = head_dim_from(c, v.get<int64_t>()); }},
-      {"llama.attention.value_length", "", KeyType::Int, false, json(),
+      {"{A}.attention.value_length", "", KeyType::Int, false, json(),
        [](const ModelConfig& c) { return c.head_size() * c.n_heads != c.dim ? json(c.head_size()) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          const auto hs = head_size_read(c);
          if (hs && v.get<int64_t>() != *hs)
-           fail(ErrorKind::Unsupported, cat(src, ": llama.attention.value_length ", v.get<int64_t>(), " differs from the head size ",
+           fail(ErrorKind::Unsupported, cat(src, ": attention.value_length ", v.get<int64_t>(), " differs from the head size ",
                                             *hs, " (lmkit's attention has one head size)"));
        }},
-      LM_KEY("llama.attention.layer_norm_rms_epsilon", norm_eps, Number, nullptr),
-      {"llama.rope.dimension_count", "", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
+      LM_KEY("{A}.attention.layer_norm_rms_epsilon", norm_eps, Number, nullptr),
+      {"{A}.rope.dimension_count", "", KeyType::Int, false, json(), [](const ModelConfig& c) { return json(c.head_size()); },
        [](ModelConfig& c, const json& v, const std::string& src) {
          const auto hs = head_size_read(c);
          if (hs && v.get<int64_t>() != *hs)
-           fail(ErrorKind::Unsupported, cat(src, ": llama.rope.dimension_count ", v.get<int64_t>(), " is not the head size ",
+           fail(ErrorKind::Unsupported, cat(src, ": rope.dimension_count ", v.get<int64_t>(), " is not the head size ",
                                             *hs, " (RoPE on part of a head is not supported)"));
        }},
-      LM_KEY("llama.rope.freq_base", rope_theta, Number, nullptr),
-      {"llama.rope.scaling.type", "rope_scaling.type", KeyType::String, false, json(),
+      LM_KEY("{A}.rope.freq_base", rope_theta, Number, nullptr),
+      {"{A}.rope.scaling.type", "rope_scaling.type", KeyType::String, false, json(),
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json("linear") : kOmit; },
        [](ModelConfig& c, const json& v, const std::string& src) {
          if (v == "linear")
            c.rope_scaling.type = RopeScalingType::Linear;
          else if (v != "none")
-           fail(ErrorKind::Unsupported, cat(src, ": llama.rope.scaling.type ", quote(v.get<std::string>()), " is not supported"));
+           fail(ErrorKind::Unsupported, cat(src, ": rope.scaling.type ", quote(v.get<std::string>()), " is not supported"));
        }},
-      {"llama.rope.scaling.factor", "rope_scaling.factor", KeyType::Number, false, json(),
+      {"{A}.rope.scaling.factor", "rope_scaling.factor", KeyType::Number, false, json(),
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json(linear_rope_factor(c)) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.rope_scaling.factor = v.get<double>(); }},
-      LM_KEY("llama.vocab_size", vocab_size, Int, nullptr),
-      {"llama.expert_count", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; },
+      LM_KEY("{A}.vocab_size", vocab_size, Int, nullptr),
+      // llama4 (src/models/llama4.cpp): present and 0 selects llama.cpp's unchunked variant (every
+      // layer RoPE but the last, temperature tuning with other constants), which lmkit does not
+      // run; any other value is overridden by llama.cpp's 8192.
+      {"{A}.attention.sliding_window", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json& v, const std::string& src) {
-         if (v.get<int64_t>() > 0)
-           fail(ErrorKind::Unsupported, cat(src, ": mixture of experts (llama.expert_count ", v.get<int64_t>(), ") is not supported"));
+         if (v.get<int64_t>() == 0)
+           fail(ErrorKind::Unsupported, cat(src, ": attention.sliding_window 0 (llama.cpp's unchunked llama4 variant) is not supported"));
+       }},
+      {"{A}.attention.sliding_window_pattern", "", KeyType::Any, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig&, const json& v, const std::string& src) {
+         if (v != json(4))
+           fail(ErrorKind::Unsupported, cat(src, ": attention.sliding_window_pattern ", v.dump(),
+                                            ": lmkit chunks exactly the RoPE layers, and llama.cpp's NoPE layers are every 4th"));
+       }},
+      {"{A}.rope.freq_base_swa", "", KeyType::Number, false, json(), [](const ModelConfig&) { return kOmit; },
+       [](ModelConfig& c, const json& v, const std::string& src) {
+         if (static_cast<float>(v.get<double>()) != static_cast<float>(c.rope_theta))
+           fail(ErrorKind::Unsupported, cat(src, ": rope.freq_base_swa ", v.get<double>(), " differs from rope.freq_base ",
+                                            c.rope_theta, " (lmkit has one RoPE base)"));
        }},
       {"tokenizer.ggml.model", "", KeyType::String, false, json(), [](const ModelConfig&) { return json("none"); }, nullptr},
       LM_TOKEN("tokenizer.ggml.bos_token_id", bos_id, Int, nullptr),
@@ -538,6 +631,12 @@ const std::vector<KeyRow>& gguf_keys() {
       LM_TOKEN("tokenizer.ggml.padding_token_id", pad_id, Int, nullptr),
   };
   return rows;
+}
+
+const std::vector<KeyRow>& gguf_keys(const std::string& arch) {
+  static const std::vector<KeyRow> llama = gguf_rows_for("llama", gguf_key_template());
+  static const std::vector<KeyRow> llama4 = gguf_rows_for("llama4", gguf_key_template());
+  return arch == "llama4" ? llama4 : llama;
 }
 
 #undef LM_KEY
@@ -557,6 +656,15 @@ json parse_object(const std::string& text, const std::string& source) {
 bool has_llama4_features(const ModelConfig& c) {
   return c.moe.n_experts > 0 || c.nope_layer_interval > 0 || c.attn_chunk_size > 0 || c.attn_temperature_tuning ||
          c.vision_dim > 0 || (c.qk_norm && !c.qk_norm_weight);
+}
+// Mixtral's mixture of experts (every layer routed, softmax over the selected logits, no shared
+// expert) on an otherwise plain Llama: Hugging Face's MixtralForCausalLM, GGUF's llama.
+bool is_mixtral_config(const ModelConfig& c) {
+  if (c.moe.n_experts == 0 || c.moe.routing != MoERouting::Softmax || c.moe.shared_expert || c.moe.interleave_step != 1)
+    return false;
+  ModelConfig dense = c;
+  dense.moe = MoEConfig{};
+  return !has_llama4_features(dense);
 }
 // Written in Llama 4's params.json: a Llama 4 feature, or rope scaling constants other than
 // Llama 3.1's (only Llama 4's ModelArgs names them: rope_scaling_factor, rope_high_freq_factor).
@@ -629,7 +737,8 @@ std::vector<std::string> assignments(const ModelConfig& c, const std::vector<std
 
 }  // namespace
 
-bool is_llama4_config(const ModelConfig& cfg) { return has_llama4_features(cfg); }
+bool is_llama4_config(const ModelConfig& cfg) { return has_llama4_features(cfg) && !is_mixtral_config(cfg); }
+bool is_mixtral(const ModelConfig& cfg) { return is_mixtral_config(cfg); }
 
 void fail_unsupported(const std::string& what, const std::vector<std::string>& why) {
   std::string hint;
@@ -644,12 +753,30 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
   ModelConfig c;
   c.name = "";
   const json type = j.contains("model_type") ? j["model_type"] : json();
-  if (type == "llama4")
-    fail(ErrorKind::Unsupported,
-         cat(quote(source), ": model_type 'llama4' (Llama4ForConditionalGeneration) is not supported yet: "
-                            "lm-convert-checkpoint reads Llama 4 text models (model_type 'llama4_text')"));
+  if (type == "llama4") {
+    // Llama4ForConditionalGeneration (transformers' Llama4Config): the text model's config under
+    // text_config; the projector maps vision_config.vision_output_dim features to the text
+    // model's width (lmkit's vision_projection); the encoder itself is not lmkit's.
+    if (!j.contains("text_config") || !j["text_config"].is_object())
+      fail_data(cat(quote(source), ": model_type 'llama4' without a text_config object"));
+    read_object(hf_llama4_keys(), j["text_config"], c, cat(quote(source), ": text_config"), nullptr);
+    if (j.contains("vision_config") && !j["vision_config"].is_null()) {
+      const json& v = j["vision_config"];
+      if (!v.is_object() || !v.contains("vision_output_dim") || !v["vision_output_dim"].is_number_integer())
+        fail_data(cat(quote(source), ": vision_config has no integer vision_output_dim (the image features' width)"));
+      c.vision_dim = v["vision_output_dim"].get<int64_t>();
+      const json id = j.contains("image_token_index") ? j["image_token_index"] : json(200092);  // Llama4Config's default
+      if (!id.is_number_integer()) fail_data(cat(quote(source), ": 'image_token_index': expected a token id, got ", id.dump()));
+      c.image_token_id = id.get<int64_t>();
+    }
+    return c;
+  }
   if (type == "llama4_text") {
     read_object(hf_llama4_keys(), j, c, quote(source), nullptr);
+    return c;
+  }
+  if (type == "mixtral") {
+    read_object(hf_mixtral_keys(), j, c, quote(source), nullptr);
     return c;
   }
   read_object(hf_keys(), j, c, quote(source), nullptr);
@@ -674,6 +801,14 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
+  if (is_mixtral_config(c)) {  // MixtralConfig: a Llama with Mixtral's experts
+    ModelConfig dense = c;
+    dense.moe = MoEConfig{};
+    dense.hidden_dim = 0;
+    why = hf_unsupported(dense);
+    no(c.attn_bias, "attention biases (attn_bias: Mixtral has none)");
+    return why;
+  }
   if (has_llama4_features(c)) {  // Llama4TextConfig
     no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type))));
     no(c.norm_bias || c.ffn_bias || c.output_bias, "norm, feed-forward or classifier biases");
@@ -705,9 +840,12 @@ std::vector<std::string> hf_unsupported(const ModelConfig& c) {
 std::string config_to_hf_json(const ModelConfig& c, const std::string& torch_dtype) {
   const std::vector<std::string> why = hf_unsupported(c);
   if (!why.empty())
-    fail_unsupported(has_llama4_features(c) ? "config.json: a Hugging Face Llama 4 text model has no " : "config.json: a Hugging Face Llama has no ", why);
+    fail_unsupported(is_mixtral_config(c)           ? "config.json: a Hugging Face Mixtral has no "
+                     : has_llama4_features(c) ? "config.json: a Hugging Face Llama 4 text model has no "
+                                              : "config.json: a Hugging Face Llama has no ",
+                     why);
   validate(c, "config.json");  // the sizes below divide by n_heads
-  json j = write_object(has_llama4_features(c) ? hf_llama4_keys() : hf_keys(), c);
+  json j = write_object(is_mixtral_config(c) ? hf_mixtral_keys() : has_llama4_features(c) ? hf_llama4_keys() : hf_keys(), c);
   j["torch_dtype"] = torch_dtype;
   return j.dump(2) + "\n";
 }
@@ -883,18 +1021,127 @@ bool gguf_text(const GGUFValue& v) {
 
 }  // namespace
 
-std::vector<std::string> gguf_config_assignments(const GGUFFile& f) {
+namespace {
+
+// Llama 3.1-style RoPE scalings in use (factor, low_freq_factor, high_freq_factor, original
+// context): Llama 3.1, Llama 3.2, Llama 4. A GGUF file holds the scaling only as rope_freqs
+// factors (convert_hf_to_gguf.py LlamaModel), so these are the candidates they are matched to.
+const RopeScaling kKnownLlama3Scalings[] = {
+    {RopeScalingType::Llama3, 8, 1, 4, 8192},
+    {RopeScalingType::Llama3, 32, 1, 4, 8192},
+    {RopeScalingType::Llama3, 16, 1, 1, 8192},
+};
+
+bool factors_match(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::fabs(got[i] - want[i]) > 1e-6f * std::fabs(want[i])) return false;
+  return true;
+}
+
+// llama.cpp's model-wide assumptions for its llama4 architecture (src/models/llama4.cpp): no key
+// holds them. Applied to `c`; the fields set are appended to `given`, and one note says so.
+void apply_llama4_assumptions(ModelConfig& c, std::vector<std::string>& given, std::vector<std::string>* notes) {
+  c.attn_chunk_size = 8192;
+  c.nope_layer_interval = 4;
+  c.attn_temperature_tuning = true;
+  c.attn_floor_scale = 8192;
+  c.attn_scale = 0.1;
+  c.qk_norm = c.moe.n_experts != 128;  // llama.cpp: on unless the model is the 128-expert one
+  c.qk_norm_weight = false;
+  c.moe.shared_expert = c.moe.n_experts > 0;
+  c.moe.routing = MoERouting::Sigmoid;
+  for (const char* f : {"attn_chunk_size", "nope_layer_interval", "attn_temperature_tuning", "attn_floor_scale", "attn_scale",
+                        "qk_norm", "qk_norm_weight", "moe.shared_expert", "moe.routing"})
+    given.push_back(f);
+  if (notes)
+    notes->push_back(cat("GGUF llama4: assumed as llama.cpp hard-codes them (no key holds them): attention chunks of 8192 on the "
+                         "RoPE layers, a NoPE layer every 4th, temperature tuning (floor 8192, scale 0.1), QK-norm ",
+                         c.qk_norm ? "on" : "off", " (expert count ", c.moe.n_experts, c.qk_norm ? " is not 128)" : " is 128)",
+                         ", sigmoid routing with a shared expert"));
+}
+
+}  // namespace
+
+std::string gguf_architecture(const ModelConfig& c) { return is_llama4_config(c) ? "llama4" : "llama"; }
+
+std::vector<std::string> gguf_config_assignments(const GGUFFile& f, const std::vector<float>* rope_factors,
+                                                 std::vector<std::string>* notes) {
+  const GGUFValue* a = f.find("general.architecture");
+  if (!a || a->type != GGUFValue::String) fail_data(cat(quote(f.path()), ": no 'general.architecture' string"));
+  const std::string arch = a->s;
+  if (arch != "llama" && arch != "llama4")
+    fail(ErrorKind::Unsupported, cat(quote(f.path()), ": GGUF architecture ", quote(arch), " is not supported (llama and llama4 are)"));
   ModelConfig c;
   std::vector<std::string> given;
   read_rows(
-      gguf_keys(),
+      gguf_keys(arch),
       [&](const char* key) -> std::optional<json> {
         const GGUFValue* v = f.find(key);
         if (v && !gguf_text(*v)) fail_data(cat(quote(f.path()), ": ", quote(key), ": not valid UTF-8"));
         return v ? std::optional<json>(gguf_json(*v)) : std::nullopt;
       },
       c, quote(f.path()), &given);
+  const bool moe = c.moe.n_experts > 0;
+  if (arch == "llama" && moe) {
+    // Mixtral (src/models/llama.cpp): every layer routed, softmax weights renormalised over the
+    // selected experts, no shared expert; feed_forward_length is the experts' width.
+    c.moe.hidden_dim = c.hidden_dim;
+    c.moe.routing = MoERouting::Softmax;
+    c.moe.shared_expert = false;
+    c.moe.interleave_step = 1;
+    std::erase(given, std::string("hidden_dim"));
+    for (const char* k : {"moe.hidden_dim", "moe.routing", "moe.shared_expert", "moe.interleave_step"}) given.push_back(k);
+  }
+  if (arch == "llama4") {
+    if (!moe) fail(ErrorKind::Unsupported, cat(quote(f.path()), ": llama4 without experts (llama.cpp refuses it too)"));
+    // The dense width only when some layer is dense: otherwise nothing in the file uses it.
+    bool any_dense = false;
+    for (int64_t l = 0; l < c.n_layers; ++l) any_dense = any_dense || !c.is_moe_layer(l);
+    if (!any_dense) std::erase(given, std::string("hidden_dim"));
+    apply_llama4_assumptions(c, given, notes);
+  }
+  if (rope_factors) {
+    if (c.rope_scaling.type != RopeScalingType::None)
+      fail(ErrorKind::Unsupported, cat(quote(f.path()), ": rope_freqs.weight together with rope.scaling.type"));
+    bool found = false;
+    for (const RopeScaling& s : kKnownLlama3Scalings) {
+      ModelConfig t = c;
+      t.rope_scaling = s;
+      if (factors_match(*rope_factors, gguf_rope_factors(t))) {
+        c.rope_scaling = s;
+        found = true;
+        break;
+      }
+    }
+    if (!found)
+      fail(ErrorKind::Unsupported, cat(quote(f.path()), ": rope_freqs.weight is none of the llama3 RoPE scalings lmkit knows "
+                                       "(factor/low/high 8/1/4, 32/1/4, 16/1/1 with original context 8192)"));
+    for (const char* k : {"rope_scaling.type", "rope_scaling.factor", "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor",
+                          "rope_scaling.original_max_seq_len"})
+      given.push_back(k);
+    if (notes)
+      notes->push_back(cat("GGUF rope_freqs.weight matches llama3 RoPE scaling factor ", c.rope_scaling.factor, ", low_freq_factor ",
+                           c.rope_scaling.low_freq_factor, ", high_freq_factor ", c.rope_scaling.high_freq_factor,
+                           ", original_max_seq_len ", c.rope_scaling.original_max_seq_len));
+  }
   return assignments(c, given);
+}
+
+std::vector<float> gguf_rope_factors(const ModelConfig& c) {
+  ModelConfig plain = c;
+  plain.rope_scaling = RopeScaling{};
+  const std::vector<double> base = rope_inv_freq(plain), scaled = rope_inv_freq(c);
+  std::vector<float> out(base.size());
+  for (size_t i = 0; i < base.size(); ++i) out[i] = static_cast<float>(base[i] / scaled[i]);
+  return out;
+}
+
+void check_gguf_rope_factors(const ModelConfig& c, const std::vector<float>& factors, const std::string& source) {
+  if (c.rope_scaling.type != RopeScalingType::Llama3)
+    fail_data(cat(quote(source), ": rope_freqs.weight, but the config (lmkit.config) has no llama3 RoPE scaling"));
+  if (!factors_match(factors, gguf_rope_factors(c)))
+    fail_data(cat(quote(source), ": rope_freqs.weight differs from the config's llama3 RoPE scaling (lmkit.config)"));
 }
 
 std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
@@ -902,18 +1149,43 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   auto no = [&](bool bad, const std::string& m) {
     if (bad) why.push_back(m);
   };
-  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type)), " (llama has RMSNorm)"));
+  const std::string arch = gguf_architecture(c);
+  no(c.norm_type != NormType::RMSNorm, cat("norm_type ", quote(name_of(c.norm_type)), " (", arch, " has RMSNorm)"));
   no(c.norm_bias, "norm biases (norm_bias)");
-  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type)), " (llama has SwiGLU)"));
+  no(c.ffn_type != FfnType::SwiGLU, cat("ffn_type ", quote(name_of(c.ffn_type)), " (", arch, " has SwiGLU)"));
   no(c.ffn_bias, "feed-forward biases (ffn_bias)");
   no(c.output_bias, "a classifier bias (output_bias)");
-  no(c.qk_norm, "QK-norm (qk_norm)");
   no(c.logits_soft_cap != 0, "a logits soft cap (logits_soft_cap)");
   no(!c.causal, "non-causal attention (causal = false)");
-  no(c.rope_scaling.type == RopeScalingType::Llama3, "llama3 RoPE scaling (it needs a rope_freqs tensor lmkit does not write yet)");
   no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
-  no(c.moe.n_experts > 0, "mixture of experts (moe.n_experts)");
-  no_llama4_or_materium(c, why);
+  no(!c.conditions.empty(), "materium conditions (conditions)");
+  no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+  if (arch == "llama") {
+    no(c.qk_norm, "QK-norm (qk_norm)");
+    no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");
+    no(c.attn_chunk_size > 0, "chunked attention (attn_chunk_size)");
+    no(c.attn_temperature_tuning, "attention temperature tuning (attn_temperature_tuning)");
+    no(c.vision_dim > 0, "image features (vision_dim, image_token_id)");
+    return why;
+  }
+  // llama4: llama.cpp runs what src/models/llama4.cpp hard-codes, whatever a file would say; a
+  // config it would run differently is refused, not written.
+  const char* runs = " (llama.cpp's llama4 runs ";
+  no(c.moe.n_experts == 0, "a model without experts (llama.cpp's llama4 requires moe.n_experts > 0)");
+  no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert (llama.cpp's llama4 always adds one)");
+  no(c.moe.n_experts > 0 && c.moe.routing != MoERouting::Sigmoid, "softmax routing with Llama 4 features (llama4 routes by sigmoid)");
+  no(c.attn_chunk_size != 8192, cat("attn_chunk_size ", c.attn_chunk_size, runs, "chunks of 8192)"));
+  no(c.nope_layer_interval != 4, cat("nope_layer_interval ", c.nope_layer_interval, runs, "a NoPE layer every 4th)"));
+  no(!c.attn_temperature_tuning || c.attn_floor_scale != 8192 || c.attn_scale != 0.1,
+     cat("temperature tuning ", c.attn_temperature_tuning ? "on" : "off", " with floor ", c.attn_floor_scale, " and scale ",
+         c.attn_scale, runs, "it on with floor 8192 and scale 0.1)"));
+  const bool want_qk = c.moe.n_experts != 128;
+  no(c.qk_norm != want_qk, cat("qk_norm ", c.qk_norm ? "on" : "off", " with ", c.moe.n_experts, " experts", runs,
+                               "QK-norm exactly when the expert count is not 128)"));
+  no(c.qk_norm && c.qk_norm_weight, "QK-norm weights (llama4's QK-norm has none)");
+  no(c.attn_bias, "attention biases (attn_bias)");
+  no(c.vision_dim > 0, "image features (vision_dim: llama.cpp keeps the projector in a separate mmproj file)");
+  no(c.rope_scaling.type == RopeScalingType::Linear || c.rope_scale_factor != 1, "linear RoPE scaling");
   return why;
 }
 
@@ -921,7 +1193,7 @@ void set_gguf_metadata(GGUFWriter& w, const ModelConfig& c, const std::string& c
                        const std::string& tokenizer_json) {
   // general.* first, as llama.cpp's writer orders them.
   for (bool general : {true, false}) {
-    for (const KeyRow& r : gguf_keys()) {
+    for (const KeyRow& r : gguf_keys(gguf_architecture(c))) {
       if ((std::string(r.key).rfind("general.", 0) == 0) != general) continue;
       const json v = r.out(c);
       if (!v.is_discarded()) w.set(r.key, gguf_value(r, v));

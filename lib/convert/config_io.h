@@ -32,6 +32,9 @@ std::string config_to_hf_json(const ModelConfig& cfg, const std::string& torch_d
 // vision inputs, weightless QK-norm): Meta's and Hugging Face's Llama 4 conventions carry it
 // (Llama 4's params.json, llama4_text's config.json and names), GGUF's llama does not.
 bool is_llama4_config(const ModelConfig& cfg);
+// Mixtral's experts (every layer, softmax over the selected logits, no shared expert) on an
+// otherwise plain Llama: Hugging Face's MixtralForCausalLM (model_type "mixtral"), GGUF's llama.
+bool is_mixtral(const ModelConfig& cfg);
 
 // Meta params.json. vocab_size -1 is returned as 0 (take it from the embedding rows).
 ModelConfig config_from_params_json(const std::string& text, const std::string& source);
@@ -47,12 +50,25 @@ ModelConfig load_config_arg(const std::string& arg, const std::string& format = 
 // The convention of a config JSON text: "lmkit", "hf" or "meta".
 std::string config_convention(const std::string& text, const std::string& source);
 
-// GGUF (arch llama): the exact config when the file carries lmkit.config, else --set style
-// assignments from the llama.* keys (the config inference, model/config_infer.h, does the rest
-// from the tensors and checks the keys against them).
+// GGUF (llama.cpp's architectures llama and llama4): the exact config when the file carries
+// lmkit.config, else --set style assignments from the llama.* / llama4.* keys (the config
+// inference, model/config_infer.h, does the rest from the tensors and checks the keys against
+// them). llama with expert_count > 0 is Mixtral's MoE (softmax, every layer, no shared expert);
+// llama4 adds what llama.cpp hard-codes for it (chunks of 8192, NoPE every 4th layer,
+// temperature tuning 8192/0.1, QK-norm unless 128 experts), each reported in `notes`.
+// `rope_factors` (may be null): the file's rope_freqs.weight, matched to a known llama3 scaling.
 bool gguf_has_lmkit_config(const GGUFFile& f);
-std::vector<std::string> gguf_config_assignments(const GGUFFile& f);
-// What GGUF's llama architecture cannot express about `cfg` (empty = writable).
+std::vector<std::string> gguf_config_assignments(const GGUFFile& f, const std::vector<float>* rope_factors = nullptr,
+                                                 std::vector<std::string>* notes = nullptr);
+// The GGUF architecture `cfg` is written as: "llama4" for Llama 4 features (Llama 4's MoE
+// included), "llama" for the rest (Mixtral-style MoE included).
+std::string gguf_architecture(const ModelConfig& cfg);
+// rope_freqs.weight [HS/2] for a llama3-scaled config: llama.cpp divides each frequency by it.
+std::vector<float> gguf_rope_factors(const ModelConfig& cfg);
+// A Data error when `factors` (a file's rope_freqs) are not `cfg`'s scaling.
+void check_gguf_rope_factors(const ModelConfig& cfg, const std::vector<float>& factors, const std::string& source);
+// What GGUF cannot express about `cfg` in its architecture (empty = writable). llama4: also any
+// config llama.cpp would run differently from lmkit (its hard-coded values above).
 std::vector<std::string> gguf_unsupported(const ModelConfig& cfg);
 // general.* / llama.* / tokenizer.ggml.* keys for `cfg`, plus lmkit.config (and lmkit.tokenizer
 // when not empty) so a round trip through GGUF restores the exact config.

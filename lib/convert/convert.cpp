@@ -256,6 +256,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
   }
 
   resolve_config(plan, opts);
+  plan.notes.insert(plan.notes.end(), src.notes.begin(), src.notes.end());
   const ModelConfig* cfg = plan.config ? &*plan.config : nullptr;
   // A Llama 4 model's Hugging Face names are llama4_text's (no q/k permutation, feed_forward).
   if (cfg && is_llama4_config(*cfg)) {
@@ -265,7 +266,24 @@ Plan plan_conversion(const ConvertOptions& opts) {
   Graph& g = plan.graph;
   g = src.graph;
 
+  // Hugging Face Mixtral holds one tensor per expert: stacked into lmkit's [E, out, in].
+  if (plan.from == Layout::HF)
+    stack_experts(g, R"(^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w[123])\.weight$)", 2,
+                  "layers.$1.feed_forward.experts.$3.weight");
   apply_rules(g, import_rules(plan.from), cfg);
+  // What the layout's own rules dropped that users should know of: a vision encoder, routing statistics.
+  for (const char* prefix : {"vision_embeddings.", "vision_model."}) {
+    const auto n = std::count_if(g.dropped.begin(), g.dropped.end(), [&](const SourceRef& r) { return r.name.rfind(prefix, 0) == 0; });
+    if (n > 0)
+      plan.notes.push_back(cat("dropped the vision encoder (", n, " tensor", n == 1 ? "" : "s", " ", prefix,
+                               "*): lmkit takes image features as input (--vision)"));
+  }
+  {
+    const auto n = std::count_if(g.dropped.begin(), g.dropped.end(), [](const SourceRef& r) {
+      return r.name.find("_gate_stats_3E") != std::string::npos || r.name.find("expert_activation_DE") != std::string::npos;
+    });
+    if (n > 0) plan.notes.push_back(cat("dropped ", n, " routing statistics tensor", n == 1 ? "" : "s", " (not weights)"));
+  }
   if (soma_like(plan.from) && cfg && cfg->tie_embeddings) {
     // soma has no tied classifier: a tied model's predictor is a copy of the embedding.
     std::erase_if(g.nodes, [&](const Node& n) {
@@ -294,8 +312,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
   if (plan.to == Layout::GGUF) {
     const auto why = gguf_unsupported(*cfg);
     if (!why.empty())
-      fail_unsupported(is_llama4_config(*cfg) ? "GGUF: llama.cpp's llama4 architecture is not written yet, and llama cannot hold "
-                                              : "GGUF (llama) cannot hold ",
+      fail_unsupported(gguf_architecture(*cfg) == "llama4" ? "GGUF (llama4, as llama.cpp runs it) cannot hold " : "GGUF (llama) cannot hold ",
                        why);
   }
   if (plan.to == Layout::Llama2c) {
@@ -316,8 +333,10 @@ Plan plan_conversion(const ConvertOptions& opts) {
   if (named(plan.to)) {
     // Names the target cannot hold fail here rather than being written under lmkit's names.
     const bool own_names = plan.to == Layout::Lmkit || plan.to == Layout::Meta || plan.to == Layout::Llama2c;
+    static const Regex stacked_experts(R"(layers\.\d+\.feed_forward\.experts\.w[123]\.weight)");
     for (const Node& n : g.nodes) {
       if (own_names) break;
+      if (plan.to == Layout::HF && stacked_experts.full_match(n.name)) continue;  // Mixtral's, split per expert below
       if (name_in_layout(n.name, plan.to).empty() && !name_in_layout(n.name, Layout::Lmkit).empty())
         fail(ErrorKind::Unsupported, cat("layout ", quote(layout_name(plan.to)), " has no name for tensor ", quote(n.name)),
              "it cannot hold this model's config (" + (cfg ? std::string(name_of(cfg->ffn_type)) + ", " + name_of(cfg->norm_type) : std::string("?")) + ")");
@@ -335,6 +354,9 @@ Plan plan_conversion(const ConvertOptions& opts) {
     });
   }
   apply_rules(g, export_rules(plan.to), cfg);
+  if (plan.to == Layout::HF)
+    unstack_experts(g, R"(^layers\.(\d+)\.feed_forward\.experts\.(w[123])\.weight$)",
+                    "model.layers.$1.block_sparse_moe.experts.{e}.$2.weight");
 
   if (!opts.cast.empty() && opts.cast != "q8_0" && opts.cast != "q4_0") {
     const DType t = opts.cast == "f16" ? DType::F16 : opts.cast == "bf16" ? DType::BF16 : DType::F32;
@@ -462,6 +484,13 @@ void write_gguf(const Plan& plan, const std::string& path) {
     if (c > best) best = c, main = t;
   const uint32_t file_type = main == GGMLType::F16 ? 1 : main == GGMLType::Q8_0 ? 7 : main == GGMLType::BF16 ? 32 : 0;
   set_gguf_metadata(w, *plan.config, plan.config_json, file_type, main == GGMLType::Q8_0, plan.source.tokenizer_json);
+  if (plan.config->rope_scaling.type == RopeScalingType::Llama3) {
+    // llama.cpp takes llama3 RoPE scaling from this tensor (convert_hf_to_gguf.py writes it first).
+    const std::vector<float> factors = gguf_rope_factors(*plan.config);
+    w.add_tensor("rope_freqs.weight", GGMLType::F32, {static_cast<int64_t>(factors.size())}, [factors](ByteSink& s) {
+      s.write(factors.data(), factors.size() * sizeof(float));
+    });
+  }
   for (const auto& entry : entries) {
     const Node* n = entry.first;  // (not a structured binding: clang 14 cannot capture those)
     const GGMLType type = entry.second;

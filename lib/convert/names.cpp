@@ -42,11 +42,12 @@ const std::vector<NameRow> kTable = {
     {"norm.bias",                         {"model.norm.bias"},                                {"model.norm.bias"},                                     {"final_norm.beta"},                                       {"final_norm.bias"},                                   nullptr,                        nullptr},
     {"output.weight",                     {"lm_head.weight"},                                 {"lm_head.kernel", T},                                   {"predictor.weight", T},                                   {"predictor.weight"},                                  "output.weight",                "wcls"},
     {"output.bias",                       {"lm_head.bias"},                                   {"lm_head.bias"},                                        {"predictor.bias"},                                        {"predictor.bias"},                                    nullptr,                        nullptr},
-    // Llama 4 (docs/llama4.md §10, §12): the router and the shared expert as Hugging Face's
-    // llama4_text names them (its stacked experts are fused and transposed: layout extras);
+    // Llama 4 (docs/llama4.md §10, §12): the router as Hugging Face's Mixtral names it (llama4_text:
+    // feed_forward.router, see name_in) and the shared expert as llama4_text names it (its stacked
+    // experts are fused and transposed: layout extras; Mixtral's are per expert: stacked on import);
     // GGUF as llama.cpp's llama4 architecture names them; the vision projection is lmkit's and
     // Meta's name (transformers' text model has none).
-    {"layers.{L}.feed_forward.router.weight",             {"model.layers.{L}.feed_forward.router.weight"},                    {}, {}, {}, "blk.{L}.ffn_gate_inp.weight",  nullptr},
+    {"layers.{L}.feed_forward.router.weight",             {"model.layers.{L}.block_sparse_moe.gate.weight"},                  {}, {}, {}, "blk.{L}.ffn_gate_inp.weight",  nullptr},
     {"layers.{L}.feed_forward.experts.w1.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_gate_exps.weight", nullptr},
     {"layers.{L}.feed_forward.experts.w3.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_up_exps.weight",   nullptr},
     {"layers.{L}.feed_forward.experts.w2.weight",         {},                                                                 {}, {}, {}, "blk.{L}.ffn_down_exps.weight", nullptr},
@@ -134,6 +135,11 @@ std::vector<Rule> import_extras(Layout layout) {
       r.push_back(rule("drop", "model.layers.*.self_attn.rotary_emb.inv_freq"));
       break;
     case Layout::HFLlama4:
+      // Llama4ForConditionalGeneration: the text model under language_model., the projector
+      // (vision_output_dim -> hidden_size, lmkit's vision_projection), the encoder dropped.
+      r.push_back(rule("rename", R"(^language_model\.=)"));
+      r.push_back(rule("rename", R"(^multi_modal_projector\.linear_1\.weight$=vision_projection.weight)"));
+      r.push_back(rule("drop", "vision_model.*"));
       // transformers' Llama4TextExperts: gate_up_proj [E, C, 2Fe] and down_proj [E, Fe, C], used as x @ W.
       r.push_back(rule("drop", "model.layers.*.self_attn.rotary_emb.inv_freq"));
       r.push_back(rule("transpose", "model.layers.*.feed_forward.experts.gate_up_proj"));
@@ -221,6 +227,8 @@ NameEntry name_in(const NameRow& row, Layout layout) {
         it->second = row.hf.name;
         const size_t at = it->second.find(".mlp.");
         if (at != std::string::npos) it->second.replace(at, 5, ".feed_forward.");
+        const size_t gate = it->second.find(".block_sparse_moe.gate.");
+        if (gate != std::string::npos) it->second.replace(gate, 23, ".feed_forward.router.");
       }
       return {it->second.c_str(), static_cast<uint8_t>(row.hf.xform & ~(kRopeQ | kRopeK | kRopeOne))};
     }

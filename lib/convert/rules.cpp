@@ -805,3 +805,107 @@ Tensor cast_tensor(const Tensor& t, DType dtype) {
 }
 
 }  // namespace lm::convert
+
+namespace lm::convert {
+
+void stack_experts(Graph& g, const std::string& pattern, size_t expert_group, const std::string& target) {
+  const Regex re(pattern);
+  struct Group {
+    std::vector<std::pair<int64_t, size_t>> members;  // (expert, node index)
+  };
+  std::map<std::string, Group> groups;
+  std::vector<bool> taken(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Regex::Match m;
+    if (!re.full_match(g.nodes[i].name, &m)) continue;
+    const std::string e = m.group(expert_group);
+    if (e.empty() || e.size() > 6 || e.find_first_not_of("0123456789") != std::string::npos) continue;
+    groups[Regex::format(m, target)].members.emplace_back(std::stoll(e), i);
+    taken[i] = true;
+  }
+  if (groups.empty()) return;
+  std::vector<Node> stacked;
+  for (auto& [name, grp] : groups) {
+    std::sort(grp.members.begin(), grp.members.end());
+    const Node& first = g.nodes[grp.members[0].second];
+    for (size_t k = 0; k < grp.members.size(); ++k) {
+      const Node& n = g.nodes[grp.members[k].second];
+      if (grp.members[k].first != static_cast<int64_t>(k))
+        fail_data(cat("per-expert tensors of ", quote(name), ": expert ", k, " is missing (got ", grp.members[k].first, ")"));
+      if (n.shape != first.shape || n.dtype != first.dtype)
+        fail_data(cat("per-expert tensors of ", quote(name), ": ", quote(n.name), " is ", dtype_name(n.dtype), " ",
+                      shape_str(n.shape), ", ", quote(first.name), " is ", dtype_name(first.dtype), " ", shape_str(first.shape)));
+    }
+    Node out;
+    out.name = name;
+    out.dtype = first.dtype;
+    out.shape = first.shape;
+    out.shape.insert(out.shape.begin(), static_cast<int64_t>(grp.members.size()));
+    std::vector<std::function<Tensor()>> loads;
+    std::vector<std::function<void()>> releases;
+    for (const auto& [e, idx] : grp.members) {
+      Node& n = g.nodes[idx];
+      out.from.insert(out.from.end(), n.from.begin(), n.from.end());
+      loads.push_back(n.load);
+      if (n.release) releases.push_back(n.release);
+    }
+    out.ops.push_back(cat("stack ", grp.members.size(), " experts"));
+    const Shape shape = out.shape;
+    out.load = [loads, shape] {
+      std::vector<Tensor> parts;
+      for (const auto& load : loads) parts.push_back(load());
+      auto fused = std::make_shared<Tensor>(fuse_tensors(parts, 0));
+      return Tensor::view(fused->dtype(), shape, fused->raw(), fused);
+    };
+    if (!releases.empty())
+      out.release = [releases] {
+        for (const auto& r : releases) r();
+      };
+    stacked.push_back(std::move(out));
+  }
+  std::vector<Node> keep;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!taken[i]) keep.push_back(std::move(g.nodes[i]));
+  for (Node& n : stacked) keep.push_back(std::move(n));
+  g.nodes = std::move(keep);
+}
+
+}  // namespace lm::convert
+
+namespace lm::convert {
+
+void unstack_experts(Graph& g, const std::string& pattern, const std::string& target) {
+  const Regex re(pattern);
+  std::vector<Node> out;
+  for (Node& n : g.nodes) {
+    Regex::Match m;
+    if (!re.full_match(n.name, &m) || n.shape.size() < 2) {
+      out.push_back(std::move(n));
+      continue;
+    }
+    const std::string templ = Regex::format(m, target);
+    const size_t at = templ.find("{e}");
+    const int64_t E = n.shape[0];
+    const Shape part(n.shape.begin() + 1, n.shape.end());
+    const size_t bytes = static_cast<size_t>(shape_numel(part)) * dtype_size(n.dtype);
+    auto whole = std::make_shared<std::function<Tensor()>>(n.load);
+    for (int64_t e = 0; e < E; ++e) {
+      Node x;
+      x.name = at == std::string::npos ? templ : templ.substr(0, at) + std::to_string(e) + templ.substr(at + 3);
+      x.dtype = n.dtype;
+      x.shape = part;
+      x.from = n.from;
+      x.ops = n.ops;
+      x.ops.push_back(cat("expert ", e, " of ", E));
+      x.load = [whole, e, bytes, part] {
+        auto t = std::make_shared<Tensor>((*whole)());
+        return Tensor::view(t->dtype(), part, static_cast<const uint8_t*>(t->raw()) + bytes * static_cast<size_t>(e), t);
+      };
+      if (e == E - 1) x.release = n.release;
+      out.push_back(std::move(x));
+    }
+  }
+  g.nodes = std::move(out);
+}
+
+}  // namespace lm::convert

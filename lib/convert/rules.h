@@ -84,6 +84,15 @@ std::string rules_to_json(const std::vector<Rule>& rules);
 void apply_rule(Graph& g, const Rule& rule, const ModelConfig* cfg);
 void apply_rules(Graph& g, const std::vector<Rule>& rules, const ModelConfig* cfg);
 
+// Stacks per-expert tensors into one [E, ...] tensor (older GGUF Mixtral files, Hugging Face
+// Mixtral): every node whose name fully matches the regex `pattern` joins the stack named
+// format(match, `target`) ($n groups), at the index its group `expert_group` gives. The experts
+// of a stack must be 0..E-1, of one shape and dtype; a Data error names the stack otherwise.
+void stack_experts(Graph& g, const std::string& pattern, size_t expert_group, const std::string& target);
+// The inverse: every [E, ...] node whose name fully matches `pattern` becomes E nodes named
+// format(match, `target`) with {e} replaced by the expert's index, in order.
+void unstack_experts(Graph& g, const std::string& pattern, const std::string& target);
+
 // Casts every node to `dtype` (F32, F16 or BF16; round to nearest even). `skip_1d` keeps
 // vectors (norm weights, biases) in F32, as llama.cpp expects in GGUF files.
 void cast_all(Graph& g, DType dtype, bool skip_1d);

@@ -145,13 +145,31 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
       n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
     src.graph.nodes.push_back(std::move(n));
   }
+  // Older Mixtral files hold one tensor per expert (blk.N.ffn_gate.E.weight): stacked as the
+  // newer ffn_*_exps are.
+  stack_experts(src.graph, R"(^(blk\.\d+\.ffn_(gate|up|down))\.(\d+)\.weight$)", 3, "$1_exps.weight");
+  // rope_freqs.weight: llama3 RoPE scaling as per-frequency divisors; lmkit keeps it in the config.
+  std::optional<std::vector<float>> rope_factors;
+  for (auto it = src.graph.nodes.begin(); it != src.graph.nodes.end(); ++it) {
+    if (it->name != "rope_freqs.weight") continue;
+    if (it->shape.size() != 1) fail_data(cat(quote(src.display), ": rope_freqs.weight is not a vector"));
+    const Tensor t = it->load();
+    const Tensor f = t.dtype() == DType::F32 ? t : cast_tensor(t, DType::F32);
+    rope_factors.emplace(f.data<float>(), f.data<float>() + f.numel());
+    src.graph.dropped.insert(src.graph.dropped.end(), it->from.begin(), it->from.end());
+    src.graph.nodes.erase(it);
+    break;
+  }
   if (gguf_has_lmkit_config(*g)) {
     src.config_text = g->find(kConfigMetadataKey)->s;
     src.config = config_from_json(src.config_text, cat(src.display, " (GGUF key ", kConfigMetadataKey, ")"));
     src.config_origin = cat("GGUF key ", kConfigMetadataKey);
+    if (rope_factors) check_gguf_rope_factors(*src.config, *rope_factors, src.display);
+    else if (src.config->rope_scaling.type == RopeScalingType::Llama3)
+      fail_data(cat(quote(src.display), ": the config (lmkit.config) has llama3 RoPE scaling, but there is no rope_freqs.weight"));
   } else {
-    src.config_assignments = gguf_config_assignments(*g);
-    src.config_origin = "GGUF llama.* keys and tensor shapes";
+    src.config_assignments = gguf_config_assignments(*g, rope_factors ? &*rope_factors : nullptr, &src.notes);
+    src.config_origin = cat("GGUF ", g->find("general.architecture")->s, ".* keys and tensor shapes");
   }
   if (const GGUFValue* t = g->find(kTokenizerMetadataKey); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
 }

@@ -27,6 +27,7 @@ struct Source {
   std::string tokenizer_json;                    // lmkit.tokenizer, when present
   std::string dir;                               // the directory holding the checkpoint
   std::optional<Layout> container_layout;        // GGUF and llama2.c fix the layout
+  std::vector<std::string> notes;                // what was assumed on reading (printed unless -q)
 };
 
 // Opens `path`: a file ("-" = stdin), a model.safetensors.index.json, or a directory holding

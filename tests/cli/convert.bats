@@ -175,7 +175,9 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
 @test "a config field a format has no key for is refused by its writer, nothing written; params.json and llama4_text carry Llama 4's attention" {
   local S=(--set nope_layer_interval=2 --set attn_chunk_size=8)
   run -1 lm-convert-checkpoint -q "${S[@]}" --to gguf "$REF/llama2.safetensors" "$TMP/m.gguf"
-  assert_output --partial "llama cannot hold NoPE layers (nope_layer_interval)"
+  # a Llama 4 config goes to llama.cpp's llama4, which would run it differently (docs/llama4.md §12)
+  assert_output --partial "error: GGUF (llama4, as llama.cpp runs it) cannot hold a model without experts"
+  assert_output --partial "nope_layer_interval 2 (llama.cpp's llama4 runs a NoPE layer every 4th)"
   run -1 lm-convert-checkpoint -q "${S[@]}" --to llama2c "$REF/llama2.safetensors" "$TMP/m.bin"
   assert_output --partial "error: a llama2.c v0 checkpoint cannot hold NoPE layers (nope_layer_interval)"
   assert_equal "$(ls -A "$TMP")" ""

@@ -3,7 +3,8 @@
 what lm-convert-checkpoint writes. It shares no code or tables with lmkit.
 
     gguf_reader.py dump FILE              header, key/values and tensor infos
-    gguf_reader.py check FILE REF         FILE is a llama GGUF that llama.cpp can load, and every tensor
+    gguf_reader.py check FILE REF         FILE is a llama (Mixtral-style MoE included) or llama4 GGUF
+                                          with the keys and dims llama.cpp's loader wants, and every tensor
                                           equals the lmkit-named tensor of REF (a safetensors checkpoint):
                                           F32 bytes exactly, F16 to f16 rounding, Q8_0 within half a step
 Exit 0 when fine, 1 with a message otherwise.
@@ -148,7 +149,15 @@ def lmkit_name(gguf_name):
                  "attn_k.bias": "attention.wk.bias", "attn_v.bias": "attention.wv.bias",
                  "attn_output.bias": "attention.wo.bias", "ffn_norm.weight": "ffn_norm.weight",
                  "ffn_gate.weight": "feed_forward.w1.weight", "ffn_down.weight": "feed_forward.w2.weight",
-                 "ffn_up.weight": "feed_forward.w3.weight"}
+                 "ffn_up.weight": "feed_forward.w3.weight",
+                 # mixture of experts (llama-arch.cpp: FFN_GATE_INP, FFN_*_EXPS, FFN_*_SHEXP)
+                 "ffn_gate_inp.weight": "feed_forward.router.weight",
+                 "ffn_gate_exps.weight": "feed_forward.experts.w1.weight",
+                 "ffn_up_exps.weight": "feed_forward.experts.w3.weight",
+                 "ffn_down_exps.weight": "feed_forward.experts.w2.weight",
+                 "ffn_gate_shexp.weight": "feed_forward.shared_expert.w1.weight",
+                 "ffn_up_shexp.weight": "feed_forward.shared_expert.w3.weight",
+                 "ffn_down_shexp.weight": "feed_forward.shared_expert.w2.weight"}
     return "layers.%s.%s" % (layer, per_layer[rest]) if rest in per_layer else None
 
 
@@ -164,13 +173,23 @@ def check(path, ref_path):
             problems.append("key %s has type %d, llama.cpp wants %d" % (key, types[key], t))
 
     need("general.architecture", STRING)
-    if kv.get("general.architecture") != "llama":
-        problems.append("general.architecture is %r" % kv.get("general.architecture"))
-    for k in ("llama.context_length", "llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
-              "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.dimension_count"):
-        need(k, U32)
-    for k in ("llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base"):
-        need(k, F32)
+    arch = kv.get("general.architecture")
+    if arch not in ("llama", "llama4"):
+        problems.append("general.architecture is %r" % arch)
+        raise GGUFError("; ".join(problems))
+    A = arch + "."
+    for k in ("context_length", "embedding_length", "block_count", "feed_forward_length",
+              "attention.head_count", "attention.head_count_kv", "rope.dimension_count"):
+        need(A + k, U32)
+    for k in ("attention.layer_norm_rms_epsilon", "rope.freq_base"):
+        need(A + k, F32)
+    E = kv.get(A + "expert_count", 0)
+    if arch == "llama4" or E:
+        need(A + "expert_count", U32)
+        need(A + "expert_used_count", U32)
+    if arch == "llama4":  # llama-model.cpp / models/llama4.cpp read these without a default
+        need(A + "expert_feed_forward_length", U32)
+        need(A + "interleave_moe_layer_step", U32)
     need("tokenizer.ggml.model", STRING)
     if any(t["type"] == 8 for t in g["tensors"]):
         need("general.quantization_version", U32)
@@ -178,19 +197,38 @@ def check(path, ref_path):
         raise GGUFError("; ".join(problems))
 
     ref, _ = st.read(ref_path)
-    C, L = kv["llama.embedding_length"], kv["llama.block_count"]
-    NH, NKV, F = kv["llama.attention.head_count"], kv["llama.attention.head_count_kv"], kv["llama.feed_forward_length"]
-    HS = kv.get("llama.attention.key_length", C // NH)
+    C, L = kv[A + "embedding_length"], kv[A + "block_count"]
+    NH, NKV, F = kv[A + "attention.head_count"], kv[A + "attention.head_count_kv"], kv[A + "feed_forward_length"]
+    HS = kv.get(A + "attention.key_length", C // NH)
+    Fe = kv.get(A + "expert_feed_forward_length", F)  # Mixtral: feed_forward_length is the experts' width
+    step = kv.get(A + "interleave_moe_layer_step", 1)
     V = ref["tok_embeddings.weight"][1][0]
-    want_dims = {"token_embd.weight": [C, V], "output_norm.weight": [C], "output.weight": [C, V]}
+    want_dims = {"token_embd.weight": [C, V], "output_norm.weight": [C], "output.weight": [C, V], "rope_freqs.weight": [HS // 2]}
     for i in range(L):
         b = "blk.%d." % i
         want_dims.update({b + "attn_norm.weight": [C], b + "attn_q.weight": [C, NH * HS], b + "attn_k.weight": [C, NKV * HS],
-                          b + "attn_v.weight": [C, NKV * HS], b + "attn_output.weight": [NH * HS, C],
-                          b + "ffn_norm.weight": [C], b + "ffn_gate.weight": [C, F], b + "ffn_up.weight": [C, F],
-                          b + "ffn_down.weight": [F, C]})
+                          b + "attn_v.weight": [C, NKV * HS], b + "attn_output.weight": [NH * HS, C], b + "ffn_norm.weight": [C]})
+        moe = E > 0 and (i + 1) % step == 0
+        if moe:
+            want_dims.update({b + "ffn_gate_inp.weight": [C, E], b + "ffn_gate_exps.weight": [C, Fe, E],
+                              b + "ffn_up_exps.weight": [C, Fe, E], b + "ffn_down_exps.weight": [Fe, C, E]})
+            if arch == "llama4":  # the shared expert has the experts' width
+                want_dims.update({b + "ffn_gate_shexp.weight": [C, Fe], b + "ffn_up_shexp.weight": [C, Fe],
+                                  b + "ffn_down_shexp.weight": [Fe, C]})
+        else:
+            want_dims.update({b + "ffn_gate.weight": [C, F], b + "ffn_up.weight": [C, F], b + "ffn_down.weight": [F, C]})
+    for t in g["tensors"]:
+        if t["name"] not in want_dims and not t["name"].endswith(".bias"):
+            raise GGUFError("tensor %s is not one llama.cpp's %s loader asks for" % (t["name"], arch))
+    for name, dims in want_dims.items():
+        if name not in ("output.weight", "rope_freqs.weight") and not any(t["name"] == name for t in g["tensors"]):
+            raise GGUFError("llama.cpp's %s loader needs %s, which the file lacks" % (arch, name))
     seen = set()
     for t in g["tensors"]:
+        if t["name"] == "rope_freqs.weight":  # llama3 scaling, checked by dims only
+            if t["dims"] != want_dims["rope_freqs.weight"]:
+                raise GGUFError("rope_freqs.weight: dims %s, llama.cpp expects %s" % (t["dims"], want_dims["rope_freqs.weight"]))
+            continue
         name = lmkit_name(t["name"])
         if name is None or name not in ref:
             raise GGUFError("tensor %s has no counterpart in %s" % (t["name"], ref_path))
