@@ -5,12 +5,14 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
+#include "io/zip.h"
 
 namespace lm {
 
 Container sniff_container(const uint8_t* p, size_t n) {
   if (GGUFFile::has_magic(p, n)) return Container::GGUF;
   if (Llama2cFile::has_magic(p, n)) return Container::Llama2c;
+  if (ZipArchive::has_magic(p, n)) return Container::Torch;
   if (n >= 9 && p[8] == '{') {
     // A safetensors header length is far below 2^32 (its upper bytes are zero); a llama2.c v0
     // header with 123 layers also has '{' at byte 8, but its hidden_dim fills those bytes.
@@ -28,6 +30,7 @@ const char* container_name(Container c) {
     case Container::Safetensors: return "safetensors";
     case Container::GGUF: return "GGUF";
     case Container::Llama2c: return "llama2.c";
+    case Container::Torch: return "PyTorch";
     case Container::Json: return "JSON";
     case Container::Unknown: return "unknown";
   }
@@ -36,7 +39,7 @@ const char* container_name(Container c) {
 
 void refuse_other_checkpoint(const uint8_t* p, size_t n, const std::string& name) {
   const Container c = sniff_container(p, n);
-  if (c != Container::GGUF && c != Container::Llama2c) return;
+  if (c != Container::GGUF && c != Container::Llama2c && c != Container::Torch) return;
   // The command that converts it: the input's name with .safetensors for its extension.
   const bool stdin_input = name == "<stdin>" || name == "-";
   const std::string in = stdin_input ? "-" : name;
