@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
+#include "io/stream.h"
 #include "io/torch_pth.h"
 
 namespace lm::convert {
@@ -68,6 +69,8 @@ Merge merge_rule(const std::string& name, const Shape& s, int64_t n, const Model
     fail_data(cat(where, ": tensor ", quote(name), " of ", shape_str(s), " per shard: neither dim is a slice of dim ", C));
   }
   if (name == "vision_projection.weight") return by_shape(C, cfg.vision_dim, "vision projection");
+  if ((is(".attention.wqkv.weight") || is(".feed_forward.mlp.fc1_weight")) && nd != 2)
+    fail_data(cat(where, ": tensor ", quote(name), " of ", shape_str(s), " per shard is not a matrix"));
   if (is(".attention.wqkv.weight")) {
     const int64_t hs = cfg.head_size(), nh = cfg.n_heads, nkv = cfg.kv_heads();
     if (nh % n || nkv % n)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -126,11 +127,11 @@ class Unpickler {
           break;
         }
         case 'G': take(8), push({Kind::Float}); break;  // BINFLOAT (its value is never needed)
-        case 'X': push(string(take_len(4))); break;     // BINUNICODE
-        case 0x8c: push(string(take_len(1))); break;    // SHORT_BINUNICODE
-        case 0x8d: push(string(take_len(8))); break;    // BINUNICODE8
-        case 'U': push(string(take_len(1))); break;     // SHORT_BINSTRING
-        case 'T': push(string(take_len(4))); break;     // BINSTRING
+        case 'X': push(str_value(take_len(4))); break;     // BINUNICODE
+        case 0x8c: push(str_value(take_len(1))); break;    // SHORT_BINUNICODE
+        case 0x8d: push(str_value(take_len(8))); break;    // BINUNICODE8
+        case 'U': push(str_value(take_len(1))); break;     // SHORT_BINSTRING
+        case 'T': push(str_value(take_len(4))); break;     // BINSTRING
         case ')': push(seq(Kind::Tuple, {})); break;    // EMPTY_TUPLE
         case ']': push(seq(Kind::List, {})); break;     // EMPTY_LIST
         case '}': push(dict()); break;                  // EMPTY_DICT
@@ -277,7 +278,7 @@ class Unpickler {
     push(it->second);
   }
 
-  Value string(std::string_view s) {
+  Value str_value(std::string_view s) {
     strings_.emplace_back(s);
     return {Kind::Str, 0, static_cast<uint32_t>(strings_.size() - 1)};
   }
@@ -424,6 +425,7 @@ TorchCheckpoint TorchCheckpoint::parse(std::shared_ptr<MappedFile> file) {
       if (t.shape[d] != 1 && t.stride[d] != expect) info.contiguous = false;
       if (__builtin_mul_overflow(expect, t.shape[d] == 0 ? 1 : t.shape[d], &expect)) info.contiguous = false;
     }
+    if (numel == 0) info.contiguous = true;  // nothing to copy, nothing to reach
     if (numel > 0 && last >= s.numel)
       fail_data(cat(what, ": shape ", shape_str(t.shape), " at offset ", t.offset, " reaches element ", last, " of a storage of ", s.numel));
     // A strided tensor is copied out when read: no more elements than its storage holds (a stride
