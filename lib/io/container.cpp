@@ -12,7 +12,6 @@ namespace lm {
 Container sniff_container(const uint8_t* p, size_t n) {
   if (GGUFFile::has_magic(p, n)) return Container::GGUF;
   if (Llama2cFile::has_magic(p, n)) return Container::Llama2c;
-  if (ZipArchive::has_magic(p, n)) return Container::Torch;
   if (n >= 9 && p[8] == '{') {
     // A safetensors header length is far below 2^32 (its upper bytes are zero); a llama2.c v0
     // header with 123 layers also has '{' at byte 8, but its hidden_dim fills those bytes.
@@ -20,6 +19,8 @@ Container sniff_container(const uint8_t* p, size_t n) {
     std::memcpy(&upper, p + 4, 4);
     if (upper == 0) return Container::Safetensors;
   }
+  // After safetensors: a zip's byte 8 is its compression method (0 for torch.save), never '{'.
+  if (ZipArchive::has_magic(p, n)) return Container::Torch;
   if (n > 0 && p[0] == '{') return Container::Json;
   if (Llama2cFile::plausible_v0_header(p, n)) return Container::Llama2c;
   return Container::Unknown;
