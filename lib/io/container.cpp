@@ -21,6 +21,9 @@ Container sniff_container(const uint8_t* p, size_t n) {
   }
   // After safetensors: a zip's byte 8 is its compression method (0 for torch.save), never '{'.
   if (ZipArchive::has_magic(p, n)) return Container::Torch;
+  // torch.save's legacy format (before 1.6): PROTO 2, then LONG1 of its 10-byte magic number.
+  // Sniffed so the PyTorch reader can say what it is and how to re-save it.
+  if (n >= 4 && p[0] == 0x80 && p[1] == 0x02 && p[2] == 0x8a && p[3] == 0x0a) return Container::Torch;
   if (n > 0 && p[0] == '{') return Container::Json;
   if (Llama2cFile::plausible_v0_header(p, n)) return Container::Llama2c;
   return Container::Unknown;

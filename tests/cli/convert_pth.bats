@@ -109,7 +109,7 @@ PY
   run -1 lm-convert-checkpoint "$FIX/torch_pth/code.pth" "$TMP/o.safetensors"
   assert_output "lm-convert-checkpoint: error: '$FIX/torch_pth/code.pth': code/data.pkl: byte 169: refers to posix.system, which a state dict does not use: refused (lmkit runs no pickled code)"
   run -1 lm-convert-checkpoint "$FIX/torch_pth/legacy.pth" "$TMP/o.safetensors"
-  assert_line --index 0 "lm-convert-checkpoint: error: '$FIX/torch_pth/legacy.pth': a PyTorch checkpoint in the legacy format (before torch 1.6) is not read"
+  assert_output "lm-convert-checkpoint: error: '$FIX/torch_pth/legacy.pth': a PyTorch checkpoint in the legacy format (before torch 1.6) is not read; load and save it again with torch >= 1.6: torch.save(torch.load(f), f)"
   run -1 lm-convert-checkpoint "$FIX/torch_pth/deflated.pth" "$TMP/o.safetensors"
   assert_output --partial "zip entry 'dtypes/data.pkl' is compressed (method 8)"
   mkdir "$TMP/d" && cp "$FIX/llama2_meta_pth/params.json" "$FIX/llama2_meta_pth/consolidated.00.pth" "$TMP/d/"
