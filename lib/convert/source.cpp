@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "convert/config_io.h"
+#include "convert/meta_shards.h"
 #include "io/metadata_keys.h"
 #include "tokenizer/spec_json.h"
 
@@ -109,10 +110,28 @@ void open_sharded(Source& src, const std::string& index_path) {
   if (shard_order.empty()) fail_data(cat(quote(index_path), ": empty weight_map"));
   std::sort(shard_order.begin(), shard_order.end());
   const std::string dir = dir_of(index_path);
+  bool torch = false;
   for (size_t i = 0; i < shard_order.size(); ++i) {
     const std::string path = join(dir, shard_order[i]);
-    auto st = std::make_shared<SafeTensorsFile>(SafeTensorsFile::open(path));
     std::set<std::string> listed(by_shard[shard_order[i]].begin(), by_shard[shard_order[i]].end());
+    auto file = MappedFile::open(path);
+    if (sniff_container(file->data(), file->size()) == Container::Torch) {
+      torch = true;
+      // pytorch_model-0000N-of-0000M.bin: the same index over torch.save shards.
+      Source shard;
+      open_torch(shard, file, true, path);
+      std::set<std::string> held;
+      for (const Node& n : shard.graph.nodes) held.insert(n.name);
+      for (const std::string& t : listed)
+        if (!held.count(t))
+          fail_data(cat(quote(index_path), ": tensor ", quote(t), " is listed in shard ", quote(shard_order[i]), " but not in it"));
+      for (const std::string& t : held)
+        if (!listed.count(t))
+          fail_data(cat(quote(path), ": tensor ", quote(t), " is not listed for this shard in ", quote(index_path)));
+      for (Node& n : shard.graph.nodes) src.graph.nodes.push_back(std::move(n));
+      continue;
+    }
+    auto st = std::make_shared<SafeTensorsFile>(SafeTensorsFile::parse(std::move(file)));
     for (const std::string& t : listed)
       if (!st->contains(t))
         fail_data(cat(quote(index_path), ": tensor ", quote(t), " is listed in shard ", quote(shard_order[i]), " but not in it"));
@@ -122,7 +141,7 @@ void open_sharded(Source& src, const std::string& index_path) {
     if (i == 0) src.metadata = st->metadata();
     add_safetensors_nodes(src, st, true, path);
   }
-  src.container = cat("safetensors, ", shard_order.size(), " shard", shard_order.size() == 1 ? "" : "s");
+  src.container = cat(torch ? "PyTorch (torch.save)" : "safetensors", ", ", shard_order.size(), " shard", shard_order.size() == 1 ? "" : "s");
 }
 
 void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
@@ -214,8 +233,17 @@ std::string checkpoint_in_dir(const std::string& dir) {
     }
     ::closedir(d);
   }
+  if (found.empty())  // PyTorch files only where nothing else is: HF directories often hold both
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (ends_with(n, ".pth") || ends_with(n, ".pt") || ends_with(n, ".bin")) found.push_back(n);
+      }
+      ::closedir(d);
+    }
   if (found.size() == 1) return join(dir, found[0]);
-  if (found.empty()) fail_data(cat(quote(dir), ": no checkpoint in this directory (no *.safetensors, *.gguf or index.json)"));
+  if (found.empty())
+    fail_data(cat(quote(dir), ": no checkpoint in this directory (no *.safetensors, *.gguf, index.json, *.pth, *.pt or *.bin)"));
   std::sort(found.begin(), found.end());
   std::string list;
   for (const auto& n : found) list += (list.empty() ? "" : ", ") + n;
@@ -228,10 +256,16 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
   Source src;
   src.path = given;
   std::string path = given;
-  if (given != "-" && is_dir(given)) path = checkpoint_in_dir(given);
+  std::vector<std::string> meta_shards;
+  if (given != "-" && is_dir(given)) {
+    meta_shards = meta_shards_in_dir(given);  // consolidated.00 .. NN: one model, merged
+    if (meta_shards.empty()) path = checkpoint_in_dir(given);
+  }
   src.display = display_name(path);
   src.dir = dir_of(path);
-  if (ends_with(path, ".index.json")) {
+  if (!meta_shards.empty()) {
+    open_meta_shards(src, given, meta_shards);
+  } else if (ends_with(path, ".index.json")) {
     open_sharded(src, path);
   } else {
     const bool mapped = is_regular(path);
@@ -243,12 +277,13 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
       case Container::GGUF: open_gguf(src, file, mapped, path); break;
       case Container::Llama2c: open_llama2c(src, file, mapped, path); break;
       case Container::Safetensors: open_safetensors(src, file, mapped, path); break;
+      case Container::Torch: open_torch(src, file, mapped, path); break;
       case Container::Json:
         fail(ErrorKind::Data, cat(quote(src.display), ": a JSON file, not a checkpoint"),
              "a sharded checkpoint is read through its index, named *.index.json");
       case Container::Unknown:
         fail_data(cat(quote(src.display), ": not a checkpoint lmkit reads (", file->size(),
-                      " bytes; not safetensors, GGUF or llama2.c): truncated or another format"));
+                      " bytes; not safetensors, PyTorch, GGUF or llama2.c): truncated or another format"));
     }
   }
   if (!src.config) {

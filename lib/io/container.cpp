@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
+#include "io/zip.h"
 
 namespace lm {
 
@@ -18,6 +19,11 @@ Container sniff_container(const uint8_t* p, size_t n) {
     std::memcpy(&upper, p + 4, 4);
     if (upper == 0) return Container::Safetensors;
   }
+  // After safetensors: a zip's byte 8 is its compression method (0 for torch.save), never '{'.
+  if (ZipArchive::has_magic(p, n)) return Container::Torch;
+  // torch.save's legacy format (before 1.6): PROTO 2, then LONG1 of its 10-byte magic number.
+  // Sniffed so the PyTorch reader can say what it is and how to re-save it.
+  if (n >= 4 && p[0] == 0x80 && p[1] == 0x02 && p[2] == 0x8a && p[3] == 0x0a) return Container::Torch;
   if (n > 0 && p[0] == '{') return Container::Json;
   if (Llama2cFile::plausible_v0_header(p, n)) return Container::Llama2c;
   return Container::Unknown;
@@ -28,6 +34,7 @@ const char* container_name(Container c) {
     case Container::Safetensors: return "safetensors";
     case Container::GGUF: return "GGUF";
     case Container::Llama2c: return "llama2.c";
+    case Container::Torch: return "PyTorch";
     case Container::Json: return "JSON";
     case Container::Unknown: return "unknown";
   }
@@ -36,7 +43,7 @@ const char* container_name(Container c) {
 
 void refuse_other_checkpoint(const uint8_t* p, size_t n, const std::string& name) {
   const Container c = sniff_container(p, n);
-  if (c != Container::GGUF && c != Container::Llama2c) return;
+  if (c != Container::GGUF && c != Container::Llama2c && c != Container::Torch) return;
   // The command that converts it: the input's name with .safetensors for its extension.
   const bool stdin_input = name == "<stdin>" || name == "-";
   const std::string in = stdin_input ? "-" : name;

@@ -8,16 +8,16 @@
 
 namespace lm {
 
-enum class Container { Safetensors, GGUF, Llama2c, Json, Unknown };
+enum class Container { Safetensors, GGUF, Llama2c, Torch, Json, Unknown };
 
-// GGUF and llama2.c v1/v2 by their magic; safetensors by a '{' after the 8-byte header length;
+// GGUF and llama2.c v1/v2 by their magic; PyTorch (torch.save's zip) by a zip's first header; safetensors by a '{' after the 8-byte header length;
 // JSON text by a leading '{'; llama2.c v0 (no magic) by a plausible header.
 Container sniff_container(const uint8_t* p, size_t n);
-const char* container_name(Container c);  // "safetensors", "GGUF", "llama2.c", "JSON", "unknown"
+const char* container_name(Container c);  // "safetensors", "GGUF", "llama2.c", "PyTorch", "JSON", "unknown"
 
 // For a program that reads lmkit checkpoints (safetensors): a Data error naming what the file
 // `name` ("<stdin>" for stdin) holds instead and the command that converts it, when it holds a
-// GGUF or llama2.c checkpoint.
+// GGUF, llama2.c or PyTorch checkpoint.
 void refuse_other_checkpoint(const uint8_t* p, size_t n, const std::string& name);
 
 }  // namespace lm

@@ -482,7 +482,7 @@ st.write(sys.argv[2], out, m)' "$TMP/f.safetensors" "$TMP/slash.safetensors"
   head -c 3000 /dev/urandom > "$TMP/junk"
   printf 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' > "$TMP/junk"
   run -1 lm-convert-checkpoint "$TMP/junk" "$TMP/o"
-  assert_output --partial "not a checkpoint lmkit reads (40 bytes; not safetensors, GGUF or llama2.c)"
+  assert_output --partial "not a checkpoint lmkit reads (40 bytes; not safetensors, PyTorch, GGUF or llama2.c)"
   [ ! -e "$TMP/o" ]
   # a shard that disagrees with its index
   lm-convert-checkpoint -q --shard-size 40KB "$REF/llama2.safetensors" "$TMP/sh"
