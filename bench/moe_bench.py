@@ -9,6 +9,9 @@ the same kind of FFN):
   dense   SwiGLU of width F (--width)
   dense2  SwiGLU of width 2F: the FLOPs of one routed expert plus the shared expert
   moe     --experts experts of width F, top-1, plus a shared expert of width F (Llama 4's layer)
+With --preset NAME (a MoE preset, e.g. llama4-tiny) the three models are that preset as it is (moe)
+and the preset with every MoE layer replaced by a dense SwiGLU of width Fe (dense) or 2 Fe (dense2),
+everything else (attention, NoPE, chunking, vocabulary) unchanged.
 Issue 13's target: the MoE layer costs about two dense FFNs, i.e. moe runs at about dense2's
 tokens/s (not at the speed of E dense FFNs). Each round runs the three models back to back (one
 lm-bench process each, the order rotating by round); the table gives each model's median
@@ -45,6 +48,7 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--benchmarks", default="forward,train,decode")
+    ap.add_argument("--preset", default="", help="a MoE preset to measure instead of the --dim shape")
     ap.add_argument("--runner", default="", help="command prefix for every run, e.g. /work/bin/cpu")
     ap.add_argument("--json", action="store_true", help="print every run as JSON too")
     args = ap.parse_args()
@@ -59,12 +63,25 @@ def main():
         "moe": dict(base, hidden_dim=args.width,
                     moe={"n_experts": args.experts, "top_k": 1, "hidden_dim": args.width, "shared_expert": True}),
     }
+    if args.preset:
+        own = run_json([os.path.join(args.bin, "lm-inspect-config"), args.preset, "--json"])["config"]
+        moe = own["moe"]
+        if moe["n_experts"] <= 0:
+            raise SystemExit(f"{args.preset} has no experts")
+        dense = {k: v for k, v in own.items() if k != "moe"}
+        dense["max_seq_len"] = max(own["max_seq_len"], args.seq, args.decode_tokens)
+        models = {
+            "dense": dict(dense, hidden_dim=moe["hidden_dim"]),
+            "dense2": dict(dense, hidden_dim=2 * moe["hidden_dim"]),
+            "moe": dict(own, max_seq_len=dense["max_seq_len"]),
+        }
+        args.dim, args.layers, args.width, args.experts = own["dim"], own["n_layers"], moe["hidden_dim"], moe["n_experts"]
     tmp = tempfile.mkdtemp(prefix="moe_bench.")
     files, decode_params = {}, {}
     for name, cfg in models.items():
         files[name] = os.path.join(tmp, name + ".json")
         with open(files[name], "w") as f:
-            json.dump(dict(cfg, name=name), f)
+            json.dump(dict(cfg, name=f"{args.preset}-{name}" if args.preset else name), f)
         report = run_json([os.path.join(args.bin, "lm-inspect-config"), files[name], "--json"])
         decode_params[name] = report["params"]["decode_per_token"]
         kv = report["memory"]["kv_cache"]["per_token_f32"]
@@ -102,7 +119,8 @@ def main():
                   (f", decode at {bound[name][-1] * 100:.0f}% of the active-bytes bound" if "decode" in benches else ""))
 
     print()
-    print(f"C {args.dim}, {args.layers} layers, F {args.width}, {args.experts} experts top-1 + shared; "
+    print(f"{args.preset + ': ' if args.preset else ''}C {args.dim}, {args.layers} layers, F {args.width}, "
+          f"{args.experts} experts top-1 + shared; "
           f"forward/train {args.batch} x {args.seq}, {args.threads} threads, {args.rounds} rounds")
     for b in benches:
         line = f"{b:8s}"

@@ -13,7 +13,7 @@ lookup tables (the feed-forward). Segments alternate at random inside every line
 
 The script tokenizes the text (byte-level), trains the `llama4-tiny` preset (4 layers, C 128,
 8 experts of 256 top-1 + a shared expert on every layer, sigmoid routing, balance-loss
-coefficient 0.01; NoPE and chunking switched off with --set until the model implements them)
+coefficient 0.01; NoPE on layer 3 and attention chunks of 64 on the others, as the preset has them)
 with lm-train, then reads the checkpoint with the PyTorch reference (tests/fixtures/reference.py)
 on held-out text and reports, per MoE layer, which experts the tokens of each task go to: for
 every expert, its share of the '<' tokens and of the '>' tokens, and the routing purity (the
@@ -66,8 +66,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--preset", default="llama4-tiny")
-    ap.add_argument("--set", action="append", default=["nope_layer_interval=0", "attn_chunk_size=0"],
-                    help="lm-train --set (default: NoPE and chunking off)")
+    ap.add_argument("--set", action="append", default=[],
+                    help="lm-train --set KEY=VALUE (default: the preset as it is)")
     ap.add_argument("--runner", default="", help="command prefix for lm-train, e.g. /work/bin/cpu")
     ap.add_argument("--dir", default="", help="work directory (default: a new temporary one)")
     args = ap.parse_args()

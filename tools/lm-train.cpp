@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
       ->type_name("FILE");
   app.add_option("--val-conditions", o.val_conditions, "Condition values for each --val stream (repeatable, same order)")
       ->type_name("FILE");
+  app.add_option("--vision", o.train_vision, "Image features of a vision model: one safetensors file per training "
+                                             "stream, record.{i} [N, vision_dim] for its record i (repeatable, same "
+                                             "order; see docs/llama4.md)")
+      ->type_name("FILE");
+  app.add_option("--val-vision", o.val_vision, "Image features for each --val stream (repeatable, same order)")
+      ->type_name("FILE");
   fixed.push_back(app.add_option("--condition-dropout", o.condition_dropout, "Drop each condition for a whole step "
                                                                              "with probability P (classifier-free "
                                                                              "training; materium uses 0.5)")

@@ -79,8 +79,8 @@ ModelConfig mobilellm_r1(int64_t dim, int64_t layers, int64_t heads, int64_t kv_
 // vocabulary 202048 (BOS 200000, EOS 200001, PAD 200018), untied, RMSNorm eps 1e-5, rope_theta
 // 500000, experts of 8192 (Meta's rule, §7) and dense layers of 16384, top-1 sigmoid routing
 // with a shared expert, NoPE every 4th layer, chunk 8192 on the others, temperature tuning
-// (floor 8192, scale 0.1), the vision projection [5120, 4096]. Accounting only (the programs
-// refuse NoPE, chunking, temperature tuning and vision until they are implemented).
+// (floor 8192, scale 0.1), the vision projection [5120, 4096]. For accounting (the programs run
+// every feature, but at 100B+ parameters not on this machine).
 ModelConfig llama4(int64_t experts, int64_t interleave, bool qk_norm) {
   ModelConfig c;
   c.dim = 5120;

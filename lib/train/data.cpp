@@ -275,6 +275,7 @@ void DataLoader::resize(Batch& out, bool has_pos) const {
   out.pos.resize(has_pos ? n : 0);
   out.records.resize(has_pos ? static_cast<size_t>(out.B) : 0);
   out.has_conditions = false;
+  out.has_vision = false;
 }
 
 void DataLoader::fill_span(int64_t row, int64_t begin, Batch& out) const {

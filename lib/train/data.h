@@ -26,6 +26,7 @@
 #include "core/rng.h"
 #include "io/tokstream.h"
 #include "model/conditions.h"
+#include "model/vision.h"
 
 namespace lm::train {
 
@@ -121,6 +122,12 @@ struct Batch {
   // the model has conditions; has_conditions false otherwise.
   ConditionBatch conditions;
   bool has_conditions = false;
+  // Vision models (docs/llama4.md §8): each row's image features, the places of its record's
+  // features that fall among the row's window (sequential windows only), when lm-train has
+  // --vision; has_vision false otherwise. vision[b].places points into vision_places[b].
+  std::vector<VisionRow> vision;                     // [B]
+  std::vector<std::vector<int64_t>> vision_places;   // [B] places relative to the window
+  bool has_vision = false;
   int64_t tokens() const { return B * T; }
 };
 

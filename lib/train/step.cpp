@@ -11,6 +11,7 @@ StepFunction transformer_step() {
     opt.grad_scale = grad_scale;
     opt.loss_weights = model.weights().loss_weights();  // null unless the config has loss_weights
     opt.conditions = batch.has_conditions ? &batch.conditions : nullptr;
+    opt.vision = batch.has_vision ? batch.vision.data() : nullptr;
     const bool own_positions = model.config().is_materium();  // the model computes them (docs/materium.md)
     return model.train_step(grads, batch.inputs.data(), batch.has_pos && !own_positions ? batch.pos.data() : nullptr,
                             batch.targets.data(), batch.B, batch.T, opt);

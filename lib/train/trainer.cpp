@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "model/finite.h"
 #include "model/loss_weights.h"
 #include "model/conditions_file.h"
+#include "model/vision.h"
 #include "tokenizer/spec_json.h"
 #include "train/distributed.h"
 
@@ -49,6 +51,8 @@ json TrainOptions::run_settings() const {
   if (condition_dropout > 0) j["condition_dropout"] = condition_dropout;  // materium only: others stay as they were
   if (!train_conditions.empty()) j["train_conditions"] = train_conditions;
   if (!val_conditions.empty()) j["val_conditions"] = val_conditions;
+  if (!train_vision.empty()) j["train_vision"] = train_vision;  // vision models only
+  if (!val_vision.empty()) j["val_vision"] = val_vision;
   return j;
 }
 
@@ -83,6 +87,8 @@ void TrainOptions::apply_run_settings(const json& j) {
     condition_dropout = j.value("condition_dropout", 0.0);
     if (train_conditions.empty()) train_conditions = j.value("train_conditions", std::vector<std::string>{});
     if (val_conditions.empty()) val_conditions = j.value("val_conditions", std::vector<std::string>{});
+    if (train_vision.empty()) train_vision = j.value("train_vision", std::vector<std::string>{});
+    if (val_vision.empty()) val_vision = j.value("val_vision", std::vector<std::string>{});
   } catch (const json::exception& e) {
     fail_data(cat("bad run settings in the checkpoint: ", e.what()));
   }
@@ -131,7 +137,58 @@ void TrainOptions::validate() const {
   if (!val_conditions.empty() && val_conditions.size() != val_paths.size())
     fail_usage(cat(val_conditions.size(), " --val-conditions files for ", val_paths.size(),
                    " --val streams: give one per stream, in the same order"));
+  if (!train_vision.empty() && train_vision.size() != train_paths.size())
+    fail_usage(cat(train_vision.size(), " --vision files for ", train_paths.size(),
+                   " training streams: give one per stream, in the same order"));
+  if (!val_vision.empty() && val_vision.size() != val_paths.size())
+    fail_usage(cat(val_vision.size(), " --val-vision files for ", val_paths.size(),
+                   " --val streams: give one per stream, in the same order"));
 }
+
+// The --vision files of a set of streams (docs/llama4.md §8), checked whole against the
+// streams' records when opened: a run that starts never meets a bad record later.
+struct Trainer::VisionSet {
+  const TokenData* data = nullptr;
+  std::vector<std::string> paths;
+  std::vector<VisionFile> files;     // one per stream
+  std::vector<int64_t> first_record; // [streams + 1] the stream's first record in data->records()
+
+  VisionSet(const std::vector<std::string>& p, const TokenData& d, const ModelConfig& cfg) : data(&d), paths(p) {
+    first_record.push_back(0);
+    for (const int64_t n : d.source_records) first_record.push_back(first_record.back() + n);
+    const auto& records = d.records();
+    for (size_t f = 0; f < paths.size(); ++f) {
+      files.push_back(VisionFile::open(paths[f], cfg));
+      const VisionFile& file = files.back();
+      const std::string name = quote(paths[f]);
+      const int64_t n = d.source_records[f];
+      if (file.records() > n)
+        fail_data(cat(name, ": image features for record ", file.records() - 1, ", but its stream ",
+                      quote(d.sources[f]), " has ", n, n == 1 ? " record" : " records"));
+      for (int64_t i = 0; i < n; ++i) {
+        const VisionRow row = file.row(i);
+        const TokenData::Record& rec = records[static_cast<size_t>(first_record[f] + i)];
+        if (cfg.image_token_id >= 0) {
+          int64_t k = 0;
+          for (int64_t t = 0; t < rec.size; ++t) k += d.at(rec, t) == static_cast<uint32_t>(cfg.image_token_id);
+          if (k != row.count)
+            fail_data(cat(name, ": record ", i, " has ", k, " image tokens (image_token_id ", cfg.image_token_id,
+                          ") but ", row.count, " image features (record.", i, ")"));
+        } else if (row.count > 0 && row.places[row.count - 1] >= rec.size) {
+          fail_data(cat(name, ": record ", i, ": image place ", row.places[row.count - 1], " is past its ", rec.size,
+                        " tokens (record.", i, ".places)"));
+        }
+      }
+    }
+  }
+
+  // The file and its record of record `r` of the data.
+  VisionRow row(int64_t r) const {
+    const auto it = std::upper_bound(first_record.begin(), first_record.end(), r);
+    const size_t f = static_cast<size_t>(it - first_record.begin()) - 1;
+    return files[f].row(r - first_record[f]);
+  }
+};
 
 namespace {
 
@@ -176,6 +233,13 @@ void take_rows(const Batch& full, int64_t begin, int64_t rows, Batch& out) {
   else out.pos.clear();
   out.records.clear();
   if (!full.records.empty()) out.records.assign(full.records.begin() + begin, full.records.begin() + begin + rows);
+  out.has_vision = full.has_vision;
+  if (full.has_vision) {
+    out.vision.assign(full.vision.begin() + begin, full.vision.begin() + begin + rows);
+    out.vision_places.assign(full.vision_places.begin() + begin, full.vision_places.begin() + begin + rows);
+    for (size_t r = 0; r < out.vision.size(); ++r)
+      if (out.vision[r].places) out.vision[r].places = out.vision_places[r].data();
+  }
   out.has_conditions = full.has_conditions;
   if (full.has_conditions) {
     std::vector<int64_t> mine(static_cast<size_t>(rows));
@@ -233,6 +297,8 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       if (o.val_paths.empty()) o.val_paths = saved.val_paths;
       if (o.train_conditions.empty()) o.train_conditions = saved.train_conditions;
       if (o.val_conditions.empty()) o.val_conditions = saved.val_conditions;
+      if (o.train_vision.empty()) o.train_vision = saved.train_vision;
+      if (o.val_vision.empty()) o.val_vision = saved.val_vision;
       train = load_data(o.train_paths);
       val = load_data(o.val_paths);
       trainer = resume(std::move(lock), req.resume, o, train.get(), val.get());
@@ -247,7 +313,8 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       }
       train = load_data(o.train_paths);
       val = load_data(o.val_paths);
-      for (auto* paths : {&o.train_paths, &o.val_paths, &o.train_conditions, &o.val_conditions})  // recorded for --resume from anywhere
+      for (auto* paths : {&o.train_paths, &o.val_paths, &o.train_conditions, &o.val_conditions, &o.train_vision,
+                            &o.val_vision})  // recorded for --resume from anywhere
         for (std::string& p : *paths)
           if (p != "-") p = fs::absolute(p).lexically_normal().string();
       ModelConfig cfg = in.config;
@@ -378,9 +445,25 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   const ModelConfig cfg = weights.config();
   if (opts_.seq > cfg.max_seq_len)
     fail_usage(cat("sequence length ", opts_.seq, " exceeds the model's max_seq_len (", cfg.max_seq_len, ")"));
-  Capabilities caps = program_capabilities();
-  caps.vision = false;  // no image features: lm-train has no --vision
-  require_supported(cfg, caps, "lm-train");
+  require_supported(cfg, program_capabilities(), "lm-train");
+  if (cfg.vision_dim <= 0) {
+    if (!opts_.train_vision.empty() || !opts_.val_vision.empty())
+      fail_usage("--vision: the model has no vision_dim (image features)");
+  } else {
+    // Trained text only, vision_projection would stay untrained without a word: features are required.
+    if (train && opts_.train_vision.empty())
+      fail(ErrorKind::Usage, cat("the model takes image features (vision_dim = ", cfg.vision_dim,
+                                 "): give them with --vision FILE"),
+           "one safetensors file per training stream (docs/llama4.md)");
+    if (val && opts_.val_vision.empty())
+      fail(ErrorKind::Usage, cat("the model takes image features (vision_dim = ", cfg.vision_dim,
+                                 "): give the validation features with --val-vision FILE"));
+    if (opts_.sample != SampleMode::Sequential && (train || val))
+      fail(ErrorKind::Usage, "a vision model trains on records (image features are per record)",
+           "use --sample sequential (a random window has no record and may start inside one)");
+    if (train) train_vision_ = std::make_unique<VisionSet>(opts_.train_vision, *train, cfg);
+    if (val) val_vision_ = std::make_unique<VisionSet>(opts_.val_vision, *val, cfg);
+  }
   if (cfg.is_materium()) {
     const int64_t K = ConditionBatch(cfg, 1).positions();
     if (opts_.seq + K > cfg.max_seq_len)
@@ -520,6 +603,7 @@ std::optional<double> Trainer::validate() {
     const std::vector<uint8_t> none(model_->config().conditions.size(), 0);  // validation keeps every condition
     for (int64_t i = 0; i < n && val_loader_->eval_batch(i, b); ++i) {
       attach_conditions(b, val_conds_.get(), none);
+      attach_vision(b, val_vision_.get());
       if (ranks_ > 1) {  // this rank's rows of the global batch (the last batch may leave it none)
         const int64_t begin = rank_ * opts_.batch, rows = std::min(opts_.batch, b.B - begin);
         if (rows <= 0) continue;
@@ -528,7 +612,7 @@ std::optional<double> Trainer::validate() {
       const Batch& x = ranks_ > 1 ? mine : b;
       const bool materium = model_->config().is_materium();  // the model computes its positions
       model_->forward(x.inputs.data(), x.has_pos && !materium ? x.pos.data() : nullptr, x.B, x.T,
-                      x.has_conditions ? &x.conditions : nullptr);
+                      x.has_conditions ? &x.conditions : nullptr, x.has_vision ? x.vision.data() : nullptr);
       const LossResult r = model_->loss(x.targets.data());
       totals[0] += r.loss * r.weight_sum;
       totals[1] += r.weight_sum;
@@ -544,6 +628,44 @@ void Trainer::attach_conditions(Batch& b, const ConditionBatch* table, const std
   b.conditions = table->gather(b.records);
   for (size_t i = 0; i < dropped.size(); ++i)
     if (dropped[i]) b.conditions.drop(i);
+}
+
+void Trainer::attach_vision(Batch& b, const VisionSet* set) const {
+  b.has_vision = set != nullptr;
+  if (!set) return;
+  const ModelConfig& c = model_->config();
+  const int64_t Dv = c.vision_dim;
+  b.vision.assign(static_cast<size_t>(b.B), VisionRow{});
+  b.vision_places.resize(static_cast<size_t>(b.B));
+  for (int64_t r = 0; r < b.B; ++r) {
+    VisionRow& out = b.vision[static_cast<size_t>(r)];
+    std::vector<int64_t>& places = b.vision_places[static_cast<size_t>(r)];
+    places.clear();
+    const int64_t record = b.records[static_cast<size_t>(r)];
+    const TokenData::Record& rec = set->data->records()[static_cast<size_t>(record)];
+    const VisionRow full = set->row(record);
+    if (full.count == 0) continue;
+    // The row's window: record tokens [off, off + inputs) (sequential windows, then padding).
+    const int64_t off = b.pos[static_cast<size_t>(r * b.T)] - static_cast<int64_t>(rec.start);
+    const int64_t inputs = std::min(b.T, rec.size - off);
+    if (c.image_token_id >= 0) {  // the window takes the features after those of the earlier windows' tokens
+      const auto image = static_cast<uint32_t>(c.image_token_id);
+      int64_t before = 0, k = 0;
+      for (int64_t t = 0; t < off; ++t) before += set->data->at(rec, t) == image;
+      for (int64_t t = off; t < off + inputs; ++t) k += set->data->at(rec, t) == image;
+      out.features = k ? full.features + before * Dv : nullptr;
+      out.count = k;
+      continue;
+    }
+    for (int64_t k = 0; k < full.count; ++k) {
+      const int64_t p = full.places[k];
+      if (p < off || p >= off + inputs) continue;
+      if (places.empty()) out.features = full.features + k * Dv;
+      places.push_back(p - off);
+    }
+    out.count = static_cast<int64_t>(places.size());
+    out.places = places.empty() ? nullptr : places.data();
+  }
 }
 
 std::vector<uint8_t> Trainer::dropped_conditions(int64_t step) const {
@@ -589,6 +711,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
         if (ranks_ == 1) {
           train_loader_->next(batch);
           attach_conditions(batch, train_conds_.get(), dropped);
+          attach_vision(batch, train_vision_.get());
           const TrainStepResult r = step_fn_(*model_, batch, grad_views_, grad_scale, rng_);
           loss += r.loss;
           moe_aux += r.moe_aux;
@@ -598,6 +721,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
         // the sum over the ranks is the gradient (and loss) of the whole micro-batch.
         train_loader_->next(global);
         attach_conditions(global, train_conds_.get(), dropped);
+        attach_vision(global, train_vision_.get());
         take_rows(global, rank_ * opts_.batch, opts_.batch, batch);
         const float* lw = model_->weights().loss_weights();
         const double all = counted_targets(global, pad_id, lw), share =

@@ -64,6 +64,9 @@ struct TrainOptions {
   double condition_dropout = 0;
   // materium: one conditions file (JSON Lines) per training / validation stream, same order.
   std::vector<std::string> train_conditions, val_conditions;
+  // Vision models (docs/llama4.md §8): one --vision file (safetensors, record.{i}) per training
+  // / validation stream, same order; records counted from 0 in each stream.
+  std::vector<std::string> train_vision, val_vision;
   // Per invocation (may change on resume).
   int64_t save_every = 0;     // checkpoint every N steps (0 = only at the end)
   int64_t val_every = 0;      // validation loss every N steps (0 = only at the end); needs validation data
@@ -213,6 +216,12 @@ class Trainer {
   // conditions in `dropped` have no positions in this batch.
   void attach_conditions(Batch& b, const ConditionBatch* table, const std::vector<uint8_t>& dropped) const;
   std::vector<uint8_t> dropped_conditions(int64_t step) const;  // this step's draw of condition_dropout
+  // Vision models: the --vision files of the training / validation streams, or null.
+  struct VisionSet;
+  std::unique_ptr<VisionSet> train_vision_, val_vision_;
+  // Rows of `b` (sequential windows of records) take the features of their records' image
+  // places that fall in their windows (nothing without --vision).
+  void attach_vision(Batch& b, const VisionSet* set) const;
   TrainState state_;
   StepFunction step_fn_;
   std::FILE* log_ = nullptr;  // rank 0 only

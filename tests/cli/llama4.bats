@@ -3,7 +3,8 @@
 # temperature tuning and the mixture of experts need nothing beside the tokens, so lm-train,
 # lm-eval-loss, lm-generate and lm-bench run them. Vision models (vision_dim > 0, §8):
 # lm-eval-loss and lm-generate read image features with --vision and run text only without it;
-# lm-bench runs them on text; lm-train refuses them (no --vision yet).
+# lm-bench runs them on text;
+# lm-train trains them with --vision (features per record of each stream).
 
 load helpers  # MICRO, corpus
 
@@ -153,14 +154,110 @@ PY
   assert_output --partial "lm-generate: error: '$TMP/two.safetensors': image features for record 1 (prompt 2), but the input has 1 prompt"
 }
 
-@test "lm-bench runs a vision model on text; lm-train refuses it until it reads image features" {
+@test "lm-bench runs a vision model on text" {
   V="$FIX/l4_vision/model.safetensors"
   run lm-bench forward --model "$V" --batch 1 --seq 4 --repeats 1 --warmup 0 --json
   assert_success
-  run lm-train "$V" -o "$TMP/run" --steps 1
+}
+
+# $TMP/lines.tok: 12 records (one per line, 13 to 30 bytes, some longer than --seq 16 so they
+# are cut into windows) holding 0 to 3 image tokens '#' (35); $TMP/v.safetensors their features
+# [k, 8] (record.i only for the records with image tokens), $TMP/w.safetensors other features.
+vision_train_data() {
+  vision_helpers
+  python3 - "$TMP" <<'PY'
+import random, sys; sys.path.insert(0, sys.argv[1]); import st
+rng = random.Random(7)
+lines = []
+for i in range(12):
+    k = [0, 1, 2, 3][i % 4]
+    s = [rng.choice("abcdefgh") for _ in range(rng.randint(12, 27))]
+    for _ in range(k): s.insert(rng.randrange(len(s)), "#")
+    lines.append("".join(s))
+open(sys.argv[1] + "/lines.txt", "w").write("\n".join(lines) + "\n")
+def feats(seed):
+    r = random.Random(seed)
+    return {f"record.{i}": ("F32", [l.count("#"), 8], [r.gauss(0, 1) for _ in range(8 * l.count("#"))])
+            for i, l in enumerate(lines) if "#" in l}
+st.save(sys.argv[1] + "/v.safetensors", feats(1))
+st.save(sys.argv[1] + "/w.safetensors", feats(2))
+f = feats(1); del f["record.3"]; st.save(sys.argv[1] + "/missing.safetensors", f)            # record 3 has 3 '#'
+f = feats(1); f["record.12"] = ("F32", [1, 8], [0.0] * 8); st.save(sys.argv[1] + "/extra.safetensors", f)
+f = feats(1); f["record.2"] = ("F32", [2, 7], [0.0] * 14); st.save(sys.argv[1] + "/narrow.safetensors", f)
+f = feats(1); f["record.1"] = ("F32", [2, 8], [0.0] * 16); st.save(sys.argv[1] + "/count.safetensors", f)
+# places mode (no image_token_id): record 0's features on places 0 and 5; then one past its end
+st.save(sys.argv[1] + "/places.safetensors", {"record.0": ("F32", [2, 8], [0.5] * 16), "record.0.places": ("I64", [2], [0, 5])})
+n = len(lines[0])
+st.save(sys.argv[1] + "/past.safetensors", {"record.0": ("F32", [1, 8], [0.5] * 8), "record.0.places": ("I64", [1], [n])})
+open(sys.argv[1] + "/len0", "w").write(str(n))
+PY
+  lm-tokenize --lines --no-eos "$TMP/lines.txt" -o "$TMP/lines.tok"
+}
+
+VIS=("${MICRO[@]}" --set vision_dim=8 --set image_token_id=35)
+VARGS=(--sample sequential --batch 2 --seq 16 --lr 3e-3 --threads 1 -q)
+
+@test "lm-train --vision trains a vision model from a file (windows take their places' features) and resumes exactly" {
+  vision_train_data
+  lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 8 -o "$TMP/full"
+  [ "$(wc -l < "$TMP/full/log.jsonl")" -eq 8 ]
+  # The features are read: other features give other losses from the same start.
+  lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/w.safetensors" "${VARGS[@]}" --steps 8 -o "$TMP/other"
+  [ "$(losses "$TMP/full/log.jsonl")" != "$(losses "$TMP/other/log.jsonl")" ]
+  # vision_projection is trained: it moved from its initial values.
+  lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 0 -o "$TMP/init"
+  python3 - "$TMP" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); import st
+a = st.load(sys.argv[1] + "/init/model.safetensors")["vision_projection.weight"]
+b = st.load(sys.argv[1] + "/full/model.safetensors")["vision_projection.weight"]
+assert a[0] == b[0] == [32, 8] and max(abs(x - y) for x, y in zip(a[1], b[1])) > 1e-4
+PY
+  # Stopped and resumed (the --vision file comes from the checkpoint): the same run bit for bit.
+  lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 8 -o "$TMP/part" --stop-after 3
+  lm-train --resume "$TMP/part" --threads 1 -q
+  diff <(losses "$TMP/full/log.jsonl") <(losses "$TMP/part/log.jsonl")
+  cmp "$TMP/full/model.safetensors" "$TMP/part/model.safetensors"
+  # Validation streams take their own features; the model evaluates with them.
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" --val "$TMP/lines.tok" \
+    --val-vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/val" --json
+  assert_success
+  assert_output --partial '"val_loss"'
+  # Places given by the file (no image_token_id).
+  run lm-train "${MICRO[@]}" --set vision_dim=8 "$TMP/lines.tok" --vision "$TMP/places.safetensors" "${VARGS[@]}" \
+    --steps 2 -o "$TMP/places"
+  assert_success
+}
+
+@test "lm-train refuses a missing, extra or mis-shaped record of the --vision file in one line" {
+  vision_train_data
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/missing.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
   assert_failure 1
-  assert_output "lm-train: error: lm-train does not support vision embeddings (vision_dim = 12) yet"
-  [ ! -e "$TMP/run/checkpoint.safetensors" ]
+  assert_output "lm-train: error: '$TMP/missing.safetensors': record 3 has 3 image tokens (image_token_id 35) but 0 image features (record.3)"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/count.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 1
+  assert_output "lm-train: error: '$TMP/count.safetensors': record 1 has 1 image tokens (image_token_id 35) but 2 image features (record.1)"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/extra.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 1
+  assert_output "lm-train: error: '$TMP/extra.safetensors': image features for record 12, but its stream '$TMP/lines.tok' has 12 records"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/narrow.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 1
+  assert_output "lm-train: error: '$TMP/narrow.safetensors': tensor 'record.2': got shape [2, 7], expected [N, 8] (vision_dim 8)"
+  run lm-train "${MICRO[@]}" --set vision_dim=8 "$TMP/lines.tok" --vision "$TMP/past.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 1
+  assert_output "lm-train: error: '$TMP/past.safetensors': record 0: image place $(cat "$TMP/len0") is past its $(cat "$TMP/len0") tokens (record.0.places)"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: the model takes image features (vision_dim = 8): give them with --vision FILE; one safetensors file per training stream (docs/llama4.md)"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" --batch 2 --seq 16 --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: a vision model trains on records (image features are per record); use --sample sequential (a random window has no record and may start inside one)"
+  run lm-train "${MICRO[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: --vision: the model has no vision_dim (image features)"
+  run lm-train "${VIS[@]}" "$TMP/lines.tok" --vision "$TMP/v.safetensors" --vision "$TMP/v.safetensors" "${VARGS[@]}" --steps 1 -o "$TMP/r"
+  assert_failure 2
+  assert_output "lm-train: error: 2 --vision files for 1 training streams: give one per stream, in the same order"
+  [ ! -e "$TMP/r/checkpoint.safetensors" ]
 }
 
 # llama4-tiny micro-sized: 4 experts of 32, top 2, sigmoid routing, the balance loss, a shared

@@ -190,3 +190,36 @@ PY
   [ "$(wc -l < "$TMP/a")" -eq 4 ]
   close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
 }
+
+@test "2 ranks train a vision model with --vision (each rank its rows' features) like one process" {
+  python3 - "$TMP" <<'PY'
+import json, random, struct, sys
+d = sys.argv[1]
+rng = random.Random(3)
+lines = []
+for i in range(6):
+    s = [rng.choice("abcdefgh") for _ in range(rng.randint(12, 27))]
+    for _ in range(i % 3): s.insert(rng.randrange(len(s)), "#")
+    lines.append("".join(s))
+open(d + "/lines.txt", "w").write("\n".join(lines) + "\n")
+h, data = {}, b""
+for i, l in enumerate(lines):
+    k = l.count("#")
+    if not k: continue
+    raw = struct.pack("<%df" % (8 * k), *[rng.gauss(0, 1) for _ in range(8 * k)])
+    h["record.%d" % i] = {"dtype": "F32", "shape": [k, 8], "data_offsets": [len(data), len(data) + len(raw)]}
+    data += raw
+hb = json.dumps(h).encode(); hb += b" " * (-len(hb) % 8)
+open(d + "/v.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+PY
+  lm-tokenize --lines --no-eos "$TMP/lines.txt" -o "$TMP/lines.tok"
+  args=("${MICRO[@]}" --set vision_dim=8 --set image_token_id=35 "$TMP/lines.tok" --vision "$TMP/v.safetensors"
+        --sample sequential --seq 16 --steps 4 --lr 3e-3 --warmup 0 --threads 1)
+  run mpi2 "${args[@]}" --batch 1 -o "$TMP/mpi" -q
+  assert_success
+  lm-train "${args[@]}" --batch 2 -o "$TMP/one" -q
+  field "$TMP/mpi/log.jsonl" loss > "$TMP/a"
+  field "$TMP/one/log.jsonl" loss > "$TMP/b"
+  [ "$(wc -l < "$TMP/a")" -eq 4 ]
+  close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -383,6 +384,12 @@ TEST(Presets, Llama4CountsAsMetaPublishesThem) {
             107'769'861'120LL);  // docs/llama4.md §13: 107.77B
   EXPECT_NEAR(text_active("llama4-scout"), 17.17e9, 0.005e9);  // Meta rounds both to "17B"
   EXPECT_NEAR(text_active("llama4-maverick"), 17.18e9, 0.005e9);
+  // Meta's "17B active" is a figure rounded to two digits: both text models' active counts are
+  // 1.0% and 1.1% above 17.0B (the nearest count; without the output matrix it would be 16.1B).
+  EXPECT_EQ(std::llround(text_active("llama4-scout") / 1e9), 17);
+  EXPECT_EQ(std::llround(text_active("llama4-maverick") / 1e9), 17);
+  EXPECT_EQ(count_params(preset("llama4-maverick")).total - count_params(preset("llama4-maverick")).vision,
+            400'711'848'960LL);  // docs/llama4.md §13: 400.71B
   const ModelConfig maverick = preset("llama4-maverick");
   EXPECT_FALSE(maverick.is_moe_layer(0));
   EXPECT_TRUE(maverick.is_moe_layer(1));
@@ -525,6 +532,26 @@ TEST(Accounting, GqaTiedWithQkNorm) {
   EXPECT_EQ(count_params(preset("mobilellm-r1-140m")).total, 140'248'512LL);
   EXPECT_EQ(count_params(preset("mobilellm-r1-950m")).total, 949'685'760LL);
   EXPECT_EQ(count_params(preset("llama3-8b")).total, 8'030'261'248LL);
+  // The rest of the seed's table: 7B and 70B (GQA 8 kv heads, tied 128256 vocabulary, QK-norm
+  // weights), and R1 360M. Per layer of 7B: attention 2 x 4096^2 + 2 x 1024 x 4096, FFN 3 x 4096
+  // x 11008, norms 2 x 4096 + 2 x 128; the embedding 128256 x 4096 once, the final norm.
+  EXPECT_EQ(count_params(preset("mobilellm-7b")).total,
+            32LL * (2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 4096 * 11008 + 2 * 4096 + 2 * 128) + 128256LL * 4096 + 4096);
+  EXPECT_EQ(count_params(preset("mobilellm-7b")).total, 6'196'310'016LL);
+  EXPECT_EQ(count_params(preset("mobilellm-70b")).total, 69'503'053'824LL);
+  EXPECT_EQ(count_params(preset("mobilellm-r1-360m")).total, 359'431'168LL);
+}
+
+TEST(Accounting, Llama4TinyPreset) {
+  // 4 layers of C 128 (4 heads / 2 kv of 32, weightless QK-norm), every layer MoE: router 8 x 128,
+  // 8 experts and a shared one of 3 x 128 x 256; untied byte vocabulary 264.
+  const ParamCounts p = count_params(preset("llama4-tiny"));
+  const int64_t expert = 3 * 128 * 256, attention = 2 * 128 * 128 + 2 * 64 * 128;
+  const int64_t layer = attention + 8 * 128 + 8 * expert + expert + 2 * 128;
+  EXPECT_EQ(p.total, 4 * layer + 2 * 264 * 128 + 128);
+  EXPECT_EQ(p.total, 3'808'384);
+  EXPECT_EQ(p.active, p.total - 4 * 7 * expert);  // top-1: seven experts idle per layer
+  EXPECT_EQ(p.active, 1'055'872);
 }
 
 TEST(Accounting, MixtureOfExperts) {
