@@ -27,7 +27,7 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 echo "# $(date -u +%FT%TZ) load: $(uptime | sed 's/.*load average: //')"
 {
-  grep -v '^$' "$TEXT" | head -n "$LINES"
+  awk -v n="$LINES" 'NF && c++ < n' "$TEXT"
   printf '%s\n' "naïve café — 東京 ✓ Привет мир ١٢٣ 😀" "  leading and  double  spaces" "digits 1234567890 3.14159" \
     "tabs	here" "don't you'll WE'VE" "x"
 } > "$WORK/lines.txt"

@@ -29,7 +29,7 @@ echo "# $(date -u +%FT%TZ) load: $(uptime | sed 's/.*load average: //')"
 g++ -O1 -std=c++17 "$HERE/llama_greedy_ids.cpp" -I"$LLAMA_SRC/include" -I"$LLAMA_SRC/ggml/include" -L"$LLAMA" -lllama \
   -Wl,-rpath,"$LLAMA" -o "$WORK/llama_greedy_ids"
 {
-  grep -v '^$' "$TEXT" | head -n "$PROMPTS"
+  awk -v n="$PROMPTS" 'NF && c++ < n' "$TEXT"
   printf '%s\n' "Hello world" "  two leading spaces and  a double" "Numbers 12345 and 3.14159" "naïve café — 東京 ✓" \
     "tabs	and symbols #@!%^&*()" "ends with a space "
 } > "$WORK/prompts.txt"

@@ -88,7 +88,7 @@ keys() {  # the vocabulary keys a GGUF file holds, in order
   run lm-convert-checkpoint -q --to gguf "$TMP/named.safetensors" "$TMP/x.gguf"
   assert_success  # it carries the vocabulary (lmkit.vocab)
   # a tokenizer larger than the model
-  lm-train "${MICRO[@]}" --set vocab_size=300 --steps 0 --seed 1 -o "$TMP/small" -q
+  lm-train "${MICRO[@]}" --set vocab_size=260 --steps 0 --seed 1 -o "$TMP/small" -q
   run lm-convert-checkpoint -q --to gguf --tokenizer "$FIX/tokenizer.json" "$TMP/small/model.safetensors" "$TMP/y.gguf"
   assert_failure 1
   assert_output --partial "vocab mismatch"
