@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
       ->type_name("TYPE");
   app.add_option("--shard-size", shard_size, "Write OUTPUT as a directory of safetensors shards of at most SIZE (5GB, 500MB)")
       ->type_name("SIZE");
+  app.add_option("--tokenizer", opts.tokenizer, "Tokenizer file (tokenizer.model or tokenizer.json) whose vocabulary the GGUF "
+                 "or lmkit output carries (default: the checkpoint's own)")
+      ->type_name("FILE");
   app.add_flag("--allow-unmapped", opts.allow_unmapped, "Drop tensors the layout does not map and allow missing ones (noted on stderr)");
   app.add_flag("--dry-run", dry_run, "Print the mapping (source name, shape, dtype -> target name, shape, dtype) and write nothing");
   app.add_flag("--list", list, "Print the input's tensors (name, dtype, shape) and exit");

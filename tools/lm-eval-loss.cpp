@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--sigreg-seed", opts.sigreg_seed, "Seed of the SIGReg projection noise")->type_name("N");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation)");
+  app.add_option("--tokenizer", opts.tokenizer, "Tokenizer file (tokenizer.model or tokenizer.json) for a checkpoint that "
+                 "does not carry its own: it tells the bytes of the text for bits per byte")
+      ->type_name("FILE");
   app.add_flag("--json", json, "Print one JSON object instead of text");
   tool.add_threads_option();
   tool.add_quiet_option();

@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("--vision", opts.vision, "Image features per prompt (safetensors record.{i} [N, vision_dim] for "
                                           "prompt i + 1, see docs/llama4.md; default: text only)")
       ->type_name("FILE");
+  std::string tokenizer_file;
+  app.add_option("--tokenizer", tokenizer_file, "Tokenizer file (tokenizer.model or tokenizer.json) for a checkpoint that does "
+                 "not carry its own; it must be the checkpoint's tokenizer when the checkpoint names one")
+      ->type_name("FILE");
   app.add_flag("--echo", opts.echo, "Print each text prompt before its completion");
   app.add_flag("--json", opts.json, "Print one JSON object per prompt (completion and stats) instead of text");
   app.add_flag("-f,--force", force, "Write a token stream even to a terminal");
@@ -81,7 +85,7 @@ int main(int argc, char** argv) {
     if (!seed_opt->count()) opts.seed = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
     if (opts.json && format != "text" && output == "-") lm::fail_usage("--json and --format tokens|ids both want stdout");
     if (format == "tokens") lm::cli::refuse_binary_on_terminal(output, force);
-    lm::GenerateSession session(model_path, no_mmap);
+    lm::GenerateSession session(model_path, no_mmap, tokenizer_file);
     const std::unique_ptr<lm::ByteSink> sink = lm::open_output(output);
     session.run(
         opts, *sink, [&] { if (output == "-") std::fflush(stdout); },

@@ -26,6 +26,7 @@
 #include "model/config_infer.h"
 #include "model/loss_weights.h"
 #include "model/params.h"
+#include "tokenizer/gguf_vocab.h"
 #include "version.h"
 
 namespace lm::convert {
@@ -367,6 +368,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
       if (!is_float(n.dtype))
         fail_data(cat("wrong dtype: tensor ", quote(n.name), " is ", dtype_name(n.dtype), ", ", layout_name(plan.to),
                       " holds F32, F16 or BF16"));
+  plan_vocabulary(plan, opts.tokenizer);
   return plan;
 }
 
@@ -420,6 +422,7 @@ std::map<std::string, std::string> output_metadata(const Plan& plan) {
   meta["format"] = plan.to == Layout::Flax ? "flax" : "pt";
   if (plan.config) meta[kConfigMetadataKey] = plan.config_json;
   if (!plan.source.tokenizer_json.empty()) meta[kTokenizerMetadataKey] = plan.source.tokenizer_json;
+  if (!plan.vocab.empty() && plan.to == Layout::Lmkit) meta[kVocabMetadataKey] = gguf_vocab_to_json(plan.vocab);
   return meta;
 }
 
@@ -484,6 +487,7 @@ void write_gguf(const Plan& plan, const std::string& path) {
     if (c > best) best = c, main = t;
   const uint32_t file_type = main == GGMLType::F16 ? 1 : main == GGMLType::Q8_0 ? 7 : main == GGMLType::BF16 ? 32 : 0;
   set_gguf_metadata(w, *plan.config, plan.config_json, file_type, main == GGMLType::Q8_0, plan.source.tokenizer_json);
+  for (const auto& [key, value] : plan.vocab) w.set(key, value);
   if (plan.config->rope_scaling.type == RopeScalingType::Llama3) {
     // llama.cpp takes llama3 RoPE scaling from this tensor (convert_hf_to_gguf.py writes it first).
     const std::vector<float> factors = gguf_rope_factors(*plan.config);

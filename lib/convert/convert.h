@@ -15,6 +15,7 @@
 #include "convert/names.h"
 #include "convert/rules.h"
 #include "convert/source.h"
+#include "io/gguf.h"
 #include "model/config.h"
 
 namespace lm::convert {
@@ -30,6 +31,7 @@ struct ConvertOptions {
   std::string cast;                   // "", "f32", "f16", "bf16", "q8_0" (GGUF only)
   bool allow_unmapped = false;        // drop unmapped tensors, tolerate missing ones
   uint64_t shard_size = 0;            // > 0: a directory of shards of at most this many bytes
+  std::string tokenizer;              // --tokenizer FILE: the vocabulary to write (GGUF, lmkit.vocab)
 };
 
 struct Plan {
@@ -42,9 +44,16 @@ struct Plan {
   std::vector<std::string> notes;     // what the user should know (printed on stderr unless -q)
   std::string cast;
   uint64_t shard_size = 0;
+  // The tokenizer's GGUF vocabulary keys (tokenizer/gguf_vocab.h) for a GGUF or lmkit output,
+  // empty when there is none to write (plan_vocabulary).
+  std::vector<std::pair<std::string, GGUFValue>> vocab;
 };
 
 Plan plan_conversion(const ConvertOptions& opts);
+// The vocabulary a GGUF or lmkit output carries (vocab_plan.cpp): the --tokenizer file (which
+// must be the checkpoint's tokenizer when it names one), else the one the input carries, else
+// (GGUF output) the checkpoint's tokenizer kept in the tokenizer store (tokenizer/registry.h).
+void plan_vocabulary(Plan& plan, const std::string& tokenizer_file);
 
 // Writes the plan to `output` ("-" = stdout, for single-file outputs): a safetensors file, a
 // directory (sharded, with the target's config file: config.json for hf, params.json for meta)

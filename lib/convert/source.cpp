@@ -23,6 +23,7 @@
 #include "convert/config_io.h"
 #include "convert/meta_shards.h"
 #include "io/metadata_keys.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/spec_json.h"
 
 namespace lm::convert {
@@ -191,6 +192,12 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
     src.config_origin = cat("GGUF ", g->find("general.architecture")->s, ".* keys and tensor shapes");
   }
   if (const GGUFValue* t = g->find(kTokenizerMetadataKey); t && t->type == GGUFValue::String) src.tokenizer_json = t->s;
+  try {
+    src.tokenizer = tokenizer_from_gguf(*g, src.display);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Unsupported) throw;
+    src.tokenizer_error = e.what();  // the weights are still usable with token ids
+  }
 }
 
 void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
@@ -293,8 +300,15 @@ Source open_source(const std::string& given, std::optional<Layout> forced) {
     }
   }
   if (auto tok = src.metadata.find(kTokenizerMetadataKey); tok != src.metadata.end()) src.tokenizer_json = tok->second;
+  if (auto v = src.metadata.find(kVocabMetadataKey); v != src.metadata.end())
+    src.tokenizer = tokenizer_from_vocab_json(v->second, cat(src.display, " (metadata ", kVocabMetadataKey, ")"));
   // Checked here, so that a bad one is refused with its source named, not copied into the output.
-  if (!src.tokenizer_json.empty()) spec_from_json(src.tokenizer_json, quote(src.display));
+  if (!src.tokenizer_json.empty()) {
+    const TokenizerSpec spec = spec_from_json(src.tokenizer_json, quote(src.display));
+    if (src.tokenizer) require_same_tokenizer(spec, src.tokenizer->spec(), cat(quote(src.display), " (its vocabulary)"));
+  } else if (src.tokenizer) {
+    src.tokenizer_json = spec_to_json(src.tokenizer->spec());
+  }
   return src;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,10 @@
 #include "convert/names.h"
 #include "convert/rules.h"
 #include "model/config.h"
+
+namespace lm {
+class Tokenizer;
+}
 
 namespace lm::convert {
 
@@ -25,6 +30,10 @@ struct Source {
   std::string config_text;                       // its JSON text as stored (GGUF lmkit.config)
   std::vector<std::string> config_assignments;   // GGUF llama.* keys as --set assignments
   std::string tokenizer_json;                    // lmkit.tokenizer, when present
+  // The tokenizer the file carries (a GGUF vocabulary, or lmkit.vocab), null when none; a
+  // vocabulary lmkit cannot read leaves it null with the reason in tokenizer_error.
+  std::shared_ptr<Tokenizer> tokenizer;
+  std::string tokenizer_error;
   std::string dir;                               // the directory holding the checkpoint
   std::optional<Layout> container_layout;        // GGUF and llama2.c fix the layout
   std::vector<std::string> notes;                // what was assumed on reading (printed unless -q)

@@ -48,6 +48,7 @@ struct EvalOptions {
   // only a target, or past its end is a Data error), unless max_windows cut the input short.
   const VisionFile* vision = nullptr;
   DType compute_dtype = DType::F32;  // evaluate_files: the matmuls' operands (Transformer::set_compute_dtype)
+  std::string tokenizer;  // evaluate_files: --tokenizer FILE for the byte counts (eval/checkpoint_tokenizer.h)
   bool hidden = false;      // keep every window's final-norm output (EvalResult::hidden)
 };
 

@@ -5,6 +5,7 @@
 
 #include "convert/inference_weights.h"
 #include "core/error.h"
+#include "eval/checkpoint_tokenizer.h"
 #include "eval/eval.h"
 #include "eval/model_tokenizer.h"
 #include "model/finite.h"
@@ -24,15 +25,11 @@ EvalResult evaluate_files(const std::string& model_path, const std::vector<std::
   require_supported(model.config(), program_capabilities(), "lm-eval-loss");
   model.set_compute_dtype(opts.compute_dtype);
   const ModelConfig& cfg = model.config();
-  const TokenizerSpec spec = model_tokenizer_spec(model.weights(), quote(model_path));
+  TokenizerSpec spec = model_tokenizer_spec(model.weights(), quote(model_path));
   std::vector<int32_t> byte_len;
-  if (spec.kind != TokenizerKind::Raw && byte_lengths) {
-    try {
-      byte_len = token_byte_lengths(*make_model_tokenizer(spec, quote(model_path)), cfg.vocab_size);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::Unsupported) throw;  // no tokenizer in this build: bytes unknown
-    }
-  }
+  // The tokenizer tells the bytes of the text (bits per byte); without one they are unknown.
+  const auto tokenizer = find_checkpoint_tokenizer(model_path, spec, opts.tokenizer, quote(model_path));
+  if (tokenizer && byte_lengths) byte_len = token_byte_lengths(*tokenizer, cfg.vocab_size);
   std::optional<VisionFile> vision;
   EvalOptions o = opts;
   if (!vision_path.empty()) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "eval/checkpoint_tokenizer.h"
 #include "eval/model_tokenizer.h"
 #include "io/tokstream.h"
 #include "model/conditions_file.h"
@@ -21,7 +22,8 @@ std::optional<CompletionFormat> completion_format_from_name(std::string_view nam
   return std::nullopt;
 }
 
-GenerateSession::GenerateSession(const std::string& model_path, bool copy_weights) : source_(quote(model_path)) {
+GenerateSession::GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file)
+    : source_(quote(model_path)) {
   ModelWeights weights = convert::load_inference_weights(model_path);
   // Decode reads every weight once per token; a private copy sits on transparent huge pages,
   // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
@@ -30,13 +32,13 @@ GenerateSession::GenerateSession(const std::string& model_path, bool copy_weight
   model_ = std::make_unique<Transformer>(std::move(weights));
   require_supported(model_->config(), program_capabilities(), "lm-generate");
   spec_ = model_tokenizer_spec(model_->weights(), source_);
-  if (spec_.kind != TokenizerKind::Raw) tokenizer_ = make_model_tokenizer(spec_, source_);
+  tokenizer_ = find_checkpoint_tokenizer(model_path, spec_, tokenizer_file, source_);
 }
 
 GenerateSession::~GenerateSession() = default;
 
 Tokenizer& GenerateSession::need_tokenizer(const std::string& why) {
-  if (!tokenizer_) make_model_tokenizer(spec_, source_ + " (" + why + ")");  // throws
+  if (!tokenizer_) fail_no_tokenizer(spec_, source_ + " (" + why + ")");
   return *tokenizer_;
 }
 

@@ -45,8 +45,9 @@ struct SessionOptions {
 class GenerateSession {
  public:
   // Loads the checkpoint (Data error for non-finite weights) and its tokenizer (none for a
-  // raw one). `copy_weights`: out of the file's mapping into memory (--no-mmap).
-  GenerateSession(const std::string& model_path, bool copy_weights);
+  // raw one, or when it is not at hand). `copy_weights`: out of the file's mapping into memory (--no-mmap).
+  // `tokenizer_file` (--tokenizer, may be empty): see find_checkpoint_tokenizer.
+  GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file = {});
   ~GenerateSession();
 
   // Generates a completion for every prompt, in order, writing each to `out` as it is
@@ -63,7 +64,7 @@ class GenerateSession {
   std::string source_;  // the checkpoint, quoted
   std::unique_ptr<Transformer> model_;
   TokenizerSpec spec_;
-  std::unique_ptr<Tokenizer> tokenizer_;  // null for a raw spec
+  std::shared_ptr<Tokenizer> tokenizer_;  // null when none is at hand
 };
 
 }  // namespace lm

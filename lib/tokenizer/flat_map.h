@@ -90,6 +90,11 @@ class U64Map {
     }
   }
   size_t size() const { return count_; }
+  template <class F>
+  void for_each(F&& f) const {  // f(key, value) for every entry, in no particular order
+    for (const Slot& s : slots_)
+      if (s.key != kEmpty) f(s.key, s.value);
+  }
   void reserve(size_t n) {
     size_t want = 64;
     while (want < 2 * n) want *= 2;

@@ -521,6 +521,19 @@ struct HfLoader {
 
 HfBpeTokenizer::~HfBpeTokenizer() = default;
 
+std::vector<std::pair<uint32_t, uint32_t>> HfBpeTokenizer::merges_by_rank() const {
+  std::vector<std::pair<uint32_t, std::pair<uint32_t, uint32_t>>> ranked;
+  ranked.reserve(merges_.size());
+  merges_.for_each([&](uint64_t key, const Merge& m) {
+    ranked.push_back({m.rank, {static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key)}});
+  });
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  out.reserve(ranked.size());
+  for (const auto& r : ranked) out.push_back(r.second);
+  return out;
+}
+
 std::unique_ptr<HfBpeTokenizer> HfBpeTokenizer::from_json(std::string_view json_text, std::string_view config,
                                                           const std::string& name) {
   std::unique_ptr<HfBpeTokenizer> t(new HfBpeTokenizer());

@@ -94,6 +94,15 @@ class HfBpeTokenizer final : public TextTokenizer {
 
   bool cuts() const { return cut_letter_space_; }
 
+  // What a GGUF vocabulary is written from (gguf_vocab.h): each id's text as written in the
+  // file and its kind (0 no token, 1 vocabulary, 2 added, 3 added special), the merges as id
+  // pairs in rank order, the pre-tokenizer steps, and ignore_merges.
+  const std::string& token_text(uint32_t id) const { return text_[id]; }
+  uint8_t token_kind(uint32_t id) const { return kind_[id]; }
+  std::vector<std::pair<uint32_t, uint32_t>> merges_by_rank() const;
+  const std::vector<hf::PreTokenizerStep>& pre_tokenizer_steps() const { return steps_; }
+  bool ignores_merges() const { return ignore_merges_; }
+
  private:
   class Enc;
   struct Merge {

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/stream.h"
+#include "tokenizer/gguf_vocab.h"
 
 namespace lm {
 
@@ -48,6 +49,7 @@ bool remember_tokenizer(const std::string& path, const Tokenizer& tok) {
   const TokenizerSpec& spec = tok.spec();
   const std::string root = tokenizer_store_dir();
   if (root.empty() || path == "-") return false;
+  if (is_gguf_path(path)) return false;  // a vocabulary inside a model file: not a tokenizer file to copy
   if (spec.kind != TokenizerKind::SentencePiece && spec.kind != TokenizerKind::HfBpe) return false;
   const fs::path dir = fs::path(root) / entry_name(spec);
   const fs::path file = dir / file_name(spec.kind);

@@ -87,6 +87,10 @@ class SentencePieceTokenizer final : public TextTokenizer {
   // Loads and validates a model; Data/Unsupported errors name `name`.
   static std::unique_ptr<SentencePieceTokenizer> from_bytes(std::string_view bytes, const std::string& name);
   static std::unique_ptr<SentencePieceTokenizer> load(const std::string& path);
+  // From a model already in memory (a GGUF vocabulary, gguf_vocab.h); the same checks.
+  static std::unique_ptr<SentencePieceTokenizer> from_proto(sentencepiece::ModelProto proto, const std::string& name) {
+    return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(proto), name));
+  }
 
   const TokenizerSpec& spec() const override { return spec_; }
   size_t decode(const uint32_t* tokens, size_t n, std::vector<uint8_t>& out) const override;

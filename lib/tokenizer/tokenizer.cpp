@@ -7,6 +7,7 @@
 #include "io/container.h"
 #include "io/llama2c.h"
 #include "tokenizer/byte_v1.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/hf_bpe.h"
 #include "tokenizer/registry.h"
 #include "tokenizer/sentencepiece.h"
@@ -74,6 +75,13 @@ TokenizerKind detect_tokenizer_kind(const std::string& path) {
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, TokenizerKind kind) {
   if (path == "-") fail_usage("a tokenizer is read from a file, not from standard input");
+  if (is_gguf_path(path)) {  // a GGUF model file: its vocabulary (gguf_vocab.h)
+    auto tok = tokenizer_from_gguf(GGUFFile::open(path), path);
+    if (!tok) fail_data(cat(quote(path), ": the GGUF file has no vocabulary (tokenizer.ggml.model)"));
+    if (kind != TokenizerKind::Raw && tok->spec().kind != kind)
+      fail_usage(cat(quote(path), ": its vocabulary is ", tok->spec().kind_name(), ", not ", tokenizer_kind_name(kind)));
+    return tok;
+  }
   if (kind == TokenizerKind::Raw) kind = detect_tokenizer_kind(path);
   switch (kind) {
     case TokenizerKind::SentencePiece: return SentencePieceTokenizer::load(path);
