@@ -62,7 +62,9 @@ same_at_batches() {
   assert_output --partial "'length'"
   assert_output --partial "'stop'"
   same_at_batches -m "$SOMA" -i "$TMP/p.txt" -n 20 --temperature 0 --stop "$stop" --stop "zz"
-  same_at_batches -m "$SOMA" -i "$TMP/p.txt" -n 20 --seed 4 --stop "$stop" --json
+  a=$($G -m "$SOMA" -i "$TMP/p.txt" -n 20 --seed 4 --stop "$stop" --json --batch 1 | untimed)
+  b=$($G -m "$SOMA" -i "$TMP/p.txt" -n 20 --seed 4 --stop "$stop" --json --batch 3 | untimed)
+  assert_equal "$b" "$a"
   # EOS: sampled hot, some completions meet the byte vocabulary's EOS before 60 tokens.
   run bash -c "$G -m '$SOMA' -i '$TMP/p.txt' -n 60 --seed 1 --temperature 4 --json | python3 -c 'import json,sys; print(sorted({json.loads(l)[\"stop_reason\"] for l in sys.stdin}))'"
   assert_output --partial "'eos'"
