@@ -42,12 +42,37 @@ int main(int argc, char** argv) {
   app.add_option("-n,--max-new-tokens", gen.max_new_tokens, "Tokens to generate per prompt at most")
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", opts.batch, "Decode up to N sequences together (one forward per step for all; "
+                                        "the same tokens as one at a time, in input order)")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
   app.add_option("--temperature", gen.sampling.temperature, "Softmax temperature; 0 = greedy (argmax)")->type_name("X");
   app.add_option("--top-k", gen.sampling.top_k, "Sample from the K most likely tokens only (0 = all)")
       ->type_name("K")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--top-p", gen.sampling.top_p, "Nucleus sampling: the smallest set of tokens with probability >= P")
       ->type_name("P");
+  app.add_option("--min-p", gen.sampling.min_p, "Keep only tokens at least P times as likely as the most likely "
+                                               "one (0 = off)")
+      ->type_name("P");
+  app.add_option("--repeat-penalty", gen.sampling.repeat_penalty, "Divide the positive logits (multiply the "
+                                                                  "negative ones) of tokens in the last "
+                                                                  "--repeat-last-n by X (llama.cpp; 1 = off)")
+      ->type_name("X");
+  app.add_option("--presence-penalty", gen.sampling.presence_penalty, "Subtract X from the logit of every token "
+                                                                      "in the last --repeat-last-n (OpenAI; 0 = off)")
+      ->type_name("X");
+  app.add_option("--frequency-penalty", gen.sampling.frequency_penalty, "Subtract X times its count there from "
+                                                                        "each such token's logit (OpenAI; 0 = off)")
+      ->type_name("X");
+  app.add_option("--repeat-last-n", gen.sampling.repeat_last_n, "The penalties' window: the last N tokens of "
+                                                                "prompt and completion (0 = no penalties, -1 = "
+                                                                "all; default 64)")
+      ->type_name("N");
+  app.add_option("--logprobs", gen.logprobs, "With --json: each kept token's log-probability and the K most "
+                                             "likely alternatives' (the model's distribution)")
+      ->type_name("K")
+      ->check(CLI::NonNegativeNumber);
   CLI::Option* seed_opt = app.add_option("--seed", opts.seed, "Random seed; prompt i uses SEED + i (default: random)")
                               ->type_name("N")
                               ->default_str("random");
@@ -83,6 +108,7 @@ int main(int argc, char** argv) {
     opts.input_format = *lm::prompt_format_from_name(input_format);
     opts.format = *lm::completion_format_from_name(format);
     if (!seed_opt->count()) opts.seed = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+    if (gen.logprobs >= 0 && !opts.json) lm::fail_usage("--logprobs goes with --json (the JSON records carry them)");
     if (opts.json && format != "text" && output == "-") lm::fail_usage("--json and --format tokens|ids both want stdout");
     if (format == "tokens") lm::cli::refuse_binary_on_terminal(output, force);
     lm::GenerateSession session(model_path, no_mmap, tokenizer_file);

@@ -61,6 +61,40 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
   return static_cast<float>(acc);
 }
 
+// dot_f32 of one weight row against four input rows at once: four independent accumulator
+// chains instead of one (dot_f32's single chain waits on the FMA latency), and each weight
+// vector loaded once for the four. Every row's operations are dot_f32's in dot_f32's order,
+// so each result equals dot_f32(w, x[j], n) bit for bit (batched decode relies on it).
+[[gnu::noinline]] void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]) {
+  Floats16 a0{}, a1{}, a2{}, a3{};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int64_t k = 0; k < 64; k += 16) {
+      const Floats16 wv = load16(w + i + k);
+      a0 += wv * load16(x[0] + i + k);
+      a1 += wv * load16(x[1] + i + k);
+      a2 += wv * load16(x[2] + i + k);
+      a3 += wv * load16(x[3] + i + k);
+    }
+  for (; i + 16 <= n; i += 16) {
+    const Floats16 wv = load16(w + i);
+    a0 += wv * load16(x[0] + i);
+    a1 += wv * load16(x[1] + i);
+    a2 += wv * load16(x[2] + i);
+    a3 += wv * load16(x[3] + i);
+  }
+  const Floats16* acc[4] = {&a0, &a1, &a2, &a3};
+  for (int j = 0; j < 4; ++j) {
+    const Floats16& a = *acc[j];
+    const Floats4 quarter = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7) +
+                            __builtin_shufflevector(a, a, 8, 9, 10, 11) +
+                            __builtin_shufflevector(a, a, 12, 13, 14, 15);
+    float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+    for (int64_t t = i; t < n; ++t) sum += w[t] * x[j][t];
+    out[j] = sum;
+  }
+}
+
 namespace {
 
 // The row-dot of each type: row o of the view against input row n.
@@ -96,6 +130,29 @@ void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float
   }
 }
 
+// rows_loop for f32 weights: input rows four at a time (dot_f32_x4), the rest one by one;
+// the same numbers as rows_loop<row_dot_f32>.
+void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                   int64_t count) {
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, N = in.N, IC = in.IC;
+  for (int64_t o = first; o < first + count; ++o) {
+    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
+    const float b = bias ? bias[o] : 0.0f;
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const float* x[4] = {in.f32 + n * IC, in.f32 + (n + 1) * IC, in.f32 + (n + 2) * IC, in.f32 + (n + 3) * IC};
+      float acc[4];
+      dot_f32_x4(row, x, IC, acc);
+      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + b : acc[j];
+    }
+    for (; n < N; ++n) {
+      const float acc = row_dot_f32(row, in, n);
+      out[n * OC + o] = bias ? acc + b : acc;
+    }
+  }
+}
+
 bool needs_q8_input(WeightType type) { return type == WeightType::Q8_0 || type == WeightType::Q4_0; }
 
 // The reference's per-type decoder: row to IC floats.
@@ -124,7 +181,7 @@ void require_row_kernel(WeightType type) {
 void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                  int64_t count) {
   switch (w.type) {
-    case WeightType::F32: return rows_loop<row_dot_f32>(out, in, w, bias, first, count);
+    case WeightType::F32: return rows_loop_f32(out, in, w, bias, first, count);
     case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
     case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
     case WeightType::Q8_0: return rows_loop<row_dot_q8_0>(out, in, w, bias, first, count);

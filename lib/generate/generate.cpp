@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/error.h"
 #include "io/stream.h"
@@ -35,6 +36,29 @@ size_t held_back(std::string_view s, const std::vector<std::string>& stops) {
 }
 
 }  // namespace
+
+StepLogprobs step_logprobs(const float* logits, int64_t V, int32_t chosen, int64_t k) {
+  double top = logits[0];
+  for (int64_t i = 1; i < V; ++i) top = std::max(top, static_cast<double>(logits[i]));
+  double z = 0;
+  for (int64_t i = 0; i < V; ++i) z += std::exp(static_cast<double>(logits[i]) - top);
+  const double lse = top + std::log(z);
+  StepLogprobs out;
+  out.chosen = {chosen, static_cast<double>(logits[chosen]) - lse};
+  k = std::min(k, V);
+  if (k > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t id = ids[static_cast<size_t>(i)];
+      out.top.push_back({id, static_cast<double>(logits[id]) - lse});
+    }
+  }
+  return out;
+}
 
 std::vector<int32_t> encode_prompt(Tokenizer& tokenizer, std::string_view text) {
   std::vector<int32_t> ids;
@@ -75,23 +99,27 @@ std::vector<uint8_t> reserved_ids(const ModelConfig& cfg, const TokenizerSpec& s
 
 Generator::Generator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec)
     : model_(model), tok_(tokenizer) {
-  cache_ = model.make_cache(1);
   TokenizerSpec raw;
   raw.vocab_size = static_cast<uint32_t>(model.config().vocab_size);
   reserved_ = reserved_ids(model.config(), spec ? *spec : tokenizer ? tokenizer->spec() : raw, tokenizer);
 }
 
-Completion Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
-                               const std::function<void(std::string_view)>& on_text, const std::string& what,
-                               const ConditionBatch* conditions, const VisionRow* vision) {
-  const ModelConfig& c = model_.config();
-  const int64_t V = c.vocab_size, S = c.max_seq_len, P = static_cast<int64_t>(prompt.size());
+double CompletionRun::since() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+}
+
+void CompletionRun::begin(Transformer& model, const Tokenizer* tokenizer, const uint8_t* reserved,
+                     const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
+                     std::function<void(std::string_view)> on_text, const std::string& what,
+                     const ConditionBatch* conditions, const VisionRow* vision) {
+  const ModelConfig& c = model.config();
+  const int64_t S = c.max_seq_len, P = static_cast<int64_t>(prompt.size());
   if (P == 0) fail_data(cat(what, " is empty (and the tokenizer adds no BOS token)"));
   const int64_t K = conditions ? conditions->positions() : 0;
   if (P + K > S)
     fail_data(cat(what, " has ", P, " tokens", K > 0 ? cat(" after ", K, " condition positions") : std::string(),
                   ", more than the model's max_seq_len (", S, ")"));
-  if (!opts.stop.empty() && !tok_) fail_usage("stop strings need a tokenizer (the checkpoint names none)");
+  if (!opts.stop.empty() && !tokenizer) fail_usage("stop strings need a tokenizer (the checkpoint names none)");
   for (const std::string& s : opts.stop)
     if (s.empty()) fail_usage("a stop string must not be empty");
   if (opts.max_new_tokens < 0) fail_usage(cat("max new tokens must be >= 0, got ", opts.max_new_tokens));
@@ -106,72 +134,175 @@ Completion Generator::generate(const std::vector<int32_t>& prompt, const Generat
     fail_data(cat(what, ": image place ", vision->places[features - 1], " lies past its ", P, " tokens"));
   }
 
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  auto since = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
-
-  Completion out;
-  out.prompt_tokens = P;
-  out.stop_reason = "length";
-  Sampler sampler(opts.sampling, seed);
+  t0_ = std::chrono::steady_clock::now();
+  model_ = &model;
+  tok_ = tokenizer;
+  reserved_ = reserved;
+  opts_ = opts;
+  on_text_ = std::move(on_text);
+  vision_ = vision ? *vision : VisionRow{};
+  out_ = Completion{};
+  out_.prompt_tokens = P;
+  out_.stop_reason = "length";
+  sampler_ = std::make_unique<Sampler>(opts.sampling, seed);
+  for (const int32_t t : prompt) sampler_->accept(t);  // the penalties' window starts with the prompt
+  token_end_.clear();
+  emitted_ = 0;
+  all_.clear();
+  next_ = -1;
+  done_ = true;
+  if (opts.max_new_tokens == 0) return;
+  // The cache holds the conditions, the prompt and every token fed back (not the last one).
+  const int64_t need = std::min(S, K + P + opts.max_new_tokens);
+  if (cache_.batch() != 1 || cache_.capacity() < need) cache_ = model.make_cache(1, need);
   cache_.reset();
-  std::string pending;              // decoded bytes not yet handed out
-  std::vector<size_t> token_end;    // byte end of each emitted token in out.text + pending
-  std::vector<uint8_t> bytes;
-  size_t emitted = 0;               // bytes of the text handed out
-  std::string all;                  // every decoded byte (text + pending)
-
-  if (opts.max_new_tokens == 0) {
-    out.seconds = since();
-    return out;
-  }
+  done_ = false;
   // The prompt pass needs the logits of its last position only (the classifier on one row).
-  const float* logits = model_.forward_last(prompt.data(), nullptr, P, cache_, conditions, vision);
-  while (true) {
-    const int32_t next = sampler.sample(logits, V, reserved_.data());
-    ++out.generated;
-    if (out.generated == 1) out.time_to_first_token = since();
-    if (opts.stop_at_eos && c.eos_id >= 0 && next == c.eos_id) {
-      out.stop_reason = "eos";
-      break;
-    }
-    out.tokens.push_back(next);
-    bool stopped = false;
-    if (tok_) {
-      bytes.clear();
-      const uint32_t id = static_cast<uint32_t>(next);
-      tok_->decode(&id, 1, bytes);  // a token without bytes (EOS kept by --ignore-eos) adds nothing
-      all.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      token_end.push_back(all.size());
-      // A stop string completed in the new bytes (it may start in earlier, held-back ones)?
-      size_t cut = std::string::npos;
-      for (const std::string& st : opts.stop) {
-        const size_t from = all.size() - bytes.size() >= st.size() ? all.size() - bytes.size() - st.size() + 1 : 0;
-        const size_t at = all.find(st, std::max(from, emitted));
-        if (at != std::string::npos) cut = std::min(cut, at);
-      }
-      if (cut != std::string::npos) {
-        all.resize(cut);
-        while (!out.tokens.empty() && token_end[out.tokens.size() - 1] > cut) out.tokens.pop_back();
-        out.stop_reason = "stop";
-        stopped = true;
-      }
-      const size_t ready = stopped ? all.size() : all.size() - held_back(all, opts.stop);
-      if (ready > emitted && on_text) on_text(std::string_view(all).substr(emitted, ready - emitted));
-      emitted = std::max(emitted, ready);
-    }
-    if (stopped) break;
-    if (out.generated >= opts.max_new_tokens) break;
-    if (cache_.length() >= S) {
-      out.stop_reason = "max_seq_len";
-      break;
-    }
-    logits = model_.forward(&next, nullptr, 1, cache_, nullptr, vision);
+  sample(model.forward_last(prompt.data(), nullptr, P, cache_, conditions, vision));
+}
+
+void CompletionRun::take(const float* logits) {
+  if (done_) fail(ErrorKind::Runtime, "internal: CompletionRun::take after the sequence is done");
+  sample(logits);
+}
+
+void CompletionRun::sample(const float* logits) {
+  const ModelConfig& c = model_->config();
+  const int32_t next = sampler_->sample(logits, c.vocab_size, reserved_);
+  sampler_->accept(next);
+  ++out_.generated;
+  if (out_.generated == 1) out_.time_to_first_token = since();
+  if (opts_.stop_at_eos && c.eos_id >= 0 && next == c.eos_id) {
+    out_.stop_reason = "eos";
+    done_ = true;
+    return;
   }
-  if (tok_ && emitted < all.size() && on_text) on_text(std::string_view(all).substr(emitted));
-  out.text = all;
-  out.seconds = since();
-  return out;
+  out_.tokens.push_back(next);
+  if (opts_.logprobs >= 0) out_.logprobs.push_back(step_logprobs(logits, c.vocab_size, next, opts_.logprobs));
+  if (tok_) {
+    bytes_.clear();
+    const uint32_t id = static_cast<uint32_t>(next);
+    tok_->decode(&id, 1, bytes_);  // a token without bytes (EOS kept by --ignore-eos) adds nothing
+    all_.append(reinterpret_cast<const char*>(bytes_.data()), bytes_.size());
+    token_end_.push_back(all_.size());
+    // A stop string completed in the new bytes (it may start in earlier, held-back ones)?
+    size_t cut = std::string::npos;
+    for (const std::string& st : opts_.stop) {
+      const size_t from = all_.size() - bytes_.size() >= st.size() ? all_.size() - bytes_.size() - st.size() + 1 : 0;
+      const size_t at = all_.find(st, std::max(from, emitted_));
+      if (at != std::string::npos) cut = std::min(cut, at);
+    }
+    bool stopped = false;
+    if (cut != std::string::npos) {
+      all_.resize(cut);
+      while (!out_.tokens.empty() && token_end_[out_.tokens.size() - 1] > cut) {
+        out_.tokens.pop_back();
+        if (!out_.logprobs.empty()) out_.logprobs.pop_back();
+      }
+      out_.stop_reason = "stop";
+      stopped = true;
+    }
+    const size_t ready = stopped ? all_.size() : all_.size() - held_back(all_, opts_.stop);
+    if (ready > emitted_ && on_text_) on_text_(std::string_view(all_).substr(emitted_, ready - emitted_));
+    emitted_ = std::max(emitted_, ready);
+    if (stopped) {
+      done_ = true;
+      return;
+    }
+  }
+  if (out_.generated >= opts_.max_new_tokens) {
+    done_ = true;
+    return;
+  }
+  if (cache_.length() >= model_->config().max_seq_len) {
+    out_.stop_reason = "max_seq_len";
+    done_ = true;
+    return;
+  }
+  next_ = next;
+}
+
+Completion CompletionRun::finish() {
+  if (!done_) fail(ErrorKind::Runtime, "internal: CompletionRun::finish before the sequence is done");
+  if (tok_ && emitted_ < all_.size() && on_text_) on_text_(std::string_view(all_).substr(emitted_));
+  emitted_ = all_.size();
+  out_.text = all_;
+  out_.seconds = since();
+  return std::move(out_);
+}
+
+Completion Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts, uint64_t seed,
+                               const std::function<void(std::string_view)>& on_text, const std::string& what,
+                               const ConditionBatch* conditions, const VisionRow* vision) {
+  seq_.begin(model_, tok_, reserved_.data(), prompt, opts, seed, on_text, what, conditions, vision);
+  while (!seq_.done()) {
+    const int32_t next = seq_.next_input();
+    seq_.take(model_.forward(&next, nullptr, 1, seq_.cache(), nullptr, seq_.vision()));
+  }
+  return seq_.finish();
+}
+
+BatchGenerator::BatchGenerator(Transformer& model, const Tokenizer* tokenizer, const TokenizerSpec* spec,
+                               int64_t slots)
+    : model_(model), tok_(tokenizer) {
+  if (slots < 1) fail_usage(cat("the batch must hold at least one sequence, got ", slots));
+  seqs_.resize(static_cast<size_t>(slots));
+  busy_.assign(static_cast<size_t>(slots), 0);
+  TokenizerSpec raw;
+  raw.vocab_size = static_cast<uint32_t>(model.config().vocab_size);
+  reserved_ = reserved_ids(model.config(), spec ? *spec : tokenizer ? tokenizer->spec() : raw, tokenizer);
+}
+
+int64_t BatchGenerator::free_slot() const {
+  for (size_t i = 0; i < busy_.size(); ++i)
+    if (!busy_[i]) return static_cast<int64_t>(i);
+  return -1;
+}
+
+void BatchGenerator::start(int64_t slot, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+                           uint64_t seed, std::function<void(std::string_view)> on_text, const std::string& what,
+                           const ConditionBatch* conditions, const VisionRow* vision) {
+  if (slot < 0 || slot >= slots() || busy_[static_cast<size_t>(slot)])
+    fail(ErrorKind::Runtime, cat("internal: BatchGenerator::start on slot ", slot, ", which is not free"));
+  seqs_[static_cast<size_t>(slot)].begin(model_, tok_, reserved_.data(), prompt, opts, seed, std::move(on_text), what,
+                                         conditions, vision);
+  busy_[static_cast<size_t>(slot)] = 1;
+}
+
+Completion BatchGenerator::finish(int64_t slot) {
+  if (slot < 0 || slot >= slots() || !busy_[static_cast<size_t>(slot)])
+    fail(ErrorKind::Runtime, cat("internal: BatchGenerator::finish on slot ", slot, ", which holds no sequence"));
+  Completion c = seqs_[static_cast<size_t>(slot)].finish();
+  busy_[static_cast<size_t>(slot)] = 0;
+  return c;
+}
+
+int64_t BatchGenerator::running() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < seqs_.size(); ++i) n += busy_[i] && !seqs_[i].done();
+  return n;
+}
+
+void BatchGenerator::step() {
+  step_tokens_.clear();
+  step_caches_.clear();
+  step_slots_.clear();
+  for (size_t i = 0; i < seqs_.size(); ++i) {
+    if (!busy_[i] || seqs_[i].done()) continue;
+    step_tokens_.push_back(seqs_[i].next_input());
+    step_caches_.push_back(&seqs_[i].cache());
+    step_slots_.push_back(static_cast<int64_t>(i));
+  }
+  const auto n = static_cast<int64_t>(step_slots_.size());
+  if (n == 0) return;
+  const int64_t V = model_.config().vocab_size;
+  if (n == 1) {  // Generator's step (the fused one-token attention)
+    CompletionRun& s = seqs_[static_cast<size_t>(step_slots_[0])];
+    s.take(model_.forward(step_tokens_.data(), nullptr, 1, s.cache(), nullptr, s.vision()));
+    return;
+  }
+  const float* logits = model_.forward_steps(step_tokens_.data(), step_caches_.data(), n);
+  for (int64_t i = 0; i < n; ++i) seqs_[static_cast<size_t>(step_slots_[i])].take(logits + i * V);
 }
 
 }  // namespace lm

@@ -12,6 +12,27 @@ void validate(const SamplerOptions& o) {
     fail_usage(cat("--temperature must be a finite number >= 0, got ", o.temperature));
   if (o.top_k < 0) fail_usage(cat("--top-k must be >= 0, got ", o.top_k));
   if (!(o.top_p > 0 && o.top_p <= 1)) fail_usage(cat("--top-p must be in (0, 1], got ", o.top_p));
+  if (!(o.min_p >= 0 && o.min_p <= 1)) fail_usage(cat("--min-p must be in [0, 1], got ", o.min_p));
+  if (!(o.repeat_penalty > 0) || !std::isfinite(o.repeat_penalty))
+    fail_usage(cat("--repeat-penalty must be a finite number > 0, got ", o.repeat_penalty));
+  if (!std::isfinite(o.presence_penalty))
+    fail_usage(cat("--presence-penalty must be a finite number, got ", o.presence_penalty));
+  if (!std::isfinite(o.frequency_penalty))
+    fail_usage(cat("--frequency-penalty must be a finite number, got ", o.frequency_penalty));
+  if (o.repeat_last_n < -1) fail_usage(cat("--repeat-last-n must be >= -1, got ", o.repeat_last_n));
+}
+
+void Sampler::accept(int32_t token) {
+  if (!opts_.penalises()) return;
+  if (opts_.repeat_last_n < 0 || static_cast<int64_t>(window_.size()) < opts_.repeat_last_n) {
+    window_.push_back(token);
+  } else {  // full: the oldest leaves
+    int32_t& old = window_[window_next_];
+    if (--counts_[old] == 0) counts_.erase(old);
+    old = token;
+    window_next_ = (window_next_ + 1) % window_.size();
+  }
+  ++counts_[token];
 }
 
 int32_t argmax(const float* logits, int64_t V, const uint8_t* reserved) {
@@ -25,6 +46,19 @@ Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts), rng_(
 
 int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved) {
   cand_.clear();
+  if (opts_.penalises() && !counts_.empty()) {
+    penalised_.assign(logits, logits + V);
+    const auto rp = static_cast<float>(opts_.repeat_penalty), fp = static_cast<float>(opts_.frequency_penalty),
+               pp = static_cast<float>(opts_.presence_penalty);
+    for (const auto& [id, count] : counts_) {
+      if (id < 0 || id >= V) continue;
+      float& l = penalised_[static_cast<size_t>(id)];
+      l = l > 0 ? l / rp : l * rp;
+      l -= static_cast<float>(count) * fp + pp;
+    }
+    logits = penalised_.data();
+  }
+  logits_ = logits;
   if (opts_.temperature == 0) {
     const int32_t id = argmax(logits, V, reserved);
     if (id < 0) fail_data("every token id is reserved: nothing to sample");
@@ -78,7 +112,8 @@ int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved)
   double total = 0;
   cand_.reserve(work_.size());
   for (const auto& w : work_) {
-    const double p = std::exp((static_cast<double>(w.first) - top) * inv_t);
+    const double p = std::exp((static_cast<double>(w.first) - top) * inv_t);  // relative to the most likely
+    if (p < opts_.min_p) continue;  // min-p: below min_p times the most likely token's probability
     cand_.push_back({w.second, p});
     total += p;
   }

@@ -1,6 +1,7 @@
 #include "generate/session.h"
 #include "convert/inference_weights.h"
 
+#include <deque>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -76,57 +77,127 @@ void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::fun
     conds = std::make_unique<ConditionsReader>(o.conditions, cfg);
     cond_row = std::make_unique<ConditionBatch>(cfg, 1);
   }
-  Generator gen(*model_, tokenizer_.get(), &spec_);
+  if (o.batch < 1) fail_usage(cat("--batch must be >= 1, got ", o.batch));
+  if (o.batch > 1 && o.compute_dtype != DType::F32)
+    fail_usage("--batch above 1 needs --dtype f32: bf16 compute multiplies the rows of a step together "
+               "(one GEMM), so a completion would depend on what runs beside it");
+  BatchGenerator gen(*model_, tokenizer_.get(), &spec_, o.batch);
+  // The prompts in flight, in input order. The first one's text streams straight out; the
+  // others' (echo included) waits in their slot's buffer until every earlier one is written.
+  struct InFlight {
+    size_t index;
+    int64_t slot;
+    uint64_t record_end;  // token input: the record's end position
+  };
+  std::deque<InFlight> inflight;
+  std::vector<std::string> held(static_cast<size_t>(o.batch));
+  auto front_slot = [&] { return inflight.empty() ? int64_t{-1} : inflight.front().slot; };
+  auto emit = [&](int64_t slot, std::string_view s) {
+    if (slot == front_slot())
+      write(s);
+    else
+      held[static_cast<size_t>(slot)].append(s);
+  };
+  // Writes every finished completion at the front, and the held text of the next one.
+  auto drain = [&] {
+    while (!inflight.empty() && gen.done(inflight.front().slot)) {
+      const InFlight f = inflight.front();
+      const Completion c = gen.finish(f.slot);  // hands out the held-back bytes (to the front: written)
+      if (stream_text) write("\n");
+      if (o.format == CompletionFormat::Ids) {
+        std::string line;
+        for (size_t k = 0; k < c.tokens.size(); ++k) line += (k ? " " : "") + std::to_string(c.tokens[k]);
+        write(line + "\n");
+      } else if (writer) {
+        const std::vector<uint32_t> ids(c.tokens.begin(), c.tokens.end());
+        writer->write_record(ids.data(), ids.size(), f.record_end);
+      }
+      if (o.json && on_json) {
+        nlohmann::json j{{"prompt", f.index},
+                         {"prompt_tokens", c.prompt_tokens},
+                         {"tokens", static_cast<int64_t>(c.tokens.size())},
+                         {"generated", c.generated},
+                         {"stop_reason", c.stop_reason},
+                         {"time_to_first_token_s", c.time_to_first_token},
+                         {"seconds", c.seconds},
+                         {"tokens_per_second", c.tokens_per_second()},
+                         {"decode_tokens_per_second", c.decode_tokens_per_second()},
+                         {"seed", o.seed + f.index},
+                         {"token_ids", c.tokens}};
+        if (tokenizer_) j["text"] = c.text;
+        if (o.generate.logprobs >= 0) {
+          auto entry = [&](const TokenLogprob& t) {
+            nlohmann::json e{{"id", t.id}, {"logprob", t.logprob}};
+            if (tokenizer_) {
+              std::vector<uint8_t> b;
+              const auto u = static_cast<uint32_t>(t.id);
+              tokenizer_->decode(&u, 1, b);
+              e["text"] = std::string(b.begin(), b.end());
+            }
+            return e;
+          };
+          nlohmann::json lp = nlohmann::json::array();
+          for (const StepLogprobs& s : c.logprobs) {
+            nlohmann::json step = entry(s.chosen);
+            nlohmann::json top = nlohmann::json::array();
+            for (const TokenLogprob& t : s.top) top.push_back(entry(t));
+            step["top"] = std::move(top);
+            lp.push_back(std::move(step));
+          }
+          j["logprobs"] = std::move(lp);
+        }
+        on_json(j);
+      }
+      inflight.pop_front();
+      if (!inflight.empty()) {
+        std::string& h = held[static_cast<size_t>(inflight.front().slot)];
+        if (!h.empty()) write(h);
+        h.clear();
+      }
+    }
+  };
   size_t count = 0;
   Prompt p;
   size_t prompts = 0;
-  for (size_t i = 0;; ++i) {
-    if (reader ? !reader->next(p) : i >= o.prompts.size()) break;
-    ++prompts;
-    if (conds && !conds->next(*cond_row, 0))
-      fail(ErrorKind::Data, cat(conds->name(), ": ", conds->lines(), conds->lines() == 1 ? " line" : " lines", " for more prompts"),
-                "the conditions file has one line per prompt");
-    if (!reader) p = Prompt{o.prompts[i], {}, false, 0};
-    if (!p.is_tokens) p.tokens = encode_prompt(need_tokenizer("text prompts; give token input instead"), p.text);
-    if (o.echo && stream_text) {
-      if (p.is_tokens) {
-        std::vector<uint8_t> b;
-        const std::vector<uint32_t> ids(p.tokens.begin(), p.tokens.end());
-        tokenizer_->decode(ids.data(), ids.size(), b);
-        write(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
-      } else {
-        write(p.text);
+  bool more = true;
+  for (size_t i = 0;;) {
+    // Fill the free slots with waiting prompts (each prefilled alone as it starts).
+    int64_t slot;
+    while (more && (slot = gen.free_slot()) >= 0) {
+      if (reader ? !reader->next(p) : i >= o.prompts.size()) {
+        more = false;
+        break;
       }
+      ++prompts;
+      if (conds && !conds->next(*cond_row, 0))
+        fail(ErrorKind::Data, cat(conds->name(), ": ", conds->lines(), conds->lines() == 1 ? " line" : " lines", " for more prompts"),
+                  "the conditions file has one line per prompt");
+      if (!reader) p = Prompt{o.prompts[i], {}, false, 0};
+      if (!p.is_tokens) p.tokens = encode_prompt(need_tokenizer("text prompts; give token input instead"), p.text);
+      inflight.push_back({i, slot, p.start + p.tokens.size()});
+      held[static_cast<size_t>(slot)].clear();
+      if (o.echo && stream_text) {
+        if (p.is_tokens) {
+          std::vector<uint8_t> b;
+          const std::vector<uint32_t> ids(p.tokens.begin(), p.tokens.end());
+          tokenizer_->decode(ids.data(), ids.size(), b);
+          emit(slot, std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+        } else {
+          emit(slot, p.text);
+        }
+      }
+      const VisionRow row = vision ? vision->row(static_cast<int64_t>(i)) : VisionRow{};
+      count = i + 1;
+      std::function<void(std::string_view)> on_text;
+      if (stream_text) on_text = [&emit, slot](std::string_view s) { emit(slot, s); };
+      gen.start(slot, p.tokens, o.generate, o.seed + i, std::move(on_text), "prompt " + std::to_string(i + 1),
+                cond_row.get(), row.count > 0 ? &row : nullptr);
+      ++i;
+      drain();
     }
-    const VisionRow row = vision ? vision->row(static_cast<int64_t>(i)) : VisionRow{};
-    count = i + 1;
-    const Completion c = gen.generate(p.tokens, o.generate, o.seed + i,
-                                      stream_text ? std::function<void(std::string_view)>(write) : nullptr,
-                                      "prompt " + std::to_string(i + 1), cond_row.get(), row.count > 0 ? &row : nullptr);
-    if (stream_text) write("\n");
-    if (o.format == CompletionFormat::Ids) {
-      std::string line;
-      for (size_t k = 0; k < c.tokens.size(); ++k) line += (k ? " " : "") + std::to_string(c.tokens[k]);
-      write(line + "\n");
-    } else if (writer) {
-      const std::vector<uint32_t> ids(c.tokens.begin(), c.tokens.end());
-      writer->write_record(ids.data(), ids.size(), p.start + p.tokens.size());
-    }
-    if (o.json && on_json) {
-      nlohmann::json j{{"prompt", i},
-                       {"prompt_tokens", c.prompt_tokens},
-                       {"tokens", static_cast<int64_t>(c.tokens.size())},
-                       {"generated", c.generated},
-                       {"stop_reason", c.stop_reason},
-                       {"time_to_first_token_s", c.time_to_first_token},
-                       {"seconds", c.seconds},
-                       {"tokens_per_second", c.tokens_per_second()},
-                       {"decode_tokens_per_second", c.decode_tokens_per_second()},
-                       {"seed", o.seed + i},
-                       {"token_ids", c.tokens}};
-      if (tokenizer_) j["text"] = c.text;
-      on_json(j);
-    }
+    if (inflight.empty()) break;
+    gen.step();
+    drain();
   }
   if (vision && vision->records() > static_cast<int64_t>(count))
     fail_data(cat(quote(o.vision), ": image features for record ", vision->records() - 1, " (prompt ", vision->records(), "), but the input has ",

@@ -33,6 +33,9 @@ struct SessionOptions {
   bool json = false;  // a record per prompt (on_json); text is then not streamed
   GenerateOptions generate;
   uint64_t seed = 0;  // prompt i uses seed + i
+  // Sequences decoded together (BatchGenerator); the prompts are read up to this many ahead,
+  // and the completions still come out in input order.
+  int64_t batch = 1;
   // --vision: image features per prompt (VisionFile; record i = prompt i, counted from 0), or
   // empty: text only (a vision model then runs on its tokens alone).
   std::string vision;

@@ -31,6 +31,7 @@ void matmul_forward_few_rows(float* out, const float* inp, const float* weight, 
 namespace {
 
 thread_local Bf16Matmuls* t_bf16 = nullptr;  // the calling thread's active bf16 matmuls
+thread_local bool t_rows = false;             // a RowKernelScope is active
 
 // out rows = bias (the GEMM then adds with beta = 1).
 void fill_bias(float* out, const float* bias, int64_t N, int64_t OC) {
@@ -61,7 +62,11 @@ void forward_bf16(Bf16Matmuls& m, float* out, const uint16_t* xb, const float* w
 
 }  // namespace
 
-bool few_rows_path(int64_t N) { return N <= kMatmulFewRows && !t_bf16; }
+bool few_rows_path(int64_t N) { return (N <= kMatmulFewRows || t_rows) && !t_bf16; }
+
+RowKernelScope::RowKernelScope() : prev_(t_rows) { t_rows = true; }
+RowKernelScope::~RowKernelScope() { t_rows = prev_; }
+bool row_kernel_forced() { return t_rows; }
 
 Bf16Matmuls* active_bf16_matmuls() { return t_bf16; }
 
@@ -118,7 +123,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     forward_bf16(*m, out, rounded(*m, 0, inp, N * IC), weight, bias, N, IC, OC);
     return;
   }
-  if (N <= kMatmulFewRows) {
+  if (few_rows_path(N)) {
     matmul_forward_few_rows(out, inp, weight, bias, N, IC, OC);
     return;
   }
@@ -132,7 +137,7 @@ void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* 
     for (const MatmulPart& p : parts) forward_bf16(*m, p.out, xb, p.weight, p.bias, N, IC, p.OC);
     return;
   }
-  if (N > kMatmulFewRows) {
+  if (!few_rows_path(N)) {
     for (const MatmulPart& p : parts) matmul_forward(p.out, inp, p.weight, p.bias, N, IC, p.OC);
     return;
   }

@@ -16,8 +16,27 @@ struct WeightView;
 // matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
 // Not while bf16 matmuls are active (below): see few_rows_path.
 inline constexpr int64_t kMatmulFewRows = 3;
-// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows, in f32 compute.
+// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows (any N inside a
+// RowKernelScope), in f32 compute.
 bool few_rows_path(int64_t N);
+
+// While one lives on the calling thread, matmul_forward and matmul_forward_parts take the
+// few-rows loop for any number of rows (f32 compute): batched decode of independent
+// sequences, where each row's outputs must be those of a one-row product bit for bit (the
+// row kernel computes every output element alone; the GEMM's blocking does not) and the
+// weights are still read once for all rows. Nests.
+class RowKernelScope {
+ public:
+  RowKernelScope();
+  ~RowKernelScope();
+  RowKernelScope(const RowKernelScope&) = delete;
+  RowKernelScope& operator=(const RowKernelScope&) = delete;
+
+ private:
+  bool prev_;
+};
+// Whether a RowKernelScope is active on the calling thread.
+bool row_kernel_forced();
 
 // Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'

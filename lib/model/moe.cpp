@@ -122,7 +122,8 @@ void for_each_expert(const int32_t* offsets, int64_t E, Fn&& fn) {
     largest = std::max(largest, m);
   }
   const int64_t threads = thread_count(), n = static_cast<int64_t>(active.size());
-  const bool spread = threads > 1 && n >= 2 * threads && largest * n <= 2 * rows && rows > kMatmulFewRows * n;
+  // Not inside a RowKernelScope: it holds on the calling thread only.
+  const bool spread = !row_kernel_forced() && threads > 1 && n >= 2 * threads && largest * n <= 2 * rows && rows > kMatmulFewRows * n;
   if (!spread) {
     for (int64_t e : active) fn(e, static_cast<int64_t>(offsets[e]), offsets[e + 1] - offsets[e]);
     return;

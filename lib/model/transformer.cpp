@@ -575,3 +575,113 @@ LossResult Transformer::loss(const int32_t* targets) const {
 }
 
 }  // namespace lm
+
+namespace lm {
+
+const float* Transformer::forward_steps(const int32_t* tokens, KVCache* const* caches, int64_t n) {
+  const ModelConfig& c = config();
+  if (n <= 0) fail_usage(cat("a batched decode step needs at least one sequence, got ", n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (caches[i]->batch() != 1)
+      fail_usage(cat("a batched decode step takes one cache per sequence (of one row), got one of ", caches[i]->batch()));
+    for (int64_t j = 0; j < i; ++j)
+      if (caches[j] == caches[i]) fail_usage(cat("a batched decode step got the same cache for sequences ", j, " and ", i));
+    check_decode(nullptr, 1, *caches[i], nullptr);
+  }
+  const int64_t C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), QD = NH * HS, KD = NKV * HS;
+  const float eps = static_cast<float>(c.norm_eps);
+  const bool layernorm = c.norm_type == NormType::LayerNorm;
+  check_token_ids(tokens, n, V);
+  if (c.vision_dim > 0 && c.image_token_id >= 0)
+    for (int64_t i = 0; i < n; ++i)
+      if (tokens[i] == c.image_token_id)
+        fail_usage(cat("sequence ", i, " of a batched decode step is an image place (token ", c.image_token_id,
+                       "): image features go with the prompt"));
+  const Bf16Matmuls::Scope compute(fresh_bf16_matmuls());
+  const RowKernelScope rows;  // every row's numbers as in a one-row product
+  ensure_activations(n, 0, 1, false, false, true);
+  ActivationTensors& a = acts_;
+  a.last_only = false;
+
+  // Positions and spans per sequence, on copies of the caches' state (committed on success).
+  std::vector<int64_t> P(static_cast<size_t>(n)), doc_start(static_cast<size_t>(n));
+  std::vector<BlockwiseState> blockwise(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    KVCache& kv = *caches[i];
+    P[i] = kv.length();
+    doc_start[i] = kv.doc_start()[0];
+    if (c.is_materium()) {  // set_positions for one row of one token
+      blockwise[i] = kv.blockwise()[0];
+      const int64_t cond = P[i] > 0 ? kv.cond_len() : 0;
+      token_positions(&a.pos[i], tokens + i, 1, 1, cond, P[i] > 0 ? P[i] - cond : 0, c, &blockwise[i]);
+    } else {
+      a.pos[i] = P[i];
+    }
+    attention_spans(&a.key_lo[i], &a.key_hi[i], tokens + i, 1, 1, P[i], c.causal, c.doc_mask, c.eos_id,
+                    &doc_start[i], c.doc_mask_boundary == DocMaskBoundary::Start);
+    if (c.attn_chunk_size > 0) {
+      a.chunk_key_lo[i] = a.key_lo[i];
+      narrow_spans_to_chunks(&a.chunk_key_lo[i], 1, 1, P[i], c.attn_chunk_size);
+    }
+  }
+  rope_tables(a.rope_cos, a.rope_sin, a.pos.data(), inv_freq_.data(), n, HS / 2, c.rope_scale_factor);
+  if (a.attn_temp) temperature_scales(a.attn_temp, a.pos.data(), n, c.attn_floor_scale, c.attn_scale);
+
+  embed(tokens, n, 1, nullptr);
+  const ParameterTensors& w = weights_.params();
+  auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
+    if (layernorm)
+      layernorm_forward(out, mean, rstd, inp, weight, bias, n, C, eps);
+    else
+      rmsnorm_forward(out, rstd, inp, weight, bias, n, C, eps);
+  };
+  const float* residual = a.encoded;  // [n, C]
+  for (int64_t l = 0; l < L; ++l) {
+    LayerActivations& la = a.layers[static_cast<size_t>(l)];
+    const LayerParams& lw = w.layers[static_cast<size_t>(l)];
+    const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
+    norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
+    matmul_forward_parts({{la.q, &lm.wq, lw.bq}, {la.k, &lm.wk, lw.bk}, {la.v, &lm.wv, lw.bv}}, la.ln1, n);
+    position_qk(l, la, n);
+    const int64_t* key_lo = layer_key_lo(l);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t at = P[i] * KD;
+      std::memcpy(caches[i]->keys(l) + at, la.kr + i * KD, static_cast<size_t>(KD) * sizeof(float));
+      std::memcpy(caches[i]->values(l) + at, la.v + i * KD, static_cast<size_t>(KD) * sizeof(float));
+    }
+    // A unit is one sequence's kv head and its query heads (what the one-token step runs).
+    const int64_t rep = NH / NKV;
+    parallel_chunks(n * NKV, 1, [&](int64_t u0, int64_t u1) {
+      thread_local std::vector<float> scratch;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t i = u / NKV, g = u % NKV;
+        KVCache& kv = *caches[i];
+        attention_one_query_heads(la.atty + i * QD, la.qr + i * QD, kv.keys(l), kv.values(l), 0, key_lo[i],
+                                  a.key_hi[i], kv.capacity(), NH, NKV, HS, g * rep, (g + 1) * rep, scratch);
+      }
+    });
+    matmul_forward(la.attproj, la.atty, lm.wo, lw.bo, n);
+    add_residual(la.residual2, residual, la.attproj, n * C);
+    norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+    ffn_forward(l, la, n);
+    add_residual(la.residual3, la.residual2, la.fcproj, n * C);
+    residual = la.residual3;
+  }
+  if (layernorm)
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, n, C, eps);
+  else
+    rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, n, C, eps);
+  matmul_forward(a.logits, a.lnf, weights_.matrices().output, w.output_b, n);
+  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, n * V, static_cast<float>(c.logits_soft_cap));
+
+  for (int64_t i = 0; i < n; ++i) {
+    KVCache& kv = *caches[i];
+    kv.doc_start()[0] = doc_start[i];
+    if (c.is_materium()) kv.blockwise()[0] = blockwise[i];
+    kv.advance(1);
+  }
+  return a.logits;
+}
+
+}  // namespace lm

@@ -199,6 +199,15 @@ class Transformer {
   const float* forward_step(const int32_t* tokens, const int64_t* pos, KVCache& cache) {
     return forward(tokens, pos, 1, cache);
   }
+  // Batched decode of independent sequences (continuous batching): one token each, tokens [n],
+  // sequence i in caches[i] (a cache of one row; the caches may hold different lengths and
+  // must be distinct). Returns logits [n, V]. Every linear runs once over the n rows through
+  // the row kernel (RowKernelScope: the weights are read once for all rows, and each row's
+  // numbers are those of a one-row product), attention runs per sequence over its own cache,
+  // so row i equals forward_step on caches[i] alone, bit for bit, in f32 compute. No image
+  // places (image_token_id: a Usage error; image features go with the prompt) and no
+  // conditions (they go with the prefill). Usage errors as forward's; on error no cache changes.
+  const float* forward_steps(const int32_t* tokens, KVCache* const* caches, int64_t n);
   // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len).
   KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
 
