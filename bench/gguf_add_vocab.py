@@ -4,7 +4,10 @@ tokens, scores, token types from a tokenizer.model, BOS added), so that llama.cp
 that tokenize text (llama-perplexity, llama-simple) run on a GGUF lmkit wrote without one:
   bench/gguf_add_vocab.py in.gguf tokenizer.model out.gguf
 (lm-convert-checkpoint --to gguf writes tokenizer.ggml.model = "none" today; a bench helper
-until it writes the vocabulary itself.)"""
+until it writes the vocabulary itself.) Also:
+  bench/gguf_add_vocab.py --strip in.gguf out.gguf      the tensors without the vocabulary
+  bench/gguf_add_vocab.py --decode tokenizer.model ids.txt simple.txt LABEL
+                                                        lm-generate's ids against llama-simple's text"""
 import os
 import struct
 import sys
@@ -86,9 +89,24 @@ def compare(tok, ids_file, simple_file, label):
         print("%-22s %-9s %s" % ("", "llama.cpp", repr(theirs[-len(ours) - 10:][:70])))
 
 
+def strip(src, dst):
+    """--strip: the same file with tokenizer.ggml.model = "none", no vocabulary and no
+    lmkit.tokenizer (lm-generate asks for the tokenizer.model of a SentencePiece tokenizer it
+    finds named in a GGUF file, even for token ids in and out)."""
+    f = g.read(src)
+    kv = {k: v for k, v in f.kv.items()
+          if k != "lmkit.tokenizer" and (not k.startswith("tokenizer.ggml.") or k.endswith("_token_id"))}
+    kv["tokenizer.ggml.model"] = (g.STRING, "none")
+    g.write(dst + ".tmp", kv, f.tensors, f.data)
+    os.replace(dst + ".tmp", dst)
+
+
 def main():
     if sys.argv[1] == "--decode":
         compare(*sys.argv[2:6])
+        return
+    if sys.argv[1] == "--strip":
+        strip(*sys.argv[2:4])
         return
     src, tok, dst = sys.argv[1:4]
     f = g.read(src)

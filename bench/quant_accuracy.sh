@@ -50,7 +50,10 @@ PY
 echo "# greedy, prompt \"$PROMPT\", $GEN_TOKENS tokens: lm-generate vs llama-simple on the same file"
 for r in "${rows[@]}"; do
   set -- $r
-  "$BIN/lm-generate" --threads 2 -m "$2" --input-format tokens --temperature 0 -n "$GEN_TOKENS" --format ids < prompt.tok > "gen-$2.ids"
+  # lm-generate reads the same tensors from a copy without the vocabulary (it asks for the
+  # tokenizer.model of a SentencePiece vocabulary it finds in a GGUF file).
+  python3 "$HERE/gguf_add_vocab.py" --strip "$2" "novocab-$2"
+  "$BIN/lm-generate" --threads 2 -m "novocab-$2" --input-format tokens --temperature 0 -n "$GEN_TOKENS" --format ids < prompt.tok > "gen-$2.ids"
   "$LLAMA/llama-simple" -m "$2" -n "$GEN_TOKENS" "$PROMPT" > "simple-$2.txt" 2>/dev/null
   python3 "$HERE/gguf_add_vocab.py" --decode "$SP" "gen-$2.ids" "simple-$2.txt" "$1"
 done
@@ -111,8 +114,8 @@ read -r CHUNKS TARGETS < chunks.txt
 # lmkit: summed nats of the second halves = all targets - first halves' targets.
 lm_ppl() {
   local a b
-  a=$("$BIN/lm-eval-loss" --threads 2 -m "$1" --seq "$CTX" --json chunks.tok)
-  b=$("$BIN/lm-eval-loss" --threads 2 -m "$1" --seq "$CTX" --json halves.tok)
+  a=$("$BIN/lm-eval-loss" --threads 2 -m "$1" --seq "$CTX" --bytes 1 --json chunks.tok)
+  b=$("$BIN/lm-eval-loss" --threads 2 -m "$1" --seq "$CTX" --bytes 1 --json halves.tok)
   python3 -c '
 import json, math, sys
 a, b, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
@@ -163,7 +166,10 @@ PY
 echo "# greedy, prompt \"$PROMPT\", $GEN_TOKENS tokens: lm-generate vs llama-simple on the same file"
 for r in "${rows[@]}"; do
   set -- $r
-  "$BIN/lm-generate" --threads 2 -m "$2" --input-format tokens --temperature 0 -n "$GEN_TOKENS" --format ids < prompt.tok > "gen-$2.ids"
+  # lm-generate reads the same tensors from a copy without the vocabulary (it asks for the
+  # tokenizer.model of a SentencePiece vocabulary it finds in a GGUF file).
+  python3 "$HERE/gguf_add_vocab.py" --strip "$2" "novocab-$2"
+  "$BIN/lm-generate" --threads 2 -m "novocab-$2" --input-format tokens --temperature 0 -n "$GEN_TOKENS" --format ids < prompt.tok > "gen-$2.ids"
   "$LLAMA/llama-simple" -m "$2" -n "$GEN_TOKENS" "$PROMPT" > "simple-$2.txt" 2>/dev/null
   python3 "$HERE/gguf_add_vocab.py" --decode "$SP" "gen-$2.ids" "simple-$2.txt" "$1"
 done
