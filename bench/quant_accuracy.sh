@@ -21,7 +21,7 @@
 # chunk gives the first half's CTX/2 targets (causal attention: the same logits), and their
 # difference of summed losses is exactly llama-perplexity's set of targets.
 set -euo pipefail
-BIN=${1:-build/bin}
+BIN=$(cd "${1:-build/bin}" && pwd)
 LLAMA=${2:-/work/peers/llama.cpp/build/bin}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/quant_accuracy}
@@ -33,30 +33,6 @@ TYPES=${TYPES:-"Q8_0 Q4_0 Q4_K_M"}
 CASTS=${CASTS:-"q8_0 q4_0 q4_K q6_K"}
 mkdir -p "$WORK"
 cd "$WORK"
-
-# Greedy tokens: lm-generate on each GGUF against llama-simple (greedy sampler) on the same
-# file and prompt (llama.cpp's prompt ids, BOS first), GEN_TOKENS new tokens.
-GEN_TOKENS=${GEN_TOKENS:-32}
-PROMPT=${PROMPT:-"ROMEO:"}
-"$LLAMA/llama-tokenize" -m f32.gguf -p "$PROMPT" --ids --no-escape --log-disable 2>/dev/null | tail -n 1 > prompt-ids.txt
-python3 - "$SP" <<'PY'
-import ast, struct
-ids = ast.literal_eval(open("prompt-ids.txt").read())
-header = open("heldout.tok", "rb").read()[:64]
-with open("prompt.tok", "wb") as f:
-    f.write(header + b"LMKR" + struct.pack("<IQ", len(ids), 0) + struct.pack("<%dH" % len(ids), *ids))
-    f.write(b"\0" * ((8 - 2 * len(ids) % 8) % 8))
-PY
-echo "# greedy, prompt \"$PROMPT\", $GEN_TOKENS tokens: lm-generate vs llama-simple on the same file"
-for r in "${rows[@]}"; do
-  set -- $r
-  # lm-generate reads the same tensors from a copy without the vocabulary (it asks for the
-  # tokenizer.model of a SentencePiece vocabulary it finds in a GGUF file).
-  python3 "$HERE/gguf_add_vocab.py" --strip "$2" "novocab-$2"
-  "$BIN/lm-generate" --threads 2 -m "novocab-$2" --input-format tokens --temperature 0 -n "$GEN_TOKENS" --format ids < prompt.tok > "gen-$2.ids"
-  "$LLAMA/llama-simple" -m "$2" -n "$GEN_TOKENS" "$PROMPT" > "simple-$2.txt" 2>/dev/null
-  python3 "$HERE/gguf_add_vocab.py" --decode "$SP" "gen-$2.ids" "simple-$2.txt" "$1"
-done
 echo "# $(date -u +%FT%TZ) load: $(uptime | sed 's/.*load average: //')"
 
 if [ ! -f run/model.safetensors ]; then
@@ -132,7 +108,7 @@ rows=("f32 f32.gguf")
 for t in $TYPES; do rows+=("llama-quantize:$t llama-$t.gguf"); done
 for c in $CASTS; do rows+=("lmkit--cast:$c lmkit-$c.gguf"); done
 echo "# held-out tinyshakespeare: $CHUNKS chunks of $CTX tokens, $TARGETS scored targets (second halves)"
-printf '%-22s %-24s %9s %9s %9s %9s %8s\n' "weights" "file" "MB" "lmkit" "llama.cpp" "lmkit/f32" "llama/f32" "lm/llama"
+printf '%-22s %-24s %9s %9s %9s %9s %9s %8s\n' "weights" "file" "MB" "lmkit" "llama.cpp" "lmkit/f32" "llama/f32" "lm/llama"
 f32_lm="" f32_ll=""
 for r in "${rows[@]}"; do
   set -- $r
