@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   const CLI::Option* rules_opt =
       app.add_option("--rules", rules_file, "JSON rules file: [{\"rename\": \"a=b\"}, {\"drop\": \"*.x\"}, ...], applied in place")
           ->type_name("FILE");
-  app.add_option("--cast", opts.cast, "Cast every tensor at the end: f32, f16, bf16 (round to nearest even); q8_0, q4_0: matrices in ggml's blocks (q4_0: lmkit only)")
+  app.add_option("--cast", opts.cast, "Cast every tensor at the end: f32, f16, bf16 (round to nearest even); q8_0, q4_0, q4_K, q6_K: matrices in ggml's blocks")
       ->type_name("TYPE");
   app.add_option("--shard-size", shard_size, "Write OUTPUT as a directory of safetensors shards of at most SIZE (5GB, 500MB)")
       ->type_name("SIZE");

@@ -17,6 +17,7 @@
 
 #include "convert/config_io.h"
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/regex.h"
 #include "io/checkpoint_dir.h"
 #include "io/gguf.h"
@@ -32,6 +33,9 @@
 namespace lm::convert {
 
 namespace {
+
+// --cast to one of ggml's block types (written as such to GGUF and lmkit checkpoints).
+bool is_block_cast(const std::string& cast) { return cast == "q8_0" || cast == "q4_0" || cast == "q4_K" || cast == "q6_K"; }
 
 using json = nlohmann::json;
 
@@ -226,13 +230,11 @@ Plan plan_conversion(const ConvertOptions& opts) {
   plan.to = parse_layout(opts.to);
   plan.cast = opts.cast;
   plan.shard_size = opts.shard_size;
-  if (!opts.cast.empty() && opts.cast != "f32" && opts.cast != "f16" && opts.cast != "bf16" && opts.cast != "q8_0" &&
-      opts.cast != "q4_0")
-    fail(ErrorKind::Usage, cat("bad --cast ", quote(opts.cast)), "expected f32, f16, bf16, q8_0 or q4_0");
-  if (opts.cast == "q8_0" && plan.to != Layout::GGUF && plan.to != Layout::Lmkit)
-    fail_usage("--cast q8_0 writes GGUF (--to gguf) or an lmkit checkpoint (--to lmkit)");
-  if (opts.cast == "q4_0" && plan.to != Layout::Lmkit) fail_usage("--cast q4_0 writes an lmkit checkpoint only (--to lmkit)");
-  if ((opts.cast == "q8_0" || opts.cast == "q4_0") && plan.to == Layout::Lmkit && opts.shard_size > 0)
+  if (!opts.cast.empty() && opts.cast != "f32" && opts.cast != "f16" && opts.cast != "bf16" && !is_block_cast(opts.cast))
+    fail(ErrorKind::Usage, cat("bad --cast ", quote(opts.cast)), "expected f32, f16, bf16, q8_0, q4_0, q4_K or q6_K");
+  if (is_block_cast(opts.cast) && plan.to != Layout::GGUF && plan.to != Layout::Lmkit)
+    fail_usage(cat("--cast ", opts.cast, " writes GGUF (--to gguf) or an lmkit checkpoint (--to lmkit)"));
+  if (is_block_cast(opts.cast) && plan.to == Layout::Lmkit && opts.shard_size > 0)
     fail_usage(cat("--cast ", opts.cast, ": a quantized lmkit checkpoint is written as one file"));
   if (plan.to == Layout::Llama2c && !opts.cast.empty() && opts.cast != "f32")
     fail_usage(cat("--cast ", opts.cast, ": a llama2.c v0 checkpoint holds fp32 only"));
@@ -359,7 +361,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
     unstack_experts(g, R"(^layers\.(\d+)\.feed_forward\.experts\.(w[123])\.weight$)",
                     "model.layers.$1.block_sparse_moe.experts.{e}.$2.weight");
 
-  if (!opts.cast.empty() && opts.cast != "q8_0" && opts.cast != "q4_0") {
+  if (!opts.cast.empty() && !is_block_cast(opts.cast)) {
     const DType t = opts.cast == "f16" ? DType::F16 : opts.cast == "bf16" ? DType::BF16 : DType::F32;
     cast_all(g, t, plan.to == Layout::GGUF);
   }
@@ -471,13 +473,19 @@ std::vector<std::string> write_directory(const Plan& plan, const std::string& ou
 }
 
 void write_gguf(const Plan& plan, const std::string& path) {
-  const bool q8 = plan.cast == "q8_0";
+  // --cast to a block type: every matrix whose rows are a whole number of blocks (others stay).
+  std::optional<GGMLType> block_type;
+  if (plan.cast == "q8_0") block_type = GGMLType::Q8_0;
+  if (plan.cast == "q4_0") block_type = GGMLType::Q4_0;
+  if (plan.cast == "q4_K") block_type = GGMLType::Q4_K;
+  if (plan.cast == "q6_K") block_type = GGMLType::Q6_K;
+  const int64_t block = block_type ? weight_type_block(*weight_type_from_name(plan.cast)) : 1;
   GGUFWriter w;
   std::map<GGMLType, int> count2d;
   std::vector<std::pair<const Node*, GGMLType>> entries;
   for (const Node& n : plan.graph.nodes) {
     GGMLType type = n.dtype == DType::F16 ? GGMLType::F16 : n.dtype == DType::BF16 ? GGMLType::BF16 : GGMLType::F32;
-    if (q8 && n.shape.size() >= 2 && n.shape.back() % kQ8Block == 0) type = GGMLType::Q8_0;
+    if (block_type && n.shape.size() >= 2 && n.shape.back() % block == 0) type = *block_type;
     if (n.shape.size() >= 2) ++count2d[type];
     entries.emplace_back(&n, type);
   }
@@ -485,8 +493,16 @@ void write_gguf(const Plan& plan, const std::string& path) {
   int best = -1;
   for (const auto& [t, c] : count2d)
     if (c > best) best = c, main = t;
-  const uint32_t file_type = main == GGMLType::F16 ? 1 : main == GGMLType::Q8_0 ? 7 : main == GGMLType::BF16 ? 32 : 0;
-  set_gguf_metadata(w, *plan.config, plan.config_json, file_type, main == GGMLType::Q8_0, plan.source.tokenizer_json);
+  // llama.cpp's llama_ftype numbers (MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_Q4_K_S 14, MOSTLY_Q6_K 18).
+  const uint32_t file_type = main == GGMLType::F16    ? 1
+                             : main == GGMLType::Q4_0 ? 2
+                             : main == GGMLType::Q8_0 ? 7
+                             : main == GGMLType::Q4_K ? 14
+                             : main == GGMLType::Q6_K ? 18
+                             : main == GGMLType::BF16 ? 32
+                                                      : 0;
+  const bool quantized = main == GGMLType::Q8_0 || main == GGMLType::Q4_0 || main == GGMLType::Q4_K || main == GGMLType::Q6_K;
+  set_gguf_metadata(w, *plan.config, plan.config_json, file_type, quantized, plan.source.tokenizer_json);
   for (const auto& [key, value] : plan.vocab) w.set(key, value);
   if (plan.config->rope_scaling.type == RopeScalingType::Llama3) {
     // llama.cpp takes llama3 RoPE scaling from this tensor (convert_hf_to_gguf.py writes it first).
@@ -498,12 +514,12 @@ void write_gguf(const Plan& plan, const std::string& path) {
   for (const auto& entry : entries) {
     const Node* n = entry.first;  // (not a structured binding: clang 14 cannot capture those)
     const GGMLType type = entry.second;
-    if (type == GGMLType::Q8_0)
-      w.add_tensor(n->name, type, n->shape, [n](ByteSink& s) {
+    if (block_type && type == *block_type)
+      w.add_tensor(n->name, type, n->shape, [n, type, &plan](ByteSink& s) {
         Tensor t = n->load();
         const Tensor f = t.dtype() == DType::F32 ? t : cast_tensor(t, DType::F32);
-        std::vector<uint8_t> q(ggml_nbytes(GGMLType::Q8_0, n->shape));
-        quantize_q8_0(f.data<float>(), f.numel(), q.data());
+        std::vector<uint8_t> q(ggml_nbytes(type, n->shape));
+        quantize_row(*weight_type_from_name(plan.cast), f.data<float>(), f.numel(), q.data());
         s.write(q.data(), q.size());
         if (n->release) n->release();
       });
@@ -547,7 +563,7 @@ std::vector<std::string> write_plan(const Plan& plan, const std::string& output)
     write_gguf(plan, output);
   else if (plan.to == Layout::Llama2c)
     write_llama2c(plan, output);
-  else if (plan.cast == "q8_0" || plan.cast == "q4_0")
+  else if (is_block_cast(plan.cast))
     write_quantized_checkpoint(plan, output);  // convert/inference_weights.h
   else {
     std::vector<const Node*> nodes;

@@ -29,6 +29,8 @@ std::optional<WeightType> kept_type(GGMLType t) {
     case GGMLType::BF16: return WeightType::BF16;
     case GGMLType::Q8_0: return WeightType::Q8_0;
     case GGMLType::Q4_0: return WeightType::Q4_0;
+    case GGMLType::Q4_K: return WeightType::Q4_K;
+    case GGMLType::Q6_K: return WeightType::Q6_K;
     case GGMLType::F32: break;
   }
   return std::nullopt;

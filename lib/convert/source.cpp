@@ -157,9 +157,11 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
     n.shape = t.shape();
     n.dtype = t.type == GGMLType::F16 ? DType::F16 : t.type == GGMLType::BF16 ? DType::BF16 : DType::F32;
     n.from.push_back({t.name, n.dtype, n.shape});
-    if (t.type == GGMLType::Q8_0 || t.type == GGMLType::Q4_0) n.ops.push_back(cat("dequantize ", ggml_type_name(t.type)));
+    const bool quantized = t.type == GGMLType::Q8_0 || t.type == GGMLType::Q4_0 || t.type == GGMLType::Q4_K ||
+                           t.type == GGMLType::Q6_K;
+    if (quantized) n.ops.push_back(cat("dequantize ", ggml_type_name(t.type)));
     n.load = [g, i] { return g->get(g->tensors()[i]); };
-    n.mapped = mapped && t.type != GGMLType::Q8_0 && t.type != GGMLType::Q4_0;
+    n.mapped = mapped && !quantized;
     if (n.mapped) n.fd = fd, n.file_offset = g->data_offset() + t.offset;
     if (mapped)
       n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };

@@ -19,27 +19,41 @@ namespace lm {
 
 std::optional<WeightType> weight_type_from_name(std::string_view name) {
   for (WeightType t : {WeightType::F32, WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0,
-                       WeightType::Q4_K})
+                       WeightType::Q4_K, WeightType::Q6_K})
     if (name == weight_type_name(t)) return t;
   return std::nullopt;
 }
 
-bool weight_type_blocked(WeightType type) {
-  return type == WeightType::Q8_0 || type == WeightType::Q4_0 || type == WeightType::Q4_K;
+int64_t weight_type_block(WeightType type) {
+  switch (type) {
+    case WeightType::F32:
+    case WeightType::F16:
+    case WeightType::BF16: return 1;
+    case WeightType::Q8_0:
+    case WeightType::Q4_0: return kQuantBlock;
+    case WeightType::Q4_K:
+    case WeightType::Q6_K: return kSuperBlock;
+  }
+  return 1;
 }
 
+bool weight_type_blocked(WeightType type) { return weight_type_block(type) > 1; }
+
 int64_t weight_row_bytes(WeightType type, int64_t cols, std::string_view what) {
-  if (weight_type_blocked(type) && cols % kQuantBlock != 0)
-    fail(ErrorKind::Data, cat(what, ": ", weight_type_name(type), " needs rows of a multiple of 32 weights, not ", cols));
+  const int64_t block = weight_type_block(type);
+  if (cols % block != 0)
+    fail(ErrorKind::Data,
+         cat(what, ": ", weight_type_name(type), " needs rows of a multiple of ", block, " weights, not ", cols));
   switch (type) {
     case WeightType::F32: return cols * 4;
     case WeightType::F16:
     case WeightType::BF16: return cols * 2;
     case WeightType::Q8_0: return cols / kQuantBlock * kQ8_0BlockBytes;
     case WeightType::Q4_0: return cols / kQuantBlock * kQ4_0BlockBytes;
-    case WeightType::Q4_K: break;
+    case WeightType::Q4_K: return cols / kSuperBlock * kQ4_KBlockBytes;
+    case WeightType::Q6_K: return cols / kSuperBlock * kQ6_KBlockBytes;
   }
-  fail(ErrorKind::Unsupported, cat(what, ": ", weight_type_name(type), " weights are not supported yet"));
+  fail(ErrorKind::Unsupported, cat(what, ": ", weight_type_name(type), " weights are not supported"));
 }
 
 namespace {
@@ -50,8 +64,250 @@ uint16_t load_u16(const unsigned char* p) {
   return v;
 }
 
-void require_blocks(const char* what, int64_t n) {
-  if (n % kQuantBlock != 0) fail(ErrorKind::Usage, cat(what, ": ", n, " elements is not a multiple of 32"));
+void require_blocks(const char* what, int64_t n, int64_t block = kQuantBlock) {
+  if (n % block != 0) fail(ErrorKind::Usage, cat(what, ": ", n, " elements is not a multiple of ", block));
+}
+
+void store_f16(unsigned char* p, float f) {
+  const uint16_t h = f32_to_f16(f);
+  std::memcpy(p, &h, 2);
+}
+
+// ggml's nearest_int: round to nearest even through the float adder (|x| < 2^22).
+int nearest_int(float x) {
+  const float v = x + 12582912.0f;
+  int32_t i;
+  std::memcpy(&i, &v, 4);
+  return (i & 0x007fffff) - 0x00400000;
+}
+
+constexpr float kGroupMaxEps = 1e-15f;
+
+// q4_K's 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes.
+void q4_K_scale_min(int j, const unsigned char* b, int& sc, int& m) {
+  if (j < 4) {
+    sc = b[j] & 63;
+    m = b[j + 4] & 63;
+  } else {
+    sc = (b[j + 4] & 0x0F) | ((b[j - 4] >> 6) << 4);
+    m = (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+  }
+}
+
+// make_qkx2_quants (ggml): levels L in [0, nmax] with scale and min (returned as -min in
+// the_min) minimising the weighted squared error, searching nstep + 1 scales around
+// nmax / (max - min). The sums are in the order ggml's loops make them, each a * b + c fused.
+float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
+                float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0];
+  float sum_w = w[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sum_w += w[i];
+    sum_x = std::fma(w[i], x[i], sum_x);
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.0f;
+  }
+  float iscale = static_cast<float>(nmax) / (max - min);
+  float scale = 1 / iscale;
+  float best = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = nearest_int(iscale * (x[i] - min));
+    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+    const float diff = std::fma(scale, static_cast<float>(L[i]), min) - x[i];
+    best = std::fma(w[i], diff * diff, best);
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (std::fma(rdelta, static_cast<float>(is), rmin) + static_cast<float>(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      Laux[i] = static_cast<uint8_t>(l);
+      const float wl = w[i] * static_cast<float>(l);
+      sum_l += wl;
+      sum_l2 = std::fma(wl, static_cast<float>(l), sum_l2);
+      sum_xl = std::fma(wl, x[i], sum_xl);
+    }
+    const float D = std::fma(sum_w, sum_l2, -(sum_l * sum_l));
+    if (D > 0) {
+      float this_scale = std::fma(sum_w, sum_xl, -(sum_x * sum_l)) / D;
+      float this_min = std::fma(sum_l2, sum_x, -(sum_l * sum_xl)) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float mad = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = std::fma(this_scale, static_cast<float>(Laux[i]), this_min) - x[i];
+        mad = std::fma(w[i], diff * diff, mad);
+      }
+      if (mad < best) {
+        for (int i = 0; i < n; ++i) L[i] = Laux[i];
+        best = mad;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// make_qx_quants (ggml) with rmse_type 1 (weights x^2): signed levels in [-nmax, nmax - 1],
+// stored as l + nmax, trying 19 scales around nmax / max.
+float make_qx(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const auto sums = [&](float iscale, float& sumlx, float& suml2) {
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+      const float w = x[i] * x[i];
+      const auto lf = static_cast<float>(l);
+      sumlx = std::fma(w * x[i], lf, sumlx);
+      suml2 = std::fma(w * lf, lf, suml2);
+    }
+  };
+  const auto levels = [&](float iscale) {
+    for (int i = 0; i < n; ++i)
+      L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i]))));
+  };
+  float iscale = static_cast<float>(-nmax) / max;
+  float sumlx, suml2;
+  sums(iscale, sumlx, suml2);
+  levels(iscale);
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -std::fma(0.1f, static_cast<float>(is), static_cast<float>(nmax)) / max;
+    sums(iscale, sumlx, suml2);
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      levels(iscale);
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+void quantize_q4_K_block(const float* x, unsigned char* o) {
+  uint8_t L[kSuperBlock], Laux[32];
+  float w[32], mins[8], scales[8];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    const float* v = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 = std::fma(v[l], v[l], sum_x2);
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(v[l]);
+    scales[j] = make_qkx2(32, 15, v, w, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  unsigned char* sb = o + 4;
+  std::memset(sb, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    // ggml stores nearest_int's result in a uint8_t before clamping to 63.
+    const int ls = std::min(63, static_cast<int>(static_cast<uint8_t>(nearest_int(inv_scale * scales[j]))));
+    const int lm = std::min(63, static_cast<int>(static_cast<uint8_t>(nearest_int(inv_min * mins[j]))));
+    if (j < 4) {
+      sb[j] = static_cast<unsigned char>(ls);
+      sb[j + 4] = static_cast<unsigned char>(lm);
+    } else {
+      sb[j + 4] = static_cast<unsigned char>((ls & 0xF) | ((lm & 0xF) << 4));
+      sb[j - 4] = static_cast<unsigned char>(sb[j - 4] | ((ls >> 4) << 6));
+      sb[j] = static_cast<unsigned char>(sb[j] | ((lm >> 4) << 6));
+    }
+  }
+  store_f16(o, max_scale / 63.0f);
+  store_f16(o + 2, max_min / 63.0f);
+  const float d = f16_to_f32(load_u16(o)), dmin = f16_to_f32(load_u16(o + 2));
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    q4_K_scale_min(j, sb, sc, m);
+    const float dj = d * static_cast<float>(sc);
+    if (dj == 0.0f) continue;  // the levels of make_qkx2 stay
+    const float dm = dmin * static_cast<float>(m);
+    for (int i = 0; i < 32; ++i)
+      L[32 * j + i] = static_cast<uint8_t>(std::max(0, std::min(15, nearest_int((x[32 * j + i] + dm) / dj))));
+  }
+  unsigned char* q = o + 16;
+  for (int r = 0; r < 4; ++r)
+    for (int l = 0; l < 32; ++l) q[32 * r + l] = static_cast<unsigned char>(L[64 * r + l] | (L[64 * r + 32 + l] << 4));
+}
+
+void quantize_q6_K_block(const float* x, unsigned char* o) {
+  int8_t L[kSuperBlock];
+  float scales[16];
+  float max_scale = 0, max_abs_scale = 0;
+  for (int g = 0; g < 16; ++g) {
+    scales[g] = make_qx(16, 32, x + 16 * g, L + 16 * g);
+    if (std::fabs(scales[g]) > max_abs_scale) {
+      max_abs_scale = std::fabs(scales[g]);
+      max_scale = scales[g];
+    }
+  }
+  if (max_abs_scale < kGroupMaxEps) {
+    std::memset(o, 0, kQ6_KBlockBytes);
+    return;
+  }
+  const float iscale = -128.0f / max_scale;
+  store_f16(o + 208, 1 / iscale);
+  auto* sc = reinterpret_cast<int8_t*>(o + 192);
+  for (int g = 0; g < 16; ++g) sc[g] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[g])));
+  const float d = f16_to_f32(load_u16(o + 208));
+  for (int g = 0; g < 16; ++g) {
+    const float dg = d * static_cast<float>(sc[g]);
+    if (dg == 0.0f) continue;
+    for (int i = 0; i < 16; ++i)
+      L[16 * g + i] = static_cast<int8_t>(std::max(-32, std::min(31, nearest_int(x[16 * g + i] / dg))) + 32);
+  }
+  unsigned char* ql = o;
+  unsigned char* qh = o + 128;
+  for (int h = 0; h < 2; ++h, ql += 64, qh += 32) {
+    const int8_t* l = L + 128 * h;
+    for (int j = 0; j < 32; ++j) {
+      ql[j] = static_cast<unsigned char>((l[j] & 0xF) | ((l[j + 64] & 0xF) << 4));
+      ql[j + 32] = static_cast<unsigned char>((l[j + 32] & 0xF) | ((l[j + 96] & 0xF) << 4));
+      qh[j] = static_cast<unsigned char>((l[j] >> 4) | ((l[j + 32] >> 4) << 2) | ((l[j + 64] >> 4) << 4) |
+                                         ((l[j + 96] >> 4) << 6));
+    }
+  }
+}
+
+// Element j of a q6_K super-block, 0..63 (the stored level; the weight is d * scale * (it - 32)).
+int q6_K_level(const unsigned char* blk, int e) {
+  const int h = e / 128, k = (e % 128) / 32, j = e % 32;
+  const unsigned char* ql = blk + 64 * h;
+  const unsigned char* qh = blk + 128 + 32 * h;
+  const int low = k == 0 ? ql[j] & 0xF : k == 1 ? ql[j + 32] & 0xF : k == 2 ? ql[j] >> 4 : ql[j + 32] >> 4;
+  return low | (((qh[j] >> (2 * k)) & 3) << 4);
+}
+
+// Element e of a q4_K super-block: its nibble 0..15.
+int q4_K_level(const unsigned char* blk, int e) {
+  const int r = e / 64, j = e % 32;
+  const unsigned char b = blk[16 + 32 * r + j];
+  return (e % 64) < 32 ? b & 0xF : b >> 4;
 }
 
 }  // namespace
@@ -107,9 +363,16 @@ void quantize_row(WeightType type, const float* x, int64_t n, void* out) {
         }
       }
       return;
-    case WeightType::Q4_K: break;
+    case WeightType::Q4_K:
+      require_blocks("quantize_row q4_K", n, kSuperBlock);
+      for (int64_t b = 0; b < n / kSuperBlock; ++b) quantize_q4_K_block(x + b * kSuperBlock, o + b * kQ4_KBlockBytes);
+      return;
+    case WeightType::Q6_K:
+      require_blocks("quantize_row q6_K", n, kSuperBlock);
+      for (int64_t b = 0; b < n / kSuperBlock; ++b) quantize_q6_K_block(x + b * kSuperBlock, o + b * kQ6_KBlockBytes);
+      return;
   }
-  fail(ErrorKind::Unsupported, cat("quantize_row: ", weight_type_name(type), " is not supported yet"));
+  fail(ErrorKind::Unsupported, cat("quantize_row: ", weight_type_name(type), " is not supported"));
 }
 
 void dequantize_row(WeightType type, const void* in, int64_t n, float* out) {
@@ -139,9 +402,31 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out) {
         }
       }
       return;
-    case WeightType::Q4_K: break;
+    case WeightType::Q4_K:
+      require_blocks("dequantize_row q4_K", n, kSuperBlock);
+      for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
+        const float d = f16_to_f32(load_u16(p)), dmin = f16_to_f32(load_u16(p + 2));
+        for (int j = 0; j < 8; ++j) {
+          int sc, m;
+          q4_K_scale_min(j, p + 4, sc, m);
+          const float dj = d * static_cast<float>(sc), mj = dmin * static_cast<float>(m);
+          // d1 * q - m1 fused, as ggml's build computes it.
+          for (int i = 0; i < 32; ++i)
+            out[b * kSuperBlock + 32 * j + i] = std::fma(dj, static_cast<float>(q4_K_level(p, 32 * j + i)), -mj);
+        }
+      }
+      return;
+    case WeightType::Q6_K:
+      require_blocks("dequantize_row q6_K", n, kSuperBlock);
+      for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ6_KBlockBytes) {
+        const float d = f16_to_f32(load_u16(p + 208));
+        const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+        for (int e = 0; e < kSuperBlock; ++e)
+          out[b * kSuperBlock + e] = d * static_cast<float>(sc[e / 16]) * static_cast<float>(q6_K_level(p, e) - 32);
+      }
+      return;
   }
-  fail(ErrorKind::Unsupported, cat("dequantize_row: ", weight_type_name(type), " is not supported yet"));
+  fail(ErrorKind::Unsupported, cat("dequantize_row: ", weight_type_name(type), " is not supported"));
 }
 
 void quantize_input_q8(const float* x, int64_t n, int8_t* q, float* d, float* s) {
@@ -198,6 +483,38 @@ float dot_q4_0_ref(const void* row, const int8_t* q, const float* d, const float
     for (int j = 0; j < kQuantBlock / 2; ++j)
       dot += ((p[2 + j] & 0x0F) - 8) * q[b * kQuantBlock + j] + ((p[2 + j] >> 4) - 8) * q[b * kQuantBlock + j + 16];
     acc += static_cast<double>(f16_to_f32(load_u16(p))) * d[b] * static_cast<double>(dot);
+  }
+  return static_cast<float>(acc);
+}
+
+float dot_q4_K_ref(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  double acc = 0;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
+    const double dw = f16_to_f32(load_u16(p)), dmin = f16_to_f32(load_u16(p + 2));
+    for (int j = 0; j < 8; ++j) {
+      const int64_t xb = b * 8 + j;  // the input's block of 32
+      int sc, m;
+      q4_K_scale_min(j, p + 4, sc, m);
+      int64_t dot = 0;
+      for (int i = 0; i < 32; ++i) dot += q4_K_level(p, 32 * j + i) * q[xb * kQuantBlock + i];
+      acc += dw * sc * d[xb] * static_cast<double>(dot) - dmin * m * static_cast<double>(s[xb]) / 8;
+    }
+  }
+  return static_cast<float>(acc);
+}
+
+float dot_q6_K_ref(const void* row, const int8_t* q, const float* d, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  double acc = 0;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ6_KBlockBytes) {
+    const double dw = f16_to_f32(load_u16(p + 208));
+    const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+    for (int g = 0; g < 16; ++g) {
+      int64_t dot = 0;
+      for (int i = 0; i < 16; ++i) dot += (q6_K_level(p, 16 * g + i) - 32) * q[b * kSuperBlock + 16 * g + i];
+      acc += dw * sc[g] * d[b * 8 + g / 2] * static_cast<double>(dot);
+    }
   }
   return static_cast<float>(acc);
 }
@@ -406,6 +723,155 @@ LM_AVX2 float dot_q4_0_avx2(const void* row, const int8_t* q, const float* d, co
   return hsum256(a0) - offset;
 }
 
+// q4_K: the four runs of 32 nibble bytes each hold two sub-blocks of 32 (low nibbles, then
+// high ones) whose inputs are 64 contiguous int8s. The eight sub-block factors d * sc * d_x
+// are one vector per super-block; the mins come off once per row from dmin * m * s / 8.
+struct Q4KScales {
+  float sc[8], m[8];
+};
+inline void q4_K_unpack(const unsigned char* b, Q4KScales& out) {
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    q4_K_scale_min(j, b, sc, m);
+    out.sc[j] = static_cast<float>(sc);
+    out.m[j] = static_cast<float>(m);
+  }
+}
+
+LM_AVX512 float dot_q4_K_vnni(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc = _mm512_setzero_ps();
+  __m256 mins = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
+    Q4KScales u;
+    q4_K_unpack(p + 4, u);
+    const float dw = f16_scalar_avx512(p), dmin = f16_scalar_avx512(p + 2);
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m512 f512 = _mm512_castps256_ps512(f);
+    const int8_t* x = q + b * kSuperBlock;
+    for (int r = 0; r < 4; ++r) {
+      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
+      const __m512i w = _mm512_and_si512(both, low4);
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r));
+      const __m512 scale = _mm512_permutexvar_ps(
+          _mm512_set_epi32(2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r,
+                           2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r),
+          f512);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+    }
+  }
+  return hsum512(acc) - hsum256(mins) / 8;
+}
+
+LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
+    Q4KScales u;
+    q4_K_unpack(p + 4, u);
+    const float dw = f16_scalar_avx2(p), dmin = f16_scalar_avx2(p + 2);
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
+    const int8_t* x = q + b * kSuperBlock;
+    for (int r = 0; r < 4; ++r) {
+      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
+      const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+      // |sum| of two products <= 2 * 15 * 127: no int16 overflow.
+      const __m256i d0 = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r))), ones);
+      const __m256i d1 = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r + 32))), ones);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r)), acc);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r + 1)), acc);
+    }
+  }
+  return hsum256(acc) - hsum256(mins) / 8;
+}
+
+// q6_K: the levels 0..63 are the unsigned operand as they are; the offset of 32 comes off
+// each group of 16 with the input's sum over it (a second dot against bytes of 1). Per half
+// of 128, runs k = 0, 1 (elements 0..63) and k = 2, 3 (64..127) each pair with 64 contiguous
+// inputs. Group g's factor d * scale_g * d_x(g / 2) is one lane of a 16-lane vector.
+LM_AVX512 float dot_q6_K_vnni(const void* row, const int8_t* q, const float* d, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i half_index = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ6_KBlockBytes) {
+    const float dw = f16_scalar_avx512(p + 208);
+    const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192))));
+    const __m512 dx = _mm512_permutexvar_ps(half_index, _mm512_castps256_ps512(_mm256_loadu_ps(d + 8 * b)));
+    const __m512 f = _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_set1_ps(dw)), dx);
+    const int8_t* x = q + b * kSuperBlock;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
+      const __m256i q0 = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2));
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(c, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4),
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2));
+      for (int k = 0; k < 2; ++k) {
+        const __m512i w = k == 0 ? _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1)
+                                 : _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);
+        const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xv);
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv);
+        const __m512i net = _mm512_sub_epi32(dot, _mm512_slli_epi32(sum, 5));
+        // lanes 4g'..4g'+3 belong to group 8h + 4k + g'
+        const int g0 = 8 * h + 4 * k;
+        const __m512 scale = _mm512_permutexvar_ps(
+            _mm512_set_epi32(g0 + 3, g0 + 3, g0 + 3, g0 + 3, g0 + 2, g0 + 2, g0 + 2, g0 + 2, g0 + 1, g0 + 1, g0 + 1,
+                             g0 + 1, g0, g0, g0, g0),
+            f);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(net), scale, acc);
+      }
+    }
+  }
+  return hsum512(acc);
+}
+
+LM_AVX2 float dot_q6_K_avx2(const void* row, const int8_t* q, const float* d, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  alignas(32) float f[16];
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ6_KBlockBytes) {
+    const float dw = f16_scalar_avx2(p + 208);
+    const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+    for (int g = 0; g < 16; ++g) f[g] = dw * static_cast<float>(sc[g]) * d[8 * b + g / 2];
+    const int8_t* x = q + b * kSuperBlock;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
+      const __m256i lv[4] = {
+          _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2)),
+          _mm256_or_si256(_mm256_and_si256(c, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2))};
+      for (int k = 0; k < 4; ++k) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 128 * h + 32 * k));
+        // |sum| of two products <= 2 * 63 * 128: no int16 overflow.
+        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(lv[k], xv), ones16);
+        const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16);
+        const __m256i net = _mm256_sub_epi32(dot, _mm256_slli_epi32(sum, 5));
+        const int g = 8 * h + 2 * k;
+        const __m256 scale = _mm256_set_m128(_mm_set1_ps(f[g + 1]), _mm_set1_ps(f[g]));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(net), scale, acc);
+      }
+    }
+  }
+  return hsum256(acc);
+}
+
 enum class DotIsa { Vnni, Avx2, Scalar };
 
 bool cpu_runs(DotIsa isa) {
@@ -490,6 +956,24 @@ float dot_q4_0(const void* row, const int8_t* q, const float* d, const float* s,
     case DotIsa::Scalar: break;
   }
   return dot_q4_0_ref(row, q, d, s, n);
+}
+
+float dot_q4_K(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  switch (dot_isa()) {
+    case DotIsa::Vnni: return dot_q4_K_vnni(row, q, d, s, n);
+    case DotIsa::Avx2: return dot_q4_K_avx2(row, q, d, s, n);
+    case DotIsa::Scalar: break;
+  }
+  return dot_q4_K_ref(row, q, d, s, n);
+}
+
+float dot_q6_K(const void* row, const int8_t* q, const float* d, int64_t n) {
+  switch (dot_isa()) {
+    case DotIsa::Vnni: return dot_q6_K_vnni(row, q, d, n);
+    case DotIsa::Avx2: return dot_q6_K_avx2(row, q, d, n);
+    case DotIsa::Scalar: break;
+  }
+  return dot_q6_K_ref(row, q, d, n);
 }
 
 }  // namespace lm

@@ -16,6 +16,7 @@ const char* weight_type_name(WeightType type) {
     case WeightType::Q8_0: return "q8_0";
     case WeightType::Q4_0: return "q4_0";
     case WeightType::Q4_K: return "q4_K";
+    case WeightType::Q6_K: return "q6_K";
   }
   return "unknown";
 }
@@ -112,6 +113,14 @@ float row_dot_q4_0(const void* row, const RowsInput& in, int64_t n) {
   const int64_t nb = in.IC / kQuantBlock;
   return dot_q4_0(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.s.data() + n * nb, in.IC);
 }
+float row_dot_q4_K(const void* row, const RowsInput& in, int64_t n) {
+  const int64_t nb = in.IC / kQuantBlock;
+  return dot_q4_K(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.s.data() + n * nb, in.IC);
+}
+float row_dot_q6_K(const void* row, const RowsInput& in, int64_t n) {
+  const int64_t nb = in.IC / kQuantBlock;
+  return dot_q6_K(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.IC);
+}
 
 // The one row loop; `dot` is a template argument, so the call inside is direct (and the
 // f32 wrapper folds into it). Input row n is the inner loop: the weight row is read from
@@ -153,7 +162,9 @@ void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const f
   }
 }
 
-bool needs_q8_input(WeightType type) { return type == WeightType::Q8_0 || type == WeightType::Q4_0; }
+bool needs_q8_input(WeightType type) {
+  return type == WeightType::Q8_0 || type == WeightType::Q4_0 || type == WeightType::Q4_K || type == WeightType::Q6_K;
+}
 
 // The reference's per-type decoder: row to IC floats.
 using RowDecode = void (*)(float* dst, const void* row, int64_t IC);
@@ -165,8 +176,7 @@ void decode_row_f32(float* dst, const void* row, int64_t IC) {
 
 RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type) : f32(inp), N(N_), IC(IC_) {
   if (!needs_q8_input(type)) return;
-  if (IC % kQuantBlock != 0)
-    fail(ErrorKind::Data, cat("matmul_rows: ", weight_type_name(type), " needs rows of a multiple of 32 weights, not ", IC));
+  weight_row_bytes(type, IC, "matmul_rows");  // a Data error for a row length off the type's blocks
   const int64_t nb = IC / kQuantBlock;
   q.resize(static_cast<size_t>(N * IC));
   d.resize(static_cast<size_t>(N * nb));
@@ -175,7 +185,16 @@ RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type)
 }
 
 void require_row_kernel(WeightType type) {
-  if (type == WeightType::Q4_K) fail_no_row_kernel("matmul_rows", type);
+  switch (type) {
+    case WeightType::F32:
+    case WeightType::F16:
+    case WeightType::BF16:
+    case WeightType::Q8_0:
+    case WeightType::Q4_0:
+    case WeightType::Q4_K:
+    case WeightType::Q6_K: return;
+  }
+  fail_no_row_kernel("matmul_rows", type);
 }
 
 void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
@@ -186,6 +205,8 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
     case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
     case WeightType::Q8_0: return rows_loop<row_dot_q8_0>(out, in, w, bias, first, count);
     case WeightType::Q4_0: return rows_loop<row_dot_q4_0>(out, in, w, bias, first, count);
+    case WeightType::Q4_K: return rows_loop<row_dot_q4_K>(out, in, w, bias, first, count);
+    case WeightType::Q6_K: return rows_loop<row_dot_q6_K>(out, in, w, bias, first, count);
     default: fail_no_row_kernel("matmul_rows", w.type);
   }
 }
@@ -205,11 +226,13 @@ void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const fl
     case WeightType::BF16: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::BF16, row, IC, dst); }; break;
     case WeightType::Q8_0: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q8_0, row, IC, dst); }; break;
     case WeightType::Q4_0: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q4_0, row, IC, dst); }; break;
+    case WeightType::Q4_K: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q4_K, row, IC, dst); }; break;
+    case WeightType::Q6_K: decode = [](float* dst, const void* row, int64_t IC) { dequantize_row(WeightType::Q6_K, row, IC, dst); }; break;
     default: fail_no_row_kernel("matmul_rows_ref", w.type);
   }
   const auto* base = static_cast<const unsigned char*>(w.data);
   const int64_t OC = w.rows, IC = w.cols;
-  // The input as the kernel sees it: q8_0 / q4_0 dots read it in int8 blocks.
+  // The input as the kernel sees it: the int8 types' dots read it in int8 blocks.
   std::vector<double> x(inp, inp + N * IC);
   if (needs_q8_input(w.type)) {
     const RowsInput in(inp, N, IC, w.type);

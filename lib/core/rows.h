@@ -21,8 +21,7 @@
 namespace lm {
 
 // Storage type of a weight matrix's rows (core/quant.h has the layouts and the row-dots).
-// Q4_K has none yet: refused by the kernels with an Unsupported error.
-enum class WeightType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K };
+enum class WeightType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K };
 const char* weight_type_name(WeightType type);  // "f32", "q8_0", ...
 
 // OC rows of IC weights each, in PyTorch orientation [OC, IC]; row o starts at
@@ -46,14 +45,14 @@ void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]
 // The same with a double accumulator, rounded once: the reference dot_f32 is held to.
 float dot_f32_ref(const float* w, const float* x, int64_t n);
 
-// N input rows of IC floats, prepared once per matmul for the weights' type: for q8_0 and
-// q4_0 the rows quantized to int8 blocks (core/quant.h, quantize_input_q8), which every
+// N input rows of IC floats, prepared once per matmul for the weights' type: for q8_0, q4_0,
+// q4_K and q6_K the rows quantized to int8 blocks (core/quant.h, quantize_input_q8), which every
 // weight row's dot then reads. Build it before the rows are shared out among threads.
 struct RowsInput {
   RowsInput(const float* inp, int64_t N, int64_t IC, WeightType type);
   const float* f32;
   int64_t N, IC;
-  std::vector<int8_t> q;  // [N, IC]      q8_0 / q4_0 weights only
+  std::vector<int8_t> q;  // [N, IC]      the int8 types only
   std::vector<float> d;   // [N, IC / 32] block scales
   std::vector<float> s;   // [N, IC / 32] 8 * d * sum(q) of each block
 };
@@ -72,7 +71,7 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
 // Throws the Unsupported error matmul_rows would throw for `type` (call it before a parallel region).
 void require_row_kernel(WeightType type);
 // The same with plain loops (each weight decoded to float, double accumulation): the
-// reference matmul_rows is held to. For q8_0 and q4_0 the input is first quantized as the
+// reference matmul_rows is held to. For the int8 types the input is first quantized as the
 // fast kernel's is (quantize_input_q8) and decoded back: the products are the same integers.
 void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
                      int64_t first, int64_t count);

@@ -30,6 +30,8 @@ constexpr TypeInfo kTypes[] = {
     {GGMLType::Q8_0, "Q8_0", kQ8Block, kQ8BlockBytes},
     {GGMLType::BF16, "BF16", 1, 2},
     {GGMLType::Q4_0, "Q4_0", 32, 18},
+    {GGMLType::Q4_K, "Q4_K", kSuperBlock, kQ4_KBlockBytes},
+    {GGMLType::Q6_K, "Q6_K", kSuperBlock, kQ6_KBlockBytes},
 };
 
 const TypeInfo* type_info(uint32_t t) {
@@ -280,7 +282,7 @@ GGUFFile GGUFFile::parse(std::shared_ptr<MappedFile> file) {
     const TypeInfo* ti = type_info(type);
     if (!ti) {
       if (const char* known = known_unsupported_type(type))
-        fail(ErrorKind::Unsupported, cat(tq, ": ggml type ", known, " is not supported (F32, F16, BF16, Q8_0 and Q4_0 are)"));
+        fail(ErrorKind::Unsupported, cat(tq, ": ggml type ", known, " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are)"));
       fail_data(cat(tq, ": unknown ggml type ", type));
     }
     info.type = ti->type;
@@ -334,9 +336,12 @@ Tensor GGUFFile::get(const GGUFTensorInfo& t) const {
       dequantize_q8_0(data(t), out.numel(), out.data_mut<float>());
       return out;
     }
-    case GGMLType::Q4_0: {
+    case GGMLType::Q4_0:
+    case GGMLType::Q4_K:
+    case GGMLType::Q6_K: {
+      const WeightType wt = t.type == GGMLType::Q4_0 ? WeightType::Q4_0 : t.type == GGMLType::Q4_K ? WeightType::Q4_K : WeightType::Q6_K;
       Tensor out = Tensor::zeros(DType::F32, shape);
-      dequantize_row(WeightType::Q4_0, data(t), out.numel(), out.data_mut<float>());
+      dequantize_row(wt, data(t), out.numel(), out.data_mut<float>());
       return out;
     }
   }

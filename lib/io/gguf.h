@@ -22,8 +22,8 @@ class ByteSink;
 class MappedFile;
 
 // The ggml tensor types lmkit reads and writes (others are rejected by name or number).
-enum class GGMLType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 };
-const char* ggml_type_name(GGMLType t);  // "F32", "F16", "Q4_0", "Q8_0", "BF16"
+enum class GGMLType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
+const char* ggml_type_name(GGMLType t);  // "F32", "F16", "Q4_0", "Q8_0", "Q4_K", "Q6_K", "BF16"
 
 // Q8_0: blocks of 32 values, one f16 scale then 32 int8 (34 bytes), as ggml's reference
 // quantize_row_q8_0 (d = max|x| / 127, q = round(x / d)).
@@ -80,7 +80,7 @@ class GGUFFile {
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const uint8_t* data(const GGUFTensorInfo& t) const;
   uint64_t data_offset() const { return data_offset_; }  // file offset of the tensor data section
-  // The tensor in PyTorch shape: a zero-copy view for F32/F16/BF16, dequantized to F32 for Q8_0 and Q4_0.
+  // The tensor in PyTorch shape: a zero-copy view for F32/F16/BF16, dequantized to F32 for Q8_0, Q4_0, Q4_K and Q6_K.
   Tensor get(const GGUFTensorInfo& t) const;
 
  private:

@@ -265,7 +265,7 @@ int64_t ModelWeights::stored_bytes(size_t i) const {
 
 std::string ModelWeights::types_summary() const {
   std::string out;
-  for (WeightType t : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0})
+  for (WeightType t : {WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K})
     if (std::find(types_.begin(), types_.end(), t) != types_.end()) out += (out.empty() ? "" : "+") + std::string(weight_type_name(t));
   return out.empty() ? "f32" : out;
 }
@@ -383,9 +383,9 @@ ModelWeights ModelWeights::from_checkpoint(const SafeTensorsFile& file, const Mo
     if (!j.is_object()) fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": not a JSON object"));
     for (const auto& [name, v] : j.items()) {
       const auto t = v.is_string() ? weight_type_from_name(v.get<std::string>()) : std::nullopt;
-      if (!t || (*t != WeightType::Q8_0 && *t != WeightType::Q4_0))
+      if (!t || !weight_type_blocked(*t))
         fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": tensor ", quote(name), ": type ", v.dump(),
-                      " is not one of \"q8_0\", \"q4_0\""));
+                      " is not one of \"q8_0\", \"q4_0\", \"q4_K\", \"q6_K\""));
       if (!expected.count(name)) fail_data(cat(where, ": metadata ", kWeightTypesMetadataKey, ": no tensor ", quote(name)));
       tags[name] = *t;
     }
@@ -550,7 +550,7 @@ SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const 
   nlohmann::json tags = nlohmann::json::object();
   for (size_t i = 0; i < layout_.tensors().size(); ++i) {
     out.add(layout_.tensors()[i].name, tensor(i));
-    if (types_[i] == WeightType::Q8_0 || types_[i] == WeightType::Q4_0) tags[layout_.tensors()[i].name] = weight_type_name(types_[i]);
+    if (weight_type_blocked(types_[i])) tags[layout_.tensors()[i].name] = weight_type_name(types_[i]);
   }
   if (!tags.empty()) out.set_metadata(kWeightTypesMetadataKey, tags.dump());
   if (loss_weights_.raw()) out.add(kLossWeightsTensor, loss_weights_);

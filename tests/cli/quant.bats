@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Quantized weights for inference: lm-convert-checkpoint --cast q8_0|q4_0|f16 writes
+# Quantized weights for inference: lm-convert-checkpoint --cast q8_0|q4_0|q4_K|q6_K|f16 writes
 # checkpoints the programs run as stored; GGUF files open directly. The eval loss of each
 # type stays near f32's (a broken kernel moves it far), and training refuses them.
 
@@ -70,6 +70,44 @@ PY
   run lm-bench train --model "$TMP/q4.safetensors" --batch 1 --seq 8 --repeats 1 --warmup 0 --threads 1
   [ "$status" -eq 1 ] || fail "status $status: $output"
   [[ "$output" == *"training needs f32 weights"* ]] || fail "$output"
-  run lm-convert-checkpoint --to gguf --cast q4_0 "$SOMA" "$TMP/q4.gguf"
+  run lm-convert-checkpoint --to llama2c --cast q4_0 "$LLAMA2" "$TMP/q4.bin"
   [ "$status" -eq 2 ] || fail "status $status: $output"
+}
+
+@test "q4_K and q6_K: GGUF and checkpoint casts give the same loss, near f32; rows off 256 are refused" {
+  # Rows of 256 and 768 (the k-quants' super-blocks of 256), random weights, vocab 256.
+  lm-train stories15m --set dim=256 --set n_layers=1 --set n_heads=4 --set hidden_dim=768 --set vocab_size=256 \
+    --set pad_id=-1 --set eos_id=-1 --set bos_id=-1 --steps 0 --seed 3 -o "$TMP/run" -q
+  M="$TMP/run/model.safetensors"
+  python3 - "$TMP/in.bin" 600 <<'PY'
+import struct, sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *([20240520, 1, n] + [0] * 253)))
+    f.write(struct.pack("<%dH" % n, *[(i * 7 + 3) % 256 for i in range(n)]))
+PY
+  python3 - "$TMP/p.bin" 5 <<'PY'
+import struct, sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *([20240520, 1, n] + [0] * 253)))
+    f.write(struct.pack("<%dH" % n, *[(i * 11 + 5) % 256 for i in range(n)]))
+PY
+  f=$(lm-eval-loss --threads 2 -m "$M" --seq 64 --json "$TMP/in.bin" | json_get 'r["loss"]')
+  for t in q4_K q6_K; do
+    lm-convert-checkpoint -q --to gguf --cast "$t" "$M" "$TMP/$t.gguf"
+    lm-convert-checkpoint -q --cast "$t" "$M" "$TMP/$t.safetensors"
+    a=$(lm-eval-loss --threads 2 -m "$TMP/$t.gguf" --seq 64 --json "$TMP/in.bin" | json_get 'r["loss"]')
+    b=$(lm-eval-loss --threads 2 -m "$TMP/$t.safetensors" --seq 64 --json "$TMP/in.bin" | json_get 'r["loss"]')
+    echo "$t gguf $a checkpoint $b f32 $f"
+    [ "$a" = "$b" ] || fail "$t: gguf $a, checkpoint $b"
+    [ "$a" != "$f" ] || fail "$t: the GGUF gave f32's loss $f"
+    python3 -c 'import sys; a, f = map(float, sys.argv[1:]); assert abs(a - f) / f < 0.01, (a, f)' "$a" "$f"
+    run lm-generate --threads 2 -m "$TMP/$t.gguf" --input-format tokens --temperature 0 -n 4 --format ids -i "$TMP/p.bin"
+    [ "$status" -eq 0 ] || fail "$t generate: $output"
+    [ "$(echo "$output" | wc -w)" -eq 4 ] || fail "$t generate: $output"
+  done
+  run lm-convert-checkpoint --cast q4_K "$LLAMA2" "$TMP/bad.safetensors"
+  [ "$status" -eq 1 ] || fail "status $status: $output"
+  [[ "$output" == *"multiple of 256"* ]] || fail "$output"
 }

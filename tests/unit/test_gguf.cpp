@@ -173,7 +173,7 @@ TEST(GGUF, RejectsEveryMalformation) {
       {with([](Spec& s) { s.n_dims = 0; }), "0 dimensions"},
       {with([](Spec& s) { s.n_dims = 5; }), "5 dimensions"},
       {with([](Spec& s) { s.type = 77; }), "unknown ggml type 77"},
-      {with([](Spec& s) { s.type = 12; }), "ggml type Q4_K is not supported"},
+      {with([](Spec& s) { s.type = 13; }), "ggml type Q5_K is not supported"},
       {with([](Spec& s) { s.type = 8; }), "not a multiple of the Q8_0 block size"},
       {with([](Spec& s) { s.offset = 32; }), "data offset 32, expected 0"},
       {with([](Spec& s) { s.name = std::string(64, 'n'); }), "the limit is 63"},

@@ -1,11 +1,14 @@
 // Weight types below f32 (core/quant.h): the block layouts against bytes made by llama.cpp's
-// own format definition (tests/fixtures/quant/make_quant_fixture.py), each fast row-dot on
+// own format definition (tests/fixtures/quant/make_quant_fixture.py) and, for q4_K and q6_K,
+// by llama-quantize itself (tests/fixtures/quant/make_kquant_fixture.sh), each fast row-dot on
 // every instruction set this CPU runs against its plain twin, and matmul_rows against
 // matmul_rows_ref for every type, row count and row range.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -51,6 +54,37 @@ TEST(Quant, BlocksMatchLlamaCppFormatDefinition) {
   }
 }
 
+// q4_K and q6_K super-blocks written by llama-quantize (Q4_K_M, no importance matrix) from
+// f32 rows, and gguf-py's decoding of them: lmkit's quantizer gives the same bytes on these
+// rows (not on every row: see core/quant.h), its decoder the same floats.
+TEST(Quant, KBlocksMatchLlamaQuantize) {
+  std::ifstream in(std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/quant/kblocks.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json j = nlohmann::json::parse(in);
+  std::map<std::string, int> seen;
+  for (const auto& c : j["cases"]) {
+    const std::string name = c["type"].get<std::string>();
+    const WeightType type = *weight_type_from_name(name);
+    const std::vector<float> x = c["x"].get<std::vector<float>>();
+    const int64_t n = static_cast<int64_t>(x.size());
+    const std::vector<uint8_t> expect = from_hex(c["bytes"].get<std::string>());
+    ASSERT_EQ(static_cast<int64_t>(expect.size()), weight_row_bytes(type, n)) << name;
+    std::vector<uint8_t> got(expect.size());
+    quantize_row(type, x.data(), n, got.data());
+    const int64_t bb = type == WeightType::Q4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
+    for (int64_t b = 0; b < n / kSuperBlock; ++b)
+      EXPECT_TRUE(std::equal(got.begin() + b * bb, got.begin() + (b + 1) * bb, expect.begin() + b * bb))
+          << name << " " << c["what"].get<std::string>() << " super-block " << b;
+    const std::vector<float> decoded_expect = c["decoded"].get<std::vector<float>>();
+    std::vector<float> decoded(static_cast<size_t>(n));
+    dequantize_row(type, expect.data(), n, decoded.data());
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(decoded[i], decoded_expect[i], 1e-6f * (1 + std::fabs(decoded_expect[i]))) << name << " " << i;
+    ++seen[name];
+  }
+  EXPECT_GE(seen["q4_K"], 2);
+  EXPECT_GE(seen["q6_K"], 2);
+}
+
 TEST(Quant, HandComputedBlocks) {
   // q8_0 of 0, 1, ..., 31 minus 16: max |x| = 16, d = 16 / 127 (f16 0x3008), q = round(x * 127 / 16).
   std::vector<float> x(32);
@@ -79,7 +113,10 @@ TEST(Quant, RowBytesAndNames) {
   EXPECT_EQ(weight_row_bytes(WeightType::Q4_0, 64), 36);
   EXPECT_EQ(weight_row_bytes(WeightType::BF16, 5), 10);
   EXPECT_THROW(weight_row_bytes(WeightType::Q8_0, 48), Error);
-  for (const char* name : {"f32", "f16", "bf16", "q8_0", "q4_0"}) EXPECT_STREQ(weight_type_name(*weight_type_from_name(name)), name);
+  EXPECT_EQ(weight_row_bytes(WeightType::Q4_K, 512), 288);
+  EXPECT_EQ(weight_row_bytes(WeightType::Q6_K, 256), 210);
+  EXPECT_THROW(weight_row_bytes(WeightType::Q4_K, 288), Error);
+  for (const char* name : {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_K", "q6_K"}) EXPECT_STREQ(weight_type_name(*weight_type_from_name(name)), name);
   EXPECT_FALSE(weight_type_from_name("q5_0").has_value());
 }
 
@@ -150,13 +187,36 @@ TEST(Quant, FloatDotsMatchReferenceOnEveryIsa) {
   }
 }
 
+float int_dot(WeightType type, const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  switch (type) {
+    case WeightType::Q8_0: return dot_q8_0(row, q, d, n);
+    case WeightType::Q4_0: return dot_q4_0(row, q, d, s, n);
+    case WeightType::Q4_K: return dot_q4_K(row, q, d, s, n);
+    case WeightType::Q6_K: return dot_q6_K(row, q, d, n);
+    default: ADD_FAILURE() << "not an int8 type";
+  }
+  return 0;
+}
+
+float int_dot_ref(WeightType type, const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
+  switch (type) {
+    case WeightType::Q8_0: return dot_q8_0_ref(row, q, d, n);
+    case WeightType::Q4_0: return dot_q4_0_ref(row, q, d, s, n);
+    case WeightType::Q4_K: return dot_q4_K_ref(row, q, d, s, n);
+    case WeightType::Q6_K: return dot_q6_K_ref(row, q, d, n);
+    default: ADD_FAILURE() << "not an int8 type";
+  }
+  return 0;
+}
+
 TEST(Quant, IntDotsMatchReferenceOnEveryIsa) {
   IsaGuard guard;
   Rng rng(33);
   for (const std::string& isa : isas()) {
     ASSERT_TRUE(set_quant_dot_isa(isa));
-    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
-      for (int64_t n : {32, 64, 96, 160, 288, 768, 32 * 37}) {
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K}) {
+      for (int64_t n : {32, 64, 96, 160, 288, 768, 32 * 37, 2048}) {
+        if (n % weight_type_block(type) != 0) continue;
         std::vector<float> w;
         const std::vector<uint8_t> row = random_row(rng, type, n, &w);
         std::vector<float> x(static_cast<size_t>(n));
@@ -166,10 +226,8 @@ TEST(Quant, IntDotsMatchReferenceOnEveryIsa) {
         quantize_input_q8(x.data(), n, q.data(), d.data(), s.data());
         double sum_abs = 0;
         for (int64_t i = 0; i < n; ++i) sum_abs += std::fabs(static_cast<double>(w[i]) * d[i / 32] * q[i]);
-        const float fast = type == WeightType::Q8_0 ? dot_q8_0(row.data(), q.data(), d.data(), n)
-                                                    : dot_q4_0(row.data(), q.data(), d.data(), s.data(), n);
-        const float ref = type == WeightType::Q8_0 ? dot_q8_0_ref(row.data(), q.data(), d.data(), n)
-                                                   : dot_q4_0_ref(row.data(), q.data(), d.data(), s.data(), n);
+        const float fast = int_dot(type, row.data(), q.data(), d.data(), s.data(), n);
+        const float ref = int_dot_ref(type, row.data(), q.data(), d.data(), s.data(), n);
         // q4_0's offset is taken off once per block in float: bound by 8 * |d_w d_x sum(q)| too.
         EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), (n / 32.0 + 24) * 6e-8 * 10 * sum_abs + 1e-30)
             << isa << " " << weight_type_name(type) << " n=" << n;
@@ -185,12 +243,13 @@ TEST(Quant, IntDotsSeeEveryElement) {
   IsaGuard guard;
   for (const std::string& isa : isas()) {
     ASSERT_TRUE(set_quant_dot_isa(isa));
-    const int64_t n = 96;
-    std::vector<int8_t> q(n, 0);
-    std::vector<float> d(3, 1.0f), s(3, 0.0f);
-    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K}) {
+      const int64_t n = weight_type_block(type) == kSuperBlock ? 512 : 96;
+      std::vector<int8_t> q(n, 0);
+      std::vector<float> d(n / 32, 1.0f), s(n / 32, 0.0f);
       std::vector<float> w(n);
-      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>((i * 7) % 15) - 7.0f;
+      // Every element distinct enough, and sub-blocks of different ranges (q4_K's mins, q6_K's scales).
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>((i * 7) % 15) - 7.0f + static_cast<float>((i / 32) % 5);
       std::vector<uint8_t> row(static_cast<size_t>(weight_row_bytes(type, n)));
       quantize_row(type, w.data(), n, row.data());
       std::vector<float> wd(n);
@@ -200,9 +259,8 @@ TEST(Quant, IntDotsSeeEveryElement) {
         q[i] = 1;
         std::fill(s.begin(), s.end(), 0.0f);
         s[i / 32] = 8.0f;  // 8 * d * sum(q)
-        const float got = type == WeightType::Q8_0 ? dot_q8_0(row.data(), q.data(), d.data(), n)
-                                                   : dot_q4_0(row.data(), q.data(), d.data(), s.data(), n);
-        EXPECT_FLOAT_EQ(got, wd[i]) << isa << " " << weight_type_name(type) << " element " << i;
+        const float got = int_dot(type, row.data(), q.data(), d.data(), s.data(), n);
+        EXPECT_NEAR(got, wd[i], 2e-6f * (1 + std::fabs(wd[i]))) << isa << " " << weight_type_name(type) << " element " << i;
       }
     }
   }
@@ -213,8 +271,9 @@ TEST(Quant, MatmulRowsMatchesReferenceForEveryType) {
   Rng rng(34);
   for (const std::string& isa : isas()) {
     ASSERT_TRUE(set_quant_dot_isa(isa));
-    for (WeightType type : {WeightType::F32, WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0}) {
-      const int64_t IC = weight_type_blocked(type) ? 96 : 77, OC = 13, pad = 8;
+    for (WeightType type : {WeightType::F32, WeightType::F16, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0,
+                            WeightType::Q4_K, WeightType::Q6_K}) {
+      const int64_t IC = weight_type_block(type) == kSuperBlock ? 512 : weight_type_blocked(type) ? 96 : 77, OC = 13, pad = 8;
       const int64_t rb = weight_row_bytes(type, IC) + pad;
       std::vector<uint8_t> weights(static_cast<size_t>(OC * rb), 0xAB);
       for (int64_t o = 0; o < OC; ++o) {

@@ -1,4 +1,4 @@
-// A model whose matrices are stored as f16, bf16, q8_0 or q4_0 (ModelWeights::cast): the full
+// A model whose matrices are stored as f16, bf16, q8_0, q4_0, q4_K or q6_K (ModelWeights::cast): the full
 // forward (decoded weights into the GEMM) equals the f32 model holding the decoded weights,
 // decode through the row kernels follows the full forward, checkpoints keep the types
 // (lmkit.weight_types), and training refuses them.
@@ -28,6 +28,16 @@ ModelConfig quant_config() {
   c.vocab_size = 48;
   c.multiple_of = 32;
   c.max_seq_len = 16;
+  return c;
+}
+
+// Rows of 256 (and a hidden size of 512) for the super-blocks of q4_K and q6_K.
+ModelConfig kquant_config() {
+  ModelConfig c = quant_config();
+  c.name = "kquant";
+  c.dim = 256;
+  c.n_layers = 1;
+  c.hidden_dim = 512;
   return c;
 }
 
@@ -77,6 +87,33 @@ TEST(QuantModel, DecodeFollowsTheFullForward) {
   }
 }
 
+TEST(QuantModel, KQuantsForwardAndDecode) {
+  const ModelWeights f32 = ModelWeights::random(kquant_config(), 9);
+  const int64_t T = static_cast<int64_t>(kTokens.size()), V = 48;
+  for (WeightType type : {WeightType::Q4_K, WeightType::Q6_K}) {
+    ModelWeights typed = f32.cast(type);
+    EXPECT_EQ(typed.types_summary(), weight_type_name(type));
+    Transformer ref(decoded(typed));
+    Transformer model(std::move(typed));
+    const std::vector<float> want(ref.forward(kTokens.data(), nullptr, 1, T), ref.forward(kTokens.data(), nullptr, 1, T) + T * V);
+    const float* got = model.forward(kTokens.data(), nullptr, 1, T);
+    EXPECT_LE(max_abs(got, want.data(), T * V), 1e-5) << weight_type_name(type);
+    double scale = 0;
+    for (float v : want) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    KVCache cache = model.make_cache(1);
+    for (int64_t t = 0; t < T; ++t)
+      EXPECT_LE(max_abs(model.forward_step(&kTokens[t], nullptr, cache), want.data() + t * V, V), 0.03 * scale)
+          << weight_type_name(type) << " t=" << t;
+  }
+  try {
+    ModelWeights::random(quant_config(), 9).cast(WeightType::Q4_K);
+    ADD_FAILURE() << "q4_K accepted rows of 64";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(std::string(e.what()).find("multiple of 256"), std::string::npos) << e.what();
+  }
+}
+
 TEST(QuantModel, Q8DecodeIsCloseToF32) {
   const ModelWeights f32 = ModelWeights::random(quant_config(), 7);
   Transformer q8(f32.cast(WeightType::Q8_0));
@@ -93,14 +130,16 @@ TEST(QuantModel, Q8DecodeIsCloseToF32) {
 }
 
 TEST(QuantModel, CheckpointKeepsTypes) {
-  const ModelWeights typed = ModelWeights::random(quant_config(), 8).cast(WeightType::Q4_0);
+  for (WeightType type : {WeightType::Q4_0, WeightType::Q4_K}) {
+  const ModelConfig cfg = type == WeightType::Q4_0 ? quant_config() : kquant_config();
+  const ModelWeights typed = ModelWeights::random(cfg, 8).cast(type);
   std::vector<uint8_t> bytes;
   auto sink = memory_sink(&bytes);
   typed.writer().write(*sink);
   sink->finish();
   const SafeTensorsFile file = SafeTensorsFile::parse(MappedFile::from_bytes(bytes, "q4.safetensors"));
   ASSERT_TRUE(file.metadata_value(kWeightTypesMetadataKey).has_value());
-  const ModelWeights back = ModelWeights::from_checkpoint(file, quant_config(), true);
+  const ModelWeights back = ModelWeights::from_checkpoint(file, cfg, true);
   ASSERT_EQ(back.layout().tensors().size(), typed.layout().tensors().size());
   for (size_t i = 0; i < back.layout().tensors().size(); ++i) {
     EXPECT_EQ(back.type(i), typed.type(i));
@@ -109,11 +148,12 @@ TEST(QuantModel, CheckpointKeepsTypes) {
     EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << back.layout().tensors()[i].name;
   }
   try {
-    ModelWeights::from_checkpoint(file, quant_config());
-    ADD_FAILURE() << "training load accepted q4_0 tensors";
+    ModelWeights::from_checkpoint(file, cfg);
+    ADD_FAILURE() << "training load accepted " << weight_type_name(type) << " tensors";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("training needs f32 weights"), std::string::npos) << e.what();
+  }
   }
 }
 

@@ -147,9 +147,12 @@ TEST(RowKernels, MatmulRowsIsDotF32PlusBiasBitForBit) {
                                        c.bias[o]);
 }
 
-TEST(RowKernels, TypesWithoutARowKernelAreRefused) {
+// Every type has a row kernel; a row length off the type's blocks is refused before anything
+// is written (q4_K and q6_K: super-blocks of 256).
+TEST(RowKernels, RowsOffTheBlocksAreRefused) {
   const std::vector<float> inp(32, 1.0f), weights(64, 1.0f);
-  for (WeightType type : {WeightType::Q4_K}) {
+  for (WeightType type : {WeightType::Q4_K, WeightType::Q6_K}) {
+    EXPECT_NO_THROW(require_row_kernel(type));
     const WeightView w{type, weights.data(), 2, 32, 64};
     std::vector<float> out(2, 7.0f);
     for (bool reference : {false, true}) {
@@ -160,9 +163,9 @@ TEST(RowKernels, TypesWithoutARowKernelAreRefused) {
           matmul_rows(out.data(), inp.data(), w, nullptr, 1, 0, 2);
         ADD_FAILURE() << weight_type_name(type) << " weights should be refused";
       } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
-        EXPECT_EQ(std::string(e.what()), std::string(reference ? "matmul_rows_ref: " : "matmul_rows: ") +
-                                             weight_type_name(type) + " weights are not supported yet");
+        EXPECT_EQ(e.kind(), ErrorKind::Data);
+        EXPECT_EQ(std::string(e.what()),
+                  std::string("matmul_rows: ") + weight_type_name(type) + " needs rows of a multiple of 256 weights, not 32");
       }
       EXPECT_EQ(out, std::vector<float>(2, 7.0f));  // nothing written
     }
