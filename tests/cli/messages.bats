@@ -141,7 +141,8 @@ PY
   fails 1 "^lm-tokenize: error: '$LLAMA': a safetensors checkpoint, not a tokenizer file \(a SentencePiece tokenizer.model or a tokenizer.json\)$" \
     "lm-tokenize -t '$LLAMA' '$SOMA'"
   lm-convert-checkpoint -q --to gguf "$LLAMA" "$TMP/l.gguf"
-  fails 1 "^lm-tokenize: error: '$TMP/l.gguf': a GGUF checkpoint, not a tokenizer file " "lm-tokenize -t '$TMP/l.gguf' '$SOMA'"
+  # a GGUF file is read for its vocabulary (llama.cpp's tokenizer.ggml.*); this one has none
+  fails 1 "^lm-tokenize: error: '$TMP/l.gguf': the GGUF file has no vocabulary \\(tokenizer.ggml.model\\)" "lm-tokenize -t '$TMP/l.gguf' '$SOMA'"
   # content still decides for other names: '{' is tokenizer.json, anything else SentencePiece
   printf '[1, 2]' > "$TMP/tok.model"
   fails 1 "^lm-tokenize: error: '$TMP/tok.model': .*protobuf" "lm-tokenize -t '$TMP/tok.model' '$SOMA'"
