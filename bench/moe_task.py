@@ -39,21 +39,40 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def make_text(rng, perms, lines, width):
-    out = []
+def make_text(rng, perms, lines, width, shown):
+    """The text and, per character, its task ('<', '>' or None for markers and newlines).
+    `shown` maps each task to the marker character the text shows for it."""
+    out, tasks = [], []
     for _ in range(lines):
-        line = ""
+        line, task = "", []
         while len(line) < width:
             marker = rng.choice("<>")
             table = perms[marker]
             c = rng.randrange(26)
-            seg = marker + LETTERS[c]
+            seg = shown[marker] + LETTERS[c]
             for _ in range(rng.randint(3, 12) - 1):
                 c = table[c]
                 seg += LETTERS[c]
             line += seg
+            task += [None] + [marker] * (len(seg) - 1)
         out.append(line)
-    return "\n".join(out) + "\n"
+        tasks += task + [None]
+    return "\n".join(out) + "\n", tasks
+
+
+def entropy(counts):
+    n = sum(counts)
+    return -sum(c / n * math.log2(c / n) for c in counts if c)
+
+
+def mutual_information(pairs):
+    """I(X; Y) in bits over a list of (x, y) pairs."""
+    xs, ys, joint = {}, {}, {}
+    for x, y in pairs:
+        xs[x] = xs.get(x, 0) + 1
+        ys[y] = ys.get(y, 0) + 1
+        joint[(x, y)] = joint.get((x, y), 0) + 1
+    return entropy(xs.values()) + entropy(ys.values()) - entropy(joint.values())
 
 
 def main():
@@ -70,6 +89,9 @@ def main():
                     help="lm-train --set KEY=VALUE (default: the preset as it is)")
     ap.add_argument("--runner", default="", help="command prefix for lm-train, e.g. /work/bin/cpu")
     ap.add_argument("--dir", default="", help="work directory (default: a new temporary one)")
+    ap.add_argument("--control", choices=("none", "no-marker", "same-table"), default="none",
+                    help="no-marker: both tasks shown with the same marker '|' (the task is invisible); "
+                         "same-table: both markers map by the same permutation (nothing to separate)")
     args = ap.parse_args()
     runner = shlex.split(args.runner)
     work = args.dir or tempfile.mkdtemp(prefix="moe_task.")
@@ -77,9 +99,16 @@ def main():
 
     rng = random.Random(args.seed)
     perms = {m: rng.sample(range(26), 26) for m in "<>"}
+    if args.control == "same-table":
+        perms[">"] = perms["<"]
+    shown = {"<": "|", ">": "|"} if args.control == "no-marker" else {"<": "<", ">": ">"}
+    val_tasks = None
     for name, lines in (("train", 4000), ("val", 200)):
+        text, tasks = make_text(rng, perms, lines, 200, shown)
+        if name == "val":
+            val_tasks = tasks
         with open(os.path.join(work, name + ".txt"), "w") as f:
-            f.write(make_text(rng, perms, lines, 200))
+            f.write(text)
         subprocess.run([os.path.join(args.bin, "lm-tokenize"), "--no-eos", os.path.join(work, name + ".txt"), "-o",
                         os.path.join(work, name + ".tok"), "--force"], check=True)
 
@@ -109,15 +138,10 @@ def main():
     with torch.no_grad():
         logits, _, router = ref.forward_full(cfg, params, tokens)
 
-    # Each place's task: the last marker at or before it (None before the row's first marker).
-    task = []
-    for row in rows:
-        cur, labels = None, []
-        for b in row:
-            if chr(b) in "<>":
-                cur = chr(b)
-            labels.append(cur if chr(b) in LETTERS else None)
-        task.append(labels)
+    # Each place's task, from the generator (so the no-marker control is measured the same way):
+    # the task of the segment a letter belongs to, None for markers and newlines.
+    task = [val_tasks[r * T:(r + 1) * T] for r in range(len(rows))]
+    markers = set(shown.values())
     # Cross-entropy of predicting place t + 1 from place t: determined letters (the previous
     # place is a letter of the same segment) and first letters (the previous place is a marker).
     logp = torch.log_softmax(logits, dim=-1)
@@ -130,7 +154,7 @@ def main():
             ce = -logp[r, t, row[t + 1]].item()
             if chr(row[t]) in LETTERS:
                 determined.append(ce)
-            elif chr(row[t]) in "<>":
+            elif chr(row[t]) in markers:
                 first.append(ce)
     print(f"held-out cross-entropy: determined letters {statistics.mean(determined):.4f} nats "
           f"({len(determined)} places), first letters of segments {statistics.mean(first):.3f} "
@@ -138,18 +162,31 @@ def main():
 
     moe_layers = [i for i in range(cfg["n_layers"]) if ref.is_moe_layer(cfg, i)]
     E = cfg["moe"]["n_experts"]
+    summary = {"control": args.control, "load": round(load, 1), "loss": log[-1]["loss"],
+               "determined_ce": statistics.mean(determined), "first_ce": statistics.mean(first), "layers": {}}
     for layer, logits_l in zip(moe_layers, router):
-        choice = logits_l.argmax(-1)  # top-1
+        choice = logits_l.argmax(-1)  # the top-1 (first) expert
         counts = {m: [0] * E for m in "<>"}
+        by_task, by_letter = [], []
         for r in range(len(rows)):
             for t in range(T):
                 if task[r][t]:
-                    counts[task[r][t]][int(choice[r, t])] += 1
+                    e = int(choice[r, t])
+                    counts[task[r][t]][e] += 1
+                    by_task.append((e, task[r][t]))
+                    by_letter.append((e, rows[r][t]))
         total = {m: sum(counts[m]) for m in "<>"}
         pure = sum(max(counts["<"][e], counts[">"][e]) for e in range(E)) / (total["<"] + total[">"])
+        # How much of the task (1 bit) and of the letter (log2 26 bits) the expert choice tells.
+        task_bits = mutual_information(by_task) / entropy([total["<"], total[">"]])
+        letter_bits = mutual_information(by_letter)
         split = "  ".join(f"e{e} {counts['<'][e] / total['<'] * 100:4.1f}/{counts['>'][e] / total['>'] * 100:4.1f}"
                           for e in range(E))
-        print(f"layer {layer}: routing purity {pure:.3f}; per expert % of '<' / % of '>' letters: {split}")
+        print(f"layer {layer}: routing purity {pure:.3f}, expert tells {task_bits:.3f} of the task's bit and "
+              f"{letter_bits:.2f} bits of the letter; per expert % of '<' / % of '>' letters: {split}")
+        summary["layers"][layer] = {"purity": round(pure, 3), "task_info": round(task_bits, 3),
+                                    "letter_bits": round(letter_bits, 2)}
+    print("summary " + json.dumps(summary))
     print(f"(work directory {work})")
 
 

@@ -292,10 +292,18 @@ const std::vector<KeyRow>& hf_llama4_keys() {
            c.moe = MoEConfig{};
            return;
          }
-         json want = json::array();
-         for (int64_t l = 0; l < c.n_layers; ++l)
-           if (c.is_moe_layer(l)) want.push_back(l);
-         if (v != want)
+         auto layers = [&c] {
+           json want = json::array();
+           for (int64_t l = 0; l < c.n_layers; ++l)
+             if (c.is_moe_layer(l)) want.push_back(l);
+           return want;
+         };
+         // Dense first layers (moe.first_dense_layers): the interleave from the first listed layer on.
+         if (v != layers() && v[0].is_number_integer() && v[0].get<int64_t>() > 0) {
+           c.moe.first_dense_layers = v[0].get<int64_t>();
+           if (v != layers()) c.moe.first_dense_layers = 0;
+         }
+         if (v != layers())
            fail(ErrorKind::Unsupported, cat(src, ": moe_layers ", v.dump(), " are not every ", c.moe.interleave_step,
                                             ". layer (interleave_moe_layer_step): lmkit places MoE layers by the interleave"));
        }},
@@ -660,7 +668,8 @@ bool has_llama4_features(const ModelConfig& c) {
 // Mixtral's mixture of experts (every layer routed, softmax over the selected logits, no shared
 // expert) on an otherwise plain Llama: Hugging Face's MixtralForCausalLM, GGUF's llama.
 bool is_mixtral_config(const ModelConfig& c) {
-  if (c.moe.n_experts == 0 || c.moe.routing != MoERouting::Softmax || c.moe.shared_expert || c.moe.interleave_step != 1)
+  if (c.moe.n_experts == 0 || c.moe.routing != MoERouting::Softmax || c.moe.shared_expert || c.moe.interleave_step != 1 ||
+      c.moe.first_dense_layers != 0)
     return false;
   ModelConfig dense = c;
   dense.moe = MoEConfig{};
@@ -904,6 +913,8 @@ std::vector<std::string> params_unsupported(const ModelConfig& c) {
   no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
   if (params_as_llama4(c)) {  // Llama 4's ModelArgs
     no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert (Llama 4's MoE has one)");
+    no(c.moe.n_experts > 0 && c.moe.first_dense_layers > 0,
+       cat("moe.first_dense_layers ", c.moe.first_dense_layers, " (Llama 4's ModelArgs places MoE layers by interleave_moe_layer_step alone)"));
     no(c.moe.n_experts > 0 && c.ffn_dim_multiplier <= 0, "experts without ffn_dim_multiplier (Meta's width rule needs it)");
     no(c.image_token_id >= 0, "an image_token_id (Meta marks image places with a mask)");
     no(!c.causal || c.doc_mask, "non-causal or document-masked attention");
@@ -1051,8 +1062,9 @@ void apply_llama4_assumptions(ModelConfig& c, std::vector<std::string>& given, s
   c.qk_norm_weight = false;
   c.moe.shared_expert = c.moe.n_experts > 0;
   c.moe.routing = MoERouting::Sigmoid;
+  c.moe.first_dense_layers = 0;  // llama.cpp's llama4 has no leading dense layers
   for (const char* f : {"attn_chunk_size", "nope_layer_interval", "attn_temperature_tuning", "attn_floor_scale", "attn_scale",
-                        "qk_norm", "qk_norm_weight", "moe.shared_expert", "moe.routing"})
+                        "qk_norm", "qk_norm_weight", "moe.shared_expert", "moe.routing", "moe.first_dense_layers"})
     given.push_back(f);
   if (notes)
     notes->push_back(cat("GGUF llama4: assumed as llama.cpp hard-codes them (no key holds them): attention chunks of 8192 on the "
@@ -1090,8 +1102,10 @@ std::vector<std::string> gguf_config_assignments(const GGUFFile& f, const std::v
     c.moe.routing = MoERouting::Softmax;
     c.moe.shared_expert = false;
     c.moe.interleave_step = 1;
+    c.moe.first_dense_layers = 0;
     std::erase(given, std::string("hidden_dim"));
-    for (const char* k : {"moe.hidden_dim", "moe.routing", "moe.shared_expert", "moe.interleave_step"}) given.push_back(k);
+    for (const char* k : {"moe.hidden_dim", "moe.routing", "moe.shared_expert", "moe.interleave_step", "moe.first_dense_layers"})
+      given.push_back(k);
   }
   if (arch == "llama4") {
     if (!moe) fail(ErrorKind::Unsupported, cat(quote(f.path()), ": llama4 without experts (llama.cpp refuses it too)"));
@@ -1173,6 +1187,8 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   const char* runs = " (llama.cpp's llama4 runs ";
   no(c.moe.n_experts == 0, "a model without experts (llama.cpp's llama4 requires moe.n_experts > 0)");
   no(c.moe.n_experts > 0 && !c.moe.shared_expert, "experts without a shared expert (llama.cpp's llama4 always adds one)");
+  no(c.moe.first_dense_layers > 0, cat("moe.first_dense_layers ", c.moe.first_dense_layers,
+                                       " (llama.cpp's llama4 places MoE layers by interleave_moe_layer_step alone)"));
   no(c.moe.n_experts > 0 && c.moe.routing != MoERouting::Sigmoid, "softmax routing with Llama 4 features (llama4 routes by sigmoid)");
   no(c.attn_chunk_size != 8192, cat("attn_chunk_size ", c.attn_chunk_size, runs, "chunks of 8192)"));
   no(c.nope_layer_interval != 4, cat("nope_layer_interval ", c.nope_layer_interval, runs, "a NoPE layer every 4th)"));

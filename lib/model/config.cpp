@@ -50,7 +50,8 @@ int64_t ModelConfig::ffn_hidden() const {
 }
 
 bool ModelConfig::is_moe_layer(int64_t layer) const {
-  return moe.n_experts > 0 && moe.interleave_step > 0 && (layer + 1) % moe.interleave_step == 0;
+  return moe.n_experts > 0 && moe.interleave_step > 0 && layer >= moe.first_dense_layers &&
+         (layer + 1) % moe.interleave_step == 0;
 }
 
 bool ModelConfig::is_nope_layer(int64_t layer) const {
@@ -150,6 +151,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("moe.hidden_dim", moe.hidden_dim, Int),
       LM_FIELD("moe.shared_expert", moe.shared_expert, Bool),
       LM_FIELD("moe.interleave_step", moe.interleave_step, Int),
+      LM_FIELD("moe.first_dense_layers", moe.first_dense_layers, Int),
       LM_ENUM("moe.routing", moe.routing, kMoERoutingNames),
       LM_FIELD("moe.aux_loss_coef", moe.aux_loss_coef, Double),
       LM_FIELD("vision_dim", vision_dim, Int),
@@ -595,6 +597,11 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
     else if (c.n_layers > 0 && c.moe.interleave_step > c.n_layers)
       errs.push_back(cat("moe.interleave_step (", c.moe.interleave_step, ") leaves no MoE layer among ", c.n_layers,
                          " layers"));
+    else if (c.moe.first_dense_layers < 0)
+      errs.push_back(cat("moe.first_dense_layers must be >= 0, got ", c.moe.first_dense_layers));
+    else if (c.n_layers > 0 && !c.is_moe_layer(c.n_layers - 1 - (c.n_layers % c.moe.interleave_step)))
+      errs.push_back(cat("moe.first_dense_layers (", c.moe.first_dense_layers, ") leaves no MoE layer among ", c.n_layers,
+                         " layers (interleave_step ", c.moe.interleave_step, ")"));
     if (c.ffn_type != FfnType::SwiGLU || c.ffn_bias)
       errs.push_back("mixture of experts needs ffn_type 'swiglu' without ffn_bias (experts are bias-free SwiGLU FFNs)");
     if (!(c.moe.aux_loss_coef >= 0) || !std::isfinite(c.moe.aux_loss_coef))

@@ -63,6 +63,9 @@ struct MoEConfig {
   int64_t hidden_dim = 0;       // Fe, the expert FFN width (0 = the dense F)
   bool shared_expert = false;   // an always-on expert added to the routed output
   int64_t interleave_step = 1;  // layer i is MoE when (i + 1) % interleave_step == 0
+  // ... and i >= first_dense_layers: the first layers stay dense whatever the step (DeepSeek-V3's
+  // first_k_dense_replace; Hugging Face llama4_text's moe_layers can say it, Meta's and GGUF's cannot).
+  int64_t first_dense_layers = 0;
   // sigmoid: sigmoid(logit_e) scales expert e's input (Llama 4); softmax: the softmax over the
   // selected logits weights the experts' outputs (Mixtral).
   MoERouting routing = MoERouting::Sigmoid;

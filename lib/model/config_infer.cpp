@@ -126,22 +126,36 @@ void infer_layer_kinds(const Shapes& in, ModelConfig& c, CheckpointConfig& out) 
 }
 
 // MoE layers carry a router [E, C] and stacked experts (w1 [E, F, C]); they must be every
-// interleave_step-th layer, the step being the first MoE layer's index + 1.
+// interleave_step-th layer, the step being the first MoE layer's index + 1, or, when that does
+// not fit, every step-th layer from the first MoE layer on, the step being the gap between the
+// first two (moe.first_dense_layers = the first MoE layer's index, DeepSeek-V3's dense first layers).
 void infer_moe(const Shapes& in, ModelConfig& c, CheckpointConfig& out) {
   std::vector<int64_t> moe_layers;
   for (int64_t l = 0; l < c.n_layers; ++l)
     if (in.has(L(l, "feed_forward.router.weight"))) moe_layers.push_back(l);
   if (moe_layers.empty()) return;
   const int64_t first = moe_layers[0];
-  c.moe.interleave_step = first + 1;
   c.moe.n_experts = in.shape(L(first, "feed_forward.router.weight"), 2)[0];
   c.moe.hidden_dim = in.shape(L(first, "feed_forward.experts.w1.weight"), 3)[1];
   c.moe.shared_expert = in.has(L(first, "feed_forward.shared_expert.w1.weight"));
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    if (c.is_moe_layer(l) != std::binary_search(moe_layers.begin(), moe_layers.end(), l))
-      fail_data(cat(in.file(), ": MoE layers (", moe_layers.size(), " routers) are not every ", c.moe.interleave_step,
-                    "-th layer: layer ", l, " breaks the pattern"));
-  out.inferred.insert(out.inferred.end(), {"moe.n_experts", "moe.hidden_dim", "moe.shared_expert", "moe.interleave_step"});
+  auto fits = [&] {
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      if (c.is_moe_layer(l) != std::binary_search(moe_layers.begin(), moe_layers.end(), l)) return l;
+    return int64_t{-1};
+  };
+  c.moe.interleave_step = first + 1;
+  c.moe.first_dense_layers = 0;
+  int64_t breaks = fits();
+  if (breaks >= 0 && moe_layers.size() >= 2 && (first + 1) % (moe_layers[1] - first) == 0) {
+    c.moe.interleave_step = moe_layers[1] - first;
+    c.moe.first_dense_layers = first;
+    if (fits() < 0) breaks = -1;
+  }
+  if (breaks >= 0)
+    fail_data(cat(in.file(), ": MoE layers (", moe_layers.size(), " routers) are not every ", first + 1,
+                  "-th layer, nor every n-th from the first: layer ", breaks, " breaks the pattern"));
+  out.inferred.insert(out.inferred.end(),
+                      {"moe.n_experts", "moe.hidden_dim", "moe.shared_expert", "moe.interleave_step", "moe.first_dense_layers"});
   out.assumed.push_back("moe.top_k");
 }
 

@@ -279,20 +279,22 @@ const std::vector<Preset>& table() {
         "shared/docs/seeds/003 MobileLLMConfig table; kv heads and F from the seed's code (MobileLLM70BConfig)"},
        [] { return mobilellm(8192, 80, 64, 8, 28672); }},
       {{"mobilellm-671b",
-        "MobileLLM 671B as the seed's table: 7168 x 61, 128 heads (size 56) / 8 kv, every layer MoE: 256 experts of 2048, "
-        "top-8, no shared expert",
+        "MobileLLM 671B as the seed's table: 7168 x 61, 128 heads (size 56) / 8 kv; DeepSeek-V3's split: 3 dense layers "
+        "(F 18432), then 58 MoE layers of 256 experts of 2048, top-8 + 1 shared expert",
         "shared/docs/seeds/003 MobileLLMConfig table (61 layers, 128 heads, embed 7168); the seed's code "
-        "(MobileLLM671BConfig: 8 kv heads, hidden 18432, num_experts 256, num_experts_per_tok 8, moe_intermediate_size "
-        "2048, no shared expert, head_dim = 7168 // 128 = 56). The seed does not say which layers are MoE: lmkit's rule "
-        "((i + 1) % interleave_step == 0) makes all 61 MoE (DeepSeek-V3, which the sizes follow, has 3 dense layers "
-        "first), so the dense width 18432 is unused and the total is 695B, not 671B"},
+        "(MobileLLM671BConfig 'based on DeepSeek-V3 architecture with MoE': 8 kv heads, hidden 18432, num_experts 256, "
+        "num_experts_per_tok 8, moe_intermediate_size 2048, head_dim = 7168 // 128 = 56). The seed does not say which "
+        "layers are MoE nor whether there is a shared expert: DeepSeek-V3's (first_k_dense_replace 3, n_shared_experts 1, "
+        "intermediate_size 18432 for the dense layers) give 665.4B total, 0.8 % under the 671B name (DeepSeek-V3's MLA "
+        "attention and untied embeddings make up the rest); every layer MoE without a shared expert would be 695.4B"},
        [] {
          ModelConfig c = mobilellm(7168, 61, 128, 8, 18432);
          c.moe.n_experts = 256;
          c.moe.top_k = 8;
          c.moe.hidden_dim = 2048;
-         c.moe.shared_expert = false;
+         c.moe.shared_expert = true;
          c.moe.interleave_step = 1;
+         c.moe.first_dense_layers = 3;
          return c;
        }},
       {{"mobilellm-r1-140m", "MobileLLM-R1 140M as released (576 x 15, 9/3 heads of 64, F 2048, rope_theta 8e6)",

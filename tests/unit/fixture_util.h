@@ -35,7 +35,7 @@ inline std::vector<std::string> names_with(const std::string& file) {
 // The fixtures one directory down (tests/fixtures/llama4/) whose features the model runs: the
 // generic fixture tests take them along with names_with()'s (the others wait for their features).
 inline const std::vector<std::string>& llama4_fixtures() {
-  static const std::vector<std::string> names = {"llama4/l4_chunked",     "llama4/l4_moe_aux", "llama4/l4_moe_sigmoid",
+  static const std::vector<std::string> names = {"llama4/l4_chunked",     "llama4/l4_moe_aux", "llama4/l4_moe_first_dense", "llama4/l4_moe_sigmoid",
                                                  "llama4/l4_moe_softmax_top2", "llama4/l4_nope",    "llama4/l4_qknorm",
                                                  "llama4/l4_temp",       "llama4/l4_vision"};
   return names;

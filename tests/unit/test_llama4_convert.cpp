@@ -208,6 +208,43 @@ Graph imported(const fs::path& file, Layout layout, const ModelConfig& cfg) {
   return g;
 }
 
+TEST(Llama4Config, FirstDenseLayersAreSaidByHuggingFacesMoeLayersOnly) {
+  // moe.first_dense_layers (DeepSeek-V3's dense first layers): transformers' moe_layers lists the
+  // MoE layers, so llama4_text says it both ways; Meta's params.json and llama.cpp's llama4 place
+  // MoE layers by the interleave alone: writing them refuses it.
+  const std::string small = R"({"model_type": "llama4_text", "num_hidden_layers": 6, )";
+  const ModelConfig c = config_from_hf_json(small + R"("moe_layers": [2, 3, 4, 5]})", "c.json");
+  EXPECT_EQ(c.moe.first_dense_layers, 2);
+  EXPECT_EQ(c.moe.interleave_step, 1);
+  const ModelConfig stepped = config_from_hf_json(small + R"("interleave_moe_layer_step": 2, "moe_layers": [3, 5]})", "c");
+  EXPECT_EQ(stepped.moe.first_dense_layers, 3);  // the first listed layer (2 would say the same)
+  EXPECT_EQ(stepped.moe.interleave_step, 2);
+  EXPECT_EQ(config_from_hf_json(small + R"("interleave_moe_layer_step": 2, "moe_layers": [1, 3, 5]})", "c").moe.first_dense_layers, 0);
+  EXPECT_EQ(error_of([&] { config_from_hf_json(small + R"("moe_layers": [2, 4]})", "c.json"); }),
+            "'c.json': moe_layers [2,4] are not every 1. layer (interleave_moe_layer_step): lmkit places MoE layers by "
+            "the interleave");
+  const std::string written = config_to_hf_json(c, "float32");
+  EXPECT_EQ(config_to_json(same_model(config_from_hf_json(written, "back.json"))), config_to_json(same_model(c)));
+  ModelConfig meta = fixture_config("llama4_meta");
+  meta.moe.interleave_step = 1;
+  meta.moe.first_dense_layers = 1;
+  EXPECT_NE(error_of([&] { config_to_params_json(meta); }).find("moe.first_dense_layers 1 (Llama 4's ModelArgs places MoE layers"),
+            std::string::npos);
+  bool refused = false;
+  for (const std::string& why : gguf_unsupported(c))
+    refused = refused || why.find("moe.first_dense_layers 2 (llama.cpp's llama4") != std::string::npos;
+  EXPECT_TRUE(refused);
+  ModelConfig mixtral = c;  // Mixtral routes every layer: dense first layers make it a Llama 4 style config
+  mixtral.moe.routing = MoERouting::Softmax;
+  mixtral.moe.shared_expert = false;
+  mixtral.nope_layer_interval = mixtral.attn_chunk_size = 0;
+  mixtral.attn_temperature_tuning = mixtral.qk_norm = false;
+  mixtral.moe.first_dense_layers = 0;
+  EXPECT_TRUE(is_mixtral(mixtral));
+  mixtral.moe.first_dense_layers = 2;
+  EXPECT_FALSE(is_mixtral(mixtral));
+}
+
 TEST(Llama4Names, MetaCheckpointsImportBitExact) {
   const ModelConfig cfg = fixture_config("llama4_meta");
   for (const char* form : {"released", "state_dict"}) {

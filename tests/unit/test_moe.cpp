@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/config.h"
+#include "model/config_infer.h"
 #include "model/moe.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -424,6 +425,74 @@ TEST(MoEModel, ConfigFieldsAndValidation) {
   m.ffn_type = FfnType::GELU;
   EXPECT_NE(first_error(m), "");
   EXPECT_TRUE(unsupported_features(moe_config(), model_capabilities()).empty());
+}
+
+TEST(MoEModel, FirstDenseLayersStayDenseEverywhere) {
+  // moe.first_dense_layers k: layers 0 .. k-1 are dense whatever the interleave (DeepSeek-V3's
+  // first_k_dense_replace). The parameter table, JSON, validation and tensor inference follow it;
+  // the PyTorch fixture llama4/l4_moe_first_dense holds the forward, backward and decode to it.
+  ModelConfig c = moe_config();
+  c.n_layers = 6;
+  c.moe.interleave_step = 1;
+  c.moe.first_dense_layers = 2;
+  for (int64_t l = 0; l < 6; ++l) EXPECT_EQ(c.is_moe_layer(l), l >= 2) << l;
+  const ParameterLayout layout(c);
+  EXPECT_NE(layout.find("layers.1.feed_forward.w1.weight"), nullptr);
+  EXPECT_EQ(layout.find("layers.1.feed_forward.router.weight"), nullptr);
+  EXPECT_NE(layout.find("layers.2.feed_forward.router.weight"), nullptr);
+  EXPECT_EQ(layout.find("layers.2.feed_forward.w1.weight"), nullptr);
+  EXPECT_EQ(config_from_json(config_to_json(c), "x"), c);
+  EXPECT_EQ(config_from_json(R"({"moe": {"n_experts": 2, "first_dense_layers": 3}})", "x").moe.first_dense_layers, 3);
+  // With a step: layers 3 and 5 (not 1).
+  c.moe.interleave_step = 2;
+  for (int64_t l = 0; l < 6; ++l) EXPECT_EQ(c.is_moe_layer(l), l == 3 || l == 5) << l;
+  auto first_error = [](ModelConfig m) {
+    const auto errs = validation_errors(m);
+    return errs.empty() ? std::string() : errs[0];
+  };
+  EXPECT_EQ(first_error(c), "");
+  c.moe.first_dense_layers = 6;  // 5 is the last layer a step of 2 makes MoE
+  EXPECT_EQ(first_error(c), "moe.first_dense_layers (6) leaves no MoE layer among 6 layers (interleave_step 2)");
+  c.moe.first_dense_layers = 5;
+  EXPECT_EQ(first_error(c), "");
+  c.moe.first_dense_layers = -1;
+  EXPECT_EQ(first_error(c), "moe.first_dense_layers must be >= 0, got -1");
+
+  // Tensor inference: the interleave from the first router on.
+  auto inferred = [](const ModelConfig& m) {
+    std::map<std::string, Shape> shapes;
+    const ParameterLayout layout(m);
+    for (const ParamInfo& p : layout.tensors()) shapes[p.name] = p.shape;
+    return infer_config(shapes, {"n_heads=" + std::to_string(m.n_heads)}, "m.safetensors").config;
+  };
+  for (auto [step, first] : {std::pair<int64_t, int64_t>{1, 2}, {2, 2}, {2, 0}, {1, 0}, {3, 0}}) {
+    ModelConfig m = moe_config();
+    m.n_layers = 7;
+    m.moe.interleave_step = step;
+    m.moe.first_dense_layers = first;
+    const ModelConfig got = inferred(m);
+    for (int64_t l = 0; l < 7; ++l) EXPECT_EQ(got.is_moe_layer(l), m.is_moe_layer(l)) << step << " " << first << " " << l;
+  }
+  // MoE on layers 1 and 2 of 4 (0 and 3 dense): neither rule gives that.
+  ModelConfig all = moe_config(), dense = moe_config();
+  all.n_layers = dense.n_layers = 4;
+  all.moe.interleave_step = 1;
+  dense.moe = MoEConfig{};
+  std::map<std::string, Shape> shapes;
+  auto is_layer = [](const std::string& name, int l) { return name.rfind("layers." + std::to_string(l) + ".", 0) == 0; };
+  const ParameterLayout all_layout(all), dense_layout(dense);
+  for (const ParamInfo& p : all_layout.tensors())
+    if (!is_layer(p.name, 0) && !is_layer(p.name, 3)) shapes[p.name] = p.shape;
+  for (const ParamInfo& p : dense_layout.tensors())
+    if (!shapes.count(p.name) && !is_layer(p.name, 1) && !is_layer(p.name, 2)) shapes[p.name] = p.shape;
+  std::string why;
+  try {
+    infer_config(shapes, {"n_heads=4"}, "m.safetensors");
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  EXPECT_NE(why.find("not every 2-th layer, nor every n-th from the first: layer 2 breaks the pattern"), std::string::npos)
+      << why;
 }
 
 }  // namespace
