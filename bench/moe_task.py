@@ -39,25 +39,48 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def make_text(rng, perms, lines, width, shown):
-    """The text and, per character, its task ('<', '>' or None for markers and newlines).
+UPPER = LETTERS.upper()
+
+
+def make_text(rng, kind, tables, lines, width, shown):
+    """The text and three per-character lists: the task of each routed place ('<', '>', or None:
+    markers, newlines and, for "translate", the targets), whether the next character is
+    determined by this one and the task, and whether it is a uniformly random letter.
     `shown` maps each task to the marker character the text shows for it."""
-    out, tasks = [], []
+    out, tasks, det, rnd = [], [], [], []
     for _ in range(lines):
-        line, task = "", []
+        line, task, d, r = "", [], [], []
         while len(line) < width:
             marker = rng.choice("<>")
-            table = perms[marker]
+            table, alphabet = tables[marker]
             c = rng.randrange(26)
-            seg = shown[marker] + LETTERS[c]
-            for _ in range(rng.randint(3, 12) - 1):
-                c = table[c]
-                seg += LETTERS[c]
+            seg, st, sd, sr = shown[marker], [None], [False], [True]
+            if kind == "chain":  # c, table(c), table(table(c)), ...
+                n = rng.randint(3, 12)
+                for i in range(n):
+                    seg += LETTERS[c]
+                    st.append(marker)
+                    sd.append(i + 1 < n)
+                    sr.append(False)
+                    c = table[c]
+            else:  # translate: pairs of a random source letter and its target in the task's alphabet
+                n = rng.randint(2, 6)
+                for i in range(n):
+                    c = rng.randrange(26)
+                    seg += LETTERS[c] + alphabet[table[c]]
+                    st += [marker, None]
+                    sd += [True, False]
+                    sr += [False, i + 1 < n]
             line += seg
-            task += [None] + [marker] * (len(seg) - 1)
+            task += st
+            d += sd
+            r += sr
         out.append(line)
+        # The segment's last character is followed by the next segment's marker (or the newline).
         tasks += task + [None]
-    return "\n".join(out) + "\n", tasks
+        det += d + [False]
+        rnd += r + [False]
+    return "\n".join(out) + "\n", tasks, det, rnd
 
 
 def entropy(counts):
@@ -89,6 +112,12 @@ def main():
                     help="lm-train --set KEY=VALUE (default: the preset as it is)")
     ap.add_argument("--runner", default="", help="command prefix for lm-train, e.g. /work/bin/cpu")
     ap.add_argument("--dir", default="", help="work directory (default: a new temporary one)")
+    ap.add_argument("--task", choices=("chain", "translate"), default="chain",
+                    help="chain: each letter maps to the next by the marker's permutation (both tasks write the "
+                         "same letters); translate: each random source letter is followed by its target, an "
+                         "uppercase letter for '<' and a lowercase one for '>' (shared inputs, separate outputs)")
+    ap.add_argument("--analyse", action="store_true",
+                    help="do not train: measure the run already in --dir (same --seed and --control)")
     ap.add_argument("--control", choices=("none", "no-marker", "same-table"), default="none",
                     help="no-marker: both tasks shown with the same marker '|' (the task is invisible); "
                          "same-table: both markers map by the same permutation (nothing to separate)")
@@ -101,12 +130,14 @@ def main():
     perms = {m: rng.sample(range(26), 26) for m in "<>"}
     if args.control == "same-table":
         perms[">"] = perms["<"]
+    alphabets = {"<": UPPER if args.task == "translate" and args.control != "same-table" else LETTERS, ">": LETTERS}
+    tables = {m: (perms[m], alphabets[m]) for m in "<>"}
     shown = {"<": "|", ">": "|"} if args.control == "no-marker" else {"<": "<", ">": ">"}
-    val_tasks = None
+    val = None
     for name, lines in (("train", 4000), ("val", 200)):
-        text, tasks = make_text(rng, perms, lines, 200, shown)
+        text, tasks, det, rnd = make_text(rng, args.task, tables, lines, 200, shown)
         if name == "val":
-            val_tasks = tasks
+            val = (tasks, det, rnd)
         with open(os.path.join(work, name + ".txt"), "w") as f:
             f.write(text)
         subprocess.run([os.path.join(args.bin, "lm-tokenize"), "--no-eos", os.path.join(work, name + ".txt"), "-o",
@@ -120,7 +151,8 @@ def main():
     for s in args.set:
         cmd += ["--set", s]
     load = os.getloadavg()[0]
-    subprocess.run(cmd, check=True)
+    if not args.analyse:
+        subprocess.run(cmd, check=True)
     log = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
     print(f"trained {args.preset} for {args.steps} steps of {args.batch} x {args.seq} (load average {load:.1f}); "
           f"training loss {log[0]['loss']:.3f} at step {log[0]['step']} -> {log[-1]['loss']:.3f}, "
@@ -135,39 +167,41 @@ def main():
     T = args.seq
     rows = [list(text[i:i + T]) for i in range(0, len(text) - T, T)]
     tokens = torch.tensor(rows, dtype=torch.int64)
+    # The same text with the two markers swapped: which letters change expert when only the
+    # marker says otherwise (the marker's own influence on the routing).
+    swap = {ord("<"): ord(">"), ord(">"): ord("<")}
+    flipped = torch.tensor([[swap.get(b, b) for b in row] for row in rows], dtype=torch.int64)
+    torch.set_num_threads(args.threads)
     with torch.no_grad():
         logits, _, router = ref.forward_full(cfg, params, tokens)
+        _, _, router_flipped = ref.forward_full(cfg, params, flipped)
 
-    # Each place's task, from the generator (so the no-marker control is measured the same way):
-    # the task of the segment a letter belongs to, None for markers and newlines.
-    task = [val_tasks[r * T:(r + 1) * T] for r in range(len(rows))]
-    markers = set(shown.values())
-    # Cross-entropy of predicting place t + 1 from place t: determined letters (the previous
-    # place is a letter of the same segment) and first letters (the previous place is a marker).
+    # Each place's labels, from the generator (so the no-marker control is measured the same way).
+    task, det, rnd = ([labels[r * T:(r + 1) * T] for r in range(len(rows))] for labels in val)
+    # Cross-entropy of predicting place t + 1 from place t where the next character is determined
+    # (by this one and the task) and where it is a random letter.
     logp = torch.log_softmax(logits, dim=-1)
     determined, first = [], []
     for r, row in enumerate(rows):
         for t in range(T - 1):
-            nxt = chr(row[t + 1])
-            if nxt not in LETTERS:
-                continue
-            ce = -logp[r, t, row[t + 1]].item()
-            if chr(row[t]) in LETTERS:
-                determined.append(ce)
-            elif chr(row[t]) in markers:
-                first.append(ce)
-    print(f"held-out cross-entropy: determined letters {statistics.mean(determined):.4f} nats "
-          f"({len(determined)} places), first letters of segments {statistics.mean(first):.3f} "
+            if det[r][t]:
+                determined.append(-logp[r, t, row[t + 1]].item())
+            elif rnd[r][t]:
+                first.append(-logp[r, t, row[t + 1]].item())
+    print(f"held-out cross-entropy: determined places {statistics.mean(determined):.4f} nats "
+          f"({len(determined)} places), random letters {statistics.mean(first):.3f} "
           f"(ln 26 = {math.log(26):.3f})")
 
     moe_layers = [i for i in range(cfg["n_layers"]) if ref.is_moe_layer(cfg, i)]
     E = cfg["moe"]["n_experts"]
-    summary = {"control": args.control, "load": round(load, 1), "loss": log[-1]["loss"],
+    summary = {"task": args.task, "control": args.control, "load": round(load, 1), "loss": log[-1]["loss"],
                "determined_ce": statistics.mean(determined), "first_ce": statistics.mean(first), "layers": {}}
-    for layer, logits_l in zip(moe_layers, router):
+    for layer, logits_l, flipped_l in zip(moe_layers, router, router_flipped):
         choice = logits_l.argmax(-1)  # the top-1 (first) expert
+        choice_flipped = flipped_l.argmax(-1)
         counts = {m: [0] * E for m in "<>"}
-        by_task, by_letter = [], []
+        by_task, by_letter, by_letter_task = [], [], {}
+        moved = 0
         for r in range(len(rows)):
             for t in range(T):
                 if task[r][t]:
@@ -175,17 +209,29 @@ def main():
                     counts[task[r][t]][e] += 1
                     by_task.append((e, task[r][t]))
                     by_letter.append((e, rows[r][t]))
+                    by_letter_task.setdefault(rows[r][t], []).append((e, task[r][t]))
+                    moved += int(choice_flipped[r, t]) != e
         total = {m: sum(counts[m]) for m in "<>"}
         pure = sum(max(counts["<"][e], counts[">"][e]) for e in range(E)) / (total["<"] + total[">"])
         # How much of the task (1 bit) and of the letter (log2 26 bits) the expert choice tells.
         task_bits = mutual_information(by_task) / entropy([total["<"], total[">"]])
         letter_bits = mutual_information(by_letter)
+        # Given the letter, how much of the task the expert tells: I(expert; task | letter) / H(task | letter).
+        n = len(by_task)
+        cond_mi = sum(len(v) / n * mutual_information(v) for v in by_letter_task.values())
+        cond_h = sum(len(v) / n * entropy([sum(1 for _, m in v if m == "<"), sum(1 for _, m in v if m == ">")])
+                     for v in by_letter_task.values())
+        task_given_letter = cond_mi / cond_h
+        moved_share = moved / n
         split = "  ".join(f"e{e} {counts['<'][e] / total['<'] * 100:4.1f}/{counts['>'][e] / total['>'] * 100:4.1f}"
                           for e in range(E))
-        print(f"layer {layer}: routing purity {pure:.3f}, expert tells {task_bits:.3f} of the task's bit and "
-              f"{letter_bits:.2f} bits of the letter; per expert % of '<' / % of '>' letters: {split}")
+        print(f"layer {layer}: routing purity {pure:.3f}, expert tells {task_bits:.3f} of the task's bit "
+              f"({task_given_letter:.3f} given the letter) and {letter_bits:.2f} bits of the letter; "
+              f"{moved_share:.3f} of the letters change expert when the marker is swapped; "
+              f"per expert % of '<' / % of '>' letters: {split}")
         summary["layers"][layer] = {"purity": round(pure, 3), "task_info": round(task_bits, 3),
-                                    "letter_bits": round(letter_bits, 2)}
+                                    "task_info_given_letter": round(task_given_letter, 3),
+                                    "letter_bits": round(letter_bits, 2), "moved_by_marker": round(moved_share, 3)}
     print("summary " + json.dumps(summary))
     print(f"(work directory {work})")
 
