@@ -42,7 +42,7 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 UPPER = LETTERS.upper()
 
 
-def make_text(rng, kind, tables, lines, width, shown):
+def make_text(rng, kind, tables, lines, width, shown, one_item=False):
     """The text and three per-character lists: the task of each routed place ('<', '>', or None:
     markers, newlines and, for "translate", the targets), whether the next character is
     determined by this one and the task, and whether it is a uniformly random letter.
@@ -63,7 +63,7 @@ def make_text(rng, kind, tables, lines, width, shown):
                     sd.append(i + 1 < n)
                     sr.append(False)
                     c = table[c]
-            else:  # translate: pairs of a random source letter and its target in the task's alphabet
+            elif kind == "translate":  # pairs of a random source letter and its target in the task's alphabet
                 n = rng.randint(2, 6)
                 for i in range(n):
                     c = rng.randrange(26)
@@ -71,6 +71,14 @@ def make_text(rng, kind, tables, lines, width, shown):
                     st += [marker, None]
                     sd += [True, False]
                     sr += [False, i + 1 < n]
+            else:  # query: a random letter, '?', then its target: the routed place is always '?'
+                n = rng.randint(2, 4) if not one_item else 1
+                for i in range(n):
+                    c = rng.randrange(26)
+                    seg += LETTERS[c] + "?" + alphabet[table[c]]
+                    st += [None, marker, None]
+                    sd += [False, True, False]
+                    sr += [False, False, i + 1 < n]
             line += seg
             task += st
             d += sd
@@ -112,10 +120,12 @@ def main():
                     help="lm-train --set KEY=VALUE (default: the preset as it is)")
     ap.add_argument("--runner", default="", help="command prefix for lm-train, e.g. /work/bin/cpu")
     ap.add_argument("--dir", default="", help="work directory (default: a new temporary one)")
-    ap.add_argument("--task", choices=("chain", "translate"), default="chain",
+    ap.add_argument("--task", choices=("chain", "translate", "query"), default="chain",
                     help="chain: each letter maps to the next by the marker's permutation (both tasks write the "
                          "same letters); translate: each random source letter is followed by its target, an "
-                         "uppercase letter for '<' and a lowercase one for '>' (shared inputs, separate outputs)")
+                         "uppercase letter for '<' and a lowercase one for '>' (shared inputs, separate outputs); query: "
+                         "as translate with a '?' between each letter and its target, the routed place")
+    ap.add_argument("--one-item", action="store_true", help="query: one item per marker (the marker two places back)")
     ap.add_argument("--analyse", action="store_true",
                     help="do not train: measure the run already in --dir (same --seed and --control)")
     ap.add_argument("--control", choices=("none", "no-marker", "same-table"), default="none",
@@ -130,12 +140,12 @@ def main():
     perms = {m: rng.sample(range(26), 26) for m in "<>"}
     if args.control == "same-table":
         perms[">"] = perms["<"]
-    alphabets = {"<": UPPER if args.task == "translate" and args.control != "same-table" else LETTERS, ">": LETTERS}
+    alphabets = {"<": UPPER if args.task != "chain" and args.control != "same-table" else LETTERS, ">": LETTERS}
     tables = {m: (perms[m], alphabets[m]) for m in "<>"}
     shown = {"<": "|", ">": "|"} if args.control == "no-marker" else {"<": "<", ">": ">"}
     val = None
     for name, lines in (("train", 4000), ("val", 200)):
-        text, tasks, det, rnd = make_text(rng, args.task, tables, lines, 200, shown)
+        text, tasks, det, rnd = make_text(rng, args.task, tables, lines, 200, shown, args.one_item)
         if name == "val":
             val = (tasks, det, rnd)
         with open(os.path.join(work, name + ".txt"), "w") as f:
@@ -208,8 +218,9 @@ def main():
                     e = int(choice[r, t])
                     counts[task[r][t]][e] += 1
                     by_task.append((e, task[r][t]))
-                    by_letter.append((e, rows[r][t]))
-                    by_letter_task.setdefault(rows[r][t], []).append((e, task[r][t]))
+                    letter = rows[r][t - 1] if args.task == "query" else rows[r][t]  # query: the letter before '?'
+                    by_letter.append((e, letter))
+                    by_letter_task.setdefault(letter, []).append((e, task[r][t]))
                     moved += int(choice_flipped[r, t]) != e
         total = {m: sum(counts[m]) for m in "<>"}
         pure = sum(max(counts["<"][e], counts[">"][e]) for e in range(E)) / (total["<"] + total[">"])
