@@ -2,25 +2,43 @@
 """A task for the mixture of experts (issue 13's "Proof"): two interleaved tasks marked by a token;
 does top-1 routing separate them?
 
-    /usr/bin/python3 bench/moe_task.py --bin build/bin --steps 300 --runner /work/bin/cpu
+    /usr/bin/python3 bench/moe_task.py --bin build/bin --steps 300 --runner /work/bin/cpu [--task KIND]
+        [--control no-marker|same-table] [--set moe.shared_expert=false ...]
 
-The text is lines of segments. A segment is a marker, '<' or '>', then 3 to 12 letters: the first
-letter is random, each next one is the previous one mapped by the marker's permutation of the 26
-letters (two fixed random permutations, A for '<' and B for '>'). So after the first letter of a
-segment every letter is determined, but only by a rule that depends on the last marker, which
-may be a dozen tokens back: the model must read the marker (attention) and apply one of two
-lookup tables (the feed-forward). Segments alternate at random inside every line.
+The text is lines of segments, each opened by a marker, '<' (task A) or '>' (task B), chosen at
+random, so the tasks interleave inside every line. Each task has a fixed random table over the 26
+letters. --task:
+  chain      the marker, then 3 to 12 letters: a random first letter, each next one the previous
+             one mapped by the task's table (both tasks write lowercase letters);
+  translate  the marker, then 2 to 6 pairs: a random source letter and its target, the source
+             mapped by the task's table into the task's alphabet (A: uppercase, B: lowercase);
+  query      as translate with '?' between a source letter and its target: the place that must
+             apply the table holds the same token in both tasks ('?'), so only the context (the
+             letter one place back, the marker further back) can route it; --one-item puts a
+             marker before every item.
+The routed places are the letters of a chain, the source letters of translate and the '?' of
+query; only the task's marker tells which table applies.
 
 The script tokenizes the text (byte-level), trains the `llama4-tiny` preset (4 layers, C 128,
 8 experts of 256 top-1 + a shared expert on every layer, sigmoid routing, balance-loss
-coefficient 0.01; NoPE on layer 3 and attention chunks of 64 on the others, as the preset has them)
-with lm-train, then reads the checkpoint with the PyTorch reference (tests/fixtures/reference.py)
-on held-out text and reports, per MoE layer, which experts the tokens of each task go to: for
-every expert, its share of the '<' tokens and of the '>' tokens, and the routing purity (the
-share of tokens whose expert serves mostly their own task: 0.5 is chance for two tasks, 1.0 a
-clean split). It also reports the cross-entropy on the determined letters (0 when both tables
-are learnt), on the first letters of segments (ln 26 = 3.26 at best: they are random) and the
-balance loss from the training log.
+coefficient 0.01; NoPE on layer 3 and attention chunks of 64 on the others) with lm-train (--set
+changes it, e.g. moe.shared_expert=false so that the experts must carry the tables), then reads
+the checkpoint with the PyTorch reference (tests/fixtures/reference.py) on held-out text and
+reports, per MoE layer, at the routed places:
+  - routing purity: the share of places whose top-1 expert serves mostly their own task (0.5 is
+    chance for two tasks, 1.0 a clean split), and each expert's share of each task;
+  - the task information: I(expert; task) / H(task), the part of the task's bit the expert choice
+    tells (0 = none, 1 = a clean split), and the same given the letter, I(expert; task | letter) /
+    H(task | letter): whether a letter goes to other experts in the two tasks;
+  - I(expert; letter) in bits (log2 26 = 4.7 when the experts split by letter alone);
+  - the share of places whose expert changes when the two markers are swapped in the text (the
+    marker's own influence on the routing, everything else the same).
+It also reports the cross-entropy where the next character is determined by the place and the
+task (0 when both tables are learnt) and where it is a random letter (ln 26 = 3.26 at best), and
+the balance loss from the training log. Controls: no-marker shows both tasks with the same
+marker '|' (the task is invisible: translate leaks it through the targets' alphabet, query
+--one-item does not); same-table gives both tasks A's table and alphabet (nothing to separate).
+The last line is a JSON summary.
 """
 import argparse
 import json
