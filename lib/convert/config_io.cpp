@@ -613,13 +613,19 @@ const std::vector<KeyRow>& gguf_key_template() {
        [](const ModelConfig& c) { return linear_rope_factor(c) != 1 ? json(linear_rope_factor(c)) : kOmit; },
        [](ModelConfig& c, const json& v, const std::string&) { c.rope_scaling.factor = v.get<double>(); }},
       LM_KEY("{A}.vocab_size", vocab_size, Int, nullptr),
-      // llama4 (src/models/llama4.cpp): present and 0 selects llama.cpp's unchunked variant (every
-      // layer RoPE but the last, temperature tuning with other constants), which lmkit does not
-      // run; any other value is overridden by llama.cpp's 8192.
+      // llama4 (src/models/llama4.cpp): present and 0 selects llama.cpp's unchunked variant: no
+      // chunking, n_no_rope_layer_step = block_count (so the last layer is NoPE, despite the
+      // "always use rope" comment), and temperature tuning on that layer with constants the
+      // variant never sets: hparams' defaults, 0 in current llama.cpp (whose attn_temp set_input
+      // asserts they are non-zero: it cannot run such a file) and 8192 / 0.1 in older versions.
+      // No definition to follow: refused. Any other value is overridden by llama.cpp's 8192.
       {"{A}.attention.sliding_window", "", KeyType::Int, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json& v, const std::string& src) {
          if (v.get<int64_t>() == 0)
-           fail(ErrorKind::Unsupported, cat(src, ": attention.sliding_window 0 (llama.cpp's unchunked llama4 variant) is not supported"));
+           fail(ErrorKind::Unsupported,
+                cat(src, ": attention.sliding_window 0 (llama.cpp's unchunked llama4 variant) is not supported: llama.cpp makes "
+                         "the last layer NoPE with temperature-tuning constants it leaves unset (0 in current versions, which "
+                         "cannot run the file; 8192 and 0.1 in older ones), so the model is not defined"));
        }},
       {"{A}.attention.sliding_window_pattern", "", KeyType::Any, false, json(), [](const ModelConfig&) { return kOmit; },
        [](ModelConfig&, const json& v, const std::string& src) {

@@ -281,6 +281,34 @@ TEST(GgufMoE, RopeFreqsAreMatchedToAKnownScalingOrRefused) {
             std::string::npos);
 }
 
+TEST(GgufMoE, UnchunkedLlama4VariantIsRefusedWithItsReason) {
+  // llama.cpp's attention.sliding_window 0: the last layer NoPE with temperature-tuning constants
+  // llama.cpp never sets (docs/llama4.md §12): refused, saying why.
+  const fs::path hf = fixture::dir() / "llama4_hf" / "lmkit.safetensors";
+  const fs::path gguf = tmp("swa0_src.gguf");
+  write_plan(plan(hf, "gguf", kLlamaCppLlama4), gguf.string());
+  auto f = std::make_shared<GGUFFile>(GGUFFile::open(gguf.string()));
+  GGUFWriter w;
+  for (const auto& [k, v] : f->metadata())
+    if (k.rfind("lmkit.", 0) != 0) w.set(k, v);
+  w.set("llama4.attention.sliding_window", GGUFValue::u32(0));
+  for (const GGUFTensorInfo& t : f->tensors()) {
+    const GGUFTensorInfo* info = &t;
+    w.add_tensor(t.name, t.type, t.shape(), [f, info](ByteSink& s) { s.write(f->data(*info), info->nbytes); });
+  }
+  const fs::path bad = tmp("swa0.gguf");
+  {
+    auto sink = open_output(bad.string());
+    w.write(*sink);
+    sink->finish();
+  }
+  const std::string why = error_of([&] { plan(bad, "lmkit"); });
+  EXPECT_NE(why.find("attention.sliding_window 0 (llama.cpp's unchunked llama4 variant) is not supported: llama.cpp makes "
+                     "the last layer NoPE with temperature-tuning constants it leaves unset"),
+            std::string::npos)
+      << why;
+}
+
 TEST(HfMixtral, ExportsPerExpertAndImportsBackBitExact) {
   const fs::path m = fixture::dir() / "llama4" / "l4_moe_softmax_top2" / "model.safetensors";
   const fs::path dir = tmp("mixtral_hf");
