@@ -285,7 +285,7 @@ const std::vector<Preset>& table() {
         "(MobileLLM671BConfig 'based on DeepSeek-V3 architecture with MoE': 8 kv heads, hidden 18432, num_experts 256, "
         "num_experts_per_tok 8, moe_intermediate_size 2048, head_dim = 7168 // 128 = 56). The seed does not say which "
         "layers are MoE nor whether there is a shared expert: DeepSeek-V3's (first_k_dense_replace 3, n_shared_experts 1, "
-        "intermediate_size 18432 for the dense layers) give 665.4B total, 0.8 % under the 671B name (DeepSeek-V3's MLA "
+        "intermediate_size 18432 for the dense layers) give 665.3B total, 0.8 % under the 671B name (DeepSeek-V3's MLA "
         "attention and untied embeddings make up the rest); every layer MoE without a shared expert would be 695.4B"},
        [] {
          ModelConfig c = mobilellm(7168, 61, 128, 8, 18432);
