@@ -272,3 +272,129 @@ PY
   run lm-bench forward --model "$S/xlstm_llama.json" --config-format xlstm-jax --set n_layers=1 --set vocab_size=64 --batch 1 --seq 4 --sizes 64 --warmup 0 --repeats 1 --json
   assert_success
 }
+
+# Issue 14's "every seed's config file opens in every program": each config file of
+# tests/seed-configs/ (shrunk with --set where the seed's size would make the test slow: the
+# mapping is the file's, the sizes are the overrides') makes a model with lm-train, is
+# benchmarked by lm-bench, names the config of lm-convert-checkpoint (whose output evaluates to
+# the same loss), and the model it made evaluates (lm-eval-loss) and generates (lm-generate).
+@test "each seed's config file in lm-train, lm-bench, lm-convert-checkpoint, lm-eval-loss and lm-generate" {
+  S="$LMKIT_SOURCE_DIR/tests/seed-configs"
+  small_v=(--set vocab_size=64 --set bos_id=1 --set eos_id=2)
+  for spec in \
+      "materium_model_args:materium:--set n_layers=1" \
+      "materium_standard:materium:" \
+      "xlstm_llama:xlstm-jax:--set n_layers=1 --set vocab_size=64" \
+      "xlstm_llama_docmask:xlstm-jax:--set n_layers=1 --set vocab_size=64 --set dim=128 --set head_dim=64 --set n_heads=2" \
+      "mobilellm_950m:mobilellm:--set n_layers=1 ${small_v[*]} --set max_seq_len=64 --set hidden_dim=128 --set dim=96" \
+      "mobilellm_140m_asdict:mobilellm:--set n_layers=1 ${small_v[*]} --set max_seq_len=64" \
+      "soma_v1:soma:--set n_layers=1 --set dim=128 --set hidden_dim=256" \
+      "soma_v1_minimal:soma:--set n_layers=1 --set dim=128 --set hidden_dim=256"; do
+    IFS=: read -r name fmt sets <<< "$spec"
+    read -r -a set_args <<< "$sets"
+    # lm-train: the file as the model (detected), the initial checkpoint.
+    run lm-train "$S/$name.json" "${set_args[@]}" --steps 0 -o "$TMP/$name" -q
+    assert_success
+    ckpt="$TMP/$name/model.safetensors"
+    [ -f "$ckpt" ]
+    assert_equal "$(lm-inspect-config "$ckpt" --config)" \
+      "$(lm-inspect-config "$S/$name.json" --config-format "$fmt" "${set_args[@]}" --config)"
+    # lm-bench: the file (named format) as the model.
+    run lm-bench forward --model "$S/$name.json" --config-format "$fmt" "${set_args[@]}" --batch 1 --seq 4 --sizes 64 \
+      --warmup 0 --repeats 1 --json
+    assert_success
+    # Data in the model's vocabulary: a materium-style record (the block-wise models need
+    # [ATOMS] 4 before [LATTICE] 3), and each condition's value for materium_model_args.
+    V=$(lm-inspect-config "$ckpt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["vocab_size"])')
+    python3 - "$TMP" "$V" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+d, V = sys.argv[1], int(sys.argv[2])
+m.write_stream(d + "/data.tok", [[1, 4, 10, 11, 12, 13, 20, 21, 22, 23, 3, 30, 31, 2], [1, 4, 14, 15, 16, 17, 3, 2]], vocab=V)
+m.write_stream(d + "/prompt.tok", [[1, 4, 10]], vocab=V)
+PY
+    if [ "${name#soma}" != "$name" ]; then  # soma reads byte-v1 streams: two documents, a prompt
+      printf 'a crystal of iron' > "$TMP/d1"; printf 'and oxygen' > "$TMP/d2"
+      lm-tokenize "$TMP/d1" "$TMP/d2" --max-seq-len 16 -o "$TMP/data.tok"
+      printf 'Fe' | lm-tokenize --max-seq-len 16 --no-eos -o "$TMP/prompt.tok"
+    fi
+    cond=()
+    if [ "$name" = materium_model_args ]; then
+      printf '%s\n' '{"space_group": 225, "reduced_formula": [[29, 1], [8, 2]], "density": [4.1], "band_gap": null, "bulk_modulus": [120], "hhi": [0.5], "mag_density": [0]}' \
+        '{"space_group": 12, "reduced_formula": null, "density": [2.5], "band_gap": [1.1], "bulk_modulus": null, "hhi": [0.2], "mag_density": [0.1]}' > "$TMP/c.jsonl"
+      head -1 "$TMP/c.jsonl" > "$TMP/p.jsonl"
+      cond=(--conditions "$TMP/c.jsonl")
+    fi
+    run lm-eval-loss -m "$ckpt" "$TMP/data.tok" "${cond[@]}" --seq 16 --json
+    assert_success
+    loss=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$output")
+    # lm-convert-checkpoint: the seed file names the config of the checkpoint it converts.
+    run lm-convert-checkpoint "$ckpt" "$TMP/$name.conv.safetensors" --to lmkit --config "$S/$name.json" \
+      --config-format "$fmt" "${set_args[@]}"
+    assert_success
+    run lm-eval-loss -m "$TMP/$name.conv.safetensors" "$TMP/data.tok" "${cond[@]}" --seq 16 --json
+    assert_success
+    assert_equal "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$output")" "$loss"
+    gen_cond=()
+    [ "$name" = materium_model_args ] && gen_cond=(--conditions "$TMP/p.jsonl")
+    run lm-generate -m "$ckpt" -i "$TMP/prompt.tok" --input-format tokens "${gen_cond[@]}" --format ids -n 3 --temperature 0 --ignore-eos
+    assert_success
+    [ "$(wc -w <<< "$output")" -eq 3 ]
+    rm -rf "$TMP/$name" "$TMP/$name.conv.safetensors"
+  done
+}
+
+# materium's own state_dict (docs/materium.md, "Checkpoint tensors"): mask embeddings [1, 1, C],
+# the formula's atom_embedder and the tied output.weight as copies of tok_embeddings.weight.
+materium_state_dict() {  # $1 fixture model, $2 output, $3 1 to make the atom_embedder differ
+  python3 - "$1" "$2" "${3:-0}" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); data = b[8 + n:]
+out, blobs, off = {}, [], 0
+def add(name, dtype, shape, raw):
+    global off
+    out[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+    blobs.append(raw); off += len(raw)
+for k, v in h.items():
+    if k == "__metadata__": continue
+    s, e = v["data_offsets"]; raw = data[s:e]
+    add(k, v["dtype"], [1, 1] + v["shape"] if k.startswith("condition_mask_embeddings.") else v["shape"], raw)
+    if k == "tok_embeddings.weight":
+        add("cond_proj_layers.formula.atom_embedder.weight", v["dtype"], v["shape"],
+            raw if sys.argv[3] == "0" else raw[:-4] + b"\0\0\0\0")
+        add("output.weight", v["dtype"], v["shape"], raw)
+hj = json.dumps(out).encode(); hj += b" " * ((8 - len(hj) % 8) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+PY
+}
+
+@test "lm-convert-checkpoint reads materium's state_dict and writes a model with conditions --to lmkit only" {
+  mat_data
+  lm-inspect-config "$FIX/mat_all/model.safetensors" --config > "$TMP/mat_all.json"
+  materium_state_dict "$FIX/mat_all/model.safetensors" "$TMP/sd.safetensors"
+  run lm-convert-checkpoint "$TMP/sd.safetensors" "$TMP/conv.safetensors" --to lmkit --config "$TMP/mat_all.json"
+  assert_success
+  assert_line "lm-convert-checkpoint: note: viewed 3 materium mask embeddings [1, 1, 48] as [48]"
+  assert_line "lm-convert-checkpoint: note: dropped 2 copies of tok_embeddings.weight (materium's atom_embedder and tied output tables, checked equal)"
+  want=$(lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json)
+  got=$(lm-eval-loss -m "$TMP/conv.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json)
+  assert_equal "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$got")" \
+    "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$want")"
+  # An lmkit checkpoint with conditions converts to itself.
+  run lm-convert-checkpoint "$FIX/mat_all/model.safetensors" "$TMP/same.safetensors" --to lmkit
+  assert_success
+  # An atom_embedder that is not the token embedding is another model.
+  materium_state_dict "$FIX/mat_all/model.safetensors" "$TMP/bad.safetensors" 1
+  run lm-convert-checkpoint "$TMP/bad.safetensors" "$TMP/x.safetensors" --to lmkit --config "$TMP/mat_all.json"
+  assert_failure 1
+  assert_output "lm-convert-checkpoint: error: tensor 'cond_proj_layers.formula.atom_embedder.weight' [40, 48] differs from tok_embeddings.weight [40, 48]: materium's formula condition embeds elements with the token embedding"
+  [ ! -e "$TMP/x.safetensors" ]
+  # Other layouts have no condition tensors: refused, never written without them.
+  run lm-convert-checkpoint "$FIX/mat_all/model.safetensors" "$TMP/hf" --to hf
+  assert_failure 1
+  assert_output "lm-convert-checkpoint: error: layout 'hf' has no place for condition embeddings (3 conditions); convert a materium model --to lmkit (docs/materium.md)"
+  [ ! -e "$TMP/hf" ]
+}
