@@ -398,3 +398,43 @@ PY
   assert_output "lm-convert-checkpoint: error: layout 'hf' has no place for condition embeddings (3 conditions); convert a materium model --to lmkit (docs/materium.md)"
   [ ! -e "$TMP/hf" ]
 }
+
+@test "lm-eval-loss --hidden-out writes PyTorch's final hidden states per token (fixture mat_all)" {
+  # The fixture's two rows as two records, their condition values as a conditions file.
+  python3 - "$FIX/mat_all/case.safetensors" "$TMP" <<'PY'
+import json, os, struct, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+def get(k):
+    v = h[k]; s, e = v["data_offsets"]; raw = b[8 + n + s:8 + n + e]
+    return list(struct.unpack("<%d%s" % (len(raw) // (8 if v["dtype"] == "I64" else 4), "q" if v["dtype"] == "I64" else "f"), raw))
+tok = get("tokens"); T = h["tokens"]["shape"][1]
+m.write_stream(sys.argv[2] + "/case.tok", [tok[:T], tok[T:]], vocab=40)
+with open(sys.argv[2] + "/case.jsonl", "w") as f:
+    for r in range(2):
+        v = {}
+        v["space_group"] = None if get("cond.space_group_mask")[r] else get("cond.space_group")[r]
+        v["band_gap"] = None if get("cond.band_gap_mask")[r] else get("cond.band_gap")[2 * r:2 * r + 2]
+        fs = get("cond.formula")[6 * r:6 * r + 6]
+        v["formula"] = None if get("cond.formula_mask")[r] else [[fs[2 * j], fs[2 * j + 1]] for j in range(3) if fs[2 * j] >= 0]
+        f.write(json.dumps(v) + "\n")
+json.dump(get("hidden"), open(sys.argv[2] + "/want.json", "w"))
+PY
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/case.tok" --conditions "$TMP/case.jsonl" --seq 24 --hidden-out "$TMP/h.safetensors"
+  assert_success
+  python3 - "$TMP/h.safetensors" "$TMP/want.json" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["hidden_states"]["shape"] == [2, 24, 48], h
+s, e = h["hidden_states"]["data_offsets"]
+got = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
+want = json.load(open(sys.argv[2]))
+err = max(abs(g - w) for g, w in zip(got, want)) / max(abs(w) for w in want)
+assert len(got) == len(want) and err <= 1e-4, err
+PY
+}
