@@ -438,3 +438,19 @@ err = max(abs(g - w) for g, w in zip(got, want)) / max(abs(w) for w in want)
 assert len(got) == len(want) and err <= 1e-4, err
 PY
 }
+
+@test "bench/materium_tasks.py runs both synthetic tasks through the programs (a short run)" {
+  run python3 "$LMKIT_SOURCE_DIR/bench/materium_tasks.py" --bin "$LMKIT_BIN" --steps 20 --block-records 64 --out "$TMP/tasks" --json
+  assert_success
+  python3 -c '
+import json, math, sys
+r = json.loads(sys.argv[1])
+c, b = r["condition"], r["blockwise"]
+assert math.isfinite(c["val_loss"]) and c["prompts"] == 400, c
+assert all(0 <= x <= 1 for x in c["accuracy_per_token_embedding_linear_formula"] + [c["accuracy_with_conditions"], c["accuracy_unconditional"]]), c
+assert 0 < b["floor"] < b["floor_without_exclusion"] < math.log(32), b
+for mode in ("blockwise", "standard"):
+    assert math.isfinite(b[mode]["val_loss"]) and b[mode]["samples"] == 200, b
+    assert all(0 <= b[mode][k] <= 1 for k in ("well_formed", "whole_blocks", "repeated_in_slot")), b
+' "$output"
+}
