@@ -94,6 +94,13 @@ MATNS=(--sample sequential --batch 2 --lr 1e-3 --warmup 0)  # without --seq
     --val-conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/v" -q --json
   assert_success
   assert_output --partial '"val_loss"'
+  # Without --seq a row is max_seq_len (32) less the 5 condition positions, as in lm-eval-loss.
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MATNS[@]}" --steps 1 -o "$TMP/n" -q
+  assert_success
+  python3 -c 'import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(json.loads(b[8:8 + n])["__metadata__"]["lmkit.train"])
+assert t["settings"]["seq"] == 27, t["settings"]' "$TMP/n/checkpoint.safetensors"
 }
 
 @test "lm-train's materium mistakes are one line each" {
