@@ -726,56 +726,81 @@ LM_AVX2 float dot_q4_0_avx2(const void* row, const int8_t* q, const float* d, co
 // q4_K: the four runs of 32 nibble bytes each hold two sub-blocks of 32 (low nibbles, then
 // high ones) whose inputs are 64 contiguous int8s. The eight sub-block factors d * sc * d_x
 // are one vector per super-block; the mins come off once per row from dmin * m * s / 8.
-struct Q4KScales {
-  float sc[8], m[8];
-};
-inline void q4_K_unpack(const unsigned char* b, Q4KScales& out) {
-  for (int j = 0; j < 8; ++j) {
-    int sc, m;
-    q4_K_scale_min(j, b, sc, m);
-    out.sc[j] = static_cast<float>(sc);
-    out.m[j] = static_cast<float>(m);
-  }
+//
+// The 12 scale bytes unpack in two 64-bit words and one vector shuffle, no per-sub-block
+// branches or scalar stores (a vector load of eight floats stored one by one misses store
+// forwarding): with a = bytes 0..7 and h = bytes 8..11,
+//   a & 0x3f..3f                         bytes 0..3 = sc0..3, bytes 4..7 = m0..3
+//   (a >> 6 & 0x03..03) << 4 | nibbles   bytes 0..3 = sc4..7, bytes 4..7 = m4..7
+// where nibbles holds h & 0x0f in bytes 0..3 and h >> 4 & 0x0f in bytes 4..7 (the layout
+// comment in quant.h has the bit positions). Returns sc0..7 in bytes 0..7, m0..7 in 8..15.
+LM_AVX2 __m128i q4_K_scales_mins(const unsigned char* b) {
+  uint64_t a;
+  uint32_t h;
+  std::memcpy(&a, b, 8);
+  std::memcpy(&h, b + 8, 4);
+  const uint64_t low = a & 0x3f3f3f3f3f3f3f3fULL;
+  const uint64_t nibbles = (h & 0x0f0f0f0fULL) | (static_cast<uint64_t>((h >> 4) & 0x0f0f0f0fU) << 32);
+  const uint64_t high = (((a >> 6) & 0x0303030303030303ULL) << 4) | nibbles;
+  // dwords [sc0..3, m0..3, sc4..7, m4..7] -> [sc0..3, sc4..7, m0..3, m4..7]
+  return _mm_shuffle_epi32(_mm_set_epi64x(static_cast<int64_t>(high), static_cast<int64_t>(low)), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
+// d and dmin of a q4_K super-block (its first four bytes) in lanes 0 and 1.
+LM_AVX2 __m128 q4_K_d_dmin(const unsigned char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
+}
+
+// VNNI: each run of 32 bytes is broadcast to both halves of a 512-bit register and masked
+// with 0x0f (low half) and 0xf0 (high half): the high nibbles enter the dot as 16 * q (at
+// most 240, still an unsigned byte), and their factor carries the 1/16 (exact). Run r's
+// scale vector (f[2r] in lanes 0..7, f[2r + 1] / 16 in lanes 8..15) is one permute of the
+// sixteen factors; two accumulators halve the chain of dependent FMAs.
 LM_AVX512 float dot_q4_K_vnni(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
   const auto* p = static_cast<const unsigned char*>(row);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc = _mm512_setzero_ps();
+  const __m512i nibble_mask = _mm512_inserti64x4(_mm512_set1_epi8(0x0F), _mm256_set1_epi8(static_cast<char>(0xF0)), 1);
+  const __m512i idx0 = _mm512_set_epi32(9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx1 = _mm512_set_epi32(11, 11, 11, 11, 11, 11, 11, 11, 2, 2, 2, 2, 2, 2, 2, 2);
+  const __m512i idx2 = _mm512_set_epi32(13, 13, 13, 13, 13, 13, 13, 13, 4, 4, 4, 4, 4, 4, 4, 4);
+  const __m512i idx3 = _mm512_set_epi32(15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, 6, 6);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   __m256 mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    Q4KScales u;
-    q4_K_unpack(p + 4, u);
-    const float dw = f16_scalar_avx512(p), dmin = f16_scalar_avx512(p + 2);
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
-    const __m512 f512 = _mm512_castps256_ps512(f);
+    const __m128i scm = q4_K_scales_mins(p + 4);
+    const __m128 dd = q4_K_d_dmin(p);
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m512 f16 = _mm512_insertf32x8(_mm512_castps256_ps512(f), _mm256_mul_ps(f, _mm256_set1_ps(1.0f / 16)), 1);
     const int8_t* x = q + b * kSuperBlock;
-    for (int r = 0; r < 4; ++r) {
-      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
-      const __m512i w = _mm512_and_si512(both, low4);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r));
-      const __m512 scale = _mm512_permutexvar_ps(
-          _mm512_set_epi32(2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r,
-                           2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r),
-          f512);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
-    }
+    const unsigned char* nib = p + 16;
+    const auto run = [&](int r) {
+      const __m512i packed = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nib + 32 * r)));
+      const __m512i w = _mm512_and_si512(packed, nibble_mask);
+      return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r)));
+    };
+    acc0 = _mm512_fmadd_ps(run(0), _mm512_permutexvar_ps(idx0, f16), acc0);
+    acc1 = _mm512_fmadd_ps(run(1), _mm512_permutexvar_ps(idx1, f16), acc1);
+    acc0 = _mm512_fmadd_ps(run(2), _mm512_permutexvar_ps(idx2, f16), acc0);
+    acc1 = _mm512_fmadd_ps(run(3), _mm512_permutexvar_ps(idx3, f16), acc1);
   }
-  return hsum512(acc) - hsum256(mins) / 8;
+  return hsum512(_mm512_add_ps(acc0, acc1)) - hsum256(mins) / 8;
 }
 
 LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
   const auto* p = static_cast<const unsigned char*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    Q4KScales u;
-    q4_K_unpack(p + 4, u);
-    const float dw = f16_scalar_avx2(p), dmin = f16_scalar_avx2(p + 2);
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m128i scm = q4_K_scales_mins(p + 4);
+    const __m128 dd = q4_K_d_dmin(p);
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
     const int8_t* x = q + b * kSuperBlock;
     for (int r = 0; r < 4; ++r) {
       const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
@@ -785,11 +810,11 @@ LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, co
           _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r))), ones);
       const __m256i d1 = _mm256_madd_epi16(
           _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r + 32))), ones);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r)), acc);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r + 1)), acc);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r)), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r + 1)), acc1);
     }
   }
-  return hsum256(acc) - hsum256(mins) / 8;
+  return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(mins) / 8;
 }
 
 // q6_K: the levels 0..63 are the unsigned operand as they are; the offset of 32 comes off
