@@ -96,7 +96,8 @@ void q4_K_scale_min(int j, const unsigned char* b, int& sc, int& m) {
 
 // make_qkx2_quants (ggml): levels L in [0, nmax] with scale and min (returned as -min in
 // the_min) minimising the weighted squared error, searching nstep + 1 scales around
-// nmax / (max - min). The sums are in the order ggml's loops make them, each a * b + c fused.
+// nmax / (max - min). The sums are in the order ggml's loops make them, every product rounded
+// on its own (no FMA: see quant.h).
 float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
                 float rmin, float rdelta, int nstep) {
   float min = x[0], max = x[0];
@@ -106,7 +107,7 @@ float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, flo
     if (x[i] < min) min = x[i];
     if (x[i] > max) max = x[i];
     sum_w += w[i];
-    sum_x = std::fma(w[i], x[i], sum_x);
+    sum_x += w[i] * x[i];
   }
   if (min > 0) min = 0;
   if (max == min) {
@@ -120,32 +121,32 @@ float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, flo
   for (int i = 0; i < n; ++i) {
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    const float diff = std::fma(scale, static_cast<float>(L[i]), min) - x[i];
-    best = std::fma(w[i], diff * diff, best);
+    const float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    best += w[i] * (diff * diff);
   }
   for (int is = 0; is <= nstep; ++is) {
-    iscale = (std::fma(rdelta, static_cast<float>(is), rmin) + static_cast<float>(nmax)) / (max - min);
+    iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
       const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
       Laux[i] = static_cast<uint8_t>(l);
       const float wl = w[i] * static_cast<float>(l);
       sum_l += wl;
-      sum_l2 = std::fma(wl, static_cast<float>(l), sum_l2);
-      sum_xl = std::fma(wl, x[i], sum_xl);
+      sum_l2 += wl * static_cast<float>(l);
+      sum_xl += wl * x[i];
     }
-    const float D = std::fma(sum_w, sum_l2, -(sum_l * sum_l));
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
     if (D > 0) {
-      float this_scale = std::fma(sum_w, sum_xl, -(sum_x * sum_l)) / D;
-      float this_min = std::fma(sum_l2, sum_x, -(sum_l * sum_xl)) / D;
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
       if (this_min > 0) {
         this_min = 0;
         this_scale = sum_xl / sum_l2;
       }
       float mad = 0;
       for (int i = 0; i < n; ++i) {
-        const float diff = std::fma(this_scale, static_cast<float>(Laux[i]), this_min) - x[i];
-        mad = std::fma(w[i], diff * diff, mad);
+        const float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
+        mad += w[i] * (diff * diff);
       }
       if (mad < best) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -180,8 +181,8 @@ float make_qx(int n, int nmax, const float* x, int8_t* L) {
       const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
       const float w = x[i] * x[i];
       const auto lf = static_cast<float>(l);
-      sumlx = std::fma(w * x[i], lf, sumlx);
-      suml2 = std::fma(w * lf, lf, suml2);
+      sumlx += w * x[i] * lf;
+      suml2 += w * lf * lf;
     }
   };
   const auto levels = [&](float iscale) {
@@ -196,7 +197,7 @@ float make_qx(int n, int nmax, const float* x, int8_t* L) {
   float best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    iscale = -std::fma(0.1f, static_cast<float>(is), static_cast<float>(nmax)) / max;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
     sums(iscale, sumlx, suml2);
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
       levels(iscale);
@@ -214,7 +215,7 @@ void quantize_q4_K_block(const float* x, unsigned char* o) {
   for (int j = 0; j < 8; ++j) {
     const float* v = x + 32 * j;
     float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 = std::fma(v[l], v[l], sum_x2);
+    for (int l = 0; l < 32; ++l) sum_x2 += v[l] * v[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(v[l]);
     scales[j] = make_qkx2(32, 15, v, w, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
@@ -356,9 +357,8 @@ void quantize_row(WeightType type, const float* x, int64_t n, void* out) {
         const uint16_t h = f32_to_f16(d);
         std::memcpy(o, &h, 2);
         for (int j = 0; j < kQuantBlock / 2; ++j) {
-          // x * id + 8.5 fused, as ggml built with FMA (llama-quantize here) computes it.
-          const auto q0 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(std::fma(v[j], id, 8.5f))));
-          const auto q1 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(std::fma(v[j + 16], id, 8.5f))));
+          const auto q0 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(v[j] * id + 8.5f)));
+          const auto q1 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(v[j + 16] * id + 8.5f)));
           o[2 + j] = static_cast<unsigned char>(q0 | (q1 << 4));
         }
       }
@@ -410,9 +410,9 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out) {
           int sc, m;
           q4_K_scale_min(j, p + 4, sc, m);
           const float dj = d * static_cast<float>(sc), mj = dmin * static_cast<float>(m);
-          // d1 * q - m1 fused, as ggml's build computes it.
+          // d1 * q - m1, each rounded, as ggml's build computes it.
           for (int i = 0; i < 32; ++i)
-            out[b * kSuperBlock + 32 * j + i] = std::fma(dj, static_cast<float>(q4_K_level(p, 32 * j + i)), -mj);
+            out[b * kSuperBlock + 32 * j + i] = dj * static_cast<float>(q4_K_level(p, 32 * j + i)) - mj;
         }
       }
       return;
