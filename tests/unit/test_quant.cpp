@@ -56,7 +56,8 @@ TEST(Quant, BlocksMatchLlamaCppFormatDefinition) {
 
 // q4_K and q6_K super-blocks written by llama-quantize (Q4_K_M, no importance matrix) from
 // f32 rows, and gguf-py's decoding of them: lmkit's quantizer gives the same bytes on these
-// rows (not on every row: see core/quant.h), its decoder the same floats.
+// rows, among them super-blocks where a search with fused multiply-adds picks other scales
+// (core/quant.h), its decoder the same floats.
 TEST(Quant, KBlocksMatchLlamaQuantize) {
   std::ifstream in(std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/quant/kblocks.json");
   ASSERT_TRUE(in.good());
