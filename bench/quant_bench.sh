@@ -1,8 +1,8 @@
 #!/bin/bash
 # Speed of quantized weights, lmkit against llama.cpp on the same GGUF files:
 # stories15M- and stories110M-shaped random weights (lm-train --steps 0), written as f32 and
-# q8_0 and q4_K GGUF by lm-convert-checkpoint (--cast; q4_K on the 110M shape only, whose rows
-# are multiples of 256: stories15M's 288 are not), then ROUNDS interleaved rounds of
+# q8_0, q4_K and q6_K GGUF by lm-convert-checkpoint (--cast; q4_K and q6_K on the 110M shape
+# only, whose rows are multiples of 256: stories15M's 288 are not), then ROUNDS interleaved rounds of
 #   decode (TYPES):            lm-bench decode --model X.gguf --decode-tokens 128 --threads 2
 #                              llama-bench -m X.gguf -p 0 -n 128 -t 2
 #   prompt processing (PP_TYPES, 128 tokens, last logits only):
@@ -23,12 +23,12 @@ LLAMA=${2:-/work/peers/llama.cpp/build/bin}
 ROUNDS=${ROUNDS:-3}
 FIRST_ROUND=${FIRST_ROUND:-1}
 SHAPES=${SHAPES:-"stories15m stories110m"}
-TYPES=${TYPES:-"f32 q8_0 q4_K"}
+TYPES=${TYPES:-"f32 q8_0 q4_K q6_K"}
 PP_TYPES=${PP_TYPES:-"q8_0"}
 WORK=${WORK:-$(mktemp -d /tmp/quant_bench.XXXXXX)}
 mkdir -p "$WORK"
 echo "# $(date -u +%FT%TZ) load: $(uptime | sed 's/.*load average: //')"
-skip() { [ "$1" = stories15m ] && [ "$2" = q4_K ]; }
+skip() { [ "$1" = stories15m ] && { [ "$2" = q4_K ] || [ "$2" = q6_K ]; }; }
 for shape in $SHAPES; do
   if [ ! -f "$WORK/$shape/model.safetensors" ]; then
     "$BIN/lm-train" "$shape" --steps 0 --seed 1 -o "$WORK/$shape" -q
@@ -67,7 +67,7 @@ print("%-12s %-5s %-6s %6s %10s %17s %10s %6s %13s %9s %6s" % (
 for s in shapes:
     for kind, ts in (("decode", types), ("pp128", pp_types)):
         for t in ts:
-            if s == "stories15m" and t == "q4_K":
+            if s == "stories15m" and t in ("q4_K", "q6_K"):
                 continue
             lm, ll, ratio, frac, mb = [], [], [], [], []
             for r in range(1, rounds + 1):
