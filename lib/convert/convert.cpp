@@ -210,6 +210,15 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
       origin = params;
     }
   }
+  // A Hugging Face checkpoint's generation_config.json: the ids generation ends at
+  // (transformers' GenerationConfig), whether the config came from config.json or the
+  // weights' lmkit.config (a directory lmkit wrote, edited since).
+  if (cfg && opts.config.empty() && (plan.from == Layout::HF || plan.from == Layout::HFLlama4) && src.path != "-") {
+    if (const std::string gen = join(src.dir, "generation_config.json"); exists(gen)) {
+      apply_hf_generation_config(*cfg, read_text_file(gen), gen, &plan.notes);
+      origin += " and " + gen;
+    }
+  }
   if (cfg) {
     apply_overrides(*cfg, opts.sets);
     if (cfg->vocab_size == 0) {  // params.json's vocab_size -1: the embedding rows tell
