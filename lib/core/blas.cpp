@@ -10,7 +10,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-#include <cstdlib>
 
 #include "core/cpu_features.h"
 #include "core/dtype.h"
@@ -64,8 +63,7 @@ constexpr double kSplitMinMacs = double{1 << 24};
 void sgemm_onednn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int threads = omp_in_parallel() ? 1 : thread_count();
-  static const int mode = std::getenv("LM_SPLIT") ? std::atoi(std::getenv("LM_SPLIT")) : 0;
-  const bool split = threads > 1 && (mode ? static_cast<double>(M) * N * K >= double(1 << 20) : (K >= N && static_cast<double>(M) * N * K >= kSplitMinMacs));
+  const bool split = threads > 1 && K >= N && static_cast<double>(M) * N * K >= kSplitMinMacs;
   dnnl_status_t status = dnnl_success;
   if (!split) {
     status = onednn_call(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -128,41 +126,8 @@ void sgemm_on(GemmBackend backend, bool trans_a, bool trans_b, int64_t M, int64_
     sgemm_openblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-}  // namespace lm
-#include <chrono>
-#include <map>
-#include <mutex>
-#include <tuple>
-#include <cstdio>
-#include <cstdlib>
-namespace lm {
-struct GemmProf {
-  std::mutex mu;
-  std::map<std::tuple<int,int,int,long,long,long>, std::pair<long,double>> m;
-  bool on = std::getenv("LM_GEMM_PROFILE") != nullptr;
-  ~GemmProf() {
-    if (!on) return;
-    double tot = 0;
-    for (auto& [k, v] : m) tot += v.second;
-    for (auto& [k, v] : m)
-      std::fprintf(stderr, "gemm par%d %c%c %ldx%ldx%ld calls %ld total %.1f ms avg %.1f us %.1f GF/s\n", std::get<0>(k), std::get<1>(k)?'T':'N', std::get<2>(k)?'T':'N',
-                   std::get<3>(k), std::get<4>(k), std::get<5>(k), v.first, v.second * 1e3, v.second / v.first * 1e6,
-                   2.0 * std::get<3>(k) * std::get<4>(k) * std::get<5>(k) * v.first / v.second / 1e9);
-    std::fprintf(stderr, "gemm total %.1f ms\n", tot * 1e3);
-  }
-};
-static GemmProf g_prof;
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (g_prof.on) {
-    auto t0 = std::chrono::steady_clock::now();
-    sgemm_on(gemm_backend(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard<std::mutex> l(g_prof.mu);
-    auto& e = g_prof.m[{omp_in_parallel(), trans_a, trans_b, M, N, K}];
-    e.first++; e.second += dt;
-    return;
-  }
   sgemm_on(gemm_backend(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
