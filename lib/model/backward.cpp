@@ -266,7 +266,6 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
     r.weight_sum += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
   }
   const float scale = opt.grad_scale;
-  zero(g.dlogits, NT * V);
   crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights,
                         weight_norm > 0 ? weight_norm : r.weight_sum, scale, NT, V, pad);
   double ce_sum = 0;

@@ -355,7 +355,7 @@ TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
     auto objective = [&] { return crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0).loss; };
     const WeightedLoss l = crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0);
     EXPECT_EQ(l.count, 4);
-    std::vector<float> d(logits.size(), 0.0f), losses(N), want(N);
+    std::vector<float> d(logits.size(), NAN), losses(N), want(N);  // written, not accumulated
     crossentropy_backward(d.data(), losses.data(), logits.data(), targets.data(), weights, l.weight_sum, 1.0f, N, V, 0);
     crossentropy_forward(want.data(), logits.data(), targets.data(), N, V, 0);
     for (int64_t n = 0; n < N; ++n) EXPECT_NEAR(losses[n], want[n], 1e-5 * std::abs(want[n]) + 1e-6);
