@@ -96,7 +96,8 @@ void q4_K_scale_min(int j, const unsigned char* b, int& sc, int& m) {
 
 // make_qkx2_quants (ggml): levels L in [0, nmax] with scale and min (returned as -min in
 // the_min) minimising the weighted squared error, searching nstep + 1 scales around
-// nmax / (max - min). The sums are in the order ggml's loops make them, each a * b + c fused.
+// nmax / (max - min). The sums are in the order ggml's loops make them, every product rounded
+// on its own (no FMA: see quant.h).
 float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
                 float rmin, float rdelta, int nstep) {
   float min = x[0], max = x[0];
@@ -106,7 +107,7 @@ float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, flo
     if (x[i] < min) min = x[i];
     if (x[i] > max) max = x[i];
     sum_w += w[i];
-    sum_x = std::fma(w[i], x[i], sum_x);
+    sum_x += w[i] * x[i];
   }
   if (min > 0) min = 0;
   if (max == min) {
@@ -120,32 +121,32 @@ float make_qkx2(int n, int nmax, const float* x, const float* w, uint8_t* L, flo
   for (int i = 0; i < n; ++i) {
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    const float diff = std::fma(scale, static_cast<float>(L[i]), min) - x[i];
-    best = std::fma(w[i], diff * diff, best);
+    const float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    best += w[i] * (diff * diff);
   }
   for (int is = 0; is <= nstep; ++is) {
-    iscale = (std::fma(rdelta, static_cast<float>(is), rmin) + static_cast<float>(nmax)) / (max - min);
+    iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
       const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
       Laux[i] = static_cast<uint8_t>(l);
       const float wl = w[i] * static_cast<float>(l);
       sum_l += wl;
-      sum_l2 = std::fma(wl, static_cast<float>(l), sum_l2);
-      sum_xl = std::fma(wl, x[i], sum_xl);
+      sum_l2 += wl * static_cast<float>(l);
+      sum_xl += wl * x[i];
     }
-    const float D = std::fma(sum_w, sum_l2, -(sum_l * sum_l));
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
     if (D > 0) {
-      float this_scale = std::fma(sum_w, sum_xl, -(sum_x * sum_l)) / D;
-      float this_min = std::fma(sum_l2, sum_x, -(sum_l * sum_xl)) / D;
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
       if (this_min > 0) {
         this_min = 0;
         this_scale = sum_xl / sum_l2;
       }
       float mad = 0;
       for (int i = 0; i < n; ++i) {
-        const float diff = std::fma(this_scale, static_cast<float>(Laux[i]), this_min) - x[i];
-        mad = std::fma(w[i], diff * diff, mad);
+        const float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
+        mad += w[i] * (diff * diff);
       }
       if (mad < best) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -180,8 +181,8 @@ float make_qx(int n, int nmax, const float* x, int8_t* L) {
       const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
       const float w = x[i] * x[i];
       const auto lf = static_cast<float>(l);
-      sumlx = std::fma(w * x[i], lf, sumlx);
-      suml2 = std::fma(w * lf, lf, suml2);
+      sumlx += w * x[i] * lf;
+      suml2 += w * lf * lf;
     }
   };
   const auto levels = [&](float iscale) {
@@ -196,7 +197,7 @@ float make_qx(int n, int nmax, const float* x, int8_t* L) {
   float best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    iscale = -std::fma(0.1f, static_cast<float>(is), static_cast<float>(nmax)) / max;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
     sums(iscale, sumlx, suml2);
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
       levels(iscale);
@@ -214,7 +215,7 @@ void quantize_q4_K_block(const float* x, unsigned char* o) {
   for (int j = 0; j < 8; ++j) {
     const float* v = x + 32 * j;
     float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 = std::fma(v[l], v[l], sum_x2);
+    for (int l = 0; l < 32; ++l) sum_x2 += v[l] * v[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(v[l]);
     scales[j] = make_qkx2(32, 15, v, w, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
@@ -356,9 +357,8 @@ void quantize_row(WeightType type, const float* x, int64_t n, void* out) {
         const uint16_t h = f32_to_f16(d);
         std::memcpy(o, &h, 2);
         for (int j = 0; j < kQuantBlock / 2; ++j) {
-          // x * id + 8.5 fused, as ggml built with FMA (llama-quantize here) computes it.
-          const auto q0 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(std::fma(v[j], id, 8.5f))));
-          const auto q1 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(std::fma(v[j + 16], id, 8.5f))));
+          const auto q0 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(v[j] * id + 8.5f)));
+          const auto q1 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(v[j + 16] * id + 8.5f)));
           o[2 + j] = static_cast<unsigned char>(q0 | (q1 << 4));
         }
       }
@@ -410,9 +410,9 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out) {
           int sc, m;
           q4_K_scale_min(j, p + 4, sc, m);
           const float dj = d * static_cast<float>(sc), mj = dmin * static_cast<float>(m);
-          // d1 * q - m1 fused, as ggml's build computes it.
+          // d1 * q - m1, each rounded, as ggml's build computes it.
           for (int i = 0; i < 32; ++i)
-            out[b * kSuperBlock + 32 * j + i] = std::fma(dj, static_cast<float>(q4_K_level(p, 32 * j + i)), -mj);
+            out[b * kSuperBlock + 32 * j + i] = dj * static_cast<float>(q4_K_level(p, 32 * j + i)) - mj;
         }
       }
       return;
@@ -726,56 +726,81 @@ LM_AVX2 float dot_q4_0_avx2(const void* row, const int8_t* q, const float* d, co
 // q4_K: the four runs of 32 nibble bytes each hold two sub-blocks of 32 (low nibbles, then
 // high ones) whose inputs are 64 contiguous int8s. The eight sub-block factors d * sc * d_x
 // are one vector per super-block; the mins come off once per row from dmin * m * s / 8.
-struct Q4KScales {
-  float sc[8], m[8];
-};
-inline void q4_K_unpack(const unsigned char* b, Q4KScales& out) {
-  for (int j = 0; j < 8; ++j) {
-    int sc, m;
-    q4_K_scale_min(j, b, sc, m);
-    out.sc[j] = static_cast<float>(sc);
-    out.m[j] = static_cast<float>(m);
-  }
+//
+// The 12 scale bytes unpack in two 64-bit words and one vector shuffle, no per-sub-block
+// branches or scalar stores (a vector load of eight floats stored one by one misses store
+// forwarding): with a = bytes 0..7 and h = bytes 8..11,
+//   a & 0x3f..3f                         bytes 0..3 = sc0..3, bytes 4..7 = m0..3
+//   (a >> 6 & 0x03..03) << 4 | nibbles   bytes 0..3 = sc4..7, bytes 4..7 = m4..7
+// where nibbles holds h & 0x0f in bytes 0..3 and h >> 4 & 0x0f in bytes 4..7 (the layout
+// comment in quant.h has the bit positions). Returns sc0..7 in bytes 0..7, m0..7 in 8..15.
+LM_AVX2 __m128i q4_K_scales_mins(const unsigned char* b) {
+  uint64_t a;
+  uint32_t h;
+  std::memcpy(&a, b, 8);
+  std::memcpy(&h, b + 8, 4);
+  const uint64_t low = a & 0x3f3f3f3f3f3f3f3fULL;
+  const uint64_t nibbles = (h & 0x0f0f0f0fULL) | (static_cast<uint64_t>((h >> 4) & 0x0f0f0f0fU) << 32);
+  const uint64_t high = (((a >> 6) & 0x0303030303030303ULL) << 4) | nibbles;
+  // dwords [sc0..3, m0..3, sc4..7, m4..7] -> [sc0..3, sc4..7, m0..3, m4..7]
+  return _mm_shuffle_epi32(_mm_set_epi64x(static_cast<int64_t>(high), static_cast<int64_t>(low)), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
+// d and dmin of a q4_K super-block (its first four bytes) in lanes 0 and 1.
+LM_AVX2 __m128 q4_K_d_dmin(const unsigned char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
+}
+
+// VNNI: each run of 32 bytes is broadcast to both halves of a 512-bit register and masked
+// with 0x0f (low half) and 0xf0 (high half): the high nibbles enter the dot as 16 * q (at
+// most 240, still an unsigned byte), and their factor carries the 1/16 (exact). Run r's
+// scale vector (f[2r] in lanes 0..7, f[2r + 1] / 16 in lanes 8..15) is one permute of the
+// sixteen factors; two accumulators halve the chain of dependent FMAs.
 LM_AVX512 float dot_q4_K_vnni(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
   const auto* p = static_cast<const unsigned char*>(row);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc = _mm512_setzero_ps();
+  const __m512i nibble_mask = _mm512_inserti64x4(_mm512_set1_epi8(0x0F), _mm256_set1_epi8(static_cast<char>(0xF0)), 1);
+  const __m512i idx0 = _mm512_set_epi32(9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx1 = _mm512_set_epi32(11, 11, 11, 11, 11, 11, 11, 11, 2, 2, 2, 2, 2, 2, 2, 2);
+  const __m512i idx2 = _mm512_set_epi32(13, 13, 13, 13, 13, 13, 13, 13, 4, 4, 4, 4, 4, 4, 4, 4);
+  const __m512i idx3 = _mm512_set_epi32(15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, 6, 6);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   __m256 mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    Q4KScales u;
-    q4_K_unpack(p + 4, u);
-    const float dw = f16_scalar_avx512(p), dmin = f16_scalar_avx512(p + 2);
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
-    const __m512 f512 = _mm512_castps256_ps512(f);
+    const __m128i scm = q4_K_scales_mins(p + 4);
+    const __m128 dd = q4_K_d_dmin(p);
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m512 f16 = _mm512_insertf32x8(_mm512_castps256_ps512(f), _mm256_mul_ps(f, _mm256_set1_ps(1.0f / 16)), 1);
     const int8_t* x = q + b * kSuperBlock;
-    for (int r = 0; r < 4; ++r) {
-      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
-      const __m512i w = _mm512_and_si512(both, low4);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r));
-      const __m512 scale = _mm512_permutexvar_ps(
-          _mm512_set_epi32(2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, 2 * r,
-                           2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r, 2 * r),
-          f512);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
-    }
+    const unsigned char* nib = p + 16;
+    const auto run = [&](int r) {
+      const __m512i packed = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nib + 32 * r)));
+      const __m512i w = _mm512_and_si512(packed, nibble_mask);
+      return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r)));
+    };
+    acc0 = _mm512_fmadd_ps(run(0), _mm512_permutexvar_ps(idx0, f16), acc0);
+    acc1 = _mm512_fmadd_ps(run(1), _mm512_permutexvar_ps(idx1, f16), acc1);
+    acc0 = _mm512_fmadd_ps(run(2), _mm512_permutexvar_ps(idx2, f16), acc0);
+    acc1 = _mm512_fmadd_ps(run(3), _mm512_permutexvar_ps(idx3, f16), acc1);
   }
-  return hsum512(acc) - hsum256(mins) / 8;
+  return hsum512(_mm512_add_ps(acc0, acc1)) - hsum256(mins) / 8;
 }
 
 LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {
   const auto* p = static_cast<const unsigned char*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    Q4KScales u;
-    q4_K_unpack(p + 4, u);
-    const float dw = f16_scalar_avx2(p), dmin = f16_scalar_avx2(p + 2);
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(u.sc), _mm256_set1_ps(dw)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(u.m), _mm256_set1_ps(dmin)), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m128i scm = q4_K_scales_mins(p + 4);
+    const __m128 dd = q4_K_d_dmin(p);
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
     const int8_t* x = q + b * kSuperBlock;
     for (int r = 0; r < 4; ++r) {
       const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));
@@ -785,11 +810,11 @@ LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, co
           _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r))), ones);
       const __m256i d1 = _mm256_madd_epi16(
           _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * r + 32))), ones);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r)), acc);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r + 1)), acc);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r)), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * r + 1)), acc1);
     }
   }
-  return hsum256(acc) - hsum256(mins) / 8;
+  return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(mins) / 8;
 }
 
 // q6_K: the levels 0..63 are the unsigned operand as they are; the offset of 32 comes off

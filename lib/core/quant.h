@@ -21,11 +21,12 @@
 //         low / qh bits 2-3, j + 64 ql[j] high / qh bits 4-5, j + 96 ql[j + 32] high / bits 6-7.
 // The K quantizers are ggml's reference ones (quantize_row_q4_K_ref with make_qkx2_quants'
 // search for scale and min, quantize_row_q6_K_ref with make_qx_quants), which llama-quantize
-// runs without an importance matrix; the products ggml's build fuses (GCC contracts a * b + c
-// into an FMA in C) are written as std::fma here. The bytes match llama-quantize's on the
-// fixture rows tests/unit/test_quant.cpp holds them to, but not everywhere: on a trained
-// model's tensors 5.8% of q4_K and 1.9% of q6_K super-blocks differ (another pick in the
-// scale search: some rounding of ggml's sums is not reproduced yet). Both are valid blocks.
+// runs without an importance matrix. llama.cpp compiles them (ggml-base) for generic x86-64,
+// with no FMA, so every product is rounded on its own here too (quant.cpp is built with
+// -ffp-contract=off: a fused search picks other scales in about 6% of q4_K and 1.5% of q6_K
+// super-blocks). The bytes match llama-quantize's on every super-block of random
+// stories110M-shaped weights (bench/kquant_compare.py) and on the fixture rows
+// tests/unit/test_quant.cpp holds them to.
 //
 // The q8_0 and q4_0 row-dots run in integers against the input row quantized once per matmul
 // to int8 blocks of 32 (Q8Input: d = max|x| / 127, q = x / d rounded to nearest even, d kept
@@ -33,6 +34,8 @@
 // q4_K and q6_K dot against the same int8 blocks of 32 (finer activation scales than ggml's
 // q8_K blocks of 256): each 32-element sub-block's integer dot times d * sc * d_x, q4_K's mins
 // taken off with the input's s, q6_K's offset of 32 with sums of the input per 16 made in the kernel.
+// q4_K unpacks its 6-bit scales and mins with two 64-bit masks and one vector shuffle per
+// super-block (no per-sub-block scalar work) and masks its nibbles in place.
 // Each has a plain twin (double accumulation of the same integer products) the tests hold it to.
 #pragma once
 

@@ -511,22 +511,9 @@ ModelWeights ModelWeights::cast(WeightType type) const {
   return w;
 }
 
-ModelWeights ModelWeights::load_typed(const std::string& path) {
-  const SafeTensorsFile file = SafeTensorsFile::open(path);
-  const std::string name = display_name(path);
-  const auto text = file.metadata_value("lmkit.config");
-  if (!text)
-    fail(ErrorKind::Data, cat(quote(name), ": no model config (metadata key 'lmkit.config')"),
-         "convert the checkpoint with lm-convert-checkpoint, which writes the config");
-  const std::string source = name + " lmkit.config";
-  ModelConfig cfg = config_from_json(*text, source);
-  validate(cfg, source);
-  ModelWeights w = from_checkpoint(file, cfg, true);
-  if (auto tok = file.metadata_value("lmkit.tokenizer")) w.tokenizer_json_ = *tok;
-  return w;
-}
-
-ModelWeights ModelWeights::load(const std::string& path) {
+namespace {
+// load and load_typed: the config from the metadata, then the tensors.
+ModelWeights load_checkpoint(const std::string& path, bool keep_types) {
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   const std::string name = display_name(path);
   const auto text = file.metadata_value(kConfigMetadataKey);
@@ -536,10 +523,15 @@ ModelWeights ModelWeights::load(const std::string& path) {
   const std::string source = cat(name, " ", kConfigMetadataKey);
   ModelConfig cfg = config_from_json(*text, source);
   validate(cfg, source);
-  ModelWeights w = from_checkpoint(file, cfg);
-  if (auto tok = file.metadata_value(kTokenizerMetadataKey)) w.tokenizer_json_ = *tok;
+  ModelWeights w = ModelWeights::from_checkpoint(file, cfg, keep_types);
+  if (auto tok = file.metadata_value(kTokenizerMetadataKey)) w.set_tokenizer_json(*tok);
   return w;
 }
+}  // namespace
+
+ModelWeights ModelWeights::load_typed(const std::string& path) { return load_checkpoint(path, true); }
+
+ModelWeights ModelWeights::load(const std::string& path) { return load_checkpoint(path, false); }
 
 SafeTensorsWriter ModelWeights::writer(const std::string& tokenizer_json) const {
   SafeTensorsWriter out;

@@ -56,7 +56,8 @@ TEST(Quant, BlocksMatchLlamaCppFormatDefinition) {
 
 // q4_K and q6_K super-blocks written by llama-quantize (Q4_K_M, no importance matrix) from
 // f32 rows, and gguf-py's decoding of them: lmkit's quantizer gives the same bytes on these
-// rows (not on every row: see core/quant.h), its decoder the same floats.
+// rows, among them super-blocks where a search with fused multiply-adds picks other scales
+// (core/quant.h), its decoder the same floats.
 TEST(Quant, KBlocksMatchLlamaQuantize) {
   std::ifstream in(std::string(LMKIT_SOURCE_DIR) + "/tests/fixtures/quant/kblocks.json");
   ASSERT_TRUE(in.good());
@@ -262,6 +263,38 @@ TEST(Quant, IntDotsSeeEveryElement) {
         const float got = int_dot(type, row.data(), q.data(), d.data(), s.data(), n);
         EXPECT_NEAR(got, wd[i], 2e-6f * (1 + std::fabs(wd[i]))) << isa << " " << weight_type_name(type) << " element " << i;
       }
+    }
+  }
+}
+
+// q4_K super-blocks of random bytes: every bit pattern of the 12 scale bytes is a valid field
+// (six-bit scales and mins up to 63, top bits set), unlike a quantizer's output, whose largest
+// scale is always 63. The fast kernels unpack the field with word masks and a shuffle; the
+// reference with per-sub-block shifts (q4_K_scale_min).
+TEST(Quant, Q4KDotsUnpackEveryScaleBit) {
+  IsaGuard guard;
+  Rng rng(35);
+  const int64_t n = 4 * kSuperBlock;
+  for (const std::string& isa : isas()) {
+    ASSERT_TRUE(set_quant_dot_isa(isa));
+    for (int trial = 0; trial < 64; ++trial) {
+      std::vector<uint8_t> row(static_cast<size_t>(weight_row_bytes(WeightType::Q4_K, n)));
+      for (uint8_t& b : row) b = static_cast<uint8_t>(rng.next_u64());
+      for (int64_t b = 0; b < n / kSuperBlock; ++b) {  // d and dmin: finite f16 of moderate size
+        row[static_cast<size_t>(b * kQ4_KBlockBytes + 1)] = static_cast<uint8_t>(0x10 + rng.below(0x18));
+        row[static_cast<size_t>(b * kQ4_KBlockBytes + 3)] = static_cast<uint8_t>(0x10 + rng.below(0x18));
+      }
+      std::vector<float> x(static_cast<size_t>(n)), w(static_cast<size_t>(n));
+      for (float& v : x) v = rng.normal();
+      std::vector<int8_t> q(static_cast<size_t>(n));
+      std::vector<float> d(static_cast<size_t>(n / 32)), s(d.size());
+      quantize_input_q8(x.data(), n, q.data(), d.data(), s.data());
+      dequantize_row(WeightType::Q4_K, row.data(), n, w.data());
+      double sum_abs = 0;
+      for (int64_t i = 0; i < n; ++i) sum_abs += std::fabs(static_cast<double>(w[i]) * d[i / 32] * q[i]);
+      const float fast = dot_q4_K(row.data(), q.data(), d.data(), s.data(), n);
+      const float ref = dot_q4_K_ref(row.data(), q.data(), d.data(), s.data(), n);
+      EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), (n / 32.0 + 24) * 6e-8 * 10 * sum_abs) << isa << " trial " << trial;
     }
   }
 }
