@@ -13,16 +13,23 @@
    the conditions, and lm-generate (greedy, from [BOS] [ATOMS]) the share of prompts whose three
    tokens are right, with the conditions and without (unconditional: chance is 1/64).
 2. Block-wise positions. Records are [BOS] f... [ATOMS] (a a a a)... [LATTICE] [EOS]: 0..7
-   filler tokens f (13..16) before [ATOMS], so the absolute position of an atom says nothing
-   about its index within the block, then 2..5 blocks of 4 atoms. Every atom is one of the same
-   eight elements 5..12; slot k of a block draws uniformly from the six that are not 5 + 2k and
-   6 + 2k. What an atom may be therefore depends on its index within the block only, and no
-   token says that index: a model must count from [ATOMS] modulo 4 (standard positions) or read
-   it from its own position id (block-wise positions: the ids repeat 0..3). The same model trains
-   with rope_mode blockwise and, as its peer in the same run, with standard positions; the table
-   gives both held-out losses against the task's floor and the share of sampled structures
-   (temperature 1, from the held-out records' [BOS] f... [ATOMS]) whose every atom is allowed in
-   its slot and whose atoms fill whole blocks.
+   filler tokens f before [ATOMS], then 1..12 blocks of 4 atoms over 16 elements, in which no
+   slot repeats an element: slot k of a block draws uniformly from the elements slot k of the
+   earlier blocks has not used. Every element is as likely in every slot, so no token tells its
+   slot, and what an atom may be depends on its index within the block and on the atoms at
+   that index in all earlier blocks. With block-wise ids those are all at one relative position
+   (RoPE sees the same slot of every block at distance 0, the next slot at -1), so one head
+   attends to all of them; with standard ids they are 4, 8, ..., 44 tokens back. The same model
+   (same data, steps, seed) trains with rope_mode blockwise and, as its peer, with standard
+   positions; the result gives both held-out losses against the task's entropy floor and against
+   the floor of a model that knows the slots but not the exclusion, and of 200 structures
+   sampled at temperature 1 from held-out [BOS] f... [ATOMS]: the share well formed (whole
+   blocks, no slot repeating an element), the share with whole blocks, and the share of atoms
+   after the first block that repeat their slot (uniform sampling's share is printed beside).
+   The earlier version of this task (slot k drawn from a fixed set of its own) did not
+   separate: standard positions read the slot off the last few atoms.
+   The README's figures: --tasks blockwise --steps 20000 --block-records 20000, one mode per
+   run (--block-modes blockwise, then standard) to keep each run short.
 
 No PyTorch: the data are written here (token streams as docs/token-stream.md, raw kind) and
 every number comes from lm-train, lm-eval-loss and lm-generate.
@@ -67,7 +74,7 @@ def model_config(path, **extra):
 
 def train(args, d, name, config, data, val, seq, conditions=None, val_conditions=None, dropout=0.0):
     cmd = [os.path.join(args.bin, "lm-train"), config, data, "-o", os.path.join(d, name), "--steps", str(args.steps),
-           "--batch", "16", "--seq", str(seq), "--sample", "sequential", "--lr", "3e-3", "--warmup", "20",
+           "--batch", "16", "--seq", str(seq), "--sample", "sequential", "--lr", str(args.lr), "--warmup", "20",
            "--seed", str(args.seed), "--val", val, "--json", "-q"]
     if conditions:
         cmd += ["--conditions", conditions, "--val-conditions", val_conditions]
@@ -136,15 +143,17 @@ def condition_task(args, d, rng):
             "accuracy_with_conditions": acc(with_c), "accuracy_unconditional": acc(without), "prompts": len(want)}
 
 
-ELEMENTS = range(5, 13)
-FILLERS = range(13, 17)
-SLOTS = [[e for e in ELEMENTS if e not in (5 + 2 * k, 6 + 2 * k)] for k in range(4)]
-MAX_FILLERS, MIN_BLOCKS, MAX_BLOCKS = 7, 2, 5
+BLK_VOCAB = 32
+ELEMENTS = range(5, 21)        # 16 elements (--elements changes it)
+FILLERS = range(21, 25)
+MAX_FILLERS, MIN_BLOCKS, MAX_BLOCKS = 7, 1, 12
 
 
 def blockwise_nll(record):
     """The task's own negative log-likelihood of one record's targets (nats, summed) and their
-    number: what a model that knows the generating process, and so each atom's slot, pays."""
+    number, as a model that knows the generating process pays: each atom is uniform over the
+    elements its slot has not used yet, and the record ends after block j with probability
+    1 / (MAX_BLOCKS - j + 1)."""
     atoms = record.index(ATOMS)
     fillers = atoms - 1
     nll = 0.0
@@ -152,7 +161,7 @@ def blockwise_nll(record):
         left = MAX_FILLERS + 1 - i
         nll -= math.log((left - 1) / left * (1 / len(FILLERS))) if i < fillers else math.log(1 / left)
     n = (record.index(LATTICE) - atoms - 1) // 4
-    nll += 4 * n * math.log(len(SLOTS[0]))
+    nll += 4 * sum(math.log(len(ELEMENTS) - b) for b in range(n))
     for j in range(1, n + 1):  # after block j: [LATTICE] or another block
         if j < MIN_BLOCKS:
             continue
@@ -162,12 +171,21 @@ def blockwise_nll(record):
 
 
 def blockwise_task(args, d, rng):
+    """Blocks of 4 atoms in which no slot repeats an element: slot k of every block draws
+    uniformly from the elements that slot k of the earlier blocks has not used. Every element
+    is as likely in every slot, so no token tells its slot; what an atom may be depends on the
+    atoms in the same slot of all earlier blocks. With block-wise ids those are all at one
+    relative position (the same id, or the next slot's), so one attention head finds them; with
+    standard ids they are 4, 8, ..., 44 tokens back, and where a block ends is only known by
+    counting from [ATOMS] modulo 4 over up to 48 tokens."""
     def records(n):
         out = []
         for _ in range(n):
             r = [BOS] + [rng.choice(FILLERS) for _ in range(rng.randint(0, MAX_FILLERS))] + [ATOMS]
-            for _ in range(rng.randint(MIN_BLOCKS, MAX_BLOCKS)):
-                r += [rng.choice(s) for s in SLOTS]
+            blocks = rng.randint(MIN_BLOCKS, MAX_BLOCKS)
+            columns = [rng.sample(ELEMENTS, blocks) for _ in range(4)]
+            for b in range(blocks):
+                r += [columns[k][b] for k in range(4)]
             out.append(r + [LATTICE, EOS])
         return out
 
@@ -175,25 +193,57 @@ def blockwise_task(args, d, rng):
         if LATTICE not in tokens:
             return False
         atoms = tokens[:tokens.index(LATTICE)]
-        return len(atoms) > 0 and len(atoms) % 4 == 0 and all(t in SLOTS[i % 4] for i, t in enumerate(atoms))
+        if not atoms or len(atoms) % 4 or len(atoms) > 4 * MAX_BLOCKS or any(t not in ELEMENTS for t in atoms):
+            return False
+        return all(len(set(atoms[k::4])) == len(atoms[k::4]) for k in range(4))
+
+    def whole_blocks(tokens):
+        """[LATTICE] comes after a whole number of blocks (of elements): where blocks end is known."""
+        if LATTICE not in tokens:
+            return False
+        atoms = tokens[:tokens.index(LATTICE)]
+        return 0 < len(atoms) <= 4 * MAX_BLOCKS and len(atoms) % 4 == 0 and all(t in ELEMENTS for t in atoms)
+
+    def repeats(samples):
+        """Of the sampled atoms after the first block (up to [LATTICE]), the share that repeats an
+        element already used in its slot; uniform sampling over the elements repeats
+        (b / |elements|) of them in block b."""
+        rep = n = 0
+        for tokens in samples:
+            atoms = tokens[:tokens.index(LATTICE)] if LATTICE in tokens else tokens
+            for i, t in enumerate(atoms):
+                if i >= 4 and t in ELEMENTS:
+                    n += 1
+                    rep += t in atoms[i % 4:i:4]
+        return rep / max(n, 1)
 
     tr, va = os.path.join(d, "blk_train.tok"), os.path.join(d, "blk_val.tok")
-    write_stream(tr, records(4000))
+    write_stream(tr, records(args.block_records), BLK_VOCAB)
     val = records(400)
-    write_stream(va, val)
+    write_stream(va, val, BLK_VOCAB)
     prompts = os.path.join(d, "blk_p.tok")
-    write_stream(prompts, [r[:r.index(ATOMS) + 1] for r in val[:200]])
+    write_stream(prompts, [r[:r.index(ATOMS) + 1] for r in val[:200]], BLK_VOCAB)
     nll = [blockwise_nll(r) for r in val]
-    out = {"floor": sum(x for x, _ in nll) / sum(n for _, n in nll),
-           "uniform_atoms_loss_gap": math.log(len(ELEMENTS)) - math.log(len(SLOTS[0]))}
+    targets = sum(n for _, n in nll)
+    # What a model that knows each slot and where blocks end, but not the exclusion, pays:
+    # every atom uniform over all 16 elements.
+    blind = sum(x for x, _ in nll) + sum(
+        sum(math.log(len(ELEMENTS)) - math.log(len(ELEMENTS) - b) for b in range((r.index(LATTICE) - r.index(ATOMS) - 1) // 4)) * 4
+        for r in val)
+    late = [b for r in val for b in range(1, (r.index(LATTICE) - r.index(ATOMS) - 1) // 4) for _ in range(4)]
+    out = {"floor": sum(x for x, _ in nll) / targets, "floor_without_exclusion": blind / targets,
+           "repeated_in_slot_if_uniform": sum(late) / len(ELEMENTS) / len(late)}
     seq = 1 + MAX_FILLERS + 1 + 4 * MAX_BLOCKS + 2
-    for mode in ("blockwise", "standard"):
+    for mode in args.block_modes.split(","):
         cfg = os.path.join(d, "blk_%s.json" % mode)
-        model_config(cfg, rope_mode=mode, atoms_token_id=ATOMS, lattice_token_id=LATTICE, atom_block_size=4)
+        model_config(cfg, rope_mode=mode, atoms_token_id=ATOMS, lattice_token_id=LATTICE, atom_block_size=4,
+                     vocab_size=BLK_VOCAB, max_seq_len=seq + 1)
         model, last = train(args, d, "blk_" + mode, cfg, tr, va, seq)
         samples = generate(args, model, prompts, 4 * MAX_BLOCKS + 2, 1.0)
         out[mode] = {"train_loss": last["loss"], "val_loss": eval_loss(args, model, va, seq),
-                     "well_formed": sum(map(well_formed, samples)) / len(samples), "samples": len(samples)}
+                     "well_formed": sum(map(well_formed, samples)) / len(samples),
+                     "whole_blocks": sum(map(whole_blocks, samples)) / len(samples),
+                     "repeated_in_slot": repeats(samples), "samples": len(samples)}
     return out
 
 
@@ -205,7 +255,14 @@ def main():
     ap.add_argument("--out", help="keep the data and runs here (default: a temporary directory)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     ap.add_argument("--tasks", default="condition,blockwise", help="which tasks (comma-separated)")
+    ap.add_argument("--block-records", type=int, default=4000, help="training records of the block-wise task")
+    ap.add_argument("--block-modes", default="blockwise,standard", help="rope modes the block-wise task trains")
+    ap.add_argument("--elements", type=int, default=16, help="elements of the block-wise task (at most 16)")
+    ap.add_argument("--max-blocks", type=int, default=12, help="most blocks of a block-wise record (at most --elements)")
+    ap.add_argument("--lr", type=float, default=3e-3)
     args = ap.parse_args()
+    global ELEMENTS, MAX_BLOCKS
+    ELEMENTS, MAX_BLOCKS = range(5, 5 + args.elements), args.max_blocks
     rng = random.Random(args.seed)
     d = args.out or tempfile.mkdtemp(prefix="materium_tasks.")
     os.makedirs(d, exist_ok=True)
@@ -226,10 +283,15 @@ def main():
           "%.1f%% unconditional (%d prompts)" % (c["val_loss"], c["floor_without_conditions"],
                                                  100 * c["accuracy_with_conditions"], 100 * c["accuracy_unconditional"],
                                                  c["prompts"]))
-    for mode in ("blockwise", "standard") if "blockwise" in res else ():
+    if "blockwise" in res:
+        print("block-wise task: atoms repeating their slot if sampled uniformly: %.1f%%" %
+              (100 * res["blockwise"]["repeated_in_slot_if_uniform"]))
+    for mode in args.block_modes.split(",") if "blockwise" in res else ():
         b = res["blockwise"]
-        print("%-9s positions: val loss %.4f (entropy floor %.4f), sampled structures well formed %.1f%% (%d)" %
-              (mode, b[mode]["val_loss"], b["floor"], 100 * b[mode]["well_formed"], b[mode]["samples"]))
+        print("%-9s positions: val loss %.4f (entropy floor %.4f, %.4f without the exclusion); sampled structures "
+              "well formed %.1f%%, whole blocks %.1f%%, atoms repeating their slot %.1f%% (%d)" %
+              (mode, b[mode]["val_loss"], b["floor"], b["floor_without_exclusion"], 100 * b[mode]["well_formed"],
+               100 * b[mode]["whole_blocks"], 100 * b[mode]["repeated_in_slot"], b[mode]["samples"]))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   CLI::Option* steps = app.add_option("--steps", o.steps, "Optimizer steps of the whole run; 0 = write the initial "
                                                           "checkpoint and exit")->check(CLI::NonNegativeNumber);
   fixed.push_back(app.add_option("--batch", o.batch, "Rows per micro-batch")->check(CLI::PositiveNumber));
-  fixed.push_back(app.add_option("--seq", req.seq, "Tokens per row (default: max_seq_len)")->default_str("")->check(CLI::PositiveNumber));
+  fixed.push_back(app.add_option("--seq", req.seq, "Tokens per row (default: max_seq_len, less the condition positions of a model with conditions)")->default_str("")->check(CLI::PositiveNumber));
   fixed.push_back(app.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->check(CLI::PositiveNumber));
   fixed.push_back(app.add_option("--seed", o.seed, "Seed of initialisation, data order and dropout"));
   fixed.push_back(app.add_option("--sample", sample, "random (windows anywhere, nanoGPT) or sequential (records in "

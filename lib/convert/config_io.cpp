@@ -90,6 +90,47 @@ const std::vector<KeyRow>& hf_rope_linear_keys() {
 }
 
 
+// Token ids given as one id or a list of them (Hugging Face's eos_token_id: Llama 3 Instruct's
+// [128001, 128008, 128009]); an empty list is none.
+std::vector<int64_t> token_id_list(const json& v, const std::string& src, const char* key) {
+  std::vector<int64_t> ids;
+  for (const json& x : v.is_array() ? v : json::array({v})) {
+    if (!x.is_number_integer()) fail_data(cat(src, ": ", quote(key), ": expected a token id or a list of them, got ", v.dump()));
+    ids.push_back(x.get<int64_t>());
+  }
+  return ids;
+}
+
+// Hugging Face's eos_token_id (config.json and generation_config.json): the first id is eos_id,
+// the others extra_eos_ids; written back as a list when there are extra ids.
+KeyRow hf_eos_row(json absent) {
+  return {"eos_token_id", "eos_id", KeyType::Any, false, std::move(absent),
+          [](const ModelConfig& c) -> json {
+            if (c.eos_id < 0) return kOmit;
+            if (c.extra_eos_ids.empty()) return json(c.eos_id);
+            json a = json::array({c.eos_id});
+            for (int64_t id : c.extra_eos_ids) a.push_back(id);
+            return a;
+          },
+          [](ModelConfig& c, const json& v, const std::string& src) {
+            const std::vector<int64_t> ids = token_id_list(v, src, "eos_token_id");
+            c.eos_id = ids.empty() ? -1 : ids[0];
+            c.extra_eos_ids.clear();
+            for (size_t i = 1; i < ids.size(); ++i)
+              if (ids[i] != c.eos_id && std::find(c.extra_eos_ids.begin(), c.extra_eos_ids.end(), ids[i]) == c.extra_eos_ids.end())
+                c.extra_eos_ids.push_back(ids[i]);
+          }};
+}
+
+// GGUF's eot and eom ids (llama.cpp ends generation at them as at eos): extra_eos_ids, in
+// the order eom, eot as read; written as eot = the last extra id, eom = the one before it.
+void add_extra_eos(ModelConfig& c, const json& v) {
+  const int64_t id = v.get<int64_t>();
+  if (c.eos_id < 0) c.eos_id = id;
+  else if (id != c.eos_id && std::find(c.extra_eos_ids.begin(), c.extra_eos_ids.end(), id) == c.extra_eos_ids.end())
+    c.extra_eos_ids.push_back(id);
+}
+
 // Hugging Face LlamaConfig (transformers' configuration_llama.py; absent keys take its defaults,
 // except the special tokens, which are none unless given).
 const std::vector<KeyRow>& hf_keys() {
@@ -155,7 +196,7 @@ const std::vector<KeyRow>& hf_keys() {
          if (v != "silu") fail(ErrorKind::Unsupported, cat(src, ": hidden_act ", v.dump(), " (lmkit's SwiGLU uses silu)"));
        }},
       LM_TOKEN("bos_token_id", bos_id, TokenId, -1),
-      LM_TOKEN("eos_token_id", eos_id, TokenId, -1),
+      hf_eos_row(json(-1)),
       LM_TOKEN("pad_token_id", pad_id, TokenId, -1),
   };
   return rows;
@@ -247,7 +288,7 @@ const std::vector<KeyRow>& hf_llama4_keys() {
       LM_KEY("rms_norm_eps", norm_eps, Number, 1e-5),
       LM_TOKEN("pad_token_id", pad_id, TokenId, -1),
       LM_TOKEN("bos_token_id", bos_id, TokenId, 1),
-      LM_TOKEN("eos_token_id", eos_id, TokenId, 2),
+      hf_eos_row(json(2)),
       LM_KEY("tie_word_embeddings", tie_embeddings, Bool, false),
       LM_KEY("rope_theta", rope_theta, Number, 500000),
       {"rope_scaling", "rope_scaling", KeyType::Object, false, json(),
@@ -629,6 +670,12 @@ const std::vector<KeyRow>& gguf_key_template() {
       LM_TOKEN("tokenizer.ggml.bos_token_id", bos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.eos_token_id", eos_id, Int, nullptr),
       LM_TOKEN("tokenizer.ggml.padding_token_id", pad_id, Int, nullptr),
+      {"tokenizer.ggml.eom_token_id", "extra_eos_ids", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.extra_eos_ids.size() == 2 ? json(c.extra_eos_ids[0]) : kOmit; },
+       [](ModelConfig& c, const json& v, const std::string&) { add_extra_eos(c, v); }},
+      {"tokenizer.ggml.eot_token_id", "extra_eos_ids", KeyType::Int, false, json(),
+       [](const ModelConfig& c) { return c.extra_eos_ids.empty() ? kOmit : json(c.extra_eos_ids.back()); },
+       [](ModelConfig& c, const json& v, const std::string&) { add_extra_eos(c, v); }},
   };
   return rows;
 }
@@ -781,6 +828,52 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
   }
   read_object(hf_keys(), j, c, quote(source), nullptr);
   return c;
+}
+
+void apply_hf_generation_config(ModelConfig& c, const std::string& text, const std::string& source,
+                                std::vector<std::string>* notes) {
+  const json j = parse_object(text, source);
+  // The special-token rows of config.json's table, for the keys the file gives.
+  std::vector<KeyRow> rows;
+  std::set<std::string> read;
+  for (const KeyRow& r : hf_keys()) {
+    const std::string k = r.key;
+    if ((k == "bos_token_id" || k == "eos_token_id" || k == "pad_token_id") && j.contains(k) && !j[k].is_null()) {
+      rows.push_back(r);
+      read.insert(k);
+    }
+  }
+  ModelConfig g = c;
+  read_object(rows, j, g, quote(source), nullptr);
+  auto same = [&](const char* key, int64_t have, int64_t got) {
+    if (have >= 0 && got != have)
+      fail(ErrorKind::Data, cat(quote(source), ": ", key, " ", got, " differs from config.json's ", have),
+                "lmkit's checkpoint holds one; fix either file");
+  };
+  if (read.count("bos_token_id")) {
+    same("bos_token_id", c.bos_id, g.bos_id);
+    c.bos_id = g.bos_id;
+  }
+  if (read.count("pad_token_id")) {
+    same("pad_token_id", c.pad_id, g.pad_id);
+    c.pad_id = g.pad_id;
+  }
+  if (read.count("eos_token_id")) {
+    // transformers stops at generation_config's ids; config.json's stay too (they were eos_id
+    // before): the union, config.json's first.
+    std::vector<int64_t> ids;
+    if (g.eos_id >= 0) ids.push_back(g.eos_id);
+    ids.insert(ids.end(), g.extra_eos_ids.begin(), g.extra_eos_ids.end());
+    for (int64_t id : ids) add_extra_eos(c, json(id));
+  }
+  std::vector<std::string> others;
+  for (const auto& [k, v] : j.items())
+    if (!read.count(k) && k != "transformers_version" && k != "_from_model_config" && k[0] != '_') others.push_back(k);
+  if (notes && !others.empty()) {
+    std::string list;
+    for (const std::string& k : others) list += (list.empty() ? "" : ", ") + k;
+    notes->push_back(cat(source, ": not carried (sampling is lm-generate's options): ", list));
+  }
 }
 
 // What Llama 4 and materium added to the model, which Llama 2/3 formats have no key for.
@@ -1160,6 +1253,8 @@ std::vector<std::string> gguf_unsupported(const ModelConfig& c) {
   no(c.rope_scaling.type == RopeScalingType::Linear && c.rope_scale_factor != 1, "both rope_scale_factor and linear rope_scaling");
   no(!c.conditions.empty(), "materium conditions (conditions)");
   no(c.rope_mode != RopeMode::Standard, cat("rope_mode ", quote(name_of(c.rope_mode))));
+  no(c.extra_eos_ids.size() > 2, cat(c.extra_eos_ids.size(), " extra_eos_ids (GGUF holds eos_id and two more: ",
+                                     "tokenizer.ggml.eom_token_id and eot_token_id)"));
   if (arch == "llama") {
     no(c.qk_norm, "QK-norm (qk_norm)");
     no(c.nope_layer_interval > 0, "NoPE layers (nope_layer_interval)");

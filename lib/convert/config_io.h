@@ -22,6 +22,12 @@ namespace lm::convert {
 // Hugging Face LlamaConfig (config.json). Unknown keys are ignored (HF configs carry many);
 // a non-Llama model_type or hidden_act, or a missing size, is an error naming `source`.
 ModelConfig config_from_hf_json(const std::string& text, const std::string& source);
+// Hugging Face generation_config.json (beside config.json) into `c`, read with config.json's
+// special-token rows: its eos_token_id ids (one or a list) are added to `c`'s (eos_id, then
+// extra_eos_ids); a bos_token_id or pad_token_id that differs from config.json's is an error.
+// Its other keys (sampling defaults) are not the model's: named in `notes` (may be null).
+void apply_hf_generation_config(ModelConfig& c, const std::string& text, const std::string& source,
+                                std::vector<std::string>* notes);
 // What a Hugging Face Llama config cannot express about `cfg` (empty = writable).
 std::vector<std::string> hf_unsupported(const ModelConfig& cfg);
 // Throws Unsupported naming the first field a Hugging Face Llama cannot express; an invalid

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -135,6 +136,58 @@ void check_against_config(Graph& g, const ModelConfig& cfg, Layout from, bool al
   }
 }
 
+// materium's own state_dict (docs/materium.md, "Checkpoint tensors") beside lmkit's names: the
+// mask embeddings are stored [1, 1, C] (viewed as lmkit's [C]), and each formula condition
+// repeats the token embedding as cond_proj_layers.{name}.atom_embedder.weight, and the tied
+// classifier as output.weight (each dropped once its bytes are checked equal to
+// tok_embeddings.weight: a different table is another model).
+void import_materium_state_dict(Graph& g, const ModelConfig& cfg, std::vector<std::string>& notes) {
+  const int64_t C = cfg.dim;
+  std::set<std::string> masks, embedders;
+  for (const ConditionConfig& c : cfg.conditions) {
+    masks.insert("condition_mask_embeddings." + c.name);
+    if (c.proj_layer_type == ProjLayerType::Formula) embedders.insert("cond_proj_layers." + c.name + ".atom_embedder.weight");
+  }
+  if (cfg.tie_embeddings) embedders.insert("output.weight");  // materium ties output.weight to the same table
+  const Node* tok = nullptr;
+  for (const Node& n : g.nodes)
+    if (n.name == "tok_embeddings.weight") tok = &n;
+  for (const Node& n : g.nodes) {  // checked before any node moves
+    if (!embedders.count(n.name)) continue;
+    if (!tok) fail_data(cat("tensor ", quote(n.name), " repeats tok_embeddings.weight, which the checkpoint does not have"));
+    const Tensor a = n.load().to_f32(), b = tok->load().to_f32();
+    if (a.shape() != b.shape() || std::memcmp(a.raw(), b.raw(), a.nbytes()) != 0)
+      fail_data(cat("tensor ", quote(n.name), " ", shape_str(n.shape), " differs from tok_embeddings.weight ",
+                    shape_str(tok->shape), n.name == "output.weight" ? ": the config ties the classifier to the embedding"
+                                                                     : ": materium's formula condition embeds elements with the token embedding"));
+  }
+  int reshaped = 0, dropped = 0;
+  std::vector<Node> keep;
+  for (Node& n : g.nodes) {
+    if (masks.count(n.name) && n.shape == Shape{1, 1, C}) {
+      auto load = n.load;
+      n.load = [load, C] {
+        auto t = std::make_shared<Tensor>(load());
+        return Tensor::view(t->dtype(), {C}, t->raw(), t);
+      };
+      n.shape = {C};
+      n.ops.push_back("view [1, 1, C] as [C]");
+      ++reshaped;
+    } else if (embedders.count(n.name)) {
+      g.dropped.insert(g.dropped.end(), n.from.begin(), n.from.end());
+      ++dropped;
+      continue;
+    }
+    keep.push_back(std::move(n));
+  }
+  g.nodes = std::move(keep);
+  if (reshaped > 0)
+    notes.push_back(cat("viewed ", reshaped, " materium mask embedding", reshaped == 1 ? "" : "s", " [1, 1, ", C, "] as [", C, "]"));
+  if (dropped > 0)
+    notes.push_back(cat("dropped ", dropped, " cop", dropped == 1 ? "y" : "ies",
+                        " of tok_embeddings.weight (materium's atom_embedder and tied output tables, checked equal)"));
+}
+
 // The config a conversion runs with (or nullopt for raw -> raw without one).
 void resolve_config(Plan& plan, const ConvertOptions& opts) {
   Source& src = plan.source;
@@ -157,6 +210,15 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
       origin = params;
     }
   }
+  // A Hugging Face checkpoint's generation_config.json: the ids generation ends at
+  // (transformers' GenerationConfig), whether the config came from config.json or the
+  // weights' lmkit.config (a directory lmkit wrote, edited since).
+  if (cfg && opts.config.empty() && (plan.from == Layout::HF || plan.from == Layout::HFLlama4) && src.path != "-") {
+    if (const std::string gen = join(src.dir, "generation_config.json"); exists(gen)) {
+      apply_hf_generation_config(*cfg, read_text_file(gen), gen, &plan.notes);
+      origin += " and " + gen;
+    }
+  }
   if (cfg) {
     apply_overrides(*cfg, opts.sets);
     if (cfg->vocab_size == 0) {  // params.json's vocab_size -1: the embedding rows tell
@@ -177,9 +239,12 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   }
   if (!cfg) return;
   validate(*cfg, origin);
-  Capabilities caps = Capabilities::all();
-  caps.conditions = false;  // tensors lmkit's parameter table does not have yet
-  require_supported(*cfg, caps, "lm-convert-checkpoint");
+  if (!cfg->conditions.empty() && plan.to != Layout::Lmkit)
+    fail(ErrorKind::Unsupported,
+         cat("layout ", quote(layout_name(plan.to)), " has no place for condition embeddings (",
+             cfg->conditions.size(), " condition", cfg->conditions.size() == 1 ? "" : "s", ")"),
+         "convert a materium model --to lmkit (docs/materium.md)");
+  require_supported(*cfg, Capabilities::all(), "lm-convert-checkpoint");
   plan.config = cfg;
   plan.config_origin = origin;
   // Keep the input's own config text when it says the same: round trips stay byte-exact.
@@ -287,6 +352,7 @@ Plan plan_conversion(const ConvertOptions& opts) {
     });
     if (n > 0) plan.notes.push_back(cat("dropped ", n, " routing statistics tensor", n == 1 ? "" : "s", " (not weights)"));
   }
+  if (cfg && !cfg->conditions.empty()) import_materium_state_dict(g, *cfg, plan.notes);
   if (soma_like(plan.from) && cfg && cfg->tie_embeddings) {
     // soma has no tied classifier: a tied model's predictor is a copy of the embedding.
     std::erase_if(g.nodes, [&](const Node& n) {

@@ -8,6 +8,9 @@
 #include "core/error.h"
 #include "core/quant.h"
 #include "io/gguf.h"
+#include "io/metadata_keys.h"
+#include "io/safetensors.h"
+#include "tokenizer/gguf_vocab.h"
 
 namespace lm::convert {
 
@@ -95,7 +98,10 @@ void write_quantized_checkpoint(const Plan& plan, const std::string& output) {
     f32.push_back({WeightType::F32, t.dtype() == DType::F32 ? t : t.cast(DType::F32)});
   }
   const ModelWeights w = ModelWeights::from_stored(*plan.config, std::move(f32), plan.source.display);
-  w.cast(*weight_type_from_name(plan.cast)).save(output, plan.source.tokenizer_json);
+  SafeTensorsWriter out = w.cast(*weight_type_from_name(plan.cast)).writer(plan.source.tokenizer_json);
+  // The vocabulary travels as it does in an f32 lmkit checkpoint (output_metadata).
+  if (!plan.vocab.empty()) out.set_metadata(kVocabMetadataKey, gguf_vocab_to_json(plan.vocab));
+  out.write_file(output);
 }
 
 }  // namespace lm::convert

@@ -77,6 +77,7 @@ void plan_vocabulary(Plan& plan, const std::string& tokenizer_file) {
     c.bos_id = ts.bos_id;
     c.eos_id = ts.eos_id;
     c.pad_id = ts.pad_id;
+    std::erase(c.extra_eos_ids, c.eos_id);
     plan.config_json = config_to_json(c);
   }
   try {

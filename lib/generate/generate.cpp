@@ -172,7 +172,7 @@ void CompletionRun::sample(const float* logits) {
   sampler_->accept(next);
   ++out_.generated;
   if (out_.generated == 1) out_.time_to_first_token = since();
-  if (opts_.stop_at_eos && c.eos_id >= 0 && next == c.eos_id) {
+  if (opts_.stop_at_eos && c.is_eos(next)) {  // eos_id or one of extra_eos_ids
     out_.stop_reason = "eos";
     done_ = true;
     return;

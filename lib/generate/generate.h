@@ -22,7 +22,7 @@ namespace lm {
 struct GenerateOptions {
   int64_t max_new_tokens = 128;
   SamplerOptions sampling;
-  bool stop_at_eos = true;        // stop at the config's eos_id (not emitted)
+  bool stop_at_eos = true;        // stop at the config's eos_id or extra_eos_ids (not emitted)
   std::vector<std::string> stop;  // stop strings (bytes; need a tokenizer)
   // >= 0: each kept token's log-probability and the `logprobs` most likely ids' (Completion::logprobs)
   int64_t logprobs = -1;

@@ -49,6 +49,10 @@ int64_t ModelConfig::ffn_hidden() const {
   return hidden;
 }
 
+bool ModelConfig::is_eos(int64_t id) const {
+  return id >= 0 && (id == eos_id || std::find(extra_eos_ids.begin(), extra_eos_ids.end(), id) != extra_eos_ids.end());
+}
+
 bool ModelConfig::is_moe_layer(int64_t layer) const {
   return moe.n_experts > 0 && moe.interleave_step > 0 && (layer + 1) % moe.interleave_step == 0;
 }
@@ -68,7 +72,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // The field table: every JSON key, its type and where it lives. Order = output order.
 
-enum class Kind { Int, Double, Bool, String, Enum, Conditions };
+enum class Kind { Int, Double, Bool, String, Enum, Conditions, IntList };
 
 // An enumerated field's spellings: names[i] is the enum value i (stored as one byte).
 struct EnumNames {
@@ -140,6 +144,7 @@ const std::vector<Field>& fields() {
       LM_FIELD("bos_id", bos_id, Int),
       LM_FIELD("eos_id", eos_id, Int),
       LM_FIELD("pad_id", pad_id, Int),
+      LM_FIELD("extra_eos_ids", extra_eos_ids, IntList),
       LM_FIELD("nope_layer_interval", nope_layer_interval, Int),
       LM_FIELD("attn_chunk_size", attn_chunk_size, Int),
       LM_FIELD("attn_temperature_tuning", attn_temperature_tuning, Bool),
@@ -323,6 +328,13 @@ void set_field(ModelConfig& cfg, const Field& f, const json& v, ErrorKind kind, 
     case Kind::Conditions:
       *static_cast<std::vector<ConditionConfig>*>(p) = to_conditions(v, kind, prefix);
       break;
+    case Kind::IntList: {
+      if (!v.is_array()) type_error(kind, prefix, f.key, "a list of integers", v);
+      std::vector<int64_t> list;
+      for (const json& x : v) list.push_back(to_int(x, kind, prefix, f.key));
+      *static_cast<std::vector<int64_t>*>(p) = std::move(list);
+      break;
+    }
   }
 }
 
@@ -360,6 +372,8 @@ json field_value(const ModelConfig& c, const Field& f) {
                          {"max_elements", cond.max_elements}});
       return a;
     }
+    case Kind::IntList:
+      return *static_cast<const std::vector<int64_t>*>(p);
   }
   return nullptr;
 }
@@ -575,6 +589,16 @@ std::vector<std::string> validation_errors(const ModelConfig& c) {
   token_id("bos_id", c.bos_id);
   token_id("eos_id", c.eos_id);
   token_id("pad_id", c.pad_id);
+  if (!c.extra_eos_ids.empty() && c.eos_id < 0) errs.push_back("extra_eos_ids without an eos_id (list the first as eos_id)");
+  for (size_t i = 0; i < c.extra_eos_ids.size(); ++i) {
+    const int64_t id = c.extra_eos_ids[i];
+    if (id < 0) errs.push_back(cat("extra_eos_ids holds ", id, ": expected token ids"));
+    else token_id("extra_eos_ids", id);
+    if (id == c.eos_id) errs.push_back(cat("extra_eos_ids holds eos_id (", id, ") again"));
+    if (std::find(c.extra_eos_ids.begin(), c.extra_eos_ids.begin() + static_cast<std::ptrdiff_t>(i), id) !=
+        c.extra_eos_ids.begin() + static_cast<std::ptrdiff_t>(i))
+      errs.push_back(cat("extra_eos_ids holds ", id, " twice"));
+  }
 
   non_negative("nope_layer_interval", c.nope_layer_interval);
   non_negative("attn_chunk_size", c.attn_chunk_size);

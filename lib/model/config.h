@@ -142,6 +142,10 @@ struct ModelConfig {
   int64_t bos_id = 1;
   int64_t eos_id = 2;
   int64_t pad_id = -1;
+  std::vector<int64_t> extra_eos_ids;  // further ids that end a sequence as eos_id does, in generation
+                                       // (Hugging Face's eos_token_id lists: Llama 3's <|eot_id|>, ...)
+  // Whether `id` ends a generated sequence: eos_id or one of extra_eos_ids.
+  bool is_eos(int64_t id) const;
 
   // Llama 4 style
   int64_t nope_layer_interval = 0;     // every N-th layer (i+1) % N == 0 has no RoPE and no QK-norm; 0 = off

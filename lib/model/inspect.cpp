@@ -112,7 +112,10 @@ std::string inspect_text(const ConfigInput& in, const InspectOptions& o) {
   t.row("rope", cat("theta ", number(c.rope_theta), ", scale ", number(c.rope_scale_factor), ", scaling ",
                     name_of(c.rope_scaling.type)));
   t.row("embeddings", cat(c.tie_embeddings ? "tied" : "untied", c.output_bias ? ", output bias" : ""));
-  t.row("special tokens", cat("bos ", c.bos_id, ", eos ", c.eos_id, ", pad ", c.pad_id));
+  std::string extra_eos;
+  for (int64_t id : c.extra_eos_ids) extra_eos += cat(extra_eos.empty() ? " (also " : ", ", id);
+  if (!extra_eos.empty()) extra_eos += ")";
+  t.row("special tokens", cat("bos ", c.bos_id, ", eos ", c.eos_id, extra_eos, ", pad ", c.pad_id));
   if (c.moe.n_experts > 0)
     t.row("moe", cat(c.moe.n_experts, " experts of ", c.moe_hidden(), ", top ", c.moe.top_k,
                      c.moe.shared_expert ? " + shared" : "", ", ", name_of(c.moe.routing), " routing",

@@ -34,7 +34,7 @@ const char* eos_mode_name(EosMode m);  // "soma", "always", "never"
 std::optional<EosMode> eos_mode_from_name(std::string_view name);
 
 struct EncodeOptions {
-  size_t max_seq_len = 8192;  // tokens per record, 1 .. 2^31-1 (soma V1_MAX_SEQ_LEN = 8192)
+  size_t max_seq_len = 8192;  // tokens per record, 1 .. 2^31-1 (byte-v1 uses byte_v1::kMaxSeqLen, soma V1's 1024)
   EosMode eos = EosMode::Soma;
   bool add_bos = false;  // BOS first in every document (a Usage error for a tokenizer without one)
   bool lines = false;    // tokenize_files: each line ('\n' excluded) is a document

@@ -304,7 +304,9 @@ std::unique_ptr<Trainer> Trainer::create(const TrainRequest& req) {
       trainer = resume(std::move(lock), req.resume, o, train.get(), val.get());
     } else {
       const ConfigInput in = load_user_config(req.model, req.sets, req.config_format);
-      o.seq = req.seq > 0 ? req.seq : in.config.max_seq_len;
+      // A row holds max_seq_len positions; a model with conditions puts them first (docs/materium.md).
+      const int64_t K = in.config.conditions.empty() ? 0 : ConditionBatch(in.config, 1).positions();
+      o.seq = req.seq > 0 ? req.seq : std::max<int64_t>(1, in.config.max_seq_len - K);
       o.schedule.min_lr = req.min_lr.value_or(o.schedule.lr / 10);
       o.validate();
       if (world_rank() == 0 && fs::is_directory(req.run_dir)) {  // before the work: a busy or taken directory

@@ -120,11 +120,11 @@ print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)' "
   [ "$(json_field memory.training.batch < "$TMP/r.json")" = 2 ]
   [ "$(json_field memory.training.seq < "$TMP/r.json")" = 128 ]
   [ "$(json_field memory.kv_cache.per_token_bf16 < "$TMP/r.json")" = 131072 ]  # 2 x 32 x 8 x 128 x 2
-  # every config key is present: 64 fields, those of rope_scaling, sigreg and moe nested
+  # every config key is present: 65 fields, those of rope_scaling, sigreg and moe nested
   python3 -c 'import json,sys
 c = json.load(open(sys.argv[1]))["config"]
 flat = [k for k, v in c.items() if not isinstance(v, dict)] + [g + "." + k for g, v in c.items() if isinstance(v, dict) for k in v]
-assert len(flat) == 64 and "moe.top_k" in flat and "moe.routing" in flat and "image_token_id" in flat and "conditions" in flat and "rope_mode" in flat, flat
+assert len(flat) == 65 and "extra_eos_ids" in flat and "moe.top_k" in flat and "moe.routing" in flat and "image_token_id" in flat and "conditions" in flat and "rope_mode" in flat, flat
 assert "block_pos_ids" not in flat, "the legacy key is read, never written"' "$TMP/r.json"
 }
 

@@ -94,6 +94,13 @@ MATNS=(--sample sequential --batch 2 --lr 1e-3 --warmup 0)  # without --seq
     --val-conditions "$TMP/c.jsonl" "${MAT[@]}" --steps 1 -o "$TMP/v" -q --json
   assert_success
   assert_output --partial '"val_loss"'
+  # Without --seq a row is max_seq_len (32) less the 5 condition positions, as in lm-eval-loss.
+  run lm-train "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" "${MATNS[@]}" --steps 1 -o "$TMP/n" -q
+  assert_success
+  python3 -c 'import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(json.loads(b[8:8 + n])["__metadata__"]["lmkit.train"])
+assert t["settings"]["seq"] == 27, t["settings"]' "$TMP/n/checkpoint.safetensors"
 }
 
 @test "lm-train's materium mistakes are one line each" {
@@ -271,4 +278,186 @@ PY
   assert_output "lm-inspect-config: error: --write-format goes with --config"
   run lm-bench forward --model "$S/xlstm_llama.json" --config-format xlstm-jax --set n_layers=1 --set vocab_size=64 --batch 1 --seq 4 --sizes 64 --warmup 0 --repeats 1 --json
   assert_success
+}
+
+# Issue 14's "every seed's config file opens in every program": each config file of
+# tests/seed-configs/ (shrunk with --set where the seed's size would make the test slow: the
+# mapping is the file's, the sizes are the overrides') makes a model with lm-train, is
+# benchmarked by lm-bench, names the config of lm-convert-checkpoint (whose output evaluates to
+# the same loss), and the model it made evaluates (lm-eval-loss) and generates (lm-generate).
+@test "each seed's config file in lm-train, lm-bench, lm-convert-checkpoint, lm-eval-loss and lm-generate" {
+  S="$LMKIT_SOURCE_DIR/tests/seed-configs"
+  small_v=(--set vocab_size=64 --set bos_id=1 --set eos_id=2)
+  for spec in \
+      "materium_model_args:materium:--set n_layers=1" \
+      "materium_standard:materium:" \
+      "xlstm_llama:xlstm-jax:--set n_layers=1 --set vocab_size=64" \
+      "xlstm_llama_docmask:xlstm-jax:--set n_layers=1 --set vocab_size=64 --set dim=128 --set head_dim=64 --set n_heads=2" \
+      "mobilellm_950m:mobilellm:--set n_layers=1 ${small_v[*]} --set max_seq_len=64 --set hidden_dim=128 --set dim=96" \
+      "mobilellm_140m_asdict:mobilellm:--set n_layers=1 ${small_v[*]} --set max_seq_len=64" \
+      "soma_v1:soma:--set n_layers=1 --set dim=128 --set hidden_dim=256" \
+      "soma_v1_minimal:soma:--set n_layers=1 --set dim=128 --set hidden_dim=256"; do
+    IFS=: read -r name fmt sets <<< "$spec"
+    read -r -a set_args <<< "$sets"
+    # lm-train: the file as the model (detected), the initial checkpoint.
+    run lm-train "$S/$name.json" "${set_args[@]}" --steps 0 -o "$TMP/$name" -q
+    assert_success
+    ckpt="$TMP/$name/model.safetensors"
+    [ -f "$ckpt" ]
+    assert_equal "$(lm-inspect-config "$ckpt" --config)" \
+      "$(lm-inspect-config "$S/$name.json" --config-format "$fmt" "${set_args[@]}" --config)"
+    # lm-bench: the file (named format) as the model.
+    run lm-bench forward --model "$S/$name.json" --config-format "$fmt" "${set_args[@]}" --batch 1 --seq 4 --sizes 64 \
+      --warmup 0 --repeats 1 --json
+    assert_success
+    # Data in the model's vocabulary: a materium-style record (the block-wise models need
+    # [ATOMS] 4 before [LATTICE] 3), and each condition's value for materium_model_args.
+    V=$(lm-inspect-config "$ckpt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["vocab_size"])')
+    python3 - "$TMP" "$V" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+d, V = sys.argv[1], int(sys.argv[2])
+m.write_stream(d + "/data.tok", [[1, 4, 10, 11, 12, 13, 20, 21, 22, 23, 3, 30, 31, 2], [1, 4, 14, 15, 16, 17, 3, 2]], vocab=V)
+m.write_stream(d + "/prompt.tok", [[1, 4, 10]], vocab=V)
+PY
+    if [ "${name#soma}" != "$name" ]; then  # soma reads byte-v1 streams: two documents, a prompt
+      printf 'a crystal of iron' > "$TMP/d1"; printf 'and oxygen' > "$TMP/d2"
+      lm-tokenize "$TMP/d1" "$TMP/d2" --max-seq-len 16 -o "$TMP/data.tok"
+      printf 'Fe' | lm-tokenize --max-seq-len 16 --no-eos -o "$TMP/prompt.tok"
+    fi
+    cond=()
+    if [ "$name" = materium_model_args ]; then
+      printf '%s\n' '{"space_group": 225, "reduced_formula": [[29, 1], [8, 2]], "density": [4.1], "band_gap": null, "bulk_modulus": [120], "hhi": [0.5], "mag_density": [0]}' \
+        '{"space_group": 12, "reduced_formula": null, "density": [2.5], "band_gap": [1.1], "bulk_modulus": null, "hhi": [0.2], "mag_density": [0.1]}' > "$TMP/c.jsonl"
+      head -1 "$TMP/c.jsonl" > "$TMP/p.jsonl"
+      cond=(--conditions "$TMP/c.jsonl")
+    fi
+    run lm-eval-loss -m "$ckpt" "$TMP/data.tok" "${cond[@]}" --seq 16 --json
+    assert_success
+    loss=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$output")
+    # lm-convert-checkpoint: the seed file names the config of the checkpoint it converts.
+    run lm-convert-checkpoint "$ckpt" "$TMP/$name.conv.safetensors" --to lmkit --config "$S/$name.json" \
+      --config-format "$fmt" "${set_args[@]}"
+    assert_success
+    run lm-eval-loss -m "$TMP/$name.conv.safetensors" "$TMP/data.tok" "${cond[@]}" --seq 16 --json
+    assert_success
+    assert_equal "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$output")" "$loss"
+    gen_cond=()
+    [ "$name" = materium_model_args ] && gen_cond=(--conditions "$TMP/p.jsonl")
+    run lm-generate -m "$ckpt" -i "$TMP/prompt.tok" --input-format tokens "${gen_cond[@]}" --format ids -n 3 --temperature 0 --ignore-eos
+    assert_success
+    [ "$(wc -w <<< "$output")" -eq 3 ]
+    rm -rf "$TMP/$name" "$TMP/$name.conv.safetensors"
+  done
+}
+
+# materium's own state_dict (docs/materium.md, "Checkpoint tensors"): mask embeddings [1, 1, C],
+# the formula's atom_embedder and the tied output.weight as copies of tok_embeddings.weight.
+materium_state_dict() {  # $1 fixture model, $2 output, $3 1 to make the atom_embedder differ
+  python3 - "$1" "$2" "${3:-0}" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); data = b[8 + n:]
+out, blobs, off = {}, [], 0
+def add(name, dtype, shape, raw):
+    global off
+    out[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+    blobs.append(raw); off += len(raw)
+for k, v in h.items():
+    if k == "__metadata__": continue
+    s, e = v["data_offsets"]; raw = data[s:e]
+    add(k, v["dtype"], [1, 1] + v["shape"] if k.startswith("condition_mask_embeddings.") else v["shape"], raw)
+    if k == "tok_embeddings.weight":
+        add("cond_proj_layers.formula.atom_embedder.weight", v["dtype"], v["shape"],
+            raw if sys.argv[3] == "0" else raw[:-4] + b"\0\0\0\0")
+        add("output.weight", v["dtype"], v["shape"], raw)
+hj = json.dumps(out).encode(); hj += b" " * ((8 - len(hj) % 8) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+PY
+}
+
+@test "lm-convert-checkpoint reads materium's state_dict and writes a model with conditions --to lmkit only" {
+  mat_data
+  lm-inspect-config "$FIX/mat_all/model.safetensors" --config > "$TMP/mat_all.json"
+  materium_state_dict "$FIX/mat_all/model.safetensors" "$TMP/sd.safetensors"
+  run lm-convert-checkpoint "$TMP/sd.safetensors" "$TMP/conv.safetensors" --to lmkit --config "$TMP/mat_all.json"
+  assert_success
+  assert_line "lm-convert-checkpoint: note: viewed 3 materium mask embeddings [1, 1, 48] as [48]"
+  assert_line "lm-convert-checkpoint: note: dropped 2 copies of tok_embeddings.weight (materium's atom_embedder and tied output tables, checked equal)"
+  want=$(lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json)
+  got=$(lm-eval-loss -m "$TMP/conv.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl" --seq 12 --json)
+  assert_equal "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$got")" \
+    "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["loss"])' "$want")"
+  # An lmkit checkpoint with conditions converts to itself.
+  run lm-convert-checkpoint "$FIX/mat_all/model.safetensors" "$TMP/same.safetensors" --to lmkit
+  assert_success
+  # An atom_embedder that is not the token embedding is another model.
+  materium_state_dict "$FIX/mat_all/model.safetensors" "$TMP/bad.safetensors" 1
+  run lm-convert-checkpoint "$TMP/bad.safetensors" "$TMP/x.safetensors" --to lmkit --config "$TMP/mat_all.json"
+  assert_failure 1
+  assert_output "lm-convert-checkpoint: error: tensor 'cond_proj_layers.formula.atom_embedder.weight' [40, 48] differs from tok_embeddings.weight [40, 48]: materium's formula condition embeds elements with the token embedding"
+  [ ! -e "$TMP/x.safetensors" ]
+  # Other layouts have no condition tensors: refused, never written without them.
+  run lm-convert-checkpoint "$FIX/mat_all/model.safetensors" "$TMP/hf" --to hf
+  assert_failure 1
+  assert_output "lm-convert-checkpoint: error: layout 'hf' has no place for condition embeddings (3 conditions); convert a materium model --to lmkit (docs/materium.md)"
+  [ ! -e "$TMP/hf" ]
+}
+
+@test "lm-eval-loss --hidden-out writes PyTorch's final hidden states per token (fixture mat_all)" {
+  # The fixture's two rows as two records, their condition values as a conditions file.
+  python3 - "$FIX/mat_all/case.safetensors" "$TMP" <<'PY'
+import json, os, struct, sys
+sys.path.insert(0, os.environ["LMKIT_SOURCE_DIR"] + "/bench")
+import materium_tasks as m
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+def get(k):
+    v = h[k]; s, e = v["data_offsets"]; raw = b[8 + n + s:8 + n + e]
+    return list(struct.unpack("<%d%s" % (len(raw) // (8 if v["dtype"] == "I64" else 4), "q" if v["dtype"] == "I64" else "f"), raw))
+tok = get("tokens"); T = h["tokens"]["shape"][1]
+m.write_stream(sys.argv[2] + "/case.tok", [tok[:T], tok[T:]], vocab=40)
+with open(sys.argv[2] + "/case.jsonl", "w") as f:
+    for r in range(2):
+        v = {}
+        v["space_group"] = None if get("cond.space_group_mask")[r] else get("cond.space_group")[r]
+        v["band_gap"] = None if get("cond.band_gap_mask")[r] else get("cond.band_gap")[2 * r:2 * r + 2]
+        fs = get("cond.formula")[6 * r:6 * r + 6]
+        v["formula"] = None if get("cond.formula_mask")[r] else [[fs[2 * j], fs[2 * j + 1]] for j in range(3) if fs[2 * j] >= 0]
+        f.write(json.dumps(v) + "\n")
+json.dump(get("hidden"), open(sys.argv[2] + "/want.json", "w"))
+PY
+  run lm-eval-loss -m "$FIX/mat_all/model.safetensors" "$TMP/case.tok" --conditions "$TMP/case.jsonl" --seq 24 --hidden-out "$TMP/h.safetensors"
+  assert_success
+  python3 - "$TMP/h.safetensors" "$TMP/want.json" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["hidden_states"]["shape"] == [2, 24, 48], h
+s, e = h["hidden_states"]["data_offsets"]
+got = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
+want = json.load(open(sys.argv[2]))
+err = max(abs(g - w) for g, w in zip(got, want)) / max(abs(w) for w in want)
+assert len(got) == len(want) and err <= 1e-4, err
+PY
+}
+
+@test "bench/materium_tasks.py runs both synthetic tasks through the programs (a short run)" {
+  run python3 "$LMKIT_SOURCE_DIR/bench/materium_tasks.py" --bin "$LMKIT_BIN" --steps 20 --block-records 64 --out "$TMP/tasks" --json
+  assert_success
+  python3 -c '
+import json, math, sys
+r = json.loads(sys.argv[1])
+c, b = r["condition"], r["blockwise"]
+assert math.isfinite(c["val_loss"]) and c["prompts"] == 400, c
+assert all(0 <= x <= 1 for x in c["accuracy_per_token_embedding_linear_formula"] + [c["accuracy_with_conditions"], c["accuracy_unconditional"]]), c
+assert 0 < b["floor"] < b["floor_without_exclusion"] < math.log(32), b
+for mode in ("blockwise", "standard"):
+    assert math.isfinite(b[mode]["val_loss"]) and b[mode]["samples"] == 200, b
+    assert all(0 <= b[mode][k] <= 1 for k in ("well_formed", "whole_blocks", "repeated_in_slot")), b
+' "$output"
 }

@@ -94,3 +94,127 @@ keys() {  # the vocabulary keys a GGUF file holds, in order
   assert_output --partial "vocab mismatch"
   [ ! -e "$TMP/y.gguf" ]
 }
+
+# A Hugging Face directory: config.json, the weights and a tokenizer file beside them.
+hf_dir() {  # $1 lmkit checkpoint, $2 tokenizer file, $3 directory
+  rm -rf "$3"
+  lm-convert-checkpoint -q --to hf "$1" "$3/"
+  cp "$2" "$3/"
+}
+
+# What a completion depends on (the prompt's ids, the greedy ids and their log-probabilities),
+# without the timings.
+completion() { python3 -c 'import json,sys
+for l in sys.stdin:
+    j = json.loads(l)
+    print(json.dumps({k: j[k] for k in ("prompt_tokens", "token_ids", "logprobs")}, sort_keys=True))'; }
+
+@test "Hugging Face in: tokenizer.model or tokenizer.json beside config.json travels, and text prompts need no other file" {
+  export LMKIT_TOKENIZER_CACHE=""  # nothing but the checkpoint
+  lm-train "${MICRO[@]}" --set vocab_size=32000 --steps 0 --seed 1 -o "$TMP/m32k" -q
+  for case in "$TMP/m/model.safetensors $FIX/tokenizer.model" "$TMP/m/model.safetensors $FIX/tokenizer.json" \
+              "$TMP/m32k/model.safetensors $SHARED_DATA/llama2-tokenizer/tokenizer.model"; do
+    set -- $case
+    if [ ! -f "$2" ]; then echo "# no $2: that case is skipped" >&3; continue; fi
+    hf_dir "$1" "$2" "$TMP/hf"
+    run lm-convert-checkpoint "$TMP/hf" "$TMP/carried.safetensors"
+    assert_success
+    assert_output --partial "note: tokenizer: $TMP/hf/$(basename "$2")"
+    # The text prompt's ids are lm-tokenize's (with the BOS lm-generate puts in front): the same
+    # completion, log-probabilities included, as from those ids given as tokens.
+    lm-generate -m "$TMP/carried.safetensors" -p "$TEXT" --temperature 0 -n 6 --json --logprobs 3 | completion > "$TMP/from_text"
+    printf '%s' "$TEXT" | lm-tokenize -t "$2" --add-bos --no-eos > "$TMP/prompt.tok"
+    lm-generate -m "$TMP/carried.safetensors" -i "$TMP/prompt.tok" --input-format tokens --temperature 0 -n 6 --json --logprobs 3 |
+      completion > "$TMP/from_ids"
+    run cat "$TMP/from_text"
+    assert_output "$(cat "$TMP/from_ids")"
+    want=$(( $(printf '%s' "$TEXT" | lm-tokenize -t "$2" --add-bos --no-eos --format text | wc -w) ))
+    assert_output --partial "\"prompt_tokens\": $want,"
+  done
+}
+
+@test "Hugging Face in: generation_config.json's eos ids end generation, and HF and GGUF out keep them" {
+  export LMKIT_TOKENIZER_CACHE=""
+  hf_dir "$TMP/m/model.safetensors" "$FIX/tokenizer.model" "$TMP/hf"
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/plain.safetensors"
+  eos=$(lm-inspect-config "$TMP/plain.safetensors" | sed -n 's/.*special tokens *bos [-0-9]*, eos \([0-9]*\),.*/\1/p')
+  [ -n "$eos" ]
+  greedy=$(lm-generate -m "$TMP/plain.safetensors" -p "$TEXT" --temperature 0 -n 12 --format ids --ignore-eos)
+  # The stop id: the first greedy token after the second that has not come before (and is not eos).
+  read -r k stop < <(python3 -c 'import sys
+ids, eos = sys.argv[1].split(), sys.argv[2]
+for i in range(2, len(ids)):
+    if ids[i] not in ids[:i] and ids[i] != eos:
+        print(i, ids[i]); break' "$greedy" "$eos")
+  [ -n "$stop" ]
+  want=$(echo "$greedy" | cut -d' ' -f1-"$k")
+  printf '{"eos_token_id": [%s, %s], "do_sample": true, "temperature": 0.6, "transformers_version": "4.45.0"}\n' \
+    "$eos" "$stop" > "$TMP/hf/generation_config.json"
+  run lm-convert-checkpoint "$TMP/hf" "$TMP/out.safetensors"
+  assert_success
+  assert_output --partial "generation_config.json: not carried (sampling is lm-generate's options): do_sample, temperature"
+  run lm-inspect-config "$TMP/out.safetensors"
+  assert_output --partial "eos $eos (also $stop)"
+  # Greedy generation stops at the second id (not emitted), one at a time and batched.
+  run lm-generate -m "$TMP/out.safetensors" -p "$TEXT" --temperature 0 -n 12 --format ids
+  assert_output "$want"
+  run lm-generate -m "$TMP/out.safetensors" -p "$TEXT" --temperature 0 -n 12 --json
+  assert_output --partial '"stop_reason":"eos"'
+  run lm-generate -m "$TMP/out.safetensors" -p "$TEXT" -p "$TEXT" --temperature 0 -n 12 --format ids --batch 2
+  assert_output "$(printf '%s\n%s' "$want" "$want")"
+  run lm-generate -m "$TMP/out.safetensors" -p "$TEXT" --temperature 0 -n 12 --format ids --ignore-eos
+  assert_output "$greedy"
+  # Hugging Face out: config.json's eos_token_id is the list; read back, the same config.
+  lm-convert-checkpoint -q --to hf "$TMP/out.safetensors" "$TMP/hf2/"
+  python3 -c 'import json,sys; j = json.load(open(sys.argv[1])); assert j["eos_token_id"] == [int(sys.argv[2]), int(sys.argv[3])], j' \
+    "$TMP/hf2/config.json" "$eos" "$stop"
+  cp "$FIX/tokenizer.model" "$TMP/hf2/"
+  lm-convert-checkpoint -q "$TMP/hf2" "$TMP/back.safetensors"
+  run lm-inspect-config "$TMP/back.safetensors"
+  assert_output --partial "eos $eos (also $stop)"
+  # GGUF out: the extra id is llama.cpp's eot_token_id; lm-generate on the file stops there too.
+  lm-convert-checkpoint -q --to gguf "$TMP/out.safetensors" "$TMP/out.gguf"
+  grep -a -q 'tokenizer\.ggml\.eot_token_id' "$TMP/out.gguf"
+  run lm-generate -m "$TMP/out.gguf" -p "$TEXT" --temperature 0 -n 12 --format ids
+  assert_output "$want"
+  # A bos_token_id that differs from config.json's cannot be honoured: refused, nothing written.
+  lm-train "${MICRO[@]}" --set vocab_size=384 --set bos_id=1 --steps 0 --seed 1 -o "$TMP/mbos" -q
+  hf_dir "$TMP/mbos/model.safetensors" "$FIX/tokenizer.model" "$TMP/hf3"
+  printf '{"bos_token_id": 5}\n' > "$TMP/hf3/generation_config.json"
+  run lm-convert-checkpoint -q "$TMP/hf3" "$TMP/bad.safetensors"
+  assert_failure 1
+  assert_output --partial "generation_config.json': bos_token_id 5 differs from config.json's 1"
+  [ ! -e "$TMP/bad.safetensors" ]
+}
+
+@test "quantized outputs keep the vocabulary: GGUF to a q8_0 lmkit checkpoint, an lmkit checkpoint to q4_K GGUF" {
+  export LMKIT_TOKENIZER_CACHE=""
+  # q4_K needs rows of 256
+  lm-train tiny --set dim=256 --set n_heads=2 --set n_layers=1 --set hidden_dim=256 --set vocab_size=384 --steps 0 --seed 1 \
+    -o "$TMP/m256" -q
+  lm-convert-checkpoint -q --to gguf --tokenizer "$FIX/tokenizer.model" "$TMP/m256/model.safetensors" "$TMP/spm.gguf"
+  printf '%s' "$TEXT" | lm-tokenize -t "$FIX/tokenizer.model" --format text > "$TMP/want"
+  for cast in q8_0 q4_K; do
+    # GGUF with a vocabulary -> a quantized lmkit checkpoint: still generates from text.
+    run lm-convert-checkpoint -q --cast "$cast" "$TMP/spm.gguf" "$TMP/$cast.safetensors"
+    assert_success
+    run lm-generate -m "$TMP/$cast.safetensors" -p "$TEXT" --temperature 0 -n 4 --format ids
+    assert_success
+    [ "$(echo "$output" | wc -w)" -eq 4 ]
+    lm-generate -m "$TMP/$cast.safetensors" -p "$TEXT" --temperature 0 -n 4 --json --logprobs 2 | completion > "$TMP/from_text"
+    printf '%s' "$TEXT" | lm-tokenize -t "$FIX/tokenizer.model" --add-bos --no-eos > "$TMP/prompt.tok"
+    lm-generate -m "$TMP/$cast.safetensors" -i "$TMP/prompt.tok" --input-format tokens --temperature 0 -n 4 --json --logprobs 2 |
+      completion > "$TMP/from_ids"
+    cmp "$TMP/from_text" "$TMP/from_ids"
+    # an lmkit checkpoint carrying it -> quantized GGUF: the vocabulary is there.
+    lm-convert-checkpoint -q "$TMP/spm.gguf" "$TMP/carried.safetensors"
+    run lm-convert-checkpoint -q --cast "$cast" --to gguf "$TMP/carried.safetensors" "$TMP/$cast.gguf"
+    assert_success
+    run keys "$TMP/$cast.gguf"
+    assert_output --partial "tokenizer.ggml.model tokenizer.ggml.bos_token_id tokenizer.ggml.eos_token_id tokenizer.ggml.tokens tokenizer.ggml.scores"
+    printf '%s' "$TEXT" | lm-tokenize -t "$TMP/$cast.gguf" --format text > "$TMP/got"
+    cmp "$TMP/got" "$TMP/want"
+    run lm-generate -m "$TMP/$cast.gguf" -p "$TEXT" --temperature 0 -n 4 --format ids
+    assert_success
+  done
+}

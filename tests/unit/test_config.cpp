@@ -109,6 +109,7 @@ TEST(ConfigJson, WritesEveryFieldNested) {
   ModelConfig c = preset("soma-v1");
   c.conditions = {cond("band_gap", ProjLayerType::Linear, 1), cond("formula", ProjLayerType::Formula, 20, 8)};
   c.conditions[1].out_dim = c.dim;
+  c.extra_eos_ids = {5, 6};
   const std::string text = config_to_json(c, -1);
   for (const std::string& key : config_keys()) {
     const auto dot = key.find('.');
@@ -122,6 +123,7 @@ TEST(ConfigJson, WritesEveryFieldNested) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("\"rope_mode\":\"standard\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"extra_eos_ids\":[5,6]"), std::string::npos) << text;
   EXPECT_EQ(text.find("block_pos_ids"), std::string::npos) << "the legacy key is never written";
   EXPECT_EQ(config_from_json(text, "x"), c);
 }
@@ -289,6 +291,12 @@ TEST(ConfigValidation, EachRuleHasAPreciseMessage) {
   EXPECT_EQ(invalid([](C& c) { c.sigreg.enabled = true, c.sigreg.slices = 0; }), "sigreg.slices must be positive, got 0");
   EXPECT_EQ(invalid([](C& c) { c.eos_id = 264; }), "eos_id (264) is not below vocab_size (264)");
   EXPECT_EQ(invalid([](C& c) { c.bos_id = -5; }), "bos_id must be a token id or -1 (none), got -5");
+  EXPECT_EQ(invalid([](C& c) { c.extra_eos_ids = {5, 264}; }), "extra_eos_ids (264) is not below vocab_size (264)");
+  EXPECT_EQ(invalid([](C& c) { c.extra_eos_ids = {-1}; }), "extra_eos_ids holds -1: expected token ids");
+  EXPECT_EQ(invalid([](C& c) { c.extra_eos_ids = {5, c.eos_id}; }), "extra_eos_ids holds eos_id (257) again");
+  EXPECT_EQ(invalid([](C& c) { c.extra_eos_ids = {5, 6, 5}; }), "extra_eos_ids holds 5 twice");
+  EXPECT_EQ(invalid([](C& c) { c.eos_id = -1, c.extra_eos_ids = {5}; }),
+            "extra_eos_ids without an eos_id (list the first as eos_id)");
   EXPECT_EQ(invalid([](C& c) { c.moe.n_experts = 2, c.moe.top_k = 3; }), "moe.top_k (3) exceeds moe.n_experts (2)");
   EXPECT_EQ(invalid([](C& c) { c.moe.n_experts = 2, c.moe.interleave_step = 9; }),
             "moe.interleave_step (9) leaves no MoE layer among 4 layers");

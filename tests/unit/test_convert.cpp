@@ -524,14 +524,25 @@ TEST(ConvertConfig, HuggingFaceKeysBothWays) {
   c.pad_id = -1;
   c.attn_bias = true;
   EXPECT_EQ(config_from_hf_json(config_to_hf_json(c, "float32"), "config.json"), c);
+  // An eos list (Llama 3 Instruct's) is written as a list and read back whole.
+  c.extra_eos_ids = {8, 9};
+  EXPECT_NE(config_to_hf_json(c, "float32").find("\"eos_token_id\": [\n    2,\n    8,\n    9\n  ]"), std::string::npos);
+  EXPECT_EQ(config_from_hf_json(config_to_hf_json(c, "float32"), "config.json"), c);
   // Absent keys take Hugging Face's defaults (rms_norm_eps 1e-6), special tokens none; an eos
-  // list gives its first id.
+  // list gives eos_id and the extra ids (a repeated id once).
   const ModelConfig d = config_from_hf_json(
       R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
-          "intermediate_size": 24, "eos_token_id": [7, 8]})", "config.json");
+          "intermediate_size": 24, "eos_token_id": [7, 8, 7, 9]})", "config.json");
   EXPECT_EQ(d.norm_eps, 1e-6);
   EXPECT_EQ(d.bos_id, -1);
   EXPECT_EQ(d.eos_id, 7);
+  EXPECT_EQ(d.extra_eos_ids, (std::vector<int64_t>{8, 9}));
+  EXPECT_TRUE(d.is_eos(7) && d.is_eos(8) && d.is_eos(9) && !d.is_eos(2) && !d.is_eos(-1));
+  EXPECT_EQ(error_of([] {
+              config_from_hf_json(R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+                                      "intermediate_size": 24, "eos_token_id": [7, "x"]})", "config.json");
+            }),
+            "'config.json': 'eos_token_id': expected a token id or a list of them, got [7,\"x\"]");
   EXPECT_EQ(d.kv_heads(), 4);
   EXPECT_EQ(error_of([] { config_from_hf_json(R"({"hidden_size": "8"})", "config.json"); }),
             "'config.json': 'hidden_size': expected an integer, got \"8\"");
@@ -540,6 +551,41 @@ TEST(ConvertConfig, HuggingFaceKeysBothWays) {
                                       "intermediate_size": 24, "rope_scaling": {"rope_type": "yarn"}})", "config.json");
             }).find("rope_scaling type 'yarn' is not supported"),
             std::string::npos);
+}
+
+// generation_config.json beside config.json: its eos ids join config.json's (the first stays
+// eos_id), its bos and pad must agree, its sampling defaults are named in a note.
+TEST(ConvertConfig, HuggingFaceGenerationConfig) {
+  const std::string hf = R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10,
+                             "intermediate_size": 24, "bos_token_id": 1, "eos_token_id": 2})";
+  ModelConfig c = config_from_hf_json(hf, "config.json");
+  std::vector<std::string> notes;
+  apply_hf_generation_config(c, R"({"bos_token_id": 1, "eos_token_id": [2, 8, 9], "do_sample": true, "temperature": 0.6,
+                                    "top_p": 0.9, "transformers_version": "4.45.0"})", "generation_config.json", &notes);
+  EXPECT_EQ(c.bos_id, 1);
+  EXPECT_EQ(c.eos_id, 2);
+  EXPECT_EQ(c.extra_eos_ids, (std::vector<int64_t>{8, 9}));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0], "generation_config.json: not carried (sampling is lm-generate's options): do_sample, temperature, top_p");
+  // One id; ids config.json lacks (none there: the first becomes eos_id); pad set where none was.
+  c = config_from_hf_json(hf, "config.json");
+  apply_hf_generation_config(c, R"({"eos_token_id": 9})", "generation_config.json", nullptr);
+  EXPECT_EQ(c.eos_id, 2);
+  EXPECT_EQ(c.extra_eos_ids, (std::vector<int64_t>{9}));
+  c.eos_id = -1;
+  c.extra_eos_ids.clear();
+  apply_hf_generation_config(c, R"({"eos_token_id": [8, 9], "pad_token_id": 0})", "generation_config.json", nullptr);
+  EXPECT_EQ(c.eos_id, 8);
+  EXPECT_EQ(c.extra_eos_ids, (std::vector<int64_t>{9}));
+  EXPECT_EQ(c.pad_id, 0);
+  // An empty file changes nothing; a bos that differs, or a value no id, is an error.
+  const ModelConfig before = c;
+  apply_hf_generation_config(c, "{}", "generation_config.json", nullptr);
+  EXPECT_EQ(c, before);
+  EXPECT_EQ(error_of([&] { apply_hf_generation_config(c, R"({"bos_token_id": 3})", "generation_config.json", nullptr); }),
+            "'generation_config.json': bos_token_id 3 differs from config.json's 1");
+  EXPECT_EQ(error_of([&] { apply_hf_generation_config(c, R"({"eos_token_id": "</s>"})", "generation_config.json", nullptr); }),
+            "'generation_config.json': 'eos_token_id': expected a token id or a list of them, got \"</s>\"");
 }
 
 TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
@@ -552,6 +598,7 @@ TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
   c.rope_scaling.type = RopeScalingType::Linear;
   c.rope_scaling.factor = 2;
   c.pad_id = 3;
+  c.extra_eos_ids = {5, 6};  // written as tokenizer.ggml.eom_token_id 5 and eot_token_id 6
   GGUFWriter w;
   set_gguf_metadata(w, c, "", 0, false, "");
   std::vector<uint8_t> bytes;
@@ -561,12 +608,27 @@ TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
   const std::vector<std::string> sets = gguf_config_assignments(f);  // the llama.* keys, not lmkit.config
   for (const char* want : {"dim=16", "n_layers=2", "n_heads=4", "n_kv_heads=2", "head_dim=8", "hidden_dim=24", "vocab_size=10",
                            "norm_eps=1e-05", "rope_theta=500000.0", "max_seq_len=64", "rope_scaling.type=\"linear\"",
-                           "rope_scaling.factor=2.0", "bos_id=1", "eos_id=2", "pad_id=3", "name=\"tiny\""})
+                           "rope_scaling.factor=2.0", "bos_id=1", "eos_id=2", "pad_id=3", "extra_eos_ids=[5,6]", "name=\"tiny\""})
     EXPECT_NE(std::find(sets.begin(), sets.end(), want), sets.end()) << want;
   // With the tensors, the inference takes the keys and checks them.
   Graph g = lmkit_graph(c);
   const ModelConfig got = infer_config(shapes_of(g), sets, "m.gguf").config;
   EXPECT_EQ(got, c);
+  {
+    const GGUFValue* eom = f.find("tokenizer.ggml.eom_token_id");
+    const GGUFValue* eot = f.find("tokenizer.ggml.eot_token_id");
+    ASSERT_TRUE(eom && eot);
+    EXPECT_EQ(eom->u, 5u);
+    EXPECT_EQ(eot->u, 6u);
+    // One extra id is eot; three have no key in GGUF.
+    ModelConfig one = c;
+    one.extra_eos_ids = {6};
+    EXPECT_TRUE(gguf_unsupported(one).empty());
+    ModelConfig three = c;
+    three.extra_eos_ids = {5, 6, 7};
+    ASSERT_EQ(gguf_unsupported(three).size(), 1u);
+    EXPECT_NE(gguf_unsupported(three)[0].find("3 extra_eos_ids"), std::string::npos);
+  }
   std::vector<std::string> wrong = sets;
   wrong.push_back("vocab_size=12");
   EXPECT_EQ(error_of([&] { infer_config(shapes_of(g), wrong, "m.gguf"); }),

@@ -161,6 +161,65 @@ TEST(SeedConfigs, KeysTypesAndValuesTheSeedWouldRefuse) {
   EXPECT_EQ(read(R"({"embed_dim": 64})", SeedFormat::Soma), "'c.json': soma ModelConfig: unknown key 'embed_dim'");
 }
 
+// A key a file leaves out takes the seed's default, never lmkit's (docs/seed-configs.md): xlstm-jax's
+// head_dim 128 and ffn_multiple_of 64 (and flax RMSNorm's eps 1e-6), MobileLLMConfig's rope_base
+// 500000, max_seq_len 32768 and QK-norm, materium's ModelArgs defaults, soma V1's constants.
+TEST(SeedConfigs, AKeyLeftOutTakesTheSeedsDefault) {
+  const ModelConfig lm_defaults;
+  const ModelConfig x =
+      config_from_seed_json(R"({"vocab_size": 512, "embedding_dim": 512, "num_blocks": 2})", SeedFormat::XlstmJax, "x")
+          .config;
+  EXPECT_EQ(x.head_dim, 128);
+  EXPECT_EQ(x.head_size(), 128);
+  EXPECT_EQ(x.n_heads, 4);  // embedding_dim // head_dim
+  EXPECT_EQ(x.multiple_of, 64);
+  EXPECT_NE(lm_defaults.multiple_of, 64);  // so the mapping, not lmkit's default, gave it
+  EXPECT_EQ(x.norm_eps, 1e-6);
+  EXPECT_EQ(x.rope_theta, 10000.0);
+  EXPECT_TRUE(x.causal);
+  EXPECT_FALSE(x.tie_embeddings);
+  EXPECT_EQ(x.ffn_hidden(), 1408);  // round_up(int(8 * 512 / 3) = 1365, 64)
+  EXPECT_TRUE(validation_errors(x).empty());
+
+  const ModelConfig m = config_from_seed_json(
+                            R"({"num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "embed_dim": 64, "hidden_dim": 128})",
+                            SeedFormat::MobileLLM, "m")
+                            .config;
+  EXPECT_EQ(m.rope_theta, 500000.0);
+  EXPECT_EQ(m.max_seq_len, 32768);
+  EXPECT_EQ(m.vocab_size, 128256);
+  EXPECT_EQ(m.bos_id, 128000);
+  EXPECT_EQ(m.eos_id, 128001);
+  EXPECT_TRUE(m.qk_norm && m.qk_norm_weight && m.tie_embeddings);
+  EXPECT_EQ(m.head_size(), 16);
+  EXPECT_TRUE(validation_errors(m).empty());
+  // The presets named as the seed's table carry the same two values.
+  for (const char* name : {"mobilellm-140m", "mobilellm-950m"}) {
+    EXPECT_EQ(preset(name).rope_theta, 500000.0) << name;
+    EXPECT_EQ(preset(name).max_seq_len, 32768) << name;
+  }
+
+  const ModelConfig mat = config_from_seed_json(R"({"condition_config": null})", SeedFormat::Materium, "a").config;
+  EXPECT_EQ(mat.dim, 4096);
+  EXPECT_EQ(mat.n_layers, 32);
+  EXPECT_EQ(mat.vocab_size, 32000);
+  EXPECT_EQ(mat.multiple_of, 256);
+  EXPECT_EQ(mat.max_seq_len, 2048);
+  EXPECT_EQ(mat.dropout, 0.1);
+  EXPECT_EQ(mat.rope_mode, RopeMode::Standard);
+  EXPECT_EQ(mat.atom_block_size, 4);
+  EXPECT_TRUE(mat.tie_embeddings);
+  EXPECT_TRUE(mat.conditions.empty());
+
+  const ModelConfig soma = config_from_seed_json(R"({"dropout_rate": 0.0})", SeedFormat::Soma, "s").config;
+  EXPECT_EQ(soma.max_seq_len, 1024);  // V1_MAX_SEQ_LEN, as lm-tokenize's byte-v1 default
+  EXPECT_EQ(soma.dim, 2048);
+  EXPECT_EQ(soma.n_layers, 24);
+  EXPECT_EQ(soma.vocab_size, 264);
+  EXPECT_EQ(soma.sigreg.slices, 256);
+  EXPECT_TRUE(soma.sigreg.enabled);
+}
+
 // Every key of every format, each at a value other than the seed's default (keys without math
 // at the seed's default: they are written back so), read and written back: the same document,
 // key for key in the seed's order. A key spelled one way in the reader and another in the
