@@ -144,6 +144,7 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   train::AdamW adamw(layout, train::AdamWConfig{});
   Rng rng(4);
   model.set_gradient_checkpointing(checkpointing);
+  model.set_row_parallel(Transformer::row_parallel_pays(c));  // as lm-train
   TrainBench r;
   r.batch = B;
   r.seq = T;
@@ -162,6 +163,8 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
       },
       warmup, repeats);
   model.set_gradient_checkpointing(false);
+  r.row_parallel = model.row_parallel_applies(B, TrainStepOptions{});
+  model.set_row_parallel(false);
   r.tokens_per_s = static_cast<double>(B * T) / r.time.median;
   r.flops = train_flops(c, B, T);
   r.gflops = r.flops / r.time.median * 1e-9;

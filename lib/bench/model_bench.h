@@ -66,6 +66,7 @@ struct TrainBench {
   int64_t activation_bytes = 0;  // the model's activation arena during the step
   double loss = 0;               // of the last timed step (random tokens: about ln V)
   DType dtype = DType::F32;      // the model's compute dtype
+  bool row_parallel = false;     // the batch's rows split over the threads (Transformer::set_row_parallel)
 };
 // One optimizer step as lm-train runs it, per timed run: zero the gradient arena,
 // Transformer::train_step (forward with dropout, loss, backward) on random tokens and

@@ -110,10 +110,11 @@ std::string bench_report_text(const BenchReport& r, BenchPart part) {
     case BenchPart::Train: {
       if (!r.train) return {};
       const TrainBench& t = *r.train;
-      return format("train %lld x %lld%s%s: %.0f tokens/s, %.1f GFLOP/s = %s, %.0f%% of sgemm peak "
+      return format("train %lld x %lld%s%s%s: %.0f tokens/s, %.1f GFLOP/s = %s, %.0f%% of sgemm peak "
                     "(min %.1f ms, max %.1f ms per step; activations %s)\n",
                     static_cast<long long>(t.batch), static_cast<long long>(t.seq),
-                    t.checkpointing ? " (checkpointing)" : "", dtype_words(t.dtype).c_str(), t.tokens_per_s, t.gflops, mfu_words(r, t.gflops).c_str(),
+                    t.checkpointing ? " (checkpointing)" : "", t.row_parallel ? " (rows in parallel)" : "",
+                    dtype_words(t.dtype).c_str(), t.tokens_per_s, t.gflops, mfu_words(r, t.gflops).c_str(),
                     100 * t.gflops / peak, t.time.min * 1e3, t.time.max * 1e3,
                     human_bytes(static_cast<double>(t.activation_bytes)).c_str());
     }
@@ -193,6 +194,7 @@ std::string bench_report_json(const BenchReport& r) {
     j["train"] = {{"batch", t->batch},
                   {"seq", t->seq},
                   {"checkpointing", t->checkpointing},
+                  {"row_parallel", t->row_parallel},
                   {"dtype", dtype_json(t->dtype)},
                   {"tokens_per_s", t->tokens_per_s},
                   {"flops", t->flops},

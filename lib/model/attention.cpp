@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/blas.h"
+#include "core/fast_exp.h"
 #include "core/threads.h"
 #include "model/dropout.h"
 
@@ -96,7 +97,7 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
   for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, row[j]);
   float sum = 0;
   for (int64_t j = lo; j <= hi; ++j) {
-    row[j] = std::exp(row[j] - mx);
+    row[j] = exp_fast(row[j] - mx);
     sum += row[j];
   }
   const float inv = 1.0f / sum;

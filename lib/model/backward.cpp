@@ -1,9 +1,15 @@
 // Transformer::train_step: the training forward (dropout), the loss (cross-entropy ignoring
 // PAD, optionally loss-weighted, + SIGReg) and the backward pass, layer by layer in reverse,
 // each step the *_backward kernel beside its forward in the layer's file.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstring>
+#include <exception>
+#include <vector>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "model/attention.h"
 #include "model/dropout.h"
 #include "model/embedding.h"
@@ -112,8 +118,101 @@ void Transformer::ensure_grad_buffers(int64_t B, int64_t S, int64_t T) {
   grad_T_ = T;
 }
 
+bool Transformer::row_parallel_applies(int64_t B, const TrainStepOptions& opt) const {
+  const ModelConfig& c = config();
+  bool any_moe = false;
+  for (int64_t l = 0; l < c.n_layers; ++l) any_moe = any_moe || c.is_moe_layer(l);
+  return row_parallel_ && B >= 2 && thread_count() >= 2 && !omp_in_parallel() && !bf16_ && !opt.conditions &&
+         !opt.vision && !c.is_materium() && c.vision_dim == 0 && !c.sigreg.enabled && !any_moe && c.dropout <= 0 &&
+         c.attn_dropout <= 0 && c.emb_dropout <= 0;
+}
+
+bool Transformer::row_parallel_pays(const ModelConfig& cfg) {
+  return ParameterLayout(cfg).num_parameters() < (int64_t{32} << 20);
+}
+
 TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
                                         const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt) {
+  if (row_parallel_applies(B, opt) && T > 0) return train_row_parallel(grads, tokens, pos, targets, B, T, opt);
+  return train_rows(grads, tokens, pos, targets, B, T, opt, 0.0);
+}
+
+TrainStepResult Transformer::train_row_parallel(const ParameterTensors& grads, const int32_t* tokens,
+                                                const int64_t* pos, const int32_t* targets, int64_t B, int64_t T,
+                                                const TrainStepOptions& opt) {
+  const ModelConfig& c = config();
+  check_token_ids(targets, B * T, c.vocab_size, "target");  // errors name the whole batch's index
+  const int64_t parts = std::min<int64_t>(B, thread_count());
+  const ParameterLayout& layout = weights_.layout();
+  // The replicas view this model's weight storage; rebuilt when it moved (make_writable).
+  const float* storage = weights_.params().tok_embeddings;
+  if (static_cast<int64_t>(row_parts_.size()) != parts - 1 ||
+      (!row_parts_.empty() && row_parts_[0].model->weights().params().tok_embeddings != storage)) {
+    row_parts_.clear();
+    for (int64_t i = 1; i < parts; ++i) {
+      RowPart part;
+      part.model = std::make_unique<Transformer>(weights_);
+      part.grads = Tensor::zeros(DType::F32, {layout.arena_floats()});
+      row_parts_.push_back(std::move(part));
+    }
+  }
+  for (auto& part : row_parts_) part.model->set_gradient_checkpointing(checkpoint_);
+  // Every part's gradients are normalised by the whole batch's target weight.
+  const int32_t pad = static_cast<int32_t>(c.pad_id);
+  double weight_total = 0;
+  for (int64_t n = 0; n < B * T; ++n)
+    if (!(pad >= 0 && targets[n] == pad)) weight_total += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
+  std::vector<TrainStepResult> results(static_cast<size_t>(parts));
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
+#pragma omp parallel num_threads(static_cast<int>(parts))
+  {
+    const int64_t i = omp_get_thread_num();
+    const int64_t b0 = B * i / parts, b1 = B * (i + 1) / parts;
+    try {
+      Transformer& m = i == 0 ? *this : *row_parts_[static_cast<size_t>(i - 1)].model;
+      ParameterTensors views;
+      if (i > 0) {
+        Tensor& g = row_parts_[static_cast<size_t>(i - 1)].grads;
+        std::memset(g.data_mut<float>(), 0, g.nbytes());
+        views = layout.bind(g.data_mut<float>());
+      }
+      results[static_cast<size_t>(i)] = m.train_rows(i == 0 ? grads : views, tokens + b0 * T, pos ? pos + b0 * T : nullptr,
+                                                     targets + b0 * T, b1 - b0, T, opt, weight_total);
+    } catch (...) {
+      errors[static_cast<size_t>(i)] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  // The parts' gradients into the caller's arena (entry by entry: grads are views of it).
+  std::vector<const float*> sources;
+  for (const auto& part : row_parts_) sources.push_back(part.grads.data<float>());
+  const ParamInfo* emb = nullptr;
+  for (const ParamInfo& p : layout.tensors())
+    if (p.kind == ParamKind::TokEmbeddings) emb = &p;
+  if (!emb) fail(ErrorKind::Runtime, "internal: no token embedding in the parameter layout");
+  float* base = grads.tok_embeddings - emb->offset;
+  const int64_t n = layout.arena_floats();
+  parallel_for(n, n * static_cast<int64_t>(sources.size() + 1), [&](int64_t j) {
+    float sum = base[j];
+    for (const float* src : sources) sum += src[j];
+    base[j] = sum;
+  });
+  TrainStepResult r;
+  double ce_sum = 0;
+  for (const TrainStepResult& part : results) {
+    r.count += part.count;
+    r.weight_sum += part.weight_sum;
+    ce_sum += part.ce * part.weight_sum;
+  }
+  r.ce = weight_total > 0 ? ce_sum / weight_total : 0.0;
+  r.loss = r.ce;
+  return r;
+}
+
+TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
+                                        const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt,
+                                        double weight_norm) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   if (B <= 0 || T <= 0) fail_usage(cat("train_step needs at least one token per row, got B=", B, ", T=", T));
@@ -167,8 +266,8 @@ TrainStepResult Transformer::train_step(const ParameterTensors& grads, const int
     r.weight_sum += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
   }
   const float scale = opt.grad_scale;
-  zero(g.dlogits, NT * V);
-  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights, r.weight_sum, scale, NT, V, pad);
+  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights,
+                        weight_norm > 0 ? weight_norm : r.weight_sum, scale, NT, V, pad);
   double ce_sum = 0;
   for (int64_t n = 0; n < NT; ++n)
     if (!(pad >= 0 && targets[n] == pad)) ce_sum += (opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0) * g.losses[n];

@@ -28,11 +28,12 @@ LossResult crossentropy_mean(const float* logits, const int32_t* targets, int64_
 void softcap_backward_inplace(float* d, const float* out, int64_t n, float cap);
 
 // Backward of the (weighted) mean cross-entropy, fused with its forward (one softmax per
-// row): dlogits [N, V] += scale[n] * (softmax(logits[n]) - onehot(targets[n])) with
+// row): dlogits [N, V] = scale[n] * (softmax(logits[n]) - onehot(targets[n])) (written, not
+// accumulated: no zeroing pass over [N, V] first) with
 // scale[n] = dloss * w / W, w = weights[targets[n]] (1 when weights is null) and W =
 // `weight_sum` (the sum of w over the counted targets), and losses [N] (may be null) =
-// logsumexp(logits[n]) - logits[n, targets[n]]. Rows whose target is ignore_index get no
-// gradient and a loss of 0. Targets must be in range (check_token_ids).
+// logsumexp(logits[n]) - logits[n, targets[n]]. Rows whose target is ignore_index get a zero
+// gradient and a loss of 0. The softmax's exponentials are exp_fast's (core/fast_exp.h). Targets must be in range (check_token_ids).
 void crossentropy_backward(float* dlogits, float* losses, const float* logits, const int32_t* targets,
                            const float* weights, double weight_sum, float dloss, int64_t N, int64_t V,
                            int32_t ignore_index);

@@ -489,6 +489,7 @@ void Trainer::init(ModelWeights weights, const TokenData* train, const TokenData
   model_ = std::make_unique<Transformer>(std::move(weights));
   model_->set_gradient_checkpointing(opts_.checkpointing);
   model_->set_compute_dtype(opts_.compute_dtype);
+  model_->set_row_parallel(Transformer::row_parallel_pays(cfg));
   const ParameterLayout& layout = model_->weights().layout();
   adamw_ = AdamW(layout, opts_.adamw);
   grads_ = Tensor::zeros(DType::F32, {layout.arena_floats()});

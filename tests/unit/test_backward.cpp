@@ -20,6 +20,7 @@
 
 #include "fixture_util.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
 #include "model/attention.h"
@@ -148,6 +149,45 @@ TEST_P(GradFixture, AccumulatesAndScales) {
   model.train_step(two.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
   const int64_t n = model.weights().layout().arena_floats();
   EXPECT_LE(max_rel_error(two.arena.data<float>(), one.arena.data<float>(), static_cast<size_t>(n)), 1e-6);
+}
+
+TEST_P(GradFixture, RowParallelMatchesPyTorch) {
+  // The row-parallel step (each thread one part of the batch's rows, gradients summed) is held
+  // to the same PyTorch gradients, on every fixture it applies to (B >= 2, no dropout, SIGReg,
+  // MoE, conditions or images); the others run the plain step and are only checked to.
+  const fs::path dir = fixture::dir() / GetParam();
+  const auto cf = SafeTensorsFile::open(dir / "case.safetensors");
+  const auto gf = SafeTensorsFile::open(dir / "grads.safetensors");
+  const int64_t B = cf.get("tokens").dim(0), T = cf.get("tokens").dim(1);
+  const auto tokens = read_ints<int32_t>(cf, "tokens");
+  const auto targets = read_ints<int32_t>(cf, "targets");
+  const auto pos = read_ints<int64_t>(cf, "pos");
+  Transformer model(ModelWeights::load(dir / "model.safetensors"));
+  TrainStepOptions opt;
+  const fixture::VisionCase vision = fixture::load_vision(cf, model.config(), tokens, B, T);
+  const std::vector<VisionRow> vision_rows = vision.rows();
+  if (!vision_rows.empty()) opt.vision = vision_rows.data();
+  std::vector<float> weights, noise;
+  if (gf.contains("loss_weights")) opt.loss_weights = (weights = read_floats(gf, "loss_weights")).data();
+  if (gf.contains("sigreg_noise")) opt.sigreg_noise = (noise = read_floats(gf, "sigreg_noise")).data();
+  const int threads = thread_count();
+  set_threads(2);
+  model.set_row_parallel(true);
+  const bool applies = model.row_parallel_applies(B, opt);
+  Grads g(model.weights());
+  const TrainStepResult r = model.train_step(g.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
+  set_threads(threads);
+  const double want_loss = read_floats(gf, "loss")[0];
+  EXPECT_LE(std::abs(r.loss - want_loss) / std::abs(want_loss), kTolerance) << "loss " << r.loss;
+  double worst = 0;
+  for (const ParamInfo& p : model.weights().layout().tensors()) {
+    const std::vector<float> want = read_floats(gf, p.name);
+    const double err = max_rel_error(g.of(p), want.data(), want.size());
+    EXPECT_LE(err, kTolerance) << p.name;
+    worst = std::max(worst, err);
+  }
+  std::printf("[ %-22s ] row-parallel %s, worst gradient max rel err %.2e\n", GetParam().c_str(),
+              applies ? "applied" : "not applicable", worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_names()),
@@ -315,7 +355,7 @@ TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
     auto objective = [&] { return crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0).loss; };
     const WeightedLoss l = crossentropy_weighted_mean(logits.data(), targets.data(), weights, N, V, 0);
     EXPECT_EQ(l.count, 4);
-    std::vector<float> d(logits.size(), 0.0f), losses(N), want(N);
+    std::vector<float> d(logits.size(), NAN), losses(N), want(N);  // written, not accumulated
     crossentropy_backward(d.data(), losses.data(), logits.data(), targets.data(), weights, l.weight_sum, 1.0f, N, V, 0);
     crossentropy_forward(want.data(), logits.data(), targets.data(), N, V, 0);
     for (int64_t n = 0; n < N; ++n) EXPECT_NEAR(losses[n], want[n], 1e-5 * std::abs(want[n]) + 1e-6);
@@ -456,6 +496,79 @@ Batch small_batch(int64_t V) {
   }
   b.targets[5] = 0;  // pad
   return b;
+}
+
+TEST(RowParallel, MatchesThePlainStepOnUnevenPartsWithPadAndLossWeights) {
+  // B = 3 over 2 threads: parts of 1 and 2 rows, a pad target in the first, loss weights;
+  // two steps with an in-place weight update between (the replicas share the storage), then
+  // the weights moved to new storage (the replicas follow).
+  ModelConfig c = small_config();
+  c.max_seq_len = 8;
+  Batch b = small_batch(c.vocab_size);
+  b.B = 3;
+  Rng rng(5);
+  for (int64_t i = 0; i < b.T; ++i) {
+    b.tokens.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(c.vocab_size - 1))));
+    b.targets.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(c.vocab_size - 1))));
+  }
+  std::vector<float> lw(static_cast<size_t>(c.vocab_size));
+  for (size_t i = 0; i < lw.size(); ++i) lw[i] = 0.5f + 0.05f * static_cast<float>(i % 7);
+  const int threads = thread_count();
+  set_threads(2);
+  Transformer plain(ModelWeights::random(c, 8)), split(ModelWeights::random(c, 8));
+  split.set_row_parallel(true);
+  TrainStepOptions opt;
+  opt.loss_weights = lw.data();
+  opt.grad_scale = 0.5f;
+  EXPECT_TRUE(split.row_parallel_applies(b.B, opt));
+  EXPECT_FALSE(plain.row_parallel_applies(b.B, opt));
+  EXPECT_FALSE(split.row_parallel_applies(1, opt));
+  for (int step = 0; step < 3; ++step) {
+    auto scale = [](ModelWeights& w) {
+      float* a = w.arena();
+      for (int64_t i = 0; i < w.layout().arena_floats(); ++i) a[i] *= 0.9f;
+    };
+    if (step == 1) {  // an optimizer-like update in place
+      scale(plain.weights());
+      scale(split.weights());
+    }
+    if (step == 2) {  // the same values in new storage
+      split.weights() = ModelWeights::random(c, 8);
+      scale(split.weights());
+      split.weights_changed();
+    }
+    Grads g0(plain.weights()), g1(split.weights());
+    const TrainStepResult r0 = plain.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt);
+    const TrainStepResult r1 = split.train_step(g1.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, opt);
+    EXPECT_EQ(r1.count, r0.count);
+    EXPECT_EQ(r1.count, b.B * b.T - 1);
+    EXPECT_NEAR(r1.weight_sum, r0.weight_sum, 1e-9 * r0.weight_sum);
+    EXPECT_NEAR(r1.loss, r0.loss, 1e-6 * r0.loss) << "step " << step;
+    EXPECT_NEAR(r1.ce, r0.ce, 1e-6 * r0.ce);
+    EXPECT_LE(max_rel_error(g1.arena.data<float>(), g0.arena.data<float>(),
+                            static_cast<size_t>(plain.weights().layout().arena_floats())),
+              1e-5)
+        << "step " << step;
+  }
+  set_threads(threads);
+}
+
+TEST(RowParallel, ErrorsNameTheWholeBatch) {
+  ModelConfig c = small_config();
+  Batch b = small_batch(c.vocab_size);
+  const int threads = thread_count();
+  set_threads(2);
+  Transformer m(ModelWeights::random(c, 8));
+  m.set_row_parallel(true);
+  Grads g(m.weights());
+  b.targets[static_cast<size_t>(b.B * b.T - 1)] = static_cast<int32_t>(c.vocab_size);  // in the second part
+  try {
+    m.train_step(g.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("index 15"), std::string::npos) << e.what();
+  }
+  set_threads(threads);
 }
 
 TEST(Dropout, MaskIsDeterministicAndHasTheRightRate) {
