@@ -287,7 +287,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   ActivationTensors& a = acts_;
   const int64_t N = B * T, C = c.dim;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size();
-  const int64_t QD = NH * HS, KD = NKV * HS;
+  const int64_t KD = NKV * HS;
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == NormType::LayerNorm;
   auto norm = [&](float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias) {
