@@ -1,6 +1,7 @@
 #include "io/torch_pth.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
@@ -462,11 +463,18 @@ Tensor TorchCheckpoint::get(const std::string& name) const {
 
 Tensor TorchCheckpoint::get(const TorchTensorInfo& t) const {
   const uint8_t* base = file_->data() + t.offset;
-  if (t.contiguous) return Tensor::view(t.dtype, t.shape, base, file_);
-  // A strided view (a transpose saved as is): copied out element by element, row-major.
-  Tensor out = Tensor::zeros(t.dtype, t.shape);
   const size_t es = dtype_size(t.dtype), nd = t.shape.size();
+  // torch.save aligns each storage to 64 bytes; other zip writers need not, and a view must
+  // keep its element type's alignment: such an entry is copied.
+  const bool aligned = reinterpret_cast<uintptr_t>(base) % es == 0;
+  if (t.contiguous && aligned) return Tensor::view(t.dtype, t.shape, base, file_);
+  Tensor out = Tensor::zeros(t.dtype, t.shape);
   auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  if (t.contiguous) {
+    if (out.numel() > 0) std::memcpy(dst, base, static_cast<size_t>(out.numel()) * es);
+    return out;
+  }
+  // A strided view (a transpose saved as is): copied out element by element, row-major.
   std::vector<int64_t> idx(nd, 0);
   for (int64_t k = 0, n = out.numel(); k < n; ++k) {
     uint64_t off = 0;
