@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -250,7 +251,15 @@ const TensorInfo* SafeTensorsFile::find(const std::string& name) const {
 Tensor SafeTensorsFile::get(const std::string& name) const {
   const TensorInfo* info = find(name);
   if (!info) fail_data(cat("no tensor ", quote(name), " in ", quote(path())));
-  return Tensor::view(info->dtype, info->shape, file_->data() + data_offset_ + info->begin, file_);
+  const uint8_t* p = file_->data() + data_offset_ + info->begin;
+  // The format does not ask writers to align tensors (lmkit's and HF's do): one off its element
+  // type's alignment is copied, since a view must keep it.
+  if (reinterpret_cast<uintptr_t>(p) % dtype_size(info->dtype) != 0) {
+    Tensor out = Tensor::zeros(info->dtype, info->shape);
+    if (info->end > info->begin) std::memcpy(out.raw_mut(), p, info->end - info->begin);
+    return out;
+  }
+  return Tensor::view(info->dtype, info->shape, p, file_);
 }
 
 std::optional<std::string> SafeTensorsFile::metadata_value(const std::string& key) const {

@@ -77,6 +77,20 @@ TEST(SafeTensors, WriteThenReadRoundTrip) {
   EXPECT_THROW(st.get("nope"), Error);
 }
 
+TEST(SafeTensors, AMisalignedTensorIsReadAlignedWithItsValues) {
+  // A 61-byte header puts the data at byte 69: the F32 tensor sits 1 byte off alignment.
+  std::string header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  header.resize(61, ' ');
+  std::vector<uint8_t> bytes = make_file(header, 8);
+  const float v[2] = {1.5f, -2.25f};
+  std::memcpy(bytes.data() + 8 + header.size(), v, sizeof(v));
+  auto st = SafeTensorsFile::parse(MappedFile::from_bytes(std::move(bytes), "odd.safetensors"));
+  const Tensor x = st.get("x");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(x.raw()) % alignof(float), 0u);
+  EXPECT_EQ(x.data<float>()[0], 1.5f);
+  EXPECT_EQ(x.data<float>()[1], -2.25f);
+}
+
 TEST(SafeTensors, AcceptsMinimalAndEmpty) {
   EXPECT_EQ(parse_error(make_file("{}", 0)), "");
   EXPECT_EQ(parse_error(make_file(R"({"x":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})", 0)), "");
