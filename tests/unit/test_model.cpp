@@ -343,10 +343,10 @@ TEST(Checkpoint, HalfPrecisionAndUnalignedF32AreConverted) {
   bytes.insert(bytes.begin() + 8 + static_cast<ptrdiff_t>(n), {' ', ' '});
   n += 2;
   std::memcpy(bytes.data(), &n, 8);
+  ASSERT_NE((8 + n) % 4, 0u);  // the data area starts off alignment: the reader copies such tensors
   const auto file = parse_bytes(bytes);
-  ASSERT_NE(reinterpret_cast<uintptr_t>(file.get("norm.weight").raw()) % 4, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(file.get("norm.weight").raw()) % 4, 0u);
   const ModelWeights back = ModelWeights::from_checkpoint(file, cfg);
-  EXPECT_TRUE(back.writable());
   for (size_t i = 0; i < w.layout().tensors().size(); ++i)
     EXPECT_EQ(std::memcmp(back.tensor(i).raw(), w.tensor(i).raw(), w.tensor(i).nbytes()), 0);
 }
