@@ -28,7 +28,7 @@ namespace {
 // Views of the backward scratch for B rows of S = K + T positions, T of them tokens (gradients
 // of activations; "d" = dloss/d). N = B*S rows in the layers, NT = B*T token rows in the head.
 struct GradBuffers {
-  float* dlogits = nullptr;  // [NT, V]
+  float* dlogits = nullptr;  // [min(NT, classifier_chunk_rows), V] one chunk's logits, then dlogits
   float* losses = nullptr;   // [NT]
   float* dres = nullptr;     // [N, C]  the residual stream
   float* dln = nullptr;      // [N, C]  a norm's output (the final norm's: [NT, C])
@@ -55,7 +55,8 @@ struct GradBuffers {
 };
 
 // Lays the buffers out from `base` (null: only counts); returns the floats used.
-int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N, int64_t NT) {
+int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, int64_t N, int64_t NT,
+                            int64_t chunk) {
   const int64_t C = c.dim, V = c.vocab_size, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
   const int64_t F = c.ffn_hidden();
   bool any_moe = false, any_dense = false;
@@ -66,7 +67,7 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
     off += (n + 15) / 16 * 16;
   };
   auto take = [&](float*& slot, int64_t n) { take_any(reinterpret_cast<void**>(&slot), n); };
-  take(g.dlogits, NT * V);
+  take(g.dlogits, chunk * V);
   take(g.losses, NT);
   take(g.dres, N * C);
   take(g.dln, N * C);
@@ -108,14 +109,22 @@ void zero(float* p, int64_t n) {
 
 }  // namespace
 
+int64_t Transformer::classifier_chunk(int64_t NT) const {
+  return std::max<int64_t>(
+      1, std::min(NT, classifier_chunk_ > 0 ? classifier_chunk_ : classifier_chunk_rows(config().vocab_size, config().dim)));
+}
+
 void Transformer::ensure_grad_buffers(int64_t B, int64_t S, int64_t T) {
-  if (grad_arena_.raw() && grad_B_ == B && grad_S_ == S && grad_T_ == T) return;
+  const int64_t chunk = classifier_chunk(B * T);
+  if (grad_arena_.raw() && grad_B_ == B && grad_S_ == S && grad_T_ == T && grad_chunk_ == chunk) return;
   GradBuffers g;
-  const int64_t n = layout_grad_buffers(g, nullptr, config(), B * S, B * T);
+  const int64_t n = layout_grad_buffers(g, nullptr, config(), B * S, B * T, chunk);
+  grad_arena_ = Tensor();  // freed before the next is allocated
   grad_arena_ = Tensor::zeros(DType::F32, {n});
   grad_B_ = B;
   grad_S_ = S;
   grad_T_ = T;
+  grad_chunk_ = chunk;
 }
 
 bool Transformer::row_parallel_applies(int64_t B, const TrainStepOptions& opt) const {
@@ -156,7 +165,10 @@ TrainStepResult Transformer::train_row_parallel(const ParameterTensors& grads, c
       row_parts_.push_back(std::move(part));
     }
   }
-  for (auto& part : row_parts_) part.model->set_gradient_checkpointing(checkpoint_);
+  for (auto& part : row_parts_) {
+    part.model->set_gradient_checkpointing(checkpoint_);
+    part.model->set_classifier_chunk(classifier_chunk_);
+  }
   // Every part's gradients are normalised by the whole batch's target weight.
   const int32_t pad = static_cast<int32_t>(c.pad_id);
   double weight_total = 0;
@@ -250,15 +262,17 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
     explicit TrainingMode(bool& f) : flag(f) { flag = true; }
     ~TrainingMode() { flag = false; }
   } training_mode(training_);
-  run(tokens, pos, B, T, nullptr, cb, opt.vision);
+  run(tokens, pos, B, T, nullptr, cb, opt.vision, false, /*classifier=*/false);  // the head's classifier: below
   ActivationTensors& a = acts_;
 
   ensure_grad_buffers(B, S, T);
   GradBuffers g;
-  layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N, NT);
+  const int64_t chunk = classifier_chunk(NT);
+  layout_grad_buffers(g, grad_arena_.data_mut<float>(), c, N, NT, chunk);
 
-  // Loss: the counted targets' weights first (they scale every row's gradient), then one fused
-  // cross-entropy forward and backward over the logits.
+  // Loss: the counted targets' weights first (they scale every row's gradient), then the
+  // classifier, the cross-entropy and their backward in one pass over chunks of rows (the
+  // [NT, V] logits are never all stored): the final norm's output gradient into g.dln.
   TrainStepResult r;
   for (int64_t n = 0; n < NT; ++n) {
     if (pad >= 0 && targets[n] == pad) continue;
@@ -266,8 +280,9 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
     r.weight_sum += opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0;
   }
   const float scale = opt.grad_scale;
-  crossentropy_backward(g.dlogits, g.losses, a.logits, targets, opt.loss_weights,
-                        weight_norm > 0 ? weight_norm : r.weight_sum, scale, NT, V, pad);
+  classifier_crossentropy(g.dln, grads.output, grads.output_b, g.losses, g.dlogits, a.lnf, w.output, w.output_b,
+                          targets, opt.loss_weights, weight_norm > 0 ? weight_norm : r.weight_sum, scale,
+                          static_cast<float>(c.logits_soft_cap), NT, C, V, pad, chunk);
   double ce_sum = 0;
   for (int64_t n = 0; n < NT; ++n)
     if (!(pad >= 0 && targets[n] == pad)) ce_sum += (opt.loss_weights ? opt.loss_weights[targets[n]] : 1.0) * g.losses[n];
@@ -294,10 +309,7 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
   const float aux_scale =
       moe_layers > 0 ? static_cast<float>(c.moe.aux_loss_coef / static_cast<double>(moe_layers)) * scale : 0.0f;
 
-  // Backward: classifier head.
-  if (c.logits_soft_cap > 0) softcap_backward_inplace(g.dlogits, a.logits, NT * V, static_cast<float>(c.logits_soft_cap));
-  zero(g.dln, NT * C);
-  matmul_backward(g.dln, grads.output, grads.output_b, g.dlogits, a.lnf, w.output, NT, C, V);
+  // Backward: the classifier's (above) and SIGReg's gradients of the final norm's output.
   if (c.sigreg.enabled && c.sigreg.coefficient != 0)
     sigreg_backward(g.dln, g.sg_dproj, static_cast<float>(c.sigreg.coefficient) * scale, g.sg_proj, g.sg_cmean,
                     g.sg_smean, g.sg_A, NT, C, slices, c.sigreg);

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/fast_exp.h"
+#include "model/matmul.h"
 
 namespace lm {
 
@@ -94,6 +96,93 @@ void crossentropy_backward(float* dlogits, float* losses, const float* logits, c
     for (int64_t i = 0; i < V; ++i) d[i] *= k;
     d[t] -= scale;
   }
+}
+
+namespace {
+
+// One row of classifier_crossentropy, in place: `row` [V] holds the row's logits before the
+// soft cap on entry and its dlogits on exit (crossentropy_backward's numbers, the same
+// operations in the same order); returns the row's loss. capped [V]: scratch for the cap's
+// output, which its backward needs (unused without a cap).
+float crossentropy_row_inplace(float* row, float* capped, int32_t t, float scale, float soft_cap, int64_t V) {
+  const float* y = row;
+  if (soft_cap > 0) {
+    const float inv = 1.0f / soft_cap;
+    for (int64_t i = 0; i < V; ++i) capped[i] = soft_cap * std::tanh(row[i] * inv);
+    y = capped;
+  }
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, y[i]);
+  const float yt = y[t];  // before the exponentials overwrite it (no cap: y is row)
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < V; ++i) sum += (row[i] = exp_fast(y[i] - mx));
+  const float loss = std::log(sum) + mx - yt;
+  const float k = scale / sum;
+#pragma omp simd
+  for (int64_t i = 0; i < V; ++i) row[i] *= k;
+  row[t] -= scale;
+  if (soft_cap > 0) {
+    const float inv = 1.0f / soft_cap;
+#pragma omp simd
+    for (int64_t i = 0; i < V; ++i) {
+      const float c = capped[i] * inv;
+      row[i] *= 1.0f - c * c;
+    }
+  }
+  return loss;
+}
+
+}  // namespace
+
+int64_t classifier_chunk_rows(int64_t V, int64_t C) {
+  (void)C;
+  // About 8 MiB of logits per chunk (measured: README, "Training speed").
+  return std::max<int64_t>(16, (int64_t{8} << 20) / 4 / std::max<int64_t>(V, 1));
+}
+
+void classifier_crossentropy(float* dx, float* dW, float* dbias, float* losses, float* scratch, const float* x,
+                             const float* W, const float* bias, const int32_t* targets, const float* weights,
+                             double weight_sum, float dloss, float soft_cap, int64_t N, int64_t C, int64_t V,
+                             int32_t ignore_index, int64_t chunk) {
+  if (chunk < 1) fail(ErrorKind::Runtime, cat("internal: classifier chunk of ", chunk, " rows"));
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    const int64_t R = std::min(chunk, N - r0);
+    const float* xr = x + r0 * C;
+    matmul_forward(scratch, xr, W, bias, R, C, V);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+      thread_local std::vector<float> capped;
+      if (soft_cap > 0 && static_cast<int64_t>(capped.size()) < V) capped.resize(static_cast<size_t>(V));
+      const int64_t n = r0 + r;
+      const int32_t t = targets[n];
+      float* row = scratch + r * V;
+      if (ignore_index >= 0 && t == ignore_index) {
+        losses[n] = 0;
+        std::fill(row, row + V, 0.0f);
+        continue;
+      }
+      const float scale =
+          static_cast<float>(weight_sum > 0 ? dloss * (weights ? weights[t] : 1.0f) / weight_sum : 0.0);
+      losses[n] = crossentropy_row_inplace(row, capped.data(), t, scale, soft_cap, V);
+    }
+    std::memset(dx + r0 * C, 0, static_cast<size_t>(R * C) * sizeof(float));
+    matmul_backward(dx + r0 * C, dW, dbias, scratch, xr, W, R, C, V);
+  }
+}
+
+void classifier_crossentropy_ref(float* dx, float* dW, float* dbias, float* losses, const float* x, const float* W,
+                                 const float* bias, const int32_t* targets, const float* weights, double weight_sum,
+                                 float dloss, float soft_cap, int64_t N, int64_t C, int64_t V, int32_t ignore_index) {
+  std::vector<float> logits(static_cast<size_t>(N * V)), dlogits(static_cast<size_t>(N * V));
+  matmul_forward(logits.data(), x, W, bias, N, C, V);
+  if (soft_cap > 0) softcap_forward(logits.data(), logits.data(), N * V, soft_cap);
+  crossentropy_backward(dlogits.data(), losses, logits.data(), targets, weights, weight_sum, dloss, N, V,
+                        ignore_index);
+  if (soft_cap > 0) softcap_backward_inplace(dlogits.data(), logits.data(), N * V, soft_cap);
+  std::fill(dx, dx + N * C, 0.0f);
+  matmul_backward(dx, dW, dbias, dlogits.data(), x, W, N, C, V);
 }
 
 WeightedLoss crossentropy_weighted_mean(const float* logits, const int32_t* targets, const float* weights, int64_t N,

@@ -38,6 +38,29 @@ void crossentropy_backward(float* dlogits, float* losses, const float* logits, c
                            const float* weights, double weight_sum, float dloss, int64_t N, int64_t V,
                            int32_t ignore_index);
 
+// The classifier and its cross-entropy in one training pass, over chunks of `chunk` rows so
+// the [N, V] logits are never all stored (issue 16). For each chunk of rows R:
+//   logits[R] = x[R] W^T + bias (then cap * tanh(logits / cap) when soft_cap > 0), into scratch;
+//   losses[R] and dlogits[R] in place, as crossentropy_backward (and softcap_backward_inplace);
+//   dx[R] = dlogits[R] W (written: dx needs no zeroing), dW += dlogits[R]^T x[R], dbias +=
+//   column sums of dlogits[R] (bias/dbias may be null).
+// x [N, C], W [V, C] (PyTorch orientation), dW may alias another gradient (tied embeddings:
+// it accumulates). scratch: [min(chunk, N), V] floats (classifier_chunk_rows). The matmuls
+// go through matmul_forward / matmul_backward (bf16 compute included). The result equals
+// classifier_crossentropy_ref's except for the order of dW's and dbias's sums over rows.
+void classifier_crossentropy(float* dx, float* dW, float* dbias, float* losses, float* scratch, const float* x,
+                             const float* W, const float* bias, const int32_t* targets, const float* weights,
+                             double weight_sum, float dloss, float soft_cap, int64_t N, int64_t C, int64_t V,
+                             int32_t ignore_index, int64_t chunk);
+// The same through the whole [N, V] logits and dlogits (two buffers it allocates), as the
+// training step ran before the chunks: the reference the chunked pass is held to.
+void classifier_crossentropy_ref(float* dx, float* dW, float* dbias, float* losses, const float* x, const float* W,
+                                 const float* bias, const int32_t* targets, const float* weights, double weight_sum,
+                                 float dloss, float soft_cap, int64_t N, int64_t C, int64_t V, int32_t ignore_index);
+// Rows per chunk of classifier_crossentropy for a vocabulary of V and dim C (measured:
+// lmkit's README, "Training speed").
+int64_t classifier_chunk_rows(int64_t V, int64_t C);
+
 // The loss-weighted mean: sum_n w[t_n] losses[n] / sum_n w[t_n] over targets != ignore_index
 // (weights null: all 1, the plain mean). count = targets that count; weight_sum = sum of their w.
 struct WeightedLoss {

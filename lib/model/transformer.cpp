@@ -107,16 +107,33 @@ void add_residual_dropout(float* out, const float* a, const float* b, int64_t n,
 }  // namespace
 
 void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint,
-                                     bool head_all_rows) {
+                                     bool head_all_rows, bool logits) {
+  // The logits live in their own tensor, kept across plans: a training step needs none, and
+  // an evaluation forward between steps then finds them without reallocating the arena.
+  const int64_t V = config().vocab_size;
+  auto place_logits = [&](ActivationTensors& a) {
+    const int64_t n = (head_all_rows ? B * T : B) * V;
+    if (!logits) {
+      a.logits = nullptr;
+      return;
+    }
+    if (a.logits_arena.numel() < n) {
+      a.logits_arena = Tensor();  // freed before the larger one is allocated
+      a.logits_arena = Tensor::zeros(DType::F32, {n});
+    }
+    a.logits = a.logits_arena.data_mut<float>();
+  };
   // An arena whose head holds every row also serves a forward that needs the last ones only.
   if (acts_.arena.raw() && acts_.B == B && acts_.K == K && acts_.T == T && (acts_.head_all_rows || !head_all_rows)) {
-    if (acts_.keep_layers == keep && acts_.checkpointed == checkpoint) return;
     // A lean forward (evaluation between training steps) runs in a training arena of the
     // same shape as it is, instead of reallocating it back and forth.
-    if (!keep && !checkpoint) return;
+    if ((acts_.keep_layers == keep && acts_.checkpointed == checkpoint) || (!keep && !checkpoint)) {
+      place_logits(acts_);
+      return;
+    }
   }
   const ModelConfig& c = config();
-  const int64_t S = K + T, N = B * S, NT = B * T, C = c.dim, L = c.n_layers, V = c.vocab_size;
+  const int64_t S = K + T, N = B * S, NT = B * T, C = c.dim, L = c.n_layers;
   const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), F = c.ffn_hidden();
   const bool swiglu = c.ffn_type == FfnType::SwiGLU;
   bool any_moe = false, any_dense = false;
@@ -173,7 +190,6 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   plan.add(&a.lnf, head_rows * C);
   plan.add(&a.lnf_mean, head_rows);
   plan.add(&a.lnf_rstd, head_rows);
-  plan.add(&a.logits, head_rows * V);
   plan.add(&a.rope_cos, N * (HS / 2));
   plan.add(&a.rope_sin, N * (HS / 2));
   if (c.attn_temperature_tuning && c.nope_layer_interval > 0) plan.add(&a.attn_temp, N);
@@ -187,6 +203,8 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   a.key_lo.resize(static_cast<size_t>(N));
   a.key_hi.resize(static_cast<size_t>(N));
   if (c.attn_chunk_size > 0) a.chunk_key_lo.resize(static_cast<size_t>(N));
+  a.logits_arena = std::move(acts_.logits_arena);
+  place_logits(a);
   acts_ = std::move(a);
 }
 
@@ -467,7 +485,7 @@ void Transformer::embed_backward(const ParameterTensors& grads, const float* dx,
 }
 
 const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                              const ConditionBatch* cb, const VisionRow* vision, bool last_only) {
+                              const ConditionBatch* cb, const VisionRow* vision, bool last_only, bool classifier) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   const int64_t C = c.dim, V = c.vocab_size, L = c.n_layers, HS = c.head_size();
@@ -481,7 +499,7 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   check_token_ids(tokens, NT, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.
   const bool ckpt = training_ && checkpoint_ && !cache;
-  ensure_activations(B, K, T, (keep_ || training_) && !cache && !ckpt, ckpt, !last_only);
+  ensure_activations(B, K, T, (keep_ || training_) && !cache && !ckpt, ckpt, !last_only, classifier);
   ActivationTensors& a = acts_;
   a.last_only = last_only;
 
@@ -539,8 +557,10 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
   else
     rmsnorm_forward(a.lnf, a.lnf_rstd, residual, w.norm_w, w.norm_b, HR, C, eps);
-  matmul_forward(a.logits, a.lnf, weights_.matrices().output, w.output_b, HR);
-  if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, HR * V, static_cast<float>(c.logits_soft_cap));
+  if (classifier) {
+    matmul_forward(a.logits, a.lnf, weights_.matrices().output, w.output_b, HR);
+    if (c.logits_soft_cap > 0) softcap_forward(a.logits, a.logits, HR * V, static_cast<float>(c.logits_soft_cap));
+  }
 
   if (cache) {
     std::memcpy(cache->doc_start(), doc_start.data(), static_cast<size_t>(B) * sizeof(int64_t));
@@ -562,7 +582,7 @@ void Transformer::merge_vision(const int32_t* tokens, int64_t B, int64_t T, int6
 }
 
 LossResult Transformer::loss(const int32_t* targets) const {
-  if (!acts_.logits) fail(ErrorKind::Runtime, "internal: loss() before forward()");
+  if (!acts_.logits) fail(ErrorKind::Runtime, "internal: loss() without the logits of a forward (a training step keeps none)");
   if (acts_.last_only) fail(ErrorKind::Runtime, "internal: loss() after forward_last() (logits of the last positions only)");
   const int64_t N = acts_.B * acts_.T;
   const WeightedLoss w = crossentropy_weighted_mean(acts_.logits, targets, weights_.loss_weights(), N,

@@ -76,7 +76,8 @@ struct ActivationTensors {
   float* lnf = nullptr;                 // [B*T, C] final-norm output of the tokens (the hidden states)
   float* lnf_mean = nullptr;            // [B*T]
   float* lnf_rstd = nullptr;            // [B*T]
-  float* logits = nullptr;              // [B*T, V]  after the soft cap
+  float* logits = nullptr;              // [B*T, V]  after the soft cap; null after a training step,
+                                        // whose classifier runs in chunks of rows (classifier_crossentropy)
   float* rope_cos = nullptr;            // [N, HS/2]
   float* rope_sin = nullptr;            // [N, HS/2]
   float* attn_temp = nullptr;           // [N] temperature tuning's query scale s(pos) (NoPE layers)
@@ -86,6 +87,7 @@ struct ActivationTensors {
   VisionPlaces vision;                  // the image places of this forward and their features
   float* vision_proj = nullptr;         // [B*T, C] scratch of the vision merge (vision_dim > 0)
   Tensor arena;
+  Tensor logits_arena;                  // logits' storage, kept when the arena is planned again
 };
 
 // ---- Training ----
@@ -231,8 +233,11 @@ class Transformer {
   // the caller zeroes (one memset) before the first micro-step. Tied embeddings: grads.output
   // aliases grads.tok_embeddings and receives both contributions. Keeps every layer's
   // activations during the step (whatever set_keep_activations says; an evaluation forward
-  // of another shape in between reallocates them); activations() stays valid afterwards
-  // (logits are those of the training forward). Not thread-safe; the kernels use OpenMP.
+  // of another shape in between reallocates them); activations() stays valid afterwards,
+  // except logits: the step runs the classifier, the cross-entropy and their backward over
+  // chunks of rows (classifier_crossentropy, model/loss.h) and never stores the [B*T, V]
+  // logits, so activations().logits is null after it (a forward computes them). Not
+  // thread-safe; the kernels use OpenMP.
   // With set_gradient_checkpointing(true) the layers are recomputed during the backward pass.
   TrainStepResult train_step(const ParameterTensors& grads, const int32_t* tokens, const int64_t* pos,
                              const int32_t* targets, int64_t B, int64_t T, const TrainStepOptions& opt = {});
@@ -249,6 +254,12 @@ class Transformer {
   // activations() then hold the first part's rows only. Costs a second activation arena per
   // part and one gradient arena per extra part.
   void set_row_parallel(bool on) { row_parallel_ = on; }
+  // Rows per chunk of the training step's fused classifier and cross-entropy
+  // (classifier_crossentropy, model/loss.h); 0 (the default): classifier_chunk_rows, measured.
+  // The gradients are the same up to the order of the classifier gradient's sums over rows.
+  void set_classifier_chunk(int64_t rows) { classifier_chunk_ = rows > 0 ? rows : 0; }
+  // The chunk a step over NT token rows uses: min(NT, the setting or classifier_chunk_rows).
+  int64_t classifier_chunk(int64_t NT) const;
   bool row_parallel() const { return row_parallel_; }
   // Whether a train_step over B rows with these options would run row-parallel.
   bool row_parallel_applies(int64_t B, const TrainStepOptions& opt) const;
@@ -259,16 +270,18 @@ class Transformer {
   static bool row_parallel_pays(const ModelConfig& cfg);
 
  private:
+  // classifier false (the training step): the head stops at the final norm (a.lnf), no logits.
   const float* run(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, KVCache* cache,
-                   const ConditionBatch* cb, const VisionRow* vision, bool last_only = false);
+                   const ConditionBatch* cb, const VisionRow* vision, bool last_only = false, bool classifier = true);
   // forward()'s checks (without a cache; with one) before run.
   void check_forward(const int64_t* pos, int64_t B, int64_t T, const ConditionBatch* conditions) const;
   void check_decode(const int64_t* pos, int64_t T, const KVCache& cache, const ConditionBatch* conditions) const;
   // Usage errors for inputs that do not fit the model (materium: explicit positions, condition values).
   void check_inputs(const int64_t* pos, int64_t B, const ConditionBatch* cb) const;
   // head_all_rows false: the head's buffers for each row's last position only (forward_last).
+  // logits false: no logits (a.logits null; their storage, if any, is kept for later forwards).
   void ensure_activations(int64_t B, int64_t K, int64_t T, bool keep, bool checkpoint = false,
-                          bool head_all_rows = true);
+                          bool head_all_rows = true, bool logits = true);
   // a.pos [B, S] of this call: K condition positions and T tokens after P cached positions.
   void set_positions(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, int64_t K, KVCache* cache,
                      std::vector<BlockwiseState>& blockwise);
@@ -319,7 +332,8 @@ class Transformer {
   std::vector<uint64_t> drop_seeds_;  // [1 + 3 L] this step's dropout seeds (empty: no dropout)
   std::vector<double> balance_;       // [L] a training forward's balance loss per MoE layer
   Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
-  int64_t grad_B_ = 0, grad_S_ = 0, grad_T_ = 0;
+  int64_t grad_B_ = 0, grad_S_ = 0, grad_T_ = 0, grad_chunk_ = 0;
+  int64_t classifier_chunk_ = 0;      // set_classifier_chunk
   ConditionActivations cond_acts_;    // the condition prologue's saved activations
   std::vector<int32_t> types_;        // [S] type embedding row of each position (with conditions)
   bool keep_ = false;

@@ -8,6 +8,7 @@
 // relative error max_i |got_i - want_i| / max_i |want_i| over the whole tensor, i.e.
 // relative to the tensor's largest expected magnitude; for the losses |got - want| / |want|.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -89,6 +90,12 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
     noise = read_floats(gf, "sigreg_noise");
     opt.sigreg_noise = noise.data();
   }
+  // The measured chunk (every fixture's rows in one) and chunks of 5 rows (several, the last
+  // one short, or of 1 to 3 rows: the few-rows kernel).
+  for (const int64_t chunk : {int64_t{0}, int64_t{5}}) {
+  SCOPED_TRACE("classifier chunk " + std::to_string(chunk));
+  model.set_classifier_chunk(chunk);
+  std::memset(g.arena.data_mut<float>(), 0, g.arena.nbytes());
   const TrainStepResult r = model.train_step(g.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
 
   const double want_loss = read_floats(gf, "loss")[0];
@@ -121,8 +128,10 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
       worst_name = p.name;
     }
   }
-  std::printf("[ %-22s ] loss %.6f (rel err %.1e), worst gradient max rel err %.2e (%s)\n", GetParam().c_str(),
-              r.loss, loss_err, worst, worst_name.c_str());
+  std::printf("[ %-22s ] chunk %d: loss %.6f (rel err %.1e), worst gradient max rel err %.2e (%s)\n",
+              GetParam().c_str(), static_cast<int>(model.classifier_chunk(B * T)), r.loss, loss_err, worst,
+              worst_name.c_str());
+  }
 }
 
 TEST_P(GradFixture, AccumulatesAndScales) {
@@ -174,9 +183,11 @@ TEST_P(GradFixture, RowParallelMatchesPyTorch) {
   set_threads(2);
   model.set_row_parallel(true);
   const bool applies = model.row_parallel_applies(B, opt);
+  for (const int64_t chunk : {int64_t{0}, int64_t{5}}) {
+  SCOPED_TRACE("classifier chunk " + std::to_string(chunk));
+  model.set_classifier_chunk(chunk);
   Grads g(model.weights());
   const TrainStepResult r = model.train_step(g.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
-  set_threads(threads);
   const double want_loss = read_floats(gf, "loss")[0];
   EXPECT_LE(std::abs(r.loss - want_loss) / std::abs(want_loss), kTolerance) << "loss " << r.loss;
   double worst = 0;
@@ -186,8 +197,10 @@ TEST_P(GradFixture, RowParallelMatchesPyTorch) {
     EXPECT_LE(err, kTolerance) << p.name;
     worst = std::max(worst, err);
   }
-  std::printf("[ %-22s ] row-parallel %s, worst gradient max rel err %.2e\n", GetParam().c_str(),
-              applies ? "applied" : "not applicable", worst);
+  std::printf("[ %-22s ] row-parallel %s, chunk %d, worst gradient max rel err %.2e\n", GetParam().c_str(),
+              applies ? "applied" : "not applicable", static_cast<int>(chunk), worst);
+  }
+  set_threads(threads);
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, GradFixture, ::testing::ValuesIn(grad_fixture_names()),
@@ -362,6 +375,75 @@ TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
     for (int64_t j = 0; j < V; ++j) EXPECT_EQ(d[1 * V + j], 0.0f);  // ignored row
     fd_check("crossentropy", logits, d, objective, 16, 1e-2f);
   }
+}
+
+// The fused, chunked classifier + cross-entropy pass against its unchunked reference twin
+// (the step as it ran through the whole [N, V] logits, held to PyTorch by the fixtures) at
+// awkward shapes: chunks that do not divide N, of 1 row (the few-rows kernel), larger than
+// N; ignored rows, loss weights, a bias, the soft cap, a dW that already holds a gradient
+// (tied embeddings accumulate); threaded, and inside a parallel region on single-threaded
+// kernels, two halves at once into their own gradients (the row-parallel step).
+TEST(ClassifierCrossEntropy, ChunkedMatchesUnchunkedReference) {
+  const int64_t N = 37, C = 24, V = 301;
+  const int32_t ignore = 5;
+  const auto x = randn(N * C, 61), W = randn(V * C, 62, 0.5f), bias = randn(V, 63);
+  const auto dW0 = randn(V * C, 64), db0 = randn(V, 65);
+  std::vector<int32_t> targets(N);
+  for (int64_t n = 0; n < N; ++n) targets[n] = static_cast<int32_t>((n * 97 + 13) % V);
+  targets[3] = targets[20] = targets[36] = ignore;
+  auto lw = randn(V, 66);
+  for (auto& v : lw) v = 0.5f + std::abs(v);
+  double weight_sum = 0;
+  for (int32_t t : targets)
+    if (t != ignore) weight_sum += lw[t];
+  const int threads = thread_count();
+  set_threads(2);
+  for (const float cap : {0.0f, 3.0f})
+    for (const bool with_bias : {false, true})
+      for (const int64_t chunk : {1, 4, 5, 16, 36, 37, 64}) {
+        const float* b = with_bias ? bias.data() : nullptr;
+        std::vector<float> dx_ref(N * C, NAN), dW_ref = dW0, db_ref = db0, loss_ref(N, NAN);
+        classifier_crossentropy_ref(dx_ref.data(), dW_ref.data(), with_bias ? db_ref.data() : nullptr, loss_ref.data(),
+                                    x.data(), W.data(), b, targets.data(), lw.data(), weight_sum, 0.5f, cap, N, C, V,
+                                    ignore);
+        const std::string what = "cap " + std::to_string(cap) + " bias " + std::to_string(with_bias) + " chunk " +
+                                 std::to_string(chunk);
+        // Threaded: one call over all rows.
+        std::vector<float> dx(N * C, NAN), dW = dW0, db = db0, loss(N, NAN), scratch(std::min(chunk, N) * V, NAN);
+        classifier_crossentropy(dx.data(), dW.data(), with_bias ? db.data() : nullptr, loss.data(), scratch.data(),
+                                x.data(), W.data(), b, targets.data(), lw.data(), weight_sum, 0.5f, cap, N, C, V,
+                                ignore, chunk);
+        EXPECT_LE(max_rel_error(dx.data(), dx_ref.data(), dx.size()), 1e-5) << what;
+        EXPECT_LE(max_rel_error(dW.data(), dW_ref.data(), dW.size()), 1e-5) << what;
+        if (with_bias) {
+          EXPECT_LE(max_rel_error(db.data(), db_ref.data(), db.size()), 1e-5) << what;
+        }
+        for (int64_t n = 0; n < N; ++n) EXPECT_NEAR(loss[n], loss_ref[n], 1e-5 * (1 + std::abs(loss_ref[n]))) << what;
+        EXPECT_EQ(loss[3], 0.0f);
+        // Row-parallel: rows [0, 18) and [18, 37) on one thread each, gradients summed after.
+        const int64_t half = 18;
+        std::vector<float> dx2(N * C, NAN), loss2(N, NAN), dWa = dW0, dWb(V * C, 0.0f), dba = db0, dbb(V, 0.0f);
+        std::vector<float> sa(std::min(chunk, half) * V), sb(std::min(chunk, N - half) * V);
+#pragma omp parallel num_threads(2)
+        {
+          const bool first = omp_get_thread_num() == 0;
+          const int64_t r0 = first ? 0 : half, rows = first ? half : N - half;
+          classifier_crossentropy(dx2.data() + r0 * C, first ? dWa.data() : dWb.data(),
+                                  with_bias ? (first ? dba.data() : dbb.data()) : nullptr, loss2.data() + r0,
+                                  first ? sa.data() : sb.data(), x.data() + r0 * C, W.data(), b, targets.data() + r0,
+                                  lw.data(), weight_sum, 0.5f, cap, rows, C, V, ignore, std::min(chunk, rows));
+        }
+        for (int64_t i = 0; i < V * C; ++i) dWa[i] += dWb[i];
+        for (int64_t i = 0; i < V; ++i) dba[i] += dbb[i];
+        EXPECT_LE(max_rel_error(dx2.data(), dx_ref.data(), dx2.size()), 1e-5) << what << " row-parallel";
+        EXPECT_LE(max_rel_error(dWa.data(), dW_ref.data(), dWa.size()), 1e-5) << what << " row-parallel";
+        if (with_bias) {
+          EXPECT_LE(max_rel_error(dba.data(), db_ref.data(), dba.size()), 1e-5) << what << " row-parallel";
+        }
+        for (int64_t n = 0; n < N; ++n)
+          EXPECT_NEAR(loss2[n], loss_ref[n], 1e-5 * (1 + std::abs(loss_ref[n]))) << what << " row-parallel";
+      }
+  set_threads(threads);
 }
 
 TEST(KernelBackward, EmbeddingAddsRepeatedRows) {
@@ -596,10 +678,14 @@ TEST(Dropout, ZeroProbabilityStepEqualsPlainStep) {
   Transformer plain(ModelWeights::random(c, 1));
   Grads g0(plain.weights());
   const TrainStepResult r0 = plain.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T);
-  const float* train_logits = plain.activations().logits;
-  std::vector<float> tl(train_logits, train_logits + b.B * b.T * c.vocab_size);
-  const float* eval_logits = plain.forward(b.tokens.data(), nullptr, b.B, b.T);
-  EXPECT_EQ(std::memcmp(tl.data(), eval_logits, tl.size() * sizeof(float)), 0);
+  // The step stores no logits (its classifier runs in chunks): its hidden states and loss
+  // are the evaluation forward's.
+  EXPECT_EQ(plain.activations().logits, nullptr);
+  const float* train_hidden = plain.hidden();
+  std::vector<float> th(train_hidden, train_hidden + b.B * b.T * c.dim);
+  plain.forward(b.tokens.data(), nullptr, b.B, b.T);
+  EXPECT_EQ(std::memcmp(th.data(), plain.hidden(), th.size() * sizeof(float)), 0);
+  EXPECT_NEAR(plain.loss(b.targets.data()).loss, r0.ce, 1e-5 * r0.ce);
 
   c.dropout = 1e-30;  // > 0, so the dropout paths run, but no element is dropped
   Transformer tiny(ModelWeights::random(c, 1));
