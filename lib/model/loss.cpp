@@ -138,8 +138,15 @@ float crossentropy_row_inplace(float* row, float* capped, int32_t t, float scale
 
 int64_t classifier_chunk_rows(int64_t V, int64_t C) {
   (void)C;
-  // About 8 MiB of logits per chunk (measured: README, "Training speed").
-  return std::max<int64_t>(16, (int64_t{8} << 20) / 4 / std::max<int64_t>(V, 1));
+  // As many rows as 128 MiB of logits hold (1,048 at V = 32000): measured at stories15M and
+  // stories110M (README, "Training speed"), every split of a step's rows made it slower. Each
+  // chunk reads and writes all of dW [V, C] (37 MB at stories15M) and reads W twice, which
+  // costs more than keeping a chunk of logits in cache saves unless a chunk has more than
+  // about C / 2 rows, and a chunk that large no longer fits in the cache. So the chunks bound
+  // the memory (a long batch no longer stores [B*T, V] logits and dlogits, 2 GB at 16k rows)
+  // rather than save time; one chunk of logits, turned into dlogits in place, replaces the two
+  // [B*T, V] buffers of the unfused step.
+  return std::max<int64_t>(1, (int64_t{128} << 20) / 4 / std::max<int64_t>(V, 1));
 }
 
 void classifier_crossentropy(float* dx, float* dW, float* dbias, float* losses, float* scratch, const float* x,
