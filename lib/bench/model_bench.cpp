@@ -157,8 +157,8 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
         TrainStepOptions opt;
         opt.rng = &rng;
         r.loss = model.train_step(grad_views, inputs.data(), nullptr, targets.data(), B, T, opt).loss;
-        train::clip_grad_norm(layout, grads, 1.0);
-        adamw.step(w.arena(), grads, 1e-4, ++step);
+        const double norm = train::grad_global_norm(layout, grads);  // clipped as lm-train: inside AdamW's pass
+        adamw.step(w.arena(), grads, 1e-4, ++step, train::clip_scale(norm, 1.0));
         model.weights_changed();
       },
       warmup, repeats);

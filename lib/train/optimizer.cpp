@@ -57,7 +57,7 @@ AdamW::AdamW(const ParameterLayout& layout, const AdamWConfig& cfg)
   v_ = Tensor::zeros(DType::F32, {arena_floats_});
 }
 
-void AdamW::step(float* params, const float* grads, double lr, int64_t t) {
+void AdamW::step(float* params, const float* grads, double lr, int64_t t, float grad_scale) {
   const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
   const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t));
@@ -67,6 +67,7 @@ void AdamW::step(float* params, const float* grads, double lr, int64_t t) {
   const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
   float* m = m_.data_mut<float>();
   float* v = v_.data_mut<float>();
+  const bool scaled = grad_scale != 1.0f;
   for (const Range& r : ranges_) {
     float* p = params + r.offset;
     const float* g = grads + r.offset;
@@ -75,7 +76,7 @@ void AdamW::step(float* params, const float* grads, double lr, int64_t t) {
     const float d = r.decay ? decay : 1.0f;
 #pragma omp parallel for simd schedule(static) if (r.numel > 65536)
     for (int64_t i = 0; i < r.numel; ++i) {
-      const float gi = g[i];
+      const float gi = scaled ? g[i] * grad_scale : g[i];
       const float mi = b1 * mr[i] + (1.0f - b1) * gi;
       const float vi = b2 * vr[i] + (1.0f - b2) * gi * gi;
       mr[i] = mi;
@@ -87,7 +88,10 @@ void AdamW::step(float* params, const float* grads, double lr, int64_t t) {
 
 double grad_global_norm(const ParameterLayout& layout, const float* grads) {
   // Fixed chunks summed in a fixed order: the same bits for any thread count (exact resume).
-  constexpr int64_t kChunk = 8192;
+  // Within a chunk, kLanes independent sums (element i into lane i % kLanes), added up in
+  // lane order at the end: one double accumulator was a chain of dependent adds, about 4
+  // cycles per float (perf: 5 ms of a stories15M step); the lanes vectorise.
+  constexpr int64_t kChunk = 8192, kLanes = 16;
   double total = 0;
   std::vector<double> partial;
   for (const ParamInfo& p : layout.tensors()) {
@@ -96,9 +100,14 @@ double grad_global_norm(const ParameterLayout& layout, const float* grads) {
     partial.assign(static_cast<size_t>(chunks), 0.0);
 #pragma omp parallel for schedule(static) if (chunks > 8)
     for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t end = std::min(p.numel, (c + 1) * kChunk);
+      const int64_t begin = c * kChunk, end = std::min(p.numel, (c + 1) * kChunk);
+      double lane[kLanes] = {};
+      int64_t i = begin;
+      for (; i + kLanes <= end; i += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) lane[j] += static_cast<double>(g[i + j]) * g[i + j];
+      for (int64_t j = 0; i < end; ++i, ++j) lane[j] += static_cast<double>(g[i]) * g[i];
       double s = 0;
-      for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
+      for (double x : lane) s += x;
       partial[static_cast<size_t>(c)] = s;
     }
     for (double s : partial) total += s;
@@ -106,10 +115,21 @@ double grad_global_norm(const ParameterLayout& layout, const float* grads) {
   return std::sqrt(total);
 }
 
+double grad_global_norm_ref(const ParameterLayout& layout, const float* grads) {
+  double total = 0;
+  for (const ParamInfo& p : layout.tensors())
+    for (int64_t i = 0; i < p.numel; ++i) total += static_cast<double>(grads[p.offset + i]) * grads[p.offset + i];
+  return std::sqrt(total);
+}
+
+float clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm && std::isfinite(norm) ? static_cast<float>(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
 double clip_grad_norm(const ParameterLayout& layout, float* grads, double max_norm) {
   const double norm = grad_global_norm(layout, grads);
   if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
-    const float scale = static_cast<float>(max_norm / (norm + 1e-6));
+    const float scale = clip_scale(norm, max_norm);
     for (const ParamInfo& p : layout.tensors()) {
       float* g = grads + p.offset;
 #pragma omp parallel for simd schedule(static) if (p.numel > 65536)

@@ -38,10 +38,12 @@ class AdamW {
 
   // One update of params [arena] from grads [arena] at learning rate `lr`; `t` counts
   // updates from 1 (bias correction). Only the table's ranges are touched (padding stays 0):
+  //   g = grad_scale * grads   (clip_scale: clipping folded into this pass; grads unchanged)
   //   p -= lr * wd * p   (decaying tensors)
   //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
   //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-  void step(float* params, const float* grads, double lr, int64_t t);
+  // The same bits as clip_grad_norm's scaling of the gradients in place, then a step at 1.
+  void step(float* params, const float* grads, double lr, int64_t t, float grad_scale = 1.0f);
 
   const AdamWConfig& config() const { return cfg_; }
   float* m() { return m_.data_mut<float>(); }  // [arena_floats]
@@ -61,10 +63,16 @@ class AdamW {
   Tensor m_, v_;
 };
 
-// sqrt(sum g^2) over the table's ranges of a gradient arena, accumulated in double.
+// sqrt(sum g^2) over the table's ranges of a gradient arena, accumulated in double: fixed
+// chunks of 8192 floats in fixed lanes, so the same bits for any thread count (exact resume).
 double grad_global_norm(const ParameterLayout& layout, const float* grads);
-// Scales the gradients by max_norm / norm when norm > max_norm (max_norm <= 0: no clipping).
-// Returns the norm before clipping.
+// The same with one double accumulator in order: the reference the lanes are held to.
+double grad_global_norm_ref(const ParameterLayout& layout, const float* grads);
+// The factor gradient clipping scales by: max_norm / (norm + 1e-6) when norm > max_norm and
+// finite (max_norm <= 0: no clipping), else 1.
+float clip_scale(double norm, double max_norm);
+// Scales the gradients by clip_scale(norm, max_norm) in place. Returns the norm before clipping.
+// (A training step folds the scale into AdamW::step instead: one pass over the gradients less.)
 double clip_grad_norm(const ParameterLayout& layout, float* grads, double max_norm);
 
 }  // namespace lm::train

@@ -746,12 +746,12 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     }
     loss /= static_cast<double>(opts_.grad_accum);
     moe_aux /= static_cast<double>(opts_.grad_accum);
-    const double norm = clip_grad_norm(layout, grads, opts_.grad_clip);
+    const double norm = grad_global_norm(layout, grads);  // clipping: folded into the AdamW pass below
     if (!std::isfinite(loss) || !std::isfinite(norm))  // the same on every rank: reduced values
       stop_training(cat(!std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm), " at step ",
                         state_.step + 1));
     if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
-    adamw_.step(params, grads, lr, state_.step + 1);
+    adamw_.step(params, grads, lr, state_.step + 1, clip_scale(norm, opts_.grad_clip));
     model_->weights_changed();  // bf16 compute: its weight copies are rounded again
     ++state_.step;
     ++sum.steps_this_run;

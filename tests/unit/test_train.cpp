@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "io/stream.h"
 #include "io/tokstream.h"
 #include "model/config.h"
@@ -214,6 +215,46 @@ TEST(Clip, GlobalNorm) {
   EXPECT_NEAR(grad_global_norm(layout, g.data()), 1.0, 1e-6);
   clip_grad_norm(layout, g.data(), 0.0);  // off
   EXPECT_NEAR(g[t[0].offset], 0.6f, 1e-6);
+}
+
+TEST(Clip, LanesMatchTheReferenceForAnyThreadCount) {
+  // The lane sums against one double accumulator in order; the same bits for 1 and 2 threads;
+  // AdamW with the clip scale folded in gives the bits of clipping in place, then a step.
+  const ParameterLayout layout(small_config());
+  const int64_t n = layout.arena_floats();
+  std::vector<float> g(static_cast<size_t>(n), 0.0f);
+  uint64_t state = 7;
+  for (const ParamInfo& p : layout.tensors())
+    for (int64_t i = 0; i < p.numel; ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      g[static_cast<size_t>(p.offset + i)] = static_cast<float>(static_cast<int64_t>(state >> 40) - (1 << 23)) / (1 << 22);
+    }
+  const int threads = thread_count();
+  set_threads(1);
+  const double one = grad_global_norm(layout, g.data());
+  set_threads(2);
+  const double two = grad_global_norm(layout, g.data());
+  set_threads(threads);
+  EXPECT_EQ(one, two);
+  const double ref = grad_global_norm_ref(layout, g.data());
+  EXPECT_NEAR(one, ref, 1e-12 * ref);
+  EXPECT_GT(ref, 1.0);
+  EXPECT_EQ(clip_scale(ref, 0.0), 1.0f);
+  EXPECT_EQ(clip_scale(ref, 2 * ref), 1.0f);
+  EXPECT_EQ(clip_scale(NAN, 1.0), 1.0f);
+  const float scale = clip_scale(one, 1.0);
+  EXPECT_NEAR(scale, 1.0 / one, 1e-6 / one);
+
+  std::vector<float> p0(static_cast<size_t>(n), 0.5f), p1 = p0, clipped = g;
+  AdamW a(layout, AdamWConfig{}), b(layout, AdamWConfig{});
+  EXPECT_EQ(clip_grad_norm(layout, clipped.data(), 1.0), one);
+  for (int64_t t = 1; t <= 2; ++t) {
+    a.step(p0.data(), clipped.data(), 1e-3, t);
+    b.step(p1.data(), g.data(), 1e-3, t, scale);
+  }
+  EXPECT_EQ(std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(a.m(), b.m(), p0.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(a.v(), b.v(), p0.size() * sizeof(float)), 0);
 }
 
 TEST(Loader, RandomWindowsAreDeterministicAndResumable) {
