@@ -204,12 +204,19 @@ TrainStepResult Transformer::train_row_parallel(const ParameterTensors& grads, c
     if (p.kind == ParamKind::TokEmbeddings) emb = &p;
   if (!emb) fail(ErrorKind::Runtime, "internal: no token embedding in the parameter layout");
   float* base = grads.tok_embeddings - emb->offset;
+  // In blocks, one source at a time over a block (base + s1 + s2 ... per element, as before):
+  // a loop over the sources per element stayed scalar.
   const int64_t n = layout.arena_floats();
-  parallel_for(n, n * static_cast<int64_t>(sources.size() + 1), [&](int64_t j) {
-    float sum = base[j];
-    for (const float* src : sources) sum += src[j];
-    base[j] = sum;
-  });
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t lo = blk * kBlock, hi = std::min(n, lo + kBlock);
+    for (const float* src : sources) {
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j) base[j] += src[j];
+    }
+  }
   TrainStepResult r;
   double ce_sum = 0;
   for (const TrainStepResult& part : results) {
