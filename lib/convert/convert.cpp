@@ -228,8 +228,14 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     generation_of = "config.json";
   }
   if (!exists(generation)) generation.clear();  // (beside a config: only when it is there)
-  if (opts.generation_config == "none") generation.clear();
-  else if (!opts.generation_config.empty()) generation = opts.generation_config;  // named: must be there
+  if (opts.generation_config == "none") {
+    generation.clear();
+  } else if (!opts.generation_config.empty()) {
+    if (!needs)  // raw -> raw writes the input's metadata as it was
+      fail_usage(cat("--generation-config: a conversion from raw to raw keeps the input's config as it is; "
+                     "its eos ids have nowhere to go (name a layout with --to)"));
+    generation = opts.generation_config;  // named: must be there
+  }
   auto apply_generation = [&] {
     if (generation.empty()) return;
     apply_hf_generation_config(*cfg, read_text_file(generation), generation, &plan.notes, generation_of);
@@ -254,8 +260,6 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     cfg = infer_config(shapes, sets, src.display).config;
     origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
     apply_generation();
-  } else if (!generation.empty()) {
-    fail_usage(cat("--generation-config ", quote(generation), ": a conversion between unnamed layouts has no model config to add it to"));
   }
   if (!cfg) return;
   validate(*cfg, origin);

@@ -247,6 +247,12 @@ assert open(sys.argv[2]).read() == json.dumps(g, indent=2, sort_keys=True) + "\n
   [ "${#lines[@]}" -eq 1 ]
   assert_output --partial "$TMP/nothing.json"
   [ ! -e "$TMP/bad.safetensors" ]
+  # raw -> raw keeps the input's metadata as it is: a file it would not honour is refused.
+  run lm-convert-checkpoint --from raw --to raw --generation-config "$TMP/other.json" "$TMP/m/model.safetensors" "$TMP/bad.safetensors"
+  assert_failure 2
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --regexp "^lm-convert-checkpoint: error: --generation-config: a conversion from raw to raw keeps the input's config as it is"
+  [ ! -e "$TMP/bad.safetensors" ]
 }
 
 @test "quantized outputs keep the vocabulary: GGUF to a q8_0 lmkit checkpoint, an lmkit checkpoint to q4_K GGUF" {
