@@ -259,7 +259,10 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     for (const Node& n : probe.nodes) shapes.emplace(n.name, n.shape);
     cfg = infer_config(shapes, sets, src.display).config;
     origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
-    apply_generation();
+    if (!generation.empty()) {
+      apply_generation();
+      apply_overrides(*cfg, opts.sets);  // --set keeps the last word here too
+    }
   }
   if (!cfg) return;
   validate(*cfg, origin);
