@@ -366,11 +366,8 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
     // Attention block: residual2 = res_in + dropout(wo attention(rope(qk_norm(wq ln1)), ...)).
     const float* dattn = through_dropout(g.dres, seed(2 + 3 * l));
     matmul_backward(g.datty, lg.wo, lg.bo, dattn, la.atty, lw.wo, N, QD, C, false);
-    zero(g.dqr, N * QD);
-    zero(g.dkr, N * KD);
-    zero(g.dv, N * KD);
     attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, layer_key_lo(l), a.key_hi.data(), B,
-                       S, NH, NKV, HS, p_attn, seed(1 + 3 * l));
+                       S, NH, NKV, HS, p_attn, seed(1 + 3 * l), false);
     // Back through position_qk to the projections' gradients dq_in, dk_in.
     const float* dq_in = g.dq;
     const float* dk_in = g.dk;

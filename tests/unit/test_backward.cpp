@@ -542,6 +542,53 @@ INSTANTIATE_TEST_SUITE_P(Masks, AttentionBackward,
                                            AttentionCase{true, false, 4, 2, 0, 3}, AttentionCase{true, true, 4, 2, 0, 3},
                                            AttentionCase{true, true, 4, 4, 0.3f, 2}));
 
+// Rows long enough that causal queries run in several blocks, each over its own key window
+// (attention.cpp's kCausalQueryRows): forward and backward still match the references.
+TEST(AttentionLongRows, QueryBlocksMatchTheReference) {
+  const int64_t B = 2, T = 300, HS = 16, NH = 4, NKV = 2;
+  std::vector<int32_t> tokens(B * T, 5);
+  tokens[40] = 2;  // documents: row 0 ends one at 40 and one at 250; row 1 is one document
+  tokens[250] = 2;
+  auto q = randn(B * T * NH * HS, 91, 2.0f), k = randn(B * T * NKV * HS, 92, 2.0f), v = randn(B * T * NKV * HS, 93);
+  auto r = randn(B * T * NH * HS, 94);
+  for (bool causal : {true, false}) {
+    for (bool doc : {false, true}) {
+      for (float dropout : {0.0f, 0.25f}) {
+        std::vector<int64_t> lo(B * T), hi(B * T);
+        attention_spans(lo.data(), hi.data(), tokens.data(), B, T, 0, causal, doc, 2, nullptr);
+        std::vector<float> out(r.size()), ref(r.size()), att(B * NH * T * T), att_ref(att.size());
+        attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0, T, NH,
+                          NKV, HS, dropout, 7);
+        attention_forward_ref(ref.data(), att_ref.data(), q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0,
+                              T, NH, NKV, HS);
+        EXPECT_LE(max_rel_error(att.data(), att_ref.data(), att.size()), 1e-5) << causal << doc << dropout;
+        if (dropout == 0) {
+          EXPECT_LE(max_rel_error(out.data(), ref.data(), out.size()), 1e-5) << causal << doc;
+          std::vector<float> lean(out.size());  // without saved probabilities: the same numbers
+          attention_forward(lean.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0, T, NH,
+                            NKV, HS);
+          EXPECT_EQ(lean, out);
+        }
+        std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), rq(q.size()), rk(k.size()), rv(v.size());
+        attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                           lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7);
+        attention_backward_ref(rq.data(), rk.data(), rv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                               lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7);
+        EXPECT_LE(max_rel_error(dq.data(), rq.data(), rq.size()), 1e-5) << causal << doc << dropout;
+        EXPECT_LE(max_rel_error(dk.data(), rk.data(), rk.size()), 1e-5) << causal << doc << dropout;
+        EXPECT_LE(max_rel_error(dv.data(), rv.data(), rv.size()), 1e-5) << causal << doc << dropout;
+        // Written instead of added to: the old contents do not matter.
+        auto wq = randn(q.size(), 95, 100.0f), wk = randn(k.size(), 96, 100.0f), wv = randn(v.size(), 97, 100.0f);
+        attention_backward(wq.data(), wk.data(), wv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                           lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7, false);
+        EXPECT_EQ(wq, dq);
+        EXPECT_EQ(wk, dk);
+        EXPECT_EQ(wv, dv);
+      }
+    }
+  }
+}
+
 // ---- SIGReg ----
 
 TEST(SigReg, FastMatchesReferenceAndFiniteDifferences) {
