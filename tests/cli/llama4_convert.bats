@@ -38,16 +38,6 @@ open(sys.argv[2] + "/seq", "w").write(str(len(tokens)))
 PY
 }
 
-# The two safetensors files hold the same tensors, byte for byte.
-same_tensors() {
-  python3 -c 'import json, struct, sys
-def tensors(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
-}
-
 # The model $1 gives the reference's loss (1e-4 relative) and greedy tokens.
 expect_reference() {
   run lm-eval-loss -m "$1" --seq "$(cat "$TMP/seq")" --json "$TMP/text.bin"
@@ -82,6 +72,13 @@ assert abs(r["loss"] - want) < 1e-4 * want, (r["loss"], want)' "$TMP/want_loss"
   assert_output --partial "note: dropped the vision encoder (2 tensors vision_model.*)"
   expect_reference "$TMP/cond.safetensors"
   same_tensors "$L4M/lmkit.safetensors" "$TMP/cond.safetensors"
+  # And back out: --to hf-llama4 writes the MoE layers' fused experts and router as HF holds them.
+  run lm-convert-checkpoint "$TMP/hf.safetensors" "$TMP/hf_out/" --to hf-llama4
+  assert_success
+  same_tensors "$L4H/checkpoint/model.safetensors" "$TMP/hf_out/model.safetensors"
+  run lm-convert-checkpoint "$TMP/hf_out" "$TMP/hf_back.safetensors"
+  assert_success
+  same_tensors "$TMP/hf.safetensors" "$TMP/hf_back.safetensors"
 }
 
 @test "GGUF llama4: written as llama.cpp runs it, read back bit for bit, and the GGUF itself evaluates as the checkpoint does" {
