@@ -1,5 +1,6 @@
 #include "core/rows.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +36,18 @@ Floats16 load16(const float* p) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
 }
 
+// The end of every f32 row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
+// then the n % 16 weights past the last whole vector (from `i`) one by one. Every f32 kernel
+// ends each output element here, so each is dot_f32's number bit for bit.
+[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const float* w, const float* x, int64_t i, int64_t n) {
+  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
+                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
+                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
+  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+  for (; i < n; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
 }  // namespace
 
 // 64 floats per iteration into one vector accumulator: decode is bound by how many loads of a
@@ -48,12 +61,7 @@ Floats16 load16(const float* p) {
   for (; i + 64 <= n; i += 64)
     for (int64_t k = 0; k < 64; k += 16) acc += load16(w + i + k) * load16(x + i + k);
   for (; i + 16 <= n; i += 16) acc += load16(w + i) * load16(x + i);
-  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
-                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
-                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
-  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  for (; i < n; ++i) sum += w[i] * x[i];
-  return sum;
+  return finish_dot(acc, w, x, i, n);
 }
 
 float dot_f32_ref(const float* w, const float* x, int64_t n) {
@@ -85,15 +93,7 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
     a3 += wv * load16(x[3] + i);
   }
   const Floats16* acc[4] = {&a0, &a1, &a2, &a3};
-  for (int j = 0; j < 4; ++j) {
-    const Floats16& a = *acc[j];
-    const Floats4 quarter = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7) +
-                            __builtin_shufflevector(a, a, 8, 9, 10, 11) +
-                            __builtin_shufflevector(a, a, 12, 13, 14, 15);
-    float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-    for (int64_t t = i; t < n; ++t) sum += w[t] * x[j][t];
-    out[j] = sum;
-  }
+  for (int j = 0; j < 4; ++j) out[j] = finish_dot(*acc[j], w, x[j], i, n);
 }
 
 // dot_f32 of four weight rows against four input rows: a 4x4 tile of independent accumulator
@@ -119,15 +119,157 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
     }
   }
   for (int r = 0; r < 4; ++r)
-    for (int j = 0; j < 4; ++j) {
-      const Floats16& v = a[r][j];
-      const Floats4 quarter = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7) +
-                              __builtin_shufflevector(v, v, 8, 9, 10, 11) +
-                              __builtin_shufflevector(v, v, 12, 13, 14, 15);
-      float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-      for (int64_t t = i; t < n; ++t) sum += w[r][t] * x[j][t];
-      out[r][j] = sum;
+    for (int j = 0; j < 4; ++j) out[r][j] = finish_dot(a[r][j], w[r], x[j], i, n);
+}
+
+namespace {
+
+// The blocked f32 kernel (matmul_rows_f32_blocked). At 16 input rows and more a weight row
+// is read once for all of them, and the loads, not the FMAs, set the pace unless both operands
+// come from L1: the inputs (16 x 3-8 KB) do not fit there whole, so the input features are
+// taken in chunks of kChunkK (16 rows x 1 KB), and while a chunk sits in L1 the weight rows
+// of a block of kBlockRows stream past it in register tiles of kTileRows weight rows by
+// kTileInputs input rows. Each (weight row, input row) pair keeps dot_f32's one 16-lane
+// accumulator, carried in a buffer from chunk to chunk (kBlockRows x N x 64 bytes, in L1
+// too), and finishes with dot_f32's own horizontal sum and tail (finish_dot): the same
+// operations in the same order, so every element is dot_f32's, bit for bit.
+constexpr int64_t kChunkK = 256;  // a multiple of 16
+constexpr int64_t kBlockRows = 8;
+#if defined(__AVX512F__)
+// A Floats16 is one zmm register, of 32: 16 accumulators, 4 inputs and a weight vector.
+constexpr int kTileRows = 4, kTileInputs = 4;
+#define LM_PIN_VECTOR(v) asm("" : "+v"(v))  // keep it in a register (see dot_f32_4x4)
+#else
+// Two ymm registers per Floats16, of 16 (AVX2): a 2 x 2 tile's 8 accumulators and its operands.
+constexpr int kTileRows = 2, kTileInputs = 2;
+#define LM_PIN_VECTOR(v) ((void)0)
+#endif
+
+// The R x J tile of accumulators acc[r * N + j] (weight row r, input row j) over features
+// [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
+// With Prefetch, the line of each weight row that the next pass will want (pf[r] + i - k0) is
+// asked for as this one's is used: the hardware prefetcher alone kept too few lines in flight
+// once FMAs sit between the loads.
+template <int R, int J, int P = 0>
+[[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const float* const* w, const float* x,
+                                                int64_t IC, int64_t k0, int64_t k1, const float* const* pf = nullptr) {
+  Floats16 a[R][J];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) a[r][j] = acc[r * N + j];
+  for (int64_t i = k0; i < k1; i += 16) {
+    Floats16 xv[J];
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) {
+      xv[j] = load16(x + j * IC + i);
+      LM_PIN_VECTOR(xv[j]);
     }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      if (r < P) __builtin_prefetch(pf[r] + (i - k0));
+      Floats16 wv = load16(w[r] + i);
+      LM_PIN_VECTOR(wv);
+#pragma GCC unroll 16
+      for (int j = 0; j < J; ++j) a[r][j] += wv * xv[j];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) acc[r * N + j] = a[r][j];
+}
+
+// Tiles of R weight rows against the last `left` (< kTileInputs) input rows.
+template <int R, int J>
+[[gnu::always_inline]] inline void blocked_tile_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w,
+                                                     const float* x, int64_t IC, int64_t k0, int64_t k1) {
+  if constexpr (J > 0) {
+    if (left == J)
+      blocked_tile<R, J>(acc, N, w, x, IC, k0, k1);
+    else
+      blocked_tile_rest<R, J - 1>(left, acc, N, w, x, IC, k0, k1);
+  }
+}
+
+// R weight rows against all N input rows over features [k0, k1); the first tile prefetches
+// the lines at pf (one per weight vector read).
+template <int R>
+[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
+                                    int64_t k0, int64_t k1, const float* const* pf) {
+  int64_t j = 0;
+  if (N / kTileInputs >= R) {  // the first R tiles prefetch for one weight row each
+    for (int t = 0; t < R; ++t, j += kTileInputs)
+      blocked_tile<R, kTileInputs, 1>(acc + j, N, w, x + j * IC, IC, k0, k1, pf + t);
+  } else if (N >= kTileInputs) {  // the first tile for all R rows
+    blocked_tile<R, kTileInputs, R>(acc, N, w, x, IC, k0, k1, pf);
+    j = kTileInputs;
+  }
+  for (; j + kTileInputs <= N; j += kTileInputs) blocked_tile<R, kTileInputs>(acc + j, N, w, x + j * IC, IC, k0, k1);
+  blocked_tile_rest<R, kTileInputs - 1>(N - j, acc + j, N, w, x + j * IC, IC, k0, k1);
+}
+
+// blocked_rows for the last `left` (< kTileRows) weight rows of a block.
+template <int R>
+void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
+                       int64_t k0, int64_t k1, const float* const* pf) {
+  if constexpr (R > 0) {
+    if (left == R)
+      blocked_rows<R>(acc, N, w, x, IC, k0, k1, pf);
+    else
+      blocked_rows_rest<R - 1>(left, acc, N, w, x, IC, k0, k1, pf);
+  }
+}
+
+}  // namespace
+
+void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                             int64_t first, int64_t count) {
+  if (N <= 0 || count <= 0) return;
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, IC = w.cols, whole = IC / 16 * 16;  // features in whole vectors
+  thread_local std::vector<Floats16> buffer;  // the block's accumulators; kept between calls
+  if (buffer.size() < static_cast<size_t>(kBlockRows * N)) buffer.resize(static_cast<size_t>(kBlockRows * N));
+  Floats16* acc = buffer.data();
+  const int64_t end = first + count;
+  auto row = [&](int64_t o) { return reinterpret_cast<const float*>(base + o * w.row_bytes); };
+  for (int64_t o0 = first; o0 < end; o0 += kBlockRows) {
+    const int64_t rows = std::min(kBlockRows, end - o0);
+    const float* wr[kBlockRows];
+    for (int64_t r = 0; r < rows; ++r) wr[r] = row(o0 + r);
+    std::fill(acc, acc + rows * N, Floats16{});
+    for (int64_t k0 = 0; k0 < whole; k0 += kChunkK) {
+      const int64_t k1 = std::min(whole, k0 + kChunkK);
+      // What to prefetch while this chunk runs: the next chunk of the same rows, or after the
+      // last chunk the next block's first (rows past the range: this chunk again, a no-op).
+      const float* pf[kBlockRows];
+      for (int64_t r = 0; r < rows; ++r)
+        pf[r] = k1 < whole ? wr[r] + k1 : o0 + kBlockRows + r < end ? row(o0 + kBlockRows + r) : wr[r] + k0;
+      int64_t r = 0;
+      for (; r + kTileRows <= rows; r += kTileRows)
+        blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+      blocked_rows_rest<kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float b = bias ? bias[o0 + r] : 0.0f;
+      for (int64_t j = 0; j < N; ++j) {
+        const float sum = finish_dot(acc[r * N + j], wr[r], inp + j * IC, whole, IC);
+        out[j * OC + o0 + r] = bias ? sum + b : sum;
+      }
+    }
+  }
+}
+
+void matmul_rows_f32_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                                int64_t first, int64_t count) {
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  for (int64_t o = first; o < first + count; ++o) {
+    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
+    for (int64_t n = 0; n < N; ++n) {
+      const float sum = dot_f32(row, inp + n * w.cols, w.cols);
+      out[n * w.rows + o] = bias ? sum + bias[o] : sum;
+    }
+  }
 }
 
 namespace {
@@ -179,6 +321,7 @@ void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const f
                    int64_t count) {
   const auto* base = static_cast<const unsigned char*>(w.data);
   const int64_t OC = w.rows, N = in.N, IC = in.IC;
+  if (N >= kBlockedMinRows) return matmul_rows_f32_blocked(out, in.f32, w, bias, N, first, count);
   int64_t o = first;
   // Four weight rows by four input rows at a time while both last (dot_f32_4x4), then the rest.
   if (N >= 4)
