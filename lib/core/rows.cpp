@@ -157,7 +157,7 @@ template <int R, int J, int P = 0>
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (int j = 0; j < J; ++j) a[r][j] = acc[r * N + j];
+    for (int j = 0; j < J; ++j) a[r][j] = k0 == 0 ? Floats16{} : acc[r * N + j];  // the first chunk starts at 0
   for (int64_t i = k0; i < k1; i += 16) {
     Floats16 xv[J];
 #pragma GCC unroll 16
@@ -237,7 +237,7 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
     const int64_t rows = std::min(kBlockRows, end - o0);
     const float* wr[kBlockRows];
     for (int64_t r = 0; r < rows; ++r) wr[r] = row(o0 + r);
-    std::fill(acc, acc + rows * N, Floats16{});
+    if (whole == 0) std::fill(acc, acc + rows * N, Floats16{});  // no chunk to start them
     for (int64_t k0 = 0; k0 < whole; k0 += kChunkK) {
       const int64_t k1 = std::min(whole, k0 + kChunkK);
       // What to prefetch while this chunk runs: the next chunk of the same rows, or after the
