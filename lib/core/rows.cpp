@@ -124,16 +124,19 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
 
 namespace {
 
-// The blocked f32 kernel (matmul_rows_f32_blocked). At 16 input rows and more a weight row
-// is read once for all of them, and the loads, not the FMAs, set the pace unless both operands
-// come from L1: the inputs (16 x 3-8 KB) do not fit there whole, so the input features are
-// taken in chunks of kChunkK (16 rows x 1 KB), and while a chunk sits in L1 the weight rows
-// of a block of kBlockRows stream past it in register tiles of kTileRows weight rows by
-// kTileInputs input rows. Each (weight row, input row) pair keeps dot_f32's one 16-lane
-// accumulator, carried in a buffer from chunk to chunk (kBlockRows x N x 64 bytes, in L1
-// too), and finishes with dot_f32's own horizontal sum and tail (finish_dot): the same
-// operations in the same order, so every element is dot_f32's, bit for bit.
-constexpr int64_t kChunkK = 256;  // a multiple of 16
+// The blocked f32 kernel (matmul_rows_f32_blocked). With N input rows every weight row is read
+// once for all of them: the input features go in chunks of about kChunkK (16 rows x 1 KB sit
+// in L1), and while a chunk is there the weight rows of a block of kBlockRows stream past it in
+// register tiles of kTileRows weight rows by kTileInputs input rows. Each (weight row, input
+// row) pair keeps dot_f32's one 16-lane accumulator, carried in a buffer from chunk to chunk
+// (kBlockRows x N x 64 bytes), and ends with dot_f32's own horizontal sum and tail
+// (finish_dot): the same operations in the same order, so every element is dot_f32's, bit for
+// bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads): from cache the tiles run
+// at 70-90% of the FMA peak, but with the weights coming from memory the FMAs between the loads
+// leave too few lines in flight, and the weights stream at about half batch-1's rate; the
+// software prefetch of the next chunk's lines, spread one weight row per input tile, is what
+// made the kernel faster than whole-row 4x4 tiles, not the L1 blocking by itself.
+constexpr int64_t kChunkK = 256;  // about; a multiple of 16
 constexpr int64_t kBlockRows = 8;
 #if defined(__AVX512F__)
 // A Floats16 is one zmm register, of 32: 16 accumulators, 4 inputs and a weight vector.
@@ -147,9 +150,8 @@ constexpr int kTileRows = 2, kTileInputs = 2;
 
 // The R x J tile of accumulators acc[r * N + j] (weight row r, input row j) over features
 // [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
-// With Prefetch, the line of each weight row that the next pass will want (pf[r] + i - k0) is
-// asked for as this one's is used: the hardware prefetcher alone kept too few lines in flight
-// once FMAs sit between the loads.
+// For the first P weight rows, the line that the next pass will want (pf[r] + i - k0) is
+// prefetched as this one's is used.
 template <int R, int J, int P = 0>
 [[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const float* const* w, const float* x,
                                                 int64_t IC, int64_t k0, int64_t k1, const float* const* pf = nullptr) {
@@ -231,6 +233,10 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
   thread_local std::vector<Floats16> buffer;  // the block's accumulators; kept between calls
   if (buffer.size() < static_cast<size_t>(kBlockRows * N)) buffer.resize(static_cast<size_t>(kBlockRows * N));
   Floats16* acc = buffer.data();
+  // Chunks of about kChunkK features, of equal whole vectors (288 features: one chunk of 288,
+  // not 256 and a 32-feature chunk of loop overhead).
+  const int64_t chunks = std::max<int64_t>(1, (whole + kChunkK / 2) / kChunkK);
+  const int64_t chunk = (whole / 16 + chunks - 1) / chunks * 16;
   const int64_t end = first + count;
   auto row = [&](int64_t o) { return reinterpret_cast<const float*>(base + o * w.row_bytes); };
   for (int64_t o0 = first; o0 < end; o0 += kBlockRows) {
@@ -238,8 +244,8 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
     const float* wr[kBlockRows];
     for (int64_t r = 0; r < rows; ++r) wr[r] = row(o0 + r);
     if (whole == 0) std::fill(acc, acc + rows * N, Floats16{});  // no chunk to start them
-    for (int64_t k0 = 0; k0 < whole; k0 += kChunkK) {
-      const int64_t k1 = std::min(whole, k0 + kChunkK);
+    for (int64_t k0 = 0; k0 < whole; k0 += chunk) {
+      const int64_t k1 = std::min(whole, k0 + chunk);
       // What to prefetch while this chunk runs: the next chunk of the same rows, or after the
       // last chunk the next block's first (rows past the range: this chunk again, a no-op).
       const float* pf[kBlockRows];
@@ -359,6 +365,33 @@ void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const f
   }
 }
 
+// rows_loop for q8_0 weights: input rows four at a time (dot_q8_0_x4), the rest one by one;
+// the same numbers as rows_loop<row_dot_q8_0>.
+void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                    int64_t count) {
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock;
+  for (int64_t o = first; o < first + count; ++o) {
+    const void* row = base + o * w.row_bytes;
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const int8_t* q[4];
+      const float* d[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = in.q.data() + (n + j) * IC;
+        d[j] = in.d.data() + (n + j) * nb;
+      }
+      float acc[4];
+      dot_q8_0_x4(row, q, d, IC, acc);
+      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + bias[o] : acc[j];
+    }
+    for (; n < N; ++n) {
+      const float acc = row_dot_q8_0(row, in, n);
+      out[n * OC + o] = bias ? acc + bias[o] : acc;
+    }
+  }
+}
+
 bool needs_q8_input(WeightType type) {
   return type == WeightType::Q8_0 || type == WeightType::Q4_0 || type == WeightType::Q4_K || type == WeightType::Q6_K;
 }
@@ -400,7 +433,7 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
     case WeightType::F32: return rows_loop_f32(out, in, w, bias, first, count);
     case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
     case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
-    case WeightType::Q8_0: return rows_loop<row_dot_q8_0>(out, in, w, bias, first, count);
+    case WeightType::Q8_0: return rows_loop_q8_0(out, in, w, bias, first, count);
     case WeightType::Q4_0: return rows_loop<row_dot_q4_0>(out, in, w, bias, first, count);
     case WeightType::Q4_K: return rows_loop<row_dot_q4_K>(out, in, w, bias, first, count);
     case WeightType::Q6_K: return rows_loop<row_dot_q6_K>(out, in, w, bias, first, count);

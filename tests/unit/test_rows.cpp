@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/rng.h"
 #include "core/rows.h"
 
@@ -205,6 +206,36 @@ TEST(RowKernels, BlockedF32TestSeesAnOrderChange) {
     }
   EXPECT_GT(chunked_differs, total / 2) << total;
   EXPECT_GT(reversed_differs, total / 2) << total;
+}
+
+// The q8_0 row loop takes four input rows at a time (dot_q8_0_x4): each output is the one-row
+// dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even numbers of
+// blocks (the pair loop, the last pair, the last block), for 1..9 input rows.
+TEST(RowKernels, Q8RowsAreOneRowDotsBitForBit) {
+  Rng rng(27);
+  for (const char* isa : {"best", "avx512_vnni", "avx2", "scalar"}) {
+    if (!set_quant_dot_isa(isa)) continue;
+    for (int64_t IC : {32, 64, 96, 128, 160, 768}) {
+      const int64_t OC = 5, row_bytes = weight_row_bytes(WeightType::Q8_0, IC);
+      std::vector<float> wf(OC * IC), x(9 * IC), bias(OC);
+      for (auto& v : wf) v = rng.normal();
+      for (auto& v : x) v = rng.normal();
+      for (auto& v : bias) v = rng.normal();
+      std::vector<unsigned char> wq(OC * row_bytes);
+      for (int64_t o = 0; o < OC; ++o) quantize_row(WeightType::Q8_0, wf.data() + o * IC, IC, wq.data() + o * row_bytes);
+      const WeightView view{WeightType::Q8_0, wq.data(), OC, IC, row_bytes};
+      for (int64_t N = 1; N <= 9; ++N) {
+        std::vector<float> many(N * OC), one(OC);
+        matmul_rows(many.data(), x.data(), view, bias.data(), N, 0, OC);
+        for (int64_t n = 0; n < N; ++n) {
+          matmul_rows(one.data(), x.data() + n * IC, view, bias.data(), 1, 0, OC);
+          ASSERT_EQ(0, std::memcmp(many.data() + n * OC, one.data(), OC * sizeof(float)))
+              << isa << ", IC " << IC << ", N " << N << ", row " << n;
+        }
+      }
+    }
+  }
+  set_quant_dot_isa("best");
 }
 
 // Every type has a row kernel; a row length off the type's blocks is refused before anything
