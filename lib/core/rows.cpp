@@ -70,58 +70,6 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
   return static_cast<float>(acc);
 }
 
-// dot_f32 of one weight row against four input rows at once: four independent accumulator
-// chains instead of one (dot_f32's single chain waits on the FMA latency), and each weight
-// vector loaded once for the four. Every row's operations are dot_f32's in dot_f32's order,
-// so each result equals dot_f32(w, x[j], n) bit for bit (batched decode relies on it).
-[[gnu::noinline]] void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]) {
-  Floats16 a0{}, a1{}, a2{}, a3{};
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int64_t k = 0; k < 64; k += 16) {
-      const Floats16 wv = load16(w + i + k);
-      a0 += wv * load16(x[0] + i + k);
-      a1 += wv * load16(x[1] + i + k);
-      a2 += wv * load16(x[2] + i + k);
-      a3 += wv * load16(x[3] + i + k);
-    }
-  for (; i + 16 <= n; i += 16) {
-    const Floats16 wv = load16(w + i);
-    a0 += wv * load16(x[0] + i);
-    a1 += wv * load16(x[1] + i);
-    a2 += wv * load16(x[2] + i);
-    a3 += wv * load16(x[3] + i);
-  }
-  const Floats16* acc[4] = {&a0, &a1, &a2, &a3};
-  for (int j = 0; j < 4; ++j) out[j] = finish_dot(*acc[j], w, x[j], i, n);
-}
-
-// dot_f32 of four weight rows against four input rows: a 4x4 tile of independent accumulator
-// chains, each weight and input vector loaded once for four products (8 loads per 16 FMAs where
-// dot_f32_x4 needs 20): batched decode at 16 sequences is bound by the loads, not the FMAs.
-// Each pair's operations are dot_f32's in dot_f32's order: out[r][j] = dot_f32(w[r], x[j], n)
-// bit for bit.
-[[gnu::noinline]] void dot_f32_4x4(const float* const w[4], const float* const x[4], int64_t n, float out[4][4]) {
-  Floats16 a[4][4] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    Floats16 x0 = load16(x[0] + i), x1 = load16(x[1] + i), x2 = load16(x[2] + i), x3 = load16(x[3] + i);
-    // Held in registers (and each weight vector below): GCC would otherwise fold a vector into
-    // each of its four FMAs as a memory operand, loading it four times.
-    asm("" : "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
-    for (int r = 0; r < 4; ++r) {
-      Floats16 wv = load16(w[r] + i);
-      asm("" : "+v"(wv));
-      a[r][0] += wv * x0;
-      a[r][1] += wv * x1;
-      a[r][2] += wv * x2;
-      a[r][3] += wv * x3;
-    }
-  }
-  for (int r = 0; r < 4; ++r)
-    for (int j = 0; j < 4; ++j) out[r][j] = finish_dot(a[r][j], w[r], x[j], i, n);
-}
-
 namespace {
 
 // The blocked f32 kernel (matmul_rows_f32_blocked). With N input rows every weight row is read
@@ -141,7 +89,9 @@ constexpr int64_t kBlockRows = 8;
 #if defined(__AVX512F__)
 // A Floats16 is one zmm register, of 32: 16 accumulators, 4 inputs and a weight vector.
 constexpr int kTileRows = 4, kTileInputs = 4;
-#define LM_PIN_VECTOR(v) asm("" : "+v"(v))  // keep it in a register (see dot_f32_4x4)
+// Held in registers: GCC would otherwise fold a vector into each of its FMAs as a memory
+// operand, loading it once per FMA.
+#define LM_PIN_VECTOR(v) asm("" : "+v"(v))
 #else
 // Two ymm registers per Floats16, of 16 (AVX2): a 2 x 2 tile's 8 accumulators and its operands.
 constexpr int kTileRows = 2, kTileInputs = 2;
@@ -321,48 +271,12 @@ void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float
   }
 }
 
-// rows_loop for f32 weights: input rows four at a time (dot_f32_x4), the rest one by one;
-// the same numbers as rows_loop<row_dot_f32>.
+// rows_loop for f32 weights: the blocked kernel for kBlockedMinRows input rows or more (the
+// same numbers as rows_loop<row_dot_f32>), else one dot_f32 per output.
 void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                    int64_t count) {
-  const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, N = in.N, IC = in.IC;
-  if (N >= kBlockedMinRows) return matmul_rows_f32_blocked(out, in.f32, w, bias, N, first, count);
-  int64_t o = first;
-  // Four weight rows by four input rows at a time while both last (dot_f32_4x4), then the rest.
-  if (N >= 4)
-    for (; o + 4 <= first + count; o += 4) {
-      const float* rows[4];
-      for (int r = 0; r < 4; ++r) rows[r] = reinterpret_cast<const float*>(base + (o + r) * w.row_bytes);
-      int64_t n = 0;
-      for (; n + 4 <= N; n += 4) {
-        const float* x[4] = {in.f32 + n * IC, in.f32 + (n + 1) * IC, in.f32 + (n + 2) * IC, in.f32 + (n + 3) * IC};
-        float acc[4][4];
-        dot_f32_4x4(rows, x, IC, acc);
-        for (int r = 0; r < 4; ++r)
-          for (int j = 0; j < 4; ++j) out[(n + j) * OC + o + r] = bias ? acc[r][j] + bias[o + r] : acc[r][j];
-      }
-      for (; n < N; ++n)
-        for (int r = 0; r < 4; ++r) {
-          const float acc = row_dot_f32(rows[r], in, n);
-          out[n * OC + o + r] = bias ? acc + bias[o + r] : acc;
-        }
-    }
-  for (; o < first + count; ++o) {
-    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
-    const float b = bias ? bias[o] : 0.0f;
-    int64_t n = 0;
-    for (; n + 4 <= N; n += 4) {
-      const float* x[4] = {in.f32 + n * IC, in.f32 + (n + 1) * IC, in.f32 + (n + 2) * IC, in.f32 + (n + 3) * IC};
-      float acc[4];
-      dot_f32_x4(row, x, IC, acc);
-      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + b : acc[j];
-    }
-    for (; n < N; ++n) {
-      const float acc = row_dot_f32(row, in, n);
-      out[n * OC + o] = bias ? acc + b : acc;
-    }
-  }
+  if (in.N >= kBlockedMinRows) return matmul_rows_f32_blocked(out, in.f32, w, bias, in.N, first, count);
+  rows_loop<row_dot_f32>(out, in, w, bias, first, count);
 }
 
 // rows_loop for q8_0 weights: input rows four at a time (dot_q8_0_x4), the rest one by one;

@@ -39,12 +39,6 @@ inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
 
 // w . x over n floats, in float with vector accumulators: the f32 row-dot.
 float dot_f32(const float* w, const float* x, int64_t n);
-// dot_f32 of w against four rows x[0..3] (out[j] = dot_f32(w, x[j], n), bit for bit), each
-// weight vector loaded once: the f32 row loop's kernel for four or more input rows.
-void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]);
-// dot_f32 of four weight rows w[0..3] against four input rows x[0..3] (out[r][j] =
-// dot_f32(w[r], x[j], n), bit for bit): the f32 row loop's kernel for four or more of each.
-void dot_f32_4x4(const float* const w[4], const float* const x[4], int64_t n, float out[4][4]);
 // The same with a double accumulator, rounded once: the reference dot_f32 is held to.
 float dot_f32_ref(const float* w, const float* x, int64_t n);
 
