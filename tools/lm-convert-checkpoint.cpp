@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
                                                         "meta, materium, xlstm-jax, mobilellm, soma")
       ->type_name("FORMAT")
       ->check(CLI::IsMember({"auto", "lmkit", "hf", "meta", "materium", "xlstm-jax", "mobilellm", "soma"}));
+  app.add_option("--generation-config", opts.generation_config,
+                 "Hugging Face generation_config.json whose eos ids join the config's, or 'none' (default: the one beside "
+                 "the Hugging Face config.json read, the input's or --config's)")
+      ->type_name("FILE|none");
   app.add_option("--set", opts.sets, "Override a config field: KEY=VALUE (see lm-inspect-config)")
       ->type_name("KEY=VALUE")->default_str("")->allow_extra_args(false);
   const char* rule_names[7] = {"rename", "drop", "transpose", "split", "fuse", "rope-to-half", "rope-to-interleaved"};

@@ -846,7 +846,7 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& sour
 }
 
 void apply_hf_generation_config(ModelConfig& c, const std::string& text, const std::string& source,
-                                std::vector<std::string>* notes) {
+                                std::vector<std::string>* notes, const std::string& config_name) {
   const json j = parse_object(text, source);
   // The special-token rows of config.json's table, for the keys the file gives.
   std::vector<KeyRow> rows;
@@ -862,7 +862,7 @@ void apply_hf_generation_config(ModelConfig& c, const std::string& text, const s
   read_object(rows, j, g, quote(source), nullptr);
   auto same = [&](const char* key, int64_t have, int64_t got) {
     if (have >= 0 && got != have)
-      fail(ErrorKind::Data, cat(quote(source), ": ", key, " ", got, " differs from config.json's ", have),
+      fail(ErrorKind::Data, cat(quote(source), ": ", key, " ", got, " differs from ", config_name, "'s ", have),
                 "lmkit's checkpoint holds one; fix either file");
   };
   if (read.count("bos_token_id")) {
@@ -889,6 +889,18 @@ void apply_hf_generation_config(ModelConfig& c, const std::string& text, const s
     for (const std::string& k : others) list += (list.empty() ? "" : ", ") + k;
     notes->push_back(cat(source, ": not carried (sampling is lm-generate's options): ", list));
   }
+}
+
+std::string generation_config_to_hf_json(const ModelConfig& c) {
+  // config.json's special-token rows (one spelling of each key, the eos list included);
+  // nlohmann's object keeps its keys sorted, as transformers' to_json_string(sort_keys=True).
+  std::vector<KeyRow> rows;
+  for (const KeyRow& r : hf_keys()) {
+    const std::string k = r.key;
+    if (k == "bos_token_id" || k == "eos_token_id" || k == "pad_token_id") rows.push_back(r);
+  }
+  const json j = write_object(rows, c);  // an id the model has not (< 0) is omitted
+  return j.empty() ? "{}\n" : j.dump(2) + "\n";
 }
 
 // What Llama 4 and materium added to the model, which Llama 2/3 formats have no key for.
@@ -1082,7 +1094,9 @@ std::string config_convention(const std::string& text, const std::string& source
   return "lmkit";
 }
 
-ModelConfig load_config_arg(const std::string& arg, const std::string& format) {
+ModelConfig load_config_arg(const std::string& arg, const std::string& format, std::string* convention) {
+  std::string unused;
+  std::string& read_as = convention ? *convention : unused;
   const std::optional<SeedFormat> seed_named = seed_format_from_name(format);
   if (format != "auto" && format != "lmkit" && format != "hf" && format != "meta" && !seed_named)
     fail_usage(cat("--config-format: unknown format ", quote(format)));
@@ -1093,6 +1107,7 @@ ModelConfig load_config_arg(const std::string& arg, const std::string& format) {
   if (::stat(arg.c_str(), &st) != 0) {
     if (auto p = find_preset(arg)) {
       not_json(cat("the preset ", quote(arg)));
+      read_as = "preset";
       return *p;
     }
     if (arg.find('/') != std::string::npos || arg.find(".json") != std::string::npos) fail_io("cannot open", arg);
@@ -1103,11 +1118,16 @@ ModelConfig load_config_arg(const std::string& arg, const std::string& format) {
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos || text[first] != '{') {  // a checkpoint
     not_json(cat("the checkpoint ", quote(arg)));
+    read_as = "checkpoint";
     return load_config_input(arg, {}).config;
   }
   const std::optional<SeedFormat> seed = format == "auto" ? detect_seed_format(text, arg) : seed_named;
-  if (seed) return config_from_seed_json(text, *seed, arg).config;
+  if (seed) {
+    read_as = name_of(*seed);
+    return config_from_seed_json(text, *seed, arg).config;
+  }
   const std::string conv = format == "auto" ? config_convention(text, arg) : format;
+  read_as = conv;
   if (conv == "hf") return config_from_hf_json(text, arg);
   if (conv == "meta") return config_from_params_json(text, arg);
   return config_from_json(text, arg);

@@ -24,10 +24,15 @@ namespace lm::convert {
 ModelConfig config_from_hf_json(const std::string& text, const std::string& source);
 // Hugging Face generation_config.json (beside config.json) into `c`, read with config.json's
 // special-token rows: its eos_token_id ids (one or a list) are added to `c`'s (eos_id, then
-// extra_eos_ids); a bos_token_id or pad_token_id that differs from config.json's is an error.
-// Its other keys (sampling defaults) are not the model's: named in `notes` (may be null).
+// extra_eos_ids); a bos_token_id or pad_token_id that differs from the config's (named
+// `config_name` in the message) is an error. Its other keys (sampling defaults) are not the
+// model's: named in `notes` (may be null).
 void apply_hf_generation_config(ModelConfig& c, const std::string& text, const std::string& source,
-                                std::vector<std::string>* notes);
+                                std::vector<std::string>* notes, const std::string& config_name = "config.json");
+// The generation_config.json a Hugging Face directory carries beside config.json, as
+// transformers writes it (keys sorted, indent 2): bos_token_id, eos_token_id (a list when `c`
+// has extra_eos_ids) and pad_token_id, those `c` has; "{}" when it has none.
+std::string generation_config_to_hf_json(const ModelConfig& c);
 // What a Hugging Face Llama config cannot express about `cfg` (empty = writable).
 std::vector<std::string> hf_unsupported(const ModelConfig& cfg);
 // Throws Unsupported naming the first field a Hugging Face Llama cannot express; an invalid
@@ -52,7 +57,9 @@ std::string config_to_params_json(const ModelConfig& cfg);
 // "lmkit", "hf", "meta" or a seed format's name), or a safetensors checkpoint (its
 // lmkit.config, or what its shapes say). A named format with a preset or checkpoint is a
 // Usage error.
-ModelConfig load_config_arg(const std::string& arg, const std::string& format = "auto");
+// `convention` (may be null) is set to what was read: "preset", "checkpoint", "lmkit", "hf",
+// "meta" or the seed format's name.
+ModelConfig load_config_arg(const std::string& arg, const std::string& format = "auto", std::string* convention = nullptr);
 // The convention of a config JSON text: "lmkit", "hf" or "meta".
 std::string config_convention(const std::string& text, const std::string& source);
 

@@ -194,9 +194,19 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   const bool needs = named(plan.from) || named(plan.to);
   std::optional<ModelConfig> cfg;
   std::string origin;
+  // The generation_config.json taken with the config, and the config file it sits beside.
+  std::string generation, generation_of = "the model config";
   if (!opts.config.empty()) {
-    cfg = load_config_arg(opts.config, opts.config_format);
+    std::string read_as;
+    cfg = load_config_arg(opts.config, opts.config_format, &read_as);
     origin = "--config " + opts.config;
+    // A Hugging Face config file (config.json given by path): its generation_config.json
+    // beside it, as for a Hugging Face directory.
+    if (read_as == "hf") {
+      const size_t slash = opts.config.rfind('/');
+      generation = join(slash == std::string::npos ? "." : opts.config.substr(0, slash + 1), "generation_config.json");
+      generation_of = opts.config;
+    }
   } else if (src.config) {
     cfg = src.config;
     origin = src.config_origin;
@@ -214,12 +224,25 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
   // (transformers' GenerationConfig), whether the config came from config.json or the
   // weights' lmkit.config (a directory lmkit wrote, edited since).
   if (cfg && opts.config.empty() && (plan.from == Layout::HF || plan.from == Layout::HFLlama4) && src.path != "-") {
-    if (const std::string gen = join(src.dir, "generation_config.json"); exists(gen)) {
-      apply_hf_generation_config(*cfg, read_text_file(gen), gen, &plan.notes);
-      origin += " and " + gen;
-    }
+    generation = join(src.dir, "generation_config.json");
+    generation_of = "config.json";
   }
+  if (!exists(generation)) generation.clear();  // (beside a config: only when it is there)
+  if (opts.generation_config == "none") {
+    generation.clear();
+  } else if (!opts.generation_config.empty()) {
+    if (!needs)  // raw -> raw writes the input's metadata as it was
+      fail_usage(cat("--generation-config: a conversion from raw to raw keeps the input's config as it is; "
+                     "its eos ids have nowhere to go (name a layout with --to)"));
+    generation = opts.generation_config;  // named: must be there
+  }
+  auto apply_generation = [&] {
+    if (generation.empty()) return;
+    apply_hf_generation_config(*cfg, read_text_file(generation), generation, &plan.notes, generation_of);
+    origin += " and " + generation;
+  };
   if (cfg) {
+    apply_generation();  // before --set, which has the last word
     apply_overrides(*cfg, opts.sets);
     if (cfg->vocab_size == 0) {  // params.json's vocab_size -1: the embedding rows tell
       Graph probe = src.graph;
@@ -236,6 +259,10 @@ void resolve_config(Plan& plan, const ConvertOptions& opts) {
     for (const Node& n : probe.nodes) shapes.emplace(n.name, n.shape);
     cfg = infer_config(shapes, sets, src.display).config;
     origin = src.config_assignments.empty() ? "inferred from the tensor shapes" : src.config_origin;
+    if (!generation.empty()) {
+      apply_generation();
+      apply_overrides(*cfg, opts.sets);  // --set keeps the last word here too
+    }
   }
   if (!cfg) return;
   validate(*cfg, origin);
@@ -506,11 +533,11 @@ std::vector<std::string> write_directory(const Plan& plan, const std::string& ou
   // The target's own config file, made first: a config it cannot express fails before any write.
   if (plan.config && (plan.to == Layout::HF || plan.to == Layout::HFLlama4)) {
     DType t = plan.graph.nodes.empty() ? DType::F32 : plan.graph.nodes[0].dtype;
-    files.config_name = "config.json";
-    files.config_text = config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32");
+    files.config_files = {
+        {"config.json", config_to_hf_json(*plan.config, t == DType::F16 ? "float16" : t == DType::BF16 ? "bfloat16" : "float32")},
+        {"generation_config.json", generation_config_to_hf_json(*plan.config)}};
   } else if (plan.config && plan.to == Layout::Meta) {
-    files.config_name = "params.json";
-    files.config_text = config_to_params_json(*plan.config);
+    files.config_files = {{"params.json", config_to_params_json(*plan.config)}};
   }
   std::vector<std::vector<const Node*>> shards(1);
   uint64_t in_shard = 0;

@@ -26,6 +26,10 @@ struct ConvertOptions {
   std::string to = "lmkit";
   std::string config;                 // --config FILE|PRESET
   std::string config_format = "auto"; // --config-format: what a --config JSON file is
+  // --generation-config FILE|none: the Hugging Face generation_config.json whose eos ids join the
+  // config's; "" = the one beside the Hugging Face config read (config.json beside the input,
+  // or a --config file in Hugging Face's convention), when there is one; "none" = no file.
+  std::string generation_config;
   std::vector<std::string> sets;      // --set KEY=VALUE on top of the config
   std::vector<Rule> rules;            // user rules, in order
   std::string cast;                   // "", "f32", "f16", "bf16", "q8_0" (GGUF only)

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "convert/config_io.h"
+#include "convert/input_nodes.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
@@ -150,16 +151,6 @@ Tensor merge_tensors(const Merge& m, const std::vector<Tensor>& shards, const Sh
   return out;
 }
 
-std::shared_ptr<const int> open_fd(const std::string& path, bool regular) {
-  if (!regular) return nullptr;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return nullptr;
-  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
-    ::close(*p);
-    delete p;
-  });
-}
-
 }  // namespace
 
 void open_torch(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const std::string& path) {
@@ -167,22 +158,10 @@ void open_torch(Source& src, std::shared_ptr<MappedFile> file, bool mapped, cons
   const auto fd = open_fd(path, mapped);
   src.container = "PyTorch (torch.save)";
   for (const TorchTensorInfo& t : ck->tensors()) {
-    Node n;
-    n.name = t.name;
-    n.dtype = t.dtype;
-    n.shape = t.shape;
-    n.from.push_back({t.name, t.dtype, t.shape});
-    const TorchTensorInfo* info = &t;  // owned by *ck, which the closures keep alive
-    n.load = [ck, info] { return ck->get(*info); };
+    const TorchTensorInfo* info = &t;  // owned by *ck, which the closure keeps alive
+    Node n = input_node(t.name, t.dtype, t.shape, [ck, info] { return ck->get(*info); });
     if (!t.contiguous) n.ops.push_back("copy of a strided tensor");
-    n.mapped = mapped && t.contiguous;
-    if (n.mapped) {
-      n.fd = fd, n.file_offset = t.offset;
-      n.release = [ck, info] {
-        const Tensor v = ck->get(*info);
-        drop_mapped_pages(v.raw(), v.nbytes());
-      };
-    }
+    else if (mapped) read_in_place(n, fd, t.offset);
     src.graph.nodes.push_back(std::move(n));
   }
 }

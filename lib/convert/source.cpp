@@ -21,12 +21,43 @@
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "convert/config_io.h"
+#include "convert/input_nodes.h"
 #include "convert/meta_shards.h"
 #include "io/metadata_keys.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/spec_json.h"
 
 namespace lm::convert {
+
+std::shared_ptr<const int> open_fd(const std::string& path, bool regular) {
+  if (!regular) return nullptr;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;  // the mapping still works
+  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+}
+
+Node input_node(const std::string& name, DType dtype, const Shape& shape, std::function<Tensor()> load) {
+  Node n;
+  n.name = name;
+  n.dtype = dtype;
+  n.shape = shape;
+  n.from.push_back({name, dtype, shape});
+  n.load = std::move(load);
+  return n;
+}
+
+void read_in_place(Node& n, std::shared_ptr<const int> fd, uint64_t file_offset) {
+  n.mapped = true;
+  n.fd = std::move(fd);
+  n.file_offset = file_offset;
+  n.release = [load = n.load] {
+    const Tensor v = load();
+    drop_mapped_pages(v.raw(), v.nbytes());
+  };
+}
 
 namespace {
 
@@ -54,35 +85,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// A second descriptor on a regular input file, for plain copies by pread (null when not regular).
-std::shared_ptr<const int> open_fd(const std::string& path, bool regular) {
-  if (!regular) return nullptr;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return nullptr;  // the mapping still works
-  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
-    ::close(*p);
-    delete p;
-  });
-}
-
 void add_safetensors_nodes(Source& src, std::shared_ptr<SafeTensorsFile> st, bool mapped, const std::string& path) {
   const auto fd = open_fd(path, mapped);
   for (const TensorInfo& t : st->tensors()) {
-    Node n;
-    n.name = t.name;
-    n.dtype = t.dtype;
-    n.shape = t.shape;
-    n.from.push_back({t.name, t.dtype, t.shape});
-    const std::string name = t.name;
-    n.load = [st, name] { return st->get(name); };
-    n.mapped = mapped;
-    n.fd = fd;
-    n.file_offset = st->data_offset() + t.begin;
-    if (mapped)
-      n.release = [st, name] {
-        const Tensor v = st->get(name);
-        drop_mapped_pages(v.raw(), v.nbytes());
-      };
+    Node n = input_node(t.name, t.dtype, t.shape, [st, name = t.name] { return st->get(name); });
+    if (mapped) read_in_place(n, fd, st->data_offset() + t.begin);
     src.graph.nodes.push_back(std::move(n));
   }
 }
@@ -152,19 +159,17 @@ void open_gguf(Source& src, std::shared_ptr<MappedFile> file, bool mapped, const
   src.container_layout = Layout::GGUF;
   for (size_t i = 0; i < g->tensors().size(); ++i) {
     const GGUFTensorInfo& t = g->tensors()[i];
-    Node n;
-    n.name = t.name;
-    n.shape = t.shape();
-    n.dtype = t.type == GGMLType::F16 ? DType::F16 : t.type == GGMLType::BF16 ? DType::BF16 : DType::F32;
-    n.from.push_back({t.name, n.dtype, n.shape});
+    const DType dtype = t.type == GGMLType::F16 ? DType::F16 : t.type == GGMLType::BF16 ? DType::BF16 : DType::F32;
+    Node n = input_node(t.name, dtype, t.shape(), [g, i] { return g->get(g->tensors()[i]); });
     const bool quantized = t.type == GGMLType::Q8_0 || t.type == GGMLType::Q4_0 || t.type == GGMLType::Q4_K ||
                            t.type == GGMLType::Q6_K;
-    if (quantized) n.ops.push_back(cat("dequantize ", ggml_type_name(t.type)));
-    n.load = [g, i] { return g->get(g->tensors()[i]); };
-    n.mapped = mapped && !quantized;
-    if (n.mapped) n.fd = fd, n.file_offset = g->data_offset() + t.offset;
-    if (mapped)
-      n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
+    if (quantized) {
+      n.ops.push_back(cat("dequantize ", ggml_type_name(t.type)));
+      // Decoded, not copied: only the pages the decoding read are dropped.
+      if (mapped) n.release = [g, i] { drop_mapped_pages(g->data(g->tensors()[i]), g->tensors()[i].nbytes); };
+    } else if (mapped) {
+      read_in_place(n, fd, g->data_offset() + t.offset);
+    }
     src.graph.nodes.push_back(std::move(n));
   }
   // Older Mixtral files hold one tensor per expert (blk.N.ffn_gate.E.weight): stacked as the
@@ -209,20 +214,9 @@ void open_llama2c(Source& src, std::shared_ptr<MappedFile> file, bool mapped, co
   src.container_layout = Layout::Llama2c;
   for (size_t i = 0; i < f->entries().size(); ++i) {
     const Llama2cFile::Entry& e = f->entries()[i];
-    Node n;
-    n.name = llama2c_tensor_name(e.array, e.layer);
-    n.dtype = DType::F32;
-    n.shape = e.shape;
-    n.from.push_back({n.name, DType::F32, e.shape});
+    Node n = input_node(llama2c_tensor_name(e.array, e.layer), DType::F32, e.shape, [f, i] { return f->get(f->entries()[i]); });
     if (e.q8) n.ops.push_back("dequantize Q8_0 groups");
-    n.load = [f, i] { return f->get(f->entries()[i]); };
-    n.mapped = mapped && !e.q8;
-    if (n.mapped) n.fd = fd, n.file_offset = e.offset;
-    if (mapped && !e.q8)
-      n.release = [f, i] {
-        const Tensor v = f->get(f->entries()[i]);
-        drop_mapped_pages(v.raw(), v.nbytes());
-      };
+    else if (mapped) read_in_place(n, fd, e.offset);
     src.graph.nodes.push_back(std::move(n));
   }
   src.config = config_from_llama2c(f->header());

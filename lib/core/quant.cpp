@@ -798,6 +798,19 @@ LM_AVX2 __m128 q4_K_d_dmin(const unsigned char* p) {
   return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
 }
 
+// A q4_K super-block's eight sub-block factors d * sc_j * d_x(j) (returned, lanes 0..7), with
+// `dx` and `sx` the input's eight block scales and sums; its mins' share dmin * m_j * s_j is
+// added to `mins` (the caller takes the lanes' sum / 8 off once per row).
+LM_AVX2 inline __m256 q4_K_factors(const unsigned char* p, const float* dx, const float* sx, __m256& mins) {
+  const __m128i scm = q4_K_scales_mins(p + 4);
+  const __m128 dd = q4_K_d_dmin(p);
+  const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+  const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+  const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(dx));
+  mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(sx), mins);
+  return f;
+}
+
 // VNNI: each run of 32 bytes is broadcast to both halves of a 512-bit register and masked
 // with 0x0f (low half) and 0xf0 (high half): the high nibbles enter the dot as 16 * q (at
 // most 240, still an unsigned byte), and their factor carries the 1/16 (exact). Run r's
@@ -813,12 +826,7 @@ LM_AVX512 float dot_q4_K_vnni(const void* row, const int8_t* q, const float* d, 
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   __m256 mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    const __m128i scm = q4_K_scales_mins(p + 4);
-    const __m128 dd = q4_K_d_dmin(p);
-    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
-    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m256 f = q4_K_factors(p, d + 8 * b, s + 8 * b, mins);
     const __m512 f16 = _mm512_insertf32x8(_mm512_castps256_ps512(f), _mm256_mul_ps(f, _mm256_set1_ps(1.0f / 16)), 1);
     const int8_t* x = q + b * kSuperBlock;
     const unsigned char* nib = p + 16;
@@ -840,12 +848,7 @@ LM_AVX2 float dot_q4_K_avx2(const void* row, const int8_t* q, const float* d, co
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kSuperBlock; ++b, p += kQ4_KBlockBytes) {
-    const __m128i scm = q4_K_scales_mins(p + 4);
-    const __m128 dd = q4_K_d_dmin(p);
-    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
-    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
-    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dd)), _mm256_loadu_ps(d + 8 * b));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dd))), _mm256_loadu_ps(s + 8 * b), mins);
+    const __m256 f = q4_K_factors(p, d + 8 * b, s + 8 * b, mins);
     const int8_t* x = q + b * kSuperBlock;
     for (int r = 0; r < 4; ++r) {
       const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * r));

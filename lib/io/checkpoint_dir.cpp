@@ -165,7 +165,7 @@ void write_files(const std::string& dir, const CheckpointDirFiles& files, const 
     index["weight_map"] = weight_map;
     write_text(join(dir, kShardIndexName), index.dump(2) + "\n");
   }
-  if (!files.config_name.empty()) write_text(join(dir, files.config_name), files.config_text);
+  for (const auto& [name, text] : files.config_files) write_text(join(dir, name), text);
 }
 
 }  // namespace
@@ -187,7 +187,7 @@ std::vector<std::string> write_checkpoint_dir(const std::string& given, const Ch
     weight_names.push_back(files.single_name);
   std::vector<std::string> names = weight_names;
   if (sharded) names.push_back(kShardIndexName);
-  if (!files.config_name.empty()) names.push_back(files.config_name);
+  for (const auto& file : files.config_files) names.push_back(file.first);
   std::vector<std::string> written;
   for (const std::string& n : names) written.push_back(join(dir, n));
 
@@ -234,7 +234,7 @@ std::vector<std::string> write_checkpoint_dir(const std::string& given, const Ch
       for (const char* n : kReplaced)
         if (n != files.single_name) remove_file(join(dir, n));  // the last one that existed was the switch
     }
-    if (!files.config_name.empty()) move(join(stage.path(), files.config_name), join(dir, files.config_name));
+    for (const auto& file : files.config_files) move(join(stage.path(), file.first), join(dir, file.first));
     sync_dir(dir);
   }
   // What is left of the old checkpoint: the shards its index listed, and shards of writers that

@@ -1,6 +1,6 @@
 // A checkpoint directory: the weights as one safetensors file, or as shards listed by
 // model.safetensors.index.json (Hugging Face's layout), and the layout's config file beside them
-// (config.json, params.json). Written as one set: a reader of the directory sees the checkpoint
+// (config.json and generation_config.json, params.json). Written as one set: a reader of the directory sees the checkpoint
 // that was there before or the new one, never a mix, whatever kills the writer when.
 //
 // A new directory is built beside its target and renamed into place (a failed write leaves
@@ -9,7 +9,7 @@
 // reader (the index for lmkit, which prefers it; model.safetensors for transformers, which prefers
 // that): an old shard the new set would overwrite is first given another name (a hard link) and
 // the old index pointed at it. After the switch, what is left of the old checkpoint goes: its index
-// and the shards it listed, model.safetensors, consolidated.safetensors, the config file the new
+// and the shards it listed, model.safetensors, consolidated.safetensors, the config files the new
 // set writes, and shards of crashed writers no index lists. Other files (tokenizers, READMEs, a
 // config file of another layout) stay.
 #pragma once
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lm {
@@ -40,8 +41,8 @@ struct CheckpointDirFiles {
   };
   std::vector<Shard> shards;
   uint64_t total_size = 0;  // the index's metadata.total_size: bytes of tensor data
-  // The layout's config file ("" = none).
-  std::string config_name, config_text;
+  // The layout's config files (name, text): config.json and generation_config.json, params.json.
+  std::vector<std::pair<std::string, std::string>> config_files;
 };
 
 // Writes `files` into directory `dir` (created when absent) as one set; returns the paths of the

@@ -148,7 +148,7 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
   echo '{}' > "$TMP/hf/tokenizer.json"
   # One file into it: the old index and its shards go (they would win on read-back), the tokenizer stays.
   lm-convert-checkpoint -q --to hf "$REF/mobilellm.safetensors" "$TMP/hf"
-  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json model.safetensors tokenizer.json "
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json generation_config.json model.safetensors tokenizer.json "
   lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
   cmp "$TMP/back.safetensors" "$REF/mobilellm.safetensors"
   # Sharded again: model.safetensors goes too (transformers prefers it to an index).
@@ -156,14 +156,14 @@ c=json.load(open(d+"/config.json")); assert c["hidden_size"]==32 and c["num_atte
   [ ! -e "$TMP/hf/model.safetensors" ]
   lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
   cmp "$TMP/back.safetensors" "$REF/llama2.safetensors"
-  # Meta's layout: the index and shards go; config.json, another layout's file, stays.
+  # Meta's layout: the index and shards go; config.json and generation_config.json, another layout's files, stay.
   lm-convert-checkpoint -q --to meta "$REF/mobilellm.safetensors" "$TMP/hf"
-  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json consolidated.safetensors params.json tokenizer.json "
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json consolidated.safetensors generation_config.json params.json tokenizer.json "
   lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
   cmp "$TMP/back.safetensors" "$REF/mobilellm.safetensors"
   # lmkit's layout: consolidated.safetensors goes.
   lm-convert-checkpoint -q "$REF/llama2.safetensors" "$TMP/hf"
-  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json model.safetensors params.json tokenizer.json "
+  assert_equal "$(cd "$TMP/hf" && ls -A | tr '\n' ' ')" "config.json generation_config.json model.safetensors params.json tokenizer.json "
   lm-convert-checkpoint -q "$TMP/hf" "$TMP/back.safetensors"
   cmp "$TMP/back.safetensors" "$REF/llama2.safetensors"
   # Into a new directory: made whole, with the usual permissions.

@@ -9,16 +9,6 @@ bats_require_minimum_version 1.5.0
 
 FIX="$LMKIT_SOURCE_DIR/tests/fixtures"
 
-# tensors of two safetensors files equal byte for byte
-same_tensors() {
-  python3 -c 'import json, struct, sys
-def tensors(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
-}
-
 # $TMP/row.tok (llm.c tokens: row $3 of a fixture's tokens plus its last target) and $TMP/want
 # (that row's mean cross-entropy from the stored reference logits)
 reference_row() {

@@ -64,7 +64,7 @@ short_delay() { sleep "0.0$((RANDOM % 8))$((RANDOM % 10))"; }
   [ "$(sum_of "$TMP/d")" = "$SUM_B" ]
   assert_equal "$(leftovers "$TMP")" ""
   py_listed=$(python3 -c 'import json,sys; print("\n".join(sorted(set(json.load(open(sys.argv[1]))["weight_map"].values()))))' "$TMP/d/model.safetensors.index.json")
-  assert_equal "$(cd "$TMP/d" && ls -A | grep -v -e '^model.safetensors.index.json$' -e '^config.json$')" "$py_listed"
+  assert_equal "$(cd "$TMP/d" && ls -A | grep -v -e '^model.safetensors.index.json$' -e '^config.json$' -e '^generation_config.json$')" "$py_listed"
 }
 
 @test "kill -9 at random moments of single-file conversions (safetensors, GGUF): the file is the old one or the new one" {

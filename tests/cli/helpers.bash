@@ -30,3 +30,14 @@ corpus() {  # $TMP/all.tok from the bundled corpus (first 20 kB; the text in $TM
 
 # step, loss, lr, grad_norm of each JSON Lines log record (what must be equal bit for bit)
 losses() { sed -E 's/,"tokens_per_s".*//' "$1"; }
+
+# The two safetensors files hold the same tensors (names, dtypes, shapes), byte for byte; the
+# metadata may differ.
+same_tensors() {
+  python3 -c 'import json, struct, sys
+def tensors(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
+}

@@ -6,7 +6,7 @@
 # lm-bench runs them on text;
 # lm-train trains them with --vision (features per record of each stream).
 
-load helpers  # MICRO, corpus
+load helpers  # MICRO, corpus, same_tensors
 
 FIX="$LMKIT_SOURCE_DIR/tests/fixtures/llama4"
 L4=(--set n_layers=4 --set nope_layer_interval=2 --set attn_chunk_size=8 --set attn_temperature_tuning=true
@@ -328,14 +328,6 @@ assert 0 < d["fraction_of_bound"], d' "$TMP/b.json" "$TMP/i.json"
 @test "lm-convert-checkpoint: Meta's and Hugging Face's Llama 4 checkpoints (experts included), and no GGUF for Llama 4 configs" {
   # Meta's released layout with its params.json and HF's llama4_text directory import tensor
   # for tensor as the fixtures' lmkit checkpoints, and the result runs.
-  same_tensors() {
-    python3 -c 'import json, struct, sys
-def tensors(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
-  }
   run lm-convert-checkpoint "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_meta/released/consolidated.00.safetensors" "$TMP/m.safetensors"
   assert_success
   same_tensors "$LMKIT_SOURCE_DIR/tests/fixtures/llama4_meta/lmkit.safetensors" "$TMP/m.safetensors"

@@ -38,16 +38,6 @@ open(sys.argv[2] + "/seq", "w").write(str(len(tokens)))
 PY
 }
 
-# The two safetensors files hold the same tensors, byte for byte.
-same_tensors() {
-  python3 -c 'import json, struct, sys
-def tensors(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a == b, sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b[k]]' "$1" "$2"
-}
-
 # The model $1 gives the reference's loss (1e-4 relative) and greedy tokens.
 expect_reference() {
   run lm-eval-loss -m "$1" --seq "$(cat "$TMP/seq")" --json "$TMP/text.bin"

@@ -29,6 +29,20 @@ close() {
     if (d > tol * s + 1e-12) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
 }
 
+# 2 ranks of lm-train "${@:2}" --batch 1 and one process with --batch 2: $1 steps logged, the
+# same losses (1e-4 relative).
+losses_like_one_process() {
+  local steps=$1
+  shift
+  run mpi2 "$@" --batch 1 -o "$TMP/mpi" -q
+  assert_success
+  lm-train "$@" --batch 2 -o "$TMP/one" -q
+  field "$TMP/mpi/log.jsonl" loss > "$TMP/a"
+  field "$TMP/one/log.jsonl" loss > "$TMP/b"
+  [ "$(wc -l < "$TMP/a")" -eq "$steps" ]
+  close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
+}
+
 @test "2 ranks train like one process with twice the batch; rank 0 alone writes and prints" {
   args=("${MICRO[@]}" "$TMP/all.tok" --val "$TMP/all.tok" --val-batches 3 --val-every 2 --steps 6 --seq 16
         --grad-accum 2 --warmup 2 --threads 1)
@@ -182,13 +196,7 @@ with open(d + "/c.jsonl", "w") as f:
 PY
   args=("$LMKIT_SOURCE_DIR/tests/fixtures/materium/mat_all/model.safetensors" "$TMP/s.tok" --conditions "$TMP/c.jsonl"
         --sample sequential --seq 12 --steps 4 --lr 1e-3 --warmup 0 --condition-dropout 0.5 --threads 1)
-  run mpi2 "${args[@]}" --batch 1 -o "$TMP/mpi" -q
-  assert_success
-  lm-train "${args[@]}" --batch 2 -o "$TMP/one" -q
-  field "$TMP/mpi/log.jsonl" loss > "$TMP/a"
-  field "$TMP/one/log.jsonl" loss > "$TMP/b"
-  [ "$(wc -l < "$TMP/a")" -eq 4 ]
-  close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
+  losses_like_one_process 4 "${args[@]}"
 }
 
 @test "2 ranks train a vision model with --vision (each rank its rows' features) like one process" {
@@ -215,11 +223,5 @@ PY
   lm-tokenize --lines --no-eos "$TMP/lines.txt" -o "$TMP/lines.tok"
   args=("${MICRO[@]}" --set vision_dim=8 --set image_token_id=35 "$TMP/lines.tok" --vision "$TMP/v.safetensors"
         --sample sequential --seq 16 --steps 4 --lr 3e-3 --warmup 0 --threads 1)
-  run mpi2 "${args[@]}" --batch 1 -o "$TMP/mpi" -q
-  assert_success
-  lm-train "${args[@]}" --batch 2 -o "$TMP/one" -q
-  field "$TMP/mpi/log.jsonl" loss > "$TMP/a"
-  field "$TMP/one/log.jsonl" loss > "$TMP/b"
-  [ "$(wc -l < "$TMP/a")" -eq 4 ]
-  close "$TMP/a" "$TMP/b" 1e-4 || fail "the loss differs from one process with --batch 2"
+  losses_like_one_process 4 "${args[@]}"
 }

@@ -164,10 +164,18 @@ for i in range(2, len(ids)):
   assert_output "$(printf '%s\n%s' "$want" "$want")"
   run lm-generate -m "$TMP/out.safetensors" -p "$TEXT" --temperature 0 -n 12 --format ids --ignore-eos
   assert_output "$greedy"
-  # Hugging Face out: config.json's eos_token_id is the list; read back, the same config.
+  # Hugging Face out: config.json's eos_token_id is the list, and generation_config.json's (what
+  # transformers' generate() stops at) with the bos and pad ids; read back, the same config.
   lm-convert-checkpoint -q --to hf "$TMP/out.safetensors" "$TMP/hf2/"
   python3 -c 'import json,sys; j = json.load(open(sys.argv[1])); assert j["eos_token_id"] == [int(sys.argv[2]), int(sys.argv[3])], j' \
     "$TMP/hf2/config.json" "$eos" "$stop"
+  python3 -c 'import json,sys
+c, g = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert g["eos_token_id"] == [int(sys.argv[3]), int(sys.argv[4])], g
+assert set(g) == {k for k in ("bos_token_id", "eos_token_id", "pad_token_id") if c.get(k) is not None}, (g, c)
+assert all(g[k] == c[k] for k in g), (g, c)
+assert open(sys.argv[2]).read() == json.dumps(g, indent=2, sort_keys=True) + "\n"  # as transformers writes it' \
+    "$TMP/hf2/config.json" "$TMP/hf2/generation_config.json" "$eos" "$stop"
   cp "$FIX/tokenizer.model" "$TMP/hf2/"
   lm-convert-checkpoint -q "$TMP/hf2" "$TMP/back.safetensors"
   run lm-inspect-config "$TMP/back.safetensors"
@@ -184,6 +192,66 @@ for i in range(2, len(ids)):
   run lm-convert-checkpoint -q "$TMP/hf3" "$TMP/bad.safetensors"
   assert_failure 1
   assert_output --partial "generation_config.json': bos_token_id 5 differs from config.json's 1"
+  [ ! -e "$TMP/bad.safetensors" ]
+}
+
+@test "generation_config.json beside a --config config.json is honoured; --generation-config FILE|none; a malformed one is one line" {
+  hf_dir "$TMP/m/model.safetensors" "$FIX/tokenizer.model" "$TMP/hf"
+  eos=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eos_token_id"])' "$TMP/hf/config.json")
+  [ -n "$eos" ]
+  mkdir "$TMP/cfg"
+  cp "$TMP/hf/config.json" "$TMP/cfg/"
+  printf '{"eos_token_id": [%s, 7], "temperature": 0.6}\n' "$eos" > "$TMP/cfg/generation_config.json"
+  printf '{"eos_token_id": [%s, 9]}\n' "$eos" > "$TMP/other.json"
+  eos_of() { lm-inspect-config "$1" | grep -o 'eos [0-9]*[^,]*'; }
+  # The file beside --config's config.json, given by a path or from its own directory.
+  run lm-convert-checkpoint --config "$TMP/cfg/config.json" "$TMP/m/model.safetensors" "$TMP/a.safetensors"
+  assert_success
+  assert_output --partial "note: $TMP/cfg/generation_config.json: not carried (sampling is lm-generate's options): temperature"
+  assert_equal "$(eos_of "$TMP/a.safetensors")" "eos $eos (also 7)"
+  (cd "$TMP/cfg" && lm-convert-checkpoint -q --config config.json "$TMP/m/model.safetensors" "$TMP/b.safetensors")
+  assert_equal "$(eos_of "$TMP/b.safetensors")" "eos $eos (also 7)"
+  # --generation-config none: not read; FILE: that one instead.
+  lm-convert-checkpoint -q --config "$TMP/cfg/config.json" --generation-config none "$TMP/m/model.safetensors" "$TMP/c.safetensors"
+  assert_equal "$(eos_of "$TMP/c.safetensors")" "eos $eos"
+  lm-convert-checkpoint -q --config "$TMP/cfg/config.json" --generation-config "$TMP/other.json" "$TMP/m/model.safetensors" "$TMP/d.safetensors"
+  assert_equal "$(eos_of "$TMP/d.safetensors")" "eos $eos (also 9)"
+  # The same for a Hugging Face directory as the input, and for a config from the weights.
+  cp "$TMP/cfg/generation_config.json" "$TMP/hf/"
+  lm-convert-checkpoint -q "$TMP/hf" "$TMP/e.safetensors"
+  assert_equal "$(eos_of "$TMP/e.safetensors")" "eos $eos (also 7)"
+  lm-convert-checkpoint -q --generation-config none "$TMP/hf" "$TMP/f.safetensors"
+  assert_equal "$(eos_of "$TMP/f.safetensors")" "eos $eos"
+  lm-convert-checkpoint -q --generation-config "$TMP/other.json" "$TMP/m/model.safetensors" "$TMP/g.safetensors"
+  assert_equal "$(eos_of "$TMP/g.safetensors")" "eos $eos (also 9)"
+  # A config file of another convention has no generation_config.json beside it.
+  lm-inspect-config --config "$TMP/m/model.safetensors" > "$TMP/cfg/lmkit.json"
+  lm-convert-checkpoint -q --config "$TMP/cfg/lmkit.json" "$TMP/m/model.safetensors" "$TMP/h.safetensors"
+  assert_equal "$(eos_of "$TMP/h.safetensors")" "eos $eos"
+  # A malformed or missing file: one line naming it, exit 1, nothing written.
+  printf '{"eos_token_id": [%s, 7' "$eos" > "$TMP/cfg/generation_config.json"
+  for args in "--config $TMP/cfg/config.json $TMP/m/model.safetensors" "--generation-config $TMP/cfg/generation_config.json $TMP/hf"; do
+    # shellcheck disable=SC2086
+    run lm-convert-checkpoint $args "$TMP/bad.safetensors"
+    assert_failure 1
+    [ "${#lines[@]}" -eq 1 ]
+    assert_output --regexp "^lm-convert-checkpoint: error: '$TMP/cfg/generation_config.json': "
+    [ ! -e "$TMP/bad.safetensors" ]
+  done
+  printf '{"eos_token_id": "</s>"}\n' > "$TMP/hf/generation_config.json"
+  run lm-convert-checkpoint "$TMP/hf" "$TMP/bad.safetensors"
+  assert_failure 1
+  assert_output "lm-convert-checkpoint: error: '$TMP/hf/generation_config.json': 'eos_token_id': expected a token id or a list of them, got \"</s>\""
+  run lm-convert-checkpoint --generation-config "$TMP/nothing.json" "$TMP/m/model.safetensors" "$TMP/bad.safetensors"
+  assert_failure 1
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --partial "$TMP/nothing.json"
+  [ ! -e "$TMP/bad.safetensors" ]
+  # raw -> raw keeps the input's metadata as it is: a file it would not honour is refused.
+  run lm-convert-checkpoint --from raw --to raw --generation-config "$TMP/other.json" "$TMP/m/model.safetensors" "$TMP/bad.safetensors"
+  assert_failure 2
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --regexp "^lm-convert-checkpoint: error: --generation-config: a conversion from raw to raw keeps the input's config as it is"
   [ ! -e "$TMP/bad.safetensors" ]
 }
 

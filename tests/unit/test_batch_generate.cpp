@@ -17,6 +17,7 @@
 #include "model/params.h"
 #include "model/transformer.h"
 #include "tokenizer/byte_v1.h"
+#include "test_util.h"
 
 namespace lm {
 namespace {
@@ -24,15 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 
 ModelConfig llama_config() {
-  ModelConfig c;
-  c.name = "batch-llama";
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 96;
-  c.multiple_of = 32;
-  c.max_seq_len = 96;
+  ModelConfig c = test::small_gqa_llama("batch-llama", 96, 96);
   c.eos_id = 5;
   return c;
 }

@@ -17,21 +17,14 @@
 #include "model/config.h"
 #include "model/config_infer.h"
 #include "model/presets.h"
+#include "test_util.h"
 
 namespace lm {
 namespace {
 
 // Runs `f`, expecting an lm::Error of `kind`; returns its message (and hint after " | ").
-std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind)) << e.what();
-    return e.hint().empty() ? e.what() : std::string(e.what()) + " | " + e.hint();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return "";
-}
+// The message and hint of the error `f` throws, which must be of `kind`.
+std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) { return test::error_and_hint_of(f, kind); }
 
 std::string parse_error(const std::string& text) {
   return error_of([&] { config_from_json(text, "cfg.json"); });

@@ -588,6 +588,32 @@ TEST(ConvertConfig, HuggingFaceGenerationConfig) {
             "'generation_config.json': 'eos_token_id': expected a token id or a list of them, got \"</s>\"");
 }
 
+// generation_config.json out: the special ids as transformers writes them (sorted keys, indent
+// 2, the eos list as a list), read back into the same ids; ids the model has not are left out.
+TEST(ConvertConfig, HuggingFaceGenerationConfigWritten) {
+  ModelConfig c = config_from_hf_json(R"({"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                          "vocab_size": 10, "intermediate_size": 24, "bos_token_id": 1,
+                                          "eos_token_id": [2, 8, 9], "pad_token_id": 0})", "config.json");
+  const std::string text = generation_config_to_hf_json(c);
+  EXPECT_EQ(text, "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": [\n    2,\n    8,\n    9\n  ],\n  \"pad_token_id\": 0\n}\n");
+  ModelConfig back = c;
+  back.eos_id = -1;
+  back.extra_eos_ids.clear();
+  apply_hf_generation_config(back, text, "generation_config.json", nullptr);
+  EXPECT_EQ(back, c);
+  c.extra_eos_ids.clear();
+  c.pad_id = -1;
+  EXPECT_EQ(generation_config_to_hf_json(c), "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
+  c.bos_id = c.eos_id = -1;
+  EXPECT_EQ(generation_config_to_hf_json(c), "{}\n");
+  // The config it is checked against is named in the message.
+  EXPECT_EQ(error_of([&] { apply_hf_generation_config(c, R"({"bos_token_id": 3})", "g.json", nullptr, "hf/config.json"); }),
+            "");
+  c.bos_id = 1;
+  EXPECT_EQ(error_of([&] { apply_hf_generation_config(c, R"({"bos_token_id": 3})", "g.json", nullptr, "hf/config.json"); }),
+            "'g.json': bos_token_id 3 differs from hf/config.json's 1");
+}
+
 TEST(ConvertConfig, GgufKeysBothWaysAndCheckedAgainstTheTensors) {
   ModelConfig c = small("gqa");
   c.name = "tiny";

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "fixture_util.h"
+#include "test_util.h"
 #include "io/gguf.h"
 #include "io/metadata_keys.h"
 #include "io/safetensors.h"
@@ -29,15 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test::error_of;
 
 // What llama.cpp's llama4 hard-codes, for a fixture with E != 128 experts.
 const std::vector<std::string> kLlamaCppLlama4 = {"attn_chunk_size=8192",      "nope_layer_interval=4", "attn_temperature_tuning=true",

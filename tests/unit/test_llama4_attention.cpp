@@ -23,6 +23,7 @@
 #include "model/params.h"
 #include "model/transformer.h"
 #include "model/vision.h"
+#include "test_util.h"
 
 namespace lm {
 namespace {
@@ -32,16 +33,8 @@ using fixture::max_rel_error;
 namespace fs = std::filesystem;
 
 // "message" or "message | hint".
-std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    return e.hint().empty() ? std::string(e.what()) : std::string(e.what()) + " | " + e.hint();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+// The message and hint of the error `f` throws, which must be of `kind`.
+std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) { return test::error_and_hint_of(f, kind); }
 
 ModelConfig small_config() {
   ModelConfig c;

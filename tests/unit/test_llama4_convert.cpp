@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "test_util.h"
 #include "convert/config_io.h"
 #include "convert/names.h"
 #include "convert/rules.h"
@@ -28,15 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test::error_of;
 
 ModelConfig fixture_config(const std::string& dir) {
   const SafeTensorsFile f = SafeTensorsFile::open((fixture::dir() / dir / "lmkit.safetensors").string());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "test_util.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -45,16 +46,8 @@ const std::vector<std::string> kFixtures = {"mat_linear",    "mat_embedding", "m
 
 fs::path fixture_dir(const std::string& name) { return fixture::dir() / "materium" / name; }
 
-std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind)) << e.what();
-    return e.hint().empty() ? e.what() : std::string(e.what()) + " | " + e.hint();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return "";
-}
+// The message and hint of the error `f` throws, which must be of `kind`.
+std::string error_of(const std::function<void()>& f, ErrorKind kind = ErrorKind::Data) { return test::error_and_hint_of(f, kind); }
 
 // A case file: tokens, targets, the full position ids, K, expectations, and the condition values
 // (cond.{name}, cond.{name}_mask; a configured condition without them is dropped).

@@ -214,8 +214,7 @@ CheckpointDirFiles text_files(const std::string& tag, size_t shards) {
   for (size_t i = 0; i < shards; ++i)
     f.shards.push_back({{cat("t", i)}, [tag, i](const std::string& path) { write(path, cat(tag, i)); }});
   f.total_size = 10;
-  f.config_name = "config.json";
-  f.config_text = tag;
+  f.config_files = {{"config.json", tag}, {"generation_config.json", "g" + tag}};
   return f;
 }
 
@@ -227,22 +226,23 @@ TEST(CheckpointDir, ShardNames) {
 TEST(CheckpointDir, ReplacesTheCheckpointThereWholeAndKeepsOtherFiles) {
   const fs::path d = fresh_dir("dir") / "ck";
   write_checkpoint_dir(d.string(), text_files("a", 2));
-  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "model-00001-of-00002.safetensors",
+  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "generation_config.json", "model-00001-of-00002.safetensors",
                                                   "model-00002-of-00002.safetensors", "model.safetensors.index.json"}));
   EXPECT_NE(read(d / kShardIndexName).find("\"t1\": \"model-00002-of-00002.safetensors\""), std::string::npos);
   write(d / "tokenizer.json", "{}");
   write(d / "model-00007-of-00009.old.safetensors", "a crashed writer's");
   // The same shard names: the old shards are moved aside, then gone.
   const auto written = write_checkpoint_dir(d.string() + "/", text_files("b", 2));
-  EXPECT_EQ(written.size(), 4u);
-  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "model-00001-of-00002.safetensors",
+  EXPECT_EQ(written.size(), 5u);
+  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "generation_config.json", "model-00001-of-00002.safetensors",
                                                   "model-00002-of-00002.safetensors", "model.safetensors.index.json",
                                                   "tokenizer.json"}));
   EXPECT_EQ(read(d / "model-00002-of-00002.safetensors"), "b1");
   EXPECT_EQ(read(d / "config.json"), "b");
+  EXPECT_EQ(read(d / "generation_config.json"), "gb");
   // One file: the index and the shards go.
   write_checkpoint_dir(d.string(), text_files("c", 0));
-  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.json"}));
+  EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}));
   EXPECT_EQ(read(d / "model.safetensors"), "c");
 }
 
@@ -288,7 +288,7 @@ TEST(CheckpointDir, AnOldIndexTheReaderRefusesListsNothingToRemove) {
       EXPECT_EQ(std::string(e.what()), "'" + (d / kShardIndexName).string() + "': " + refusal);
     }
     write_checkpoint_dir(d.string(), text_files("b", 2));
-    EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "keep.safetensors", "model-00001-of-00002.safetensors",
+    EXPECT_EQ(entries(d), (std::vector<std::string>{"config.json", "generation_config.json", "keep.safetensors", "model-00001-of-00002.safetensors",
                                                     "model-00002-of-00002.safetensors", "model.safetensors.index.json"}));
     EXPECT_EQ(read(d / "keep.safetensors"), "not a shard of this checkpoint");
     EXPECT_EQ(read(d / "model-00001-of-00002.safetensors"), "b0");

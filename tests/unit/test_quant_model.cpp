@@ -14,22 +14,12 @@
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "model/transformer.h"
+#include "test_util.h"
 
 namespace lm {
 namespace {
 
-ModelConfig quant_config() {
-  ModelConfig c;
-  c.name = "quant";
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 48;
-  c.multiple_of = 32;
-  c.max_seq_len = 16;
-  return c;
-}
+ModelConfig quant_config() { return test::small_gqa_llama("quant", 48, 16); }
 
 // Rows of 256 (and a hidden size of 512) for the super-blocks of q4_K and q6_K.
 ModelConfig kquant_config() {
