@@ -432,7 +432,8 @@ Plan plan_conversion(const ConvertOptions& opts) {
     static const Regex stacked_experts(R"(layers\.\d+\.feed_forward\.experts\.w[123]\.weight)");
     for (const Node& n : g.nodes) {
       if (own_names) break;
-      if (plan.to == Layout::HF && stacked_experts.full_match(n.name)) continue;  // Mixtral's, split per expert below
+      // Stacked experts: Mixtral's are split per expert below, Llama 4's fused by the layout's export rules.
+      if ((plan.to == Layout::HF || plan.to == Layout::HFLlama4) && stacked_experts.full_match(n.name)) continue;
       if (name_in_layout(n.name, plan.to).empty() && !name_in_layout(n.name, Layout::Lmkit).empty())
         fail(ErrorKind::Unsupported, cat("layout ", quote(layout_name(plan.to)), " has no name for tensor ", quote(n.name)),
              "it cannot hold this model's config (" + (cfg ? std::string(name_of(cfg->ffn_type)) + ", " + name_of(cfg->norm_type) : std::string("?")) + ")");

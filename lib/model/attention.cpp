@@ -77,8 +77,14 @@ struct QueryBlock {
   int64_t t0, t1, k0, k1;
 };
 
-// Row b's queries cut where the span start changes (causal rows without documents or chunks:
-// one block, the whole row).
+// Query rows per block where the spans' ends grow along the block (causal rows): each block of
+// this many queries reads only the keys up to its last query's, so the products skip most of
+// the masked upper triangle (at T = 256: 62.5% of the square's work in blocks of 64 instead of
+// all of it) while each product stays large enough for the GEMM's kernels.
+constexpr int64_t kCausalQueryRows = 64;
+
+// Row b's queries cut where the span start changes, and a run of queries whose span ends grow
+// (causal) cut further into blocks of kCausalQueryRows, each with its own narrower window.
 void query_blocks(std::vector<QueryBlock>& out, const int64_t* lo, const int64_t* hi, int64_t b, int64_t T) {
   out.clear();
   const int64_t* l = lo + b * T;
@@ -86,7 +92,22 @@ void query_blocks(std::vector<QueryBlock>& out, const int64_t* lo, const int64_t
   for (int64_t t0 = 0; t0 < T;) {
     int64_t t1 = t0 + 1, k1 = h[t0];
     while (t1 < T && l[t1] == l[t0]) k1 = std::max(k1, h[t1++]);
-    out.push_back({t0, t1, l[t0], k1});
+    // The window of the first kCausalQueryRows queries: narrower than the block's only when
+    // the span ends grow (no cut for bidirectional rows, whose queries all read every key).
+    int64_t first_k1 = h[t0];
+    for (int64_t t = t0; t < std::min(t1, t0 + kCausalQueryRows); ++t) first_k1 = std::max(first_k1, h[t]);
+    if (t1 - t0 <= kCausalQueryRows + kCausalQueryRows / 2 || first_k1 >= k1) {
+      out.push_back({t0, t1, l[t0], k1});
+    } else {
+      for (int64_t s0 = t0; s0 < t1;) {
+        int64_t s1 = std::min(t1, s0 + kCausalQueryRows);
+        if (t1 - s1 < kCausalQueryRows / 2) s1 = t1;  // no short tail block
+        int64_t sk1 = h[s0];
+        for (int64_t t = s0; t < s1; ++t) sk1 = std::max(sk1, h[t]);
+        out.push_back({s0, s1, l[t0], sk1});
+        s0 = s1;
+      }
+    }
     t0 = t1;
   }
 }
@@ -292,7 +313,7 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
-                        int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed) {
+                        int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed, bool add_to_grads) {
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t qld = NH * HS, kvld = NKV * HS;
@@ -305,6 +326,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t g = 0; g < NKV; ++g) {
+        if (!add_to_grads)  // the unit's own slices of dq, dk, dv: no other unit touches them
+          for (int64_t t = 0; t < T; ++t) {
+            std::fill_n(dq + (b * T + t) * qld + g * rep * HS, rep * HS, 0.0f);
+            std::fill_n(dk + (b * T + t) * kvld + g * HS, HS, 0.0f);
+            std::fill_n(dv + (b * T + t) * kvld + g * HS, HS, 0.0f);
+          }
         query_blocks(blocks, lo, hi, b, T);
         for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
           const float* p_bh = att + (b * NH + h) * T * T;

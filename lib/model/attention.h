@@ -62,10 +62,13 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
 // dq [B, T, NH*HS], dk, dv [B, T, NKV*HS] += gradients given dout [B, T, NH*HS], the forward's
 // q, k, v, its probabilities att [B, NH, T, T] and spans, and the same dropout and seed.
 // Parallel over (b, kv head), so GQA heads sharing a kv head never race; per query head and
-// query block four lm::sgemm calls over the block's key window.
+// query block four lm::sgemm calls over the block's key window. With add_to_grads false, dq,
+// dk and dv are written instead (each (b, kv head) unit zeroes its own slices first: no
+// zeroing pass, and no parallel region of its own, before the call).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
-                        int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0);
+                        int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0,
+                        bool add_to_grads = true);
 // The same with plain loops and double accumulation.
 void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                             const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B,

@@ -345,34 +345,29 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
       layer_forward(l, res_in, a.layers[static_cast<size_t>(l)], B, S, 0, nullptr);
 
     // Feed-forward block: residual3 = residual2 + dropout(w2 act(w1 ln2 [, w3 ln2])), or the MoE.
+    // The first product into each gradient buffer writes it (no zeroing pass before).
     const float* dfc = through_dropout(g.dres, seed(3 + 3 * l));
-    zero(g.dln, N * C);
     if (c.is_moe_layer(l)) {
+      zero(g.dln, N * C);
       moe_backward(g.dln, moe_params(lg), dfc, la.ln2, la.moe, moe_params(lw), moe_shape(c, N), aux_scale, g.moe);
     } else {
-      zero(g.dfact, N * F);
-      matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C);
-      zero(g.dfch, N * F);
+      matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C, false);
       if (swiglu) {
-        zero(g.dfch3, N * F);
-        swiglu_backward(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
+        swiglu_backward_write(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
       } else {
+        zero(g.dfch, N * F);
         gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
       }
-      matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F);
+      matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F, false);
       if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
     }
     norm_backward(g.dres, lg.ffn_norm_w, lg.ffn_norm_b, g.dln, la.residual2, lw.ffn_norm_w, la.ln2_mean, la.ln2_rstd);
 
     // Attention block: residual2 = res_in + dropout(wo attention(rope(qk_norm(wq ln1)), ...)).
     const float* dattn = through_dropout(g.dres, seed(2 + 3 * l));
-    zero(g.datty, N * QD);
-    matmul_backward(g.datty, lg.wo, lg.bo, dattn, la.atty, lw.wo, N, QD, C);
-    zero(g.dqr, N * QD);
-    zero(g.dkr, N * KD);
-    zero(g.dv, N * KD);
+    matmul_backward(g.datty, lg.wo, lg.bo, dattn, la.atty, lw.wo, N, QD, C, false);
     attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, layer_key_lo(l), a.key_hi.data(), B,
-                       S, NH, NKV, HS, p_attn, seed(1 + 3 * l));
+                       S, NH, NKV, HS, p_attn, seed(1 + 3 * l), false);
     // Back through position_qk to the projections' gradients dq_in, dk_in.
     const float* dq_in = g.dq;
     const float* dk_in = g.dk;
@@ -387,20 +382,13 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
     } else if (c.qk_norm) {
       zero(g.dq, N * QD);
       zero(g.dk, N * KD);
-      zero(g.dqn, N * QD);
-      zero(g.dkn, N * KD);
-      rope_backward(g.dqn, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
-      rope_backward(g.dkn, g.dkr, a.rope_cos, a.rope_sin, N, NKV, HS);
+      rope_qk_backward(g.dqn, g.dkn, g.dqr, g.dkr, a.rope_cos, a.rope_sin, N, NH, NKV, HS);
       rmsnorm_backward(g.dq, lg.q_norm_w, nullptr, g.dqn, la.q, lw.q_norm_w, la.q_rstd, N * NH, HS);
       rmsnorm_backward(g.dk, lg.k_norm_w, nullptr, g.dkn, la.k, lw.k_norm_w, la.k_rstd, N * NKV, HS);
     } else {
-      zero(g.dq, N * QD);
-      zero(g.dk, N * KD);
-      rope_backward(g.dq, g.dqr, a.rope_cos, a.rope_sin, N, NH, HS);
-      rope_backward(g.dk, g.dkr, a.rope_cos, a.rope_sin, N, NKV, HS);
+      rope_qk_backward(g.dq, g.dk, g.dqr, g.dkr, a.rope_cos, a.rope_sin, N, NH, NKV, HS);
     }
-    zero(g.dln, N * C);
-    matmul_backward(g.dln, lg.wq, lg.bq, dq_in, la.ln1, lw.wq, N, C, QD);
+    matmul_backward(g.dln, lg.wq, lg.bq, dq_in, la.ln1, lw.wq, N, C, QD, false);
     matmul_backward(g.dln, lg.wk, lg.bk, dk_in, la.ln1, lw.wk, N, C, KD);
     matmul_backward(g.dln, lg.wv, lg.bv, g.dv, la.ln1, lw.wv, N, C, KD);
     norm_backward(g.dres, lg.attention_norm_w, lg.attention_norm_b, g.dln, res_in, lw.attention_norm_w, la.ln1_mean,

@@ -74,15 +74,28 @@ void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx) {
   }
 }
 
+namespace {
+// d(silu(g) u)/dg and /du at one element.
+inline void swiglu_grads(float dout, float g, float u, float& dg, float& du) {
+  const float s = 1.0f / (1.0f + exp_fast(-g));
+  dg = dout * u * (s * (1.0f + g * (1.0f - s)));
+  du = dout * (g * s);
+}
+}  // namespace
+
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    const float s = 1.0f / (1.0f + exp_fast(-g));
-    const float silu = g * s;
-    dgate[i] += dout[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
-    dup[i] += dout[i] * silu;
+    float dg, du;
+    swiglu_grads(dout[i], gate[i], up[i], dg, du);
+    dgate[i] += dg;
+    dup[i] += du;
   }
+}
+
+void swiglu_backward_write(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                           int64_t n) {
+  parallel_for(n, n, [&](int64_t i) { swiglu_grads(dout[i], gate[i], up[i], dgate[i], dup[i]); });
 }
 
 void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool tanh_approx) {

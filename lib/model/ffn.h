@@ -25,6 +25,8 @@ void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx);
 // Backward passes, accumulating (no aliasing between outputs and inputs):
 // dgate, dup [n] += dout * d(silu(gate) * up)/d(gate, up).
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+// The same WRITING dgate and dup (=, not +=): the training step's buffers need no zeroing pass.
+void swiglu_backward_write(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 // dinp [n] += dout * gelu'(inp).
 void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool tanh_approx);
 

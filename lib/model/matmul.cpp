@@ -238,13 +238,15 @@ void matmul_forward_ref(float* out, const float* inp, const float* weight, const
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t IC, int64_t OC) {
+                     const float* weight, int64_t N, int64_t IC, int64_t OC, bool add_to_dinp) {
+  const float dinp_beta = add_to_dinp ? 1.0f : 0.0f;
   if (Bf16Matmuls* m = t_bf16) {
     const uint16_t* db = rounded(*m, 0, dout, N * OC);
-    if (dinp) gemm_bf16(false, false, N, IC, OC, 1.0f, db, OC, weight_bf16(*m, 1, weight, OC * IC), IC, 1.0f, dinp, IC);
+    if (dinp)
+      gemm_bf16(false, false, N, IC, OC, 1.0f, db, OC, weight_bf16(*m, 1, weight, OC * IC), IC, dinp_beta, dinp, IC);
     gemm_bf16(true, false, OC, IC, N, 1.0f, db, OC, rounded(*m, 2, inp, N * IC), IC, 1.0f, dweight, IC);
   } else {
-    if (dinp) sgemm(false, false, N, IC, OC, 1.0f, dout, weight, 1.0f, dinp);
+    if (dinp) sgemm(false, false, N, IC, OC, 1.0f, dout, weight, dinp_beta, dinp);
     sgemm(true, false, OC, IC, N, 1.0f, dout, inp, 1.0f, dweight);
   }
   if (dbias) {

@@ -76,9 +76,10 @@ void matmul_forward_ref(float* out, const float* inp, const float* weight, const
 
 // Backward of matmul_forward, accumulating: dinp [N, IC] += dout [N, OC] @ weight [OC, IC],
 // dweight [OC, IC] += dout^T @ inp [N, IC], dbias [OC] += column sums of dout. dinp and dbias
-// may be null (skipped). Two lm::sgemm calls.
+// may be null (skipped). Two lm::sgemm calls. With add_to_dinp false, dinp is written instead
+// (the GEMM's beta = 0): the training step's first product into a buffer needs no zeroing pass.
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t IC, int64_t OC);
+                     const float* weight, int64_t N, int64_t IC, int64_t OC, bool add_to_dinp = true);
 // The same with plain loops (double accumulation).
 void matmul_backward_ref(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                          const float* weight, int64_t N, int64_t IC, int64_t OC);

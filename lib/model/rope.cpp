@@ -47,6 +47,60 @@ void rope_tables(float* cos, float* sin, const int64_t* pos, const double* inv_f
   });
 }
 
+namespace {
+
+// Row n's H heads: y = x rotated by (c, s) pairwise.
+inline void rope_row(float* y, const float* x, const float* c, const float* s, int64_t H, int64_t HS) {
+  const int64_t half = HS / 2;
+  for (int64_t h = 0; h < H; ++h) {
+    const float* xh = x + h * HS;
+    float* yh = y + h * HS;
+    for (int64_t i = 0; i < half; ++i) {
+      const float x0 = xh[2 * i], x1 = xh[2 * i + 1];
+      yh[2 * i] = x0 * c[i] - x1 * s[i];
+      yh[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+  }
+}
+
+// Row n's H heads rotated back, written: dx = the transposed rotation of dy.
+inline void rope_back_row(float* dx, const float* dy, const float* c, const float* s, int64_t H, int64_t HS) {
+  const int64_t half = HS / 2;
+  for (int64_t h = 0; h < H; ++h) {
+    const float* dyh = dy + h * HS;
+    float* dxh = dx + h * HS;
+    for (int64_t i = 0; i < half; ++i) {
+      const float d0 = dyh[2 * i], d1 = dyh[2 * i + 1];
+      dxh[2 * i] = d0 * c[i] + d1 * s[i];
+      dxh[2 * i + 1] = d1 * c[i] - d0 * s[i];
+    }
+  }
+}
+
+}  // namespace
+
+void rope_qk_forward(float* qr, float* kr, const float* q, const float* k, const float* cos, const float* sin,
+                     int64_t N, int64_t NH, int64_t NKV, int64_t HS) {
+  const int64_t half = HS / 2;
+  parallel_for(N, N * (NH + NKV) * HS, [&](int64_t n) {
+    const float* c = cos + n * half;
+    const float* s = sin + n * half;
+    rope_row(qr + n * NH * HS, q + n * NH * HS, c, s, NH, HS);
+    rope_row(kr + n * NKV * HS, k + n * NKV * HS, c, s, NKV, HS);
+  });
+}
+
+void rope_qk_backward(float* dq, float* dk, const float* dqr, const float* dkr, const float* cos, const float* sin,
+                      int64_t N, int64_t NH, int64_t NKV, int64_t HS) {
+  const int64_t half = HS / 2;
+  parallel_for(N, N * (NH + NKV) * HS, [&](int64_t n) {
+    const float* c = cos + n * half;
+    const float* s = sin + n * half;
+    rope_back_row(dq + n * NH * HS, dqr + n * NH * HS, c, s, NH, HS);
+    rope_back_row(dk + n * NKV * HS, dkr + n * NKV * HS, c, s, NKV, HS);
+  });
+}
+
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t H,
                   int64_t HS) {
   const int64_t half = HS / 2;

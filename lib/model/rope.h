@@ -29,4 +29,15 @@ void rope_forward(float* out, const float* inp, const float* cos, const float* s
 void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t H,
                    int64_t HS);
 
+// One layer's q and k in one pass over the rows (one parallel region instead of two):
+// qr [N, NH, HS] = rope(q), kr [N, NKV, HS] = rope(k); the same numbers as rope_forward on
+// each. qr, kr may equal q, k (in place).
+void rope_qk_forward(float* qr, float* kr, const float* q, const float* k, const float* cos, const float* sin,
+                     int64_t N, int64_t NH, int64_t NKV, int64_t HS);
+// Its backward, WRITING (not accumulating) the rotated-back gradients: dq [N, NH, HS] and
+// dk [N, NKV, HS] = dqr, dkr rotated back, so the training step needs no zeroing pass before
+// it; the same numbers as rope_backward into zeroed buffers.
+void rope_qk_backward(float* dq, float* dk, const float* dqr, const float* dkr, const float* cos, const float* sin,
+                      int64_t N, int64_t NH, int64_t NKV, int64_t HS);
+
 }  // namespace lm

@@ -276,12 +276,11 @@ void Transformer::position_qk(int64_t l, LayerActivations& la, int64_t N) {
     qn = la.qr;
     kn = la.kr;
   }
-  rope_forward(la.qr, qn, a.rope_cos, a.rope_sin, N, NH, HS);
-  rope_forward(la.kr, kn, a.rope_cos, a.rope_sin, N, NKV, HS);
+  rope_qk_forward(la.qr, la.kr, qn, kn, a.rope_cos, a.rope_sin, N, NH, NKV, HS);
 }
 
-void Transformer::layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T,
-                                int64_t P, KVCache* cache) {
+bool Transformer::layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T,
+                                int64_t P, KVCache* cache, bool ln1_ready, LayerActivations* next) {
   const ModelConfig& c = config();
   const ParameterTensors& w = weights_.params();
   ActivationTensors& a = acts_;
@@ -304,7 +303,7 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
 
   // Attention block.
-  norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
+  if (!ln1_ready) norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
   if (cache && B == 1 && T == 1 && NKV >= thread_count() && !bf16_) {  // a unit (kv head) for every thread
     attention_decode_step(l, la, P, *cache);
   } else {
@@ -326,12 +325,24 @@ void Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
     }
   }
   matmul_forward(la.attproj, la.atty, lm.wo, lw.bo, N);
-  add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
-
-  // Feed-forward block.
-  norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+  // Feed-forward block: its norm reads the residual as the add writes it (one pass; RMSNorm
+  // without residual dropout).
+  if (!layernorm && p_res <= 0) {
+    residual_rmsnorm_forward(la.residual2, la.ln2, la.ln2_rstd, residual, la.attproj, lw.ffn_norm_w, lw.ffn_norm_b, N,
+                             C, eps);
+  } else {
+    add_residual_dropout(la.residual2, residual, la.attproj, N * C, p_res, seed(2 + 3 * l));
+    norm(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lw.ffn_norm_w, lw.ffn_norm_b);
+  }
   ffn_forward(l, la, N);
+  if (next && !layernorm && p_res <= 0) {
+    const LayerParams& nw = w.layers[static_cast<size_t>(l + 1)];
+    residual_rmsnorm_forward(la.residual3, next->ln1, next->ln1_rstd, la.residual2, la.fcproj, nw.attention_norm_w,
+                             nw.attention_norm_b, N, C, eps);
+    return true;
+  }
   add_residual_dropout(la.residual3, la.residual2, la.fcproj, N * C, p_res, seed(3 + 3 * l));
+  return false;
 }
 
 void Transformer::ffn_forward(int64_t l, LayerActivations& la, int64_t N) {
@@ -518,9 +529,11 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   merge_vision(tokens, B, T, P, vision, cache ? vision_used.data() : nullptr);
   if (p_emb > 0) dropout_forward(a.encoded, a.encoded, N * C, p_emb, seed(0));
   const float* residual = a.encoded;  // [N, C]
+  bool ln1_ready = false;  // the previous layer wrote this one's attention norm
   for (int64_t l = 0; l < L; ++l) {
     LayerActivations& la = a.layers[static_cast<size_t>(l)];
-    layer_forward(l, residual, la, B, S, P, cache);
+    ln1_ready = layer_forward(l, residual, la, B, S, P, cache, ln1_ready,
+                              l + 1 < L ? &a.layers[static_cast<size_t>(l + 1)] : nullptr);
     residual = la.residual3;
   }
 

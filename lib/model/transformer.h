@@ -289,8 +289,12 @@ class Transformer {
   // neither, and the temperature scale on q when attn_temperature_tuning.
   void position_qk(int64_t l, LayerActivations& la, int64_t N);
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
-  void layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
-                     KVCache* cache);
+  // ln1_ready: la.ln1 (and its statistics) already hold the attention norm of `residual` (the
+  // previous layer wrote them). next: the next layer's activations, whose attention norm this
+  // layer then writes as it adds its output to the residual (one pass), when it can (RMSNorm,
+  // no residual dropout). Returns whether it did.
+  bool layer_forward(int64_t l, const float* residual, LayerActivations& la, int64_t B, int64_t T, int64_t P,
+                     KVCache* cache, bool ln1_ready = false, LayerActivations* next = nullptr);
   // The feed-forward block of layer l over N rows (la.ln2 -> la.fcproj): the dense FFN, or the
   // mixture of experts on MoE layers (whose balance loss a training forward records).
   void ffn_forward(int64_t l, LayerActivations& la, int64_t N);

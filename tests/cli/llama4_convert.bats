@@ -72,6 +72,13 @@ assert abs(r["loss"] - want) < 1e-4 * want, (r["loss"], want)' "$TMP/want_loss"
   assert_output --partial "note: dropped the vision encoder (2 tensors vision_model.*)"
   expect_reference "$TMP/cond.safetensors"
   same_tensors "$L4M/lmkit.safetensors" "$TMP/cond.safetensors"
+  # And back out: --to hf-llama4 writes the MoE layers' fused experts and router as HF holds them.
+  run lm-convert-checkpoint "$TMP/hf.safetensors" "$TMP/hf_out/" --to hf-llama4
+  assert_success
+  same_tensors "$L4H/checkpoint/model.safetensors" "$TMP/hf_out/model.safetensors"
+  run lm-convert-checkpoint "$TMP/hf_out" "$TMP/hf_back.safetensors"
+  assert_success
+  same_tensors "$TMP/hf.safetensors" "$TMP/hf_back.safetensors"
 }
 
 @test "GGUF llama4: written as llama.cpp runs it, read back bit for bit, and the GGUF itself evaluates as the checkpoint does" {

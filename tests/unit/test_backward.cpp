@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fixture_util.h"
@@ -314,6 +315,121 @@ TEST(KernelBackward, RopeIsTheTransposedRotation) {
   fd_check("rope dx", x, dx, objective);
 }
 
+// ---- the per-layer fusions, each held to the unfused kernels it replaces ----
+
+// Whether two float vectors are equal bit for bit (NaN-free inputs).
+bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(FusedKernels, ResidualRmsNormIsTheAddThenTheNormBitForBit) {
+  // Small (one thread) and large enough for the parallel path; with and without weight / bias.
+  for (auto [N, C] : {std::pair<int64_t, int64_t>{5, 24}, {300, 288}}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      auto x = randn(N * C, 41 + kind), y = randn(N * C, 44), w = randn(C, 45), b = randn(C, 46);
+      const float* wp = kind >= 1 ? w.data() : nullptr;
+      const float* bp = kind == 2 ? b.data() : nullptr;
+      std::vector<float> h(x.size()), out(x.size()), rstd(N), rh(x.size()), rout(x.size()), rrstd(N);
+      residual_rmsnorm_forward(h.data(), out.data(), rstd.data(), x.data(), y.data(), wp, bp, N, C, 1e-5f);
+      residual_rmsnorm_forward_ref(rh.data(), rout.data(), rrstd.data(), x.data(), y.data(), wp, bp, N, C, 1e-5f);
+      EXPECT_TRUE(same_floats(h, rh)) << N << " " << kind;
+      EXPECT_TRUE(same_floats(out, rout)) << N << " " << kind;
+      EXPECT_TRUE(same_floats(rstd, rrstd)) << N << " " << kind;
+      // In place over the residual (h = x), as a layer may run it.
+      auto hx = x;
+      residual_rmsnorm_forward(hx.data(), out.data(), rstd.data(), hx.data(), y.data(), wp, bp, N, C, 1e-5f);
+      EXPECT_TRUE(same_floats(hx, rh));
+      EXPECT_TRUE(same_floats(out, rout));
+    }
+  }
+}
+
+TEST(FusedKernels, RmsNormBackwardMatchesTheTwoPassReference) {
+  for (auto [N, C] : {std::pair<int64_t, int64_t>{7, 24}, {300, 288}, {2000, 64}}) {
+    for (int kind = 0; kind < 3; ++kind) {  // weight + dweight + dbias, weight + dweight, weightless (QK-norm)
+      const bool has_w = kind != 2, has_b = kind == 0;
+      auto x = randn(N * C, 51 + kind, 2.0f), w = randn(C, 52), r = randn(N * C, 53);
+      std::vector<float> y(x.size()), rstd(N);
+      rmsnorm_forward(y.data(), rstd.data(), x.data(), has_w ? w.data() : nullptr, nullptr, N, C, 1e-5f);
+      // Accumulating on top of existing values.
+      auto dx = randn(N * C, 54), dw = randn(C, 55), db = randn(C, 56);
+      auto rdx = dx, rdw = dw, rdb = db;
+      rmsnorm_backward(dx.data(), has_w ? dw.data() : nullptr, has_b ? db.data() : nullptr, r.data(), x.data(),
+                       has_w ? w.data() : nullptr, rstd.data(), N, C);
+      rmsnorm_backward_ref(rdx.data(), has_w ? rdw.data() : nullptr, has_b ? rdb.data() : nullptr, r.data(), x.data(),
+                           has_w ? w.data() : nullptr, rstd.data(), N, C);
+      EXPECT_LE(max_rel_error(dx.data(), rdx.data(), rdx.size()), 1e-6) << N << " " << kind;
+      EXPECT_LE(max_rel_error(dw.data(), rdw.data(), rdw.size()), 1e-5) << N << " " << kind;
+      EXPECT_LE(max_rel_error(db.data(), rdb.data(), rdb.size()), 1e-5) << N << " " << kind;
+      // The parameter gradients are summed per block of rows in block order: the same bits on
+      // one thread as on two.
+      auto dx1 = randn(N * C, 54), dw1 = randn(C, 55), db1 = randn(C, 56);
+      const int threads = thread_count();
+      set_threads(1);
+      rmsnorm_backward(dx1.data(), has_w ? dw1.data() : nullptr, has_b ? db1.data() : nullptr, r.data(), x.data(),
+                       has_w ? w.data() : nullptr, rstd.data(), N, C);
+      set_threads(threads);
+      EXPECT_TRUE(same_floats(dx1, dx));
+      EXPECT_TRUE(same_floats(dw1, dw));
+      EXPECT_TRUE(same_floats(db1, db));
+    }
+  }
+}
+
+TEST(FusedKernels, RopeQkIsRopeOnQAndKBitForBit) {
+  const int64_t HS = 16;
+  std::vector<double> inv_freq = {1.0, 0.5, 0.2, 0.1, 0.03, 0.01, 0.003, 0.001};
+  for (auto [N, NH, NKV] : {std::tuple<int64_t, int64_t, int64_t>{3, 4, 2}, {400, 6, 6}}) {
+    std::vector<int64_t> pos(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = (n * 37) % 1000;
+    std::vector<float> cs(N * HS / 2), sn(N * HS / 2);
+    rope_tables(cs.data(), sn.data(), pos.data(), inv_freq.data(), N, HS / 2, 1.0);
+    auto q = randn(N * NH * HS, 61), k = randn(N * NKV * HS, 62);
+    std::vector<float> qr(q.size()), kr(k.size()), rq(q.size()), rk(k.size());
+    rope_qk_forward(qr.data(), kr.data(), q.data(), k.data(), cs.data(), sn.data(), N, NH, NKV, HS);
+    rope_forward(rq.data(), q.data(), cs.data(), sn.data(), N, NH, HS);
+    rope_forward(rk.data(), k.data(), cs.data(), sn.data(), N, NKV, HS);
+    EXPECT_TRUE(same_floats(qr, rq));
+    EXPECT_TRUE(same_floats(kr, rk));
+    auto qi = q, ki = k;  // in place
+    rope_qk_forward(qi.data(), ki.data(), qi.data(), ki.data(), cs.data(), sn.data(), N, NH, NKV, HS);
+    EXPECT_TRUE(same_floats(qi, rq));
+    EXPECT_TRUE(same_floats(ki, rk));
+    // Backward writes: the old contents of dq, dk do not matter.
+    auto dqr = randn(q.size(), 63), dkr = randn(k.size(), 64);
+    auto dq = randn(q.size(), 65, 100.0f), dk = randn(k.size(), 66, 100.0f);
+    std::vector<float> rdq(q.size(), 0.0f), rdk(k.size(), 0.0f);
+    rope_qk_backward(dq.data(), dk.data(), dqr.data(), dkr.data(), cs.data(), sn.data(), N, NH, NKV, HS);
+    rope_backward(rdq.data(), dqr.data(), cs.data(), sn.data(), N, NH, HS);
+    rope_backward(rdk.data(), dkr.data(), cs.data(), sn.data(), N, NKV, HS);
+    EXPECT_TRUE(same_floats(dq, rdq));
+    EXPECT_TRUE(same_floats(dk, rdk));
+  }
+}
+
+TEST(FusedKernels, SwigluBackwardWriteIsTheAccumulationIntoZeros) {
+  for (int64_t n : {int64_t{50}, int64_t{40000}}) {
+    auto g = randn(n, 71, 3.0f), u = randn(n, 72), r = randn(n, 73);
+    auto dg = randn(n, 74, 100.0f), du = randn(n, 75, 100.0f);  // old contents: overwritten
+    std::vector<float> rdg(n, 0.0f), rdu(n, 0.0f);
+    swiglu_backward_write(dg.data(), du.data(), r.data(), g.data(), u.data(), n);
+    swiglu_backward(rdg.data(), rdu.data(), r.data(), g.data(), u.data(), n);
+    EXPECT_LE(max_rel_error(dg.data(), rdg.data(), rdg.size()), 1e-7);
+    EXPECT_LE(max_rel_error(du.data(), rdu.data(), rdu.size()), 1e-7);
+  }
+}
+
+TEST(FusedKernels, MatmulBackwardCanWriteDinp) {
+  const int64_t N = 37, IC = 29, OC = 70;
+  auto x = randn(N * IC, 81), w = randn(OC * IC, 82), r = randn(N * OC, 83);
+  std::vector<float> dx(N * IC, std::nanf("")), dw(OC * IC, 0.0f);  // old dinp: never read
+  std::vector<float> rdx(N * IC, 0.0f), rdw(OC * IC, 0.0f);
+  matmul_backward(dx.data(), dw.data(), nullptr, r.data(), x.data(), w.data(), N, IC, OC, false);
+  matmul_backward_ref(rdx.data(), rdw.data(), nullptr, r.data(), x.data(), w.data(), N, IC, OC);
+  EXPECT_LE(max_rel_error(dx.data(), rdx.data(), rdx.size()), 1e-5);
+  EXPECT_LE(max_rel_error(dw.data(), rdw.data(), rdw.size()), 1e-5);
+}
+
 TEST(KernelBackward, ActivationsFiniteDifferences) {
   const int64_t n = 64;
   auto g = randn(n, 31, 2.0f), u = randn(n, 32), r = randn(n, 33);
@@ -425,6 +541,53 @@ INSTANTIATE_TEST_SUITE_P(Masks, AttentionBackward,
                                            AttentionCase{false, false, 2, 2, 0.5f},
                                            AttentionCase{true, false, 4, 2, 0, 3}, AttentionCase{true, true, 4, 2, 0, 3},
                                            AttentionCase{true, true, 4, 4, 0.3f, 2}));
+
+// Rows long enough that causal queries run in several blocks, each over its own key window
+// (attention.cpp's kCausalQueryRows): forward and backward still match the references.
+TEST(AttentionLongRows, QueryBlocksMatchTheReference) {
+  const int64_t B = 2, T = 300, HS = 16, NH = 4, NKV = 2;
+  std::vector<int32_t> tokens(B * T, 5);
+  tokens[40] = 2;  // documents: row 0 ends one at 40 and one at 250; row 1 is one document
+  tokens[250] = 2;
+  auto q = randn(B * T * NH * HS, 91, 2.0f), k = randn(B * T * NKV * HS, 92, 2.0f), v = randn(B * T * NKV * HS, 93);
+  auto r = randn(B * T * NH * HS, 94);
+  for (bool causal : {true, false}) {
+    for (bool doc : {false, true}) {
+      for (float dropout : {0.0f, 0.25f}) {
+        std::vector<int64_t> lo(B * T), hi(B * T);
+        attention_spans(lo.data(), hi.data(), tokens.data(), B, T, 0, causal, doc, 2, nullptr);
+        std::vector<float> out(r.size()), ref(r.size()), att(B * NH * T * T), att_ref(att.size());
+        attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0, T, NH,
+                          NKV, HS, dropout, 7);
+        attention_forward_ref(ref.data(), att_ref.data(), q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0,
+                              T, NH, NKV, HS);
+        EXPECT_LE(max_rel_error(att.data(), att_ref.data(), att.size()), 1e-5) << causal << doc << dropout;
+        if (dropout == 0) {
+          EXPECT_LE(max_rel_error(out.data(), ref.data(), out.size()), 1e-5) << causal << doc;
+          std::vector<float> lean(out.size());  // without saved probabilities: the same numbers
+          attention_forward(lean.data(), nullptr, q.data(), k.data(), v.data(), lo.data(), hi.data(), B, T, 0, T, NH,
+                            NKV, HS);
+          EXPECT_EQ(lean, out);
+        }
+        std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), rq(q.size()), rk(k.size()), rv(v.size());
+        attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                           lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7);
+        attention_backward_ref(rq.data(), rk.data(), rv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                               lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7);
+        EXPECT_LE(max_rel_error(dq.data(), rq.data(), rq.size()), 1e-5) << causal << doc << dropout;
+        EXPECT_LE(max_rel_error(dk.data(), rk.data(), rk.size()), 1e-5) << causal << doc << dropout;
+        EXPECT_LE(max_rel_error(dv.data(), rv.data(), rv.size()), 1e-5) << causal << doc << dropout;
+        // Written instead of added to: the old contents do not matter.
+        auto wq = randn(q.size(), 95, 100.0f), wk = randn(k.size(), 96, 100.0f), wv = randn(v.size(), 97, 100.0f);
+        attention_backward(wq.data(), wk.data(), wv.data(), r.data(), q.data(), k.data(), v.data(), att.data(),
+                           lo.data(), hi.data(), B, T, NH, NKV, HS, dropout, 7, false);
+        EXPECT_EQ(wq, dq);
+        EXPECT_EQ(wk, dk);
+        EXPECT_EQ(wv, dv);
+      }
+    }
+  }
+}
 
 // ---- SIGReg ----
 
