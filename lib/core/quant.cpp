@@ -647,6 +647,51 @@ LM_AVX512 float dot_q8_0_vnni(const void* row, const int8_t* q, const float* d, 
   return hsum512(_mm512_add_ps(a0, a1)) + hsum256(t);
 }
 
+// dot_q8_0_vnni of one weight row against four input rows: each weight pair loaded, its signs
+// and magnitudes taken and its scales converted once for the four (batched decode). Every
+// input's operations are dot_q8_0_vnni's in its order, so out[j] equals it bit for bit.
+LM_AVX512 void q8_pair_vnni_x4(const unsigned char* blk, const int8_t* const q[4], const float* const d[4], int64_t b,
+                               __m512 acc[4]) {
+  const __m512i w = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0BlockBytes + 2)), 1);
+  const __mmask64 negative = _mm512_movepi8_mask(w);
+  const __m512i magnitude = _mm512_abs_epi8(w);
+  const __m128i dw16 = _mm_cvtsi32_si128(static_cast<int>(load_u16(blk) | (uint32_t{load_u16(blk + kQ8_0BlockBytes)} << 16)));
+  const __m128 dw = _mm_cvtph_ps(dw16);
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int j = 0; j < 4; ++j) {
+    const __m512i x = _mm512_loadu_si512(q[j] + b * kQuantBlock);
+    const __m512i sx = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), magnitude, sx);
+    const __m128 s = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(d[j] + b))));
+    const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s));
+    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[j]);
+  }
+}
+
+LM_AVX512 void dot_q8_0_vnni_x4(const void* row, const int8_t* const q[4], const float* const d[4], int64_t n,
+                                float out[4]) {
+  const auto* p = static_cast<const unsigned char*>(row);
+  const int64_t nb = n / kQuantBlock;
+  __m512 a0[4], a1[4];
+  for (int j = 0; j < 4; ++j) a0[j] = a1[j] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    q8_pair_vnni_x4(p + b * kQ8_0BlockBytes, q, d, b, a0);
+    q8_pair_vnni_x4(p + (b + 2) * kQ8_0BlockBytes, q, d, b + 2, a1);
+  }
+  if (b + 2 <= nb) {
+    q8_pair_vnni_x4(p + b * kQ8_0BlockBytes, q, d, b, a0);
+    b += 2;
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m256 t = _mm256_setzero_ps();
+    if (b < nb) t = q8_block_vnni(p + b * kQ8_0BlockBytes, q[j] + b * kQuantBlock, d[j][b], t);
+    out[j] = hsum512(_mm512_add_ps(a0[j], a1[j])) + hsum256(t);
+  }
+}
+
 LM_AVX2 __m256 q8_block_avx2(const unsigned char* blk, const int8_t* q, float dx, __m256 acc) {
   const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
@@ -975,6 +1020,11 @@ float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n) {
     case DotIsa::Scalar: break;
   }
   return dot_q8_0_ref(row, q, d, n);
+}
+
+void dot_q8_0_x4(const void* row, const int8_t* const q[4], const float* const d[4], int64_t n, float out[4]) {
+  if (dot_isa() == DotIsa::Vnni) return dot_q8_0_vnni_x4(row, q, d, n, out);
+  for (int j = 0; j < 4; ++j) out[j] = dot_q8_0(row, q[j], d[j], n);
 }
 
 float dot_q4_0(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {

@@ -81,6 +81,9 @@ float dot_bf16(const void* row, const float* x, int64_t n);
 float dot_bf16_ref(const void* row, const float* x, int64_t n);
 float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n);
 float dot_q8_0_ref(const void* row, const int8_t* q, const float* d, int64_t n);
+// dot_q8_0 of one row against four inputs (out[j] = dot_q8_0(row, q[j], d[j], n) bit for bit),
+// the weights decoded once for the four: the batched row loop's q8_0 kernel.
+void dot_q8_0_x4(const void* row, const int8_t* const q[4], const float* const d[4], int64_t n, float out[4]);
 float dot_q4_0(const void* row, const int8_t* q, const float* d, const float* s, int64_t n);
 float dot_q4_0_ref(const void* row, const int8_t* q, const float* d, const float* s, int64_t n);
 // n % 256 == 0; q, d, s as quantize_input_q8 makes them.

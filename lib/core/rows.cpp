@@ -1,5 +1,6 @@
 #include "core/rows.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +36,18 @@ Floats16 load16(const float* p) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
 }
 
+// The end of every f32 row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
+// then the n % 16 weights past the last whole vector (from `i`) one by one. Every f32 kernel
+// ends each output element here, so each is dot_f32's number bit for bit.
+[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const float* w, const float* x, int64_t i, int64_t n) {
+  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
+                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
+                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
+  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+  for (; i < n; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
 }  // namespace
 
 // 64 floats per iteration into one vector accumulator: decode is bound by how many loads of a
@@ -48,12 +61,7 @@ Floats16 load16(const float* p) {
   for (; i + 64 <= n; i += 64)
     for (int64_t k = 0; k < 64; k += 16) acc += load16(w + i + k) * load16(x + i + k);
   for (; i + 16 <= n; i += 16) acc += load16(w + i) * load16(x + i);
-  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
-                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
-                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
-  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  for (; i < n; ++i) sum += w[i] * x[i];
-  return sum;
+  return finish_dot(acc, w, x, i, n);
 }
 
 float dot_f32_ref(const float* w, const float* x, int64_t n) {
@@ -62,72 +70,162 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
   return static_cast<float>(acc);
 }
 
-// dot_f32 of one weight row against four input rows at once: four independent accumulator
-// chains instead of one (dot_f32's single chain waits on the FMA latency), and each weight
-// vector loaded once for the four. Every row's operations are dot_f32's in dot_f32's order,
-// so each result equals dot_f32(w, x[j], n) bit for bit (batched decode relies on it).
-[[gnu::noinline]] void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]) {
-  Floats16 a0{}, a1{}, a2{}, a3{};
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int64_t k = 0; k < 64; k += 16) {
-      const Floats16 wv = load16(w + i + k);
-      a0 += wv * load16(x[0] + i + k);
-      a1 += wv * load16(x[1] + i + k);
-      a2 += wv * load16(x[2] + i + k);
-      a3 += wv * load16(x[3] + i + k);
+namespace {
+
+// The blocked f32 kernel (matmul_rows_f32_blocked). With N input rows every weight row is read
+// once for all of them: the input features go in chunks of about kChunkK (16 rows x 1 KB sit
+// in L1), and while a chunk is there the weight rows of a block of kBlockRows stream past it in
+// register tiles of kTileRows weight rows by kTileInputs input rows. Each (weight row, input
+// row) pair keeps dot_f32's one 16-lane accumulator, carried in a buffer from chunk to chunk
+// (kBlockRows x N x 64 bytes), and ends with dot_f32's own horizontal sum and tail
+// (finish_dot): the same operations in the same order, so every element is dot_f32's, bit for
+// bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads): from cache the tiles run
+// at 70-90% of the FMA peak, but with the weights coming from memory the FMAs between the loads
+// leave too few lines in flight, and the weights stream at about half batch-1's rate; the
+// software prefetch of the next chunk's lines, spread one weight row per input tile, is what
+// made the kernel faster than whole-row 4x4 tiles, not the L1 blocking by itself.
+constexpr int64_t kChunkK = 256;  // about; a multiple of 16
+constexpr int64_t kBlockRows = 8;
+#if defined(__AVX512F__)
+// A Floats16 is one zmm register, of 32: 16 accumulators, 4 inputs and a weight vector.
+constexpr int kTileRows = 4, kTileInputs = 4;
+// Held in registers: GCC would otherwise fold a vector into each of its FMAs as a memory
+// operand, loading it once per FMA.
+#define LM_PIN_VECTOR(v) asm("" : "+v"(v))
+#else
+// Two ymm registers per Floats16, of 16 (AVX2): a 2 x 2 tile's 8 accumulators and its operands.
+constexpr int kTileRows = 2, kTileInputs = 2;
+#define LM_PIN_VECTOR(v) ((void)0)
+#endif
+
+// The R x J tile of accumulators acc[r * N + j] (weight row r, input row j) over features
+// [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
+// For the first P weight rows, the line that the next pass will want (pf[r] + i - k0) is
+// prefetched as this one's is used.
+template <int R, int J, int P = 0>
+[[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const float* const* w, const float* x,
+                                                int64_t IC, int64_t k0, int64_t k1, const float* const* pf = nullptr) {
+  Floats16 a[R][J];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) a[r][j] = k0 == 0 ? Floats16{} : acc[r * N + j];  // the first chunk starts at 0
+  for (int64_t i = k0; i < k1; i += 16) {
+    Floats16 xv[J];
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) {
+      xv[j] = load16(x + j * IC + i);
+      LM_PIN_VECTOR(xv[j]);
     }
-  for (; i + 16 <= n; i += 16) {
-    const Floats16 wv = load16(w + i);
-    a0 += wv * load16(x[0] + i);
-    a1 += wv * load16(x[1] + i);
-    a2 += wv * load16(x[2] + i);
-    a3 += wv * load16(x[3] + i);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      if (r < P) __builtin_prefetch(pf[r] + (i - k0));
+      Floats16 wv = load16(w[r] + i);
+      LM_PIN_VECTOR(wv);
+#pragma GCC unroll 16
+      for (int j = 0; j < J; ++j) a[r][j] += wv * xv[j];
+    }
   }
-  const Floats16* acc[4] = {&a0, &a1, &a2, &a3};
-  for (int j = 0; j < 4; ++j) {
-    const Floats16& a = *acc[j];
-    const Floats4 quarter = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7) +
-                            __builtin_shufflevector(a, a, 8, 9, 10, 11) +
-                            __builtin_shufflevector(a, a, 12, 13, 14, 15);
-    float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-    for (int64_t t = i; t < n; ++t) sum += w[t] * x[j][t];
-    out[j] = sum;
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j) acc[r * N + j] = a[r][j];
+}
+
+// Tiles of R weight rows against the last `left` (< kTileInputs) input rows.
+template <int R, int J>
+[[gnu::always_inline]] inline void blocked_tile_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w,
+                                                     const float* x, int64_t IC, int64_t k0, int64_t k1) {
+  if constexpr (J > 0) {
+    if (left == J)
+      blocked_tile<R, J>(acc, N, w, x, IC, k0, k1);
+    else
+      blocked_tile_rest<R, J - 1>(left, acc, N, w, x, IC, k0, k1);
   }
 }
 
-// dot_f32 of four weight rows against four input rows: a 4x4 tile of independent accumulator
-// chains, each weight and input vector loaded once for four products (8 loads per 16 FMAs where
-// dot_f32_x4 needs 20): batched decode at 16 sequences is bound by the loads, not the FMAs.
-// Each pair's operations are dot_f32's in dot_f32's order: out[r][j] = dot_f32(w[r], x[j], n)
-// bit for bit.
-[[gnu::noinline]] void dot_f32_4x4(const float* const w[4], const float* const x[4], int64_t n, float out[4][4]) {
-  Floats16 a[4][4] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    Floats16 x0 = load16(x[0] + i), x1 = load16(x[1] + i), x2 = load16(x[2] + i), x3 = load16(x[3] + i);
-    // Held in registers (and each weight vector below): GCC would otherwise fold a vector into
-    // each of its four FMAs as a memory operand, loading it four times.
-    asm("" : "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
-    for (int r = 0; r < 4; ++r) {
-      Floats16 wv = load16(w[r] + i);
-      asm("" : "+v"(wv));
-      a[r][0] += wv * x0;
-      a[r][1] += wv * x1;
-      a[r][2] += wv * x2;
-      a[r][3] += wv * x3;
+// R weight rows against all N input rows over features [k0, k1); the first tile prefetches
+// the lines at pf (one per weight vector read).
+template <int R>
+[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
+                                    int64_t k0, int64_t k1, const float* const* pf) {
+  int64_t j = 0;
+  if (N / kTileInputs >= R) {  // the first R tiles prefetch for one weight row each
+    for (int t = 0; t < R; ++t, j += kTileInputs)
+      blocked_tile<R, kTileInputs, 1>(acc + j, N, w, x + j * IC, IC, k0, k1, pf + t);
+  } else if (N >= kTileInputs) {  // the first tile for all R rows
+    blocked_tile<R, kTileInputs, R>(acc, N, w, x, IC, k0, k1, pf);
+    j = kTileInputs;
+  }
+  for (; j + kTileInputs <= N; j += kTileInputs) blocked_tile<R, kTileInputs>(acc + j, N, w, x + j * IC, IC, k0, k1);
+  blocked_tile_rest<R, kTileInputs - 1>(N - j, acc + j, N, w, x + j * IC, IC, k0, k1);
+}
+
+// blocked_rows for the last `left` (< kTileRows) weight rows of a block.
+template <int R>
+void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
+                       int64_t k0, int64_t k1, const float* const* pf) {
+  if constexpr (R > 0) {
+    if (left == R)
+      blocked_rows<R>(acc, N, w, x, IC, k0, k1, pf);
+    else
+      blocked_rows_rest<R - 1>(left, acc, N, w, x, IC, k0, k1, pf);
+  }
+}
+
+}  // namespace
+
+void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                             int64_t first, int64_t count) {
+  if (N <= 0 || count <= 0) return;
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  const int64_t OC = w.rows, IC = w.cols, whole = IC / 16 * 16;  // features in whole vectors
+  thread_local std::vector<Floats16> buffer;  // the block's accumulators; kept between calls
+  if (buffer.size() < static_cast<size_t>(kBlockRows * N)) buffer.resize(static_cast<size_t>(kBlockRows * N));
+  Floats16* acc = buffer.data();
+  // Chunks of about kChunkK features, of equal whole vectors (288 features: one chunk of 288,
+  // not 256 and a 32-feature chunk of loop overhead).
+  const int64_t chunks = std::max<int64_t>(1, (whole + kChunkK / 2) / kChunkK);
+  const int64_t chunk = (whole / 16 + chunks - 1) / chunks * 16;
+  const int64_t end = first + count;
+  auto row = [&](int64_t o) { return reinterpret_cast<const float*>(base + o * w.row_bytes); };
+  for (int64_t o0 = first; o0 < end; o0 += kBlockRows) {
+    const int64_t rows = std::min(kBlockRows, end - o0);
+    const float* wr[kBlockRows];
+    for (int64_t r = 0; r < rows; ++r) wr[r] = row(o0 + r);
+    if (whole == 0) std::fill(acc, acc + rows * N, Floats16{});  // no chunk to start them
+    for (int64_t k0 = 0; k0 < whole; k0 += chunk) {
+      const int64_t k1 = std::min(whole, k0 + chunk);
+      // What to prefetch while this chunk runs: the next chunk of the same rows, or after the
+      // last chunk the next block's first (rows past the range: this chunk again, a no-op).
+      const float* pf[kBlockRows];
+      for (int64_t r = 0; r < rows; ++r)
+        pf[r] = k1 < whole ? wr[r] + k1 : o0 + kBlockRows + r < end ? row(o0 + kBlockRows + r) : wr[r] + k0;
+      int64_t r = 0;
+      for (; r + kTileRows <= rows; r += kTileRows)
+        blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+      blocked_rows_rest<kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float b = bias ? bias[o0 + r] : 0.0f;
+      for (int64_t j = 0; j < N; ++j) {
+        const float sum = finish_dot(acc[r * N + j], wr[r], inp + j * IC, whole, IC);
+        out[j * OC + o0 + r] = bias ? sum + b : sum;
+      }
     }
   }
-  for (int r = 0; r < 4; ++r)
-    for (int j = 0; j < 4; ++j) {
-      const Floats16& v = a[r][j];
-      const Floats4 quarter = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7) +
-                              __builtin_shufflevector(v, v, 8, 9, 10, 11) +
-                              __builtin_shufflevector(v, v, 12, 13, 14, 15);
-      float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-      for (int64_t t = i; t < n; ++t) sum += w[r][t] * x[j][t];
-      out[r][j] = sum;
+}
+
+void matmul_rows_f32_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                                int64_t first, int64_t count) {
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  for (int64_t o = first; o < first + count; ++o) {
+    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
+    for (int64_t n = 0; n < N; ++n) {
+      const float sum = dot_f32(row, inp + n * w.cols, w.cols);
+      out[n * w.rows + o] = bias ? sum + bias[o] : sum;
     }
+  }
 }
 
 namespace {
@@ -173,45 +271,37 @@ void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float
   }
 }
 
-// rows_loop for f32 weights: input rows four at a time (dot_f32_x4), the rest one by one;
-// the same numbers as rows_loop<row_dot_f32>.
+// rows_loop for f32 weights: the blocked kernel for kBlockedMinRows input rows or more (the
+// same numbers as rows_loop<row_dot_f32>), else one dot_f32 per output.
 void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                    int64_t count) {
+  if (in.N >= kBlockedMinRows) return matmul_rows_f32_blocked(out, in.f32, w, bias, in.N, first, count);
+  rows_loop<row_dot_f32>(out, in, w, bias, first, count);
+}
+
+// rows_loop for q8_0 weights: input rows four at a time (dot_q8_0_x4), the rest one by one;
+// the same numbers as rows_loop<row_dot_q8_0>.
+void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                    int64_t count) {
   const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, N = in.N, IC = in.IC;
-  int64_t o = first;
-  // Four weight rows by four input rows at a time while both last (dot_f32_4x4), then the rest.
-  if (N >= 4)
-    for (; o + 4 <= first + count; o += 4) {
-      const float* rows[4];
-      for (int r = 0; r < 4; ++r) rows[r] = reinterpret_cast<const float*>(base + (o + r) * w.row_bytes);
-      int64_t n = 0;
-      for (; n + 4 <= N; n += 4) {
-        const float* x[4] = {in.f32 + n * IC, in.f32 + (n + 1) * IC, in.f32 + (n + 2) * IC, in.f32 + (n + 3) * IC};
-        float acc[4][4];
-        dot_f32_4x4(rows, x, IC, acc);
-        for (int r = 0; r < 4; ++r)
-          for (int j = 0; j < 4; ++j) out[(n + j) * OC + o + r] = bias ? acc[r][j] + bias[o + r] : acc[r][j];
-      }
-      for (; n < N; ++n)
-        for (int r = 0; r < 4; ++r) {
-          const float acc = row_dot_f32(rows[r], in, n);
-          out[n * OC + o + r] = bias ? acc + bias[o + r] : acc;
-        }
-    }
-  for (; o < first + count; ++o) {
-    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
-    const float b = bias ? bias[o] : 0.0f;
+  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock;
+  for (int64_t o = first; o < first + count; ++o) {
+    const void* row = base + o * w.row_bytes;
     int64_t n = 0;
     for (; n + 4 <= N; n += 4) {
-      const float* x[4] = {in.f32 + n * IC, in.f32 + (n + 1) * IC, in.f32 + (n + 2) * IC, in.f32 + (n + 3) * IC};
+      const int8_t* q[4];
+      const float* d[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = in.q.data() + (n + j) * IC;
+        d[j] = in.d.data() + (n + j) * nb;
+      }
       float acc[4];
-      dot_f32_x4(row, x, IC, acc);
-      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + b : acc[j];
+      dot_q8_0_x4(row, q, d, IC, acc);
+      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + bias[o] : acc[j];
     }
     for (; n < N; ++n) {
-      const float acc = row_dot_f32(row, in, n);
-      out[n * OC + o] = bias ? acc + b : acc;
+      const float acc = row_dot_q8_0(row, in, n);
+      out[n * OC + o] = bias ? acc + bias[o] : acc;
     }
   }
 }
@@ -257,7 +347,7 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
     case WeightType::F32: return rows_loop_f32(out, in, w, bias, first, count);
     case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
     case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
-    case WeightType::Q8_0: return rows_loop<row_dot_q8_0>(out, in, w, bias, first, count);
+    case WeightType::Q8_0: return rows_loop_q8_0(out, in, w, bias, first, count);
     case WeightType::Q4_0: return rows_loop<row_dot_q4_0>(out, in, w, bias, first, count);
     case WeightType::Q4_K: return rows_loop<row_dot_q4_K>(out, in, w, bias, first, count);
     case WeightType::Q6_K: return rows_loop<row_dot_q6_K>(out, in, w, bias, first, count);

@@ -39,14 +39,21 @@ inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
 
 // w . x over n floats, in float with vector accumulators: the f32 row-dot.
 float dot_f32(const float* w, const float* x, int64_t n);
-// dot_f32 of w against four rows x[0..3] (out[j] = dot_f32(w, x[j], n), bit for bit), each
-// weight vector loaded once: the f32 row loop's kernel for four or more input rows.
-void dot_f32_x4(const float* w, const float* const x[4], int64_t n, float out[4]);
-// dot_f32 of four weight rows w[0..3] against four input rows x[0..3] (out[r][j] =
-// dot_f32(w[r], x[j], n), bit for bit): the f32 row loop's kernel for four or more of each.
-void dot_f32_4x4(const float* const w[4], const float* const x[4], int64_t n, float out[4][4]);
 // The same with a double accumulator, rounded once: the reference dot_f32 is held to.
 float dot_f32_ref(const float* w, const float* x, int64_t n);
+
+// matmul_rows for f32 weights (w.type F32; rows as in matmul_rows) blocked for many input
+// rows: a chunk of the features of all N inputs kept in L1 while a block of weight rows
+// streams past it in register tiles, each pair's 16-lane accumulator carried between chunks.
+// Every output element is dot_f32(w row, input row, IC) (+ bias) bit for bit: matmul_rows
+// runs it for kBlockedMinRows input rows or more; the tests reach it at every N.
+void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                             int64_t first, int64_t count);
+// Its plain twin: each element dot_f32 (+ bias) alone, one after another.
+void matmul_rows_f32_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                                int64_t first, int64_t count);
+// The fewest input rows for which matmul_rows takes the blocked f32 kernel.
+constexpr int64_t kBlockedMinRows = 4;
 
 // N input rows of IC floats, prepared once per matmul for the weights' type: for q8_0, q4_0,
 // q4_K and q6_K the rows quantized to int8 blocks (core/quant.h, quantize_input_q8), which every

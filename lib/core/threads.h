@@ -45,4 +45,14 @@ void parallel_chunks(int64_t n, int64_t chunk, Fn&& fn) {
       n, chunk, [](void* f, int64_t lo, int64_t hi) { (*static_cast<Fn*>(f))(lo, hi); }, &fn);
 }
 
+// parallel_chunks over [0, n) in pieces of whole groups of `group` items (the last group may
+// be short): the blocked row kernel's register tiles are 4 weight rows, and pieces cut
+// elsewhere leave remainders that run a slower tile.
+template <class Fn>
+void parallel_chunks_grouped(int64_t n, int64_t chunk, int64_t group, Fn&& fn) {
+  if (group <= 1) return parallel_chunks(n, chunk, [&](int64_t lo, int64_t hi) { fn(lo, hi); });
+  parallel_chunks((n + group - 1) / group, chunk / group > 1 ? chunk / group : 1,
+                  [&](int64_t lo, int64_t hi) { fn(lo * group, hi * group < n ? hi * group : n); });
+}
+
 }  // namespace lm

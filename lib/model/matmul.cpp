@@ -14,6 +14,7 @@
 namespace lm {
 
 int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
+int64_t row_group(int64_t N) { return N >= kBlockedMinRows ? 4 : 1; }
 
 namespace {
 
@@ -22,8 +23,8 @@ namespace {
 void matmul_forward_few_rows(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                              int64_t IC, int64_t OC) {
   const WeightView w = f32_weights(weight, OC, IC);
-  parallel_chunks(OC, few_rows_chunk(IC),
-                  [&](int64_t lo, int64_t hi) { matmul_rows(out, inp, w, bias, N, lo, hi - lo); });
+  parallel_chunks_grouped(OC, few_rows_chunk(IC), row_group(N),
+                          [&](int64_t lo, int64_t hi) { matmul_rows(out, inp, w, bias, N, lo, hi - lo); });
 }
 
 }  // namespace
@@ -145,7 +146,7 @@ void matmul_forward_parts(std::initializer_list<MatmulPart> parts, const float* 
   for (const MatmulPart& p : parts) rows += p.OC;
   // The parts' rows stacked, shared out as one range: each part's rows in [lo, hi) are one
   // matmul_rows call.
-  parallel_chunks(rows, few_rows_chunk(IC), [&](int64_t lo, int64_t hi) {
+  parallel_chunks_grouped(rows, few_rows_chunk(IC), row_group(N), [&](int64_t lo, int64_t hi) {
     int64_t start = 0;  // the part's first row in the stack
     for (const MatmulPart& p : parts) {
       const int64_t a = std::max(lo, start), b = std::min(hi, start + p.OC);
@@ -183,8 +184,8 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
     return;
   }
   const RowsInput in(inp, N, w.cols, w.type);
-  parallel_chunks(w.rows, few_rows_chunk(w.cols),
-                  [&](int64_t lo, int64_t hi) { matmul_rows(out, in, w, bias, lo, hi - lo); });
+  parallel_chunks_grouped(w.rows, few_rows_chunk(w.cols), row_group(N),
+                          [&](int64_t lo, int64_t hi) { matmul_rows(out, in, w, bias, lo, hi - lo); });
 }
 
 void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const float* inp, int64_t N) {
@@ -209,7 +210,7 @@ void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const flo
   }
   int64_t rows = 0;
   for (const MatmulViewPart& p : parts) rows += p.weight->rows;
-  parallel_chunks(rows, few_rows_chunk(IC), [&](int64_t lo, int64_t hi) {
+  parallel_chunks_grouped(rows, few_rows_chunk(IC), row_group(N), [&](int64_t lo, int64_t hi) {
     int64_t start = 0;
     size_t k = 0;
     for (const MatmulViewPart& p : parts) {

@@ -42,6 +42,9 @@ bool row_kernel_forced();
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'
 // finishing times.
 int64_t few_rows_chunk(int64_t IC);
+// Rows per group of a piece for N input rows (parallel_chunks_grouped): the blocked f32
+// kernel's 4-row register tile for N >= kBlockedMinRows, else 1.
+int64_t row_group(int64_t N);
 
 // out [N, OC] = inp [N, IC] @ weight [OC, IC]^T + bias [OC] (bias may be null).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

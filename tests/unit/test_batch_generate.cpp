@@ -59,34 +59,18 @@ std::vector<std::vector<int32_t>> prompts_of(int64_t V, int count, uint64_t seed
   return out;
 }
 
-TEST(BatchDecode, FourRowDotIsDotF32BitForBit) {
+// The row kernel over 1..9 input rows (the blocked kernel from kBlockedMinRows rows on): each
+// output as the one-row product's (tests/unit/test_rows.cpp holds the blocked kernel to dot_f32
+// at more shapes).
+TEST(BatchDecode, RowKernelRowsAreOneRowProductsBitForBit) {
   Rng rng(3);
-  for (const int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{64}, int64_t{100}, int64_t{288}, int64_t{771}}) {
-    std::vector<float> w(static_cast<size_t>(n)), x(static_cast<size_t>(4 * n));
-    for (auto& v : w) v = rng.normal();
-    for (auto& v : x) v = rng.normal();
-    const float* rows[4] = {x.data(), x.data() + n, x.data() + 2 * n, x.data() + 3 * n};
-    float out[4];
-    dot_f32_x4(w.data(), rows, n, out);
-    for (int j = 0; j < 4; ++j) EXPECT_EQ(out[j], dot_f32(w.data(), rows[j], n)) << "n " << n << " row " << j;
-    // four weight rows at once (the 4x4 tile)
-    std::vector<float> w4(static_cast<size_t>(4 * n));
-    for (auto& v : w4) v = rng.normal();
-    const float* wrows[4] = {w4.data(), w4.data() + n, w4.data() + 2 * n, w4.data() + 3 * n};
-    float tile[4][4];
-    dot_f32_4x4(wrows, rows, n, tile);
-    for (int r = 0; r < 4; ++r)
-      for (int j = 0; j < 4; ++j)
-        EXPECT_EQ(tile[r][j], dot_f32(wrows[r], rows[j], n)) << "n " << n << " weight row " << r << " row " << j;
-  }
-  // The row kernel over 1..9 input rows: each output as the one-row product's.
   const int64_t OC = 11, IC = 77;  // two 4-row tiles of the weights and three rows left
   std::vector<float> wm(static_cast<size_t>(OC * IC)), bias(static_cast<size_t>(OC)), xm(static_cast<size_t>(9 * IC));
   for (auto& v : wm) v = rng.normal();
   for (auto& v : bias) v = rng.normal();
   for (auto& v : xm) v = rng.normal();
   const WeightView view = f32_weights(wm.data(), OC, IC);
-  for (int64_t N = 1; N <= 9; ++N) {  // 4x4 tiles, then the rows left one by one
+  for (int64_t N = 1; N <= 9; ++N) {
     std::vector<float> many(static_cast<size_t>(N * OC)), one(static_cast<size_t>(OC));
     matmul_rows(many.data(), xm.data(), view, bias.data(), N, 0, OC);
     for (int64_t r = 0; r < N; ++r) {

@@ -4,12 +4,14 @@
 // random data; unimplemented weight types refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/rng.h"
 #include "core/rows.h"
 
@@ -145,6 +147,95 @@ TEST(RowKernels, MatmulRowsIsDotF32PlusBiasBitForBit) {
     for (int64_t o = 0; o < c.OC; ++o)
       EXPECT_EQ(out[n * c.OC + o], dot_f32(c.weights.data() + o * (c.IC + c.pad), c.inp.data() + n * c.IC, c.IC) +
                                        c.bias[o]);
+}
+
+// The blocked f32 kernel (many input rows) against its plain twin, one dot_f32 per element, bit
+// for bit, at awkward shapes: features below one vector, off the 16-float vectors and off the
+// 256-float chunks; 1..17 input rows (tiles of 4 and the rows left); weight rows off the 4-row
+// tiles and the 16-row blocks, from an offset; padded weight rows (NaN padding, never read);
+// with and without bias; columns outside the range left as they were.
+TEST(RowKernels, BlockedF32IsOneRowDotBitForBit) {
+  Rng rng(26);
+  constexpr float kMarker = -12345.0f;
+  for (int64_t IC : {1, 15, 16, 17, 255, 256, 257, 300, 529, 777}) {
+    const RowsCase c = make_case(rng, 17, IC, 37, false);
+    for (int64_t N = 1; N <= 17; ++N)
+      for (const Range r : {Range{0, 37}, Range{3, 30}, Range{36, 1}, Range{5, 0}})
+        for (bool with_bias : {false, true}) {
+          const float* bias = with_bias ? c.bias.data() : nullptr;
+          std::vector<float> out(N * c.OC, kMarker), twin(out.size(), kMarker), dispatched(out.size(), kMarker);
+          matmul_rows_f32_blocked(out.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          matmul_rows_f32_one_by_one(twin.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          matmul_rows(dispatched.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
+          ASSERT_EQ(0, std::memcmp(out.data(), twin.data(), out.size() * sizeof(float)))
+              << "IC " << IC << ", N " << N << ", rows " << r.first << "+" << r.count << ", bias " << with_bias;
+          ASSERT_EQ(0, std::memcmp(dispatched.data(), twin.data(), out.size() * sizeof(float)))
+              << "IC " << IC << ", N " << N << ", rows " << r.first << "+" << r.count << ", bias " << with_bias;
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < c.OC; ++o) {
+              const bool inside = o >= r.first && o < r.first + r.count;
+              EXPECT_EQ(out[n * c.OC + o] == kMarker, !inside) << n << ", " << o;
+            }
+        }
+  }
+}
+
+// The test above would catch a change of order: on its data, the sums of the same products
+// in another order (each 256-feature chunk summed alone and the chunks' sums added, as a
+// blocked kernel that did not carry the accumulators would; or the vectors walked from the
+// last) differ from dot_f32 in most elements.
+TEST(RowKernels, BlockedF32TestSeesAnOrderChange) {
+  Rng rng(26);
+  const int64_t IC = 777;
+  const RowsCase c = make_case(rng, 17, IC, 37, false);
+  int chunked_differs = 0, reversed_differs = 0, total = 0;
+  for (int64_t o = 0; o < c.OC; ++o)
+    for (int64_t n = 0; n < c.N; ++n) {
+      const float* w = c.weights.data() + o * (IC + c.pad);
+      const float* x = c.inp.data() + n * IC;
+      const float one = dot_f32(w, x, IC);
+      float chunked = 0;
+      for (int64_t k0 = 0; k0 < IC; k0 += 256) chunked += dot_f32(w + k0, x + k0, std::min<int64_t>(256, IC - k0));
+      float reversed = 0;  // whole vectors last to first, then the tail
+      const int64_t whole = IC / 16 * 16;
+      for (int64_t k0 = whole - 16; k0 >= 0; k0 -= 16) reversed += dot_f32(w + k0, x + k0, 16);
+      reversed += dot_f32(w + whole, x + whole, IC - whole);
+      chunked_differs += chunked != one;
+      reversed_differs += reversed != one;
+      ++total;
+    }
+  EXPECT_GT(chunked_differs, total / 2) << total;
+  EXPECT_GT(reversed_differs, total / 2) << total;
+}
+
+// The q8_0 row loop takes four input rows at a time (dot_q8_0_x4): each output is the one-row
+// dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even numbers of
+// blocks (the pair loop, the last pair, the last block), for 1..9 input rows.
+TEST(RowKernels, Q8RowsAreOneRowDotsBitForBit) {
+  Rng rng(27);
+  for (const char* isa : {"best", "avx512_vnni", "avx2", "scalar"}) {
+    if (!set_quant_dot_isa(isa)) continue;
+    for (int64_t IC : {32, 64, 96, 128, 160, 768}) {
+      const int64_t OC = 5, row_bytes = weight_row_bytes(WeightType::Q8_0, IC);
+      std::vector<float> wf(OC * IC), x(9 * IC), bias(OC);
+      for (auto& v : wf) v = rng.normal();
+      for (auto& v : x) v = rng.normal();
+      for (auto& v : bias) v = rng.normal();
+      std::vector<unsigned char> wq(OC * row_bytes);
+      for (int64_t o = 0; o < OC; ++o) quantize_row(WeightType::Q8_0, wf.data() + o * IC, IC, wq.data() + o * row_bytes);
+      const WeightView view{WeightType::Q8_0, wq.data(), OC, IC, row_bytes};
+      for (int64_t N = 1; N <= 9; ++N) {
+        std::vector<float> many(N * OC), one(OC);
+        matmul_rows(many.data(), x.data(), view, bias.data(), N, 0, OC);
+        for (int64_t n = 0; n < N; ++n) {
+          matmul_rows(one.data(), x.data() + n * IC, view, bias.data(), 1, 0, OC);
+          ASSERT_EQ(0, std::memcmp(many.data() + n * OC, one.data(), OC * sizeof(float)))
+              << isa << ", IC " << IC << ", N " << N << ", row " << n;
+        }
+      }
+    }
+  }
+  set_quant_dot_isa("best");
 }
 
 // Every type has a row kernel; a row length off the type's blocks is refused before anything
