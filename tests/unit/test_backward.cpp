@@ -499,6 +499,19 @@ TEST(KernelBackward, CrossEntropyWeightedFiniteDifferences) {
 // N; ignored rows, loss weights, a bias, the soft cap, a dW that already holds a gradient
 // (tied embeddings accumulate); threaded, and inside a parallel region on single-threaded
 // kernels, two halves at once into their own gradients (the row-parallel step).
+TEST(ClassifierCrossEntropy, DefaultChunkBoundsTheLogits) {
+  // A training step holds one chunk of logits at a time: at most 128 MiB of them, whatever the
+  // batch (a long batch never stores all its [B*T, V] logits), and never less than one row.
+  constexpr int64_t kBound = int64_t{128} << 20;
+  for (const int64_t V : {int64_t{256}, int64_t{32000}, int64_t{128256}}) {
+    const int64_t rows = classifier_chunk_rows(V, 288);
+    EXPECT_LE(rows * V * 4, kBound) << V;
+    EXPECT_GT((rows + 1) * V * 4, kBound) << V;
+  }
+  EXPECT_EQ(classifier_chunk_rows(32000, 288), 1048);
+  EXPECT_EQ(classifier_chunk_rows(int64_t{1} << 30, 8), 1);
+}
+
 TEST(ClassifierCrossEntropy, ChunkedMatchesUnchunkedReference) {
   const int64_t N = 37, C = 24, V = 301;
   const int32_t ignore = 5;
