@@ -167,21 +167,27 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
     if (report) print_error(name_, msg, "run '" + name_ + " --help' for usage");
     return 2;
   }
+  // Past the body, a termination signal that is ending the process wins: its removal of the
+  // temporary files may be what made the body fail (a rename finding its file gone).
   int code;
   try {
     if (threads_option_) set_threads(threads);
     code = body();
     check_stdout();
   } catch (const Error& e) {
+    lm::wait_if_ending_by_signal();
     if (report) print_error(name_, e.what(), e.hint());
     return exit_code_for(e.kind());
   } catch (const std::bad_alloc&) {
+    lm::wait_if_ending_by_signal();
     if (report) print_error(name_, "cannot allocate memory: out of memory");
     return 1;
   } catch (const std::exception& e) {
+    lm::wait_if_ending_by_signal();
     if (report) print_error(name_, std::string("internal error: ") + e.what());
     return 1;
   }
+  lm::wait_if_ending_by_signal();
   return code;
 }
 

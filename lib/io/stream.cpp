@@ -95,7 +95,10 @@ extern "C" void on_fatal_signal(int sig) {
 
 // Outside a signal handler: removes the temporary paths (none can be half registered: the
 // registry stays locked) and ends the process by `sig`.
+std::atomic<bool> g_ending{false};  // remove_temp_files_and_end has begun: the process is ending
+
 [[noreturn]] void remove_temp_files_and_end(int sig) {
+  g_ending.store(true);     // before any path goes: a thread it makes fail waits (wait_if_ending_by_signal)
   g_registry_mutex.lock();  // never unlocked: the process ends
   remove_temp_files_now();
   end_by_signal(sig);
@@ -611,6 +614,11 @@ void stop_on_termination_signal(std::atomic<bool>* flag) {
 }
 
 int termination_signal_received() { return g_stop_signal.load(); }
+
+void wait_if_ending_by_signal() {
+  if (!g_ending.load()) return;
+  for (;;) ::pause();  // the thread that is ending the process ends this one too
+}
 
 void end_by_signal(int sig) {
   std::signal(sig, SIG_DFL);

@@ -139,5 +139,10 @@ void stop_on_termination_signal(std::atomic<bool>* flag);
 int termination_signal_received();
 // Ends the process by `sig` with its default action (from any thread, whatever its mask).
 [[noreturn]] void end_by_signal(int sig);
+// Returns at once unless a termination signal is ending the process; then never returns (the
+// process ends by the signal). For a program's last steps (reporting an error, exiting): the
+// signal thread removes the temporary files while the other threads run on, so a rename can
+// fail for it, and that failure is not what ended the program.
+void wait_if_ending_by_signal();
 
 }  // namespace lm
