@@ -198,8 +198,13 @@ std::vector<std::string> write_checkpoint_dir(const std::string& given, const Ch
     TempDir stage(dir, "cannot create directory");
     ::chmod(stage.path().c_str(), 0777 & ~current_umask());
     write_files(stage.path(), files, weight_names);
-    if (::rename(stage.path().c_str(), dir.c_str()) != 0) fail_io("cannot create directory", dir);
-    stage.release();
+    {
+      // The signal thread must not be emptying the directory (through its own handle) while it
+      // becomes the checkpoint.
+      CommitSection commit;
+      if (::rename(stage.path().c_str(), dir.c_str()) != 0) fail_io("cannot create directory", dir);
+      stage.release();
+    }
     const size_t slash = dir.rfind('/');
     sync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash));
     return written;
