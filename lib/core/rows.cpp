@@ -58,8 +58,8 @@ Floats16 load16(const float* p) {
 // result does not depend on its operands' order): the four quarters gathered lane by lane
 // (a 4 x 4 transpose of 128-bit lanes), summed ((l0 + l1) + l2) + l3 as finish_dot's quarter,
 // then (q0 + q1) + (q2 + q3) within each lane. Four sums for the shuffles and adds of about one.
-[[gnu::always_inline]] inline void horizontal_sums4(const Floats16& a, const Floats16& b, const Floats16& c,
-                                                    const Floats16& d, float* sums) {
+[[gnu::always_inline]] inline Floats4 horizontal_sums4(const Floats16& a, const Floats16& b, const Floats16& c,
+                                                       const Floats16& d) {
   // [a.l0, b.l0, a.l1, b.l1] and [a.l2, b.l2, a.l3, b.l3], the same for c and d
   const Floats16 ab01 = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const Floats16 ab23 = __builtin_shufflevector(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
@@ -73,10 +73,7 @@ Floats16 load16(const float* p) {
   const Floats16 q = ((l0 + l1) + l2) + l3;  // each 128-bit lane one accumulator's quarter
   const Floats16 pairs = q + __builtin_shufflevector(q, q, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   const Floats16 s = pairs + __builtin_shufflevector(pairs, pairs, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  sums[0] = s[0];  // (q0 + q1) + (q2 + q3)
-  sums[1] = s[4];
-  sums[2] = s[8];
-  sums[3] = s[12];
+  return __builtin_shufflevector(s, s, 0, 4, 8, 12);  // each (q0 + q1) + (q2 + q3)
 }
 
 }  // namespace
@@ -237,20 +234,25 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
         blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
       blocked_rows_rest<kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const float b = bias ? bias[o0 + r] : 0.0f;
-      const Floats16* a = acc + r * N;
-      int64_t j = 0;
-      for (; j + 4 <= N; j += 4) {  // four elements' horizontal sums at once
-        float sums[4];
-        horizontal_sums4(a[j], a[j + 1], a[j + 2], a[j + 3], sums);
-        for (int64_t t = 0; t < 4; ++t) {
-          const float sum = finish_tail(sums[t], wr[r], inp + (j + t) * IC, whole, IC);
-          out[(j + t) * OC + o0 + r] = bias ? sum + b : sum;
+    // The sums of four weight rows for one input row at once: with no tail, four adjacent
+    // outputs, stored (and the bias added) as one vector; the rows past the last four, and
+    // every element of rows with a tail, one by one.
+    int64_t r = 0;
+    if (whole == IC)
+      for (; r + 4 <= rows; r += 4) {
+        Floats4 b{};
+        if (bias) std::memcpy(&b, bias + o0 + r, sizeof b);
+        const Floats16* a = acc + r * N;
+        for (int64_t j = 0; j < N; ++j) {
+          Floats4 sums = horizontal_sums4(a[j], a[N + j], a[2 * N + j], a[3 * N + j]);
+          if (bias) sums += b;
+          std::memcpy(out + j * OC + o0 + r, &sums, sizeof sums);
         }
       }
-      for (; j < N; ++j) {
-        const float sum = finish_dot(a[j], wr[r], inp + j * IC, whole, IC);
+    for (; r < rows; ++r) {
+      const float b = bias ? bias[o0 + r] : 0.0f;
+      for (int64_t j = 0; j < N; ++j) {
+        const float sum = finish_dot(acc[r * N + j], wr[r], inp + j * IC, whole, IC);
         out[j * OC + o0 + r] = bias ? sum + b : sum;
       }
     }
