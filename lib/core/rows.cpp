@@ -36,16 +36,44 @@ Floats16 load16(const float* p) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
 }
 
+// The n % 16 weights past the last whole vector (from `i`), one by one onto `sum`.
+[[gnu::always_inline]] inline float finish_tail(float sum, const float* w, const float* x, int64_t i, int64_t n) {
+  for (; i < n; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
 // The end of every f32 row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
-// then the n % 16 weights past the last whole vector (from `i`) one by one. Every f32 kernel
-// ends each output element here, so each is dot_f32's number bit for bit.
+// then the tail (finish_tail). Every f32 kernel ends each output element here or in
+// finish_dot4, so each is dot_f32's number bit for bit.
 [[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const float* w, const float* x, int64_t i, int64_t n) {
   const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
                           __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
                           __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
-  float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  for (; i < n; ++i) sum += w[i] * x[i];
-  return sum;
+  const float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+  return finish_tail(sum, w, x, i, n);
+}
+
+// finish_dot's horizontal sums of four accumulators at once, each with finish_dot's additions
+// in its order (the same pairs added, only side by side in one vector; a float addition's
+// result does not depend on its operands' order): the four quarters gathered lane by lane
+// (a 4 x 4 transpose of 128-bit lanes), summed ((l0 + l1) + l2) + l3 as finish_dot's quarter,
+// then (q0 + q1) + (q2 + q3) within each lane. Four sums for the shuffles and adds of about one.
+[[gnu::always_inline]] inline Floats4 horizontal_sums4(const Floats16& a, const Floats16& b, const Floats16& c,
+                                                       const Floats16& d) {
+  // [a.l0, b.l0, a.l1, b.l1] and [a.l2, b.l2, a.l3, b.l3], the same for c and d
+  const Floats16 ab01 = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const Floats16 ab23 = __builtin_shufflevector(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const Floats16 cd01 = __builtin_shufflevector(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const Floats16 cd23 = __builtin_shufflevector(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  // lane k of all four: [a.lk, b.lk, c.lk, d.lk]
+  const Floats16 l0 = __builtin_shufflevector(ab01, cd01, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const Floats16 l1 = __builtin_shufflevector(ab01, cd01, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const Floats16 l2 = __builtin_shufflevector(ab23, cd23, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const Floats16 l3 = __builtin_shufflevector(ab23, cd23, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const Floats16 q = ((l0 + l1) + l2) + l3;  // each 128-bit lane one accumulator's quarter
+  const Floats16 pairs = q + __builtin_shufflevector(q, q, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  const Floats16 s = pairs + __builtin_shufflevector(pairs, pairs, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  return __builtin_shufflevector(s, s, 0, 4, 8, 12);  // each (q0 + q1) + (q2 + q3)
 }
 
 }  // namespace
@@ -206,7 +234,22 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
         blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
       blocked_rows_rest<kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
     }
-    for (int64_t r = 0; r < rows; ++r) {
+    // The sums of four weight rows for one input row at once: with no tail, four adjacent
+    // outputs, stored (and the bias added) as one vector; the rows past the last four, and
+    // every element of rows with a tail, one by one.
+    int64_t r = 0;
+    if (whole == IC)
+      for (; r + 4 <= rows; r += 4) {
+        Floats4 b{};
+        if (bias) std::memcpy(&b, bias + o0 + r, sizeof b);
+        const Floats16* a = acc + r * N;
+        for (int64_t j = 0; j < N; ++j) {
+          Floats4 sums = horizontal_sums4(a[j], a[N + j], a[2 * N + j], a[3 * N + j]);
+          if (bias) sums += b;
+          std::memcpy(out + j * OC + o0 + r, &sums, sizeof sums);
+        }
+      }
+    for (; r < rows; ++r) {
       const float b = bias ? bias[o0 + r] : 0.0f;
       for (int64_t j = 0; j < N; ++j) {
         const float sum = finish_dot(acc[r * N + j], wr[r], inp + j * IC, whole, IC);

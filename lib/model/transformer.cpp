@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 #include "core/threads.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -683,15 +684,21 @@ const float* Transformer::forward_steps(const int32_t* tokens, KVCache* const* c
       std::memcpy(caches[i]->keys(l) + at, la.kr + i * KD, static_cast<size_t>(KD) * sizeof(float));
       std::memcpy(caches[i]->values(l) + at, la.v + i * KD, static_cast<size_t>(KD) * sizeof(float));
     }
-    // A unit is one sequence's kv head and its query heads (what the one-token step runs).
+    // All sequences' attention in one region. A unit is one sequence's query heads of a group
+    // of kv heads: all of them once there are as many sequences as threads, so that each unit
+    // reads its cache's positions whole, front to back (one contiguous stream that the
+    // hardware prefetcher follows), not one head's 256-byte slice every few KB. Each head's
+    // numbers do not depend on the heads beside it: the one-token step's, bit for bit.
     const int64_t rep = NH / NKV;
-    parallel_chunks(n * NKV, 1, [&](int64_t u0, int64_t u1) {
+    const int64_t groups = std::clamp<int64_t>((thread_count() + n - 1) / n, 1, NKV);
+    parallel_chunks(n * groups, 1, [&](int64_t u0, int64_t u1) {
       thread_local std::vector<float> scratch;
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t i = u / NKV, g = u % NKV;
+        const int64_t i = u / groups, g = u % groups;
+        const int64_t h0 = NKV * g / groups * rep, h1 = NKV * (g + 1) / groups * rep;
         KVCache& kv = *caches[i];
         attention_one_query_heads(la.atty + i * QD, la.qr + i * QD, kv.keys(l), kv.values(l), 0, key_lo[i],
-                                  a.key_hi[i], kv.capacity(), NH, NKV, HS, g * rep, (g + 1) * rep, scratch);
+                                  a.key_hi[i], kv.capacity(), NH, NKV, HS, h0, h1, scratch);
       }
     });
     matmul_forward(la.attproj, la.atty, lm.wo, lw.bo, n);

@@ -208,6 +208,44 @@ TEST(RowKernels, BlockedF32TestSeesAnOrderChange) {
   EXPECT_GT(reversed_differs, total / 2) << total;
 }
 
+// The same for the horizontal sums, which the blocked kernel does four elements at a time
+// (horizontal_sums4): dot_f32 emulated lane by lane (16 float accumulators of fused
+// multiply-adds, as the kernel's vectors) and summed in its order gives dot_f32 exactly on
+// this data, so the emulation is the kernel's; summed in other orders (the quarters added
+// right to left, the last step as (q0 + q2) + (q1 + q3), the 16 lanes one by one) it differs
+// in a good share of the elements, which the bit-for-bit test above would show.
+TEST(RowKernels, BlockedF32TestSeesAHorizontalSumOrderChange) {
+  Rng rng(26);
+  const int64_t IC = 768;  // whole vectors: the tail is the bit-for-bit test's (IC off the vectors)
+  const RowsCase c = make_case(rng, 17, IC, 37, false);
+  int same = 0, right_to_left = 0, crossed = 0, lane_by_lane = 0, total = 0;
+  for (int64_t o = 0; o < c.OC; ++o)
+    for (int64_t n = 0; n < c.N; ++n) {
+      const float* w = c.weights.data() + o * (IC + c.pad);
+      const float* x = c.inp.data() + n * IC;
+      float acc[16] = {};
+      for (int64_t i = 0; i < IC; i += 16)
+        for (int64_t l = 0; l < 16; ++l) acc[l] = std::fma(w[i + l], x[i + l], acc[l]);
+      float q[4], r[4];
+      for (int k = 0; k < 4; ++k) {
+        q[k] = ((acc[k] + acc[4 + k]) + acc[8 + k]) + acc[12 + k];
+        r[k] = acc[k] + (acc[4 + k] + (acc[8 + k] + acc[12 + k]));
+      }
+      float lanes = 0;
+      for (float a : acc) lanes += a;
+      const float one = dot_f32(w, x, IC);
+      same += (q[0] + q[1]) + (q[2] + q[3]) == one;
+      right_to_left += (r[0] + r[1]) + (r[2] + r[3]) != one;
+      crossed += (q[0] + q[2]) + (q[1] + q[3]) != one;
+      lane_by_lane += lanes != one;
+      ++total;
+    }
+  EXPECT_EQ(same, total);
+  EXPECT_GT(right_to_left, total / 4) << total;
+  EXPECT_GT(crossed, total / 4) << total;
+  EXPECT_GT(lane_by_lane, total / 4) << total;
+}
+
 // The q8_0 row loop takes four input rows at a time (dot_q8_0_x4): each output is the one-row
 // dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even numbers of
 // blocks (the pair loop, the last pair, the last block), for 1..9 input rows.
