@@ -9,6 +9,7 @@
 
 #include "core/blas.h"
 #include "core/fast_exp.h"
+#include "core/row_max.h"
 #include "core/threads.h"
 #include "model/dropout.h"
 
@@ -113,14 +114,13 @@ void query_blocks(std::vector<QueryBlock>& out, const int64_t* lo, const int64_t
 }
 
 // In place over row[0, W): softmax over [lo, hi] (relative to the row), 0 elsewhere.
+// The max in lanes and the sum as an `omp simd` reduction: scalar loops before (the max a
+// chain of vmaxss, the sum's order kept the exponentials from vectorising).
 void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
-  float mx = -INFINITY;
-  for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, row[j]);
+  const float mx = row_max(row + lo, hi - lo + 1);
   float sum = 0;
-  for (int64_t j = lo; j <= hi; ++j) {
-    row[j] = exp_fast(row[j] - mx);
-    sum += row[j];
-  }
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = lo; j <= hi; ++j) sum += (row[j] = exp_fast(row[j] - mx));
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < lo; ++j) row[j] = 0;
   for (int64_t j = lo; j <= hi; ++j) row[j] *= inv;
@@ -372,6 +372,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 for (int64_t j = l; j <= u; ++j) dr[j] *= dropout_scale(seed, base + t * T + k0 + j, dropout);
               // softmax backward: dS = P (dP - sum_j P dP), times the score scale
               float dot = 0;
+#pragma omp simd reduction(+ : dot)
               for (int64_t j = l; j <= u; ++j) dot += pr[j] * dr[j];
               for (int64_t j = 0; j < l; ++j) dr[j] = 0;
               for (int64_t j = l; j <= u; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
