@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "io/stream.h"
 #include "version.h"
 
 namespace lm::cli {
@@ -131,6 +132,7 @@ void print_option_list(const CLI::App& app) {
 }  // namespace
 
 int Tool::run(int argc, char** argv, const std::function<int()>& body) {
+  lm::take_termination_signals();  // before any thread starts (lib/io/stream.h says why)
   const CheckedStdout checked_stdout;
   // What a program prints without running (help, version, the option list): a failed write
   // of it is an error too.

@@ -1,7 +1,6 @@
 // lm-train: train or fine-tune a model on token streams, in a run directory with exact
 // resume (lib/train). See man/lm-train.1.
 #include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -9,22 +8,13 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "io/stream.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-volatile std::sig_atomic_t g_signal = 0;
-
-extern "C" void on_signal(int sig) {
-  if (g_signal != 0) {  // a second signal: stop now
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-  }
-  g_signal = sig;
-  g_stop.store(true);
-}
+std::atomic<bool> g_stop{false};  // set by the first SIGINT or SIGTERM (lm::stop_on_termination_signal)
 
 }  // namespace
 
@@ -122,8 +112,7 @@ int main(int argc, char** argv) {
     if (tool.quiet == 0 && tr::is_root())
       for (const std::string& w : trainer->warnings()) tool.warn(w);  // one line, a name's newline escaped
 
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    lm::stop_on_termination_signal(&g_stop);  // a second signal ends the run at once
     const bool progress = !json && tool.quiet == 0 && tr::is_root() && lm::cli::stderr_is_terminal();
     const tr::TrainSummary s = trainer->run(
         [&](const tr::StepReport& r) {
@@ -136,10 +125,9 @@ int main(int argc, char** argv) {
     return 0;
   });
   tr::distributed_finish(code);  // every rank: errors after distributed_init are agreed on
-  if (g_signal != 0 && code == 0) {  // saved: now end the way the signal asked (exit status 128 + signal)
-    std::fflush(stdout);
-    std::signal(g_signal, SIG_DFL);
-    std::raise(g_signal);
+  if (const int sig = lm::termination_signal_received(); sig != 0 && code == 0) {
+    std::fflush(stdout);  // saved: now end the way the signal asked (exit status 128 + signal)
+    lm::end_by_signal(sig);
   }
   return code;
 }

@@ -811,6 +811,15 @@ LM_AVX2 inline __m256 q4_K_factors(const unsigned char* p, const float* dx, cons
   return f;
 }
 
+// Run r (64 weights) of a q4_K super-block against its 64 activations, as 16 int32 sums.
+// A function, not a lambda: a lambda does not inherit its caller's target attribute, so
+// without -march=native it could not use the AVX-512 intrinsics.
+LM_AVX512 inline __m512 q4_K_run_vnni(const unsigned char* nib, const int8_t* x, __m512i nibble_mask, int r) {
+  const __m512i packed = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nib + 32 * r)));
+  const __m512i w = _mm512_and_si512(packed, nibble_mask);
+  return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r)));
+}
+
 // VNNI: each run of 32 bytes is broadcast to both halves of a 512-bit register and masked
 // with 0x0f (low half) and 0xf0 (high half): the high nibbles enter the dot as 16 * q (at
 // most 240, still an unsigned byte), and their factor carries the 1/16 (exact). Run r's
@@ -830,15 +839,10 @@ LM_AVX512 float dot_q4_K_vnni(const void* row, const int8_t* q, const float* d, 
     const __m512 f16 = _mm512_insertf32x8(_mm512_castps256_ps512(f), _mm256_mul_ps(f, _mm256_set1_ps(1.0f / 16)), 1);
     const int8_t* x = q + b * kSuperBlock;
     const unsigned char* nib = p + 16;
-    const auto run = [&](int r) {
-      const __m512i packed = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nib + 32 * r)));
-      const __m512i w = _mm512_and_si512(packed, nibble_mask);
-      return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x + 64 * r)));
-    };
-    acc0 = _mm512_fmadd_ps(run(0), _mm512_permutexvar_ps(idx0, f16), acc0);
-    acc1 = _mm512_fmadd_ps(run(1), _mm512_permutexvar_ps(idx1, f16), acc1);
-    acc0 = _mm512_fmadd_ps(run(2), _mm512_permutexvar_ps(idx2, f16), acc0);
-    acc1 = _mm512_fmadd_ps(run(3), _mm512_permutexvar_ps(idx3, f16), acc1);
+    acc0 = _mm512_fmadd_ps(q4_K_run_vnni(nib, x, nibble_mask, 0), _mm512_permutexvar_ps(idx0, f16), acc0);
+    acc1 = _mm512_fmadd_ps(q4_K_run_vnni(nib, x, nibble_mask, 1), _mm512_permutexvar_ps(idx1, f16), acc1);
+    acc0 = _mm512_fmadd_ps(q4_K_run_vnni(nib, x, nibble_mask, 2), _mm512_permutexvar_ps(idx2, f16), acc0);
+    acc1 = _mm512_fmadd_ps(q4_K_run_vnni(nib, x, nibble_mask, 3), _mm512_permutexvar_ps(idx3, f16), acc1);
   }
   return hsum512(_mm512_add_ps(acc0, acc1)) - hsum256(mins) / 8;
 }

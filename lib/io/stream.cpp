@@ -16,6 +16,7 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -51,8 +52,14 @@ struct TempSlot {
   char path[PATH_MAX];
 };
 TempSlot g_temp_slots[kTempSlots];
-std::atomic<int> g_commit_depth{0};         // open CommitSections
-volatile std::sig_atomic_t g_pending_signal = 0;  // a fatal signal that came during one
+std::atomic<int> g_commit_depth{0};    // open CommitSections
+std::atomic<int> g_pending_signal{0};  // a fatal signal that came during one (lock-free: read in a handler)
+static_assert(std::atomic<int>::is_always_lock_free);
+// The signal thread (take_termination_signals): held while a temporary path is created and
+// registered, and taken for good by the thread that ends the process, so no path is left
+// created but unregistered.
+std::mutex g_registry_mutex;
+std::atomic<bool> g_signal_thread{false};  // termination signals are taken by the signal thread
 
 // Removes the files directly inside `dir`, then `dir`. Async-signal-safe (raw getdents64).
 void remove_dir_and_files(const char* dir) {
@@ -79,17 +86,56 @@ void remove_dir_and_files(const char* dir) {
 
 extern "C" void on_fatal_signal(int sig) {
   if (g_commit_depth.load() > 0) {  // a set of renames is under way: the last CommitSection ends us
-    g_pending_signal = sig;
+    g_pending_signal.store(sig);
     return;
   }
   remove_temp_files_now();
   ::raise(sig);  // SA_RESETHAND restored the default action: it ends the process once we return
 }
 
+// Outside a signal handler: removes the temporary paths (none can be half registered: the
+// registry stays locked) and ends the process by `sig`.
+[[noreturn]] void remove_temp_files_and_end(int sig) {
+  g_registry_mutex.lock();  // never unlocked: the process ends
+  remove_temp_files_now();
+  end_by_signal(sig);
+}
+
+constexpr int kTerminationSignals[] = {SIGINT, SIGTERM, SIGHUP};
+sigset_t g_taken;    // the termination signals the thread waits for
+sigset_t g_ignored;  // those of them the program started with ignored
+std::atomic<std::atomic<bool>*> g_stop_flag{nullptr};  // stop_on_termination_signal's
+std::atomic<int> g_stop_signal{0};
+
+void signal_thread_main() {
+  ::pthread_setname_np(::pthread_self(), "lm-signals");  // what ps -L and the tests see
+  for (;;) {
+    int sig = 0;
+    if (::sigwait(&g_taken, &sig) != 0) continue;
+    std::atomic<bool>* stop = g_stop_flag.load();
+    // SIGINT and SIGTERM stop a program that asked, even one started with them ignored (a
+    // shell's background job): stopping after a step loses nothing.
+    if (sigismember(&g_ignored, sig) && !(stop && sig != SIGHUP)) continue;
+    if (stop && sig != SIGHUP) {
+      int none = 0;
+      if (g_stop_signal.compare_exchange_strong(none, sig)) {  // the first: the program stops itself
+        stop->store(true);
+        continue;
+      }
+    }
+    // As on_fatal_signal, but the interrupted code is another thread's, still running: the
+    // pending signal is stored before the depth is read, as CommitSection does the reverse,
+    // so one of the two sees the other and the process never ends inside a set of renames.
+    g_pending_signal.store(sig);
+    if (g_commit_depth.load() == 0) remove_temp_files_and_end(sig);
+  }
+}
+
 void install_signal_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ}) {
+      if (g_signal_thread.load() && sig != SIGPIPE && sig != SIGXFSZ) continue;  // the signal thread's
       struct sigaction old {};
       if (::sigaction(sig, nullptr, &old) != 0) continue;
       if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) continue;  // the program's own choice
@@ -107,7 +153,7 @@ void install_signal_handlers() {
 // step, or a signal between the two would end the process with the file unregistered.
 class FatalSignalsHeld {
  public:
-  FatalSignalsHeld() {
+  FatalSignalsHeld() : lock_(g_registry_mutex) {
     install_signal_handlers();
     sigset_t set;
     sigemptyset(&set);
@@ -119,6 +165,7 @@ class FatalSignalsHeld {
   FatalSignalsHeld& operator=(const FatalSignalsHeld&) = delete;
 
  private:
+  std::lock_guard<std::mutex> lock_;  // the signal thread waits: it would end the process
   sigset_t old_;
 };
 
@@ -528,14 +575,51 @@ void TempDir::release() {
   path_.clear();
 }
 
-CommitSection::CommitSection() { g_commit_depth.fetch_add(1); }
+CommitSection::CommitSection() {
+  // The signal thread may have read the depth as 0 just before: it is ending the process, so
+  // no rename may start. (A nested section leaves a deferred signal to the outermost.)
+  if (g_commit_depth.fetch_add(1) != 0) return;
+  if (const int sig = g_pending_signal.load(); sig != 0) remove_temp_files_and_end(sig);
+}
 
 CommitSection::~CommitSection() {
-  if (g_commit_depth.fetch_sub(1) != 1 || g_pending_signal == 0) return;
-  const int sig = g_pending_signal;
-  remove_temp_files_now();
+  if (g_commit_depth.fetch_sub(1) != 1) return;
+  if (const int sig = g_pending_signal.load(); sig != 0) remove_temp_files_and_end(sig);
+}
+
+void take_termination_signals() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    sigemptyset(&g_taken);
+    sigemptyset(&g_ignored);
+    for (int sig : kTerminationSignals) {
+      sigaddset(&g_taken, sig);
+      struct sigaction old {};
+      if (::sigaction(sig, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+        sigaddset(&g_ignored, sig);  // Linux keeps a blocked signal even if ignored: the thread drops it
+    }
+    // Blocked here, so in every thread started from now on; then one thread waits for them.
+    ::pthread_sigmask(SIG_BLOCK, &g_taken, nullptr);
+    g_signal_thread.store(true);
+    std::thread(signal_thread_main).detach();
+  });
+}
+
+void stop_on_termination_signal(std::atomic<bool>* flag) {
+  take_termination_signals();
+  g_stop_flag.store(flag);
+}
+
+int termination_signal_received() { return g_stop_signal.load(); }
+
+void end_by_signal(int sig) {
   std::signal(sig, SIG_DFL);
-  std::raise(sig);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(sig);  // this thread, unblocked, default action: the process ends here
+  std::_Exit(128 + sig);
 }
 
 void remove_temp_files_now() {

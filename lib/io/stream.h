@@ -3,6 +3,7 @@
 // (temp file in the target directory, renamed on commit) or go to stdout.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -103,7 +104,7 @@ class TempDir {
   int slot_ = -1;
 };
 
-// While one exists, a fatal signal waits: the handler records it and returns, and the last
+// While one exists, a fatal signal waits: the handler (or the signal thread) records it, and the last
 // CommitSection to end removes the temporary files and ends the process by that signal. For the
 // few renames that move a set of files into place, so a signal cannot cut the set in two.
 class CommitSection {
@@ -117,5 +118,26 @@ class CommitSection {
 // Removes every registered temporary path now. Async-signal-safe: for programs that install
 // their own signal handlers and end the process from one.
 void remove_temp_files_now();
+
+// ---- Termination signals (SIGINT, SIGTERM, SIGHUP) on a thread of their own ----
+//
+// Every program calls take_termination_signals() first, before it starts any thread: the
+// signals are blocked in the calling thread, so in every thread started afterwards, and one
+// thread waits for them (sigwait) and does what the fatal-signal handler would (remove the
+// temporary paths, wait for a CommitSection, end the process by the signal). Why not a
+// handler: a handler's frame goes where the interrupted thread's stack pointer points, and
+// oneDNN 2.6's JIT sgemm kernels point it into the heap while they run (oneDNN issue #4845,
+// fixed upstream in 2026 by PR #4855; Debian ships 2.6.3): a SIGINT during a GEMM wrote the
+// frame over malloc's lists, and lm-train aborted ("corrupted double-linked list") while
+// saving after the signal. A signal the program started with ignored stays ignored.
+void take_termination_signals();
+// From now on the first SIGINT or SIGTERM sets *flag instead of ending the process (even if
+// the program started with it ignored); a second ends it. For lm-train: stop after the step,
+// save, then end_by_signal(termination_signal_received()).
+void stop_on_termination_signal(std::atomic<bool>* flag);
+// The signal that set the flag, or 0.
+int termination_signal_received();
+// Ends the process by `sig` with its default action (from any thread, whatever its mask).
+[[noreturn]] void end_by_signal(int sig);
 
 }  // namespace lm
