@@ -44,19 +44,23 @@ struct Shape {
 void add_model(std::vector<Shape>& out, const std::string& g, int64_t rows, int64_t C, int64_t F, int64_t V, int L,
                int64_t B, int64_t NH, int64_t T) {
   const int64_t HS = C / NH;
-  // forward: out[rows, OC] = x[rows, IC] W[OC, IC]^T
-  out.push_back({g, "fwd x Wqkvo^T", false, true, rows, C, C, 0.0f, 4 * L, 0});
-  out.push_back({g, "fwd x W13^T", false, true, rows, F, C, 0.0f, 2 * L, 0});
+  // forward: out[rows, OC] = x[rows, IC] W[OC, IC]^T. q/k/v and w1/w3 run as one GEMM each
+  // over the stacked weights (Transformer::fused_qkv, fused_w13: rows 3C and 2F).
+  out.push_back({g, "fwd x Wqkv^T", false, true, rows, 3 * C, C, 0.0f, L, 0});
+  out.push_back({g, "fwd x Wo^T", false, true, rows, C, C, 0.0f, L, 0});
+  out.push_back({g, "fwd x W13^T", false, true, rows, 2 * F, C, 0.0f, L, 0});
   out.push_back({g, "fwd x W2^T", false, true, rows, C, F, 0.0f, L, 0});
   out.push_back({g, "fwd x Wcls^T", false, true, rows, V, C, 0.0f, 1, 0});
-  // backward: dinp[rows, IC] += dout[rows, OC] W[OC, IC]
-  out.push_back({g, "dinp Wqkvo", false, false, rows, C, C, 1.0f, 4 * L, 0});
-  out.push_back({g, "dinp W13", false, false, rows, C, F, 1.0f, 2 * L, 0});
-  out.push_back({g, "dinp W2", false, false, rows, F, C, 1.0f, L, 0});
+  // backward: dinp[rows, IC] (+)= dout[rows, OC] W[OC, IC] (the first product into a buffer writes it)
+  out.push_back({g, "dinp Wqkv", false, false, rows, C, 3 * C, 0.0f, L, 0});
+  out.push_back({g, "dinp Wo", false, false, rows, C, C, 0.0f, L, 0});
+  out.push_back({g, "dinp W13", false, false, rows, C, 2 * F, 0.0f, L, 0});
+  out.push_back({g, "dinp W2", false, false, rows, F, C, 0.0f, L, 0});
   out.push_back({g, "dinp Wcls", false, false, rows, C, V, 1.0f, 1, 0});
   // backward: dW[OC, IC] += dout[rows, OC]^T x[rows, IC]
-  out.push_back({g, "dW qkvo", true, false, C, C, rows, 1.0f, 4 * L, 0});
-  out.push_back({g, "dW 13", true, false, F, C, rows, 1.0f, 2 * L, 0});
+  out.push_back({g, "dW qkv", true, false, 3 * C, C, rows, 1.0f, L, 0});
+  out.push_back({g, "dW o", true, false, C, C, rows, 1.0f, L, 0});
+  out.push_back({g, "dW 13", true, false, 2 * F, C, rows, 1.0f, L, 0});
   out.push_back({g, "dW 2", true, false, C, F, rows, 1.0f, L, 0});
   out.push_back({g, "dW cls", true, false, V, C, rows, 1.0f, 1, 0});
   // attention per (row, head), all heads of a layer at once

@@ -9,6 +9,7 @@
 
 #include "core/blas.h"
 #include "core/fast_exp.h"
+#include "core/row_max.h"
 #include "core/threads.h"
 #include "model/dropout.h"
 
@@ -113,14 +114,13 @@ void query_blocks(std::vector<QueryBlock>& out, const int64_t* lo, const int64_t
 }
 
 // In place over row[0, W): softmax over [lo, hi] (relative to the row), 0 elsewhere.
+// The max in lanes and the sum as an `omp simd` reduction: scalar loops before (the max a
+// chain of vmaxss, the sum's order kept the exponentials from vectorising).
 void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
-  float mx = -INFINITY;
-  for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, row[j]);
+  const float mx = row_max(row + lo, hi - lo + 1);
   float sum = 0;
-  for (int64_t j = lo; j <= hi; ++j) {
-    row[j] = exp_fast(row[j] - mx);
-    sum += row[j];
-  }
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = lo; j <= hi; ++j) sum += (row[j] = exp_fast(row[j] - mx));
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < lo; ++j) row[j] = 0;
   for (int64_t j = lo; j <= hi; ++j) row[j] *= inv;
@@ -209,12 +209,12 @@ void attention_one_query(float* out, const float* q, const float* k, const float
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
-                       int64_t HS, float dropout, uint64_t seed) {
+                       int64_t HS, float dropout, uint64_t seed, int64_t v_ld) {
   const int64_t K = P + T;  // key slots in use
   const bool drop = dropout > 0 && att;
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const int64_t qld = NH * HS, kvld = NKV * HS;
+  const int64_t qld = NH * HS, kvld = NKV * HS, vld = v_ld > 0 ? v_ld : kvld;
   // One (row, head) pair, block by block. scratch: a block's [M, W] scores when att is not
   // saved, else (dropout) its dropped probabilities that weight v.
   auto head = [&](int64_t b, int64_t h, std::vector<float>& scratch, std::vector<QueryBlock>& blocks) {
@@ -226,7 +226,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const int64_t k0 = qb.k0, k1 = qb.k1, W = k1 - k0 + 1, M = qb.t1 - qb.t0;
       const float* qbh = q + (b * T + qb.t0) * qld + h * HS;
       const float* kb = k + (b * S + k0) * kvld + (h / rep) * HS;
-      const float* vb = v + (b * S + k0) * kvld + (h / rep) * HS;
+      const float* vb = v + (b * S + k0) * vld + (h / rep) * HS;
       if (!att || drop) scratch.resize(static_cast<size_t>(M * W));
       // The block's scores, then probabilities: [M, W] at sb, row stride ld.
       float* sb = att ? att_bh + qb.t0 * K + k0 : scratch.data();
@@ -252,10 +252,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         pld = W;
       }
       // out[t] = sum_j p[t, j] v_j
-      sgemm(false, false, M, HS, W, 1.0f, pr, pld, vb, kvld, 0.0f, out + (b * T + qb.t0) * qld + h * HS, qld);
+      sgemm(false, false, M, HS, W, 1.0f, pr, pld, vb, vld, 0.0f, out + (b * T + qb.t0) * qld + h * HS, qld);
     }
   };
-  if (T == 1 && !att) return attention_one_query(out, q, k, v, lo, hi, B, S, NH, NKV, HS);
+  if (T == 1 && !att && vld == kvld) return attention_one_query(out, q, k, v, lo, hi, B, S, NH, NKV, HS);
   // A short window is a few microseconds of work: less than waking the team.
   if (B * NH * T * K * HS < kParallelMinWork * 4) {
     std::vector<float> scratch;
@@ -313,10 +313,11 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
-                        int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed, bool add_to_grads) {
+                        int64_t NH, int64_t NKV, int64_t HS, float dropout, uint64_t seed, bool add_to_grads,
+                        int64_t v_ld) {
   const int64_t rep = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const int64_t qld = NH * HS, kvld = NKV * HS;
+  const int64_t qld = NH * HS, kvld = NKV * HS, vld = v_ld > 0 ? v_ld : kvld;
   const bool drop = dropout > 0;
 #pragma omp parallel
   {
@@ -330,7 +331,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int64_t t = 0; t < T; ++t) {
             std::fill_n(dq + (b * T + t) * qld + g * rep * HS, rep * HS, 0.0f);
             std::fill_n(dk + (b * T + t) * kvld + g * HS, HS, 0.0f);
-            std::fill_n(dv + (b * T + t) * kvld + g * HS, HS, 0.0f);
+            std::fill_n(dv + (b * T + t) * vld + g * HS, HS, 0.0f);
           }
         query_blocks(blocks, lo, hi, b, T);
         for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
@@ -339,9 +340,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (const QueryBlock& qb : blocks) {
             const int64_t k0 = qb.k0, k1 = qb.k1, W = k1 - k0 + 1, M = qb.t1 - qb.t0;
             const float* kb = k + (b * T + k0) * kvld + g * HS;
-            const float* vb = v + (b * T + k0) * kvld + g * HS;
+            const float* vb = v + (b * T + k0) * vld + g * HS;
             float* dkb = dk + (b * T + k0) * kvld + g * HS;
-            float* dvb = dv + (b * T + k0) * kvld + g * HS;
+            float* dvb = dv + (b * T + k0) * vld + g * HS;
             const float* qbh = q + (b * T + qb.t0) * qld + h * HS;
             const float* dobh = dout + (b * T + qb.t0) * qld + h * HS;
             float* dqbh = dq + (b * T + qb.t0) * qld + h * HS;
@@ -357,11 +358,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
               pwld = W;
             }
             // dv_j += sum_t pw[t, j] dout_t
-            sgemm(true, false, W, HS, M, 1.0f, pw, pwld, dobh, qld, 1.0f, dvb, kvld);
+            sgemm(true, false, W, HS, M, 1.0f, pw, pwld, dobh, qld, 1.0f, dvb, vld);
             // dP[t, j] = dout_t . v_j (times the mask under dropout)
             dp.resize(static_cast<size_t>(M * W));
             float* d = dp.data();
-            sgemm(false, true, M, W, HS, 1.0f, dobh, qld, vb, kvld, 0.0f, d, W);
+            sgemm(false, true, M, W, HS, 1.0f, dobh, qld, vb, vld, 0.0f, d, W);
             for (int64_t i = 0; i < M; ++i) {
               const int64_t t = qb.t0 + i;
               float* dr = d + i * W;
@@ -371,6 +372,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 for (int64_t j = l; j <= u; ++j) dr[j] *= dropout_scale(seed, base + t * T + k0 + j, dropout);
               // softmax backward: dS = P (dP - sum_j P dP), times the score scale
               float dot = 0;
+#pragma omp simd reduction(+ : dot)
               for (int64_t j = l; j <= u; ++j) dot += pr[j] * dr[j];
               for (int64_t j = 0; j < l; ++j) dr[j] = 0;
               for (int64_t j = l; j <= u; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);

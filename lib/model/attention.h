@@ -43,9 +43,11 @@ void temperature_backward(float* dinp, const float* dout, const float* scale, in
 // q [B, T, NH*HS]; k, v [B, S, NKV*HS]; lo, hi [B, T]. Per (b, h): two lm::sgemm calls.
 // dropout > 0 (training; needs att): the probabilities multiplied by dropout_scale(seed, i)
 // (dropout.h, i the element's index in att) weight v; att keeps them before dropout.
+// v_ld > 0: v's slots at a stride of v_ld floats (v read in place from a fused [N, v_ld] q/k/v
+// projection); 0: NKV*HS.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
-                       int64_t HS, float dropout = 0, uint64_t seed = 0);
+                       int64_t HS, float dropout = 0, uint64_t seed = 0, int64_t v_ld = 0);
 // One query (decode, T = 1) of row b, heads [h0, h1) only: out [B, NH*HS] from q [B, NH*HS]
 // and the cache k, v [B, S, NKV*HS] over the slots [k0, k1]. What attention_forward does for
 // T = 1 without att, split so that a caller can run head groups on their own threads.
@@ -64,11 +66,12 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
 // Parallel over (b, kv head), so GQA heads sharing a kv head never race; per query head and
 // query block four lm::sgemm calls over the block's key window. With add_to_grads false, dq,
 // dk and dv are written instead (each (b, kv head) unit zeroes its own slices first: no
-// zeroing pass, and no parallel region of its own, before the call).
+// zeroing pass, and no parallel region of its own, before the call). v_ld > 0: the rows of v
+// and of dv at a stride of v_ld floats (the fused q/k/v projection and its gradient).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B, int64_t T,
                         int64_t NH, int64_t NKV, int64_t HS, float dropout = 0, uint64_t seed = 0,
-                        bool add_to_grads = true);
+                        bool add_to_grads = true, int64_t v_ld = 0);
 // The same with plain loops and double accumulation.
 void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                             const float* v, const float* att, const int64_t* lo, const int64_t* hi, int64_t B,

@@ -8,6 +8,7 @@
 #include <exception>
 #include <vector>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "model/attention.h"
@@ -80,12 +81,15 @@ int64_t layout_grad_buffers(GradBuffers& g, float* base, const ModelConfig& c, i
     take(g.dqn, N * QD);
     take(g.dkn, N * KD);
   }
-  take(g.dq, N * QD);
-  take(g.dk, N * KD);
-  take(g.dv, N * KD);
+  take(g.dq, N * (QD + 2 * KD));  // dk and dv follow in the same block: the fused q/k/v
+  if (base) {                      // projection's gradient [N, QD + 2 KD] where it runs
+    g.dk = g.dq + N * QD;
+    g.dv = g.dk + N * KD;
+  }
   if (any_dense) {
-    take(g.dfch, N * F);
-    if (c.ffn_type == FfnType::SwiGLU) take(g.dfch3, N * F);
+    const bool swiglu = c.ffn_type == FfnType::SwiGLU;
+    take(g.dfch, (swiglu ? 2 : 1) * N * F);  // SwiGLU: dfch3 follows (the fused [N, 2F] gradient)
+    if (base && swiglu) g.dfch3 = g.dfch + N * F;
     take(g.dfact, N * F);
   }
   if (any_moe)
@@ -168,6 +172,7 @@ TrainStepResult Transformer::train_row_parallel(const ParameterTensors& grads, c
   for (auto& part : row_parts_) {
     part.model->set_gradient_checkpointing(checkpoint_);
     part.model->set_classifier_chunk(classifier_chunk_);
+    part.model->set_fused_projections(fused_projections_);
   }
   // Every part's gradients are normalised by the whole batch's target weight.
   const int32_t pad = static_cast<int32_t>(c.pad_id);
@@ -371,20 +376,50 @@ TrainStepResult Transformer::train_rows(const ParameterTensors& grads, const int
       moe_backward(g.dln, moe_params(lg), dfc, la.ln2, la.moe, moe_params(lw), moe_shape(c, N), aux_scale, g.moe);
     } else {
       matmul_backward(g.dfact, lg.w2, lg.b2, dfc, la.fch_act, lw.w2, N, F, C, false);
-      if (swiglu) {
+      if (fused_w13(l, N)) {  // the forward's one [w1; w3] GEMM: gradient rows dgate_n dup_n
+        float* d13 = g.dfch;
+        swiglu_backward_write_fused(d13, g.dfact, la.fch, N, F);
+        sgemm(false, false, N, C, 2 * F, 1.0f, d13, 2 * F, lw.w1, C, 0.0f, g.dln, C);  // dln = d13 [w1; w3]
+        if (lg.w3 == lg.w1 + F * C) {
+          sgemm(true, false, 2 * F, C, N, 1.0f, d13, 2 * F, la.ln2, C, 1.0f, lg.w1, C);
+        } else {
+          sgemm(true, false, F, C, N, 1.0f, d13, 2 * F, la.ln2, C, 1.0f, lg.w1, C);
+          sgemm(true, false, F, C, N, 1.0f, d13 + F, 2 * F, la.ln2, C, 1.0f, lg.w3, C);
+        }
+      } else if (swiglu) {
         swiglu_backward_write(g.dfch, g.dfch3, g.dfact, la.fch, la.fch3, N * F);
       } else {
         zero(g.dfch, N * F);
         gelu_backward(g.dfch, g.dfact, la.fch, N * F, c.gelu_approximate == GeluApprox::Tanh);
       }
-      matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F, false);
-      if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
+      if (!fused_w13(l, N)) {
+        matmul_backward(g.dln, lg.w1, lg.b1, g.dfch, la.ln2, lw.w1, N, C, F, false);
+        if (swiglu) matmul_backward(g.dln, lg.w3, lg.b3, g.dfch3, la.ln2, lw.w3, N, C, F);
+      }
     }
     norm_backward(g.dres, lg.ffn_norm_w, lg.ffn_norm_b, g.dln, la.residual2, lw.ffn_norm_w, la.ln2_mean, la.ln2_rstd);
 
     // Attention block: residual2 = res_in + dropout(wo attention(rope(qk_norm(wq ln1)), ...)).
     const float* dattn = through_dropout(g.dres, seed(2 + 3 * l));
     matmul_backward(g.datty, lg.wo, lg.bo, dattn, la.atty, lw.wo, N, QD, C, false);
+    if (fused_qkv(l, N)) {  // the forward's one q/k/v GEMM: its gradient rows dq_n dk_n dv_n in one block
+      const int64_t W = QD + 2 * KD;
+      float* dqkv = g.dq;
+      attention_backward(g.dqr, g.dkr, dqkv + QD + KD, g.datty, la.qr, la.kr, la.q + QD + KD, la.att, layer_key_lo(l),
+                         a.key_hi.data(), B, S, NH, NKV, HS, p_attn, seed(1 + 3 * l), false, W);
+      rope_qk_backward(dqkv, dqkv + QD, g.dqr, g.dkr, a.rope_cos, a.rope_sin, N, NH, NKV, HS, W);
+      sgemm(false, false, N, C, W, 1.0f, dqkv, W, lw.wq, C, 0.0f, g.dln, C);  // dln = dqkv [wq; wk; wv]
+      if (lg.wk == lg.wq + QD * C && lg.wv == lg.wk + KD * C) {  // the gradients' tensors adjacent too
+        sgemm(true, false, W, C, N, 1.0f, dqkv, W, la.ln1, C, 1.0f, lg.wq, C);
+      } else {
+        sgemm(true, false, QD, C, N, 1.0f, dqkv, W, la.ln1, C, 1.0f, lg.wq, C);
+        sgemm(true, false, KD, C, N, 1.0f, dqkv + QD, W, la.ln1, C, 1.0f, lg.wk, C);
+        sgemm(true, false, KD, C, N, 1.0f, dqkv + QD + KD, W, la.ln1, C, 1.0f, lg.wv, C);
+      }
+      norm_backward(g.dres, lg.attention_norm_w, lg.attention_norm_b, g.dln, res_in, lw.attention_norm_w,
+                    la.ln1_mean, la.ln1_rstd);
+      continue;
+    }
     attention_backward(g.dqr, g.dkr, g.dv, g.datty, la.qr, la.kr, la.v, la.att, layer_key_lo(l), a.key_hi.data(), B,
                        S, NH, NKV, HS, p_attn, seed(1 + 3 * l), false);
     // Back through position_qk to the projections' gradients dq_in, dk_in.

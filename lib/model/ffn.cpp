@@ -98,6 +98,28 @@ void swiglu_backward_write(float* dgate, float* dup, const float* dout, const fl
   parallel_for(n, n, [&](int64_t i) { swiglu_grads(dout[i], gate[i], up[i], dgate[i], dup[i]); });
 }
 
+void swiglu_forward_fused(float* act, const float* gu, int64_t N, int64_t F) {
+  parallel_for(N, N * F, [&](int64_t n) {
+    const float* g = gu + n * 2 * F;
+    const float* u = g + F;
+    float* a = act + n * F;
+#pragma omp simd
+    for (int64_t i = 0; i < F; ++i) a[i] = swiglu(g[i], u[i]);
+  });
+}
+
+void swiglu_backward_write_fused(float* dgu, const float* dout, const float* gu, int64_t N, int64_t F) {
+  parallel_for(N, N * F, [&](int64_t n) {
+    const float* g = gu + n * 2 * F;
+    const float* u = g + F;
+    const float* d = dout + n * F;
+    float* dg = dgu + n * 2 * F;
+    float* du = dg + F;
+#pragma omp simd
+    for (int64_t i = 0; i < F; ++i) swiglu_grads(d[i], g[i], u[i], dg[i], du[i]);
+  });
+}
+
 void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool tanh_approx) {
   if (tanh_approx) {
     const float s = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));

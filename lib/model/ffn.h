@@ -27,6 +27,11 @@ void gelu_forward(float* out, const float* inp, int64_t n, bool tanh_approx);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 // The same WRITING dgate and dup (=, not +=): the training step's buffers need no zeroing pass.
 void swiglu_backward_write(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+// The two above over a fused [N, 2F] projection (Transformer::fused_w13): row n's gate is
+// gu[n*2F, n*2F + F) and its up the F floats after. act [N, F] = silu(gate) * up; dgu [N, 2F]
+// written with dgate and dup in the same places. The same numbers as the flat ones.
+void swiglu_forward_fused(float* act, const float* gu, int64_t N, int64_t F);
+void swiglu_backward_write_fused(float* dgu, const float* dout, const float* gu, int64_t N, int64_t F);
 // dinp [n] += dout * gelu'(inp).
 void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool tanh_approx);
 

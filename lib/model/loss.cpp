@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/fast_exp.h"
+#include "core/row_max.h"
 #include "model/matmul.h"
 
 namespace lm {
@@ -99,26 +100,6 @@ void crossentropy_backward(float* dlogits, float* losses, const float* logits, c
 }
 
 namespace {
-
-// max of x [n] in 16 lanes (vmaxps, GCC vector types): the `omp simd reduction(max)` loop over std::max stayed
-// scalar, a chain of dependent vmaxss, most of the cross-entropy's time in perf at V = 32000.
-// The max is exact, so the lanes change no bits.
-typedef float Floats16 __attribute__((vector_size(64)));  // GCC lowers it to the machine's vectors
-
-float row_max(const float* x, int64_t n) {
-  Floats16 lane;
-  for (int j = 0; j < 16; ++j) lane[j] = -INFINITY;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    Floats16 v;
-    std::memcpy(&v, x + i, sizeof v);
-    lane = v > lane ? v : lane;
-  }
-  float mx = -INFINITY;
-  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  for (int j = 0; j < 16; ++j) mx = lane[j] > mx ? lane[j] : mx;
-  return mx;
-}
 
 // One row of classifier_crossentropy, in place: `row` [V] holds the row's logits before the
 // soft cap on entry and its dlogits on exit (crossentropy_backward's numbers, the same

@@ -63,8 +63,7 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
   tied_ = cfg.tie_embeddings;
 
   auto add = [&](std::string name, ParamKind kind, int64_t layer, Shape shape, int64_t condition = -1) {
-    ParamInfo p{std::move(name), kind, layer, shape, shape_numel(shape, "parameter"), arena_floats_, condition};
-    arena_floats_ += (p.numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+    ParamInfo p{std::move(name), kind, layer, shape, shape_numel(shape, "parameter"), -1, condition};
     num_parameters_ += p.numel;
     tensors_.push_back(std::move(p));
   };
@@ -136,6 +135,27 @@ ParameterLayout::ParameterLayout(const ModelConfig& cfg) {
     add("condition_mask_embeddings." + c.name, ParamKind::CondMaskEmb, -1, {C}, i);
   }
   if (n_conditions_ > 0) add("type_embeddings.weight", ParamKind::TypeEmbeddings, -1, {n_conditions_ + 1, C});
+
+  // Arena offsets in table order, except that a bias-free SwiGLU layer's w3 follows its w1
+  // (before w2): the stacked [w1; w3] is then one [2F, C] matrix, which the training step
+  // multiplies in one GEMM (Transformer::fused_w13), as [wq; wk; wv] already are in table
+  // order. Checkpoints, optimizer state and every other reader go by name or offset.
+  std::vector<size_t> order;
+  order.reserve(tensors_.size());
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const ParamInfo& p = tensors_[i];
+    if (p.kind == ParamKind::W3 && !cfg.ffn_bias) continue;  // placed after its layer's w1
+    order.push_back(i);
+    if (p.kind == ParamKind::W1 && !cfg.ffn_bias)
+      for (size_t j = i + 1; j < tensors_.size() && tensors_[j].layer == p.layer; ++j)
+        if (tensors_[j].kind == ParamKind::W3) order.push_back(j);
+  }
+  if (order.size() != tensors_.size()) fail(ErrorKind::Runtime, "internal: a w3 without its layer's w1");
+  for (size_t i : order) {
+    ParamInfo& p = tensors_[i];
+    p.offset = arena_floats_;
+    arena_floats_ += (p.numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  }
 }
 
 const ParamInfo* ParameterLayout::find(const std::string& name) const {

@@ -76,7 +76,8 @@ struct ParamInfo {
   int64_t layer;       // -1 for tensors outside the layers
   Shape shape;
   int64_t numel;
-  int64_t offset;      // in floats from the arena start; a multiple of 16 (64 bytes)
+  int64_t offset;      // in floats from the arena start; a multiple of 16 (64 bytes); in table
+                       // order, except a bias-free SwiGLU layer's w3 right after its w1
   int64_t condition = -1;  // the condition's index for condition tensors, else -1
 };
 

@@ -80,24 +80,26 @@ inline void rope_back_row(float* dx, const float* dy, const float* c, const floa
 }  // namespace
 
 void rope_qk_forward(float* qr, float* kr, const float* q, const float* k, const float* cos, const float* sin,
-                     int64_t N, int64_t NH, int64_t NKV, int64_t HS) {
+                     int64_t N, int64_t NH, int64_t NKV, int64_t HS, int64_t in_ld) {
   const int64_t half = HS / 2;
+  const int64_t q_ld = in_ld > 0 ? in_ld : NH * HS, k_ld = in_ld > 0 ? in_ld : NKV * HS;
   parallel_for(N, N * (NH + NKV) * HS, [&](int64_t n) {
     const float* c = cos + n * half;
     const float* s = sin + n * half;
-    rope_row(qr + n * NH * HS, q + n * NH * HS, c, s, NH, HS);
-    rope_row(kr + n * NKV * HS, k + n * NKV * HS, c, s, NKV, HS);
+    rope_row(qr + n * NH * HS, q + n * q_ld, c, s, NH, HS);
+    rope_row(kr + n * NKV * HS, k + n * k_ld, c, s, NKV, HS);
   });
 }
 
 void rope_qk_backward(float* dq, float* dk, const float* dqr, const float* dkr, const float* cos, const float* sin,
-                      int64_t N, int64_t NH, int64_t NKV, int64_t HS) {
+                      int64_t N, int64_t NH, int64_t NKV, int64_t HS, int64_t out_ld) {
   const int64_t half = HS / 2;
+  const int64_t q_ld = out_ld > 0 ? out_ld : NH * HS, k_ld = out_ld > 0 ? out_ld : NKV * HS;
   parallel_for(N, N * (NH + NKV) * HS, [&](int64_t n) {
     const float* c = cos + n * half;
     const float* s = sin + n * half;
-    rope_back_row(dq + n * NH * HS, dqr + n * NH * HS, c, s, NH, HS);
-    rope_back_row(dk + n * NKV * HS, dkr + n * NKV * HS, c, s, NKV, HS);
+    rope_back_row(dq + n * q_ld, dqr + n * NH * HS, c, s, NH, HS);
+    rope_back_row(dk + n * k_ld, dkr + n * NKV * HS, c, s, NKV, HS);
   });
 }
 

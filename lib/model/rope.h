@@ -31,13 +31,16 @@ void rope_backward(float* dinp, const float* dout, const float* cos, const float
 
 // One layer's q and k in one pass over the rows (one parallel region instead of two):
 // qr [N, NH, HS] = rope(q), kr [N, NKV, HS] = rope(k); the same numbers as rope_forward on
-// each. qr, kr may equal q, k (in place).
+// each. qr, kr may equal q, k (in place; then in_ld must be 0). in_ld > 0: row n of q is at
+// q + n * in_ld and of k at k + n * in_ld (both read in place from one fused [N, in_ld] q/k/v
+// projection); 0: q and k are contiguous [N, NH*HS] and [N, NKV*HS].
 void rope_qk_forward(float* qr, float* kr, const float* q, const float* k, const float* cos, const float* sin,
-                     int64_t N, int64_t NH, int64_t NKV, int64_t HS);
+                     int64_t N, int64_t NH, int64_t NKV, int64_t HS, int64_t in_ld = 0);
 // Its backward, WRITING (not accumulating) the rotated-back gradients: dq [N, NH, HS] and
 // dk [N, NKV, HS] = dqr, dkr rotated back, so the training step needs no zeroing pass before
-// it; the same numbers as rope_backward into zeroed buffers.
+// it; the same numbers as rope_backward into zeroed buffers. out_ld > 0: the rows of dq and
+// dk at a stride of out_ld floats (written into the fused projection's gradient), as in_ld above.
 void rope_qk_backward(float* dq, float* dk, const float* dqr, const float* dkr, const float* cos, const float* sin,
-                      int64_t N, int64_t NH, int64_t NKV, int64_t HS);
+                      int64_t N, int64_t NH, int64_t NKV, int64_t HS, int64_t out_ld = 0);
 
 }  // namespace lm

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "core/rows.h"
@@ -155,9 +156,7 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
     plan.add(&la.ln1, N * C);
     plan.add(&la.ln1_mean, N);
     plan.add(&la.ln1_rstd, N);
-    plan.add(&la.q, N * NH * HS);
-    plan.add(&la.k, N * NKV * HS);
-    plan.add(&la.v, N * NKV * HS);
+    plan.add(&la.q, N * (NH + 2 * NKV) * HS);  // k and v follow in the same block (below)
     if (c.qk_norm) {
       plan.add(&la.q_rstd, N * NH);
       plan.add(&la.k_rstd, N * NKV);
@@ -173,8 +172,7 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
     plan.add(&la.ln2_rstd, N);
     // Kept layers get what their own feed-forward saves; a shared set serves both kinds.
     if (keep ? !c.is_moe_layer(l) : any_dense) {
-      plan.add(&la.fch, N * F);
-      if (swiglu) plan.add(&la.fch3, N * F);
+      plan.add(&la.fch, (swiglu ? 2 : 1) * N * F);  // SwiGLU: fch3 follows in the same block (below)
       plan.add(&la.fch_act, N * F);
     }
     if (keep ? c.is_moe_layer(l) : any_moe)
@@ -196,6 +194,12 @@ void Transformer::ensure_activations(int64_t B, int64_t K, int64_t T, bool keep,
   if (c.attn_temperature_tuning && c.nope_layer_interval > 0) plan.add(&a.attn_temp, N);
   if (c.vision_dim > 0) plan.add(&a.vision_proj, N * C);
   a.arena = plan.allocate();
+  for (int64_t l = 0; l < (keep ? L : 1); ++l) {
+    LayerActivations& la = a.layers[static_cast<size_t>(l)];
+    la.k = la.q + N * NH * HS;
+    la.v = la.k + N * NKV * HS;
+    if (la.fch && swiglu) la.fch3 = la.fch + N * F;
+  }
   if (!keep)  // every layer reads and writes the one shared set
     for (int64_t l = 1; l < L; ++l) a.layers[static_cast<size_t>(l)] = a.layers[0];
   if (checkpoint)
@@ -273,6 +277,21 @@ const int64_t* Transformer::layer_key_lo(int64_t l) const {
   return config().layer_chunk(l) > 0 ? acts_.chunk_key_lo.data() : acts_.key_lo.data();
 }
 
+bool Transformer::fused_qkv(int64_t l, int64_t N) const {
+  const ModelConfig& c = config();
+  const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
+  const int64_t C = c.dim, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
+  return fused_projections_ && !bf16_ && !few_rows_path(N) && !c.attn_bias && !c.qk_norm && !c.is_nope_layer(l) && lw.wq && lw.wk &&
+         lw.wv && lw.wk == lw.wq + QD * C && lw.wv == lw.wk + KD * C;
+}
+
+bool Transformer::fused_w13(int64_t l, int64_t N) const {
+  const ModelConfig& c = config();
+  const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
+  return fused_projections_ && !bf16_ && !few_rows_path(N) && c.ffn_type == FfnType::SwiGLU && !c.ffn_bias &&
+         !c.is_moe_layer(l) && lw.w1 && lw.w3 && lw.w3 == lw.w1 + c.ffn_hidden() * c.dim;
+}
+
 void Transformer::position_qk(int64_t l, LayerActivations& la, int64_t N) {
   const ModelConfig& c = config();
   const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
@@ -325,6 +344,15 @@ bool Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
   if (!ln1_ready) norm(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lw.attention_norm_w, lw.attention_norm_b);
   if (cache && B == 1 && T == 1 && NKV >= thread_count() && !bf16_) {  // a unit (kv head) for every thread
     attention_decode_step(l, la, P, *cache);
+  } else if (!cache && fused_qkv(l, N)) {
+    // One GEMM over the stacked [wq; wk; wv] into rows q_n k_n v_n; RoPE and attention read
+    // them in place.
+    const int64_t W = (NH + 2 * NKV) * HS;
+    float* qkv = la.q;
+    sgemm(false, true, N, W, C, 1.0f, la.ln1, C, lw.wq, C, 0.0f, qkv, W);
+    rope_qk_forward(la.qr, la.kr, qkv, qkv + NH * HS, a.rope_cos, a.rope_sin, N, NH, NKV, HS, W);
+    attention_forward(la.atty, la.att, la.qr, la.kr, qkv + (NH + NKV) * HS, layer_key_lo(l), a.key_hi.data(), B, T, 0,
+                      T, NH, NKV, HS, p_attn, seed(1 + 3 * l), W);
   } else {
     matmul_forward_parts({{la.q, &lm.wq, lw.bq}, {la.k, &lm.wk, lw.bk}, {la.v, &lm.wv, lw.bv}}, la.ln1, N);
     position_qk(l, la, N);
@@ -375,7 +403,10 @@ void Transformer::ffn_forward(int64_t l, LayerActivations& la, int64_t N) {
     return;
   }
   const int64_t F = c.ffn_hidden();
-  if (c.ffn_type == FfnType::SwiGLU) {
+  if (fused_w13(l, N)) {  // one GEMM over [w1; w3]: row n = gate_n up_n
+    sgemm(false, true, N, 2 * F, c.dim, 1.0f, la.ln2, c.dim, lw.w1, c.dim, 0.0f, la.fch, 2 * F);
+    swiglu_forward_fused(la.fch_act, la.fch, N, F);
+  } else if (c.ffn_type == FfnType::SwiGLU) {
     swiglu_up_forward(la.fch_act, la.fch, la.fch3, la.ln2, lm.w1, lw.b1, lm.w3, lw.b3, N);
   } else {
     matmul_forward(la.fch, la.ln2, lm.w1, lw.b1, N);

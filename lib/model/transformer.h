@@ -32,9 +32,11 @@ struct LayerActivations {
   float* ln1 = nullptr;        // [N, C]   attention_norm output
   float* ln1_mean = nullptr;   // [N]      (layernorm)
   float* ln1_rstd = nullptr;   // [N]
-  float* q = nullptr;          // [N, NH*HS]  projections (+ bias)
-  float* k = nullptr;          // [N, NKV*HS]
-  float* v = nullptr;          // [N, NKV*HS]
+  float* q = nullptr;          // [N, NH*HS]  projections (+ bias), one block: k = q + N*NH*HS,
+  float* k = nullptr;          // [N, NKV*HS] v = k + N*NKV*HS. Where the layer runs q/k/v as one
+  float* v = nullptr;          // [N, NKV*HS] GEMM (Transformer::fused_qkv) the block is instead
+                               //             [N, (NH + 2 NKV) HS], row n = q_n k_n v_n: q, k and
+                               //             v point at row 0's parts, each row NH*HS+2*NKV*HS apart
   float* q_rstd = nullptr;     // [N, NH]   qk_norm statistics
   float* k_rstd = nullptr;     // [N, NKV]
   float* qr = nullptr;         // [N, NH*HS]  q after QK-norm and RoPE (NoPE layers: q, times the
@@ -260,6 +262,21 @@ class Transformer {
   void set_classifier_chunk(int64_t rows) { classifier_chunk_ = rows > 0 ? rows : 0; }
   // The chunk a step over NT token rows uses: min(NT, the setting or classifier_chunk_rows).
   int64_t classifier_chunk(int64_t NT) const;
+  // Whether layer l's q, k, v projections of N rows without a cache run as one GEMM over the
+  // stacked [wq; wk; wv] (their f32 tensors adjacent in memory, as the parameter arena lays
+  // them out; no biases, no QK-norm, a RoPE layer, f32 compute, not the few-rows kernel): the
+  // forward writes one [N, NH*HS + 2 NKV*HS] block that RoPE and attention read in place, and
+  // the backward runs two GEMMs instead of six. The forward and the backward of a step decide
+  // alike (same weights, same N). Off with set_fused_projections(false).
+  bool fused_qkv(int64_t l, int64_t N) const;
+  // Whether layer l's SwiGLU gate and up projections of N rows run as one GEMM over the
+  // stacked [w1; w3] (adjacent f32 tensors: the arena puts a bias-free layer's w3 right after
+  // its w1; a dense layer, f32 compute, not the few-rows kernel): one [N, 2F] block, gate and
+  // up side by side in each row, forward; two GEMMs instead of four backward.
+  bool fused_w13(int64_t l, int64_t N) const;
+  // The fused projections on (the default) or off (three GEMMs each way, as before): the
+  // tests hold the fused step to the unfused one with this.
+  void set_fused_projections(bool on) { fused_projections_ = on; }
   bool row_parallel() const { return row_parallel_; }
   // Whether a train_step over B rows with these options would run row-parallel.
   bool row_parallel_applies(int64_t B, const TrainStepOptions& opt) const;
@@ -301,6 +318,7 @@ class Transformer {
   // q, k -> qr, kr of layer l over N rows: QK-norm and RoPE on RoPE layers; on NoPE layers
   // neither, and the temperature scale on q when attn_temperature_tuning.
   void position_qk(int64_t l, LayerActivations& la, int64_t N);
+
   // One block (attention, feed-forward) of layer l over [B, T] from its input `residual` into la.
   // ln1_ready: la.ln1 (and its statistics) already hold the attention norm of `residual` (the
   // previous layer wrote them). next: the next layer's activations, whose attention norm this
@@ -338,6 +356,7 @@ class Transformer {
   Tensor grad_arena_;                 // backward scratch: gradients of activations, SIGReg buffers
   int64_t grad_B_ = 0, grad_S_ = 0, grad_T_ = 0, grad_chunk_ = 0;
   int64_t classifier_chunk_ = 0;      // set_classifier_chunk
+  bool fused_projections_ = true;     // set_fused_projections
   ConditionActivations cond_acts_;    // the condition prologue's saved activations
   std::vector<int32_t> types_;        // [S] type embedding row of each position (with conditions)
   bool keep_ = false;

@@ -92,10 +92,16 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
     opt.sigreg_noise = noise.data();
   }
   // The measured chunk (every fixture's rows in one) and chunks of 5 rows (several, the last
-  // one short, or of 1 to 3 rows: the few-rows kernel).
-  for (const int64_t chunk : {int64_t{0}, int64_t{5}}) {
-  SCOPED_TRACE("classifier chunk " + std::to_string(chunk));
-  model.set_classifier_chunk(chunk);
+  // one short, or of 1 to 3 rows: the few-rows kernel); the weights as loaded (mapped from the
+  // file, in its order: w3 after w2), then copied into the arena, which stacks [w1; w3] (the
+  // fused projections where the config allows them).
+  for (const int64_t chunk : {int64_t{0}, int64_t{5}, int64_t{-1}}) {
+  SCOPED_TRACE("classifier chunk " + std::to_string(chunk) + (chunk < 0 ? " (weights in the arena)" : ""));
+  if (chunk < 0) {
+    model.weights().make_writable();
+    model.weights_changed();
+  }
+  model.set_classifier_chunk(chunk < 0 ? 0 : chunk);
   std::memset(g.arena.data_mut<float>(), 0, g.arena.nbytes());
   const TrainStepResult r = model.train_step(g.views, tokens.data(), pos.data(), targets.data(), B, T, opt);
 
@@ -129,9 +135,11 @@ TEST_P(GradFixture, GradientsMatchPyTorch) {
       worst_name = p.name;
     }
   }
-  std::printf("[ %-22s ] chunk %d: loss %.6f (rel err %.1e), worst gradient max rel err %.2e (%s)\n",
-              GetParam().c_str(), static_cast<int>(model.classifier_chunk(B * T)), r.loss, loss_err, worst,
-              worst_name.c_str());
+  std::printf("[ %-22s ] chunk %d, fused q/k/v %d, w1/w3 %d: loss %.6f (rel err %.1e), worst gradient max rel err "
+              "%.2e (%s)\n",
+              GetParam().c_str(), static_cast<int>(model.classifier_chunk(B * T)),
+              static_cast<int>(model.fused_qkv(0, B * T)), static_cast<int>(model.fused_w13(0, B * T)), r.loss,
+              loss_err, worst, worst_name.c_str());
   }
 }
 
@@ -809,6 +817,72 @@ TEST(RowParallel, MatchesThePlainStepOnUnevenPartsWithPadAndLossWeights) {
         << "step " << step;
   }
   set_threads(threads);
+}
+
+// q/k/v and w1/w3 as one GEMM each (Transformer::fused_qkv, fused_w13) against the three- and
+// two-GEMM path (set_fused_projections(false)): the same loss, hidden states and gradients up
+// to the order of float sums, with GQA and MHA, checkpointing, dropout, and gradients whose
+// tensors are not adjacent (the weight gradients then run one strided GEMM per tensor).
+TEST(FusedProjections, StepMatchesTheUnfusedStep) {
+  struct Case {
+    int64_t kv_heads;
+    bool checkpointing;
+    double dropout;
+    bool separate_grads;
+  };
+  for (const Case& k : {Case{2, false, 0.0, false}, Case{4, false, 0.0, true}, Case{1, true, 0.1, false}}) {
+    SCOPED_TRACE(testing::Message() << "kv_heads " << k.kv_heads << " checkpointing " << k.checkpointing
+                                    << " dropout " << k.dropout << " separate grads " << k.separate_grads);
+    ModelConfig c = small_config();
+    c.attn_bias = false;
+    c.qk_norm = false;
+    c.n_kv_heads = k.kv_heads;
+    c.dropout = k.dropout;
+    const Batch b = small_batch(c.vocab_size);
+    const int64_t N = b.B * b.T, F = c.ffn_hidden();
+    Transformer fused(ModelWeights::random(c, 4)), plain(ModelWeights::random(c, 4));
+    plain.set_fused_projections(false);
+    for (Transformer* m : {&fused, &plain}) m->set_gradient_checkpointing(k.checkpointing);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      EXPECT_TRUE(fused.fused_qkv(l, N));
+      EXPECT_TRUE(fused.fused_w13(l, N));
+      EXPECT_FALSE(plain.fused_qkv(l, N));
+      EXPECT_FALSE(plain.fused_w13(l, N));
+      const LayerParams& lp = fused.weights().params().layers[static_cast<size_t>(l)];
+      EXPECT_EQ(lp.w3, lp.w1 + F * c.dim);  // the arena stacks [w1; w3]
+    }
+    // Gradients: the arena, or (separate_grads) each tensor in its own allocation.
+    const ParameterLayout& layout = fused.weights().layout();
+    Grads g0(plain.weights()), g1(fused.weights());
+    std::vector<std::vector<float>> own;
+    ParameterTensors views = g1.views;
+    if (k.separate_grads) {
+      std::vector<float*> ptrs;
+      for (const ParamInfo& p : layout.tensors()) {
+        own.emplace_back(static_cast<size_t>(p.numel + 16), 0.0f);
+        ptrs.push_back(own.back().data() + 16);  // never adjacent to the previous tensor
+      }
+      views = layout.bind(ptrs);
+    }
+    Rng r0(11), r1(11);
+    TrainStepOptions o0, o1;
+    o0.rng = &r0;
+    o1.rng = &r1;
+    const TrainStepResult a = plain.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, o0);
+    const TrainStepResult f = fused.train_step(views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T, o1);
+    EXPECT_NEAR(f.loss, a.loss, 1e-6 * a.loss);
+    EXPECT_LE(max_rel_error(fused.hidden(), plain.hidden(), static_cast<size_t>(N * c.dim)), 1e-5);
+    for (size_t i = 0; i < layout.tensors().size(); ++i) {
+      const ParamInfo& p = layout.tensors()[i];
+      const float* got = k.separate_grads ? own[i].data() + 16 : g1.of(p);
+      EXPECT_LE(max_rel_error(got, g0.of(p), static_cast<size_t>(p.numel)), 1e-5) << p.name;
+    }
+    // The evaluation forward (no dropout) takes the fused path too.
+    const float* lf = fused.forward(b.tokens.data(), nullptr, b.B, b.T);
+    std::vector<float> logits(lf, lf + N * c.vocab_size);
+    const float* lp = plain.forward(b.tokens.data(), nullptr, b.B, b.T);
+    EXPECT_LE(max_rel_error(logits.data(), lp, logits.size()), 1e-5);
+  }
 }
 
 TEST(RowParallel, ErrorsNameTheWholeBatch) {

@@ -5,11 +5,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -109,9 +111,14 @@ TEST(AdamW, MatchesTorchAdamW) {
       }
     }
   }
-  // Padding between tensors stays untouched.
-  for (size_t i = 0; i + 1 < table.size(); ++i)
-    for (int64_t k = table[i].offset + table[i].numel; k < table[i + 1].offset; ++k) EXPECT_EQ(params[k], 0.0f);
+  // Padding between tensors stays untouched (in arena order: a SwiGLU layer's w3 sits after its w1).
+  std::vector<std::pair<int64_t, int64_t>> spans;  // [offset, end) of each tensor
+  for (const ParamInfo& p : table) spans.emplace_back(p.offset, p.offset + p.numel);
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 0; i + 1 < spans.size(); ++i) {
+    ASSERT_LE(spans[i].second, spans[i + 1].first);
+    for (int64_t k = spans[i].second; k < spans[i + 1].first; ++k) EXPECT_EQ(params[k], 0.0f);
+  }
 }
 
 TEST(AdamW, DecayRule) {
