@@ -322,25 +322,32 @@ void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const f
   rows_loop<row_dot_f32>(out, in, w, bias, first, count);
 }
 
-// rows_loop for q8_0 weights: input rows four at a time (dot_q8_0_x4), the rest one by one;
-// the same numbers as rows_loop<row_dot_q8_0>.
+// rows_loop for q8_0 weights: input rows eight, then four at a time (dot_q8_0_many), the rest
+// one by one; the same numbers as rows_loop<row_dot_q8_0>.
 void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                     int64_t count) {
   const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock;
+  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock, nv = IC / (2 * kQuantBlock) * 16;
   for (int64_t o = first; o < first + count; ++o) {
     const void* row = base + o * w.row_bytes;
     int64_t n = 0;
-    for (; n + 4 <= N; n += 4) {
-      const int8_t* q[4];
-      const float* d[4];
-      for (int j = 0; j < 4; ++j) {
-        q[j] = in.q.data() + (n + j) * IC;
-        d[j] = in.d.data() + (n + j) * nb;
+    for (const int J : {8, 4}) {
+      if (in.qu.empty()) break;
+      for (; n + J <= N; n += J) {
+        const int8_t* q[8];
+        const float* d[8];
+        const uint8_t* qu[8];
+        const float* dv[8];
+        for (int j = 0; j < J; ++j) {
+          q[j] = in.q.data() + (n + j) * IC;
+          d[j] = in.d.data() + (n + j) * nb;
+          qu[j] = in.qu.data() + (n + j) * IC;
+          dv[j] = in.dv.data() + (n + j) * nv;
+        }
+        float acc[8];
+        dot_q8_0_many(row, J, q, d, qu, dv, IC, acc);
+        for (int j = 0; j < J; ++j) out[(n + j) * OC + o] = bias ? acc[j] + bias[o] : acc[j];
       }
-      float acc[4];
-      dot_q8_0_x4(row, q, d, IC, acc);
-      for (int j = 0; j < 4; ++j) out[(n + j) * OC + o] = bias ? acc[j] + bias[o] : acc[j];
     }
     for (; n < N; ++n) {
       const float acc = row_dot_q8_0(row, in, n);
@@ -369,6 +376,11 @@ RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type)
   d.resize(static_cast<size_t>(N * nb));
   s.resize(static_cast<size_t>(N * nb));
   for (int64_t n = 0; n < N; ++n) quantize_input_q8(inp + n * IC, IC, q.data() + n * IC, d.data() + n * nb, s.data() + n * nb);
+  if (type != WeightType::Q8_0 || N < 4) return;
+  const int64_t nv = IC / (2 * kQuantBlock) * 16;
+  qu.resize(static_cast<size_t>(N * IC));
+  dv.resize(static_cast<size_t>(N * nv));
+  for (int64_t n = 0; n < N; ++n) prepare_input_q8_many(q.data() + n * IC, d.data() + n * nb, IC, qu.data() + n * IC, dv.data() + n * nv);
 }
 
 void require_row_kernel(WeightType type) {

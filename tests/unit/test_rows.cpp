@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "core/rng.h"
@@ -246,23 +247,23 @@ TEST(RowKernels, BlockedF32TestSeesAHorizontalSumOrderChange) {
   EXPECT_GT(lane_by_lane, total / 4) << total;
 }
 
-// The q8_0 row loop takes four input rows at a time (dot_q8_0_x4): each output is the one-row
-// dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even numbers of
-// blocks (the pair loop, the last pair, the last block), for 1..9 input rows.
+// The q8_0 row loop takes eight, then four input rows at a time (dot_q8_0_many): each output is
+// the one-row dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even
+// numbers of blocks (the pair loop, the last pair, the last block), for 1..17 input rows.
 TEST(RowKernels, Q8RowsAreOneRowDotsBitForBit) {
   Rng rng(27);
   for (const char* isa : {"best", "avx512_vnni", "avx2", "scalar"}) {
     if (!set_quant_dot_isa(isa)) continue;
     for (int64_t IC : {32, 64, 96, 128, 160, 768}) {
       const int64_t OC = 5, row_bytes = weight_row_bytes(WeightType::Q8_0, IC);
-      std::vector<float> wf(OC * IC), x(9 * IC), bias(OC);
+      std::vector<float> wf(OC * IC), x(17 * IC), bias(OC);
       for (auto& v : wf) v = rng.normal();
       for (auto& v : x) v = rng.normal();
       for (auto& v : bias) v = rng.normal();
       std::vector<unsigned char> wq(OC * row_bytes);
       for (int64_t o = 0; o < OC; ++o) quantize_row(WeightType::Q8_0, wf.data() + o * IC, IC, wq.data() + o * row_bytes);
       const WeightView view{WeightType::Q8_0, wq.data(), OC, IC, row_bytes};
-      for (int64_t N = 1; N <= 9; ++N) {
+      for (int64_t N = 1; N <= 17; ++N) {
         std::vector<float> many(N * OC), one(OC);
         matmul_rows(many.data(), x.data(), view, bias.data(), N, 0, OC);
         for (int64_t n = 0; n < N; ++n) {
@@ -274,6 +275,73 @@ TEST(RowKernels, Q8RowsAreOneRowDotsBitForBit) {
     }
   }
   set_quant_dot_isa("best");
+}
+
+// The batched q8_0 kernel feeds vpdpbusd the inputs offset by 128 and takes 128 * sum(w) off
+// in the integers: exact for every byte a q8_0 file may hold, -128 included (ggml's quantizer
+// never writes it; a file may), against inputs at the ends of their range (+-127). Rows of
+// raw bytes: weights from {-128, -127, 127, random}, inputs whose blocks have one element of
+// magnitude far above the rest (so they quantize to +-127). The data would show a change of
+// the blocks' float summation order: summed last block first, most outputs differ.
+TEST(RowKernels, Q8RowsAreExactAtTheEndsOfTheBytes) {
+  Rng rng(41);
+  const int64_t IC = 224, OC = 7, N = 13, row_bytes = weight_row_bytes(WeightType::Q8_0, IC);
+  std::vector<unsigned char> wq(OC * row_bytes);
+  for (int64_t o = 0; o < OC; ++o)
+    for (int64_t b = 0; b < IC / kQuantBlock; ++b) {
+      unsigned char* blk = wq.data() + o * row_bytes + b * kQ8_0BlockBytes;
+      const float scale = 0.01f + 0.02f * std::abs(rng.normal());
+      std::vector<float> one{scale};
+      std::vector<unsigned char> enc(kQ8_0BlockBytes);
+      std::vector<float> probe(kQuantBlock, 0.0f);
+      probe[0] = scale * 127.0f;
+      quantize_row(WeightType::Q8_0, probe.data(), kQuantBlock, enc.data());  // an f16 scale near `scale`
+      blk[0] = enc[0];
+      blk[1] = enc[1];
+      for (int64_t i = 0; i < kQuantBlock; ++i) {
+        const int pick = static_cast<int>(std::abs(rng.normal()) * 3.0f) % 4;
+        const int v = pick == 0 ? -128 : pick == 1 ? -127 : pick == 2 ? 127 : static_cast<int>(rng.normal() * 60.0f) % 128;
+        blk[2 + i] = static_cast<unsigned char>(static_cast<int8_t>(v));
+      }
+    }
+  std::vector<float> x(N * IC);
+  for (int64_t i = 0; i < N * IC; ++i) x[i] = i % 17 == 0 ? 40.0f * rng.normal() : rng.normal();
+  const WeightView view{WeightType::Q8_0, wq.data(), OC, IC, row_bytes};
+  std::vector<float> many(N * OC), one(OC), ref(N * OC);
+  for (const char* isa : {"best", "avx512_vnni", "avx2", "scalar"}) {
+    if (!set_quant_dot_isa(isa)) continue;
+    matmul_rows(many.data(), x.data(), view, nullptr, N, 0, OC);
+    for (int64_t n = 0; n < N; ++n) {
+      matmul_rows(one.data(), x.data() + n * IC, view, nullptr, 1, 0, OC);
+      ASSERT_EQ(0, std::memcmp(many.data() + n * OC, one.data(), OC * sizeof(float))) << isa << ", row " << n;
+    }
+    matmul_rows_ref(ref.data(), x.data(), view, nullptr, N, 0, OC);
+    for (int64_t i = 0; i < N * OC; ++i) ASSERT_NEAR(many[i], ref[i], 1e-3f * (1.0f + std::abs(ref[i]))) << isa << " " << i;
+  }
+  set_quant_dot_isa("best");
+  // The order check: each block's product as the kernels make it, summed forwards and backwards.
+  const int64_t nb = IC / kQuantBlock;
+  std::vector<int8_t> q(IC);
+  std::vector<float> d(nb), s(nb);
+  int reordered = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    quantize_input_q8(x.data() + n * IC, IC, q.data(), d.data(), s.data());
+    for (int64_t o = 0; o < OC; ++o) {
+      std::vector<float> term(nb);
+      for (int64_t b = 0; b < nb; ++b) {
+        const unsigned char* blk = wq.data() + o * row_bytes + b * kQ8_0BlockBytes;
+        int32_t sum = 0;
+        for (int64_t i = 0; i < kQuantBlock; ++i) sum += static_cast<int8_t>(blk[2 + i]) * q[b * kQuantBlock + i];
+        const float dw = f16_to_f32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
+        term[b] = static_cast<float>(sum) * (dw * d[b]);
+      }
+      float forwards = 0.0f, backwards = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) forwards += term[b];
+      for (int64_t b = nb - 1; b >= 0; --b) backwards += term[b];
+      reordered += forwards != backwards;
+    }
+  }
+  EXPECT_GT(reordered, N * OC / 4);
 }
 
 // Every type has a row kernel; a row length off the type's blocks is refused before anything
