@@ -647,56 +647,74 @@ LM_AVX512 float dot_q8_0_vnni(const void* row, const int8_t* q, const float* d, 
   return hsum512(_mm512_add_ps(a0, a1)) + hsum256(t);
 }
 
-// dot_q8_0_vnni of one weight row against J input rows. The weights enter vpdpbusd as they
-// are (signed) and each input as q + 128 (unsigned, prepared once per matmul), so the products
-// carry 128 * sum(w) too: that is taken off by starting each dot from -128 * sum(w) of the
-// four bytes of its lane, computed once per weight pair for the J inputs. Integer sums are
-// exact (|sum| < 2^18), so each lane's int32 is dot_q8_0_vnni's; the scales are the same
-// products (d_w * d_x, the input's broadcast once per matmul) and every float operation is
-// dot_q8_0_vnni's in its order, so out[j] equals it bit for bit. Per input and weight pair:
-// vpdpbusd, the scale's multiply, the conversion and the FMA (the sign form also took the
-// masked negation and the scales' load and permute per input).
-template <int J>
-LM_AVX512 void q8_pair_vnni_many(const unsigned char* blk, const uint8_t* const qu[], const float* const dv[], int64_t b,
-                                 __m512 acc[]) {
-  const __m512i w = _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))),
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0BlockBytes + 2)), 1);
-  const __m512i offset =
-      _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), w));
-  const __m128i dw16 = _mm_cvtsi32_si128(static_cast<int>(load_u16(blk) | (uint32_t{load_u16(blk + kQ8_0BlockBytes)} << 16)));
-  const __m512 dw = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                                          _mm512_castps128_ps512(_mm_cvtph_ps(dw16)));
-#pragma GCC unroll 8
-  for (int j = 0; j < J; ++j) {
-    const __m512i dot = _mm512_dpbusd_epi32(offset, _mm512_loadu_si512(qu[j] + b * kQuantBlock), w);
-    const __m512 scale = _mm512_mul_ps(dw, _mm512_loadu_ps(dv[j] + b / 2 * 16));
-    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[j]);
+// dot_q8_0_vnni of R weight rows against four input rows, a register tile (2 x R x 4
+// accumulators): each input pair's bytes and scales loaded once for the R rows, each weight
+// pair's once for the four inputs. The weights enter vpdpbusd as they are (signed) and each
+// input as q + 128 (unsigned, prepared once per matmul), so the products carry 128 * sum(w)
+// too: that is taken off by starting each dot from -128 * sum(w) of the four bytes of its
+// lane, computed once per weight pair. Integer sums are exact (|sum| < 2^18), so each lane's
+// int32 is dot_q8_0_vnni's; the scales are the same products (d_w * d_x, broadcast per half)
+// and every float operation is dot_q8_0_vnni's in its order, so each output equals it bit for
+// bit. Per weight row, input and pair: vpdpbusd, the scale's multiply, the conversion and the
+// FMA (the sign form also took the masked negation and the scales' load and permute).
+template <int R>
+LM_AVX512 inline __attribute__((always_inline)) void q8_pair_vnni_tile(const unsigned char* const blk[], const uint8_t* const qu[4], const float* const d[4],
+                                 int64_t b, __m512 acc[]) {
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i w[R], offset[R];
+  __m512 dw[R];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) {
+    w[r] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[r] + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[r] + kQ8_0BlockBytes + 2)), 1);
+    offset[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), w[r]));
+    const __m128i dw16 =
+        _mm_cvtsi32_si128(static_cast<int>(load_u16(blk[r]) | (uint32_t{load_u16(blk[r] + kQ8_0BlockBytes)} << 16)));
+    dw[r] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(dw16)));
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512i x = _mm512_loadu_si512(qu[j] + b * kQuantBlock);
+    const __m512 dx = _mm512_permutexvar_ps(
+        halves, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(d[j] + b)))));
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) {
+      const __m512i dot = _mm512_dpbusd_epi32(offset[r], x, w[r]);
+      acc[r * 4 + j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], dx), acc[r * 4 + j]);
+    }
   }
 }
 
-template <int J>
-LM_AVX512 void dot_q8_0_vnni_many(const void* row, const int8_t* const q[], const float* const d[],
-                                  const uint8_t* const qu[], const float* const dv[], int64_t n, float out[]) {
-  const auto* p = static_cast<const unsigned char*>(row);
+template <int R>
+LM_AVX512 void dot_q8_0_vnni_tile(const void* const rows[], const int8_t* const q[4], const float* const d[4],
+                                  const uint8_t* const qu[4], int64_t n, float out[]) {
   const int64_t nb = n / kQuantBlock;
-  __m512 a0[J], a1[J];
+  __m512 a0[R * 4], a1[R * 4];
 #pragma GCC unroll 8
-  for (int j = 0; j < J; ++j) a0[j] = a1[j] = _mm512_setzero_ps();
+  for (int k = 0; k < R * 4; ++k) a0[k] = a1[k] = _mm512_setzero_ps();
+  const unsigned char* p[R];
+  for (int r = 0; r < R; ++r) p[r] = static_cast<const unsigned char*>(rows[r]);
   int64_t b = 0;
   for (; b + 4 <= nb; b += 4) {
-    q8_pair_vnni_many<J>(p + b * kQ8_0BlockBytes, qu, dv, b, a0);
-    q8_pair_vnni_many<J>(p + (b + 2) * kQ8_0BlockBytes, qu, dv, b + 2, a1);
+    q8_pair_vnni_tile<R>(p, qu, d, b, a0);
+    const unsigned char* p2[R];
+    for (int r = 0; r < R; ++r) p2[r] = p[r] + 2 * kQ8_0BlockBytes;
+    q8_pair_vnni_tile<R>(p2, qu, d, b + 2, a1);
+    for (int r = 0; r < R; ++r) p[r] += 4 * kQ8_0BlockBytes;
   }
   if (b + 2 <= nb) {
-    q8_pair_vnni_many<J>(p + b * kQ8_0BlockBytes, qu, dv, b, a0);
+    q8_pair_vnni_tile<R>(p, qu, d, b, a0);
+    for (int r = 0; r < R; ++r) p[r] += 2 * kQ8_0BlockBytes;
     b += 2;
   }
-  for (int j = 0; j < J; ++j) {
-    __m256 t = _mm256_setzero_ps();
-    if (b < nb) t = q8_block_vnni(p + b * kQ8_0BlockBytes, q[j] + b * kQuantBlock, d[j][b], t);
-    out[j] = hsum512(_mm512_add_ps(a0[j], a1[j])) + hsum256(t);
-  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) {
+      __m256 t = _mm256_setzero_ps();
+      if (b < nb) t = q8_block_vnni(p[r], q[j] + b * kQuantBlock, d[j][b], t);
+      out[r * 4 + j] = hsum512(_mm512_add_ps(a0[r * 4 + j], a1[r * 4 + j])) + hsum256(t);
+    }
 }
 
 LM_AVX2 __m256 q8_block_avx2(const unsigned char* blk, const int8_t* q, float dx, __m256 acc) {
@@ -1033,17 +1051,16 @@ float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n) {
   return dot_q8_0_ref(row, q, d, n);
 }
 
-void prepare_input_q8_many(const int8_t* q, const float* d, int64_t n, uint8_t* qu, float* dv) {
+void offset_input_q8(const int8_t* q, int64_t n, uint8_t* qu) {
   for (int64_t i = 0; i < n; ++i) qu[i] = static_cast<uint8_t>(q[i] + 128);
-  for (int64_t p = 0; p < n / (2 * kQuantBlock); ++p)
-    for (int k = 0; k < 16; ++k) dv[p * 16 + k] = d[2 * p + k / 8];
 }
 
-void dot_q8_0_many(const void* row, int J, const int8_t* const q[], const float* const d[], const uint8_t* const qu[],
-                   const float* const dv[], int64_t n, float out[]) {
-  if (dot_isa() == DotIsa::Vnni && J == 4) return dot_q8_0_vnni_many<4>(row, q, d, qu, dv, n, out);
-  if (dot_isa() == DotIsa::Vnni && J == 8) return dot_q8_0_vnni_many<8>(row, q, d, qu, dv, n, out);
-  for (int j = 0; j < J; ++j) out[j] = dot_q8_0(row, q[j], d[j], n);
+void dot_q8_0_tile(const void* const rows[], int R, const int8_t* const q[4], const float* const d[4],
+                   const uint8_t* const qu[4], int64_t n, float out[]) {
+  if (dot_isa() == DotIsa::Vnni && R == 2) return dot_q8_0_vnni_tile<2>(rows, q, d, qu, n, out);
+  if (dot_isa() == DotIsa::Vnni && R == 1) return dot_q8_0_vnni_tile<1>(rows, q, d, qu, n, out);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) out[r * 4 + j] = dot_q8_0(rows[r], q[j], d[j], n);
 }
 
 float dot_q4_0(const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {

@@ -81,15 +81,14 @@ float dot_bf16(const void* row, const float* x, int64_t n);
 float dot_bf16_ref(const void* row, const float* x, int64_t n);
 float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n);
 float dot_q8_0_ref(const void* row, const int8_t* q, const float* d, int64_t n);
-// Input rows in int8 blocks made ready for dot_q8_0_many, once per matmul: qu [n] = q + 128
-// (unsigned bytes: vpdpbusd's unsigned side), dv [n / 64 * 16] each pair of blocks' scales
-// broadcast (d[2p] in 8 lanes, d[2p + 1] in the next 8). n % 32 == 0.
-void prepare_input_q8_many(const int8_t* q, const float* d, int64_t n, uint8_t* qu, float* dv);
-// dot_q8_0 of one row against J = 4 or 8 inputs (out[j] = dot_q8_0(row, q[j], d[j], n) bit for
-// bit), the weights loaded once for the J: the batched row loop's q8_0 kernel. qu[j], dv[j] are
-// prepare_input_q8_many's of q[j], d[j].
-void dot_q8_0_many(const void* row, int J, const int8_t* const q[], const float* const d[], const uint8_t* const qu[],
-                   const float* const dv[], int64_t n, float out[]);
+// An input row in int8 blocks made ready for dot_q8_0_tile, once per matmul: qu [n] = q + 128
+// (unsigned bytes, vpdpbusd's unsigned side).
+void offset_input_q8(const int8_t* q, int64_t n, uint8_t* qu);
+// dot_q8_0 of R = 1 or 2 weight rows against four inputs (out[r * 4 + j] = dot_q8_0(rows[r],
+// q[j], d[j], n) bit for bit), each weight and input pair loaded once for the tile: the batched
+// row loop's q8_0 kernel. qu[j] is offset_input_q8's of q[j].
+void dot_q8_0_tile(const void* const rows[], int R, const int8_t* const q[4], const float* const d[4],
+                   const uint8_t* const qu[4], int64_t n, float out[]);
 float dot_q4_0(const void* row, const int8_t* q, const float* d, const float* s, int64_t n);
 float dot_q4_0_ref(const void* row, const int8_t* q, const float* d, const float* s, int64_t n);
 // n % 256 == 0; q, d, s as quantize_input_q8 makes them.

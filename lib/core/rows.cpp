@@ -322,37 +322,37 @@ void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const f
   rows_loop<row_dot_f32>(out, in, w, bias, first, count);
 }
 
-// rows_loop for q8_0 weights: input rows eight, then four at a time (dot_q8_0_many), the rest
-// one by one; the same numbers as rows_loop<row_dot_q8_0>.
+// rows_loop for q8_0 weights: tiles of two weight rows x four input rows (dot_q8_0_tile; the
+// last odd row one x four), the input rows left over one by one; the same numbers as
+// rows_loop<row_dot_q8_0>.
 void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                     int64_t count) {
   const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock, nv = IC / (2 * kQuantBlock) * 16;
-  for (int64_t o = first; o < first + count; ++o) {
-    const void* row = base + o * w.row_bytes;
-    int64_t n = 0;
-    for (const int J : {8, 4}) {
-      if (in.qu.empty()) break;
-      for (; n + J <= N; n += J) {
-        const int8_t* q[8];
-        const float* d[8];
-        const uint8_t* qu[8];
-        const float* dv[8];
-        for (int j = 0; j < J; ++j) {
-          q[j] = in.q.data() + (n + j) * IC;
-          d[j] = in.d.data() + (n + j) * nb;
-          qu[j] = in.qu.data() + (n + j) * IC;
-          dv[j] = in.dv.data() + (n + j) * nv;
-        }
-        float acc[8];
-        dot_q8_0_many(row, J, q, d, qu, dv, IC, acc);
-        for (int j = 0; j < J; ++j) out[(n + j) * OC + o] = bias ? acc[j] + bias[o] : acc[j];
+  const int64_t OC = w.rows, N = in.N, IC = in.IC, nb = IC / kQuantBlock;
+  const int64_t tiled = in.qu.empty() ? 0 : N / 4 * 4;
+  for (int64_t o = first; o < first + count;) {
+    const int R = o + 2 <= first + count ? 2 : 1;
+    const void* rows[2] = {base + o * w.row_bytes, base + (o + R - 1) * w.row_bytes};
+    for (int64_t n = 0; n < tiled; n += 4) {
+      const int8_t* q[4];
+      const float* d[4];
+      const uint8_t* qu[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = in.q.data() + (n + j) * IC;
+        d[j] = in.d.data() + (n + j) * nb;
+        qu[j] = in.qu.data() + (n + j) * IC;
       }
+      float acc[8];
+      dot_q8_0_tile(rows, R, q, d, qu, IC, acc);
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 4; ++j) out[(n + j) * OC + o + r] = bias ? acc[r * 4 + j] + bias[o + r] : acc[r * 4 + j];
     }
-    for (; n < N; ++n) {
-      const float acc = row_dot_q8_0(row, in, n);
-      out[n * OC + o] = bias ? acc + bias[o] : acc;
-    }
+    for (int r = 0; r < R; ++r)
+      for (int64_t n = tiled; n < N; ++n) {
+        const float acc = row_dot_q8_0(rows[r], in, n);
+        out[n * OC + o + r] = bias ? acc + bias[o + r] : acc;
+      }
+    o += R;
   }
 }
 
@@ -377,10 +377,8 @@ RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type)
   s.resize(static_cast<size_t>(N * nb));
   for (int64_t n = 0; n < N; ++n) quantize_input_q8(inp + n * IC, IC, q.data() + n * IC, d.data() + n * nb, s.data() + n * nb);
   if (type != WeightType::Q8_0 || N < 4) return;
-  const int64_t nv = IC / (2 * kQuantBlock) * 16;
   qu.resize(static_cast<size_t>(N * IC));
-  dv.resize(static_cast<size_t>(N * nv));
-  for (int64_t n = 0; n < N; ++n) prepare_input_q8_many(q.data() + n * IC, d.data() + n * nb, IC, qu.data() + n * IC, dv.data() + n * nv);
+  offset_input_q8(q.data(), N * IC, qu.data());
 }
 
 void require_row_kernel(WeightType type) {

@@ -65,8 +65,7 @@ struct RowsInput {
   std::vector<int8_t> q;  // [N, IC]      the int8 types only
   std::vector<float> d;   // [N, IC / 32] block scales
   std::vector<float> s;   // [N, IC / 32] 8 * d * sum(q) of each block
-  std::vector<uint8_t> qu;  // [N, IC]            q8_0 with N >= 4 only: prepare_input_q8_many's
-  std::vector<float> dv;    // [N, IC / 64 * 16]  (core/quant.h)
+  std::vector<uint8_t> qu;  // [N, IC]      q8_0 with N >= 4 only: q + 128 (offset_input_q8)
 };
 
 // For weight rows o in [first, first + count) and input rows n in [0, N):
