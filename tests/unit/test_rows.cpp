@@ -247,9 +247,10 @@ TEST(RowKernels, BlockedF32TestSeesAHorizontalSumOrderChange) {
   EXPECT_GT(lane_by_lane, total / 4) << total;
 }
 
-// The q8_0 row loop takes eight, then four input rows at a time (dot_q8_0_many): each output is
-// the one-row dot's, bit for bit, on every dot ISA the CPU runs, at row lengths of odd and even
-// numbers of blocks (the pair loop, the last pair, the last block), for 1..17 input rows.
+// The q8_0 row loop takes tiles of two weight rows x four input rows (dot_q8_0_tile; 5 weight
+// rows: the last one alone): each output is the one-row dot's, bit for bit, on every dot ISA
+// the CPU runs, at row lengths of odd and even numbers of blocks (the pair loop, the last pair,
+// the last block), for 1..17 input rows.
 TEST(RowKernels, Q8RowsAreOneRowDotsBitForBit) {
   Rng rng(27);
   for (const char* isa : {"best", "avx512_vnni", "avx2", "scalar"}) {
