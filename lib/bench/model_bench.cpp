@@ -140,7 +140,6 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   Tensor grad_arena = Tensor::zeros(DType::F32, {layout.arena_floats()});
   float* grads = grad_arena.data_mut<float>();
   const ParameterTensors grad_views = layout.bind(grads);
-  const size_t grad_bytes = static_cast<size_t>(layout.arena_floats()) * sizeof(float);
   train::AdamW adamw(layout, train::AdamWConfig{});
   Rng rng(4);
   model.set_gradient_checkpointing(checkpointing);
@@ -153,12 +152,11 @@ TrainBench bench_train(Transformer& model, int64_t B, int64_t T, bool checkpoint
   int64_t step = 0;
   r.time = measure(
       [&] {
-        std::memset(grads, 0, grad_bytes);
-        TrainStepOptions opt;
+        TrainStepOptions opt;  // the gradients start at 0: zeros, then AdamW's pass (as lm-train)
         opt.rng = &rng;
         r.loss = model.train_step(grad_views, inputs.data(), nullptr, targets.data(), B, T, opt).loss;
         const double norm = train::grad_global_norm(layout, grads);  // clipped as lm-train: inside AdamW's pass
-        adamw.step(w.arena(), grads, 1e-4, ++step, train::clip_scale(norm, 1.0));
+        adamw.step_and_zero(w.arena(), grads, 1e-4, ++step, train::clip_scale(norm, 1.0));
         model.weights_changed();
       },
       warmup, repeats);

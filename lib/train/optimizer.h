@@ -44,6 +44,10 @@ class AdamW {
   //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   // The same bits as clip_grad_norm's scaling of the gradients in place, then a step at 1.
   void step(float* params, const float* grads, double lr, int64_t t, float grad_scale = 1.0f);
+  // The same update (the same bits), and each range's gradients set to 0 in the same pass:
+  // the next step accumulates into them without a separate memset of the arena (a
+  // single-threaded 438 MB write per step at stories110M). Padding is not touched.
+  void step_and_zero(float* params, float* grads, double lr, int64_t t, float grad_scale = 1.0f);
 
   const AdamWConfig& config() const { return cfg_; }
   float* m() { return m_.data_mut<float>(); }  // [arena_floats]
@@ -52,11 +56,14 @@ class AdamW {
   const float* v() const { return v_.data<float>(); }
   int64_t arena_floats() const { return arena_floats_; }
 
- private:
-  struct Range {
+ struct Range {
     int64_t offset, numel;
     bool decay;
   };
+
+ private:
+  template <bool kZeroGrads, typename Grad>
+  void update(float* params, Grad* grads, double lr, int64_t t, float grad_scale);
   AdamWConfig cfg_;
   std::vector<Range> ranges_;
   int64_t arena_floats_ = 0;

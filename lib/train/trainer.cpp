@@ -697,6 +697,9 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
   StepReport rep;
   rep.steps = opts_.steps;
   bool stop_all = false;  // several ranks: any rank's stop flag, agreed on after each step
+  // Gradients accumulate from zero: zeroed here once, then by AdamW's pass of each step
+  // (step_and_zero) instead of a single-threaded memset of the arena before each step.
+  std::memset(grads, 0, grad_bytes);
 
   while (state_.step < opts_.steps) {
     const bool stopping = ranks_ > 1 ? stop_all : stop && stop->load();
@@ -706,7 +709,6 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
     }
     const double ts = now_seconds();
     const double lr = opts_.schedule.at(state_.step);
-    std::memset(grads, 0, grad_bytes);
     double loss = 0, moe_aux = 0;
     const std::vector<uint8_t> dropped = dropped_conditions(state_.step);
     run_together([&] {  // local work only (no collective inside): a failure here ends every rank
@@ -751,7 +753,7 @@ TrainSummary Trainer::run(const std::function<void(const StepReport&)>& on_step,
       stop_training(cat(!std::isfinite(loss) ? cat("loss is ", loss) : cat("gradient norm is ", norm), " at step ",
                         state_.step + 1));
     if (pending_) commit(*pending_);  // its weights gave a finite loss: a good checkpoint
-    adamw_.step(params, grads, lr, state_.step + 1, clip_scale(norm, opts_.grad_clip));
+    adamw_.step_and_zero(params, grads, lr, state_.step + 1, clip_scale(norm, opts_.grad_clip));
     model_->weights_changed();  // bf16 compute: its weight copies are rounded again
     ++state_.step;
     ++sum.steps_this_run;

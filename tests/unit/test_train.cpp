@@ -264,6 +264,52 @@ TEST(Clip, LanesMatchTheReferenceForAnyThreadCount) {
   EXPECT_EQ(std::memcmp(a.v(), b.v(), p0.size() * sizeof(float)), 0);
 }
 
+TEST(AdamW, StepAndZeroIsStepThenZeroedGradients) {
+  // step_and_zero against step, then a memset of the gradients: the same parameters and
+  // moments to the bit on 1 and 2 threads, every range's gradients 0, padding untouched.
+  // Large enough (about 300k floats, 37 chunks of the norm) for both passes to run parallel.
+  ModelConfig c = small_config();
+  c.dim = 128;
+  c.hidden_dim = 384;
+  c.n_layers = 2;
+  const ParameterLayout layout(c);
+  ASSERT_GT(layout.arena_floats(), 8 * 8192);
+  const int64_t n = layout.arena_floats();
+  std::vector<float> g(static_cast<size_t>(n), 0.0f);
+  uint64_t state = 11;
+  for (const ParamInfo& p : layout.tensors())
+    for (int64_t i = 0; i < p.numel; ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      g[static_cast<size_t>(p.offset + i)] = static_cast<float>(static_cast<int64_t>(state >> 40) - (1 << 23)) / (1 << 22);
+    }
+  std::vector<bool> in_range(static_cast<size_t>(n), false);
+  for (const ParamInfo& p : layout.tensors())
+    for (int64_t i = 0; i < p.numel; ++i) in_range[static_cast<size_t>(p.offset + i)] = true;
+  const int threads = thread_count();
+  double norms[2];
+  for (const int th : {1, 2}) {
+    set_threads(th);
+    norms[th - 1] = grad_global_norm(layout, g.data());
+    std::vector<float> p0(static_cast<size_t>(n), 0.5f), p1 = p0;
+    AdamW a(layout, AdamWConfig{}), b(layout, AdamWConfig{});
+    for (int64_t t = 1; t <= 3; ++t) {
+      std::vector<float> ga = g, gb = g;
+      for (size_t k = 0; k < gb.size(); ++k)
+        if (!in_range[k]) gb[k] = 7.0f;  // padding: must stay as it was
+      a.step(p0.data(), ga.data(), 1e-3, t, 0.5f);
+      b.step_and_zero(p1.data(), gb.data(), 1e-3, t, 0.5f);
+      for (size_t k = 0; k < gb.size(); ++k) ASSERT_EQ(gb[k], in_range[k] ? 0.0f : 7.0f) << k;
+    }
+    EXPECT_EQ(std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(float)), 0) << th;
+    EXPECT_EQ(std::memcmp(a.m(), b.m(), p0.size() * sizeof(float)), 0) << th;
+    EXPECT_EQ(std::memcmp(a.v(), b.v(), p0.size() * sizeof(float)), 0) << th;
+  }
+  set_threads(threads);
+  EXPECT_EQ(norms[0], norms[1]);
+  const double ref = grad_global_norm_ref(layout, g.data());
+  EXPECT_NEAR(norms[0], ref, 1e-12 * ref);
+}
+
 TEST(Loader, RandomWindowsAreDeterministicAndResumable) {
   std::vector<uint32_t> toks(500);
   for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<uint32_t>(i % 250);
