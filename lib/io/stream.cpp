@@ -60,6 +60,11 @@ static_assert(std::atomic<int>::is_always_lock_free);
 // created but unregistered.
 std::mutex g_registry_mutex;
 std::atomic<bool> g_signal_thread{false};  // termination signals are taken by the signal thread
+// A fatal signal is removing the temporary paths to end the process: set before the removal
+// starts, so a path registered meanwhile (by a thread the handler does not stop) is removed by
+// its registrar (register_temp), and a failure that follows waits (wait_if_ending_by_signal).
+std::atomic<bool> g_ending{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 // Removes the files directly inside `dir`, then `dir`. Async-signal-safe (raw getdents64).
 void remove_dir_and_files(const char* dir) {
@@ -89,14 +94,13 @@ extern "C" void on_fatal_signal(int sig) {
     g_pending_signal.store(sig);
     return;
   }
+  g_ending.store(true);
   remove_temp_files_now();
   ::raise(sig);  // SA_RESETHAND restored the default action: it ends the process once we return
 }
 
 // Outside a signal handler: removes the temporary paths (none can be half registered: the
 // registry stays locked) and ends the process by `sig`.
-std::atomic<bool> g_ending{false};  // remove_temp_files_and_end has begun: the process is ending
-
 [[noreturn]] void remove_temp_files_and_end(int sig) {
   g_ending.store(true);     // before any path goes: a thread it makes fail waits (wait_if_ending_by_signal)
   g_registry_mutex.lock();  // never unlocked: the process ends
@@ -181,6 +185,17 @@ int register_temp(const std::string& path, bool is_dir) {
     if (!g_temp_slots[i].state.compare_exchange_strong(expected, 1)) continue;
     std::memcpy(g_temp_slots[i].path, path.c_str(), path.size() + 1);
     g_temp_slots[i].state.store(is_dir ? 3 : 2);
+    // The ender stores g_ending before it reads the slots, this the reverse: one of the two
+    // sees the other. (SIGPIPE/SIGXFSZ sent to the process can run their handler in another
+    // thread while this one goes on creating files.)
+    if (g_ending.load()) {
+      if (is_dir)
+        remove_dir_and_files(path.c_str());
+      else
+        ::unlink(path.c_str());
+      g_temp_slots[i].state.store(0);
+      return -1;  // what the caller writes there now fails, and waits to be ended
+    }
     return i;
   }
   return -1;

@@ -34,6 +34,23 @@ sum_of() {
   rm -f "$TMP/readback.safetensors"
 }
 name_of_sum() { [ "$1" = "$SUM_A" ] && echo A || { [ "$1" = "$SUM_B" ] && echo B || echo "a mix"; }; }
+# Runs `lm-convert-checkpoint -q ARGS...` (stderr into $TMP/err) and sends it SIG after a short
+# delay; fails unless it ended normally or by SIG, and sets signalled_now to 1 when SIG ended it.
+convert_and_signal() {
+  local sig=$1 status=0
+  shift
+  # (a shell's background job ignores SIGINT: give it back its default action)
+  env --default-signal lm-convert-checkpoint -q "$@" 2>"$TMP/err" 3>&- &
+  local pid=$!
+  short_delay
+  kill -s "$sig" $pid 2>/dev/null || true
+  wait $pid || status=$?
+  signalled_now=0
+  if ((status != 0)); then
+    assert_equal "$status" "$((128 + $(kill -l "$sig")))"
+    signalled_now=1
+  fi
+}
 # Hidden files and directories under $1: what temporary files of writers look like.
 leftovers() { find "$1" -mindepth 1 -name '.*'; }
 # A random delay of 0 to 79 ms: conversions here take 50 to 100 ms.
@@ -103,17 +120,8 @@ short_delay() { sleep "0.0$((RANDOM % 8))$((RANDOM % 10))"; }
     for i in 1 2 3; do
       local target="$TMP/d/" opts=(--shard-size 1MB)
       if ((i == 2)); then target="$TMP/x.safetensors" opts=(); fi
-      # (a shell's background job ignores SIGINT: give it back its default action)
-      env --default-signal lm-convert-checkpoint -q "${opts[@]}" "$B" "$target" 3>&- &
-      local pid=$!
-      short_delay
-      kill -s $sig $pid 2>/dev/null || true
-      local status=0
-      wait $pid || status=$?
-      if ((status != 0)); then
-        assert_equal "$status" "$((128 + $(kill -l $sig)))"
-        signalled=$((signalled + 1))
-      fi
+      convert_and_signal $sig "${opts[@]}" "$B" "$target"
+      signalled=$((signalled + signalled_now))
       # No next run: the signalled process itself left nothing behind.
       assert_equal "$(leftovers "$TMP")" ""
       got=$(sum_of "$target")
@@ -130,16 +138,8 @@ short_delay() { sleep "0.0$((RANDOM % 8))$((RANDOM % 10))"; }
   for i in $(seq 1 40); do
     local sig=TERM
     ((i % 2)) && sig=HUP
-    env --default-signal lm-convert-checkpoint -q --shard-size 1MB "$B" "$TMP/d/" 2>"$TMP/err" 3>&- &
-    local pid=$!
-    short_delay
-    kill -s $sig $pid 2>/dev/null || true
-    local status=0
-    wait $pid || status=$?
-    if ((status != 0)); then
-      assert_equal "$status" "$((128 + $(kill -l $sig)))"
-      runs=$((runs + 1))
-    fi
+    convert_and_signal $sig --shard-size 1MB "$B" "$TMP/d/"
+    runs=$((runs + signalled_now))
     assert_equal "$(cat "$TMP/err")" ""
     assert_equal "$(leftovers "$TMP")" ""
   done

@@ -79,9 +79,10 @@ load nonfinite  # poison
   kill -INT "$pid"
   status=0
   wait "$pid" || status=$?
-  [ "$status" -eq 130 ] || fail "exit status $status, expected 130 (SIGINT)"
   step=$(wc -l < "$TMP/part/log.jsonl")
-  [ "$step" -lt 400 ] || skip "the run finished before the signal"
+  # (on a loaded machine the 400 steps can end before the signal comes)
+  if [ "$status" -eq 0 ] && [ "$step" -eq 400 ]; then skip "the run finished before the signal"; fi
+  [ "$status" -eq 130 ] || fail "exit status $status, expected 130 (SIGINT), after $step steps"
   run lm-train --resume "$TMP/part" --threads 1
   assert_success
   assert_output --partial "done at step 400/400"
