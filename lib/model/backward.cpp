@@ -115,7 +115,7 @@ void zero(float* p, int64_t n) {
 
 int64_t Transformer::classifier_chunk(int64_t NT) const {
   return std::max<int64_t>(
-      1, std::min(NT, classifier_chunk_ > 0 ? classifier_chunk_ : classifier_chunk_rows(config().vocab_size, config().dim)));
+      1, std::min(NT, classifier_chunk_ > 0 ? classifier_chunk_ : classifier_chunk_rows(config().vocab_size)));
 }
 
 void Transformer::ensure_grad_buffers(int64_t B, int64_t S, int64_t T) {

@@ -57,9 +57,9 @@ void classifier_crossentropy(float* dx, float* dW, float* dbias, float* losses, 
 void classifier_crossentropy_ref(float* dx, float* dW, float* dbias, float* losses, const float* x, const float* W,
                                  const float* bias, const int32_t* targets, const float* weights, double weight_sum,
                                  float dloss, float soft_cap, int64_t N, int64_t C, int64_t V, int32_t ignore_index);
-// Rows per chunk of classifier_crossentropy for a vocabulary of V and dim C: as many as 128 MiB
-// of logits hold (measured: smaller chunks were slower; lmkit's README, "Training speed").
-int64_t classifier_chunk_rows(int64_t V, int64_t C);
+// Rows per chunk of classifier_crossentropy for a vocabulary of V: as many as 128 MiB of logits
+// hold (measured: smaller chunks were slower; lmkit's README, "Training speed").
+int64_t classifier_chunk_rows(int64_t V);
 
 // The loss-weighted mean: sum_n w[t_n] losses[n] / sum_n w[t_n] over targets != ignore_index
 // (weights null: all 1, the plain mean). count = targets that count; weight_sum = sum of their w.

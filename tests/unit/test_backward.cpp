@@ -512,12 +512,12 @@ TEST(ClassifierCrossEntropy, DefaultChunkBoundsTheLogits) {
   // batch (a long batch never stores all its [B*T, V] logits), and never less than one row.
   constexpr int64_t kBound = int64_t{128} << 20;
   for (const int64_t V : {int64_t{256}, int64_t{32000}, int64_t{128256}}) {
-    const int64_t rows = classifier_chunk_rows(V, 288);
+    const int64_t rows = classifier_chunk_rows(V);
     EXPECT_LE(rows * V * 4, kBound) << V;
     EXPECT_GT((rows + 1) * V * 4, kBound) << V;
   }
-  EXPECT_EQ(classifier_chunk_rows(32000, 288), 1048);
-  EXPECT_EQ(classifier_chunk_rows(int64_t{1} << 30, 8), 1);
+  EXPECT_EQ(classifier_chunk_rows(32000), 1048);
+  EXPECT_EQ(classifier_chunk_rows(int64_t{1} << 30), 1);
 }
 
 TEST(ClassifierCrossEntropy, ChunkedMatchesUnchunkedReference) {
