@@ -224,18 +224,24 @@ TEST(Clip, GlobalNorm) {
   EXPECT_NEAR(g[t[0].offset], 0.6f, 1e-6);
 }
 
-TEST(Clip, LanesMatchTheReferenceForAnyThreadCount) {
-  // The lane sums against one double accumulator in order; the same bits for 1 and 2 threads;
-  // AdamW with the clip scale folded in gives the bits of clipping in place, then a step.
-  const ParameterLayout layout(small_config());
-  const int64_t n = layout.arena_floats();
-  std::vector<float> g(static_cast<size_t>(n), 0.0f);
-  uint64_t state = 7;
+// Gradients in [-2, 2) for every tensor of `layout` (padding 0), from an LCG seeded with `seed`.
+static std::vector<float> random_gradients(const ParameterLayout& layout, uint64_t seed) {
+  std::vector<float> g(static_cast<size_t>(layout.arena_floats()), 0.0f);
+  uint64_t state = seed;
   for (const ParamInfo& p : layout.tensors())
     for (int64_t i = 0; i < p.numel; ++i) {
       state = state * 6364136223846793005ULL + 1442695040888963407ULL;
       g[static_cast<size_t>(p.offset + i)] = static_cast<float>(static_cast<int64_t>(state >> 40) - (1 << 23)) / (1 << 22);
     }
+  return g;
+}
+
+TEST(Clip, LanesMatchTheReferenceForAnyThreadCount) {
+  // The lane sums against one double accumulator in order; the same bits for 1 and 2 threads;
+  // AdamW with the clip scale folded in gives the bits of clipping in place, then a step.
+  const ParameterLayout layout(small_config());
+  const int64_t n = layout.arena_floats();
+  std::vector<float> g = random_gradients(layout, 7);
   const int threads = thread_count();
   set_threads(1);
   const double one = grad_global_norm(layout, g.data());
@@ -275,13 +281,7 @@ TEST(AdamW, StepAndZeroIsStepThenZeroedGradients) {
   const ParameterLayout layout(c);
   ASSERT_GT(layout.arena_floats(), 8 * 8192);
   const int64_t n = layout.arena_floats();
-  std::vector<float> g(static_cast<size_t>(n), 0.0f);
-  uint64_t state = 11;
-  for (const ParamInfo& p : layout.tensors())
-    for (int64_t i = 0; i < p.numel; ++i) {
-      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-      g[static_cast<size_t>(p.offset + i)] = static_cast<float>(static_cast<int64_t>(state >> 40) - (1 << 23)) / (1 << 22);
-    }
+  std::vector<float> g = random_gradients(layout, 11);
   std::vector<bool> in_range(static_cast<size_t>(n), false);
   for (const ParamInfo& p : layout.tensors())
     for (int64_t i = 0; i < p.numel; ++i) in_range[static_cast<size_t>(p.offset + i)] = true;
