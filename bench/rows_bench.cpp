@@ -319,8 +319,15 @@ int main(int argc, char** argv) {
       for (int R : {4, 8}) shared_packed[R] = m.packed[R];
     }
   }
-  std::vector<float> inp(static_cast<size_t>(N * F)), out(static_cast<size_t>(N * V)), want(out.size());
-  for (size_t i = 0; i < inp.size(); ++i) inp[i] = static_cast<float>((i * 104729) % 997) * 1e-3f - 0.4f;
+  // The input rows on a 64-byte boundary, as the activations' Tensor puts them (the row
+  // lengths here are whole cache lines, so no vector load of an input row splits a line).
+  float* const x = allocate(N * F);
+  for (int64_t i = 0; i < N * F; ++i) x[i] = static_cast<float>((i * 104729) % 997) * 1e-3f - 0.4f;
+  struct Input {
+    float* p;
+    float* data() const { return p; }
+  } inp{x};
+  std::vector<float> out(static_cast<size_t>(N * V)), want(out.size());
 
   const std::vector<Variant> variants = {
       {"blocked", library_kernel, 0, 4},
