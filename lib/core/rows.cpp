@@ -225,10 +225,12 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
     for (int64_t k0 = 0; k0 < whole; k0 += chunk) {
       const int64_t k1 = std::min(whole, k0 + chunk);
       // What to prefetch while this chunk runs: the next chunk of the same rows, or after the
-      // last chunk the next block's first (rows past the range: this chunk again, a no-op).
+      // last chunk the next block's first, past the end of the range too (the rows after it
+      // are usually this thread's next piece: parallel_chunks walks a share front to back),
+      // up to the matrix's last row (past it: this chunk again, a no-op).
       const float* pf[kBlockRows];
       for (int64_t r = 0; r < rows; ++r)
-        pf[r] = k1 < whole ? wr[r] + k1 : o0 + kBlockRows + r < end ? row(o0 + kBlockRows + r) : wr[r] + k0;
+        pf[r] = k1 < whole ? wr[r] + k1 : o0 + rows + r < OC ? row(o0 + rows + r) : wr[r] + k0;
       int64_t r = 0;
       for (; r + kTileRows <= rows; r += kTileRows)
         blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
