@@ -12,6 +12,15 @@
 // and the shards it listed, model.safetensors, consolidated.safetensors, the config files the new
 // set writes, and shards of crashed writers no index lists. Other files (tokenizers, READMEs, a
 // config file of another layout) stay.
+//
+// The config files are renamed in right after the switch, inside the same signal-deferring
+// section, so only a kill -9 or a power loss in those microseconds leaves the new weights beside
+// the old config files. lmkit's readers then still see one checkpoint (its weights carry their
+// own config as metadata, lmkit.config; only generation_config.json's eos ids are read from the
+// file); transformers would pair the new weights with the old config.json. Making that switch
+// one rename too would mean swapping the whole directory (a new inode under the user's shell and
+// other programs' open handles, and files they add meanwhile to move back): a new directory is
+// the way to a set no crash can mix for every reader.
 #pragma once
 
 #include <cstdint>

@@ -54,18 +54,17 @@ std::vector<float> random_floats(size_t n, uint64_t seed) {
   return v;
 }
 
-void expect_matches_ref(GemmBackend backend, const Case& c, uint64_t seed) {
-  const int64_t a_rows = c.ta ? c.K : c.M, b_rows = c.tb ? c.N : c.K;
-  const std::vector<float> A = random_floats(static_cast<size_t>(a_rows * c.lda()), seed);
-  const std::vector<float> B = random_floats(static_cast<size_t>(b_rows * c.ldb()), seed + 1);
-  std::vector<float> C0 = random_floats(static_cast<size_t>(c.M * c.ldc()), seed + 2);
+// C's starting values, with a sentinel in each row's padding (which no GEMM may write).
+std::vector<float> c_with_sentinels(const Case& c, uint64_t seed) {
+  std::vector<float> C0 = random_floats(static_cast<size_t>(c.M * c.ldc()), seed);
   for (int64_t i = 0; i < c.M; ++i)
     for (int64_t j = c.N; j < c.ldc(); ++j) C0[static_cast<size_t>(i * c.ldc() + j)] = kSentinel;
-  std::vector<float> got = C0, want = C0;
-  sgemm_on(backend, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, got.data(),
-           c.ldc());
-  sgemm_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, want.data(), c.ldc());
-  // Operands in [-1, 1): a sum of K products is off by at most about K * eps in float.
+  return C0;
+}
+
+// `got` against the reference's `want`: operands in [-1, 1), so a sum of K products is off by
+// at most about K * eps in float; the padding untouched. At most five failures reported.
+void expect_close_to_ref(const char* who, const Case& c, const std::vector<float>& got, const std::vector<float>& want) {
   const float tol = 1e-6f * static_cast<float>(c.K + 8) * std::max(1.0f, std::fabs(c.alpha));
   int bad = 0;
   for (int64_t i = 0; i < c.M && bad < 5; ++i) {
@@ -75,12 +74,23 @@ void expect_matches_ref(GemmBackend backend, const Case& c, uint64_t seed) {
         if (got[at] != kSentinel) ++bad, ADD_FAILURE() << "padding of C written at (" << i << ", " << j << ")";
       } else if (!(std::fabs(got[at] - want[at]) <= tol)) {
         ++bad;
-        ADD_FAILURE() << gemm_backend_name(backend) << " ta " << c.ta << " tb " << c.tb << " " << c.M << "x" << c.N
-                      << "x" << c.K << " pad " << c.pad << " alpha " << c.alpha << " beta " << c.beta << ": C(" << i
-                      << ", " << j << ") = " << got[at] << ", reference " << want[at];
+        ADD_FAILURE() << who << " ta " << c.ta << " tb " << c.tb << " " << c.M << "x" << c.N << "x" << c.K << " pad "
+                      << c.pad << " alpha " << c.alpha << " beta " << c.beta << ": C(" << i << ", " << j
+                      << ") = " << got[at] << ", reference " << want[at];
       }
     }
   }
+}
+
+void expect_matches_ref(GemmBackend backend, const Case& c, uint64_t seed) {
+  const int64_t a_rows = c.ta ? c.K : c.M, b_rows = c.tb ? c.N : c.K;
+  const std::vector<float> A = random_floats(static_cast<size_t>(a_rows * c.lda()), seed);
+  const std::vector<float> B = random_floats(static_cast<size_t>(b_rows * c.ldb()), seed + 1);
+  std::vector<float> got = c_with_sentinels(c, seed + 2), want = got;
+  sgemm_on(backend, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, got.data(),
+           c.ldc());
+  sgemm_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, want.data(), c.ldc());
+  expect_close_to_ref(gemm_backend_name(backend), c, got, want);
 }
 
 TEST(Gemm, RefIsTheDefinition) {
@@ -220,29 +230,12 @@ void expect_bf16_matches_ref(Bf16GemmPath path, const Case& c, uint64_t seed) {
   const int64_t a_rows = c.ta ? c.K : c.M, b_rows = c.tb ? c.N : c.K;
   const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(a_rows * c.lda()), seed);
   const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(b_rows * c.ldb()), seed + 1);
-  std::vector<float> C0 = random_floats(static_cast<size_t>(c.M * c.ldc()), seed + 2);
-  for (int64_t i = 0; i < c.M; ++i)
-    for (int64_t j = c.N; j < c.ldc(); ++j) C0[static_cast<size_t>(i * c.ldc() + j)] = kSentinel;
-  std::vector<float> got = C0, want = C0;
+  std::vector<float> got = c_with_sentinels(c, seed + 2), want = got;
   gemm_bf16_on(path, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, got.data(),
                c.ldc());
   gemm_bf16_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda(), B.data(), c.ldb(), c.beta, want.data(), c.ldc());
   // The products are exact: only the f32 sums differ from the double reference, as in sgemm.
-  const float tol = 1e-6f * static_cast<float>(c.K + 8) * std::max(1.0f, std::fabs(c.alpha));
-  int bad = 0;
-  for (int64_t i = 0; i < c.M && bad < 5; ++i) {
-    for (int64_t j = 0; j < c.ldc() && bad < 5; ++j) {
-      const size_t at = static_cast<size_t>(i * c.ldc() + j);
-      if (j >= c.N) {
-        if (got[at] != kSentinel) ++bad, ADD_FAILURE() << "padding of C written at (" << i << ", " << j << ")";
-      } else if (!(std::fabs(got[at] - want[at]) <= tol)) {
-        ++bad;
-        ADD_FAILURE() << gemm_bf16_path_name(path) << " ta " << c.ta << " tb " << c.tb << " " << c.M << "x" << c.N
-                      << "x" << c.K << " pad " << c.pad << " alpha " << c.alpha << " beta " << c.beta << ": C(" << i
-                      << ", " << j << ") = " << got[at] << ", reference " << want[at];
-      }
-    }
-  }
+  expect_close_to_ref(gemm_bf16_path_name(path), c, got, want);
 }
 
 TEST(Gemm, Bf16RoundsToNearestEven) {
