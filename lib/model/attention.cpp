@@ -268,7 +268,11 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   {
     std::vector<float> scratch;
     std::vector<QueryBlock> blocks;
-#pragma omp for collapse(2) schedule(static)
+    // Dynamic: the two vCPUs of this VM often run at unequal speeds (identical halves of one
+    // GEMM took 9.9 and 12.7 ms on the two threads), so a static split leaves the faster one
+    // waiting at the end; a (row, head) unit is 50 to 100 us of work, far above the cost of
+    // taking it. Each unit computes the same numbers on whichever thread runs it.
+#pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < NH; ++h) head(b, h, scratch, blocks);
   }
@@ -324,7 +328,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     std::vector<float> dp;  // a block's [M, W] dP, then dS
     std::vector<float> pd;  // a block's [M, W] dropped probabilities
     std::vector<QueryBlock> blocks;
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic)  // as in attention_forward: unequal vCPUs
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t g = 0; g < NKV; ++g) {
         if (!add_to_grads)  // the unit's own slices of dq, dk, dv: no other unit touches them

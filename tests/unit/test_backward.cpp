@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "test_util.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "core/rng.h"
@@ -42,6 +43,8 @@ namespace {
 
 using fixture::kTolerance;
 using fixture::max_rel_error;
+using test::TokenBatch;
+using test::small_token_batch;
 using fixture::read_floats;
 using fixture::read_ints;
 
@@ -748,29 +751,13 @@ ModelConfig small_config() {
   return c;
 }
 
-struct Batch {
-  int64_t B = 2, T = 8;
-  std::vector<int32_t> tokens, targets;
-};
-
-Batch small_batch(int64_t V) {
-  Batch b;
-  Rng rng(3);
-  for (int64_t i = 0; i < b.B * b.T; ++i) {
-    b.tokens.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
-    b.targets.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
-  }
-  b.targets[5] = 0;  // pad
-  return b;
-}
-
 TEST(RowParallel, MatchesThePlainStepOnUnevenPartsWithPadAndLossWeights) {
   // B = 3 over 2 threads: parts of 1 and 2 rows, a pad target in the first, loss weights;
   // two steps with an in-place weight update between (the replicas share the storage), then
   // the weights moved to new storage (the replicas follow).
   ModelConfig c = small_config();
   c.max_seq_len = 8;
-  Batch b = small_batch(c.vocab_size);
+  TokenBatch b = small_token_batch(c.vocab_size);
   b.B = 3;
   Rng rng(5);
   for (int64_t i = 0; i < b.T; ++i) {
@@ -838,7 +825,7 @@ TEST(FusedProjections, StepMatchesTheUnfusedStep) {
     c.qk_norm = false;
     c.n_kv_heads = k.kv_heads;
     c.dropout = k.dropout;
-    const Batch b = small_batch(c.vocab_size);
+    const TokenBatch b = small_token_batch(c.vocab_size);
     const int64_t N = b.B * b.T, F = c.ffn_hidden();
     Transformer fused(ModelWeights::random(c, 4)), plain(ModelWeights::random(c, 4));
     plain.set_fused_projections(false);
@@ -887,7 +874,7 @@ TEST(FusedProjections, StepMatchesTheUnfusedStep) {
 
 TEST(RowParallel, ErrorsNameTheWholeBatch) {
   ModelConfig c = small_config();
-  Batch b = small_batch(c.vocab_size);
+  TokenBatch b = small_token_batch(c.vocab_size);
   const int threads = thread_count();
   set_threads(2);
   Transformer m(ModelWeights::random(c, 8));
@@ -924,7 +911,7 @@ TEST(Dropout, ZeroProbabilityStepEqualsPlainStep) {
   // Dropout probabilities of 0 draw seeds but change nothing: same loss and gradients as a
   // config without dropout fields, and the same logits as the evaluation forward.
   ModelConfig c = small_config();
-  const Batch b = small_batch(c.vocab_size);
+  const TokenBatch b = small_token_batch(c.vocab_size);
   Transformer plain(ModelWeights::random(c, 1));
   Grads g0(plain.weights());
   const TrainStepResult r0 = plain.train_step(g0.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T);
@@ -953,7 +940,7 @@ TEST(Dropout, ZeroProbabilityStepEqualsPlainStep) {
 TEST(Dropout, NeedsAnRng) {
   ModelConfig c = small_config();
   c.attn_dropout = 0.1;
-  const Batch b = small_batch(c.vocab_size);
+  const TokenBatch b = small_token_batch(c.vocab_size);
   Transformer model(ModelWeights::random(c, 1));
   Grads g(model.weights());
   EXPECT_THROW(model.train_step(g.views, b.tokens.data(), nullptr, b.targets.data(), b.B, b.T), Error);
@@ -971,7 +958,7 @@ TEST(Dropout, WholeModelFiniteDifferencesThroughFixedMasks) {
   c.sigreg.slices = 8;
   c.sigreg.coefficient = 0.3;
   c.tie_embeddings = true;
-  const Batch b = small_batch(c.vocab_size);
+  const TokenBatch b = small_token_batch(c.vocab_size);
   ModelWeights w = ModelWeights::random(c, 4, {0.3f, false});
   Transformer model(std::move(w));
   Grads g(model.weights());
@@ -1023,7 +1010,7 @@ TEST(Dropout, WholeModelFiniteDifferencesThroughFixedMasks) {
 
 TEST(TrainStep, RefusesBadInputs) {
   ModelConfig c = small_config();
-  Batch b = small_batch(c.vocab_size);
+  TokenBatch b = small_token_batch(c.vocab_size);
   Transformer model(ModelWeights::random(c, 1));
   Grads g(model.weights());
   auto kind = [&](int64_t B, int64_t T) {
@@ -1061,7 +1048,7 @@ TEST(Checkpointing, SameGradientsBitForBitWithLessMemory) {
       c.attn_dropout = 0.2;
       c.emb_dropout = 0.1;
     }
-    const Batch b = small_batch(c.vocab_size);
+    const TokenBatch b = small_token_batch(c.vocab_size);
     Transformer full(ModelWeights::random(c, 6)), ckpt(ModelWeights::random(c, 6));
     ckpt.set_gradient_checkpointing(true);
     Grads g0(full.weights()), g1(ckpt.weights());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "test_util.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/config.h"
@@ -27,6 +28,8 @@ namespace lm {
 namespace {
 
 using fixture::max_rel_error;
+using test::TokenBatch;
+using test::small_token_batch;
 
 std::vector<float> randn(int64_t n, uint64_t seed, float scale) {
   Rng rng(seed);
@@ -305,28 +308,12 @@ TEST(MoEModel, ParameterTableHasStackedExpertsOnMoELayersOnly) {
   std::remove(path.c_str());
 }
 
-struct Batch {
-  int64_t B = 2, T = 8;
-  std::vector<int32_t> tokens, targets;
-};
-
-Batch batch(int64_t V) {
-  Batch b;
-  Rng rng(3);
-  for (int64_t i = 0; i < b.B * b.T; ++i) {
-    b.tokens.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
-    b.targets.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
-  }
-  b.targets[5] = 0;  // pad
-  return b;
-}
-
 TEST(MoEModel, CheckpointingGivesTheSameGradientsBitForBit) {
   for (bool dropout : {false, true}) {
     ModelConfig c = moe_config();
     c.n_layers = 4;
     if (dropout) c.dropout = 0.1, c.attn_dropout = 0.1;
-    const Batch b = batch(c.vocab_size);
+    const TokenBatch b = small_token_batch(c.vocab_size);
     Transformer full(ModelWeights::random(c, 6, {0.3f, false})), ckpt(ModelWeights::random(c, 6, {0.3f, false}));
     ckpt.set_gradient_checkpointing(true);
     Grads g0(full.weights()), g1(ckpt.weights());
@@ -348,7 +335,7 @@ TEST(MoEModel, CheckpointingGivesTheSameGradientsBitForBit) {
 TEST(MoEModel, BalanceLossGradientIsTheCoefficientsShare) {
   // The gradient of coef * moe_aux is the difference of the steps with and without it:
   // linear in the coefficient.
-  const Batch b = batch(40);
+  const TokenBatch b = small_token_batch(40);
   std::vector<std::vector<float>> arenas;
   std::vector<double> aux;
   for (double coef : {0.0, 0.5, 1.0}) {
@@ -376,7 +363,7 @@ TEST(MoEModel, ActivationArenaHoldsEachLayersOwnFeedForward) {
   // Kept activations: MoE layers hold the experts' buffers and no dense FFN's, dense layers
   // the reverse; the arena grows with top_k (A = N * K rows), not with the expert count.
   ModelConfig c = moe_config();
-  const Batch b = batch(c.vocab_size);
+  const TokenBatch b = small_token_batch(c.vocab_size);
   auto bytes = [&](const ModelConfig& cfg) {
     Transformer m(ModelWeights::random(cfg, 1));
     m.set_keep_activations(true);

@@ -1,5 +1,5 @@
-// Small helpers several unit test files share: the message of an expected error, and the small
-// grouped-query Llama the decode tests run.
+// Small helpers several unit test files share: the message of an expected error, the small
+// grouped-query Llama the decode tests run, and a small batch of random tokens to train on.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "model/config.h"
 
 namespace lm::test {
@@ -49,6 +51,24 @@ inline ModelConfig small_gqa_llama(const std::string& name, int64_t vocab_size, 
   c.multiple_of = 32;
   c.max_seq_len = max_seq_len;
   return c;
+}
+
+// B = 2 rows of T = 8 tokens and targets drawn from [1, V) (seed 3), the sixth target the pad id
+// 0: a step's loss then skips one position.
+struct TokenBatch {
+  int64_t B = 2, T = 8;
+  std::vector<int32_t> tokens, targets;
+};
+
+inline TokenBatch small_token_batch(int64_t V) {
+  TokenBatch b;
+  Rng rng(3);
+  for (int64_t i = 0; i < b.B * b.T; ++i) {
+    b.tokens.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
+    b.targets.push_back(static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(V - 1))));
+  }
+  b.targets[5] = 0;  // pad
+  return b;
 }
 
 }  // namespace lm::test
