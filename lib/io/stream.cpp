@@ -65,6 +65,11 @@ std::atomic<bool> g_signal_thread{false};  // termination signals are taken by t
 // its registrar (register_temp), and a failure that follows waits (wait_if_ending_by_signal).
 std::atomic<bool> g_ending{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
+// Threads between creating a temporary path and registering it (FatalSignalsHeld). A fatal
+// signal's handler does not take the registry mutex (it may run in any thread), so it waits for
+// them instead: otherwise it could end the process between another thread's mkdtemp and that
+// thread's registration, leaving the new directory behind.
+std::atomic<int> g_registering{0};
 
 // Removes the files directly inside `dir`, then `dir`. Async-signal-safe (raw getdents64).
 void remove_dir_and_files(const char* dir) {
@@ -90,11 +95,17 @@ void remove_dir_and_files(const char* dir) {
 }
 
 extern "C" void on_fatal_signal(int sig) {
-  if (g_commit_depth.load() > 0) {  // a set of renames is under way: the last CommitSection ends us
-    g_pending_signal.store(sig);
-    return;
-  }
+  // Stored before the depth is read, as CommitSection does the reverse: a section that opens in
+  // another thread meanwhile sees the signal and ends the process itself, before any rename.
+  g_pending_signal.store(sig);
+  if (g_commit_depth.load() > 0) return;  // a set of renames is under way: the last CommitSection ends us
   g_ending.store(true);
+  // A registration under way in another thread (this one holds the signal back while it
+  // registers) ends soon, and removes its own path once it sees g_ending.
+  while (g_registering.load() > 0) {
+    const timespec pause{0, 20000};
+    ::nanosleep(&pause, nullptr);
+  }
   remove_temp_files_now();
   ::raise(sig);  // SA_RESETHAND restored the default action: it ends the process once we return
 }
@@ -166,13 +177,24 @@ class FatalSignalsHeld {
     sigemptyset(&set);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ}) sigaddset(&set, sig);
     ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+    // Counted before g_ending is read, as the handler stores g_ending before it reads the count:
+    // either this sees the ending (and creates nothing) or the handler waits for this.
+    g_registering.fetch_add(1);
+    if (g_ending.load()) {
+      g_registering.fetch_sub(1);
+      lock_.unlock();              // the signal thread's ending takes the mutex
+      wait_if_ending_by_signal();  // never returns
+    }
   }
-  ~FatalSignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  ~FatalSignalsHeld() {
+    g_registering.fetch_sub(1);  // before a held-back signal can run its handler here
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
   FatalSignalsHeld(const FatalSignalsHeld&) = delete;
   FatalSignalsHeld& operator=(const FatalSignalsHeld&) = delete;
 
  private:
-  std::lock_guard<std::mutex> lock_;  // the signal thread waits: it would end the process
+  std::unique_lock<std::mutex> lock_;  // the signal thread waits: it would end the process
   sigset_t old_;
 };
 
