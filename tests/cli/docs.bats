@@ -79,6 +79,15 @@ programs() {
   assert_failure 2
 }
 
+@test "--version names the commit the programs were built from, not the one cmake was configured at" {
+  commit=$(git -C "$LMKIT_SOURCE_DIR" rev-parse --short HEAD 2>/dev/null) || skip "the source is not a git checkout"
+  for p in lm lm-bench lm-train; do
+    run "$p" --version
+    assert_success
+    assert_output --partial "($commit"  # (a binary older than the checkout's commit fails: rebuild)
+  done
+}
+
 @test "every program answers --help on stdout and --version, and rejects unknown options with exit 2" {
   for p in $(programs); do
     run "$p" --help
