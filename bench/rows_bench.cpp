@@ -1,4 +1,4 @@
-// rows_bench: the batched f32 row kernel (matmul_rows_f32_blocked, lib/core/rows.cpp) on a
+// rows_bench: the batched f32 row kernel (matmul_rows_blocked, lib/core/rows.cpp) on a
 // model's decode matrices at N input rows, against the register tiles and weight layouts it
 // could use instead, and against oneDNN's sgemm at M = N (lm::sgemm, prefill's GEMM).
 //
@@ -14,10 +14,10 @@
 // (lm::fma_peak_gflops, the better of a measure before and one after the rounds).
 //
 // The variants (all but sgemm keep dot_f32's summation order: the program checks each against
-// matmul_rows_f32_one_by_one bit for bit on every matrix before timing it):
+// matmul_rows_one_by_one bit for bit on every matrix before timing it):
 //   blocked       the library kernel: 8-row blocks, 4 x 4 tiles, ~256-feature chunks, the next
 //                 chunk's lines prefetched one weight row per input tile
-//   one by one    matmul_rows_f32_one_by_one: each weight row once, one dot_f32 per input row
+//   one by one    matmul_rows_one_by_one: each weight row once, one dot_f32 per input row
 //                 (batch-1 decode's loop at N = 1; matmul_rows runs it below kBlockedMinRows)
 //   tile RxJ      the same driver with R weight rows x J input rows per register tile (R x J
 //                 accumulators of the 32 zmm registers), the prefetches spread over the first
@@ -201,14 +201,14 @@ void packed_kernel(float* out, const float* inp, const float* P, int64_t OC, int
 
 void library_kernel(float* out, const float* inp, const float* W, int64_t OC, int64_t IC, int64_t N, int64_t first,
                     int64_t count) {
-  lm::matmul_rows_f32_blocked(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
+  lm::matmul_rows_blocked(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
 }
 
 // matmul_rows's loop for fewer than kBlockedMinRows inputs: each weight row read once, one
 // dot_f32 per input row (batch-1 decode's pattern at N = 1).
 void one_by_one_kernel(float* out, const float* inp, const float* W, int64_t OC, int64_t IC, int64_t N, int64_t first,
                        int64_t count) {
-  lm::matmul_rows_f32_one_by_one(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
+  lm::matmul_rows_one_by_one(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
 }
 
 using Kernel = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
@@ -357,7 +357,7 @@ int main(int argc, char** argv) {
     if (!selected(variants[k]) || !variants[k].kernel) continue;
     for (const Matrix& m : mats) {
       if (cache && &m != &mats[4]) continue;  // the same buffer under every matrix: one check
-      lm::matmul_rows_f32_one_by_one(want.data(), inp.data(), lm::f32_weights(m.w, m.OC, m.IC), nullptr, N, 0, m.OC);
+      lm::matmul_rows_one_by_one(want.data(), inp.data(), lm::f32_weights(m.w, m.OC, m.IC), nullptr, N, 0, m.OC);
       run_matrix(variants[k], m);
       same[k] = same[k] && std::memcmp(out.data(), want.data(), static_cast<size_t>(N * m.OC) * sizeof(float)) == 0;
     }

@@ -540,68 +540,6 @@ LM_AVX512 float hsum512(__m512 v) {
 LM_AVX512 float f16_scalar_avx512(const unsigned char* p) { return _cvtsh_ss(load_u16(p)); }
 LM_AVX2 float f16_scalar_avx2(const unsigned char* p) { return _cvtsh_ss(load_u16(p)); }
 
-LM_AVX512 float dot_f16_avx512(const void* row, const float* x, int64_t n) {
-  const auto* p = static_cast<const unsigned char*>(row);
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * i))),
-                         _mm512_loadu_ps(x + i), a0);
-    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * i + 32))),
-                         _mm512_loadu_ps(x + i + 16), a1);
-  }
-  float sum = hsum512(_mm512_add_ps(a0, a1));
-  for (; i < n; ++i) sum += _cvtsh_ss(load_u16(p + 2 * i)) * x[i];
-  return sum;
-}
-
-LM_AVX2 float dot_f16_avx2(const void* row, const float* x, int64_t n) {
-  const auto* p = static_cast<const unsigned char*>(row);
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))),
-                         _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i + 16))),
-                         _mm256_loadu_ps(x + i + 8), a1);
-  }
-  float sum = hsum256(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) sum += _cvtsh_ss(load_u16(p + 2 * i)) * x[i];
-  return sum;
-}
-
-// bf16 to f32 is a 16-bit shift: exact, no conversion instruction needed.
-LM_AVX512 __m512 bf16x16(const unsigned char* p) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
-
-LM_AVX512 float dot_bf16_avx512(const void* row, const float* x, int64_t n) {
-  const auto* p = static_cast<const unsigned char*>(row);
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_fmadd_ps(bf16x16(p + 2 * i), _mm512_loadu_ps(x + i), a0);
-    a1 = _mm512_fmadd_ps(bf16x16(p + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
-  }
-  float sum = hsum512(_mm512_add_ps(a0, a1));
-  for (; i < n; ++i) sum += bf16_to_f32(load_u16(p + 2 * i)) * x[i];
-  return sum;
-}
-
-LM_AVX2 float dot_bf16_avx2(const void* row, const float* x, int64_t n) {
-  const auto* p = static_cast<const unsigned char*>(row);
-  __m256 a0 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))), 16);
-    a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(w), _mm256_loadu_ps(x + i), a0);
-  }
-  float sum = hsum256(a0);
-  for (; i < n; ++i) sum += bf16_to_f32(load_u16(p + 2 * i)) * x[i];
-  return sum;
-}
-
 // q8_0: vpdpbusd multiplies unsigned by signed bytes, so the weights go in as |w| and the
 // input as x with w's sign (q8_0 values are in [-127, 127]: no overflow). Two blocks per
 // iteration into two accumulators: the scale products are scalar work that overlaps.
@@ -1022,24 +960,6 @@ const char* quant_dot_isa() {
     case DotIsa::Scalar: break;
   }
   return "scalar";
-}
-
-float dot_f16(const void* row, const float* x, int64_t n) {
-  switch (dot_isa()) {
-    case DotIsa::Vnni: return dot_f16_avx512(row, x, n);
-    case DotIsa::Avx2: return dot_f16_avx2(row, x, n);
-    case DotIsa::Scalar: break;
-  }
-  return dot_f16_ref(row, x, n);
-}
-
-float dot_bf16(const void* row, const float* x, int64_t n) {
-  switch (dot_isa()) {
-    case DotIsa::Vnni: return dot_bf16_avx512(row, x, n);
-    case DotIsa::Avx2: return dot_bf16_avx2(row, x, n);
-    case DotIsa::Scalar: break;
-  }
-  return dot_bf16_ref(row, x, n);
 }
 
 float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n) {

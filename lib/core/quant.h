@@ -75,9 +75,9 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out);
 void quantize_input_q8(const float* x, int64_t n, int8_t* q, float* d, float* s);
 
 // Row-dots: `row` is one weight row of n elements (n % 32 == 0 for the blocked types).
-float dot_f16(const void* row, const float* x, int64_t n);
+// (dot_f16 and dot_bf16 themselves are core/rows.h's: dot_f32's order, so that the blocked
+// kernel can take their rows.)
 float dot_f16_ref(const void* row, const float* x, int64_t n);
-float dot_bf16(const void* row, const float* x, int64_t n);
 float dot_bf16_ref(const void* row, const float* x, int64_t n);
 float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n);
 float dot_q8_0_ref(const void* row, const int8_t* q, const float* d, int64_t n);

@@ -1,9 +1,13 @@
 #include "core/rows.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/quant.h"
 
@@ -36,21 +40,78 @@ Floats16 load16(const float* p) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
 }
 
-// The n % 16 weights past the last whole vector (from `i`), one by one onto `sum`.
-[[gnu::always_inline]] inline float finish_tail(float sum, const float* w, const float* x, int64_t i, int64_t n) {
-  for (; i < n; ++i) sum += w[i] * x[i];
+// How the float kernels read a weight row: f32 as it is; bf16 and f16 widened to f32 (exact:
+// every bf16 and f16 value is a float), so a row's products, sums and their order are those of
+// the f32 row holding the same values, and the stream is half the bytes.
+struct F32Row {
+  using Elem = float;
+  static Floats16 load(const float* p) { return load16(p); }
+  static float one(const float* p) { return *p; }
+};
+typedef uint16_t Halves16 __attribute__((vector_size(32)));
+typedef uint32_t Words16 __attribute__((vector_size(64)));
+// (GCC 12 warns of the AVX-512 widening intrinsics' undefined pass-through operand, unused
+// with no mask.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+struct Bf16Row {
+  using Elem = uint16_t;
+  static Floats16 load(const uint16_t* p) {
+#if defined(__AVX512F__)
+    // One widening move and a shift (GCC split __builtin_convertvector into two 256-bit halves
+    // and an insert, which made batch-1 decode about 7% slower).
+    const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return reinterpret_cast<Floats16>(reinterpret_cast<Words16>(words) << 16);
+#else
+    Halves16 h;
+    std::memcpy(&h, p, sizeof h);
+    return reinterpret_cast<Floats16>(__builtin_convertvector(h, Words16) << 16);
+#endif
+  }
+  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+struct F16Row {
+  using Elem = uint16_t;
+  static Floats16 load(const uint16_t* p) {
+#if defined(__AVX512F__)
+    return reinterpret_cast<Floats16>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#elif defined(__F16C__)
+    const __m256 halves[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
+    Floats16 v;
+    std::memcpy(&v, halves, sizeof v);
+    return v;
+#else
+    Floats16 v;
+    for (int k = 0; k < 16; ++k) v[k] = f16_to_f32(p[k]);
+    return v;
+#endif
+  }
+  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+};
+#pragma GCC diagnostic pop
+
+// The n % 16 weights past the last whole vector (from `i`), one by one onto `sum`, each a fused
+// multiply-add (written out: GCC contracted `sum += w * x` in one instantiation and not in
+// another, and a bf16 row's dot must be the same as its widened f32 row's).
+template <class W>
+[[gnu::always_inline]] inline float finish_tail(float sum, const typename W::Elem* w, const float* x, int64_t i,
+                                                int64_t n) {
+  for (; i < n; ++i) sum = std::fma(W::one(w + i), x[i], sum);
   return sum;
 }
 
-// The end of every f32 row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
-// then the tail (finish_tail). Every f32 kernel ends each output element here or in
-// finish_dot4, so each is dot_f32's number bit for bit.
-[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const float* w, const float* x, int64_t i, int64_t n) {
+// The end of every float row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
+// then the tail (finish_tail). Every float kernel ends each output element here or in
+// horizontal_sums4, so each is dot_f32's number (dot_bf16's for bf16 rows) bit for bit.
+template <class W>
+[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const typename W::Elem* w, const float* x,
+                                               int64_t i, int64_t n) {
   const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
                           __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
                           __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
   const float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  return finish_tail(sum, w, x, i, n);
+  return finish_tail<W>(sum, w, x, i, n);
 }
 
 // finish_dot's horizontal sums of four accumulators at once, each with finish_dot's additions
@@ -76,20 +137,31 @@ Floats16 load16(const float* p) {
   return __builtin_shufflevector(s, s, 0, 4, 8, 12);  // each (q0 + q1) + (q2 + q3)
 }
 
-}  // namespace
-
-// 64 floats per iteration into one vector accumulator: decode is bound by how many loads of a
+// 64 weights per iteration into one vector accumulator: decode is bound by how many loads of a
 // weight row a core keeps in flight, and the fewer instructions per byte, the further ahead
 // the out-of-order window reaches (a plain `omp simd` loop streamed a few percent slower).
-// Kept out of line so that every caller gets this code: inlined into the callers' loops, GCC
-// once took a scalar path for whole rows.
-[[gnu::noinline]] float dot_f32(const float* w, const float* x, int64_t n) {
+template <class W>
+[[gnu::always_inline]] inline float dot_row(const typename W::Elem* w, const float* x, int64_t n) {
   Floats16 acc{};
   int64_t i = 0;
   for (; i + 64 <= n; i += 64)
-    for (int64_t k = 0; k < 64; k += 16) acc += load16(w + i + k) * load16(x + i + k);
-  for (; i + 16 <= n; i += 16) acc += load16(w + i) * load16(x + i);
-  return finish_dot(acc, w, x, i, n);
+    for (int64_t k = 0; k < 64; k += 16) acc += W::load(w + i + k) * load16(x + i + k);
+  for (; i + 16 <= n; i += 16) acc += W::load(w + i) * load16(x + i);
+  return finish_dot<W>(acc, w, x, i, n);
+}
+
+}  // namespace
+
+// Kept out of line so that every caller gets this code: inlined into the callers' loops, GCC
+// once took a scalar path for whole rows.
+[[gnu::noinline]] float dot_f32(const float* w, const float* x, int64_t n) { return dot_row<F32Row>(w, x, n); }
+
+[[gnu::noinline]] float dot_bf16(const void* row, const float* x, int64_t n) {
+  return dot_row<Bf16Row>(static_cast<const uint16_t*>(row), x, n);
+}
+
+[[gnu::noinline]] float dot_f16(const void* row, const float* x, int64_t n) {
+  return dot_row<F16Row>(static_cast<const uint16_t*>(row), x, n);
 }
 
 float dot_f32_ref(const float* w, const float* x, int64_t n) {
@@ -100,14 +172,14 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
 
 namespace {
 
-// The blocked f32 kernel (matmul_rows_f32_blocked). With N input rows every weight row is read
+// The blocked kernel (matmul_rows_blocked), f32, bf16 or f16 rows. With N input rows every weight row is read
 // once for all of them: the input features go in chunks of about kChunkK (16 rows x 1 KB sit
 // in L1), and while a chunk is there the weight rows of a block of kBlockRows stream past it in
 // register tiles of kTileRows weight rows by kTileInputs input rows. Each (weight row, input
 // row) pair keeps dot_f32's one 16-lane accumulator, carried in a buffer from chunk to chunk
 // (kBlockRows x N x 64 bytes), and ends with dot_f32's own horizontal sum and tail
-// (finish_dot): the same operations in the same order, so every element is dot_f32's, bit for
-// bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads): from cache the tiles run
+// (finish_dot): the same operations in the same order, so every element is dot_f32's (dot_bf16's),
+// bit for bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads): from cache the tiles run
 // at 70-90% of the FMA peak, but with the weights coming from memory the FMAs between the loads
 // leave too few lines in flight, and the weights stream at about half batch-1's rate; the
 // software prefetch of the next chunk's lines, spread one weight row per input tile, is what
@@ -130,9 +202,12 @@ constexpr int kTileRows = 2, kTileInputs = 2;
 // [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
 // For the first P weight rows, the line that the next pass will want (pf[r] + i - k0) is
 // prefetched as this one's is used.
-template <int R, int J, int P = 0>
-[[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const float* const* w, const float* x,
-                                                int64_t IC, int64_t k0, int64_t k1, const float* const* pf = nullptr) {
+// (A bf16 row's 16 weights are half a line: its prefetches go every other vector.)
+template <class W, int R, int J, int P = 0>
+[[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const typename W::Elem* const* w,
+                                                const float* x, int64_t IC, int64_t k0, int64_t k1,
+                                                const typename W::Elem* const* pf = nullptr) {
+  constexpr int64_t kLine = 64 / sizeof(typename W::Elem);
   Floats16 a[R][J];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -147,8 +222,8 @@ template <int R, int J, int P = 0>
     }
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      if (r < P) __builtin_prefetch(pf[r] + (i - k0));
-      Floats16 wv = load16(w[r] + i);
+      if (r < P && (i - k0) % kLine == 0) __builtin_prefetch(pf[r] + (i - k0));
+      Floats16 wv = W::load(w[r] + i);
       LM_PIN_VECTOR(wv);
 #pragma GCC unroll 16
       for (int j = 0; j < J; ++j) a[r][j] += wv * xv[j];
@@ -161,51 +236,51 @@ template <int R, int J, int P = 0>
 }
 
 // Tiles of R weight rows against the last `left` (< kTileInputs) input rows.
-template <int R, int J>
-[[gnu::always_inline]] inline void blocked_tile_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w,
-                                                     const float* x, int64_t IC, int64_t k0, int64_t k1) {
+template <class W, int R, int J>
+[[gnu::always_inline]] inline void blocked_tile_rest(int64_t left, Floats16* acc, int64_t N,
+                                                     const typename W::Elem* const* w, const float* x, int64_t IC,
+                                                     int64_t k0, int64_t k1) {
   if constexpr (J > 0) {
     if (left == J)
-      blocked_tile<R, J>(acc, N, w, x, IC, k0, k1);
+      blocked_tile<W, R, J>(acc, N, w, x, IC, k0, k1);
     else
-      blocked_tile_rest<R, J - 1>(left, acc, N, w, x, IC, k0, k1);
+      blocked_tile_rest<W, R, J - 1>(left, acc, N, w, x, IC, k0, k1);
   }
 }
 
 // R weight rows against all N input rows over features [k0, k1); the first tile prefetches
 // the lines at pf (one per weight vector read).
-template <int R>
-[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
-                                    int64_t k0, int64_t k1, const float* const* pf) {
+template <class W, int R>
+[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const typename W::Elem* const* w, const float* x,
+                                    int64_t IC, int64_t k0, int64_t k1, const typename W::Elem* const* pf) {
   int64_t j = 0;
   if (N / kTileInputs >= R) {  // the first R tiles prefetch for one weight row each
     for (int t = 0; t < R; ++t, j += kTileInputs)
-      blocked_tile<R, kTileInputs, 1>(acc + j, N, w, x + j * IC, IC, k0, k1, pf + t);
+      blocked_tile<W, R, kTileInputs, 1>(acc + j, N, w, x + j * IC, IC, k0, k1, pf + t);
   } else if (N >= kTileInputs) {  // the first tile for all R rows
-    blocked_tile<R, kTileInputs, R>(acc, N, w, x, IC, k0, k1, pf);
+    blocked_tile<W, R, kTileInputs, R>(acc, N, w, x, IC, k0, k1, pf);
     j = kTileInputs;
   }
-  for (; j + kTileInputs <= N; j += kTileInputs) blocked_tile<R, kTileInputs>(acc + j, N, w, x + j * IC, IC, k0, k1);
-  blocked_tile_rest<R, kTileInputs - 1>(N - j, acc + j, N, w, x + j * IC, IC, k0, k1);
+  for (; j + kTileInputs <= N; j += kTileInputs) blocked_tile<W, R, kTileInputs>(acc + j, N, w, x + j * IC, IC, k0, k1);
+  blocked_tile_rest<W, R, kTileInputs - 1>(N - j, acc + j, N, w, x + j * IC, IC, k0, k1);
 }
 
 // blocked_rows for the last `left` (< kTileRows) weight rows of a block.
-template <int R>
-void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const float* const* w, const float* x, int64_t IC,
-                       int64_t k0, int64_t k1, const float* const* pf) {
+template <class W, int R>
+void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const typename W::Elem* const* w, const float* x,
+                       int64_t IC, int64_t k0, int64_t k1, const typename W::Elem* const* pf) {
   if constexpr (R > 0) {
     if (left == R)
-      blocked_rows<R>(acc, N, w, x, IC, k0, k1, pf);
+      blocked_rows<W, R>(acc, N, w, x, IC, k0, k1, pf);
     else
-      blocked_rows_rest<R - 1>(left, acc, N, w, x, IC, k0, k1, pf);
+      blocked_rows_rest<W, R - 1>(left, acc, N, w, x, IC, k0, k1, pf);
   }
 }
 
-}  // namespace
-
-void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                             int64_t first, int64_t count) {
-  if (N <= 0 || count <= 0) return;
+template <class W>
+void blocked_matmul(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+                    int64_t count) {
+  using Elem = typename W::Elem;
   const auto* base = static_cast<const unsigned char*>(w.data);
   const int64_t OC = w.rows, IC = w.cols, whole = IC / 16 * 16;  // features in whole vectors
   thread_local std::vector<Floats16> buffer;  // the block's accumulators; kept between calls
@@ -216,10 +291,10 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
   const int64_t chunks = std::max<int64_t>(1, (whole + kChunkK / 2) / kChunkK);
   const int64_t chunk = (whole / 16 + chunks - 1) / chunks * 16;
   const int64_t end = first + count;
-  auto row = [&](int64_t o) { return reinterpret_cast<const float*>(base + o * w.row_bytes); };
+  auto row = [&](int64_t o) { return reinterpret_cast<const Elem*>(base + o * w.row_bytes); };
   for (int64_t o0 = first; o0 < end; o0 += kBlockRows) {
     const int64_t rows = std::min(kBlockRows, end - o0);
-    const float* wr[kBlockRows];
+    const Elem* wr[kBlockRows];
     for (int64_t r = 0; r < rows; ++r) wr[r] = row(o0 + r);
     if (whole == 0) std::fill(acc, acc + rows * N, Floats16{});  // no chunk to start them
     for (int64_t k0 = 0; k0 < whole; k0 += chunk) {
@@ -228,13 +303,13 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
       // last chunk the next block's first, past the end of the range too (the rows after it
       // are usually this thread's next piece: parallel_chunks walks a share front to back),
       // up to the matrix's last row (past it: this chunk again, a no-op).
-      const float* pf[kBlockRows];
+      const Elem* pf[kBlockRows];
       for (int64_t r = 0; r < rows; ++r)
         pf[r] = k1 < whole ? wr[r] + k1 : o0 + rows + r < OC ? row(o0 + rows + r) : wr[r] + k0;
       int64_t r = 0;
       for (; r + kTileRows <= rows; r += kTileRows)
-        blocked_rows<kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
-      blocked_rows_rest<kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+        blocked_rows<W, kTileRows>(acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
+      blocked_rows_rest<W, kTileRows - 1>(rows - r, acc + r * N, N, wr + r, inp, IC, k0, k1, pf + r);
     }
     // The sums of four weight rows for one input row at once: with no tail, four adjacent
     // outputs, stored (and the bias added) as one vector; the rows past the last four, and
@@ -254,20 +329,38 @@ void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, 
     for (; r < rows; ++r) {
       const float b = bias ? bias[o0 + r] : 0.0f;
       for (int64_t j = 0; j < N; ++j) {
-        const float sum = finish_dot(acc[r * N + j], wr[r], inp + j * IC, whole, IC);
+        const float sum = finish_dot<W>(acc[r * N + j], wr[r], inp + j * IC, whole, IC);
         out[j * OC + o0 + r] = bias ? sum + b : sum;
       }
     }
   }
 }
 
-void matmul_rows_f32_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                                int64_t first, int64_t count) {
+}  // namespace
+
+void matmul_rows_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                         int64_t first, int64_t count) {
+  if (N <= 0 || count <= 0) return;
+  if (w.type == WeightType::F32) return blocked_matmul<F32Row>(out, inp, w, bias, N, first, count);
+  if (w.type == WeightType::BF16) return blocked_matmul<Bf16Row>(out, inp, w, bias, N, first, count);
+  if (w.type == WeightType::F16) return blocked_matmul<F16Row>(out, inp, w, bias, N, first, count);
+  fail_no_row_kernel("matmul_rows_blocked", w.type);
+}
+
+void matmul_rows_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                            int64_t first, int64_t count) {
+  float (*dot)(const void* row, const float* x, int64_t n) = nullptr;
+  switch (w.type) {
+    case WeightType::F32: dot = [](const void* row, const float* x, int64_t n) { return dot_f32(static_cast<const float*>(row), x, n); }; break;
+    case WeightType::BF16: dot = dot_bf16; break;
+    case WeightType::F16: dot = dot_f16; break;
+    default: fail_no_row_kernel("matmul_rows_one_by_one", w.type);
+  }
   const auto* base = static_cast<const unsigned char*>(w.data);
   for (int64_t o = first; o < first + count; ++o) {
-    const auto* row = reinterpret_cast<const float*>(base + o * w.row_bytes);
+    const void* row = base + o * w.row_bytes;
     for (int64_t n = 0; n < N; ++n) {
-      const float sum = dot_f32(row, inp + n * w.cols, w.cols);
+      const float sum = dot(row, inp + n * w.cols, w.cols);
       out[n * w.rows + o] = bias ? sum + bias[o] : sum;
     }
   }
@@ -316,12 +409,13 @@ void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float
   }
 }
 
-// rows_loop for f32 weights: the blocked kernel for kBlockedMinRows input rows or more (the
-// same numbers as rows_loop<row_dot_f32>), else one dot_f32 per output.
-void rows_loop_f32(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
-                   int64_t count) {
-  if (in.N >= kBlockedMinRows) return matmul_rows_f32_blocked(out, in.f32, w, bias, in.N, first, count);
-  rows_loop<row_dot_f32>(out, in, w, bias, first, count);
+// rows_loop for f32, bf16 and f16 weights: the blocked kernel for kBlockedMinRows input rows or more
+// (the same numbers as rows_loop<dot>), else one dot per output.
+template <RowDot dot>
+void rows_loop_blocked(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                       int64_t count) {
+  if (in.N >= kBlockedMinRows) return matmul_rows_blocked(out, in.f32, w, bias, in.N, first, count);
+  rows_loop<dot>(out, in, w, bias, first, count);
 }
 
 // rows_loop for q8_0 weights: tiles of two weight rows x four input rows (dot_q8_0_tile; the
@@ -399,9 +493,9 @@ void require_row_kernel(WeightType type) {
 void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                  int64_t count) {
   switch (w.type) {
-    case WeightType::F32: return rows_loop_f32(out, in, w, bias, first, count);
-    case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
-    case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
+    case WeightType::F32: return rows_loop_blocked<row_dot_f32>(out, in, w, bias, first, count);
+    case WeightType::F16: return rows_loop_blocked<row_dot_f16>(out, in, w, bias, first, count);
+    case WeightType::BF16: return rows_loop_blocked<row_dot_bf16>(out, in, w, bias, first, count);
     case WeightType::Q8_0: return rows_loop_q8_0(out, in, w, bias, first, count);
     case WeightType::Q4_0: return rows_loop<row_dot_q4_0>(out, in, w, bias, first, count);
     case WeightType::Q4_K: return rows_loop<row_dot_q4_K>(out, in, w, bias, first, count);

@@ -41,18 +41,23 @@ inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
 float dot_f32(const float* w, const float* x, int64_t n);
 // The same with a double accumulator, rounded once: the reference dot_f32 is held to.
 float dot_f32_ref(const float* w, const float* x, int64_t n);
-
-// matmul_rows for f32 weights (w.type F32; rows as in matmul_rows) blocked for many input
+// The bf16 and f16 row-dots: `row` is n bf16 (f16) weights, each widened to f32 (exactly) and
+// the rest as dot_f32, so each equals dot_f32 of the widened row bit for bit (their
+// references: dot_bf16_ref, dot_f16_ref, core/quant.h).
+float dot_bf16(const void* row, const float* x, int64_t n);
+float dot_f16(const void* row, const float* x, int64_t n);
+// matmul_rows for f32, bf16 or f16 weights (rows as in matmul_rows) blocked for many input
 // rows: a chunk of the features of all N inputs kept in L1 while a block of weight rows
 // streams past it in register tiles, each pair's 16-lane accumulator carried between chunks.
-// Every output element is dot_f32(w row, input row, IC) (+ bias) bit for bit: matmul_rows
-// runs it for kBlockedMinRows input rows or more; the tests reach it at every N.
-void matmul_rows_f32_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                             int64_t first, int64_t count);
-// Its plain twin: each element dot_f32 (+ bias) alone, one after another.
-void matmul_rows_f32_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                                int64_t first, int64_t count);
-// The fewest input rows for which matmul_rows takes the blocked f32 kernel.
+// Every output element is the row-dot (dot_f32, dot_bf16, dot_f16) of its weight row and input
+// row (+ bias) bit for bit: matmul_rows runs it for kBlockedMinRows input rows or more; the
+// tests reach it at every N. Other types: Unsupported.
+void matmul_rows_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                         int64_t first, int64_t count);
+// Its plain twin: each element one row-dot (+ bias) alone, one after another.
+void matmul_rows_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
+                            int64_t first, int64_t count);
+// The fewest input rows for which matmul_rows takes the blocked kernel.
 constexpr int64_t kBlockedMinRows = 4;
 
 // N input rows of IC floats, prepared once per matmul for the weights' type: for q8_0, q4_0,

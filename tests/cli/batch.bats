@@ -2,7 +2,7 @@
 # lm-generate --batch N (continuous batching): the same completions as --batch 1 in every
 # output format, greedy and seeded, with stop strings and EOS, on the soma fixture (text),
 # a Llama 4 style mixture-of-experts model, a materium model with conditions and block-wise
-# positions, and q8_0 weights; --logprobs in the JSON records; the sampling penalties and
+# positions, and q8_0, bf16 and f16 weights; --logprobs in the JSON records; the sampling penalties and
 # min-p; and the errors.
 
 load helpers  # corpus
@@ -107,11 +107,13 @@ PY
     --format ids -n 10 --seed 5
 }
 
-@test "lm-generate --batch on q8_0 weights: --batch 1's tokens" {
-  lm-convert-checkpoint -q --cast q8_0 "$SOMA" "$TMP/q8.safetensors"
+@test "lm-generate --batch on q8_0, bf16 and f16 weights (their tiled kernels): --batch 1's tokens" {
   prompts
-  same_at_batches -m "$TMP/q8.safetensors" -i "$TMP/p.txt" -n 20 --temperature 0 --format ids
-  same_at_batches -m "$TMP/q8.safetensors" -i "$TMP/p.txt" -n 20 --seed 9
+  for type in q8_0 bf16 f16; do
+    lm-convert-checkpoint -q --cast "$type" "$SOMA" "$TMP/$type.safetensors"
+    same_at_batches -m "$TMP/$type.safetensors" -i "$TMP/p.txt" -n 20 --temperature 0 --format ids
+    same_at_batches -m "$TMP/$type.safetensors" -i "$TMP/p.txt" -n 20 --seed 9
+  done
 }
 
 @test "lm-generate --logprobs K: each kept token's log-probability and the K most likely, in the JSON" {

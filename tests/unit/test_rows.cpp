@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -150,34 +151,56 @@ TEST(RowKernels, MatmulRowsIsDotF32PlusBiasBitForBit) {
                                        c.bias[o]);
 }
 
-// The blocked f32 kernel (many input rows) against its plain twin, one dot_f32 per element, bit
-// for bit, at awkward shapes: features below one vector, off the 16-float vectors and off the
-// 256-float chunks; 1..17 input rows (tiles of 4 and the rows left); weight rows off the 4-row
-// tiles and the 16-row blocks, from an offset; padded weight rows (NaN padding, never read);
-// with and without bias; columns outside the range left as they were.
-TEST(RowKernels, BlockedF32IsOneRowDotBitForBit) {
+// The blocked kernel (many input rows) against its plain twin, one row-dot per element, bit
+// for bit, for f32, bf16 and f16 rows, at awkward shapes: features below one vector, off
+// the 16-float vectors and off the 256-float chunks; 1..17 input rows (tiles of 4 and the rows
+// left); weight rows off the 4-row tiles and the 16-row blocks, from an offset; padded weight
+// rows (NaN padding, never read); with and without bias; columns outside the range left as
+// they were. The bf16 and f16 rows are also dot_f32 of the same values widened to f32, bit
+// for bit.
+TEST(RowKernels, BlockedRowsAreOneRowDotBitForBit) {
   Rng rng(26);
   constexpr float kMarker = -12345.0f;
   for (int64_t IC : {1, 15, 16, 17, 255, 256, 257, 300, 529, 777}) {
     const RowsCase c = make_case(rng, 17, IC, 37, false);
-    for (int64_t N = 1; N <= 17; ++N)
-      for (const Range r : {Range{0, 37}, Range{3, 30}, Range{36, 1}, Range{5, 0}})
-        for (bool with_bias : {false, true}) {
-          const float* bias = with_bias ? c.bias.data() : nullptr;
-          std::vector<float> out(N * c.OC, kMarker), twin(out.size(), kMarker), dispatched(out.size(), kMarker);
-          matmul_rows_f32_blocked(out.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
-          matmul_rows_f32_one_by_one(twin.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
-          matmul_rows(dispatched.data(), c.inp.data(), c.view(), bias, N, r.first, r.count);
-          ASSERT_EQ(0, std::memcmp(out.data(), twin.data(), out.size() * sizeof(float)))
-              << "IC " << IC << ", N " << N << ", rows " << r.first << "+" << r.count << ", bias " << with_bias;
-          ASSERT_EQ(0, std::memcmp(dispatched.data(), twin.data(), out.size() * sizeof(float)))
-              << "IC " << IC << ", N " << N << ", rows " << r.first << "+" << r.count << ", bias " << with_bias;
-          for (int64_t n = 0; n < N; ++n)
-            for (int64_t o = 0; o < c.OC; ++o) {
-              const bool inside = o >= r.first && o < r.first + r.count;
-              EXPECT_EQ(out[n * c.OC + o] == kMarker, !inside) << n << ", " << o;
+    // The same weights in bf16 and f16 (rounded), padded rows likewise; and those values back
+    // in f32.
+    std::vector<uint16_t> bf16(c.weights.size()), f16(c.weights.size());
+    RowsCase bf16_widened = c, f16_widened = c;
+    for (size_t i = 0; i < c.weights.size(); ++i) {
+      bf16[i] = f32_to_bf16(c.weights[i]);
+      bf16_widened.weights[i] = bf16_to_f32(bf16[i]);
+      quantize_row(WeightType::F16, &c.weights[i], 1, &f16[i]);
+      dequantize_row(WeightType::F16, &f16[i], 1, &f16_widened.weights[i]);
+    }
+    const WeightView bf16_view{WeightType::BF16, bf16.data(), c.OC, IC, (IC + c.pad) * 2};
+    const WeightView f16_view{WeightType::F16, f16.data(), c.OC, IC, (IC + c.pad) * 2};
+    for (const WeightView view : {c.view(), bf16_view, f16_view})
+      for (int64_t N = 1; N <= 17; ++N)
+        for (const Range r : {Range{0, 37}, Range{3, 30}, Range{36, 1}, Range{5, 0}})
+          for (bool with_bias : {false, true}) {
+            const float* bias = with_bias ? c.bias.data() : nullptr;
+            std::vector<float> out(N * c.OC, kMarker), twin(out.size(), kMarker), dispatched(out.size(), kMarker);
+            matmul_rows_blocked(out.data(), c.inp.data(), view, bias, N, r.first, r.count);
+            matmul_rows_one_by_one(twin.data(), c.inp.data(), view, bias, N, r.first, r.count);
+            matmul_rows(dispatched.data(), c.inp.data(), view, bias, N, r.first, r.count);
+            const std::string at = std::string(weight_type_name(view.type)) + ", IC " + std::to_string(IC) + ", N " +
+                                   std::to_string(N) + ", rows " + std::to_string(r.first) + "+" +
+                                   std::to_string(r.count) + ", bias " + std::to_string(with_bias);
+            ASSERT_EQ(0, std::memcmp(out.data(), twin.data(), out.size() * sizeof(float))) << at;
+            ASSERT_EQ(0, std::memcmp(dispatched.data(), twin.data(), out.size() * sizeof(float))) << at;
+            if (view.type != WeightType::F32) {
+              const RowsCase& widened = view.type == WeightType::BF16 ? bf16_widened : f16_widened;
+              std::vector<float> f32(out.size(), kMarker);
+              matmul_rows_one_by_one(f32.data(), c.inp.data(), widened.view(), bias, N, r.first, r.count);
+              ASSERT_EQ(0, std::memcmp(f32.data(), twin.data(), out.size() * sizeof(float))) << at;
             }
-        }
+            for (int64_t n = 0; n < N; ++n)
+              for (int64_t o = 0; o < c.OC; ++o) {
+                const bool inside = o >= r.first && o < r.first + r.count;
+                EXPECT_EQ(out[n * c.OC + o] == kMarker, !inside) << n << ", " << o;
+              }
+          }
   }
 }
 
