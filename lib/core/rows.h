@@ -7,7 +7,9 @@
 // (float dot(const void* row, const float* x, int64_t IC)), so nothing per row depends on the
 // type but the dot itself. A new type (f16, bf16, q8_0, q4_0, q4_K) adds:
 //   - its row-dot in rows.cpp, beside dot_f32 (one per ISA where it pays, chosen at run time
-//     from cpuid: AVX-512 VNNI, AVX2), and its case in matmul_rows's switch;
+//     from cpuid: AVX-512 VNNI, AVX2), and its case in matmul_rows's switch; a type whose
+//     values widen exactly to f32 (bf16, f16) instead gives rows.cpp a row reader (as F32Row),
+//     and its row-dot and the blocked kernel for many input rows are dot_f32's with that reader;
 //   - its element decoder in matmul_rows_ref's switch (the plain twin: decode each weight to
 //     float, accumulate in double), and a case in tests/unit/test_rows.cpp.
 // row_bytes carries block-quantized layouts (q8_0: IC / 32 blocks of 34 bytes) and padded rows.
