@@ -93,7 +93,7 @@ struct F16Row {
 
 // The n % 16 weights past the last whole vector (from `i`), one by one onto `sum`, each a fused
 // multiply-add (written out: GCC contracted `sum += w * x` in one instantiation and not in
-// another, and a bf16 row's dot must be the same as its widened f32 row's).
+// another, and a 16-bit row's dot must be the same as its widened f32 row's).
 template <class W>
 [[gnu::always_inline]] inline float finish_tail(float sum, const typename W::Elem* w, const float* x, int64_t i,
                                                 int64_t n) {
@@ -103,7 +103,7 @@ template <class W>
 
 // The end of every float row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
 // then the tail (finish_tail). Every float kernel ends each output element here or in
-// horizontal_sums4, so each is dot_f32's number (dot_bf16's for bf16 rows) bit for bit.
+// horizontal_sums4, so each is its row-dot's number (dot_f32, dot_bf16, dot_f16) bit for bit.
 template <class W>
 [[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const typename W::Elem* w, const float* x,
                                                int64_t i, int64_t n) {
@@ -172,18 +172,19 @@ float dot_f32_ref(const float* w, const float* x, int64_t n) {
 
 namespace {
 
-// The blocked kernel (matmul_rows_blocked), f32, bf16 or f16 rows. With N input rows every weight row is read
-// once for all of them: the input features go in chunks of about kChunkK (16 rows x 1 KB sit
-// in L1), and while a chunk is there the weight rows of a block of kBlockRows stream past it in
-// register tiles of kTileRows weight rows by kTileInputs input rows. Each (weight row, input
-// row) pair keeps dot_f32's one 16-lane accumulator, carried in a buffer from chunk to chunk
-// (kBlockRows x N x 64 bytes), and ends with dot_f32's own horizontal sum and tail
-// (finish_dot): the same operations in the same order, so every element is dot_f32's (dot_bf16's),
-// bit for bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads): from cache the tiles run
-// at 70-90% of the FMA peak, but with the weights coming from memory the FMAs between the loads
-// leave too few lines in flight, and the weights stream at about half batch-1's rate; the
-// software prefetch of the next chunk's lines, spread one weight row per input tile, is what
-// made the kernel faster than whole-row 4x4 tiles, not the L1 blocking by itself.
+// The blocked kernel (matmul_rows_blocked; f32, bf16 or f16 rows). With N input rows every
+// weight row is read once for all of them: the input features go in chunks of about kChunkK
+// (16 rows x 1 KB sit in L1), and while a chunk is there the weight rows of a block of
+// kBlockRows stream past it in register tiles of kTileRows weight rows by kTileInputs input
+// rows. Each (weight row, input row) pair keeps dot_f32's one 16-lane accumulator, carried in a
+// buffer from chunk to chunk (kBlockRows x N x 64 bytes), and ends with dot_f32's own
+// horizontal sum and tail (finish_dot): the same operations in the same order, so every element
+// is its row-dot's, bit for bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads):
+// from cache the tiles run at 70-90% of the FMA peak, but with the weights coming from memory
+// the FMAs between the loads leave too few lines in flight, and the weights stream at about
+// half batch-1's rate; the software prefetch of the next chunk's lines, spread one weight row
+// per input tile, is what made the kernel faster than whole-row 4x4 tiles, not the L1 blocking
+// by itself. bf16 and f16 rows halve the stream (README, "Batched generation").
 constexpr int64_t kChunkK = 256;  // about; a multiple of 16
 constexpr int64_t kBlockRows = 8;
 #if defined(__AVX512F__)
@@ -202,7 +203,7 @@ constexpr int kTileRows = 2, kTileInputs = 2;
 // [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
 // For the first P weight rows, the line that the next pass will want (pf[r] + i - k0) is
 // prefetched as this one's is used.
-// (A bf16 row's 16 weights are half a line: its prefetches go every other vector.)
+// (A 16-bit row's 16 weights are half a line: its prefetches go every other vector.)
 template <class W, int R, int J, int P = 0>
 [[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const typename W::Elem* const* w,
                                                 const float* x, int64_t IC, int64_t k0, int64_t k1,
