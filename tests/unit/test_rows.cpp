@@ -375,6 +375,28 @@ TEST(RowKernels, Q8RowsAreExactAtTheEndsOfTheBytes) {
 
 // Every type has a row kernel; a row length off the type's blocks is refused before anything
 // is written (q4_K and q6_K: super-blocks of 256).
+// The blocked kernel and its twin read f32, bf16 and f16 rows only: a block-quantized view is
+// refused (Unsupported, naming the kernel and the type), nothing written.
+TEST(RowKernels, BlockedRowsRefuseQuantizedViews) {
+  const std::vector<float> inp(4 * 32, 1.0f), weights(64, 1.0f);
+  const WeightView w{WeightType::Q8_0, weights.data(), 2, 32, 34};
+  for (bool twin : {false, true}) {
+    std::vector<float> out(8, 7.0f);
+    try {
+      if (twin)
+        matmul_rows_one_by_one(out.data(), inp.data(), w, nullptr, 4, 0, 2);
+      else
+        matmul_rows_blocked(out.data(), inp.data(), w, nullptr, 4, 0, 2);
+      ADD_FAILURE() << "q8_0 weights should be refused";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+      EXPECT_EQ(std::string(e.what()), std::string(twin ? "matmul_rows_one_by_one" : "matmul_rows_blocked") +
+                                           ": q8_0 weights are not supported yet");
+    }
+    EXPECT_EQ(out, std::vector<float>(8, 7.0f));
+  }
+}
+
 TEST(RowKernels, RowsOffTheBlocksAreRefused) {
   const std::vector<float> inp(32, 1.0f), weights(64, 1.0f);
   for (WeightType type : {WeightType::Q4_K, WeightType::Q6_K}) {
