@@ -201,14 +201,16 @@ void packed_kernel(float* out, const float* inp, const float* P, int64_t OC, int
 
 void library_kernel(float* out, const float* inp, const float* W, int64_t OC, int64_t IC, int64_t N, int64_t first,
                     int64_t count) {
-  lm::matmul_rows_blocked(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
+  lm::matmul_rows_blocked(out, lm::RowsInput(inp, N, IC, lm::WeightType::F32), lm::f32_weights(W, OC, IC), nullptr,
+                          first, count);
 }
 
 // matmul_rows's loop for fewer than kBlockedMinRows inputs: each weight row read once, one
 // dot_f32 per input row (batch-1 decode's pattern at N = 1).
 void one_by_one_kernel(float* out, const float* inp, const float* W, int64_t OC, int64_t IC, int64_t N, int64_t first,
                        int64_t count) {
-  lm::matmul_rows_one_by_one(out, inp, lm::f32_weights(W, OC, IC), nullptr, N, first, count);
+  lm::matmul_rows_one_by_one(out, lm::RowsInput(inp, N, IC, lm::WeightType::F32), lm::f32_weights(W, OC, IC),
+                             nullptr, first, count);
 }
 
 using Kernel = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
@@ -357,7 +359,8 @@ int main(int argc, char** argv) {
     if (!selected(variants[k]) || !variants[k].kernel) continue;
     for (const Matrix& m : mats) {
       if (cache && &m != &mats[4]) continue;  // the same buffer under every matrix: one check
-      lm::matmul_rows_one_by_one(want.data(), inp.data(), lm::f32_weights(m.w, m.OC, m.IC), nullptr, N, 0, m.OC);
+      lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, lm::WeightType::F32),
+                                 lm::f32_weights(m.w, m.OC, m.IC), nullptr, 0, m.OC);
       run_matrix(variants[k], m);
       same[k] = same[k] && std::memcmp(out.data(), want.data(), static_cast<size_t>(N * m.OC) * sizeof(float)) == 0;
     }

@@ -75,10 +75,12 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out);
 void quantize_input_q8(const float* x, int64_t n, int8_t* q, float* d, float* s);
 
 // Row-dots: `row` is one weight row of n elements (n % 32 == 0 for the blocked types).
-// (dot_f16 and dot_bf16 themselves are core/rows.h's: dot_f32's order, so that the blocked
-// kernel can take their rows.)
+// (dot_f16 and dot_bf16 themselves are core/rows.h's, beside dot_f32, so that the blocked
+// kernel can take their rows.) dot_f16_ref accumulates in double; dot_bf16_ref is dot_bf16's
+// arithmetic written out lane by lane in scalar code (its fused multiply-adds, flushes and
+// sums in its order: the same bits), x as round_input_bf16 makes it.
 float dot_f16_ref(const void* row, const float* x, int64_t n);
-float dot_bf16_ref(const void* row, const float* x, int64_t n);
+float dot_bf16_ref(const void* row, const uint16_t* x, int64_t n);
 float dot_q8_0(const void* row, const int8_t* q, const float* d, int64_t n);
 float dot_q8_0_ref(const void* row, const int8_t* q, const float* d, int64_t n);
 // An input row in int8 blocks made ready for dot_q8_0_tile, once per matmul: qu [n] = q + 128

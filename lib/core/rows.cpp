@@ -40,13 +40,29 @@ Floats16 load16(const float* p) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
 }
 
-// How the float kernels read a weight row: f32 as it is; bf16 and f16 widened to f32 (exact:
-// every bf16 and f16 value is a float), so a row's products, sums and their order are those of
-// the f32 row holding the same values, and the stream is half the bytes.
+// How the float kernels read a weight row and multiply it into the 16 lane accumulators,
+// kStep features a vector step (load_w, load_x, madd), and the features past the last whole
+// step (tail):
+//   f32 and f16 rows, against the f32 input: widened to f32 (f16 exactly), one fused
+//   multiply-add per feature: each row's products, sums and their order are those of the f32
+//   row holding the same values (f16 streams half the bytes);
+//   bf16 rows, against the input rounded to bf16 (RowsInput::bf): a pair of features a lane,
+//   AVX512_BF16's vdpbf16ps (16 lanes x 2 products an instruction, twice an FMA's), the odd
+//   feature's product added first, then the even one's, each sum rounded once (a product of
+//   two bf16 is exact in f32); denormal inputs count as zero and denormal sums are flushed to
+//   zero, as the instruction does. Without AVX512_BF16 the same two fused multiply-adds a lane
+//   (bf16_pair_madd), so every build gives the same bits (dot_bf16_ref, core/quant.h, is the
+//   plain twin).
 struct F32Row {
   using Elem = float;
-  static Floats16 load(const float* p) { return load16(p); }
-  static float one(const float* p) { return *p; }
+  using XElem = float;
+  using WVec = Floats16;
+  using XVec = Floats16;
+  static constexpr int64_t kStep = 16;
+  static WVec load_w(const float* p) { return load16(p); }
+  static XVec load_x(const float* p) { return load16(p); }
+  static Floats16 madd(const Floats16& acc, const WVec& w, const XVec& x) { return acc + w * x; }
+  static float tail(float sum, const float* w, const float* x) { return std::fma(*w, *x, sum); }
 };
 typedef uint16_t Halves16 __attribute__((vector_size(32)));
 typedef uint32_t Words16 __attribute__((vector_size(64)));
@@ -54,25 +70,13 @@ typedef uint32_t Words16 __attribute__((vector_size(64)));
 // with no mask.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-struct Bf16Row {
-  using Elem = uint16_t;
-  static Floats16 load(const uint16_t* p) {
-#if defined(__AVX512F__)
-    // One widening move and a shift (GCC split __builtin_convertvector into two 256-bit halves
-    // and an insert, which made batch-1 decode about 7% slower).
-    const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    return reinterpret_cast<Floats16>(reinterpret_cast<Words16>(words) << 16);
-#else
-    Halves16 h;
-    std::memcpy(&h, p, sizeof h);
-    return reinterpret_cast<Floats16>(__builtin_convertvector(h, Words16) << 16);
-#endif
-  }
-  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
-};
 struct F16Row {
   using Elem = uint16_t;
-  static Floats16 load(const uint16_t* p) {
+  using XElem = float;
+  using WVec = Floats16;
+  using XVec = Floats16;
+  static constexpr int64_t kStep = 16;
+  static WVec load_w(const uint16_t* p) {
 #if defined(__AVX512F__)
     return reinterpret_cast<Floats16>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
 #elif defined(__F16C__)
@@ -87,17 +91,66 @@ struct F16Row {
     return v;
 #endif
   }
-  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+  static XVec load_x(const float* p) { return load16(p); }
+  static Floats16 madd(const Floats16& acc, const WVec& w, const XVec& x) { return acc + w * x; }
+  static float tail(float sum, const uint16_t* w, const float* x) { return std::fma(f16_to_f32(*w), *x, sum); }
 };
 #pragma GCC diagnostic pop
 
-// The n % 16 weights past the last whole vector (from `i`), one by one onto `sum`, each a fused
-// multiply-add (written out: GCC contracted `sum += w * x` in one instantiation and not in
-// another, and a 16-bit row's dot must be the same as its widened f32 row's).
+// A denormal float as a zero of its sign (the bf16 dot's inputs and sums).
+[[gnu::always_inline]] inline Floats16 flush_denormals(const Floats16& v) {
+  const Words16 bits = reinterpret_cast<Words16>(v);
+  const Words16 tiny = reinterpret_cast<Words16>((bits & 0x7f800000u) == 0);  // all ones where the exponent is 0
+  return reinterpret_cast<Floats16>(bits & ~(tiny & 0x7fffffffu));
+}
+
+// vdpbf16ps without the instruction: per lane, the odd features' product and then the even
+// ones', each one fused multiply-add on flushed inputs, its sum flushed.
+[[gnu::always_inline]] inline Floats16 bf16_pair_madd(Floats16 acc, const Words16& w, const Words16& x) {
+  const Floats16 w_odd = flush_denormals(reinterpret_cast<Floats16>(w & 0xffff0000u));
+  const Floats16 x_odd = flush_denormals(reinterpret_cast<Floats16>(x & 0xffff0000u));
+  const Floats16 w_even = flush_denormals(reinterpret_cast<Floats16>(w << 16));
+  const Floats16 x_even = flush_denormals(reinterpret_cast<Floats16>(x << 16));
+  for (int l = 0; l < 16; ++l) acc[l] = std::fma(w_odd[l], x_odd[l], acc[l]);
+  acc = flush_denormals(acc);
+  for (int l = 0; l < 16; ++l) acc[l] = std::fma(w_even[l], x_even[l], acc[l]);
+  return flush_denormals(acc);
+}
+
+struct Bf16Row {
+  using Elem = uint16_t;
+  using XElem = uint16_t;
+  using WVec = Words16;  // 32 bf16, two a lane
+  using XVec = Words16;
+  static constexpr int64_t kStep = 32;
+  static WVec load_w(const uint16_t* p) {
+    Words16 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static XVec load_x(const uint16_t* p) { return load_w(p); }
+  static Floats16 madd(const Floats16& acc, const WVec& w, const XVec& x) {
+#if defined(__AVX512BF16__)
+    return reinterpret_cast<Floats16>(_mm512_dpbf16_ps(reinterpret_cast<__m512>(acc), reinterpret_cast<__m512bh>(w),
+                                                       reinterpret_cast<__m512bh>(x)));
+#else
+    return bf16_pair_madd(acc, w, x);
+#endif
+  }
+  static float tail(float sum, const uint16_t* w, const uint16_t* x) {
+    return std::fma(bf16_input(*w), bf16_input(*x), sum);
+  }
+  // A bf16 as the dot reads it: a denormal as a zero of its sign.
+  static float bf16_input(uint16_t h) { return bf16_to_f32((h & 0x7f80u) == 0 ? h & 0x8000u : h); }
+};
+
+// The features past the last whole step (from `i`), one by one onto `sum` (W::tail: each a
+// fused multiply-add, written out: GCC contracted `sum += w * x` in one instantiation and not
+// in another, and an f16 row's dot must be the same as its widened f32 row's).
 template <class W>
-[[gnu::always_inline]] inline float finish_tail(float sum, const typename W::Elem* w, const float* x, int64_t i,
-                                                int64_t n) {
-  for (; i < n; ++i) sum = std::fma(W::one(w + i), x[i], sum);
+[[gnu::always_inline]] inline float finish_tail(float sum, const typename W::Elem* w, const typename W::XElem* x,
+                                                int64_t i, int64_t n) {
+  for (; i < n; ++i) sum = W::tail(sum, w + i, x + i);
   return sum;
 }
 
@@ -105,8 +158,8 @@ template <class W>
 // then the tail (finish_tail). Every float kernel ends each output element here or in
 // horizontal_sums4, so each is its row-dot's number (dot_f32, dot_bf16, dot_f16) bit for bit.
 template <class W>
-[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const typename W::Elem* w, const float* x,
-                                               int64_t i, int64_t n) {
+[[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const typename W::Elem* w,
+                                               const typename W::XElem* x, int64_t i, int64_t n) {
   const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
                           __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
                           __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
@@ -137,16 +190,18 @@ template <class W>
   return __builtin_shufflevector(s, s, 0, 4, 8, 12);  // each (q0 + q1) + (q2 + q3)
 }
 
-// 64 weights per iteration into one vector accumulator: decode is bound by how many loads of a
-// weight row a core keeps in flight, and the fewer instructions per byte, the further ahead
-// the out-of-order window reaches (a plain `omp simd` loop streamed a few percent slower).
+// Four steps (64 f32 weights) per iteration into one vector accumulator: decode is bound by how
+// many loads of a weight row a core keeps in flight, and the fewer instructions per byte, the
+// further ahead the out-of-order window reaches (a plain `omp simd` loop streamed a few
+// percent slower).
 template <class W>
-[[gnu::always_inline]] inline float dot_row(const typename W::Elem* w, const float* x, int64_t n) {
+[[gnu::always_inline]] inline float dot_row(const typename W::Elem* w, const typename W::XElem* x, int64_t n) {
+  constexpr int64_t S = W::kStep;
   Floats16 acc{};
   int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int64_t k = 0; k < 64; k += 16) acc += W::load(w + i + k) * load16(x + i + k);
-  for (; i + 16 <= n; i += 16) acc += W::load(w + i) * load16(x + i);
+  for (; i + 4 * S <= n; i += 4 * S)
+    for (int64_t k = 0; k < 4 * S; k += S) acc = W::madd(acc, W::load_w(w + i + k), W::load_x(x + i + k));
+  for (; i + S <= n; i += S) acc = W::madd(acc, W::load_w(w + i), W::load_x(x + i));
   return finish_dot<W>(acc, w, x, i, n);
 }
 
@@ -156,12 +211,26 @@ template <class W>
 // once took a scalar path for whole rows.
 [[gnu::noinline]] float dot_f32(const float* w, const float* x, int64_t n) { return dot_row<F32Row>(w, x, n); }
 
-[[gnu::noinline]] float dot_bf16(const void* row, const float* x, int64_t n) {
+[[gnu::noinline]] float dot_bf16(const void* row, const uint16_t* x, int64_t n) {
   return dot_row<Bf16Row>(static_cast<const uint16_t*>(row), x, n);
 }
 
 [[gnu::noinline]] float dot_f16(const void* row, const float* x, int64_t n) {
   return dot_row<F16Row>(static_cast<const uint16_t*>(row), x, n);
+}
+
+void round_input_bf16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  // f32_to_bf16 on 16 floats at a time: round to nearest even, a NaN kept a (quiet) NaN.
+  for (; i + 16 <= n; i += 16) {
+    Words16 u;
+    std::memcpy(&u, x + i, sizeof u);
+    const Words16 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const Words16 nan = reinterpret_cast<Words16>((u & 0x7fffffffu) > 0x7f800000u);
+    const Halves16 h = __builtin_convertvector((rounded & ~nan) | (((u >> 16) | 0x40u) & nan), Halves16);
+    std::memcpy(out + i, &h, sizeof h);
+  }
+  for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
 float dot_f32_ref(const float* w, const float* x, int64_t n) {
@@ -174,18 +243,27 @@ namespace {
 
 // The blocked kernel (matmul_rows_blocked; f32, bf16 or f16 rows). With N input rows every
 // weight row is read once for all of them: the input features go in chunks of about kChunkK
-// (16 rows x 1 KB sit in L1), and while a chunk is there the weight rows of a block of
+// (16 rows of f32 x 1 KB sit in L1), and while a chunk is there the weight rows of a block of
 // kBlockRows stream past it in register tiles of kTileRows weight rows by kTileInputs input
 // rows. Each (weight row, input row) pair keeps dot_f32's one 16-lane accumulator, carried in a
 // buffer from chunk to chunk (kBlockRows x N x 64 bytes), and ends with dot_f32's own
 // horizontal sum and tail (finish_dot): the same operations in the same order, so every element
-// is its row-dot's, bit for bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads):
-// from cache the tiles run at 70-90% of the FMA peak, but with the weights coming from memory
+// is its row-dot's, bit for bit. What limits it (Zen 5, stories110M shapes, N = 16, 2 threads;
+// f32 rows): from cache the tiles run at 70-90% of the FMA peak, but with the weights coming from memory
 // the FMAs between the loads leave too few lines in flight, and the weights stream at about
 // half batch-1's rate; the software prefetch of the next chunk's lines, spread one weight row
 // per input tile, is what made the kernel faster than whole-row 4x4 tiles, not the L1 blocking
-// by itself. bf16 and f16 rows halve the stream (README, "Batched generation").
-constexpr int64_t kChunkK = 256;  // about; a multiple of 16
+// by itself. bf16 and f16 rows halve the stream, and bf16's tiles (vdpbf16ps: two products a
+// lane an instruction) reach about the f32 FMA peak's products a second from the caches and
+// 80-90% of it from memory, one thread (README, "Batched generation").
+//
+// Features a chunk, about (W::kStep's multiple): 256 for f32 and f16 inputs (16 rows x 1 KB);
+// 1024 for bf16 (16 rows x 2 KB): the bf16 tiles do twice the products per instruction, and
+// shorter chunks left too much of the time to the accumulators' loads and stores and the
+// chunk's first lines (stories110M shapes from memory, one thread: 62-65% of the FMA peak at
+// 256 features against 76-79% at 1024 on 2048-feature rows, 80% against 89-92% on 768).
+template <class W>
+constexpr int64_t kChunkK = W::kStep == 32 ? 1024 : 256;
 constexpr int64_t kBlockRows = 8;
 #if defined(__AVX512F__)
 // A Floats16 is one zmm register, of 32: 16 accumulators, 4 inputs and a weight vector.
@@ -203,10 +281,10 @@ constexpr int kTileRows = 2, kTileInputs = 2;
 // [k0, k1) (whole vectors): loaded, carried through the chunk in registers, stored back.
 // For the first P weight rows, the line that the next pass will want (pf[r] + i - k0) is
 // prefetched as this one's is used.
-// (A 16-bit row's 16 weights are half a line: its prefetches go every other vector.)
+// (An f16 row's 16 weights are half a line: its prefetches go every other vector.)
 template <class W, int R, int J, int P = 0>
 [[gnu::always_inline]] inline void blocked_tile(Floats16* acc, int64_t N, const typename W::Elem* const* w,
-                                                const float* x, int64_t IC, int64_t k0, int64_t k1,
+                                                const typename W::XElem* x, int64_t IC, int64_t k0, int64_t k1,
                                                 const typename W::Elem* const* pf = nullptr) {
   constexpr int64_t kLine = 64 / sizeof(typename W::Elem);
   Floats16 a[R][J];
@@ -214,20 +292,20 @@ template <class W, int R, int J, int P = 0>
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int j = 0; j < J; ++j) a[r][j] = k0 == 0 ? Floats16{} : acc[r * N + j];  // the first chunk starts at 0
-  for (int64_t i = k0; i < k1; i += 16) {
-    Floats16 xv[J];
+  for (int64_t i = k0; i < k1; i += W::kStep) {
+    typename W::XVec xv[J];
 #pragma GCC unroll 16
     for (int j = 0; j < J; ++j) {
-      xv[j] = load16(x + j * IC + i);
+      xv[j] = W::load_x(x + j * IC + i);
       LM_PIN_VECTOR(xv[j]);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       if (r < P && (i - k0) % kLine == 0) __builtin_prefetch(pf[r] + (i - k0));
-      Floats16 wv = W::load(w[r] + i);
+      typename W::WVec wv = W::load_w(w[r] + i);
       LM_PIN_VECTOR(wv);
 #pragma GCC unroll 16
-      for (int j = 0; j < J; ++j) a[r][j] += wv * xv[j];
+      for (int j = 0; j < J; ++j) a[r][j] = W::madd(a[r][j], wv, xv[j]);
     }
   }
 #pragma GCC unroll 16
@@ -239,7 +317,7 @@ template <class W, int R, int J, int P = 0>
 // Tiles of R weight rows against the last `left` (< kTileInputs) input rows.
 template <class W, int R, int J>
 [[gnu::always_inline]] inline void blocked_tile_rest(int64_t left, Floats16* acc, int64_t N,
-                                                     const typename W::Elem* const* w, const float* x, int64_t IC,
+                                                     const typename W::Elem* const* w, const typename W::XElem* x, int64_t IC,
                                                      int64_t k0, int64_t k1) {
   if constexpr (J > 0) {
     if (left == J)
@@ -252,7 +330,7 @@ template <class W, int R, int J>
 // R weight rows against all N input rows over features [k0, k1); the first tile prefetches
 // the lines at pf (one per weight vector read).
 template <class W, int R>
-[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const typename W::Elem* const* w, const float* x,
+[[gnu::noinline]] void blocked_rows(Floats16* acc, int64_t N, const typename W::Elem* const* w, const typename W::XElem* x,
                                     int64_t IC, int64_t k0, int64_t k1, const typename W::Elem* const* pf) {
   int64_t j = 0;
   if (N / kTileInputs >= R) {  // the first R tiles prefetch for one weight row each
@@ -268,7 +346,7 @@ template <class W, int R>
 
 // blocked_rows for the last `left` (< kTileRows) weight rows of a block.
 template <class W, int R>
-void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const typename W::Elem* const* w, const float* x,
+void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const typename W::Elem* const* w, const typename W::XElem* x,
                        int64_t IC, int64_t k0, int64_t k1, const typename W::Elem* const* pf) {
   if constexpr (R > 0) {
     if (left == R)
@@ -279,18 +357,19 @@ void blocked_rows_rest(int64_t left, Floats16* acc, int64_t N, const typename W:
 }
 
 template <class W>
-void blocked_matmul(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
-                    int64_t count) {
+void blocked_matmul(float* out, const typename W::XElem* inp, const WeightView& w, const float* bias, int64_t N,
+                    int64_t first, int64_t count) {
   using Elem = typename W::Elem;
+  constexpr int64_t S = W::kStep;
   const auto* base = static_cast<const unsigned char*>(w.data);
-  const int64_t OC = w.rows, IC = w.cols, whole = IC / 16 * 16;  // features in whole vectors
+  const int64_t OC = w.rows, IC = w.cols, whole = IC / S * S;  // features in whole steps
   thread_local std::vector<Floats16> buffer;  // the block's accumulators; kept between calls
   if (buffer.size() < static_cast<size_t>(kBlockRows * N)) buffer.resize(static_cast<size_t>(kBlockRows * N));
   Floats16* acc = buffer.data();
-  // Chunks of about kChunkK features, of equal whole vectors (288 features: one chunk of 288,
+  // Chunks of about kChunkK features, of equal whole steps (288 features: one chunk of 288,
   // not 256 and a 32-feature chunk of loop overhead).
-  const int64_t chunks = std::max<int64_t>(1, (whole + kChunkK / 2) / kChunkK);
-  const int64_t chunk = (whole / 16 + chunks - 1) / chunks * 16;
+  const int64_t chunks = std::max<int64_t>(1, (whole + kChunkK<W> / 2) / kChunkK<W>);
+  const int64_t chunk = (whole / S + chunks - 1) / chunks * S;
   const int64_t end = first + count;
   auto row = [&](int64_t o) { return reinterpret_cast<const Elem*>(base + o * w.row_bytes); };
   for (int64_t o0 = first; o0 < end; o0 += kBlockRows) {
@@ -339,32 +418,13 @@ void blocked_matmul(float* out, const float* inp, const WeightView& w, const flo
 
 }  // namespace
 
-void matmul_rows_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                         int64_t first, int64_t count) {
-  if (N <= 0 || count <= 0) return;
-  if (w.type == WeightType::F32) return blocked_matmul<F32Row>(out, inp, w, bias, N, first, count);
-  if (w.type == WeightType::BF16) return blocked_matmul<Bf16Row>(out, inp, w, bias, N, first, count);
-  if (w.type == WeightType::F16) return blocked_matmul<F16Row>(out, inp, w, bias, N, first, count);
+void matmul_rows_blocked(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                         int64_t count) {
+  if (in.N <= 0 || count <= 0) return;
+  if (w.type == WeightType::F32) return blocked_matmul<F32Row>(out, in.f32, w, bias, in.N, first, count);
+  if (w.type == WeightType::BF16) return blocked_matmul<Bf16Row>(out, in.bf.data(), w, bias, in.N, first, count);
+  if (w.type == WeightType::F16) return blocked_matmul<F16Row>(out, in.f32, w, bias, in.N, first, count);
   fail_no_row_kernel("matmul_rows_blocked", w.type);
-}
-
-void matmul_rows_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                            int64_t first, int64_t count) {
-  float (*dot)(const void* row, const float* x, int64_t n) = nullptr;
-  switch (w.type) {
-    case WeightType::F32: dot = [](const void* row, const float* x, int64_t n) { return dot_f32(static_cast<const float*>(row), x, n); }; break;
-    case WeightType::BF16: dot = dot_bf16; break;
-    case WeightType::F16: dot = dot_f16; break;
-    default: fail_no_row_kernel("matmul_rows_one_by_one", w.type);
-  }
-  const auto* base = static_cast<const unsigned char*>(w.data);
-  for (int64_t o = first; o < first + count; ++o) {
-    const void* row = base + o * w.row_bytes;
-    for (int64_t n = 0; n < N; ++n) {
-      const float sum = dot(row, inp + n * w.cols, w.cols);
-      out[n * w.rows + o] = bias ? sum + bias[o] : sum;
-    }
-  }
 }
 
 namespace {
@@ -375,7 +435,9 @@ float row_dot_f32(const void* row, const RowsInput& in, int64_t n) {
   return dot_f32(static_cast<const float*>(row), in.f32 + n * in.IC, in.IC);
 }
 float row_dot_f16(const void* row, const RowsInput& in, int64_t n) { return dot_f16(row, in.f32 + n * in.IC, in.IC); }
-float row_dot_bf16(const void* row, const RowsInput& in, int64_t n) { return dot_bf16(row, in.f32 + n * in.IC, in.IC); }
+float row_dot_bf16(const void* row, const RowsInput& in, int64_t n) {
+  return dot_bf16(row, in.bf.data() + n * in.IC, in.IC);
+}
 float row_dot_q8_0(const void* row, const RowsInput& in, int64_t n) {
   const int64_t nb = in.IC / kQuantBlock;
   return dot_q8_0(row, in.q.data() + n * in.IC, in.d.data() + n * nb, in.IC);
@@ -410,12 +472,26 @@ void rows_loop(float* out, const RowsInput& in, const WeightView& w, const float
   }
 }
 
+}  // namespace
+
+void matmul_rows_one_by_one(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                            int64_t count) {
+  switch (w.type) {
+    case WeightType::F32: return rows_loop<row_dot_f32>(out, in, w, bias, first, count);
+    case WeightType::BF16: return rows_loop<row_dot_bf16>(out, in, w, bias, first, count);
+    case WeightType::F16: return rows_loop<row_dot_f16>(out, in, w, bias, first, count);
+    default: fail_no_row_kernel("matmul_rows_one_by_one", w.type);
+  }
+}
+
+namespace {
+
 // rows_loop for f32, bf16 and f16 weights: the blocked kernel for kBlockedMinRows input rows or more
 // (the same numbers as rows_loop<dot>), else one dot per output.
 template <RowDot dot>
 void rows_loop_blocked(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                        int64_t count) {
-  if (in.N >= kBlockedMinRows) return matmul_rows_blocked(out, in.f32, w, bias, in.N, first, count);
+  if (in.N >= kBlockedMinRows) return matmul_rows_blocked(out, in, w, bias, first, count);
   rows_loop<dot>(out, in, w, bias, first, count);
 }
 
@@ -466,6 +542,10 @@ void decode_row_f32(float* dst, const void* row, int64_t IC) {
 }  // namespace
 
 RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type) : f32(inp), N(N_), IC(IC_) {
+  if (type == WeightType::BF16) {
+    bf.resize(static_cast<size_t>(N * IC));
+    round_input_bf16(inp, N * IC, bf.data());
+  }
   if (!needs_q8_input(type)) return;
   weight_row_bytes(type, IC, "matmul_rows");  // a Data error for a row length off the type's blocks
   const int64_t nb = IC / kQuantBlock;
@@ -526,8 +606,11 @@ void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const fl
   }
   const auto* base = static_cast<const unsigned char*>(w.data);
   const int64_t OC = w.rows, IC = w.cols;
-  // The input as the kernel sees it: the int8 types' dots read it in int8 blocks.
+  // The input as the kernel sees it: the int8 types' dots read it in int8 blocks, the bf16
+  // dot rounded to bf16.
   std::vector<double> x(inp, inp + N * IC);
+  if (w.type == WeightType::BF16)
+    for (int64_t i = 0; i < N * IC; ++i) x[static_cast<size_t>(i)] = bf16_to_f32(f32_to_bf16(inp[i]));
   if (needs_q8_input(w.type)) {
     const RowsInput in(inp, N, IC, w.type);
     for (int64_t i = 0; i < N * IC; ++i)

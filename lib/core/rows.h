@@ -7,14 +7,15 @@
 // (float dot(const void* row, const float* x, int64_t IC)), so nothing per row depends on the
 // type but the dot itself. A new type (f16, bf16, q8_0, q4_0, q4_K) adds:
 //   - its row-dot in rows.cpp, beside dot_f32 (one per ISA where it pays, chosen at run time
-//     from cpuid: AVX-512 VNNI, AVX2), and its case in matmul_rows's switch; a type whose
-//     values widen exactly to f32 (bf16, f16) instead gives rows.cpp a row reader (as F32Row),
-//     and its row-dot and the blocked kernel for many input rows are dot_f32's with that reader;
+//     from cpuid: AVX-512 VNNI, AVX2), and its case in matmul_rows's switch; a float type
+//     (f16, bf16) instead gives rows.cpp a row reader (as F32Row: how a vector step loads and
+//     multiplies), and its row-dot and the blocked kernel for many input rows are dot_f32's
+//     loops with that reader;
 //   - its element decoder in matmul_rows_ref's switch (the plain twin: decode each weight to
 //     float, accumulate in double), and a case in tests/unit/test_rows.cpp.
 // row_bytes carries block-quantized layouts (q8_0: IC / 32 blocks of 34 bytes) and padded rows.
-// A type whose dot wants the input in another form (int8 blocks for VNNI) takes it prepared
-// once per matmul, before the rows are shared out, as a second input view.
+// A type whose dot wants the input in another form (int8 blocks for VNNI, bf16 for the bf16
+// dot) takes it prepared once per matmul, before the rows are shared out (RowsInput).
 #pragma once
 
 #include <cstdint>
@@ -43,28 +44,39 @@ inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
 float dot_f32(const float* w, const float* x, int64_t n);
 // The same with a double accumulator, rounded once: the reference dot_f32 is held to.
 float dot_f32_ref(const float* w, const float* x, int64_t n);
-// The bf16 and f16 row-dots: `row` is n bf16 (f16) weights, each widened to f32 (exactly) and
-// the rest as dot_f32, so each equals dot_f32 of the widened row bit for bit (their
-// references: dot_bf16_ref, dot_f16_ref, core/quant.h).
-float dot_bf16(const void* row, const float* x, int64_t n);
+// The f16 row-dot: `row` is n f16 weights, each widened to f32 (exactly) and the rest as
+// dot_f32, so it equals dot_f32 of the widened row bit for bit (its reference: dot_f16_ref,
+// core/quant.h).
 float dot_f16(const void* row, const float* x, int64_t n);
+// The bf16 row-dot: n bf16 weights against n bf16 inputs (round_input_bf16's), as AVX512_BF16's
+// vdpbf16ps computes it (the machine's bf16 dot product, at twice an FMA's products an
+// instruction): 16 lane accumulators, each taking a pair of features per 32, the odd one's
+// product added first and then the even one's, each sum rounded once (a product of two bf16 is
+// exact in f32), denormal inputs as zeros and denormal sums flushed to zero; the lanes summed
+// as dot_f32's, then the features past the last 32 one fused multiply-add each. The same bits
+// without the instruction. Its plain twin: dot_bf16_ref (core/quant.h).
+float dot_bf16(const void* row, const uint16_t* x, int64_t n);
+// n floats rounded to bf16 (f32_to_bf16: to nearest even, NaN kept), the bf16 dot's input.
+void round_input_bf16(const float* x, int64_t n, uint16_t* out);
+struct RowsInput;
 // matmul_rows for f32, bf16 or f16 weights (rows as in matmul_rows) blocked for many input
 // rows: a chunk of the features of all N inputs kept in L1 while a block of weight rows
 // streams past it in register tiles, each pair's 16-lane accumulator carried between chunks.
 // Every output element is the row-dot (dot_f32, dot_bf16, dot_f16) of its weight row and input
 // row (+ bias) bit for bit: matmul_rows runs it for kBlockedMinRows input rows or more; the
-// tests reach it at every N. Other types: Unsupported.
-void matmul_rows_blocked(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                         int64_t first, int64_t count);
+// tests reach it at every N. Other types: Unsupported. `in` is made for w.type.
+void matmul_rows_blocked(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                         int64_t count);
 // Its plain twin: each element one row-dot (+ bias) alone, one after another.
-void matmul_rows_one_by_one(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
-                            int64_t first, int64_t count);
+void matmul_rows_one_by_one(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
+                            int64_t count);
 // The fewest input rows for which matmul_rows takes the blocked kernel.
 constexpr int64_t kBlockedMinRows = 4;
 
 // N input rows of IC floats, prepared once per matmul for the weights' type: for q8_0, q4_0,
-// q4_K and q6_K the rows quantized to int8 blocks (core/quant.h, quantize_input_q8), which every
-// weight row's dot then reads. Build it before the rows are shared out among threads.
+// q4_K and q6_K the rows quantized to int8 blocks (core/quant.h, quantize_input_q8), for bf16
+// rounded to bf16, which every weight row's dot then reads. Build it before the rows are
+// shared out among threads.
 struct RowsInput {
   RowsInput(const float* inp, int64_t N, int64_t IC, WeightType type);
   const float* f32;
@@ -73,6 +85,7 @@ struct RowsInput {
   std::vector<float> d;   // [N, IC / 32] block scales
   std::vector<float> s;   // [N, IC / 32] 8 * d * sum(q) of each block
   std::vector<uint8_t> qu;  // [N, IC]      q8_0 with N >= 4 only: q + 128 (offset_input_q8)
+  std::vector<uint16_t> bf;  // [N, IC]     bf16 only: the rows rounded to bf16 (round_input_bf16)
 };
 
 // For weight rows o in [first, first + count) and input rows n in [0, N):
@@ -90,7 +103,8 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
 void require_row_kernel(WeightType type);
 // The same with plain loops (each weight decoded to float, double accumulation): the
 // reference matmul_rows is held to. For the int8 types the input is first quantized as the
-// fast kernel's is (quantize_input_q8) and decoded back: the products are the same integers.
+// fast kernel's is (quantize_input_q8) and decoded back: the products are the same integers;
+// for bf16 it is rounded to bf16 first.
 void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,
                      int64_t first, int64_t count);
 

@@ -7,12 +7,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "core/rng.h"
@@ -164,26 +167,90 @@ std::vector<uint8_t> random_row(Rng& rng, WeightType type, int64_t n, std::vecto
   return row;
 }
 
-// The f16 and bf16 row-dots (core/rows.h: dot_f32's order, the build's vectors, not the int8
-// dots' run-time ISA choice) against their double-accumulating references.
-TEST(Quant, FloatDotsMatchReference) {
+// The f16 row-dot (core/rows.h: dot_f32's order, the build's vectors, not the int8 dots'
+// run-time ISA choice) against its double-accumulating reference.
+TEST(Quant, F16DotMatchesReference) {
   Rng rng(32);
-  for (WeightType type : {WeightType::F16, WeightType::BF16}) {
-    for (int64_t n : {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 768}) {
-      std::vector<float> w;
-      const std::vector<uint8_t> row = random_row(rng, type, n, &w);
-      std::vector<float> x(static_cast<size_t>(n));
-      double sum_abs = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        x[i] = rng.normal();
-        sum_abs += std::fabs(static_cast<double>(w[i]) * x[i]);
-      }
-      const float fast = type == WeightType::F16 ? dot_f16(row.data(), x.data(), n) : dot_bf16(row.data(), x.data(), n);
-      const float ref = type == WeightType::F16 ? dot_f16_ref(row.data(), x.data(), n) : dot_bf16_ref(row.data(), x.data(), n);
-      EXPECT_LE(std::fabs(static_cast<double>(fast) - ref), (n / 8.0 + 24) * 6e-8 * sum_abs)
-          << weight_type_name(type) << " n=" << n;
+  for (int64_t n : {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 768}) {
+    std::vector<float> w;
+    const std::vector<uint8_t> row = random_row(rng, WeightType::F16, n, &w);
+    std::vector<float> x(static_cast<size_t>(n));
+    double sum_abs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] = rng.normal();
+      sum_abs += std::fabs(static_cast<double>(w[i]) * x[i]);
+    }
+    EXPECT_LE(std::fabs(static_cast<double>(dot_f16(row.data(), x.data(), n)) - dot_f16_ref(row.data(), x.data(), n)),
+              (n / 8.0 + 24) * 6e-8 * sum_abs)
+        << "n=" << n;
+  }
+}
+
+// The bf16 row-dot (vdpbf16ps where the build has AVX512_BF16, else its emulation) is its
+// lane-by-lane twin bit for bit, at lengths on and off its 32-feature steps (the 128-feature
+// loop, single steps, the tail), and a dot product: within rounding of the double sum of the
+// same products.
+TEST(Quant, Bf16DotIsItsTwinBitForBit) {
+  Rng rng(33);
+  for (int64_t n : {0, 1, 7, 16, 31, 32, 33, 63, 64, 65, 100, 128, 129, 257, 768, 2048}) {
+    std::vector<float> w;
+    const std::vector<uint8_t> row = random_row(rng, WeightType::BF16, n, &w);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = rng.normal();
+    std::vector<uint16_t> xb(static_cast<size_t>(n));
+    round_input_bf16(x.data(), n, xb.data());
+    const float fast = dot_bf16(row.data(), xb.data(), n), ref = dot_bf16_ref(row.data(), xb.data(), n);
+    EXPECT_EQ(std::memcmp(&fast, &ref, sizeof fast), 0) << "n=" << n << ": " << fast << " vs " << ref;
+    double sum = 0, sum_abs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double p = static_cast<double>(w[i]) * bf16_to_f32(xb[i]);
+      sum += p;
+      sum_abs += std::fabs(p);
+    }
+    EXPECT_LE(std::fabs(fast - sum), (n / 8.0 + 24) * 6e-8 * sum_abs) << "n=" << n;
+  }
+}
+
+// Denormals as the instruction treats them, and the twin likewise: a denormal weight or input
+// reads as zero, a lane's sum that falls below the normal range becomes zero. Without the
+// flushes each of these dots would be nonzero.
+TEST(Quant, Bf16DotFlushesDenormals) {
+  const uint16_t tiny = f32_to_bf16(std::ldexp(1.0f, -70)), big = f32_to_bf16(std::ldexp(1.0f, 100));
+  const uint16_t denormal = 0x0001, one = f32_to_bf16(1.0f);  // 0x0001: 2^-133
+  struct Case {
+    const char* what;
+    uint16_t w, x;
+  };
+  for (const Case& c : {Case{"denormal weight", denormal, big}, Case{"denormal input", big, denormal},
+                        Case{"denormal product", tiny, tiny}}) {
+    for (int64_t n : {32, 33}) {  // the vector steps; then one more feature of 1 x 1 in the tail
+      std::vector<uint16_t> w(static_cast<size_t>(n), c.w), x(static_cast<size_t>(n), c.x);
+      if (n == 33) w[32] = x[32] = one;
+      const float want = n == 33 ? 1.0f : 0.0f;
+      EXPECT_EQ(dot_bf16(w.data(), x.data(), n), want) << c.what << ", n=" << n;
+      EXPECT_EQ(dot_bf16_ref(w.data(), x.data(), n), want) << c.what << ", n=" << n;
+      EXPECT_NE(bf16_to_f32(c.w) * bf16_to_f32(c.x), 0.0f) << c.what;  // a nonzero product unflushed
     }
   }
+}
+
+// The bf16 dot's input: f32_to_bf16 of every element (to nearest even; ties, NaN, infinities,
+// overflow to infinity, denormals), 16 at a time and the rest one by one.
+TEST(Quant, RoundInputBf16IsF32ToBf16) {
+  Rng rng(34);
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, std::ldexp(1.0f, -140), -std::ldexp(1.0f, -130),
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::max(), bf16_to_f32(0x3f80) + std::ldexp(1.0f, -8),
+                          bf16_to_f32(0x3f81) + std::ldexp(1.0f, -8)};  // ties: to even down, to even up
+  uint32_t signalling = 0x7f800001u;
+  float snan;
+  std::memcpy(&snan, &signalling, 4);
+  x.push_back(snan);
+  for (int i = 0; i < 40; ++i) x.push_back(rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.below(60)) - 30));
+  std::vector<uint16_t> out(x.size());
+  round_input_bf16(x.data(), static_cast<int64_t>(x.size()), out.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(out[i], f32_to_bf16(x[i])) << i << ": " << x[i];
 }
 
 float int_dot(WeightType type, const void* row, const int8_t* q, const float* d, const float* s, int64_t n) {

@@ -156,20 +156,19 @@ TEST(RowKernels, MatmulRowsIsDotF32PlusBiasBitForBit) {
 // the 16-float vectors and off the 256-float chunks; 1..17 input rows (tiles of 4 and the rows
 // left); weight rows off the 4-row tiles and the 16-row blocks, from an offset; padded weight
 // rows (NaN padding, never read); with and without bias; columns outside the range left as
-// they were. The bf16 and f16 rows are also dot_f32 of the same values widened to f32, bit
-// for bit.
+// they were. The f16 rows are also dot_f32 of the same values widened to f32, bit for bit, and
+// the bf16 rows' elements dot_bf16_ref's (+ bias) of the input rounded to bf16.
 TEST(RowKernels, BlockedRowsAreOneRowDotBitForBit) {
   Rng rng(26);
   constexpr float kMarker = -12345.0f;
   for (int64_t IC : {1, 15, 16, 17, 255, 256, 257, 300, 529, 777}) {
     const RowsCase c = make_case(rng, 17, IC, 37, false);
-    // The same weights in bf16 and f16 (rounded), padded rows likewise; and those values back
-    // in f32.
+    // The same weights in bf16 and f16 (rounded), padded rows likewise; and the f16 values
+    // back in f32.
     std::vector<uint16_t> bf16(c.weights.size()), f16(c.weights.size());
-    RowsCase bf16_widened = c, f16_widened = c;
+    RowsCase f16_widened = c;
     for (size_t i = 0; i < c.weights.size(); ++i) {
       bf16[i] = f32_to_bf16(c.weights[i]);
-      bf16_widened.weights[i] = bf16_to_f32(bf16[i]);
       quantize_row(WeightType::F16, &c.weights[i], 1, &f16[i]);
       dequantize_row(WeightType::F16, &f16[i], 1, &f16_widened.weights[i]);
     }
@@ -181,20 +180,27 @@ TEST(RowKernels, BlockedRowsAreOneRowDotBitForBit) {
           for (bool with_bias : {false, true}) {
             const float* bias = with_bias ? c.bias.data() : nullptr;
             std::vector<float> out(N * c.OC, kMarker), twin(out.size(), kMarker), dispatched(out.size(), kMarker);
-            matmul_rows_blocked(out.data(), c.inp.data(), view, bias, N, r.first, r.count);
-            matmul_rows_one_by_one(twin.data(), c.inp.data(), view, bias, N, r.first, r.count);
+            const RowsInput in(c.inp.data(), N, IC, view.type);
+            matmul_rows_blocked(out.data(), in, view, bias, r.first, r.count);
+            matmul_rows_one_by_one(twin.data(), in, view, bias, r.first, r.count);
             matmul_rows(dispatched.data(), c.inp.data(), view, bias, N, r.first, r.count);
             const std::string at = std::string(weight_type_name(view.type)) + ", IC " + std::to_string(IC) + ", N " +
                                    std::to_string(N) + ", rows " + std::to_string(r.first) + "+" +
                                    std::to_string(r.count) + ", bias " + std::to_string(with_bias);
             ASSERT_EQ(0, std::memcmp(out.data(), twin.data(), out.size() * sizeof(float))) << at;
             ASSERT_EQ(0, std::memcmp(dispatched.data(), twin.data(), out.size() * sizeof(float))) << at;
-            if (view.type != WeightType::F32) {
-              const RowsCase& widened = view.type == WeightType::BF16 ? bf16_widened : f16_widened;
+            if (view.type == WeightType::F16) {
               std::vector<float> f32(out.size(), kMarker);
-              matmul_rows_one_by_one(f32.data(), c.inp.data(), widened.view(), bias, N, r.first, r.count);
+              matmul_rows_one_by_one(f32.data(), RowsInput(c.inp.data(), N, IC, WeightType::F32), f16_widened.view(),
+                                     bias, r.first, r.count);
               ASSERT_EQ(0, std::memcmp(f32.data(), twin.data(), out.size() * sizeof(float))) << at;
             }
+            if (view.type == WeightType::BF16)
+              for (int64_t n = 0; n < N; ++n)
+                for (int64_t o = r.first; o < r.first + r.count; ++o) {
+                  const float dot = dot_bf16_ref(bf16.data() + o * (IC + c.pad), in.bf.data() + n * IC, IC);
+                  ASSERT_EQ(twin[n * c.OC + o], bias ? dot + bias[o] : dot) << at << ", " << n << ", " << o;
+                }
             for (int64_t n = 0; n < N; ++n)
               for (int64_t o = 0; o < c.OC; ++o) {
                 const bool inside = o >= r.first && o < r.first + r.count;
@@ -383,10 +389,11 @@ TEST(RowKernels, BlockedRowsRefuseQuantizedViews) {
   for (bool twin : {false, true}) {
     std::vector<float> out(8, 7.0f);
     try {
+      const RowsInput in(inp.data(), 4, 32, WeightType::F32);
       if (twin)
-        matmul_rows_one_by_one(out.data(), inp.data(), w, nullptr, 4, 0, 2);
+        matmul_rows_one_by_one(out.data(), in, w, nullptr, 0, 2);
       else
-        matmul_rows_blocked(out.data(), inp.data(), w, nullptr, 4, 0, 2);
+        matmul_rows_blocked(out.data(), in, w, nullptr, 0, 2);
       ADD_FAILURE() << "q8_0 weights should be refused";
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
