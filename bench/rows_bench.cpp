@@ -13,8 +13,8 @@
 // bytes streamed per second, GFLOP/s and the fraction of the FMA peak measured in the same run
 // (lm::fma_peak_gflops, the better of a measure before and one after the rounds).
 //
-// The variants (all but sgemm keep dot_f32's summation order: the program checks each against
-// matmul_rows_one_by_one bit for bit on every matrix before timing it):
+// The variants (all but sgemm keep their row-dot's summation order: the program checks each
+// against matmul_rows_one_by_one bit for bit on every matrix before timing it):
 //   blocked       the library kernel: 8-row blocks, 4 x 4 tiles, ~256-feature chunks, the next
 //                 chunk's lines prefetched one weight row per input tile
 //   one by one    matmul_rows_one_by_one: each weight row once, one dot_f32 per input row
@@ -26,6 +26,9 @@
 //                 weights one contiguous run), whole rows per tile (no chunks)
 //   packed RxJ c  the same in ~256-feature chunks
 //   sgemm         lm::sgemm(x [N, IC], W^T) on all threads (a different summation order)
+//   bf16 dot      the weights rounded to bf16 and matmul_rows on them as decode runs it (the
+//                 input rounded to bf16 once per matrix, then the blocked kernel's bf16 tiles:
+//                 vdpbf16ps), held to dot_bf16; GB/s counts the bf16 bytes
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -39,6 +42,7 @@
 
 #include "core/blas.h"
 #include "core/cpu_features.h"
+#include "core/dtype.h"
 #include "core/fma_peak.h"
 #include "core/rows.h"
 #include "core/threads.h"
@@ -216,9 +220,10 @@ void one_by_one_kernel(float* out, const float* inp, const float* W, int64_t OC,
 using Kernel = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 struct Variant {
   const char* name;
-  Kernel kernel;  // null: sgemm
+  Kernel kernel;  // null: sgemm, or the library's matmul_rows on bf16 rows (bf16 set)
   int packed;     // 0 plain layout, else the packed group's rows
   int64_t group;  // the rows shared out between threads in multiples of this
+  bool bf16 = false;  // the weights cast to bf16: matmul_rows with the input rounded once per matrix
 };
 
 // Weights on transparent huge pages, as lm::Tensor allocates them.
@@ -246,6 +251,7 @@ struct Matrix {
   int64_t OC, IC;
   const float* w;
   const float* packed[9];  // by group rows (4 and 8 used)
+  const uint16_t* bf16;    // w rounded to bf16
 };
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -298,6 +304,7 @@ int main(int argc, char** argv) {
   // Weights: small values of both signs; with --cache one buffer of the largest matrix for all.
   const float* shared = nullptr;
   const float* shared_packed[9] = {};
+  const uint16_t* shared_bf16 = nullptr;
   double bytes = 0, flops = 0;
   for (Matrix& m : mats) {
     bytes += 4.0 * m.OC * m.IC;
@@ -305,12 +312,16 @@ int main(int argc, char** argv) {
     if (cache && shared) {
       m.w = shared;
       for (int R : {4, 8}) m.packed[R] = shared_packed[R];
+      m.bf16 = shared_bf16;
       continue;
     }
     const int64_t n = cache ? F * C : m.OC * m.IC;
     float* w = allocate(n);
     for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>((i * 7919) % 1000) * 1e-3f - 0.5f;
     m.w = w;
+    auto* b = reinterpret_cast<uint16_t*>(allocate((n + 1) / 2));
+    for (int64_t i = 0; i < n; ++i) b[i] = lm::f32_to_bf16(w[i]);
+    m.bf16 = b;
     for (int R : {4, 8}) {
       float* p = allocate(n);
       pack(p, w, n / m.IC, m.IC, R);
@@ -318,6 +329,7 @@ int main(int argc, char** argv) {
     }
     if (cache) {
       shared = m.w;
+      shared_bf16 = m.bf16;
       for (int R : {4, 8}) shared_packed[R] = m.packed[R];
     }
   }
@@ -345,22 +357,32 @@ int main(int argc, char** argv) {
       {"packed 4x4 c", packed_kernel<4, 4, 256>, 4, 8},
       {"packed 8x3 c", packed_kernel<8, 3, 256>, 8, 8},
       {"sgemm", nullptr, 0, 0},
+      {"bf16 dot", nullptr, 0, 4, true},
   };
   auto selected = [&](const Variant& v) { return only.empty() || only.find(std::string(",").append(v.name).append(",")) != std::string::npos; };
   auto run_matrix = [&](const Variant& v, const Matrix& m) {
+    if (v.bf16) {  // as matmul_forward runs typed weights: the input prepared once, the rows shared out
+      const lm::WeightView w{lm::WeightType::BF16, m.bf16, m.OC, m.IC, m.IC * 2};
+      const lm::RowsInput in(inp.data(), N, m.IC, lm::WeightType::BF16);
+      return lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(1, (int64_t{32} << 10) / m.IC), v.group,
+                                         [&](int64_t lo, int64_t hi) { lm::matmul_rows(out.data(), in, w, nullptr, lo, hi - lo); });
+    }
     if (!v.kernel) return lm::sgemm(false, true, N, m.OC, m.IC, 1.0f, inp.data(), m.w, 0.0f, out.data());
     const float* W = v.packed ? m.packed[v.packed] : m.w;
     lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(1, (int64_t{32} << 10) / m.IC), v.group,
                                 [&](int64_t lo, int64_t hi) { v.kernel(out.data(), inp.data(), W, m.OC, m.IC, N, lo, hi - lo); });
   };
-  // Every kernel but sgemm against dot_f32 one element at a time, bit for bit, on every matrix.
+  // Every kernel but sgemm against its row-dot (dot_f32, dot_bf16) one element at a time, bit
+  // for bit, on every matrix.
   std::vector<bool> same(variants.size(), true);
   for (size_t k = 0; k < variants.size(); ++k) {
-    if (!selected(variants[k]) || !variants[k].kernel) continue;
+    if (!selected(variants[k]) || !(variants[k].kernel || variants[k].bf16)) continue;
     for (const Matrix& m : mats) {
       if (cache && &m != &mats[4]) continue;  // the same buffer under every matrix: one check
-      lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, lm::WeightType::F32),
-                                 lm::f32_weights(m.w, m.OC, m.IC), nullptr, 0, m.OC);
+      const lm::WeightType type = variants[k].bf16 ? lm::WeightType::BF16 : lm::WeightType::F32;
+      const lm::WeightView w = variants[k].bf16 ? lm::WeightView{type, m.bf16, m.OC, m.IC, m.IC * 2}
+                                                : lm::f32_weights(m.w, m.OC, m.IC);
+      lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, type), w, nullptr, 0, m.OC);
       run_matrix(variants[k], m);
       same[k] = same[k] && std::memcmp(out.data(), want.data(), static_cast<size_t>(N * m.OC) * sizeof(float)) == 0;
     }
@@ -383,17 +405,18 @@ int main(int argc, char** argv) {
   std::printf("# %s, N = %ld, %d threads, weights from %s (%.0f MB a step), FMA peak %.0f GFLOP/s (%s), %d rounds\n",
               shape.c_str(), static_cast<long>(N), nt, cache ? "the caches" : "memory", bytes / 1e6, peak / 1e9,
               lm::isa_name(isa), rounds);
-  std::printf("%-14s %9s %8s %9s %8s %s\n", "kernel", "ms/step", "GB/s", "GFLOP/s", "of FMA", "dot_f32 bit for bit");
+  std::printf("%-14s %9s %8s %9s %8s %s\n", "kernel", "ms/step", "GB/s", "GFLOP/s", "of FMA", "row-dot bit for bit");
   for (size_t k = 0; k < variants.size(); ++k) {
     if (times[k].empty()) continue;
     std::vector<double> t = times[k];
     std::sort(t.begin(), t.end());
     const double median = t[t.size() / 2];
-    std::printf("%-14s %9.2f %8.1f %9.0f %7.0f%% %s\n", variants[k].name, median * 1e3, bytes / median / 1e9,
+    const double streamed = variants[k].bf16 ? bytes / 2 : bytes;
+    std::printf("%-14s %9.2f %8.1f %9.0f %7.0f%% %s\n", variants[k].name, median * 1e3, streamed / median / 1e9,
                 flops / median / 1e9, 100 * flops / median / peak,
-                variants[k].kernel ? (same[k] ? "yes" : "NO") : "no (another order)");
+                variants[k].kernel || variants[k].bf16 ? (same[k] ? "yes" : "NO") : "no (another order)");
   }
   for (size_t k = 0; k < variants.size(); ++k)
-    if (variants[k].kernel && selected(variants[k]) && !same[k]) return 1;
+    if ((variants[k].kernel || variants[k].bf16) && selected(variants[k]) && !same[k]) return 1;
   return 0;
 }
