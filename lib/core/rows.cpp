@@ -497,11 +497,12 @@ void rows_loop_blocked(float* out, const RowsInput& in, const WeightView& w, con
 
 // rows_loop for q8_0 weights: tiles of two weight rows x four input rows (dot_q8_0_tile; the
 // last odd row one x four), the input rows left over one by one; the same numbers as
-// rows_loop<row_dot_q8_0>. With tiles, each pair of rows first prefetches the pair two ahead
-// (up to the matrix's end): the tiles' work per weight line is long enough that the hardware
-// prefetcher alone left the loads waiting (stories110M-shaped rows from memory, one thread,
-// N = 16: 54% of the FMA peak's products a second on 768-feature rows and 57% on 2048, 62% and
-// 70-73% with the prefetch).
+// rows_loop<row_dot_q8_0>. With tiles, each pair of rows prefetches the pair two ahead (up to
+// the matrix's end), spread over its input tiles: the tiles' work per weight line is long
+// enough that the hardware prefetcher alone left the loads waiting (stories110M-shaped rows
+// from memory, one thread,
+// N = 16: 54% of the FMA peak's products a second on 768-feature rows and 57% on 2048; 64-66%
+// and 78-85% with the prefetch spread; 57-63% and 63-75% with all the pair's lines at once).
 constexpr int64_t kQ8PrefetchRows = 4;
 void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                     int64_t count) {
@@ -511,12 +512,12 @@ void rows_loop_q8_0(float* out, const RowsInput& in, const WeightView& w, const 
   for (int64_t o = first; o < first + count;) {
     const int R = o + 2 <= first + count ? 2 : 1;
     const void* rows[2] = {base + o * w.row_bytes, base + (o + R - 1) * w.row_bytes};
-    if (tiled > 0 && o + kQ8PrefetchRows < OC) {
-      const auto* ahead = base + (o + kQ8PrefetchRows) * w.row_bytes;
-      const int64_t bytes = std::min<int64_t>(2, OC - o - kQ8PrefetchRows) * w.row_bytes;
-      for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(ahead + at);
-    }
+    const auto* ahead = base + (o + kQ8PrefetchRows) * w.row_bytes;
+    const int64_t ahead_bytes = o + kQ8PrefetchRows < OC ? std::min<int64_t>(2, OC - o - kQ8PrefetchRows) * w.row_bytes : 0;
     for (int64_t n = 0; n < tiled; n += 4) {
+      // This tile's share of the lines (all at once stalled on the line fill buffers).
+      for (int64_t at = ahead_bytes * n / tiled / 64 * 64; at < ahead_bytes * (n + 4) / tiled; at += 64)
+        __builtin_prefetch(ahead + at);
       const int8_t* q[4];
       const float* d[4];
       const uint8_t* qu[4];
