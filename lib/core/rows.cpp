@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/lanes.h"
 #include "core/quant.h"
 
 namespace lm {
@@ -27,14 +28,6 @@ const char* weight_type_name(WeightType type) {
 }
 
 namespace {
-
-typedef float Floats16 __attribute__((vector_size(64)));  // GCC lowers it to the machine's vectors
-typedef float Floats4 __attribute__((vector_size(16)));
-Floats16 load16(const float* p) {
-  Floats16 v;
-  std::memcpy(&v, p, sizeof v);  // an unaligned vector load
-  return v;
-}
 
 [[noreturn]] void fail_no_row_kernel(const char* kernel, WeightType type) {
   fail(ErrorKind::Unsupported, cat(kernel, ": ", weight_type_name(type), " weights are not supported yet"));
@@ -154,40 +147,14 @@ template <class W>
   return sum;
 }
 
-// The end of every float row-dot: the 16 lanes of the accumulator summed in dot_f32's order,
+// The end of every float row-dot: the 16 lanes of the accumulator summed (lane_sum, core/lanes.h),
 // then the tail (finish_tail). Every float kernel ends each output element here or in
-// horizontal_sums4, so each is its row-dot's number (dot_f32, dot_bf16, dot_f16) bit for bit.
+// horizontal_sums4 (lane_sum's additions, four at once), so each is its row-dot's number
+// (dot_f32, dot_bf16, dot_f16) bit for bit.
 template <class W>
 [[gnu::always_inline]] inline float finish_dot(const Floats16& acc, const typename W::Elem* w,
                                                const typename W::XElem* x, int64_t i, int64_t n) {
-  const Floats4 quarter = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) + __builtin_shufflevector(acc, acc, 4, 5, 6, 7) +
-                          __builtin_shufflevector(acc, acc, 8, 9, 10, 11) +
-                          __builtin_shufflevector(acc, acc, 12, 13, 14, 15);
-  const float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  return finish_tail<W>(sum, w, x, i, n);
-}
-
-// finish_dot's horizontal sums of four accumulators at once, each with finish_dot's additions
-// in its order (the same pairs added, only side by side in one vector; a float addition's
-// result does not depend on its operands' order): the four quarters gathered lane by lane
-// (a 4 x 4 transpose of 128-bit lanes), summed ((l0 + l1) + l2) + l3 as finish_dot's quarter,
-// then (q0 + q1) + (q2 + q3) within each lane. Four sums for the shuffles and adds of about one.
-[[gnu::always_inline]] inline Floats4 horizontal_sums4(const Floats16& a, const Floats16& b, const Floats16& c,
-                                                       const Floats16& d) {
-  // [a.l0, b.l0, a.l1, b.l1] and [a.l2, b.l2, a.l3, b.l3], the same for c and d
-  const Floats16 ab01 = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-  const Floats16 ab23 = __builtin_shufflevector(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-  const Floats16 cd01 = __builtin_shufflevector(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-  const Floats16 cd23 = __builtin_shufflevector(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-  // lane k of all four: [a.lk, b.lk, c.lk, d.lk]
-  const Floats16 l0 = __builtin_shufflevector(ab01, cd01, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-  const Floats16 l1 = __builtin_shufflevector(ab01, cd01, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const Floats16 l2 = __builtin_shufflevector(ab23, cd23, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-  const Floats16 l3 = __builtin_shufflevector(ab23, cd23, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const Floats16 q = ((l0 + l1) + l2) + l3;  // each 128-bit lane one accumulator's quarter
-  const Floats16 pairs = q + __builtin_shufflevector(q, q, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  const Floats16 s = pairs + __builtin_shufflevector(pairs, pairs, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  return __builtin_shufflevector(s, s, 0, 4, 8, 12);  // each (q0 + q1) + (q2 + q3)
+  return finish_tail<W>(lane_sum(acc), w, x, i, n);
 }
 
 // Four steps (64 f32 weights) per iteration into one vector accumulator: decode is bound by how

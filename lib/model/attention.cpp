@@ -9,6 +9,7 @@
 
 #include "core/blas.h"
 #include "core/fast_exp.h"
+#include "core/lanes.h"
 #include "core/row_max.h"
 #include "core/threads.h"
 #include "model/dropout.h"
@@ -129,6 +130,63 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
 
 }  // namespace
 
+namespace {
+
+// The lines of a position's [NKV, HS] that heads' slice [s0, s1) covers.
+void prefetch_slice(const float* row, int64_t s0, int64_t s1) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
+}
+
+// attention_one_query_heads for heads of V whole vectors (HS = 16 V): each score one vector
+// multiply-add chain and a lane sum; the values' weighted sums for groups of up to G heads
+// carried in registers over all the positions, then stored (an `omp simd` loop per (position,
+// head) before: a reduction's epilogue per score, the outputs loaded and stored again at every
+// position). Only the keys are prefetched: the values, prefetched too during the scores, made
+// it slower (W = 128, one thread, 12 heads of 64: 19.4 us a sequence from the caches before,
+// 13.9 with the values' prefetch, 10.8-12.4 without; from memory 42.6, 30-31 and 27-31). Four
+// heads' lane sums at once (horizontal_sums4) gained nothing measurable.
+template <int V>
+void one_query_heads_vectors(float* ob, const float* q, const float* k, const float* v, int64_t W, int64_t ld,
+                             int64_t rep, int64_t h0, int64_t h1, float scale, float* sc, int64_t s0, int64_t s1) {
+  constexpr int64_t HS = 16 * V;
+  constexpr int64_t kAhead = 4;
+  for (int64_t j = 0; j < std::min(kAhead, W); ++j) prefetch_slice(k + j * ld, s0, s1);
+  for (int64_t j = 0; j < W; ++j) {
+    if (j + kAhead < W) prefetch_slice(k + (j + kAhead) * ld, s0, s1);
+    const float* kj = k + j * ld;
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* qh = q + h * HS;
+      const float* kh = kj + (h / rep) * HS;
+      Floats16 acc = load16(qh) * load16(kh);
+#pragma GCC unroll 8
+      for (int i = 1; i < V; ++i) acc += load16(qh + 16 * i) * load16(kh + 16 * i);
+      sc[(h - h0) * W + j] = scale * lane_sum(acc);
+    }
+  }
+  for (int64_t h = h0; h < h1; ++h) masked_softmax(sc + (h - h0) * W, W, 0, W - 1);
+  constexpr int G = V <= 24 ? 24 / V : 1;  // heads a group: G x V accumulators of the 32 registers
+  for (int64_t hg = h0; hg < h1; hg += G) {
+    const int64_t g = std::min<int64_t>(G, h1 - hg);
+    Floats16 acc[G * V] = {};
+    for (int64_t j = 0; j < W; ++j) {
+      const float* vj = v + j * ld;
+#pragma GCC unroll 24
+      for (int hh = 0; hh < G; ++hh) {
+        if (hh >= g) break;
+        const float p = sc[(hg + hh - h0) * W + j];
+        const float* vh = vj + ((hg + hh) / rep) * HS;
+#pragma GCC unroll 8
+        for (int i = 0; i < V; ++i) acc[hh * V + i] += p * load16(vh + 16 * i);
+      }
+    }
+    for (int hh = 0; hh < g; ++hh)
+      for (int i = 0; i < V; ++i) std::memcpy(ob + (hg + hh) * HS + 16 * i, &acc[hh * V + i], sizeof(Floats16));
+  }
+}
+
+}  // namespace
+
 void attention_one_query_heads(float* out, const float* q, const float* k, const float* v, int64_t b, int64_t k0,
                                int64_t k1, int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
                                std::vector<float>& sc) {
@@ -139,19 +197,25 @@ void attention_one_query_heads(float* out, const float* q, const float* k, const
   // positions ahead: the cache comes from memory (the weights read since evicted it) and
   // the work per position is too short for the hardware prefetcher to run ahead.
   const int64_t s0 = (h0 / rep) * HS, s1 = ((h1 - 1) / rep + 1) * HS;
-  auto prefetch = [&](const float* base, int64_t j) {
-    if (j >= W) return;
-    const char* p = reinterpret_cast<const char*>(base + (b * S + k0 + j) * ld);
-    for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
-  };
+  const float* kb = k + (b * S + k0) * ld;
+  const float* vb = v + (b * S + k0) * ld;
+  float* ob = out + b * NH * HS;
+  const float* qb = q + b * NH * HS;
+  switch (HS) {  // the head sizes of the seed models: whole vectors
+    case 32: return one_query_heads_vectors<2>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 48: return one_query_heads_vectors<3>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 64: return one_query_heads_vectors<4>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 128: return one_query_heads_vectors<8>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    default: break;
+  }
   constexpr int64_t kAhead = 4;
-  for (int64_t j = 0; j < kAhead; ++j) prefetch(k, j);
+  for (int64_t j = 0; j < std::min(kAhead, W); ++j) prefetch_slice(kb + j * ld, s0, s1);
   for (int64_t j = 0; j < W; ++j) {
-    prefetch(k, j + kAhead);
-    prefetch(v, j);  // for the second pass
-    const float* kj = k + (b * S + k0 + j) * ld;
+    if (j + kAhead < W) prefetch_slice(kb + (j + kAhead) * ld, s0, s1);
+    prefetch_slice(vb + j * ld, s0, s1);  // for the second pass
+    const float* kj = kb + j * ld;
     for (int64_t h = h0; h < h1; ++h) {
-      const float* qh = q + (b * NH + h) * HS;
+      const float* qh = qb + h * HS;
       const float* kh = kj + (h / rep) * HS;
       float acc = 0;
 #pragma omp simd reduction(+ : acc)
@@ -160,10 +224,9 @@ void attention_one_query_heads(float* out, const float* q, const float* k, const
     }
   }
   for (int64_t h = h0; h < h1; ++h) masked_softmax(sc.data() + (h - h0) * W, W, 0, W - 1);
-  float* ob = out + b * NH * HS;
   std::fill(ob + h0 * HS, ob + h1 * HS, 0.0f);
   for (int64_t j = 0; j < W; ++j) {
-    const float* vj = v + (b * S + k0 + j) * ld;
+    const float* vj = vb + j * ld;
     for (int64_t h = h0; h < h1; ++h) {
       const float p = sc[(h - h0) * W + j];
       const float* vh = vj + (h / rep) * HS;
