@@ -517,13 +517,16 @@ TEST(Kernels, AttentionMatchesReferenceWithCacheGqaAndDocuments) {
 }
 
 // One query per row (decode) takes its own loops instead of BLAS: the same numbers, on one
-// thread (short windows) and on several (long ones: rows and head groups over the threads).
+// thread (short windows) and on several (long ones: rows and head groups over the threads);
+// heads of 8 features in plain loops, of 32, 48, 64 and 128 in whole vectors (the values'
+// sums in groups of 12, 8, 6 and 3 heads: here whole groups and a group's remainder).
 TEST(Kernels, AttentionSingleQueryMatchesReference) {
   Rng rng(13);
   struct Shape {
     int64_t B, S, NH, NKV, HS;
   };
-  for (const Shape& sh : {Shape{2, 12, 6, 2, 8}, Shape{1, 400, 8, 4, 64}, Shape{3, 300, 8, 8, 32}}) {
+  for (const Shape& sh : {Shape{2, 12, 6, 2, 8}, Shape{1, 400, 8, 4, 64}, Shape{3, 300, 8, 8, 32}, Shape{2, 200, 6, 3, 48},
+                          Shape{2, 300, 12, 12, 64}, Shape{1, 300, 8, 2, 128}}) {
     const int64_t B = sh.B, T = 1, S = sh.S, NH = sh.NH, NKV = sh.NKV, HS = sh.HS;
     std::vector<float> q(B * T * NH * HS), k(B * S * NKV * HS), v(k.size());
     for (auto* x : {&q, &k, &v})
