@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -67,6 +70,32 @@ TEST(Tensor, ZerosAndCast) {
   Tensor h = t.cast(DType::F16);
   Tensor back = h.to_f32();
   for (int i = 0; i < 6; ++i) EXPECT_EQ(back.data<float>()[i], 0.5f * i);
+}
+
+// A large tensor starts on a 2 MiB boundary (transparent huge pages), reads as zeros, and
+// holds memory only where it has been touched: a KV cache sized for the whole context costs the
+// positions used.
+TEST(Tensor, LargeZerosAreAlignedZeroAndTakenWhenTouched) {
+  const int64_t n = int64_t{64} << 20 >> 2;  // 64 MiB of floats
+  auto resident_pages = [](const void* p, size_t bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> in((bytes + page - 1) / page);
+    EXPECT_EQ(mincore(const_cast<void*>(p), bytes, in.data()), 0);
+    size_t count = 0;
+    for (unsigned char c : in) count += c & 1;
+    return count * page;
+  };
+  Tensor t = Tensor::zeros(DType::F32, {n});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % (size_t{2} << 20), 0u);
+  EXPECT_LT(resident_pages(t.raw(), t.nbytes()), size_t{8} << 20) << "the allocation touched its pages";
+  float* p = t.data_mut<float>();
+  p[n - 1] = 3.0f;
+  float sum = 0;
+  for (int64_t i = 0; i < n; i += 1024) sum += p[i];
+  EXPECT_EQ(sum, 0.0f);
+  EXPECT_EQ(p[n - 1], 3.0f);
+  Tensor small = Tensor::zeros(DType::F32, {1000});
+  for (int64_t i = 0; i < 1000; ++i) EXPECT_EQ(small.data<float>()[i], 0.0f);
 }
 
 TEST(Tensor, ViewsAreReadOnly) {
