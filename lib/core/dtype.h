@@ -33,5 +33,7 @@ inline float bf16_to_f32(uint16_t h) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+// A bf16 as the bf16 dot product reads it (vdpbf16ps): a denormal as a zero of its sign.
+inline float bf16_to_f32_daz(uint16_t h) { return bf16_to_f32((h & 0x7f80u) == 0 ? h & 0x8000u : h); }
 
 }  // namespace lm

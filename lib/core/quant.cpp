@@ -458,8 +458,8 @@ float dot_f16_ref(const void* row, const float* x, int64_t n) {
 }
 
 namespace {
-// vdpbf16ps's treatment of denormals: inputs read as zeros, sums flushed to zeros (of their sign).
-float bf16_daz(uint16_t h) { return bf16_to_f32((h & 0x7f80u) == 0 ? h & 0x8000u : h); }
+// vdpbf16ps's treatment of denormal sums: flushed to zeros of their sign (its inputs:
+// bf16_to_f32_daz).
 float ftz(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
 }  // namespace
 
@@ -471,13 +471,13 @@ float dot_bf16_ref(const void* row, const uint16_t* x, int64_t n) {
   for (int64_t i = 0; i < whole; i += 32)
     for (int l = 0; l < 16; ++l) {
       const int64_t even = i + 2 * l, odd = even + 1;
-      lane[l] = ftz(std::fma(bf16_daz(w(odd)), bf16_daz(x[odd]), lane[l]));
-      lane[l] = ftz(std::fma(bf16_daz(w(even)), bf16_daz(x[even]), lane[l]));
+      lane[l] = ftz(std::fma(bf16_to_f32_daz(w(odd)), bf16_to_f32_daz(x[odd]), lane[l]));
+      lane[l] = ftz(std::fma(bf16_to_f32_daz(w(even)), bf16_to_f32_daz(x[even]), lane[l]));
     }
   float quarter[4];
   for (int k = 0; k < 4; ++k) quarter[k] = ((lane[k] + lane[4 + k]) + lane[8 + k]) + lane[12 + k];
   float sum = (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
-  for (int64_t i = whole; i < n; ++i) sum = std::fma(bf16_daz(w(i)), bf16_daz(x[i]), sum);
+  for (int64_t i = whole; i < n; ++i) sum = std::fma(bf16_to_f32_daz(w(i)), bf16_to_f32_daz(x[i]), sum);
   return sum;
 }
 
