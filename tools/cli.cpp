@@ -41,6 +41,24 @@ CLI::Option* Tool::add_dtype_option(lm::DType& dtype, const std::string& help) {
       ->default_str("f32");
 }
 
+CLI::Option* Tool::add_kv_dtype_option(std::optional<lm::DType>& dtype, const std::string& help) {
+  return app_
+      .add_option_function<std::string>(
+          "--kv-dtype",
+          [&dtype](const std::string& name) {
+            dtype = name == "auto"   ? std::nullopt
+                    : name == "bf16" ? std::optional(lm::DType::BF16)
+                    : name == "f16"  ? std::optional(lm::DType::F16)
+                                     : std::optional(lm::DType::F32);
+          },
+          help + ": auto (bf16 or f16 when the model's attention weights are stored so, else f32), f32 (exact), "
+                 "bf16 or f16 (half the bytes every step reads back; f16 keeps 3 more bits but ends at 65504, "
+                 "beyond which generation stops with an error)")
+      ->type_name("TYPE")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}))
+      ->default_str("auto");
+}
+
 void Tool::warn(const std::string& message) const {
   if (!report) return;
   std::fflush(stdout);

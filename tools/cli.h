@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/dtype.h"
@@ -25,6 +26,8 @@ class Tool {
   // --dtype f32|bf16 into `dtype`: the matmuls' operand type (Transformer::set_compute_dtype;
   // bf16: bfloat16 operands, f32 accumulation). `help` says where it applies.
   CLI::Option* add_dtype_option(lm::DType& dtype, const std::string& help);
+  // --kv-dtype auto|f32|bf16|f16 into `dtype` (auto: none, the weights' type; Transformer::set_kv_dtype).
+  CLI::Option* add_kv_dtype_option(std::optional<lm::DType>& dtype, const std::string& help);
 
   int threads = 0;
   int quiet = 0;

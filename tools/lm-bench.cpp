@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
                                                    "the backward pass)");
   tool.add_dtype_option(o.dtype, "Forward and train benchmarks: the matmuls' operands, f32 or bf16 (bfloat16 "
                                  "operands, f32 accumulation)");
+  tool.add_kv_dtype_option(o.kv_dtype, "Decode benchmark: the KV cache's elements");
   app.add_option("--decode-tokens", o.decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
       ->check(CLI::PositiveNumber);
   app.add_option("--prompt-tokens", o.prompt_tokens, "Forward benchmark: prompt length of the prompt-processing run "

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
                                      "mapping: slower to open, about 10% faster to generate (huge pages)");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation; decode is not faster than f32 yet)");
+  tool.add_kv_dtype_option(opts.kv_dtype, "The KV caches' elements");
   tool.add_threads_option();
   tool.add_quiet_option();
 

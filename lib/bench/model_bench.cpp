@@ -52,7 +52,7 @@ int32_t text_token(Rng& rng, const ModelConfig& c) {
   return static_cast<int32_t>(t);
 }
 }  // namespace
-double decode_bytes_per_token(const ModelWeights& w, int64_t context) {
+double decode_bytes_per_token(const ModelWeights& w, int64_t context, int kv_bytes) {
   const ModelConfig& cfg = w.config();
   double bytes = 0;
   for (size_t i = 0; i < w.layout().tensors().size(); ++i) {
@@ -67,7 +67,7 @@ double decode_bytes_per_token(const ModelWeights& w, int64_t context) {
     else
       bytes += stored;
   }
-  return bytes + kv_cache_bytes_per_token(cfg, 4) * static_cast<double>(context);
+  return bytes + kv_cache_bytes_per_token(cfg, kv_bytes) * static_cast<double>(context);
 }
 
 ForwardBench bench_forward(Transformer& model, int64_t B, int64_t T, int warmup, int repeats) {
@@ -187,7 +187,8 @@ DecodeBench bench_decode(Transformer& model, int64_t tokens, const BandwidthProb
   };
   DecodeBench r;
   r.tokens = tokens;
-  r.bytes_per_token = decode_bytes_per_token(model.weights(), tokens / 2);
+  r.kv_dtype = model.kv_dtype();
+  r.bytes_per_token = decode_bytes_per_token(model.weights(), tokens / 2, static_cast<int>(dtype_size(r.kv_dtype)));
   for (int i = 0; i < warmup; ++i) run();
   std::vector<double> times, bandwidths, fractions;
   for (int i = 0; i < repeats; ++i) {

@@ -25,8 +25,9 @@ double forward_flops(const ModelConfig& cfg, int64_t B, int64_t T);
 // top_k selected experts and the shared expert, not the experts left unread), plus k and v of
 // `context` positions in every layer.
 double decode_bytes_per_token(const ModelConfig& cfg, int64_t context);
-// The same from the weights as stored (f16, q8_0, ... matrices count their own bytes).
-double decode_bytes_per_token(const ModelWeights& w, int64_t context);
+// The same from the weights as stored (f16, q8_0, ... matrices count their own bytes), the
+// cache's k and v at kv_bytes each (4: f32, 2: bf16 or f16).
+double decode_bytes_per_token(const ModelWeights& w, int64_t context, int kv_bytes = 4);
 
 struct ForwardBench {
   int64_t batch = 0, seq = 0;
@@ -79,6 +80,7 @@ struct DecodeBench {
   int64_t tokens = 0;        // decode steps per timed run, from an empty cache
   TimingStats time;
   double tokens_per_s = 0;
+  DType kv_dtype = DType::F32;  // the cache's elements (Transformer::kv_dtype)
   double bytes_per_token = 0;  // at the mean context (tokens / 2)
   double gbytes_per_s = 0;     // bytes_per_token x tokens_per_s
   // Paired rounds: each timed run comes right after one pass of the bandwidth probe, and is

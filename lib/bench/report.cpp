@@ -33,7 +33,7 @@ nlohmann::json timing_json(const TimingStats& t) {
           {"max_s", t.max},       {"mean_s", t.mean},     {"stddev_s", t.stddev}};
 }
 
-const char* dtype_json(DType t) { return t == DType::BF16 ? "bf16" : "f32"; }
+const char* dtype_json(DType t) { return t == DType::BF16 ? "bf16" : t == DType::F16 ? "f16" : "f32"; }
 
 // " (bf16 compute, onednn_bf16)" for the text lines of bf16 compute, else "".
 std::string dtype_words(DType t) {
@@ -121,10 +121,10 @@ std::string bench_report_text(const BenchReport& r, BenchPart part) {
     case BenchPart::Decode: {
       if (!r.decode) return {};
       const DecodeBench& d = *r.decode;
-      return format("decode (batch 1, %lld tokens): %.1f tokens/s, %.1f GB/s = %.0f%% of the bandwidth bound "
+      return format("decode (batch 1, %lld tokens, %s KV cache): %.1f tokens/s, %.1f GB/s = %.0f%% of the bandwidth bound "
                     "(%.1f tokens/s at %.1f MB per token and %.1f GB/s; median of %d runs, each against the "
                     "bandwidth measurement just before it)\n",
-                    static_cast<long long>(d.tokens), d.tokens_per_s, d.gbytes_per_s, 100 * d.fraction_of_bound,
+                    static_cast<long long>(d.tokens), dtype_json(d.kv_dtype), d.tokens_per_s, d.gbytes_per_s, 100 * d.fraction_of_bound,
                     bound_tokens_per_s(d), d.bytes_per_token * 1e-6, d.bandwidth_gbytes_per_s, d.time.repeats);
     }
   }
@@ -216,6 +216,7 @@ std::string bench_report_json(const BenchReport& r) {
                         {"fraction", round.fraction}});
     j["decode"] = {{"batch", 1},
                    {"tokens", d->tokens},
+                   {"kv_dtype", dtype_json(d->kv_dtype)},
                    {"tokens_per_s", d->tokens_per_s},
                    {"bytes_per_token", d->bytes_per_token},
                    {"gbytes_per_s", d->gbytes_per_s},

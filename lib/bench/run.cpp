@@ -47,6 +47,7 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   if (model) {
     require_supported(model->config(), program_capabilities(), "lm-bench");
     model->set_compute_dtype(opts.dtype);
+    model->set_kv_dtype(opts.kv_dtype.value_or(model->weights_kv_dtype()));
   }
   r.cpu = cpu_info();
   r.threads = thread_count();

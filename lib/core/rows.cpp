@@ -57,38 +57,17 @@ struct F32Row {
   static Floats16 madd(const Floats16& acc, const WVec& w, const XVec& x) { return acc + w * x; }
   static float tail(float sum, const float* w, const float* x) { return std::fma(*w, *x, sum); }
 };
-typedef uint16_t Halves16 __attribute__((vector_size(32)));
-typedef uint32_t Words16 __attribute__((vector_size(64)));
-// (GCC 12 warns of the AVX-512 widening intrinsics' undefined pass-through operand, unused
-// with no mask.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 struct F16Row {
   using Elem = uint16_t;
   using XElem = float;
   using WVec = Floats16;
   using XVec = Floats16;
   static constexpr int64_t kStep = 16;
-  static WVec load_w(const uint16_t* p) {
-#if defined(__AVX512F__)
-    return reinterpret_cast<Floats16>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
-#elif defined(__F16C__)
-    const __m256 halves[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
-    Floats16 v;
-    std::memcpy(&v, halves, sizeof v);
-    return v;
-#else
-    Floats16 v;
-    for (int k = 0; k < 16; ++k) v[k] = f16_to_f32(p[k]);
-    return v;
-#endif
-  }
+  static WVec load_w(const uint16_t* p) { return load16_f16(p); }
   static XVec load_x(const float* p) { return load16(p); }
   static Floats16 madd(const Floats16& acc, const WVec& w, const XVec& x) { return acc + w * x; }
   static float tail(float sum, const uint16_t* w, const float* x) { return std::fma(f16_to_f32(*w), *x, sum); }
 };
-#pragma GCC diagnostic pop
 
 // A denormal float as a zero of its sign (the bf16 dot's inputs and sums).
 [[gnu::always_inline]] inline Floats16 flush_denormals(const Floats16& v) {
@@ -197,6 +176,23 @@ void round_input_bf16(const float* x, int64_t n, uint16_t* out) {
   }
   for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the intrinsic's unused pass-through operand
+void round_input_f16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+#pragma GCC diagnostic pop
 
 float dot_f32_ref(const float* w, const float* x, int64_t n) {
   double acc = 0;

@@ -58,6 +58,9 @@ float dot_f16(const void* row, const float* x, int64_t n);
 float dot_bf16(const void* row, const uint16_t* x, int64_t n);
 // n floats rounded to bf16 (f32_to_bf16: to nearest even, NaN kept), the bf16 dot's input.
 void round_input_bf16(const float* x, int64_t n, uint16_t* out);
+// n floats rounded to f16 (f32_to_f16: to nearest even, beyond 65504 an infinity; NaN kept a
+// NaN): the F16C / AVX-512 conversion instruction where there is one.
+void round_input_f16(const float* x, int64_t n, uint16_t* out);
 struct RowsInput;
 // matmul_rows for f32, bf16 or f16 weights (rows as in matmul_rows) blocked for many input
 // rows: a chunk of the features of all N inputs kept in L1 while a block of weight rows

@@ -46,6 +46,7 @@ Tokenizer& GenerateSession::need_tokenizer(const std::string& why) {
 void GenerateSession::run(const SessionOptions& o, ByteSink& out, const std::function<void()>& flush,
                           const std::function<void(const nlohmann::json&)>& on_json) {
   model_->set_compute_dtype(o.compute_dtype);
+  model_->set_kv_dtype(o.kv_dtype.value_or(model_->weights_kv_dtype()));
   const ModelConfig& cfg = model_->config();
   const bool stream_text = o.format == CompletionFormat::Text && !o.json;
   if (stream_text) need_tokenizer("text output; try --format ids or tokens");

@@ -40,6 +40,8 @@ struct SessionOptions {
   // empty: text only (a vision model then runs on its tokens alone).
   std::string vision;
   DType compute_dtype = DType::F32;  // the matmuls' operands (Transformer::set_compute_dtype)
+  // The KV caches' element type (Transformer::set_kv_dtype); none: the weights' (weights_kv_dtype).
+  std::optional<DType> kv_dtype;
   // materium: the conditions file, one JSON line per prompt (a text prompt is one record);
   // "": a model with conditions generates unconditionally (docs/materium.md).
   std::string conditions;

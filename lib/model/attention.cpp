@@ -132,10 +132,31 @@ void masked_softmax(float* row, int64_t W, int64_t lo, int64_t hi) {
 
 namespace {
 
+// How decode attention reads a cache of each element type: 16 values widened to f32 (load),
+// or one (at). Widening is exact, so each type's numbers are those of an f32 cache holding the
+// widened values.
+struct CacheF32 {
+  using Elem = float;
+  static Floats16 load(const float* p) { return load16(p); }
+  static float at(const float* p) { return *p; }
+};
+struct CacheBf16 {
+  using Elem = uint16_t;
+  static Floats16 load(const uint16_t* p) { return load16_bf16(p); }
+  static float at(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+struct CacheF16 {
+  using Elem = uint16_t;
+  static Floats16 load(const uint16_t* p) { return load16_f16(p); }
+  static float at(const uint16_t* p) { return f16_to_f32(*p); }
+};
+
 // The lines of a position's [NKV, HS] that heads' slice [s0, s1) covers.
-void prefetch_slice(const float* row, int64_t s0, int64_t s1) {
+template <class E>
+void prefetch_slice(const E* row, int64_t s0, int64_t s1) {
   const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t off = s0 * 4; off < s1 * 4; off += 64) __builtin_prefetch(p + off);
+  for (int64_t off = s0 * static_cast<int64_t>(sizeof(E)); off < s1 * static_cast<int64_t>(sizeof(E)); off += 64)
+    __builtin_prefetch(p + off);
 }
 
 // attention_one_query_heads for heads of V whole vectors (HS = 16 V): each score one vector
@@ -146,21 +167,22 @@ void prefetch_slice(const float* row, int64_t s0, int64_t s1) {
 // it slower (W = 128, one thread, 12 heads of 64: 19.4 us a sequence from the caches before,
 // 13.9 with the values' prefetch, 10.8-12.4 without; from memory 42.6, 30-31 and 27-31). Four
 // heads' lane sums at once (horizontal_sums4) gained nothing measurable.
-template <int V>
-void one_query_heads_vectors(float* ob, const float* q, const float* k, const float* v, int64_t W, int64_t ld,
-                             int64_t rep, int64_t h0, int64_t h1, float scale, float* sc, int64_t s0, int64_t s1) {
+template <class R, int V>
+void one_query_heads_vectors(float* ob, const float* q, const typename R::Elem* k, const typename R::Elem* v, int64_t W,
+                             int64_t ld, int64_t rep, int64_t h0, int64_t h1, float scale, float* sc, int64_t s0,
+                             int64_t s1) {
   constexpr int64_t HS = 16 * V;
   constexpr int64_t kAhead = 4;
   for (int64_t j = 0; j < std::min(kAhead, W); ++j) prefetch_slice(k + j * ld, s0, s1);
   for (int64_t j = 0; j < W; ++j) {
     if (j + kAhead < W) prefetch_slice(k + (j + kAhead) * ld, s0, s1);
-    const float* kj = k + j * ld;
+    const typename R::Elem* kj = k + j * ld;
     for (int64_t h = h0; h < h1; ++h) {
       const float* qh = q + h * HS;
-      const float* kh = kj + (h / rep) * HS;
-      Floats16 acc = load16(qh) * load16(kh);
+      const typename R::Elem* kh = kj + (h / rep) * HS;
+      Floats16 acc = load16(qh) * R::load(kh);
 #pragma GCC unroll 8
-      for (int i = 1; i < V; ++i) acc += load16(qh + 16 * i) * load16(kh + 16 * i);
+      for (int i = 1; i < V; ++i) acc += load16(qh + 16 * i) * R::load(kh + 16 * i);
       sc[(h - h0) * W + j] = scale * lane_sum(acc);
     }
   }
@@ -170,14 +192,14 @@ void one_query_heads_vectors(float* ob, const float* q, const float* k, const fl
     const int64_t g = std::min<int64_t>(G, h1 - hg);
     Floats16 acc[G * V] = {};
     for (int64_t j = 0; j < W; ++j) {
-      const float* vj = v + j * ld;
+      const typename R::Elem* vj = v + j * ld;
 #pragma GCC unroll 24
       for (int hh = 0; hh < G; ++hh) {
         if (hh >= g) break;
         const float p = sc[(hg + hh - h0) * W + j];
-        const float* vh = vj + ((hg + hh) / rep) * HS;
+        const typename R::Elem* vh = vj + ((hg + hh) / rep) * HS;
 #pragma GCC unroll 8
-        for (int i = 0; i < V; ++i) acc[hh * V + i] += p * load16(vh + 16 * i);
+        for (int i = 0; i < V; ++i) acc[hh * V + i] += p * R::load(vh + 16 * i);
       }
     }
     for (int hh = 0; hh < g; ++hh)
@@ -185,11 +207,10 @@ void one_query_heads_vectors(float* ob, const float* q, const float* k, const fl
   }
 }
 
-}  // namespace
-
-void attention_one_query_heads(float* out, const float* q, const float* k, const float* v, int64_t b, int64_t k0,
-                               int64_t k1, int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
-                               std::vector<float>& sc) {
+template <class R>
+void one_query_heads(float* out, const float* q, const void* k, const void* v, int64_t b, int64_t k0, int64_t k1,
+                     int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1, std::vector<float>& sc) {
+  using E = typename R::Elem;
   const int64_t rep = NH / NKV, ld = NKV * HS, W = k1 - k0 + 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   sc.resize(static_cast<size_t>((h1 - h0) * W));  // scores, then probabilities
@@ -197,15 +218,15 @@ void attention_one_query_heads(float* out, const float* q, const float* k, const
   // positions ahead: the cache comes from memory (the weights read since evicted it) and
   // the work per position is too short for the hardware prefetcher to run ahead.
   const int64_t s0 = (h0 / rep) * HS, s1 = ((h1 - 1) / rep + 1) * HS;
-  const float* kb = k + (b * S + k0) * ld;
-  const float* vb = v + (b * S + k0) * ld;
+  const E* kb = static_cast<const E*>(k) + (b * S + k0) * ld;
+  const E* vb = static_cast<const E*>(v) + (b * S + k0) * ld;
   float* ob = out + b * NH * HS;
   const float* qb = q + b * NH * HS;
   switch (HS) {  // the head sizes of the seed models: whole vectors
-    case 32: return one_query_heads_vectors<2>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
-    case 48: return one_query_heads_vectors<3>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
-    case 64: return one_query_heads_vectors<4>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
-    case 128: return one_query_heads_vectors<8>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 32: return one_query_heads_vectors<R, 2>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 48: return one_query_heads_vectors<R, 3>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 64: return one_query_heads_vectors<R, 4>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
+    case 128: return one_query_heads_vectors<R, 8>(ob, qb, kb, vb, W, ld, rep, h0, h1, scale, sc.data(), s0, s1);
     default: break;
   }
   constexpr int64_t kAhead = 4;
@@ -213,40 +234,54 @@ void attention_one_query_heads(float* out, const float* q, const float* k, const
   for (int64_t j = 0; j < W; ++j) {
     if (j + kAhead < W) prefetch_slice(kb + (j + kAhead) * ld, s0, s1);
     prefetch_slice(vb + j * ld, s0, s1);  // for the second pass
-    const float* kj = kb + j * ld;
+    const E* kj = kb + j * ld;
     for (int64_t h = h0; h < h1; ++h) {
       const float* qh = qb + h * HS;
-      const float* kh = kj + (h / rep) * HS;
-      float acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t i = 0; i < HS; ++i) acc += qh[i] * kh[i];
-      sc[(h - h0) * W + j] = scale * acc;
+      const E* kh = kj + (h / rep) * HS;
+      // Whole vectors, then the rest one by one: the same order for every cache type (an
+      // `omp simd` reduction's order followed the vector width GCC chose for each).
+      Floats16 acc{};
+      int64_t i = 0;
+      for (; i + 16 <= HS; i += 16) acc += load16(qh + i) * R::load(kh + i);
+      float sum = lane_sum(acc);
+      for (; i < HS; ++i) sum = std::fma(qh[i], R::at(kh + i), sum);
+      sc[(h - h0) * W + j] = scale * sum;
     }
   }
   for (int64_t h = h0; h < h1; ++h) masked_softmax(sc.data() + (h - h0) * W, W, 0, W - 1);
   std::fill(ob + h0 * HS, ob + h1 * HS, 0.0f);
   for (int64_t j = 0; j < W; ++j) {
-    const float* vj = vb + j * ld;
+    const E* vj = vb + j * ld;
     for (int64_t h = h0; h < h1; ++h) {
       const float p = sc[(h - h0) * W + j];
-      const float* vh = vj + (h / rep) * HS;
+      const E* vh = vj + (h / rep) * HS;
       float* oh = ob + h * HS;
 #pragma omp simd
-      for (int64_t i = 0; i < HS; ++i) oh[i] += p * vh[i];
+      for (int64_t i = 0; i < HS; ++i) oh[i] = std::fma(p, R::at(vh + i), oh[i]);
     }
   }
 }
 
-namespace {
+}  // namespace
+
+void attention_one_query_heads(float* out, const float* q, const CachedKV& kv, int64_t b, int64_t k0, int64_t k1,
+                               int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
+                               std::vector<float>& sc) {
+  if (kv.dtype == DType::BF16)
+    return one_query_heads<CacheBf16>(out, q, kv.k, kv.v, b, k0, k1, S, NH, NKV, HS, h0, h1, sc);
+  if (kv.dtype == DType::F16)
+    return one_query_heads<CacheF16>(out, q, kv.k, kv.v, b, k0, k1, S, NH, NKV, HS, h0, h1, sc);
+  one_query_heads<CacheF32>(out, q, kv.k, kv.v, b, k0, k1, S, NH, NKV, HS, h0, h1, sc);
+}
 
 // One query per row (decode, nothing saved): a few hundred short products, where a call
 // into BLAS costs more than the arithmetic. Position-major: each cached position's keys and
 // values for all heads ([NKV, HS], contiguous) are read once, in order, instead of one
 // head's strided slices at a time.
-void attention_one_query(float* out, const float* q, const float* k, const float* v, const int64_t* lo,
-                         const int64_t* hi, int64_t B, int64_t S, int64_t NH, int64_t NKV, int64_t HS) {
+void attention_decode(float* out, const float* q, const CachedKV& kv, const int64_t* lo, const int64_t* hi, int64_t B,
+                      int64_t S, int64_t NH, int64_t NKV, int64_t HS) {
   auto heads = [&](int64_t b, int64_t h0, int64_t h1, std::vector<float>& sc) {
-    attention_one_query_heads(out, q, k, v, b, lo[b], hi[b], S, NH, NKV, HS, h0, h1, sc);
+    attention_one_query_heads(out, q, kv, b, lo[b], hi[b], S, NH, NKV, HS, h0, h1, sc);
   };
   int64_t work = 0;  // multiply-adds
   for (int64_t b = 0; b < B; ++b) work += 2 * NH * (hi[b] - lo[b] + 1) * HS;
@@ -267,8 +302,6 @@ void attention_one_query(float* out, const float* q, const float* k, const float
       for (int64_t g = 0; g < groups; ++g) heads(b, NH * g / groups, NH * (g + 1) / groups, sc);
   }
 }
-
-}  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
@@ -318,7 +351,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       sgemm(false, false, M, HS, W, 1.0f, pr, pld, vb, vld, 0.0f, out + (b * T + qb.t0) * qld + h * HS, qld);
     }
   };
-  if (T == 1 && !att && vld == kvld) return attention_one_query(out, q, k, v, lo, hi, B, S, NH, NKV, HS);
+  if (T == 1 && !att && vld == kvld) return attention_decode(out, q, CachedKV{k, v, DType::F32}, lo, hi, B, S, NH, NKV, HS);
   // A short window is a few microseconds of work: less than waking the team.
   if (B * NH * T * K * HS < kParallelMinWork * 4) {
     std::vector<float> scratch;

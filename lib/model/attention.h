@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace lm {
 
 // The inclusive key spans [lo, hi] (absolute slots) of each query: lo, hi [B, T].
@@ -48,13 +50,25 @@ void temperature_backward(float* dinp, const float* dout, const float* scale, in
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const int64_t* lo,
                        const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S, int64_t NH, int64_t NKV,
                        int64_t HS, float dropout = 0, uint64_t seed = 0, int64_t v_ld = 0);
+// A KV cache's keys and values, k and v [B, S, NKV*HS] each, of type dtype: F32, or BF16 or
+// F16 (widened to f32 as they are read; KVCache).
+struct CachedKV {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  DType dtype = DType::F32;
+};
 // One query (decode, T = 1) of row b, heads [h0, h1) only: out [B, NH*HS] from q [B, NH*HS]
-// and the cache k, v [B, S, NKV*HS] over the slots [k0, k1]. What attention_forward does for
-// T = 1 without att, split so that a caller can run head groups on their own threads.
+// and the cache's keys and values over the slots [k0, k1]. What attention_forward does for
+// T = 1 without att, split so that a caller can run head groups on their own threads; a
+// bf16 or f16 cache gives the numbers of an f32 one holding the widened values, bit for bit.
 // scratch: reused between calls.
-void attention_one_query_heads(float* out, const float* q, const float* k, const float* v, int64_t b, int64_t k0,
-                               int64_t k1, int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
+void attention_one_query_heads(float* out, const float* q, const CachedKV& kv, int64_t b, int64_t k0, int64_t k1,
+                               int64_t S, int64_t NH, int64_t NKV, int64_t HS, int64_t h0, int64_t h1,
                                std::vector<float>& scratch);
+// One query per row over the cache (decode): out [B, NH*HS] from q [B, NH*HS], row b over the
+// slots [lo[b], hi[b]]; attention_one_query_heads for every (row, head), on the threads.
+void attention_decode(float* out, const float* q, const CachedKV& kv, const int64_t* lo, const int64_t* hi,
+                      int64_t B, int64_t S, int64_t NH, int64_t NKV, int64_t HS);
 // The same with plain loops and double accumulation: the reference the fast one is held to.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
                            const int64_t* lo, const int64_t* hi, int64_t B, int64_t T, int64_t P, int64_t S,

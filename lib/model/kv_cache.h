@@ -7,12 +7,18 @@
 // taken (vision inputs). Chunked layers (attn_chunk_size) keep every slot too: their spans,
 // not the cache, restrict them to the current chunk. Shape letters: L layers, B batch,
 // S capacity, NKV kv heads, HS head size.
+//
+// The keys and values are stored in f32 (the default: exactly what the layers computed), or
+// rounded to bf16 or f16 (half the bytes that every decode step reads back, as llama.cpp's
+// f16 cache and a PyTorch bf16 model's): attention widens them to f32 as it reads them.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/tensor.h"
+#include "model/attention.h"
 #include "model/config.h"
 #include "model/positions.h"
 
@@ -21,19 +27,31 @@ namespace lm {
 class KVCache {
  public:
   KVCache() = default;
-  // capacity <= 0 means cfg.max_seq_len.
-  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity = 0);
+  // capacity <= 0 means cfg.max_seq_len. dtype: F32, BF16 or F16 (Usage error otherwise).
+  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity = 0, DType dtype = DType::F32);
 
   int64_t batch() const { return B_; }
   int64_t capacity() const { return S_; }
   int64_t length() const { return len_; }  // positions filled, the same for every row
   size_t bytes() const { return store_.nbytes(); }
+  DType dtype() const { return store_.dtype(); }
 
   // Forgets every position (the memory stays).
   void reset();
 
-  float* keys(int64_t layer) { return base(layer, 0); }    // [B, S, NKV*HS]
-  float* values(int64_t layer) { return base(layer, 1); }  // [B, S, NKV*HS]
+  // Layer l's keys and values, [B, S, NKV*HS] each, in the cache's type.
+  CachedKV layer(int64_t l) const { return {base(l, 0), base(l, 1), dtype()}; }
+  // Row b's slots [slot, slot + n) of layer l := k, v [n, NKV*HS], rounded to the cache's type
+  // (to nearest even). Data error (fail_overflow) when a finite value rounds to an infinity
+  // (f16: beyond 65504): the cache keeps finite numbers only.
+  void store(int64_t l, int64_t b, int64_t slot, const float* k, const float* v, int64_t n);
+  // Features [f0, f0 + count) of row b's slot `slot` := k, v [count], as store, for a caller on
+  // a thread of a parallel region: no exception; false when a value overflowed, and then the
+  // caller ends with fail_overflow(l) once the region is over.
+  bool store_features(int64_t l, int64_t b, int64_t slot, int64_t f0, int64_t count, const float* k, const float* v);
+  [[noreturn]] void fail_overflow(int64_t l) const;
+  // Row b's slots [0, n) of layer l widened to f32: k, v [n, NKV*HS].
+  void widen(int64_t l, int64_t b, int64_t n, float* k, float* v) const;
   int64_t* doc_start() { return doc_start_.data(); }       // [B]
   int64_t* vision_used() { return vision_used_.data(); }   // [B]
   BlockwiseState* blockwise() { return blockwise_.data(); }  // [B]
@@ -44,8 +62,13 @@ class KVCache {
   void advance(int64_t n) { len_ += n; }
 
  private:
-  float* base(int64_t layer, int64_t which) {
-    return store_.data_mut<float>() + ((layer * 2 + which) * B_ * S_) * KV_;
+  // Where layer `layer`'s keys (which = 0) or values (1) start, in bytes.
+  size_t offset(int64_t layer, int64_t which) const {
+    return static_cast<size_t>((layer * 2 + which) * B_ * S_ * KV_) * dtype_size(dtype());
+  }
+  bool put(int64_t layer, int64_t first, int64_t count, const float* k, const float* v);  // elements of a layer's
+  const void* base(int64_t layer, int64_t which) const {
+    return static_cast<const unsigned char*>(store_.raw()) + offset(layer, which);
   }
   int64_t B_ = 0, S_ = 0, KV_ = 0, len_ = 0, cond_len_ = 0;
   Tensor store_;  // [L, 2, B, S, NKV*HS]

@@ -2,6 +2,7 @@
 #include "core/threads.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/blas.h"
@@ -48,6 +49,17 @@ void Transformer::set_compute_dtype(DType dtype) {
   }
   if (!bf16_) bf16_ = std::make_unique<Bf16Matmuls>();
   bf16_stale_ = true;
+}
+
+void Transformer::set_kv_dtype(DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    fail_usage(cat("KV cache dtype ", dtype_name(dtype), " is not supported (F32, BF16 or F16)"));
+  kv_dtype_ = dtype;
+}
+
+DType Transformer::weights_kv_dtype() const {
+  const WeightType t = weights_.matrices().layers.at(0).wk.type;
+  return t == WeightType::BF16 ? DType::BF16 : t == WeightType::F16 ? DType::F16 : DType::F32;
 }
 
 Bf16Matmuls* Transformer::fresh_bf16_matmuls() {
@@ -358,14 +370,21 @@ bool Transformer::layer_forward(int64_t l, const float* residual, LayerActivatio
     position_qk(l, la, N);
     const int64_t* key_lo = layer_key_lo(l);
     if (cache) {
-      float* kc = cache->keys(l);
-      float* vc = cache->values(l);
+      for (int64_t b = 0; b < B; ++b) cache->store(l, b, P, la.kr + b * T * KD, la.v + b * T * KD, T);
+      const CachedKV kv = cache->layer(l);
       const int64_t S = cache->capacity();
-      for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(kc + (b * S + P) * KD, la.kr + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
-        std::memcpy(vc + (b * S + P) * KD, la.v + b * T * KD, static_cast<size_t>(T * KD) * sizeof(float));
+      if (T == 1) {
+        attention_decode(la.atty, la.qr, kv, key_lo, a.key_hi.data(), B, S, NH, NKV, HS);
+      } else if (kv.dtype == DType::F32) {
+        attention_forward(la.atty, nullptr, la.qr, static_cast<const float*>(kv.k), static_cast<const float*>(kv.v),
+                          key_lo, a.key_hi.data(), B, T, P, S, NH, NKV, HS);
+      } else {  // a prompt over a bf16 / f16 cache: its slots widened once, then the GEMMs
+        std::vector<float> keys(static_cast<size_t>(B * (P + T) * KD)), values(keys.size());
+        for (int64_t b = 0; b < B; ++b)
+          cache->widen(l, b, P + T, keys.data() + b * (P + T) * KD, values.data() + b * (P + T) * KD);
+        attention_forward(la.atty, nullptr, la.qr, keys.data(), values.data(), key_lo, a.key_hi.data(), B, T, P,
+                          P + T, NH, NKV, HS);
       }
-      attention_forward(la.atty, nullptr, la.qr, kc, vc, key_lo, a.key_hi.data(), B, T, P, S, NH, NKV, HS);
     } else {
       attention_forward(la.atty, la.att, la.qr, la.kr, la.v, key_lo, a.key_hi.data(), B, T, 0, T, NH, NKV, HS, p_attn,
                         seed(1 + 3 * l));
@@ -423,8 +442,7 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   const float eps = static_cast<float>(c.norm_eps);
   const bool nope = c.is_nope_layer(l);
   const int64_t key_lo = layer_key_lo(l)[0];
-  float* kc = cache.keys(l);
-  float* vc = cache.values(l);
+  const CachedKV kv = cache.layer(l);
   // A unit is one kv head and its query heads: nothing in it needs another unit, so no
   // barrier separates the projections from attention, and attention runs on every thread.
   // Each step is the function the general path calls, on the unit's rows: the same numbers.
@@ -435,6 +453,7 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   const RowsInput in_q(la.ln1, 1, C, wq.type);
   const RowsInput in_k(la.ln1, 1, C, wk.type);
   const RowsInput in_v(la.ln1, 1, C, wv.type);
+  std::atomic<bool> overflow = false;  // a key or value beyond the cache's type (after the region: no throw in it)
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit
     for (int64_t g = g0; g < g1; ++g) {
@@ -460,12 +479,12 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
         rope_forward(la.qr + q0, qn, a.rope_cos, a.rope_sin, 1, rep, HS);
         rope_forward(la.kr + k0, kn, a.rope_cos, a.rope_sin, 1, 1, HS);
       }
-      std::memcpy(kc + P * NKV * HS + k0, la.kr + k0, static_cast<size_t>(HS) * sizeof(float));
-      std::memcpy(vc + P * NKV * HS + k0, la.v + k0, static_cast<size_t>(HS) * sizeof(float));
-      attention_one_query_heads(la.atty, la.qr, kc, vc, 0, key_lo, a.key_hi[0], cache.capacity(), NH, NKV, HS,
-                                g * rep, (g + 1) * rep, scratch);
+      if (!cache.store_features(l, 0, P, k0, HS, la.kr + k0, la.v + k0)) overflow = true;
+      attention_one_query_heads(la.atty, la.qr, kv, 0, key_lo, a.key_hi[0], cache.capacity(), NH, NKV, HS, g * rep,
+                                (g + 1) * rep, scratch);
     }
   });
+  if (overflow) cache.fail_overflow(l);
 }
 
 void Transformer::set_positions(const int32_t* tokens, const int64_t* pos, int64_t B, int64_t T, int64_t K,
@@ -710,11 +729,7 @@ const float* Transformer::forward_steps(const int32_t* tokens, KVCache* const* c
     matmul_forward_parts({{la.q, &lm.wq, lw.bq}, {la.k, &lm.wk, lw.bk}, {la.v, &lm.wv, lw.bv}}, la.ln1, n);
     position_qk(l, la, n);
     const int64_t* key_lo = layer_key_lo(l);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t at = P[i] * KD;
-      std::memcpy(caches[i]->keys(l) + at, la.kr + i * KD, static_cast<size_t>(KD) * sizeof(float));
-      std::memcpy(caches[i]->values(l) + at, la.v + i * KD, static_cast<size_t>(KD) * sizeof(float));
-    }
+    for (int64_t i = 0; i < n; ++i) caches[i]->store(l, 0, P[i], la.kr + i * KD, la.v + i * KD, 1);
     // All sequences' attention in one region. A unit is one sequence's query heads of a group
     // of kv heads: all of them once there are as many sequences as threads, so that each unit
     // reads its cache's positions whole, front to back (one contiguous stream that the
@@ -728,8 +743,8 @@ const float* Transformer::forward_steps(const int32_t* tokens, KVCache* const* c
         const int64_t i = u / groups, g = u % groups;
         const int64_t h0 = NKV * g / groups * rep, h1 = NKV * (g + 1) / groups * rep;
         KVCache& kv = *caches[i];
-        attention_one_query_heads(la.atty + i * QD, la.qr + i * QD, kv.keys(l), kv.values(l), 0, key_lo[i],
-                                  a.key_hi[i], kv.capacity(), NH, NKV, HS, h0, h1, scratch);
+        attention_one_query_heads(la.atty + i * QD, la.qr + i * QD, kv.layer(l), 0, key_lo[i], a.key_hi[i],
+                                  kv.capacity(), NH, NKV, HS, h0, h1, scratch);
       }
     });
     matmul_forward(la.attproj, la.atty, lm.wo, lw.bo, n);

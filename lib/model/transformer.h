@@ -212,8 +212,19 @@ class Transformer {
   // places (image_token_id: a Usage error; image features go with the prompt) and no
   // conditions (they go with the prefill). Usage errors as forward's; on error no cache changes.
   const float* forward_steps(const int32_t* tokens, KVCache* const* caches, int64_t n);
-  // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len).
-  KVCache make_cache(int64_t batch, int64_t capacity = 0) const { return KVCache(config(), batch, capacity); }
+  // A cache for this model: `batch` rows of `capacity` positions (<= 0: max_seq_len), of
+  // kv_dtype()'s elements.
+  KVCache make_cache(int64_t batch, int64_t capacity = 0) const {
+    return KVCache(config(), batch, capacity, kv_dtype_);
+  }
+  // The element type of the caches make_cache gives: F32 (the default), BF16 or F16 (a Usage
+  // error otherwise). Every reader widens to f32: only the stored values' rounding differs.
+  void set_kv_dtype(DType dtype);
+  DType kv_dtype() const { return kv_dtype_; }
+  // The cache type that goes with the weights (the programs' --kv-dtype auto): BF16 or F16
+  // when the attention's key projection is stored so (a model run in that type keeps its
+  // cache in it, as PyTorch does with a bf16 model), else F32.
+  DType weights_kv_dtype() const;
 
   // The final-norm output [B, T, C] of the last forward's token positions (materium's
   // return_hidden_states without the condition positions), [B, C] after forward_last; valid
@@ -369,6 +380,7 @@ class Transformer {
   };
   std::vector<RowPart> row_parts_;
   bool bf16_stale_ = false;            // the weights changed since the copies were made
+  DType kv_dtype_ = DType::F32;        // set_kv_dtype
 };
 
 // What the model implements beyond a plain Llama/soma model (programs that run it pass this on).

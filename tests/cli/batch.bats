@@ -116,6 +116,25 @@ PY
   done
 }
 
+@test "lm-generate --kv-dtype: bf16 and f16 caches give --batch 1's tokens; auto follows the weights" {
+  prompts
+  for kv in bf16 f16; do
+    same_at_batches -m "$SOMA" -i "$TMP/p.txt" -n 20 --temperature 0 --format ids --kv-dtype "$kv"
+    same_at_batches -m "$SOMA" -i "$TMP/p.txt" -n 20 --seed 9 --kv-dtype "$kv"
+  done
+  # The log-probabilities show the cache's rounding: auto is f32 on f32 weights, bf16 on bf16 ones.
+  lp() { $G -i "$TMP/p.txt" -n 12 --temperature 0 --seed 1 --json --logprobs 1 "$@" | untimed; }
+  lm-convert-checkpoint -q --cast bf16 "$SOMA" "$TMP/bf16.safetensors"
+  [ "$(lp -m "$SOMA")" = "$(lp -m "$SOMA" --kv-dtype f32)" ]
+  [ "$(lp -m "$SOMA")" != "$(lp -m "$SOMA" --kv-dtype bf16)" ]
+  [ "$(lp -m "$TMP/bf16.safetensors")" = "$(lp -m "$TMP/bf16.safetensors" --kv-dtype bf16)" ]
+  [ "$(lp -m "$TMP/bf16.safetensors")" != "$(lp -m "$TMP/bf16.safetensors" --kv-dtype f32)" ]
+  [ "$(lp -m "$SOMA" --kv-dtype f16)" != "$(lp -m "$SOMA" --kv-dtype bf16)" ]
+  run $G -m "$SOMA" -p "a" -n 2 --kv-dtype q8_0
+  assert_failure 2
+  assert_output --partial "lm-generate: error: --kv-dtype"
+}
+
 @test "lm-generate --logprobs K: each kept token's log-probability and the K most likely, in the JSON" {
   prompts
   run bash -c "$G -m '$SOMA' -i '$TMP/p.txt' -n 6 --temperature 0 --json --logprobs 3 --ignore-eos"

@@ -70,6 +70,25 @@ assert d["time"]["repeats"] == 2 and r["model"]["name"] == "tiny" and r["model"]
 '
 }
 
+@test "lm-bench decode --kv-dtype: the cache's type, and its bytes in the bound" {
+  for kv in f32 bf16 f16; do
+    lm-bench decode --model tiny --decode-tokens 8 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1 --json \
+      --kv-dtype "$kv" > "$TMP/$kv.json"
+  done
+  python3 - "$TMP" <<'PY'
+import json, sys
+d = {kv: json.load(open(f"{sys.argv[1]}/{kv}.json"))["decode"] for kv in ("f32", "bf16", "f16")}
+assert [d[k]["kv_dtype"] for k in d] == ["f32", "bf16", "f16"], d
+# the weights the same, the cache at 2 bytes a value instead of 4
+assert d["f32"]["bytes_per_token"] > d["bf16"]["bytes_per_token"] and d["bf16"]["bytes_per_token"] == d["f16"]["bytes_per_token"], d
+PY
+  run lm-bench decode --model tiny --decode-tokens 4 --repeats 1 --warmup 0 --threads 1
+  assert_success
+  assert_output --partial "f32 KV cache"
+  run lm-bench decode --model tiny --kv-dtype i8
+  assert_failure 2
+}
+
 @test "lm-bench runs forward and decode on a checkpoint, as text" {
   run lm-bench forward decode --model "$LMKIT_SOURCE_DIR/tests/fixtures/llama2/model.safetensors" --batch 1 --seq 8 \
       --prompt-tokens 8 --decode-tokens 4 --sizes 32 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1

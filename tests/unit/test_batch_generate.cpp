@@ -81,8 +81,10 @@ TEST(BatchDecode, RowKernelRowsAreOneRowProductsBitForBit) {
 }
 
 TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
-  for (const ModelConfig& cfg : {llama_config(), llama4_config()}) {
+  for (const ModelConfig& cfg : {llama_config(), llama4_config()})
+  for (DType kv : {DType::F32, DType::BF16, DType::F16}) {  // every cache type
     Transformer model(ModelWeights::random(cfg, 3));
+    model.set_kv_dtype(kv);
     const int64_t V = cfg.vocab_size;
     const auto prompts = prompts_of(V, 5, 11);
     // Reference: each sequence alone. Batched: the same sequences in their own caches.
@@ -112,7 +114,8 @@ TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
       const float* l = model.forward_steps(tokens.data(), caches.data(), static_cast<int64_t>(tokens.size()));
       for (size_t k = 0; k < which.size(); ++k) {
         for (int64_t v = 0; v < V; ++v)
-          ASSERT_EQ(l[k * V + v], ref_logits[k][v]) << cfg.name << " step " << step << " sequence " << which[k] << " id " << v;
+          ASSERT_EQ(l[k * V + v], ref_logits[k][v])
+              << cfg.name << " " << dtype_name(kv) << " step " << step << " sequence " << which[k] << " id " << v;
         EXPECT_EQ(bat[which[k]].length(), ref[which[k]].length());
       }
     }

@@ -135,7 +135,7 @@ TEST(BenchReport, TextPartByPart) {
   EXPECT_NE(bench_report_text(r, BenchPart::Train).find("train 2 x 16 (checkpointing): 640 tokens/s, 60.0 GFLOP/s = 24% MFU "
                                                         "of the avx512 FMA peak, 30% of sgemm peak"),
             std::string::npos);
-  EXPECT_NE(bench_report_text(r, BenchPart::Decode).find("decode (batch 1, 8 tokens): 400.0 tokens/s, 0.4 GB/s = 4% of the "
+  EXPECT_NE(bench_report_text(r, BenchPart::Decode).find("decode (batch 1, 8 tokens, f32 KV cache): 400.0 tokens/s, 0.4 GB/s = 4% of the "
                                                          "bandwidth bound (9000.0 tokens/s at 1.0 MB per token and 9.0 "
                                                          "GB/s; median of 3 runs"),
             std::string::npos);

@@ -139,9 +139,16 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
   const float* full_ptr = model.forward(c.tokens.data(), c.pos.data(), B, T, nullptr, vision);
   const std::vector<float> full(full_ptr, full_ptr + B * T * V);
 
-  // Token by token, then a prefill of part of the sequence followed by steps.
+  // Token by token, then a prefill of part of the sequence followed by steps (over the cache:
+  // a bf16 / f16 one widened for the prompt's GEMMs), with each cache type: f32 gives the full
+  // forward's numbers; bf16 and f16 keep the keys and values rounded, so their logits move by
+  // about their rounding (and must move: a cache that ignored its type would not).
+  for (DType kv : {DType::F32, DType::BF16, DType::F16}) {
+  model.set_kv_dtype(kv);
+  const double tolerance = kv == DType::F32 ? 1e-5 : kv == DType::BF16 ? 3e-2 : 5e-3;
   for (int64_t prefill : {int64_t{0}, T / 2 + 1}) {
     KVCache cache = model.make_cache(B);
+    ASSERT_EQ(cache.dtype(), kv);
     double worst_vs_full = 0, worst_vs_torch = 0;
     auto check = [&](const float* got, int64_t t0, int64_t n) {  // got [B, n, V] for positions t0..t0+n-1
       for (int64_t b = 0; b < B; ++b)
@@ -173,10 +180,13 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
       check(model.forward(tok.data(), pos.data(), 1, cache, nullptr, vision), t, 1);
     }
     EXPECT_EQ(cache.length(), T);
-    std::printf("[ %-22s ] decode (prefill %lld): max rel err %.2e vs full forward, %.2e vs PyTorch\n",
-                GetParam().c_str(), static_cast<long long>(prefill), worst_vs_full, worst_vs_torch);
-    EXPECT_LE(worst_vs_full, 1e-5);
-    EXPECT_LE(worst_vs_torch, kTolerance);
+    std::printf("[ %-22s ] decode (%s cache, prefill %lld): max rel err %.2e vs full forward, %.2e vs PyTorch\n",
+                GetParam().c_str(), std::string(dtype_name(kv)).c_str(), static_cast<long long>(prefill), worst_vs_full,
+                worst_vs_torch);
+    EXPECT_LE(worst_vs_full, tolerance) << dtype_name(kv);
+    EXPECT_LE(worst_vs_torch, kTolerance + tolerance) << dtype_name(kv);
+    if (kv != DType::F32) EXPECT_GT(worst_vs_full, 0) << dtype_name(kv) << ": the cache's rounding left no trace";
+  }
   }
 
   // One row alone (B = 1) takes the fused one-token attention step (a thread per kv head):
@@ -184,6 +194,8 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
   // fixture (2 or more kv heads) takes it whatever the machine's core count.
   const int saved_threads = thread_count();
   set_threads(2);
+  for (DType kv : {DType::F32, DType::BF16}) {
+  model.set_kv_dtype(kv);
   KVCache batched = model.make_cache(B), single = model.make_cache(1);
   for (int64_t t = 0; t < T; ++t) {
     std::vector<int32_t> tok(static_cast<size_t>(B));
@@ -195,7 +207,8 @@ TEST_P(Fixture, KvCacheDecodeMatchesFullForward) {
     const float* many = model.forward(tok.data(), pos.data(), 1, batched, nullptr, vision);
     const std::vector<float> row0(many, many + V);
     const float* one = model.forward(tok.data(), pos.data(), 1, single, nullptr, vision);
-    EXPECT_EQ(std::vector<float>(one, one + V), row0) << "position " << t;
+    EXPECT_EQ(std::vector<float>(one, one + V), row0) << dtype_name(kv) << " position " << t;
+  }
   }
   set_threads(saved_threads);
 }
