@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "io/stream.h"
 
 namespace lm {
@@ -158,17 +160,26 @@ void CompletionRun::begin(Transformer& model, const Tokenizer* tokenizer, const 
   cache_.reset();
   done_ = false;
   // The prompt pass needs the logits of its last position only (the classifier on one row).
-  sample(model.forward_last(prompt.data(), nullptr, P, cache_, conditions, vision));
+  take(model.forward_last(prompt.data(), nullptr, P, cache_, conditions, vision));
 }
 
 void CompletionRun::take(const float* logits) {
-  if (done_) fail(ErrorKind::Runtime, "internal: CompletionRun::take after the sequence is done");
-  sample(logits);
+  choose(logits);
+  commit();
 }
 
-void CompletionRun::sample(const float* logits) {
+void CompletionRun::choose(const float* logits) {
+  if (done_) fail(ErrorKind::Runtime, "internal: CompletionRun::choose after the sequence is done");
+  const int64_t V = model_->config().vocab_size;
+  chosen_ = sampler_->sample(logits, V, reserved_);
+  if (opts_.logprobs >= 0) chosen_logprobs_ = step_logprobs(logits, V, chosen_, opts_.logprobs);
+}
+
+void CompletionRun::commit() {
+  if (done_ || chosen_ < 0) fail(ErrorKind::Runtime, "internal: CompletionRun::commit without a chosen token");
   const ModelConfig& c = model_->config();
-  const int32_t next = sampler_->sample(logits, c.vocab_size, reserved_);
+  const int32_t next = chosen_;
+  chosen_ = -1;
   sampler_->accept(next);
   ++out_.generated;
   if (out_.generated == 1) out_.time_to_first_token = since();
@@ -178,7 +189,7 @@ void CompletionRun::sample(const float* logits) {
     return;
   }
   out_.tokens.push_back(next);
-  if (opts_.logprobs >= 0) out_.logprobs.push_back(step_logprobs(logits, c.vocab_size, next, opts_.logprobs));
+  if (opts_.logprobs >= 0) out_.logprobs.push_back(std::move(chosen_logprobs_));
   if (tok_) {
     bytes_.clear();
     const uint32_t id = static_cast<uint32_t>(next);
@@ -302,7 +313,20 @@ void BatchGenerator::step() {
     return;
   }
   const float* logits = model_.forward_steps(step_tokens_.data(), step_caches_.data(), n);
-  for (int64_t i = 0; i < n; ++i) seqs_[static_cast<size_t>(step_slots_[i])].take(logits + i * V);
+  // The draws on the threads (a sampled step's softmax over the vocabulary was a tenth of a
+  // --batch 16 step, run while the other threads waited), errors kept for after the region;
+  // then each sequence's output in order.
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  parallel_for(n, n * V, [&](int64_t i) {
+    try {
+      seqs_[static_cast<size_t>(step_slots_[i])].choose(logits + i * V);
+    } catch (...) {
+      errors[static_cast<size_t>(i)] = std::current_exception();
+    }
+  });
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (int64_t i = 0; i < n; ++i) seqs_[static_cast<size_t>(step_slots_[i])].commit();
 }
 
 }  // namespace lm

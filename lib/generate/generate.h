@@ -89,11 +89,16 @@ class CompletionRun {
   const VisionRow* vision() const { return vision_.count > 0 ? &vision_ : nullptr; }
   // The logits [V] of the position after next_input(): samples the next token.
   void take(const float* logits);
+  // take() in two parts: choose() draws the token with this sequence's own sampler (and its
+  // log-probabilities when asked), touching nothing another sequence uses, so BatchGenerator
+  // runs the sequences' choices on the threads (the same token on any thread); then commit()
+  // emits it (text, stop strings, the end), in the sequences' order.
+  void choose(const float* logits);
+  void commit();
   // The completion, after done(); hands out the bytes still held back.
   Completion finish();
 
  private:
-  void sample(const float* logits);
   double since() const;
 
   Transformer* model_ = nullptr;
@@ -111,6 +116,8 @@ class CompletionRun {
   size_t emitted_ = 0;             // bytes of all_ handed out
   std::string all_;                // every decoded byte
   int32_t next_ = -1;
+  int32_t chosen_ = -1;             // choose()'s token, until commit()
+  StepLogprobs chosen_logprobs_;    // its log-probabilities (GenerateOptions::logprobs >= 0)
   bool done_ = true;
 };
 

@@ -68,22 +68,25 @@ int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved)
   // Candidates by logit, most likely first (ties: lower id first), sorted only as far as needed.
   work_.clear();
   for (int64_t i = 0; i < V; ++i)
-    if (!reserved || !reserved[i]) work_.push_back({logits[i], static_cast<int32_t>(i)});
+    if (!reserved || !reserved[i]) work_.push_back({logits[i], static_cast<int32_t>(i), 0.0});
   if (work_.empty()) fail_data("every token id is reserved: nothing to sample");
-  auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  auto before = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
   const auto n = static_cast<int64_t>(work_.size());  // the ids that may be drawn
   int64_t k = opts_.top_k > 0 ? std::min(opts_.top_k, n) : n;
   const double inv_t = 1.0 / opts_.temperature;
-  const float top = std::max_element(work_.begin(), work_.end())->first;
-  // Softmax normaliser over the top-k set.
+  const float top = std::max_element(work_.begin(), work_.end(), [](const Candidate& a, const Candidate& b) {
+                      return a.logit < b.logit;
+                    })->logit;
+  // Softmax normaliser over the top-k set; each exponential is computed once, kept with its
+  // candidate for the cuts and the draw.
   double z = 0;
   if (k < n) {
     std::nth_element(work_.begin(), work_.begin() + (k - 1), work_.end(), before);
     work_.resize(static_cast<size_t>(k));
   }
-  for (const auto& w : work_) z += std::exp((static_cast<double>(w.first) - top) * inv_t);
+  for (auto& w : work_) z += (w.weight = std::exp((static_cast<double>(w.logit) - top) * inv_t));  // relative to the most likely
   // Sorted prefix: grows until it holds top_p of the mass (or everything).
   int64_t sorted = 0, keep = k;
   if (opts_.top_p < 1) {
@@ -92,7 +95,7 @@ int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved)
     while (true) {
       std::partial_sort(work_.begin() + sorted, work_.begin() + m, work_.end(), before);
       for (; sorted < m; ++sorted) {
-        mass += std::exp((static_cast<double>(work_[static_cast<size_t>(sorted)].first) - top) * inv_t) / z;
+        mass += work_[static_cast<size_t>(sorted)].weight / z;
         if (mass >= opts_.top_p) break;
       }
       if (sorted < m) {  // reached top_p at index `sorted`
@@ -112,10 +115,9 @@ int32_t Sampler::sample(const float* logits, int64_t V, const uint8_t* reserved)
   double total = 0;
   cand_.reserve(work_.size());
   for (const auto& w : work_) {
-    const double p = std::exp((static_cast<double>(w.first) - top) * inv_t);  // relative to the most likely
-    if (p < opts_.min_p) continue;  // min-p: below min_p times the most likely token's probability
-    cand_.push_back({w.second, p});
-    total += p;
+    if (w.weight < opts_.min_p) continue;  // min-p: below min_p times the most likely token's probability
+    cand_.push_back({w.id, w.weight});
+    total += w.weight;
   }
   for (auto& c : cand_) c.second /= total;
   const double u = static_cast<double>(rng_.uniform());

@@ -58,7 +58,12 @@ class Sampler {
  private:
   SamplerOptions opts_;
   Rng rng_;
-  std::vector<std::pair<float, int32_t>> work_;
+  struct Candidate {
+    float logit;
+    int32_t id;
+    double weight;  // exp((logit - the largest) / temperature)
+  };
+  std::vector<Candidate> work_;
   std::vector<int32_t> window_;        // the last repeat_last_n accepted tokens (a ring once full)
   std::size_t window_next_ = 0;             // the ring's oldest slot
   std::unordered_map<int32_t, int64_t> counts_;  // occurrences in window_
