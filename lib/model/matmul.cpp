@@ -64,6 +64,15 @@ void forward_bf16(Bf16Matmuls& m, float* out, const uint16_t* xb, const float* w
 }  // namespace
 
 bool few_rows_path(int64_t N) { return (N <= kMatmulFewRows || t_rows) && !t_bf16; }
+int64_t few_rows_limit(WeightType type) {
+  switch (type) {
+    case WeightType::BF16: return 256;
+    case WeightType::F16: return 128;
+    case WeightType::Q8_0: return 64;
+    default: return kMatmulFewRows;
+  }
+}
+bool few_rows_path(int64_t N, WeightType type) { return (N <= few_rows_limit(type) || t_rows) && !t_bf16; }
 
 RowKernelScope::RowKernelScope() : prev_(t_rows) { t_rows = true; }
 RowKernelScope::~RowKernelScope() { t_rows = prev_; }
@@ -179,7 +188,7 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
     return;
   }
   require_row_kernel(w.type);
-  if (!few_rows_path(N)) {
+  if (!few_rows_path(N, w.type)) {
     matmul_forward(out, inp, decoded_weights(w), bias, N, w.cols, w.rows);
     return;
   }
@@ -189,8 +198,12 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
 }
 
 void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const float* inp, int64_t N) {
-  for (const MatmulViewPart& p : parts) require_row_kernel(p.weight->type);
-  if (!few_rows_path(N) || parts.size() == 0) {
+  bool few = parts.size() > 0;  // every part's type takes the row kernel at N
+  for (const MatmulViewPart& p : parts) {
+    require_row_kernel(p.weight->type);
+    few = few && few_rows_path(N, p.weight->type);
+  }
+  if (!few) {
     for (const MatmulViewPart& p : parts) matmul_forward(p.out, inp, *p.weight, p.bias, N);
     return;
   }

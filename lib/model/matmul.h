@@ -11,14 +11,25 @@
 namespace lm {
 
 struct WeightView;
+enum class WeightType : uint8_t;  // core/rows.h
 
-// Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
-// matmul_rows of core/rows.h, rows shared out by parallel_chunks); above, it calls lm::sgemm.
-// Not while bf16 matmuls are active (below): see few_rows_path.
+// Up to this many rows, matmul_forward streams the weights once (decode, short prompts: the
+// row kernel matmul_rows of core/rows.h, blocked for many rows, rows shared out by
+// parallel_chunks); above, it calls lm::sgemm. Not while bf16 matmuls are active (below): see
+// few_rows_path. The crossover, prompt processing on stories110M (lm-bench forward
+// --prompt-tokens P, 2 threads, 2026-12-03): f32 the row kernel 1.3x sgemm's tokens/s at P = 8,
+// 1.6x at 16, 1.1x at 32, 0.9x at 64.
 inline constexpr int64_t kMatmulFewRows = 3;
-// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows (any N inside a
-// RowKernelScope), in f32 compute.
+// The same for weights stored in another type, whose f32 copies the GEMM needs decoded per
+// call (a pass writing two to four times the weights' bytes) while the row kernel reads them as
+// stored: bf16 (on the bf16 dot product) 2.3x sgemm at P = 8, 1.6x at 64, 1.3x at 128 and 256;
+// f16 7.6x at 8, 1.3x at 128, 1.1x at 256; q8_0 (register tiles) 2.7x at 8, 1.2x at 64, 0.9x at
+// 128; other types (q4_0, q4_K, q6_K: one row-dot per element) as f32.
+int64_t few_rows_limit(WeightType type);
+// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows (few_rows_limit for
+// weights of `type`; any N inside a RowKernelScope), in f32 compute.
 bool few_rows_path(int64_t N);
+bool few_rows_path(int64_t N, WeightType type);
 
 // While one lives on the calling thread, matmul_forward and matmul_forward_parts take the
 // few-rows loop for any number of rows (f32 compute): batched decode of independent
