@@ -33,6 +33,7 @@ namespace {
 
 thread_local Bf16Matmuls* t_bf16 = nullptr;  // the calling thread's active bf16 matmuls
 thread_local bool t_rows = false;             // a RowKernelScope is active
+thread_local bool t_prompt = false;           // a PromptRowsScope is active
 
 // out rows = bias (the GEMM then adds with beta = 1).
 void fill_bias(float* out, const float* bias, int64_t N, int64_t OC) {
@@ -63,13 +64,17 @@ void forward_bf16(Bf16Matmuls& m, float* out, const uint16_t* xb, const float* w
 
 }  // namespace
 
-bool few_rows_path(int64_t N) { return (N <= kMatmulFewRows || t_rows) && !t_bf16; }
+namespace {
+int64_t f32_few_rows() { return t_prompt ? kPromptFewRows : kMatmulFewRows; }
+}  // namespace
+
+bool few_rows_path(int64_t N) { return (N <= f32_few_rows() || t_rows) && !t_bf16; }
 int64_t few_rows_limit(WeightType type) {
   switch (type) {
     case WeightType::BF16: return 256;
     case WeightType::F16: return 128;
     case WeightType::Q8_0: return 64;
-    default: return kMatmulFewRows;
+    default: return f32_few_rows();
   }
 }
 bool few_rows_path(int64_t N, WeightType type) { return (N <= few_rows_limit(type) || t_rows) && !t_bf16; }
@@ -77,6 +82,8 @@ bool few_rows_path(int64_t N, WeightType type) { return (N <= few_rows_limit(typ
 RowKernelScope::RowKernelScope() : prev_(t_rows) { t_rows = true; }
 RowKernelScope::~RowKernelScope() { t_rows = prev_; }
 bool row_kernel_forced() { return t_rows; }
+PromptRowsScope::PromptRowsScope() : prev_(t_prompt) { t_prompt = true; }
+PromptRowsScope::~PromptRowsScope() { t_prompt = prev_; }
 
 Bf16Matmuls* active_bf16_matmuls() { return t_bf16; }
 

@@ -13,21 +13,26 @@ namespace lm {
 struct WeightView;
 enum class WeightType : uint8_t;  // core/rows.h
 
-// Up to this many rows, matmul_forward streams the weights once (decode, short prompts: the
-// row kernel matmul_rows of core/rows.h, blocked for many rows, rows shared out by
-// parallel_chunks); above, it calls lm::sgemm. Not while bf16 matmuls are active (below): see
-// few_rows_path. The crossover, prompt processing on stories110M (lm-bench forward
-// --prompt-tokens P, 2 threads, 2026-12-03): f32 the row kernel 1.3x sgemm's tokens/s at P = 8,
-// 1.6x at 16, 1.1x at 32, 0.9x at 64.
+// Up to this many rows, matmul_forward streams the weights once (decode: the row kernel
+// matmul_rows of core/rows.h, blocked for many rows, rows shared out by parallel_chunks);
+// above, it calls lm::sgemm. Not while bf16 matmuls are active (below): see few_rows_path.
 inline constexpr int64_t kMatmulFewRows = 3;
+// The same over a KV cache (PromptRowsScope: a prompt's prefill, whose rows need not be the
+// full forward's bit for bit). The crossover, prompt processing on stories110M (lm-bench
+// forward --prompt-tokens P, 2 threads, 2026-12-03): the row kernel 1.3x sgemm's tokens/s at
+// P = 8, 1.6x at 16, 1.1x at 32, 0.9x at 64. Training and evaluation keep kMatmulFewRows (and
+// the fused projections' GEMMs).
+inline constexpr int64_t kPromptFewRows = 16;
 // The same for weights stored in another type, whose f32 copies the GEMM needs decoded per
 // call (a pass writing two to four times the weights' bytes) while the row kernel reads them as
 // stored: bf16 (on the bf16 dot product) 2.3x sgemm at P = 8, 1.6x at 64, 1.3x at 128 and 256;
 // f16 7.6x at 8, 1.3x at 128, 1.1x at 256; q8_0 (register tiles) 2.7x at 8, 1.2x at 64, 0.9x at
-// 128; other types (q4_0, q4_K, q6_K: one row-dot per element) as f32.
+// 128; other types (q4_0, q4_K, q6_K: one row-dot per element) as f32 (kMatmulFewRows, or
+// kPromptFewRows in a PromptRowsScope).
 int64_t few_rows_limit(WeightType type);
-// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows (few_rows_limit for
-// weights of `type`; any N inside a RowKernelScope), in f32 compute.
+// Whether a product of N rows takes the few-rows loop: N <= kMatmulFewRows (kPromptFewRows in
+// a PromptRowsScope; few_rows_limit for weights of `type`; any N inside a RowKernelScope), in
+// f32 compute.
 bool few_rows_path(int64_t N);
 bool few_rows_path(int64_t N, WeightType type);
 
@@ -48,6 +53,18 @@ class RowKernelScope {
 };
 // Whether a RowKernelScope is active on the calling thread.
 bool row_kernel_forced();
+// While one lives on the calling thread, f32 products of up to kPromptFewRows rows take the
+// few-rows loop (Transformer's forward over a KV cache). Nests.
+class PromptRowsScope {
+ public:
+  PromptRowsScope();
+  ~PromptRowsScope();
+  PromptRowsScope(const PromptRowsScope&) = delete;
+  PromptRowsScope& operator=(const PromptRowsScope&) = delete;
+
+ private:
+  bool prev_;
+};
 
 // Weight rows per parallel_chunks chunk in the few-rows kernels: about 128 KiB of weights,
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <cstring>
 
 #include "core/blas.h"
@@ -557,6 +558,8 @@ const float* Transformer::run(const int32_t* tokens, const int64_t* pos, int64_t
   const float eps = static_cast<float>(c.norm_eps);
   const bool layernorm = c.norm_type == NormType::LayerNorm;
   const Bf16Matmuls::Scope compute(fresh_bf16_matmuls());  // bf16 compute, or f32 (null)
+  std::optional<PromptRowsScope> prompt_rows;  // over a cache: short prompts on the row kernel
+  if (cache) prompt_rows.emplace();
 
   check_token_ids(tokens, NT, V);
   // A training forward keeps every layer's activations, or with checkpointing only their outputs.

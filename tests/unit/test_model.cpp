@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/rng.h"
+#include "core/rows.h"
 #include "io/safetensors.h"
 #include "io/stream.h"
 #include "core/threads.h"
@@ -462,6 +463,33 @@ TEST(Kernels, MatmulMatchesReference) {
     matmul_forward(y.data(), x.data(), w.data(), nullptr, N, IC, OC);
     matmul_forward_ref(r.data(), x.data(), w.data(), nullptr, N, IC, OC);
     EXPECT_LE(max_rel_error(y.data(), r.data(), y.size()), 1e-6) << N;
+  }
+}
+
+// Over a KV cache (PromptRowsScope) f32 products of up to kPromptFewRows rows take the row
+// kernel: each row then is its one-row product, bit for bit; outside, kMatmulFewRows.
+TEST(Kernels, PromptRowsScopeTakesShortPromptsToTheRowKernel) {
+  EXPECT_TRUE(few_rows_path(kMatmulFewRows));
+  EXPECT_FALSE(few_rows_path(kMatmulFewRows + 1));
+  EXPECT_EQ(few_rows_limit(WeightType::Q4_K), kMatmulFewRows);
+  EXPECT_EQ(few_rows_limit(WeightType::BF16), 256);
+  Rng rng(19);
+  const int64_t IC = 70, OC = 45, N = kPromptFewRows;
+  std::vector<float> x(N * IC), w(OC * IC), b(OC), many(N * OC), one(OC);
+  for (auto* v : {&x, &w, &b})
+    for (auto& e : *v) e = rng.normal();
+  {
+    const PromptRowsScope scope;
+    EXPECT_TRUE(few_rows_path(kPromptFewRows));
+    EXPECT_FALSE(few_rows_path(kPromptFewRows + 1));
+    EXPECT_EQ(few_rows_limit(WeightType::Q4_K), kPromptFewRows);
+    EXPECT_EQ(few_rows_limit(WeightType::BF16), 256);
+    matmul_forward(many.data(), x.data(), w.data(), b.data(), N, IC, OC);
+  }
+  EXPECT_FALSE(few_rows_path(kMatmulFewRows + 1)) << "the scope ended";
+  for (int64_t n = 0; n < N; ++n) {
+    matmul_forward(one.data(), x.data() + n * IC, w.data(), b.data(), 1, IC, OC);
+    for (int64_t o = 0; o < OC; ++o) ASSERT_EQ(many[n * OC + o], one[o]) << "row " << n << " output " << o;
   }
 }
 
