@@ -89,8 +89,8 @@ for s in shapes:
         dec = json.load(open(f"{work}/{s}-{t}.bench.json"))["decode"]
         bw = dec["bandwidth_gbytes_per_s"] * 1e9
         B1 = dec["bytes_per_token"]  # the weights (each read once per step) and one sequence's KV cache
-        print("# %s %s: read bandwidth %.1f GB/s, %.1f MB per token; lm-bench decode %.1f tok/s"
-              % (s, t, bw / 1e9, B1 / 1e6, dec["tokens_per_s"]))
+        print("# %s %s: read bandwidth %.1f GB/s, %.1f MB per token (%s KV cache, as lm-generate's --kv-dtype auto); "
+              "lm-bench decode %.1f tok/s" % (s, t, bw / 1e9, B1 / 1e6, dec.get("kv_dtype", "f32"), dec["tokens_per_s"]))
         base = None
         for b in batches:
             rates = []
