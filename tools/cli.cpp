@@ -51,7 +51,7 @@ CLI::Option* Tool::add_kv_dtype_option(std::optional<lm::DType>& dtype, const st
                     : name == "f16"  ? std::optional(lm::DType::F16)
                                      : std::optional(lm::DType::F32);
           },
-          help + ": auto (bf16 or f16 when the model's attention weights are stored so, else f32), f32 (exact), "
+          help + ": auto (f32 for f32 weights, bf16 for bf16, f16 for f16 and quantized ones), f32 (exact), "
                  "bf16 or f16 (half the bytes every step reads back; f16 keeps 3 more bits but ends at 65504, "
                  "beyond which generation stops with an error)")
       ->type_name("TYPE")

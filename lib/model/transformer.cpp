@@ -60,7 +60,8 @@ void Transformer::set_kv_dtype(DType dtype) {
 
 DType Transformer::weights_kv_dtype() const {
   const WeightType t = weights_.matrices().layers.at(0).wk.type;
-  return t == WeightType::BF16 ? DType::BF16 : t == WeightType::F16 ? DType::F16 : DType::F32;
+  if (t == WeightType::F32) return DType::F32;
+  return t == WeightType::BF16 ? DType::BF16 : DType::F16;  // f16, and the quantized types as llama.cpp
 }
 
 Bf16Matmuls* Transformer::fresh_bf16_matmuls() {

@@ -221,9 +221,10 @@ class Transformer {
   // error otherwise). Every reader widens to f32: only the stored values' rounding differs.
   void set_kv_dtype(DType dtype);
   DType kv_dtype() const { return kv_dtype_; }
-  // The cache type that goes with the weights (the programs' --kv-dtype auto): BF16 or F16
-  // when the attention's key projection is stored so (a model run in that type keeps its
-  // cache in it, as PyTorch does with a bf16 model), else F32.
+  // The cache type that goes with the weights (the programs' --kv-dtype auto), by the
+  // attention's key projection: F32 for f32 (exact), BF16 for bf16 (a model run in that type
+  // keeps its cache in it, as PyTorch does), F16 for f16 and the quantized types (llama.cpp's
+  // default cache: their activations are already rounded to int8 blocks).
   DType weights_kv_dtype() const;
 
   // The final-norm output [B, T, C] of the last forward's token positions (materium's

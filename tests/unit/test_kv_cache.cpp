@@ -141,13 +141,14 @@ TEST(KVCache, AttentionOverHalvesIsAttentionOverTheirWidenedValues) {
   }
 }
 
-// The programs' --kv-dtype auto: the attention weights' type when it is bf16 or f16.
+// The programs' --kv-dtype auto: f32 for f32 weights, bf16 for bf16, f16 for f16 and the quantized types.
 TEST(KVCache, WeightsKvDtypeFollowsTheKeyProjection) {
   const ModelWeights w = ModelWeights::random(test::small_gqa_llama("kv", 64, 32), 2);
   EXPECT_EQ(Transformer(w.cast(WeightType::F32)).weights_kv_dtype(), DType::F32);
   EXPECT_EQ(Transformer(w.cast(WeightType::BF16)).weights_kv_dtype(), DType::BF16);
   EXPECT_EQ(Transformer(w.cast(WeightType::F16)).weights_kv_dtype(), DType::F16);
-  EXPECT_EQ(Transformer(w.cast(WeightType::Q8_0)).weights_kv_dtype(), DType::F32);
+  EXPECT_EQ(Transformer(w.cast(WeightType::Q8_0)).weights_kv_dtype(), DType::F16);
+  EXPECT_EQ(Transformer(w.cast(WeightType::Q4_0)).weights_kv_dtype(), DType::F16);
   Transformer m(w.cast(WeightType::F32));
   m.set_kv_dtype(DType::F16);
   EXPECT_EQ(m.make_cache(1).dtype(), DType::F16);
