@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/rows.h"
 
 namespace lm {
@@ -76,16 +77,9 @@ void KVCache::widen(int64_t l, int64_t b, int64_t n, float* k, float* v) const {
   const size_t first = static_cast<size_t>(b * S_ * KV_), count = static_cast<size_t>(n * KV_);
   for (int which = 0; which < 2; ++which) {
     float* dst = which == 0 ? k : v;
-    const void* src = base(l, which);
-    if (t == DType::F32) {
-      std::memcpy(dst, static_cast<const float*>(src) + first, count * sizeof(float));
-    } else {
-      const uint16_t* h = static_cast<const uint16_t*>(src) + first;
-      if (t == DType::BF16)
-        for (size_t i = 0; i < count; ++i) dst[i] = bf16_to_f32(h[i]);
-      else
-        for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(h[i]);
-    }
+    const auto* src = static_cast<const unsigned char*>(base(l, which)) + first * dtype_size(t);
+    dequantize_row(t == DType::F32 ? WeightType::F32 : t == DType::BF16 ? WeightType::BF16 : WeightType::F16, src,
+                   static_cast<int64_t>(count), dst);
   }
 }
 
