@@ -1,3 +1,5 @@
+
+
 // rows_bench: the batched f32 row kernel (matmul_rows_blocked, lib/core/rows.cpp) on a
 // model's decode matrices at N input rows, against the register tiles and weight layouts it
 // could use instead, and against oneDNN's sgemm at M = N (lm::sgemm, prefill's GEMM).
@@ -29,6 +31,10 @@
 //   bf16 dot      the weights rounded to bf16 and matmul_rows on them as decode runs it (the
 //                 input rounded to bf16 once per matrix, then the blocked kernel's bf16 tiles:
 //                 vdpbf16ps), held to dot_bf16; GB/s counts the bf16 bytes
+//   panels        matmul_rows on the f32 rows' panels (core/panels.h: 16 rows feature-major,
+//                 one chain per element, 4 x 4 lanes of rows x inputs), held to their own
+//                 twin (matmul_panels_ref) bit for bit
+//   bf16 panels   the same on the bf16 rows' panels (vdpbf16ps pairs)
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -38,12 +44,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "core/blas.h"
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/fma_peak.h"
+#include "core/panels.h"
 #include "core/rows.h"
 #include "core/threads.h"
 
@@ -224,6 +232,7 @@ struct Variant {
   int packed;     // 0 plain layout, else the packed group's rows
   int64_t group;  // the rows shared out between threads in multiples of this
   bool bf16 = false;  // the weights cast to bf16: matmul_rows with the input rounded once per matrix
+  bool panels = false;  // matmul_rows on a view with panels (core/panels.h), of the f32 or bf16 rows
 };
 
 // Weights on transparent huge pages, as lm::Tensor allocates them.
@@ -252,6 +261,10 @@ struct Matrix {
   const float* w;
   const float* packed[9];  // by group rows (4 and 8 used)
   const uint16_t* bf16;    // w rounded to bf16
+  std::shared_ptr<const lm::WeightPanels> panels[2];  // of w and of bf16, made when a panels variant runs
+  lm::WeightView view(bool bf) const {
+    return bf ? lm::WeightView{lm::WeightType::BF16, bf16, OC, IC, IC * 2} : lm::f32_weights(w, OC, IC);
+  }
 };
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -358,9 +371,24 @@ int main(int argc, char** argv) {
       {"packed 8x3 c", packed_kernel<8, 3, 256>, 8, 8},
       {"sgemm", nullptr, 0, 0},
       {"bf16 dot", nullptr, 0, 4, true},
+      {"panels", nullptr, 0, 16, false, true},
+      {"bf16 panels", nullptr, 0, 16, true, true},
   };
   auto selected = [&](const Variant& v) { return only.empty() || only.find(std::string(",").append(v.name).append(",")) != std::string::npos; };
+  for (const Variant& v : variants)  // the panels of each matrix (shared ones once)
+    if (v.panels && selected(v))
+      for (Matrix& m : mats) {
+        if (cache && &m != &mats[0]) m.panels[v.bf16] = mats[0].panels[v.bf16];
+        else m.panels[v.bf16] = lm::make_panels(m.view(v.bf16));
+      }
   auto run_matrix = [&](const Variant& v, const Matrix& m) {
+    if (v.panels) {  // as matmul_forward runs them: the input prepared once, whole panels shared out
+      lm::WeightView w = m.view(v.bf16);
+      w.panels = m.panels[v.bf16].get();
+      const lm::RowsInput in(inp.data(), N, w);
+      return lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(16, (int64_t{32} << 10) / m.IC), v.group,
+                                         [&](int64_t lo, int64_t hi) { lm::matmul_rows(out.data(), in, w, nullptr, lo, hi - lo); });
+    }
     if (v.bf16) {  // as matmul_forward runs typed weights: the input prepared once, the rows shared out
       const lm::WeightView w{lm::WeightType::BF16, m.bf16, m.OC, m.IC, m.IC * 2};
       const lm::RowsInput in(inp.data(), N, m.IC, lm::WeightType::BF16);
@@ -376,13 +404,16 @@ int main(int argc, char** argv) {
   // for bit, on every matrix.
   std::vector<bool> same(variants.size(), true);
   for (size_t k = 0; k < variants.size(); ++k) {
-    if (!selected(variants[k]) || !(variants[k].kernel || variants[k].bf16)) continue;
+    if (!selected(variants[k]) || !(variants[k].kernel || variants[k].bf16 || variants[k].panels)) continue;
     for (const Matrix& m : mats) {
       if (cache && &m != &mats[4]) continue;  // the same buffer under every matrix: one check
       const lm::WeightType type = variants[k].bf16 ? lm::WeightType::BF16 : lm::WeightType::F32;
       const lm::WeightView w = variants[k].bf16 ? lm::WeightView{type, m.bf16, m.OC, m.IC, m.IC * 2}
                                                 : lm::f32_weights(m.w, m.OC, m.IC);
-      lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, type), w, nullptr, 0, m.OC);
+      if (variants[k].panels)  // the panels' own twin: one chain per element
+        lm::matmul_panels_ref(want.data(), inp.data(), w, nullptr, N, 0, m.OC);
+      else
+        lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, type), w, nullptr, 0, m.OC);
       run_matrix(variants[k], m);
       same[k] = same[k] && std::memcmp(out.data(), want.data(), static_cast<size_t>(N * m.OC) * sizeof(float)) == 0;
     }
@@ -414,9 +445,10 @@ int main(int argc, char** argv) {
     const double streamed = variants[k].bf16 ? bytes / 2 : bytes;
     std::printf("%-14s %9.2f %8.1f %9.0f %7.0f%% %s\n", variants[k].name, median * 1e3, streamed / median / 1e9,
                 flops / median / 1e9, 100 * flops / median / peak,
-                variants[k].kernel || variants[k].bf16 ? (same[k] ? "yes" : "NO") : "no (another order)");
+                variants[k].panels ? (same[k] ? "own chain" : "NO")
+                : variants[k].kernel || variants[k].bf16 ? (same[k] ? "yes" : "NO") : "no (another order)");
   }
   for (size_t k = 0; k < variants.size(); ++k)
-    if ((variants[k].kernel || variants[k].bf16) && selected(variants[k]) && !same[k]) return 1;
+    if ((variants[k].kernel || variants[k].bf16 || variants[k].panels) && selected(variants[k]) && !same[k]) return 1;
   return 0;
 }

@@ -43,7 +43,13 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
   }
   BenchReport r;
   std::unique_ptr<Transformer> model;
-  if (model_wanted) model = std::make_unique<Transformer>(bench_weights(opts.model, opts.sets, opts.config_format));
+  if (model_wanted) {
+    ModelWeights weights = bench_weights(opts.model, opts.sets, opts.config_format);
+    // Decode and prompts on panels as lm-generate runs them; training writes the weights
+    // (it would drop them), so a run with train measures everything on the rows.
+    if (!wants("train")) weights.add_panels();
+    model = std::make_unique<Transformer>(std::move(weights));
+  }
   if (model) {
     require_supported(model->config(), program_capabilities(), "lm-bench");
     model->set_compute_dtype(opts.dtype);

@@ -10,6 +10,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/lanes.h"
+#include "core/panels.h"
 #include "core/quant.h"
 
 namespace lm {
@@ -530,6 +531,14 @@ RowsInput::RowsInput(const float* inp, int64_t N_, int64_t IC_, WeightType type)
   offset_input_q8(q.data(), N * IC, qu.data());
 }
 
+RowsInput::RowsInput(const float* inp, int64_t N_, const WeightView& w) : f32(inp), N(N_), IC(w.cols) {
+  if (!w.panels) {
+    *this = RowsInput(inp, N_, w.cols, w.type);
+    return;
+  }
+  panel_input(inp, N, IC, w.type, panel_x);
+}
+
 void require_row_kernel(WeightType type) {
   switch (type) {
     case WeightType::F32:
@@ -545,6 +554,8 @@ void require_row_kernel(WeightType type) {
 
 void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const float* bias, int64_t first,
                  int64_t count) {
+  // The input was made for the view (RowsInput(inp, N, w)): panel_x is there.
+  if (w.panels) return matmul_panels(out, in.panel_x.data(), in.N, *w.panels, bias, first, count);
   switch (w.type) {
     case WeightType::F32: return rows_loop_blocked<row_dot_f32>(out, in, w, bias, first, count);
     case WeightType::F16: return rows_loop_blocked<row_dot_f16>(out, in, w, bias, first, count);
@@ -560,7 +571,7 @@ void matmul_rows(float* out, const RowsInput& in, const WeightView& w, const flo
 void matmul_rows(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
                  int64_t count) {
   require_row_kernel(w.type);
-  matmul_rows(out, RowsInput(inp, N, w.cols, w.type), w, bias, first, count);
+  matmul_rows(out, RowsInput(inp, N, w), w, bias, first, count);
 }
 
 void matmul_rows_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N,

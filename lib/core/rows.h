@@ -27,14 +27,18 @@ namespace lm {
 enum class WeightType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K };
 const char* weight_type_name(WeightType type);  // "f32", "q8_0", ...
 
+struct WeightPanels;  // core/panels.h
+
 // OC rows of IC weights each, in PyTorch orientation [OC, IC]; row o starts at
-// data + o * row_bytes.
+// data + o * row_bytes. With panels (f32 and bf16 rows, core/panels.h: the same weights
+// regrouped for the panel kernels) the row kernel computes from the panels, at every N.
 struct WeightView {
   WeightType type;
   const void* data;
   int64_t rows;       // OC
   int64_t cols;       // IC
   int64_t row_bytes;  // distance between rows, >= the bytes of IC weights of this type
+  const WeightPanels* panels = nullptr;
 };
 inline WeightView f32_weights(const float* w, int64_t OC, int64_t IC) {
   return {WeightType::F32, w, OC, IC, IC * static_cast<int64_t>(sizeof(float))};
@@ -82,6 +86,8 @@ constexpr int64_t kBlockedMinRows = 4;
 // shared out among threads.
 struct RowsInput {
   RowsInput(const float* inp, int64_t N, int64_t IC, WeightType type);
+  // For the view's kernel: its panels' input (panel_input) when it has panels, else as above.
+  RowsInput(const float* inp, int64_t N, const WeightView& w);
   const float* f32;
   int64_t N, IC;
   std::vector<int8_t> q;  // [N, IC]      the int8 types only
@@ -89,6 +95,7 @@ struct RowsInput {
   std::vector<float> s;   // [N, IC / 32] 8 * d * sum(q) of each block
   std::vector<uint8_t> qu;  // [N, IC]      q8_0 with N >= 4 only: q + 128 (offset_input_q8)
   std::vector<uint16_t> bf;  // [N, IC]     bf16 only: the rows rounded to bf16 (round_input_bf16)
+  std::vector<uint32_t> panel_x;  // a view with panels only (panel_input)
 };
 
 // For weight rows o in [first, first + count) and input rows n in [0, N):

@@ -33,15 +33,15 @@ void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, con
   }
   require_row_kernel(w1_rows.type);
   require_row_kernel(w3_rows.type);
-  const RowsInput in1(inp, N, w1_rows.cols, w1_rows.type), in3(inp, N, w3_rows.cols, w3_rows.type);
+  const RowsInput in1(inp, N, w1_rows), in3(inp, N, w3_rows);
   // Row by row, w1 then w3: two weight streams in flight through each piece. A piece of w1
   // rows and then the same rows of w3 (one matmul_rows call each) decoded stories110m about
   // 4% slower (fraction of the bandwidth bound, 35 timed runs each, paired).
-  if (N >= kBlockedMinRows) {
+  if (N >= kBlockedMinRows || w1_rows.panels || w3_rows.panels) {
     // Many rows (batched decode): the blocked kernel wants many weight rows per call, to
-    // stream them past the inputs it holds in L1: a piece of w1, the same rows of w3, then
-    // their products.
-    parallel_chunks_grouped(F, few_rows_chunk(w1_rows.cols), row_group(N), [&](int64_t lo, int64_t hi) {
+    // stream them past the inputs it holds in L1 (and panels are computed 16 rows at once):
+    // a piece of w1, the same rows of w3, then their products.
+    parallel_chunks_grouped(F, few_rows_chunk(w1_rows.cols), row_group(N, w1_rows), [&](int64_t lo, int64_t hi) {
       matmul_rows(gate, in1, w1_rows, b1, lo, hi - lo);
       matmul_rows(up, in3, w3_rows, b3, lo, hi - lo);
       for (int64_t n = 0; n < N; ++n)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/blas.h"
+#include "core/panels.h"
 #include "core/quant.h"
 #include "core/error.h"
 #include "core/rows.h"
@@ -15,6 +16,7 @@ namespace lm {
 
 int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
 int64_t row_group(int64_t N) { return N >= kBlockedMinRows ? 4 : 1; }
+int64_t row_group(int64_t N, const WeightView& w) { return w.panels ? kPanelRows : row_group(N); }
 
 namespace {
 
@@ -190,7 +192,10 @@ const float* decoded_weights(const WeightView& w) {
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N) {
-  if (w.type == WeightType::F32 && w.row_bytes == w.cols * static_cast<int64_t>(sizeof(float))) {
+  // Plain f32 rows take the float path (GEMM or the blocked rows); with panels the row
+  // kernel's products come from them.
+  if (w.type == WeightType::F32 && w.row_bytes == w.cols * static_cast<int64_t>(sizeof(float)) &&
+      !(w.panels && few_rows_path(N, w.type))) {
     matmul_forward(out, inp, static_cast<const float*>(w.data), bias, N, w.cols, w.rows);
     return;
   }
@@ -199,8 +204,8 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
     matmul_forward(out, inp, decoded_weights(w), bias, N, w.cols, w.rows);
     return;
   }
-  const RowsInput in(inp, N, w.cols, w.type);
-  parallel_chunks_grouped(w.rows, few_rows_chunk(w.cols), row_group(N),
+  const RowsInput in(inp, N, w);
+  parallel_chunks_grouped(w.rows, few_rows_chunk(w.cols), row_group(N, w),
                           [&](int64_t lo, int64_t hi) { matmul_rows(out, in, w, bias, lo, hi - lo); });
 }
 
@@ -215,22 +220,26 @@ void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const flo
     return;
   }
   const int64_t IC = parts.begin()->weight->cols;
-  // One prepared input per type among the parts (they share the input row).
+  // One prepared input per kind of view among the parts (they share the input row): its
+  // type, and whether it has panels.
   std::vector<RowsInput> inputs;
   std::vector<size_t> which;
+  auto same_input = [](const WeightView& a, const WeightView& b) { return a.type == b.type && !a.panels == !b.panels; };
+  bool panels = false;  // pieces of whole panels when any part has them (its rows: a multiple of 16 in practice)
   for (const MatmulViewPart& p : parts) {
+    panels = panels || p.weight->panels;
     size_t k = 0;
-    while (k < which.size() && parts.begin()[k].weight->type != p.weight->type) ++k;
+    while (k < which.size() && !same_input(*parts.begin()[k].weight, *p.weight)) ++k;
     if (k < which.size()) {
       which.push_back(which[k]);
     } else {
       which.push_back(inputs.size());
-      inputs.emplace_back(inp, N, IC, p.weight->type);
+      inputs.emplace_back(inp, N, *p.weight);
     }
   }
   int64_t rows = 0;
   for (const MatmulViewPart& p : parts) rows += p.weight->rows;
-  parallel_chunks_grouped(rows, few_rows_chunk(IC), row_group(N), [&](int64_t lo, int64_t hi) {
+  parallel_chunks_grouped(rows, few_rows_chunk(IC), panels ? kPanelRows : row_group(N), [&](int64_t lo, int64_t hi) {
     int64_t start = 0;
     size_t k = 0;
     for (const MatmulViewPart& p : parts) {

@@ -71,8 +71,10 @@ class PromptRowsScope {
 // finishing times.
 int64_t few_rows_chunk(int64_t IC);
 // Rows per group of a piece for N input rows (parallel_chunks_grouped): the blocked f32
-// kernel's 4-row register tile for N >= kBlockedMinRows, else 1.
+// kernel's 4-row register tile for N >= kBlockedMinRows, else 1; for a view with panels a
+// panel's 16 rows (a piece cut inside a panel would compute it twice).
 int64_t row_group(int64_t N);
+int64_t row_group(int64_t N, const WeightView& w);
 
 // out [N, OC] = inp [N, IC] @ weight [OC, IC]^T + bias [OC] (bias may be null).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
+#include "core/panels.h"
 #include "core/quant.h"
 #include "core/rng.h"
 #include "io/metadata_keys.h"
@@ -253,7 +254,8 @@ void ModelWeights::rebind() {
   for (size_t i = 0; i < table.size(); ++i) {
     const ParamInfo& p = table[i];
     if (!is_matrix(p.kind)) continue;
-    const WeightView v = view(i);
+    WeightView v = view(i);
+    if (i < panels_.size()) v.panels = panels_[i].get();
     LayerMatrices* lm = p.layer >= 0 ? &matrices_.layers[static_cast<size_t>(p.layer)] : nullptr;
     switch (p.kind) {
       case ParamKind::TokEmbeddings: matrices_.tok_embeddings = v; break;
@@ -296,7 +298,27 @@ void ModelWeights::require_f32(const char* what) const {
          "convert the checkpoint with lm-convert-checkpoint --cast f32");
 }
 
+void ModelWeights::add_panels() {
+  const auto& table = layout_.tensors();
+  std::vector<std::shared_ptr<const WeightPanels>> made(table.size());
+  bool any = false;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const ParamKind kind = table[i].kind;
+    if (!is_matrix(kind) || !has_panel_kernels(types_[i])) continue;
+    if (kind == ParamKind::TokEmbeddings && !cfg_.tie_embeddings) continue;  // looked up, not multiplied
+    made[i] = make_panels(view(i));
+    any = true;
+  }
+  if (!any) return;
+  panels_ = std::move(made);
+  rebind();
+}
+
 float* ModelWeights::arena() {
+  if (!panels_.empty()) {  // the weights may change under them
+    panels_.clear();
+    rebind();
+  }
   require_f32("arena");
   if (!writable()) fail(ErrorKind::Runtime, "internal: arena() on weights that still point into a mapping");
   allocate_arena();

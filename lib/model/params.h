@@ -251,6 +251,16 @@ class ModelWeights {
   // config().loss_weights on.
   void set_loss_weights(const std::vector<float>& w, const std::string& where);
 
+  // Panels (core/panels.h) of the f32 and bf16 matrices that the row kernel reads (attention
+  // and feed-forward projections, the output; the token embeddings only when they are the
+  // output), for inference: matrices() then carries them, and every product on the row kernel
+  // computes from them, at any number of rows (batch-1 and batched decode alike). A second
+  // copy of those matrices (the rows stay for the GEMM path); copies of the weights share it.
+  // Without the panel kernels in this build (AVX-512; bf16: AVX512_BF16), nothing. arena()
+  // drops them (the weights may change).
+  void add_panels();
+  bool has_panels() const { return !panels_.empty(); }
+
   // True when every tensor lives in the arena (so it may be written, e.g. by an optimiser).
   bool writable() const { return mapped_.empty(); }
   // Copies every mapped tensor into the arena.
@@ -275,6 +285,7 @@ class ModelWeights {
   std::vector<WeightType> types_;    // one per layout entry
   std::vector<StoredTensor> typed_;  // one per layout entry; bytes of the non-f32 ones
   ModelMatrices matrices_;
+  std::vector<std::shared_ptr<const WeightPanels>> panels_;  // one per layout entry (add_panels), or empty
   std::string tokenizer_json_;
   Tensor loss_weights_;           // [V] F32 when cfg_.loss_weights
 };

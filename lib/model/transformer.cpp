@@ -452,9 +452,9 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   const WeightView &wq = lm.wq, &wk = lm.wk, &wv = lm.wv;
   for (WeightType t : {wq.type, wk.type, wv.type}) require_row_kernel(t);
   // The input prepared once for each type (q8_0 / q4_0: int8 blocks), before the units start.
-  const RowsInput in_q(la.ln1, 1, C, wq.type);
-  const RowsInput in_k(la.ln1, 1, C, wk.type);
-  const RowsInput in_v(la.ln1, 1, C, wv.type);
+  const RowsInput in_q(la.ln1, 1, wq);
+  const RowsInput in_k(la.ln1, 1, wk);
+  const RowsInput in_v(la.ln1, 1, wv);
   std::atomic<bool> overflow = false;  // a key or value beyond the cache's type (after the region: no throw in it)
   parallel_chunks(NKV, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> scratch;  // kept between calls: no allocation per unit

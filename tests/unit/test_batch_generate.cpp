@@ -6,11 +6,14 @@
 // q8_0 weights, and the soma fixture (byte tokenizer: text and stop strings).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/panels.h"
 #include "core/rng.h"
 #include "core/rows.h"
 #include "generate/generate.h"
@@ -80,46 +83,83 @@ TEST(BatchDecode, RowKernelRowsAreOneRowProductsBitForBit) {
   }
 }
 
-TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
-  for (const ModelConfig& cfg : {llama_config(), llama4_config()})
-  for (DType kv : {DType::F32, DType::BF16, DType::F16}) {  // every cache type
-    Transformer model(ModelWeights::random(cfg, 3));
-    model.set_kv_dtype(kv);
-    const int64_t V = cfg.vocab_size;
-    const auto prompts = prompts_of(V, 5, 11);
-    // Reference: each sequence alone. Batched: the same sequences in their own caches.
-    std::vector<KVCache> ref, bat;
-    std::vector<std::vector<float>> ref_logits(prompts.size());
-    for (const auto& p : prompts) {
-      ref.push_back(model.make_cache(1));
-      bat.push_back(model.make_cache(1, 40));  // another capacity: a stride only
-      model.forward_last(p.data(), nullptr, static_cast<int64_t>(p.size()), ref.back());
-      model.forward_last(p.data(), nullptr, static_cast<int64_t>(p.size()), bat.back());
+// forward_steps over several sequences (not every one every step) against forward_step on
+// each alone: every logit the same bits.
+void expect_steps_equal_one_at_a_time(Transformer& model, const std::string& what) {
+  const int64_t V = model.config().vocab_size;
+  const auto prompts = prompts_of(V, 5, 11);
+  // Reference: each sequence alone. Batched: the same sequences in their own caches.
+  std::vector<KVCache> ref, bat;
+  std::vector<std::vector<float>> ref_logits(prompts.size());
+  for (const auto& p : prompts) {
+    ref.push_back(model.make_cache(1));
+    bat.push_back(model.make_cache(1, 40));  // another capacity: a stride only
+    model.forward_last(p.data(), nullptr, static_cast<int64_t>(p.size()), ref.back());
+    model.forward_last(p.data(), nullptr, static_cast<int64_t>(p.size()), bat.back());
+  }
+  Rng rng(5);
+  for (int step = 0; step < 12; ++step) {
+    std::vector<int32_t> tokens;
+    std::vector<KVCache*> caches;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      if ((step + i) % 4 == 3) continue;  // not every sequence every step: lengths drift apart
+      tokens.push_back(static_cast<int32_t>(6 + rng.below(static_cast<uint64_t>(V - 6))));
+      caches.push_back(&bat[i]);
+      which.push_back(i);
     }
-    Rng rng(5);
-    for (int step = 0; step < 12; ++step) {
-      std::vector<int32_t> tokens;
-      std::vector<KVCache*> caches;
-      std::vector<size_t> which;
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        if ((step + i) % 4 == 3) continue;  // not every sequence every step: lengths drift apart
-        tokens.push_back(static_cast<int32_t>(6 + rng.below(static_cast<uint64_t>(V - 6))));
-        caches.push_back(&bat[i]);
-        which.push_back(i);
-      }
-      for (size_t k = 0; k < which.size(); ++k) {
-        const float* l = model.forward_step(&tokens[k], nullptr, ref[which[k]]);
-        ref_logits[k].assign(l, l + V);
-      }
-      const float* l = model.forward_steps(tokens.data(), caches.data(), static_cast<int64_t>(tokens.size()));
-      for (size_t k = 0; k < which.size(); ++k) {
-        for (int64_t v = 0; v < V; ++v)
-          ASSERT_EQ(l[k * V + v], ref_logits[k][v])
-              << cfg.name << " " << dtype_name(kv) << " step " << step << " sequence " << which[k] << " id " << v;
-        EXPECT_EQ(bat[which[k]].length(), ref[which[k]].length());
-      }
+    for (size_t k = 0; k < which.size(); ++k) {
+      const float* l = model.forward_step(&tokens[k], nullptr, ref[which[k]]);
+      ref_logits[k].assign(l, l + V);
+    }
+    const float* l = model.forward_steps(tokens.data(), caches.data(), static_cast<int64_t>(tokens.size()));
+    for (size_t k = 0; k < which.size(); ++k) {
+      for (int64_t v = 0; v < V; ++v)
+        ASSERT_EQ(l[k * V + v], ref_logits[k][v]) << what << " step " << step << " sequence " << which[k] << " id " << v;
+      EXPECT_EQ(bat[which[k]].length(), ref[which[k]].length());
     }
   }
+}
+
+TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
+  for (const ModelConfig& cfg : {llama_config(), llama4_config()})
+    for (DType kv : {DType::F32, DType::BF16, DType::F16}) {  // every cache type
+      Transformer model(ModelWeights::random(cfg, 3));
+      model.set_kv_dtype(kv);
+      expect_steps_equal_one_at_a_time(model, cfg.name + " " + std::string(dtype_name(kv)));
+    }
+}
+
+TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
+  // f32 and bf16 matrices on panels (core/panels.h), as lm-generate runs them: the batched
+  // steps equal the one-sequence steps bit for bit, and the logits are the row kernel's
+  // within float rounding (the same products summed in another order).
+  for (const ModelConfig& cfg : {llama_config(), llama4_config()})
+    for (WeightType type : {WeightType::F32, WeightType::BF16}) {
+      if (!has_panel_kernels(type)) continue;
+      const ModelWeights rows = ModelWeights::random(cfg, 3).cast(type);
+      ModelWeights paneled = rows;
+      paneled.add_panels();
+      ASSERT_TRUE(paneled.has_panels());
+      ASSERT_TRUE(paneled.matrices().layers[0].wq.panels && paneled.matrices().output.panels);
+      Transformer model(std::move(paneled)), plain(rows);
+      const std::string what = cfg.name + " " + weight_type_name(type) + " panels";
+      expect_steps_equal_one_at_a_time(model, what);
+      const auto prompts = prompts_of(cfg.vocab_size, 2, 9);
+      KVCache a = model.make_cache(1), b = plain.make_cache(1);
+      const int64_t V = cfg.vocab_size, P = static_cast<int64_t>(prompts[0].size());
+      model.forward_last(prompts[0].data(), nullptr, P, a);
+      plain.forward_last(prompts[0].data(), nullptr, P, b);
+      const int32_t next = 7;
+      const float* lp = model.forward_step(&next, nullptr, a);
+      const std::vector<float> got(lp, lp + V);
+      const float* lr = plain.forward_step(&next, nullptr, b);
+      double scale = 0, worst = 0;
+      for (int64_t v = 0; v < V; ++v) scale = std::max(scale, std::fabs(static_cast<double>(lr[v])));
+      for (int64_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(static_cast<double>(got[v]) - lr[v]));
+      EXPECT_LT(worst, (type == WeightType::F32 ? 1e-4 : 2e-2) * scale) << what;
+      EXPECT_GT(worst, 0.0) << what << ": the panels' sums are in another order; equal logits mean they were not used";
+    }
 }
 
 TEST(BatchDecode, Errors) {

@@ -1,0 +1,360 @@
+#include "core/panels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace lm {
+
+namespace {
+
+// Up to this many input rows, panel_input keeps them as rows and each panel's line is
+// multiplied by each row's broadcast feature (few); more go in tiles of 16 (tile).
+constexpr int64_t kFewInputs = 4;
+
+uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+float flush(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
+
+// One step of a chain: w and x are f32 bits, or bf16 pairs (even feature in the low half).
+template <WeightType T>
+float chain_step(float acc, uint32_t w, uint32_t x) {
+  if constexpr (T == WeightType::F32) {
+    return std::fma(bits_float(w), bits_float(x), acc);
+  } else {
+    auto half = [](uint32_t pair, int odd) { return bf16_to_f32_daz(static_cast<uint16_t>(odd ? pair >> 16 : pair)); };
+    acc = flush(std::fma(half(w, 1), half(x, 1), acc));
+    return flush(std::fma(half(w, 0), half(x, 0), acc));
+  }
+}
+
+// A panel's 16 rows against `inputs` (<= 16) inputs of a tile: res [inputs][16].
+template <WeightType T>
+void tile_plain(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S, int64_t inputs) {
+  for (int64_t j = 0; j < inputs; ++j)
+    for (int r = 0; r < 16; ++r) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panel[k * 16 + r], xt[k * 16 + j]);
+      res[j * 16 + r] = acc;
+    }
+}
+
+// np panels against J inputs (rows of S words), results [J][stride].
+template <WeightType T>
+void few_plain(float* res, int64_t stride, const uint32_t* panels, int64_t np, const uint32_t* x, int64_t S, int64_t J) {
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t p = 0; p < np; ++p)
+      for (int r = 0; r < 16; ++r) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panels[(p * S + k) * 16 + r], x[j * S + k]);
+        res[j * stride + p * 16 + r] = acc;
+      }
+}
+
+#if defined(__AVX512F__)
+// GCC 12 warns of the unused pass-through operand inside the permute and broadcast intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// Lines ahead a tile prefetches (8 KB): without it the weights streamed at about 26 GB/s
+// under the products, with it about 35 (stories110M's matrices, 16 inputs, 2 threads).
+constexpr int64_t kPanelPrefetchLines = 128;
+// Lines ahead each panel's stream prefetches with 2-4 inputs (2 KB): 8.2 against 9.7 ms a
+// stories110M step at 4 inputs (f32), 5.1 against 5.8 (bf16); with one input it cost time.
+constexpr int64_t kFewPrefetchLines = 32;
+
+template <WeightType T>
+[[gnu::always_inline]] inline __m512 step16(__m512 acc, __m512 w, __m512 x) {
+  if constexpr (T == WeightType::F32) {
+    return _mm512_fmadd_ps(w, x, acc);
+  } else {
+#if defined(__AVX512BF16__)
+    return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(w), reinterpret_cast<__m512bh>(x));
+#else
+    static_assert(T == WeightType::F32, "bf16 panels without AVX512_BF16 take the plain loops");
+    return acc;
+#endif
+  }
+}
+
+// Lanes (a, b), a = lane / 4, b = lane % 4, of accumulator [g][h]: row 4g + b, input 4h + a.
+// W[g]: rows 4g..4g+3 of the line in every 128-bit lane; X[h]: input 4h + a's value in lane
+// group a (one permute of the inputs' line).
+template <WeightType T, int H>
+[[gnu::noinline]] void tile_fast(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S) {
+  __m512 acc[4][H];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g)
+#pragma GCC unroll 4
+    for (int h = 0; h < H; ++h) acc[g][h] = _mm512_setzero_ps();
+  __m512i idx[H];
+#pragma GCC unroll 4
+  for (int h = 0; h < H; ++h) {
+    alignas(64) int32_t lanes[16];
+    for (int l = 0; l < 16; ++l) lanes[l] = 4 * h + l / 4;
+    idx[h] = _mm512_load_si512(lanes);
+    asm("" : "+v"(idx[h]));  // kept in registers
+  }
+  for (int64_t k = 0; k < S; ++k) {
+    const uint32_t* line = panel + k * 16;
+    _mm_prefetch(reinterpret_cast<const char*>(line + kPanelPrefetchLines * 16), _MM_HINT_T0);
+    const __m512 x = _mm512_loadu_ps(reinterpret_cast<const float*>(xt + k * 16));  // a std::vector: 16-byte aligned
+    __m512 X[H];
+#pragma GCC unroll 4
+    for (int h = 0; h < H; ++h) X[h] = _mm512_permutexvar_ps(idx[h], x);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m512 W = _mm512_broadcast_f32x4(_mm_load_ps(reinterpret_cast<const float*>(line + 4 * g)));
+#pragma GCC unroll 4
+      for (int h = 0; h < H; ++h) acc[g][h] = step16<T>(acc[g][h], W, X[h]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g)
+#pragma GCC unroll 4
+    for (int h = 0; h < H; ++h) {
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, acc[g][h]);
+      for (int a = 0; a < 4; ++a) std::memcpy(res + (4 * h + a) * 16 + 4 * g, lanes + 4 * a, 4 * sizeof(float));
+    }
+}
+
+// NP panels against J (<= 4) inputs (rows of S words: x + j * S; results at res + j * stride): each panel's
+// line times each input's broadcast feature; NP x J chains in flight hide the step's latency,
+// NP weight streams in flight.
+template <WeightType T, int NP, int J>
+[[gnu::noinline]] void few_fast(float* res, int64_t stride, const uint32_t* panels, const uint32_t* x, int64_t S) {
+  __m512 acc[NP][J];
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < S; ++k) {
+    __m512 xb[J];
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) xb[j] = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(x[j * S + k])));
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) {
+      const uint32_t* line = panels + (p * S + k) * 16;
+      if (J > 1) _mm_prefetch(reinterpret_cast<const char*>(line + kFewPrefetchLines * 16), _MM_HINT_T0);
+      const __m512 w = _mm512_load_ps(reinterpret_cast<const float*>(line));
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) acc[p][j] = step16<T>(acc[p][j], w, xb[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) _mm512_storeu_ps(res + j * stride + p * 16, acc[p][j]);
+}
+
+#pragma GCC diagnostic pop
+
+template <WeightType T>
+constexpr bool kFast = T == WeightType::F32
+#if defined(__AVX512BF16__)
+                       || T == WeightType::BF16
+#endif
+    ;
+#endif
+
+template <WeightType T>
+void tile(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S, int64_t inputs) {
+#if defined(__AVX512F__)
+  if constexpr (kFast<T>) {
+    switch ((inputs + 3) / 4) {
+      case 1: return tile_fast<T, 1>(res, panel, xt, S);
+      case 2: return tile_fast<T, 2>(res, panel, xt, S);
+      case 3: return tile_fast<T, 3>(res, panel, xt, S);
+      default: return tile_fast<T, 4>(res, panel, xt, S);
+    }
+  }
+#endif
+  tile_plain<T>(res, panel, xt, S, inputs);
+}
+
+#if defined(__AVX512F__)
+// Panels NP at a time, then one at a time.
+template <WeightType T, int NP, int J>
+void few_chunks(float* res, int64_t stride, const uint32_t* panels, int64_t np, const uint32_t* x, int64_t S) {
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP) few_fast<T, NP, J>(res + p * 16, stride, panels + p * S * 16, x, S);
+  for (; p < np; ++p) few_fast<T, 1, J>(res + p * 16, stride, panels + p * S * 16, x, S);
+}
+#endif
+
+template <WeightType T>
+void few(float* res, int64_t stride, const uint32_t* panels, int64_t np, const uint32_t* x, int64_t S, int64_t J) {
+#if defined(__AVX512F__)
+  if constexpr (kFast<T>) {
+    switch (J) {
+      case 1: return few_chunks<T, 8, 1>(res, stride, panels, np, x, S);
+      case 2: return few_chunks<T, 8, 2>(res, stride, panels, np, x, S);
+      case 3: return few_chunks<T, 4, 3>(res, stride, panels, np, x, S);
+      default: return few_chunks<T, 4, 4>(res, stride, panels, np, x, S);
+    }
+  }
+#endif
+  few_plain<T>(res, stride, panels, np, x, S, J);
+}
+
+template <WeightType T>
+void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
+                 int64_t count) {
+  const int64_t OC = p.rows, S = p.steps(), end = first + count;
+  const uint32_t* data = p.data.data<uint32_t>();
+  auto put = [&](const float* res, int64_t n, int64_t p0, int64_t np) {  // res [np * 16] of input n
+    const int64_t lo = std::max(first, p0 * 16), hi = std::min(end, (p0 + np) * 16);
+    for (int64_t o = lo; o < hi; ++o) {
+      const float v = res[o - p0 * 16];
+      out[n * OC + o] = bias ? v + bias[o] : v;
+    }
+  };
+  const int64_t p0 = first / 16, p1 = (end + 15) / 16;
+  if (N <= kFewInputs) {
+    constexpr int64_t kGroup = 32;  // panels a call (the results on the stack)
+    float res[kFewInputs * kGroup * 16];
+    for (int64_t q = p0; q < p1; q += kGroup) {
+      const int64_t np = std::min(kGroup, p1 - q);
+      few<T>(res, kGroup * 16, data + q * S * 16, np, x, S, N);
+      for (int64_t n = 0; n < N; ++n) put(res + n * kGroup * 16, n, q, np);
+    }
+    return;
+  }
+  alignas(64) float res[16 * 16];
+  float col[16];
+  for (int64_t q = p0; q < p1; ++q)
+    for (int64_t t = 0; t * 16 < N; ++t) {
+      const int64_t inputs = std::min<int64_t>(16, N - t * 16);
+      tile<T>(res, data + q * S * 16, x + t * S * 16, S, inputs);
+      for (int64_t j = 0; j < inputs; ++j) {
+        std::memcpy(col, res + j * 16, sizeof col);
+        put(col, t * 16 + j, q, 1);
+      }
+    }
+}
+
+}  // namespace
+
+bool has_panel_kernels(WeightType type) {
+#if defined(__AVX512F__)
+  if (type == WeightType::F32) return true;
+#endif
+#if defined(__AVX512BF16__)
+  if (type == WeightType::BF16) return true;
+#endif
+  (void)type;
+  return false;
+}
+
+std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
+  if (w.type != WeightType::F32 && w.type != WeightType::BF16)
+    fail(ErrorKind::Unsupported, cat("weight panels: ", weight_type_name(w.type), " rows are not supported"));
+  auto p = std::make_shared<WeightPanels>();
+  p->type = w.type;
+  p->rows = w.rows;
+  p->cols = w.cols;
+  const int64_t S = p->steps(), P = (w.rows + 15) / 16, IC = w.cols;
+  p->data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * S * 16, 1)});
+  uint32_t* d = p->data.data_mut<uint32_t>();
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  parallel_chunks(P, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; ++q) {
+      const int64_t rows = std::min<int64_t>(16, w.rows - q * 16);
+      uint32_t* panel = d + q * S * 16;
+      for (int64_t r = 0; r < rows; ++r) {
+        const unsigned char* row = base + (q * 16 + r) * w.row_bytes;
+        if (w.type == WeightType::F32) {
+          for (int64_t k = 0; k < IC; ++k) std::memcpy(panel + k * 16 + r, row + 4 * k, 4);
+        } else {
+          for (int64_t k = 0; k < S; ++k) {
+            uint16_t even, odd = 0;
+            std::memcpy(&even, row + 4 * k, 2);
+            if (2 * k + 1 < IC) std::memcpy(&odd, row + 4 * k + 2, 2);
+            panel[k * 16 + r] = static_cast<uint32_t>(even) | static_cast<uint32_t>(odd) << 16;
+          }
+        }
+      }
+    }
+  });
+  return p;
+}
+
+void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::vector<uint32_t>& out) {
+  const bool bf16 = type == WeightType::BF16;
+  const bool rows = N <= kFewInputs;
+  const int64_t S = bf16 ? (IC + 1) / 2 : IC, tiles = rows ? N : (N + 15) / 16, width = rows ? 1 : 16;
+  out.assign(static_cast<size_t>(tiles * S * width), 0);
+  std::vector<uint16_t> rounded(bf16 ? static_cast<size_t>(IC + 1) : 0);
+  for (int64_t n = 0; n < N; ++n) {
+    const float* row = inp + n * IC;
+    uint32_t* dst = rows ? out.data() + n * S : out.data() + (n / 16) * S * 16 + n % 16;
+    if (!bf16) {
+      for (int64_t k = 0; k < IC; ++k) dst[k * width] = float_bits(row[k]);
+      continue;
+    }
+    round_input_bf16(row, IC, rounded.data());
+    rounded[static_cast<size_t>(IC)] = 0;  // an odd row's last pair: (feature, 0)
+    for (int64_t k = 0; k < S; ++k)
+      dst[k * width] = static_cast<uint32_t>(rounded[static_cast<size_t>(2 * k)]) |
+                       (2 * k + 1 < IC ? static_cast<uint32_t>(rounded[static_cast<size_t>(2 * k + 1)]) << 16 : 0u);
+  }
+}
+
+void matmul_panels(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
+                   int64_t count) {
+  if (N <= 0 || count <= 0) return;
+  if (p.type == WeightType::F32) return panels_loop<WeightType::F32>(out, x, N, p, bias, first, count);
+  panels_loop<WeightType::BF16>(out, x, N, p, bias, first, count);
+}
+
+void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
+                       int64_t count) {
+  if (w.type != WeightType::F32 && w.type != WeightType::BF16)
+    fail(ErrorKind::Unsupported, cat("matmul_panels_ref: ", weight_type_name(w.type), " rows are not supported"));
+  const int64_t IC = w.cols, OC = w.rows;
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  for (int64_t o = first; o < first + count; ++o) {
+    const unsigned char* row = base + o * w.row_bytes;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* x = inp + n * IC;
+      float acc = 0.0f;
+      if (w.type == WeightType::F32) {
+        for (int64_t k = 0; k < IC; ++k) {
+          float wk;
+          std::memcpy(&wk, row + 4 * k, 4);
+          acc = std::fma(wk, x[k], acc);
+        }
+      } else {
+        auto weight = [&](int64_t k) -> uint16_t {
+          uint16_t h = 0;
+          if (k < IC) std::memcpy(&h, row + 2 * k, 2);
+          return h;
+        };
+        auto input = [&](int64_t k) -> uint16_t { return k < IC ? f32_to_bf16(x[k]) : 0; };
+        for (int64_t k = 0; k < IC; k += 2) {
+          acc = flush(std::fma(bf16_to_f32_daz(weight(k + 1)), bf16_to_f32_daz(input(k + 1)), acc));
+          acc = flush(std::fma(bf16_to_f32_daz(weight(k)), bf16_to_f32_daz(input(k)), acc));
+        }
+      }
+      out[n * OC + o] = bias ? acc + bias[o] : acc;
+    }
+  }
+}
+
+}  // namespace lm

@@ -1,0 +1,172 @@
+// The panel kernels (core/panels.h) against their plain twin, bit for bit: every output
+// element one chain over the features in order, whatever the number of input rows, the rows
+// asked for, the shapes' remainders (rows past a whole panel, odd bf16 rows) and the data
+// (random, integer sums, denormals for the bf16 flushes); and the same element whether its
+// input row is alone or one of many.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/panels.h"
+#include "core/rng.h"
+#include "core/rows.h"
+
+namespace lm {
+namespace {
+
+struct Matrix {
+  WeightType type;
+  int64_t OC, IC;
+  std::vector<float> f32;      // F32 rows
+  std::vector<uint16_t> bf16;  // BF16 rows
+  WeightView view() const {
+    if (type == WeightType::F32) return f32_weights(f32.data(), OC, IC);
+    return {WeightType::BF16, bf16.data(), OC, IC, IC * 2};
+  }
+};
+
+Matrix random_matrix(WeightType type, int64_t OC, int64_t IC, Rng& rng, bool integers = false) {
+  Matrix m{type, OC, IC, {}, {}};
+  std::vector<float> v(static_cast<size_t>(OC * IC));
+  for (float& x : v) x = integers ? std::round(4 * rng.normal()) : rng.normal();
+  if (type == WeightType::F32) {
+    m.f32 = v;
+  } else {
+    for (float x : v) m.bf16.push_back(f32_to_bf16(x));
+  }
+  return m;
+}
+
+std::vector<float> random_input(int64_t N, int64_t IC, Rng& rng, bool integers = false) {
+  std::vector<float> x(static_cast<size_t>(N * IC));
+  for (float& v : x) v = integers ? std::round(4 * rng.normal()) : rng.normal();
+  return x;
+}
+
+// matmul_panels over rows [first, first + count) against its twin; outputs outside the range
+// must stay as they were.
+void expect_twin(const Matrix& m, const std::vector<float>& x, int64_t N, const float* bias, int64_t first,
+                 int64_t count) {
+  const WeightView w = m.view();
+  const auto panels = make_panels(w);
+  std::vector<uint32_t> in;
+  panel_input(x.data(), N, m.IC, m.type, in);
+  std::vector<float> got(static_cast<size_t>(N * m.OC), -7.0f), want(got);
+  matmul_panels(got.data(), in.data(), N, *panels, bias, first, count);
+  matmul_panels_ref(want.data(), x.data(), w, bias, N, first, count);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < m.OC; ++o) {
+      const size_t i = static_cast<size_t>(n * m.OC + o);
+      ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
+          << weight_type_name(m.type) << " OC " << m.OC << " IC " << m.IC << " N " << N << " [" << first << ", "
+          << first + count << ") at n " << n << " o " << o << ": " << got[i] << " vs " << want[i];
+    }
+}
+
+TEST(Panels, EqualTheirTwinBitForBit) {
+  Rng rng(71);
+  for (WeightType type : {WeightType::F32, WeightType::BF16})
+    for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 32}, {37, 45}, {130, 96}, {8, 7}, {48, 1}, {200, 288}}) {
+      const Matrix m = random_matrix(type, OC, IC, rng);
+      std::vector<float> bias(static_cast<size_t>(OC));
+      for (float& b : bias) b = rng.normal();
+      for (int64_t N : {1, 2, 3, 4, 5, 8, 13, 16, 17, 33}) {
+        const std::vector<float> x = random_input(N, IC, rng);
+        expect_twin(m, x, N, nullptr, 0, OC);
+        expect_twin(m, x, N, bias.data(), 0, OC);
+        expect_twin(m, x, N, bias.data(), OC / 3, OC - OC / 3 - 1);  // a range that cuts panels
+      }
+    }
+}
+
+TEST(Panels, IntegerSumsAreExact) {
+  // Every partial sum representable: any product dropped, repeated or misplaced shows.
+  Rng rng(72);
+  for (WeightType type : {WeightType::F32, WeightType::BF16}) {
+    const int64_t OC = 35, IC = 77;
+    const Matrix m = random_matrix(type, OC, IC, rng, true);
+    for (int64_t N : {1, 6, 16, 19}) {
+      const std::vector<float> x = random_input(N, IC, rng, true);
+      const auto panels = make_panels(m.view());
+      std::vector<uint32_t> in;
+      panel_input(x.data(), N, IC, type, in);
+      std::vector<float> got(static_cast<size_t>(N * OC));
+      matmul_panels(got.data(), in.data(), N, *panels, nullptr, 0, OC);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < OC; ++o) {
+          double sum = 0;
+          for (int64_t k = 0; k < IC; ++k) {
+            const double w = type == WeightType::F32 ? m.f32[static_cast<size_t>(o * IC + k)]
+                                                     : bf16_to_f32(m.bf16[static_cast<size_t>(o * IC + k)]);
+            sum += w * x[static_cast<size_t>(n * IC + k)];
+          }
+          ASSERT_EQ(got[static_cast<size_t>(n * OC + o)], static_cast<float>(sum)) << n << " " << o;
+        }
+    }
+  }
+}
+
+TEST(Panels, Bf16FlushesDenormalsAsTheInstruction) {
+  // Inputs and weights near the smallest normals: products and sums fall into the denormal
+  // range, which vdpbf16ps (and the twin) flush to zeros.
+  Rng rng(73);
+  const int64_t OC = 20, IC = 34;
+  Matrix m = random_matrix(WeightType::BF16, OC, IC, rng);
+  for (size_t i = 0; i < m.bf16.size(); i += 3) m.bf16[i] = f32_to_bf16(bf16_to_f32(m.bf16[i]) * 1e-19f);
+  for (size_t i = 1; i < m.bf16.size(); i += 7) m.bf16[i] = static_cast<uint16_t>(0x0001 + (i & 0x3f));  // denormal bf16
+  for (int64_t N : {1, 9}) {
+    std::vector<float> x = random_input(N, IC, rng);
+    for (size_t i = 0; i < x.size(); i += 2) x[i] *= 1e-20f;
+    expect_twin(m, x, N, nullptr, 0, OC);
+  }
+}
+
+TEST(Panels, AnInputRowGetsTheSameNumbersAloneOrInABatch) {
+  Rng rng(74);
+  for (WeightType type : {WeightType::F32, WeightType::BF16}) {
+    const int64_t OC = 67, IC = 130, N = 21;
+    const Matrix m = random_matrix(type, OC, IC, rng);
+    const auto panels = make_panels(m.view());
+    const std::vector<float> x = random_input(N, IC, rng);
+    std::vector<uint32_t> in;
+    panel_input(x.data(), N, IC, type, in);
+    std::vector<float> all(static_cast<size_t>(N * OC));
+    matmul_panels(all.data(), in.data(), N, *panels, nullptr, 0, OC);
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<uint32_t> one;
+      panel_input(x.data() + n * IC, 1, IC, type, one);
+      std::vector<float> alone(static_cast<size_t>(OC));
+      matmul_panels(alone.data(), one.data(), 1, *panels, nullptr, 0, OC);
+      EXPECT_EQ(std::memcmp(alone.data(), all.data() + n * OC, static_cast<size_t>(OC) * sizeof(float)), 0) << n;
+    }
+  }
+}
+
+TEST(Panels, RowKernelTakesAViewsPanels) {
+  // matmul_rows on a view with panels computes from them (not from the rows: changing the
+  // rows after the panels were made does not change the product).
+  Rng rng(75);
+  Matrix m = random_matrix(WeightType::F32, 40, 64, rng);
+  const auto panels = make_panels(m.view());
+  const std::vector<float> x = random_input(5, 64, rng);
+  std::vector<float> want(5 * 40), got(5 * 40);
+  matmul_panels_ref(want.data(), x.data(), m.view(), nullptr, 5, 0, 40);
+  for (float& v : m.f32) v = 0.0f;
+  WeightView w = m.view();
+  w.panels = panels.get();
+  matmul_rows(got.data(), x.data(), w, nullptr, 5, 0, 40);
+  EXPECT_EQ(got, want);
+}
+
+TEST(Panels, OtherTypesAreRefused) {
+  std::vector<uint8_t> q8(34 * 2);
+  const WeightView w{WeightType::Q8_0, q8.data(), 2, 32, 34};
+  EXPECT_THROW(make_panels(w), Error);
+}
+
+}  // namespace
+}  // namespace lm
