@@ -26,7 +26,7 @@ void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, con
 void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, const WeightView& w1_rows,
                        const float* b1, const WeightView& w3_rows, const float* b3, int64_t N) {
   const int64_t F = w1_rows.rows;
-  if (!few_rows_path(N, w1_rows.type) || !few_rows_path(N, w3_rows.type)) {
+  if (!few_rows_path(N, w1_rows) || !few_rows_path(N, w3_rows)) {
     matmul_forward_parts({{gate, &w1_rows, b1}, {up, &w3_rows, b3}}, inp, N);
     swiglu_forward(act, gate, up, N * F);
     return;

@@ -80,6 +80,10 @@ int64_t few_rows_limit(WeightType type) {
   }
 }
 bool few_rows_path(int64_t N, WeightType type) { return (N <= few_rows_limit(type) || t_rows) && !t_bf16; }
+bool few_rows_path(int64_t N, const WeightView& w) {
+  if (w.panels && w.type == WeightType::F32 && t_prompt && N <= kPanelPromptRows && !t_bf16) return true;
+  return few_rows_path(N, w.type);
+}
 
 RowKernelScope::RowKernelScope() : prev_(t_rows) { t_rows = true; }
 RowKernelScope::~RowKernelScope() { t_rows = prev_; }
@@ -195,12 +199,12 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
   // Plain f32 rows take the float path (GEMM or the blocked rows); with panels the row
   // kernel's products come from them.
   if (w.type == WeightType::F32 && w.row_bytes == w.cols * static_cast<int64_t>(sizeof(float)) &&
-      !(w.panels && few_rows_path(N, w.type))) {
+      !(w.panels && few_rows_path(N, w))) {
     matmul_forward(out, inp, static_cast<const float*>(w.data), bias, N, w.cols, w.rows);
     return;
   }
   require_row_kernel(w.type);
-  if (!few_rows_path(N, w.type)) {
+  if (!few_rows_path(N, w)) {
     matmul_forward(out, inp, decoded_weights(w), bias, N, w.cols, w.rows);
     return;
   }
@@ -213,7 +217,7 @@ void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const flo
   bool few = parts.size() > 0;  // every part's type takes the row kernel at N
   for (const MatmulViewPart& p : parts) {
     require_row_kernel(p.weight->type);
-    few = few && few_rows_path(N, p.weight->type);
+    few = few && few_rows_path(N, *p.weight);
   }
   if (!few) {
     for (const MatmulViewPart& p : parts) matmul_forward(p.out, inp, *p.weight, p.bias, N);

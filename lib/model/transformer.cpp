@@ -295,14 +295,16 @@ bool Transformer::fused_qkv(int64_t l, int64_t N) const {
   const ModelConfig& c = config();
   const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
   const int64_t C = c.dim, QD = c.n_heads * c.head_size(), KD = c.kv_heads() * c.head_size();
-  return fused_projections_ && !bf16_ && !few_rows_path(N) && !c.attn_bias && !c.qk_norm && !c.is_nope_layer(l) && lw.wq && lw.wk &&
+  const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
+  return fused_projections_ && !bf16_ && !few_rows_path(N, lm.wq) && !c.attn_bias && !c.qk_norm && !c.is_nope_layer(l) && lw.wq && lw.wk &&
          lw.wv && lw.wk == lw.wq + QD * C && lw.wv == lw.wk + KD * C;
 }
 
 bool Transformer::fused_w13(int64_t l, int64_t N) const {
   const ModelConfig& c = config();
   const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
-  return fused_projections_ && !bf16_ && !few_rows_path(N) && c.ffn_type == FfnType::SwiGLU && !c.ffn_bias &&
+  const LayerMatrices& lm = weights_.matrices().layers[static_cast<size_t>(l)];
+  return fused_projections_ && !bf16_ && !few_rows_path(N, lm.w1) && c.ffn_type == FfnType::SwiGLU && !c.ffn_bias &&
          !c.is_moe_layer(l) && lw.w1 && lw.w3 && lw.w3 == lw.w1 + c.ffn_hidden() * c.dim;
 }
 

@@ -159,6 +159,19 @@ TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
       for (int64_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(static_cast<double>(got[v]) - lr[v]));
       EXPECT_LT(worst, (type == WeightType::F32 ? 1e-4 : 2e-2) * scale) << what;
       EXPECT_GT(worst, 0.0) << what << ": the panels' sums are in another order; equal logits mean they were not used";
+      // A prompt of 90 tokens over a cache: f32 panels take it (kPanelPromptRows), the rows
+      // model the GEMM; bf16 both on their row kernels (few_rows_limit).
+      std::vector<int32_t> long_prompt(90);
+      for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(6 + (i * 37) % (V - 6));
+      KVCache c = model.make_cache(1), d = plain.make_cache(1);
+      const float* pp = model.forward_last(long_prompt.data(), nullptr, 90, c);
+      const std::vector<float> pgot(pp, pp + V);
+      const float* pr = plain.forward_last(long_prompt.data(), nullptr, 90, d);
+      double pscale = 0, pworst = 0;
+      for (int64_t v = 0; v < V; ++v) pscale = std::max(pscale, std::fabs(static_cast<double>(pr[v])));
+      for (int64_t v = 0; v < V; ++v) pworst = std::max(pworst, std::fabs(static_cast<double>(pgot[v]) - pr[v]));
+      EXPECT_LT(pworst, (type == WeightType::F32 ? 1e-4 : 2e-2) * pscale) << what << " prompt";
+      EXPECT_GT(pworst, 0.0) << what << " prompt: equal logits mean the panels were not used";
     }
 }
 
