@@ -43,14 +43,16 @@ float chain_step(float acc, uint32_t w, uint32_t x) {
   }
 }
 
-// A panel's 16 rows against `inputs` (<= 16) inputs of a tile: res [inputs][16].
+// A panel's 16 rows against `inputs` (<= 16) inputs of a tile: input j's 16 results (+ bias,
+// when given) at dst + j * stride.
 template <WeightType T>
-void tile_plain(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S, int64_t inputs) {
+void tile_plain(float* dst, int64_t stride, const float* bias, const uint32_t* panel, const uint32_t* xt, int64_t S,
+                int64_t inputs) {
   for (int64_t j = 0; j < inputs; ++j)
     for (int r = 0; r < 16; ++r) {
       float acc = 0.0f;
       for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panel[k * 16 + r], xt[k * 16 + j]);
-      res[j * 16 + r] = acc;
+      dst[j * stride + r] = bias ? acc + bias[r] : acc;
     }
 }
 
@@ -96,7 +98,8 @@ template <WeightType T>
 // W[g]: rows 4g..4g+3 of the line in every 128-bit lane; X[h]: input 4h + a's value in lane
 // group a (one permute of the inputs' line).
 template <WeightType T, int H>
-[[gnu::noinline]] void tile_fast(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S) {
+[[gnu::noinline]] void tile_fast(float* dst, int64_t stride, const float* bias, const uint32_t* panel, const uint32_t* xt,
+                                 int64_t S, int64_t inputs) {
   __m512 acc[4][H];
 #pragma GCC unroll 4
   for (int g = 0; g < 4; ++g)
@@ -130,7 +133,14 @@ template <WeightType T, int H>
     for (int h = 0; h < H; ++h) {
       alignas(64) float lanes[16];
       _mm512_store_ps(lanes, acc[g][h]);
-      for (int a = 0; a < 4; ++a) std::memcpy(res + (4 * h + a) * 16 + 4 * g, lanes + 4 * a, 4 * sizeof(float));
+      for (int a = 0; a < 4 && 4 * h + a < inputs; ++a) {
+        float* out = dst + (4 * h + a) * stride + 4 * g;
+        if (bias) {
+          for (int b = 0; b < 4; ++b) out[b] = lanes[4 * a + b] + bias[4 * g + b];
+        } else {
+          std::memcpy(out, lanes + 4 * a, 4 * sizeof(float));
+        }
+      }
     }
 }
 
@@ -174,18 +184,19 @@ constexpr bool kFast = T == WeightType::F32
 #endif
 
 template <WeightType T>
-void tile(float* res, const uint32_t* panel, const uint32_t* xt, int64_t S, int64_t inputs) {
+void tile(float* dst, int64_t stride, const float* bias, const uint32_t* panel, const uint32_t* xt, int64_t S,
+          int64_t inputs) {
 #if defined(__AVX512F__)
   if constexpr (kFast<T>) {
     switch ((inputs + 3) / 4) {
-      case 1: return tile_fast<T, 1>(res, panel, xt, S);
-      case 2: return tile_fast<T, 2>(res, panel, xt, S);
-      case 3: return tile_fast<T, 3>(res, panel, xt, S);
-      default: return tile_fast<T, 4>(res, panel, xt, S);
+      case 1: return tile_fast<T, 1>(dst, stride, bias, panel, xt, S, inputs);
+      case 2: return tile_fast<T, 2>(dst, stride, bias, panel, xt, S, inputs);
+      case 3: return tile_fast<T, 3>(dst, stride, bias, panel, xt, S, inputs);
+      default: return tile_fast<T, 4>(dst, stride, bias, panel, xt, S, inputs);
     }
   }
 #endif
-  tile_plain<T>(res, panel, xt, S, inputs);
+  tile_plain<T>(dst, stride, bias, panel, xt, S, inputs);
 }
 
 #if defined(__AVX512F__)
@@ -237,16 +248,21 @@ void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p
     return;
   }
   alignas(64) float res[16 * 16];
-  float col[16];
-  for (int64_t q = p0; q < p1; ++q)
+  for (int64_t q = p0; q < p1; ++q) {
+    // A panel whose 16 rows are all asked for writes its results in place; the others (the
+    // range's ends, the matrix's last rows) through res.
+    const bool whole = q * 16 >= first && q * 16 + 16 <= std::min(end, OC);
     for (int64_t t = 0; t * 16 < N; ++t) {
       const int64_t inputs = std::min<int64_t>(16, N - t * 16);
-      tile<T>(res, data + q * S * 16, x + t * S * 16, S, inputs);
-      for (int64_t j = 0; j < inputs; ++j) {
-        std::memcpy(col, res + j * 16, sizeof col);
-        put(col, t * 16 + j, q, 1);
+      if (whole) {
+        tile<T>(out + t * 16 * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * S * 16, x + t * S * 16, S,
+                inputs);
+        continue;
       }
+      tile<T>(res, 16, nullptr, data + q * S * 16, x + t * S * 16, S, inputs);
+      for (int64_t j = 0; j < inputs; ++j) put(res + j * 16, t * 16 + j, q, 1);
     }
+  }
 }
 
 }  // namespace
