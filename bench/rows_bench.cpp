@@ -308,12 +308,12 @@ int main(int argc, char** argv) {
 
   std::vector<Matrix> mats;
   for (int64_t l = 0; l < L; ++l) {
-    for (int k = 0; k < 4; ++k) mats.push_back({C, C, nullptr, {}});
-    mats.push_back({F, C, nullptr, {}});
-    mats.push_back({F, C, nullptr, {}});
-    mats.push_back({C, F, nullptr, {}});
+    for (int k = 0; k < 4; ++k) mats.push_back({C, C, nullptr, {}, nullptr, {}});
+    mats.push_back({F, C, nullptr, {}, nullptr, {}});
+    mats.push_back({F, C, nullptr, {}, nullptr, {}});
+    mats.push_back({C, F, nullptr, {}, nullptr, {}});
   }
-  if (!cache) mats.push_back({V, C, nullptr, {}});
+  if (!cache) mats.push_back({V, C, nullptr, {}, nullptr, {}});
   // Weights: small values of both signs; with --cache one buffer of the largest matrix for all.
   const float* shared = nullptr;
   const float* shared_packed[9] = {};
