@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/threads.h"
 
 namespace lm {
@@ -65,6 +66,34 @@ void few_plain(float* res, int64_t stride, const uint32_t* panels, int64_t np, c
         float acc = 0.0f;
         for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panels[(p * S + k) * 16 + r], x[j * S + k]);
         res[j * stride + p * 16 + r] = acc;
+      }
+}
+
+// q8_0: an input block's record in panel_input's rows (8 words of int8 features, the scale's
+// bits, -128 x the sum of the int8 values), and the most inputs a pass over a panel takes.
+constexpr int64_t kQ8Record = 10;
+constexpr int64_t kQ8Pass = 8;
+
+// np q8_0 panels (blocks w + (p * B + b) * 128 words, scales sc + (p * B + b) * 16) against J
+// inputs (records x + j * xstride + b * kQ8Record): input j's results (+ bias) at dst + j * stride.
+[[maybe_unused]] void q8_plain(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+              int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t p = 0; p < np; ++p)
+      for (int r = 0; r < 16; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < B; ++b) {
+          const uint32_t* rec = x + j * xstride + b * kQ8Record;
+          auto isum = static_cast<int32_t>(rec[9]);
+          for (int s = 0; s < 8; ++s) {
+            const uint32_t wd = w[((p * B + b) * 8 + s) * 16 + r], xd = rec[s];
+            for (int t = 0; t < 4; ++t)
+              isum += static_cast<int32_t>((wd >> 8 * t) & 0xFF) * static_cast<int8_t>((xd >> 8 * t) & 0xFF);
+          }
+          const float dw = f16_to_f32(sc[(p * B + b) * 16 + r]);
+          acc = std::fma(static_cast<float>(isum), dw * bits_float(rec[8]), acc);
+        }
+        dst[j * stride + p * 16 + r] = bias ? acc + bias[p * 16 + r] : acc;
       }
 }
 
@@ -173,6 +202,77 @@ template <WeightType T, int NP, int J>
     for (int j = 0; j < J; ++j) _mm512_storeu_ps(res + j * stride + p * 16, acc[p][j]);
 }
 
+#if defined(__AVX512VNNI__)
+// Bytes ahead each q8_0 panel's weights are prefetched (four blocks).
+constexpr int64_t kQ8PrefetchBytes = 2048;
+
+// q8_plain's NP panels x J inputs with vpdpbusd: per block, each input's 16-lane integer
+// accumulator starts at its -128 x sum and takes the 8 lines (the weights, unsigned) times
+// the input's broadcast 4 bytes (signed); then one FMA per lane of its float and the
+// scales' product (the 16 rows' f16 scales widened once per block and panel).
+template <int NP, int J>
+[[gnu::noinline]] void q8_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc,
+                               int64_t B, const uint32_t* x, int64_t xstride) {
+  __m512 acc[NP][J];
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < B; ++b) {
+    __m512i isum[NP][J];
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      const __m512i offset = _mm512_set1_epi32(static_cast<int>(x[j * xstride + b * kQ8Record + 9]));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) isum[p][j] = offset;
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) {
+      __m512i xb[J];
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) xb[j] = _mm512_set1_epi32(static_cast<int>(x[j * xstride + b * kQ8Record + s]));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) {
+        const uint32_t* line = w + ((p * B + b) * 8 + s) * 16;
+        _mm_prefetch(reinterpret_cast<const char*>(line) + kQ8PrefetchBytes, _MM_HINT_T0);
+        const __m512i wl = _mm512_load_si512(line);
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) isum[p][j] = _mm512_dpbusd_epi32(isum[p][j], wl, xb[j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) {
+      const uint16_t* s16 = sc + (p * B + b) * 16;
+      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(s16) + kQ8PrefetchBytes / 16, _MM_HINT_T0);
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s16)));
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) {
+        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(bits_float(x[j * xstride + b * kQ8Record + 8])));
+        acc[p][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][j]), scale, acc[p][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p) {
+    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j)
+      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
+  }
+}
+
+// np panels NP at a time (then one at a time) against J inputs.
+template <int NP, int J>
+void q8_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+               int64_t np, const uint32_t* x, int64_t xstride) {
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP)
+    q8_fast<NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * B * 128, sc + p * B * 16, B, x, xstride);
+  for (; p < np; ++p)
+    q8_fast<1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * B * 128, sc + p * B * 16, B, x, xstride);
+}
+#endif
+
 #pragma GCC diagnostic pop
 
 template <WeightType T>
@@ -265,6 +365,61 @@ void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p
   }
 }
 
+// q8_plain or the fast kernel for J <= kQ8Pass inputs.
+void q8_run(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+            int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
+#if defined(__AVX512VNNI__)
+  switch (J) {
+    case 1: return q8_chunks<8, 1>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 2: return q8_chunks<4, 2>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 3: return q8_chunks<2, 3>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 4: return q8_chunks<2, 4>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 5: return q8_chunks<1, 5>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 6: return q8_chunks<1, 6>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 7: return q8_chunks<1, 7>(dst, stride, bias, w, sc, B, np, x, xstride);
+    default: return q8_chunks<1, 8>(dst, stride, bias, w, sc, B, np, x, xstride);
+  }
+#else
+  q8_plain(dst, stride, bias, w, sc, B, np, x, xstride, J);
+#endif
+}
+
+// q8_0 panels: runs of whole panels write in place, a panel at a time against the inputs in
+// passes of up to kQ8Pass (its lines stay in L1 between the passes); the others (the range's
+// ends, the matrix's last rows) through res.
+void panels_loop_q8(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
+                    int64_t count) {
+  const int64_t OC = p.rows, B = p.cols / kQuantBlock, end = first + count, xstride = B * kQ8Record;
+  const uint32_t* data = p.data.data<uint32_t>();
+  const uint16_t* scales = p.scales.data<uint16_t>();
+  const int64_t p0 = first / 16, p1 = (end + 15) / 16;
+  auto whole = [&](int64_t q) { return q * 16 >= first && q * 16 + 16 <= std::min(end, OC); };
+  // Panels a group: with one or two inputs several panels' streams in flight.
+  const int64_t group = N <= 2 ? 8 : 1;
+  alignas(64) float res[kQ8Pass * 16];
+  for (int64_t q = p0; q < p1;) {
+    if (!whole(q)) {
+      for (int64_t n = 0; n < N; n += kQ8Pass) {
+        const int64_t J = std::min(kQ8Pass, N - n);
+        q8_run(res, 16, nullptr, data + q * B * 128, scales + q * B * 16, B, 1, x + n * xstride, xstride, J);
+        for (int64_t j = 0; j < J; ++j)
+          for (int64_t o = std::max(first, q * 16); o < std::min(end, q * 16 + 16); ++o) {
+            const float v = res[j * 16 + o - q * 16];
+            out[(n + j) * OC + o] = bias ? v + bias[o] : v;
+          }
+      }
+      ++q;
+      continue;
+    }
+    int64_t np = 1;
+    while (np < group && q + np < p1 && whole(q + np)) ++np;
+    for (int64_t n = 0; n < N; n += kQ8Pass)
+      q8_run(out + n * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * B * 128, scales + q * B * 16, B, np,
+             x + n * xstride, xstride, std::min(kQ8Pass, N - n));
+    q += np;
+  }
+}
+
 }  // namespace
 
 bool has_panel_kernels(WeightType type) {
@@ -274,17 +429,55 @@ bool has_panel_kernels(WeightType type) {
 #if defined(__AVX512BF16__)
   if (type == WeightType::BF16) return true;
 #endif
+#if defined(__AVX512VNNI__)
+  if (type == WeightType::Q8_0) return true;
+#endif
   (void)type;
   return false;
 }
 
+namespace {
+
+// A q8_0 matrix's panels: per block, line s holds features 4s..4s+3 of each row as unsigned
+// bytes w + 128, the rows' f16 scales beside (rows past the matrix: weights 0, scale 0).
+void fill_q8_panels(WeightPanels& p, const WeightView& w) {
+  const int64_t P = (w.rows + 15) / 16, B = w.cols / kQuantBlock;
+  p.data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * B * 128, 1)});
+  p.scales = Tensor::zeros(DType::U16, {std::max<int64_t>(P * B * 16, 1)});
+  auto* d = reinterpret_cast<uint8_t*>(p.data.data_mut<uint32_t>());
+  uint16_t* sc = p.scales.data_mut<uint16_t>();
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  parallel_chunks(P, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; ++q) {
+      std::memset(d + q * B * 512, 0x80, static_cast<size_t>(B * 512));
+      for (int64_t r = 0; r < std::min<int64_t>(16, w.rows - q * 16); ++r) {
+        const unsigned char* row = base + (q * 16 + r) * w.row_bytes;
+        for (int64_t b = 0; b < B; ++b) {
+          const unsigned char* blk = row + b * kQ8_0BlockBytes;
+          std::memcpy(sc + (q * B + b) * 16 + r, blk, 2);
+          uint8_t* lines = d + (q * B + b) * 512;
+          for (int k = 0; k < kQuantBlock; ++k)
+            lines[(k / 4) * 64 + r * 4 + k % 4] = static_cast<uint8_t>(static_cast<int8_t>(blk[2 + k]) + 128);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
-  if (w.type != WeightType::F32 && w.type != WeightType::BF16)
+  if (w.type != WeightType::F32 && w.type != WeightType::BF16 && w.type != WeightType::Q8_0)
     fail(ErrorKind::Unsupported, cat("weight panels: ", weight_type_name(w.type), " rows are not supported"));
   auto p = std::make_shared<WeightPanels>();
   p->type = w.type;
   p->rows = w.rows;
   p->cols = w.cols;
+  if (w.type == WeightType::Q8_0) {
+    weight_row_bytes(w.type, w.cols, "weight panels");  // a Data error for a row length off the blocks
+    fill_q8_panels(*p, w);
+    return p;
+  }
   const int64_t S = p->steps(), P = (w.rows + 15) / 16, IC = w.cols;
   p->data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * S * 16, 1)});
   uint32_t* d = p->data.data_mut<uint32_t>();
@@ -312,6 +505,24 @@ std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
 }
 
 void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::vector<uint32_t>& out) {
+  if (type == WeightType::Q8_0) {
+    const int64_t B = IC / kQuantBlock;
+    out.assign(static_cast<size_t>(N * B * kQ8Record), 0);
+    std::vector<int8_t> q(static_cast<size_t>(IC));
+    std::vector<float> d(static_cast<size_t>(B)), s(static_cast<size_t>(B));
+    for (int64_t n = 0; n < N; ++n) {
+      quantize_input_q8(inp + n * IC, IC, q.data(), d.data(), s.data());
+      for (int64_t b = 0; b < B; ++b) {
+        uint32_t* rec = out.data() + (n * B + b) * kQ8Record;
+        std::memcpy(rec, q.data() + b * kQuantBlock, kQuantBlock);
+        int32_t sum = 0;
+        for (int k = 0; k < kQuantBlock; ++k) sum += q[static_cast<size_t>(b * kQuantBlock + k)];
+        rec[8] = float_bits(d[static_cast<size_t>(b)]);
+        rec[9] = static_cast<uint32_t>(-128 * sum);
+      }
+    }
+    return;
+  }
   const bool bf16 = type == WeightType::BF16;
   const bool rows = N <= kFewInputs;
   const int64_t S = bf16 ? (IC + 1) / 2 : IC, tiles = rows ? N : (N + 15) / 16, width = rows ? 1 : 16;
@@ -335,16 +546,38 @@ void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::
 void matmul_panels(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
                    int64_t count) {
   if (N <= 0 || count <= 0) return;
+  if (p.type == WeightType::Q8_0) return panels_loop_q8(out, x, N, p, bias, first, count);
   if (p.type == WeightType::F32) return panels_loop<WeightType::F32>(out, x, N, p, bias, first, count);
   panels_loop<WeightType::BF16>(out, x, N, p, bias, first, count);
 }
 
 void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
                        int64_t count) {
-  if (w.type != WeightType::F32 && w.type != WeightType::BF16)
+  if (w.type != WeightType::F32 && w.type != WeightType::BF16 && w.type != WeightType::Q8_0)
     fail(ErrorKind::Unsupported, cat("matmul_panels_ref: ", weight_type_name(w.type), " rows are not supported"));
   const int64_t IC = w.cols, OC = w.rows;
   const auto* base = static_cast<const unsigned char*>(w.data);
+  if (w.type == WeightType::Q8_0) {
+    const RowsInput in(inp, N, IC, WeightType::Q8_0);  // the input's int8 blocks, as panel_input's
+    const int64_t B = IC / kQuantBlock;
+    for (int64_t o = first; o < first + count; ++o)
+      for (int64_t n = 0; n < N; ++n) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < B; ++b) {
+          const unsigned char* blk = base + o * w.row_bytes + b * kQ8_0BlockBytes;
+          // In int64: GCC 12 makes an int32 sum of int8 products vpdpbusd under -march=native,
+          // which reads one side as unsigned bytes (wrong numbers for negative weights).
+          int64_t dot = 0;
+          for (int k = 0; k < kQuantBlock; ++k)
+            dot += static_cast<int8_t>(blk[2 + k]) * in.q[static_cast<size_t>(n * IC + b * kQuantBlock + k)];
+          uint16_t dw;
+          std::memcpy(&dw, blk, 2);
+          acc = std::fma(static_cast<float>(dot), f16_to_f32(dw) * in.d[static_cast<size_t>(n * B + b)], acc);
+        }
+        out[n * OC + o] = bias ? acc + bias[o] : acc;
+      }
+    return;
+  }
   for (int64_t o = first; o < first + count; ++o) {
     const unsigned char* row = base + o * w.row_bytes;
     for (int64_t n = 0; n < N; ++n) {

@@ -1,8 +1,8 @@
 // The panel kernels (core/panels.h) against their plain twin, bit for bit: every output
 // element one chain over the features in order, whatever the number of input rows, the rows
 // asked for, the shapes' remainders (rows past a whole panel, odd bf16 rows) and the data
-// (random, integer sums, denormals for the bf16 flushes); and the same element whether its
-// input row is alone or one of many.
+// (random, integer sums, denormals for the bf16 flushes, q8_0's extreme bytes); and the same
+// element whether its input row is alone or one of many.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/panels.h"
+#include "core/quant.h"
 #include "core/rng.h"
 #include "core/rows.h"
 
@@ -23,18 +24,23 @@ struct Matrix {
   int64_t OC, IC;
   std::vector<float> f32;      // F32 rows
   std::vector<uint16_t> bf16;  // BF16 rows
+  std::vector<uint8_t> q8;     // Q8_0 rows
   WeightView view() const {
     if (type == WeightType::F32) return f32_weights(f32.data(), OC, IC);
+    if (type == WeightType::Q8_0) return {WeightType::Q8_0, q8.data(), OC, IC, IC / kQuantBlock * kQ8_0BlockBytes};
     return {WeightType::BF16, bf16.data(), OC, IC, IC * 2};
   }
 };
 
 Matrix random_matrix(WeightType type, int64_t OC, int64_t IC, Rng& rng, bool integers = false) {
-  Matrix m{type, OC, IC, {}, {}};
+  Matrix m{type, OC, IC, {}, {}, {}};
   std::vector<float> v(static_cast<size_t>(OC * IC));
   for (float& x : v) x = integers ? std::round(4 * rng.normal()) : rng.normal();
   if (type == WeightType::F32) {
     m.f32 = v;
+  } else if (type == WeightType::Q8_0) {
+    m.q8.resize(static_cast<size_t>(OC * IC / kQuantBlock * kQ8_0BlockBytes));
+    quantize_row(type, v.data(), OC * IC, m.q8.data());
   } else {
     for (float x : v) m.bf16.push_back(f32_to_bf16(x));
   }
@@ -81,6 +87,43 @@ TEST(Panels, EqualTheirTwinBitForBit) {
         expect_twin(m, x, N, bias.data(), OC / 3, OC - OC / 3 - 1);  // a range that cuts panels
       }
     }
+  for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 32}, {37, 64}, {130, 96}, {8, 32}, {200, 288}, {64, 2048}}) {
+    const Matrix m = random_matrix(WeightType::Q8_0, OC, IC, rng);
+    std::vector<float> bias(static_cast<size_t>(OC));
+    for (float& b : bias) b = rng.normal();
+    for (int64_t N : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 33}) {
+      const std::vector<float> x = random_input(N, IC, rng);
+      expect_twin(m, x, N, nullptr, 0, OC);
+      expect_twin(m, x, N, bias.data(), 0, OC);
+      expect_twin(m, x, N, bias.data(), OC / 3, OC - OC / 3 - 1);
+      expect_twin(m, x, N, nullptr, 16, OC - 16);  // whole panels not from the first
+    }
+  }
+}
+
+TEST(Panels, Q8EveryByteAndScaleIsItsTwins) {
+  // Weights at the int8 extremes (-128 too: a file may hold it, and w + 128 is then 0) and
+  // inputs whose blocks quantize to +-127, zero blocks (scale 0), and f16 scales from tiny to
+  // large: the integer dots and the offset's correction at their limits.
+  Rng rng(76);
+  const int64_t OC = 48, IC = 256;
+  Matrix m = random_matrix(WeightType::Q8_0, OC, IC, rng);
+  for (int64_t o = 0; o < OC; ++o)
+    for (int64_t b = 0; b < IC / kQuantBlock; ++b) {
+      uint8_t* blk = m.q8.data() + (o * IC / kQuantBlock + b) * kQ8_0BlockBytes;
+      const uint16_t scale = static_cast<uint16_t>(o % 3 == 0 ? 0x0001 : o % 3 == 1 ? 0x7BFF : 0x3C00);  // f16
+      std::memcpy(blk, &scale, 2);
+      for (int k = 0; k < kQuantBlock; ++k)
+        if ((o + b + k) % 3 == 0) blk[2 + k] = static_cast<uint8_t>((o + k) % 2 ? 0x80 : 0x7F);  // -128, 127
+    }
+  for (int64_t N : {1, 2, 6, 16}) {
+    std::vector<float> x = random_input(N, IC, rng);
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < kQuantBlock; ++k) x[static_cast<size_t>(n * IC + k)] = 0.0f;          // a zero block
+      for (int64_t k = 32; k < 64; ++k) x[static_cast<size_t>(n * IC + k)] = k % 2 ? -3.0f : 3.0f;  // all +-127
+    }
+    expect_twin(m, x, N, nullptr, 0, OC);
+  }
 }
 
 TEST(Panels, IntegerSumsAreExact) {
@@ -127,8 +170,8 @@ TEST(Panels, Bf16FlushesDenormalsAsTheInstruction) {
 
 TEST(Panels, AnInputRowGetsTheSameNumbersAloneOrInABatch) {
   Rng rng(74);
-  for (WeightType type : {WeightType::F32, WeightType::BF16}) {
-    const int64_t OC = 67, IC = 130, N = 21;
+  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0}) {
+    const int64_t OC = 67, IC = type == WeightType::Q8_0 ? 128 : 130, N = 21;
     const Matrix m = random_matrix(type, OC, IC, rng);
     const auto panels = make_panels(m.view());
     const std::vector<float> x = random_input(N, IC, rng);
@@ -150,22 +193,28 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
   // matmul_rows on a view with panels computes from them (not from the rows: changing the
   // rows after the panels were made does not change the product).
   Rng rng(75);
-  Matrix m = random_matrix(WeightType::F32, 40, 64, rng);
-  const auto panels = make_panels(m.view());
-  const std::vector<float> x = random_input(5, 64, rng);
-  std::vector<float> want(5 * 40), got(5 * 40);
-  matmul_panels_ref(want.data(), x.data(), m.view(), nullptr, 5, 0, 40);
-  for (float& v : m.f32) v = 0.0f;
-  WeightView w = m.view();
-  w.panels = panels.get();
-  matmul_rows(got.data(), x.data(), w, nullptr, 5, 0, 40);
-  EXPECT_EQ(got, want);
+  for (WeightType type : {WeightType::F32, WeightType::Q8_0}) {
+    Matrix m = random_matrix(type, 40, 64, rng);
+    const auto panels = make_panels(m.view());
+    const std::vector<float> x = random_input(5, 64, rng);
+    std::vector<float> want(5 * 40), got(5 * 40);
+    matmul_panels_ref(want.data(), x.data(), m.view(), nullptr, 5, 0, 40);
+    for (float& v : m.f32) v = 0.0f;
+    for (uint8_t& v : m.q8) v = 0;
+    WeightView w = m.view();
+    w.panels = panels.get();
+    matmul_rows(got.data(), x.data(), w, nullptr, 5, 0, 40);
+    EXPECT_EQ(got, want) << weight_type_name(type);
+  }
 }
 
 TEST(Panels, OtherTypesAreRefused) {
-  std::vector<uint8_t> q8(34 * 2);
-  const WeightView w{WeightType::Q8_0, q8.data(), 2, 32, 34};
+  std::vector<uint8_t> q4(18 * 2);
+  const WeightView w{WeightType::Q4_0, q4.data(), 2, 32, 18};
   EXPECT_THROW(make_panels(w), Error);
+  std::vector<uint8_t> q8(34 * 2);
+  const WeightView odd{WeightType::Q8_0, q8.data(), 1, 48, 68};  // a row off the blocks
+  EXPECT_THROW(make_panels(odd), Error);
 }
 
 }  // namespace
