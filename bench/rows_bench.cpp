@@ -35,6 +35,10 @@
 //                 one chain per element, 4 x 4 lanes of rows x inputs), held to their own
 //                 twin (matmul_panels_ref) bit for bit
 //   bf16 panels   the same on the bf16 rows' panels (vdpbf16ps pairs)
+//   q8_0 rows     the weights quantized to q8_0 and matmul_rows on their rows as decode ran
+//                 them before panels (the input in int8 blocks, 2 x 4 vpdpbusd tiles), held
+//                 to dot_q8_0; GB/s counts the q8_0 bytes
+//   q8_0 panels   the same on the q8_0 rows' panels (vpdpbusd, one chain per element)
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -52,6 +56,7 @@
 #include "core/dtype.h"
 #include "core/fma_peak.h"
 #include "core/panels.h"
+#include "core/quant.h"
 #include "core/rows.h"
 #include "core/threads.h"
 
@@ -228,11 +233,12 @@ void one_by_one_kernel(float* out, const float* inp, const float* W, int64_t OC,
 using Kernel = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 struct Variant {
   const char* name;
-  Kernel kernel;  // null: sgemm, or the library's matmul_rows on bf16 rows (bf16 set)
+  Kernel kernel;  // null: sgemm, or the library's matmul_rows on typed rows (type set)
   int packed;     // 0 plain layout, else the packed group's rows
   int64_t group;  // the rows shared out between threads in multiples of this
-  bool bf16 = false;  // the weights cast to bf16: matmul_rows with the input rounded once per matrix
-  bool panels = false;  // matmul_rows on a view with panels (core/panels.h), of the f32 or bf16 rows
+  lm::WeightType type = lm::WeightType::F32;  // else the weights cast to it: matmul_rows on them
+  bool panels = false;  // matmul_rows on a view with panels (core/panels.h) of the rows of `type`
+  bool typed() const { return type != lm::WeightType::F32; }
 };
 
 // Weights on transparent huge pages, as lm::Tensor allocates them.
@@ -261,9 +267,13 @@ struct Matrix {
   const float* w;
   const float* packed[9];  // by group rows (4 and 8 used)
   const uint16_t* bf16;    // w rounded to bf16
-  std::shared_ptr<const lm::WeightPanels> panels[2];  // of w and of bf16, made when a panels variant runs
-  lm::WeightView view(bool bf) const {
-    return bf ? lm::WeightView{lm::WeightType::BF16, bf16, OC, IC, IC * 2} : lm::f32_weights(w, OC, IC);
+  const uint8_t* q8;       // w quantized to q8_0
+  std::shared_ptr<const lm::WeightPanels> panels[3];  // of w, bf16 and q8, made when a panels variant runs
+  static int index(lm::WeightType t) { return t == lm::WeightType::BF16 ? 1 : t == lm::WeightType::Q8_0 ? 2 : 0; }
+  lm::WeightView view(lm::WeightType t) const {
+    if (t == lm::WeightType::BF16) return {t, bf16, OC, IC, IC * 2};
+    if (t == lm::WeightType::Q8_0) return {t, q8, OC, IC, IC / 32 * 34};
+    return lm::f32_weights(w, OC, IC);
   }
 };
 
@@ -308,16 +318,17 @@ int main(int argc, char** argv) {
 
   std::vector<Matrix> mats;
   for (int64_t l = 0; l < L; ++l) {
-    for (int k = 0; k < 4; ++k) mats.push_back({C, C, nullptr, {}, nullptr, {}});
-    mats.push_back({F, C, nullptr, {}, nullptr, {}});
-    mats.push_back({F, C, nullptr, {}, nullptr, {}});
-    mats.push_back({C, F, nullptr, {}, nullptr, {}});
+    for (int k = 0; k < 4; ++k) mats.push_back({C, C, nullptr, {}, nullptr, nullptr, {}});
+    mats.push_back({F, C, nullptr, {}, nullptr, nullptr, {}});
+    mats.push_back({F, C, nullptr, {}, nullptr, nullptr, {}});
+    mats.push_back({C, F, nullptr, {}, nullptr, nullptr, {}});
   }
-  if (!cache) mats.push_back({V, C, nullptr, {}, nullptr, {}});
+  if (!cache) mats.push_back({V, C, nullptr, {}, nullptr, nullptr, {}});
   // Weights: small values of both signs; with --cache one buffer of the largest matrix for all.
   const float* shared = nullptr;
   const float* shared_packed[9] = {};
   const uint16_t* shared_bf16 = nullptr;
+  const uint8_t* shared_q8 = nullptr;
   double bytes = 0, flops = 0;
   for (Matrix& m : mats) {
     bytes += 4.0 * m.OC * m.IC;
@@ -326,6 +337,7 @@ int main(int argc, char** argv) {
       m.w = shared;
       for (int R : {4, 8}) m.packed[R] = shared_packed[R];
       m.bf16 = shared_bf16;
+      m.q8 = shared_q8;
       continue;
     }
     const int64_t n = cache ? F * C : m.OC * m.IC;
@@ -335,6 +347,9 @@ int main(int argc, char** argv) {
     auto* b = reinterpret_cast<uint16_t*>(allocate((n + 1) / 2));
     for (int64_t i = 0; i < n; ++i) b[i] = lm::f32_to_bf16(w[i]);
     m.bf16 = b;
+    auto* q = reinterpret_cast<uint8_t*>(allocate((n / 32 * 34 + 3) / 4));
+    lm::quantize_row(lm::WeightType::Q8_0, w, n, q);
+    m.q8 = q;
     for (int R : {4, 8}) {
       float* p = allocate(n);
       pack(p, w, n / m.IC, m.IC, R);
@@ -343,6 +358,7 @@ int main(int argc, char** argv) {
     if (cache) {
       shared = m.w;
       shared_bf16 = m.bf16;
+      shared_q8 = m.q8;
       for (int R : {4, 8}) shared_packed[R] = m.packed[R];
     }
   }
@@ -370,28 +386,33 @@ int main(int argc, char** argv) {
       {"packed 4x4 c", packed_kernel<4, 4, 256>, 4, 8},
       {"packed 8x3 c", packed_kernel<8, 3, 256>, 8, 8},
       {"sgemm", nullptr, 0, 0},
-      {"bf16 dot", nullptr, 0, 4, true},
-      {"panels", nullptr, 0, 16, false, true},
-      {"bf16 panels", nullptr, 0, 16, true, true},
+      {"bf16 dot", nullptr, 0, 4, lm::WeightType::BF16},
+      {"panels", nullptr, 0, 16, lm::WeightType::F32, true},
+      {"bf16 panels", nullptr, 0, 16, lm::WeightType::BF16, true},
+      {"q8_0 rows", nullptr, 0, 4, lm::WeightType::Q8_0},
+      {"q8_0 panels", nullptr, 0, 16, lm::WeightType::Q8_0, true},
   };
   auto selected = [&](const Variant& v) { return only.empty() || only.find(std::string(",").append(v.name).append(",")) != std::string::npos; };
-  for (const Variant& v : variants)  // the panels of each matrix (shared ones once)
+  for (const Variant& v : variants)  // the panels of each matrix (with --cache, once a shape)
     if (v.panels && selected(v))
       for (Matrix& m : mats) {
-        if (cache && &m != &mats[0]) m.panels[v.bf16] = mats[0].panels[v.bf16];
-        else m.panels[v.bf16] = lm::make_panels(m.view(v.bf16));
+        const int t = Matrix::index(v.type);
+        const auto same = std::find_if(mats.begin(), mats.end(), [&](const Matrix& e) {
+          return e.panels[t] && e.OC == m.OC && e.IC == m.IC;
+        });
+        m.panels[t] = cache && same != mats.end() ? same->panels[t] : lm::make_panels(m.view(v.type));
       }
   auto run_matrix = [&](const Variant& v, const Matrix& m) {
     if (v.panels) {  // as matmul_forward runs them: the input prepared once, whole panels shared out
-      lm::WeightView w = m.view(v.bf16);
-      w.panels = m.panels[v.bf16].get();
+      lm::WeightView w = m.view(v.type);
+      w.panels = m.panels[Matrix::index(v.type)].get();
       const lm::RowsInput in(inp.data(), N, w);
       return lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(16, (int64_t{32} << 10) / m.IC), v.group,
                                          [&](int64_t lo, int64_t hi) { lm::matmul_rows(out.data(), in, w, nullptr, lo, hi - lo); });
     }
-    if (v.bf16) {  // as matmul_forward runs typed weights: the input prepared once, the rows shared out
-      const lm::WeightView w{lm::WeightType::BF16, m.bf16, m.OC, m.IC, m.IC * 2};
-      const lm::RowsInput in(inp.data(), N, m.IC, lm::WeightType::BF16);
+    if (v.typed()) {  // as matmul_forward runs typed weights: the input prepared once, the rows shared out
+      const lm::WeightView w = m.view(v.type);
+      const lm::RowsInput in(inp.data(), N, m.IC, v.type);
       return lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(1, (int64_t{32} << 10) / m.IC), v.group,
                                          [&](int64_t lo, int64_t hi) { lm::matmul_rows(out.data(), in, w, nullptr, lo, hi - lo); });
     }
@@ -400,19 +421,24 @@ int main(int argc, char** argv) {
     lm::parallel_chunks_grouped(m.OC, std::max<int64_t>(1, (int64_t{32} << 10) / m.IC), v.group,
                                 [&](int64_t lo, int64_t hi) { v.kernel(out.data(), inp.data(), W, m.OC, m.IC, N, lo, hi - lo); });
   };
-  // Every kernel but sgemm against its row-dot (dot_f32, dot_bf16) one element at a time, bit
+  // Every kernel but sgemm against its row-dot (dot_f32, dot_bf16, dot_q8_0) one element at a time, bit
   // for bit, on every matrix.
   std::vector<bool> same(variants.size(), true);
   for (size_t k = 0; k < variants.size(); ++k) {
-    if (!selected(variants[k]) || !(variants[k].kernel || variants[k].bf16 || variants[k].panels)) continue;
+    if (!selected(variants[k]) || !(variants[k].kernel || variants[k].typed() || variants[k].panels)) continue;
     for (const Matrix& m : mats) {
       if (cache && &m != &mats[4]) continue;  // the same buffer under every matrix: one check
-      const lm::WeightType type = variants[k].bf16 ? lm::WeightType::BF16 : lm::WeightType::F32;
-      const lm::WeightView w = variants[k].bf16 ? lm::WeightView{type, m.bf16, m.OC, m.IC, m.IC * 2}
-                                                : lm::f32_weights(m.w, m.OC, m.IC);
+      const lm::WeightType type = variants[k].type;
+      const lm::WeightView w = m.view(type);
       if (variants[k].panels)  // the panels' own twin: one chain per element
         lm::matmul_panels_ref(want.data(), inp.data(), w, nullptr, N, 0, m.OC);
-      else
+      else if (type == lm::WeightType::Q8_0) {  // dot_q8_0 of each pair
+        const lm::RowsInput in(inp.data(), N, m.IC, type);
+        for (int64_t o = 0; o < m.OC; ++o)
+          for (int64_t n = 0; n < N; ++n)
+            want[static_cast<size_t>(n * m.OC + o)] = lm::dot_q8_0(m.q8 + o * (m.IC / 32 * 34), in.q.data() + n * m.IC,
+                                                                   in.d.data() + n * (m.IC / 32), m.IC);
+      } else
         lm::matmul_rows_one_by_one(want.data(), lm::RowsInput(inp.data(), N, m.IC, type), w, nullptr, 0, m.OC);
       run_matrix(variants[k], m);
       same[k] = same[k] && std::memcmp(out.data(), want.data(), static_cast<size_t>(N * m.OC) * sizeof(float)) == 0;
@@ -442,13 +468,14 @@ int main(int argc, char** argv) {
     std::vector<double> t = times[k];
     std::sort(t.begin(), t.end());
     const double median = t[t.size() / 2];
-    const double streamed = variants[k].bf16 ? bytes / 2 : bytes;
+    const double streamed = variants[k].type == lm::WeightType::BF16 ? bytes / 2
+                            : variants[k].type == lm::WeightType::Q8_0 ? bytes * 34 / 128 : bytes;
     std::printf("%-14s %9.2f %8.1f %9.0f %7.0f%% %s\n", variants[k].name, median * 1e3, streamed / median / 1e9,
                 flops / median / 1e9, 100 * flops / median / peak,
                 variants[k].panels ? (same[k] ? "own chain" : "NO")
-                : variants[k].kernel || variants[k].bf16 ? (same[k] ? "yes" : "NO") : "no (another order)");
+                : variants[k].kernel || variants[k].typed() ? (same[k] ? "yes" : "NO") : "no (another order)");
   }
   for (size_t k = 0; k < variants.size(); ++k)
-    if ((variants[k].kernel || variants[k].bf16 || variants[k].panels) && selected(variants[k]) && !same[k]) return 1;
+    if ((variants[k].kernel || variants[k].typed() || variants[k].panels) && selected(variants[k]) && !same[k]) return 1;
   return 0;
 }
