@@ -97,6 +97,10 @@ struct RowsInput {
   std::vector<uint16_t> bf;  // [N, IC]     bf16 only: the rows rounded to bf16 (round_input_bf16)
   std::vector<uint32_t> panel_x;  // a view with panels only (panel_input)
 };
+// Whether RowsInput(inp, N, a) serves b too (one type, both with panels or both without).
+inline bool same_rows_input(const WeightView& a, const WeightView& b) {
+  return a.type == b.type && !a.panels == !b.panels;
+}
 
 // For weight rows o in [first, first + count) and input rows n in [0, N):
 //   out [N, OC] at [n, o] = inp [N, IC] row n . w row o (+ bias [OC] at o; bias may be null).

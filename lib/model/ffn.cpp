@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <optional>
 
 namespace lm {
 
@@ -33,7 +34,10 @@ void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, con
   }
   require_row_kernel(w1_rows.type);
   require_row_kernel(w3_rows.type);
-  const RowsInput in1(inp, N, w1_rows), in3(inp, N, w3_rows);
+  const RowsInput in1(inp, N, w1_rows);
+  std::optional<RowsInput> own3;  // w3's input, when w1's does not serve it
+  if (!same_rows_input(w1_rows, w3_rows)) own3.emplace(inp, N, w3_rows);
+  const RowsInput& in3 = own3 ? *own3 : in1;
   // Row by row, w1 then w3: two weight streams in flight through each piece. A piece of w1
   // rows and then the same rows of w3 (one matmul_rows call each) decoded stories110m about
   // 4% slower (fraction of the bandwidth bound, 35 timed runs each, paired).

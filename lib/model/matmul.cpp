@@ -228,12 +228,11 @@ void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const flo
   // type, and whether it has panels.
   std::vector<RowsInput> inputs;
   std::vector<size_t> which;
-  auto same_input = [](const WeightView& a, const WeightView& b) { return a.type == b.type && !a.panels == !b.panels; };
   bool panels = false;  // pieces of whole panels when any part has them (its rows: a multiple of 16 in practice)
   for (const MatmulViewPart& p : parts) {
     panels = panels || p.weight->panels;
     size_t k = 0;
-    while (k < which.size() && !same_input(*parts.begin()[k].weight, *p.weight)) ++k;
+    while (k < which.size() && !same_rows_input(*parts.begin()[k].weight, *p.weight)) ++k;
     if (k < which.size()) {
       which.push_back(which[k]);
     } else {
