@@ -69,30 +69,69 @@ void few_plain(float* res, int64_t stride, const uint32_t* panels, int64_t np, c
       }
 }
 
-// q8_0: an input block's record in panel_input's rows (8 words of int8 features, the scale's
-// bits, -128 x the sum of the int8 values), and the most inputs a pass over a panel takes.
+// The int8-block types (q8_0, q4_0, q4_K): an input block's record in panel_input's rows (8
+// words of 32 int8 features, the scale's bits, then for q8_0 -128 x the sum of the int8
+// values, for q4_0 -8 x that sum, for q4_K the sum times the scale: float bits), and the most
+// inputs a pass over a panel takes.
 constexpr int64_t kQ8Record = 10;
 constexpr int64_t kQ8Pass = 8;
 
-// np q8_0 panels (blocks w + (p * B + b) * 128 words, scales sc + (p * B + b) * 16) against J
-// inputs (records x + j * xstride + b * kQ8Record): input j's results (+ bias) at dst + j * stride.
-[[maybe_unused]] void q8_plain(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
-              int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
+// Words of a panel: q8_0 eight lines a block; q4_0 four (a byte holds features k and k + 16 of
+// its line's four as nibbles); q4_K per super-block its 8 sub-blocks' four lines, then the 16
+// rows' f16 d and dmin (16 words), their 6-bit scales and mins as bytes (8 x 16 each).
+constexpr int64_t kQ4KSuper = 8 * 64 + 16 + 32 + 32;
+template <WeightType T>
+int64_t panel_words(int64_t B) {
+  return T == WeightType::Q8_0 ? B * 128 : T == WeightType::Q4_0 ? B * 64 : B / 8 * kQ4KSuper;
+}
+
+// One element's chain from a panel (row r of the panel at w, its q8_0/q4_0 scales at sc) and
+// an input's records: per block the integer dot of the stored unsigned levels and the int8
+// features plus the record's offset term (q4_K: none), then one fma with the scales' product
+// (q4_K: d * sc and then the min, -(dmin * m) times the record's sum term).
+template <WeightType T>
+float int_chain(const uint32_t* w, const uint16_t* sc, int64_t B, int r, const uint32_t* x) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < B; ++b) {
+    const uint32_t* rec = x + b * kQ8Record;
+    int32_t isum = T == WeightType::Q4_K ? 0 : static_cast<int32_t>(rec[9]);
+    for (int k = 0; k < kQuantBlock; ++k) {
+      const int xk = static_cast<int8_t>((rec[k / 4] >> 8 * (k % 4)) & 0xFF);
+      int level;
+      if constexpr (T == WeightType::Q8_0) {
+        level = static_cast<int>((w[(b * 8 + k / 4) * 16 + r] >> 8 * (k % 4)) & 0xFF);
+      } else {
+        const int line = (k % 16) / 4, byte = k % 4;
+        const uint32_t* lines = T == WeightType::Q4_0 ? w + b * 64 : w + (b / 8) * kQ4KSuper + (b % 8) * 64;
+        level = static_cast<int>((lines[line * 16 + r] >> (8 * byte + (k < 16 ? 0 : 4))) & 0x0F);
+      }
+      isum += level * xk;
+    }
+    const float dx = bits_float(rec[8]);
+    if constexpr (T == WeightType::Q4_K) {
+      const uint32_t* sb = w + (b / 8) * kQ4KSuper;
+      const auto* half = reinterpret_cast<const uint16_t*>(sb + 512);
+      const auto* bytes = reinterpret_cast<const uint8_t*>(sb + 528);
+      const float scale = f16_to_f32(half[r]) * static_cast<float>(bytes[(b % 8) * 16 + r]);
+      const float min = f16_to_f32(half[16 + r]) * static_cast<float>(bytes[128 + (b % 8) * 16 + r]);
+      acc = std::fma(static_cast<float>(isum), scale * dx, acc);
+      acc = std::fma(-min, bits_float(rec[9]), acc);
+    } else {
+      acc = std::fma(static_cast<float>(isum), f16_to_f32(sc[b * 16 + r]) * dx, acc);
+    }
+  }
+  return acc;
+}
+
+// np panels of type T (panel p at w + p * panel_words, its scales at sc + p * B * 16) against
+// J inputs (records x + j * xstride + b * kQ8Record): input j's results (+ bias) at dst + j * stride.
+template <WeightType T>
+[[maybe_unused]] void int_plain(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc,
+                                int64_t B, int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
   for (int64_t j = 0; j < J; ++j)
     for (int64_t p = 0; p < np; ++p)
       for (int r = 0; r < 16; ++r) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < B; ++b) {
-          const uint32_t* rec = x + j * xstride + b * kQ8Record;
-          auto isum = static_cast<int32_t>(rec[9]);
-          for (int s = 0; s < 8; ++s) {
-            const uint32_t wd = w[((p * B + b) * 8 + s) * 16 + r], xd = rec[s];
-            for (int t = 0; t < 4; ++t)
-              isum += static_cast<int32_t>((wd >> 8 * t) & 0xFF) * static_cast<int8_t>((xd >> 8 * t) & 0xFF);
-          }
-          const float dw = f16_to_f32(sc[(p * B + b) * 16 + r]);
-          acc = std::fma(static_cast<float>(isum), dw * bits_float(rec[8]), acc);
-        }
+        const float acc = int_chain<T>(w + p * panel_words<T>(B), sc ? sc + p * B * 16 : sc, B, r, x + j * xstride);
         dst[j * stride + p * 16 + r] = bias ? acc + bias[p * 16 + r] : acc;
       }
 }
@@ -272,6 +311,103 @@ void q8_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w,
   for (; p < np; ++p)
     q8_fast<1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * B * 128, sc + p * B * 16, B, x, xstride);
 }
+
+// q4_0 and q4_K panels as q8_fast: each line's nibbles unpacked once for the pass (low: the
+// line's features of the block's first half, high: of its second), two vpdpbusd per line and
+// input. q4_0 starts each integer sum at -8 x the input block's sum (the levels' offset) and
+// scales by its f16 scales; q4_K's sums start at zero, its scales are d * sc (the 6-bit
+// scales widened and multiplied by d once per sub-block and panel, exactly), and its mins
+// follow in a second fma: -(dmin * m) times the input block's scaled sum.
+template <WeightType T, int NP, int J>
+[[gnu::noinline]] void q4_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc,
+                               int64_t B, const uint32_t* x, int64_t xstride) {
+  constexpr bool K = T == WeightType::Q4_K;
+  const int64_t words = panel_words<T>(B);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  __m512 acc[NP][J];
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < B; ++b) {
+    __m512i isum[NP][J];
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      const __m512i start =
+          K ? _mm512_setzero_si512() : _mm512_set1_epi32(static_cast<int>(x[j * xstride + b * kQ8Record + 9]));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) isum[p][j] = start;
+    }
+#pragma GCC unroll 4
+    for (int l = 0; l < 4; ++l) {
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) {
+        const uint32_t* line = w + p * words + (K ? (b / 8) * kQ4KSuper + (b % 8) * 64 : b * 64) + l * 16;
+        _mm_prefetch(reinterpret_cast<const char*>(line) + kQ8PrefetchBytes, _MM_HINT_T0);
+        const __m512i packed = _mm512_load_si512(line);
+        const __m512i lo = _mm512_and_si512(packed, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+          const uint32_t* rec = x + j * xstride + b * kQ8Record;
+          isum[p][j] = _mm512_dpbusd_epi32(isum[p][j], lo, _mm512_set1_epi32(static_cast<int>(rec[l])));
+          isum[p][j] = _mm512_dpbusd_epi32(isum[p][j], hi, _mm512_set1_epi32(static_cast<int>(rec[4 + l])));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) {
+      __m512 scale, min = _mm512_setzero_ps();
+      if constexpr (K) {
+        const uint32_t* sb = w + p * words + (b / 8) * kQ4KSuper;
+        const auto* bytes = reinterpret_cast<const uint8_t*>(sb + 528) + (b % 8) * 16;
+        auto widen = [](const uint8_t* v) {
+          return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))));
+        };
+        scale = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 512))), widen(bytes));
+        min = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 520))),
+                            widen(bytes + 128));
+      } else {
+        const uint16_t* s16 = sc + (p * B + b) * 16;
+        if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(s16) + kQ8PrefetchBytes / 8, _MM_HINT_T0);
+        scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s16)));
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) {
+        const uint32_t* rec = x + j * xstride + b * kQ8Record;
+        const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(bits_float(rec[8])));
+        acc[p][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][j]), s, acc[p][j]);
+        if constexpr (K) acc[p][j] = _mm512_fnmadd_ps(min, _mm512_set1_ps(bits_float(rec[9])), acc[p][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p) {
+    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j)
+      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
+  }
+}
+
+template <WeightType T, int NP, int J>
+void q4_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+               int64_t np, const uint32_t* x, int64_t xstride) {
+  const int64_t words = panel_words<T>(B);
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP)
+    q4_fast<T, NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, sc ? sc + p * B * 16 : sc, B,
+                      x, xstride);
+  for (; p < np; ++p)
+    q4_fast<T, 1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, sc ? sc + p * B * 16 : sc, B,
+                     x, xstride);
+}
+
+template <WeightType T, int NP, int J>
+void int_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+                int64_t np, const uint32_t* x, int64_t xstride) {
+  if constexpr (T == WeightType::Q8_0) q8_chunks<NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
+  else q4_chunks<T, NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
+}
 #endif
 
 #pragma GCC diagnostic pop
@@ -366,33 +502,37 @@ void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p
   }
 }
 
-// q8_plain or the fast kernel for J <= kQ8Pass inputs.
-void q8_run(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
-            int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
+// The plain loops or the fast kernels for J <= kQ8Pass inputs.
+template <WeightType T>
+void int_run(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
+             int64_t np, const uint32_t* x, int64_t xstride, int64_t J) {
 #if defined(__AVX512VNNI__)
   switch (J) {
-    case 1: return q8_chunks<8, 1>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 2: return q8_chunks<4, 2>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 3: return q8_chunks<2, 3>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 4: return q8_chunks<2, 4>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 5: return q8_chunks<1, 5>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 6: return q8_chunks<1, 6>(dst, stride, bias, w, sc, B, np, x, xstride);
-    case 7: return q8_chunks<1, 7>(dst, stride, bias, w, sc, B, np, x, xstride);
-    default: return q8_chunks<1, 8>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 1: return int_chunks<T, 8, 1>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 2: return int_chunks<T, 4, 2>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 3: return int_chunks<T, 2, 3>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 4: return int_chunks<T, 2, 4>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 5: return int_chunks<T, 1, 5>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 6: return int_chunks<T, 1, 6>(dst, stride, bias, w, sc, B, np, x, xstride);
+    case 7: return int_chunks<T, 1, 7>(dst, stride, bias, w, sc, B, np, x, xstride);
+    default: return int_chunks<T, 1, 8>(dst, stride, bias, w, sc, B, np, x, xstride);
   }
 #else
-  q8_plain(dst, stride, bias, w, sc, B, np, x, xstride, J);
+  int_plain<T>(dst, stride, bias, w, sc, B, np, x, xstride, J);
 #endif
 }
 
-// q8_0 panels: runs of whole panels write in place, a panel at a time against the inputs in
-// passes of up to kQ8Pass (its lines stay in L1 between the passes); the others (the range's
-// ends, the matrix's last rows) through res.
-void panels_loop_q8(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
-                    int64_t count) {
+// Panels of the int8-block types: runs of whole panels write in place, a panel at a time
+// against the inputs in passes of up to kQ8Pass (its lines stay in L1 between the passes); the
+// others (the range's ends, the matrix's last rows) through res.
+template <WeightType T>
+void panels_loop_int(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
+                     int64_t count) {
   const int64_t OC = p.rows, B = p.cols / kQuantBlock, end = first + count, xstride = B * kQ8Record;
+  const int64_t words = panel_words<T>(B);
   const uint32_t* data = p.data.data<uint32_t>();
-  const uint16_t* scales = p.scales.data<uint16_t>();
+  const uint16_t* scales = T == WeightType::Q4_K ? nullptr : p.scales.data<uint16_t>();
+  auto panel_scales = [&](int64_t q) { return scales ? scales + q * B * 16 : nullptr; };
   const int64_t p0 = first / 16, p1 = (end + 15) / 16;
   auto whole = [&](int64_t q) { return q * 16 >= first && q * 16 + 16 <= std::min(end, OC); };
   // Panels a group: with one or two inputs several panels' streams in flight.
@@ -402,7 +542,7 @@ void panels_loop_q8(float* out, const uint32_t* x, int64_t N, const WeightPanels
     if (!whole(q)) {
       for (int64_t n = 0; n < N; n += kQ8Pass) {
         const int64_t J = std::min(kQ8Pass, N - n);
-        q8_run(res, 16, nullptr, data + q * B * 128, scales + q * B * 16, B, 1, x + n * xstride, xstride, J);
+        int_run<T>(res, 16, nullptr, data + q * words, panel_scales(q), B, 1, x + n * xstride, xstride, J);
         for (int64_t j = 0; j < J; ++j)
           for (int64_t o = std::max(first, q * 16); o < std::min(end, q * 16 + 16); ++o) {
             const float v = res[j * 16 + o - q * 16];
@@ -415,10 +555,16 @@ void panels_loop_q8(float* out, const uint32_t* x, int64_t N, const WeightPanels
     int64_t np = 1;
     while (np < group && q + np < p1 && whole(q + np)) ++np;
     for (int64_t n = 0; n < N; n += kQ8Pass)
-      q8_run(out + n * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * B * 128, scales + q * B * 16, B, np,
-             x + n * xstride, xstride, std::min(kQ8Pass, N - n));
+      int_run<T>(out + n * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * words, panel_scales(q), B, np,
+                 x + n * xstride, xstride, std::min(kQ8Pass, N - n));
     q += np;
   }
+}
+
+// The types with panels.
+bool panel_type(WeightType t) {
+  return t == WeightType::F32 || t == WeightType::BF16 || t == WeightType::Q8_0 || t == WeightType::Q4_0 ||
+         t == WeightType::Q4_K;
 }
 
 }  // namespace
@@ -431,7 +577,7 @@ bool has_panel_kernels(WeightType type) {
   if (type == WeightType::BF16) return true;
 #endif
 #if defined(__AVX512VNNI__)
-  if (type == WeightType::Q8_0) return true;
+  if (type == WeightType::Q8_0 || type == WeightType::Q4_0 || type == WeightType::Q4_K) return true;
 #endif
   (void)type;
   return false;
@@ -465,18 +611,70 @@ void fill_q8_panels(WeightPanels& p, const WeightView& w) {
   });
 }
 
+// q4_0 and q4_K panels: a block's 32 levels (0..15) of 16 rows in four lines, line l's byte
+// 4r + b holding feature 4l + b in its low nibble and 16 + 4l + b in its high one. q4_0: the
+// rows' f16 scales beside; q4_K: after a super-block's 8 blocks, the rows' d and dmin and
+// their blocks' 6-bit scales and mins (rows past the matrix: zeros throughout).
+void put_nibbles(uint8_t* lines, int64_t r, const uint8_t levels[32]) {
+  for (int k = 0; k < 16; ++k)
+    lines[(k / 4) * 64 + r * 4 + k % 4] = static_cast<uint8_t>(levels[k] | levels[16 + k] << 4);
+}
+
+template <WeightType T>
+void fill_q4_panels(WeightPanels& p, const WeightView& w) {
+  const int64_t P = (w.rows + 15) / 16, B = w.cols / kQuantBlock, words = panel_words<T>(B);
+  p.data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * words, 1)});
+  if (T == WeightType::Q4_0) p.scales = Tensor::zeros(DType::U16, {std::max<int64_t>(P * B * 16, 1)});
+  uint32_t* d = p.data.data_mut<uint32_t>();
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  parallel_chunks(P, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; ++q)
+      for (int64_t r = 0; r < std::min<int64_t>(16, w.rows - q * 16); ++r) {
+        const unsigned char* row = base + (q * 16 + r) * w.row_bytes;
+        uint8_t levels[32];
+        if constexpr (T == WeightType::Q4_0) {
+          uint16_t* sc = p.scales.data_mut<uint16_t>();
+          for (int64_t b = 0; b < B; ++b) {
+            const unsigned char* blk = row + b * kQ4_0BlockBytes;
+            std::memcpy(sc + (q * B + b) * 16 + r, blk, 2);
+            for (int k = 0; k < 16; ++k) levels[k] = blk[2 + k] & 0x0F, levels[16 + k] = blk[2 + k] >> 4;
+            put_nibbles(reinterpret_cast<uint8_t*>(d + q * words + b * 64), r, levels);
+          }
+        } else {
+          for (int64_t s = 0; s < B / 8; ++s) {
+            const unsigned char* blk = row + s * kQ4_KBlockBytes;
+            uint32_t* sb = d + q * words + s * kQ4KSuper;
+            auto* half = reinterpret_cast<uint16_t*>(sb + 512);
+            auto* bytes = reinterpret_cast<uint8_t*>(sb + 528);
+            std::memcpy(half + r, blk, 2);
+            std::memcpy(half + 16 + r, blk + 2, 2);
+            for (int j = 0; j < 8; ++j) {
+              int sc, m;
+              q4_K_sub_block(blk, j, sc, m, levels);
+              bytes[j * 16 + r] = static_cast<uint8_t>(sc);
+              bytes[128 + j * 16 + r] = static_cast<uint8_t>(m);
+              put_nibbles(reinterpret_cast<uint8_t*>(sb + j * 64), r, levels);
+            }
+          }
+        }
+      }
+  });
+}
+
 }  // namespace
 
 std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
-  if (w.type != WeightType::F32 && w.type != WeightType::BF16 && w.type != WeightType::Q8_0)
+  if (!panel_type(w.type))
     fail(ErrorKind::Unsupported, cat("weight panels: ", weight_type_name(w.type), " rows are not supported"));
   auto p = std::make_shared<WeightPanels>();
   p->type = w.type;
   p->rows = w.rows;
   p->cols = w.cols;
-  if (w.type == WeightType::Q8_0) {
+  if (weight_type_blocked(w.type)) {
     weight_row_bytes(w.type, w.cols, "weight panels");  // a Data error for a row length off the blocks
-    fill_q8_panels(*p, w);
+    if (w.type == WeightType::Q8_0) fill_q8_panels(*p, w);
+    else if (w.type == WeightType::Q4_0) fill_q4_panels<WeightType::Q4_0>(*p, w);
+    else fill_q4_panels<WeightType::Q4_K>(*p, w);
     return p;
   }
   const int64_t S = p->steps(), P = (w.rows + 15) / 16, IC = w.cols;
@@ -506,7 +704,7 @@ std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
 }
 
 void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::vector<uint32_t>& out) {
-  if (type == WeightType::Q8_0) {
+  if (weight_type_blocked(type)) {
     const int64_t B = IC / kQuantBlock;
     out.assign(static_cast<size_t>(N * B * kQ8Record), 0);
     std::vector<int8_t> q(static_cast<size_t>(IC));
@@ -519,7 +717,8 @@ void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::
         int32_t sum = 0;
         for (int k = 0; k < kQuantBlock; ++k) sum += q[static_cast<size_t>(b * kQuantBlock + k)];
         rec[8] = float_bits(d[static_cast<size_t>(b)]);
-        rec[9] = static_cast<uint32_t>(-128 * sum);
+        rec[9] = type == WeightType::Q4_K ? float_bits(static_cast<float>(sum) * d[static_cast<size_t>(b)])
+                                          : static_cast<uint32_t>((type == WeightType::Q4_0 ? -8 : -128) * sum);
       }
     }
     return;
@@ -547,14 +746,16 @@ void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::
 void matmul_panels(float* out, const uint32_t* x, int64_t N, const WeightPanels& p, const float* bias, int64_t first,
                    int64_t count) {
   if (N <= 0 || count <= 0) return;
-  if (p.type == WeightType::Q8_0) return panels_loop_q8(out, x, N, p, bias, first, count);
+  if (p.type == WeightType::Q8_0) return panels_loop_int<WeightType::Q8_0>(out, x, N, p, bias, first, count);
+  if (p.type == WeightType::Q4_0) return panels_loop_int<WeightType::Q4_0>(out, x, N, p, bias, first, count);
+  if (p.type == WeightType::Q4_K) return panels_loop_int<WeightType::Q4_K>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::F32) return panels_loop<WeightType::F32>(out, x, N, p, bias, first, count);
   panels_loop<WeightType::BF16>(out, x, N, p, bias, first, count);
 }
 
 void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const float* bias, int64_t N, int64_t first,
                        int64_t count) {
-  if (w.type != WeightType::F32 && w.type != WeightType::BF16 && w.type != WeightType::Q8_0)
+  if (!panel_type(w.type))
     fail(ErrorKind::Unsupported, cat("matmul_panels_ref: ", weight_type_name(w.type), " rows are not supported"));
   const int64_t IC = w.cols, OC = w.rows;
   const auto* base = static_cast<const unsigned char*>(w.data);
@@ -574,6 +775,45 @@ void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const 
           uint16_t dw;
           std::memcpy(&dw, blk, 2);
           acc = std::fma(static_cast<float>(dot), f16_to_f32(dw) * in.d[static_cast<size_t>(n * B + b)], acc);
+        }
+        out[n * OC + o] = bias ? acc + bias[o] : acc;
+      }
+    return;
+  }
+  if (w.type == WeightType::Q4_0 || w.type == WeightType::Q4_K) {
+    const RowsInput in(inp, N, IC, w.type);
+    const int64_t B = IC / kQuantBlock;
+    for (int64_t o = first; o < first + count; ++o)
+      for (int64_t n = 0; n < N; ++n) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < B; ++b) {
+          const int8_t* q = in.q.data() + n * IC + b * kQuantBlock;
+          const float dx = in.d[static_cast<size_t>(n * B + b)];
+          uint8_t levels[32];
+          float scale, min = 0.0f;
+          if (w.type == WeightType::Q4_0) {
+            const unsigned char* blk = base + o * w.row_bytes + b * kQ4_0BlockBytes;
+            for (int k = 0; k < 16; ++k) levels[k] = blk[2 + k] & 0x0F, levels[16 + k] = blk[2 + k] >> 4;
+            uint16_t dw;
+            std::memcpy(&dw, blk, 2);
+            scale = f16_to_f32(dw);
+          } else {
+            const unsigned char* blk = base + o * w.row_bytes + (b / 8) * kQ4_KBlockBytes;
+            int sc, m;
+            q4_K_sub_block(blk, static_cast<int>(b % 8), sc, m, levels);
+            uint16_t dw, dmin;
+            std::memcpy(&dw, blk, 2);
+            std::memcpy(&dmin, blk + 2, 2);
+            scale = f16_to_f32(dw) * static_cast<float>(sc);
+            min = f16_to_f32(dmin) * static_cast<float>(m);
+          }
+          int64_t dot = 0, sum = 0;  // int64: see above
+          for (int k = 0; k < kQuantBlock; ++k) {
+            dot += (levels[k] - (w.type == WeightType::Q4_0 ? 8 : 0)) * q[k];
+            sum += q[k];
+          }
+          acc = std::fma(static_cast<float>(dot), scale * dx, acc);
+          if (w.type == WeightType::Q4_K) acc = std::fma(-min, static_cast<float>(sum) * dx, acc);
         }
         out[n * OC + o] = bias ? acc + bias[o] : acc;
       }

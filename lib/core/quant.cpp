@@ -313,6 +313,12 @@ int q4_K_level(const unsigned char* blk, int e) {
 
 }  // namespace
 
+void q4_K_sub_block(const void* superblock, int j, int& sc, int& m, uint8_t levels[32]) {
+  const auto* p = static_cast<const unsigned char*>(superblock);
+  q4_K_scale_min(j, p + 4, sc, m);
+  for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(q4_K_level(p, 32 * j + i));
+}
+
 void quantize_row(WeightType type, const float* x, int64_t n, void* out) {
   auto* o = static_cast<unsigned char*>(out);
   switch (type) {

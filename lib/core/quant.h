@@ -70,6 +70,10 @@ void quantize_row(WeightType type, const float* x, int64_t n, void* out);
 // Decodes n weights of `type` to floats (exact: every stored value is a float).
 void dequantize_row(WeightType type, const void* in, int64_t n, float* out);
 
+// Sub-block j (0..7) of a q4_K super-block: its 6-bit scale and min and its 32 nibbles (weight
+// i = d * sc * levels[i] - dmin * m).
+void q4_K_sub_block(const void* superblock, int j, int& sc, int& m, uint8_t levels[32]);
+
 // One input row in int8 blocks: q [n], d [n / 32] (scale of each block), s [n / 32] = 8 * d * sum(q)
 // of the block (what q4_0's offset of 8 costs). n % 32 == 0.
 void quantize_input_q8(const float* x, int64_t n, int8_t* q, float* d, float* s);

@@ -131,50 +131,59 @@ TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
 }
 
 TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
-  // f32, bf16 and q8_0 matrices on panels (core/panels.h), as lm-generate runs them: the
-  // batched steps equal the one-sequence steps bit for bit, and the logits are the row
-  // kernel's within float rounding (the same products summed in another order).
+  // f32, bf16, q8_0, q4_0 and q4_K matrices on panels (core/panels.h), as lm-generate runs
+  // them: the batched steps equal the one-sequence steps bit for bit, and the logits are the
+  // row kernel's within float rounding (the same products summed in another order).
+  ModelConfig wide = llama_config();  // rows of whole q4_K super-blocks
+  wide.name = "batch-llama-256";
+  wide.dim = 256;
+  wide.multiple_of = 256;
+  std::vector<std::pair<ModelConfig, WeightType>> cases;
   for (const ModelConfig& cfg : {llama_config(), llama4_config()})
-    for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0}) {
-      if (!has_panel_kernels(type)) continue;
-      const ModelWeights rows = ModelWeights::random(cfg, 3).cast(type);
-      ModelWeights paneled = rows;
-      paneled.add_panels();
-      ASSERT_TRUE(paneled.has_panels());
-      ASSERT_TRUE(paneled.matrices().layers[0].wq.panels && paneled.matrices().output.panels);
-      Transformer model(std::move(paneled)), plain(rows);
-      const std::string what = cfg.name + " " + weight_type_name(type) + " panels";
-      expect_steps_equal_one_at_a_time(model, what);
-      const auto prompts = prompts_of(cfg.vocab_size, 2, 9);
-      KVCache a = model.make_cache(1), b = plain.make_cache(1);
-      const int64_t V = cfg.vocab_size, P = static_cast<int64_t>(prompts[0].size());
-      model.forward_last(prompts[0].data(), nullptr, P, a);
-      plain.forward_last(prompts[0].data(), nullptr, P, b);
-      const int32_t next = 7;
-      const float* lp = model.forward_step(&next, nullptr, a);
-      const std::vector<float> got(lp, lp + V);
-      const float* lr = plain.forward_step(&next, nullptr, b);
-      double scale = 0, worst = 0;
-      for (int64_t v = 0; v < V; ++v) scale = std::max(scale, std::fabs(static_cast<double>(lr[v])));
-      for (int64_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(static_cast<double>(got[v]) - lr[v]));
-      const double tolerance = type == WeightType::F32 ? 1e-4 : type == WeightType::BF16 ? 2e-2 : 1e-3;
-      EXPECT_LT(worst, tolerance * scale) << what;
-      EXPECT_GT(worst, 0.0) << what << ": the panels' sums are in another order; equal logits mean they were not used";
-      // A prompt of 90 tokens over a cache (q8_0: 40): f32 panels take it (kPanelPromptRows),
-      // the rows model the GEMM; bf16 and q8_0 both on their row kernels (few_rows_limit).
-      const int64_t P2 = type == WeightType::Q8_0 ? 40 : 90;
-      std::vector<int32_t> long_prompt(static_cast<size_t>(P2));
-      for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(6 + (i * 37) % (V - 6));
-      KVCache c = model.make_cache(1), d = plain.make_cache(1);
-      const float* pp = model.forward_last(long_prompt.data(), nullptr, P2, c);
-      const std::vector<float> pgot(pp, pp + V);
-      const float* pr = plain.forward_last(long_prompt.data(), nullptr, P2, d);
-      double pscale = 0, pworst = 0;
-      for (int64_t v = 0; v < V; ++v) pscale = std::max(pscale, std::fabs(static_cast<double>(pr[v])));
-      for (int64_t v = 0; v < V; ++v) pworst = std::max(pworst, std::fabs(static_cast<double>(pgot[v]) - pr[v]));
-      EXPECT_LT(pworst, tolerance * pscale) << what << " prompt";
-      EXPECT_GT(pworst, 0.0) << what << " prompt: equal logits mean the panels were not used";
-    }
+    for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0})
+      cases.emplace_back(cfg, type);
+  cases.emplace_back(wide, WeightType::Q4_K);
+  for (const auto& [cfg, type] : cases) {
+    if (!has_panel_kernels(type)) continue;
+    const ModelWeights rows = ModelWeights::random(cfg, 3).cast(type);
+    ModelWeights paneled = rows;
+    paneled.add_panels();
+    ASSERT_TRUE(paneled.has_panels());
+    ASSERT_TRUE(paneled.matrices().layers[0].wq.panels && paneled.matrices().output.panels);
+    Transformer model(std::move(paneled)), plain(rows);
+    const std::string what = cfg.name + " " + weight_type_name(type) + " panels";
+    expect_steps_equal_one_at_a_time(model, what);
+    const auto prompts = prompts_of(cfg.vocab_size, 2, 9);
+    KVCache a = model.make_cache(1), b = plain.make_cache(1);
+    const int64_t V = cfg.vocab_size, P = static_cast<int64_t>(prompts[0].size());
+    model.forward_last(prompts[0].data(), nullptr, P, a);
+    plain.forward_last(prompts[0].data(), nullptr, P, b);
+    const int32_t next = 7;
+    const float* lp = model.forward_step(&next, nullptr, a);
+    const std::vector<float> got(lp, lp + V);
+    const float* lr = plain.forward_step(&next, nullptr, b);
+    double scale = 0, worst = 0;
+    for (int64_t v = 0; v < V; ++v) scale = std::max(scale, std::fabs(static_cast<double>(lr[v])));
+    for (int64_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(static_cast<double>(got[v]) - lr[v]));
+    // Of the logits' scale; q8_0's rows and panels both quantize the activations.
+    const double tolerance = type == WeightType::F32 ? 1e-4 : type == WeightType::Q8_0 ? 1e-3 : 2e-2;
+    EXPECT_LT(worst, tolerance * scale) << what;
+    EXPECT_GT(worst, 0.0) << what << ": the panels' sums are in another order; equal logits mean they were not used";
+    // A prompt of 90 tokens over a cache (q8_0: 40): f32 panels take it (kPanelPromptRows),
+    // the rows model the GEMM; bf16 and q8_0 both on their row kernels (few_rows_limit).
+    const int64_t P2 = type == WeightType::F32 || type == WeightType::BF16 ? 90 : 40;
+    std::vector<int32_t> long_prompt(static_cast<size_t>(P2));
+    for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(6 + (i * 37) % (V - 6));
+    KVCache c = model.make_cache(1), d = plain.make_cache(1);
+    const float* pp = model.forward_last(long_prompt.data(), nullptr, P2, c);
+    const std::vector<float> pgot(pp, pp + V);
+    const float* pr = plain.forward_last(long_prompt.data(), nullptr, P2, d);
+    double pscale = 0, pworst = 0;
+    for (int64_t v = 0; v < V; ++v) pscale = std::max(pscale, std::fabs(static_cast<double>(pr[v])));
+    for (int64_t v = 0; v < V; ++v) pworst = std::max(pworst, std::fabs(static_cast<double>(pgot[v]) - pr[v]));
+    EXPECT_LT(pworst, tolerance * pscale) << what << " prompt";
+    EXPECT_GT(pworst, 0.0) << what << " prompt: equal logits mean the panels were not used";
+  }
 }
 
 TEST(BatchDecode, Errors) {

@@ -24,10 +24,10 @@ struct Matrix {
   int64_t OC, IC;
   std::vector<float> f32;      // F32 rows
   std::vector<uint16_t> bf16;  // BF16 rows
-  std::vector<uint8_t> q8;     // Q8_0 rows
+  std::vector<uint8_t> q8;     // the rows of a block type (q8_0, q4_0, q4_K)
   WeightView view() const {
     if (type == WeightType::F32) return f32_weights(f32.data(), OC, IC);
-    if (type == WeightType::Q8_0) return {WeightType::Q8_0, q8.data(), OC, IC, IC / kQuantBlock * kQ8_0BlockBytes};
+    if (weight_type_blocked(type)) return {type, q8.data(), OC, IC, weight_row_bytes(type, IC)};
     return {WeightType::BF16, bf16.data(), OC, IC, IC * 2};
   }
 };
@@ -38,8 +38,8 @@ Matrix random_matrix(WeightType type, int64_t OC, int64_t IC, Rng& rng, bool int
   for (float& x : v) x = integers ? std::round(4 * rng.normal()) : rng.normal();
   if (type == WeightType::F32) {
     m.f32 = v;
-  } else if (type == WeightType::Q8_0) {
-    m.q8.resize(static_cast<size_t>(OC * IC / kQuantBlock * kQ8_0BlockBytes));
+  } else if (weight_type_blocked(type)) {
+    m.q8.resize(static_cast<size_t>(OC * weight_row_bytes(type, IC)));
     quantize_row(type, v.data(), OC * IC, m.q8.data());
   } else {
     for (float x : v) m.bf16.push_back(f32_to_bf16(x));
@@ -87,8 +87,10 @@ TEST(Panels, EqualTheirTwinBitForBit) {
         expect_twin(m, x, N, bias.data(), OC / 3, OC - OC / 3 - 1);  // a range that cuts panels
       }
     }
-  for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 32}, {37, 64}, {130, 96}, {8, 32}, {200, 288}, {64, 2048}}) {
-    const Matrix m = random_matrix(WeightType::Q8_0, OC, IC, rng);
+  for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K})
+  for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {130, 768}, {8, 256}, {200, 288}, {64, 2048}, {20, 32}}) {
+    if (IC % weight_type_block(type) != 0) continue;
+    const Matrix m = random_matrix(type, OC, IC, rng);
     std::vector<float> bias(static_cast<size_t>(OC));
     for (float& b : bias) b = rng.normal();
     for (int64_t N : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 33}) {
@@ -123,6 +125,36 @@ TEST(Panels, Q8EveryByteAndScaleIsItsTwins) {
       for (int64_t k = 32; k < 64; ++k) x[static_cast<size_t>(n * IC + k)] = k % 2 ? -3.0f : 3.0f;  // all +-127
     }
     expect_twin(m, x, N, nullptr, 0, OC);
+  }
+}
+
+TEST(Panels, Q4ExtremesAreTheirTwins) {
+  // q4_0 and q4_K rows with every nibble 0 or 15 in patterns (both halves of a byte), q4_K's
+  // 6-bit scales and mins at 63 (all scale bytes 0xFF) or 0, and inputs with zero blocks and
+  // blocks at +-127.
+  Rng rng(77);
+  const int64_t OC = 33, IC = 512;
+  for (WeightType type : {WeightType::Q4_0, WeightType::Q4_K}) {
+    Matrix m = random_matrix(type, OC, IC, rng);
+    const int64_t row_bytes = weight_row_bytes(type, IC), block = type == WeightType::Q4_0 ? kQ4_0BlockBytes : kQ4_KBlockBytes;
+    for (int64_t o = 0; o < OC; ++o)
+      for (int64_t b = 0; b < row_bytes / block; ++b) {
+        uint8_t* blk = m.q8.data() + o * row_bytes + b * block;
+        const int64_t first = type == WeightType::Q4_0 ? 2 : 16;
+        for (int64_t k = first; k < block; ++k) {
+          const uint8_t patterns[4] = {0x00, 0xFF, 0x0F, 0xF0};
+          if ((o + b + k) % 2 == 0) blk[k] = patterns[(o + k) % 4];
+        }
+        if (type == WeightType::Q4_K) std::memset(blk + 4, o % 3 == 0 ? 0xFF : o % 3 == 1 ? 0x00 : blk[4], 12);
+      }
+    for (int64_t N : {1, 3, 9, 16}) {
+      std::vector<float> x = random_input(N, IC, rng);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t k = 0; k < 32; ++k) x[static_cast<size_t>(n * IC + k)] = 0.0f;
+        for (int64_t k = 64; k < 96; ++k) x[static_cast<size_t>(n * IC + k)] = k % 2 ? -3.0f : 3.0f;
+      }
+      expect_twin(m, x, N, nullptr, 0, OC);
+    }
   }
 }
 
@@ -170,8 +202,8 @@ TEST(Panels, Bf16FlushesDenormalsAsTheInstruction) {
 
 TEST(Panels, AnInputRowGetsTheSameNumbersAloneOrInABatch) {
   Rng rng(74);
-  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0}) {
-    const int64_t OC = 67, IC = type == WeightType::Q8_0 ? 128 : 130, N = 21;
+  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K}) {
+    const int64_t OC = 67, IC = type == WeightType::F32 || type == WeightType::BF16 ? 130 : 512, N = 21;
     const Matrix m = random_matrix(type, OC, IC, rng);
     const auto panels = make_panels(m.view());
     const std::vector<float> x = random_input(N, IC, rng);
@@ -193,10 +225,10 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
   // matmul_rows on a view with panels computes from them (not from the rows: changing the
   // rows after the panels were made does not change the product).
   Rng rng(75);
-  for (WeightType type : {WeightType::F32, WeightType::Q8_0}) {
-    Matrix m = random_matrix(type, 40, 64, rng);
+  for (WeightType type : {WeightType::F32, WeightType::Q8_0, WeightType::Q4_K}) {
+    Matrix m = random_matrix(type, 40, 256, rng);
     const auto panels = make_panels(m.view());
-    const std::vector<float> x = random_input(5, 64, rng);
+    const std::vector<float> x = random_input(5, 256, rng);
     std::vector<float> want(5 * 40), got(5 * 40);
     matmul_panels_ref(want.data(), x.data(), m.view(), nullptr, 5, 0, 40);
     for (float& v : m.f32) v = 0.0f;
@@ -209,8 +241,8 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
 }
 
 TEST(Panels, OtherTypesAreRefused) {
-  std::vector<uint8_t> q4(18 * 2);
-  const WeightView w{WeightType::Q4_0, q4.data(), 2, 32, 18};
+  std::vector<uint8_t> q6(210 * 2);
+  const WeightView w{WeightType::Q6_K, q6.data(), 2, 256, 210};
   EXPECT_THROW(make_panels(w), Error);
   std::vector<uint8_t> q8(34 * 2);
   const WeightView odd{WeightType::Q8_0, q8.data(), 1, 48, 68};  // a row off the blocks
