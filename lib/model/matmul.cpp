@@ -82,8 +82,7 @@ int64_t few_rows_limit(WeightType type) {
 bool few_rows_path(int64_t N, WeightType type) { return (N <= few_rows_limit(type) || t_rows) && !t_bf16; }
 bool few_rows_path(int64_t N, const WeightView& w) {
   if (w.panels && w.type == WeightType::F32 && t_prompt && N <= kPanelPromptRows && !t_bf16) return true;
-  if (w.panels && (w.type == WeightType::Q4_0 || w.type == WeightType::Q4_K) && N <= kInt4PanelRows && !t_bf16)
-    return true;
+  if (w.panels && weight_type_blocked(w.type) && N <= kIntPanelRows && !t_bf16) return true;
   return few_rows_path(N, w.type);
 }
 

@@ -27,10 +27,10 @@ inline constexpr int64_t kPromptFewRows = 16;
 // stories110M prompts (2 threads, 2026-12-04) 1.4-2.2x the GEMM's speed at 24-32 tokens,
 // 1.25x at 64, even at 128.
 inline constexpr int64_t kPanelPromptRows = 128;
-// The same for q4_0 and q4_K rows with panels (otherwise 16 in a PromptRowsScope, 3 without):
-// stories110M q4_K prompts (2 threads, 2026-12-04) on panels against the GEMM on the decoded
-// rows: see README, "Batched generation".
-inline constexpr int64_t kInt4PanelRows = 64;
+// The same for q8_0, q4_0 and q4_K rows with panels (otherwise q8_0 64, the others 16 in a
+// PromptRowsScope, 3 without): stories110M prompts (2 threads, 2026-12-04) on panels against
+// the GEMM on the decoded rows: see README, "Batched generation".
+inline constexpr int64_t kIntPanelRows = int64_t{1} << 40;
 // The same for weights stored in another type, whose f32 copies the GEMM needs decoded per
 // call (a pass writing two to four times the weights' bytes) while the row kernel reads them as
 // stored: bf16 (on the bf16 dot product) 2.3x sgemm at P = 8, 1.6x at 64, 1.3x at 128 and 256;
@@ -44,7 +44,7 @@ int64_t few_rows_limit(WeightType type);
 bool few_rows_path(int64_t N);
 bool few_rows_path(int64_t N, WeightType type);
 // For a view: as for its type, and f32 panels take up to kPanelPromptRows in a PromptRowsScope,
-// q4_0 and q4_K panels up to kInt4PanelRows.
+// q8_0, q4_0 and q4_K panels up to kIntPanelRows.
 bool few_rows_path(int64_t N, const WeightView& w);
 
 // While one lives on the calling thread, matmul_forward and matmul_forward_parts take the
