@@ -69,20 +69,29 @@ void few_plain(float* res, int64_t stride, const uint32_t* panels, int64_t np, c
       }
 }
 
-// The int8-block types (q8_0, q4_0, q4_K): an input block's record in panel_input's rows (8
-// words of 32 int8 features, the scale's bits, then for q8_0 -128 x the sum of the int8
-// values, for q4_0 -8 x that sum, for q4_K the sum times the scale: float bits), and the most
-// inputs a pass over a panel takes.
-constexpr int64_t kQ8Record = 10;
+// The int8-block types (q8_0, q4_0, q4_K, q6_K): an input block's record in panel_input's rows
+// (8 words of 32 int8 features, the scale's bits, then for q8_0 -128 x the sum of the int8
+// values, for q4_0 -8 x that sum, for q4_K the sum times the scale (float bits), for q6_K -32 x
+// the sums of the first and of the second 16; a word of padding), and the most inputs a pass
+// over a panel takes.
+constexpr int64_t kQ8Record = 12;
 constexpr int64_t kQ8Pass = 8;
 
 // Words of a panel: q8_0 eight lines a block; q4_0 four (a byte holds features k and k + 16 of
 // its line's four as nibbles); q4_K per super-block its 8 sub-blocks' four lines, then the 16
-// rows' f16 d and dmin (16 words), their 6-bit scales and mins as bytes (8 x 16 each).
+// rows' f16 d and dmin (16 words), their 6-bit scales and mins as bytes (8 x 16 each); q6_K
+// per super-block its 8 blocks' four lines of the levels' low 4 bits and two of their high 2
+// bits (high line h, byte 4r + b: the bits of line 2h's two features in bits 0-3, of line
+// 2h + 1's in bits 4-7), then the 16 rows' int8 scales of the 16 halves (bytes [16][16]), their
+// f16 d, and padding to a whole line.
 constexpr int64_t kQ4KSuper = 8 * 64 + 16 + 32 + 32;
+constexpr int64_t kQ6KSuper = 8 * 96 + 64 + 8 + 8;
 template <WeightType T>
 int64_t panel_words(int64_t B) {
-  return T == WeightType::Q8_0 ? B * 128 : T == WeightType::Q4_0 ? B * 64 : B / 8 * kQ4KSuper;
+  return T == WeightType::Q8_0   ? B * 128
+         : T == WeightType::Q4_0 ? B * 64
+         : T == WeightType::Q4_K ? B / 8 * kQ4KSuper
+                                 : B / 8 * kQ6KSuper;
 }
 
 // One element's chain from a panel (row r of the panel at w, its q8_0/q4_0 scales at sc) and
@@ -94,7 +103,9 @@ float int_chain(const uint32_t* w, const uint16_t* sc, int64_t B, int r, const u
   float acc = 0.0f;
   for (int64_t b = 0; b < B; ++b) {
     const uint32_t* rec = x + b * kQ8Record;
+    // q6_K: the two halves' sums apart (each its own scale).
     int32_t isum = T == WeightType::Q4_K ? 0 : static_cast<int32_t>(rec[9]);
+    int32_t isum2 = T == WeightType::Q6_K ? static_cast<int32_t>(rec[10]) : 0;
     for (int k = 0; k < kQuantBlock; ++k) {
       const int xk = static_cast<int8_t>((rec[k / 4] >> 8 * (k % 4)) & 0xFF);
       int level;
@@ -102,13 +113,27 @@ float int_chain(const uint32_t* w, const uint16_t* sc, int64_t B, int r, const u
         level = static_cast<int>((w[(b * 8 + k / 4) * 16 + r] >> 8 * (k % 4)) & 0xFF);
       } else {
         const int line = (k % 16) / 4, byte = k % 4;
-        const uint32_t* lines = T == WeightType::Q4_0 ? w + b * 64 : w + (b / 8) * kQ4KSuper + (b % 8) * 64;
+        const uint32_t* lines = T == WeightType::Q4_0   ? w + b * 64
+                                : T == WeightType::Q4_K ? w + (b / 8) * kQ4KSuper + (b % 8) * 64
+                                                        : w + (b / 8) * kQ6KSuper + (b % 8) * 96;
         level = static_cast<int>((lines[line * 16 + r] >> (8 * byte + (k < 16 ? 0 : 4))) & 0x0F);
+        if constexpr (T == WeightType::Q6_K) {
+          const uint32_t high = lines[64 + (line / 2) * 16 + r] >> (8 * byte + 4 * (line % 2) + (k < 16 ? 0 : 2));
+          level |= static_cast<int>(high & 3) << 4;
+        }
       }
-      isum += level * xk;
+      if (T == WeightType::Q6_K && k >= 16) isum2 += level * xk;
+      else isum += level * xk;
     }
     const float dx = bits_float(rec[8]);
-    if constexpr (T == WeightType::Q4_K) {
+    if constexpr (T == WeightType::Q6_K) {
+      const uint32_t* sb = w + (b / 8) * kQ6KSuper;
+      const auto* scales = reinterpret_cast<const int8_t*>(sb + 768);
+      const float d = f16_to_f32(reinterpret_cast<const uint16_t*>(sb + 832)[r]);
+      const int g = static_cast<int>(b % 8) * 2;
+      acc = std::fma(static_cast<float>(isum), d * static_cast<float>(scales[g * 16 + r]) * dx, acc);
+      acc = std::fma(static_cast<float>(isum2), d * static_cast<float>(scales[(g + 1) * 16 + r]) * dx, acc);
+    } else if constexpr (T == WeightType::Q4_K) {
       const uint32_t* sb = w + (b / 8) * kQ4KSuper;
       const auto* half = reinterpret_cast<const uint16_t*>(sb + 512);
       const auto* bytes = reinterpret_cast<const uint8_t*>(sb + 528);
@@ -402,10 +427,89 @@ void q4_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w,
                      x, xstride);
 }
 
+// q6_K panels as q4_fast, each line's 4 low bits joined with its 2 high bits (from the high
+// line, once a pass), the halves' integer sums apart (from -32 x the input half's sum), each
+// scaled by d * its int8 scale.
+template <int NP, int J>
+[[gnu::noinline]] void q6_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, int64_t B,
+                               const uint32_t* x, int64_t xstride) {
+  const int64_t words = panel_words<WeightType::Q6_K>(B);
+  const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+  __m512 acc[NP][J];
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < B; ++b) {
+    __m512i lo_sum[NP][J], hi_sum[NP][J];
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      const uint32_t* rec = x + j * xstride + b * kQ8Record;
+      const __m512i first = _mm512_set1_epi32(static_cast<int>(rec[9])), second = _mm512_set1_epi32(static_cast<int>(rec[10]));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) lo_sum[p][j] = first, hi_sum[p][j] = second;
+    }
+#pragma GCC unroll 4
+    for (int l = 0; l < 4; ++l) {
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) {
+        const uint32_t* lines = w + p * words + (b / 8) * kQ6KSuper + (b % 8) * 96;
+        const uint32_t* line = lines + l * 16;
+        _mm_prefetch(reinterpret_cast<const char*>(line) + kQ8PrefetchBytes, _MM_HINT_T0);
+        const __m512i packed = _mm512_load_si512(line);
+        __m512i high = _mm512_load_si512(lines + 64 + (l / 2) * 16);
+        if (l % 2) high = _mm512_srli_epi16(high, 4);
+        const __m512i lo = _mm512_or_si512(_mm512_and_si512(packed, nibble), _mm512_and_si512(_mm512_slli_epi16(high, 4), top));
+        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble),
+                                           _mm512_and_si512(_mm512_slli_epi16(high, 2), top));
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+          const uint32_t* rec = x + j * xstride + b * kQ8Record;
+          lo_sum[p][j] = _mm512_dpbusd_epi32(lo_sum[p][j], lo, _mm512_set1_epi32(static_cast<int>(rec[l])));
+          hi_sum[p][j] = _mm512_dpbusd_epi32(hi_sum[p][j], hi, _mm512_set1_epi32(static_cast<int>(rec[4 + l])));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) {
+      const uint32_t* sb = w + p * words + (b / 8) * kQ6KSuper;
+      const auto* scales = reinterpret_cast<const int8_t*>(sb + 768) + (b % 8) * 32;
+      auto widen = [](const int8_t* v) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))));
+      };
+      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 832)));
+      const __m512 first = _mm512_mul_ps(d, widen(scales)), second = _mm512_mul_ps(d, widen(scales + 16));
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) {
+        const __m512 dx = _mm512_set1_ps(bits_float(x[j * xstride + b * kQ8Record + 8]));
+        acc[p][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo_sum[p][j]), _mm512_mul_ps(first, dx), acc[p][j]);
+        acc[p][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi_sum[p][j]), _mm512_mul_ps(second, dx), acc[p][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p) {
+    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j)
+      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
+  }
+}
+
+template <int NP, int J>
+void q6_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, int64_t B, int64_t np,
+               const uint32_t* x, int64_t xstride) {
+  const int64_t words = panel_words<WeightType::Q6_K>(B);
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP) q6_fast<NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, B, x, xstride);
+  for (; p < np; ++p) q6_fast<1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, B, x, xstride);
+}
+
 template <WeightType T, int NP, int J>
 void int_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
                 int64_t np, const uint32_t* x, int64_t xstride) {
   if constexpr (T == WeightType::Q8_0) q8_chunks<NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
+  else if constexpr (T == WeightType::Q6_K) q6_chunks<NP, J>(dst, stride, bias, w, B, np, x, xstride);
   else q4_chunks<T, NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
 }
 #endif
@@ -531,7 +635,7 @@ void panels_loop_int(float* out, const uint32_t* x, int64_t N, const WeightPanel
   const int64_t OC = p.rows, B = p.cols / kQuantBlock, end = first + count, xstride = B * kQ8Record;
   const int64_t words = panel_words<T>(B);
   const uint32_t* data = p.data.data<uint32_t>();
-  const uint16_t* scales = T == WeightType::Q4_K ? nullptr : p.scales.data<uint16_t>();
+  const uint16_t* scales = T == WeightType::Q8_0 || T == WeightType::Q4_0 ? p.scales.data<uint16_t>() : nullptr;
   auto panel_scales = [&](int64_t q) { return scales ? scales + q * B * 16 : nullptr; };
   const int64_t p0 = first / 16, p1 = (end + 15) / 16;
   auto whole = [&](int64_t q) { return q * 16 >= first && q * 16 + 16 <= std::min(end, OC); };
@@ -564,7 +668,7 @@ void panels_loop_int(float* out, const uint32_t* x, int64_t N, const WeightPanel
 // The types with panels.
 bool panel_type(WeightType t) {
   return t == WeightType::F32 || t == WeightType::BF16 || t == WeightType::Q8_0 || t == WeightType::Q4_0 ||
-         t == WeightType::Q4_K;
+         t == WeightType::Q4_K || t == WeightType::Q6_K;
 }
 
 }  // namespace
@@ -577,7 +681,7 @@ bool has_panel_kernels(WeightType type) {
   if (type == WeightType::BF16) return true;
 #endif
 #if defined(__AVX512VNNI__)
-  if (type == WeightType::Q8_0 || type == WeightType::Q4_0 || type == WeightType::Q4_K) return true;
+  if (weight_type_blocked(type)) return true;  // q8_0, q4_0, q4_K, q6_K
 #endif
   (void)type;
   return false;
@@ -661,6 +765,38 @@ void fill_q4_panels(WeightPanels& p, const WeightView& w) {
   });
 }
 
+void fill_q6_panels(WeightPanels& p, const WeightView& w) {
+  const int64_t P = (w.rows + 15) / 16, B = w.cols / kQuantBlock, words = panel_words<WeightType::Q6_K>(B);
+  p.data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * words, 1)});
+  uint32_t* d = p.data.data_mut<uint32_t>();
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  parallel_chunks(P, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; ++q)
+      for (int64_t r = 0; r < std::min<int64_t>(16, w.rows - q * 16); ++r)
+        for (int64_t s = 0; s < B / 8; ++s) {
+          const unsigned char* blk = base + (q * 16 + r) * w.row_bytes + s * kQ6_KBlockBytes;
+          uint32_t* sb = d + q * words + s * kQ6KSuper;
+          auto* scale_bytes = reinterpret_cast<int8_t*>(sb + 768);
+          std::memcpy(reinterpret_cast<uint16_t*>(sb + 832) + r, blk + 208, 2);
+          for (int j = 0; j < 8; ++j) {
+            int8_t scales[2];
+            uint8_t levels[32], low[32];
+            q6_K_sub_block(blk, j, scales, levels);
+            scale_bytes[(2 * j) * 16 + r] = scales[0];
+            scale_bytes[(2 * j + 1) * 16 + r] = scales[1];
+            for (int k = 0; k < 32; ++k) low[k] = levels[k] & 0x0F;
+            auto* lines = reinterpret_cast<uint8_t*>(sb + j * 96);
+            put_nibbles(lines, r, low);
+            for (int k = 0; k < 16; ++k) {  // feature k's and 16 + k's high bits
+              const int line = k / 4, byte = k % 4;
+              uint8_t& h = lines[256 + (line / 2) * 64 + r * 4 + byte];
+              h = static_cast<uint8_t>(h | ((levels[k] >> 4) | (levels[16 + k] >> 4) << 2) << 4 * (line % 2));
+            }
+          }
+        }
+  });
+}
+
 }  // namespace
 
 std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
@@ -674,7 +810,8 @@ std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
     weight_row_bytes(w.type, w.cols, "weight panels");  // a Data error for a row length off the blocks
     if (w.type == WeightType::Q8_0) fill_q8_panels(*p, w);
     else if (w.type == WeightType::Q4_0) fill_q4_panels<WeightType::Q4_0>(*p, w);
-    else fill_q4_panels<WeightType::Q4_K>(*p, w);
+    else if (w.type == WeightType::Q4_K) fill_q4_panels<WeightType::Q4_K>(*p, w);
+    else fill_q6_panels(*p, w);
     return p;
   }
   const int64_t S = p->steps(), P = (w.rows + 15) / 16, IC = w.cols;
@@ -717,8 +854,15 @@ void panel_input(const float* inp, int64_t N, int64_t IC, WeightType type, std::
         int32_t sum = 0;
         for (int k = 0; k < kQuantBlock; ++k) sum += q[static_cast<size_t>(b * kQuantBlock + k)];
         rec[8] = float_bits(d[static_cast<size_t>(b)]);
-        rec[9] = type == WeightType::Q4_K ? float_bits(static_cast<float>(sum) * d[static_cast<size_t>(b)])
-                                          : static_cast<uint32_t>((type == WeightType::Q4_0 ? -8 : -128) * sum);
+        if (type == WeightType::Q6_K) {
+          int32_t first = 0;
+          for (int k = 0; k < 16; ++k) first += q[static_cast<size_t>(b * kQuantBlock + k)];
+          rec[9] = static_cast<uint32_t>(-32 * first);
+          rec[10] = static_cast<uint32_t>(-32 * (sum - first));
+        } else {
+          rec[9] = type == WeightType::Q4_K ? float_bits(static_cast<float>(sum) * d[static_cast<size_t>(b)])
+                                            : static_cast<uint32_t>((type == WeightType::Q4_0 ? -8 : -128) * sum);
+        }
       }
     }
     return;
@@ -749,6 +893,7 @@ void matmul_panels(float* out, const uint32_t* x, int64_t N, const WeightPanels&
   if (p.type == WeightType::Q8_0) return panels_loop_int<WeightType::Q8_0>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::Q4_0) return panels_loop_int<WeightType::Q4_0>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::Q4_K) return panels_loop_int<WeightType::Q4_K>(out, x, N, p, bias, first, count);
+  if (p.type == WeightType::Q6_K) return panels_loop_int<WeightType::Q6_K>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::F32) return panels_loop<WeightType::F32>(out, x, N, p, bias, first, count);
   panels_loop<WeightType::BF16>(out, x, N, p, bias, first, count);
 }
@@ -775,6 +920,31 @@ void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const 
           uint16_t dw;
           std::memcpy(&dw, blk, 2);
           acc = std::fma(static_cast<float>(dot), f16_to_f32(dw) * in.d[static_cast<size_t>(n * B + b)], acc);
+        }
+        out[n * OC + o] = bias ? acc + bias[o] : acc;
+      }
+    return;
+  }
+  if (w.type == WeightType::Q6_K) {
+    const RowsInput in(inp, N, IC, w.type);
+    const int64_t B = IC / kQuantBlock;
+    for (int64_t o = first; o < first + count; ++o)
+      for (int64_t n = 0; n < N; ++n) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < B; ++b) {
+          const int8_t* q = in.q.data() + n * IC + b * kQuantBlock;
+          const float dx = in.d[static_cast<size_t>(n * B + b)];
+          const unsigned char* blk = base + o * w.row_bytes + (b / 8) * kQ6_KBlockBytes;
+          int8_t scales[2];
+          uint8_t levels[32];
+          q6_K_sub_block(blk, static_cast<int>(b % 8), scales, levels);
+          uint16_t dw;
+          std::memcpy(&dw, blk + 208, 2);
+          for (int half = 0; half < 2; ++half) {
+            int64_t dot = 0;  // int64: see above
+            for (int k = 16 * half; k < 16 * half + 16; ++k) dot += (levels[k] - 32) * q[k];
+            acc = std::fma(static_cast<float>(dot), f16_to_f32(dw) * static_cast<float>(scales[half]) * dx, acc);
+          }
         }
         out[n * OC + o] = bias ? acc + bias[o] : acc;
       }

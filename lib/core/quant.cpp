@@ -319,6 +319,13 @@ void q4_K_sub_block(const void* superblock, int j, int& sc, int& m, uint8_t leve
   for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(q4_K_level(p, 32 * j + i));
 }
 
+void q6_K_sub_block(const void* superblock, int j, int8_t scales[2], uint8_t levels[32]) {
+  const auto* p = static_cast<const unsigned char*>(superblock);
+  scales[0] = static_cast<int8_t>(p[192 + 2 * j]);
+  scales[1] = static_cast<int8_t>(p[192 + 2 * j + 1]);
+  for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(q6_K_level(p, 32 * j + i));
+}
+
 void quantize_row(WeightType type, const float* x, int64_t n, void* out) {
   auto* o = static_cast<unsigned char*>(out);
   switch (type) {

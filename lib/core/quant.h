@@ -74,6 +74,10 @@ void dequantize_row(WeightType type, const void* in, int64_t n, float* out);
 // i = d * sc * levels[i] - dmin * m).
 void q4_K_sub_block(const void* superblock, int j, int& sc, int& m, uint8_t levels[32]);
 
+// Block j (0..7, 32 weights) of a q6_K super-block: the int8 scales of its two halves and its
+// 32 levels 0..63 (weight i = d * scales[i / 16] * (levels[i] - 32)).
+void q6_K_sub_block(const void* superblock, int j, int8_t scales[2], uint8_t levels[32]);
+
 // One input row in int8 blocks: q [n], d [n / 32] (scale of each block), s [n / 32] = 8 * d * sum(q)
 // of the block (what q4_0's offset of 8 costs). n % 32 == 0.
 void quantize_input_q8(const float* x, int64_t n, int8_t* q, float* d, float* s);

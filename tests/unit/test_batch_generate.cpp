@@ -131,7 +131,7 @@ TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
 }
 
 TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
-  // f32, bf16, q8_0, q4_0 and q4_K matrices on panels (core/panels.h), as lm-generate runs
+  // f32, bf16, q8_0, q4_0, q4_K and q6_K matrices on panels (core/panels.h), as lm-generate runs
   // them: the batched steps equal the one-sequence steps bit for bit, and the logits are the
   // row kernel's within float rounding (the same products summed in another order).
   ModelConfig wide = llama_config();  // rows of whole q4_K super-blocks
@@ -143,6 +143,7 @@ TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
     for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0})
       cases.emplace_back(cfg, type);
   cases.emplace_back(wide, WeightType::Q4_K);
+  cases.emplace_back(wide, WeightType::Q6_K);
   for (const auto& [cfg, type] : cases) {
     if (!has_panel_kernels(type)) continue;
     const ModelWeights rows = ModelWeights::random(cfg, 3).cast(type);

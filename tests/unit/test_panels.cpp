@@ -87,7 +87,7 @@ TEST(Panels, EqualTheirTwinBitForBit) {
         expect_twin(m, x, N, bias.data(), OC / 3, OC - OC / 3 - 1);  // a range that cuts panels
       }
     }
-  for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K})
+  for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K})
   for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {130, 768}, {8, 256}, {200, 288}, {64, 2048}, {20, 32}}) {
     if (IC % weight_type_block(type) != 0) continue;
     const Matrix m = random_matrix(type, OC, IC, rng);
@@ -128,24 +128,32 @@ TEST(Panels, Q8EveryByteAndScaleIsItsTwins) {
   }
 }
 
-TEST(Panels, Q4ExtremesAreTheirTwins) {
-  // q4_0 and q4_K rows with every nibble 0 or 15 in patterns (both halves of a byte), q4_K's
-  // 6-bit scales and mins at 63 (all scale bytes 0xFF) or 0, and inputs with zero blocks and
-  // blocks at +-127.
+TEST(Panels, Q4AndQ6ExtremesAreTheirTwins) {
+  // q4_0, q4_K and q6_K rows with their level bits all 0 or all 1 in patterns (both halves of
+  // a byte; q6_K's low and high bits), q4_K's 6-bit scales and mins at 63 (all scale bytes
+  // 0xFF) or 0, q6_K's int8 scales at -128, 127 or 0, and inputs with zero blocks and blocks
+  // at +-127.
   Rng rng(77);
   const int64_t OC = 33, IC = 512;
-  for (WeightType type : {WeightType::Q4_0, WeightType::Q4_K}) {
+  for (WeightType type : {WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K}) {
     Matrix m = random_matrix(type, OC, IC, rng);
-    const int64_t row_bytes = weight_row_bytes(type, IC), block = type == WeightType::Q4_0 ? kQ4_0BlockBytes : kQ4_KBlockBytes;
+    const int64_t row_bytes = weight_row_bytes(type, IC);
+    const int64_t block = type == WeightType::Q4_0 ? kQ4_0BlockBytes : type == WeightType::Q4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
+    // The level bytes of a block: q4_0 after its scale, q4_K after d, dmin and the scales, q6_K
+    // before its scales.
+    const int64_t first = type == WeightType::Q4_0 ? 2 : type == WeightType::Q4_K ? 16 : 0;
+    const int64_t last = type == WeightType::Q6_K ? 192 : block;
     for (int64_t o = 0; o < OC; ++o)
       for (int64_t b = 0; b < row_bytes / block; ++b) {
         uint8_t* blk = m.q8.data() + o * row_bytes + b * block;
-        const int64_t first = type == WeightType::Q4_0 ? 2 : 16;
-        for (int64_t k = first; k < block; ++k) {
+        for (int64_t k = first; k < last; ++k) {
           const uint8_t patterns[4] = {0x00, 0xFF, 0x0F, 0xF0};
           if ((o + b + k) % 2 == 0) blk[k] = patterns[(o + k) % 4];
         }
         if (type == WeightType::Q4_K) std::memset(blk + 4, o % 3 == 0 ? 0xFF : o % 3 == 1 ? 0x00 : blk[4], 12);
+        if (type == WeightType::Q6_K)
+          for (int g = 0; g < 16; ++g)
+            if ((o + g) % 3 != 2) blk[192 + g] = (o + g) % 3 == 0 ? 0x80 : 0x7F;
       }
     for (int64_t N : {1, 3, 9, 16}) {
       std::vector<float> x = random_input(N, IC, rng);
@@ -202,7 +210,8 @@ TEST(Panels, Bf16FlushesDenormalsAsTheInstruction) {
 
 TEST(Panels, AnInputRowGetsTheSameNumbersAloneOrInABatch) {
   Rng rng(74);
-  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K}) {
+  for (WeightType type :
+       {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K}) {
     const int64_t OC = 67, IC = type == WeightType::F32 || type == WeightType::BF16 ? 130 : 512, N = 21;
     const Matrix m = random_matrix(type, OC, IC, rng);
     const auto panels = make_panels(m.view());
@@ -241,8 +250,8 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
 }
 
 TEST(Panels, OtherTypesAreRefused) {
-  std::vector<uint8_t> q6(210 * 2);
-  const WeightView w{WeightType::Q6_K, q6.data(), 2, 256, 210};
+  std::vector<uint16_t> f16(2 * 32);
+  const WeightView w{WeightType::F16, f16.data(), 2, 32, 64};
   EXPECT_THROW(make_panels(w), Error);
   std::vector<uint8_t> q8(34 * 2);
   const WeightView odd{WeightType::Q8_0, q8.data(), 1, 48, 68};  // a row off the blocks
