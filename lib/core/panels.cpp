@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/dtype.h"
@@ -271,6 +272,26 @@ template <WeightType T, int NP, int J>
 // 16 inputs: 4.6-5.2 ms a step against 5.4-5.9 with 2 KB; one input 2.6-2.9 against 2.8-3.2).
 constexpr int64_t kQ8PrefetchBytes = 8192;
 
+// The int kernels' float accumulators: zeroed, and stored (+ bias) at the end.
+template <int NP, int J>
+[[gnu::always_inline]] inline void zero_results(__m512 (&acc)[NP][J]) {
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+}
+template <int NP, int J>
+[[gnu::always_inline]] inline void store_results(float* dst, int64_t stride, const float* bias,
+                                                 const __m512 (&acc)[NP][J]) {
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p) {
+    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j)
+      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
+  }
+}
+
 // q8_plain's NP panels x J inputs with vpdpbusd: per block, each input's 16-lane integer
 // accumulator starts at its -128 x sum and takes the 8 lines (the weights, unsigned) times
 // the input's broadcast 4 bytes (signed); then one FMA per lane of its float and the
@@ -279,10 +300,7 @@ template <int NP, int J>
 [[gnu::noinline]] void q8_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc,
                                int64_t B, const uint32_t* x, int64_t xstride) {
   __m512 acc[NP][J];
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  zero_results<NP, J>(acc);
   for (int64_t b = 0; b < B; ++b) {
     __m512i isum[NP][J];
 #pragma GCC unroll 8
@@ -317,25 +335,9 @@ template <int NP, int J>
       }
     }
   }
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p) {
-    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j)
-      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
-  }
+  store_results<NP, J>(dst, stride, bias, acc);
 }
 
-// np panels NP at a time (then one at a time) against J inputs.
-template <int NP, int J>
-void q8_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
-               int64_t np, const uint32_t* x, int64_t xstride) {
-  int64_t p = 0;
-  for (; p + NP <= np; p += NP)
-    q8_fast<NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * B * 128, sc + p * B * 16, B, x, xstride);
-  for (; p < np; ++p)
-    q8_fast<1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * B * 128, sc + p * B * 16, B, x, xstride);
-}
 
 // q4_0 and q4_K panels as q8_fast: each line's nibbles unpacked once for the pass (low: the
 // line's features of the block's first half, high: of its second), two vpdpbusd per line and
@@ -350,10 +352,7 @@ template <WeightType T, int NP, int J>
   const int64_t words = panel_words<T>(B);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   __m512 acc[NP][J];
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  zero_results<NP, J>(acc);
   for (int64_t b = 0; b < B; ++b) {
     __m512i isum[NP][J];
 #pragma GCC unroll 8
@@ -405,41 +404,20 @@ template <WeightType T, int NP, int J>
       }
     }
   }
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p) {
-    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j)
-      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
-  }
+  store_results<NP, J>(dst, stride, bias, acc);
 }
 
-template <WeightType T, int NP, int J>
-void q4_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
-               int64_t np, const uint32_t* x, int64_t xstride) {
-  const int64_t words = panel_words<T>(B);
-  int64_t p = 0;
-  for (; p + NP <= np; p += NP)
-    q4_fast<T, NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, sc ? sc + p * B * 16 : sc, B,
-                      x, xstride);
-  for (; p < np; ++p)
-    q4_fast<T, 1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, sc ? sc + p * B * 16 : sc, B,
-                     x, xstride);
-}
 
 // q6_K panels as q4_fast, each line's 4 low bits joined with its 2 high bits (from the high
 // line, once a pass), the halves' integer sums apart (from -32 x the input half's sum), each
 // scaled by d * its int8 scale.
 template <int NP, int J>
-[[gnu::noinline]] void q6_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, int64_t B,
-                               const uint32_t* x, int64_t xstride) {
+[[gnu::noinline]] void q6_fast(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* /*sc*/,
+                               int64_t B, const uint32_t* x, int64_t xstride) {
   const int64_t words = panel_words<WeightType::Q6_K>(B);
   const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
   __m512 acc[NP][J];
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) acc[p][j] = _mm512_setzero_ps();
+  zero_results<NP, J>(acc);
   for (int64_t b = 0; b < B; ++b) {
     __m512i lo_sum[NP][J], hi_sum[NP][J];
 #pragma GCC unroll 8
@@ -487,30 +465,27 @@ template <int NP, int J>
       }
     }
   }
-#pragma GCC unroll 8
-  for (int p = 0; p < NP; ++p) {
-    const __m512 bv = bias ? _mm512_loadu_ps(bias + p * 16) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j)
-      _mm512_storeu_ps(dst + j * stride + p * 16, bias ? _mm512_add_ps(acc[p][j], bv) : acc[p][j]);
-  }
+  store_results<NP, J>(dst, stride, bias, acc);
 }
 
-template <int NP, int J>
-void q6_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, int64_t B, int64_t np,
-               const uint32_t* x, int64_t xstride) {
-  const int64_t words = panel_words<WeightType::Q6_K>(B);
-  int64_t p = 0;
-  for (; p + NP <= np; p += NP) q6_fast<NP, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, B, x, xstride);
-  for (; p < np; ++p) q6_fast<1, J>(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * words, B, x, xstride);
-}
 
+// np panels of type T, NP at a time (then one at a time), against J inputs.
 template <WeightType T, int NP, int J>
 void int_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w, const uint16_t* sc, int64_t B,
                 int64_t np, const uint32_t* x, int64_t xstride) {
-  if constexpr (T == WeightType::Q8_0) q8_chunks<NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
-  else if constexpr (T == WeightType::Q6_K) q6_chunks<NP, J>(dst, stride, bias, w, B, np, x, xstride);
-  else q4_chunks<T, NP, J>(dst, stride, bias, w, sc, B, np, x, xstride);
+  auto run = [&](auto fast, int64_t p) {
+    fast(dst + p * 16, stride, bias ? bias + p * 16 : nullptr, w + p * panel_words<T>(B), sc ? sc + p * B * 16 : sc, B,
+         x, xstride);
+  };
+  auto kernel = [](auto panels) {
+    constexpr int P = decltype(panels)::value;
+    if constexpr (T == WeightType::Q8_0) return q8_fast<P, J>;
+    else if constexpr (T == WeightType::Q6_K) return q6_fast<P, J>;
+    else return q4_fast<T, P, J>;
+  };
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP) run(kernel(std::integral_constant<int, NP>{}), p);
+  for (; p < np; ++p) run(kernel(std::integral_constant<int, 1>{}), p);
 }
 #endif
 
