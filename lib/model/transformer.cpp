@@ -442,7 +442,7 @@ void Transformer::attention_decode_step(int64_t l, LayerActivations& la, int64_t
   const ModelConfig& c = config();
   const LayerParams& lw = weights_.params().layers[static_cast<size_t>(l)];
   const ActivationTensors& a = acts_;
-  const int64_t C = c.dim, NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), rep = NH / NKV;
+  const int64_t NH = c.n_heads, NKV = c.kv_heads(), HS = c.head_size(), rep = NH / NKV;
   const float eps = static_cast<float>(c.norm_eps);
   const bool nope = c.is_nope_layer(l);
   const int64_t key_lo = layer_key_lo(l)[0];
