@@ -313,17 +313,26 @@ int q4_K_level(const unsigned char* blk, int e) {
 
 }  // namespace
 
+// (q4_K_level and q6_K_level per element, written out for one block: panels decode every
+// weight of a model through these at open.)
 void q4_K_sub_block(const void* superblock, int j, int& sc, int& m, uint8_t levels[32]) {
   const auto* p = static_cast<const unsigned char*>(superblock);
   q4_K_scale_min(j, p + 4, sc, m);
-  for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(q4_K_level(p, 32 * j + i));
+  const unsigned char* q = p + 16 + 32 * (j / 2);  // block j's nibbles: low for even j, high for odd
+  const int shift = 4 * (j % 2);
+  for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>((q[i] >> shift) & 0x0F);
 }
 
 void q6_K_sub_block(const void* superblock, int j, int8_t scales[2], uint8_t levels[32]) {
   const auto* p = static_cast<const unsigned char*>(superblock);
   scales[0] = static_cast<int8_t>(p[192 + 2 * j]);
   scales[1] = static_cast<int8_t>(p[192 + 2 * j + 1]);
-  for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(q6_K_level(p, 32 * j + i));
+  const int k = j % 4;  // block j's low bits: ql[i] or ql[32 + i] (low or high nibble), high bits at 2k of qh[i]
+  const unsigned char* ql = p + 64 * (j / 4) + 32 * (k % 2);
+  const unsigned char* qh = p + 128 + 32 * (j / 4);
+  const int shift = k >= 2 ? 4 : 0;
+  for (int i = 0; i < 32; ++i)
+    levels[i] = static_cast<uint8_t>(((ql[i] >> shift) & 0x0F) | ((qh[i] >> (2 * k)) & 3) << 4);
 }
 
 void quantize_row(WeightType type, const float* x, int64_t n, void* out) {

@@ -112,6 +112,48 @@ TEST(Quant, HandComputedBlocks) {
   EXPECT_EQ(back[31], 14.0f);
 }
 
+TEST(Quant, KSubBlocksGiveTheDecodedWeights) {
+  // q4_K_sub_block and q6_K_sub_block (the panels' readers) against dequantize_row: every
+  // weight rebuilt from the block's scales and levels (a wrong level is off by d * sc or more).
+  Rng rng(31);
+  std::vector<float> x(4 * kSuperBlock);
+  for (float& v : x) v = rng.normal();
+  for (WeightType type : {WeightType::Q4_K, WeightType::Q6_K}) {
+    const int64_t block_bytes = type == WeightType::Q4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
+    std::vector<uint8_t> q(static_cast<size_t>(4 * block_bytes));
+    quantize_row(type, x.data(), static_cast<int64_t>(x.size()), q.data());
+    std::vector<float> want(x.size());
+    dequantize_row(type, q.data(), static_cast<int64_t>(x.size()), want.data());
+    for (int64_t s = 0; s < 4; ++s) {
+      const uint8_t* blk = q.data() + s * block_bytes;
+      uint16_t d16, dmin16;
+      std::memcpy(&d16, blk + (type == WeightType::Q4_K ? 0 : 208), 2);
+      std::memcpy(&dmin16, blk + 2, 2);
+      const float d = f16_to_f32(d16), dmin = f16_to_f32(dmin16);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t levels[32];
+        float step, got[32];
+        if (type == WeightType::Q4_K) {
+          int sc, m;
+          q4_K_sub_block(blk, j, sc, m, levels);
+          step = d * static_cast<float>(sc);
+          for (int i = 0; i < 32; ++i) got[i] = step * static_cast<float>(levels[i]) - dmin * static_cast<float>(m);
+        } else {
+          int8_t scales[2];
+          q6_K_sub_block(blk, j, scales, levels);
+          step = d * static_cast<float>(std::max(std::abs(scales[0]), std::abs(scales[1])));
+          for (int i = 0; i < 32; ++i) got[i] = d * static_cast<float>(scales[i / 16]) * static_cast<float>(levels[i] - 32);
+        }
+        for (int i = 0; i < 32; ++i) {
+          const float w = want[static_cast<size_t>(s * kSuperBlock + 32 * j + i)];
+          ASSERT_LE(std::fabs(got[i] - w), 1e-5f * (std::fabs(w) + step)) << weight_type_name(type) << " " << s << " " << j << " " << i;
+          ASSERT_LT(levels[i], type == WeightType::Q4_K ? 16 : 64);
+        }
+      }
+    }
+  }
+}
+
 TEST(Quant, RowBytesAndNames) {
   EXPECT_EQ(weight_row_bytes(WeightType::Q8_0, 64), 68);
   EXPECT_EQ(weight_row_bytes(WeightType::Q4_0, 64), 36);
