@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   tool.add_dtype_option(o.dtype, "Forward and train benchmarks: the matmuls' operands, f32 or bf16 (bfloat16 "
                                  "operands, f32 accumulation)");
   tool.add_kv_dtype_option(o.kv_dtype, "Decode benchmark: the KV cache's elements");
+  bool no_panels = false;
+  app.add_flag("--no-panels", no_panels, "Forward and decode benchmarks: multiply the matrices as stored instead of "
+                                         "from panels (lm-generate --no-panels)");
   app.add_option("--decode-tokens", o.decode_tokens, "Decode benchmark: tokens per timed run, from an empty cache")
       ->check(CLI::PositiveNumber);
   app.add_option("--prompt-tokens", o.prompt_tokens, "Forward benchmark: prompt length of the prompt-processing run "
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   tool.add_threads_option();
 
   return tool.run(argc, argv, [&] {
+    o.panels = !no_panels;
     const lm::BenchReport r = lm::run_bench(o, [&](const lm::BenchReport& so_far, lm::BenchPart part) {
       if (!json_out) std::cout << lm::bench_report_text(so_far, part) << std::flush;
     });

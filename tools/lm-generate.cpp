@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   std::string model_path, input_format = "auto", format = "text", output = "-";
   lm::SessionOptions opts;
   lm::GenerateOptions& gen = opts.generate;
-  bool ignore_eos = false, force = false, no_mmap = false;
+  bool ignore_eos = false, force = false, no_mmap = false, no_panels = false;
 
   app.add_option("-m,--model", model_path, "Checkpoint (safetensors with lmkit.config metadata)")
       ->type_name("FILE")
@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   app.add_flag("-f,--force", force, "Write a token stream even to a terminal");
   app.add_flag("--no-mmap", no_mmap, "Copy the weights into memory instead of reading them from the checkpoint's "
                                      "mapping: slower to open, about 10% faster to generate (huge pages)");
+  app.add_flag("--no-panels", no_panels, "Multiply the matrices as stored instead of from panels made at open (a second "
+                                         "copy of every matrix but f16 ones): half the memory, slower (batched) decode");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation; decode is not faster than f32 yet)");
   tool.add_kv_dtype_option(opts.kv_dtype, "The KV caches' elements");
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
     if (gen.logprobs >= 0 && !opts.json) lm::fail_usage("--logprobs goes with --json (the JSON records carry them)");
     if (opts.json && format != "text" && output == "-") lm::fail_usage("--json and --format tokens|ids both want stdout");
     if (format == "tokens") lm::cli::refuse_binary_on_terminal(output, force);
-    lm::GenerateSession session(model_path, no_mmap, tokenizer_file);
+    lm::GenerateSession session(model_path, no_mmap, tokenizer_file, !no_panels);
     const std::unique_ptr<lm::ByteSink> sink = lm::open_output(output);
     session.run(
         opts, *sink, [&] { if (output == "-") std::fflush(stdout); },

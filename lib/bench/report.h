@@ -28,6 +28,7 @@ struct BenchOptions {
   DType dtype = DType::F32;      // forward and train: the matmuls' operands (Transformer::set_compute_dtype)
   int64_t decode_tokens = 128;   // per timed decode run (at most the model's max_seq_len)
   std::optional<DType> kv_dtype;  // decode's KV cache (Transformer::set_kv_dtype); none: the weights' type
+  bool panels = true;            // decode and forward on the matrices' panels, as lm-generate (--no-panels)
   int64_t prompt_tokens = 128;   // forward: prompt processing as llama-bench -p (at most max_seq_len)
   int warmup = 1, repeats = 5;
 };

@@ -47,7 +47,7 @@ BenchReport run_bench(const BenchOptions& opts, const std::function<void(const B
     ModelWeights weights = bench_weights(opts.model, opts.sets, opts.config_format);
     // Decode and prompts on panels as lm-generate runs them; training writes the weights
     // (it would drop them), so a run with train measures everything on the rows.
-    if (!wants("train")) weights.add_panels();
+    if (opts.panels && !wants("train")) weights.add_panels();
     model = std::make_unique<Transformer>(std::move(weights));
   }
   if (model) {

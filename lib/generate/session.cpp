@@ -23,17 +23,18 @@ std::optional<CompletionFormat> completion_format_from_name(std::string_view nam
   return std::nullopt;
 }
 
-GenerateSession::GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file)
+GenerateSession::GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file,
+                                 bool panels)
     : source_(quote(model_path)) {
   ModelWeights weights = convert::load_inference_weights(model_path);
   // Decode reads every weight once per token; a private copy sits on transparent huge pages,
   // the file's page cache mostly on 4 KiB ones (9 to 17% slower decode on stories110m).
   if (copy_weights) weights.make_writable();
   require_finite(weights, source_);
-  // Decode's products (and short prompts') from panels: batched decode at about 1.6x (f32),
-  // 1.3x (bf16) and 2.5x (q8_0) the row-dot tiles' speed, each sequence's numbers its own at
-  // any batch.
-  weights.add_panels();
+  // Decode's products (and prompts') from panels: batched decode at about 1.6x (f32), 1.3x
+  // (bf16), 2.5-3.3x (the block types) the row-dot tiles' speed, each sequence's numbers its
+  // own at any batch; without them half the memory.
+  if (panels) weights.add_panels();
   model_ = std::make_unique<Transformer>(std::move(weights));
   require_supported(model_->config(), program_capabilities(), "lm-generate");
   spec_ = model_tokenizer_spec(model_->weights(), source_);

@@ -51,8 +51,10 @@ class GenerateSession {
  public:
   // Loads the checkpoint (Data error for non-finite weights) and its tokenizer (none for a
   // raw one, or when it is not at hand). `copy_weights`: out of the file's mapping into memory (--no-mmap).
-  // `tokenizer_file` (--tokenizer, may be empty): see find_checkpoint_tokenizer.
-  GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file = {});
+  // `tokenizer_file` (--tokenizer, may be empty): see find_checkpoint_tokenizer. `panels`:
+  // the matrices' panels for the row kernel (ModelWeights::add_panels; false: --no-panels).
+  GenerateSession(const std::string& model_path, bool copy_weights, const std::string& tokenizer_file = {},
+                  bool panels = true);
   ~GenerateSession();
 
   // Generates a completion for every prompt, in order, writing each to `out` as it is

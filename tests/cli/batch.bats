@@ -2,8 +2,8 @@
 # lm-generate --batch N (continuous batching): the same completions as --batch 1 in every
 # output format, greedy and seeded, with stop strings and EOS, on the soma fixture (text),
 # a Llama 4 style mixture-of-experts model, a materium model with conditions and block-wise
-# positions, and q8_0, bf16 and f16 weights; --logprobs in the JSON records; the sampling penalties and
-# min-p; and the errors.
+# positions, and q8_0, bf16 and f16 weights, on panels and (--no-panels) on the rows;
+# --logprobs in the JSON records; the sampling penalties and min-p; and the errors.
 
 load helpers  # corpus
 
@@ -189,4 +189,18 @@ assert len(p) - len(set(p)) <= 2, p' "$g" "$p"
   run $G -m "$SOMA" -p "a" -p "b" -n 2 --batch 2 --dtype bf16
   assert_failure 2
   assert_output --partial "lm-generate: error: --batch above 1 needs --dtype f32"
+}
+
+@test "lm-generate --no-panels: the row kernels (and the GEMM) at every batch size give --batch 1's tokens" {
+  prompts
+  for type in f32 q8_0 q4_0 bf16; do
+    if [ "$type" = f32 ]; then m="$SOMA"; else m="$TMP/$type.safetensors"; lm-convert-checkpoint -q --cast "$type" "$SOMA" "$m"; fi
+    same_at_batches -m "$m" -i "$TMP/p.txt" -n 20 --temperature 0 --format ids --no-panels
+    same_at_batches -m "$m" -i "$TMP/p.txt" -n 20 --seed 9 --no-panels
+  done
+  # The option takes effect: the rows sum in another order than the panels, so the
+  # log-probabilities differ in their last digits.
+  panels=$($G -m "$TMP/q8_0.safetensors" -i "$TMP/p.txt" -n 8 --temperature 0 --json --logprobs 2 | untimed)
+  rows=$($G -m "$TMP/q8_0.safetensors" -i "$TMP/p.txt" -n 8 --temperature 0 --json --logprobs 2 --no-panels | untimed)
+  [ -n "$panels" ] && [ "$panels" != "$rows" ]
 }

@@ -89,6 +89,14 @@ PY
   assert_failure 2
 }
 
+@test "lm-bench --no-panels: forward and decode on the rows as stored" {
+  run lm-bench forward decode --model tiny --decode-tokens 4 --prompt-tokens 8 --batch 1 --seq 16 --sizes 64 \
+    --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1 --no-panels
+  assert_success
+  assert_output --partial "decode (batch 1"
+  assert_output --partial "prompt 8 tokens"
+}
+
 @test "lm-bench runs forward and decode on a checkpoint, as text" {
   run lm-bench forward decode --model "$LMKIT_SOURCE_DIR/tests/fixtures/llama2/model.safetensors" --batch 1 --seq 8 \
       --prompt-tokens 8 --decode-tokens 4 --sizes 32 --bandwidth-mib 4 --repeats 1 --warmup 0 --threads 1
