@@ -27,9 +27,10 @@ inline constexpr int64_t kPromptFewRows = 16;
 // stories110M prompts (2 threads, 2026-12-04) 1.4-2.2x the GEMM's speed at 24-32 tokens,
 // 1.25x at 64, even at 128.
 inline constexpr int64_t kPanelPromptRows = 128;
-// The same for q8_0, q4_0 and q4_K rows with panels (otherwise q8_0 64, the others 16 in a
-// PromptRowsScope, 3 without): stories110M prompts (2 threads, 2026-12-04) on panels against
-// the GEMM on the decoded rows: see README, "Batched generation".
+// The same for the block types' rows (q8_0, q4_0, q4_K, q6_K) with panels: any number (their
+// rows alone: q8_0 64, the others 16 in a PromptRowsScope, 3 without). On panels stories110M
+// prompts ran 2-7x the GEMM on the decoded rows at 16-512 tokens (2 threads, 2026-12-04:
+// README, "Batched generation").
 inline constexpr int64_t kIntPanelRows = int64_t{1} << 40;
 // The same for weights stored in another type, whose f32 copies the GEMM needs decoded per
 // call (a pass writing two to four times the weights' bytes) while the row kernel reads them as
@@ -44,7 +45,7 @@ int64_t few_rows_limit(WeightType type);
 bool few_rows_path(int64_t N);
 bool few_rows_path(int64_t N, WeightType type);
 // For a view: as for its type, and f32 panels take up to kPanelPromptRows in a PromptRowsScope,
-// q8_0, q4_0 and q4_K panels up to kIntPanelRows.
+// the block types' panels any number (kIntPanelRows).
 bool few_rows_path(int64_t N, const WeightView& w);
 
 // While one lives on the calling thread, matmul_forward and matmul_forward_parts take the
