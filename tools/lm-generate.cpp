@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-mmap", no_mmap, "Copy the weights into memory instead of reading them from the checkpoint's "
                                      "mapping: slower to open, about 10% faster to generate (huge pages)");
   app.add_flag("--no-panels", no_panels, "Multiply the matrices as stored instead of from panels made at open (a second "
-                                         "copy of every matrix but f16 ones): half the memory, slower (batched) decode");
+                                         "copy of every matrix): half the memory, slower (batched) decode");
   tool.add_dtype_option(opts.compute_dtype, "Matmul operands: f32, or bf16 (the weights and activations rounded to "
                                             "bfloat16, f32 accumulation; decode is not faster than f32 yet)");
   tool.add_kv_dtype_option(opts.kv_dtype, "The KV caches' elements");

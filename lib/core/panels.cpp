@@ -33,10 +33,21 @@ float bits_float(uint32_t u) {
 }
 float flush(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
 
+// Words a panel's step takes: a line of 16 f32 values or bf16 pairs, half a line of f16 values.
+template <WeightType T>
+constexpr int64_t kStepWords = T == WeightType::F16 ? 8 : 16;
+
+// Row r's word of step k of a panel: f32 bits (f16: its value widened, exactly), a bf16 pair.
+template <WeightType T>
+uint32_t weight_word(const uint32_t* panel, int64_t k, int r) {
+  if constexpr (T == WeightType::F16) return float_bits(f16_to_f32(reinterpret_cast<const uint16_t*>(panel)[k * 16 + r]));
+  return panel[k * 16 + r];
+}
+
 // One step of a chain: w and x are f32 bits, or bf16 pairs (even feature in the low half).
 template <WeightType T>
 float chain_step(float acc, uint32_t w, uint32_t x) {
-  if constexpr (T == WeightType::F32) {
+  if constexpr (T == WeightType::F32 || T == WeightType::F16) {
     return std::fma(bits_float(w), bits_float(x), acc);
   } else {
     auto half = [](uint32_t pair, int odd) { return bf16_to_f32_daz(static_cast<uint16_t>(odd ? pair >> 16 : pair)); };
@@ -53,7 +64,7 @@ void tile_plain(float* dst, int64_t stride, const float* bias, const uint32_t* p
   for (int64_t j = 0; j < inputs; ++j)
     for (int r = 0; r < 16; ++r) {
       float acc = 0.0f;
-      for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panel[k * 16 + r], xt[k * 16 + j]);
+      for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, weight_word<T>(panel, k, r), xt[k * 16 + j]);
       dst[j * stride + r] = bias ? acc + bias[r] : acc;
     }
 }
@@ -65,7 +76,8 @@ void few_plain(float* res, int64_t stride, const uint32_t* panels, int64_t np, c
     for (int64_t p = 0; p < np; ++p)
       for (int r = 0; r < 16; ++r) {
         float acc = 0.0f;
-        for (int64_t k = 0; k < S; ++k) acc = chain_step<T>(acc, panels[(p * S + k) * 16 + r], x[j * S + k]);
+        for (int64_t k = 0; k < S; ++k)
+          acc = chain_step<T>(acc, weight_word<T>(panels + p * S * kStepWords<T>, k, r), x[j * S + k]);
         res[j * stride + p * 16 + r] = acc;
       }
 }
@@ -176,7 +188,7 @@ constexpr int64_t kFewPrefetchLines = 32;
 
 template <WeightType T>
 [[gnu::always_inline]] inline __m512 step16(__m512 acc, __m512 w, __m512 x) {
-  if constexpr (T == WeightType::F32) {
+  if constexpr (T == WeightType::F32 || T == WeightType::F16) {
     return _mm512_fmadd_ps(w, x, acc);
   } else {
 #if defined(__AVX512BF16__)
@@ -208,15 +220,19 @@ template <WeightType T, int H>
     asm("" : "+v"(idx[h]));  // kept in registers
   }
   for (int64_t k = 0; k < S; ++k) {
-    const uint32_t* line = panel + k * 16;
+    const uint32_t* line = panel + k * kStepWords<T>;
     _mm_prefetch(reinterpret_cast<const char*>(line + kPanelPrefetchLines * 16), _MM_HINT_T0);
     const __m512 x = _mm512_loadu_ps(reinterpret_cast<const float*>(xt + k * 16));  // a std::vector: 16-byte aligned
     __m512 X[H];
 #pragma GCC unroll 4
     for (int h = 0; h < H; ++h) X[h] = _mm512_permutexvar_ps(idx[h], x);
+    __m512 widened;  // f16: the step's 16 rows, widened once
+    if constexpr (T == WeightType::F16) widened = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(line)));
 #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
-      const __m512 W = _mm512_broadcast_f32x4(_mm_load_ps(reinterpret_cast<const float*>(line + 4 * g)));
+      __m512 W;
+      if constexpr (T == WeightType::F16) W = _mm512_shuffle_f32x4(widened, widened, 0x55 * g);
+      else W = _mm512_broadcast_f32x4(_mm_load_ps(reinterpret_cast<const float*>(line + 4 * g)));
 #pragma GCC unroll 4
       for (int h = 0; h < H; ++h) acc[g][h] = step16<T>(acc[g][h], W, X[h]);
     }
@@ -254,9 +270,11 @@ template <WeightType T, int NP, int J>
     for (int j = 0; j < J; ++j) xb[j] = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(x[j * S + k])));
 #pragma GCC unroll 8
     for (int p = 0; p < NP; ++p) {
-      const uint32_t* line = panels + (p * S + k) * 16;
+      const uint32_t* line = panels + (p * S + k) * kStepWords<T>;
       if (J > 1) _mm_prefetch(reinterpret_cast<const char*>(line + kFewPrefetchLines * 16), _MM_HINT_T0);
-      const __m512 w = _mm512_load_ps(reinterpret_cast<const float*>(line));
+      __m512 w;
+      if constexpr (T == WeightType::F16) w = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(line)));
+      else w = _mm512_load_ps(reinterpret_cast<const float*>(line));
 #pragma GCC unroll 4
       for (int j = 0; j < J; ++j) acc[p][j] = step16<T>(acc[p][j], w, xb[j]);
     }
@@ -492,7 +510,7 @@ void int_chunks(float* dst, int64_t stride, const float* bias, const uint32_t* w
 #pragma GCC diagnostic pop
 
 template <WeightType T>
-constexpr bool kFast = T == WeightType::F32
+constexpr bool kFast = T == WeightType::F32 || T == WeightType::F16
 #if defined(__AVX512BF16__)
                        || T == WeightType::BF16
 #endif
@@ -520,8 +538,8 @@ void tile(float* dst, int64_t stride, const float* bias, const uint32_t* panel, 
 template <WeightType T, int NP, int J>
 void few_chunks(float* res, int64_t stride, const uint32_t* panels, int64_t np, const uint32_t* x, int64_t S) {
   int64_t p = 0;
-  for (; p + NP <= np; p += NP) few_fast<T, NP, J>(res + p * 16, stride, panels + p * S * 16, x, S);
-  for (; p < np; ++p) few_fast<T, 1, J>(res + p * 16, stride, panels + p * S * 16, x, S);
+  for (; p + NP <= np; p += NP) few_fast<T, NP, J>(res + p * 16, stride, panels + p * S * kStepWords<T>, x, S);
+  for (; p < np; ++p) few_fast<T, 1, J>(res + p * 16, stride, panels + p * S * kStepWords<T>, x, S);
 }
 #endif
 
@@ -558,7 +576,7 @@ void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p
     float res[kFewInputs * kGroup * 16];
     for (int64_t q = p0; q < p1; q += kGroup) {
       const int64_t np = std::min(kGroup, p1 - q);
-      few<T>(res, kGroup * 16, data + q * S * 16, np, x, S, N);
+      few<T>(res, kGroup * 16, data + q * S * kStepWords<T>, np, x, S, N);
       for (int64_t n = 0; n < N; ++n) put(res + n * kGroup * 16, n, q, np);
     }
     return;
@@ -571,11 +589,11 @@ void panels_loop(float* out, const uint32_t* x, int64_t N, const WeightPanels& p
     for (int64_t t = 0; t * 16 < N; ++t) {
       const int64_t inputs = std::min<int64_t>(16, N - t * 16);
       if (whole) {
-        tile<T>(out + t * 16 * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * S * 16, x + t * S * 16, S,
-                inputs);
+        tile<T>(out + t * 16 * OC + q * 16, OC, bias ? bias + q * 16 : nullptr, data + q * S * kStepWords<T>,
+                x + t * S * 16, S, inputs);
         continue;
       }
-      tile<T>(res, 16, nullptr, data + q * S * 16, x + t * S * 16, S, inputs);
+      tile<T>(res, 16, nullptr, data + q * S * kStepWords<T>, x + t * S * 16, S, inputs);
       for (int64_t j = 0; j < inputs; ++j) put(res + j * 16, t * 16 + j, q, 1);
     }
   }
@@ -642,7 +660,7 @@ void panels_loop_int(float* out, const uint32_t* x, int64_t N, const WeightPanel
 
 // The types with panels.
 bool panel_type(WeightType t) {
-  return t == WeightType::F32 || t == WeightType::BF16 || t == WeightType::Q8_0 || t == WeightType::Q4_0 ||
+  return t == WeightType::F32 || t == WeightType::F16 || t == WeightType::BF16 || t == WeightType::Q8_0 || t == WeightType::Q4_0 ||
          t == WeightType::Q4_K || t == WeightType::Q6_K;
 }
 
@@ -650,7 +668,7 @@ bool panel_type(WeightType t) {
 
 bool has_panel_kernels(WeightType type) {
 #if defined(__AVX512F__)
-  if (type == WeightType::F32) return true;
+  if (type == WeightType::F32 || type == WeightType::F16) return true;
 #endif
 #if defined(__AVX512BF16__)
   if (type == WeightType::BF16) return true;
@@ -790,16 +808,20 @@ std::shared_ptr<const WeightPanels> make_panels(const WeightView& w) {
     return p;
   }
   const int64_t S = p->steps(), P = (w.rows + 15) / 16, IC = w.cols;
-  p->data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * S * 16, 1)});
+  const int64_t step_words = w.type == WeightType::F16 ? 8 : 16;
+  p->data = Tensor::zeros(DType::U32, {std::max<int64_t>(P * S * step_words, 1)});
   uint32_t* d = p->data.data_mut<uint32_t>();
   const auto* base = static_cast<const unsigned char*>(w.data);
   parallel_chunks(P, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t q = lo; q < hi; ++q) {
       const int64_t rows = std::min<int64_t>(16, w.rows - q * 16);
-      uint32_t* panel = d + q * S * 16;
+      uint32_t* panel = d + q * S * step_words;
       for (int64_t r = 0; r < rows; ++r) {
         const unsigned char* row = base + (q * 16 + r) * w.row_bytes;
-        if (w.type == WeightType::F32) {
+        if (w.type == WeightType::F16) {
+          auto* halves = reinterpret_cast<uint16_t*>(panel);
+          for (int64_t k = 0; k < IC; ++k) std::memcpy(halves + k * 16 + r, row + 2 * k, 2);
+        } else if (w.type == WeightType::F32) {
           for (int64_t k = 0; k < IC; ++k) std::memcpy(panel + k * 16 + r, row + 4 * k, 4);
         } else {
           for (int64_t k = 0; k < S; ++k) {
@@ -870,6 +892,7 @@ void matmul_panels(float* out, const uint32_t* x, int64_t N, const WeightPanels&
   if (p.type == WeightType::Q4_K) return panels_loop_int<WeightType::Q4_K>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::Q6_K) return panels_loop_int<WeightType::Q6_K>(out, x, N, p, bias, first, count);
   if (p.type == WeightType::F32) return panels_loop<WeightType::F32>(out, x, N, p, bias, first, count);
+  if (p.type == WeightType::F16) return panels_loop<WeightType::F16>(out, x, N, p, bias, first, count);
   panels_loop<WeightType::BF16>(out, x, N, p, bias, first, count);
 }
 
@@ -969,10 +992,16 @@ void matmul_panels_ref(float* out, const float* inp, const WeightView& w, const 
     for (int64_t n = 0; n < N; ++n) {
       const float* x = inp + n * IC;
       float acc = 0.0f;
-      if (w.type == WeightType::F32) {
+      if (w.type == WeightType::F32 || w.type == WeightType::F16) {
         for (int64_t k = 0; k < IC; ++k) {
           float wk;
-          std::memcpy(&wk, row + 4 * k, 4);
+          if (w.type == WeightType::F16) {
+            uint16_t h;
+            std::memcpy(&h, row + 2 * k, 2);
+            wk = f16_to_f32(h);  // exact
+          } else {
+            std::memcpy(&wk, row + 4 * k, 4);
+          }
           acc = std::fma(wk, x[k], acc);
         }
       } else {

@@ -1,6 +1,6 @@
-// Weight panels: the f32 or bf16 rows of a matrix regrouped 16 at a time and stored feature
-// by feature, so that one 64-byte line holds one feature (f32) or one pair of features (bf16)
-// of 16 rows. The panel kernels compute each output element as one chain over the features
+// Weight panels: the f32, f16 or bf16 rows of a matrix regrouped 16 at a time and stored
+// feature by feature, so that one 64-byte line holds one feature (f32), one pair of features
+// (bf16) or half a line one feature (f16, widened exactly as loaded) of 16 rows. The panel kernels compute each output element as one chain over the features
 // in order, in one lane of a vector: per feature a fused multiply-add (f32), per pair of
 // features vdpbf16ps's step (bf16: the odd feature's product added, then the even one's, each
 // sum rounded once, denormal inputs and sums as zeros). An element's chain does not depend on
@@ -36,7 +36,7 @@ inline constexpr int64_t kPanelRows = 16;  // rows a panel; also the inputs a pa
 struct WeightPanels {
   WeightType type = WeightType::F32;  // F32, BF16, Q8_0, Q4_0, Q4_K or Q6_K
   int64_t rows = 0, cols = 0;         // OC, IC of the matrix
-  // F32: [P, IC, 16] floats; BF16: [P, ceil(IC / 2), 16, 2] bf16 (a feature pair a 32-bit
+  // F32: [P, IC, 16] floats; F16: [P, IC, 16] f16 (a step half a line); BF16: [P, ceil(IC / 2), 16, 2] bf16 (a feature pair a 32-bit
   // word, the even feature in the low half); Q8_0: [P, IC / 32, 8, 16, 4] bytes w + 128 (line
   // s of a block: features 4s..4s+3 of each row); Q4_0, Q4_K, Q6_K: see panels.cpp
   // (panel_words); P = ceil(OC / 16); rows and features past the matrix's are zeros.
@@ -47,15 +47,15 @@ struct WeightPanels {
   }
 };
 
-// Whether this build has the panel kernels for `type`: f32 with AVX-512, bf16 with
+// Whether this build has the panel kernels for `type`: f32 and f16 with AVX-512, bf16 with
 // AVX512_BF16, q8_0, q4_0, q4_K and q6_K with AVX512_VNNI (elsewhere their plain loops would
 // run: make no panels).
 bool has_panel_kernels(WeightType type);
-// The panels of f32, bf16, q8_0, q4_0, q4_K or q6_K rows (f16: Unsupported).
+// The panels of a matrix's rows (every WeightType; a row length off the type's blocks: Data).
 std::shared_ptr<const WeightPanels> make_panels(const WeightView& w);
 
 // Inputs as the panel kernels read them (RowsInput::panel_x, made for a view with panels):
-// f32 features or bf16 feature pairs (round_input_bf16), for N <= 4 as rows ([N, steps]),
+// f32 features (f32, f16) or bf16 feature pairs (round_input_bf16), for N <= 4 as rows ([N, steps]),
 // otherwise in tiles of 16 rows feature by feature ([ceil(N / 16), steps, 16], rows past N
 // zeros); the block types: rows of blocks, each 8 words of int8 features (quantize_input_q8),
 // the block's scale (float bits) and the terms of the type's offset or min ([N, IC / 32, 12]:

@@ -45,7 +45,7 @@ void swiglu_up_forward(float* act, float* gate, float* up, const float* inp, con
     // Many rows (batched decode): the blocked kernel wants many weight rows per call, to
     // stream them past the inputs it holds in L1 (and panels are computed 16 rows at once):
     // a piece of w1, the same rows of w3, then their products.
-    parallel_chunks_grouped(F, few_rows_chunk(w1_rows.cols), row_group(N, w1_rows), [&](int64_t lo, int64_t hi) {
+    parallel_chunks_grouped(F, few_rows_chunk(w1_rows), row_group(N, w1_rows), [&](int64_t lo, int64_t hi) {
       matmul_rows(gate, in1, w1_rows, b1, lo, hi - lo);
       matmul_rows(up, in3, w3_rows, b3, lo, hi - lo);
       for (int64_t n = 0; n < N; ++n)

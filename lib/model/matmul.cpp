@@ -15,6 +15,9 @@
 namespace lm {
 
 int64_t few_rows_chunk(int64_t IC) { return std::max<int64_t>(1, (int64_t{32} << 10) / std::max<int64_t>(IC, 1)); }
+int64_t few_rows_chunk(const WeightView& w) {
+  return w.panels ? std::max(few_rows_chunk(w.cols), kPanelChunkRows) : few_rows_chunk(w.cols);
+}
 int64_t row_group(int64_t N) { return N >= kBlockedMinRows ? 4 : 1; }
 int64_t row_group(int64_t N, const WeightView& w) { return w.panels ? kPanelRows : row_group(N); }
 
@@ -210,7 +213,7 @@ void matmul_forward(float* out, const float* inp, const WeightView& w, const flo
     return;
   }
   const RowsInput in(inp, N, w);
-  parallel_chunks_grouped(w.rows, few_rows_chunk(w.cols), row_group(N, w),
+  parallel_chunks_grouped(w.rows, few_rows_chunk(w), row_group(N, w),
                           [&](int64_t lo, int64_t hi) { matmul_rows(out, in, w, bias, lo, hi - lo); });
 }
 
@@ -243,7 +246,8 @@ void matmul_forward_parts(std::initializer_list<MatmulViewPart> parts, const flo
   }
   int64_t rows = 0;
   for (const MatmulViewPart& p : parts) rows += p.weight->rows;
-  parallel_chunks_grouped(rows, few_rows_chunk(IC), panels ? kPanelRows : row_group(N), [&](int64_t lo, int64_t hi) {
+  parallel_chunks_grouped(rows, panels ? std::max(few_rows_chunk(IC), kPanelChunkRows) : few_rows_chunk(IC),
+                          panels ? kPanelRows : row_group(N), [&](int64_t lo, int64_t hi) {
     int64_t start = 0;
     size_t k = 0;
     for (const MatmulViewPart& p : parts) {

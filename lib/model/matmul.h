@@ -82,6 +82,10 @@ class PromptRowsScope {
 // long enough for the hardware prefetcher to stream, short enough to even out the threads'
 // finishing times.
 int64_t few_rows_chunk(int64_t IC);
+// For a view: with panels at least kPanelChunkRows, so that one input's pass keeps 8 panels'
+// chains in flight (a piece of 1-2 panels ran one chain at a time, bound by the FMA's latency).
+inline constexpr int64_t kPanelChunkRows = 8 * 16;
+int64_t few_rows_chunk(const WeightView& w);
 // Rows per group of a piece for N input rows (parallel_chunks_grouped): the blocked f32
 // kernel's 4-row register tile for N >= kBlockedMinRows, else 1; for a view with panels a
 // panel's 16 rows (a piece cut inside a panel would compute it twice).

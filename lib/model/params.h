@@ -251,14 +251,13 @@ class ModelWeights {
   // config().loss_weights on.
   void set_loss_weights(const std::vector<float>& w, const std::string& where);
 
-  // Panels (core/panels.h) of the f32, bf16 and block-quantized (q8_0, q4_0, q4_K, q6_K)
-  // matrices that the row kernel reads (attention and feed-forward projections, the output;
+  // Panels (core/panels.h) of the matrices that the row kernel reads (attention and feed-forward projections, the output;
   // the token embeddings only when they are the output), for inference: matrices() then
   // carries them, and every product on the row kernel computes from them, at any number of
   // rows (batch-1 and batched decode alike). A second copy of those matrices (the rows stay
   // for the GEMM path); copies of the weights share it. Without the panel kernels in this
-  // build (AVX-512; bf16: AVX512_BF16; the block types: AVX512_VNNI), nothing; f16 matrices
-  // keep their rows. arena() drops them (the weights may change).
+  // build (AVX-512; bf16: AVX512_BF16; the block types: AVX512_VNNI), nothing. arena()
+  // drops them (the weights may change).
   void add_panels();
   bool has_panels() const { return !panels_.empty(); }
 

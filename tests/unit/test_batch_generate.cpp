@@ -131,16 +131,16 @@ TEST(BatchDecode, StepsEqualOneSequenceAtATimeBitForBit) {
 }
 
 TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
-  // f32, bf16, q8_0, q4_0, q4_K and q6_K matrices on panels (core/panels.h), as lm-generate runs
-  // them: the batched steps equal the one-sequence steps bit for bit, and the logits are the
-  // row kernel's within float rounding (the same products summed in another order).
+  // Matrices of every type on panels (core/panels.h), as lm-generate runs them: the batched
+  // steps equal the one-sequence steps bit for bit, and the logits are the row kernel's within
+  // float rounding (the same products summed in another order).
   ModelConfig wide = llama_config();  // rows of whole q4_K super-blocks
   wide.name = "batch-llama-256";
   wide.dim = 256;
   wide.multiple_of = 256;
   std::vector<std::pair<ModelConfig, WeightType>> cases;
   for (const ModelConfig& cfg : {llama_config(), llama4_config()})
-    for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0})
+    for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::F16, WeightType::Q8_0, WeightType::Q4_0})
       cases.emplace_back(cfg, type);
   cases.emplace_back(wide, WeightType::Q4_K);
   cases.emplace_back(wide, WeightType::Q6_K);
@@ -167,11 +167,13 @@ TEST(BatchDecode, PanelsGiveEverySequenceItsOwnNumbers) {
     for (int64_t v = 0; v < V; ++v) scale = std::max(scale, std::fabs(static_cast<double>(lr[v])));
     for (int64_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(static_cast<double>(got[v]) - lr[v]));
     // Of the logits' scale; q8_0's rows and panels both quantize the activations.
-    const double tolerance = type == WeightType::F32 ? 1e-4 : type == WeightType::Q8_0 ? 1e-3 : 2e-2;
+    const double tolerance =
+        type == WeightType::F32 || type == WeightType::F16 ? 1e-4 : type == WeightType::Q8_0 ? 1e-3 : 2e-2;
     EXPECT_LT(worst, tolerance * scale) << what;
     EXPECT_GT(worst, 0.0) << what << ": the panels' sums are in another order; equal logits mean they were not used";
-    // A prompt of 90 tokens over a cache (q8_0: 40): f32 panels take it (kPanelPromptRows),
-    // the rows model the GEMM; bf16 and q8_0 both on their row kernels (few_rows_limit).
+    // A prompt of 90 tokens over a cache (the others: 40): f32 panels take it
+    // (kPanelPromptRows), the rows model the GEMM; the others both on their row kernels
+    // (few_rows_limit) or on panels against the GEMM (kIntPanelRows).
     const int64_t P2 = type == WeightType::F32 || type == WeightType::BF16 ? 90 : 40;
     std::vector<int32_t> long_prompt(static_cast<size_t>(P2));
     for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(6 + (i * 37) % (V - 6));

@@ -23,12 +23,12 @@ struct Matrix {
   WeightType type;
   int64_t OC, IC;
   std::vector<float> f32;      // F32 rows
-  std::vector<uint16_t> bf16;  // BF16 rows
+  std::vector<uint16_t> bf16;  // BF16 (or F16) rows
   std::vector<uint8_t> q8;     // the rows of a block type (q8_0, q4_0, q4_K)
   WeightView view() const {
     if (type == WeightType::F32) return f32_weights(f32.data(), OC, IC);
     if (weight_type_blocked(type)) return {type, q8.data(), OC, IC, weight_row_bytes(type, IC)};
-    return {WeightType::BF16, bf16.data(), OC, IC, IC * 2};
+    return {type, bf16.data(), OC, IC, IC * 2};  // BF16 or F16
   }
 };
 
@@ -41,6 +41,8 @@ Matrix random_matrix(WeightType type, int64_t OC, int64_t IC, Rng& rng, bool int
   } else if (weight_type_blocked(type)) {
     m.q8.resize(static_cast<size_t>(OC * weight_row_bytes(type, IC)));
     quantize_row(type, v.data(), OC * IC, m.q8.data());
+  } else if (type == WeightType::F16) {
+    for (float x : v) m.bf16.push_back(f32_to_f16(x));
   } else {
     for (float x : v) m.bf16.push_back(f32_to_bf16(x));
   }
@@ -75,7 +77,7 @@ void expect_twin(const Matrix& m, const std::vector<float>& x, int64_t N, const 
 
 TEST(Panels, EqualTheirTwinBitForBit) {
   Rng rng(71);
-  for (WeightType type : {WeightType::F32, WeightType::BF16})
+  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::F16})
     for (auto [OC, IC] : {std::pair<int64_t, int64_t>{16, 32}, {37, 45}, {130, 96}, {8, 7}, {48, 1}, {200, 288}}) {
       const Matrix m = random_matrix(type, OC, IC, rng);
       std::vector<float> bias(static_cast<size_t>(OC));
@@ -169,7 +171,7 @@ TEST(Panels, Q4AndQ6ExtremesAreTheirTwins) {
 TEST(Panels, IntegerSumsAreExact) {
   // Every partial sum representable: any product dropped, repeated or misplaced shows.
   Rng rng(72);
-  for (WeightType type : {WeightType::F32, WeightType::BF16}) {
+  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::F16}) {
     const int64_t OC = 35, IC = 77;
     const Matrix m = random_matrix(type, OC, IC, rng, true);
     for (int64_t N : {1, 6, 16, 19}) {
@@ -183,8 +185,10 @@ TEST(Panels, IntegerSumsAreExact) {
         for (int64_t o = 0; o < OC; ++o) {
           double sum = 0;
           for (int64_t k = 0; k < IC; ++k) {
-            const double w = type == WeightType::F32 ? m.f32[static_cast<size_t>(o * IC + k)]
-                                                     : bf16_to_f32(m.bf16[static_cast<size_t>(o * IC + k)]);
+            const size_t i = static_cast<size_t>(o * IC + k);
+            const double w = type == WeightType::F32   ? m.f32[i]
+                             : type == WeightType::F16 ? f16_to_f32(m.bf16[i])
+                                                       : bf16_to_f32(m.bf16[i]);
             sum += w * x[static_cast<size_t>(n * IC + k)];
           }
           ASSERT_EQ(got[static_cast<size_t>(n * OC + o)], static_cast<float>(sum)) << n << " " << o;
@@ -210,9 +214,9 @@ TEST(Panels, Bf16FlushesDenormalsAsTheInstruction) {
 
 TEST(Panels, AnInputRowGetsTheSameNumbersAloneOrInABatch) {
   Rng rng(74);
-  for (WeightType type :
-       {WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q6_K}) {
-    const int64_t OC = 67, IC = type == WeightType::F32 || type == WeightType::BF16 ? 130 : 512, N = 21;
+  for (WeightType type : {WeightType::F32, WeightType::BF16, WeightType::F16, WeightType::Q8_0, WeightType::Q4_0,
+                          WeightType::Q4_K, WeightType::Q6_K}) {
+    const int64_t OC = 67, IC = weight_type_blocked(type) ? 512 : 130, N = 21;
     const Matrix m = random_matrix(type, OC, IC, rng);
     const auto panels = make_panels(m.view());
     const std::vector<float> x = random_input(N, IC, rng);
@@ -234,13 +238,14 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
   // matmul_rows on a view with panels computes from them (not from the rows: changing the
   // rows after the panels were made does not change the product).
   Rng rng(75);
-  for (WeightType type : {WeightType::F32, WeightType::Q8_0, WeightType::Q4_K}) {
+  for (WeightType type : {WeightType::F32, WeightType::F16, WeightType::Q8_0, WeightType::Q4_K}) {
     Matrix m = random_matrix(type, 40, 256, rng);
     const auto panels = make_panels(m.view());
     const std::vector<float> x = random_input(5, 256, rng);
     std::vector<float> want(5 * 40), got(5 * 40);
     matmul_panels_ref(want.data(), x.data(), m.view(), nullptr, 5, 0, 40);
     for (float& v : m.f32) v = 0.0f;
+    for (uint16_t& v : m.bf16) v = 0;
     for (uint8_t& v : m.q8) v = 0;
     WeightView w = m.view();
     w.panels = panels.get();
@@ -249,10 +254,7 @@ TEST(Panels, RowKernelTakesAViewsPanels) {
   }
 }
 
-TEST(Panels, OtherTypesAreRefused) {
-  std::vector<uint16_t> f16(2 * 32);
-  const WeightView w{WeightType::F16, f16.data(), 2, 32, 64};
-  EXPECT_THROW(make_panels(w), Error);
+TEST(Panels, RowsOffTheBlocksAreRefused) {
   std::vector<uint8_t> q8(34 * 2);
   const WeightView odd{WeightType::Q8_0, q8.data(), 1, 48, 68};  // a row off the blocks
   EXPECT_THROW(make_panels(odd), Error);
