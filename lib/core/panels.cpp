@@ -200,6 +200,17 @@ template <WeightType T>
   }
 }
 
+// v's 128-bit lane g in all four (the shuffle's immediate spelled out: unoptimized builds do not
+// unroll the callers' loops into constants).
+[[gnu::always_inline]] inline __m512 lane_group(__m512 v, int g) {
+  switch (g) {
+    case 0: return _mm512_shuffle_f32x4(v, v, 0x00);
+    case 1: return _mm512_shuffle_f32x4(v, v, 0x55);
+    case 2: return _mm512_shuffle_f32x4(v, v, 0xAA);
+    default: return _mm512_shuffle_f32x4(v, v, 0xFF);
+  }
+}
+
 // Lanes (a, b), a = lane / 4, b = lane % 4, of accumulator [g][h]: row 4g + b, input 4h + a.
 // W[g]: rows 4g..4g+3 of the line in every 128-bit lane; X[h]: input 4h + a's value in lane
 // group a (one permute of the inputs' line).
@@ -231,7 +242,7 @@ template <WeightType T, int H>
 #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
       __m512 W;
-      if constexpr (T == WeightType::F16) W = _mm512_shuffle_f32x4(widened, widened, 0x55 * g);
+      if constexpr (T == WeightType::F16) W = lane_group(widened, g);
       else W = _mm512_broadcast_f32x4(_mm_load_ps(reinterpret_cast<const float*>(line + 4 * g)));
 #pragma GCC unroll 4
       for (int h = 0; h < H; ++h) acc[g][h] = step16<T>(acc[g][h], W, X[h]);
